@@ -1,0 +1,364 @@
+"""Polytope directories: ``polytope.safetensors`` + ``polytope.json`` + ``facets.json``.
+
+Everything a user can load is safetensors or JSON and is validated here, at the boundary: a pickle
+is refused before anything reads it, shapes are checked against each other and against the model,
+values must be finite. Facet labels are written atomically (temp file + fsync + rename) under a
+file lock, so concurrent edits all land and a crash mid-write leaves the previous file intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import math
+import os
+import struct
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorsError, safe_open
+from safetensors.torch import save_file
+
+from . import __version__
+from .layers import LAYER_CONVENTION
+from .polytope import SafetyPolytope
+
+FORMAT_VERSION = 1
+TENSORS_FILE = "polytope.safetensors"
+META_FILE = "polytope.json"
+FACETS_FILE = "facets.json"
+MAX_TENSOR_BYTES = 1 << 30
+MAX_JSON_BYTES = 16 << 20
+
+REQUIRED_META_KEYS = {
+    "format_version", "sap_viz_version", "model", "layer", "layer_convention", "position",
+    "chat_template", "max_tokens", "num_facets", "feature_dim", "encoder", "train_config",
+    "data", "metrics", "created",
+}
+OPTIONAL_META_KEYS = {"training_history", "layer_sweep", "description", "facet_stats", "threshold_sweep"}
+MODEL_KEYS = {"id", "fingerprint", "hidden_size", "num_layers"}
+FACET_KEYS = {"index", "name", "policy", "author", "confidence", "auto_suggested", "history"}
+
+
+class PolytopeFileError(ValueError):
+    """A polytope directory or file that sap-viz refuses to load; the message says why."""
+
+
+@dataclass
+class PolytopeArtifact:
+    polytope: SafetyPolytope
+    meta: dict
+    facets: list[dict]
+    path: Path | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def layer(self) -> int:
+        return int(self.meta["layer"])
+
+    @property
+    def chat_template(self) -> bool:
+        return bool(self.meta["chat_template"])
+
+    def facet_name(self, k: int) -> str:
+        return str(self.facets[k]["name"]) if 0 <= k < len(self.facets) else f"facet {k}"
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def default_facets(num_facets: int) -> list[dict]:
+    return [
+        {"index": k, "name": f"facet {k}", "policy": "", "author": "", "confidence": 0.0,
+         "auto_suggested": False, "history": []}
+        for k in range(num_facets)
+    ]
+
+
+def _json_default(obj: object) -> object:
+    if hasattr(obj, "item"):
+        return obj.item()  # numpy / torch scalars
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _clean_floats(obj: object) -> object:
+    """JSON has no NaN/Inf: store them as null so every file stays standard JSON."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _clean_floats(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean_floats(v) for v in obj]
+    return obj
+
+
+def write_json_atomic(path: Path, data: object) -> None:
+    """Write JSON so that readers see either the old or the new file, never a half-written one."""
+    text = json.dumps(_clean_floats(data), indent=2, ensure_ascii=False, default=_json_default)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def directory_lock(directory: Path) -> Iterator[None]:
+    """Exclusive lock for read-modify-write of files in ``directory`` (across processes)."""
+    with open(directory / ".lock", "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def polytope_tensors(poly: SafetyPolytope) -> dict[str, torch.Tensor]:
+    tensors = {"phi": poly.phi, "xi": poly.xi, "mean": poly.mean, "std": poly.std}
+    if poly.encoder_kind == "relu":
+        tensors["encoder.weight"] = poly.encoder.weight
+        tensors["encoder.bias"] = poly.encoder.bias
+    return {k: v.detach().float().cpu().contiguous() for k, v in tensors.items()}
+
+
+def save_polytope(
+    directory: str | Path, poly: SafetyPolytope, meta: dict, facets: list[dict] | None = None
+) -> Path:
+    """Write a polytope directory; ``meta`` gets the format fields filled in."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "sap_viz_version": __version__,
+        "layer_convention": LAYER_CONVENTION,
+        "num_facets": poly.num_facets,
+        "feature_dim": poly.feature_dim,
+        "encoder": poly.encoder_kind,
+        "created": now(),
+        **meta,
+    }
+    missing = REQUIRED_META_KEYS - meta.keys()
+    if missing:
+        raise ValueError(f"polytope metadata lacks {sorted(missing)}")
+    tmp = directory / f".{TENSORS_FILE}.tmp"
+    save_file(polytope_tensors(poly), str(tmp), metadata={"format": "sap-viz-polytope", "version": str(FORMAT_VERSION)})
+    os.replace(tmp, directory / TENSORS_FILE)
+    write_json_atomic(directory / META_FILE, meta)
+    write_json_atomic(directory / FACETS_FILE, {"format_version": FORMAT_VERSION, "facets": facets or default_facets(poly.num_facets)})
+    return directory
+
+
+# ---------------------------------------------------------------- loading and validation
+
+
+def _check_not_pickle(path: Path) -> None:
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if head[:2] == b"PK":
+        raise PolytopeFileError(f"{path.name} is a zip archive (torch.save / pickle format); sap-viz loads only safetensors")
+    if head[:1] == b"\x80" or head[:1] in (b"(", b"]", b"}", b"c"):
+        raise PolytopeFileError(f"{path.name} looks like a Python pickle; sap-viz never unpickles files — use safetensors")
+    if len(head) < 8:
+        raise PolytopeFileError(f"{path.name} is truncated or empty ({len(head)} bytes)")
+    header_len = struct.unpack("<Q", head)[0]
+    size = path.stat().st_size
+    if header_len > size - 8 or header_len > MAX_JSON_BYTES:
+        raise PolytopeFileError(f"{path.name} is not a valid safetensors file (truncated or corrupt header)")
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise PolytopeFileError(f"missing {path.name}")
+    if path.stat().st_size > MAX_TENSOR_BYTES:
+        raise PolytopeFileError(f"{path.name} is larger than {MAX_TENSOR_BYTES >> 20} MiB")
+    _check_not_pickle(path)
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return {k: fh.get_tensor(k) for k in fh.keys()}
+    except (SafetensorsError, OSError, RuntimeError, ValueError) as exc:
+        raise PolytopeFileError(f"{path.name} is not a valid safetensors file (truncated or corrupt): {exc}") from None
+
+
+def _read_json(path: Path) -> object:
+    if not path.is_file():
+        raise PolytopeFileError(f"missing {path.name}")
+    if path.stat().st_size > MAX_JSON_BYTES:
+        raise PolytopeFileError(f"{path.name} is larger than {MAX_JSON_BYTES >> 20} MiB")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PolytopeFileError(f"{path.name} is not valid UTF-8 JSON: {exc}") from None
+
+
+def validate_meta(meta: object) -> dict:
+    if not isinstance(meta, dict):
+        raise PolytopeFileError(f"{META_FILE} must hold a JSON object")
+    missing = REQUIRED_META_KEYS - meta.keys()
+    if missing:
+        raise PolytopeFileError(f"{META_FILE} lacks keys: {', '.join(sorted(missing))}")
+    extra = meta.keys() - REQUIRED_META_KEYS - OPTIONAL_META_KEYS
+    if extra:
+        raise PolytopeFileError(f"{META_FILE} has unknown keys: {', '.join(sorted(extra))}")
+    if meta["format_version"] != FORMAT_VERSION:
+        raise PolytopeFileError(f"{META_FILE} has format_version {meta['format_version']!r}; this sap-viz reads {FORMAT_VERSION}")
+    model = meta["model"]
+    if not isinstance(model, dict) or not MODEL_KEYS <= model.keys():
+        raise PolytopeFileError(f"{META_FILE}: 'model' must have {', '.join(sorted(MODEL_KEYS))}")
+    ints = {"layer": meta["layer"], "num_facets": meta["num_facets"], "feature_dim": meta["feature_dim"],
+            "max_tokens": meta["max_tokens"], "model.hidden_size": model["hidden_size"], "model.num_layers": model["num_layers"]}
+    for name, value in ints.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise PolytopeFileError(f"{META_FILE}: {name} must be a non-negative integer, got {value!r}")
+    if meta["num_facets"] < 1:
+        raise PolytopeFileError(f"{META_FILE}: num_facets must be ≥ 1")
+    if meta["encoder"] not in ("relu", "linear"):
+        raise PolytopeFileError(f"{META_FILE}: encoder must be 'relu' or 'linear'")
+    if meta["position"] not in ("last", "all"):
+        raise PolytopeFileError(f"{META_FILE}: position must be 'last' or 'all'")
+    if meta["layer"] >= model["num_layers"]:
+        raise PolytopeFileError(f"{META_FILE}: layer {meta['layer']} ≥ model.num_layers {model['num_layers']}")
+    return meta
+
+
+def validate_facets(data: object, num_facets: int) -> list[dict]:
+    if not isinstance(data, dict) or not isinstance(data.get("facets"), list):
+        raise PolytopeFileError(f"{FACETS_FILE} must be an object with a 'facets' list")
+    facets = data["facets"]
+    if len(facets) != num_facets:
+        raise PolytopeFileError(f"{FACETS_FILE} has {len(facets)} facets, the polytope has {num_facets}")
+    for k, facet in enumerate(facets):
+        if not isinstance(facet, dict) or set(facet.keys()) != FACET_KEYS:
+            raise PolytopeFileError(f"{FACETS_FILE}: facet {k} must have exactly the keys {', '.join(sorted(FACET_KEYS))}")
+        if facet["index"] != k:
+            raise PolytopeFileError(f"{FACETS_FILE}: facet {k} has index {facet['index']!r}")
+        if not isinstance(facet["name"], str) or not isinstance(facet["policy"], str) or not isinstance(facet["history"], list):
+            raise PolytopeFileError(f"{FACETS_FILE}: facet {k} has a non-text name/policy or a non-list history")
+    return facets
+
+
+def _build_polytope(tensors: dict[str, torch.Tensor], meta: dict) -> SafetyPolytope:
+    k, f, d = meta["num_facets"], meta["feature_dim"], meta["model"]["hidden_size"]
+    expected = {"phi": (k, f), "xi": (k,), "mean": (d,), "std": (d,)}
+    if meta["encoder"] == "relu":
+        expected |= {"encoder.weight": (f, d), "encoder.bias": (f,)}
+    elif f != d:
+        raise PolytopeFileError(f"linear polytope needs feature_dim == hidden_size, got {f} and {d}")
+    if set(tensors) != set(expected):
+        raise PolytopeFileError(f"{TENSORS_FILE} holds tensors {sorted(tensors)}, expected {sorted(expected)}")
+    for name, shape in expected.items():
+        if tuple(tensors[name].shape) != shape:
+            raise PolytopeFileError(f"{TENSORS_FILE}: {name} has shape {tuple(tensors[name].shape)}, expected {shape} (from {META_FILE})")
+        if not tensors[name].is_floating_point() or not torch.isfinite(tensors[name]).all():
+            raise PolytopeFileError(f"{TENSORS_FILE}: {name} contains NaN/Inf or is not floating point")
+    if (tensors["std"] <= 0).any():
+        raise PolytopeFileError(f"{TENSORS_FILE}: std must be positive")
+    poly = SafetyPolytope(d, k, f, meta["encoder"])
+    with torch.no_grad():
+        poly.phi.copy_(tensors["phi"])
+        poly.xi.copy_(tensors["xi"])
+        poly.mean.copy_(tensors["mean"])
+        poly.std.copy_(tensors["std"])
+        if meta["encoder"] == "relu":
+            poly.encoder.weight.copy_(tensors["encoder.weight"])
+            poly.encoder.bias.copy_(tensors["encoder.bias"])
+    poly.eval()
+    poly.requires_grad_(False)
+    return poly
+
+
+def check_against_model(meta: dict, hidden_size: int, num_layers: int, fingerprint: str | None, strict_fingerprint: bool = True) -> list[str]:
+    """Refuse a polytope made for another model; returns warnings for softer mismatches."""
+    model = meta["model"]
+    if model["hidden_size"] != hidden_size:
+        raise PolytopeFileError(f"polytope is for hidden size {model['hidden_size']}, the loaded model has {hidden_size}")
+    if meta["layer"] >= num_layers:
+        raise PolytopeFileError(f"polytope layer {meta['layer']} does not exist in a model with {num_layers} blocks")
+    if fingerprint is not None and model["fingerprint"] != fingerprint:
+        msg = (f"polytope was trained on model {model['id']!r} (weights fingerprint {model['fingerprint']}), "
+               f"the loaded model's fingerprint is {fingerprint}")
+        if strict_fingerprint:
+            raise PolytopeFileError(msg)
+        return [msg]
+    return []
+
+
+def load_polytope(
+    directory: str | Path,
+    hidden_size: int | None = None,
+    num_layers: int | None = None,
+    fingerprint: str | None = None,
+    strict_fingerprint: bool = True,
+) -> PolytopeArtifact:
+    """Load and validate a polytope directory (optionally against the model it will run on)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise PolytopeFileError(f"{directory} is not a polytope directory")
+    meta = validate_meta(_read_json(directory / META_FILE))
+    tensors = _read_tensors(directory / TENSORS_FILE)
+    poly = _build_polytope(tensors, meta)
+    facets_path = directory / FACETS_FILE
+    facets = validate_facets(_read_json(facets_path), meta["num_facets"]) if facets_path.exists() else default_facets(meta["num_facets"])
+    warnings: list[str] = []
+    if hidden_size is not None and num_layers is not None:
+        warnings = check_against_model(meta, hidden_size, num_layers, fingerprint, strict_fingerprint)
+    return PolytopeArtifact(poly, meta, facets, directory, warnings)
+
+
+def read_facets(directory: str | Path) -> list[dict]:
+    directory = Path(directory)
+    meta = validate_meta(_read_json(directory / META_FILE))
+    return validate_facets(_read_json(directory / FACETS_FILE), meta["num_facets"])
+
+
+def label_facet(
+    directory: str | Path,
+    index: int,
+    name: str,
+    policy: str = "",
+    author: str = "",
+    confidence: float = 1.0,
+    auto_suggested: bool = False,
+    max_len: int = 4000,
+) -> dict:
+    """Set a facet's label, appending the previous one to its history; safe under concurrent writers."""
+    directory = Path(directory)
+    name, policy, author = (str(x).replace("\x00", "").strip() for x in (name, policy, author))
+    if not name:
+        raise ValueError("a facet name must not be empty")
+    if len(name) > 200 or len(policy) > max_len or len(author) > 200:
+        raise ValueError(f"name and author must be ≤ 200 characters, policy ≤ {max_len}")
+    try:
+        confidence = float(confidence)
+    except (TypeError, ValueError):
+        raise ValueError("confidence must be a number between 0 and 1") from None
+    if not 0.0 <= confidence <= 1.0:
+        raise ValueError("confidence must be between 0 and 1")
+    with directory_lock(directory):
+        facets = read_facets(directory)
+        if not isinstance(index, int) or not 0 <= index < len(facets):
+            raise ValueError(f"facet index must be between 0 and {len(facets) - 1}, got {index!r}")
+        facet = facets[index]
+        entry = {"name": name, "policy": policy, "author": author, "confidence": confidence,
+                 "auto_suggested": bool(auto_suggested), "time": now()}
+        facet["history"].append(entry)
+        facet.update({k: entry[k] for k in ("name", "policy", "author", "confidence", "auto_suggested")})
+        write_json_atomic(directory / FACETS_FILE, {"format_version": FORMAT_VERSION, "facets": facets})
+        return facet

@@ -1,0 +1,121 @@
+"""Hidden-state features at layer L (output of decoder block L), batched, early-exit, cached on disk.
+
+Why right padding: with causal attention, real tokens never see the pads that follow them, and
+position ids stay those of the unpadded prompt — so a batched feature equals the feature of the
+same prompt run alone (and the state the monitoring hook sees during generation).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from .hooks import StopForward, capture_and_stop
+from .model_loading import LoadedModel, cache_dir
+from .prompts import encode_prompt
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    layer: int = 20
+    position: str = "last"  # "last" token of the prompt, or "all" tokens
+    chat_template: bool = True
+    max_tokens: int = 256
+    batch_size: int = 16
+
+
+def _batches(order: list[int], lengths: list[int], batch_size: int, max_batch_tokens: int = 8192) -> list[list[int]]:
+    """Group length-sorted indices into batches bounded by count and by padded token count."""
+    out: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        if current and (len(current) >= batch_size or lengths[i] * (len(current) + 1) > max_batch_tokens):
+            out.append(current)
+            current = []
+        current.append(i)
+    if current:
+        out.append(current)
+    return out
+
+
+@torch.no_grad()
+def hidden_states_at(
+    lm: LoadedModel, token_ids: list[list[int]], layer: int, batch_size: int = 16, progress: bool | str = False
+) -> list[torch.Tensor]:
+    """Block-``layer`` output for each sequence (seq_len × d, fp32), stopping the forward pass there."""
+    lengths = [len(ids) for ids in token_ids]
+    order = sorted(range(len(token_ids)), key=lambda i: -lengths[i])
+    pad_id = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
+    results: list[torch.Tensor | None] = [None] * len(token_ids)
+    batches = _batches(order, lengths, batch_size)
+    desc = progress if isinstance(progress, str) else f"features @ layer {layer}"
+    for batch in tqdm(batches, desc=desc, disable=not progress, unit="batch"):
+        width = max(lengths[i] for i in batch)
+        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, i in enumerate(batch):
+            ids[row, : lengths[i]] = torch.tensor(token_ids[i])
+            mask[row, : lengths[i]] = 1
+        with capture_and_stop(lm.model, layer, lm.layers_path) as captured:
+            try:
+                lm.model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device), use_cache=False)
+            except StopForward:
+                pass
+        hidden = captured[0].float().cpu()
+        for row, i in enumerate(batch):
+            results[i] = hidden[row, : lengths[i]].clone()
+    return results  # type: ignore[return-value]
+
+
+def _cache_key(lm: LoadedModel, cfg: FeatureConfig, texts: list[str]) -> str:
+    digest = hashlib.sha256()
+    meta = {k: v for k, v in asdict(cfg).items() if k != "batch_size"}
+    digest.update(json.dumps({"model": lm.fingerprint, **meta}, sort_keys=True).encode())
+    for text in texts:
+        digest.update(hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest())
+    return digest.hexdigest()[:24]
+
+
+def extract_features(
+    lm: LoadedModel,
+    texts: list[str],
+    cfg: FeatureConfig = FeatureConfig(),
+    use_cache: bool = True,
+    progress: bool | str = True,
+) -> torch.Tensor | list[torch.Tensor]:
+    """Features for ``texts``: N × d for ``position="last"``, else a list of seq_len × d tensors.
+
+    Cached in ``<cache>/features`` keyed by model fingerprint, layer, position, template flag,
+    truncation and the texts themselves, so a second run costs one file read.
+    """
+    if cfg.position not in ("last", "all"):
+        raise ValueError(f"position must be 'last' or 'all', got {cfg.position!r}")
+    path = cache_dir() / "features" / f"{_cache_key(lm, cfg, texts)}.safetensors"
+    if use_cache and path.is_file():
+        stored = load_file(path)
+        if cfg.position == "last":
+            return stored["features"]
+        flat, offsets = stored["features"], stored["offsets"].tolist()
+        return [flat[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+    token_ids = [encode_prompt(lm.tokenizer, t, cfg.chat_template, cfg.max_tokens).ids for t in texts]
+    states = hidden_states_at(lm, token_ids, cfg.layer, cfg.batch_size, progress)
+    if cfg.position == "last":
+        feats = torch.stack([s[-1] for s in states]) if states else torch.zeros(0, lm.hidden_size)
+        tensors = {"features": feats.contiguous()}
+        result: torch.Tensor | list[torch.Tensor] = feats
+    else:
+        offsets = torch.tensor([0, *torch.cumsum(torch.tensor([len(s) for s in states]), 0).tolist()])
+        tensors = {"features": torch.cat(states).contiguous(), "offsets": offsets}
+        result = states
+    if use_cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        save_file(tensors, str(tmp))
+        tmp.replace(path)
+    return result

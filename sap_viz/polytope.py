@@ -1,0 +1,65 @@
+"""The safety polytope: concept encoder + K linear facets over hidden states.
+
+``f = ReLU(W·norm(h) + b)`` (or ``f = norm(h)`` for the linear variant), ``v_k = φ_k·f − ξ_k``.
+A state is safe iff every ``v_k < 0``; ``score = max_k v_k`` is the continuous unsafety score.
+
+``norm`` standardises h with the training features' mean and std. The reference code feeds raw
+residual states; on SmolLM2 a few residual dimensions are ~100× larger than the rest, which makes
+Adam at lr 0.01 ignore most of the space. The statistics are stored with the polytope, so scoring
+and steering see exactly the function that was trained.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class SafetyPolytope(nn.Module):
+    def __init__(self, d_model: int, num_facets: int = 14, feature_dim: int | None = 16384, encoder: str = "relu"):
+        super().__init__()
+        if num_facets < 1:
+            raise ValueError(f"num_facets must be ≥ 1, got {num_facets}")
+        if encoder not in ("relu", "linear"):
+            raise ValueError(f"encoder must be 'relu' or 'linear', got {encoder!r}")
+        self.encoder_kind = encoder
+        self.d_model = d_model
+        width = d_model if encoder == "linear" else int(feature_dim or 16384)
+        self.feature_dim = width
+        self.num_facets = num_facets
+        self.register_buffer("mean", torch.zeros(d_model))
+        self.register_buffer("std", torch.ones(d_model))
+        if encoder == "relu":
+            self.encoder = nn.Linear(d_model, width)
+            nn.init.xavier_uniform_(self.encoder.weight)
+            nn.init.zeros_(self.encoder.bias)
+        else:
+            self.encoder = nn.Identity()
+        self.phi = nn.Parameter(torch.empty(num_facets, width))
+        nn.init.xavier_uniform_(self.phi)
+        self.xi = nn.Parameter(torch.zeros(num_facets))
+
+    def set_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.mean.copy_(mean)
+        self.std.copy_(std.clamp_min(1e-6))
+
+    def concepts(self, h: torch.Tensor) -> torch.Tensor:
+        x = (h.to(self.mean.dtype) - self.mean) / self.std
+        return torch.relu(self.encoder(x)) if self.encoder_kind == "relu" else x
+
+    def violations_from_concepts(self, f: torch.Tensor) -> torch.Tensor:
+        return f @ self.phi.T - self.xi
+
+    def violations(self, h: torch.Tensor) -> torch.Tensor:
+        """Per-facet violations ``v`` (… × K) for hidden states ``h`` (… × d)."""
+        return self.violations_from_concepts(self.concepts(h))
+
+    forward = violations
+
+    def score(self, h: torch.Tensor) -> torch.Tensor:
+        return self.violations(h).max(dim=-1).values
+
+    @torch.no_grad()
+    def predict(self, h: torch.Tensor) -> torch.Tensor:
+        """True = unsafe (outside the polytope: some facet has ``v ≥ 0``)."""
+        return self.score(h) >= 0

@@ -1,0 +1,48 @@
+"""Turn a user request into the exact token sequence the model sees (chat template or raw)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+def has_chat_template(tokenizer: object) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def format_prompt(tokenizer: object, text: str, chat_template: bool = True) -> str:
+    """The prompt string; with ``chat_template`` the request becomes a user turn plus the assistant header.
+
+    Features are taken at the last token of this string, i.e. the position where the model is about
+    to answer — the state that monitoring and steering see at prefill.
+    """
+    if chat_template and has_chat_template(tokenizer):
+        return tokenizer.apply_chat_template(  # type: ignore[attr-defined]
+            [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+        )
+    return text
+
+
+def _ids(tokenizer: object, formatted: str, templated: bool) -> list[int]:
+    # A chat template already contains its special tokens; a raw prompt gets the tokenizer's BOS.
+    return list(tokenizer(formatted, add_special_tokens=not templated)["input_ids"])  # type: ignore[operator]
+
+
+@dataclass
+class EncodedPrompt:
+    ids: list[int]
+    truncated: bool
+    kept_chars: int  # how many characters of the user's text survived truncation
+
+
+def encode_prompt(tokenizer: object, text: str, chat_template: bool = True, max_tokens: int | None = None) -> EncodedPrompt:
+    """Token ids of the formatted prompt, cutting the *user text* (not the template) to fit ``max_tokens``."""
+    templated = chat_template and has_chat_template(tokenizer)
+    ids = _ids(tokenizer, format_prompt(tokenizer, text, chat_template), templated)
+    if max_tokens is None or len(ids) <= max_tokens:
+        return EncodedPrompt(ids, False, len(text))
+    text_ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])  # type: ignore[operator]
+    overhead = len(ids) - len(text_ids)
+    budget = max(1, max_tokens - overhead - 1)
+    cut = tokenizer.decode(text_ids[:budget])  # type: ignore[attr-defined]
+    ids = _ids(tokenizer, format_prompt(tokenizer, cut, chat_template), templated)[-max_tokens:]
+    return EncodedPrompt(ids, True, len(cut))

@@ -1,0 +1,88 @@
+"""Shared fixtures: tiny randomly initialised models (seconds, no download) and a byte tokenizer."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import (
+    AutoModelForCausalLM,
+    GemmaConfig,
+    GPT2Config,
+    GPTNeoXConfig,
+    LlamaConfig,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+)
+
+from sap_viz.model_loading import LoadedModel, weights_fingerprint
+
+VOCAB = 260  # 256 bytes + 4 specials
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def byte_tokenizer() -> PreTrainedTokenizerFast:
+    # Byte-level: every byte is one token, so any text round-trips without a trained vocabulary.
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {ch: i for i, ch in enumerate(alphabet)}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok)
+    fast.add_special_tokens({"eos_token": "<|im_end|>", "pad_token": "<pad>", "bos_token": "<|im_start|>",
+                             "additional_special_tokens": ["<unk>"]})
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def tiny_config(family: str):
+    common = dict(vocab_size=VOCAB, eos_token_id=256, pad_token_id=257, bos_token_id=258)
+    if family == "llama":
+        return LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
+                           num_key_value_heads=2, max_position_embeddings=512, **common)
+    if family == "qwen2":
+        return Qwen2Config(hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
+                           num_key_value_heads=2, max_position_embeddings=512, **common)
+    if family == "gemma":
+        return GemmaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
+                           num_key_value_heads=2, head_dim=8, max_position_embeddings=512, **common)
+    if family == "gpt2":
+        return GPT2Config(n_embd=32, n_layer=4, n_head=4, n_positions=512, **common)
+    if family == "gpt_neox":
+        return GPTNeoXConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
+                             max_position_embeddings=512, **common)
+    raise ValueError(family)
+
+
+def make_tiny_lm(family: str = "llama", seed: int = 0) -> LoadedModel:
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(tiny_config(family))
+    model.eval()
+    model.requires_grad_(False)
+    tok = byte_tokenizer()
+    assert len(tok) <= VOCAB
+    return LoadedModel(model=model, tokenizer=tok, model_id=f"tiny-{family}", fingerprint=weights_fingerprint(model))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Every test writes caches into its own temp dir, never into the user's cache."""
+    monkeypatch.setenv("SAP_VIZ_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(scope="session")
+def tiny_lm() -> LoadedModel:
+    return make_tiny_lm("llama")
+
+
+FAMILIES = ["llama", "qwen2", "gemma", "gpt2", "gpt_neox"]
