@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorsError, safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from . import __version__
@@ -193,7 +193,7 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         with safe_open(str(path), framework="pt") as fh:
             return {k: fh.get_tensor(k) for k in fh.keys()}
-    except (SafetensorsError, OSError, RuntimeError, ValueError) as exc:
+    except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
         raise PolytopeFileError(f"{path.name} is not a valid safetensors file (truncated or corrupt): {exc}") from None
 
 

@@ -86,3 +86,34 @@ def tiny_lm() -> LoadedModel:
 
 
 FAMILIES = ["llama", "qwen2", "gemma", "gpt2", "gpt_neox"]
+
+
+def linear_artifact(lm: LoadedModel, layer: int, phi: torch.Tensor, xi: torch.Tensor):
+    """A linear-encoder polytope with chosen facets (no normalisation), for exact geometric tests."""
+    from sap_viz.artifact import PolytopeArtifact, default_facets
+    from sap_viz.polytope import SafetyPolytope
+
+    poly = SafetyPolytope(lm.hidden_size, phi.shape[0], encoder="linear")
+    with torch.no_grad():
+        poly.phi.copy_(phi)
+        poly.xi.copy_(xi)
+    poly.requires_grad_(False)
+    meta = {"layer": layer, "chat_template": True, "position": "last", "max_tokens": 256,
+            "model": {"id": lm.model_id, "fingerprint": lm.fingerprint, "hidden_size": lm.hidden_size, "num_layers": lm.num_layers}}
+    return PolytopeArtifact(poly, meta, default_facets(phi.shape[0]))
+
+
+def separating_artifact(lm: LoadedModel, layer: int, unsafe_text: str, safe_text: str):
+    """Facet 0 separates the two prompts' last-token states: the first violates, the second does not."""
+    from sap_viz.features import FeatureConfig, extract_features
+
+    feats = extract_features(lm, [unsafe_text, safe_text], FeatureConfig(layer=layer), use_cache=False, progress=False)
+    direction = feats[0] - feats[1]
+    direction = direction / direction.norm()
+    mid = float(direction @ (feats[0] + feats[1]) / 2)
+    torch.manual_seed(1)
+    other = torch.randn(lm.hidden_size)
+    other = other / other.norm()
+    phi = torch.stack([direction, other])
+    xi = torch.tensor([mid, float(other @ feats[1]) + 1e3])  # facet 1 never fires
+    return linear_artifact(lm, layer, phi, xi)

@@ -1,0 +1,87 @@
+"""Safe Flow: move a hidden state back inside the polytope with as small an edit as possible.
+
+Minimises ``‖h − h₀‖₁/d + α·Σ_k v_k(h) + β·Σ_k relu(v_k(h) + margin)`` with the encoder frozen
+(SAP_METHOD.md §4). Unlike the reference (one SGD step, batch size 1) we iterate Adam until every
+facet holds with ``margin`` or ``max_steps`` is reached, on whole batches where only violating rows
+move, and keep h₀ for a row whose loss is not finite. The optimisation runs in the polytope's
+standardised coordinates so one learning rate fits every residual dimension.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .polytope import SafetyPolytope
+
+
+@dataclass
+class SafeFlowConfig:
+    strength: float = 1.0  # β: weight of the hinge on violated facets
+    alpha: float = 1e-4  # α: weight of the summed violations (pushes deeper inside)
+    margin: float = 0.1  # stop once every v_k ≤ −margin
+    max_steps: int = 100
+    lr: float = 0.1
+
+    def validate(self) -> None:
+        if not (self.strength > 0 and self.strength <= 1e4):
+            raise ValueError(f"strength must be in (0, 10000], got {self.strength}")
+        if not 0 <= self.margin <= 100:
+            raise ValueError(f"margin must be in [0, 100], got {self.margin}")
+        if not 1 <= self.max_steps <= 10000:
+            raise ValueError(f"max_steps must be in [1, 10000], got {self.max_steps}")
+        if not 0 < self.lr <= 100 or self.alpha < 0:
+            raise ValueError("lr must be in (0, 100] and alpha ≥ 0")
+
+
+@dataclass
+class SteerOutcome:
+    hidden: torch.Tensor  # n × d, steered (rows that needed no change are h₀)
+    before: torch.Tensor  # n × K
+    after: torch.Tensor  # n × K
+    steered: torch.Tensor  # n bool: rows that were outside and got changed
+    steps: torch.Tensor  # n int
+    delta_norm: torch.Tensor  # n, ‖h − h₀‖₂
+
+
+def safe_flow(poly: SafetyPolytope, h0: torch.Tensor, cfg: SafeFlowConfig = SafeFlowConfig(), threshold: float = 0.0) -> SteerOutcome:
+    """Steer the rows of ``h0`` (n × d) whose max violation is ≥ ``threshold``; leave the others bit-identical."""
+    with torch.no_grad():
+        h0f = h0.detach().float()
+        before = poly.violations(h0f)
+    outside = before.max(dim=1).values >= threshold
+    hidden, after = h0f.clone(), before.clone()
+    steps = torch.zeros(len(h0f), dtype=torch.long)
+    if outside.any():
+        idx = torch.nonzero(outside).squeeze(1)
+        start = h0f[idx]
+        z0 = (start - poly.mean) / poly.std
+        z = z0.clone().requires_grad_(True)
+        opt = torch.optim.Adam([z], lr=cfg.lr)
+        active = torch.ones(len(idx), dtype=torch.bool)
+        d = h0f.shape[1]
+        with torch.enable_grad():
+            for step in range(cfg.max_steps):
+                h = z * poly.std + poly.mean
+                v = poly.violations(h)
+                done = (v.max(dim=1).values <= -cfg.margin).detach()
+                active &= ~done
+                steps[idx[active]] = step + 1
+                if not active.any():
+                    break
+                per_row = (h - start).abs().sum(dim=1) / d + cfg.alpha * v.sum(dim=1) + cfg.strength * torch.relu(v + cfg.margin).sum(dim=1)
+                loss = (per_row * active).sum()
+                opt.zero_grad()
+                loss.backward()
+                with torch.no_grad():
+                    z.grad[~active] = 0  # finished rows stay where they are
+                opt.step()
+        with torch.no_grad():
+            result = z.detach() * poly.std + poly.mean
+            bad = ~torch.isfinite(result).all(dim=1)
+            result[bad] = start[bad]
+            hidden[idx] = result
+            after[idx] = poly.violations(result)
+    delta = (hidden - h0f).norm(dim=1)
+    return SteerOutcome(hidden.to(h0.dtype), before, after, outside & (delta > 0), steps, delta)

@@ -1,0 +1,161 @@
+import pytest
+import torch
+from conftest import linear_artifact, make_tiny_lm, separating_artifact
+
+from sap_viz.generation import (
+    GenerationConfig,
+    InterventionConfig,
+    PolytopeHook,
+    compare,
+    generate_one,
+    run_generation,
+    stream_generation,
+)
+from sap_viz.hooks import count_hooks, residual_hook
+from sap_viz.steering import SafeFlowConfig, safe_flow
+
+BAD, GOOD = "bad request", "good request"
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return make_tiny_lm("llama", seed=3)
+
+
+@pytest.fixture(scope="module")
+def art(lm):
+    return separating_artifact(lm, 2, BAD, GOOD)
+
+
+def plain_generate(lm, prompt, n, **kw):
+    from sap_viz.prompts import encode_prompt
+
+    ids = torch.tensor([encode_prompt(lm.tokenizer, prompt).ids])
+    out = lm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, do_sample=False,
+                            pad_token_id=lm.tokenizer.pad_token_id, eos_token_id=[256], **kw)
+    return out[0, ids.shape[1]:].tolist()
+
+
+def test_monitor_equals_plain_generate_and_cleans_up(lm, art):
+    res = generate_one(lm, art, BAD, GenerationConfig(max_new_tokens=12), InterventionConfig(mode="monitor"))
+    assert [t.token_id for t in res.generated] == plain_generate(lm, BAD, 12)[: len(res.generated)]
+    assert count_hooks(lm.model) == 0
+    # every prompt token and every generated token but the last has K violations recorded
+    assert all(t.violations is not None and len(t.violations) == 2 for t in res.tokens[:-1])
+    assert res.prompt_flagged
+
+
+def test_hook_removed_after_exception_in_generation(lm, art, monkeypatch):
+    def broken(*a, **k):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("sap_viz.generation.safe_flow", broken)
+    with pytest.raises(RuntimeError, match="boom"):
+        generate_one(lm, art, BAD, GenerationConfig(max_new_tokens=3), InterventionConfig(mode="steer"))
+    assert count_hooks(lm.model) == 0
+
+
+def test_no_state_leaks_between_calls(lm, art):
+    cfg = GenerationConfig(max_new_tokens=6)
+    first = generate_one(lm, art, BAD, cfg, InterventionConfig(mode="steer"))
+    generate_one(lm, art, GOOD, cfg, InterventionConfig(mode="steer"))
+    again = generate_one(lm, art, BAD, cfg, InterventionConfig(mode="steer"))
+    assert first.to_dict() == again.to_dict()
+
+
+def test_safe_flow_moves_violating_state_inside_and_leaves_inside_state(lm, art):
+    torch.manual_seed(0)
+    h = torch.randn(4, lm.hidden_size) * 3
+    v = art.polytope.violations(h).max(1).values
+    out = safe_flow(art.polytope, h, SafeFlowConfig(margin=0.1, max_steps=500))
+    for i in range(4):
+        if v[i] >= 0:
+            assert out.steered[i] and out.after[i].max() <= -0.1 + 1e-4
+            assert out.delta_norm[i] > 0
+        else:
+            assert not out.steered[i] and torch.equal(out.hidden[i], h[i])
+
+
+def test_batch_only_violating_row_changes(lm, art):
+    from sap_viz.prompts import encode_prompt
+
+    a, b = encode_prompt(lm.tokenizer, BAD).ids, encode_prompt(lm.tokenizer, GOOD).ids
+    width = max(len(a), len(b))
+    ids = torch.full((2, width), lm.tokenizer.pad_token_id)
+    mask = torch.zeros((2, width), dtype=torch.long)
+    for row, seq in enumerate((a, b)):
+        ids[row, width - len(seq):] = torch.tensor(seq)
+        mask[row, width - len(seq):] = 1
+    hook = PolytopeHook(art, InterventionConfig(mode="steer"), [width - len(a), width - len(b)])
+    captured = {}
+
+    def grab(h):
+        captured["h"] = h.clone()
+
+    plain = lm.model(input_ids=ids, attention_mask=mask).logits
+    with residual_hook(lm.model, 2, hook), residual_hook(lm.model, 3, grab):
+        steered = lm.model(input_ids=ids, attention_mask=mask).logits
+    data = hook.assembled()
+    assert data["steered"][0, -1] and not data["steered"][1].any()
+    assert not torch.allclose(plain[0, -1], steered[0, -1])
+    torch.testing.assert_close(plain[1], steered[1])
+    assert data["after"][0, -1].max() <= 0
+
+
+def test_steering_with_cache_matches_no_cache(lm, art):
+    gen = GenerationConfig(max_new_tokens=6)
+    cfg = InterventionConfig(mode="steer")
+    cached = generate_one(lm, art, BAD, gen, cfg)
+    uncached = generate_one(lm, art, BAD, GenerationConfig(max_new_tokens=6, use_cache=False), cfg)
+    assert cached.interventions > 0
+    assert [t.token_id for t in cached.tokens] == [t.token_id for t in uncached.tokens]
+    for x, y in zip(cached.tokens, uncached.tokens):
+        assert x.steered == y.steered
+
+
+def test_refusal_emits_exactly_the_refusal_text(lm, art):
+    res = generate_one(lm, art, BAD, GenerationConfig(max_new_tokens=40), InterventionConfig(mode="refuse", refusal_text="No thanks."))
+    assert res.prompt_flagged and res.refused
+    assert res.text == "No thanks."
+
+
+def test_refusal_after_a_later_violation(lm):
+    # A facet that fires on no prompt token but on a generated one: the text before it is the model's own.
+    base = generate_one(lm, separating_artifact(lm, 2, BAD, GOOD), GOOD, GenerationConfig(max_new_tokens=8))
+    states = [t for t in base.tokens if t.violations is not None]
+    assert len(states) > base.prompt_len
+    art = separating_artifact(lm, 2, BAD, GOOD)
+    prompt_max = max(t.violations[0] for t in base.tokens[: base.prompt_len])
+    gen_max = max(t.violations[0] for t in base.generated if t.violations is not None)
+    if gen_max <= prompt_max:
+        pytest.skip("random tiny model produced no generated state above the prompt's")
+    with torch.no_grad():
+        art.polytope.xi[0] += (prompt_max + gen_max) / 2
+    res = generate_one(lm, art, GOOD, GenerationConfig(max_new_tokens=40), InterventionConfig(mode="refuse", refusal_text="No."))
+    assert res.refused and not res.prompt_flagged and res.text.endswith("No.")
+    assert res.text != "No."
+
+
+def test_stream_yields_growing_text_then_result(lm, art):
+    items = list(stream_generation(lm, art, BAD, GenerationConfig(max_new_tokens=5), InterventionConfig(mode="steer")))
+    *texts, result = items
+    assert texts and all(isinstance(t, str) for t in texts)
+    assert texts[-1] == result.text
+    assert result.interventions > 0
+
+
+def test_compare_reports_divergence(lm, art):
+    cmp = compare(lm, art, BAD, GenerationConfig(max_new_tokens=8), InterventionConfig(mode="refuse", refusal_text="No."))
+    assert cmp.first_divergence == 0
+    same = compare(lm, art, GOOD, GenerationConfig(max_new_tokens=8), InterventionConfig(mode="monitor"))
+    assert same.first_divergence is None
+
+
+@pytest.mark.parametrize("bad", [dict(mode="fly"), dict(positions="middle"), dict(max_interventions=-1)])
+def test_bad_settings_raise(lm, art, bad):
+    with pytest.raises(ValueError):
+        generate_one(lm, art, BAD, GenerationConfig(max_new_tokens=2), InterventionConfig(**bad))
+    with pytest.raises(ValueError):
+        generate_one(lm, art, BAD, GenerationConfig(max_new_tokens=10**6))
+    with pytest.raises(ValueError):
+        generate_one(lm, art, "   ", GenerationConfig(max_new_tokens=2))
