@@ -7,6 +7,7 @@ same prompt run alone (and the state the monitoring hook sees during generation)
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import asdict, dataclass
@@ -16,7 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from .hooks import StopForward, capture_and_stop
+from .hooks import StopForward, residual_hook
 from .model_loading import LoadedModel, cache_dir
 from .prompts import encode_prompt
 
@@ -44,33 +45,54 @@ def _batches(order: list[int], lengths: list[int], batch_size: int, max_batch_to
     return out
 
 
+def _recorder(store: dict[int, torch.Tensor], layer: int, stop: bool):
+    def fn(hidden: torch.Tensor) -> None:
+        store[layer] = hidden.detach()
+        if stop:
+            raise StopForward
+
+    return fn
+
+
 @torch.no_grad()
-def hidden_states_at(
-    lm: LoadedModel, token_ids: list[list[int]], layer: int, batch_size: int = 16, progress: bool | str = False
-) -> list[torch.Tensor]:
-    """Block-``layer`` output for each sequence (seq_len × d, fp32), stopping the forward pass there."""
+def hidden_states_multi(
+    lm: LoadedModel, token_ids: list[list[int]], layers: list[int], batch_size: int = 16, progress: bool | str = False
+) -> dict[int, list[torch.Tensor]]:
+    """Outputs of several blocks in one pass per batch, stopping after the deepest one."""
     lengths = [len(ids) for ids in token_ids]
     order = sorted(range(len(token_ids)), key=lambda i: -lengths[i])
     pad_id = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
-    results: list[torch.Tensor | None] = [None] * len(token_ids)
-    batches = _batches(order, lengths, batch_size)
-    desc = progress if isinstance(progress, str) else f"features @ layer {layer}"
-    for batch in tqdm(batches, desc=desc, disable=not progress, unit="batch"):
+    results: dict[int, list] = {layer: [None] * len(token_ids) for layer in layers}
+    deepest = max(layers)
+    desc = progress if isinstance(progress, str) else f"features @ layers {layers}"
+    for batch in tqdm(_batches(order, lengths, batch_size), desc=desc, disable=not progress, unit="batch"):
         width = max(lengths[i] for i in batch)
         ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
         for row, i in enumerate(batch):
             ids[row, : lengths[i]] = torch.tensor(token_ids[i])
             mask[row, : lengths[i]] = 1
-        with capture_and_stop(lm.model, layer, lm.layers_path) as captured:
+        captured: dict[int, torch.Tensor] = {}
+        with contextlib.ExitStack() as stack:
+            for layer in layers:
+                stack.enter_context(residual_hook(lm.model, layer, _recorder(captured, layer, layer == deepest), lm.layers_path))
             try:
                 lm.model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device), use_cache=False)
             except StopForward:
                 pass
-        hidden = captured[0].float().cpu()
-        for row, i in enumerate(batch):
-            results[i] = hidden[row, : lengths[i]].clone()
-    return results  # type: ignore[return-value]
+        for layer in layers:
+            hidden = captured[layer].float().cpu()
+            for row, i in enumerate(batch):
+                results[layer][i] = hidden[row, : lengths[i]].clone()
+    return results
+
+
+def hidden_states_at(
+    lm: LoadedModel, token_ids: list[list[int]], layer: int, batch_size: int = 16, progress: bool | str = False
+) -> list[torch.Tensor]:
+    """Block-``layer`` output for each sequence (seq_len × d, fp32), stopping the forward pass there."""
+    desc = progress if isinstance(progress, str) else (f"features @ layer {layer}" if progress else False)
+    return hidden_states_multi(lm, token_ids, [layer], batch_size, desc)[layer]
 
 
 def _cache_key(lm: LoadedModel, cfg: FeatureConfig, texts: list[str]) -> str:

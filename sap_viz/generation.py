@@ -35,6 +35,7 @@ DEFAULT_REFUSAL = "Sorry, I can't answer your request."
 @dataclass
 class GenerationConfig:
     max_new_tokens: int = 48
+    min_new_tokens: int = 0  # benchmarks set it to max_new_tokens so every run has equal length
     do_sample: bool = False
     temperature: float = 0.7
     top_p: float = 0.9
@@ -324,7 +325,7 @@ def _prepare(lm: LoadedModel, artifact: PolytopeArtifact, prompts: list[str], ge
 
 
 def _generate_kwargs(lm: LoadedModel, gen: GenerationConfig, processors: LogitsProcessorList) -> dict:
-    kwargs = dict(max_new_tokens=gen.max_new_tokens, do_sample=gen.do_sample, use_cache=gen.use_cache,
+    kwargs = dict(max_new_tokens=gen.max_new_tokens, min_new_tokens=gen.min_new_tokens or None, do_sample=gen.do_sample, use_cache=gen.use_cache,
                   logits_processor=processors, pad_token_id=lm.tokenizer.pad_token_id, eos_token_id=_eos_ids(lm))
     if gen.do_sample:
         kwargs |= dict(temperature=gen.temperature, top_p=gen.top_p, top_k=0)

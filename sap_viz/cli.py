@@ -1,0 +1,342 @@
+"""``python -m sap_viz``: train, score, eval, sweep, generate, eval-steering, bench."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_POLYTOPE = REPO_ROOT / "polytopes" / "smollm2-135m-default"
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit code 2, no traceback."""
+
+
+def _model(args: argparse.Namespace):
+    from .model_loading import ModelConfig, load_model
+
+    return load_model(ModelConfig(name=args.model, dtype=args.dtype, device=args.device, layers_path=args.layers_path))
+
+
+def _load_artifact(lm, path: str):
+    from .artifact import load_polytope
+
+    art = load_polytope(path, lm.hidden_size, lm.num_layers, lm.fingerprint, strict_fingerprint=False)
+    for warning in art.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return art
+
+
+def _read_rows(path: str) -> list[dict]:
+    """Rows of a JSONL or CSV file with a ``text`` column, validated with row numbers in errors."""
+    p = Path(path)
+    if not p.is_file():
+        raise CliError(f"input file {path} does not exist")
+    try:
+        raw = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CliError(f"{path} is not valid UTF-8 (byte {exc.start})") from None
+    rows: list[dict] = []
+    if p.suffix.lower() in (".jsonl", ".json", ".ndjson"):
+        for n, line in enumerate(raw.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise CliError(f"{path} line {n}: not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise CliError(f"{path} line {n}: expected a JSON object")
+            rows.append(row)
+    elif p.suffix.lower() in (".csv", ".tsv"):
+        rows = list(csv.DictReader(raw.splitlines(), delimiter="\t" if p.suffix.lower() == ".tsv" else ","))
+    else:
+        raise CliError(f"{path}: use a .jsonl or .csv file")
+    for n, row in enumerate(rows, 1):
+        if not isinstance(row.get("text"), str) or not row["text"].strip():
+            raise CliError(f"{path} row {n}: missing or empty 'text'")
+    if not rows:
+        raise CliError(f"{path} has no rows")
+    return rows
+
+
+def _print_table(rows: list[dict], columns: list[str]) -> None:
+    def fmt(v: object) -> str:
+        if isinstance(v, float):
+            return f"{v:.3f}"
+        return "—" if v is None else str(v)
+
+    widths = [max(len(c), *(len(fmt(r.get(c))) for r in rows)) for c in columns]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    for r in rows:
+        print("  ".join(fmt(r.get(c)).ljust(w) for c, w in zip(columns, widths)))
+
+
+METRIC_COLUMNS = ["split", "method", "n", "accuracy", "precision", "recall", "f1", "fpr", "fnr", "auroc", "over_refusal"]
+
+
+def _dataset(args: argparse.Namespace):
+    from .data import DataConfig, build_dataset, load_user_file
+
+    if getattr(args, "data", None):
+        from .data import assign_splits
+
+        return assign_splits(load_user_file(args.data), DataConfig(seed=args.seed))
+    return build_dataset(DataConfig(seed=args.seed))
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from .data import dataset_fingerprint, dataset_provenance
+    from .features import FeatureConfig
+    from .pipeline import metrics_rows, save_trained, train_and_evaluate
+    from .training import TrainConfig
+
+    lm = _model(args)
+    df = _dataset(args)
+    tcfg = TrainConfig(num_facets=args.facets, feature_dim=args.feature_dim, encoder=args.encoder, epochs=args.epochs,
+                       lr=args.lr, batch_size=args.batch_size, margin=args.margin, seed=args.seed, entropy_mode=args.entropy)
+    layer = args.layer if args.layer >= 0 else lm.num_layers + args.layer
+    fcfg = FeatureConfig(layer=layer, chat_template=not args.no_template, max_tokens=args.max_tokens)
+    provenance = {**dataset_provenance(df), "fingerprint": dataset_fingerprint(df)}
+    trained = train_and_evaluate(lm, df, fcfg, tcfg, provenance=provenance)
+    path = save_trained(trained, args.output)
+    _print_table(metrics_rows(trained.report), METRIC_COLUMNS)
+    print(f"saved polytope to {path}")
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    from .pipeline import score_texts
+
+    rows = _read_rows(args.input)
+    lm = _model(args)
+    art = _load_artifact(lm, args.polytope)
+    viol = score_texts(lm, art, [r["text"] for r in rows], progress=True, batch_size=args.batch_size)
+    out = open(args.output, "w", encoding="utf-8") if args.output != "-" else sys.stdout
+    try:
+        for row, v in zip(rows, viol, strict=True):
+            k = int(v.argmax())
+            out.write(json.dumps({**row, "score": float(v.max()), "unsafe": bool(v.max() >= 0),
+                                  "violations": [round(float(x), 5) for x in v], "top_facet": k,
+                                  "top_facet_name": art.facet_name(k)}, ensure_ascii=False) + "\n")
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    flagged = int((viol.max(dim=1).values >= 0).sum())
+    print(f"scored {len(rows)} texts, {flagged} flagged unsafe → {args.output}", file=sys.stderr)
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from .pipeline import evaluate_artifact, metrics_rows
+
+    lm = _model(args)
+    art = _load_artifact(lm, args.polytope)
+    df = _dataset(args)
+    splits = tuple(args.splits.split(","))
+    report = evaluate_artifact(lm, art, df, splits, baselines=not args.no_baselines)
+    _print_table(metrics_rows(report), METRIC_COLUMNS)
+    for split, methods in report["splits"].items():
+        recall = methods["SaP"].get("recall_by_category")
+        if recall:
+            print(f"\nSaP recall by category ({split}): " + ", ".join(f"{c} {r:.2f}" for c, r in recall.items()))
+    if args.output:
+        Path(args.output).write_text(json.dumps(report, indent=2, default=float))
+        print(f"wrote {args.output}")
+
+
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from .layer_sweep import layer_sweep
+
+    lm = _model(args)
+    df = _dataset(args)
+    layers = [int(x) for x in args.layers.split(",")] if args.layers else list(range(lm.num_layers))
+    rows = layer_sweep(lm, df, layers, epochs=args.epochs, num_facets=args.facets, feature_dim=args.feature_dim)
+    _print_table(rows, list(rows[0].keys()))
+    if args.output:
+        Path(args.output).write_text(json.dumps(rows, indent=2))
+
+
+def _intervention_args(args: argparse.Namespace):
+    from .generation import GenerationConfig, InterventionConfig
+    from .steering import SafeFlowConfig
+
+    gen = GenerationConfig(max_new_tokens=args.max_new_tokens, do_sample=args.sample, seed=args.seed)
+    cfg = InterventionConfig(mode=args.mode, positions=args.positions, max_interventions=args.max_interventions,
+                             refusal_text=args.refusal_text,
+                             flow=SafeFlowConfig(strength=args.strength, margin=args.margin, max_steps=args.max_steps))
+    return gen, cfg
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    from .generation import compare
+
+    lm = _model(args)
+    art = _load_artifact(lm, args.polytope)
+    gen, cfg = _intervention_args(args)
+    cmp = compare(lm, art, args.prompt, gen, cfg)
+    if args.json:
+        print(json.dumps(cmp.to_dict(), indent=2, ensure_ascii=False))
+        return
+    print(f"prompt: {args.prompt!r}  (layer {art.layer}, mode {args.mode})")
+    print(f"\n── unsteered ──\n{cmp.baseline.text}")
+    if args.mode != "monitor":
+        print(f"\n── {args.mode} ──\n{cmp.intervened.text}")
+        div = cmp.first_divergence
+        print(f"\nfirst divergence: {'none (identical)' if div is None else f'generated token {div}'}")
+    res = cmp.intervened
+    rows = []
+    for t in res.tokens:
+        if t.violations is None:
+            continue
+        k = t.top_facet
+        rows.append({"pos": t.index, "part": "prompt" if t.is_prompt else "gen", "token": repr(t.text),
+                     "max_v": t.max_violation, "facet": f"{k}:{art.facet_name(k)}",
+                     "after": max(t.violations_after) if t.steered else None,
+                     "|Δh|": t.delta_norm if t.steered else None, "steps": t.steps if t.steered else None,
+                     "forced": "yes" if t.forced else ""})
+    shown = rows if args.all_tokens else [r for r in rows if r["part"] == "gen" or r["pos"] >= res.prompt_len - 8]
+    print()
+    _print_table(shown, ["pos", "part", "token", "max_v", "facet", "after", "|Δh|", "steps", "forced"])
+    print(f"\ninterventions: {res.interventions}, refused: {res.refused}, prompt flagged: {res.prompt_flagged}")
+
+
+def cmd_eval_steering(args: argparse.Namespace) -> None:
+    from .steering_eval import evaluate_steering
+
+    lm = _model(args)
+    art = _load_artifact(lm, args.polytope)
+    gen, cfg = _intervention_args(args)
+    rows = evaluate_steering(lm, art, n_per_set=args.n, gen=gen, steer=cfg)
+    _print_table(rows, list(rows[0].keys()))
+    if args.output:
+        Path(args.output).write_text(json.dumps(rows, indent=2))
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    from .bench import run_bench
+
+    lm = _model(args)
+    art = _load_artifact(lm, args.polytope)
+    print(json.dumps(run_bench(lm, art, n_prompts=args.n, max_new_tokens=args.max_new_tokens, repeats=args.repeats), indent=2))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m sap_viz", description="Safety Polytope: train, score, steer.")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def model_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--model", default="default", help="'default' (embedded SmolLM2-135M), a Hugging Face id or a local directory")
+        p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16", "auto"])
+        p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (device_map=auto)")
+        p.add_argument("--layers-path", default=None, help="attribute path to the decoder blocks, e.g. model.layers")
+        p.add_argument("--seed", type=int, default=42)
+
+    def polytope_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--polytope", default=str(DEFAULT_POLYTOPE), help="polytope directory (default: the shipped one)")
+
+    p = sub.add_parser("train", help="train a polytope and evaluate it against baselines")
+    model_args(p)
+    p.add_argument("--data", help="CSV/JSONL with text,label[,category] (default: the built-in offline sources)")
+    p.add_argument("--layer", type=int, default=20, help="layer L = output of decoder block L (0-based; negative counts from the end)")
+    p.add_argument("--facets", type=int, default=14)
+    p.add_argument("--feature-dim", type=int, default=4096)
+    p.add_argument("--encoder", default="relu", choices=["relu", "linear"])
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--margin", type=float, default=1.0)
+    p.add_argument("--entropy", default="soft", choices=["soft", "reassign", "none"])
+    p.add_argument("--max-tokens", type=int, default=256)
+    p.add_argument("--no-template", action="store_true", help="feed raw text instead of the chat template")
+    p.add_argument("--output", required=True, help="directory to write the polytope to")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("score", help="score texts from a JSONL/CSV file")
+    model_args(p)
+    polytope_arg(p)
+    p.add_argument("--input", required=True)
+    p.add_argument("--output", default="-", help="JSONL output path ('-' = stdout)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("eval", help="metrics of a polytope (and baselines) on the built-in or a user data set")
+    model_args(p)
+    polytope_arg(p)
+    p.add_argument("--data")
+    p.add_argument("--splits", default="test,ood")
+    p.add_argument("--no-baselines", action="store_true")
+    p.add_argument("--output", help="write the metrics as JSON")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("sweep", help="train a quick polytope per layer and compare validation metrics")
+    model_args(p)
+    p.add_argument("--data")
+    p.add_argument("--layers", help="comma-separated layers (default: all)")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--facets", type=int, default=14)
+    p.add_argument("--feature-dim", type=int, default=4096)
+    p.add_argument("--output")
+    p.set_defaults(func=cmd_sweep)
+
+    def steer_args(p: argparse.ArgumentParser, default_mode: str) -> None:
+        p.add_argument("--mode", default=default_mode, choices=["monitor", "steer", "refuse"])
+        p.add_argument("--max-new-tokens", type=int, default=48)
+        p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+        p.add_argument("--strength", type=float, default=1.0, help="β: weight of the violation hinge")
+        p.add_argument("--margin", type=float, default=0.1, help="steer until every facet is ≤ −margin")
+        p.add_argument("--max-steps", type=int, default=100)
+        p.add_argument("--max-interventions", type=int, default=20)
+        p.add_argument("--positions", default="last", choices=["last", "generated", "all"])
+        p.add_argument("--refusal-text", default="Sorry, I can't answer your request.")
+
+    p = sub.add_parser("generate", help="generate with the polytope hook, unsteered beside steered")
+    model_args(p)
+    polytope_arg(p)
+    p.add_argument("--prompt", required=True)
+    steer_args(p, "steer")
+    p.add_argument("--json", action="store_true", help="print the structured result")
+    p.add_argument("--all-tokens", action="store_true", help="show every prompt token in the table")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("eval-steering", help="containment / refusal / unchanged-benign rates with steering off and on")
+    model_args(p)
+    polytope_arg(p)
+    steer_args(p, "steer")
+    p.add_argument("--n", type=int, default=20, help="prompts per set")
+    p.add_argument("--output")
+    p.set_defaults(func=cmd_eval_steering)
+
+    p = sub.add_parser("bench", help="time plain vs monitored vs steered generation (prints JSON)")
+    model_args(p)
+    polytope_arg(p)
+    p.add_argument("--n", type=int, default=8)
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--repeats", type=int, default=3)
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    from .artifact import PolytopeFileError
+
+    try:
+        args.func(args)
+    except (CliError, PolytopeFileError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,93 @@
+"""Deployment counters for a session: how often the polytope fires, how hard it steers, what it changes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import threading
+from dataclasses import dataclass, field
+
+from .generation import Comparison, GenerationResult
+
+
+@dataclass
+class DeploymentCounters:
+    prompts: int = 0
+    prompts_flagged: int = 0
+    tokens: int = 0
+    tokens_violating: int = 0
+    interventions: int = 0
+    refusals: int = 0
+    benign_compared: int = 0
+    benign_unchanged: int = 0
+    delta_norms: list[float] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)  # one row per request, for plots and export
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def record(self, result: GenerationResult, baseline: GenerationResult | None = None) -> None:
+        """Count one request; with ``baseline`` (the unsteered run) also whether a benign output changed."""
+        threshold = result.settings.get("threshold", 0.0)
+        with self._lock:
+            self.prompts += 1
+            flagged = result.prompt_flagged
+            self.prompts_flagged += flagged
+            scored = [t for t in result.tokens if t.violations is not None]
+            self.tokens += len(scored)
+            violating = result.violating_tokens(threshold)
+            self.tokens_violating += violating
+            steered = [t.delta_norm for t in result.tokens if t.steered]
+            self.interventions += len(steered)
+            self.delta_norms.extend(steered)
+            self.refusals += result.refused
+            changed = None
+            if baseline is not None and not flagged:
+                changed = [t.token_id for t in baseline.generated] != [t.token_id for t in result.generated]
+                self.benign_compared += 1
+                self.benign_unchanged += not changed
+            self.history.append({
+                "request": self.prompts, "mode": result.mode, "prompt_flagged": flagged, "tokens": len(scored),
+                "violating_tokens": violating, "interventions": len(steered),
+                "max_delta_norm": max(steered, default=0.0), "refused": result.refused, "benign_output_changed": changed,
+            })
+
+    def record_comparison(self, cmp: Comparison) -> None:
+        self.record(cmp.intervened, cmp.baseline if cmp.intervened is not cmp.baseline else None)
+
+    def summary(self) -> dict:
+        with self._lock:
+            def rate(a: int, b: int) -> float | None:
+                return round(a / b, 4) if b else None
+
+            return {
+                "prompts": self.prompts,
+                "prompt_trigger_rate": rate(self.prompts_flagged, self.prompts),
+                "token_trigger_rate": rate(self.tokens_violating, self.tokens),
+                "interventions": self.interventions,
+                "mean_steering_norm": round(sum(self.delta_norms) / len(self.delta_norms), 4) if self.delta_norms else None,
+                "max_steering_norm": round(max(self.delta_norms), 4) if self.delta_norms else None,
+                "refusal_rate": rate(self.refusals, self.prompts),
+                "benign_unchanged_rate": rate(self.benign_unchanged, self.benign_compared),
+            }
+
+    def to_json(self) -> dict:
+        with self._lock:
+            history = list(self.history)
+        return {"summary": self.summary(), "requests": history}
+
+    def to_csv(self) -> str:
+        with self._lock:
+            history = list(self.history)
+        buf = io.StringIO()
+        cols = ["request", "mode", "prompt_flagged", "tokens", "violating_tokens", "interventions", "max_delta_norm", "refused", "benign_output_changed"]
+        writer = csv.DictWriter(buf, fieldnames=cols)
+        writer.writeheader()
+        writer.writerows(history)
+        return buf.getvalue()
+
+    def reset(self) -> None:
+        with self._lock:
+            fresh = DeploymentCounters()
+            for name in ("prompts", "prompts_flagged", "tokens", "tokens_violating", "interventions", "refusals", "benign_compared", "benign_unchanged"):
+                setattr(self, name, getattr(fresh, name))
+            self.delta_norms.clear()
+            self.history.clear()

@@ -1,0 +1,170 @@
+"""One data path from a labelled table to a saved, evaluated polytope.
+
+table → prompts → layer-L states → polytope + baselines → metrics → polytope directory.
+Each step is a function you can call from a notebook; the CLI and the app call these.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .artifact import PolytopeArtifact, default_facets, save_polytope
+from .facet_stats import facet_statistics
+from .features import FeatureConfig, extract_features
+from .metrics import detection_metrics, fit_baselines, per_group_flag_rate, threshold_sweep
+from .model_loading import LoadedModel
+from .training import TrainConfig, train_polytope
+
+ProgressFn = Callable[[float, str], None]
+EVAL_SPLITS = ("val", "test", "ood")
+
+
+def split_features(lm: LoadedModel, df: pd.DataFrame, fcfg: FeatureConfig, progress: bool = True) -> torch.Tensor:
+    """Last-token features for every row of ``df`` (cached on disk by content)."""
+    return extract_features(lm, df["text"].tolist(), fcfg, progress=f"features @ layer {fcfg.layer}" if progress else False)  # type: ignore[return-value]
+
+
+def _unsafe(df: pd.DataFrame) -> torch.Tensor:
+    return torch.tensor((df["label"] == "unsafe").to_numpy())
+
+
+def evaluate_scores(df: pd.DataFrame, scores: np.ndarray, threshold: float = 0.0) -> dict:
+    """Detection metrics plus per-category recall and the flag rate on each safe subset."""
+    y = (df["label"] == "unsafe").to_numpy()
+    out = detection_metrics(y, scores, threshold)
+    unsafe_rows = df[y]
+    if len(unsafe_rows):
+        out["recall_by_category"] = per_group_flag_rate(unsafe_rows["category"].tolist(), scores[y], threshold)
+    safe_rows = df[~y]
+    if len(safe_rows):
+        out["flag_rate_by_safe_subset"] = per_group_flag_rate(safe_rows["subset"].tolist(), scores[~y], threshold)
+    return out
+
+
+@dataclass
+class TrainedPolytope:
+    artifact: PolytopeArtifact
+    report: dict = field(default_factory=dict)
+
+
+def metrics_rows(report: dict) -> list[dict]:
+    """Flat table (split × method) for printing and export."""
+    rows = []
+    for split, methods in report.get("splits", {}).items():
+        for method, m in methods.items():
+            rows.append({
+                "split": split, "method": method, "n": m["n"], "accuracy": m["accuracy"], "precision": m["precision"],
+                "recall": m["recall"], "f1": m["f1"], "fpr": m["fpr"], "fnr": m["fnr"], "auroc": m["auroc"],
+                "over_refusal": m.get("flag_rate_by_safe_subset", {}).get("over_refusal"),
+            })
+    return rows
+
+
+def train_and_evaluate(
+    lm: LoadedModel,
+    df: pd.DataFrame,
+    fcfg: FeatureConfig,
+    tcfg: TrainConfig = TrainConfig(),
+    progress: ProgressFn | None = None,
+    baselines: bool = True,
+    provenance: dict | None = None,
+    show_tqdm: bool = True,
+) -> TrainedPolytope:
+    """Train on the ``train`` split, evaluate SaP and the baselines on val / test / ood."""
+    def report_progress(frac: float, msg: str) -> None:
+        if progress is not None:
+            progress(frac, msg)
+
+    train = df[df["split"] == "train"]
+    if len(train) == 0:
+        raise ValueError("the data has no rows in the 'train' split")
+    report_progress(0.0, f"extracting features at layer {fcfg.layer}")
+    t0 = time.perf_counter()
+    feats = {s: split_features(lm, df[df["split"] == s], fcfg, show_tqdm) for s in ("train", *EVAL_SPLITS) if (df["split"] == s).any()}
+    t_feat = time.perf_counter() - t0
+    report_progress(0.3, "training the polytope")
+    t0 = time.perf_counter()
+    result = train_polytope(feats["train"], _unsafe(train), tcfg, progress=(lambda f, m: report_progress(0.3 + 0.5 * f, m)), show_tqdm=show_tqdm)
+    t_train = time.perf_counter() - t0
+    poly = result.polytope
+    report_progress(0.8, "evaluating SaP and baselines")
+    fitted = fit_baselines(feats["train"], _unsafe(train), tcfg.seed) if baselines else []
+    splits: dict[str, dict] = {}
+    sweep = {}
+    for split in EVAL_SPLITS:
+        if split not in feats:
+            continue
+        part = df[df["split"] == split]
+        with torch.no_grad():
+            scores = poly.score(feats[split]).numpy()
+        splits[split] = {"SaP": evaluate_scores(part, scores)}
+        for base in fitted:
+            splits[split][base.name] = evaluate_scores(part, base.score(feats[split]))
+        sweep[split] = threshold_sweep((part["label"] == "unsafe").to_numpy(), scores)
+    with torch.no_grad():
+        train_viol = poly.violations(feats["train"])
+    stats = facet_statistics(train_viol, train["category"].tolist(), (train["label"] == "unsafe").tolist())
+    facets = default_facets(poly.num_facets)
+    for facet, sug in zip(facets, stats["suggestions"], strict=True):
+        facet.update({"name": sug["name"], "policy": f"Auto-suggested: {sug['evidence']}.", "author": "sap-viz (auto)",
+                      "confidence": sug["confidence"], "auto_suggested": True})
+    meta = {
+        "model": {"id": lm.model_id, "fingerprint": lm.fingerprint, "hidden_size": lm.hidden_size, "num_layers": lm.num_layers},
+        "layer": fcfg.layer, "position": fcfg.position, "chat_template": fcfg.chat_template, "max_tokens": fcfg.max_tokens,
+        "train_config": result.config,
+        "data": provenance or {"rows_by_split": df["split"].value_counts().to_dict()},
+        "metrics": {"splits": splits, "timing_s": {"features": round(t_feat, 2), "train": round(t_train, 2)}},
+        "training_history": result.history,
+        "facet_stats": stats,
+        "threshold_sweep": {k: v[:: max(1, len(v) // 200)] for k, v in sweep.items()},
+    }
+    report_progress(1.0, "done")
+    return TrainedPolytope(PolytopeArtifact(poly, meta, facets), meta["metrics"])
+
+
+def save_trained(trained: TrainedPolytope, directory: str | Path) -> Path:
+    art = trained.artifact
+    path = save_polytope(directory, art.polytope, art.meta, art.facets)
+    art.path = Path(path)
+    return Path(path)
+
+
+def score_texts(lm: LoadedModel, art: PolytopeArtifact, texts: list[str], progress: bool = False, batch_size: int = 16) -> torch.Tensor:
+    """N × K violations for texts under the polytope's own feature settings."""
+    fcfg = FeatureConfig(layer=art.layer, position="last", chat_template=art.chat_template,
+                         max_tokens=int(art.meta["max_tokens"]), batch_size=batch_size)
+    feats = extract_features(lm, texts, fcfg, use_cache=False, progress=progress)
+    with torch.no_grad():
+        return art.polytope.violations(feats)  # type: ignore[arg-type]
+
+
+def evaluate_artifact(lm: LoadedModel, art: PolytopeArtifact, df: pd.DataFrame, splits: tuple[str, ...] = EVAL_SPLITS, baselines: bool = True) -> dict:
+    """Metrics of a saved polytope (and freshly fitted baselines on the train split) on ``splits``."""
+    fcfg = FeatureConfig(layer=art.layer, chat_template=art.chat_template, max_tokens=int(art.meta["max_tokens"]))
+    fitted = []
+    if baselines and (df["split"] == "train").any():
+        train = df[df["split"] == "train"]
+        fitted = fit_baselines(split_features(lm, train, fcfg), _unsafe(train), 42)
+    out: dict[str, dict] = {}
+    for split in splits:
+        part = df[df["split"] == split]
+        if len(part) == 0:
+            continue
+        feats = split_features(lm, part, fcfg)
+        with torch.no_grad():
+            scores = art.polytope.score(feats).numpy()
+        out[split] = {"SaP": evaluate_scores(part, scores)}
+        for base in fitted:
+            out[split][base.name] = evaluate_scores(part, base.score(feats))
+    return {"splits": out}
+
+
+def config_dict(**configs: object) -> dict:
+    return {k: asdict(v) for k, v in configs.items()}  # type: ignore[arg-type]
