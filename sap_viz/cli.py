@@ -89,9 +89,7 @@ def _dataset(args: argparse.Namespace):
     from .data import DataConfig, build_dataset, load_user_file
 
     if getattr(args, "data", None):
-        from .data import assign_splits
-
-        return assign_splits(load_user_file(args.data), DataConfig(seed=args.seed))
+        return load_user_file(args.data, DataConfig(seed=args.seed))
     return build_dataset(DataConfig(seed=args.seed))
 
 
@@ -330,10 +328,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     from .artifact import PolytopeFileError
+    from .data import DataSourceError
 
     try:
         args.func(args)
-    except (CliError, PolytopeFileError, ValueError, FileNotFoundError) as exc:
+    except (CliError, PolytopeFileError, DataSourceError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -104,6 +104,43 @@ def _cache_key(lm: LoadedModel, cfg: FeatureConfig, texts: list[str]) -> str:
     return digest.hexdigest()[:24]
 
 
+def _cache_path(lm: LoadedModel, cfg: FeatureConfig, texts: list[str]) -> Path:
+    return cache_dir() / "features" / f"{_cache_key(lm, cfg, texts)}.safetensors"
+
+
+def _save_cached(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp))
+    tmp.replace(path)
+
+
+def extract_last_token_multi(
+    lm: LoadedModel, texts: list[str], layers: list[int], cfg: FeatureConfig = FeatureConfig(), progress: bool | str = True
+) -> dict[int, torch.Tensor]:
+    """Last-token features at several layers from one forward pass per batch (layer sweeps).
+
+    Each layer is stored in the same cache entry ``extract_features`` would use, so training at the
+    chosen layer afterwards costs no forward pass.
+    """
+    out: dict[int, torch.Tensor] = {}
+    missing = []
+    for layer in layers:
+        path = _cache_path(lm, replace(cfg, layer=layer, position="last"), texts)
+        if path.is_file():
+            out[layer] = load_file(path)["features"]
+        else:
+            missing.append(layer)
+    if missing:
+        token_ids = [encode_prompt(lm.tokenizer, t, cfg.chat_template, cfg.max_tokens).ids for t in texts]
+        states = hidden_states_multi(lm, token_ids, missing, cfg.batch_size, progress)
+        for layer in missing:
+            feats = torch.stack([s[-1] for s in states[layer]]).contiguous()
+            _save_cached(_cache_path(lm, replace(cfg, layer=layer, position="last"), texts), {"features": feats})
+            out[layer] = feats
+    return out
+
+
 def extract_features(
     lm: LoadedModel,
     texts: list[str],
@@ -118,7 +155,7 @@ def extract_features(
     """
     if cfg.position not in ("last", "all"):
         raise ValueError(f"position must be 'last' or 'all', got {cfg.position!r}")
-    path = cache_dir() / "features" / f"{_cache_key(lm, cfg, texts)}.safetensors"
+    path = _cache_path(lm, cfg, texts)
     if use_cache and path.is_file():
         stored = load_file(path)
         if cfg.position == "last":
@@ -136,8 +173,5 @@ def extract_features(
         tensors = {"features": torch.cat(states).contiguous(), "offsets": offsets}
         result = states
     if use_cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        save_file(tensors, str(tmp))
-        tmp.replace(path)
+        _save_cached(path, tensors)
     return result

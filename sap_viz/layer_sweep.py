@@ -11,10 +11,9 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .features import hidden_states_multi
+from .features import FeatureConfig, extract_last_token_multi
 from .metrics import detection_metrics, fit_baselines
 from .model_loading import LoadedModel
-from .prompts import encode_prompt
 from .training import TrainConfig, train_polytope
 
 
@@ -24,15 +23,14 @@ def layer_sweep(
 ) -> list[dict]:
     """One row per layer: validation accuracy / AUROC / FPR / recall of SaP and of a logistic probe."""
     train, val = df[df["split"] == "train"], df[df["split"] == "val"]
-    texts = train["text"].tolist() + val["text"].tolist()
-    ids = [encode_prompt(lm.tokenizer, t, chat_template, max_tokens).ids for t in texts]
-    states = hidden_states_multi(lm, ids, layers, progress="features for the sweep")
+    fcfg = FeatureConfig(chat_template=chat_template, max_tokens=max_tokens)
+    train_feats = extract_last_token_multi(lm, train["text"].tolist(), layers, fcfg, "sweep features (train)")
+    val_feats = extract_last_token_multi(lm, val["text"].tolist(), layers, fcfg, "sweep features (val)")
     y_train = torch.tensor((train["label"] == "unsafe").to_numpy())
     y_val = (val["label"] == "unsafe").to_numpy()
     rows = []
     for layer in tqdm(layers, desc="train per layer"):
-        feats = torch.stack([s[-1] for s in states[layer]])
-        f_train, f_val = feats[: len(train)], feats[len(train):]
+        f_train, f_val = train_feats[layer], val_feats[layer]
         t0 = time.perf_counter()
         cfg = TrainConfig(num_facets=num_facets, feature_dim=feature_dim, epochs=epochs, seed=seed)
         poly = train_polytope(f_train, y_train, cfg, show_tqdm=False).polytope

@@ -26,6 +26,15 @@ ProgressFn = Callable[[float, str], None]
 EVAL_SPLITS = ("val", "test", "ood")
 
 
+def eval_frame(df: pd.DataFrame, split: str) -> pd.DataFrame:
+    """Rows to evaluate ``split`` on. The ood split holds only held-out *harmful* sources, so it is
+    paired with the test split's safe rows: recall is out-of-distribution, FPR and AUROC need negatives."""
+    part = df[df["split"] == split]
+    if split == "ood" and len(part) and not (part["label"] == "safe").any():
+        part = pd.concat([part, df[(df["split"] == "test") & (df["label"] == "safe")]])
+    return part
+
+
 def split_features(lm: LoadedModel, df: pd.DataFrame, fcfg: FeatureConfig, progress: bool = True) -> torch.Tensor:
     """Last-token features for every row of ``df`` (cached on disk by content)."""
     return extract_features(lm, df["text"].tolist(), fcfg, progress=f"features @ layer {fcfg.layer}" if progress else False)  # type: ignore[return-value]
@@ -87,7 +96,8 @@ def train_and_evaluate(
         raise ValueError("the data has no rows in the 'train' split")
     report_progress(0.0, f"extracting features at layer {fcfg.layer}")
     t0 = time.perf_counter()
-    feats = {s: split_features(lm, df[df["split"] == s], fcfg, show_tqdm) for s in ("train", *EVAL_SPLITS) if (df["split"] == s).any()}
+    frames = {s: (train if s == "train" else eval_frame(df, s)) for s in ("train", *EVAL_SPLITS) if (df["split"] == s).any()}
+    feats = {s: split_features(lm, part, fcfg, show_tqdm) for s, part in frames.items()}
     t_feat = time.perf_counter() - t0
     report_progress(0.3, "training the polytope")
     t0 = time.perf_counter()
@@ -101,7 +111,7 @@ def train_and_evaluate(
     for split in EVAL_SPLITS:
         if split not in feats:
             continue
-        part = df[df["split"] == split]
+        part = frames[split]
         with torch.no_grad():
             scores = poly.score(feats[split]).numpy()
         splits[split] = {"SaP": evaluate_scores(part, scores)}
@@ -154,7 +164,7 @@ def evaluate_artifact(lm: LoadedModel, art: PolytopeArtifact, df: pd.DataFrame, 
         fitted = fit_baselines(split_features(lm, train, fcfg), _unsafe(train), 42)
     out: dict[str, dict] = {}
     for split in splits:
-        part = df[df["split"] == split]
+        part = eval_frame(df, split)
         if len(part) == 0:
             continue
         feats = split_features(lm, part, fcfg)

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
+# Tests never touch the user's cache: one cache per test session, shared with app subprocesses.
+if "SAP_VIZ_CACHE" not in os.environ:
+    _cache = tempfile.mkdtemp(prefix="sap-viz-test-cache-")
+    os.environ["SAP_VIZ_CACHE"] = _cache
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -74,10 +82,12 @@ def make_tiny_lm(family: str = "llama", seed: int = 0) -> LoadedModel:
     return LoadedModel(model=model, tokenizer=tok, model_id=f"tiny-{family}", fingerprint=weights_fingerprint(model))
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Every test writes caches into its own temp dir, never into the user's cache."""
-    monkeypatch.setenv("SAP_VIZ_CACHE", str(tmp_path_factory.mktemp("cache")))
+@pytest.fixture(scope="session")
+def embedded_lm() -> LoadedModel:
+    """The real embedded model (converted once per test session into the session cache)."""
+    from sap_viz.model_loading import load_model
+
+    return load_model()
 
 
 @pytest.fixture(scope="session")

