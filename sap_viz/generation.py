@@ -175,7 +175,8 @@ class PolytopeHook:
         fresh = hidden[:, new_from - start :].float()
         if fresh.shape[1] == 0:
             return out
-        before = self.poly.violations(fresh)
+        # Bookkeeping lives on the CPU; only the facet check and Safe Flow run on the model's device.
+        before = self.poly.violations(fresh).cpu()
         chunk = {
             "before": before, "after": before.clone(),
             "steered": torch.zeros(fresh.shape[:2], dtype=torch.bool),
@@ -195,21 +196,21 @@ class PolytopeHook:
                 rows = torch.nonzero(over & (self.interventions < self.cfg.max_interventions)).flatten()
                 if len(rows) == 0:
                     continue
-                res = safe_flow(self.poly, fresh[rows, j], self.cfg.flow, self.cfg.threshold)
-                changed = rows[res.steered]
-                if len(changed) == 0:
+                res = safe_flow(self.poly, fresh[rows.to(fresh.device), j], self.cfg.flow, self.cfg.threshold)
+                steered = res.steered.cpu()
+                if not steered.any():
                     continue
                 out = hidden.clone() if out is None else out
                 for i, row in enumerate(rows.tolist()):
-                    if not res.steered[i]:
+                    if not steered[i]:
                         continue
                     out[row, col - start] = res.hidden[i].to(hidden.dtype)
                     self.edits[(row, col)] = res.hidden[i].clone()
-                    chunk["after"][row, j] = res.after[i]
+                    chunk["after"][row, j] = res.after[i].cpu()
                     chunk["steered"][row, j] = True
-                    chunk["delta"][row, j] = res.delta_norm[i]
-                    chunk["steps"][row, j] = res.steps[i]
-                self.interventions[changed] += 1
+                    chunk["delta"][row, j] = float(res.delta_norm[i])
+                    chunk["steps"][row, j] = int(res.steps[i])
+                self.interventions[rows[steered]] += 1
         self.chunks.append(chunk)
         self.seen = start + width
         return out
@@ -346,6 +347,7 @@ def run_generation(
     gen, cfg = gen or GenerationConfig(), cfg or InterventionConfig()
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     enc, ids, mask, pad_lens, width = _prepare(lm, artifact, prompts, gen, cfg)
+    artifact.polytope.to(lm.device)
     hook = PolytopeHook(artifact, cfg, pad_lens)
     processors = LogitsProcessorList()
     if cfg.mode == "refuse":

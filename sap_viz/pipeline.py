@@ -151,8 +151,7 @@ def score_texts(lm: LoadedModel, art: PolytopeArtifact, texts: list[str], progre
     fcfg = FeatureConfig(layer=art.layer, position="last", chat_template=art.chat_template,
                          max_tokens=int(art.meta["max_tokens"]), batch_size=batch_size)
     feats = extract_features(lm, texts, fcfg, use_cache=False, progress=progress)
-    with torch.no_grad():
-        return art.polytope.violations(feats)  # type: ignore[arg-type]
+    return art.polytope.violations_cpu(feats)  # type: ignore[arg-type]
 
 
 def evaluate_artifact(lm: LoadedModel, art: PolytopeArtifact, df: pd.DataFrame, splits: tuple[str, ...] = EVAL_SPLITS, baselines: bool = True) -> dict:
@@ -168,8 +167,7 @@ def evaluate_artifact(lm: LoadedModel, art: PolytopeArtifact, df: pd.DataFrame, 
         if len(part) == 0:
             continue
         feats = split_features(lm, part, fcfg)
-        with torch.no_grad():
-            scores = art.polytope.score(feats).numpy()
+        scores = art.polytope.violations_cpu(feats).max(dim=1).values.numpy()
         out[split] = {"SaP": evaluate_scores(part, scores)}
         for base in fitted:
             out[split][base.name] = evaluate_scores(part, base.score(feats))

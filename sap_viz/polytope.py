@@ -44,7 +44,7 @@ class SafetyPolytope(nn.Module):
         self.std.copy_(std.clamp_min(1e-6))
 
     def concepts(self, h: torch.Tensor) -> torch.Tensor:
-        x = (h.to(self.mean.dtype) - self.mean) / self.std
+        x = (h.to(self.mean.device, self.mean.dtype) - self.mean) / self.std
         return torch.relu(self.encoder(x)) if self.encoder_kind == "relu" else x
 
     def violations_from_concepts(self, f: torch.Tensor) -> torch.Tensor:
@@ -58,6 +58,11 @@ class SafetyPolytope(nn.Module):
 
     def score(self, h: torch.Tensor) -> torch.Tensor:
         return self.violations(h).max(dim=-1).values
+
+    @torch.no_grad()
+    def violations_cpu(self, h: torch.Tensor) -> torch.Tensor:
+        """Violations of (CPU) features wherever the polytope lives, returned on the CPU for reports."""
+        return self.violations(h).cpu()
 
     @torch.no_grad()
     def predict(self, h: torch.Tensor) -> torch.Tensor:

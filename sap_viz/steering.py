@@ -52,14 +52,14 @@ def safe_flow(poly: SafetyPolytope, h0: torch.Tensor, cfg: SafeFlowConfig = Safe
         before = poly.violations(h0f)
     outside = before.max(dim=1).values >= threshold
     hidden, after = h0f.clone(), before.clone()
-    steps = torch.zeros(len(h0f), dtype=torch.long)
+    steps = torch.zeros(len(h0f), dtype=torch.long, device=h0f.device)
     if outside.any():
         idx = torch.nonzero(outside).squeeze(1)
         start = h0f[idx]
         z0 = (start - poly.mean) / poly.std
         z = z0.clone().requires_grad_(True)
         opt = torch.optim.Adam([z], lr=cfg.lr)
-        active = torch.ones(len(idx), dtype=torch.bool)
+        active = torch.ones(len(idx), dtype=torch.bool, device=h0f.device)
         d = h0f.shape[1]
         with torch.enable_grad():
             for step in range(cfg.max_steps):

@@ -72,9 +72,13 @@ def tiny_config(family: str):
     raise ValueError(family)
 
 
-def make_tiny_lm(family: str = "llama", seed: int = 0) -> LoadedModel:
+# SAP_VIZ_TEST_DEVICE=cuda runs the tiny-model generation and feature tests on a GPU.
+TEST_DEVICE = os.environ.get("SAP_VIZ_TEST_DEVICE", "cpu")
+
+
+def make_tiny_lm(family: str = "llama", seed: int = 0, device: str = TEST_DEVICE) -> LoadedModel:
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(tiny_config(family))
+    model = AutoModelForCausalLM.from_config(tiny_config(family)).to(device)
     model.eval()
     model.requires_grad_(False)
     tok = byte_tokenizer()
@@ -92,7 +96,7 @@ def embedded_lm() -> LoadedModel:
 
 @pytest.fixture(scope="session")
 def tiny_lm() -> LoadedModel:
-    return make_tiny_lm("llama")
+    return make_tiny_lm("llama", device="cpu")
 
 
 FAMILIES = ["llama", "qwen2", "gemma", "gpt2", "gpt_neox"]
@@ -103,7 +107,7 @@ def linear_artifact(lm: LoadedModel, layer: int, phi: torch.Tensor, xi: torch.Te
     from sap_viz.artifact import PolytopeArtifact, default_facets
     from sap_viz.polytope import SafetyPolytope
 
-    poly = SafetyPolytope(lm.hidden_size, phi.shape[0], encoder="linear")
+    poly = SafetyPolytope(lm.hidden_size, phi.shape[0], encoder="linear").to(phi.device)
     with torch.no_grad():
         poly.phi.copy_(phi)
         poly.xi.copy_(xi)
@@ -118,11 +122,12 @@ def separating_artifact(lm: LoadedModel, layer: int, unsafe_text: str, safe_text
     from sap_viz.features import FeatureConfig, extract_features
 
     feats = extract_features(lm, [unsafe_text, safe_text], FeatureConfig(layer=layer), use_cache=False, progress=False)
+    feats = feats.to(lm.device)
     direction = feats[0] - feats[1]
     direction = direction / direction.norm()
     mid = float(direction @ (feats[0] + feats[1]) / 2)
     torch.manual_seed(1)
-    other = torch.randn(lm.hidden_size)
+    other = torch.randn(lm.hidden_size).to(lm.device)
     other = other / other.norm()
     phi = torch.stack([direction, other])
     xi = torch.tensor([mid, float(other @ feats[1]) + 1e3])  # facet 1 never fires

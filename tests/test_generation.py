@@ -30,7 +30,7 @@ def art(lm):
 def plain_generate(lm, prompt, n, **kw):
     from sap_viz.prompts import encode_prompt
 
-    ids = torch.tensor([encode_prompt(lm.tokenizer, prompt).ids])
+    ids = torch.tensor([encode_prompt(lm.tokenizer, prompt).ids], device=lm.device)
     out = lm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, do_sample=False,
                             pad_token_id=lm.tokenizer.pad_token_id, eos_token_id=[256], **kw)
     return out[0, ids.shape[1]:].tolist()
@@ -65,7 +65,7 @@ def test_no_state_leaks_between_calls(lm, art):
 
 def test_safe_flow_moves_violating_state_inside_and_leaves_inside_state(lm, art):
     torch.manual_seed(0)
-    h = torch.randn(4, lm.hidden_size) * 3
+    h = (torch.randn(4, lm.hidden_size) * 3).to(lm.device)
     v = art.polytope.violations(h).max(1).values
     out = safe_flow(art.polytope, h, SafeFlowConfig(margin=0.1, max_steps=500))
     for i in range(4):
@@ -92,6 +92,7 @@ def test_batch_only_violating_row_changes(lm, art):
     def grab(h):
         captured["h"] = h.clone()
 
+    ids, mask = ids.to(lm.device), mask.to(lm.device)
     plain = lm.model(input_ids=ids, attention_mask=mask).logits
     with residual_hook(lm.model, 2, hook), residual_hook(lm.model, 3, grab):
         steered = lm.model(input_ids=ids, attention_mask=mask).logits
