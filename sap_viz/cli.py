@@ -102,11 +102,12 @@ def cmd_train(args: argparse.Namespace) -> None:
     lm = _model(args)
     df = _dataset(args)
     tcfg = TrainConfig(num_facets=args.facets, feature_dim=args.feature_dim, encoder=args.encoder, epochs=args.epochs,
-                       lr=args.lr, batch_size=args.batch_size, margin=args.margin, seed=args.seed, entropy_mode=args.entropy)
+                       lr=args.lr, batch_size=args.batch_size, margin=args.margin, seed=args.seed, entropy_mode=args.entropy,
+                       lambda_entropy=args.entropy_weight)
     layer = args.layer if args.layer >= 0 else lm.num_layers + args.layer
     fcfg = FeatureConfig(layer=layer, chat_template=not args.no_template, max_tokens=args.max_tokens)
     provenance = {**dataset_provenance(df), "fingerprint": dataset_fingerprint(df)}
-    trained = train_and_evaluate(lm, df, fcfg, tcfg, provenance=provenance)
+    trained = train_and_evaluate(lm, df, fcfg, tcfg, provenance=provenance, target_fpr=args.target_fpr or None)
     path = save_trained(trained, args.output)
     _print_table(metrics_rows(trained.report), METRIC_COLUMNS)
     print(f"saved polytope to {path}")
@@ -170,7 +171,7 @@ def _intervention_args(args: argparse.Namespace):
     gen = GenerationConfig(max_new_tokens=args.max_new_tokens, do_sample=args.sample, seed=args.seed)
     cfg = InterventionConfig(mode=args.mode, positions=args.positions, max_interventions=args.max_interventions,
                              refusal_text=args.refusal_text,
-                             flow=SafeFlowConfig(strength=args.strength, margin=args.margin, max_steps=args.max_steps))
+                             flow=SafeFlowConfig(strength=args.strength, hinge_weight=args.hinge_weight, max_steps=args.max_steps))
     return gen, cfg
 
 
@@ -248,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", type=int, default=20, help="layer L = output of decoder block L (0-based; negative counts from the end)")
     p.add_argument("--facets", type=int, default=14)
     p.add_argument("--feature-dim", type=int, default=4096)
+    p.add_argument("--entropy-weight", type=float, default=5.0, help="λ_H, weight of the facet-usage entropy bonus")
     p.add_argument("--encoder", default="relu", choices=["relu", "linear"])
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--lr", type=float, default=0.01)
@@ -256,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--entropy", default="soft", choices=["soft", "reassign", "none"])
     p.add_argument("--max-tokens", type=int, default=256)
     p.add_argument("--no-template", action="store_true", help="feed raw text instead of the chat template")
+    p.add_argument("--target-fpr", type=float, default=0.09, help="calibrate the boundary to flag this share of validation safe prompts (0 = keep the trained offsets)")
     p.add_argument("--output", required=True, help="directory to write the polytope to")
     p.set_defaults(func=cmd_train)
 
@@ -290,9 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--mode", default=default_mode, choices=["monitor", "steer", "refuse"])
         p.add_argument("--max-new-tokens", type=int, default=48)
         p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
-        p.add_argument("--strength", type=float, default=1.0, help="β: weight of the violation hinge")
-        p.add_argument("--margin", type=float, default=0.1, help="steer until every facet is ≤ −margin")
-        p.add_argument("--max-steps", type=int, default=100)
+        p.add_argument("--strength", type=float, default=3.0, help="steer until every facet is ≤ −strength (1 = depth of a typical safe prompt)")
+        p.add_argument("--hinge-weight", type=float, default=1.0, help="β: weight of the violation hinge in the Safe Flow objective")
+        p.add_argument("--max-steps", type=int, default=200)
         p.add_argument("--max-interventions", type=int, default=20)
         p.add_argument("--positions", default="last", choices=["last", "generated", "all"])
         p.add_argument("--refusal-text", default="Sorry, I can't answer your request.")

@@ -53,36 +53,46 @@ def cosine_similarity(phi: torch.Tensor) -> np.ndarray:
     return (unit @ unit.T).numpy()
 
 
-def suggest_names(violations: torch.Tensor, categories: list[str], unsafe: list[bool]) -> list[dict]:
-    """A name suggestion per facet from the categories of the unsafe samples it is the top facet for.
+def _pretty(category: str) -> str:
+    return category.replace("_", " ").replace(" weapons", " & weapons").replace("goods crime", "goods & crime").capitalize()
 
-    Confidence is the purity of that group; a mixed group gets a two-category name.
+
+def suggest_names(violations: torch.Tensor, categories: list[str], unsafe: list[bool]) -> list[dict]:
+    """A name suggestion per facet from the unsafe samples it is the top facet for.
+
+    The name is the category most *over-represented* in that group relative to all unsafe samples
+    (lift), so facets are not all named after the largest category; confidence is that category's
+    share of the group. Repeated names get a number.
     """
     mask = np.array(unsafe, dtype=bool)
-    v = violations[torch.from_numpy(mask)]
-    cats = [c for c, m in zip(categories, mask, strict=True) if m]
     k_total = violations.shape[1]
-    if len(cats) == 0:
+    cats = [c for c, m in zip(categories, mask, strict=True) if m]
+    if not cats:
         return [{"name": f"facet {k}", "evidence": "no unsafe samples", "confidence": 0.0} for k in range(k_total)]
+    top = violations[torch.from_numpy(mask)].argmax(dim=1).numpy()
     names = sorted(set(cats))
-    top = v.argmax(dim=1).numpy()
-    out = []
+    cat_idx = np.array([names.index(c) for c in cats])
+    base = np.bincount(cat_idx, minlength=len(names)) / len(cats)
+    out, seen = [], {}
     for k in range(k_total):
-        owned = top == k
-        if owned.sum() == 0:
+        group = cat_idx[top == k]
+        if len(group) == 0:
             out.append({"name": f"facet {k} (unused)", "evidence": "top facet of no unsafe training sample", "confidence": 0.0})
             continue
-        counts = {c: int(sum(1 for c2, o in zip(cats, owned, strict=True) if o and c2 == c)) for c in names}
-        ranked = sorted(counts.items(), key=lambda kv: -kv[1])
-        total = int(owned.sum())
-        lead, n_lead = ranked[0]
-        purity = n_lead / total
-        if purity >= 0.5 or len(ranked) == 1 or ranked[1][1] == 0:
-            name = lead
-        else:
-            name = f"{lead} + {ranked[1][0]}"
-        evidence = ", ".join(f"{c} {n}" for c, n in ranked[:3] if n)
-        out.append({"name": name, "evidence": f"top facet of {total} unsafe samples: {evidence}", "confidence": round(purity, 3)})
+        counts = np.bincount(group, minlength=len(names))
+        share = counts / len(group)
+        lift = np.where(counts >= max(2, 0.1 * len(group)), share / base, 0.0)
+        best = int(lift.argmax()) if lift.max() > 0 else int(counts.argmax())
+        name = _pretty(names[best])
+        if share[best] < 0.15:  # no category stands out: say so instead of over-claiming
+            name = "Mixed: " + " / ".join(_pretty(names[i]) for i in np.argsort(-counts)[:2])
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] > 1:
+            name = f"{name} #{seen[name]}"
+        ranked = np.argsort(-counts)[:3]
+        evidence = ", ".join(f"{names[i]} {counts[i]}" for i in ranked if counts[i])
+        out.append({"name": name, "evidence": f"top facet of {len(group)} unsafe training samples ({evidence}); "
+                    f"{names[best]} is {lift[best]:.1f}× its base rate", "confidence": round(float(share[best]), 3)})
     return out
 
 

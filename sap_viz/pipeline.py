@@ -57,6 +57,40 @@ def evaluate_scores(df: pd.DataFrame, scores: np.ndarray, threshold: float = 0.0
     return out
 
 
+def calibrate_threshold(poly, val_feats: torch.Tensor, val: pd.DataFrame, target_fpr: float) -> dict:
+    """Shift every ξ_k by one constant so the validation safe prompts are flagged at ``target_fpr``.
+
+    The training margin fixes the *shape* of the polytope; where to put its boundary is an operating
+    point, chosen here on held-out data like any detector threshold. Decisions stay ``score ≥ 0``.
+    """
+    if not 0 < target_fpr < 1:
+        raise ValueError("target_fpr must be between 0 and 1")
+    safe = (val["label"] == "safe").to_numpy()
+    with torch.no_grad():
+        scores = poly.score(val_feats).numpy()
+    if not safe.any():
+        raise ValueError("calibration needs safe rows in the validation split")
+    offset = float(np.quantile(scores[safe], 1 - target_fpr))
+    with torch.no_grad():
+        poly.xi += offset
+    return {"target_fpr": target_fpr, "offset_added_to_xi": round(offset, 5), "on": "val safe rows", "n_safe": int(safe.sum())}
+
+
+def rescale_violations(poly, train_feats: torch.Tensor, unsafe: torch.Tensor) -> dict:
+    """Divide every φ_k and ξ_k by one constant so a typical safe training prompt scores −1.
+
+    Training leaves violations on an arbitrary scale (thousands on SmolLM2). One positive constant
+    changes no decision, ranking or top facet, but makes the numbers readable and gives steering's
+    margin a meaning: margin 0.5 = halfway from the boundary to where safe prompts typically sit.
+    """
+    with torch.no_grad():
+        safe_scores = poly.score(train_feats[~unsafe])
+        scale = float(safe_scores.median().abs().clamp_min(1e-6))
+        poly.phi /= scale
+        poly.xi /= scale
+    return {"divided_by": round(scale, 5), "unit": "median |max violation| of safe training prompts"}
+
+
 @dataclass
 class TrainedPolytope:
     artifact: PolytopeArtifact
@@ -85,8 +119,13 @@ def train_and_evaluate(
     baselines: bool = True,
     provenance: dict | None = None,
     show_tqdm: bool = True,
+    target_fpr: float | None = None,
 ) -> TrainedPolytope:
-    """Train on the ``train`` split, evaluate SaP and the baselines on val / test / ood."""
+    """Train on the ``train`` split, evaluate SaP and the baselines on val / test / ood.
+
+    With ``target_fpr`` the facet offsets are shifted so that this share of the *validation* safe
+    prompts is flagged (test and ood stay untouched by the choice).
+    """
     def report_progress(frac: float, msg: str) -> None:
         if progress is not None:
             progress(frac, msg)
@@ -104,6 +143,8 @@ def train_and_evaluate(
     result = train_polytope(feats["train"], _unsafe(train), tcfg, progress=(lambda f, m: report_progress(0.3 + 0.5 * f, m)), show_tqdm=show_tqdm)
     t_train = time.perf_counter() - t0
     poly = result.polytope
+    calibration = calibrate_threshold(poly, feats["val"], frames["val"], target_fpr) if target_fpr is not None and "val" in feats else None
+    scale = rescale_violations(poly, feats["train"], _unsafe(train))
     report_progress(0.8, "evaluating SaP and baselines")
     fitted = fit_baselines(feats["train"], _unsafe(train), tcfg.seed) if baselines else []
     splits: dict[str, dict] = {}
@@ -130,7 +171,8 @@ def train_and_evaluate(
         "layer": fcfg.layer, "position": fcfg.position, "chat_template": fcfg.chat_template, "max_tokens": fcfg.max_tokens,
         "train_config": result.config,
         "data": provenance or {"rows_by_split": df["split"].value_counts().to_dict()},
-        "metrics": {"splits": splits, "timing_s": {"features": round(t_feat, 2), "train": round(t_train, 2)}},
+        "metrics": {"splits": splits, "timing_s": {"features": round(t_feat, 2), "train": round(t_train, 2)},
+                    "calibration": calibration, "violation_scale": scale},
         "training_history": result.history,
         "facet_stats": stats,
         "threshold_sweep": {k: v[:: max(1, len(v) // 200)] for k, v in sweep.items()},

@@ -1,10 +1,15 @@
 """Safe Flow: move a hidden state back inside the polytope with as small an edit as possible.
 
-Minimises ``‖h − h₀‖₁/d + α·Σ_k v_k(h) + β·Σ_k relu(v_k(h) + margin)`` with the encoder frozen
+Minimises ``‖h − h₀‖₁/d + α·Σ_k v_k(h) + β·Σ_k relu(v_k(h) + s)`` with the encoder frozen
 (SAP_METHOD.md §4). Unlike the reference (one SGD step, batch size 1) we iterate Adam until every
-facet holds with ``margin`` or ``max_steps`` is reached, on whole batches where only violating rows
-move, and keep h₀ for a row whose loss is not finite. The optimisation runs in the polytope's
-standardised coordinates so one learning rate fits every residual dimension.
+facet holds with depth ``s`` (the *strength*) or ``max_steps`` is reached, on whole batches where
+only violating rows move, and keep h₀ for a row whose loss is not finite. The optimisation runs in
+the polytope's standardised coordinates so one learning rate fits every residual dimension.
+
+Strength is a depth in the polytope's violation units, where shipped polytopes are scaled so that
+a typical safe training prompt scores −1: strength 1 moves a state as far inside as a typical safe
+prompt sits. Just crossing the boundary (the reference's behaviour) rarely changes what SmolLM2
+says; README "Steering" has the measured strength sweep.
 """
 
 from __future__ import annotations
@@ -18,17 +23,17 @@ from .polytope import SafetyPolytope
 
 @dataclass
 class SafeFlowConfig:
-    strength: float = 1.0  # β: weight of the hinge on violated facets
+    strength: float = 3.0  # target depth s: stop once every v_k ≤ −s
+    hinge_weight: float = 1.0  # β: weight of the hinge on facets above −s
     alpha: float = 1e-4  # α: weight of the summed violations (pushes deeper inside)
-    margin: float = 0.1  # stop once every v_k ≤ −margin
-    max_steps: int = 100
+    max_steps: int = 200
     lr: float = 0.1
 
     def validate(self) -> None:
-        if not (self.strength > 0 and self.strength <= 1e4):
-            raise ValueError(f"strength must be in (0, 10000], got {self.strength}")
-        if not 0 <= self.margin <= 100:
-            raise ValueError(f"margin must be in [0, 100], got {self.margin}")
+        if not 0 <= self.strength <= 100:
+            raise ValueError(f"strength must be between 0 and 100, got {self.strength}")
+        if not 0 < self.hinge_weight <= 1e4:
+            raise ValueError(f"hinge_weight must be in (0, 10000], got {self.hinge_weight}")
         if not 1 <= self.max_steps <= 10000:
             raise ValueError(f"max_steps must be in [1, 10000], got {self.max_steps}")
         if not 0 < self.lr <= 100 or self.alpha < 0:
@@ -65,12 +70,12 @@ def safe_flow(poly: SafetyPolytope, h0: torch.Tensor, cfg: SafeFlowConfig = Safe
             for step in range(cfg.max_steps):
                 h = z * poly.std + poly.mean
                 v = poly.violations(h)
-                done = (v.max(dim=1).values <= -cfg.margin).detach()
+                done = (v.max(dim=1).values <= -cfg.strength).detach()
                 active &= ~done
                 steps[idx[active]] = step + 1
                 if not active.any():
                     break
-                per_row = (h - start).abs().sum(dim=1) / d + cfg.alpha * v.sum(dim=1) + cfg.strength * torch.relu(v + cfg.margin).sum(dim=1)
+                per_row = (h - start).abs().sum(dim=1) / d + cfg.alpha * v.sum(dim=1) + cfg.hinge_weight * torch.relu(v + cfg.strength).sum(dim=1)
                 loss = (per_row * active).sum()
                 opt.zero_grad()
                 loss.backward()

@@ -67,7 +67,7 @@ def test_safe_flow_moves_violating_state_inside_and_leaves_inside_state(lm, art)
     torch.manual_seed(0)
     h = (torch.randn(4, lm.hidden_size) * 3).to(lm.device)
     v = art.polytope.violations(h).max(1).values
-    out = safe_flow(art.polytope, h, SafeFlowConfig(margin=0.1, max_steps=500))
+    out = safe_flow(art.polytope, h, SafeFlowConfig(strength=0.1, max_steps=500))
     for i in range(4):
         if v[i] >= 0:
             assert out.steered[i] and out.after[i].max() <= -0.1 + 1e-4

@@ -1,0 +1,287 @@
+"""2-D maps (UMAP, PCA) of a polytope's training features, cached on disk, with new prompts projected in.
+
+The map shows what the polytope sees: the layer-L hidden state at each training prompt's last token,
+standardised with the polytope's own mean and std (the coordinates its encoder reads). Each map is
+computed once per (polytope weights, data, layer) and stored as safetensors + JSON under
+``cache_dir()/maps`` — no pickles, so a cache file is as safe to read as a polytope.
+
+New points (a prompt's per-token trajectory) go into the UMAP map by a distance-weighted average of
+their nearest training neighbours' coordinates. That is how UMAP's own ``transform`` initialises new
+points; doing only that step needs no fitted reducer object, so the projection is the same whether
+the map was fitted in this process or read back from the cache. PCA projects exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+
+from .artifact import PolytopeArtifact, polytope_tensors
+from .features import FeatureConfig, extract_features, hidden_states_at
+from .model_loading import LoadedModel, cache_dir
+
+MAP_VERSION = 1
+METHODS = ("umap", "pca")
+ProgressFn = Callable[[float, str], None]
+
+
+def feature_config(art: PolytopeArtifact) -> FeatureConfig:
+    """The feature settings the polytope was trained with (so the map shows the trained-on states)."""
+    return FeatureConfig(layer=art.layer, position="last", chat_template=art.chat_template,
+                         max_tokens=int(art.meta["max_tokens"]), batch_size=16)
+
+
+def polytope_digest(art: PolytopeArtifact) -> str:
+    """Hash of the polytope's tensors: identical weights share a map wherever the directory lives."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(polytope_tensors(art.polytope).items()):
+        digest.update(name.encode())
+        digest.update(tensor.numpy().tobytes())
+    digest.update(json.dumps({"layer": art.layer, "chat_template": art.chat_template,
+                              "max_tokens": art.meta["max_tokens"]}, sort_keys=True).encode())
+    return digest.hexdigest()[:16]
+
+
+def training_frame(art: PolytopeArtifact, known: dict[str, pd.DataFrame] | None = None) -> tuple[pd.DataFrame, str]:
+    """The polytope's training rows, rebuilt from its provenance; (rows, note on where they come from).
+
+    Built-in data is rebuilt with the recorded seed and accepted only if its fingerprint matches the
+    one stored in the polytope. A polytope trained on other data falls back to the built-in training
+    split, and the note says so, so the map never claims to show data the polytope did not see.
+    """
+    from .data import DataConfig, build_dataset, dataset_fingerprint
+
+    want = str(art.meta.get("data", {}).get("fingerprint", ""))
+    if known and want in known:
+        df = known[want]
+        return df[df["split"] == "train"].reset_index(drop=True), "the polytope's training data"
+    seed = int(art.meta.get("train_config", {}).get("seed", 42))
+    df = build_dataset(DataConfig(seed=seed))
+    if want and dataset_fingerprint(df) == want:
+        note = "the polytope's training data (built-in sources, rebuilt from its provenance)"
+    else:
+        note = ("built-in training data — this polytope was trained on other data "
+                f"(fingerprint {want or 'unknown'}), which is not available here")
+    return df[df["split"] == "train"].reset_index(drop=True), note
+
+
+@dataclass
+class TrainingView:
+    """Training rows with their standardised features and violations: the base of the map and facet views."""
+
+    texts: list[str]
+    labels: list[str]
+    categories: list[str]
+    features: torch.Tensor  # N × d, standardised with the polytope's mean / std
+    violations: torch.Tensor  # N × K
+    note: str
+    key: str
+    coords: dict[str, np.ndarray] = field(default_factory=dict)  # method -> N × 2
+    pca_mean: torch.Tensor | None = None
+    pca_components: torch.Tensor | None = None  # 2 × d
+
+    @property
+    def unsafe(self) -> np.ndarray:
+        return np.array([label == "unsafe" for label in self.labels])
+
+    @property
+    def top_facet(self) -> np.ndarray:
+        return self.violations.argmax(dim=1).numpy()
+
+    @property
+    def predicted_unsafe(self) -> np.ndarray:
+        return (self.violations.max(dim=1).values >= 0).numpy()
+
+
+def standardise(art: PolytopeArtifact, hidden: torch.Tensor) -> torch.Tensor:
+    poly = art.polytope
+    return ((hidden.float() - poly.mean) / poly.std).float()
+
+
+def fit_pca(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """(mean, 2 × d components, N × 2 coordinates); signs fixed so reruns give the same picture."""
+    mean = x.mean(dim=0)
+    centred = x - mean
+    _, _, v = torch.linalg.svd(centred.double(), full_matrices=False)
+    comps = v[:2].float()
+    pivot = comps.abs().argmax(dim=1)
+    signs = torch.sign(comps[torch.arange(comps.shape[0]), pivot])
+    comps = comps * torch.where(signs == 0, torch.ones_like(signs), signs)[:, None]
+    return mean, comps, (centred @ comps.T).numpy()
+
+
+def fit_umap(x: torch.Tensor, seed: int = 42, n_neighbors: int = 15) -> np.ndarray:
+    """UMAP coordinates (N × 2); single-threaded with a fixed seed so the map is reproducible."""
+    import umap  # slow import (numba): only when a map is actually fitted
+
+    reducer = umap.UMAP(n_neighbors=min(n_neighbors, max(2, len(x) - 1)), min_dist=0.1, random_state=seed,
+                        n_jobs=1, metric="euclidean")
+    return np.asarray(reducer.fit_transform(x.numpy()), dtype=np.float32)
+
+
+def project_knn(train_x: torch.Tensor, train_coords: np.ndarray, new_x: torch.Tensor, k: int = 10) -> np.ndarray:
+    """Out-of-sample coordinates: inverse-distance weighted mean of the k nearest training points."""
+    dist = torch.cdist(new_x.float(), train_x.float())
+    k = min(k, train_x.shape[0])
+    d, idx = dist.topk(k, dim=1, largest=False)
+    w = 1.0 / (d + 1e-6)
+    w = w / w.sum(dim=1, keepdim=True)
+    coords = torch.from_numpy(np.asarray(train_coords, dtype=np.float32))[idx]  # M × k × 2
+    return (w[..., None] * coords).sum(dim=1).numpy()
+
+
+def project(view: TrainingView, method: str, x: torch.Tensor) -> np.ndarray:
+    """Coordinates of standardised states ``x`` (M × d) in ``view``'s map of ``method``."""
+    if method == "pca":
+        if view.pca_mean is None or view.pca_components is None:
+            raise ValueError("the PCA map is not computed yet")
+        return ((x - view.pca_mean) @ view.pca_components.T).numpy()
+    if method == "umap":
+        if "umap" not in view.coords:
+            raise ValueError("the UMAP map is not computed yet")
+        return project_knn(view.features, view.coords["umap"], x)
+    raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+
+
+# ---------------------------------------------------------------- disk cache
+
+
+def _paths(key: str) -> tuple[Path, Path]:
+    root = cache_dir() / "maps"
+    root.mkdir(parents=True, exist_ok=True)
+    return root / f"{key}.safetensors", root / f"{key}.json"
+
+
+def _atomic_write_bytes(path: Path, writer: Callable[[str], None]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        writer(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_view(view: TrainingView) -> None:
+    tensors = {"features": view.features.contiguous(), "violations": view.violations.contiguous()}
+    for method, coords in view.coords.items():
+        tensors[f"coords.{method}"] = torch.from_numpy(np.ascontiguousarray(coords, dtype=np.float32))
+    if view.pca_mean is not None and view.pca_components is not None:
+        tensors["pca.mean"] = view.pca_mean.contiguous()
+        tensors["pca.components"] = view.pca_components.contiguous()
+    tpath, jpath = _paths(view.key)
+    _atomic_write_bytes(tpath, lambda tmp: save_file(tensors, tmp))
+    meta = {"version": MAP_VERSION, "texts": view.texts, "labels": view.labels, "categories": view.categories, "note": view.note}
+
+    def write_json(tmp: str) -> None:
+        Path(tmp).write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+
+    _atomic_write_bytes(jpath, write_json)
+
+
+def load_view(key: str) -> TrainingView | None:
+    """The cached view for ``key``, or None if absent or unreadable (then it is simply rebuilt)."""
+    tpath, jpath = _paths(key)
+    if not (tpath.is_file() and jpath.is_file()):
+        return None
+    try:
+        tensors = load_file(str(tpath))
+        meta = json.loads(jpath.read_text(encoding="utf-8"))
+        if meta.get("version") != MAP_VERSION or len(meta["texts"]) != tensors["features"].shape[0]:
+            return None
+    except (OSError, ValueError, KeyError, RuntimeError):
+        return None
+    view = TrainingView(meta["texts"], meta["labels"], meta["categories"], tensors["features"], tensors["violations"], meta["note"], key)
+    for name, tensor in tensors.items():
+        if name.startswith("coords."):
+            view.coords[name.split(".", 1)[1]] = tensor.numpy()
+    view.pca_mean = tensors.get("pca.mean")
+    view.pca_components = tensors.get("pca.components")
+    return view
+
+
+# ---------------------------------------------------------------- building
+
+
+def build_view(
+    lm: LoadedModel,
+    art: PolytopeArtifact,
+    lock: threading.Lock | None = None,
+    progress: ProgressFn | None = None,
+    known_data: dict[str, pd.DataFrame] | None = None,
+    chunk: int = 32,
+    max_rows: int | None = None,
+) -> TrainingView:
+    """Load the cached view or extract features chunk by chunk, then fit PCA (fast) and cache it.
+
+    The lock is taken per chunk, not for the whole extraction, so live requests interleave with a
+    first-start build instead of waiting minutes for it. ``max_rows`` keeps a seeded sample,
+    stratified by label, for small machines and tests (the note then says so).
+    """
+    def report(frac: float, msg: str) -> None:
+        if progress is not None:
+            progress(frac, msg)
+
+    report(0.0, "reading the training data")
+    df, note = training_frame(art, known_data)
+    if len(df) == 0:
+        raise ValueError("the polytope's training data has no rows")
+    if max_rows is not None and len(df) > max_rows:
+        frac = max_rows / len(df)
+        df = (df.groupby("label", group_keys=False).sample(frac=frac, random_state=42)
+              .sort_index().reset_index(drop=True))
+        note += f"; a seeded sample of {len(df)} prompts"
+    data_key = hashlib.sha256("\n".join(f"{lab}\t{t}" for t, lab in zip(df["text"], df["label"], strict=True)).encode()).hexdigest()[:12]
+    key = f"{polytope_digest(art)}-{data_key}-v{MAP_VERSION}"
+    cached = load_view(key)
+    if cached is not None:
+        report(1.0, "loaded from cache")
+        return cached
+    texts = df["text"].tolist()
+    fcfg = feature_config(art)
+    parts = []
+    for start in range(0, len(texts), chunk):
+        report(0.9 * start / len(texts), f"features at layer {art.layer}: {start}/{len(texts)} prompts")
+        batch = texts[start : start + chunk]
+        if lock is not None:
+            with lock:
+                parts.append(extract_features(lm, batch, fcfg, use_cache=False, progress=False))
+        else:
+            parts.append(extract_features(lm, batch, fcfg, use_cache=False, progress=False))
+    hidden = torch.cat(parts)  # type: ignore[arg-type]
+    x = standardise(art, hidden)
+    with torch.no_grad():
+        viol = art.polytope.violations(hidden).float()
+    view = TrainingView(texts, df["label"].tolist(), df["category"].tolist(), x, viol, note, key)
+    report(0.95, "PCA")
+    view.pca_mean, view.pca_components, view.coords["pca"] = fit_pca(x)
+    save_view(view)
+    report(1.0, "done")
+    return view
+
+
+def ensure_umap(view: TrainingView, seed: int = 42) -> TrainingView:
+    """Fit UMAP once (tens of seconds on 2 cores) and add it to the cached view."""
+    if "umap" not in view.coords:
+        view.coords["umap"] = fit_umap(view.features, seed)
+        save_view(view)
+    return view
+
+
+@torch.no_grad()
+def token_states(lm: LoadedModel, art: PolytopeArtifact, token_ids: list[int]) -> torch.Tensor:
+    """Standardised layer-L states of every token of a sequence (one forward pass, stopped at L)."""
+    hidden = hidden_states_at(lm, [token_ids], art.layer)[0]
+    return standardise(art, hidden)

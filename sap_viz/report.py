@@ -1,0 +1,132 @@
+"""Audit report of a polytope: facet labels with their history, metrics, examples, provenance.
+
+An auditor signs off on *what each facet means* and *how well the polytope detects*; the report puts
+both next to the evidence (the most violating training texts per facet, the category statistics)
+and the provenance (model fingerprint, layer, data counts, training settings), in Markdown for
+people and JSON for tools. Everything user-written is escaped for Markdown table cells.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .artifact import PolytopeArtifact, now
+from .attribution import top_examples
+from .pipeline import metrics_rows
+
+METRIC_COLUMNS = ["split", "method", "n", "accuracy", "precision", "recall", "f1", "fpr", "fnr", "auroc", "over_refusal"]
+
+
+def build_report(art: PolytopeArtifact, view: object | None = None, top_k: int = 5) -> dict:
+    """JSON-serialisable report; ``view`` (a feature_map.TrainingView) adds examples per facet."""
+    meta = art.meta
+    stats = meta.get("facet_stats") or {}
+    suggestions = stats.get("suggestions") or []
+    facets = []
+    for k, facet in enumerate(art.facets):
+        entry = {key: facet[key] for key in ("index", "name", "policy", "author", "confidence", "auto_suggested", "history")}
+        entry["suggestion"] = suggestions[k] if k < len(suggestions) else None
+        if view is not None:
+            entry["top_examples"] = top_examples(view.texts, view.violations, k, top_k, view.labels)  # type: ignore[attr-defined]
+            col = view.violations[:, k]  # type: ignore[attr-defined]
+            entry["fire_rate_train"] = round(float((col >= 0).float().mean()), 4)
+        facets.append(entry)
+    return {
+        "report": "sap-viz polytope audit",
+        "generated": now(),
+        "polytope": {
+            "name": art.path.name if art.path else None, "created": meta.get("created"),
+            "sap_viz_version": meta.get("sap_viz_version"), "layer": meta.get("layer"),
+            "layer_convention": meta.get("layer_convention"), "position": meta.get("position"),
+            "chat_template": meta.get("chat_template"), "num_facets": meta.get("num_facets"),
+            "feature_dim": meta.get("feature_dim"), "encoder": meta.get("encoder"), "model": meta.get("model"),
+        },
+        "train_config": meta.get("train_config"),
+        "provenance": meta.get("data"),
+        "examples_source": getattr(view, "note", None),
+        "metrics": metrics_rows(meta.get("metrics") or {}),
+        "facet_statistics": {k: stats.get(k) for k in ("categories", "hungarian_order", "mutual_information_bits") if k in stats},
+        "facets": facets,
+    }
+
+
+def md_cell(value: object, limit: int = 300) -> str:
+    """A value as one Markdown table cell: no pipes, newlines or HTML."""
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    text = str(value).replace("\r", " ").replace("\n", " ")
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace("|", "\\|").replace("`", "\\`"))
+
+
+def _table(rows: list[dict], columns: list[str]) -> list[str]:
+    if not rows:
+        return ["(none)"]
+    out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    out += ["| " + " | ".join(md_cell(r.get(c)) for c in columns) + " |" for r in rows]
+    return out
+
+
+def report_markdown(report: dict) -> str:
+    p = report["polytope"]
+    model = p.get("model") or {}
+    lines = [
+        f"# Polytope audit: {md_cell(p.get('name'))}",
+        "",
+        f"Generated {report['generated']}. Polytope created {md_cell(p.get('created'))} with sap-viz {md_cell(p.get('sap_viz_version'))}.",
+        "",
+        "## Provenance",
+        "",
+        (f"- Model: {md_cell(model.get('id'))} (weights fingerprint `{md_cell(model.get('fingerprint'))}`, "
+         f"{md_cell(model.get('num_layers'))} blocks, hidden size {md_cell(model.get('hidden_size'))})"),
+        (f"- Layer: {md_cell(p.get('layer'))} — {md_cell(p.get('layer_convention'))}; position {md_cell(p.get('position'))}, "
+         f"chat template {md_cell(p.get('chat_template'))}"),
+        f"- Facets: {md_cell(p.get('num_facets'))}, concept features {md_cell(p.get('feature_dim'))} ({md_cell(p.get('encoder'))} encoder)",
+    ]
+    prov = report.get("provenance") or {}
+    if prov:
+        lines.append(f"- Data: {md_cell(prov.get('n_rows'))} rows, fingerprint `{md_cell(prov.get('fingerprint'))}`, "
+                     f"labels {md_cell(json.dumps(prov.get('by_label')))}, splits {md_cell(json.dumps(prov.get('by_split')))}")
+        by_source = prov.get("by_source_label")
+        if by_source:
+            lines.append(f"- Sources: {md_cell(json.dumps(by_source), 1000)}")
+    if report.get("train_config"):
+        lines.append(f"- Training: {md_cell(json.dumps(report['train_config']), 1000)}")
+    lines += ["", "## Detection metrics (unsafe = positive class)", "", *_table(report["metrics"], METRIC_COLUMNS), ""]
+    stats = report.get("facet_statistics") or {}
+    if stats.get("mutual_information_bits") is not None:
+        lines += [f"Category × facet mutual information: {md_cell(stats['mutual_information_bits'])} bits.", ""]
+    lines += ["## Facets", ""]
+    if report.get("examples_source"):
+        lines += [f"Examples are drawn from {md_cell(report['examples_source'])}.", ""]
+    for f in report["facets"]:
+        flag = " (auto-suggested)" if f["auto_suggested"] else ""
+        lines += [f"### Facet {f['index']}: {md_cell(f['name'])}{flag}", ""]
+        lines.append(f"- Policy: {md_cell(f['policy'], 2000)}")
+        lines.append(f"- Labelled by {md_cell(f['author'])}, confidence {md_cell(f['confidence'])}")
+        if f.get("fire_rate_train") is not None:
+            lines.append(f"- Fires on {100 * f['fire_rate_train']:.1f}% of training prompts")
+        sug = f.get("suggestion")
+        if sug:
+            lines.append(f"- Suggestion from category statistics: {md_cell(sug.get('name'))} — {md_cell(sug.get('evidence'))} "
+                         f"(confidence {md_cell(sug.get('confidence'))})")
+        if f["history"]:
+            lines += ["", "History:", "", *_table(f["history"], ["time", "name", "author", "confidence", "auto_suggested", "policy"])]
+        if f.get("top_examples"):
+            lines += ["", "Most violating training prompts:", "", *_table(f["top_examples"], ["rank", "violation", "label", "text"])]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_report(report: dict, directory: str | Path, stem: str = "polytope-audit") -> tuple[Path, Path]:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    md, js = directory / f"{stem}.md", directory / f"{stem}.json"
+    md.write_text(report_markdown(report), encoding="utf-8")
+    js.write_text(json.dumps(report, indent=2, ensure_ascii=False, default=float), encoding="utf-8")
+    return md, js

@@ -1,0 +1,452 @@
+"""The app's state without gradio: one model, the active polytope, a model lock, counters, the polytope folder.
+
+Why a lock: the generation hooks are already bound to their calling thread, but on a 2-core CPU two
+forward passes at once only slow each other down, and the active polytope may change between two
+requests. Taking one ``threading.Lock`` around every model call keeps each request's settings and
+hooks to itself and makes latency predictable (a plain Lock, not an RLock, because a streamed
+request may resume in another worker thread than the one that acquired it).
+
+Polytopes a user uploads are untrusted: only the three known file names are accepted (loose or in a
+zip), sizes are capped before anything is read, the files are validated with ``load_polytope`` in a
+temporary directory, and only then copied into the polytopes folder under a sanitised name.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from .artifact import (
+    FACETS_FILE,
+    FORMAT_VERSION,
+    META_FILE,
+    TENSORS_FILE,
+    PolytopeArtifact,
+    PolytopeFileError,
+    default_facets,
+    label_facet,
+    load_polytope,
+    read_facets,
+    write_json_atomic,
+)
+from .counters import DeploymentCounters
+from .generation import Comparison, GenerationConfig, GenerationResult, InterventionConfig, stream_generation
+from .model_loading import LoadedModel
+
+log = logging.getLogger(__name__)
+
+POLYTOPE_ENV = "SAP_VIZ_POLYTOPE"
+POLYTOPES_DIR_ENV = "SAP_VIZ_POLYTOPES_DIR"
+MAP_ROWS_ENV = "SAP_VIZ_MAP_MAX_ROWS"  # cap on training prompts in the feature map (small machines, tests)
+ALLOWED_FILES = (TENSORS_FILE, META_FILE, FACETS_FILE)
+MAX_UPLOAD_BYTES = 256 << 20
+MAX_SCORE_TEXTS = 256
+MAX_TEXT_CHARS = 8000
+_NAME_OK = re.compile(r"[^a-z0-9._-]+")
+
+
+class WorkbenchError(ValueError):
+    """A request the workbench refuses; the message is meant for the user."""
+
+
+def default_polytope_path() -> Path:
+    from .cli import DEFAULT_POLYTOPE
+
+    return Path(os.environ.get(POLYTOPE_ENV) or DEFAULT_POLYTOPE)
+
+
+def sanitize_name(raw: str, fallback: str = "polytope") -> str:
+    """A directory name that cannot escape the polytopes folder: [a-z0-9._-], no leading dot, ≤ 64 chars."""
+    name = _NAME_OK.sub("-", str(raw).strip().lower()).strip(".-_")[:64].strip(".-_")
+    return name or fallback
+
+
+@dataclass
+class MapStatus:
+    """Progress of the background build of the training view (features, PCA, UMAP)."""
+
+    fraction: float = 0.0
+    message: str = "not started"
+    error: str | None = None
+    done: bool = False
+    umap_done: bool = False
+
+
+class Workbench:
+    def __init__(self, lm: LoadedModel, polytope_path: str | Path | None = None, polytopes_dir: str | Path | None = None):
+        self.lm = lm
+        self.lock = threading.Lock()
+        self.counters = DeploymentCounters()
+        path = Path(polytope_path) if polytope_path is not None else default_polytope_path()
+        self.polytopes_dir = Path(polytopes_dir or os.environ.get(POLYTOPES_DIR_ENV) or path.parent).resolve()
+        self.polytopes_dir.mkdir(parents=True, exist_ok=True)
+        self.artifact: PolytopeArtifact | None = None
+        self.load_error: str | None = None
+        self.known_data: dict[str, pd.DataFrame] = {}
+        rows = os.environ.get(MAP_ROWS_ENV, "").strip()
+        self.map_max_rows: int | None = int(rows) if rows.isdigit() and int(rows) > 0 else None
+        self._state_lock = threading.Lock()  # guards artifact swaps and the views below
+        self._views: dict[str, object] = {}  # polytope path -> TrainingView
+        self._map_status: dict[str, MapStatus] = {}
+        self._map_threads: dict[str, threading.Thread] = {}
+        try:
+            self._set_artifact(self._load(path))
+        except PolytopeFileError as exc:
+            self.load_error = f"no polytope loaded from {path}: {exc}"
+            log.warning(self.load_error)
+
+    @classmethod
+    def from_env(cls) -> Workbench:
+        from .model_loading import load_model
+
+        return cls(load_model("default"))
+
+    # ------------------------------------------------------------ polytopes
+
+    def _load(self, path: Path) -> PolytopeArtifact:
+        return load_polytope(path, self.lm.hidden_size, self.lm.num_layers, self.lm.fingerprint, strict_fingerprint=False)
+
+    def _set_artifact(self, art: PolytopeArtifact) -> None:
+        with self._state_lock:
+            self.artifact = art
+            self.load_error = None
+
+    def require_artifact(self) -> PolytopeArtifact:
+        art = self.artifact
+        if art is None:
+            raise WorkbenchError(self.load_error or "no polytope is active: train one or upload one in 'Train & calibrate'")
+        return art
+
+    @property
+    def active_name(self) -> str | None:
+        return self.artifact.path.name if self.artifact and self.artifact.path else None
+
+    def list_polytopes(self) -> list[str]:
+        if not self.polytopes_dir.is_dir():
+            return []
+        return sorted(p.name for p in self.polytopes_dir.iterdir()
+                      if p.is_dir() and not p.name.startswith(".") and (p / META_FILE).is_file() and (p / TENSORS_FILE).is_file())
+
+    def _resolve(self, name: str) -> Path:
+        if name not in self.list_polytopes():
+            raise WorkbenchError(f"unknown polytope {name!r}; available: {', '.join(self.list_polytopes()) or 'none'}")
+        return self.polytopes_dir / name
+
+    def activate(self, name: str) -> PolytopeArtifact:
+        try:
+            art = self._load(self._resolve(name))
+        except PolytopeFileError as exc:
+            raise WorkbenchError(f"cannot activate {name!r}: {exc}") from None
+        self._set_artifact(art)
+        return art
+
+    def refresh_facets(self) -> list[dict]:
+        art = self.require_artifact()
+        if art.path is not None:
+            art.facets = read_facets(art.path)
+        return art.facets
+
+    def label(self, index: int, name: str, policy: str = "", author: str = "", confidence: float = 1.0) -> dict:
+        """Label a facet of the active polytope on disk (atomic, with history) and in memory."""
+        art = self.require_artifact()
+        if art.path is None:
+            raise WorkbenchError("the active polytope has not been saved yet")
+        try:
+            index = int(index)
+        except (TypeError, ValueError):
+            raise WorkbenchError(f"facet index must be an integer, got {index!r}") from None
+        facet = label_facet(art.path, index, name, policy, author, confidence)
+        self.refresh_facets()
+        return facet
+
+    def _unique_dir(self, name: str) -> Path:
+        base = sanitize_name(name)
+        candidate, n = base, 2
+        while (self.polytopes_dir / candidate).exists():
+            candidate, n = f"{base}-{n}", n + 1
+        return self.polytopes_dir / candidate
+
+    def _collect_upload(self, paths: list[str | Path], staging: Path) -> None:
+        """Copy the uploaded polytope files (loose or zipped) into ``staging``, refusing anything else."""
+        total = 0
+        seen: set[str] = set()
+
+        def accept(name: str, size: int) -> None:
+            nonlocal total
+            if name not in ALLOWED_FILES:
+                raise WorkbenchError(f"unexpected file {name!r}: a polytope upload holds only {', '.join(ALLOWED_FILES)}")
+            if name in seen:
+                raise WorkbenchError(f"{name} was given twice")
+            seen.add(name)
+            total += size
+            if total > MAX_UPLOAD_BYTES:
+                raise WorkbenchError(f"upload is larger than {MAX_UPLOAD_BYTES >> 20} MiB")
+
+        for raw in paths:
+            src = Path(raw)
+            if src.is_symlink() or not src.is_file():
+                raise WorkbenchError(f"{src.name} is not a regular file")
+            if src.suffix.lower() == ".zip":
+                try:
+                    with zipfile.ZipFile(src) as zf:
+                        for info in zf.infolist():
+                            if info.is_dir():
+                                continue
+                            parts = Path(info.filename).parts
+                            if info.filename.startswith(("/", "\\")) or ".." in parts or len(parts) > 2 or ":" in info.filename:
+                                raise WorkbenchError(f"zip entry {info.filename!r} has an unsafe path")
+                            accept(parts[-1], info.file_size)
+                            with zf.open(info) as fin, open(staging / parts[-1], "wb") as fout:
+                                shutil.copyfileobj(fin, fout, 1 << 20)
+                            if (staging / parts[-1]).stat().st_size != info.file_size:
+                                raise WorkbenchError(f"zip entry {info.filename!r} does not match its declared size")
+                except zipfile.BadZipFile:
+                    raise WorkbenchError(f"{src.name} is not a valid zip file") from None
+            else:
+                name = src.name  # Gradio keeps the uploaded file's original name
+                accept(name, src.stat().st_size)
+                shutil.copyfile(src, staging / name)
+        if TENSORS_FILE not in seen or META_FILE not in seen:
+            raise WorkbenchError(f"a polytope upload needs {TENSORS_FILE} and {META_FILE} ({FACETS_FILE} optional)")
+
+    def import_polytope(self, paths: list[str | Path], name: str = "") -> tuple[str, list[str]]:
+        """Validate an uploaded polytope and add it to the folder; returns (directory name, warnings)."""
+        if not paths:
+            raise WorkbenchError("no files were uploaded")
+        staging = Path(tempfile.mkdtemp(prefix="sap-viz-upload-"))
+        try:
+            self._collect_upload(list(paths), staging)
+            try:
+                art = self._load(staging)
+            except PolytopeFileError as exc:
+                raise WorkbenchError(f"rejected: {exc}") from None
+            if not (staging / FACETS_FILE).exists():
+                write_json_atomic(staging / FACETS_FILE, {"format_version": FORMAT_VERSION, "facets": default_facets(art.polytope.num_facets)})
+            target = self._unique_dir(name or "uploaded")
+            tmp_target = Path(tempfile.mkdtemp(dir=self.polytopes_dir, prefix=".incoming-"))
+            try:
+                for fname in ALLOWED_FILES:
+                    shutil.copyfile(staging / fname, tmp_target / fname)
+                tmp_target.rename(target)
+            finally:
+                if tmp_target.exists():
+                    shutil.rmtree(tmp_target, ignore_errors=True)
+            return target.name, art.warnings
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def export_polytope(self, name: str | None = None) -> Path:
+        """A zip with exactly the three polytope files, in a fresh temporary directory."""
+        name = name or self.active_name
+        if not name:
+            raise WorkbenchError("no polytope to export")
+        src = self._resolve(name)
+        out = Path(tempfile.mkdtemp(prefix="sap-viz-export-")) / f"{name}.zip"
+        with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for fname in ALLOWED_FILES:
+                if (src / fname).is_file():
+                    zf.write(src / fname, arcname=fname)
+        return out
+
+    # ------------------------------------------------------------ model calls
+
+    def _stream_one(self, art: PolytopeArtifact, prompt: str, gen: GenerationConfig, cfg: InterventionConfig, which: str):
+        it = stream_generation(self.lm, art, prompt, gen, cfg)
+        finished = False
+        try:
+            for item in it:
+                if isinstance(item, GenerationResult):
+                    finished = True
+                    return item
+                yield which, item
+        finally:
+            if not finished:  # the consumer went away: let the worker finish before the lock is released
+                for _ in it:
+                    pass
+        raise RuntimeError("generation ended without a result")
+
+    def stream_compare(
+        self, prompt: str, gen: GenerationConfig, cfg: InterventionConfig
+    ) -> Iterator[tuple[str, str | Comparison]]:
+        """Stream the unsteered run, then the intervened one; yields (which, text) and finally ("done", Comparison)."""
+        art = self.require_artifact()
+        gen.validate()
+        cfg.validate()
+        monitor = InterventionConfig(mode="monitor", positions=cfg.positions, threshold=cfg.threshold, flow=cfg.flow)
+        with self.lock:
+            base = yield from self._stream_one(art, prompt, gen, monitor, "baseline")
+            other = base if cfg.mode == "monitor" else (yield from self._stream_one(art, prompt, gen, cfg, "intervened"))
+        cmp = Comparison(base, other)
+        self.counters.record_comparison(cmp)
+        yield "done", cmp
+
+    def compare(self, prompt: str, gen: GenerationConfig, cfg: InterventionConfig) -> Comparison:
+        result = None
+        for which, item in self.stream_compare(prompt, gen, cfg):
+            if which == "done":
+                result = item
+        assert isinstance(result, Comparison)
+        return result
+
+    def score(self, texts: list[str]) -> torch.Tensor:
+        from .pipeline import score_texts
+
+        art = self.require_artifact()
+        if not isinstance(texts, list) or not texts:
+            raise WorkbenchError("give a non-empty list of texts")
+        if len(texts) > MAX_SCORE_TEXTS:
+            raise WorkbenchError(f"at most {MAX_SCORE_TEXTS} texts per call, got {len(texts)}")
+        for i, t in enumerate(texts):
+            if not isinstance(t, str) or not t.strip():
+                raise WorkbenchError(f"text {i} is empty or not a string")
+            if len(t) > MAX_TEXT_CHARS:
+                raise WorkbenchError(f"text {i} is longer than {MAX_TEXT_CHARS} characters")
+        with self.lock:
+            return score_texts(self.lm, art, texts)
+
+    def prompt_tokens(self, prompt: str) -> tuple[list[str], list[int], torch.Tensor]:
+        """(token texts, token ids, T × K violations) of the formatted prompt, as monitoring sees it."""
+        from .features import hidden_states_at
+        from .prompts import encode_prompt
+
+        art = self.require_artifact()
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise WorkbenchError("the prompt must be non-empty text")
+        enc = encode_prompt(self.lm.tokenizer, prompt, art.chat_template, int(art.meta["max_tokens"]))
+        with self.lock:
+            hidden = hidden_states_at(self.lm, [enc.ids], art.layer)[0]
+        with torch.no_grad():
+            viol = art.polytope.violations(hidden)
+        return [self.lm.tokenizer.decode([t]) for t in enc.ids], enc.ids, viol
+
+    def attribution(self, prompt: str, window: int = 3):
+        from .attribution import word_masking
+
+        art = self.require_artifact()
+        with self.lock:
+            return word_masking(self.lm, art, prompt, window)
+
+    def trajectory(self, token_ids: list[int]) -> torch.Tensor:
+        from .feature_map import token_states
+
+        art = self.require_artifact()
+        with self.lock:
+            return token_states(self.lm, art, token_ids)
+
+    def train(self, df: pd.DataFrame, fcfg, tcfg, progress: Callable[[float, str], None] | None = None):
+        """Extract features under the model lock (cached on disk), then train without holding it."""
+        from .data import dataset_fingerprint, dataset_provenance
+        from .pipeline import split_features, train_and_evaluate
+
+        if "split" not in df.columns or not (df["split"] == "train").any():
+            raise WorkbenchError("the data has no rows in the 'train' split")
+        splits = [s for s in ("train", "val", "test", "ood") if (df["split"] == s).any()]
+        for i, split in enumerate(splits):
+            if progress:
+                progress(0.3 * i / len(splits), f"features for {split} ({(df['split'] == split).sum()} prompts)")
+            with self.lock:
+                split_features(self.lm, df[df["split"] == split], fcfg, progress=False)
+        provenance = {**dataset_provenance(df), "fingerprint": dataset_fingerprint(df)}
+        self.known_data[provenance["fingerprint"]] = df
+        return train_and_evaluate(self.lm, df, fcfg, tcfg, progress=progress, provenance=provenance, show_tqdm=False)
+
+    def save_trained(self, trained, name: str) -> str:
+        from .pipeline import save_trained
+
+        target = self._unique_dir(name or f"layer{trained.artifact.layer}-k{trained.artifact.polytope.num_facets}")
+        save_trained(trained, target)
+        return target.name
+
+    # ------------------------------------------------------------ training view (feature map, facet stats)
+
+    def _view_key(self, art: PolytopeArtifact) -> str:
+        return str(art.path or id(art))
+
+    def map_status(self) -> MapStatus:
+        art = self.artifact
+        if art is None:
+            return MapStatus(message="no polytope", error=self.load_error)
+        return self._map_status.get(self._view_key(art), MapStatus())
+
+    def training_view(self):
+        """The active polytope's training view if ready (else None; call ``start_view_build``)."""
+        art = self.artifact
+        return None if art is None else self._views.get(self._view_key(art))
+
+    def start_view_build(self, with_umap: bool = True) -> MapStatus:
+        """Build (or read from cache) the active polytope's training view in a background thread."""
+        from . import feature_map
+
+        art = self.artifact
+        if art is None:
+            return self.map_status()
+        key = self._view_key(art)
+        with self._state_lock:
+            thread = self._map_threads.get(key)
+            if thread is not None and thread.is_alive():
+                return self._map_status[key]
+            status = self._map_status.get(key)
+            if status is not None and status.done and (status.umap_done or not with_umap) and status.error is None:
+                return status
+            status = MapStatus(message="starting")
+            self._map_status[key] = status
+
+            def progress(frac: float, msg: str) -> None:
+                status.fraction, status.message = frac, msg
+
+            def work() -> None:
+                try:
+                    t0 = time.perf_counter()
+                    view = feature_map.build_view(self.lm, art, self.lock, progress, self.known_data, max_rows=self.map_max_rows)
+                    self._views[key] = view
+                    status.done = True
+                    status.fraction, status.message = 1.0, f"PCA ready ({time.perf_counter() - t0:.0f} s); {view.note}"
+                    if with_umap:
+                        if "umap" not in view.coords:
+                            status.message = "PCA ready; fitting UMAP (once, about a minute on 2 cores)"
+                        feature_map.ensure_umap(view)
+                        status.umap_done = True
+                        status.message = f"UMAP and PCA ready; {view.note}"
+                except Exception as exc:  # shown in the UI; the app keeps working without the map
+                    log.exception("building the training view failed")
+                    status.error = f"{type(exc).__name__}: {exc}"
+                    status.message = "failed"
+
+            thread = threading.Thread(target=work, name="sap-viz-map", daemon=True)
+            self._map_threads[key] = thread
+            thread.start()
+        return status
+
+    def wait_for_view(self, timeout: float = 600.0, umap: bool = False):
+        """Block until the view (and optionally UMAP) is ready; for tests and scripts."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.map_status()
+            if status.error:
+                raise WorkbenchError(status.error)
+            if status.done and (status.umap_done or not umap):
+                return self.training_view()
+            time.sleep(0.2)
+        raise TimeoutError("the training view was not ready in time")
+
+    def warm_up(self) -> None:
+        """One tiny generation so the first user request does not pay for lazy initialisation."""
+        art = self.artifact
+        if art is None:
+            return
+        from .generation import generate_one
+
+        with self.lock:
+            generate_one(self.lm, art, "Hello", GenerationConfig(max_new_tokens=2), InterventionConfig(mode="monitor"))
