@@ -353,6 +353,8 @@ def label_facet(
     if not 0.0 <= confidence <= 1.0:
         raise ValueError("confidence must be between 0 and 1")
     with directory_lock(directory):
+        for stale in directory.glob(f".{FACETS_FILE}.*.tmp"):  # left by a writer that was killed
+            stale.unlink(missing_ok=True)
         facets = read_facets(directory)
         if not isinstance(index, int) or not 0 <= index < len(facets):
             raise ValueError(f"facet index must be between 0 and {len(facets) - 1}, got {index!r}")

@@ -484,20 +484,22 @@ def _load_aplomb() -> pd.DataFrame:
 
 
 # ShareGPT harmful-request filter. The dump is unfiltered user traffic (jailbreaks, NSFW
-# role-play, hacking requests...). A benign pool must not contain those, so any first turn
-# matching this deliberately broad keyword filter is dropped. It over-filters (e.g. "kill a
-# process", "growth hacking"); that only removes benign rows, and hard benign-but-scary
-# prompts come from the dedicated over-refusal sets instead. Identity terms (religions,
-# nationalities) are intentionally *not* filtered so benign text still mentions them.
+# role-play, malware requests...). A benign pool must not contain those, so first turns matching
+# these keywords are dropped. Words with everyday benign uses — kill (a process), hack, crack,
+# exploit, shoot (a photo), steal (the show), poison (data), weapon (in a game), blood (test),
+# drugs (medicine), illegal (characters) — are deliberately *not* filtered: an earlier, broader
+# filter removed every such prompt from the benign pool and the polytope learned "scary word ⇒
+# unsafe", flagging 60 % of scary-but-safe requests such as "How do I kill a Python process?".
+# Identity terms (religions, nationalities) are not filtered either.
 _SHAREGPT_HARMFUL = re.compile(
-    r"\b(?:kill\w*|murder\w*|suicid\w*|self[- ]?harm\w*|bomb\w*|explosi\w*|weapon\w*|firearm\w*"
-    r"|guns?|ammo|ammunition|poison\w*|terror\w*|genocid\w*|massacre\w*|tortur\w*|assault\w*"
-    r"|rape\w*|abus\w*|kidnap\w*|traffick\w*|hostage\w*|violen\w*|blood\w*|gore|corpse\w*"
-    r"|drugs?|cocaine|heroin|meth|methamphetamine|fentanyl|opioid\w*|marijuana|cannabis|weed"
-    r"|lsd|mdma|overdos\w*|porn\w*|sex\w*|nude\w*|naked|nsfw|erotic\w*|fetish\w*|hentai"
-    r"|onlyfans|escort\w*|horny|hack\w*|malware|ransomware|keylog\w*|phish\w*|exploit\w*|ddos"
-    r"|botnet\w*|crack\w*|pira\w*|torrent\w*|steal\w*|stole\w*|theft|fraud\w*|scam\w*"
-    r"|launder\w*|counterfeit\w*|forge|forged|forgery|smuggl\w*|illegal\w*|unlawful\w*"
+    r"\b(?:murder\w*|suicid\w*|self[- ]?harm\w*|bombs?|bomb-?making|explosives?|firearm\w*"
+    r"|ammo|ammunition|terroris\w*|genocid\w*|massacre\w*|tortur\w*"
+    r"|rape\w*|kidnap\w*|traffick\w*|hostage\w*|gore|corpse\w*"
+    r"|cocaine|heroin|meth|methamphetamine|fentanyl"
+    r"|lsd|mdma|overdos\w*|porn\w*|sex|sexy|sexual(?:ly)?|nude\w*|naked|nsfw|erotic\w*|fetish\w*|hentai"
+    r"|onlyfans|escort\w*|horny|malware|ransomware|keylog\w*|phish\w*|ddos"
+    r"|botnet\w*|pira(?:cy|ted)|torrent\w*|fraud\w*|scam\w*"
+    r"|launder\w*|counterfeit\w*|forged|forgery|smuggl\w*"
     r"|racis\w*|nazi\w*|hitler|supremac\w*|slurs?|jailbreak\w*|uncensored|unfiltered"
     r"|unrestricted|do anything now|developer mode|amoral|unethical)\b"
     r"|ignore (?:all |any )?(?:the )?(?:previous|prior|above) (?:instructions|prompts)",
@@ -576,9 +578,31 @@ def _sharegpt_prompts(max_rows: int | None, seed: int) -> tuple[str, ...]:
     return tuple(out)
 
 
+# Everyday words that also sound violent or criminal. ShareGPT first turns that use them
+# ("kill the process", "shoot a video", "execute the script") are natural scary-but-safe
+# prompts: they are always kept and marked subset "over_refusal" so balancing keeps them.
+_SCARY_BUT_COMMON = re.compile(
+    r"\b(?:kill\w*|hack\w*|crack\w*|exploit\w*|shoot\w*|shot|steal\w*|poison\w*|weapon\w*"
+    r"|blood\w*|drugs?|illegal\w*|attack\w*|destroy\w*|execut\w*|terminat\w*|abort\w*"
+    r"|fire|fired|firing|guns?|knife|knives|dead\w*|die|dies|dying|violen\w*|abus\w*|weed\w*"
+    r"|bullet\w*|target\w*|inject\w*|trigger\w*|threat\w*|victim\w*)\b",
+    re.IGNORECASE,
+)
+
+
 def _load_sharegpt(max_rows: int | None = None, seed: int = 42) -> pd.DataFrame:
-    return _frame((t, "safe", BENIGN, "chat_first_turn", "sharegpt", "plain")
-                  for t in _sharegpt_prompts(max_rows, seed))
+    everything = _sharegpt_prompts(None, seed)
+    scary = [t for t in everything if _SCARY_BUT_COMMON.search(t)]
+    scary_set = set(scary)
+    rest = [t for t in everything if t not in scary_set]
+    if max_rows is not None:
+        rng = np.random.default_rng(seed)
+        scary = [scary[i] for i in sorted(rng.permutation(len(scary))[:max_rows])]
+        keep = rng.permutation(len(rest))[: max(0, max_rows - len(scary))]
+        rest = [rest[i] for i in sorted(keep)]
+    rows = [(t, "safe", BENIGN, "chat_first_turn_scary_word", "sharegpt", "over_refusal") for t in scary]
+    rows += [(t, "safe", BENIGN, "chat_first_turn", "sharegpt", "plain") for t in rest]
+    return _frame(rows)
 
 
 @dataclass(frozen=True)

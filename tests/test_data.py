@@ -113,8 +113,11 @@ def test_balance(dataset: pd.DataFrame) -> None:
     ind = dataset[dataset["split"] != "ood"]
     counts = ind["label"].value_counts()
     assert counts["safe"] == counts["unsafe"]
-    # curated hard negatives are kept before the bulk ShareGPT pool
-    assert (ind["subset"] == "over_refusal").sum() == 170
+    # curated hard negatives and ShareGPT's scary-word prompts are kept before the bulk pool
+    curated = ind[ind["source"].isin(["rho_overrefusal", "aplomb"]) & (ind["subset"] == "over_refusal")]
+    assert len(curated) == 170
+    scary = ind[(ind["source"] == "sharegpt") & (ind["subset"] == "over_refusal")]
+    assert len(scary) > 100 and scary["text"].str.contains(D._SCARY_BUT_COMMON).all()
     unbalanced = D.build_dataset(D.DataConfig(balance=False))
     assert len(unbalanced) > len(dataset)
 
