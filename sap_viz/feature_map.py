@@ -2,7 +2,7 @@
 
 The map shows what the polytope sees: the layer-L hidden state at each training prompt's last token,
 standardised with the polytope's own mean and std (the coordinates its encoder reads). Each map is
-computed once per (polytope weights, data, layer) and stored as safetensors + JSON under
+computed once per (polytope weights, recorded training-data fingerprint) and stored as safetensors + JSON under
 ``cache_dir()/maps`` — no pickles, so a cache file is as safe to read as a polytope.
 
 New points (a prompt's per-token trajectory) go into the UMAP map by a distance-weighted average of
@@ -31,7 +31,7 @@ from .artifact import PolytopeArtifact, polytope_tensors
 from .features import FeatureConfig, extract_features, hidden_states_at
 from .model_loading import LoadedModel, cache_dir
 
-MAP_VERSION = 1
+MAP_VERSION = 2
 METHODS = ("umap", "pca")
 ProgressFn = Callable[[float, str], None]
 
@@ -234,6 +234,15 @@ def build_view(
         if progress is not None:
             progress(frac, msg)
 
+    # Keyed by the polytope's weights and its recorded data fingerprint, so a cache hit needs no
+    # rebuild of the data set (seconds on 2 cores); the cached view stores its own texts and labels.
+    fingerprint = str(art.meta.get("data", {}).get("fingerprint") or "unknown")
+    source = "u" if known_data and fingerprint in known_data else "b"  # data trained in this session, or rebuilt
+    key = f"{polytope_digest(art)}-{hashlib.sha256(fingerprint.encode()).hexdigest()[:8]}{source}-{max_rows or 'all'}-v{MAP_VERSION}"
+    cached = load_view(key)
+    if cached is not None:
+        report(1.0, "loaded from cache")
+        return cached
     report(0.0, "reading the training data")
     df, note = training_frame(art, known_data)
     if len(df) == 0:
@@ -243,12 +252,6 @@ def build_view(
         df = (df.groupby("label", group_keys=False).sample(frac=frac, random_state=42)
               .sort_index().reset_index(drop=True))
         note += f"; a seeded sample of {len(df)} prompts"
-    data_key = hashlib.sha256("\n".join(f"{lab}\t{t}" for t, lab in zip(df["text"], df["label"], strict=True)).encode()).hexdigest()[:12]
-    key = f"{polytope_digest(art)}-{data_key}-v{MAP_VERSION}"
-    cached = load_view(key)
-    if cached is not None:
-        report(1.0, "loaded from cache")
-        return cached
     texts = df["text"].tolist()
     fcfg = feature_config(art)
     parts = []

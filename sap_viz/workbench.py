@@ -69,7 +69,8 @@ def default_polytope_path() -> Path:
 
 def sanitize_name(raw: str, fallback: str = "polytope") -> str:
     """A directory name that cannot escape the polytopes folder: [a-z0-9._-], no leading dot, ≤ 64 chars."""
-    name = _NAME_OK.sub("-", str(raw).strip().lower()).strip(".-_")[:64].strip(".-_")
+    name = _NAME_OK.sub("-", str(raw).strip().lower())
+    name = re.sub(r"-{2,}", "-", re.sub(r"\.{2,}", "-", name)).strip(".-_")[:64].strip(".-_")
     return name or fallback
 
 
@@ -345,7 +346,7 @@ class Workbench:
         with self.lock:
             return token_states(self.lm, art, token_ids)
 
-    def train(self, df: pd.DataFrame, fcfg, tcfg, progress: Callable[[float, str], None] | None = None):
+    def train(self, df: pd.DataFrame, fcfg, tcfg, progress: Callable[[float, str], None] | None = None, target_fpr: float | None = None):
         """Extract features under the model lock (cached on disk), then train without holding it."""
         from .data import dataset_fingerprint, dataset_provenance
         from .pipeline import split_features, train_and_evaluate
@@ -360,7 +361,8 @@ class Workbench:
                 split_features(self.lm, df[df["split"] == split], fcfg, progress=False)
         provenance = {**dataset_provenance(df), "fingerprint": dataset_fingerprint(df)}
         self.known_data[provenance["fingerprint"]] = df
-        return train_and_evaluate(self.lm, df, fcfg, tcfg, progress=progress, provenance=provenance, show_tqdm=False)
+        scaled = (lambda f, m: progress(0.3 + 0.7 * f, m)) if progress else None
+        return train_and_evaluate(self.lm, df, fcfg, tcfg, progress=scaled, provenance=provenance, show_tqdm=False, target_fpr=target_fpr)
 
     def save_trained(self, trained, name: str) -> str:
         from .pipeline import save_trained

@@ -77,7 +77,7 @@ def test_analyze_prompt_tokens_and_attribution(client):
     assert out["tokens"] and all(len(t["violations"]) == k for t in out["tokens"])
     assert out["score"] == pytest.approx(max(out["violations"]), rel=1e-5)
     att = out["attribution"]
-    assert att["words"] == "How do I kill a Python process?".split()
+    assert att["words"] == ["How", "do", "I", "kill", "a", "Python", "process?"]
     assert len(att["kl"]) == len(att["words"]) and all(v >= -1e-6 for v in att["kl"])
     assert len(att["delta"]) == len(att["words"]) and len(att["delta"][0]) == k
 
@@ -121,3 +121,67 @@ def test_counters_count_api_generations(client):
     out = client.predict(api_name="/counters")
     assert out["summary"]["prompts"] >= 1
     assert out["requests"][0]["mode"] == "steer"
+
+
+# ---------------------------------------------------------------- polytope upload / download (no server needed)
+
+
+class _ModelStub:
+    """What the workbench reads from a LoadedModel to validate polytopes (no weights needed)."""
+
+    def __init__(self, meta: dict):
+        self.hidden_size = meta["model"]["hidden_size"]
+        self.num_layers = meta["model"]["num_layers"]
+        self.fingerprint = meta["model"]["fingerprint"]
+
+
+@pytest.fixture()
+def bench(tmp_path):
+    from sap_viz.workbench import Workbench
+
+    folder = tmp_path / "polytopes"
+    shutil.copytree(SOURCE, folder / "shipped")
+    meta = json.loads((SOURCE / "polytope.json").read_text())
+    return Workbench(_ModelStub(meta), folder / "shipped")  # type: ignore[arg-type]
+
+
+def test_export_then_import_round_trip(bench, tmp_path):
+    import zipfile
+
+    archive = bench.export_polytope("shipped")
+    with zipfile.ZipFile(archive) as zf:
+        assert sorted(zf.namelist()) == ["facets.json", "polytope.json", "polytope.safetensors"]
+    name, warnings = bench.import_polytope([archive], "../../etc/My Copy")
+    assert name == "etc-my-copy" and warnings == []
+    assert (bench.polytopes_dir / name / "polytope.safetensors").is_file()
+    assert sorted(bench.list_polytopes()) == ["etc-my-copy", "shipped"]
+    bench.activate(name)
+    assert bench.active_name == name
+    loose = [SOURCE / "polytope.safetensors", SOURCE / "polytope.json"]
+    second, _ = bench.import_polytope(loose, "etc-my-copy")
+    assert second == "etc-my-copy-2"
+
+
+def test_import_refuses_unsafe_uploads(bench, tmp_path):
+    import zipfile
+
+    from sap_viz.workbench import WorkbenchError
+
+    traversal = tmp_path / "evil.zip"
+    with zipfile.ZipFile(traversal, "w") as zf:
+        zf.writestr("../polytope.json", "{}")
+    other = tmp_path / "extra.zip"
+    with zipfile.ZipFile(other, "w") as zf:
+        zf.write(SOURCE / "polytope.safetensors", "polytope.safetensors")
+        zf.write(SOURCE / "polytope.json", "polytope.json")
+        zf.writestr("run.py", "print('hi')")
+    pickle_file = tmp_path / "polytope.safetensors"
+    pickle_file.write_bytes(b"\x80\x04\x95" + b"\x00" * 64)
+    cases = [([traversal], "unsafe path"), ([other], "unexpected file"), ([SOURCE / "polytope.json"], "needs"),
+             ([pickle_file, SOURCE / "polytope.json"], "pickle")]
+    for paths, fragment in cases:
+        with pytest.raises(WorkbenchError, match=fragment):
+            bench.import_polytope(paths, "bad")
+    assert bench.list_polytopes() == ["shipped"]
+    with pytest.raises(WorkbenchError, match="unknown polytope"):
+        bench.activate("../shipped")

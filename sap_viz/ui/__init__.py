@@ -1,0 +1,51 @@
+"""Gradio front end of sap-viz. ``create()`` loads the model once and returns the app with its queue on."""
+
+from __future__ import annotations
+
+import os
+
+# Before gradio is imported: no version check or telemetry calls (the app must work offline).
+for _key, _value in {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1",
+                     "TOKENIZERS_PARALLELISM": "false"}.items():
+    os.environ.setdefault(_key, _value)
+
+import logging
+import threading
+
+import gradio as gr
+
+from ..workbench import Workbench
+from .app import build_app, launch_kwargs
+
+__all__ = ["build_app", "create", "launch_kwargs", "main"]
+log = logging.getLogger(__name__)
+
+
+def _background_warm_up(wb: Workbench, build_map: bool) -> None:
+    def work() -> None:
+        try:
+            wb.warm_up()
+        except Exception:  # a failed warm-up only costs the first request some latency
+            log.exception("warm-up generation failed")
+        if build_map:
+            wb.start_view_build()
+
+    threading.Thread(target=work, name="sap-viz-warm-up", daemon=True).start()
+
+
+def create(wb: Workbench | None = None) -> gr.Blocks:
+    """Load the model (once), start warm-up and the feature-map build in the background, build the app.
+
+    ``SAP_VIZ_MAP_WARMUP=0`` skips building the training map at start (it is then built when the
+    Feature map or Facets tab first needs it).
+    """
+    wb = wb or Workbench.from_env()
+    _background_warm_up(wb, os.environ.get("SAP_VIZ_MAP_WARMUP", "1") != "0")
+    demo = build_app(wb)
+    demo.queue(default_concurrency_limit=1, max_size=64)
+    return demo
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    create().launch(**launch_kwargs())

@@ -1,0 +1,165 @@
+"""The documented API (`/generate`, `/analyze`, `/score`, `/label_facet`, `/facets`, `/polytopes`, `/counters`).
+
+Plain JSON in and out, so any gradio_client (Python or JS) can call them. Errors reach the caller
+as ``gr.Error`` with a one-line message, never a traceback. No ``from __future__ import annotations``
+here: ``gr.api`` reads the type hints at runtime to build the API schema.
+"""
+
+import functools
+import inspect
+import logging
+from collections.abc import Callable
+
+import gradio as gr
+
+from ..artifact import PolytopeFileError
+from ..data import DataFileError
+from ..generation import GenerationConfig, InterventionConfig
+from ..steering import SafeFlowConfig
+from ..workbench import Workbench, WorkbenchError
+
+log = logging.getLogger(__name__)
+
+MODE_ALIASES = {
+    "monitor": "monitor", "steer": "steer", "safe flow": "steer", "safe_flow": "steer", "safeflow": "steer",
+    "refuse": "refuse", "refusal": "refuse", "refusal fallback": "refuse", "refusal_fallback": "refuse",
+}
+MAX_NEW_TOKENS = 200
+DEFAULT_STRENGTH = SafeFlowConfig().strength
+
+
+def user_error(exc: BaseException) -> gr.Error:
+    """Expected errors keep their message; anything else becomes a short message (details in the server log)."""
+    if isinstance(exc, gr.Error):
+        return exc
+    if isinstance(exc, (WorkbenchError, PolytopeFileError, DataFileError, ValueError, FileNotFoundError, TimeoutError)):
+        return gr.Error(str(exc), print_exception=False)
+    log.exception("unexpected error in a request")
+    return gr.Error(f"internal error ({type(exc).__name__}): {exc}", print_exception=False)
+
+
+def guarded(fn: Callable) -> Callable:
+    """Turn exceptions into gr.Error, for plain functions and generators alike."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen_wrapper(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except GeneratorExit:
+                raise
+            except Exception as exc:  # noqa: BLE001 — every error must reach the user as a message
+                raise user_error(exc) from None
+        return gen_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 — every error must reach the user as a message
+            raise user_error(exc) from None
+    return wrapper
+
+
+def parse_mode(mode: str) -> str:
+    key = str(mode or "").strip().lower()
+    if key not in MODE_ALIASES:
+        raise WorkbenchError(f"mode must be monitor, steer (Safe Flow) or refuse, got {mode!r}")
+    return MODE_ALIASES[key]
+
+
+def make_configs(mode: str, strength: float, max_new_tokens: int, seed: int = 0) -> tuple[GenerationConfig, InterventionConfig]:
+    try:
+        max_new_tokens, strength, seed = int(max_new_tokens), float(strength), int(seed)
+    except (TypeError, ValueError):
+        raise WorkbenchError("max_new_tokens and seed must be integers, strength a number") from None
+    if not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
+        raise WorkbenchError(f"max_new_tokens must be between 1 and {MAX_NEW_TOKENS} in the app, got {max_new_tokens}")
+    gen = GenerationConfig(max_new_tokens=max_new_tokens, seed=seed)
+    cfg = InterventionConfig(mode=parse_mode(mode), flow=SafeFlowConfig(strength=strength))
+    gen.validate()
+    cfg.validate()
+    return gen, cfg
+
+
+def _tokens(result) -> list[dict]:
+    return [{"index": t.index, "text": t.text, "is_prompt": t.is_prompt, "violations": t.violations,
+             "max_violation": t.max_violation, "top_facet": t.top_facet, "steered": t.steered,
+             "violations_after": t.violations_after if t.steered else None, "delta_norm": t.delta_norm,
+             "forced": t.forced} for t in result.tokens]
+
+
+def register(wb: Workbench) -> None:
+    """Register the API endpoints on the current gr.Blocks."""
+
+    @guarded
+    def generate(prompt: str, mode: str = "steer", strength: float = DEFAULT_STRENGTH, max_new_tokens: int = 40, seed: int = 0) -> dict:
+        """Generate unsteered and with the chosen intervention (monitor | steer | refuse); per-token facet violations for both.
+
+        strength: Safe Flow's target depth inside the polytope, in violation units (only for mode "steer").
+        """
+        gen, cfg = make_configs(mode, strength, max_new_tokens, seed)
+        cmp = wb.compare(prompt, gen, cfg)
+        base, other = cmp.baseline, cmp.intervened
+        return {
+            "prompt": prompt, "mode": cfg.mode, "polytope": wb.active_name, "facet_names": other.facet_names,
+            "baseline": base.text, "steered": other.text, "first_divergence": cmp.first_divergence,
+            "prompt_flagged": other.prompt_flagged, "interventions": other.interventions, "refused": other.refused,
+            "prompt_len": other.prompt_len, "settings": other.settings,
+            "baseline_tokens": _tokens(base), "steered_tokens": _tokens(other),
+        }
+
+    @guarded
+    def analyze(prompt: str, attribution: bool = True) -> dict:
+        """Per-token facet violations of a prompt (no generation) and word-masking attribution per facet."""
+        texts, _, viol = wb.prompt_tokens(prompt)
+        art = wb.require_artifact()
+        names = [art.facet_name(k) for k in range(art.polytope.num_facets)]
+        last = viol[-1]
+        k = int(last.argmax())
+        out = {
+            "prompt": prompt, "polytope": wb.active_name, "layer": art.layer, "facet_names": names,
+            "score": float(last.max()), "flagged": bool(last.max() >= 0), "top_facet": k, "top_facet_name": names[k],
+            "violations": [float(v) for v in last],
+            "tokens": [{"index": i, "text": t, "violations": [round(float(v), 5) for v in row]} for i, (t, row) in enumerate(zip(texts, viol, strict=True))],
+        }
+        if attribution:
+            out["attribution"] = wb.attribution(prompt).to_dict()
+        return out
+
+    @guarded
+    def score(texts: list[str]) -> list[dict]:
+        """Score a list of texts: max violation (≥ 0 = unsafe), every facet's violation, the top facet."""
+        viol = wb.score(texts)
+        art = wb.require_artifact()
+        out = []
+        for text, v in zip(texts, viol, strict=True):
+            k = int(v.argmax())
+            out.append({"text": text, "score": float(v.max()), "unsafe": bool(v.max() >= 0), "top_facet": k,
+                        "top_facet_name": art.facet_name(k), "violations": [round(float(x), 5) for x in v]})
+        return out
+
+    @guarded
+    def label_facet(index: int, name: str, policy: str = "", author: str = "", confidence: float = 1.0) -> dict:
+        """Label a facet of the active polytope (saved atomically to facets.json, previous labels kept in history)."""
+        return wb.label(index, name, policy, author, confidence)
+
+    @guarded
+    def facets() -> list[dict]:
+        """The active polytope's facet labels with their history."""
+        return wb.refresh_facets()
+
+    @guarded
+    def polytopes() -> dict:
+        """Polytopes available on the server and the active one."""
+        art = wb.artifact
+        return {"active": wb.active_name, "available": wb.list_polytopes(),
+                "layer": art.layer if art else None, "num_facets": art.polytope.num_facets if art else None,
+                "warnings": list(art.warnings) if art else [], "error": wb.load_error}
+
+    @guarded
+    def counters() -> dict:
+        """Deployment counters of this server since start (summary and one row per request)."""
+        return wb.counters.to_json()
+
+    for fn in (generate, analyze, score, label_facet, facets, polytopes, counters):
+        gr.api(fn, api_name=fn.__name__, concurrency_limit=4 if fn.__name__ in ("facets", "polytopes", "counters") else 1)

@@ -1,0 +1,138 @@
+"""The app as a person uses it: Debian's Chromium (headless, via Playwright) against app.py on localhost.
+
+Runs a harmful example, checks both outputs, the token view and the plotly heatmap; draws the feature
+map with the generation's trajectory; labels a facet with an HTML-injection name and checks that no
+script runs and the label survives a reload. Screenshots go to assets/screenshots/.
+
+README-quality screenshots (full training map, warm caches): run this file with
+``SAP_VIZ_CACHE=~/.cache/sap-viz SAP_VIZ_TEST_MAP_ROWS=0``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from sap_viz.cli import DEFAULT_POLYTOPE
+from sap_viz.ui.server import REPO_ROOT, AppServer
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+SOURCE = Path(os.environ.get("SAP_VIZ_TEST_POLYTOPE") or DEFAULT_POLYTOPE)
+CHROMIUM = os.environ.get("SAP_VIZ_CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+SHOTS = REPO_ROOT / "assets" / "screenshots"
+XSS_NAME = "Explosives <img src=x onerror=alert(1)>"
+# A sample keeps the first-start map build short on a fresh test cache; 0 = every training prompt.
+MAP_ROWS = os.environ.get("SAP_VIZ_TEST_MAP_ROWS", "400")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    assert (SOURCE / "polytope.safetensors").is_file(), f"the shipped polytope is missing: {SOURCE}"
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    root = tmp_path_factory.mktemp("browser")
+    copy = root / "polytopes" / "test-polytope"
+    shutil.copytree(SOURCE, copy)
+    env = {"SAP_VIZ_POLYTOPE": str(copy), "SAP_VIZ_MAP_MAX_ROWS": MAP_ROWS if MAP_ROWS != "0" else ""}
+    with AppServer(env, startup_timeout=400, log_path=root / "app.log") as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        pg = context.new_page()
+        pg.dialogs = []  # type: ignore[attr-defined]
+        pg.on("dialog", lambda d: (pg.dialogs.append(d.message), d.dismiss()))  # type: ignore[attr-defined]
+        pg.set_default_timeout(60_000)
+        pg.goto(server.url, wait_until="domcontentloaded")
+        pg.locator("#generate-btn").wait_for()
+        yield pg
+        context.close()
+        browser.close()
+
+
+def textarea_value(page, elem_id: str) -> str:
+    return page.locator(f"#{elem_id} textarea").input_value()
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.5, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def test_generate_harmful_example(page):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.get_by_text("Harmful: pipe bomb", exact=True).click()
+    wait_until(lambda: "pipe bomb" in textarea_value(page, "prompt"), 20, what="the example to fill the prompt")
+    t0 = time.monotonic()
+    page.locator("#generate-btn").click()
+    page.locator("#verdict .sap-verdict").wait_for(timeout=180_000)
+    elapsed = time.monotonic() - t0
+    baseline, steered = textarea_value(page, "baseline-output"), textarea_value(page, "steered-output")
+    assert baseline.strip() and steered.strip() and "waiting" not in steered
+    assert "Prompt flagged" in page.locator("#verdict").inner_text()
+    page.locator("#heatmap .js-plotly-plot .main-svg").first.wait_for()
+    assert page.locator("#heatmap .heatmaplayer").count() >= 1
+    chips = page.locator("#sap-token-view .sap-chips .sap-tok")
+    assert chips.count() > 20
+    assert page.locator("#sap-token-view .sap-chips .sap-steered").count() >= 1
+    hover = page.locator("#sap-token-view .sap-chips .sap-steered").first.get_attribute("title") or ""
+    assert "all facets" in hover and "steered" in hover
+    assert page.locator("#why-table").inner_text().count("steered") >= 1
+    page.wait_for_timeout(800)
+    page.screenshot(path=str(SHOTS / "generate.png"), full_page=True)
+    assert elapsed < 120
+
+
+def test_feature_map_with_trajectory(page):
+    page.get_by_role("tab", name="Feature map").click()
+    status = page.locator("#map-status")
+    wait_until(lambda: "ready" in status.inner_text() or "unavailable" in status.inner_text(), 400, 2, "the training map")
+    assert "unavailable" not in status.inner_text(), status.inner_text()
+    # UMAP is fitted after PCA; give it a while, the map falls back to PCA if it is not ready.
+    wait_until(lambda: "UMAP and PCA ready" in status.inner_text() or "unavailable" in status.inner_text(), 240, 2, "UMAP")
+    page.locator("#draw-map").click()
+    page.wait_for_function("document.querySelectorAll('#feature-map .scatterlayer .point').length > 100", timeout=120_000)
+    assert page.locator("#feature-map .legendtext", has_text="trajectory").count() >= 1
+    page.wait_for_timeout(800)
+    page.screenshot(path=str(SHOTS / "feature_map.png"), full_page=True)
+
+
+def test_label_facet_survives_reload_without_running_html(page):
+    page.get_by_role("tab", name="Facets").click()
+    page.locator("#sap-facet-cards").wait_for()
+    page.locator("#category-facet .js-plotly-plot .main-svg").first.wait_for()
+    page.locator("#cosine .js-plotly-plot .main-svg").first.wait_for()
+    page.wait_for_timeout(800)
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(SHOTS / "facets.png"), full_page=False)
+    name_box = page.locator("#label-name input, #label-name textarea").first
+    wait_until(lambda: name_box.input_value() != "", 30, what="the facet form to load")
+    name_box.fill(XSS_NAME)
+    page.locator("#label-author input, #label-author textarea").first.fill("browser test")
+    page.locator("#save-label").click()
+    page.locator("#label-status", has_text="Saved facet").wait_for()
+    assert page.locator("#sap-facet-cards").inner_text().count(XSS_NAME) == 1
+    page.screenshot(path=str(SHOTS / "facets_label.png"), full_page=False)
+
+    page.reload(wait_until="domcontentloaded")
+    page.get_by_role("tab", name="Facets").click()
+    cards = page.locator("#sap-facet-cards")
+    cards.wait_for()
+    wait_until(lambda: XSS_NAME in cards.inner_text(), 30, what="the saved label after reload")
+    assert page.locator("#sap-facet-cards img").count() == 0
+    page.wait_for_timeout(1500)
+    assert page.dialogs == [], f"injected markup ran: {page.dialogs}"
