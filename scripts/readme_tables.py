@@ -1,0 +1,78 @@
+"""Print the README's Markdown tables from measured files, so the README never carries hand-typed numbers.
+
+    python scripts/readme_tables.py metrics  polytopes/smollm2-135m-default
+    python scripts/readme_tables.py sweep    sweep.json           # from `python -m sap_viz sweep --output`
+    python scripts/readme_tables.py heldout  scored.jsonl         # from `python -m sap_viz score` on
+                                                                  # assets/heldout_prompts.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+
+def fmt(value: object) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def table(rows: list[dict], columns: list[str]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(r.get(c)) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def metrics(polytope_dir: Path) -> str:
+    meta = json.loads((polytope_dir / "polytope.json").read_text())
+    rows = []
+    for split, methods in meta["metrics"]["splits"].items():
+        for method, m in methods.items():
+            subsets = m.get("flag_rate_by_safe_subset", {})
+            rows.append({"split": split, "method": method, "n": m["n"], "AUROC": m["auroc"], "accuracy": m["accuracy"],
+                         "precision": m["precision"], "recall": m["recall"], "F1": m["f1"], "FPR": m["fpr"],
+                         "over-refusal": subsets.get("over_refusal"), "twins flagged": subsets.get("twin")})
+    return table(rows, ["split", "method", "n", "AUROC", "accuracy", "precision", "recall", "F1", "FPR",
+                        "over-refusal", "twins flagged"])
+
+
+def sweep(path: Path) -> str:
+    rows = json.loads(path.read_text())
+    columns = list(rows[0].keys())
+    best = max(rows, key=lambda r: r.get("val_auroc", 0.0))
+    out = table(rows, columns)
+    return out + f"\n\nBest validation AUROC: layer {best['layer']} ({best.get('val_auroc', 0):.3f})."
+
+
+def heldout(path: Path) -> str:
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    kinds: dict[str, list[dict]] = {}
+    for r in rows:
+        kinds.setdefault(r.get("kind", r["label"]), []).append(r)
+    out = [{"set": k, "n": len(v), "flagged": f"{sum(r['unsafe'] for r in v)}/{len(v)}",
+            "flag rate": sum(r["unsafe"] for r in v) / len(v)} for k, v in kinds.items()]
+    y = np.array([r["label"] == "unsafe" for r in rows])
+    s = np.array([r["score"] for r in rows])
+    auroc = roc_auc_score(y, s)
+    return table(out, ["set", "n", "flagged", "flag rate"]) + f"\n\nAUROC over all {len(rows)} prompts: {auroc:.3f}."
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("kind", choices=["metrics", "sweep", "heldout"])
+    parser.add_argument("path", type=Path)
+    args = parser.parse_args()
+    print({"metrics": metrics, "sweep": sweep, "heldout": heldout}[args.kind](args.path))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
