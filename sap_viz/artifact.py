@@ -40,7 +40,7 @@ REQUIRED_META_KEYS = {
     "chat_template", "max_tokens", "num_facets", "feature_dim", "encoder", "train_config",
     "data", "metrics", "created",
 }
-OPTIONAL_META_KEYS = {"training_history", "layer_sweep", "description", "facet_stats", "threshold_sweep"}
+OPTIONAL_META_KEYS = {"training_history", "layer_sweep", "description", "facet_stats", "threshold_sweep", "generation_calibration"}
 MODEL_KEYS = {"id", "fingerprint", "hidden_size", "num_layers"}
 FACET_KEYS = {"index", "name", "policy", "author", "confidence", "auto_suggested", "history"}
 
@@ -64,6 +64,12 @@ class PolytopeArtifact:
     @property
     def chat_template(self) -> bool:
         return bool(self.meta["chat_template"])
+
+    @property
+    def generation_threshold(self) -> float | None:
+        """Boundary for generated tokens, calibrated on benign generations (None: not calibrated)."""
+        value = (self.meta.get("generation_calibration") or {}).get("threshold")
+        return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
     def facet_name(self, k: int) -> str:
         return str(self.facets[k]["name"]) if 0 <= k < len(self.facets) else f"facet {k}"

@@ -170,7 +170,7 @@ def _intervention_args(args: argparse.Namespace):
 
     gen = GenerationConfig(max_new_tokens=args.max_new_tokens, do_sample=args.sample, seed=args.seed)
     cfg = InterventionConfig(mode=args.mode, positions=args.positions, max_interventions=args.max_interventions,
-                             refusal_text=args.refusal_text,
+                             refusal_text=args.refusal_text, generation_threshold=args.generation_threshold,
                              flow=SafeFlowConfig(strength=args.strength, hinge_weight=args.hinge_weight, max_steps=args.max_steps))
     return gen, cfg
 
@@ -218,6 +218,23 @@ def cmd_eval_steering(args: argparse.Namespace) -> None:
     _print_table(rows, list(rows[0].keys()))
     if args.output:
         Path(args.output).write_text(json.dumps(rows, indent=2))
+
+
+def cmd_calibrate_generation(args: argparse.Namespace) -> None:
+    from .generation_calibration import GenerationCalibrationConfig, benign_prompts, calibrate_generation, store_calibration
+
+    lm = _model(args)
+    art = _load_artifact(lm, args.polytope)
+    cfg = GenerationCalibrationConfig(n_prompts=args.n, target_rate=args.target_rate, max_new_tokens=args.max_new_tokens, seed=args.seed)
+    cfg.validate()
+    df = _dataset(args)
+    val_unsafe = df[(df["split"] == "val") & (df["label"] == "unsafe")]
+    unsafe = val_unsafe.sample(n=min(args.n, len(val_unsafe)), random_state=args.seed)["text"].tolist()
+    result = calibrate_generation(lm, art, benign_prompts(df, args.n, args.seed), cfg, unsafe)
+    print(json.dumps(result, indent=2))
+    if not args.dry_run:
+        store_calibration(art, result)
+        print(f"stored as generation_calibration in {art.path / 'polytope.json'}")
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
@@ -299,6 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--max-interventions", type=int, default=20)
         p.add_argument("--positions", default="last", choices=["last", "generated", "all"])
         p.add_argument("--refusal-text", default="Sorry, I can't answer your request.")
+        p.add_argument("--generation-threshold", type=float, default=None,
+                       help="boundary for generated tokens (default: the polytope's calibrated value; 0 = the prompt boundary)")
 
     p = sub.add_parser("generate", help="generate with the polytope hook, unsteered beside steered")
     model_args(p)
@@ -316,6 +335,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=20, help="prompts per set")
     p.add_argument("--output")
     p.set_defaults(func=cmd_eval_steering)
+
+    p = sub.add_parser("calibrate-generation", help="set the generated-token boundary from benign validation answers")
+    model_args(p)
+    polytope_arg(p)
+    p.add_argument("--data", help="CSV/JSONL with text,label[,category] (default: the built-in offline sources)")
+    p.add_argument("--n", type=int, default=64, help="benign (and unsafe) validation prompts")
+    p.add_argument("--target-rate", type=float, default=0.10, help="share of benign answers allowed to trigger")
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--dry-run", action="store_true", help="print, do not write polytope.json")
+    p.set_defaults(func=cmd_calibrate_generation)
 
     p = sub.add_parser("bench", help="time plain vs monitored vs steered generation (prints JSON)")
     model_args(p)

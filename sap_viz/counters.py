@@ -26,14 +26,13 @@ class DeploymentCounters:
 
     def record(self, result: GenerationResult, baseline: GenerationResult | None = None) -> None:
         """Count one request; with ``baseline`` (the unsteered run) also whether a benign output changed."""
-        threshold = result.settings.get("threshold", 0.0)
         with self._lock:
             self.prompts += 1
             flagged = result.prompt_flagged
             self.prompts_flagged += flagged
             scored = [t for t in result.tokens if t.violations is not None]
             self.tokens += len(scored)
-            violating = result.violating_tokens(threshold)
+            violating = result.violating_tokens()
             self.tokens_violating += violating
             steered = [t.delta_norm for t in result.tokens if t.steered]
             self.interventions += len(steered)

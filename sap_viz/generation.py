@@ -12,10 +12,11 @@ runs produce the same tokens.
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
@@ -58,7 +59,11 @@ class InterventionConfig:
     mode: str = "monitor"  # monitor | steer | refuse
     positions: str = "last"  # last: prompt's last token + every generated one; generated: skip prefill; all: every prompt token too
     max_interventions: int = 20
-    threshold: float = 0.0
+    threshold: float = 0.0  # prompt tokens: the polytope's calibrated boundary
+    # Generated tokens: None = the polytope's calibrated generation threshold (see
+    # generation_calibration.py), else ``threshold``. Generated-token states drift from the prompt
+    # states the polytope was trained on; a boundary of 0 there fires on most benign answers.
+    generation_threshold: float | None = None
     refusal_text: str = DEFAULT_REFUSAL
     flow: SafeFlowConfig = field(default_factory=SafeFlowConfig)
 
@@ -71,8 +76,25 @@ class InterventionConfig:
             raise ValueError("max_interventions must be between 0 and 10000")
         if self.mode == "refuse" and not self.refusal_text.strip():
             raise ValueError("refusal_text must not be empty")
+        if self.generation_threshold is not None and not math.isfinite(self.generation_threshold):
+            raise ValueError("generation_threshold must be a finite number")
+        if not math.isfinite(self.threshold):
+            raise ValueError("threshold must be a finite number")
         if self.mode == "steer":
             self.flow.validate()
+
+    def resolved(self, artifact: PolytopeArtifact) -> InterventionConfig:
+        """A copy with a concrete generation threshold (the polytope's calibrated one when unset)."""
+        if self.generation_threshold is not None:
+            return self
+        calibrated = artifact.generation_threshold
+        return replace(self, generation_threshold=self.threshold if calibrated is None else max(self.threshold, calibrated))
+
+    def threshold_at(self, is_prompt: bool, prompt_flagged: bool) -> float:
+        """Prompt tokens, and every token of a generation whose prompt was flagged, use ``threshold``;
+        the answer tokens of an unflagged prompt use the calibrated ``generation_threshold``."""
+        gt = self.generation_threshold
+        return self.threshold if is_prompt or prompt_flagged or gt is None else gt
 
 
 @dataclass
@@ -125,8 +147,17 @@ class GenerationResult:
         last = self.tokens[self.prompt_len - 1] if self.prompt_len else None
         return bool(last and last.max_violation is not None and last.max_violation >= self.settings.get("threshold", 0.0))
 
-    def violating_tokens(self, threshold: float = 0.0) -> int:
-        return sum(1 for t in self.tokens if t.max_violation is not None and t.max_violation >= threshold)
+    def threshold_for(self, token: TokenInfo) -> float:
+        """The boundary this run applied to the token (see InterventionConfig.threshold_at)."""
+        threshold = self.settings.get("threshold", 0.0)
+        gt = self.settings.get("generation_threshold")
+        return threshold if token.is_prompt or gt is None or self.prompt_flagged else gt
+
+    def is_over(self, token: TokenInfo) -> bool:
+        return token.max_violation is not None and token.max_violation >= self.threshold_for(token)
+
+    def violating_tokens(self) -> int:
+        return sum(1 for t in self.tokens if self.is_over(t))
 
     def to_dict(self) -> dict:
         return {
@@ -140,9 +171,10 @@ class GenerationResult:
 class PolytopeHook:
     """Per-call hook state: violations per column, steering edits, refusal triggers."""
 
-    def __init__(self, artifact: PolytopeArtifact, cfg: InterventionConfig, pad_lens: list[int]):
+    def __init__(self, artifact: PolytopeArtifact, cfg: InterventionConfig, pad_lens: list[int], prompt_width: int):
         self.poly = artifact.polytope
         self.cfg = cfg
+        self.prompt_width = prompt_width  # columns before this one are prompt tokens (left padded)
         self.pad_lens = torch.tensor(pad_lens)
         self.batch = len(pad_lens)
         self.owner = threading.get_ident()
@@ -150,6 +182,7 @@ class PolytopeHook:
         self.chunks: list[dict[str, torch.Tensor]] = []
         self.edits: dict[tuple[int, int], torch.Tensor] = {}
         self.interventions = torch.zeros(self.batch, dtype=torch.long)
+        self.flagged = torch.zeros(self.batch, dtype=torch.bool)  # rows whose prompt's last token was outside
         self.refuse_from: list[int | None] = [None] * self.batch  # column where the refusal was triggered
 
     def _eligible_columns(self, start: int, width: int) -> list[int]:
@@ -184,10 +217,13 @@ class PolytopeHook:
         }
         cols = torch.arange(new_from, start + width)
         real = cols[None, :] >= self.pad_lens[:, None]  # left padding is never steered
+        if new_from <= self.prompt_width - 1 < start + width:
+            self.flagged = before[:, self.prompt_width - 1 - new_from].max(dim=1).values >= self.cfg.threshold
         if self.cfg.mode in ("steer", "refuse"):
             for col in self._eligible_columns(start, width):
                 j = col - new_from
-                over = (before[:, j].max(dim=1).values >= self.cfg.threshold) & real[:, j]
+                threshold = torch.tensor([self.cfg.threshold_at(col < self.prompt_width, bool(f)) for f in self.flagged])
+                over = (before[:, j].max(dim=1).values >= threshold) & real[:, j]
                 if self.cfg.mode == "refuse":
                     for row in torch.nonzero(over).flatten().tolist():
                         if self.refuse_from[row] is None:
@@ -196,7 +232,7 @@ class PolytopeHook:
                 rows = torch.nonzero(over & (self.interventions < self.cfg.max_interventions)).flatten()
                 if len(rows) == 0:
                     continue
-                res = safe_flow(self.poly, fresh[rows.to(fresh.device), j], self.cfg.flow, self.cfg.threshold)
+                res = safe_flow(self.poly, fresh[rows.to(fresh.device), j], self.cfg.flow, threshold[rows])
                 steered = res.steered.cpu()
                 if not steered.any():
                     continue
@@ -271,6 +307,7 @@ def _build_results(
     eos = set(_eos_ids(lm))
     pad_id = lm.tokenizer.pad_token_id
     settings = {"mode": cfg.mode, "positions": cfg.positions, "threshold": cfg.threshold,
+                "generation_threshold": cfg.generation_threshold,
                 "max_interventions": cfg.max_interventions, **asdict(cfg.flow),
                 "max_new_tokens": gen.max_new_tokens, "do_sample": gen.do_sample, "seed": gen.seed,
                 "layer": artifact.layer}
@@ -347,8 +384,9 @@ def run_generation(
     gen, cfg = gen or GenerationConfig(), cfg or InterventionConfig()
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     enc, ids, mask, pad_lens, width = _prepare(lm, artifact, prompts, gen, cfg)
+    cfg = cfg.resolved(artifact)
     artifact.polytope.to(lm.device)
-    hook = PolytopeHook(artifact, cfg, pad_lens)
+    hook = PolytopeHook(artifact, cfg, pad_lens, width)
     processors = LogitsProcessorList()
     if cfg.mode == "refuse":
         refusal_ids = lm.tokenizer(cfg.refusal_text, add_special_tokens=False)["input_ids"]
@@ -423,7 +461,7 @@ class Comparison:
 def compare(lm, artifact, prompt: str, gen: GenerationConfig | None = None, cfg: InterventionConfig | None = None) -> Comparison:
     """Unsteered (monitor) and intervened runs with the same settings and seed."""
     cfg = cfg or InterventionConfig(mode="steer")
-    monitor = InterventionConfig(mode="monitor", positions=cfg.positions, threshold=cfg.threshold, flow=cfg.flow)
+    monitor = replace(cfg, mode="monitor")
     base = generate_one(lm, artifact, prompt, gen, monitor)
     other = base if cfg.mode == "monitor" else generate_one(lm, artifact, prompt, gen, cfg)
     return Comparison(base, other)

@@ -50,11 +50,15 @@ class SteerOutcome:
     delta_norm: torch.Tensor  # n, ‖h − h₀‖₂
 
 
-def safe_flow(poly: SafetyPolytope, h0: torch.Tensor, cfg: SafeFlowConfig = SafeFlowConfig(), threshold: float = 0.0) -> SteerOutcome:
-    """Steer the rows of ``h0`` (n × d) whose max violation is ≥ ``threshold``; leave the others bit-identical."""
+def safe_flow(
+    poly: SafetyPolytope, h0: torch.Tensor, cfg: SafeFlowConfig = SafeFlowConfig(), threshold: float | torch.Tensor = 0.0
+) -> SteerOutcome:
+    """Steer the rows of ``h0`` (n × d) whose max violation is ≥ ``threshold`` (a number or one per row); leave the others bit-identical."""
     with torch.no_grad():
         h0f = h0.detach().float()
         before = poly.violations(h0f)
+    if isinstance(threshold, torch.Tensor):
+        threshold = threshold.to(before.device)
     outside = before.max(dim=1).values >= threshold
     hidden, after = h0f.clone(), before.clone()
     steps = torch.zeros(len(h0f), dtype=torch.long, device=h0f.device)

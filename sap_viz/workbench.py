@@ -22,7 +22,7 @@ import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -285,7 +285,7 @@ class Workbench:
         art = self.require_artifact()
         gen.validate()
         cfg.validate()
-        monitor = InterventionConfig(mode="monitor", positions=cfg.positions, threshold=cfg.threshold, flow=cfg.flow)
+        monitor = replace(cfg, mode="monitor")
         with self.lock:
             base = yield from self._stream_one(art, prompt, gen, monitor, "baseline")
             other = base if cfg.mode == "monitor" else (yield from self._stream_one(art, prompt, gen, cfg, "intervened"))

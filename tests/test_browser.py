@@ -2,30 +2,32 @@
 
 Runs a harmful example, checks both outputs, the token view and the plotly heatmap; draws the feature
 map with the generation's trajectory; labels a facet with an HTML-injection name and checks that no
-script runs and the label survives a reload. Screenshots go to assets/screenshots/.
+script runs and the label survives a reload. Screenshots go to a temporary folder, or to
+``SAP_VIZ_SCREENSHOTS`` when set.
 
 README-quality screenshots (full training map, warm caches): run this file with
-``SAP_VIZ_CACHE=~/.cache/sap-viz SAP_VIZ_TEST_MAP_ROWS=0``.
+``SAP_VIZ_CACHE=~/.cache/sap-viz SAP_VIZ_TEST_MAP_ROWS=0 SAP_VIZ_SCREENSHOTS=assets/screenshots``.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
 from sap_viz.cli import DEFAULT_POLYTOPE
-from sap_viz.ui.server import REPO_ROOT, AppServer
-
-playwright_api = pytest.importorskip("playwright.sync_api")
+import playwright.sync_api as playwright_api
+from sap_viz.ui.server import AppServer
 
 SOURCE = Path(os.environ.get("SAP_VIZ_TEST_POLYTOPE") or DEFAULT_POLYTOPE)
 CHROMIUM = os.environ.get("SAP_VIZ_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
-SHOTS = REPO_ROOT / "assets" / "screenshots"
+SHOTS = Path(os.environ.get("SAP_VIZ_SCREENSHOTS") or tempfile.mkdtemp(prefix="sap-viz-shots-"))
+SHOTS.mkdir(parents=True, exist_ok=True)
 XSS_NAME = "Explosives <img src=x onerror=alert(1)>"
 # A sample keeps the first-start map build short on a fresh test cache; 0 = every training prompt.
 MAP_ROWS = os.environ.get("SAP_VIZ_TEST_MAP_ROWS", "400")

@@ -86,7 +86,7 @@ def test_batch_only_violating_row_changes(lm, art):
     for row, seq in enumerate((a, b)):
         ids[row, width - len(seq):] = torch.tensor(seq)
         mask[row, width - len(seq):] = 1
-    hook = PolytopeHook(art, InterventionConfig(mode="steer"), [width - len(a), width - len(b)])
+    hook = PolytopeHook(art, InterventionConfig(mode="steer"), [width - len(a), width - len(b)], width)
     captured = {}
 
     def grab(h):
@@ -160,3 +160,32 @@ def test_bad_settings_raise(lm, art, bad):
         generate_one(lm, art, BAD, GenerationConfig(max_new_tokens=10**6))
     with pytest.raises(ValueError):
         generate_one(lm, art, "   ", GenerationConfig(max_new_tokens=2))
+
+
+def test_generation_threshold_applies_to_answers_of_unflagged_prompts_only(lm, art):
+    gen = GenerationConfig(max_new_tokens=8)
+    high = InterventionConfig(mode="steer", generation_threshold=1e9)
+    zero = InterventionConfig(mode="steer", generation_threshold=0.0)
+    good = generate_one(lm, art, GOOD, gen, high)
+    plain = generate_one(lm, art, GOOD, gen, InterventionConfig(mode="monitor"))
+    assert not good.prompt_flagged and good.interventions == 0
+    assert [t.token_id for t in good.generated] == [t.token_id for t in plain.generated]
+    assert all(good.threshold_for(t) == 1e9 for t in good.generated)
+    # A flagged prompt raises the alarm: its answer tokens are held to the prompt boundary either way.
+    bad_high, bad_zero = generate_one(lm, art, BAD, gen, high), generate_one(lm, art, BAD, gen, zero)
+    assert bad_high.prompt_flagged and bad_high.interventions > 0
+    assert [t.token_id for t in bad_high.tokens] == [t.token_id for t in bad_zero.tokens]
+    assert [t.steered for t in bad_high.tokens] == [t.steered for t in bad_zero.tokens]
+    assert all(bad_high.threshold_for(t) == 0.0 for t in bad_high.generated)
+
+
+def test_unset_generation_threshold_comes_from_the_polytope(lm, art):
+    from dataclasses import replace
+
+    calibrated = replace(art, meta={**art.meta, "generation_calibration": {"threshold": 2.5}})
+    assert InterventionConfig().resolved(calibrated).generation_threshold == 2.5
+    assert InterventionConfig(threshold=4.0).resolved(calibrated).generation_threshold == 4.0
+    assert InterventionConfig().resolved(art).generation_threshold == 0.0
+    assert InterventionConfig(generation_threshold=1.0).resolved(calibrated).generation_threshold == 1.0
+    res = generate_one(lm, calibrated, GOOD, GenerationConfig(max_new_tokens=3), InterventionConfig(mode="monitor"))
+    assert res.settings["generation_threshold"] == 2.5

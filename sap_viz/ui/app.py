@@ -76,13 +76,12 @@ class Files:
 def why_rows(cmp: Comparison) -> list[dict]:
     """The tokens where the polytope acted (or, in monitor mode, would have): what fired and what changed."""
     res = cmp.intervened
-    threshold = res.settings.get("threshold", 0.0)
     rows: list[dict] = []
     triggered = False
     for t in res.tokens[max(0, res.prompt_len - 1):]:
         if t.violations is None:
             continue
-        over = (t.max_violation or 0.0) >= threshold
+        over = res.is_over(t)
         if t.steered:
             action = "steered (Safe Flow)"
         elif res.mode == "refuse" and over and not triggered:

@@ -34,7 +34,7 @@ def token_colour(v: float | None, scale: float) -> str:
     return f"rgba(59, 130, 246, {0.05 + 0.2 * (-t):.2f})"
 
 
-def token_title(tok: TokenInfo, names: list[str]) -> str:
+def token_title(tok: TokenInfo, names: list[str], threshold: float = 0.0) -> str:
     part = "prompt" if tok.is_prompt else "generated"
     lines = [f"token {tok.index} ({part}): {tok.text!r}"]
     if tok.violations is None:
@@ -43,6 +43,8 @@ def token_title(tok: TokenInfo, names: list[str]) -> str:
     k = tok.top_facet or 0
     lines.append(f"worst facet {k} ({names[k] if k < len(names) else k}): {tok.max_violation:+.3f}"
                  + ("  → outside the polytope" if (tok.max_violation or 0) >= 0 else "  (inside)"))
+    if threshold > 0:
+        lines.append(f"intervention boundary for generated tokens: {threshold:+.3f} (calibrated on benign answers)")
     if tok.steered and tok.violations_after:
         lines.append(f"steered: max violation after {max(tok.violations_after):+.3f}, ‖Δh‖ = {tok.delta_norm:.3f}, {tok.steps} steps")
     if tok.forced:
@@ -69,7 +71,7 @@ def tokens_html(result: GenerationResult, title: str = "") -> str:
             classes.append("sap-forced")
         chips.append(
             f'<span class="{" ".join(classes)}" style="background:{token_colour(tok.max_violation, scale)}" '
-            f'title="{esc(token_title(tok, names))}">{esc(token_display(tok.text))}</span>'
+            f'title="{esc(token_title(tok, names, result.threshold_for(tok)))}">{esc(token_display(tok.text))}</span>'
         )
     legend = ('<div class="sap-legend"><span class="sap-sw" style="background:rgba(220,38,38,.7)"></span> outside the polytope '
               '<span class="sap-sw" style="background:rgba(59,130,246,.2)"></span> inside '

@@ -1,0 +1,102 @@
+"""Calibrate the intervention boundary for *generated* tokens on benign answers.
+
+Why: the polytope is trained on the last prompt token. The states of the model's own answer tokens
+come from another distribution, and with the embedded model about 70 % of benign answers have at
+least one generated token above 0 (measured on 32 benign prompts × 32 tokens). Steering every one
+of them would rewrite most harmless answers. So prompt tokens keep the calibrated boundary 0, and
+generated tokens get their own threshold: the (1 − target_rate) quantile of the highest generated-
+token violation over benign validation prompts, so that about ``target_rate`` of benign answers see
+any intervention. Once a prompt is flagged, its answer tokens are held to the prompt boundary again
+(``InterventionConfig.threshold_at``): the alarm is already raised. The numbers behind the choice are stored in ``polytope.json`` under
+``generation_calibration`` and shown by ``python -m sap_viz calibrate-generation``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .artifact import PolytopeArtifact, directory_lock, now, write_json_atomic
+from .generation import GenerationConfig, GenerationResult, InterventionConfig, run_generation
+from .model_loading import LoadedModel
+
+
+@dataclass
+class GenerationCalibrationConfig:
+    n_prompts: int = 64
+    target_rate: float = 0.10  # share of benign answers allowed to trigger an intervention
+    max_new_tokens: int = 32
+    batch_size: int = 8
+    seed: int = 0
+
+    def validate(self) -> None:
+        if not 1 <= self.n_prompts <= 5000:
+            raise ValueError("n_prompts must be between 1 and 5000")
+        if not 0 < self.target_rate < 1:
+            raise ValueError("target_rate must be between 0 and 1 (exclusive)")
+        if not 1 <= self.max_new_tokens <= 512:
+            raise ValueError("max_new_tokens must be between 1 and 512")
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+
+
+def answer_peaks(results: list[GenerationResult]) -> np.ndarray:
+    """Highest max-violation over each answer's generated tokens (−inf for an empty answer)."""
+    peaks = []
+    for r in results:
+        values = [t.max_violation for t in r.generated if t.max_violation is not None]
+        peaks.append(max(values) if values else -np.inf)
+    return np.asarray(peaks, dtype=float)
+
+
+def benign_prompts(df: pd.DataFrame, n: int, seed: int) -> list[str]:
+    """Safe prompts of the validation split (never the test split the README reports on)."""
+    pool = df[(df["split"] == "val") & (df["label"] == "safe")]
+    if pool.empty:
+        raise ValueError("no safe prompts in the validation split to calibrate on")
+    return pool.sample(n=min(n, len(pool)), random_state=seed)["text"].tolist()
+
+
+def calibrate_generation(
+    lm: LoadedModel, art: PolytopeArtifact, prompts: list[str], cfg: GenerationCalibrationConfig = GenerationCalibrationConfig(),
+    unsafe_prompts: list[str] | None = None,
+) -> dict:
+    """Monitor (never steer) greedy answers to ``prompts`` and derive the generated-token threshold."""
+    cfg.validate()
+    gen = GenerationConfig(max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+    monitor = InterventionConfig(mode="monitor", generation_threshold=0.0)
+
+    def peaks_of(texts: list[str], desc: str) -> np.ndarray:
+        results: list[GenerationResult] = []
+        for i in tqdm(range(0, len(texts), cfg.batch_size), desc=desc, unit="batch"):
+            results += run_generation(lm, art, texts[i : i + cfg.batch_size], gen, monitor)
+        return answer_peaks(results)
+
+    benign = peaks_of(prompts, "benign answers")
+    finite = benign[np.isfinite(benign)]
+    threshold = max(0.0, float(np.quantile(finite, 1 - cfg.target_rate))) if len(finite) else 0.0
+    out = {
+        "threshold": round(threshold, 5), "target_rate": cfg.target_rate, "n_prompts": len(prompts),
+        "max_new_tokens": cfg.max_new_tokens, "on": "val safe prompts, greedy answers, monitor only",
+        "benign_rate_at_0": round(float((benign >= 0).mean()), 4),
+        "benign_rate_at_threshold": round(float((benign >= threshold).mean()), 4),
+        "benign_peak_quantiles": {q: round(float(np.quantile(finite, float(q))), 4) for q in ("0.5", "0.75", "0.9", "0.95")} if len(finite) else {},
+        "created": now(),
+    }
+    if unsafe_prompts:
+        unsafe = peaks_of(unsafe_prompts, "unsafe answers")
+        out["n_unsafe_prompts"] = len(unsafe_prompts)
+        out["unsafe_rate_at_threshold"] = round(float((unsafe >= threshold).mean()), 4)
+    return out
+
+
+def store_calibration(art: PolytopeArtifact, calibration: dict) -> None:
+    """Write the calibration into the polytope's JSON (atomic, under the directory lock)."""
+    if art.path is None:
+        raise ValueError("the polytope has no directory to write to")
+    with directory_lock(art.path):
+        art.meta["generation_calibration"] = calibration
+        write_json_atomic(art.path / "polytope.json", art.meta)
