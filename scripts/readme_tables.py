@@ -4,6 +4,7 @@
     python scripts/readme_tables.py sweep    sweep.json           # from `python -m sap_viz sweep --output`
     python scripts/readme_tables.py heldout  scored.jsonl         # from `python -m sap_viz score` on
                                                                   # assets/heldout_prompts.jsonl
+    python scripts/readme_tables.py variants DIR [DIR ...]        # polytopes trained with other settings
 """
 
 from __future__ import annotations
@@ -65,12 +66,28 @@ def heldout(path: Path) -> str:
     return table(out, ["set", "n", "flagged", "flag rate"]) + f"\n\nAUROC over all {len(rows)} prompts: {auroc:.3f}."
 
 
+def variants(paths: list[Path]) -> str:
+    rows = []
+    for path in paths:
+        meta = json.loads((path / "polytope.json").read_text())
+        tc, splits = meta["train_config"], meta["metrics"]["splits"]
+        rows.append({"polytope": path.name, "encoder": tc["encoder"], "entropy": f"{tc['entropy_mode']} λ_H={tc['lambda_entropy']:g}",
+                     "test AUROC": splits["test"]["SaP"]["auroc"], "OOD AUROC": splits["ood"]["SaP"]["auroc"],
+                     "OOD recall": splits["ood"]["SaP"]["recall"], "test FPR": splits["test"]["SaP"]["fpr"],
+                     "facet usage (bits)": meta["training_history"][-1].get("facet_usage_entropy_bits"),
+                     "category MI (bits)": meta.get("facet_stats", {}).get("mutual_information_bits")})
+    return table(rows, list(rows[0].keys()))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("kind", choices=["metrics", "sweep", "heldout"])
-    parser.add_argument("path", type=Path)
+    parser.add_argument("kind", choices=["metrics", "sweep", "heldout", "variants"])
+    parser.add_argument("paths", type=Path, nargs="+")
     args = parser.parse_args()
-    print({"metrics": metrics, "sweep": sweep, "heldout": heldout}[args.kind](args.path))
+    if args.kind == "variants":
+        print(variants(args.paths))
+    else:
+        print({"metrics": metrics, "sweep": sweep, "heldout": heldout}[args.kind](args.paths[0]))
     return 0
 
 
