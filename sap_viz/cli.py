@@ -11,6 +11,8 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from .prompts import clean_text
+
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -63,8 +65,9 @@ def _read_rows(path: str) -> list[dict]:
     else:
         raise CliError(f"{path}: use a .jsonl or .csv file")
     for n, row in enumerate(rows, 1):
-        if not isinstance(row.get("text"), str) or not row["text"].strip():
+        if not isinstance(row.get("text"), str) or not clean_text(row["text"]).strip():
             raise CliError(f"{path} row {n}: missing or empty 'text'")
+        row["text"] = clean_text(row["text"])  # control characters and lone surrogates would break the tokenizer
     if not rows:
         raise CliError(f"{path} has no rows")
     return rows
@@ -99,12 +102,16 @@ def cmd_train(args: argparse.Namespace) -> None:
     from .pipeline import metrics_rows, save_trained, train_and_evaluate
     from .training import TrainConfig
 
+    tcfg = TrainConfig(num_facets=args.facets, feature_dim=args.feature_dim, encoder=args.encoder, epochs=args.epochs,
+                       lr=args.lr, batch_size=args.batch_size, margin=args.margin, unsafe_weight=args.unsafe_weight,
+                       seed=args.seed, entropy_mode=args.entropy,
+                       lambda_entropy=args.entropy_weight)
+    tcfg.validate()  # absurd settings fail before the model is loaded
     lm = _model(args)
     df = _dataset(args)
-    tcfg = TrainConfig(num_facets=args.facets, feature_dim=args.feature_dim, encoder=args.encoder, epochs=args.epochs,
-                       lr=args.lr, batch_size=args.batch_size, margin=args.margin, seed=args.seed, entropy_mode=args.entropy,
-                       lambda_entropy=args.entropy_weight)
     layer = args.layer if args.layer >= 0 else lm.num_layers + args.layer
+    if not 0 <= layer < lm.num_layers:
+        raise CliError(f"--layer {args.layer} does not exist: this model has layers 0..{lm.num_layers - 1}")
     fcfg = FeatureConfig(layer=layer, chat_template=not args.no_template, max_tokens=args.max_tokens)
     provenance = {**dataset_provenance(df), "fingerprint": dataset_fingerprint(df)}
     trained = train_and_evaluate(lm, df, fcfg, tcfg, provenance=provenance, target_fpr=args.target_fpr or None)
@@ -157,7 +164,13 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
     lm = _model(args)
     df = _dataset(args)
-    layers = [int(x) for x in args.layers.split(",")] if args.layers else list(range(lm.num_layers))
+    try:
+        layers = [int(x) for x in args.layers.split(",")] if args.layers else list(range(lm.num_layers))
+    except ValueError:
+        raise CliError(f"--layers must be comma-separated integers, got {args.layers!r}") from None
+    bad = [n for n in layers if not 0 <= n < lm.num_layers]
+    if bad:
+        raise CliError(f"--layers {bad} do not exist: this model has layers 0..{lm.num_layers - 1}")
     rows = layer_sweep(lm, df, layers, epochs=args.epochs, num_facets=args.facets, feature_dim=args.feature_dim)
     _print_table(rows, list(rows[0].keys()))
     if args.output:
@@ -178,14 +191,23 @@ def _intervention_args(args: argparse.Namespace):
 def cmd_generate(args: argparse.Namespace) -> None:
     from .generation import compare
 
+    prompt = clean_text(args.prompt)
+    if not prompt.strip():
+        raise CliError("--prompt must be non-empty text")
+    if prompt != args.prompt:
+        print("warning: control characters or invalid bytes were removed from the prompt", file=sys.stderr)
+    gen, cfg = _intervention_args(args)
+    gen.validate()  # absurd settings fail before the model is loaded
+    cfg.validate()
     lm = _model(args)
     art = _load_artifact(lm, args.polytope)
-    gen, cfg = _intervention_args(args)
-    cmp = compare(lm, art, args.prompt, gen, cfg)
+    cmp = compare(lm, art, prompt, gen, cfg)
+    if cmp.baseline.truncated:
+        print(f"warning: the prompt was cut to {gen.max_prompt_tokens} tokens", file=sys.stderr)
     if args.json:
         print(json.dumps(cmp.to_dict(), indent=2, ensure_ascii=False))
         return
-    print(f"prompt: {args.prompt!r}  (layer {art.layer}, mode {args.mode})")
+    print(f"prompt: {prompt!r}  (layer {art.layer}, mode {args.mode})")
     print(f"\n── unsteered ──\n{cmp.baseline.text}")
     if args.mode != "monitor":
         print(f"\n── {args.mode} ──\n{cmp.intervened.text}")
@@ -272,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--margin", type=float, default=1.0)
+    p.add_argument("--unsafe-weight", type=float, default=2.0, help="w_u, weight of the unsafe hinge (paper: 2)")
     p.add_argument("--entropy", default="soft", choices=["soft", "reassign", "none"])
     p.add_argument("--max-tokens", type=int, default=256)
     p.add_argument("--no-template", action="store_true", help="feed raw text instead of the chat template")
@@ -364,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         args.func(args)
-    except (CliError, PolytopeFileError, DataSourceError, ValueError, FileNotFoundError) as exc:
+    except (CliError, PolytopeFileError, DataSourceError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -37,6 +37,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .prompts import clean_text
+
 __all__ = [
     "BENIGN",
     "CATEGORY_MAPS",
@@ -752,7 +754,13 @@ def assign_splits(df: pd.DataFrame, cfg: DataConfig = DataConfig()) -> pd.DataFr
 
 
 def _balance(df: pd.DataFrame, seed: int) -> pd.DataFrame:
-    """Subsample the majority label of the (in-distribution) rows to the minority size."""
+    """Subsample the majority label of the (in-distribution) rows to the minority size.
+
+    Curated rows are kept first (twins, over-refusal, other curated). When the bulk ShareGPT pool
+    fills the rest of the safe side, it is drawn *length-matched* to the unsafe prompts: unsafe
+    requests are short (median ~60 characters) and ShareGPT turns long (median ~170), and without
+    matching the polytope learns "short question = unsafe" and flags plain short questions.
+    """
     counts = df["label"].value_counts()
     n_safe, n_unsafe = int(counts.get("safe", 0)), int(counts.get("unsafe", 0))
     if n_safe == n_unsafe or min(n_safe, n_unsafe) == 0:
@@ -764,10 +772,40 @@ def _balance(df: pd.DataFrame, seed: int) -> pd.DataFrame:
         [0, 1, 2], default=3,
     )
     rnd = pool["text"].map(lambda t: _stable_int(seed, "balance", normalise_text(t)))
-    order = pd.DataFrame({"tier": tier, "rnd": rnd}, index=pool.index).sort_values(
-        ["tier", "rnd"])
-    keep = order.index[:target]
-    return pd.concat([df[df["label"] != major], pool.loc[keep]])
+    order = pd.DataFrame({"tier": tier, "rnd": rnd}, index=pool.index).sort_values(["tier", "rnd"])
+    curated = order.index[order["tier"] < 3][:target]
+    bulk = order.index[order["tier"] == 3]
+    quota = target - len(curated)
+    if major == "safe" and quota > 0:
+        picked = _length_matched(pool.loc[curated, "text"], pool.loc[bulk, "text"], df.loc[df["label"] == "unsafe", "text"], quota)
+    else:
+        picked = list(bulk[: max(quota, 0)])
+    return pd.concat([df[df["label"] != major], pool.loc[list(curated) + picked]])
+
+
+def _length_matched(kept: pd.Series, candidates: pd.Series, reference: pd.Series, quota: int, bins: int = 10) -> list:
+    """Pick ``quota`` candidates (in their given order) so that kept + picked follows the reference's length histogram."""
+    ref_len = reference.str.len().to_numpy()
+    edges = np.unique(np.quantile(ref_len, np.linspace(0, 1, bins + 1))[1:-1])
+
+    def bin_of(texts: pd.Series) -> np.ndarray:
+        return np.searchsorted(edges, texts.str.len().to_numpy(), side="right")
+
+    total = len(kept) + quota
+    want = np.bincount(bin_of(reference), minlength=len(edges) + 1) / len(reference) * total
+    have = np.bincount(bin_of(kept), minlength=len(edges) + 1) if len(kept) else np.zeros(len(edges) + 1)
+    need = np.clip(np.round(want - have), 0, None).astype(int)
+    cand_bins = bin_of(candidates)
+    picked: list = []
+    for b in range(len(need)):
+        in_bin = candidates.index[cand_bins == b]
+        picked += list(in_bin[: need[b]])
+    if len(picked) > quota:
+        picked = picked[:quota]
+    elif len(picked) < quota:  # some bins ran dry: fill up in the candidates' order
+        chosen = set(picked)
+        picked += [i for i in candidates.index if i not in chosen][: quota - len(picked)]
+    return picked
 
 
 def build_dataset(cfg: DataConfig = DataConfig()) -> pd.DataFrame:
@@ -911,7 +949,7 @@ def _records_to_frame(records: Iterable[_Record], name: str, source: str, *,
         problem = None
         if not isinstance(text_raw, str):
             problem = "empty" if text_raw is None else f"not a string ({type(text_raw).__name__})"
-        elif not _clean(text_raw):
+        elif not _clean(clean_text(text_raw)):
             problem = "empty"
         if problem:
             raise DataFileError(f"{name}: {rec.where}, column {text_column!r}: text is {problem}")
@@ -932,7 +970,7 @@ def _records_to_frame(records: Iterable[_Record], name: str, source: str, *,
         else:
             cat_key = orig.casefold().replace(" ", "_").replace("-", "_")
             category = cat_key if cat_key in TAXONOMY else "other_harm"
-        rows.append((text_raw, label, category, orig, source, "plain"))
+        rows.append((clean_text(text_raw), label, category, orig, source, "plain"))
     if not rows:
         raise DataFileError(f"{name}: no data rows")
     df = _frame(rows)
@@ -1018,18 +1056,21 @@ def _json_array_records(text: str, name: str) -> Iterator[_Record]:
 
 
 def load_user_file(path: str | Path, cfg: DataConfig = DataConfig(), *,
-                   max_rows: int = 200_000) -> pd.DataFrame:
+                   max_rows: int = 200_000, max_bytes: int | None = None) -> pd.DataFrame:
     """Load a user CSV/TSV/JSONL (or JSON array) of labelled prompts into the unified schema.
 
     Required columns ``text`` and ``label`` (safe/unsafe, benign/harmful, 0/1, true/false;
     1/true = unsafe), optional ``category`` (a :data:`TAXONOMY` name, otherwise kept as
     ``orig_category`` and mapped to "other_harm"). Raises :class:`DataFileError` naming the
     row and column of the first problem. Duplicate texts are dropped (with a warning).
+    Control characters in texts are removed. With ``max_bytes`` a larger file is refused unread.
     """
     p = Path(path)
     name = p.name
     if not p.is_file():
         raise DataFileError(f"{path}: file not found")
+    if max_bytes is not None and p.stat().st_size > max_bytes:
+        raise DataFileError(f"{name}: the file has {p.stat().st_size / 2**20:.1f} MiB; the limit is {max_bytes / 2**20:.0f} MiB")
     text = _decode_utf8(p.read_bytes(), name)
     suffix = p.suffix.casefold()
     stripped = text.lstrip()

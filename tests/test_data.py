@@ -122,6 +122,17 @@ def test_balance(dataset: pd.DataFrame) -> None:
     assert len(unbalanced) > len(dataset)
 
 
+def test_safe_side_is_length_matched_to_unsafe(dataset: pd.DataFrame) -> None:
+    ind = dataset[dataset["split"] != "ood"]
+    lengths = ind.assign(n=ind["text"].str.len()).groupby("label")["n"]
+    median, q25 = lengths.median(), lengths.quantile(0.25)
+    assert abs(median["safe"] - median["unsafe"]) <= 0.15 * median["unsafe"]
+    assert abs(q25["safe"] - q25["unsafe"]) <= 0.15 * q25["unsafe"]
+    # without the matching, ShareGPT's long turns would make "short" a proxy for "unsafe"
+    sharegpt = D.load_source("sharegpt", max_rows=3000, seed=42)
+    assert sharegpt["text"].str.len().median() > 1.5 * median["unsafe"]
+
+
 def test_split_fractions_and_twins(dataset: pd.DataFrame) -> None:
     ind = dataset[dataset["split"] != "ood"]
     frac = ind["split"].value_counts(normalize=True)
