@@ -48,9 +48,9 @@ def metrics(polytope_dir: Path) -> str:
 def sweep(path: Path) -> str:
     rows = json.loads(path.read_text())
     columns = list(rows[0].keys())
-    best = max(rows, key=lambda r: r.get("val_auroc", 0.0))
+    best = max(rows, key=lambda r: r["sap_auroc"])
     out = table(rows, columns)
-    return out + f"\n\nBest validation AUROC: layer {best['layer']} ({best.get('val_auroc', 0):.3f})."
+    return out + f"\n\nBest validation AUROC: layer {best['layer']} ({best['sap_auroc']:.3f})."
 
 
 def heldout(path: Path) -> str:
