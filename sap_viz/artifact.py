@@ -27,6 +27,7 @@ from safetensors.torch import save_file
 from . import __version__
 from .layers import LAYER_CONVENTION
 from .polytope import SafetyPolytope
+from .prompts import clean_text
 
 FORMAT_VERSION = 1
 TENSORS_FILE = "polytope.safetensors"
@@ -34,6 +35,7 @@ META_FILE = "polytope.json"
 FACETS_FILE = "facets.json"
 MAX_TENSOR_BYTES = 1 << 30
 MAX_JSON_BYTES = 16 << 20
+FACETS_BUDGET_BYTES = MAX_JSON_BYTES // 2  # label history is trimmed (oldest first) to keep facets.json under this
 
 REQUIRED_META_KEYS = {
     "format_version", "sap_viz_version", "model", "layer", "layer_convention", "position",
@@ -347,7 +349,7 @@ def label_facet(
 ) -> dict:
     """Set a facet's label, appending the previous one to its history; safe under concurrent writers."""
     directory = Path(directory)
-    name, policy, author = (str(x).replace("\x00", "").strip() for x in (name, policy, author))
+    name, policy, author = (clean_text(str(x)).strip() for x in (name, policy, author))
     if not name:
         raise ValueError("a facet name must not be empty")
     if len(name) > 200 or len(policy) > max_len or len(author) > 200:
@@ -369,5 +371,28 @@ def label_facet(
                  "auto_suggested": bool(auto_suggested), "time": now()}
         facet["history"].append(entry)
         facet.update({k: entry[k] for k in ("name", "policy", "author", "confidence", "auto_suggested")})
+        _trim_history(facets, FACETS_BUDGET_BYTES)
         write_json_atomic(directory / FACETS_FILE, {"format_version": FORMAT_VERSION, "facets": facets})
         return facet
+
+
+def _trim_history(facets: list[dict], budget: int) -> int:
+    """Drop the oldest history entries (of the facet with the longest history) until the file fits ``budget``.
+
+    Without a bound, many label edits would grow facets.json past ``MAX_JSON_BYTES`` and the polytope
+    would no longer load. Each facet keeps at least its latest entry. Returns how many were dropped.
+    """
+    def size() -> int:
+        return len(json.dumps({"format_version": FORMAT_VERSION, "facets": facets}, indent=2, ensure_ascii=False).encode("utf-8"))
+
+    dropped = 0
+    current = size()
+    while current > budget:
+        longest = max(facets, key=lambda f: len(f["history"]))
+        if len(longest["history"]) <= 1:
+            break
+        n = max(1, len(longest["history"]) // 10)  # in steps, so a big file is not re-serialised once per entry
+        longest["history"] = longest["history"][n:]
+        dropped += n
+        current = size()
+    return dropped

@@ -1,13 +1,20 @@
-"""Deployment counters for a session: how often the polytope fires, how hard it steers, what it changes."""
+"""Deployment counters for a session: how often the polytope fires, how hard it steers, what it changes.
+
+The totals are exact for the server's whole life; the per-request rows (plots, export) keep only the
+latest ``MAX_ROWS``, so a long-running public server does not grow without bound.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 
 from .generation import Comparison, GenerationResult
+
+MAX_ROWS = 5000
 
 
 @dataclass
@@ -20,8 +27,9 @@ class DeploymentCounters:
     refusals: int = 0
     benign_compared: int = 0
     benign_unchanged: int = 0
-    delta_norms: list[float] = field(default_factory=list)
-    history: list[dict] = field(default_factory=list)  # one row per request, for plots and export
+    steering_norm_sum: float = 0.0
+    steering_norm_max: float | None = None
+    history: deque = field(default_factory=lambda: deque(maxlen=MAX_ROWS))  # latest requests, one row each
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def record(self, result: GenerationResult, baseline: GenerationResult | None = None) -> None:
@@ -36,7 +44,9 @@ class DeploymentCounters:
             self.tokens_violating += violating
             steered = [t.delta_norm for t in result.tokens if t.steered]
             self.interventions += len(steered)
-            self.delta_norms.extend(steered)
+            self.steering_norm_sum += sum(steered)
+            if steered:
+                self.steering_norm_max = max(self.steering_norm_max or 0.0, *steered)
             self.refusals += result.refused
             changed = None
             if baseline is not None and not flagged:
@@ -62,8 +72,8 @@ class DeploymentCounters:
                 "prompt_trigger_rate": rate(self.prompts_flagged, self.prompts),
                 "token_trigger_rate": rate(self.tokens_violating, self.tokens),
                 "interventions": self.interventions,
-                "mean_steering_norm": round(sum(self.delta_norms) / len(self.delta_norms), 4) if self.delta_norms else None,
-                "max_steering_norm": round(max(self.delta_norms), 4) if self.delta_norms else None,
+                "mean_steering_norm": round(self.steering_norm_sum / self.interventions, 4) if self.interventions else None,
+                "max_steering_norm": round(self.steering_norm_max, 4) if self.steering_norm_max is not None else None,
                 "refusal_rate": rate(self.refusals, self.prompts),
                 "benign_unchanged_rate": rate(self.benign_unchanged, self.benign_compared),
             }
@@ -86,7 +96,7 @@ class DeploymentCounters:
     def reset(self) -> None:
         with self._lock:
             fresh = DeploymentCounters()
-            for name in ("prompts", "prompts_flagged", "tokens", "tokens_violating", "interventions", "refusals", "benign_compared", "benign_unchanged"):
+            for name in ("prompts", "prompts_flagged", "tokens", "tokens_violating", "interventions", "refusals", "benign_compared",
+                         "benign_unchanged", "steering_norm_sum", "steering_norm_max"):
                 setattr(self, name, getattr(fresh, name))
-            self.delta_norms.clear()
             self.history.clear()

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+# C0 controls except tab/newline/CR, DEL and C1 controls; format characters (RTL marks, ZWJ in emoji) stay.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """User text as the tokenizer can take it: control characters (NUL included) removed, lone
+    UTF-16 surrogates (valid in JSON, not in UTF-8; the tokenizer raises on them) replaced by U+FFFD."""
+    return _SURROGATE.sub("\ufffd", _CONTROL.sub("", text))
 
 
 def has_chat_template(tokenizer: object) -> bool:

@@ -3,24 +3,32 @@
 Why a lock: the generation hooks are already bound to their calling thread, but on a 2-core CPU two
 forward passes at once only slow each other down, and the active polytope may change between two
 requests. Taking one ``threading.Lock`` around every model call keeps each request's settings and
-hooks to itself and makes latency predictable (a plain Lock, not an RLock, because a streamed
-request may resume in another worker thread than the one that acquired it).
+hooks to itself and makes latency predictable. A streamed generation holds the lock in a worker
+thread of its own and never across a ``yield``, so a request that is cancelled or abandoned
+mid-stream cannot keep the model from everyone else.
 
 Polytopes a user uploads are untrusted: only the three known file names are accepted (loose or in a
-zip), sizes are capped before anything is read, the files are validated with ``load_polytope`` in a
-temporary directory, and only then copied into the polytopes folder under a sanitised name.
+zip; no links, no paths that leave the archive), sizes are capped before anything is read or
+extracted, the files are validated with ``load_polytope`` in a temporary directory, and only then
+copied into the polytopes folder under a sanitised name.
+
+Every other user input is checked here too, against ``Limits`` (``limits.py``): prompts are cleaned
+of control characters and cut to the token budget with a notice, training settings and data sizes
+are bounded, and a long training run stops between batches of work when its cancel event is set.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
 import re
 import shutil
 import tempfile
 import threading
 import time
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -43,7 +51,9 @@ from .artifact import (
 )
 from .counters import DeploymentCounters
 from .generation import Comparison, GenerationConfig, GenerationResult, InterventionConfig, stream_generation
+from .limits import Limits, env_name, get_limits
 from .model_loading import LoadedModel
+from .prompts import EncodedPrompt, clean_text, encode_prompt
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +61,35 @@ POLYTOPE_ENV = "SAP_VIZ_POLYTOPE"
 POLYTOPES_DIR_ENV = "SAP_VIZ_POLYTOPES_DIR"
 MAP_ROWS_ENV = "SAP_VIZ_MAP_MAX_ROWS"  # cap on training prompts in the feature map (small machines, tests)
 ALLOWED_FILES = (TENSORS_FILE, META_FILE, FACETS_FILE)
-MAX_UPLOAD_BYTES = 256 << 20
-MAX_SCORE_TEXTS = 256
-MAX_TEXT_CHARS = 8000
+MAX_ZIP_ENTRIES = 16
+KNOWN_DATA_KEPT = 8  # training tables remembered for the feature map of polytopes trained in this process
+FEATURE_CHUNK = 128  # prompts per locked feature pass while training (cancel checks and other users in between)
 _NAME_OK = re.compile(r"[^a-z0-9._-]+")
 
 
 class WorkbenchError(ValueError):
     """A request the workbench refuses; the message is meant for the user."""
+
+
+class TrainingCancelled(WorkbenchError):
+    """The user stopped a training run."""
+
+
+@dataclass
+class CheckedPrompt:
+    """A prompt after cleaning and fitting to a token budget, with what the user should be told."""
+
+    text: str  # cleaned (control characters removed), not yet truncated
+    encoded: EncodedPrompt
+    notices: list[str]
+
+    @property
+    def truncated(self) -> bool:
+        return self.encoded.truncated
+
+    @property
+    def notice(self) -> str:
+        return " ".join(self.notices)
 
 
 def default_polytope_path() -> Path:
@@ -86,8 +117,10 @@ class MapStatus:
 
 
 class Workbench:
-    def __init__(self, lm: LoadedModel, polytope_path: str | Path | None = None, polytopes_dir: str | Path | None = None):
+    def __init__(self, lm: LoadedModel, polytope_path: str | Path | None = None, polytopes_dir: str | Path | None = None,
+                 limits: Limits | None = None):
         self.lm = lm
+        self.limits = limits or get_limits()
         self.lock = threading.Lock()
         self.counters = DeploymentCounters()
         path = Path(polytope_path) if polytope_path is not None else default_polytope_path()
@@ -182,6 +215,7 @@ class Workbench:
     def _collect_upload(self, paths: list[str | Path], staging: Path) -> None:
         """Copy the uploaded polytope files (loose or zipped) into ``staging``, refusing anything else."""
         total = 0
+        cap = self.limits.max_upload_bytes
         seen: set[str] = set()
 
         def accept(name: str, size: int) -> None:
@@ -192,29 +226,38 @@ class Workbench:
                 raise WorkbenchError(f"{name} was given twice")
             seen.add(name)
             total += size
-            if total > MAX_UPLOAD_BYTES:
-                raise WorkbenchError(f"upload is larger than {MAX_UPLOAD_BYTES >> 20} MiB")
+            if total > cap:
+                raise WorkbenchError(f"upload is larger than {self.limits.max_upload_mb} MiB ({env_name('max_upload_mb')})")
 
         for raw in paths:
             src = Path(raw)
             if src.is_symlink() or not src.is_file():
                 raise WorkbenchError(f"{src.name} is not a regular file")
+            if src.stat().st_size > cap:
+                raise WorkbenchError(f"{src.name} is larger than {self.limits.max_upload_mb} MiB ({env_name('max_upload_mb')})")
             if src.suffix.lower() == ".zip":
                 try:
                     with zipfile.ZipFile(src) as zf:
-                        for info in zf.infolist():
+                        infos = zf.infolist()
+                        if len(infos) > MAX_ZIP_ENTRIES:
+                            raise WorkbenchError(f"{src.name} has {len(infos)} entries; a polytope zip holds at most 3 files")
+                        for info in infos:
                             if info.is_dir():
                                 continue
                             parts = Path(info.filename).parts
                             if info.filename.startswith(("/", "\\")) or ".." in parts or len(parts) > 2 or ":" in info.filename:
                                 raise WorkbenchError(f"zip entry {info.filename!r} has an unsafe path")
+                            if (info.external_attr >> 16) & 0o170000 == 0o120000:
+                                raise WorkbenchError(f"zip entry {info.filename!r} is a symbolic link")
                             accept(parts[-1], info.file_size)
+                            # A member can never expand past its declared size: the copy stops there and
+                            # zipfile's CRC check fails if the data was meant to be longer.
                             with zf.open(info) as fin, open(staging / parts[-1], "wb") as fout:
                                 shutil.copyfileobj(fin, fout, 1 << 20)
                             if (staging / parts[-1]).stat().st_size != info.file_size:
                                 raise WorkbenchError(f"zip entry {info.filename!r} does not match its declared size")
-                except zipfile.BadZipFile:
-                    raise WorkbenchError(f"{src.name} is not a valid zip file") from None
+                except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, zlib.error) as exc:
+                    raise WorkbenchError(f"{src.name} is not a valid zip file ({exc})") from None
             else:
                 name = src.name  # Gradio keeps the uploaded file's original name
                 accept(name, src.stat().st_size)
@@ -263,35 +306,88 @@ class Workbench:
 
     # ------------------------------------------------------------ model calls
 
-    def _stream_one(self, art: PolytopeArtifact, prompt: str, gen: GenerationConfig, cfg: InterventionConfig, which: str):
-        it = stream_generation(self.lm, art, prompt, gen, cfg)
-        finished = False
-        try:
-            for item in it:
-                if isinstance(item, GenerationResult):
-                    finished = True
-                    return item
-                yield which, item
-        finally:
-            if not finished:  # the consumer went away: let the worker finish before the lock is released
-                for _ in it:
-                    pass
+    def _run_one(self, art: PolytopeArtifact, prompt: str, gen: GenerationConfig, cfg: InterventionConfig, which: str,
+                 out: queue.Queue) -> GenerationResult:
+        for item in stream_generation(self.lm, art, prompt, gen, cfg):
+            if isinstance(item, GenerationResult):
+                return item
+            out.put((which, item))
         raise RuntimeError("generation ended without a result")
+
+    def check_prompt(self, prompt: object, max_tokens: int | None = None) -> CheckedPrompt:
+        """Clean a prompt and fit it to the token budget (default: the generation limit); refuses empty or huge text."""
+        art = self.require_artifact()
+        if not isinstance(prompt, str):
+            raise WorkbenchError("the prompt must be non-empty text")
+        if len(prompt) > self.limits.max_text_chars:
+            raise WorkbenchError(f"the prompt has {len(prompt):,} characters; the limit is {self.limits.max_text_chars:,} "
+                                 f"({env_name('max_text_chars')})")
+        text = clean_text(prompt)
+        if not text.strip():
+            raise WorkbenchError("the prompt must be non-empty text" + (" (it held only control characters)" if prompt.strip() else ""))
+        notices = []
+        if text != prompt:
+            notices.append("Control characters or invalid Unicode were removed from the prompt.")
+        budget = max_tokens or self.limits.max_prompt_tokens
+        enc = encode_prompt(self.lm.tokenizer, text, art.chat_template, budget)
+        if enc.truncated:
+            notices.append(f"The prompt was cut to fit the {budget}-token budget: the model saw its first "
+                           f"{enc.kept_chars:,} of {len(text):,} characters.")
+        return CheckedPrompt(text, enc, notices)
+
+    def _check_generation(self, gen: GenerationConfig, cfg: InterventionConfig) -> GenerationConfig:
+        if not 1 <= gen.max_new_tokens <= self.limits.max_new_tokens:
+            raise WorkbenchError(f"max_new_tokens must be between 1 and {self.limits.max_new_tokens} "
+                                 f"({env_name('max_new_tokens')}), got {gen.max_new_tokens}")
+        gen = replace(gen, max_prompt_tokens=min(gen.max_prompt_tokens, self.limits.max_prompt_tokens))
+        try:
+            gen.validate()
+            cfg.validate()
+        except ValueError as exc:
+            raise WorkbenchError(str(exc)) from None
+        return gen
 
     def stream_compare(
         self, prompt: str, gen: GenerationConfig, cfg: InterventionConfig
     ) -> Iterator[tuple[str, str | Comparison]]:
-        """Stream the unsteered run, then the intervened one; yields (which, text) and finally ("done", Comparison)."""
+        """Stream the unsteered run, then the intervened one; yields (which, text) and finally ("done", Comparison).
+
+        The prompt is cleaned of control characters and cut to ``limits.max_prompt_tokens`` tokens;
+        ``check_prompt`` says whether (and how) that happened.
+        """
         art = self.require_artifact()
-        gen.validate()
-        cfg.validate()
+        gen = self._check_generation(gen, cfg)
+        prompt = self.check_prompt(prompt, gen.max_prompt_tokens).text
         monitor = replace(cfg, mode="monitor")
-        with self.lock:
-            base = yield from self._stream_one(art, prompt, gen, monitor, "baseline")
-            other = base if cfg.mode == "monitor" else (yield from self._stream_one(art, prompt, gen, cfg, "intervened"))
-        cmp = Comparison(base, other)
-        self.counters.record_comparison(cmp)
-        yield "done", cmp
+        # The model lock is held by a worker thread, never across a ``yield``: a consumer that stops
+        # iterating (a cancelled or disconnected request whose generator is never closed) would
+        # otherwise keep the lock, and every later request would wait forever.
+        items: queue.Queue = queue.Queue()
+        abandoned = threading.Event()
+
+        def work() -> None:
+            try:
+                with self.lock:
+                    base = self._run_one(art, prompt, gen, monitor, "baseline", items)
+                    skip = cfg.mode == "monitor" or abandoned.is_set()  # nobody waits for the second run
+                    other = base if skip else self._run_one(art, prompt, gen, cfg, "intervened", items)
+                items.put(("done", Comparison(base, other)))
+            except BaseException as exc:  # noqa: BLE001 — handed to the consumer below, which re-raises it
+                items.put(("error", exc))
+
+        threading.Thread(target=work, name="sap-viz-generate", daemon=True).start()
+        try:
+            while True:
+                which, item = items.get()
+                if which == "error":
+                    raise item
+                if which == "done":
+                    self.counters.record_comparison(item)
+                    yield "done", item
+                    return
+                yield which, item
+        finally:
+            abandoned.set()
 
     def compare(self, prompt: str, gen: GenerationConfig, cfg: InterventionConfig) -> Comparison:
         result = None
@@ -305,39 +401,58 @@ class Workbench:
         from .pipeline import score_texts
 
         art = self.require_artifact()
-        if not isinstance(texts, list) or not texts:
-            raise WorkbenchError("give a non-empty list of texts")
-        if len(texts) > MAX_SCORE_TEXTS:
-            raise WorkbenchError(f"at most {MAX_SCORE_TEXTS} texts per call, got {len(texts)}")
-        for i, t in enumerate(texts):
-            if not isinstance(t, str) or not t.strip():
-                raise WorkbenchError(f"text {i} is empty or not a string")
-            if len(t) > MAX_TEXT_CHARS:
-                raise WorkbenchError(f"text {i} is longer than {MAX_TEXT_CHARS} characters")
+        texts = self.check_texts(texts)
         with self.lock:
             return score_texts(self.lm, art, texts)
 
-    def prompt_tokens(self, prompt: str) -> tuple[list[str], list[int], torch.Tensor]:
-        """(token texts, token ids, T × K violations) of the formatted prompt, as monitoring sees it."""
+    def check_texts(self, texts: object) -> list[str]:
+        """The texts cleaned of control characters; refuses an empty or too long list, empty or too long texts."""
+        lim = self.limits
+        if not isinstance(texts, list) or not texts:
+            raise WorkbenchError("give a non-empty list of texts")
+        if len(texts) > lim.max_score_texts:
+            raise WorkbenchError(f"at most {lim.max_score_texts} texts per call ({env_name('max_score_texts')}), got {len(texts)}")
+        out = []
+        for i, t in enumerate(texts):
+            if not isinstance(t, str) or not clean_text(t).strip():
+                raise WorkbenchError(f"text {i} is empty or not a string")
+            if len(t) > lim.max_text_chars:
+                raise WorkbenchError(f"text {i} has {len(t):,} characters; the limit is {lim.max_text_chars:,} ({env_name('max_text_chars')})")
+            out.append(clean_text(t))
+        return out
+
+    def truncated(self, texts: list[str]) -> list[bool]:
+        """Which texts ``score`` cuts to the polytope's token budget (its training-time ``max_tokens``)."""
+        art = self.require_artifact()
+        budget = int(art.meta["max_tokens"])
+        return [encode_prompt(self.lm.tokenizer, t, art.chat_template, budget).truncated for t in self.check_texts(texts)]
+
+    def prompt_tokens(self, prompt: str) -> tuple[list[str], list[int], torch.Tensor, CheckedPrompt]:
+        """(token texts, token ids, T × K violations, the checked prompt) of the formatted prompt, as monitoring sees it.
+
+        The budget is the polytope's training-time ``max_tokens`` (what ``score`` uses), capped by the prompt limit.
+        """
         from .features import hidden_states_at
-        from .prompts import encode_prompt
 
         art = self.require_artifact()
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise WorkbenchError("the prompt must be non-empty text")
-        enc = encode_prompt(self.lm.tokenizer, prompt, art.chat_template, int(art.meta["max_tokens"]))
+        checked = self.check_prompt(prompt, min(int(art.meta["max_tokens"]), self.limits.max_prompt_tokens))
+        enc = checked.encoded
         with self.lock:
             hidden = hidden_states_at(self.lm, [enc.ids], art.layer)[0]
         with torch.no_grad():
             viol = art.polytope.violations(hidden)
-        return [self.lm.tokenizer.decode([t]) for t in enc.ids], enc.ids, viol
+        return [self.lm.tokenizer.decode([t]) for t in enc.ids], enc.ids, viol, checked
 
     def attribution(self, prompt: str, window: int = 3):
         from .attribution import word_masking
 
         art = self.require_artifact()
+        text = self.check_prompt(prompt).text
         with self.lock:
-            return word_masking(self.lm, art, prompt, window)
+            try:
+                return word_masking(self.lm, art, text, window)
+            except ValueError as exc:
+                raise WorkbenchError(str(exc)) from None
 
     def trajectory(self, token_ids: list[int]) -> torch.Tensor:
         from .feature_map import token_states
@@ -346,23 +461,108 @@ class Workbench:
         with self.lock:
             return token_states(self.lm, art, token_ids)
 
-    def train(self, df: pd.DataFrame, fcfg, tcfg, progress: Callable[[float, str], None] | None = None, target_fpr: float | None = None):
-        """Extract features under the model lock (cached on disk), then train without holding it."""
-        from .data import dataset_fingerprint, dataset_provenance
-        from .pipeline import split_features, train_and_evaluate
+    def load_training_file(self, path: str | Path) -> pd.DataFrame:
+        """A user's CSV/JSONL training table, refused when larger than the upload or row limits."""
+        from .data import DataFileError, load_user_file
 
+        lim, name = self.limits, Path(path).name
+        if Path(path).is_file() and Path(path).stat().st_size > lim.max_upload_bytes:
+            raise WorkbenchError(f"{name} is larger than {lim.max_upload_mb} MiB ({env_name('max_upload_mb')})")
+        try:
+            return load_user_file(path, max_rows=lim.max_train_rows, max_bytes=lim.max_upload_bytes)
+        except DataFileError as exc:
+            if "max_rows=" in str(exc):
+                raise WorkbenchError(f"{name} has more than {lim.max_train_rows:,} rows, the limit ({env_name('max_train_rows')})") from None
+            raise WorkbenchError(str(exc)) from None
+
+    def check_training(self, df: pd.DataFrame, fcfg, tcfg, target_fpr: float | None = None) -> None:
+        """Refuse settings and data the app should not train on, with a message naming the problem."""
+        lim = self.limits
         if "split" not in df.columns or not (df["split"] == "train").any():
             raise WorkbenchError("the data has no rows in the 'train' split")
+        if len(df) > lim.max_train_rows:
+            raise WorkbenchError(f"the data has {len(df):,} rows; the limit is {lim.max_train_rows:,} ({env_name('max_train_rows')})")
+        if set(df.loc[df["split"] == "train", "label"]) != {"safe", "unsafe"}:
+            raise WorkbenchError("the training split needs both safe and unsafe rows")
+        if not isinstance(fcfg.layer, int) or not 0 <= fcfg.layer < self.lm.num_layers:
+            raise WorkbenchError(f"layer must be between 0 and {self.lm.num_layers - 1} for this model, got {fcfg.layer!r}")
+        bounds = [("facets K", tcfg.num_facets, lim.max_facets, "max_facets"),
+                  ("feature_dim F", tcfg.feature_dim, lim.max_feature_dim, "max_feature_dim"),
+                  ("epochs", tcfg.epochs, lim.max_epochs, "max_epochs")]
+        for what, value, high, field_name in bounds:
+            if not isinstance(value, int) or not 1 <= value <= high:
+                raise WorkbenchError(f"{what} must be between 1 and {high} ({env_name(field_name)}), got {value!r}")
+        if target_fpr is not None and not 0 < target_fpr < 1:
+            raise WorkbenchError(f"the calibration target must be between 0 and 1, got {target_fpr!r}")
+        try:
+            tcfg.validate()
+        except ValueError as exc:
+            raise WorkbenchError(str(exc)) from None
+
+    def _features_in_chunks(self, texts: list[str], fcfg, check: Callable[[], None]) -> None:
+        """Fill the feature cache for ``texts`` a chunk at a time, each chunk under the model lock.
+
+        Between chunks other users' requests get the model and a cancel takes effect; the result is
+        stored under the key ``extract_features`` looks up for the whole list, so training reads it back.
+        """
+        from .features import _cache_path, _save_cached, extract_features
+
+        if fcfg.position != "last":  # per-token features are cached in another layout: one locked pass
+            check()
+            with self.lock:
+                extract_features(self.lm, texts, fcfg, progress=False)
+            return
+        path = _cache_path(self.lm, fcfg, texts)
+        if path.is_file():
+            return
+        chunks = []
+        for start in range(0, len(texts), FEATURE_CHUNK):
+            check()
+            with self.lock:
+                chunks.append(extract_features(self.lm, texts[start:start + FEATURE_CHUNK], fcfg, use_cache=False, progress=False))
+        _save_cached(path, {"features": torch.cat(chunks).contiguous()})
+
+    def train(self, df: pd.DataFrame, fcfg, tcfg, progress: Callable[[float, str], None] | None = None, target_fpr: float | None = None,
+              cancel: threading.Event | None = None):
+        """Extract features chunk by chunk under the model lock (cached on disk), then train without holding it.
+
+        Setting ``cancel`` stops the run at the next chunk of features or the next epoch with ``TrainingCancelled``.
+        """
+        from .data import dataset_fingerprint, dataset_provenance
+        from .pipeline import eval_frame, train_and_evaluate
+
+        self.check_training(df, fcfg, tcfg, target_fpr)
+
+        def check() -> None:
+            if cancel is not None and cancel.is_set():
+                raise TrainingCancelled("training was stopped; nothing was saved")
+
         splits = [s for s in ("train", "val", "test", "ood") if (df["split"] == s).any()]
         for i, split in enumerate(splits):
+            part = df[df["split"] == split] if split == "train" else eval_frame(df, split)
             if progress:
-                progress(0.3 * i / len(splits), f"features for {split} ({(df['split'] == split).sum()} prompts)")
-            with self.lock:
-                split_features(self.lm, df[df["split"] == split], fcfg, progress=False)
+                progress(0.3 * i / len(splits), f"features for {split} ({len(part)} prompts)")
+            self._features_in_chunks(part["text"].tolist(), fcfg, check)
+        check()
         provenance = {**dataset_provenance(df), "fingerprint": dataset_fingerprint(df)}
+        self.known_data.pop(provenance["fingerprint"], None)
         self.known_data[provenance["fingerprint"]] = df
-        scaled = (lambda f, m: progress(0.3 + 0.7 * f, m)) if progress else None
-        return train_and_evaluate(self.lm, df, fcfg, tcfg, progress=scaled, provenance=provenance, show_tqdm=False, target_fpr=target_fpr)
+        while len(self.known_data) > KNOWN_DATA_KEPT:  # oldest first: dicts keep insertion order
+            self.known_data.pop(next(iter(self.known_data)))
+
+        def scaled(frac: float, msg: str) -> None:
+            check()
+            if progress:
+                progress(0.3 + 0.7 * frac, msg)
+
+        try:
+            trained = train_and_evaluate(self.lm, df, fcfg, tcfg, progress=scaled, provenance=provenance, show_tqdm=False, target_fpr=target_fpr)
+        except TrainingCancelled:
+            raise
+        except ValueError as exc:
+            raise WorkbenchError(f"training failed: {exc}") from None
+        check()
+        return trained
 
     def save_trained(self, trained, name: str) -> str:
         from .pipeline import save_trained

@@ -29,6 +29,8 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
 SHOTS = Path(os.environ.get("SAP_VIZ_SCREENSHOTS") or tempfile.mkdtemp(prefix="sap-viz-shots-"))
 SHOTS.mkdir(parents=True, exist_ok=True)
 XSS_NAME = "Explosives <img src=x onerror=alert(1)>"
+# Sets a window flag if any of it ever runs as markup (a dialog listener alone would miss a silent payload).
+XSS_POLICY = "<script>window.__sapXss = 'script'</script><img src=x onerror=\"window.__sapXss = 'onerror'\"> bombs & <b>guns</b>"
 # A sample keeps the first-start map build short on a fresh test cache; 0 = every training prompt.
 MAP_ROWS = os.environ.get("SAP_VIZ_TEST_MAP_ROWS", "400")
 
@@ -124,10 +126,12 @@ def test_label_facet_survives_reload_without_running_html(page):
     name_box = page.locator("#label-name input, #label-name textarea").first
     wait_until(lambda: name_box.input_value() != "", 30, what="the facet form to load")
     name_box.fill(XSS_NAME)
+    page.locator("#label-policy textarea").first.fill(XSS_POLICY)
     page.locator("#label-author input, #label-author textarea").first.fill("browser test")
     page.locator("#save-label").click()
     page.locator("#label-status", has_text="Saved facet").wait_for()
     assert page.locator("#sap-facet-cards").inner_text().count(XSS_NAME) == 1
+    assert XSS_POLICY in page.locator("#sap-facet-cards").inner_text()
     page.screenshot(path=str(SHOTS / "facets_label.png"), full_page=False)
 
     page.reload(wait_until="domcontentloaded")
@@ -135,6 +139,38 @@ def test_label_facet_survives_reload_without_running_html(page):
     cards = page.locator("#sap-facet-cards")
     cards.wait_for()
     wait_until(lambda: XSS_NAME in cards.inner_text(), 30, what="the saved label after reload")
-    assert page.locator("#sap-facet-cards img").count() == 0
+    assert XSS_POLICY in cards.inner_text()
+    assert page.locator("#sap-facet-cards img, #sap-facet-cards script").count() == 0
     page.wait_for_timeout(1500)
     assert page.dialogs == [], f"injected markup ran: {page.dialogs}"
+    assert page.evaluate("window.__sapXss") is None, "injected markup ran"
+
+
+def test_bad_prompts_get_a_message_and_stop_cancels(page):
+    page.get_by_role("tab", name="Explore / Generate").click()
+    prompt = page.locator("#prompt textarea")
+    prompt.fill("   ")
+    page.locator("#generate-btn").click()
+    page.get_by_text("Type a prompt or pick an example first.").first.wait_for(timeout=30_000)
+
+    page.locator("#max-new input[type=number]").fill("8")
+    page.locator("#max-new input[type=number]").press("Enter")
+    prompt.fill("Tell me about bread. " * 1000)  # 21,000 characters
+    page.locator("#generate-btn").click()
+    page.locator("#verdict .sap-verdict").wait_for(timeout=180_000)
+    assert "cut to fit" in page.locator("#verdict").inner_text()
+
+    page.locator("#max-new input[type=number]").fill("128")
+    page.locator("#max-new input[type=number]").press("Enter")
+    prompt.fill("Write a long story about a lighthouse keeper.")
+    page.locator("#generate-btn").click()
+    wait_until(lambda: "Generating" in page.locator("#verdict").inner_text(), 60, 0.2, "the generation to start")
+    page.locator("#stop-btn").click()
+    page.wait_for_timeout(1500)
+    assert "Generating" in page.locator("#verdict").inner_text() or "sap-verdict" not in page.locator("#verdict").inner_html()
+    # The server is free again: a short request completes.
+    page.locator("#max-new input[type=number]").fill("8")
+    page.locator("#max-new input[type=number]").press("Enter")
+    prompt.fill("How do I bake bread?")
+    page.locator("#generate-btn").click()
+    page.locator("#verdict .sap-verdict").wait_for(timeout=180_000)

@@ -14,6 +14,7 @@ import threading
 
 import gradio as gr
 
+from ..limits import get_limits
 from ..workbench import Workbench
 from .app import build_app, launch_kwargs
 
@@ -39,6 +40,7 @@ def create(wb: Workbench | None = None) -> gr.Blocks:
     ``SAP_VIZ_MAP_WARMUP=0`` skips building the training map at start (it is then built when the
     Feature map or Facets tab first needs it).
     """
+    get_limits()  # a bad SAP_VIZ_MAX_* value stops the app here, before the model loads
     wb = wb or Workbench.from_env()
     _background_warm_up(wb, os.environ.get("SAP_VIZ_MAP_WARMUP", "1") != "0")
     demo = build_app(wb)

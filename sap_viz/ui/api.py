@@ -1,8 +1,10 @@
 """The documented API (`/generate`, `/analyze`, `/score`, `/label_facet`, `/facets`, `/polytopes`, `/counters`).
 
 Plain JSON in and out, so any gradio_client (Python or JS) can call them. Errors reach the caller
-as ``gr.Error`` with a one-line message, never a traceback. No ``from __future__ import annotations``
-here: ``gr.api`` reads the type hints at runtime to build the API schema.
+as ``gr.Error`` with a one-line message, never a traceback. Settings are bounded by ``Limits``
+(``SAP_VIZ_MAX_*``); a prompt longer than the token budget is cut and the result says so
+(``truncated`` and ``notice``). No ``from __future__ import annotations`` here: ``gr.api`` reads the
+type hints at runtime to build the API schema.
 """
 
 import functools
@@ -15,6 +17,8 @@ import gradio as gr
 from ..artifact import PolytopeFileError
 from ..data import DataFileError
 from ..generation import GenerationConfig, InterventionConfig
+from ..hooks import count_hooks
+from ..limits import Limits, env_name, get_limits
 from ..steering import SafeFlowConfig
 from ..workbench import Workbench, WorkbenchError
 
@@ -24,7 +28,6 @@ MODE_ALIASES = {
     "monitor": "monitor", "steer": "steer", "safe flow": "steer", "safe_flow": "steer", "safeflow": "steer",
     "refuse": "refuse", "refusal": "refuse", "refusal fallback": "refuse", "refusal_fallback": "refuse",
 }
-MAX_NEW_TOKENS = 200
 DEFAULT_STRENGTH = SafeFlowConfig().strength
 
 
@@ -67,17 +70,29 @@ def parse_mode(mode: str) -> str:
     return MODE_ALIASES[key]
 
 
-def make_configs(mode: str, strength: float, max_new_tokens: int, seed: int = 0) -> tuple[GenerationConfig, InterventionConfig]:
+def make_configs(mode: str, strength: float, max_new_tokens: int, seed: int = 0,
+                 limits: Limits | None = None) -> tuple[GenerationConfig, InterventionConfig]:
+    """Checked generation settings from request values (numbers may arrive as strings or floats)."""
+    limits = limits or get_limits()
     try:
-        max_new_tokens, strength, seed = int(max_new_tokens), float(strength), int(seed)
-    except (TypeError, ValueError):
+        max_new_tokens, strength, seed = float(max_new_tokens), float(strength), float(seed)
+    except (TypeError, ValueError, OverflowError):
         raise WorkbenchError("max_new_tokens and seed must be integers, strength a number") from None
-    if not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
-        raise WorkbenchError(f"max_new_tokens must be between 1 and {MAX_NEW_TOKENS} in the app, got {max_new_tokens}")
-    gen = GenerationConfig(max_new_tokens=max_new_tokens, seed=seed)
+    if not (max_new_tokens.is_integer() and seed.is_integer()):
+        raise WorkbenchError("max_new_tokens and seed must be whole numbers")
+    if not 1 <= max_new_tokens <= limits.max_new_tokens:
+        raise WorkbenchError(f"max_new_tokens must be between 1 and {limits.max_new_tokens} ({env_name('max_new_tokens')}), "
+                             f"got {max_new_tokens:g}")
+    if not 0 <= seed < 2**32:
+        raise WorkbenchError(f"seed must be between 0 and {2**32 - 1}, got {seed:g}")
+    gen = GenerationConfig(max_new_tokens=int(max_new_tokens), seed=int(seed), max_prompt_tokens=limits.max_prompt_tokens)
     cfg = InterventionConfig(mode=parse_mode(mode), flow=SafeFlowConfig(strength=strength))
-    gen.validate()
-    cfg.validate()
+    try:
+        cfg.flow.validate()  # also in monitor mode: a nonsensical strength is an error, not silently ignored
+        gen.validate()
+        cfg.validate()
+    except ValueError as exc:
+        raise WorkbenchError(str(exc)) from None
     return gen, cfg
 
 
@@ -97,11 +112,12 @@ def register(wb: Workbench) -> None:
 
         strength: Safe Flow's target depth inside the polytope, in violation units (only for mode "steer").
         """
-        gen, cfg = make_configs(mode, strength, max_new_tokens, seed)
-        cmp = wb.compare(prompt, gen, cfg)
+        gen, cfg = make_configs(mode, strength, max_new_tokens, seed, wb.limits)
+        checked = wb.check_prompt(prompt)
+        cmp = wb.compare(checked.text, gen, cfg)
         base, other = cmp.baseline, cmp.intervened
         return {
-            "prompt": prompt, "mode": cfg.mode, "polytope": wb.active_name, "facet_names": other.facet_names,
+            "prompt": checked.text, "truncated": checked.truncated, "notice": checked.notice, "mode": cfg.mode, "polytope": wb.active_name, "facet_names": other.facet_names,
             "baseline": base.text, "steered": other.text, "first_divergence": cmp.first_divergence,
             "prompt_flagged": other.prompt_flagged, "interventions": other.interventions, "refused": other.refused,
             "prompt_len": other.prompt_len, "settings": other.settings,
@@ -111,30 +127,38 @@ def register(wb: Workbench) -> None:
     @guarded
     def analyze(prompt: str, attribution: bool = True) -> dict:
         """Per-token facet violations of a prompt (no generation) and word-masking attribution per facet."""
-        texts, _, viol = wb.prompt_tokens(prompt)
+        texts, _, viol, checked = wb.prompt_tokens(prompt)
+        notices = list(checked.notices)
         art = wb.require_artifact()
         names = [art.facet_name(k) for k in range(art.polytope.num_facets)]
         last = viol[-1]
         k = int(last.argmax())
         out = {
-            "prompt": prompt, "polytope": wb.active_name, "layer": art.layer, "facet_names": names,
+            "prompt": checked.text, "truncated": checked.truncated, "polytope": wb.active_name, "layer": art.layer, "facet_names": names,
             "score": float(last.max()), "flagged": bool(last.max() >= 0), "top_facet": k, "top_facet_name": names[k],
             "violations": [float(v) for v in last],
             "tokens": [{"index": i, "text": t, "violations": [round(float(v), 5) for v in row]} for i, (t, row) in enumerate(zip(texts, viol, strict=True))],
         }
         if attribution:
-            out["attribution"] = wb.attribution(prompt).to_dict()
+            try:
+                out["attribution"] = wb.attribution(checked.text).to_dict()
+            except WorkbenchError as exc:  # e.g. too many words: the per-token analysis still stands
+                out["attribution"] = None
+                notices.append(f"Word-masking attribution skipped: {exc}.")
+        out["notice"] = " ".join(notices)
         return out
 
     @guarded
     def score(texts: list[str]) -> list[dict]:
         """Score a list of texts: max violation (≥ 0 = unsafe), every facet's violation, the top facet."""
+        texts = wb.check_texts(texts)
         viol = wb.score(texts)
+        cut = wb.truncated(texts)
         art = wb.require_artifact()
         out = []
-        for text, v in zip(texts, viol, strict=True):
+        for text, v, truncated in zip(texts, viol, cut, strict=True):
             k = int(v.argmax())
-            out.append({"text": text, "score": float(v.max()), "unsafe": bool(v.max() >= 0), "top_facet": k,
+            out.append({"text": text, "truncated": truncated, "score": float(v.max()), "unsafe": bool(v.max() >= 0), "top_facet": k,
                         "top_facet_name": art.facet_name(k), "violations": [round(float(x), 5) for x in v]})
         return out
 
@@ -158,8 +182,8 @@ def register(wb: Workbench) -> None:
 
     @guarded
     def counters() -> dict:
-        """Deployment counters of this server since start (summary and one row per request)."""
-        return wb.counters.to_json()
+        """Deployment counters of this server since start (summary, recent requests) and the model hooks now attached."""
+        return {**wb.counters.to_json(), "active_hooks": count_hooks(wb.lm.model)}
 
     for fn in (generate, analyze, score, label_facet, facets, polytopes, counters):
         gr.api(fn, api_name=fn.__name__, concurrency_limit=4 if fn.__name__ in ("facets", "polytopes", "counters") else 1)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -18,6 +20,7 @@ import pandas as pd
 
 from ..facet_stats import cosine_similarity
 from ..generation import Comparison, GenerationResult
+from ..limits import get_limits
 from ..workbench import Workbench, WorkbenchError
 from . import plots, render
 from .api import DEFAULT_STRENGTH, guarded, make_configs, register
@@ -28,6 +31,7 @@ MODE_CHOICES = [("Monitor only", "monitor"), ("Safe Flow steering", "steer"), ("
 COLOUR_BY = ["label", "category", "top facet", "prediction"]
 PRIVATE = dict(api_visibility="private")
 STREAM_INTERVAL_S = 0.2
+DOWNLOAD_TTL_S = 3600  # generated CSV/zip/report downloads are deleted after an hour
 
 
 def load_examples() -> list[dict]:
@@ -39,18 +43,41 @@ def load_examples() -> list[dict]:
 
 
 def launch_kwargs() -> dict:
-    """Arguments for ``demo.launch`` shared by app.py and the tests (CSS lives in assets/)."""
+    """Arguments for ``demo.launch`` shared by app.py and the tests (CSS lives in assets/).
+
+    Gradio's own upload cap sits just above ``SAP_VIZ_MAX_UPLOAD_MB`` so that the app's check, which
+    names the limit, is the one a user meets.
+    """
     css = ASSETS / "style.css"
-    return {"css_paths": [css] if css.is_file() else None, "max_file_size": "300mb", "footer_links": ["api", "gradio"]}
+    return {"css_paths": [css] if css.is_file() else None, "max_file_size": f"{get_limits().max_upload_mb + 1}mb",
+            "footer_links": ["api", "gradio"]}
 
 
 class Files:
-    """Per-process folder for downloads (CSV, JSON, zip, reports), one fresh subfolder per file."""
+    """Per-process folder for downloads (CSV, JSON, zip, reports), one fresh subfolder per file.
 
-    def __init__(self) -> None:
+    Every generation writes two CSVs, so folders older than ``ttl`` are removed (checked at most once a
+    minute) and a long-running server's disk use stays bounded.
+    """
+
+    def __init__(self, ttl: float = DOWNLOAD_TTL_S) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="sap-viz-ui-"))
+        self.ttl = ttl
+        self._pruned = time.monotonic()
+
+    def prune(self) -> None:
+        cutoff = time.time() - self.ttl
+        for folder in self.root.iterdir():
+            try:
+                if folder.stat().st_mtime < cutoff:
+                    shutil.rmtree(folder, ignore_errors=True)
+            except OSError:
+                pass
 
     def path(self, name: str) -> Path:
+        if time.monotonic() - self._pruned > 60:
+            self._pruned = time.monotonic()
+            self.prune()
         folder = self.root / uuid.uuid4().hex[:12]
         folder.mkdir()
         return folder / name
@@ -126,6 +153,7 @@ def frame(rows: list[dict], columns: list[str] | None = None) -> pd.DataFrame:
 
 def build_app(wb: Workbench) -> gr.Blocks:
     files = Files()
+    lim = wb.limits
     examples = load_examples()
     num_layers = wb.lm.num_layers
 
@@ -156,13 +184,18 @@ def build_app(wb: Workbench) -> gr.Blocks:
 
     @guarded
     def run_generate(prompt: str, mode: str, strength: float, max_new: int):
-        gen, cfg = make_configs(mode, strength, max_new)
+        gen, cfg = make_configs(mode, strength, max_new, limits=wb.limits)
         if not isinstance(prompt, str) or not prompt.strip():
             raise WorkbenchError("Type a prompt or pick an example first.")
+        checked = wb.check_prompt(prompt)
+        notice = render.status_html("warn", checked.notice) if checked.notices else ""
+        if checked.notices:
+            gr.Warning(checked.notice)
+        prompt = checked.text
         base_text, other_text = "", ""
         skip = gr.skip()
         waiting = "(waiting for the unsteered run…)" if cfg.mode != "monitor" else "(monitor mode: identical to the unsteered run)"
-        yield "", waiting, render.status_html("info", "Generating the unsteered answer…"), skip, skip, skip, skip, skip, skip
+        yield "", waiting, notice + render.status_html("info", "Generating the unsteered answer…"), skip, skip, skip, skip, skip, skip
         last = 0.0
         for which, item in wb.stream_compare(prompt, gen, cfg):
             # Stream at most ~5 updates a second: each update costs the 2-core server a render pass.
@@ -175,7 +208,7 @@ def build_app(wb: Workbench) -> gr.Blocks:
                 yield base_text, skip, skip, skip, skip, skip, skip, skip, skip
             elif which == "intervened":
                 other_text = item
-                yield skip, other_text, render.status_html("info", "Generating with the intervention…"), skip, skip, skip, skip, skip, skip
+                yield skip, other_text, notice + render.status_html("info", "Generating with the intervention…"), skip, skip, skip, skip, skip, skip
             elif which == "done":
                 cmp = item
                 assert isinstance(cmp, Comparison)
@@ -183,7 +216,7 @@ def build_app(wb: Workbench) -> gr.Blocks:
                 why_csv = files.write_csv("why_steered.csv", why or [{c: None for c in WHY_COLUMNS}])
                 tok_csv = files.write_csv("tokens.csv", token_rows(cmp))
                 other = cmp.intervened.text if cmp.intervened is not cmp.baseline else cmp.baseline.text
-                yield (cmp.baseline.text, other, render.verdict_html(cmp.intervened, cmp.first_divergence, cmp.baseline),
+                yield (cmp.baseline.text, other, notice + render.verdict_html(cmp.intervened, cmp.first_divergence, cmp.baseline),
                        render.tokens_html(cmp.intervened, f"{cmp.intervened.mode} run"), plots.token_heatmap(cmp.intervened),
                        frame(why, WHY_COLUMNS), gr.update(value=why_csv, visible=True), gr.update(value=tok_csv, visible=True), cmp)
 
@@ -353,17 +386,22 @@ def build_app(wb: Workbench) -> gr.Blocks:
             return frame([]), plots.empty_figure("No polytope.")
         return frame(metrics_rows(art.meta.get("metrics") or {})).round(4), plots.threshold_sweep_figure(art.meta.get("threshold_sweep") or {})
 
+    train_jobs: dict[str, threading.Event] = {}  # browser session -> cancel flag of its running training
+
+    def session_key(request: gr.Request | None) -> str:
+        return getattr(request, "session_hash", None) or "no-session"
+
     @guarded
     def run_train(sources: list[str], upload: str | None, layer: int, k: int, epochs: int, feature_dim: int, target_fpr: float,
-                  progress=gr.Progress()):  # noqa: B008 — gradio's idiom
-        from ..data import DataConfig, build_dataset, load_user_file
+                  request: gr.Request, progress=gr.Progress()):  # noqa: B008 — gradio's idiom
+        from ..data import DataConfig, build_dataset
         from ..features import FeatureConfig
         from ..pipeline import metrics_rows
         from ..training import TrainConfig
 
         progress(0.0, desc="loading data")
         if upload:
-            df = load_user_file(upload)
+            df = wb.load_training_file(upload)
             where = f"uploaded file {Path(upload).name}"
         else:
             if not sources:
@@ -372,13 +410,30 @@ def build_app(wb: Workbench) -> gr.Blocks:
             where = f"built-in sources {', '.join(sources)}"
         if df["label"].nunique() < 2:
             raise WorkbenchError("the training data needs both safe and unsafe rows")
-        fcfg = FeatureConfig(layer=int(layer))
-        tcfg = TrainConfig(num_facets=int(k), feature_dim=int(feature_dim), epochs=int(epochs))
-        tcfg.validate()
-        trained = wb.train(df, fcfg, tcfg, progress=lambda f, m: progress(f, desc=m), target_fpr=float(target_fpr) or None)
+        try:
+            fcfg = FeatureConfig(layer=int(layer))
+            tcfg = TrainConfig(num_facets=int(k), feature_dim=int(feature_dim), epochs=int(epochs))
+            target = float(target_fpr or 0) or None
+        except (TypeError, ValueError):
+            raise WorkbenchError("layer, facets, epochs and feature size must be whole numbers") from None
+        key = session_key(request)
+        cancel = threading.Event()
+        train_jobs[key] = cancel
+        try:
+            trained = wb.train(df, fcfg, tcfg, progress=lambda f, m: progress(f, desc=m), target_fpr=target, cancel=cancel)
+        finally:
+            if train_jobs.get(key) is cancel:
+                del train_jobs[key]
         rows = metrics_rows(trained.report)
         msg = render.status_html("ok", f"Trained on {len(df)} rows ({where}), layer {layer}, {k} facets, {epochs} epochs. Save it to use it.")
         return msg, frame(rows).round(4), plots.threshold_sweep_figure(trained.artifact.meta.get("threshold_sweep") or {}), trained
+
+    def stop_training(request: gr.Request):
+        cancel = train_jobs.get(session_key(request))
+        if cancel is None:
+            return render.status_html("info", "No training is running.")
+        cancel.set()
+        return render.status_html("warn", "Training stopped; nothing was saved.")
 
     @guarded
     def save_new(trained, name: str):
@@ -449,8 +504,11 @@ def build_app(wb: Workbench) -> gr.Blocks:
                         mode = gr.Radio(MODE_CHOICES, value="steer", label="Intervention", elem_id="mode")
                         strength = gr.Slider(0.0, 30.0, value=DEFAULT_STRENGTH, step=0.5, label="Safe Flow strength (target depth inside the polytope)",
                                              info="violation units: a typical safe prompt sits at −1", elem_id="strength")
-                        max_new = gr.Slider(8, 128, value=40, step=1, label="Max new tokens", elem_id="max-new")
-                        run_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn")
+                        max_new = gr.Slider(min(8, lim.max_new_tokens), min(128, lim.max_new_tokens), value=min(40, lim.max_new_tokens),
+                                            step=1, label="Max new tokens", elem_id="max-new")
+                        with gr.Row():
+                            run_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn", scale=3)
+                            stop_btn = gr.Button("Stop", variant="stop", elem_id="stop-btn", scale=1)
                 verdict = gr.HTML(render.empty("Pick an example and press Generate."), elem_id="verdict")
                 with gr.Row():
                     base_out = gr.Textbox(label="Unsteered", lines=7, interactive=False, elem_id="baseline-output")
@@ -526,11 +584,14 @@ def build_app(wb: Workbench) -> gr.Blocks:
                     with gr.Column():
                         layer = gr.Slider(0, num_layers - 1, value=wb.artifact.layer if wb.artifact else min(20, num_layers - 1), step=1,
                                           label="Layer L (output of decoder block L, 0-based)")
-                        k_facets = gr.Slider(1, 64, value=14, step=1, label="Facets K")
-                        epochs = gr.Slider(1, 50, value=10, step=1, label="Epochs")
-                        feature_dim = gr.Dropdown([1024, 4096, 16384], value=4096, label="Concept features F")
+                        k_facets = gr.Slider(1, min(64, lim.max_facets), value=min(14, lim.max_facets), step=1, label="Facets K")
+                        epochs = gr.Slider(1, min(50, lim.max_epochs), value=min(10, lim.max_epochs), step=1, label="Epochs")
+                        f_choices = [f for f in (1024, 4096, 16384) if f <= lim.max_feature_dim] or [lim.max_feature_dim]
+                        feature_dim = gr.Dropdown(f_choices, value=4096 if 4096 in f_choices else f_choices[-1], label="Concept features F")
                         target_fpr = gr.Slider(0.0, 0.5, value=0.09, step=0.01, label="Calibrate: flag this share of validation safe prompts (0 = off)")
-                        train_btn = gr.Button("Train", variant="primary", elem_id="train-btn")
+                        with gr.Row():
+                            train_btn = gr.Button("Train", variant="primary", elem_id="train-btn", scale=3)
+                            stop_train_btn = gr.Button("Stop training", variant="stop", elem_id="stop-train-btn", scale=1)
                 train_status = gr.HTML()
                 gr.Markdown("### Metrics (SaP vs logistic probe vs MLP; unsafe = positive class)")
                 metrics_table = gr.Dataframe(interactive=False, elem_id="metrics-table")
@@ -565,8 +626,10 @@ def build_app(wb: Workbench) -> gr.Blocks:
 
         # ---------------- wiring
         gen_outputs = [base_out, other_out, verdict, tokens_view, heatmap, why_table, why_dl, tok_dl, last_cmp]
-        run_btn.click(run_generate, [prompt, mode, strength, max_new], gen_outputs, **PRIVATE)
-        prompt.submit(run_generate, [prompt, mode, strength, max_new], gen_outputs, **PRIVATE)
+        gen_click = run_btn.click(run_generate, [prompt, mode, strength, max_new], gen_outputs, **PRIVATE)
+        gen_submit = prompt.submit(run_generate, [prompt, mode, strength, max_new], gen_outputs, **PRIVATE)
+        # Stops streaming to this page; the run in progress ends within max_new_tokens and frees the model.
+        stop_btn.click(None, None, None, cancels=[gen_click, gen_submit], **PRIVATE)
         run_pick.change(show_run, [run_pick, last_cmp], [tokens_view, heatmap], **PRIVATE)
 
         map_inputs = [map_method, colour_by, overlay, last_cmp]
@@ -586,7 +649,9 @@ def build_app(wb: Workbench) -> gr.Blocks:
         attr_btn.click(run_attribution, [attr_prompt, facet_pick], [attr_html, attr_plot, attr_table], **PRIVATE)
         report_btn.click(export_report, None, [report_files], **PRIVATE)
 
-        train_btn.click(run_train, [sources, upload, layer, k_facets, epochs, feature_dim, target_fpr], [train_status, metrics_table, sweep_plot, trained_state], **PRIVATE)
+        train_evt = train_btn.click(run_train, [sources, upload, layer, k_facets, epochs, feature_dim, target_fpr],
+                                    [train_status, metrics_table, sweep_plot, trained_state], **PRIVATE)
+        stop_train_btn.click(stop_training, None, [train_status], cancels=[train_evt], **PRIVATE)
         save_new_btn.click(save_new, [trained_state, save_name], [train_status, poly_pick], **PRIVATE)
         activate_btn.click(activate, [poly_pick], [header, poly_status, metrics_table, sweep_plot, cards, cat_plot, cos_plot, facet_pick], **PRIVATE)
         export_btn.click(export_polytope, [poly_pick], [export_file], **PRIVATE)

@@ -1,0 +1,97 @@
+"""Resource limits of the app and its API, read once from ``SAP_VIZ_MAX_*`` environment variables.
+
+A public Space serves strangers on two vCPUs, so every input a user controls has a ceiling: prompt
+and answer length, upload size, training-set size and model size, how many texts one call may
+score. The defaults fit a 2-vCPU / 16 GB Space running SmolLM2-135M; a bad value in the
+environment stops the app at start with a message naming the variable, rather than at the first
+request.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+ENV_PREFIX = "SAP_VIZ_"
+
+
+# (lowest, highest) value each limit may be set to
+_RANGES = {
+    "max_prompt_tokens": (16, 32_768),
+    "max_new_tokens": (1, 4_096),
+    "max_text_chars": (100, 10_000_000),
+    "max_score_texts": (1, 100_000),
+    "max_upload_mb": (1, 65_536),
+    "max_train_rows": (10, 10_000_000),
+    "max_facets": (1, 4_096),
+    "max_feature_dim": (16, 1 << 20),
+    "max_epochs": (1, 100_000),
+}
+
+
+class LimitsError(ValueError):
+    """An environment variable holds a value the app cannot run with."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_prompt_tokens: int = 512  # tokens of a formatted prompt; longer user text is cut, with a notice
+    max_new_tokens: int = 200  # per generation request
+    max_text_chars: int = 50_000  # any single text (prompt, scored text); longer is refused
+    max_score_texts: int = 256  # texts per /score call
+    max_upload_mb: int = 64  # one uploaded file (polytope files, zips, training data)
+    max_train_rows: int = 20_000  # rows of a training table
+    max_facets: int = 64  # K when training in the app
+    max_feature_dim: int = 16_384  # F when training in the app
+    max_epochs: int = 200  # epochs when training in the app
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            low, high = _RANGES[f.name]
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise LimitsError(f"{env_name(f.name)} must be an integer between {low} and {high}, got {value!r}")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mb << 20
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Limits:
+        """Defaults overridden by ``SAP_VIZ_MAX_PROMPT_TOKENS`` etc.; raises LimitsError on a bad value."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, int] = {}
+        for f in fields(cls):
+            raw = environ.get(env_name(f.name), "").strip()
+            if not raw:
+                continue
+            try:
+                values[f.name] = int(raw.replace("_", ""))
+            except ValueError:
+                raise LimitsError(f"{env_name(f.name)} must be an integer, got {raw!r}") from None
+        return cls(**values)
+
+    def describe(self) -> list[dict]:
+        """One row per limit (environment variable, value, default) for docs and the API."""
+        defaults = default_values()
+        return [{"env": env_name(f.name), "value": getattr(self, f.name), "default": defaults[f.name]} for f in fields(self)]
+
+
+def env_name(field_name: str) -> str:
+    return ENV_PREFIX + field_name.upper()
+
+
+def default_values() -> dict[str, int]:
+    return {f.name: f.default for f in fields(Limits)}  # type: ignore[misc]
+
+
+_current: Limits | None = None
+
+
+def get_limits() -> Limits:
+    """The process's limits, read from the environment on first use."""
+    global _current
+    if _current is None:
+        _current = Limits.from_env()
+    return _current
