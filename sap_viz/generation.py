@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList
+from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
 from .artifact import PolytopeArtifact
@@ -274,6 +274,16 @@ class RefusalProcessor(LogitsProcessor):
         return scores
 
 
+class _CancelCriteria(StoppingCriteria):
+    """Ends generation at the next token once ``event`` is set (a user pressed Stop or went away)."""
+
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
 class _QueueStreamer(BaseStreamer):
     """Hands each step's new token ids (one per row) to a consumer thread."""
 
@@ -379,8 +389,12 @@ def run_generation(
     gen: GenerationConfig | None = None,
     cfg: InterventionConfig | None = None,
     streamer: BaseStreamer | None = None,
+    cancel: threading.Event | None = None,
 ) -> list[GenerationResult]:
-    """Generate for one or several prompts with the polytope hook in the given mode."""
+    """Generate for one or several prompts with the polytope hook in the given mode.
+
+    Setting ``cancel`` ends generation after the current token; the results then hold what was generated.
+    """
     gen, cfg = gen or GenerationConfig(), cfg or InterventionConfig()
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     enc, ids, mask, pad_lens, width = _prepare(lm, artifact, prompts, gen, cfg)
@@ -393,9 +407,10 @@ def run_generation(
         processors.append(RefusalProcessor(hook, list(refusal_ids), (_eos_ids(lm) or [None])[0]))
     torch.manual_seed(gen.seed)
     with residual_hook(lm.model, artifact.layer, hook, lm.layers_path), torch.no_grad():
+        stopping = StoppingCriteriaList([_CancelCriteria(cancel)]) if cancel is not None else None
         sequences = lm.model.generate(
             input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device), streamer=streamer,
-            **_generate_kwargs(lm, gen, processors),
+            stopping_criteria=stopping, **_generate_kwargs(lm, gen, processors),
         )
     return _build_results(lm, artifact, prompts, enc, sequences.cpu(), hook, width, cfg, gen)
 
@@ -405,7 +420,8 @@ def generate_one(lm, artifact, prompt: str, gen=None, cfg=None) -> GenerationRes
 
 
 def stream_generation(
-    lm: LoadedModel, artifact: PolytopeArtifact, prompt: str, gen: GenerationConfig | None = None, cfg: InterventionConfig | None = None
+    lm: LoadedModel, artifact: PolytopeArtifact, prompt: str, gen: GenerationConfig | None = None, cfg: InterventionConfig | None = None,
+    cancel: threading.Event | None = None,
 ) -> Iterator[str | GenerationResult]:
     """Yield the generated text as it grows, then the full GenerationResult as the last item."""
     gen, cfg = gen or GenerationConfig(), cfg or InterventionConfig()
@@ -414,7 +430,7 @@ def stream_generation(
 
     def work() -> None:
         try:
-            box["result"] = run_generation(lm, artifact, [prompt], gen, cfg, streamer)[0]
+            box["result"] = run_generation(lm, artifact, [prompt], gen, cfg, streamer, cancel)[0]
         except BaseException as exc:  # surfaced in the consumer thread below
             box["error"] = exc
         finally:

@@ -33,9 +33,28 @@ def format_prompt(tokenizer: object, text: str, chat_template: bool = True) -> s
     return text
 
 
-def _ids(tokenizer: object, formatted: str, templated: bool) -> list[int]:
-    # A chat template already contains its special tokens; a raw prompt gets the tokenizer's BOS.
-    return list(tokenizer(formatted, add_special_tokens=not templated)["input_ids"])  # type: ignore[operator]
+_SLOT = "\uE000sap-viz-user-text\uE000"  # private-use marker where the template puts the user's text
+
+
+def _text_ids(tokenizer: object, text: str) -> list[int]:
+    """The user's text as plain text: "<|im_start|>" typed by a user stays characters, never a role marker."""
+    return list(tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])  # type: ignore[operator]
+
+
+def _ids(tokenizer: object, text: str, chat_template: bool) -> list[int]:
+    """Template tokens around the user's text, tokenized separately so the text cannot inject special tokens.
+
+    A chat template already contains its special tokens; a raw prompt gets the tokenizer's BOS.
+    """
+    templated = chat_template and has_chat_template(tokenizer)
+    if not templated:
+        return list(tokenizer(text, add_special_tokens=True, split_special_tokens=True)["input_ids"])  # type: ignore[operator]
+    formatted = format_prompt(tokenizer, _SLOT, chat_template)
+    if formatted.count(_SLOT) != 1:  # an unusual template that rewrites its content: tokenize as a whole
+        return list(tokenizer(format_prompt(tokenizer, text, chat_template), add_special_tokens=False)["input_ids"])  # type: ignore[operator]
+    before, after = formatted.split(_SLOT)
+    pieces = [list(tokenizer(part, add_special_tokens=False)["input_ids"]) if part else [] for part in (before, after)]  # type: ignore[operator]
+    return pieces[0] + _text_ids(tokenizer, text) + pieces[1]
 
 
 @dataclass
@@ -47,13 +66,12 @@ class EncodedPrompt:
 
 def encode_prompt(tokenizer: object, text: str, chat_template: bool = True, max_tokens: int | None = None) -> EncodedPrompt:
     """Token ids of the formatted prompt, cutting the *user text* (not the template) to fit ``max_tokens``."""
-    templated = chat_template and has_chat_template(tokenizer)
-    ids = _ids(tokenizer, format_prompt(tokenizer, text, chat_template), templated)
+    ids = _ids(tokenizer, text, chat_template)
     if max_tokens is None or len(ids) <= max_tokens:
         return EncodedPrompt(ids, False, len(text))
-    text_ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])  # type: ignore[operator]
+    text_ids = _text_ids(tokenizer, text)
     overhead = len(ids) - len(text_ids)
     budget = max(1, max_tokens - overhead - 1)
     cut = tokenizer.decode(text_ids[:budget])  # type: ignore[attr-defined]
-    ids = _ids(tokenizer, format_prompt(tokenizer, cut, chat_template), templated)[-max_tokens:]
+    ids = _ids(tokenizer, cut, chat_template)[-max_tokens:]
     return EncodedPrompt(ids, True, len(cut))

@@ -149,8 +149,10 @@ class Workbench:
 
     # ------------------------------------------------------------ polytopes
 
-    def _load(self, path: Path) -> PolytopeArtifact:
-        return load_polytope(path, self.lm.hidden_size, self.lm.num_layers, self.lm.fingerprint, strict_fingerprint=False)
+    def _load(self, path: Path, strict_fingerprint: bool = False) -> PolytopeArtifact:
+        """Local polytopes load with a warning on a fingerprint mismatch (same model, other dtype);
+        uploads are strict: a polytope for other weights is refused."""
+        return load_polytope(path, self.lm.hidden_size, self.lm.num_layers, self.lm.fingerprint, strict_fingerprint=strict_fingerprint)
 
     def _set_artifact(self, art: PolytopeArtifact) -> None:
         with self._state_lock:
@@ -273,7 +275,7 @@ class Workbench:
         try:
             self._collect_upload(list(paths), staging)
             try:
-                art = self._load(staging)
+                art = self._load(staging, strict_fingerprint=True)
             except PolytopeFileError as exc:
                 raise WorkbenchError(f"rejected: {exc}") from None
             if not (staging / FACETS_FILE).exists():
@@ -307,8 +309,8 @@ class Workbench:
     # ------------------------------------------------------------ model calls
 
     def _run_one(self, art: PolytopeArtifact, prompt: str, gen: GenerationConfig, cfg: InterventionConfig, which: str,
-                 out: queue.Queue) -> GenerationResult:
-        for item in stream_generation(self.lm, art, prompt, gen, cfg):
+                 out: queue.Queue, cancel: threading.Event | None = None) -> GenerationResult:
+        for item in stream_generation(self.lm, art, prompt, gen, cfg, cancel):
             if isinstance(item, GenerationResult):
                 return item
             out.put((which, item))
@@ -368,9 +370,9 @@ class Workbench:
         def work() -> None:
             try:
                 with self.lock:
-                    base = self._run_one(art, prompt, gen, monitor, "baseline", items)
+                    base = self._run_one(art, prompt, gen, monitor, "baseline", items, abandoned)
                     skip = cfg.mode == "monitor" or abandoned.is_set()  # nobody waits for the second run
-                    other = base if skip else self._run_one(art, prompt, gen, cfg, "intervened", items)
+                    other = base if skip else self._run_one(art, prompt, gen, cfg, "intervened", items, abandoned)
                 items.put(("done", Comparison(base, other)))
             except BaseException as exc:  # noqa: BLE001 — handed to the consumer below, which re-raises it
                 items.put(("error", exc))

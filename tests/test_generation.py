@@ -189,3 +189,23 @@ def test_unset_generation_threshold_comes_from_the_polytope(lm, art):
     assert InterventionConfig(generation_threshold=1.0).resolved(calibrated).generation_threshold == 1.0
     res = generate_one(lm, calibrated, GOOD, GenerationConfig(max_new_tokens=3), InterventionConfig(mode="monitor"))
     assert res.settings["generation_threshold"] == 2.5
+
+
+def test_cancel_event_ends_generation_early_and_cleans_up(lm, art):
+    import threading
+
+    gen = GenerationConfig(max_new_tokens=40, min_new_tokens=40)
+    full = generate_one(lm, art, GOOD, gen, InterventionConfig(mode="steer"))
+    assert len(full.generated) == 40
+    stop = threading.Event()
+    texts = []
+    for item in stream_generation(lm, art, GOOD, gen, InterventionConfig(mode="steer"), cancel=stop):
+        if isinstance(item, str):
+            texts.append(item)
+            if len(texts) == 3:
+                stop.set()
+        else:
+            result = item
+    assert 3 <= len(result.generated) < 40
+    assert [t.token_id for t in result.generated] == [t.token_id for t in full.generated][: len(result.generated)]
+    assert count_hooks(lm.model) == 0

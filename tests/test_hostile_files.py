@@ -216,3 +216,6 @@ def test_broken_or_foreign_polytopes_as_uploads(env):
     wrong = {k: (torch.zeros(v.shape[0], 640) if k == "encoder.weight" else torch.ones(640) if k in ("mean", "std") else v)
              for k, v in tensors.items()}
     _refused(env, upload("other-model-2", wrong, other), "hidden size 640")
+    foreign = json.loads(json.dumps(meta))
+    foreign["model"]["fingerprint"] = "0123456789abcdef"
+    _refused(env, upload("other-weights", meta_=foreign), "fingerprint 0123456789abcdef")
