@@ -12,15 +12,19 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
+from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from sap_viz.artifact import load_polytope
-from sap_viz.cli import DEFAULT_POLYTOPE
-from sap_viz.data import load_eval_prompts
-from sap_viz.generation import GenerationConfig, InterventionConfig, compare
-from sap_viz.model_loading import load_model
-from sap_viz.steering import SafeFlowConfig
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from sap_viz.artifact import load_polytope  # noqa: E402
+from sap_viz.cli import DEFAULT_POLYTOPE  # noqa: E402
+from sap_viz.data import load_eval_prompts  # noqa: E402
+from sap_viz.generation import GenerationConfig, InterventionConfig, compare  # noqa: E402
+from sap_viz.model_loading import load_model  # noqa: E402
+from sap_viz.steering import SafeFlowConfig  # noqa: E402
 
 
 def main() -> None:
