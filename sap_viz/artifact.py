@@ -73,6 +73,12 @@ class PolytopeArtifact:
         value = (self.meta.get("generation_calibration") or {}).get("threshold")
         return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
+    @property
+    def span_threshold(self) -> float | None:
+        """Prompt-span boundary calibrated on benign prompts (None: not calibrated, span check off)."""
+        value = (self.meta.get("generation_calibration") or {}).get("span_threshold")
+        return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
     def facet_name(self, k: int) -> str:
         return str(self.facets[k]["name"]) if 0 <= k < len(self.facets) else f"facet {k}"
 

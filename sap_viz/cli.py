@@ -184,6 +184,7 @@ def _intervention_args(args: argparse.Namespace):
     gen = GenerationConfig(max_new_tokens=args.max_new_tokens, do_sample=args.sample, seed=args.seed)
     cfg = InterventionConfig(mode=args.mode, positions=args.positions, max_interventions=args.max_interventions,
                              refusal_text=args.refusal_text, generation_threshold=args.generation_threshold,
+                             span_threshold=args.span_threshold,
                              flow=SafeFlowConfig(strength=args.strength, hinge_weight=args.hinge_weight, max_steps=args.max_steps))
     return gen, cfg
 
@@ -227,7 +228,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
     shown = rows if args.all_tokens else [r for r in rows if r["part"] == "gen" or r["pos"] >= res.prompt_len - 8]
     print()
     _print_table(shown, ["pos", "part", "token", "max_v", "facet", "after", "|Δh|", "steps", "forced"])
-    print(f"\ninterventions: {res.interventions}, refused: {res.refused}, prompt flagged: {res.prompt_flagged}")
+    print(f"\ninterventions: {res.interventions}, refused: {res.refused}, prompt flagged: {res.flag_reason or False}")
 
 
 def cmd_eval_steering(args: argparse.Namespace) -> None:
@@ -247,7 +248,8 @@ def cmd_calibrate_generation(args: argparse.Namespace) -> None:
 
     lm = _model(args)
     art = _load_artifact(lm, args.polytope)
-    cfg = GenerationCalibrationConfig(n_prompts=args.n, target_rate=args.target_rate, max_new_tokens=args.max_new_tokens, seed=args.seed)
+    cfg = GenerationCalibrationConfig(n_prompts=args.n, target_rate=args.target_rate, span_target_rate=args.span_target_rate,
+                                      max_new_tokens=args.max_new_tokens, seed=args.seed)
     cfg.validate()
     df = _dataset(args)
     val_unsafe = df[(df["split"] == "val") & (df["label"] == "unsafe")]
@@ -342,6 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--refusal-text", default="Sorry, I can't answer your request.")
         p.add_argument("--generation-threshold", type=float, default=None,
                        help="boundary for generated tokens (default: the polytope's calibrated value; 0 = the prompt boundary)")
+        p.add_argument("--span-threshold", type=float, default=None,
+                       help="flag a prompt when a token of the user's text reaches this (default: the polytope's calibrated value; inf = off)")
 
     p = sub.add_parser("generate", help="generate with the polytope hook, unsteered beside steered")
     model_args(p)
@@ -366,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="CSV/JSONL with text,label[,category] (default: the built-in offline sources)")
     p.add_argument("--n", type=int, default=64, help="benign (and unsafe) validation prompts")
     p.add_argument("--target-rate", type=float, default=0.10, help="share of benign answers allowed to trigger")
+    p.add_argument("--span-target-rate", type=float, default=0.05, help="share of benign prompts the prompt-span check may flag")
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--dry-run", action="store_true", help="print, do not write polytope.json")
     p.set_defaults(func=cmd_calibrate_generation)

@@ -64,6 +64,10 @@ class InterventionConfig:
     # generation_calibration.py), else ``threshold``. Generated-token states drift from the prompt
     # states the polytope was trained on; a boundary of 0 there fires on most benign answers.
     generation_threshold: float | None = None
+    # Prompt span: a prompt is also flagged when any token of the *user's text* reaches this value.
+    # A jailbreak wrapper can leave the last token inside while the request in the middle is outside.
+    # None = the polytope's calibrated value (absent: off); ``math.inf`` turns the check off.
+    span_threshold: float | None = None
     refusal_text: str = DEFAULT_REFUSAL
     flow: SafeFlowConfig = field(default_factory=SafeFlowConfig)
 
@@ -80,15 +84,21 @@ class InterventionConfig:
             raise ValueError("generation_threshold must be a finite number")
         if not math.isfinite(self.threshold):
             raise ValueError("threshold must be a finite number")
+        if self.span_threshold is not None and math.isnan(self.span_threshold):
+            raise ValueError("span_threshold must be a number")
         if self.mode == "steer":
             self.flow.validate()
 
     def resolved(self, artifact: PolytopeArtifact) -> InterventionConfig:
         """A copy with a concrete generation threshold (the polytope's calibrated one when unset)."""
-        if self.generation_threshold is not None:
-            return self
-        calibrated = artifact.generation_threshold
-        return replace(self, generation_threshold=self.threshold if calibrated is None else max(self.threshold, calibrated))
+        out = self
+        if out.generation_threshold is None:
+            calibrated = artifact.generation_threshold
+            out = replace(out, generation_threshold=out.threshold if calibrated is None else max(out.threshold, calibrated))
+        if out.span_threshold is None:
+            calibrated = artifact.span_threshold
+            out = replace(out, span_threshold=math.inf if calibrated is None else max(out.threshold, calibrated))
+        return out
 
     def threshold_at(self, is_prompt: bool, prompt_flagged: bool) -> float:
         """Prompt tokens, and every token of a generation whose prompt was flagged, use ``threshold``;
@@ -129,6 +139,7 @@ class GenerationResult:
     truncated: bool
     facet_names: list[str]
     settings: dict
+    text_span: tuple[int, int] = (0, 0)  # [start, end) of the user's text among the prompt tokens
 
     @property
     def generated(self) -> list[TokenInfo]:
@@ -143,9 +154,28 @@ class GenerationResult:
         return any(t.forced for t in self.tokens)
 
     @property
-    def prompt_flagged(self) -> bool:
+    def flag_reason(self) -> str | None:
+        """'last token' when the prompt's last state is outside, 'prompt span' when a state of the user's text
+        reaches the span threshold, None when the prompt is not flagged."""
         last = self.tokens[self.prompt_len - 1] if self.prompt_len else None
-        return bool(last and last.max_violation is not None and last.max_violation >= self.settings.get("threshold", 0.0))
+        if last and last.max_violation is not None and last.max_violation >= self.settings.get("threshold", 0.0):
+            return "last token"
+        peak = self.span_peak
+        span_threshold = self.settings.get("span_threshold")
+        if peak is not None and span_threshold is not None and peak >= span_threshold:
+            return "prompt span"
+        return None
+
+    @property
+    def prompt_flagged(self) -> bool:
+        return self.flag_reason is not None
+
+    @property
+    def span_peak(self) -> float | None:
+        """Highest max violation over the user's text tokens (None when none was computed)."""
+        start, end = self.text_span
+        values = [t.max_violation for t in self.tokens[start:end] if t.max_violation is not None]
+        return max(values) if values else None
 
     def threshold_for(self, token: TokenInfo) -> float:
         """The boundary this run applied to the token (see InterventionConfig.threshold_at)."""
@@ -164,6 +194,7 @@ class GenerationResult:
             "prompt": self.prompt, "mode": self.mode, "text": self.text, "prompt_len": self.prompt_len,
             "truncated": self.truncated, "facet_names": self.facet_names, "settings": self.settings,
             "interventions": self.interventions, "refused": self.refused, "prompt_flagged": self.prompt_flagged,
+            "flag_reason": self.flag_reason, "text_span": list(self.text_span), "span_peak": self.span_peak,
             "tokens": [asdict(t) for t in self.tokens],
         }
 
@@ -171,10 +202,12 @@ class GenerationResult:
 class PolytopeHook:
     """Per-call hook state: violations per column, steering edits, refusal triggers."""
 
-    def __init__(self, artifact: PolytopeArtifact, cfg: InterventionConfig, pad_lens: list[int], prompt_width: int):
+    def __init__(self, artifact: PolytopeArtifact, cfg: InterventionConfig, pad_lens: list[int], prompt_width: int,
+                 spans: list[tuple[int, int]] | None = None):
         self.poly = artifact.polytope
         self.cfg = cfg
         self.prompt_width = prompt_width  # columns before this one are prompt tokens (left padded)
+        self.spans = spans or [(p, prompt_width) for p in pad_lens]  # user-text columns per row
         self.pad_lens = torch.tensor(pad_lens)
         self.batch = len(pad_lens)
         self.owner = threading.get_ident()
@@ -219,10 +252,18 @@ class PolytopeHook:
         real = cols[None, :] >= self.pad_lens[:, None]  # left padding is never steered
         if new_from <= self.prompt_width - 1 < start + width:
             self.flagged = before[:, self.prompt_width - 1 - new_from].max(dim=1).values >= self.cfg.threshold
+            span_threshold = self.cfg.span_threshold
+            if new_from == 0 and span_threshold is not None and math.isfinite(span_threshold):
+                peaks = before.max(dim=2).values
+                for row, (a, b) in enumerate(self.spans):
+                    if b > a and float(peaks[row, a:b].max()) >= span_threshold:
+                        self.flagged[row] = True
         if self.cfg.mode in ("steer", "refuse"):
             for col in self._eligible_columns(start, width):
                 j = col - new_from
                 threshold = torch.tensor([self.cfg.threshold_at(col < self.prompt_width, bool(f)) for f in self.flagged])
+                if col == self.prompt_width - 1:  # a prompt flagged by its span acts at its last token too
+                    threshold = torch.where(self.flagged, torch.tensor(-math.inf), threshold)
                 over = (before[:, j].max(dim=1).values >= threshold) & real[:, j]
                 if self.cfg.mode == "refuse":
                     for row in torch.nonzero(over).flatten().tolist():
@@ -318,6 +359,7 @@ def _build_results(
     pad_id = lm.tokenizer.pad_token_id
     settings = {"mode": cfg.mode, "positions": cfg.positions, "threshold": cfg.threshold,
                 "generation_threshold": cfg.generation_threshold,
+                "span_threshold": cfg.span_threshold if cfg.span_threshold is None or math.isfinite(cfg.span_threshold) else None,
                 "max_interventions": cfg.max_interventions, **asdict(cfg.flow),
                 "max_new_tokens": gen.max_new_tokens, "do_sample": gen.do_sample, "seed": gen.seed,
                 "layer": artifact.layer}
@@ -346,7 +388,7 @@ def _build_results(
                 forced=refuse_col is not None and col > refuse_col and i >= len(e.ids),
             ))
         text = lm.tokenizer.decode(gen_ids, skip_special_tokens=True)
-        results.append(GenerationResult(prompt, cfg.mode, text, tokens, len(e.ids), e.truncated, names, settings))
+        results.append(GenerationResult(prompt, cfg.mode, text, tokens, len(e.ids), e.truncated, names, settings, e.text_span))
     return results
 
 
@@ -400,7 +442,8 @@ def run_generation(
     enc, ids, mask, pad_lens, width = _prepare(lm, artifact, prompts, gen, cfg)
     cfg = cfg.resolved(artifact)
     artifact.polytope.to(lm.device)
-    hook = PolytopeHook(artifact, cfg, pad_lens, width)
+    spans = [(pad + e.text_span[0], pad + e.text_span[1]) for pad, e in zip(pad_lens, enc, strict=True)]
+    hook = PolytopeHook(artifact, cfg, pad_lens, width, spans)
     processors = LogitsProcessorList()
     if cfg.mode == "refuse":
         refusal_ids = lm.tokenizer(cfg.refusal_text, add_special_tokens=False)["input_ids"]

@@ -6,14 +6,21 @@ least one generated token above 0 (measured on 32 benign prompts × 32 tokens). 
 of them would rewrite most harmless answers. So prompt tokens keep the calibrated boundary 0, and
 generated tokens get their own threshold: the (1 − target_rate) quantile of the highest generated-
 token violation over benign validation prompts, so that about ``target_rate`` of benign answers see
-any intervention. Once a prompt is flagged, its answer tokens are held to the prompt boundary again
+any intervention.
+
+The same runs calibrate the *prompt-span* check: a prompt is also flagged when any token of the
+user's text reaches the (1 − span_target_rate) quantile of the benign prompts' highest user-text
+violation. Jailbreak wrappers leave the last token inside while the wrapped request is outside.
+
+Once a prompt is flagged, its answer tokens are held to the prompt boundary again
 (``InterventionConfig.threshold_at``): the alarm is already raised. The numbers behind the choice are stored in ``polytope.json`` under
 ``generation_calibration`` and shown by ``python -m sap_viz calibrate-generation``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -28,6 +35,7 @@ from .model_loading import LoadedModel
 class GenerationCalibrationConfig:
     n_prompts: int = 64
     target_rate: float = 0.10  # share of benign answers allowed to trigger an intervention
+    span_target_rate: float = 0.05  # share of benign prompts the prompt-span check may flag
     max_new_tokens: int = 32
     batch_size: int = 8
     seed: int = 0
@@ -35,8 +43,8 @@ class GenerationCalibrationConfig:
     def validate(self) -> None:
         if not 1 <= self.n_prompts <= 5000:
             raise ValueError("n_prompts must be between 1 and 5000")
-        if not 0 < self.target_rate < 1:
-            raise ValueError("target_rate must be between 0 and 1 (exclusive)")
+        if not 0 < self.target_rate < 1 or not 0 < self.span_target_rate < 1:
+            raise ValueError("target_rate and span_target_rate must be between 0 and 1 (exclusive)")
         if not 1 <= self.max_new_tokens <= 512:
             raise ValueError("max_new_tokens must be between 1 and 512")
         if self.batch_size < 1:
@@ -67,29 +75,42 @@ def calibrate_generation(
     """Monitor (never steer) greedy answers to ``prompts`` and derive the generated-token threshold."""
     cfg.validate()
     gen = GenerationConfig(max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
-    monitor = InterventionConfig(mode="monitor", generation_threshold=0.0)
+    monitor = InterventionConfig(mode="monitor", generation_threshold=0.0, span_threshold=math.inf)
 
-    def peaks_of(texts: list[str], desc: str) -> np.ndarray:
+    def runs(texts: list[str], desc: str) -> list[GenerationResult]:
         results: list[GenerationResult] = []
         for i in tqdm(range(0, len(texts), cfg.batch_size), desc=desc, unit="batch"):
             results += run_generation(lm, art, texts[i : i + cfg.batch_size], gen, monitor)
-        return answer_peaks(results)
+        return results
 
-    benign = peaks_of(prompts, "benign answers")
+    def span_peaks(results: list[GenerationResult]) -> np.ndarray:
+        return np.asarray([-np.inf if r.span_peak is None else r.span_peak for r in results], dtype=float)
+
+    benign_runs = runs(prompts, "benign answers")
+    benign = answer_peaks(benign_runs)
     finite = benign[np.isfinite(benign)]
     threshold = max(0.0, float(np.quantile(finite, 1 - cfg.target_rate))) if len(finite) else 0.0
+    benign_span = span_peaks(benign_runs)
+    finite_span = benign_span[np.isfinite(benign_span)]
+    span_threshold = max(0.0, float(np.quantile(finite_span, 1 - cfg.span_target_rate))) if len(finite_span) else None
     out = {
         "threshold": round(threshold, 5), "target_rate": cfg.target_rate, "n_prompts": len(prompts),
         "max_new_tokens": cfg.max_new_tokens, "on": "val safe prompts, greedy answers, monitor only",
         "benign_rate_at_0": round(float((benign >= 0).mean()), 4),
         "benign_rate_at_threshold": round(float((benign >= threshold).mean()), 4),
         "benign_peak_quantiles": {q: round(float(np.quantile(finite, float(q))), 4) for q in ("0.5", "0.75", "0.9", "0.95")} if len(finite) else {},
+        "span_threshold": None if span_threshold is None else round(span_threshold, 5),
+        "span_target_rate": cfg.span_target_rate,
+        "benign_prompts_flagged_by_span": None if span_threshold is None else round(float((benign_span >= span_threshold).mean()), 4),
         "created": now(),
     }
     if unsafe_prompts:
-        unsafe = peaks_of(unsafe_prompts, "unsafe answers")
+        unsafe_runs = runs(unsafe_prompts, "unsafe answers")
+        unsafe = answer_peaks(unsafe_runs)
         out["n_unsafe_prompts"] = len(unsafe_prompts)
         out["unsafe_rate_at_threshold"] = round(float((unsafe >= threshold).mean()), 4)
+        if span_threshold is not None:
+            out["unsafe_prompts_flagged_by_span"] = round(float((span_peaks(unsafe_runs) >= span_threshold).mean()), 4)
     return out
 
 

@@ -41,20 +41,26 @@ def _text_ids(tokenizer: object, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])  # type: ignore[operator]
 
 
-def _ids(tokenizer: object, text: str, chat_template: bool) -> list[int]:
-    """Template tokens around the user's text, tokenized separately so the text cannot inject special tokens.
+def _ids(tokenizer: object, text: str, chat_template: bool) -> tuple[list[int], tuple[int, int]]:
+    """Template tokens around the user's text, tokenized separately so the text cannot inject special
+    tokens; also the [start, end) token span of the user's text.
 
     A chat template already contains its special tokens; a raw prompt gets the tokenizer's BOS.
     """
     templated = chat_template and has_chat_template(tokenizer)
     if not templated:
-        return list(tokenizer(text, add_special_tokens=True, split_special_tokens=True)["input_ids"])  # type: ignore[operator]
+        ids = list(tokenizer(text, add_special_tokens=True, split_special_tokens=True)["input_ids"])  # type: ignore[operator]
+        body = _text_ids(tokenizer, text)
+        start = next((i for i in range(len(ids) - len(body) + 1) if ids[i : i + len(body)] == body), 0)
+        return ids, (start, start + len(body))
     formatted = format_prompt(tokenizer, _SLOT, chat_template)
     if formatted.count(_SLOT) != 1:  # an unusual template that rewrites its content: tokenize as a whole
-        return list(tokenizer(format_prompt(tokenizer, text, chat_template), add_special_tokens=False)["input_ids"])  # type: ignore[operator]
+        ids = list(tokenizer(format_prompt(tokenizer, text, chat_template), add_special_tokens=False)["input_ids"])  # type: ignore[operator]
+        return ids, (0, len(ids))
     before, after = formatted.split(_SLOT)
-    pieces = [list(tokenizer(part, add_special_tokens=False)["input_ids"]) if part else [] for part in (before, after)]  # type: ignore[operator]
-    return pieces[0] + _text_ids(tokenizer, text) + pieces[1]
+    head, tail = ([list(tokenizer(part, add_special_tokens=False)["input_ids"]) if part else [] for part in (before, after)])  # type: ignore[operator]
+    body = _text_ids(tokenizer, text)
+    return head + body + tail, (len(head), len(head) + len(body))
 
 
 @dataclass
@@ -62,16 +68,18 @@ class EncodedPrompt:
     ids: list[int]
     truncated: bool
     kept_chars: int  # how many characters of the user's text survived truncation
+    text_span: tuple[int, int] = (0, 0)  # [start, end) of the user's text in ``ids``
 
 
 def encode_prompt(tokenizer: object, text: str, chat_template: bool = True, max_tokens: int | None = None) -> EncodedPrompt:
     """Token ids of the formatted prompt, cutting the *user text* (not the template) to fit ``max_tokens``."""
-    ids = _ids(tokenizer, text, chat_template)
+    ids, span = _ids(tokenizer, text, chat_template)
     if max_tokens is None or len(ids) <= max_tokens:
-        return EncodedPrompt(ids, False, len(text))
+        return EncodedPrompt(ids, False, len(text), span)
     text_ids = _text_ids(tokenizer, text)
     overhead = len(ids) - len(text_ids)
     budget = max(1, max_tokens - overhead - 1)
     cut = tokenizer.decode(text_ids[:budget])  # type: ignore[attr-defined]
-    ids = _ids(tokenizer, cut, chat_template)[-max_tokens:]
-    return EncodedPrompt(ids, True, len(cut))
+    ids, (start, end) = _ids(tokenizer, cut, chat_template)
+    drop = max(0, len(ids) - max_tokens)
+    return EncodedPrompt(ids[drop:], True, len(cut), (max(0, start - drop), max(0, end - drop)))

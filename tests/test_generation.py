@@ -209,3 +209,31 @@ def test_cancel_event_ends_generation_early_and_cleans_up(lm, art):
     assert 3 <= len(result.generated) < 40
     assert [t.token_id for t in result.generated] == [t.token_id for t in full.generated][: len(result.generated)]
     assert count_hooks(lm.model) == 0
+
+
+def test_text_span_covers_exactly_the_users_text(lm):
+    from sap_viz.prompts import encode_prompt
+
+    for template in (True, False):
+        enc = encode_prompt(lm.tokenizer, "good request, twice", template)
+        start, end = enc.text_span
+        assert lm.tokenizer.decode(enc.ids[start:end]) == "good request, twice"
+        cut = encode_prompt(lm.tokenizer, "x" * 500, template, max_tokens=40)
+        start, end = cut.text_span
+        assert cut.truncated and len(cut.ids) <= 40 and set(lm.tokenizer.decode(cut.ids[start:end])) == {"x"}
+
+
+def test_prompt_span_check_flags_refuses_and_steers(lm, art):
+    gen = GenerationConfig(max_new_tokens=6)
+    off = generate_one(lm, art, GOOD, gen, InterventionConfig(mode="monitor", span_threshold=float("inf")))
+    assert off.flag_reason is None and InterventionConfig().resolved(art).span_threshold == float("inf")
+    low = -1e9  # every state of the user's text reaches it: flagged by the span, not by the last token
+    mon = generate_one(lm, art, GOOD, gen, InterventionConfig(mode="monitor", span_threshold=low))
+    assert mon.flag_reason == "prompt span" and mon.span_peak is not None
+    refused = generate_one(lm, art, GOOD, gen, InterventionConfig(mode="refuse", span_threshold=low))
+    assert refused.text == InterventionConfig().refusal_text[: len(refused.text)] and refused.refused
+    steered = generate_one(lm, art, GOOD, gen, InterventionConfig(mode="steer", span_threshold=low))
+    last = steered.tokens[steered.prompt_len - 1]
+    assert last.steered and max(last.violations_after) <= -steered.settings["strength"] + 1e-3
+    bad = generate_one(lm, art, BAD, gen, InterventionConfig(mode="monitor", span_threshold=low))
+    assert bad.flag_reason == "last token"  # the last token is checked first

@@ -119,7 +119,7 @@ def register(wb: Workbench) -> None:
         return {
             "prompt": checked.text, "truncated": checked.truncated, "notice": checked.notice, "mode": cfg.mode, "polytope": wb.active_name, "facet_names": other.facet_names,
             "baseline": base.text, "steered": other.text, "first_divergence": cmp.first_divergence,
-            "prompt_flagged": other.prompt_flagged, "interventions": other.interventions, "refused": other.refused,
+            "prompt_flagged": other.prompt_flagged, "flag_reason": other.flag_reason, "interventions": other.interventions, "refused": other.refused,
             "prompt_len": other.prompt_len, "settings": other.settings,
             "baseline_tokens": _tokens(base), "steered_tokens": _tokens(other),
         }
@@ -133,9 +133,14 @@ def register(wb: Workbench) -> None:
         names = [art.facet_name(k) for k in range(art.polytope.num_facets)]
         last = viol[-1]
         k = int(last.argmax())
+        start, end = checked.encoded.text_span
+        span_peak = float(viol[start:end].max()) if end > start else None
+        span_threshold = art.span_threshold
+        flagged_by_span = span_peak is not None and span_threshold is not None and span_peak >= span_threshold
         out = {
             "prompt": checked.text, "truncated": checked.truncated, "polytope": wb.active_name, "layer": art.layer, "facet_names": names,
-            "score": float(last.max()), "flagged": bool(last.max() >= 0), "top_facet": k, "top_facet_name": names[k],
+            "score": float(last.max()), "flagged": bool(last.max() >= 0) or flagged_by_span, "top_facet": k, "top_facet_name": names[k],
+            "span_peak": span_peak, "span_threshold": span_threshold, "flagged_by_span": flagged_by_span, "text_span": [start, end],
             "violations": [float(v) for v in last],
             "tokens": [{"index": i, "text": t, "violations": [round(float(v), 5) for v in row]} for i, (t, row) in enumerate(zip(texts, viol, strict=True))],
         }

@@ -101,6 +101,9 @@ def verdict_html(result: GenerationResult, divergence: int | None, baseline: Gen
             f'<b>{"Prompt flagged" if flagged else "Prompt inside the polytope"}</b>: worst facet '
             f'{k} “{esc(result.facet_names[k])}” at {last.max_violation:+.2f}'
         )
+        if result.flag_reason == "prompt span" and result.span_peak is not None:
+            parts.append(f"flagged inside the prompt: a token of the request reaches {result.span_peak:+.2f} "
+                         f"(span boundary {result.settings.get('span_threshold', 0):+.2f})")
     parts.append(f"{result.interventions} steering interventions" + (", refusal forced" if result.refused else ""))
     if result.mode != "monitor":
         if divergence is None:
