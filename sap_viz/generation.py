@@ -12,6 +12,7 @@ runs produce the same tokens.
 
 from __future__ import annotations
 
+import functools
 import math
 import queue
 import threading
@@ -101,10 +102,13 @@ class InterventionConfig:
         return out
 
     def threshold_at(self, is_prompt: bool, prompt_flagged: bool) -> float:
-        """Prompt tokens, and every token of a generation whose prompt was flagged, use ``threshold``;
-        the answer tokens of an unflagged prompt use the calibrated ``generation_threshold``."""
-        gt = self.generation_threshold
-        return self.threshold if is_prompt or prompt_flagged or gt is None else gt
+        return token_boundary(self.threshold, self.generation_threshold, is_prompt, prompt_flagged)
+
+
+def token_boundary(threshold: float, generation_threshold: float | None, is_prompt: bool, prompt_flagged: bool) -> float:
+    """Prompt tokens, and every token of a generation whose prompt was flagged, use ``threshold``;
+    the answer tokens of an unflagged prompt use the calibrated ``generation_threshold``."""
+    return threshold if is_prompt or prompt_flagged or generation_threshold is None else generation_threshold
 
 
 @dataclass
@@ -153,10 +157,11 @@ class GenerationResult:
     def refused(self) -> bool:
         return any(t.forced for t in self.tokens)
 
-    @property
+    @functools.cached_property
     def flag_reason(self) -> str | None:
         """'last token' when the prompt's last state is outside, 'prompt span' when a state of the user's text
-        reaches the span threshold, None when the prompt is not flagged."""
+        reaches the span threshold, None when the prompt is not flagged. Cached: every per-token
+        boundary (``threshold_for``) depends on it."""
         last = self.tokens[self.prompt_len - 1] if self.prompt_len else None
         if last and last.max_violation is not None and last.max_violation >= self.settings.get("threshold", 0.0):
             return "last token"
@@ -178,10 +183,9 @@ class GenerationResult:
         return max(values) if values else None
 
     def threshold_for(self, token: TokenInfo) -> float:
-        """The boundary this run applied to the token (see InterventionConfig.threshold_at)."""
-        threshold = self.settings.get("threshold", 0.0)
-        gt = self.settings.get("generation_threshold")
-        return threshold if token.is_prompt or gt is None or self.prompt_flagged else gt
+        """The boundary this run applied to the token."""
+        return token_boundary(self.settings.get("threshold", 0.0), self.settings.get("generation_threshold"),
+                              token.is_prompt, self.prompt_flagged)
 
     def is_over(self, token: TokenInfo) -> bool:
         return token.max_violation is not None and token.max_violation >= self.threshold_for(token)
