@@ -85,8 +85,6 @@ def _print_table(rows: list[dict], columns: list[str]) -> None:
         print("  ".join(fmt(r.get(c)).ljust(w) for c, w in zip(columns, widths)))
 
 
-METRIC_COLUMNS = ["split", "method", "n", "accuracy", "precision", "recall", "f1", "fpr", "fnr", "auroc", "over_refusal"]
-
 
 def _dataset(args: argparse.Namespace):
     from .data import DataConfig, build_dataset, load_user_file
@@ -99,7 +97,7 @@ def _dataset(args: argparse.Namespace):
 def cmd_train(args: argparse.Namespace) -> None:
     from .data import dataset_fingerprint, dataset_provenance
     from .features import FeatureConfig
-    from .pipeline import metrics_rows, save_trained, train_and_evaluate
+    from .pipeline import METRIC_COLUMNS, metrics_rows, save_trained, train_and_evaluate
     from .training import TrainConfig
 
     tcfg = TrainConfig(num_facets=args.facets, feature_dim=args.feature_dim, encoder=args.encoder, epochs=args.epochs,
@@ -142,7 +140,7 @@ def cmd_score(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from .pipeline import evaluate_artifact, metrics_rows
+    from .pipeline import METRIC_COLUMNS, evaluate_artifact, metrics_rows
 
     lm = _model(args)
     art = _load_artifact(lm, args.polytope)

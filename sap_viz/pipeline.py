@@ -97,6 +97,10 @@ class TrainedPolytope:
     report: dict = field(default_factory=dict)
 
 
+#: Column order of :func:`metrics_rows` for printing and export.
+METRIC_COLUMNS = ["split", "method", "n", "accuracy", "precision", "recall", "f1", "fpr", "fnr", "auroc", "over_refusal"]
+
+
 def metrics_rows(report: dict) -> list[dict]:
     """Flat table (split × method) for printing and export."""
     rows = []

@@ -13,9 +13,8 @@ from pathlib import Path
 
 from .artifact import PolytopeArtifact, now
 from .attribution import top_examples
-from .pipeline import metrics_rows
+from .pipeline import METRIC_COLUMNS, metrics_rows
 
-METRIC_COLUMNS = ["split", "method", "n", "accuracy", "precision", "recall", "f1", "fpr", "fnr", "auroc", "over_refusal"]
 
 
 def build_report(art: PolytopeArtifact, view: object | None = None, top_k: int = 5) -> dict:

@@ -353,8 +353,9 @@ def build_app(wb: Workbench) -> gr.Blocks:
             raise WorkbenchError("choose a facet first")
         facet = wb.label(int(k), name, policy, author, confidence)
         cards, cat_fig, cos_fig, _ = facet_overview()
+        hist, _ = facet_stats_detail(k)  # its title carries the facet's name
         msg = render.status_html("ok", f"Saved facet {facet['index']} as “{facet['name']}” ({len(facet['history'])} edits in its history).")
-        return msg, cards, cos_fig, cat_fig, gr.update(choices=facet_choices(), value=int(k))
+        return msg, cards, cos_fig, cat_fig, hist, gr.update(choices=facet_choices(), value=int(k))
 
     @guarded
     def run_attribution(prompt: str, k: int | None):
@@ -645,7 +646,7 @@ def build_app(wb: Workbench) -> gr.Blocks:
         facets_tab.select(facet_detail, [facet_pick], detail_outputs, **PRIVATE)
         sug_btn.click(use_suggestion, [facet_pick], [lab_name, lab_policy, lab_conf], **PRIVATE)
         save_btn.click(save_label, [facet_pick, lab_name, lab_policy, lab_author, lab_conf],
-                       [lab_status, cards, cos_plot, cat_plot, facet_pick], **PRIVATE)
+                       [lab_status, cards, cos_plot, cat_plot, hist_plot, facet_pick], **PRIVATE)
         attr_btn.click(run_attribution, [attr_prompt, facet_pick], [attr_html, attr_plot, attr_table], **PRIVATE)
         report_btn.click(export_report, None, [report_files], **PRIVATE)
 
