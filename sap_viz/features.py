@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .hooks import StopForward, residual_hook
+from .limits import get_limits
 from .model_loading import LoadedModel, cache_dir
 from .prompts import encode_prompt
 
@@ -113,6 +115,39 @@ def _save_cached(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     tmp = path.with_suffix(".tmp")
     save_file(tensors, str(tmp))
     tmp.replace(path)
+    prune_cache(path.parent, get_limits().max_cache_mb << 20, keep=path)
+
+
+def _load_cached(path: Path) -> dict[str, torch.Tensor]:
+    stored = load_file(path)
+    with contextlib.suppress(OSError):
+        os.utime(path)  # mark as recently used for prune_cache
+    return stored
+
+
+def prune_cache(folder: Path, max_bytes: int, keep: Path | None = None) -> int:
+    """Delete the least recently used cache entries until ``folder`` holds at most ``max_bytes``.
+
+    Every distinct prompt set, layer and template setting adds an entry (a Space trains on
+    uploads from strangers), so without a cap the disk fills. Returns the number of files deleted.
+    """
+    entries = []
+    for f in folder.glob("*.safetensors"):
+        with contextlib.suppress(OSError):
+            st = f.stat()
+            entries.append((st.st_mtime, st.st_size, f))
+    total = sum(size for _, size, _ in entries)
+    deleted = 0
+    for _, size, f in sorted(entries, key=lambda e: e[0]):
+        if total <= max_bytes:
+            break
+        if keep is not None and f == keep:
+            continue
+        with contextlib.suppress(OSError):
+            f.unlink()
+            total -= size
+            deleted += 1
+    return deleted
 
 
 def extract_last_token_multi(
@@ -128,7 +163,7 @@ def extract_last_token_multi(
     for layer in layers:
         path = _cache_path(lm, replace(cfg, layer=layer, position="last"), texts)
         if path.is_file():
-            out[layer] = load_file(path)["features"]
+            out[layer] = _load_cached(path)["features"]
         else:
             missing.append(layer)
     if missing:
@@ -157,7 +192,7 @@ def extract_features(
         raise ValueError(f"position must be 'last' or 'all', got {cfg.position!r}")
     path = _cache_path(lm, cfg, texts)
     if use_cache and path.is_file():
-        stored = load_file(path)
+        stored = _load_cached(path)
         if cfg.position == "last":
             return stored["features"]
         flat, offsets = stored["features"], stored["offsets"].tolist()

@@ -27,6 +27,7 @@ _RANGES = {
     "max_facets": (1, 4_096),
     "max_feature_dim": (16, 1 << 20),
     "max_epochs": (1, 100_000),
+    "max_cache_mb": (16, 100_000_000),
 }
 
 
@@ -45,6 +46,7 @@ class Limits:
     max_facets: int = 64  # K when training in the app
     max_feature_dim: int = 16_384  # F when training in the app
     max_epochs: int = 200  # epochs when training in the app
+    max_cache_mb: int = 2_048  # feature cache on disk; least recently used entries go beyond it
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -43,3 +43,32 @@ def test_template_and_truncation_keep_assistant_header(lm):
 def test_hidden_states_at_returns_per_sequence_lengths(lm):
     states = hidden_states_at(lm, [[1, 2, 3], [4]], layer=0)
     assert [tuple(s.shape) for s in states] == [(3, 32), (1, 32)]
+
+
+def test_prune_cache_deletes_least_recently_used_first(tmp_path):
+    import os
+
+    from sap_viz.features import prune_cache
+
+    files = []
+    for i in range(4):  # 1 KiB each, used at t = 1000, 2000, 3000, 4000
+        f = tmp_path / f"e{i}.safetensors"
+        f.write_bytes(b"x" * 1024)
+        os.utime(f, (1000 * (i + 1), 1000 * (i + 1)))
+        files.append(f)
+    os.utime(files[0], (5000, 5000))  # the oldest entry was read again: now the most recent
+    assert prune_cache(tmp_path, 2 * 1024 + 10, keep=files[1]) == 2
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["e0.safetensors", "e1.safetensors"]  # e1 kept on request
+
+
+def test_cache_hit_marks_entry_recent(lm, tmp_path):
+    import os
+
+    from sap_viz.features import _cache_path
+
+    cfg = FeatureConfig(layer=1)
+    extract_features(lm, ["recency"], cfg, progress=False)
+    path = _cache_path(lm, cfg, ["recency"])
+    os.utime(path, (1000, 1000))
+    extract_features(lm, ["recency"], cfg, progress=False)
+    assert path.stat().st_mtime > 1000
