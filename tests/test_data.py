@@ -67,8 +67,10 @@ def test_contrast_source_covers_every_type_and_is_disjoint_from_heldout() -> Non
     assert set(unsafe["category"]) == set(D.TAXONOMY)  # every harm category has a contrast row
     assert len(unsafe) > 100 and len(safe) > 2 * len(unsafe) - 100
     # the hand-written held-out check must never leak into training data
-    heldout = Path(__file__).resolve().parents[1] / "assets" / "heldout_prompts.jsonl"
-    held = {D.normalise_text(json.loads(line)["text"]) for line in heldout.read_text().splitlines() if line.strip()}
+    assets = Path(__file__).resolve().parents[1] / "assets"
+    held = {D.normalise_text(json.loads(line)["text"])
+            for name in ("heldout_prompts.jsonl", "heldout_prompts_v2.jsonl")
+            for line in (assets / name).read_text().splitlines() if line.strip()}
     assert held and not held & set(con["text"].map(D.normalise_text))
 
 
