@@ -38,13 +38,14 @@ def test_scores_obvious_prompts(shipped, embedded_lm):
     assert (scores[:2] >= 0).all() and (scores[2:] < 0).all()
 
 
-def test_cli_score_on_handwritten_heldout_set(tmp_path):
+@pytest.mark.parametrize(("name", "n"), [("heldout_prompts.jsonl", 90), ("heldout_prompts_v2.jsonl", 150)])
+def test_cli_score_on_handwritten_heldout_set(tmp_path, name, n):
     out = tmp_path / "scored.jsonl"
-    proc = subprocess.run([sys.executable, "-m", "sap_viz", "score", "--input", str(ROOT / "assets/heldout_prompts.jsonl"),
+    proc = subprocess.run([sys.executable, "-m", "sap_viz", "score", "--input", str(ROOT / "assets" / name),
                            "--output", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert len(rows) == 90
+    assert len(rows) == n
     first = rows[0]
     assert {"text", "label", "kind", "score", "unsafe", "violations", "top_facet", "top_facet_name"} <= first.keys()
     y = np.array([r["label"] == "unsafe" for r in rows])
