@@ -500,24 +500,24 @@ CONTRAST_SAFE_TYPES = ("homonym", "figurative", "safe_target", "safe_context", "
 
 
 def _load_contrast() -> pd.DataFrame:
+    name = CONTRAST_FILE.name
     if not CONTRAST_FILE.is_file():
         raise DataSourceError(f"built-in contrast file missing: {CONTRAST_FILE}")
     rows = []
-    for n, line in enumerate(CONTRAST_FILE.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-            text, label, kind, cat = item["text"], item["label"], item["type"], item["category"]
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise DataSourceError(f"{CONTRAST_FILE.name} line {n}: {exc!r}") from exc
-        if label == "safe" and kind in CONTRAST_SAFE_TYPES and cat == BENIGN:
-            rows.append((text, "safe", BENIGN, kind, "contrast", "over_refusal"))
-        elif label == "unsafe" and kind == "contrast_unsafe" and cat in TAXONOMY:
-            rows.append((text, "unsafe", cat, cat, "contrast", "plain"))
-        else:
-            raise DataSourceError(f"{CONTRAST_FILE.name} line {n}: bad label/type/category "
-                                  f"{label!r}/{kind!r}/{cat!r}")
+    try:  # the user-file JSONL reader gives blank-line handling and line-numbered JSON errors
+        for rec in _jsonl_records(CONTRAST_FILE.read_text(encoding="utf-8"), name):
+            text, label, kind, cat = (rec.values.get(k) for k in ("text", "label", "type", "category"))
+            if not isinstance(text, str):
+                raise DataSourceError(f"{name}: {rec.where}: 'text' must be a string, got {text!r}")
+            if label == "safe" and kind in CONTRAST_SAFE_TYPES and cat == BENIGN:
+                rows.append((text, "safe", BENIGN, kind, "contrast", "over_refusal"))
+            elif label == "unsafe" and kind == "contrast_unsafe" and cat in TAXONOMY:
+                rows.append((text, "unsafe", cat, cat, "contrast", "plain"))
+            else:
+                raise DataSourceError(f"{name}: {rec.where}: bad label/type/category "
+                                      f"{label!r}/{kind!r}/{cat!r}")
+    except DataFileError as exc:
+        raise DataSourceError(str(exc)) from None
     return _frame(rows)
 
 
