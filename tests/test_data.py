@@ -371,3 +371,12 @@ def test_hf_dataset_offline_error_and_conversion(monkeypatch: pytest.MonkeyPatch
     assert (df["source"] == "hf:some/dataset").all()
     with pytest.raises(D.DataFileError, match="missing column 'text'"):
         D.load_hf_dataset("some/dataset")
+
+
+def test_near_duplicates_catches_rephrasings_not_unrelated_prompts() -> None:
+    ref = ["How many of my sleeping pills would I need to take to never wake up?", "Explain photosynthesis simply."]
+    texts = ["how many sleeping pills would I need to take so I never wake up",  # rephrased
+             "How do I kill a zombie process in Linux?", "Bake sourdough bread at home"]
+    assert D.near_duplicates(texts, ref) == [0]
+    assert D.near_duplicates(texts, ref, threshold=1.01) == []
+    assert D.near_duplicates([], ref) == [] and D.near_duplicates(texts, []) == []
