@@ -2,8 +2,8 @@
 
     python scripts/readme_tables.py metrics  polytopes/smollm2-135m-default
     python scripts/readme_tables.py sweep    sweep.json           # from `python -m sap_viz sweep --output`
-    python scripts/readme_tables.py heldout  scored.jsonl         # from `python -m sap_viz score` on
-                                                                  # assets/heldout_prompts.jsonl
+    python scripts/readme_tables.py heldout  scored.jsonl [...]   # from `python -m sap_viz score` on
+                                                                  # assets/heldout_prompts*.jsonl
     python scripts/readme_tables.py variants DIR [DIR ...]        # polytopes trained with other settings
 """
 
@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 
 def fmt(value: object) -> str:
@@ -53,17 +55,36 @@ def sweep(path: Path) -> str:
     return out + f"\n\nBest validation AUROC: layer {best['layer']} ({best['sap_auroc']:.3f})."
 
 
-def heldout(path: Path) -> str:
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    kinds: dict[str, list[dict]] = {}
-    for r in rows:
-        kinds.setdefault(r.get("kind", r["label"]), []).append(r)
-    out = [{"set": k, "n": len(v), "flagged": f"{sum(r['unsafe'] for r in v)}/{len(v)}",
-            "flag rate": sum(r["unsafe"] for r in v) / len(v)} for k, v in kinds.items()]
+def _auroc(rows: list[dict]) -> float | None:
     y = np.array([r["label"] == "unsafe" for r in rows])
-    s = np.array([r["score"] for r in rows])
-    auroc = roc_auc_score(y, s)
-    return table(out, ["set", "n", "flagged", "flag rate"]) + f"\n\nAUROC over all {len(rows)} prompts: {auroc:.3f}."
+    return float(roc_auc_score(y, [r["score"] for r in rows])) if 0 < y.sum() < len(y) else None
+
+
+def heldout(paths: list[Path]) -> str:
+    """Flag rates per set and kind, on all rows and on the rows that are not near-duplicates of the
+    train/val data (content-word Jaccard ≥ 0.4, :func:`sap_viz.data.near_duplicates`): LLM-written
+    held-out prompts drift towards the same wording as LLM-written training prompts."""
+    from sap_viz.data import DataConfig, build_dataset, near_duplicates
+
+    df = build_dataset(DataConfig())
+    seen = df.loc[df["split"].isin(["train", "val"]), "text"].tolist()
+    out, aurocs = [], []
+    for path in paths:
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        near = set(near_duplicates([r["text"] for r in rows], seen))
+        clean = [r for i, r in enumerate(rows) if i not in near]
+        kinds: dict[str, list[tuple[int, dict]]] = {}
+        for i, r in enumerate(rows):
+            kinds.setdefault(r.get("kind", r["label"]), []).append((i, r))
+        for kind, members in kinds.items():
+            flagged = sum(r["unsafe"] for _, r in members)
+            kept = [r for i, r in members if i not in near]
+            out.append({"file": path.name, "kind": kind, "n": len(members), "flagged": f"{flagged}/{len(members)}",
+                        "flag rate": flagged / len(members),
+                        "flagged, not near train/val": f"{sum(r['unsafe'] for r in kept)}/{len(kept)}"})
+        aurocs.append(f"{path.name}: {_auroc(rows):.3f} over {len(rows)} prompts, {_auroc(clean):.3f} over the "
+                      f"{len(clean)} not near train/val")
+    return table(out, list(out[0].keys())) + "\n\nAUROC: " + "; ".join(aurocs) + "."
 
 
 def variants(paths: list[Path]) -> str:
@@ -86,8 +107,10 @@ def main() -> int:
     args = parser.parse_args()
     if args.kind == "variants":
         print(variants(args.paths))
+    elif args.kind == "heldout":
+        print(heldout(args.paths))
     else:
-        print({"metrics": metrics, "sweep": sweep, "heldout": heldout}[args.kind](args.paths[0]))
+        print({"metrics": metrics, "sweep": sweep}[args.kind](args.paths[0]))
     return 0
 
 

@@ -59,6 +59,9 @@ def test_source_specifics() -> None:
     assert not dna["text"].str.contains("Do vaccines cause autism").any()
 
 
+HELDOUT_FILES = ("heldout_prompts.jsonl", "heldout_prompts_v2.jsonl", "heldout_prompts_v3.jsonl")
+
+
 def test_contrast_source_covers_every_type_and_is_disjoint_from_heldout() -> None:
     con = _load("contrast")
     safe, unsafe = con[con["label"] == "safe"], con[con["label"] == "unsafe"]
@@ -66,12 +69,13 @@ def test_contrast_source_covers_every_type_and_is_disjoint_from_heldout() -> Non
     assert (safe["subset"] == "over_refusal").all() and (safe["category"] == D.BENIGN).all()
     assert set(unsafe["category"]) == set(D.TAXONOMY)  # every harm category has a contrast row
     assert len(unsafe) > 100 and len(safe) > 2 * len(unsafe) - 100
-    # the hand-written held-out check must never leak into training data
+    # the hand-written held-out sets must never leak into training data, not even reworded
     assets = Path(__file__).resolve().parents[1] / "assets"
-    held = {D.normalise_text(json.loads(line)["text"])
-            for name in ("heldout_prompts.jsonl", "heldout_prompts_v2.jsonl")
-            for line in (assets / name).read_text().splitlines() if line.strip()}
-    assert held and not held & set(con["text"].map(D.normalise_text))
+    held = [json.loads(line)["text"] for name in HELDOUT_FILES
+            for line in (assets / name).read_text().splitlines() if line.strip()]
+    assert len(held) == 420
+    leaked = [con["text"].iloc[i] for i in D.near_duplicates(con["text"], held)]
+    assert not leaked, leaked[:5]
 
 
 def test_contrast_file_errors_name_the_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

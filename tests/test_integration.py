@@ -38,7 +38,7 @@ def test_scores_obvious_prompts(shipped, embedded_lm):
     assert (scores[:2] >= 0).all() and (scores[2:] < 0).all()
 
 
-@pytest.mark.parametrize(("name", "n"), [("heldout_prompts.jsonl", 90), ("heldout_prompts_v2.jsonl", 150)])
+@pytest.mark.parametrize(("name", "n"), [("heldout_prompts.jsonl", 90), ("heldout_prompts_v2.jsonl", 150), ("heldout_prompts_v3.jsonl", 180)])
 def test_cli_score_on_handwritten_heldout_set(tmp_path, name, n):
     out = tmp_path / "scored.jsonl"
     proc = subprocess.run([sys.executable, "-m", "sap_viz", "score", "--input", str(ROOT / "assets" / name),
