@@ -69,10 +69,17 @@ def bench_generation(lm: LoadedModel, art: PolytopeArtifact, prompts: list[str],
     }
 
 
-def bench_features(lm: LoadedModel, art: PolytopeArtifact, texts: list[str], batch_size: int = 16) -> dict:
-    """Early-exit feature extraction vs full forward passes over the same batches."""
+def bench_features(lm: LoadedModel, art: PolytopeArtifact, texts: list[str], batch_size: int = 16,
+                   keep: dict | None = None) -> dict:
+    """Early-exit feature extraction vs full forward passes over the same batches.
+
+    ``keep["features"]`` receives the last-token features, so the training benchmark reuses them.
+    """
     ids = [encode_prompt(lm.tokenizer, t, art.chat_template, 256).ids for t in texts]
-    early = _timed(lambda: hidden_states_at(lm, ids, art.layer, batch_size))
+    box: dict = {}
+    early = _timed(lambda: box.setdefault("states", hidden_states_at(lm, ids, art.layer, batch_size)))
+    if keep is not None:
+        keep["features"] = torch.stack([s[-1] for s in box["states"]])
     pad = lm.tokenizer.pad_token_id or 0
 
     def full() -> None:
@@ -90,15 +97,38 @@ def bench_features(lm: LoadedModel, art: PolytopeArtifact, texts: list[str], bat
             "full_over_early_exit": round(full_s / early, 3), "layer": art.layer, "num_layers": lm.num_layers}
 
 
-def run_bench(lm: LoadedModel, art: PolytopeArtifact, n_prompts: int = 8, max_new_tokens: int = 32, repeats: int = 3, feature_texts: int = 256) -> dict:
+def bench_training(features: torch.Tensor, unsafe: torch.Tensor, train_config: dict, rows: int = 4096) -> dict:
+    """Training time of the polytope's own recipe on ``rows`` feature rows (the extracted ones, tiled).
+
+    Cost per step does not depend on what the rows say, only on how many there are, so tiling the
+    extracted features is a fair stand-in for ~4k distinct prompts.
+    """
+    from .training import TrainConfig, train_polytope
+
+    reps = -(-rows // len(features))
+    x, y = features.repeat(reps, 1)[:rows], unsafe.repeat(reps)[:rows]
+    cfg = TrainConfig(**train_config)
+    with torch.enable_grad():
+        seconds = _timed(lambda: train_polytope(x, y, cfg, show_tqdm=False))
+    return {"rows": rows, "epochs": cfg.epochs, "batch_size": cfg.batch_size, "train_s": round(seconds, 2),
+            "s_per_epoch": round(seconds / cfg.epochs, 3), "threads": torch.get_num_threads()}
+
+
+def run_bench(lm: LoadedModel, art: PolytopeArtifact, n_prompts: int = 8, max_new_tokens: int = 32, repeats: int = 3,
+              feature_texts: int = 256, train_rows: int = 4096) -> dict:
     from .data import DataConfig, build_dataset
 
     torch.set_grad_enabled(False)
     prompts = (BENCH_PROMPTS * (n_prompts // len(BENCH_PROMPTS) + 1))[:n_prompts]
     result = {"device": str(lm.device), "threads": torch.get_num_threads(), "model": lm.model_id,
               "generation": bench_generation(lm, art, prompts, max_new_tokens, repeats)}
-    texts = build_dataset(DataConfig())["text"].tolist()[:feature_texts]
-    result["features"] = bench_features(lm, art, texts)
+    data = build_dataset(DataConfig())
+    data = data.sample(n=min(feature_texts, len(data)), random_state=0)  # both labels, every source
+    kept: dict = {}
+    result["features"] = bench_features(lm, art, data["text"].tolist(), keep=kept)
+    if train_rows > 0:
+        unsafe = torch.tensor((data["label"] == "unsafe").to_numpy())
+        result["training"] = bench_training(kept["features"], unsafe, art.meta["train_config"], train_rows)
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     torch.set_grad_enabled(True)
     return result

@@ -265,7 +265,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
     lm = _model(args)
     art = _load_artifact(lm, args.polytope)
     print(json.dumps(run_bench(lm, art, n_prompts=args.n, max_new_tokens=args.max_new_tokens, repeats=args.repeats,
-                                feature_texts=args.feature_texts), indent=2))
+                                feature_texts=args.feature_texts, train_rows=args.train_rows), indent=2))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -380,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--feature-texts", type=int, default=256, help="prompts for the early-exit vs full-forward timing")
+    p.add_argument("--train-rows", type=int, default=4096, help="feature rows for the training timing (0 = skip)")
     p.set_defaults(func=cmd_bench)
     return parser
 

@@ -86,3 +86,15 @@ def test_mutual_information_and_hungarian_on_known_tables():
     assert mutual_information(diag) == pytest.approx(np.log2(3))
     assert mutual_information(np.ones((3, 3))) == pytest.approx(0.0, abs=1e-9)
     assert hungarian_order(np.array([[0, 5.0], [5.0, 0]])) == [1, 0]
+
+
+def test_bench_training_times_the_recipe_on_tiled_rows() -> None:
+    from dataclasses import asdict
+
+    from sap_viz.bench import bench_training
+
+    x = torch.randn(30, 8)
+    y = torch.arange(30) % 2 == 0
+    out = bench_training(x, y, asdict(TrainConfig(num_facets=2, feature_dim=16, epochs=2, batch_size=16)), rows=70)
+    assert out["rows"] == 70 and out["epochs"] == 2 and out["batch_size"] == 16
+    assert out["train_s"] > 0 and out["s_per_epoch"] == pytest.approx(out["train_s"] / 2, abs=0.01)
