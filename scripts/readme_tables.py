@@ -24,7 +24,7 @@ def fmt(value: object) -> str:
     if value is None:
         return "–"
     if isinstance(value, float):
-        return f"{value:.3f}"
+        return f"{value:.3f}".replace("-0.000", "0.000")
     return str(value)
 
 
