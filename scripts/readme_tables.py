@@ -82,7 +82,7 @@ def heldout(paths: list[Path]) -> str:
             out.append({"file": path.name, "kind": kind, "n": len(members), "flagged": f"{flagged}/{len(members)}",
                         "flag rate": flagged / len(members),
                         "flagged, not near train/val": f"{sum(r['unsafe'] for r in kept)}/{len(kept)}"})
-        aurocs.append(f"{path.name}: {_auroc(rows):.3f} over {len(rows)} prompts, {_auroc(clean):.3f} over the "
+        aurocs.append(f"{path.name}: {fmt(_auroc(rows))} over {len(rows)} prompts, {fmt(_auroc(clean))} over the "
                       f"{len(clean)} not near train/val")
     return table(out, list(out[0].keys())) + "\n\nAUROC: " + "; ".join(aurocs) + "."
 

@@ -38,6 +38,8 @@ from sap_viz.metrics import fit_baselines  # noqa: E402
 from sap_viz.model_loading import load_model  # noqa: E402
 from sap_viz.training import TrainConfig, train_polytope  # noqa: E402
 
+from readme_tables import table as markdown_table  # noqa: E402  (this script's folder is on sys.path)
+
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 HELDOUT = {"set 1": "heldout_prompts.jsonl", "set 2": "heldout_prompts_v2.jsonl", "set 3": "heldout_prompts_v3.jsonl"}
 RECIPES = {"defaults (20 epochs)": {}, "40 epochs": {"epochs": 40}, "K = 24": {"num_facets": 24}}
@@ -152,11 +154,8 @@ def main() -> int:
         "held-out AUROC, sets 1 / 2 / 3": g[[f"{n} AUROC" for n in HELDOUT]].mean().apply(
             lambda r: " / ".join(f"{v:.3f}" for v in r), axis=1),
     }).reset_index()
-    cols = list(table.columns)
-    print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
-    for row in table.itertuples(index=False):
-        print("| " + " | ".join(str(v) for v in row) + " |")
-    best = res.groupby(["data", "recipe"], sort=False)["val_auroc"].mean().idxmax()
+    print(markdown_table(table.to_dict("records"), list(table.columns)))
+    best = g["val_auroc"].mean().idxmax()
     print(f"\nHighest mean validation AUROC: data {best[0]}, {best[1]}.")
     return 0
 
