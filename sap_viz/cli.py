@@ -8,16 +8,14 @@ import json
 import logging
 import os
 import sys
-from dataclasses import fields
 from pathlib import Path
 
-from .prompts import clean_text
+from sap_viz.model.prompts import clean_text
+from sap_viz.settings import DEFAULT_POLYTOPE
 
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_POLYTOPE = REPO_ROOT / "polytopes" / "smollm2-135m-default"
 
 
 class CliError(Exception):
@@ -25,13 +23,13 @@ class CliError(Exception):
 
 
 def _model(args: argparse.Namespace):
-    from .model_loading import ModelConfig, load_model
+    from sap_viz.model.loading import ModelConfig, load_model
 
     return load_model(ModelConfig(name=args.model, dtype=args.dtype, device=args.device, layers_path=args.layers_path))
 
 
 def _load_artifact(lm, path: str):
-    from .artifact import load_polytope
+    from sap_viz.method.artifact import load_polytope
 
     art = load_polytope(path, lm.hidden_size, lm.num_layers, lm.fingerprint, strict_fingerprint=False)
     for warning in art.warnings:
@@ -80,14 +78,14 @@ def _print_table(rows: list[dict], columns: list[str]) -> None:
         return "—" if v is None else str(v)
 
     widths = [max(len(c), *(len(fmt(r.get(c))) for r in rows)) for c in columns]
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=False)))
     for r in rows:
-        print("  ".join(fmt(r.get(c)).ljust(w) for c, w in zip(columns, widths)))
+        print("  ".join(fmt(r.get(c)).ljust(w) for c, w in zip(columns, widths, strict=False)))
 
 
 
 def _dataset(args: argparse.Namespace):
-    from .data import DataConfig, build_dataset, load_user_file
+    from sap_viz.data.sources import DataConfig, build_dataset, load_user_file
 
     if getattr(args, "data", None):
         return load_user_file(args.data, DataConfig(seed=args.seed))
@@ -95,10 +93,10 @@ def _dataset(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from .data import dataset_fingerprint, dataset_provenance
-    from .features import FeatureConfig
-    from .pipeline import METRIC_COLUMNS, metrics_rows, save_trained, train_and_evaluate
-    from .training import TrainConfig
+    from sap_viz.data.sources import dataset_fingerprint, dataset_provenance
+    from sap_viz.experiments.pipeline import METRIC_COLUMNS, metrics_rows, save_trained, train_and_evaluate
+    from sap_viz.method.training import TrainConfig
+    from sap_viz.model.features import FeatureConfig
 
     tcfg = TrainConfig(num_facets=args.facets, feature_dim=args.feature_dim, encoder=args.encoder, epochs=args.epochs,
                        lr=args.lr, batch_size=args.batch_size, margin=args.margin, unsafe_weight=args.unsafe_weight,
@@ -119,7 +117,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_score(args: argparse.Namespace) -> None:
-    from .pipeline import score_texts
+    from sap_viz.experiments.pipeline import score_texts
 
     rows = _read_rows(args.input)
     lm = _model(args)
@@ -140,7 +138,7 @@ def cmd_score(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from .pipeline import METRIC_COLUMNS, evaluate_artifact, metrics_rows
+    from sap_viz.experiments.pipeline import METRIC_COLUMNS, evaluate_artifact, metrics_rows
 
     lm = _model(args)
     art = _load_artifact(lm, args.polytope)
@@ -158,7 +156,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
-    from .layer_sweep import layer_sweep
+    from sap_viz.experiments.layer_sweep import layer_sweep
 
     lm = _model(args)
     df = _dataset(args)
@@ -176,8 +174,8 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def _intervention_args(args: argparse.Namespace):
-    from .generation import GenerationConfig, InterventionConfig
-    from .steering import SafeFlowConfig
+    from sap_viz.method.generation import GenerationConfig, InterventionConfig
+    from sap_viz.method.steering import SafeFlowConfig
 
     gen = GenerationConfig(max_new_tokens=args.max_new_tokens, do_sample=args.sample, seed=args.seed)
     cfg = InterventionConfig(mode=args.mode, positions=args.positions, max_interventions=args.max_interventions,
@@ -188,7 +186,7 @@ def _intervention_args(args: argparse.Namespace):
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-    from .generation import compare
+    from sap_viz.method.generation import compare
 
     prompt = clean_text(args.prompt)
     if not prompt.strip():
@@ -230,7 +228,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
 
 def cmd_eval_steering(args: argparse.Namespace) -> None:
-    from .steering_eval import evaluate_steering
+    from sap_viz.experiments.steering_eval import evaluate_steering
 
     lm = _model(args)
     art = _load_artifact(lm, args.polytope)
@@ -242,7 +240,7 @@ def cmd_eval_steering(args: argparse.Namespace) -> None:
 
 
 def cmd_calibrate_generation(args: argparse.Namespace) -> None:
-    from .generation_calibration import GenerationCalibrationConfig, benign_prompts, calibrate_generation, store_calibration
+    from sap_viz.method.calibration import GenerationCalibrationConfig, benign_prompts, calibrate_generation, store_calibration
 
     lm = _model(args)
     art = _load_artifact(lm, args.polytope)
@@ -260,7 +258,7 @@ def cmd_calibrate_generation(args: argparse.Namespace) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    from .bench import run_bench
+    from sap_viz.experiments.bench import run_bench
 
     lm = _model(args)
     art = _load_artifact(lm, args.polytope)
@@ -388,8 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-    from .artifact import PolytopeFileError
-    from .data import DataSourceError
+    from sap_viz.data.sources import DataSourceError
+    from sap_viz.method.artifact import PolytopeFileError
 
     try:
         args.func(args)

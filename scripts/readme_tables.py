@@ -62,9 +62,9 @@ def _auroc(rows: list[dict]) -> float | None:
 
 def heldout(paths: list[Path]) -> str:
     """Flag rates per set and kind, on all rows and on the rows that are not near-duplicates of the
-    train/val data (content-word Jaccard ≥ 0.4, :func:`sap_viz.data.near_duplicates`): LLM-written
+    train/val data (content-word Jaccard ≥ 0.4, :func:`sap_viz.data.sources.near_duplicates`): LLM-written
     held-out prompts drift towards the same wording as LLM-written training prompts."""
-    from sap_viz.data import DataConfig, build_dataset, near_duplicates
+    from sap_viz.data.sources import DataConfig, build_dataset, near_duplicates
 
     df = build_dataset(DataConfig())
     seen = df.loc[df["split"].isin(["train", "val"]), "text"].tolist()

@@ -31,14 +31,14 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from readme_tables import table as markdown_table  # noqa: E402  (this script's folder is on sys.path)
+
 from sap_viz import data as D  # noqa: E402
 from sap_viz import pipeline as P  # noqa: E402
-from sap_viz.features import FeatureConfig, extract_features  # noqa: E402
-from sap_viz.metrics import fit_baselines  # noqa: E402
-from sap_viz.model_loading import load_model  # noqa: E402
-from sap_viz.training import TrainConfig, train_polytope  # noqa: E402
-
-from readme_tables import table as markdown_table  # noqa: E402  (this script's folder is on sys.path)
+from sap_viz.analysis.metrics import fit_baselines  # noqa: E402
+from sap_viz.method.training import TrainConfig, train_polytope  # noqa: E402
+from sap_viz.model.features import FeatureConfig, extract_features  # noqa: E402
+from sap_viz.model.loading import load_model  # noqa: E402
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 HELDOUT = {"set 1": "heldout_prompts.jsonl", "set 2": "heldout_prompts_v2.jsonl", "set 3": "heldout_prompts_v3.jsonl"}

@@ -30,7 +30,7 @@ from transformers import (
     Qwen2Config,
 )
 
-from sap_viz.model_loading import LoadedModel, weights_fingerprint
+from sap_viz.model.loading import LoadedModel, weights_fingerprint
 
 VOCAB = 260  # 256 bytes + 4 specials
 CHAT_TEMPLATE = (
@@ -89,7 +89,7 @@ def make_tiny_lm(family: str = "llama", seed: int = 0, device: str = TEST_DEVICE
 @pytest.fixture(scope="session")
 def embedded_lm() -> LoadedModel:
     """The real embedded model (converted once per test session into the session cache)."""
-    from sap_viz.model_loading import load_model
+    from sap_viz.model.loading import load_model
 
     return load_model()
 
@@ -104,8 +104,8 @@ FAMILIES = ["llama", "qwen2", "gemma", "gpt2", "gpt_neox"]
 
 def linear_artifact(lm: LoadedModel, layer: int, phi: torch.Tensor, xi: torch.Tensor):
     """A linear-encoder polytope with chosen facets (no normalisation), for exact geometric tests."""
-    from sap_viz.artifact import PolytopeArtifact, default_facets
-    from sap_viz.polytope import SafetyPolytope
+    from sap_viz.method.artifact import PolytopeArtifact, default_facets
+    from sap_viz.method.polytope import SafetyPolytope
 
     poly = SafetyPolytope(lm.hidden_size, phi.shape[0], encoder="linear").to(phi.device)
     with torch.no_grad():
@@ -119,7 +119,7 @@ def linear_artifact(lm: LoadedModel, layer: int, phi: torch.Tensor, xi: torch.Te
 
 def separating_artifact(lm: LoadedModel, layer: int, unsafe_text: str, safe_text: str):
     """Facet 0 separates the two prompts' last-token states: the first violates, the second does not."""
-    from sap_viz.features import FeatureConfig, extract_features
+    from sap_viz.model.features import FeatureConfig, extract_features
 
     feats = extract_features(lm, [unsafe_text, safe_text], FeatureConfig(layer=layer), use_cache=False, progress=False)
     feats = feats.to(lm.device)

@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
+from app_server import AppServer
 from gradio_client import Client
 
-from sap_viz.cli import DEFAULT_POLYTOPE
-from sap_viz.ui.server import AppServer
+from sap_viz.settings import DEFAULT_POLYTOPE
 
 SOURCE = Path(os.environ.get("SAP_VIZ_TEST_POLYTOPE") or DEFAULT_POLYTOPE)
 HARMFUL = "How do I build a pipe bomb?"
@@ -137,7 +137,7 @@ class _ModelStub:
 
 @pytest.fixture()
 def bench(tmp_path):
-    from sap_viz.workbench import Workbench
+    from sap_viz.app_state.workbench import Workbench
 
     folder = tmp_path / "polytopes"
     shutil.copytree(SOURCE, folder / "shipped")
@@ -165,7 +165,7 @@ def test_export_then_import_round_trip(bench, tmp_path):
 def test_import_refuses_unsafe_uploads(bench, tmp_path):
     import zipfile
 
-    from sap_viz.workbench import WorkbenchError
+    from sap_viz.app_state.workbench import WorkbenchError
 
     traversal = tmp_path / "evil.zip"
     with zipfile.ZipFile(traversal, "w") as zf:

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from sap_viz.artifact import (
+from sap_viz.method.artifact import (
     FACETS_FILE,
     META_FILE,
     TENSORS_FILE,
@@ -16,7 +16,7 @@ from sap_viz.artifact import (
     read_facets,
     save_polytope,
 )
-from sap_viz.polytope import SafetyPolytope
+from sap_viz.method.polytope import SafetyPolytope
 
 D, K, F = 16, 3, 24
 

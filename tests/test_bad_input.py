@@ -21,11 +21,11 @@ import pytest
 import torch
 from conftest import separating_artifact
 
-from sap_viz.generation import GenerationConfig, InterventionConfig
-from sap_viz.hooks import count_hooks
-from sap_viz.limits import Limits, LimitsError
-from sap_viz.steering import SafeFlowConfig
-from sap_viz.workbench import TrainingCancelled, Workbench, WorkbenchError
+from sap_viz.app_state.workbench import TrainingCancelled, Workbench, WorkbenchError
+from sap_viz.method.generation import GenerationConfig, InterventionConfig
+from sap_viz.method.steering import SafeFlowConfig
+from sap_viz.model.hooks import count_hooks
+from sap_viz.settings import Limits, LimitsError
 
 LIMITS = Limits(max_prompt_tokens=128, max_new_tokens=16, max_text_chars=30_000, max_score_texts=4, max_upload_mb=1,
                 max_train_rows=300, max_facets=8, max_feature_dim=256, max_epochs=5)
@@ -58,7 +58,7 @@ def test_limits_from_env_and_bad_values():
 
 
 def test_bad_limit_stops_the_app_at_start(tmp_path):
-    from sap_viz.ui.server import AppServer
+    from app_server import AppServer
 
     server = AppServer({"SAP_VIZ_MAX_NEW_TOKENS": "lots", "SAP_VIZ_MAP_WARMUP": "0"}, startup_timeout=120, log_path=tmp_path / "app.log")
     with pytest.raises(RuntimeError, match="SAP_VIZ_MAX_NEW_TOKENS must be an integer, got 'lots'"), server:
@@ -136,7 +136,7 @@ def test_score_inputs(wb):
 
 
 def _table(n: int = 120) -> pd.DataFrame:
-    from sap_viz.data import load_user_file
+    from sap_viz.data.sources import load_user_file
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "data.csv"
@@ -146,8 +146,8 @@ def _table(n: int = 120) -> pd.DataFrame:
 
 
 def test_training_settings_refused(wb):
-    from sap_viz.features import FeatureConfig
-    from sap_viz.training import TrainConfig
+    from sap_viz.method.training import TrainConfig
+    from sap_viz.model.features import FeatureConfig
 
     df = _table()
     ok_f, ok_t = FeatureConfig(layer=2), TrainConfig(num_facets=2, feature_dim=32, epochs=1)
@@ -194,9 +194,9 @@ def test_training_files_refused_naming_the_row(wb, tmp_path):
 
 
 def test_training_runs_in_locked_chunks_and_stops_when_cancelled(wb, monkeypatch):
-    from sap_viz import workbench
-    from sap_viz.features import FeatureConfig, extract_features
-    from sap_viz.training import TrainConfig
+    from sap_viz.app_state import workbench
+    from sap_viz.method.training import TrainConfig
+    from sap_viz.model.features import FeatureConfig, extract_features
 
     monkeypatch.setattr(workbench, "FEATURE_CHUNK", 16)
     df = _table(200)
@@ -265,8 +265,8 @@ def test_an_abandoned_generation_does_not_hold_the_model(wb):
 
 
 def test_label_text_is_cleaned_and_history_stays_bounded(tmp_path, monkeypatch):
-    from sap_viz import artifact
-    from sap_viz.polytope import SafetyPolytope
+    from sap_viz.method import artifact
+    from sap_viz.method.polytope import SafetyPolytope
 
     meta = {"model": {"id": "t", "fingerprint": "f", "hidden_size": 8, "num_layers": 2}, "layer": 1, "position": "last",
             "chat_template": True, "max_tokens": 64, "train_config": {}, "data": {}, "metrics": {}}
@@ -284,7 +284,7 @@ def test_label_text_is_cleaned_and_history_stays_bounded(tmp_path, monkeypatch):
 
 
 def test_counters_keep_a_bounded_number_of_rows(wb, monkeypatch):
-    from sap_viz import counters
+    from sap_viz.app_state import counters
 
     monkeypatch.setattr(counters, "MAX_ROWS", 5)
     bench = counters.DeploymentCounters()
@@ -358,8 +358,9 @@ def test_cli_scores_hostile_texts_and_refuses_a_missing_layer(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from sap_viz.cli import DEFAULT_POLYTOPE
-    from sap_viz.ui.server import AppServer
+    from app_server import AppServer
+
+    from sap_viz.settings import DEFAULT_POLYTOPE
 
     root = tmp_path_factory.mktemp("bad-input-api")
     copy = root / "polytopes" / "test-polytope"

@@ -17,11 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import pytest
-
-from sap_viz.cli import DEFAULT_POLYTOPE
 import playwright.sync_api as playwright_api
-from sap_viz.ui.server import AppServer
+import pytest
+from app_server import AppServer
+
+from sap_viz.settings import DEFAULT_POLYTOPE
 
 SOURCE = Path(os.environ.get("SAP_VIZ_TEST_POLYTOPE") or DEFAULT_POLYTOPE)
 CHROMIUM = os.environ.get("SAP_VIZ_CHROMIUM", "/usr/bin/chromium")

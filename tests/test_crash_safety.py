@@ -8,12 +8,12 @@ import sys
 import time
 from pathlib import Path
 
-from sap_viz.artifact import FACETS_FILE, read_facets, save_polytope
-from sap_viz.polytope import SafetyPolytope
+from sap_viz.method.artifact import FACETS_FILE, read_facets, save_polytope
+from sap_viz.method.polytope import SafetyPolytope
 
 WRITER = """
 import sys
-from sap_viz.artifact import label_facet
+from sap_viz.method.artifact import label_facet
 print("ready", flush=True)
 i = 0
 while True:
@@ -42,7 +42,7 @@ def test_sigkill_during_label_writes_keeps_a_valid_file(tmp_path):
     total = sum(len(f["history"]) for f in read_facets(path))
     assert total > 0, "the writer never completed a save; the test proves nothing"
     # the next save sweeps away temp files that killed writers left behind
-    from sap_viz.artifact import label_facet
+    from sap_viz.method.artifact import label_facet
 
     label_facet(path, 0, "after the crashes")
     assert not list(path.glob(".facets.json.*.tmp"))

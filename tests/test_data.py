@@ -1,4 +1,4 @@
-"""Tests for sap_viz.data on the real offline data packages (see requirements-data.txt)."""
+"""Tests for sap_viz.data.sources on the real offline data packages (see requirements-data.txt)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sap_viz import data as D
+from sap_viz.data import sources as D
 
 SOURCES = tuple(D.available_sources())
 

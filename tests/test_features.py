@@ -2,8 +2,8 @@ import pytest
 import torch
 from conftest import make_tiny_lm
 
-from sap_viz.features import FeatureConfig, extract_features, hidden_states_at
-from sap_viz.prompts import encode_prompt, format_prompt
+from sap_viz.model.features import FeatureConfig, extract_features, hidden_states_at
+from sap_viz.model.prompts import encode_prompt, format_prompt
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def test_hidden_states_at_returns_per_sequence_lengths(lm):
 def test_prune_cache_deletes_least_recently_used_first(tmp_path):
     import os
 
-    from sap_viz.features import prune_cache
+    from sap_viz.model.features import prune_cache
 
     files = []
     for i in range(4):  # 1 KiB each, used at t = 1000, 2000, 3000, 4000
@@ -64,7 +64,7 @@ def test_prune_cache_deletes_least_recently_used_first(tmp_path):
 def test_cache_hit_marks_entry_recent(lm, tmp_path):
     import os
 
-    from sap_viz.features import _cache_path
+    from sap_viz.model.features import _cache_path
 
     cfg = FeatureConfig(layer=1)
     extract_features(lm, ["recency"], cfg, progress=False)

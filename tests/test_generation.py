@@ -1,18 +1,17 @@
 import pytest
 import torch
-from conftest import linear_artifact, make_tiny_lm, separating_artifact
+from conftest import make_tiny_lm, separating_artifact
 
-from sap_viz.generation import (
+from sap_viz.method.generation import (
     GenerationConfig,
     InterventionConfig,
     PolytopeHook,
     compare,
     generate_one,
-    run_generation,
     stream_generation,
 )
-from sap_viz.hooks import count_hooks, residual_hook
-from sap_viz.steering import SafeFlowConfig, safe_flow
+from sap_viz.method.steering import SafeFlowConfig, safe_flow
+from sap_viz.model.hooks import count_hooks, residual_hook
 
 BAD, GOOD = "bad request", "good request"
 
@@ -28,7 +27,7 @@ def art(lm):
 
 
 def plain_generate(lm, prompt, n, **kw):
-    from sap_viz.prompts import encode_prompt
+    from sap_viz.model.prompts import encode_prompt
 
     ids = torch.tensor([encode_prompt(lm.tokenizer, prompt).ids], device=lm.device)
     out = lm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, do_sample=False,
@@ -49,7 +48,7 @@ def test_hook_removed_after_exception_in_generation(lm, art, monkeypatch):
     def broken(*a, **k):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("sap_viz.generation.safe_flow", broken)
+    monkeypatch.setattr("sap_viz.method.generation.safe_flow", broken)
     with pytest.raises(RuntimeError, match="boom"):
         generate_one(lm, art, BAD, GenerationConfig(max_new_tokens=3), InterventionConfig(mode="steer"))
     assert count_hooks(lm.model) == 0
@@ -77,7 +76,7 @@ def test_safe_flow_moves_violating_state_inside_and_leaves_inside_state(lm, art)
 
 
 def test_batch_only_violating_row_changes(lm, art):
-    from sap_viz.prompts import encode_prompt
+    from sap_viz.model.prompts import encode_prompt
 
     a, b = encode_prompt(lm.tokenizer, BAD).ids, encode_prompt(lm.tokenizer, GOOD).ids
     width = max(len(a), len(b))
@@ -110,7 +109,7 @@ def test_steering_with_cache_matches_no_cache(lm, art):
     uncached = generate_one(lm, art, BAD, GenerationConfig(max_new_tokens=6, use_cache=False), cfg)
     assert cached.interventions > 0
     assert [t.token_id for t in cached.tokens] == [t.token_id for t in uncached.tokens]
-    for x, y in zip(cached.tokens, uncached.tokens):
+    for x, y in zip(cached.tokens, uncached.tokens, strict=False):
         assert x.steered == y.steered
 
 
@@ -212,7 +211,7 @@ def test_cancel_event_ends_generation_early_and_cleans_up(lm, art):
 
 
 def test_text_span_covers_exactly_the_users_text(lm):
-    from sap_viz.prompts import encode_prompt
+    from sap_viz.model.prompts import encode_prompt
 
     for template in (True, False):
         enc = encode_prompt(lm.tokenizer, "good request, twice", template)

@@ -22,10 +22,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from sap_viz.artifact import FACETS_FILE, META_FILE, TENSORS_FILE
-from sap_viz.cli import DEFAULT_POLYTOPE
-from sap_viz.limits import Limits
-from sap_viz.workbench import Workbench, WorkbenchError
+from sap_viz.app_state.workbench import Workbench, WorkbenchError
+from sap_viz.method.artifact import FACETS_FILE, META_FILE, TENSORS_FILE
+from sap_viz.settings import DEFAULT_POLYTOPE, Limits
 
 SOURCE = Path(os.environ.get("SAP_VIZ_TEST_POLYTOPE") or DEFAULT_POLYTOPE)
 CAP_MB = 16  # the shipped polytope is ~10 MB

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from sap_viz.artifact import load_polytope
-from sap_viz.cli import DEFAULT_POLYTOPE
-from sap_viz.generation import GenerationConfig, InterventionConfig, compare
-from sap_viz.metrics import detection_metrics
-from sap_viz.pipeline import score_texts
+from sap_viz.analysis.metrics import detection_metrics
+from sap_viz.experiments.pipeline import score_texts
+from sap_viz.method.artifact import load_polytope
+from sap_viz.method.generation import GenerationConfig, InterventionConfig, compare
+from sap_viz.settings import DEFAULT_POLYTOPE
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -75,10 +75,10 @@ def test_refusal_mode_on_embedded_model(shipped, embedded_lm):
 
 
 def test_small_training_run(embedded_lm):
-    from sap_viz.data import DataConfig, build_dataset
-    from sap_viz.features import FeatureConfig
-    from sap_viz.pipeline import train_and_evaluate
-    from sap_viz.training import TrainConfig
+    from sap_viz.data.sources import DataConfig, build_dataset
+    from sap_viz.experiments.pipeline import train_and_evaluate
+    from sap_viz.method.training import TrainConfig
+    from sap_viz.model.features import FeatureConfig
 
     df = build_dataset(DataConfig())
     small = df.sample(frac=1.0, random_state=0).groupby(["split", "label"]).head(60)
@@ -93,7 +93,7 @@ def test_small_training_run(embedded_lm):
 
 
 def test_typed_special_tokens_stay_text(embedded_lm):
-    from sap_viz.prompts import encode_prompt, format_prompt
+    from sap_viz.model.prompts import encode_prompt, format_prompt
 
     tok = embedded_lm.tokenizer
     start = tok.convert_tokens_to_ids("<|im_start|>")

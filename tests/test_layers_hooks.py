@@ -2,8 +2,8 @@ import pytest
 import torch
 from conftest import FAMILIES, make_tiny_lm
 
-from sap_viz.hooks import StopForward, capture_and_stop, count_hooks, residual_hook
-from sap_viz.layers import find_decoder_layers, resolve_layer
+from sap_viz.model.hooks import StopForward, capture_and_stop, count_hooks, residual_hook
+from sap_viz.model.layers import find_decoder_layers, resolve_layer
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 
 import pytest
+from app_server import AppServer
 from gradio_client import Client
 
-from sap_viz.cli import DEFAULT_POLYTOPE
-from sap_viz.ui.server import AppServer
+from sap_viz.settings import DEFAULT_POLYTOPE
 
 SOURCE = Path(os.environ.get("SAP_VIZ_TEST_POLYTOPE") or DEFAULT_POLYTOPE)
 USERS = 16

@@ -2,7 +2,7 @@
 
 import pytest
 
-from sap_viz import offline_packages
+from sap_viz.data import offline_packages
 
 
 def test_all_offline_packages_are_found_after_setup():

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from sap_viz.facet_stats import facet_statistics, hungarian_order, mutual_information
-from sap_viz.metrics import detection_metrics, fit_baselines
-from sap_viz.training import TrainConfig, polytope_loss, train_polytope
-from sap_viz.polytope import SafetyPolytope
+from sap_viz.analysis.facet_stats import facet_statistics, hungarian_order, mutual_information
+from sap_viz.analysis.metrics import detection_metrics, fit_baselines
+from sap_viz.method.polytope import SafetyPolytope
+from sap_viz.method.training import TrainConfig, polytope_loss, train_polytope
 
 
 def clusters(n=300, d=12, seed=0):
@@ -91,7 +91,7 @@ def test_mutual_information_and_hungarian_on_known_tables():
 def test_bench_training_times_the_recipe_on_tiled_rows() -> None:
     from dataclasses import asdict
 
-    from sap_viz.bench import bench_training
+    from sap_viz.experiments.bench import bench_training
 
     x = torch.randn(30, 8)
     y = torch.arange(30) % 2 == 0

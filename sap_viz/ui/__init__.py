@@ -14,9 +14,9 @@ import threading
 
 import gradio as gr
 
-from ..limits import get_limits
-from ..workbench import Workbench
-from .app import build_app, launch_kwargs
+from sap_viz.app_state.workbench import Workbench
+from sap_viz.settings import get_limits
+from sap_viz.ui.app import build_app, launch_kwargs
 
 __all__ = ["build_app", "create", "launch_kwargs", "main"]
 log = logging.getLogger(__name__)

@@ -14,13 +14,13 @@ from collections.abc import Callable
 
 import gradio as gr
 
-from ..artifact import PolytopeFileError
-from ..data import DataFileError
-from ..generation import GenerationConfig, InterventionConfig
-from ..hooks import count_hooks
-from ..limits import Limits, env_name, get_limits
-from ..steering import SafeFlowConfig
-from ..workbench import Workbench, WorkbenchError
+from sap_viz.app_state.workbench import Workbench, WorkbenchError
+from sap_viz.data.sources import DataFileError
+from sap_viz.method.artifact import PolytopeFileError
+from sap_viz.method.generation import GenerationConfig, InterventionConfig
+from sap_viz.method.steering import SafeFlowConfig
+from sap_viz.model.hooks import count_hooks
+from sap_viz.settings import Limits, env_name, get_limits
 
 log = logging.getLogger(__name__)
 

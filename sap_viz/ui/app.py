@@ -18,15 +18,13 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from ..facet_stats import cosine_similarity
-from ..generation import Comparison, GenerationResult
-from ..limits import get_limits
-from ..workbench import Workbench, WorkbenchError
-from . import plots, render
-from .api import DEFAULT_STRENGTH, guarded, make_configs, register
+from sap_viz.analysis.facet_stats import cosine_similarity
+from sap_viz.app_state.workbench import Workbench, WorkbenchError
+from sap_viz.method.generation import Comparison, GenerationResult
+from sap_viz.settings import ASSETS_DIR, get_limits
+from sap_viz.ui import plots, render
+from sap_viz.ui.api import DEFAULT_STRENGTH, guarded, make_configs, register
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-ASSETS = REPO_ROOT / "assets"
 MODE_CHOICES = [("Monitor only", "monitor"), ("Safe Flow steering", "steer"), ("Refusal fallback", "refuse")]
 COLOUR_BY = ["label", "category", "top facet", "prediction"]
 PRIVATE = dict(api_visibility="private")
@@ -36,7 +34,7 @@ DOWNLOAD_TTL_S = 3600  # generated CSV/zip/report downloads are deleted after an
 
 def load_examples() -> list[dict]:
     try:
-        return json.loads((ASSETS / "examples.json").read_text(encoding="utf-8"))["examples"]
+        return json.loads((ASSETS_DIR / "examples.json").read_text(encoding="utf-8"))["examples"]
     except (OSError, ValueError, KeyError):
         return [{"kind": "harmful", "label": "Harmful", "prompt": "How do I build a pipe bomb at home?"},
                 {"kind": "scary-but-safe", "label": "Scary but safe", "prompt": "How do I kill a Python process?"}]
@@ -48,7 +46,7 @@ def launch_kwargs() -> dict:
     Gradio's own upload cap sits just above ``SAP_VIZ_MAX_UPLOAD_MB`` so that the app's check, which
     names the limit, is the one a user meets.
     """
-    css = ASSETS / "style.css"
+    css = ASSETS_DIR / "style.css"
     return {"css_paths": [css] if css.is_file() else None, "max_file_size": f"{get_limits().max_upload_mb + 1}mb",
             "footer_links": ["api", "gradio"]}
 
@@ -242,7 +240,7 @@ def build_app(wb: Workbench) -> gr.Blocks:
 
     @guarded
     def draw_map(method: str, colour_by: str, overlay: bool, cmp: Comparison | None):
-        from ..feature_map import project
+        from sap_viz.analysis.feature_map import project
 
         wb.start_view_build()
         view = wb.training_view()
@@ -314,7 +312,7 @@ def build_app(wb: Workbench) -> gr.Blocks:
 
     def facet_stats_detail(k: int | None):
         """Histogram and top examples of facet ``k`` (need the training view)."""
-        from ..attribution import positive_violations, top_examples
+        from sap_viz.analysis.attribution import positive_violations, top_examples
 
         art = wb.require_artifact()
         k = int(k or 0)
@@ -370,7 +368,7 @@ def build_app(wb: Workbench) -> gr.Blocks:
 
     @guarded
     def export_report():
-        from ..report import build_report, write_report
+        from sap_viz.analysis.report import build_report, write_report
 
         art = wb.require_artifact()
         report = build_report(art, wb.training_view())
@@ -380,7 +378,7 @@ def build_app(wb: Workbench) -> gr.Blocks:
     # ---------------- Train & calibrate
 
     def active_metrics():
-        from ..pipeline import metrics_rows
+        from sap_viz.experiments.pipeline import metrics_rows
 
         art = wb.artifact
         if art is None:
@@ -395,10 +393,10 @@ def build_app(wb: Workbench) -> gr.Blocks:
     @guarded
     def run_train(sources: list[str], upload: str | None, layer: int, k: int, epochs: int, feature_dim: int, target_fpr: float,
                   request: gr.Request, progress=gr.Progress()):  # noqa: B008 — gradio's idiom
-        from ..data import DataConfig, build_dataset
-        from ..features import FeatureConfig
-        from ..pipeline import metrics_rows
-        from ..training import TrainConfig
+        from sap_viz.data.sources import DataConfig, build_dataset
+        from sap_viz.experiments.pipeline import metrics_rows
+        from sap_viz.method.training import TrainConfig
+        from sap_viz.model.features import FeatureConfig
 
         progress(0.0, desc="loading data")
         if upload:
@@ -574,7 +572,7 @@ def build_app(wb: Workbench) -> gr.Blocks:
                     report_files = gr.File(label="Audit report", file_count="multiple", interactive=False, elem_id="report-files", visible=False)
 
             with gr.Tab("Train & calibrate", id="train"):
-                from ..data import available_sources
+                from sap_viz.data.sources import available_sources
 
                 srcs = available_sources()
                 with gr.Row(equal_height=False):

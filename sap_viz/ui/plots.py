@@ -12,8 +12,8 @@ import textwrap
 import numpy as np
 import plotly.graph_objects as go
 
-from ..generation import GenerationResult
-from .render import esc, token_display
+from sap_viz.method.generation import GenerationResult
+from sap_viz.ui.render import esc, token_display
 
 PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#db2777", "#65a30d", "#4f46e5",
            "#b45309", "#0d9488", "#be123c", "#7c3aed", "#15803d", "#c2410c", "#1d4ed8"]

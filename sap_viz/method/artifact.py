@@ -24,10 +24,10 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from . import __version__
-from .layers import LAYER_CONVENTION
-from .polytope import SafetyPolytope
-from .prompts import clean_text
+from sap_viz import __version__
+from sap_viz.method.polytope import SafetyPolytope
+from sap_viz.model.layers import LAYER_CONVENTION
+from sap_viz.model.prompts import clean_text
 
 FORMAT_VERSION = 1
 TENSORS_FILE = "polytope.safetensors"
@@ -84,7 +84,7 @@ class PolytopeArtifact:
 
 
 def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def default_facets(num_facets: int) -> list[dict]:

@@ -18,10 +18,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from .hooks import StopForward, residual_hook
-from .limits import get_limits
-from .model_loading import LoadedModel, cache_dir
-from .prompts import encode_prompt
+from sap_viz.model.hooks import StopForward, residual_hook
+from sap_viz.model.loading import LoadedModel, cache_dir
+from sap_viz.model.prompts import encode_prompt
+from sap_viz.settings import get_limits
 
 
 @dataclass(frozen=True)

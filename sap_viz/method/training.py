@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .polytope import SafetyPolytope
+from sap_viz.method.polytope import SafetyPolytope
 
 ProgressFn = Callable[[float, str], None]
 

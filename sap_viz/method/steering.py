@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .polytope import SafetyPolytope
+from sap_viz.method.polytope import SafetyPolytope
 
 
 @dataclass

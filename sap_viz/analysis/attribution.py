@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .artifact import PolytopeArtifact
-from .model_loading import LoadedModel
-from .pipeline import score_texts
+from sap_viz.experiments.pipeline import score_texts
+from sap_viz.method.artifact import PolytopeArtifact
+from sap_viz.model.loading import LoadedModel
 
 WINDOW = 3
 MAX_WORDS = 80

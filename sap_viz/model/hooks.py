@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .layers import find_decoder_layers
+from sap_viz.model.layers import find_decoder_layers
 
 # Signature of a residual-stream editor: gets the block output (batch, seq, d) and returns the
 # tensor to put back (or None to leave it unchanged).

@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 from typing import Self
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .prompts import clean_text
+from sap_viz.model.prompts import clean_text
 
 __all__ = [
     "BENIGN",

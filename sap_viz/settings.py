@@ -1,4 +1,9 @@
-"""Resource limits of the app and its API, read once from ``SAP_VIZ_MAX_*`` environment variables.
+"""Settings shared by the core, the CLI and the app: where things live, and the resource limits.
+
+Paths: the shipped polytope, the assets folder and the polytopes folder are found relative to the
+checkout (or the editable install), so every entry point agrees on them.
+
+Resource limits of the app and its API are read once from ``SAP_VIZ_MAX_*`` environment variables.
 
 A public Space serves strangers on two vCPUs, so every input a user controls has a ceiling: prompt
 and answer length, upload size, training-set size and model size, how many texts one call may
@@ -12,8 +17,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 ENV_PREFIX = "SAP_VIZ_"
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ASSETS_DIR = REPO_ROOT / "assets"
+DEFAULT_POLYTOPE = REPO_ROOT / "polytopes" / "smollm2-135m-default"
 
 
 # (lowest, highest) value each limit may be set to

@@ -36,7 +36,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .artifact import (
+from sap_viz.app_state.counters import DeploymentCounters
+from sap_viz.method.artifact import (
     FACETS_FILE,
     FORMAT_VERSION,
     META_FILE,
@@ -49,11 +50,10 @@ from .artifact import (
     read_facets,
     write_json_atomic,
 )
-from .counters import DeploymentCounters
-from .generation import Comparison, GenerationConfig, GenerationResult, InterventionConfig, stream_generation
-from .limits import Limits, env_name, get_limits
-from .model_loading import LoadedModel
-from .prompts import EncodedPrompt, clean_text, encode_prompt
+from sap_viz.method.generation import Comparison, GenerationConfig, GenerationResult, InterventionConfig, stream_generation
+from sap_viz.model.loading import LoadedModel
+from sap_viz.model.prompts import EncodedPrompt, clean_text, encode_prompt
+from sap_viz.settings import DEFAULT_POLYTOPE, Limits, env_name, get_limits
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +93,6 @@ class CheckedPrompt:
 
 
 def default_polytope_path() -> Path:
-    from .cli import DEFAULT_POLYTOPE
-
     return Path(os.environ.get(POLYTOPE_ENV) or DEFAULT_POLYTOPE)
 
 
@@ -143,7 +141,7 @@ class Workbench:
 
     @classmethod
     def from_env(cls) -> Workbench:
-        from .model_loading import load_model
+        from sap_viz.model.loading import load_model
 
         return cls(load_model("default"))
 
@@ -400,7 +398,7 @@ class Workbench:
         return result
 
     def score(self, texts: list[str]) -> torch.Tensor:
-        from .pipeline import score_texts
+        from sap_viz.experiments.pipeline import score_texts
 
         art = self.require_artifact()
         texts = self.check_texts(texts)
@@ -434,7 +432,7 @@ class Workbench:
 
         The budget is the polytope's training-time ``max_tokens`` (what ``score`` uses), capped by the prompt limit.
         """
-        from .features import hidden_states_at
+        from sap_viz.model.features import hidden_states_at
 
         art = self.require_artifact()
         checked = self.check_prompt(prompt, min(int(art.meta["max_tokens"]), self.limits.max_prompt_tokens))
@@ -446,7 +444,7 @@ class Workbench:
         return [self.lm.tokenizer.decode([t]) for t in enc.ids], enc.ids, viol, checked
 
     def attribution(self, prompt: str, window: int = 3):
-        from .attribution import word_masking
+        from sap_viz.analysis.attribution import word_masking
 
         art = self.require_artifact()
         text = self.check_prompt(prompt).text
@@ -457,7 +455,7 @@ class Workbench:
                 raise WorkbenchError(str(exc)) from None
 
     def trajectory(self, token_ids: list[int]) -> torch.Tensor:
-        from .feature_map import token_states
+        from sap_viz.analysis.feature_map import token_states
 
         art = self.require_artifact()
         with self.lock:
@@ -465,7 +463,7 @@ class Workbench:
 
     def load_training_file(self, path: str | Path) -> pd.DataFrame:
         """A user's CSV/JSONL training table, refused when larger than the upload or row limits."""
-        from .data import DataFileError, load_user_file
+        from sap_viz.data.sources import DataFileError, load_user_file
 
         lim, name = self.limits, Path(path).name
         if Path(path).is_file() and Path(path).stat().st_size > lim.max_upload_bytes:
@@ -507,7 +505,7 @@ class Workbench:
         Between chunks other users' requests get the model and a cancel takes effect; the result is
         stored under the key ``extract_features`` looks up for the whole list, so training reads it back.
         """
-        from .features import _cache_path, _save_cached, extract_features
+        from sap_viz.model.features import _cache_path, _save_cached, extract_features
 
         if fcfg.position != "last":  # per-token features are cached in another layout: one locked pass
             check()
@@ -530,8 +528,8 @@ class Workbench:
 
         Setting ``cancel`` stops the run at the next chunk of features or the next epoch with ``TrainingCancelled``.
         """
-        from .data import dataset_fingerprint, dataset_provenance
-        from .pipeline import eval_frame, train_and_evaluate
+        from sap_viz.data.sources import dataset_fingerprint, dataset_provenance
+        from sap_viz.experiments.pipeline import eval_frame, train_and_evaluate
 
         self.check_training(df, fcfg, tcfg, target_fpr)
 
@@ -567,7 +565,7 @@ class Workbench:
         return trained
 
     def save_trained(self, trained, name: str) -> str:
-        from .pipeline import save_trained
+        from sap_viz.experiments.pipeline import save_trained
 
         target = self._unique_dir(name or f"layer{trained.artifact.layer}-k{trained.artifact.polytope.num_facets}")
         save_trained(trained, target)
@@ -591,7 +589,7 @@ class Workbench:
 
     def start_view_build(self, with_umap: bool = True) -> MapStatus:
         """Build (or read from cache) the active polytope's training view in a background thread."""
-        from . import feature_map
+        from sap_viz.analysis import feature_map
 
         art = self.artifact
         if art is None:
@@ -650,7 +648,7 @@ class Workbench:
         art = self.artifact
         if art is None:
             return
-        from .generation import generate_one
+        from sap_viz.method.generation import generate_one
 
         with self.lock:
             generate_one(self.lm, art, "Hello", GenerationConfig(max_new_tokens=2), InterventionConfig(mode="monitor"))

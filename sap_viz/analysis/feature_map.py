@@ -27,9 +27,9 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
-from .artifact import PolytopeArtifact, polytope_tensors
-from .features import FeatureConfig, extract_features, hidden_states_at
-from .model_loading import LoadedModel, cache_dir
+from sap_viz.method.artifact import PolytopeArtifact, polytope_tensors
+from sap_viz.model.features import FeatureConfig, extract_features, hidden_states_at
+from sap_viz.model.loading import LoadedModel, cache_dir
 
 MAP_VERSION = 2
 METHODS = ("umap", "pca")
@@ -60,7 +60,7 @@ def training_frame(art: PolytopeArtifact, known: dict[str, pd.DataFrame] | None 
     one stored in the polytope. A polytope trained on other data falls back to the built-in training
     split, and the note says so, so the map never claims to show data the polytope did not see.
     """
-    from .data import DataConfig, build_dataset, dataset_fingerprint
+    from sap_viz.data.sources import DataConfig, build_dataset, dataset_fingerprint
 
     want = str(art.meta.get("data", {}).get("fingerprint", ""))
     if known and want in known:

@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .artifact import PolytopeArtifact, default_facets, save_polytope
-from .facet_stats import facet_statistics
-from .features import FeatureConfig, extract_features
-from .metrics import detection_metrics, fit_baselines, per_group_flag_rate, threshold_sweep
-from .model_loading import LoadedModel
-from .training import TrainConfig, train_polytope
+from sap_viz.analysis.facet_stats import facet_statistics
+from sap_viz.analysis.metrics import detection_metrics, fit_baselines, per_group_flag_rate, threshold_sweep
+from sap_viz.method.artifact import PolytopeArtifact, default_facets, save_polytope
+from sap_viz.method.training import TrainConfig, train_polytope
+from sap_viz.model.features import FeatureConfig, extract_features
+from sap_viz.model.loading import LoadedModel
 
 ProgressFn = Callable[[float, str], None]
 EVAL_SPLITS = ("val", "test", "ood")

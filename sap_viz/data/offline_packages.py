@@ -16,10 +16,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .data import _PACKAGES
-from .model_loading import _GGUF_PACKAGE
+from sap_viz.data.sources import _PACKAGES
+from sap_viz.model.loading import _GGUF_PACKAGE
 
-REQUIREMENTS = Path(__file__).resolve().parents[1] / "requirements-data.txt"
+REQUIREMENTS = Path(__file__).resolve().parents[2] / "requirements-data.txt"
 MODULES = (_GGUF_PACKAGE, *_PACKAGES)
 
 

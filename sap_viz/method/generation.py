@@ -23,11 +23,11 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
-from .artifact import PolytopeArtifact
-from .hooks import residual_hook
-from .model_loading import LoadedModel
-from .prompts import encode_prompt
-from .steering import SafeFlowConfig, safe_flow
+from sap_viz.method.artifact import PolytopeArtifact
+from sap_viz.method.steering import SafeFlowConfig, safe_flow
+from sap_viz.model.hooks import residual_hook
+from sap_viz.model.loading import LoadedModel
+from sap_viz.model.prompts import encode_prompt
 
 MODES = ("monitor", "steer", "refuse")
 POSITIONS = ("last", "generated", "all")
@@ -511,7 +511,7 @@ class Comparison:
         """Index (0-based, generated tokens) of the first token where the two runs differ; None if identical."""
         a = [t.token_id for t in self.baseline.generated]
         b = [t.token_id for t in self.intervened.generated]
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=False)):
             if x != y:
                 return i
         return None if len(a) == len(b) else min(len(a), len(b))

@@ -11,10 +11,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .artifact import PolytopeArtifact, now
-from .attribution import top_examples
-from .pipeline import METRIC_COLUMNS, metrics_rows
-
+from sap_viz.analysis.attribution import top_examples
+from sap_viz.experiments.pipeline import METRIC_COLUMNS, metrics_rows
+from sap_viz.method.artifact import PolytopeArtifact, now
 
 
 def build_report(art: PolytopeArtifact, view: object | None = None, top_k: int = 5) -> dict:

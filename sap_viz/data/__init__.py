@@ -1,0 +1,1 @@
+"""Data: the harm taxonomy, the offline sources, dataset assembly and splits, user files, jailbreak templates."""
