@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sap_viz.model.prompts import clean_text
 from sap_viz.settings import DEFAULT_POLYTOPE
+from sap_viz.tables import text_table
 
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -72,16 +73,7 @@ def _read_rows(path: str) -> list[dict]:
 
 
 def _print_table(rows: list[dict], columns: list[str]) -> None:
-    def fmt(v: object) -> str:
-        if isinstance(v, float):
-            return f"{v:.3f}"
-        return "—" if v is None else str(v)
-
-    widths = [max(len(c), *(len(fmt(r.get(c))) for r in rows)) for c in columns]
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=False)))
-    for r in rows:
-        print("  ".join(fmt(r.get(c)).ljust(w) for c, w in zip(columns, widths, strict=False)))
-
+    print(text_table(rows, columns))
 
 
 def _dataset(args: argparse.Namespace):

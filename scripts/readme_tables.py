@@ -19,19 +19,11 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-
-def fmt(value: object) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.3f}".replace("-0.000", "0.000")
-    return str(value)
+from sap_viz.tables import format_value, markdown_table  # noqa: E402
 
 
 def table(rows: list[dict], columns: list[str]) -> str:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(fmt(r.get(c)) for c in columns) + " |" for r in rows]
-    return "\n".join(lines)
+    return markdown_table(rows, columns, limit=1000)
 
 
 def metrics(polytope_dir: Path) -> str:
@@ -82,7 +74,7 @@ def heldout(paths: list[Path]) -> str:
             out.append({"file": path.name, "kind": kind, "n": len(members), "flagged": f"{flagged}/{len(members)}",
                         "flag rate": flagged / len(members),
                         "flagged, not near train/val": f"{sum(r['unsafe'] for r in kept)}/{len(kept)}"})
-        aurocs.append(f"{path.name}: {fmt(_auroc(rows))} over {len(rows)} prompts, {fmt(_auroc(clean))} over the "
+        aurocs.append(f"{path.name}: {format_value(_auroc(rows))} over {len(rows)} prompts, {format_value(_auroc(clean))} over the "
                       f"{len(clean)} not near train/val")
     return table(out, list(out[0].keys())) + "\n\nAUROC: " + "; ".join(aurocs) + "."
 

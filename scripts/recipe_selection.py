@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from readme_tables import table as markdown_table  # noqa: E402  (this script's folder is on sys.path)
 
 from sap_viz import data as D  # noqa: E402
-from sap_viz import pipeline as P  # noqa: E402
+from sap_viz.experiments import pipeline as P  # noqa: E402
 from sap_viz.analysis.metrics import fit_baselines  # noqa: E402
 from sap_viz.method.training import TrainConfig, train_polytope  # noqa: E402
 from sap_viz.model.features import FeatureConfig, extract_features  # noqa: E402

@@ -132,3 +132,16 @@ def separating_artifact(lm: LoadedModel, layer: int, unsafe_text: str, safe_text
     phi = torch.stack([direction, other])
     xi = torch.tensor([mid, float(other @ feats[1]) + 1e3])  # facet 1 never fires
     return linear_artifact(lm, layer, phi, xi)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tiers by what a test needs: ``model`` (the embedded model, in-process or in a started app), ``server``.
+
+    The fast tier is ``pytest -m "not model"``: tiny random models and small files only.
+    """
+    for item in items:
+        names = set(item.fixturenames)
+        if "server" in names:
+            item.add_marker(pytest.mark.server)
+        if names & {"server", "embedded_lm"}:
+            item.add_marker(pytest.mark.model)

@@ -23,6 +23,8 @@ from app_server import AppServer
 
 from sap_viz.settings import DEFAULT_POLYTOPE
 
+pytestmark = pytest.mark.browser
+
 SOURCE = Path(os.environ.get("SAP_VIZ_TEST_POLYTOPE") or DEFAULT_POLYTOPE)
 CHROMIUM = os.environ.get("SAP_VIZ_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]

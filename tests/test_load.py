@@ -25,6 +25,8 @@ from gradio_client import Client
 
 from sap_viz.settings import DEFAULT_POLYTOPE
 
+pytestmark = pytest.mark.load
+
 SOURCE = Path(os.environ.get("SAP_VIZ_TEST_POLYTOPE") or DEFAULT_POLYTOPE)
 USERS = 16
 NEW_TOKENS = 8

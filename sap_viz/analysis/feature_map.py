@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,8 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
+from sap_viz.files import save_tensors_atomic, write_json_atomic
 from sap_viz.method.artifact import PolytopeArtifact, polytope_tensors
 from sap_viz.model.features import FeatureConfig, extract_features, hidden_states_at
 from sap_viz.model.loading import LoadedModel, cache_dir
@@ -163,17 +162,6 @@ def _paths(key: str) -> tuple[Path, Path]:
     return root / f"{key}.safetensors", root / f"{key}.json"
 
 
-def _atomic_write_bytes(path: Path, writer: Callable[[str], None]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        writer(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def save_view(view: TrainingView) -> None:
     tensors = {"features": view.features.contiguous(), "violations": view.violations.contiguous()}
     for method, coords in view.coords.items():
@@ -182,13 +170,9 @@ def save_view(view: TrainingView) -> None:
         tensors["pca.mean"] = view.pca_mean.contiguous()
         tensors["pca.components"] = view.pca_components.contiguous()
     tpath, jpath = _paths(view.key)
-    _atomic_write_bytes(tpath, lambda tmp: save_file(tensors, tmp))
+    save_tensors_atomic(tpath, tensors)
     meta = {"version": MAP_VERSION, "texts": view.texts, "labels": view.labels, "categories": view.categories, "note": view.note}
-
-    def write_json(tmp: str) -> None:
-        Path(tmp).write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
-
-    _atomic_write_bytes(jpath, write_json)
+    write_json_atomic(jpath, meta, indent=None)
 
 
 def load_view(key: str) -> TrainingView | None:

@@ -13,7 +13,9 @@ from pathlib import Path
 
 from sap_viz.analysis.attribution import top_examples
 from sap_viz.experiments.pipeline import METRIC_COLUMNS, metrics_rows
-from sap_viz.method.artifact import PolytopeArtifact, now
+from sap_viz.files import now
+from sap_viz.method.artifact import PolytopeArtifact
+from sap_viz.tables import markdown_cell, markdown_table
 
 
 def build_report(art: PolytopeArtifact, view: object | None = None, top_k: int = 5) -> dict:
@@ -49,74 +51,53 @@ def build_report(art: PolytopeArtifact, view: object | None = None, top_k: int =
     }
 
 
-def md_cell(value: object, limit: int = 300) -> str:
-    """A value as one Markdown table cell: no pipes, newlines or HTML."""
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    text = str(value).replace("\r", " ").replace("\n", " ")
-    if len(text) > limit:
-        text = text[: limit - 1] + "…"
-    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            .replace("|", "\\|").replace("`", "\\`"))
-
-
-def _table(rows: list[dict], columns: list[str]) -> list[str]:
-    if not rows:
-        return ["(none)"]
-    out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    out += ["| " + " | ".join(md_cell(r.get(c)) for c in columns) + " |" for r in rows]
-    return out
-
-
 def report_markdown(report: dict) -> str:
     p = report["polytope"]
     model = p.get("model") or {}
     lines = [
-        f"# Polytope audit: {md_cell(p.get('name'))}",
+        f"# Polytope audit: {markdown_cell(p.get('name'))}",
         "",
-        f"Generated {report['generated']}. Polytope created {md_cell(p.get('created'))} with sap-viz {md_cell(p.get('sap_viz_version'))}.",
+        f"Generated {report['generated']}. Polytope created {markdown_cell(p.get('created'))} with sap-viz {markdown_cell(p.get('sap_viz_version'))}.",
         "",
         "## Provenance",
         "",
-        (f"- Model: {md_cell(model.get('id'))} (weights fingerprint `{md_cell(model.get('fingerprint'))}`, "
-         f"{md_cell(model.get('num_layers'))} blocks, hidden size {md_cell(model.get('hidden_size'))})"),
-        (f"- Layer: {md_cell(p.get('layer'))} — {md_cell(p.get('layer_convention'))}; position {md_cell(p.get('position'))}, "
-         f"chat template {md_cell(p.get('chat_template'))}"),
-        f"- Facets: {md_cell(p.get('num_facets'))}, concept features {md_cell(p.get('feature_dim'))} ({md_cell(p.get('encoder'))} encoder)",
+        (f"- Model: {markdown_cell(model.get('id'))} (weights fingerprint `{markdown_cell(model.get('fingerprint'))}`, "
+         f"{markdown_cell(model.get('num_layers'))} blocks, hidden size {markdown_cell(model.get('hidden_size'))})"),
+        (f"- Layer: {markdown_cell(p.get('layer'))} — {markdown_cell(p.get('layer_convention'))}; position {markdown_cell(p.get('position'))}, "
+         f"chat template {markdown_cell(p.get('chat_template'))}"),
+        f"- Facets: {markdown_cell(p.get('num_facets'))}, concept features {markdown_cell(p.get('feature_dim'))} ({markdown_cell(p.get('encoder'))} encoder)",
     ]
     prov = report.get("provenance") or {}
     if prov:
-        lines.append(f"- Data: {md_cell(prov.get('n_rows'))} rows, fingerprint `{md_cell(prov.get('fingerprint'))}`, "
-                     f"labels {md_cell(json.dumps(prov.get('by_label')))}, splits {md_cell(json.dumps(prov.get('by_split')))}")
+        lines.append(f"- Data: {markdown_cell(prov.get('n_rows'))} rows, fingerprint `{markdown_cell(prov.get('fingerprint'))}`, "
+                     f"labels {markdown_cell(json.dumps(prov.get('by_label')))}, splits {markdown_cell(json.dumps(prov.get('by_split')))}")
         by_source = prov.get("by_source_label")
         if by_source:
-            lines.append(f"- Sources: {md_cell(json.dumps(by_source), 1000)}")
+            lines.append(f"- Sources: {markdown_cell(json.dumps(by_source), 1000)}")
     if report.get("train_config"):
-        lines.append(f"- Training: {md_cell(json.dumps(report['train_config']), 1000)}")
-    lines += ["", "## Detection metrics (unsafe = positive class)", "", *_table(report["metrics"], METRIC_COLUMNS), ""]
+        lines.append(f"- Training: {markdown_cell(json.dumps(report['train_config']), 1000)}")
+    lines += ["", "## Detection metrics (unsafe = positive class)", "", markdown_table(report["metrics"], METRIC_COLUMNS), ""]
     stats = report.get("facet_statistics") or {}
     if stats.get("mutual_information_bits") is not None:
-        lines += [f"Category × facet mutual information: {md_cell(stats['mutual_information_bits'])} bits.", ""]
+        lines += [f"Category × facet mutual information: {markdown_cell(stats['mutual_information_bits'])} bits.", ""]
     lines += ["## Facets", ""]
     if report.get("examples_source"):
-        lines += [f"Examples are drawn from {md_cell(report['examples_source'])}.", ""]
+        lines += [f"Examples are drawn from {markdown_cell(report['examples_source'])}.", ""]
     for f in report["facets"]:
         flag = " (auto-suggested)" if f["auto_suggested"] else ""
-        lines += [f"### Facet {f['index']}: {md_cell(f['name'])}{flag}", ""]
-        lines.append(f"- Policy: {md_cell(f['policy'], 2000)}")
-        lines.append(f"- Labelled by {md_cell(f['author'])}, confidence {md_cell(f['confidence'])}")
+        lines += [f"### Facet {f['index']}: {markdown_cell(f['name'])}{flag}", ""]
+        lines.append(f"- Policy: {markdown_cell(f['policy'], 2000)}")
+        lines.append(f"- Labelled by {markdown_cell(f['author'])}, confidence {markdown_cell(f['confidence'])}")
         if f.get("fire_rate_train") is not None:
             lines.append(f"- Fires on {100 * f['fire_rate_train']:.1f}% of training prompts")
         sug = f.get("suggestion")
         if sug:
-            lines.append(f"- Suggestion from category statistics: {md_cell(sug.get('name'))} — {md_cell(sug.get('evidence'))} "
-                         f"(confidence {md_cell(sug.get('confidence'))})")
+            lines.append(f"- Suggestion from category statistics: {markdown_cell(sug.get('name'))} — {markdown_cell(sug.get('evidence'))} "
+                         f"(confidence {markdown_cell(sug.get('confidence'))})")
         if f["history"]:
-            lines += ["", "History:", "", *_table(f["history"], ["time", "name", "author", "confidence", "auto_suggested", "policy"])]
+            lines += ["", "History:", "", markdown_table(f["history"], ["time", "name", "author", "confidence", "auto_suggested", "policy"])]
         if f.get("top_examples"):
-            lines += ["", "Most violating training prompts:", "", *_table(f["top_examples"], ["rank", "violation", "label", "text"])]
+            lines += ["", "Most violating training prompts:", "", markdown_table(f["top_examples"], ["rank", "violation", "label", "text"])]
         lines.append("")
     return "\n".join(lines)
 

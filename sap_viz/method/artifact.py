@@ -8,23 +8,17 @@ file lock, so concurrent edits all land and a crash mid-write leaves the previou
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
-import fcntl
 import json
 import math
-import os
 import struct
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
 from sap_viz import __version__
+from sap_viz.files import directory_lock, now, save_tensors_atomic, write_json_atomic
 from sap_viz.method.polytope import SafetyPolytope
 from sap_viz.model.layers import LAYER_CONVENTION
 from sap_viz.model.prompts import clean_text
@@ -83,67 +77,12 @@ class PolytopeArtifact:
         return str(self.facets[k]["name"]) if 0 <= k < len(self.facets) else f"facet {k}"
 
 
-def now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
 def default_facets(num_facets: int) -> list[dict]:
     return [
         {"index": k, "name": f"facet {k}", "policy": "", "author": "", "confidence": 0.0,
          "auto_suggested": False, "history": []}
         for k in range(num_facets)
     ]
-
-
-def _json_default(obj: object) -> object:
-    if hasattr(obj, "item"):
-        return obj.item()  # numpy / torch scalars
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def _clean_floats(obj: object) -> object:
-    """JSON has no NaN/Inf: store them as null so every file stays standard JSON."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _clean_floats(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean_floats(v) for v in obj]
-    return obj
-
-
-def write_json_atomic(path: Path, data: object) -> None:
-    """Write JSON so that readers see either the old or the new file, never a half-written one."""
-    text = json.dumps(_clean_floats(data), indent=2, ensure_ascii=False, default=_json_default)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-@contextlib.contextmanager
-def directory_lock(directory: Path) -> Iterator[None]:
-    """Exclusive lock for read-modify-write of files in ``directory`` (across processes)."""
-    with open(directory / ".lock", "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def polytope_tensors(poly: SafetyPolytope) -> dict[str, torch.Tensor]:
@@ -173,9 +112,8 @@ def save_polytope(
     missing = REQUIRED_META_KEYS - meta.keys()
     if missing:
         raise ValueError(f"polytope metadata lacks {sorted(missing)}")
-    tmp = directory / f".{TENSORS_FILE}.tmp"
-    save_file(polytope_tensors(poly), str(tmp), metadata={"format": "sap-viz-polytope", "version": str(FORMAT_VERSION)})
-    os.replace(tmp, directory / TENSORS_FILE)
+    save_tensors_atomic(directory / TENSORS_FILE, polytope_tensors(poly),
+                        metadata={"format": "sap-viz-polytope", "version": str(FORMAT_VERSION)})
     write_json_atomic(directory / META_FILE, meta)
     write_json_atomic(directory / FACETS_FILE, {"format_version": FORMAT_VERSION, "facets": facets or default_facets(poly.num_facets)})
     return directory

@@ -26,7 +26,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from sap_viz.method.artifact import PolytopeArtifact, directory_lock, now, write_json_atomic
+from sap_viz.files import directory_lock, now, write_json_atomic
+from sap_viz.method.artifact import PolytopeArtifact
 from sap_viz.method.generation import GenerationConfig, GenerationResult, InterventionConfig, run_generation
 from sap_viz.model.loading import LoadedModel
 

@@ -15,9 +15,10 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
+from sap_viz.files import save_tensors_atomic
 from sap_viz.model.hooks import StopForward, residual_hook
 from sap_viz.model.loading import LoadedModel, cache_dir
 from sap_viz.model.prompts import encode_prompt
@@ -111,10 +112,7 @@ def _cache_path(lm: LoadedModel, cfg: FeatureConfig, texts: list[str]) -> Path:
 
 
 def _save_cached(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp))
-    tmp.replace(path)
+    save_tensors_atomic(path, tensors)
     prune_cache(path.parent, get_limits().max_cache_mb << 20, keep=path)
 
 
