@@ -85,8 +85,9 @@ def _dataset(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from sap_viz.analysis.metrics import METRIC_COLUMNS, metrics_rows
     from sap_viz.data.sources import dataset_fingerprint, dataset_provenance
-    from sap_viz.experiments.pipeline import METRIC_COLUMNS, metrics_rows, save_trained, train_and_evaluate
+    from sap_viz.experiments.pipeline import save_trained, train_and_evaluate
     from sap_viz.method.training import TrainConfig
     from sap_viz.model.features import FeatureConfig
 
@@ -109,7 +110,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_score(args: argparse.Namespace) -> None:
-    from sap_viz.experiments.pipeline import score_texts
+    from sap_viz.method.scoring import score_texts
 
     rows = _read_rows(args.input)
     lm = _model(args)
@@ -130,7 +131,8 @@ def cmd_score(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from sap_viz.experiments.pipeline import METRIC_COLUMNS, evaluate_artifact, metrics_rows
+    from sap_viz.analysis.metrics import METRIC_COLUMNS, metrics_rows
+    from sap_viz.experiments.pipeline import evaluate_artifact
 
     lm = _model(args)
     art = _load_artifact(lm, args.polytope)

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from sap_viz.experiments.pipeline import score_texts
 from sap_viz.method.artifact import PolytopeArtifact
+from sap_viz.method.scoring import score_texts
 from sap_viz.model.loading import LoadedModel
 
 WINDOW = 3

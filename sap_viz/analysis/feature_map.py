@@ -103,11 +103,6 @@ class TrainingView:
         return (self.violations.max(dim=1).values >= 0).numpy()
 
 
-def standardise(art: PolytopeArtifact, hidden: torch.Tensor) -> torch.Tensor:
-    poly = art.polytope
-    return ((hidden.float() - poly.mean) / poly.std).float()
-
-
 def fit_pca(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     """(mean, 2 × d components, N × 2 coordinates); signs fixed so reruns give the same picture."""
     mean = x.mean(dim=0)
@@ -248,7 +243,7 @@ def build_view(
         else:
             parts.append(extract_features(lm, batch, fcfg, use_cache=False, progress=False))
     hidden = torch.cat(parts)  # type: ignore[arg-type]
-    x = standardise(art, hidden)
+    x = art.polytope.standardize(hidden.float()).float()
     with torch.no_grad():
         viol = art.polytope.violations(hidden).float()
     view = TrainingView(texts, df["label"].tolist(), df["category"].tolist(), x, viol, note, key)
@@ -271,4 +266,4 @@ def ensure_umap(view: TrainingView, seed: int = 42) -> TrainingView:
 def token_states(lm: LoadedModel, art: PolytopeArtifact, token_ids: list[int]) -> torch.Tensor:
     """Standardised layer-L states of every token of a sequence (one forward pass, stopped at L)."""
     hidden = hidden_states_at(lm, [token_ids], art.layer)[0]
-    return standardise(art, hidden)
+    return art.polytope.standardize(hidden.float()).float()

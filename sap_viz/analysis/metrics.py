@@ -83,3 +83,20 @@ def fit_baselines(features: object, unsafe: object, seed: int = 42) -> list[Base
         MLPClassifier(hidden_layer_sizes=(256,), alpha=1e-3, max_iter=300, early_stopping=True, random_state=seed),
     ).fit(x, y)
     return [Baseline("logistic probe", probe), Baseline("MLP", mlp)]
+
+
+#: Column order of :func:`metrics_rows` for printing and export.
+METRIC_COLUMNS = ["split", "method", "n", "accuracy", "precision", "recall", "f1", "fpr", "fnr", "auroc", "over_refusal"]
+
+
+def metrics_rows(report: dict) -> list[dict]:
+    """Flat table (split × method) for printing and export."""
+    rows = []
+    for split, methods in report.get("splits", {}).items():
+        for method, m in methods.items():
+            rows.append({
+                "split": split, "method": method, "n": m["n"], "accuracy": m["accuracy"], "precision": m["precision"],
+                "recall": m["recall"], "f1": m["f1"], "fpr": m["fpr"], "fnr": m["fnr"], "auroc": m["auroc"],
+                "over_refusal": m.get("flag_rate_by_safe_subset", {}).get("over_refusal"),
+            })
+    return rows

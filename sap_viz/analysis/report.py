@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from sap_viz.analysis.attribution import top_examples
-from sap_viz.experiments.pipeline import METRIC_COLUMNS, metrics_rows
+from sap_viz.analysis.metrics import METRIC_COLUMNS, metrics_rows
 from sap_viz.files import now
 from sap_viz.method.artifact import PolytopeArtifact
 from sap_viz.tables import markdown_cell, markdown_table

@@ -16,8 +16,15 @@ import pandas as pd
 import torch
 
 from sap_viz.analysis.facet_stats import facet_statistics
-from sap_viz.analysis.metrics import detection_metrics, fit_baselines, per_group_flag_rate, threshold_sweep
+from sap_viz.analysis.metrics import (  # noqa: F401  (metrics_rows: interim re-export, removed when the ui split lands)
+    detection_metrics,
+    fit_baselines,
+    metrics_rows,
+    per_group_flag_rate,
+    threshold_sweep,
+)
 from sap_viz.method.artifact import PolytopeArtifact, default_facets, save_polytope
+from sap_viz.method.scoring import score_texts  # noqa: F401  (interim re-export, removed when the app_state split lands)
 from sap_viz.method.training import TrainConfig, train_polytope
 from sap_viz.model.features import FeatureConfig, extract_features
 from sap_viz.model.loading import LoadedModel
@@ -97,23 +104,6 @@ class TrainedPolytope:
     report: dict = field(default_factory=dict)
 
 
-#: Column order of :func:`metrics_rows` for printing and export.
-METRIC_COLUMNS = ["split", "method", "n", "accuracy", "precision", "recall", "f1", "fpr", "fnr", "auroc", "over_refusal"]
-
-
-def metrics_rows(report: dict) -> list[dict]:
-    """Flat table (split × method) for printing and export."""
-    rows = []
-    for split, methods in report.get("splits", {}).items():
-        for method, m in methods.items():
-            rows.append({
-                "split": split, "method": method, "n": m["n"], "accuracy": m["accuracy"], "precision": m["precision"],
-                "recall": m["recall"], "f1": m["f1"], "fpr": m["fpr"], "fnr": m["fnr"], "auroc": m["auroc"],
-                "over_refusal": m.get("flag_rate_by_safe_subset", {}).get("over_refusal"),
-            })
-    return rows
-
-
 def train_and_evaluate(
     lm: LoadedModel,
     df: pd.DataFrame,
@@ -190,14 +180,6 @@ def save_trained(trained: TrainedPolytope, directory: str | Path) -> Path:
     path = save_polytope(directory, art.polytope, art.meta, art.facets)
     art.path = Path(path)
     return Path(path)
-
-
-def score_texts(lm: LoadedModel, art: PolytopeArtifact, texts: list[str], progress: bool = False, batch_size: int = 16) -> torch.Tensor:
-    """N × K violations for texts under the polytope's own feature settings."""
-    fcfg = FeatureConfig(layer=art.layer, position="last", chat_template=art.chat_template,
-                         max_tokens=int(art.meta["max_tokens"]), batch_size=batch_size)
-    feats = extract_features(lm, texts, fcfg, use_cache=False, progress=progress)
-    return art.polytope.violations_cpu(feats)  # type: ignore[arg-type]
 
 
 def evaluate_artifact(lm: LoadedModel, art: PolytopeArtifact, df: pd.DataFrame, splits: tuple[str, ...] = EVAL_SPLITS, baselines: bool = True) -> dict:

@@ -43,8 +43,16 @@ class SafetyPolytope(nn.Module):
         self.mean.copy_(mean)
         self.std.copy_(std.clamp_min(1e-6))
 
+    def standardize(self, h: torch.Tensor) -> torch.Tensor:
+        """``(h − mean) / std``: the space the encoder, Safe Flow's optimiser and the feature map work in."""
+        return (h.to(self.mean.device, self.mean.dtype) - self.mean) / self.std
+
+    def unstandardize(self, z: torch.Tensor) -> torch.Tensor:
+        """Back from the standardised space to residual-stream coordinates."""
+        return z * self.std + self.mean
+
     def concepts(self, h: torch.Tensor) -> torch.Tensor:
-        x = (h.to(self.mean.device, self.mean.dtype) - self.mean) / self.std
+        x = self.standardize(h)
         return torch.relu(self.encoder(x)) if self.encoder_kind == "relu" else x
 
     def violations_from_concepts(self, f: torch.Tensor) -> torch.Tensor:
@@ -63,8 +71,3 @@ class SafetyPolytope(nn.Module):
     def violations_cpu(self, h: torch.Tensor) -> torch.Tensor:
         """Violations of (CPU) features wherever the polytope lives, returned on the CPU for reports."""
         return self.violations(h).cpu()
-
-    @torch.no_grad()
-    def predict(self, h: torch.Tensor) -> torch.Tensor:
-        """True = unsafe (outside the polytope: some facet has ``v ≥ 0``)."""
-        return self.score(h) >= 0

@@ -65,14 +65,14 @@ def safe_flow(
     if outside.any():
         idx = torch.nonzero(outside).squeeze(1)
         start = h0f[idx]
-        z0 = (start - poly.mean) / poly.std
+        z0 = poly.standardize(start)
         z = z0.clone().requires_grad_(True)
         opt = torch.optim.Adam([z], lr=cfg.lr)
         active = torch.ones(len(idx), dtype=torch.bool, device=h0f.device)
         d = h0f.shape[1]
         with torch.enable_grad():
             for step in range(cfg.max_steps):
-                h = z * poly.std + poly.mean
+                h = poly.unstandardize(z)
                 v = poly.violations(h)
                 done = (v.max(dim=1).values <= -cfg.strength).detach()
                 active &= ~done
@@ -87,7 +87,7 @@ def safe_flow(
                     z.grad[~active] = 0  # finished rows stay where they are
                 opt.step()
         with torch.no_grad():
-            result = z.detach() * poly.std + poly.mean
+            result = poly.unstandardize(z.detach())
             bad = ~torch.isfinite(result).all(dim=1)
             result[bad] = start[bad]
             hidden[idx] = result
