@@ -1,6 +1,6 @@
 """Which words make a prompt violate which facet, and which training texts each facet fires on most.
 
-Word masking follows SAP_METHOD.md §5: delete a word together with its ±3 neighbours, rescore the
+Word masking follows the paper's facet-interpretation recipe: delete a word together with its ±3 neighbours, rescore the
 prompt, and compare. Two readings are reported per word: the change of every facet's violation
 (``base − masked``: positive means the window pushes that facet towards "unsafe") and the KL
 divergence between the softmax over facets before and after, which says how much the window changes

@@ -1,6 +1,6 @@
 """What each facet responds to: category × facet statistics, mutual information, name suggestions.
 
-Follows SAP_METHOD.md §5: per-row min-max of the raw violations, a sharpened softmax (T = 1000) as
+Follows the paper's facet-interpretation recipe: per-row min-max of the raw violations, a sharpened softmax (T = 1000) as
 a soft facet assignment, mutual information between true category and facet from the joint
 histogram, and a Hungarian ordering of facets against categories for the heatmap.
 """

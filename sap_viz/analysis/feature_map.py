@@ -59,7 +59,7 @@ def training_frame(art: PolytopeArtifact, known: dict[str, pd.DataFrame] | None 
     one stored in the polytope. A polytope trained on other data falls back to the built-in training
     split, and the note says so, so the map never claims to show data the polytope did not see.
     """
-    from sap_viz.data.sources import DataConfig, build_dataset, dataset_fingerprint
+    from sap_viz.data.dataset import DataConfig, build_dataset, dataset_fingerprint
 
     want = str(art.meta.get("data", {}).get("fingerprint", ""))
     if known and want in known:

@@ -4,7 +4,7 @@
 A state is safe iff every ``v_k < 0``; ``score = max_k v_k`` is the continuous unsafety score.
 
 ``norm`` standardises h with the training features' mean and std. The reference code feeds raw
-residual states; on SmolLM2 a few residual dimensions are ~100× larger than the rest, which makes
+residual states; on SmolLM2 a few residual dimensions are orders of magnitude larger than the rest, which makes
 Adam at lr 0.01 ignore most of the space. The statistics are stored with the polytope, so scoring
 and steering see exactly the function that was trained.
 """

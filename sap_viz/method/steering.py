@@ -1,7 +1,7 @@
 """Safe Flow: move a hidden state back inside the polytope with as small an edit as possible.
 
 Minimises ``‖h − h₀‖₁/d + α·Σ_k v_k(h) + β·Σ_k relu(v_k(h) + s)`` with the encoder frozen
-(SAP_METHOD.md §4). Unlike the reference (one SGD step, batch size 1) we iterate Adam until every
+(README, "The method as implemented", Safe Flow). Unlike the reference (one SGD step, batch size 1) we iterate Adam until every
 facet holds with depth ``s`` (the *strength*) or ``max_steps`` is reached, on whole batches where
 only violating rows move, and keep h₀ for a row whose loss is not finite. The optimisation runs in
 the polytope's standardised coordinates so one learning rate fits every residual dimension.

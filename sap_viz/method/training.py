@@ -1,4 +1,4 @@
-"""Train a safety polytope on labelled hidden states (SAP_METHOD.md §3).
+"""Train a safety polytope on labelled hidden states (README, "The method as implemented").
 
 Entropy term: the reference computes the facet-usage entropy from integer counts, so it passes no
 gradient. We offer three modes: ``"soft"`` (default) — the entropy of the mean softmax assignment of
@@ -25,16 +25,16 @@ ProgressFn = Callable[[float, str], None]
 @dataclass
 class TrainConfig:
     num_facets: int = 14
-    # The paper uses F = 16384 for d = 4096. For SmolLM2 (d = 576) F = 4096 matched its accuracy at
-    # 1/5 of the training time and 1/4 of the per-token monitoring cost (README, "Design choices").
+    # The paper uses F = 16384 for d = 4096. For SmolLM2 (d = 576) F = 4096 keeps the per-token
+    # monitoring cost at a quarter of F = 16384's (README, "Performance", has the measured cost).
     feature_dim: int = 4096
     encoder: str = "relu"  # "relu" (concept encoder) or "linear" (identity, F = d)
     margin: float = 1.0
     unsafe_weight: float = 2.0
     lambda_concepts: float = 1.0  # × mean |f| (per sample and feature)
     lambda_phi: float = 1e-4  # × mean_k ‖φ_k‖₁
-    # 5 rather than the paper's 1: our entropy term has a gradient, and at 1 the ReLU encoder still
-    # routed every unsafe sample through one facet (0.2 bits); at 5 they spread (2.9 bits).
+    # 5 rather than the paper's 1: our entropy term has a gradient, and at 1 it is too weak against
+    # the hinge terms to spread unsafe samples over facets (README, "Entropy and encoder variants").
     lambda_entropy: float = 5.0
     entropy_mode: str = "soft"  # soft | reassign | none
     entropy_temperature: float = 1.0
@@ -158,7 +158,7 @@ def train_polytope(
     poly = SafetyPolytope(h.shape[1], cfg.num_facets, cfg.feature_dim, cfg.encoder)
     if cfg.normalize:
         poly.set_normalization(h.mean(0), h.std(0))
-    # fused Adam: ~7× faster per step on CPU than the default foreach kernel for the F × d encoder.
+    # fused Adam: faster per step on CPU than the default foreach kernel for the F × d encoder.
     opt = torch.optim.Adam(poly.parameters(), lr=cfg.lr, fused=True)
     generator = torch.Generator().manual_seed(cfg.seed)
     unsafe_index = torch.nonzero(unsafe).squeeze(1)
