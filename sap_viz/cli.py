@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import os
@@ -38,46 +37,13 @@ def _load_artifact(lm, path: str):
     return art
 
 
-def _read_rows(path: str) -> list[dict]:
-    """Rows of a JSONL or CSV file with a ``text`` column, validated with row numbers in errors."""
-    p = Path(path)
-    if not p.is_file():
-        raise CliError(f"input file {path} does not exist")
-    try:
-        raw = p.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise CliError(f"{path} is not valid UTF-8 (byte {exc.start})") from None
-    rows: list[dict] = []
-    if p.suffix.lower() in (".jsonl", ".json", ".ndjson"):
-        for n, line in enumerate(raw.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise CliError(f"{path} line {n}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise CliError(f"{path} line {n}: expected a JSON object")
-            rows.append(row)
-    elif p.suffix.lower() in (".csv", ".tsv"):
-        rows = list(csv.DictReader(raw.splitlines(), delimiter="\t" if p.suffix.lower() == ".tsv" else ","))
-    else:
-        raise CliError(f"{path}: use a .jsonl or .csv file")
-    for n, row in enumerate(rows, 1):
-        if not isinstance(row.get("text"), str) or not clean_text(row["text"]).strip():
-            raise CliError(f"{path} row {n}: missing or empty 'text'")
-        row["text"] = clean_text(row["text"])  # control characters and lone surrogates would break the tokenizer
-    if not rows:
-        raise CliError(f"{path} has no rows")
-    return rows
-
-
 def _print_table(rows: list[dict], columns: list[str]) -> None:
     print(text_table(rows, columns))
 
 
 def _dataset(args: argparse.Namespace):
-    from sap_viz.data.sources import DataConfig, build_dataset, load_user_file
+    from sap_viz.data.dataset import DataConfig, build_dataset
+    from sap_viz.data.user_files import load_user_file
 
     if getattr(args, "data", None):
         return load_user_file(args.data, DataConfig(seed=args.seed))
@@ -86,7 +52,7 @@ def _dataset(args: argparse.Namespace):
 
 def cmd_train(args: argparse.Namespace) -> None:
     from sap_viz.analysis.metrics import METRIC_COLUMNS, metrics_rows
-    from sap_viz.data.sources import dataset_fingerprint, dataset_provenance
+    from sap_viz.data.dataset import dataset_fingerprint, dataset_provenance
     from sap_viz.experiments.pipeline import save_trained, train_and_evaluate
     from sap_viz.method.training import TrainConfig
     from sap_viz.model.features import FeatureConfig
@@ -110,9 +76,10 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_score(args: argparse.Namespace) -> None:
+    from sap_viz.data.file_rows import read_rows
     from sap_viz.method.scoring import score_texts
 
-    rows = _read_rows(args.input)
+    rows = read_rows(args.input)  # the one row reader; texts cleaned for the tokenizer
     lm = _model(args)
     art = _load_artifact(lm, args.polytope)
     viol = score_texts(lm, art, [r["text"] for r in rows], progress=True, batch_size=args.batch_size)
@@ -380,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-    from sap_viz.data.sources import DataSourceError
+    from sap_viz.data.package_files import DataSourceError
     from sap_viz.method.artifact import PolytopeFileError
 
     try:

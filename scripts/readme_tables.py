@@ -54,15 +54,17 @@ def _auroc(rows: list[dict]) -> float | None:
 
 def heldout(paths: list[Path]) -> str:
     """Flag rates per set and kind, on all rows and on the rows that are not near-duplicates of the
-    train/val data (content-word Jaccard ≥ 0.4, :func:`sap_viz.data.sources.near_duplicates`): LLM-written
+    train/val data (content-word Jaccard ≥ 0.4, :func:`sap_viz.data.text.near_duplicates`): LLM-written
     held-out prompts drift towards the same wording as LLM-written training prompts."""
-    from sap_viz.data.sources import DataConfig, build_dataset, near_duplicates
+    from sap_viz.data.dataset import DataConfig, build_dataset
+    from sap_viz.data.file_rows import read_rows
+    from sap_viz.data.text import near_duplicates
 
     df = build_dataset(DataConfig())
     seen = df.loc[df["split"].isin(["train", "val"]), "text"].tolist()
     out, aurocs = [], []
     for path in paths:
-        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows = read_rows(path)
         near = set(near_duplicates([r["text"] for r in rows], seen))
         clean = [r for i, r in enumerate(rows) if i not in near]
         kinds: dict[str, list[tuple[int, dict]]] = {}

@@ -33,9 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from readme_tables import table as markdown_table  # noqa: E402  (this script's folder is on sys.path)
 
-from sap_viz import data as D  # noqa: E402
-from sap_viz.experiments import pipeline as P  # noqa: E402
 from sap_viz.analysis.metrics import fit_baselines  # noqa: E402
+from sap_viz.data.dataset import DataConfig, build_dataset  # noqa: E402
+from sap_viz.data.file_rows import read_rows  # noqa: E402
+from sap_viz.data.sources import CONTRAST_FILE  # noqa: E402
+from sap_viz.data.text import near_duplicates  # noqa: E402
+from sap_viz.experiments import pipeline as P  # noqa: E402
 from sap_viz.method.training import TrainConfig, train_polytope  # noqa: E402
 from sap_viz.model.features import FeatureConfig, extract_features  # noqa: E402
 from sap_viz.model.loading import load_model  # noqa: E402
@@ -43,24 +46,6 @@ from sap_viz.model.loading import load_model  # noqa: E402
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 HELDOUT = {"set 1": "heldout_prompts.jsonl", "set 2": "heldout_prompts_v2.jsonl", "set 3": "heldout_prompts_v3.jsonl"}
 RECIPES = {"defaults (20 epochs)": {}, "40 epochs": {"epochs": 40}, "K = 24": {"num_facets": 24}}
-
-
-def _jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def _build(contrast_file: Path) -> pd.DataFrame:
-    """The built-in table with ``contrast_file`` as the contrast source (the module constant is the only switch)."""
-    saved = D.CONTRAST_FILE
-    D.CONTRAST_FILE = contrast_file
-    D._cached_source.cache_clear()
-    D._build_cached.cache_clear()
-    try:
-        return D.build_dataset(D.DataConfig())
-    finally:
-        D.CONTRAST_FILE = saved
-        D._cached_source.cache_clear()
-        D._build_cached.cache_clear()
 
 
 def _flagged(scores: np.ndarray, rows: list[dict]) -> dict[str, str]:
@@ -85,19 +70,19 @@ def main() -> int:
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
 
-    base = _jsonl(D.CONTRAST_FILE)
-    extra = _jsonl(ASSETS / "contrast_batch2_candidates.jsonl")
-    dup = set(D.near_duplicates([r["text"] for r in extra], [r["text"] for r in base]))
+    base = read_rows(CONTRAST_FILE)
+    extra = read_rows(ASSETS / "contrast_batch2_candidates.jsonl")
+    dup = set(near_duplicates([r["text"] for r in extra], [r["text"] for r in base]))
     with tempfile.TemporaryDirectory() as tmp:
         b_file = Path(tmp) / "contrast_b.jsonl"
         rows = base + [r for i, r in enumerate(extra) if i not in dup]
         b_file.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-        datasets = {"A": _build(D.CONTRAST_FILE), "B": _build(b_file)}
+        datasets = {"A": build_dataset(DataConfig()), "B": build_dataset(DataConfig(contrast_file=b_file))}
     print(f"B adds {len(extra) - len(dup)} contrast rows ({len(dup)} near-duplicates of built-in rows left out)")
 
     lm = load_model("default")
     fcfg = FeatureConfig(layer=args.layer)
-    heldout = {name: _jsonl(ASSETS / f) for name, f in HELDOUT.items()}
+    heldout = {name: read_rows(ASSETS / f) for name, f in HELDOUT.items()}
     frames = {k: _frames(df) for k, df in datasets.items()}
     texts = list(dict.fromkeys(
         [t for fr in frames.values() for part in fr.values() for t in part["text"]]

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from sap_viz.data.sources import load_eval_prompts  # noqa: E402
+from sap_viz.data.dataset import load_eval_prompts  # noqa: E402
 from sap_viz.method.artifact import load_polytope  # noqa: E402
 from sap_viz.method.generation import GenerationConfig, InterventionConfig, compare  # noqa: E402
 from sap_viz.method.steering import SafeFlowConfig  # noqa: E402

@@ -136,7 +136,7 @@ def test_score_inputs(wb):
 
 
 def _table(n: int = 120) -> pd.DataFrame:
-    from sap_viz.data.sources import load_user_file
+    from sap_viz.data.user_files import load_user_file
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "data.csv"
@@ -318,10 +318,10 @@ def test_cli_refuses_bad_input_files_and_settings(tmp_path, capsys):
     broken = tmp_path / "in.jsonl"
     broken.write_text('{"text": "fine"}\n{"text": \n')
     cases = [
-        (["score", "--input", str(bad_utf8)], "is not valid UTF-8 (byte 8)"),
-        (["score", "--input", str(no_text)], "row 1: missing or empty 'text'"),
-        (["score", "--input", str(broken)], "line 2: not valid JSON"),
-        (["score", "--input", str(tmp_path / "missing.jsonl")], "does not exist"),
+        (["score", "--input", str(bad_utf8)], "in.csv: line 2: invalid UTF-8 (byte offset 8)"),
+        (["score", "--input", str(no_text)], "cols.csv: missing required column 'text'"),
+        (["score", "--input", str(broken)], "in.jsonl: row 2 (line 2): malformed JSON line"),
+        (["score", "--input", str(tmp_path / "missing.jsonl")], "missing.jsonl: file not found"),
         (["generate", "--prompt", "   "], "--prompt must be non-empty text"),
         (["generate", "--prompt", "\x01\x02"], "--prompt must be non-empty text"),
         (["generate", "--prompt", "hi", "--max-new-tokens", "1000000"], "max_new_tokens must be between 1 and"),

@@ -1,4 +1,5 @@
-"""Tests for sap_viz.data.sources on the real offline data packages (see requirements-data.txt)."""
+"""Tests for sap_viz.data (sources, dataset, user files, jailbreak templates) on the real offline data packages
+(see requirements-data.txt)."""
 
 from __future__ import annotations
 
@@ -9,18 +10,35 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sap_viz.data import sources as D
+from sap_viz.data.dataset import (
+    DataConfig,
+    assign_splits,
+    build_dataset,
+    clear_cache,
+    dataset_fingerprint,
+    dataset_provenance,
+    load_eval_prompts,
+)
+from sap_viz.data.file_rows import DataFileError, read_rows
+from sap_viz.data.jailbreaks import MAX_TEMPLATE_CHARS, apply_template, load_jailbreak_templates
+from sap_viz.data.package_files import DataSourceError
+from sap_viz.data.schema import DATASET_COLUMNS, LABELS, SOURCE_COLUMNS, SPLITS, SUBSETS
+from sap_viz.data.sharegpt import SCARY_BUT_COMMON, SHAREGPT_HARMFUL, SHAREGPT_MAX_CHARS, SHAREGPT_MIN_CHARS
+from sap_viz.data.sources import CONTRAST_FILE, CONTRAST_SAFE_TYPES, available_sources, load_source
+from sap_viz.data.taxonomy import BENIGN, CATEGORY_MAPS, TAXONOMY, map_category
+from sap_viz.data.text import near_duplicates, normalise_text
+from sap_viz.data.user_files import load_hf_dataset, load_user_file, parse_label
 
-SOURCES = tuple(D.available_sources())
+SOURCES = tuple(available_sources())
 
 
 def _load(name: str) -> pd.DataFrame:
-    return D.load_source(name, max_rows=300) if name == "sharegpt" else D.load_source(name)
+    return load_source(name, max_rows=300) if name == "sharegpt" else load_source(name)
 
 
 @pytest.fixture(scope="module")
 def dataset() -> pd.DataFrame:
-    return D.build_dataset(D.DataConfig())
+    return build_dataset(DataConfig())
 
 
 # ---------------------------------------------------------------- sources and taxonomy
@@ -30,16 +48,16 @@ def dataset() -> pd.DataFrame:
 def test_every_source_loads(name: str) -> None:
     df = _load(name)
     assert len(df) > 0
-    assert tuple(df.columns) == D.SOURCE_COLUMNS
+    assert tuple(df.columns) == SOURCE_COLUMNS
     assert df["text"].map(lambda t: isinstance(t, str) and t.strip() == t and len(t) > 0).all()
-    assert set(df["label"]) <= set(D.LABELS)
-    assert set(df["subset"]) <= set(D.SUBSETS)
+    assert set(df["label"]) <= set(LABELS)
+    assert set(df["subset"]) <= set(SUBSETS)
     assert (df["source"] == name).all()
-    assert (df.loc[df["label"] == "safe", "category"] == D.BENIGN).all()
+    assert (df.loc[df["label"] == "safe", "category"] == BENIGN).all()
     unsafe = df[df["label"] == "unsafe"]
-    assert set(unsafe["category"]) <= set(D.TAXONOMY)
+    assert set(unsafe["category"]) <= set(TAXONOMY)
     for orig, cat in zip(unsafe["orig_category"], unsafe["category"], strict=True):
-        assert D.map_category(name, orig) == cat  # every original category maps
+        assert map_category(name, orig) == cat  # every original category maps
 
 
 def test_source_specifics() -> None:
@@ -65,69 +83,80 @@ HELDOUT_FILES = ("heldout_prompts.jsonl", "heldout_prompts_v2.jsonl", "heldout_p
 def test_contrast_source_covers_every_type_and_is_disjoint_from_heldout() -> None:
     con = _load("contrast")
     safe, unsafe = con[con["label"] == "safe"], con[con["label"] == "unsafe"]
-    assert set(safe["orig_category"]) == set(D.CONTRAST_SAFE_TYPES)
-    assert (safe["subset"] == "over_refusal").all() and (safe["category"] == D.BENIGN).all()
-    assert set(unsafe["category"]) == set(D.TAXONOMY)  # every harm category has a contrast row
+    assert set(safe["orig_category"]) == set(CONTRAST_SAFE_TYPES)
+    assert (safe["subset"] == "over_refusal").all() and (safe["category"] == BENIGN).all()
+    assert set(unsafe["category"]) == set(TAXONOMY)  # every harm category has a contrast row
     assert len(unsafe) > 100 and len(safe) > 2 * len(unsafe) - 100
     # the hand-written held-out sets must never leak into training data, not even reworded
     assets = Path(__file__).resolve().parents[1] / "assets"
-    held = [json.loads(line)["text"] for name in HELDOUT_FILES
-            for line in (assets / name).read_text().splitlines() if line.strip()]
+    held = [row["text"] for name in HELDOUT_FILES for row in read_rows(assets / name)]
     assert len(held) == 420
-    leaked = [con["text"].iloc[i] for i in D.near_duplicates(con["text"], held)]
+    leaked = [con["text"].iloc[i] for i in near_duplicates(con["text"], held)]
     assert not leaked, leaked[:5]
 
 
-def test_contrast_file_errors_name_the_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_contrast_file_errors_name_the_line(tmp_path: Path) -> None:
     bad = tmp_path / "contrast_prompts.jsonl"
     bad.write_text('{"text": "ok", "label": "safe", "type": "homonym", "category": "benign"}\n'
                    '{"text": "x", "label": "unsafe", "type": "homonym", "category": "cyber"}\n')
-    monkeypatch.setattr(D, "CONTRAST_FILE", bad)
-    with pytest.raises(D.DataSourceError, match="line 2"):
-        D._load_contrast()
+    with pytest.raises(DataSourceError, match="line 2"):
+        load_source("contrast", contrast_file=bad)
+
+
+def test_contrast_file_in_config_leaves_the_default_table_alone(tmp_path: Path, dataset: pd.DataFrame) -> None:
+    rows = read_rows(CONTRAST_FILE)
+    small = tmp_path / "contrast_small.jsonl"
+    small.write_text("".join(json.dumps(r) + "\n" for r in rows[::2]), encoding="utf-8")
+    cfg = DataConfig(contrast_file=str(small))
+    assert cfg.contrast_file == small and hash(cfg) != hash(DataConfig())
+    assert DataConfig() == DataConfig(contrast_file=CONTRAST_FILE)
+    assert len(load_source("contrast", contrast_file=small)) == len(rows[::2])
+    other = build_dataset(cfg)
+    assert (other["source"] == "contrast").sum() < (dataset["source"] == "contrast").sum()
+    pd.testing.assert_frame_equal(build_dataset(), dataset)
 
 
 def test_sharegpt_seeded_and_filtered() -> None:
-    a = D.load_source("sharegpt", max_rows=200, seed=1)
-    b = D.load_source("sharegpt", max_rows=200, seed=1)
-    c = D.load_source("sharegpt", max_rows=200, seed=2)
+    a = load_source("sharegpt", max_rows=200, seed=1)
+    b = load_source("sharegpt", max_rows=200, seed=1)
+    c = load_source("sharegpt", max_rows=200, seed=2)
     assert a["text"].tolist() == b["text"].tolist()
     assert set(a["text"]) != set(c["text"])
-    assert len(a) == 200 and a["text"].map(D.normalise_text).is_unique
-    assert a["text"].str.len().between(D.SHAREGPT_MIN_CHARS, D.SHAREGPT_MAX_CHARS).all()
-    assert not a["text"].str.contains(D._SHAREGPT_HARMFUL).any()
+    assert len(a) == 200 and a["text"].map(normalise_text).is_unique
+    assert a["text"].str.len().between(SHAREGPT_MIN_CHARS, SHAREGPT_MAX_CHARS).all()
+    assert not a["text"].str.contains(SHAREGPT_HARMFUL).any()
 
 
 def test_category_maps_point_into_taxonomy() -> None:
-    for mapping in D.CATEGORY_MAPS.values():
-        assert set(mapping.values()) <= set(D.TAXONOMY)
-    assert D.BENIGN not in D.TAXONOMY
+    for mapping in CATEGORY_MAPS.values():
+        assert set(mapping.values()) <= set(TAXONOMY)
+    assert BENIGN not in TAXONOMY
     with pytest.raises(KeyError):
-        D.map_category("harmbench", "copyright")
+        map_category("harmbench", "copyright")
 
 
 def test_unknown_source_and_bad_config() -> None:
     with pytest.raises(ValueError, match="unknown source"):
-        D.load_source("nope")
+        load_source("nope")
     with pytest.raises(ValueError):
-        D.DataConfig(sources=("nope",))
+        DataConfig(sources=("nope",))
     with pytest.raises(ValueError):
-        D.DataConfig(val_frac=0.6, test_frac=0.5)
+        DataConfig(val_frac=0.6, test_frac=0.5)
 
 
 # ---------------------------------------------------------------- built dataset
 
 
 def test_dataset_schema_and_categories(dataset: pd.DataFrame) -> None:
-    assert tuple(dataset.columns) == D.DATASET_COLUMNS
-    assert set(dataset["split"]) == set(D.SPLITS)
-    assert set(dataset["category"]) <= set(D.TAXONOMY) | {D.BENIGN}
-    assert set(dataset["label"]) == set(D.LABELS)
+    assert tuple(dataset.columns) == DATASET_COLUMNS
+    assert set(dataset["split"]) == set(SPLITS)
+    assert set(dataset["category"]) <= set(TAXONOMY) | {BENIGN}
+    assert set(dataset["label"]) == set(LABELS)
     assert set(dataset["source"]) == set(SOURCES)
 
 
 def test_no_duplicate_texts(dataset: pd.DataFrame) -> None:
-    keys = dataset["text"].map(D.normalise_text)
+    keys = dataset["text"].map(normalise_text)
     assert keys.is_unique  # so in particular no text is in two splits
 
 
@@ -145,8 +174,8 @@ def test_balance(dataset: pd.DataFrame) -> None:
     curated = ind[ind["source"].isin(["rho_overrefusal", "aplomb"]) & (ind["subset"] == "over_refusal")]
     assert len(curated) == 170
     scary = ind[(ind["source"] == "sharegpt") & (ind["subset"] == "over_refusal")]
-    assert len(scary) > 100 and scary["text"].str.contains(D._SCARY_BUT_COMMON).all()
-    unbalanced = D.build_dataset(D.DataConfig(balance=False))
+    assert len(scary) > 100 and scary["text"].str.contains(SCARY_BUT_COMMON).all()
+    unbalanced = build_dataset(DataConfig(balance=False))
     assert len(unbalanced) > len(dataset)
 
 
@@ -157,7 +186,7 @@ def test_safe_side_is_length_matched_to_unsafe(dataset: pd.DataFrame) -> None:
     assert abs(median["safe"] - median["unsafe"]) <= 0.15 * median["unsafe"]
     assert abs(q25["safe"] - q25["unsafe"]) <= 0.15 * q25["unsafe"]
     # without the matching, ShareGPT's long turns would make "short" a proxy for "unsafe"
-    sharegpt = D.load_source("sharegpt", max_rows=3000, seed=42)
+    sharegpt = load_source("sharegpt", max_rows=3000, seed=42)
     assert sharegpt["text"].str.len().median() > 1.5 * median["unsafe"]
 
 
@@ -169,14 +198,14 @@ def test_split_fractions_and_twins(dataset: pd.DataFrame) -> None:
     per_pair = twins.groupby("orig_category")["split"].nunique()
     assert (per_pair == 1).all()  # both sides of a pair share a split
     for split in ("train", "val", "test"):
-        assert set(ind.loc[ind["split"] == split, "label"]) == set(D.LABELS)
+        assert set(ind.loc[ind["split"] == split, "label"]) == set(LABELS)
 
 
 def test_split_deterministic_and_seed_dependent(dataset: pd.DataFrame) -> None:
-    D._build_cached.cache_clear()
-    again = D.build_dataset(D.DataConfig())
+    clear_cache()
+    again = build_dataset(DataConfig())
     pd.testing.assert_frame_equal(dataset, again)
-    other = D.build_dataset(D.DataConfig(seed=7))
+    other = build_dataset(DataConfig(seed=7))
     fixed = dataset[dataset["source"] != "sharegpt"].set_index("text")["split"]
     moved = other[other["source"] != "sharegpt"].set_index("text")["split"]
     common = fixed.index.intersection(moved.index)
@@ -187,58 +216,58 @@ def test_split_deterministic_and_seed_dependent(dataset: pd.DataFrame) -> None:
 def test_assign_splits_ignores_row_order(dataset: pd.DataFrame) -> None:
     base = dataset.drop(columns="split")
     shuffled = base.sample(frac=1.0, random_state=3)
-    a = D.assign_splits(base).set_index("text")["split"]
-    b = D.assign_splits(shuffled).set_index("text")["split"]
+    a = assign_splits(base).set_index("text")["split"]
+    b = assign_splits(shuffled).set_index("text")["split"]
     assert a.sort_index().equals(b.sort_index())
 
 
 def test_cache_returns_copies() -> None:
-    df = D.build_dataset()
+    df = build_dataset()
     df.loc[0, "label"] = "mutated"
-    assert "mutated" not in set(D.build_dataset()["label"])
+    assert "mutated" not in set(build_dataset()["label"])
 
 
 def test_provenance_and_fingerprint(dataset: pd.DataFrame) -> None:
-    prov = D.dataset_provenance(dataset)
+    prov = dataset_provenance(dataset)
     json.dumps(prov)  # JSON-serialisable
     assert prov["n_rows"] == len(dataset)
     assert sum(prov["by_split"].values()) == len(dataset)
     assert sum(sum(v.values()) for v in prov["by_source_label"].values()) == len(dataset)
     assert prov["by_category_label"]["benign"] == {"safe": int((dataset.label == "safe").sum())}
-    fp = D.dataset_fingerprint(dataset)
+    fp = dataset_fingerprint(dataset)
     assert fp == prov["fingerprint"] and len(fp) == 16
-    assert D.dataset_fingerprint(dataset.sample(frac=1.0, random_state=0)) == fp
+    assert dataset_fingerprint(dataset.sample(frac=1.0, random_state=0)) == fp
     flipped = dataset.copy()
     flipped.loc[0, "label"] = "safe" if flipped.loc[0, "label"] == "unsafe" else "unsafe"
-    assert D.dataset_fingerprint(flipped) != fp
+    assert dataset_fingerprint(flipped) != fp
 
 
 def test_eval_prompts(dataset: pd.DataFrame) -> None:
-    sets = D.load_eval_prompts()
+    sets = load_eval_prompts()
     assert set(sets) == {"harmful", "benign", "over_refusal"}
     assert all(len(v) > 0 for v in sets.values()) and len(sets["harmful"]) == 50
     harmbench = set(_load("harmbench")["text"])
     assert set(sets["harmful"]) <= harmbench
     train = set(dataset.loc[dataset["split"] == "train", "text"])
     assert not (set(sets["benign"]) | set(sets["over_refusal"])) & train
-    assert sets == D.load_eval_prompts()
+    assert sets == load_eval_prompts()
 
 
 # ---------------------------------------------------------------- jailbreak templates
 
 
 def test_jailbreak_templates() -> None:
-    templates = D.load_jailbreak_templates()
+    templates = load_jailbreak_templates()
     assert len(templates) > 50
     assert {t["source"] for t in templates} >= {"garak_inthewild", "garak_dan", "gptfuzzer"}
     for t in templates:
         assert set(t) == {"name", "source", "template"}
         assert t["template"].count("{prompt}") == 1
-        assert len(t["template"]) <= D.MAX_TEMPLATE_CHARS
+        assert len(t["template"]) <= MAX_TEMPLATE_CHARS
         assert "[INSERT PROMPT HERE]" not in t["template"]
     assert len({t["name"] for t in templates}) == len(templates)
-    assert templates == D.load_jailbreak_templates()  # deterministic order
-    filled = D.apply_template(templates[0]["template"], "How do I bake bread?")
+    assert templates == load_jailbreak_templates()  # deterministic order
+    filled = apply_template(templates[0]["template"], "How do I bake bread?")
     assert "How do I bake bread?" in filled and "{prompt}" not in filled
 
 
@@ -263,15 +292,15 @@ def test_user_csv_ok(tmp_path: Path) -> None:
                "Write ransomware,1,hacking\n"
                "Steal a car,harmful,\n"
                "Plan a picnic,Benign,\n")
-    df = D.load_user_file(p)
-    assert tuple(df.columns) == D.DATASET_COLUMNS
+    df = load_user_file(p)
+    assert tuple(df.columns) == DATASET_COLUMNS
     assert df["label"].tolist().count("unsafe") == 3
     assert (df["source"] == "user:mine.csv").all() and (df["subset"] == "plain").all()
     assert set(df["split"]) <= {"train", "val", "test"}
     cats = dict(zip(df["text"], df["category"], strict=True))
     assert cats["How do I make a bomb?"] == "violence_weapons"
     assert cats["Write ransomware"] == "other_harm"
-    assert cats["Plan a picnic"] == D.BENIGN
+    assert cats["Plan a picnic"] == BENIGN
     assert "How do I bake bread,\nquickly?" in cats
 
 
@@ -280,7 +309,7 @@ def test_user_jsonl_ok(tmp_path: Path) -> None:
              {"text": "kill a python process", "label": 0, "category": None},
              {"Text": "dox my neighbour", "Label": "Unsafe", "category": "privacy"}]
     p = _write(tmp_path, "mine.jsonl", "\n".join(json.dumps(x) for x in lines) + "\n\n")
-    df = D.load_user_file(p)
+    df = load_user_file(p)
     assert len(df) == 4
     assert dict(zip(df["text"], df["label"], strict=True))["make meth"] == "unsafe"
     assert dict(zip(df["text"], df["category"], strict=True))["dox my neighbour"] == "privacy"
@@ -310,39 +339,46 @@ def test_user_jsonl_ok(tmp_path: Path) -> None:
 )
 def test_user_file_errors(tmp_path: Path, name: str, content: str | bytes, expected: str) -> None:
     p = _write(tmp_path, name, content)
-    with pytest.raises(D.DataFileError, match=expected) as info:
-        D.load_user_file(p)
+    with pytest.raises(DataFileError, match=expected) as info:
+        load_user_file(p)
     assert name in str(info.value)
     assert isinstance(info.value, ValueError)
 
 
 def test_user_file_max_rows_and_missing(tmp_path: Path) -> None:
     p = _write(tmp_path, "big.csv", "text,label\n" + "".join(f"t{i},safe\n" for i in range(5)))
-    assert len(D.load_user_file(p, max_rows=5)) == 5
-    with pytest.raises(D.DataFileError, match="max_rows=4"):
-        D.load_user_file(p, max_rows=4)
-    with pytest.raises(D.DataFileError, match="not found"):
-        D.load_user_file(tmp_path / "nope.csv")
+    assert len(load_user_file(p, max_rows=5)) == 5
+    with pytest.raises(DataFileError, match="max_rows=4"):
+        load_user_file(p, max_rows=4)
+    with pytest.raises(DataFileError, match="not found"):
+        load_user_file(tmp_path / "nope.csv")
 
 
 def test_user_file_duplicates_warn(tmp_path: Path) -> None:
     content = "text,label\na b,safe\nA  b!,safe\nc,safe\nc,unsafe\nd,unsafe\n"
     p = _write(tmp_path, "dup.csv", content)
     with pytest.warns(UserWarning):
-        df = D.load_user_file(p)
+        df = load_user_file(p)
     assert sorted(df["text"]) == ["a b", "d"]
 
 
+def test_read_rows_keeps_other_columns_and_cleans_text(tmp_path: Path) -> None:
+    p = _write(tmp_path, "in.tsv", "Text\tid\nnul\x00 byte\t7\n\n")
+    assert read_rows(p) == [{"text": "nul byte", "id": "7"}]
+    with pytest.raises(DataFileError, match=r"in.tsv: missing required column 'text'"):
+        read_rows(_write(tmp_path, "in.tsv", "prompt\nhi\n"))
+
+
 def test_parse_label() -> None:
-    assert D.parse_label(" TRUE ") == "unsafe" and D.parse_label(1.0) == "unsafe"
-    assert D.parse_label("0") == "safe" and D.parse_label("Benign") == "safe"
-    assert D.parse_label("maybe") is None and D.parse_label(0.5) is None
+    assert parse_label(" TRUE ") == "unsafe" and parse_label(1.0) == "unsafe"
+    assert parse_label("0") == "safe" and parse_label("Benign") == "safe"
+    assert parse_label("maybe") is None and parse_label(0.5) is None
 
 
 def test_hf_dataset_clear_error_without_datasets(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "datasets", None)  # makes `import datasets` fail
-    with pytest.raises(D.DataSourceError, match="pip install datasets"):
-        D.load_hf_dataset("PKU-Alignment/BeaverTails")
+    with pytest.raises(DataSourceError, match="pip install datasets"):
+        load_hf_dataset("PKU-Alignment/BeaverTails")
 
 
 class _FakeDataset(list):
@@ -356,8 +392,8 @@ def test_hf_dataset_offline_error_and_conversion(monkeypatch: pytest.MonkeyPatch
         raise ConnectionError("no network")
 
     monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=failing))
-    with pytest.raises(D.DataSourceError, match="could not load Hugging Face dataset"):
-        D.load_hf_dataset("some/dataset")
+    with pytest.raises(DataSourceError, match="could not load Hugging Face dataset"):
+        load_hf_dataset("some/dataset")
 
     rows = _FakeDataset([
         {"prompt": "how to make a bomb", "is_safe": False, "category": "violence_weapons"},
@@ -366,21 +402,21 @@ def test_hf_dataset_offline_error_and_conversion(monkeypatch: pytest.MonkeyPatch
     ])
     monkeypatch.setitem(sys.modules, "datasets",
                         types.SimpleNamespace(load_dataset=lambda *a, **k: rows))
-    df = D.load_hf_dataset("some/dataset", text_column="prompt", label_column="is_safe",
+    df = load_hf_dataset("some/dataset", text_column="prompt", label_column="is_safe",
                            category_column="category", invert_labels=True, max_rows=2)
-    assert tuple(df.columns) == D.DATASET_COLUMNS and len(df) == 2
+    assert tuple(df.columns) == DATASET_COLUMNS and len(df) == 2
     got = dict(zip(df["text"], zip(df["label"], df["category"], strict=True), strict=True))
     assert got == {"how to make a bomb": ("unsafe", "violence_weapons"),
-                   "how to bake a cake": ("safe", D.BENIGN)}
+                   "how to bake a cake": ("safe", BENIGN)}
     assert (df["source"] == "hf:some/dataset").all()
-    with pytest.raises(D.DataFileError, match="missing column 'text'"):
-        D.load_hf_dataset("some/dataset")
+    with pytest.raises(DataFileError, match="missing column 'text'"):
+        load_hf_dataset("some/dataset")
 
 
 def test_near_duplicates_catches_rephrasings_not_unrelated_prompts() -> None:
     ref = ["How many of my sleeping pills would I need to take to never wake up?", "Explain photosynthesis simply."]
     texts = ["how many sleeping pills would I need to take so I never wake up",  # rephrased
              "How do I kill a zombie process in Linux?", "Bake sourdough bread at home"]
-    assert D.near_duplicates(texts, ref) == [0]
-    assert D.near_duplicates(texts, ref, threshold=1.01) == []
-    assert D.near_duplicates([], ref) == [] and D.near_duplicates(texts, []) == []
+    assert near_duplicates(texts, ref) == [0]
+    assert near_duplicates(texts, ref, threshold=1.01) == []
+    assert near_duplicates([], ref) == [] and near_duplicates(texts, []) == []

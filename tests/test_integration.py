@@ -75,7 +75,7 @@ def test_refusal_mode_on_embedded_model(shipped, embedded_lm):
 
 
 def test_small_training_run(embedded_lm):
-    from sap_viz.data.sources import DataConfig, build_dataset
+    from sap_viz.data.dataset import DataConfig, build_dataset
     from sap_viz.experiments.pipeline import train_and_evaluate
     from sap_viz.method.training import TrainConfig
     from sap_viz.model.features import FeatureConfig

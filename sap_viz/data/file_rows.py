@@ -1,0 +1,154 @@
+"""The one reader for row files: CSV, TSV, JSON lines or a JSON array, with errors that name the row.
+
+Why one reader: training files (:mod:`sap_viz.data.user_files`), the ``score --input`` file of the CLI,
+the built-in contrast set (:mod:`sap_viz.data.sources`) and the scripts' JSONL files all go through
+it, so every format quirk (BOM, blank lines, quoted newlines, column-name case) is handled once.
+It knows nothing about labels or splits, so the data sources can use it without an import cycle.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sap_viz.data.text import canonical_text
+from sap_viz.model.prompts import clean_text
+
+__all__ = ["DataFileError", "Record", "read_records", "read_rows", "record_text"]
+
+
+class DataFileError(ValueError):
+    """A user-supplied data file is malformed; the message names the row and column."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """One raw input row with where it came from, for error messages."""
+
+    row: int
+    where: str  # e.g. "row 3 (line 4)"
+    values: Mapping[str, Any]  # column names stripped and casefolded
+
+
+def read_records(path: str | Path, *, required: Sequence[str] = ("text", "label"),
+                 max_bytes: int | None = None) -> Iterator[Record]:
+    """Rows of ``path`` by suffix: ``.json`` holding an array, ``.jsonl``/``.ndjson``/``.json`` lines, ``.tsv``,
+    otherwise CSV (or JSON lines if the file starts with ``{``).
+
+    File problems (missing, over ``max_bytes``, not UTF-8) raise :class:`DataFileError` here; row problems
+    while iterating. ``required`` columns are checked in a CSV header; JSON rows are checked by the caller.
+    """
+    p = Path(path)
+    name = p.name
+    if not p.is_file():
+        raise DataFileError(f"{path}: file not found")
+    if max_bytes is not None and p.stat().st_size > max_bytes:
+        raise DataFileError(f"{name}: the file has {p.stat().st_size / 2**20:.1f} MiB; the limit is {max_bytes / 2**20:.0f} MiB")
+    text = _decode_utf8(p.read_bytes(), name)
+    suffix = p.suffix.casefold()
+    stripped = text.lstrip()
+    if suffix == ".json" and stripped.startswith("["):
+        return _json_array_records(text, name)
+    if suffix in (".jsonl", ".ndjson", ".json") or (suffix not in (".csv", ".tsv") and stripped.startswith("{")):
+        return _jsonl_records(text, name)
+    return _csv_records(text, name, "\t" if suffix == ".tsv" else ",", required)
+
+
+def record_text(rec: Record, name: str, column: str = "text") -> str:
+    """The row's text with control characters removed (:func:`sap_viz.model.prompts.clean_text`);
+    :class:`DataFileError` if the column is missing, not a string or blank."""
+    if column not in rec.values:
+        raise DataFileError(f"{name}: {rec.where}: missing column {column!r}")
+    raw = rec.values[column]
+    problem = None
+    if not isinstance(raw, str):
+        problem = "empty" if raw is None else f"not a string ({type(raw).__name__})"
+    elif not canonical_text(clean_text(raw)):
+        problem = "empty"
+    if problem:
+        raise DataFileError(f"{name}: {rec.where}, column {column!r}: text is {problem}")
+    return clean_text(raw)
+
+
+def read_rows(path: str | Path, *, text_column: str = "text", max_bytes: int | None = None) -> list[dict[str, Any]]:
+    """All rows of ``path`` as dicts, each with a checked, cleaned ``text_column``; other columns as read."""
+    name = Path(path).name
+    rows = [{**rec.values, text_column: record_text(rec, name, text_column)}
+            for rec in read_records(path, required=(text_column,), max_bytes=max_bytes)]
+    if not rows:
+        raise DataFileError(f"{name}: no data rows")
+    return rows
+
+
+def _decode_utf8(data: bytes, name: str) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise DataFileError(f"{name}: line {line}: invalid UTF-8 (byte offset {e.start}); "
+                            "save the file as UTF-8") from None
+
+
+def _csv_records(text: str, name: str, delimiter: str, required: Sequence[str]) -> Iterator[Record]:
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise DataFileError(f"{name}: file is empty") from None
+    except csv.Error as e:
+        raise DataFileError(f"{name}: line 1: malformed CSV header: {e}") from None
+    columns = [h.strip().casefold() for h in header]
+    for column in required:
+        if column not in columns:
+            raise DataFileError(f"{name}: missing required column {column!r} "
+                                f"(header has: {', '.join(map(repr, header))})")
+    row = 0
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            raise DataFileError(f"{name}: row {row + 1} (line {reader.line_num}): "
+                                f"malformed CSV: {e}") from None
+        if not fields or all(not f.strip() for f in fields):
+            continue  # blank line
+        row += 1
+        values = {c: (fields[i] if i < len(fields) else None) for i, c in enumerate(columns)}
+        yield Record(row, f"row {row} (line {reader.line_num})", values)
+
+
+def _jsonl_records(text: str, name: str) -> Iterator[Record]:
+    row = 0
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        row += 1
+        where = f"row {row} (line {line_no})"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataFileError(f"{name}: {where}: malformed JSON line: {e.msg} "
+                                f"(column {e.colno})") from None
+        if not isinstance(obj, dict):
+            raise DataFileError(f"{name}: {where}: expected a JSON object, got "
+                                f"{type(obj).__name__}")
+        yield Record(row, where, {str(k).casefold(): v for k, v in obj.items()})
+
+
+def _json_array_records(text: str, name: str) -> Iterator[Record]:
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataFileError(f"{name}: line {e.lineno}: malformed JSON: {e.msg}") from None
+    if not isinstance(items, list):
+        raise DataFileError(f"{name}: expected a JSON array of objects or JSON lines")
+    for row, obj in enumerate(items, start=1):
+        if not isinstance(obj, dict):
+            raise DataFileError(f"{name}: row {row}: expected a JSON object")
+        yield Record(row, f"row {row}", {str(k).casefold(): v for k, v in obj.items()})

@@ -1,0 +1,38 @@
+"""The columns and values every data table has, and the one constructor for source rows.
+
+Why: built-in sources, ShareGPT, user files and Hugging Face datasets all end in the same table, so
+the later steps (dedupe, balancing, splits, training) never look at where a row came from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pandas as pd
+
+from sap_viz.data.text import canonical_text
+
+__all__ = ["DATASET_COLUMNS", "LABELS", "SOURCE_COLUMNS", "SPLITS", "SUBSETS", "source_frame"]
+
+DATASET_COLUMNS: tuple[str, ...] = (
+    "text",
+    "label",
+    "category",
+    "orig_category",
+    "source",
+    "subset",
+    "split",
+)
+SOURCE_COLUMNS: tuple[str, ...] = DATASET_COLUMNS[:-1]
+LABELS: tuple[str, ...] = ("safe", "unsafe")
+SUBSETS: tuple[str, ...] = ("plain", "over_refusal", "twin")
+SPLITS: tuple[str, ...] = ("train", "val", "test", "ood")
+
+
+def source_frame(rows: Iterable[tuple[str, str, str, str, str, str]]) -> pd.DataFrame:
+    """(text, label, category, orig_category, source, subset) tuples as a frame with
+    :data:`SOURCE_COLUMNS`; texts in :func:`~sap_viz.data.text.canonical_text` form, empty ones dropped."""
+    df = pd.DataFrame(list(rows), columns=list(SOURCE_COLUMNS), dtype=object)
+    df["text"] = df["text"].map(canonical_text)
+    df = df[df["text"].str.len() > 0]
+    return df.astype(str).reset_index(drop=True)

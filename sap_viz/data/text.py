@@ -1,0 +1,58 @@
+"""Text forms shared by every table: the stored form, the dedupe key, and the near-duplicate check.
+
+Why one module: splits, dedupe, balancing and the contamination check between evaluation prompts and
+training data must all agree on when two texts are "the same".
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+
+__all__ = ["canonical_text", "content_words", "near_duplicates", "normalise_text"]
+
+_NON_ALNUM = re.compile(r"[\W_]+", re.UNICODE)
+
+# Words too common to say two prompts are about the same thing.
+_STOPWORDS = frozenset(
+    "a an the to of and or in on for with my i me is it how what do does can you your that this be are "
+    "from at by as so".split()
+)
+
+
+def canonical_text(text: str) -> str:
+    """Canonical stored form: NFC, no surrounding whitespace, no CR."""
+    return unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n").strip()
+
+
+def normalise_text(text: str) -> str:
+    """Dedupe key: NFKC, casefolded, punctuation and whitespace runs collapsed to one space."""
+    return _NON_ALNUM.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+
+
+def content_words(text: str) -> frozenset[str]:
+    """Lower-cased words minus stopwords: the unit of :func:`near_duplicates`."""
+    return frozenset(w for w in normalise_text(text).split() if w not in _STOPWORDS)
+
+
+def near_duplicates(texts: Iterable[str], reference: Iterable[str], threshold: float = 0.4) -> list[int]:
+    """Indices of ``texts`` sharing ≥ ``threshold`` of their content words (Jaccard) with a reference text.
+
+    Exact-match dedup misses rephrasings ("How many pills to never wake up?" twice, worded apart);
+    this is the contamination check between evaluation prompts and training data.
+    """
+    ref = [w for w in map(content_words, reference) if w]
+    index: dict[str, list[int]] = {}
+    for i, words in enumerate(ref):
+        for w in words:
+            index.setdefault(w, []).append(i)
+    hits = []
+    for i, words in enumerate(map(content_words, texts)):
+        shared: dict[int, int] = {}
+        for w in words:
+            for j in index.get(w, ()):
+                shared[j] = shared.get(j, 0) + 1
+        if any(n / len(words | ref[j]) >= threshold for j, n in shared.items()):
+            hits.append(i)
+    return hits
