@@ -194,11 +194,11 @@ def test_training_files_refused_naming_the_row(wb, tmp_path):
 
 
 def test_training_runs_in_locked_chunks_and_stops_when_cancelled(wb, monkeypatch):
-    from sap_viz.app_state import workbench
+    from sap_viz.app_state import training_jobs
     from sap_viz.method.training import TrainConfig
     from sap_viz.model.features import FeatureConfig, extract_features
 
-    monkeypatch.setattr(workbench, "FEATURE_CHUNK", 16)
+    monkeypatch.setattr(training_jobs, "FEATURE_CHUNK", 16)
     df = _table(200)
     fcfg = FeatureConfig(layer=1)
     trained = wb.train(df, fcfg, TrainConfig(num_facets=2, feature_dim=32, epochs=2))

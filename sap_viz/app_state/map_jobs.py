@@ -1,0 +1,123 @@
+"""The training view of a polytope (feature map: features, PCA, UMAP; facet statistics), built in the background.
+
+Views are kept per polytope path and shared by everyone; which polytope is active comes from the
+store passed to each call.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+import pandas as pd
+
+from sap_viz.analysis import feature_map
+from sap_viz.app_state.errors import WorkbenchError
+from sap_viz.app_state.polytope_store import PolytopeStore
+from sap_viz.method.artifact import PolytopeArtifact
+from sap_viz.model.loading import LoadedModel
+
+log = logging.getLogger(__name__)
+
+MAP_ROWS_ENV = "SAP_VIZ_MAP_MAX_ROWS"  # cap on training prompts in the feature map (small machines, tests)
+
+
+@dataclass
+class MapStatus:
+    """Progress of the background build of the training view (features, PCA, UMAP)."""
+
+    fraction: float = 0.0
+    message: str = "not started"
+    error: str | None = None
+    done: bool = False
+    umap_done: bool = False
+
+
+def map_rows_from_env() -> int | None:
+    rows = os.environ.get(MAP_ROWS_ENV, "").strip()
+    return int(rows) if rows.isdigit() and int(rows) > 0 else None
+
+
+class MapJobs:
+    """One build thread and one status per polytope; ``known_data`` holds tables of polytopes trained in this process."""
+
+    def __init__(self, lm: LoadedModel, lock: threading.Lock, known_data: dict[str, pd.DataFrame], max_rows: int | None = None):
+        self.lm = lm
+        self.lock = lock  # the model lock, taken by build_view around each forward pass
+        self.known_data = known_data
+        self.max_rows = max_rows
+        self._jobs_lock = threading.Lock()  # makes check-then-start of a build atomic
+        self._views: dict[str, object] = {}  # polytope path -> TrainingView
+        self._status: dict[str, MapStatus] = {}
+        self._threads: dict[str, threading.Thread] = {}
+
+    @staticmethod
+    def _key(art: PolytopeArtifact) -> str:
+        return str(art.path or id(art))
+
+    def status(self, store: PolytopeStore) -> MapStatus:
+        art = store.artifact
+        if art is None:
+            return MapStatus(message="no polytope", error=store.load_error)
+        return self._status.get(self._key(art), MapStatus())
+
+    def view(self, store: PolytopeStore):
+        """The active polytope's training view if ready (else None; call ``start``)."""
+        art = store.artifact
+        return None if art is None else self._views.get(self._key(art))
+
+    def start(self, store: PolytopeStore, with_umap: bool = True) -> MapStatus:
+        """Build (or read from cache) the active polytope's training view in a background thread."""
+        art = store.artifact
+        if art is None:
+            return self.status(store)
+        key = self._key(art)
+        with self._jobs_lock:
+            thread = self._threads.get(key)
+            if thread is not None and thread.is_alive():
+                return self._status[key]
+            status = self._status.get(key)
+            if status is not None and status.done and (status.umap_done or not with_umap) and status.error is None:
+                return status
+            status = MapStatus(message="starting")
+            self._status[key] = status
+            thread = threading.Thread(target=self._build, args=(art, key, status, with_umap), name="sap-viz-map", daemon=True)
+            self._threads[key] = thread
+            thread.start()
+        return status
+
+    def _build(self, art: PolytopeArtifact, key: str, status: MapStatus, with_umap: bool) -> None:
+        def progress(frac: float, msg: str) -> None:
+            status.fraction, status.message = frac, msg
+
+        try:
+            t0 = time.perf_counter()
+            view = feature_map.build_view(self.lm, art, self.lock, progress, self.known_data, max_rows=self.max_rows)
+            self._views[key] = view
+            status.done = True
+            status.fraction, status.message = 1.0, f"PCA ready ({time.perf_counter() - t0:.0f} s); {view.note}"
+            if with_umap:
+                if "umap" not in view.coords:
+                    status.message = "PCA ready; fitting UMAP (once, about a minute on 2 cores)"
+                feature_map.ensure_umap(view)
+                status.umap_done = True
+                status.message = f"UMAP and PCA ready; {view.note}"
+        except Exception as exc:  # shown in the UI; the app keeps working without the map
+            log.exception("building the training view failed")
+            status.error = f"{type(exc).__name__}: {exc}"
+            status.message = "failed"
+
+    def wait(self, store: PolytopeStore, timeout: float = 600.0, umap: bool = False):
+        """Block until the view (and optionally UMAP) is ready; for tests and scripts."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.status(store)
+            if status.error:
+                raise WorkbenchError(status.error)
+            if status.done and (status.umap_done or not umap):
+                return self.view(store)
+            time.sleep(0.2)
+        raise TimeoutError("the training view was not ready in time")

@@ -1,0 +1,151 @@
+"""Training a polytope from the app: the user's table and settings checked against ``Limits``, features
+extracted a chunk at a time under the model lock, training without it, and a cancel that takes effect
+between chunks and epochs.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from sap_viz.app_state.errors import WorkbenchError
+from sap_viz.app_state.polytope_store import PolytopeStore
+from sap_viz.data.dataset import dataset_fingerprint, dataset_provenance
+from sap_viz.data.file_rows import DataFileError
+from sap_viz.data.user_files import load_user_file
+from sap_viz.experiments.pipeline import eval_frame, save_trained, train_and_evaluate
+
+# Private names: features.py has no public name for a cache entry yet, and the chunked pass must write that entry.
+from sap_viz.model.features import _cache_path, _save_cached, extract_features
+from sap_viz.model.loading import LoadedModel
+from sap_viz.settings import Limits, env_name
+
+KNOWN_DATA_KEPT = 8  # training tables remembered for the feature map of polytopes trained in this process
+FEATURE_CHUNK = 128  # prompts per locked feature pass while training (cancel checks and other users in between)
+
+
+class TrainingCancelled(WorkbenchError):
+    """The user stopped a training run."""
+
+
+class TrainingJobs:
+    """Training runs on one shared model, and the tables they used (the feature map reads them back)."""
+
+    def __init__(self, lm: LoadedModel, lock: threading.Lock, limits: Limits):
+        self.lm = lm
+        self.lock = lock
+        self.limits = limits
+        self.known_data: dict[str, pd.DataFrame] = {}
+
+    def load_training_file(self, path: str | Path) -> pd.DataFrame:
+        """A user's CSV/JSONL training table, refused when larger than the upload or row limits."""
+        lim, name = self.limits, Path(path).name
+        if Path(path).is_file() and Path(path).stat().st_size > lim.max_upload_bytes:
+            raise WorkbenchError(f"{name} is larger than {lim.max_upload_mb} MiB ({env_name('max_upload_mb')})")
+        try:
+            return load_user_file(path, max_rows=lim.max_train_rows, max_bytes=lim.max_upload_bytes)
+        except DataFileError as exc:
+            if "max_rows=" in str(exc):
+                raise WorkbenchError(f"{name} has more than {lim.max_train_rows:,} rows, "
+                                     f"the limit ({env_name('max_train_rows')})") from None
+            raise WorkbenchError(str(exc)) from None
+
+    def check_training(self, df: pd.DataFrame, fcfg, tcfg, target_fpr: float | None = None) -> None:
+        """Refuse settings and data the app should not train on, with a message naming the problem."""
+        lim = self.limits
+        if "split" not in df.columns or not (df["split"] == "train").any():
+            raise WorkbenchError("the data has no rows in the 'train' split")
+        if len(df) > lim.max_train_rows:
+            raise WorkbenchError(f"the data has {len(df):,} rows; the limit is {lim.max_train_rows:,} ({env_name('max_train_rows')})")
+        if set(df.loc[df["split"] == "train", "label"]) != {"safe", "unsafe"}:
+            raise WorkbenchError("the training split needs both safe and unsafe rows")
+        if not isinstance(fcfg.layer, int) or not 0 <= fcfg.layer < self.lm.num_layers:
+            raise WorkbenchError(f"layer must be between 0 and {self.lm.num_layers - 1} for this model, got {fcfg.layer!r}")
+        bounds = [("facets K", tcfg.num_facets, lim.max_facets, "max_facets"),
+                  ("feature_dim F", tcfg.feature_dim, lim.max_feature_dim, "max_feature_dim"),
+                  ("epochs", tcfg.epochs, lim.max_epochs, "max_epochs")]
+        for what, value, high, field_name in bounds:
+            if not isinstance(value, int) or not 1 <= value <= high:
+                raise WorkbenchError(f"{what} must be between 1 and {high} ({env_name(field_name)}), got {value!r}")
+        if target_fpr is not None and not 0 < target_fpr < 1:
+            raise WorkbenchError(f"the calibration target must be between 0 and 1, got {target_fpr!r}")
+        try:
+            tcfg.validate()
+        except ValueError as exc:
+            raise WorkbenchError(str(exc)) from None
+
+    def _features_in_chunks(self, texts: list[str], fcfg, check: Callable[[], None]) -> None:
+        """Fill the feature cache for ``texts`` a chunk at a time, each chunk under the model lock.
+
+        Between chunks other users' requests get the model and a cancel takes effect; the result is
+        stored under the key ``extract_features`` looks up for the whole list, so training reads it back.
+        """
+        if fcfg.position != "last":  # per-token features are cached in another layout: one locked pass
+            check()
+            with self.lock:
+                extract_features(self.lm, texts, fcfg, progress=False)
+            return
+        path = _cache_path(self.lm, fcfg, texts)
+        if path.is_file():
+            return
+        chunks = []
+        for start in range(0, len(texts), FEATURE_CHUNK):
+            check()
+            with self.lock:
+                chunks.append(extract_features(self.lm, texts[start:start + FEATURE_CHUNK], fcfg, use_cache=False, progress=False))
+        _save_cached(path, {"features": torch.cat(chunks).contiguous()})
+
+    def _remember(self, df: pd.DataFrame) -> dict:
+        """The table's provenance; the table itself is kept (newest last, at most ``KNOWN_DATA_KEPT``) for the feature map."""
+        provenance = {**dataset_provenance(df), "fingerprint": dataset_fingerprint(df)}
+        self.known_data.pop(provenance["fingerprint"], None)
+        self.known_data[provenance["fingerprint"]] = df
+        while len(self.known_data) > KNOWN_DATA_KEPT:  # oldest first: dicts keep insertion order
+            self.known_data.pop(next(iter(self.known_data)))
+        return provenance
+
+    def train(self, df: pd.DataFrame, fcfg, tcfg, progress: Callable[[float, str], None] | None = None, target_fpr: float | None = None,
+              cancel: threading.Event | None = None):
+        """Extract features chunk by chunk under the model lock (cached on disk), then train without holding it.
+
+        Setting ``cancel`` stops the run at the next chunk of features or the next epoch with ``TrainingCancelled``.
+        """
+        self.check_training(df, fcfg, tcfg, target_fpr)
+
+        def check() -> None:
+            if cancel is not None and cancel.is_set():
+                raise TrainingCancelled("training was stopped; nothing was saved")
+
+        splits = [s for s in ("train", "val", "test", "ood") if (df["split"] == s).any()]
+        for i, split in enumerate(splits):
+            part = df[df["split"] == split] if split == "train" else eval_frame(df, split)
+            if progress:
+                progress(0.3 * i / len(splits), f"features for {split} ({len(part)} prompts)")
+            self._features_in_chunks(part["text"].tolist(), fcfg, check)
+        check()
+        provenance = self._remember(df)
+
+        def scaled(frac: float, msg: str) -> None:
+            check()
+            if progress:
+                progress(0.3 + 0.7 * frac, msg)
+
+        try:
+            trained = train_and_evaluate(self.lm, df, fcfg, tcfg, progress=scaled, provenance=provenance, show_tqdm=False,
+                                         target_fpr=target_fpr)
+        except TrainingCancelled:
+            raise
+        except ValueError as exc:
+            raise WorkbenchError(f"training failed: {exc}") from None
+        check()
+        return trained
+
+    def save_trained(self, store: PolytopeStore, trained, name: str) -> str:
+        """Save a trained polytope into ``store``'s folder under a fresh name; returns the directory name."""
+        target = store.unique_dir(name or f"layer{trained.artifact.layer}-k{trained.artifact.polytope.num_facets}")
+        save_trained(trained, target)
+        return target.name
