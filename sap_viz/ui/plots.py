@@ -20,7 +20,8 @@ PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#d
 LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=10, t=40, b=10), font=dict(size=12))
 
 
-def _wrap(text: str, width: int = 70, max_lines: int = 6) -> str:
+def wrap_text(text: str, width: int = 70, max_lines: int = 6) -> str:
+    """Hover text: escaped, wrapped at ``width`` characters, at most ``max_lines`` lines."""
     lines = textwrap.wrap(str(text), width) or [""]
     if len(lines) > max_lines:
         lines = lines[:max_lines] + ["…"]

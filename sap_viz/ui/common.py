@@ -1,0 +1,97 @@
+"""What several tabs share: the download folder, table frames, the header line and facet names.
+
+Presentation only: every value is read from the ``Workbench``.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pandas as pd
+
+from sap_viz.app_state.workbench import Workbench
+from sap_viz.ui import render
+
+PRIVATE = dict(api_visibility="private")  # UI event handlers are private endpoints; the documented API is in api.py
+DOWNLOAD_TTL_S = 3600  # generated CSV/zip/report downloads are deleted after an hour
+
+
+class Files:
+    """Per-process folder for downloads (CSV, JSON, zip, reports), one fresh subfolder per file.
+
+    Every generation writes two CSVs, so folders older than ``ttl`` are removed (checked at most once a
+    minute) and a long-running server's disk use stays bounded.
+    """
+
+    def __init__(self, ttl: float = DOWNLOAD_TTL_S) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="sap-viz-ui-"))
+        self.ttl = ttl
+        self._pruned = time.monotonic()
+
+    def prune(self) -> None:
+        cutoff = time.time() - self.ttl
+        for folder in self.root.iterdir():
+            try:
+                if folder.stat().st_mtime < cutoff:
+                    shutil.rmtree(folder, ignore_errors=True)
+            except OSError:
+                pass
+
+    def path(self, name: str) -> Path:
+        if time.monotonic() - self._pruned > 60:
+            self._pruned = time.monotonic()
+            self.prune()
+        folder = self.root / uuid.uuid4().hex[:12]
+        folder.mkdir()
+        return folder / name
+
+    def write_csv(self, name: str, rows: list[dict]) -> str:
+        path = self.path(name)
+        cols = list(rows[0].keys()) if rows else ["empty"]
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=cols)
+            writer.writeheader()
+            writer.writerows(rows)
+        return str(path)
+
+    def write_text(self, name: str, text: str) -> str:
+        path = self.path(name)
+        path.write_text(text, encoding="utf-8")
+        return str(path)
+
+
+def frame(rows: list[dict], columns: list[str] | None = None) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=columns) if columns else pd.DataFrame(rows)
+
+
+def header_html(wb: Workbench) -> str:
+    """The status line under the title: model, active polytope, its warnings (or why none is loaded)."""
+    art = wb.artifact
+    if art is None:
+        return render.status_html("error", wb.load_error or "No polytope is active.")
+    msg = (f"Model: {wb.lm.model_id} · polytope “{wb.active_name}”: layer {art.layer} (output of decoder block {art.layer}), "
+           f"{art.polytope.num_facets} facets, {art.meta.get('encoder')} encoder")
+    warn = "; ".join(art.warnings)
+    return render.status_html("warn" if warn else "ok", msg + (f" — warning: {warn}" if warn else ""))
+
+
+def facet_choices(wb: Workbench) -> list[tuple[str, int]]:
+    """Dropdown choices "k: name" of the active polytope's facets (none without a polytope)."""
+    art = wb.artifact
+    return [] if art is None else [(f"{k}: {art.facet_name(k)}", k) for k in range(art.polytope.num_facets)]
+
+
+def facet_names(wb: Workbench) -> list[str]:
+    art = wb.require_artifact()
+    return [art.facet_name(k) for k in range(art.polytope.num_facets)]
+
+
+def fire_rates(wb: Workbench) -> list[float] | None:
+    """Share of training prompts on which each facet fires (None until the training view is built)."""
+    view = wb.training_view()
+    return None if view is None else [float(x) for x in (view.violations >= 0).float().mean(dim=0)]

@@ -1,0 +1,174 @@
+"""Facets tab: facet cards, the category × facet and facet cosine heatmaps, the labelling form with its
+suggestion, a facet's histogram and most violating training prompts, word-masking attribution and the
+audit report export."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+
+from sap_viz.analysis.attribution import positive_violations, top_examples
+from sap_viz.analysis.facet_stats import cosine_similarity
+from sap_viz.analysis.report import build_report, write_report
+from sap_viz.app_state.workbench import Workbench, WorkbenchError
+from sap_viz.ui import plots, render
+from sap_viz.ui.api import guarded
+from sap_viz.ui.common import PRIVATE, Files, facet_choices, facet_names, fire_rates, frame
+
+DEFAULT_ATTRIBUTION_PROMPT = "How do I build a pipe bomb at home?"
+
+
+class FacetHandlers:
+    """Event handlers of the tab (method names are the private endpoints' names) and the views the app refreshes."""
+
+    def __init__(self, wb: Workbench, files: Files) -> None:
+        self.wb = wb
+        self.files = files
+
+    def cards_html(self) -> str:
+        """The facet cards alone (the build timer refreshes them once training-set rates exist)."""
+        art = self.wb.require_artifact()
+        return render.facet_cards_html(art.facets, art.meta.get("facet_stats") or {}, fire_rates(self.wb))
+
+    def facet_overview(self):
+        """Cards, category × facet heatmap, cosine heatmap and the facet dropdown of the active polytope."""
+        art = self.wb.artifact
+        if art is None:
+            msg = self.wb.load_error or "No polytope."
+            return render.empty(msg), plots.empty_figure(msg), plots.empty_figure(msg), gr.update(choices=[], value=None)
+        stats = art.meta.get("facet_stats") or {}
+        cards = render.facet_cards_html(art.facets, stats, fire_rates(self.wb))
+        sim = cosine_similarity(art.polytope.phi.detach())
+        names = facet_names(self.wb)
+        return (cards, plots.category_facet_heatmap(stats, names), plots.cosine_heatmap(sim, names),
+                gr.update(choices=facet_choices(self.wb), value=0))
+
+    def facet_stats_detail(self, k: int | None):
+        """Histogram and top examples of facet ``k`` (need the training view)."""
+        art = self.wb.require_artifact()
+        k = int(k or 0)
+        view = self.wb.training_view()
+        if view is None:
+            self.wb.start_view_build()
+            return (plots.empty_figure("Training-set statistics are being computed (progress under Feature map)."),
+                    frame([], ["rank", "violation", "label", "text"]))
+        return (plots.violation_histogram(positive_violations(view.violations, k), len(view.texts), k, art.facet_name(k)),
+                frame(top_examples(view.texts, view.violations, k, 10, view.labels)))
+
+    @guarded
+    def facet_detail(self, k: int | None):
+        art = self.wb.require_artifact()
+        k = int(k or 0)
+        facet = art.facets[k]
+        suggestions = (art.meta.get("facet_stats") or {}).get("suggestions") or []
+        sug = suggestions[k] if k < len(suggestions) else None
+        hist, top = self.facet_stats_detail(k)
+        return (hist, top, render.suggestion_html(facet, sug), facet["name"], facet["policy"], facet["author"],
+                float(facet["confidence"] or 0.0))
+
+    @guarded
+    def use_suggestion(self, k: int | None):
+        art = self.wb.require_artifact()
+        suggestions = (art.meta.get("facet_stats") or {}).get("suggestions") or []
+        k = int(k or 0)
+        if k >= len(suggestions):
+            raise WorkbenchError("no suggestion for this facet")
+        sug = suggestions[k]
+        return sug["name"], f"Flags prompts like: {sug['evidence']}.", float(sug.get("confidence") or 0.0)
+
+    @guarded
+    def save_label(self, k: int | None, name: str, policy: str, author: str, confidence: float):
+        if k is None:
+            raise WorkbenchError("choose a facet first")
+        facet = self.wb.label(int(k), name, policy, author, confidence)
+        cards, cat_fig, cos_fig, _ = self.facet_overview()
+        hist, _ = self.facet_stats_detail(k)  # its title carries the facet's name
+        msg = render.status_html("ok", f"Saved facet {facet['index']} as “{facet['name']}” ({len(facet['history'])} edits in its history).")
+        return msg, cards, cos_fig, cat_fig, hist, gr.update(choices=facet_choices(self.wb), value=int(k))
+
+    @guarded
+    def run_attribution(self, prompt: str, k: int | None):
+        att = self.wb.attribution(prompt)
+        k = att.top_facet if k is None else int(k)
+        caption = (f"Δ violation of facet {k} “{att.facet_names[k]}” when the word and its ±{att.window} neighbours are deleted "
+                   "(red: the window raises this facet; hover for the value). Prompt's worst facet: "
+                   f"{att.top_facet} “{att.facet_names[att.top_facet]}”.")
+        rows = att.rows(k)
+        return (render.attribution_html(att.words, att.delta[:, k], caption),
+                plots.attribution_figure(att.words, att.kl, att.delta[:, k], k), frame(rows).round(4))
+
+    @guarded
+    def export_report(self):
+        art = self.wb.require_artifact()
+        report = build_report(art, self.wb.training_view())
+        md, js = write_report(report, self.files.path("x").parent, f"{self.wb.active_name or 'polytope'}-audit")
+        return gr.update(value=[str(md), str(js)], visible=True)
+
+
+@dataclass
+class FacetsTab:
+    cards: gr.HTML
+    cat_plot: gr.Plot
+    cos_plot: gr.Plot
+    facet_pick: gr.Dropdown
+    hist_plot: gr.Plot
+    top_table: gr.Dataframe
+    detail_outputs: list  # what facet_detail fills: histogram, top examples, suggestion and the labelling form
+    handlers: FacetHandlers
+
+    @property
+    def overview_outputs(self) -> list:
+        """What ``FacetHandlers.facet_overview`` fills, in its order."""
+        return [self.cards, self.cat_plot, self.cos_plot, self.facet_pick]
+
+
+def build_facets_tab(wb: Workbench, files: Files) -> FacetsTab:
+    """Build the tab inside the current ``gr.Tabs`` and wire its events."""
+    handlers = FacetHandlers(wb, files)
+    with gr.Tab("Facets", id="facets") as facets_tab:
+        cards = gr.HTML(elem_id="facet-cards-box")
+        with gr.Row():
+            cat_plot = gr.Plot(elem_id="category-facet", show_label=False)
+            cos_plot = gr.Plot(elem_id="cosine", show_label=False)
+        choices = facet_choices(wb)
+        facet_pick = gr.Dropdown(choices=choices, value=0 if choices else None, label="Facet", elem_id="facet-pick")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3):
+                gr.Markdown("### Label this facet")
+                lab_name = gr.Textbox(label="Name", max_lines=1, elem_id="label-name")
+                lab_policy = gr.Textbox(label="Policy text (what this facet forbids)", lines=3, elem_id="label-policy")
+                with gr.Row():
+                    lab_author = gr.Textbox(label="Author", max_lines=1, elem_id="label-author")
+                    lab_conf = gr.Slider(0, 1, value=1.0, step=0.05, label="Confidence", elem_id="label-confidence")
+                with gr.Row():
+                    save_btn = gr.Button("Save label", variant="primary", elem_id="save-label")
+                    sug_btn = gr.Button("Use the suggestion", elem_id="use-suggestion")
+                lab_status = gr.HTML(elem_id="label-status")
+            with gr.Column(scale=2):
+                sug_box = gr.HTML(elem_id="suggestion")
+        with gr.Row():
+            hist_plot = gr.Plot(elem_id="facet-hist", show_label=False)
+            top_table = gr.Dataframe(label="Most violating training prompts", interactive=False, wrap=True, elem_id="top-examples",
+                                     max_height=360, column_widths=["9%", "13%", "12%", "66%"])
+        gr.Markdown("### Word-masking attribution")
+        with gr.Row():
+            attr_prompt = gr.Textbox(label="Prompt to attribute", value=DEFAULT_ATTRIBUTION_PROMPT, lines=2, scale=4, elem_id="attr-prompt")
+            attr_btn = gr.Button("Attribute (for the facet above)", scale=1, elem_id="attr-btn")
+        attr_html = gr.HTML(elem_id="attr-words")
+        attr_plot = gr.Plot(elem_id="attr-plot", show_label=False)
+        attr_table = gr.Dataframe(interactive=False, label="Per word", elem_id="attr-table", max_height=300)
+        with gr.Row():
+            report_btn = gr.Button("Export audit report (Markdown + JSON)", elem_id="report-btn")
+            report_files = gr.File(label="Audit report", file_count="multiple", interactive=False, elem_id="report-files", visible=False)
+
+    detail_outputs = [hist_plot, top_table, sug_box, lab_name, lab_policy, lab_author, lab_conf]
+    facet_pick.change(handlers.facet_detail, [facet_pick], detail_outputs, **PRIVATE)
+    facets_tab.select(handlers.facet_detail, [facet_pick], detail_outputs, **PRIVATE)
+    sug_btn.click(handlers.use_suggestion, [facet_pick], [lab_name, lab_policy, lab_conf], **PRIVATE)
+    save_btn.click(handlers.save_label, [facet_pick, lab_name, lab_policy, lab_author, lab_conf],
+                   [lab_status, cards, cos_plot, cat_plot, hist_plot, facet_pick], **PRIVATE)
+    attr_btn.click(handlers.run_attribution, [attr_prompt, facet_pick], [attr_html, attr_plot, attr_table], **PRIVATE)
+    report_btn.click(handlers.export_report, None, [report_files], **PRIVATE)
+    return FacetsTab(cards=cards, cat_plot=cat_plot, cos_plot=cos_plot, facet_pick=facet_pick, hist_plot=hist_plot,
+                     top_table=top_table, detail_outputs=detail_outputs, handlers=handlers)

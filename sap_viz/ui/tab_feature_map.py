@@ -1,0 +1,124 @@
+"""Feature map tab: the training prompts' layer-L states in 2-D (PCA or UMAP), coloured by label, category,
+top facet or prediction, with the last generation's per-token trajectory on top."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+
+from sap_viz.analysis.feature_map import TrainingView, project
+from sap_viz.app_state.workbench import Workbench
+from sap_viz.method.generation import Comparison
+from sap_viz.ui import plots, render
+from sap_viz.ui.api import guarded
+from sap_viz.ui.common import PRIVATE, facet_names
+
+COLOUR_BY = ["label", "category", "top facet", "prediction"]
+
+
+def map_status_html(wb: Workbench) -> str:
+    st = wb.map_status()
+    if st.error:
+        return render.status_html("error", f"Feature map unavailable: {st.error}")
+    if st.done and st.umap_done:
+        return render.status_html("ok", st.message)
+    if st.done:
+        return render.status_html("info", st.message)
+    return render.status_html("info", f"Building the training map: {st.message} ({100 * st.fraction:.0f}%) — first start only; "
+                                      "later starts read it from the cache.")
+
+
+def point_colours(view: TrainingView, colour_by: str, names: list[str]) -> list[str]:
+    """The legend group of every training point for the chosen "Colour by"."""
+    if colour_by == "category":
+        return [c if lab == "unsafe" else f"safe: {c}" for c, lab in zip(view.categories, view.labels, strict=True)]
+    if colour_by == "top facet":
+        return [f"facet {k}: {names[k][:30]}" if p else "inside (no facet fires)"
+                for k, p in zip(view.top_facet, view.predicted_unsafe, strict=True)]
+    if colour_by == "prediction":
+        return ["flagged, unsafe (TP)" if p and u else "flagged, safe (FP)" if p else "passed, unsafe (FN)" if u else "passed, safe (TN)"
+                for p, u in zip(view.predicted_unsafe, view.unsafe, strict=True)]
+    return list(view.labels)
+
+
+def point_hovers(view: TrainingView, names: list[str]) -> list[str]:
+    """Hover text of every training point: the prompt, its label and category, its worst facet."""
+    scores = view.violations.max(dim=1).values
+    return [f"{plots.wrap_text(t)}<br><b>{render.esc(lab)}</b> · {render.esc(cat)}<br>max v = {float(s):+.2f} "
+            f"(facet {int(k)}: {render.esc(names[int(k)][:30])})"
+            for t, lab, cat, s, k in zip(view.texts, view.labels, view.categories, scores, view.top_facet, strict=True)]
+
+
+class MapHandlers:
+    """Event handlers of the tab (method names are the private endpoints' names)."""
+
+    def __init__(self, wb: Workbench) -> None:
+        self.wb = wb
+
+    def trajectories(self, view: TrainingView, method: str, cmp: Comparison) -> list[tuple]:
+        """The states the monitor saw in the last generation (end of prompt, then each answer token), projected."""
+        out = []
+        runs = [("unsteered", cmp.baseline)] + ([("steered", cmp.intervened)] if cmp.intervened is not cmp.baseline else [])
+        for label, res in runs:
+            states = self.wb.trajectory([t.token_id for t in res.tokens])[res.prompt_len - 1 :]
+            shown = res.tokens[res.prompt_len - 1 : res.prompt_len - 1 + len(states)]
+            pts = project(view, method, states)
+            tok_labels = [f"{label}: answer token {t.index - res.prompt_len} {render.esc(repr(t.text))}" if not t.is_prompt
+                          else f"{label}: end of prompt (★)" for t in shown]
+            out.append((f"{label} answer trajectory (★ = end of prompt)", pts, tok_labels))
+        return out
+
+    @guarded
+    def draw_map(self, method: str, colour_by: str, overlay: bool, cmp: Comparison | None):
+        wb = self.wb
+        wb.start_view_build()
+        view = wb.training_view()
+        if view is None:
+            return plots.empty_figure("The training map is still being computed; see the status above.", 400), map_status_html(wb)
+        method = method.lower()
+        fallback = ""
+        if method not in view.coords:
+            fallback = f" — {method.upper()} is still being fitted, showing PCA meanwhile"
+            method = "pca"
+        art = wb.require_artifact()
+        names = facet_names(wb)
+        colour = point_colours(view, colour_by, names)
+        hover = point_hovers(view, names)
+        trajectories = self.trajectories(view, method, cmp) if overlay and cmp is not None else []
+        title = f"{method.upper()} of layer-{art.layer} training features ({len(view.texts)} prompts), coloured by {colour_by}{fallback}"
+        return plots.feature_map_figure(view.coords[method], colour, hover, title, trajectories), map_status_html(wb)
+
+
+@dataclass
+class FeatureMapTab:
+    map_status: gr.HTML
+    feature_plot: gr.Plot
+    timer: gr.Timer
+    inputs: list  # method, colour by, overlay, last comparison: what draw_map reads
+    handlers: MapHandlers
+
+
+def build_feature_map_tab(wb: Workbench, last_cmp: gr.State) -> FeatureMapTab:
+    """Build the tab inside the current ``gr.Tabs`` and wire its events (the build timer is wired by the app)."""
+    handlers = MapHandlers(wb)
+    with gr.Tab("Feature map", id="map") as map_tab:
+        map_status = gr.HTML(map_status_html(wb), elem_id="map-status")
+        with gr.Row():
+            map_method = gr.Radio(["PCA", "UMAP"], value="UMAP", label="Projection", elem_id="map-method")
+            colour_by = gr.Dropdown(COLOUR_BY, value="label", label="Colour by", elem_id="colour-by")
+            overlay = gr.Checkbox(value=True, label="Overlay the last generation's per-token trajectory")
+            draw_btn = gr.Button("Draw map", variant="primary", elem_id="draw-map")
+        feature_plot = gr.Plot(plots.empty_figure("Press 'Draw map'.", 400), elem_id="feature-map", show_label=False)
+        gr.Markdown("Each point is a training prompt's layer-L state at its last token (the position the polytope was trained on), "
+                    "standardised like the polytope's input. New tokens are placed by their nearest training neighbours (UMAP) "
+                    "or projected exactly (PCA).")
+        timer = gr.Timer(3.0)
+
+    inputs = [map_method, colour_by, overlay, last_cmp]
+    outputs = [feature_plot, map_status]
+    draw_btn.click(handlers.draw_map, inputs, outputs, **PRIVATE)
+    map_tab.select(handlers.draw_map, inputs, outputs, **PRIVATE)
+    map_method.change(handlers.draw_map, inputs, outputs, **PRIVATE)
+    colour_by.change(handlers.draw_map, inputs, outputs, **PRIVATE)
+    return FeatureMapTab(map_status=map_status, feature_plot=feature_plot, timer=timer, inputs=inputs, handlers=handlers)

@@ -1,0 +1,65 @@
+"""Monitor tab: the server's deployment counters since start (summary, per-request and rate plots), with
+JSON + CSV export and reset."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import gradio as gr
+
+from sap_viz.app_state.workbench import Workbench
+from sap_viz.ui import plots
+from sap_viz.ui.common import PRIVATE, Files, frame
+
+
+class MonitorHandlers:
+    """Event handlers of the tab (method names are the private endpoints' names)."""
+
+    def __init__(self, wb: Workbench, files: Files) -> None:
+        self.wb = wb
+        self.files = files
+
+    def monitor_view(self):
+        data = self.wb.counters.to_json()
+        summary = data["summary"]
+        per, rates = plots.monitor_figures(data["requests"], summary)
+        table = frame([{"counter": k.replace("_", " "), "value": "n/a" if v is None else str(v)} for k, v in summary.items()])
+        return table, per, rates
+
+    def export_counters(self):
+        counters = self.wb.counters
+        return gr.update(value=[self.files.write_text("deployment_counters.json", json.dumps(counters.to_json(), indent=2)),
+                                self.files.write_text("deployment_counters.csv", counters.to_csv())], visible=True)
+
+    def reset_counters(self):
+        self.wb.counters.reset()
+        return self.monitor_view()
+
+
+@dataclass
+class MonitorTab:
+    counters_table: gr.Dataframe
+
+
+def build_monitor_tab(wb: Workbench, files: Files) -> MonitorTab:
+    """Build the tab inside the current ``gr.Tabs`` and wire its events."""
+    handlers = MonitorHandlers(wb, files)
+    with gr.Tab("Monitor", id="monitor") as monitor_tab:
+        gr.Markdown("Deployment counters of this server since it started (every Generate request, UI and API).")
+        with gr.Row():
+            counters_table = gr.Dataframe(interactive=False, label="Summary", elem_id="counters")
+            rates_plot = gr.Plot(show_label=False)
+        per_plot = gr.Plot(show_label=False)
+        with gr.Row():
+            refresh_btn = gr.Button("Refresh")
+            export_counters_btn = gr.Button("Export JSON + CSV")
+            reset_btn = gr.Button("Reset", variant="stop")
+        counters_files = gr.File(file_count="multiple", interactive=False, label="Counters", visible=False)
+
+    view_outputs = [counters_table, per_plot, rates_plot]
+    monitor_tab.select(handlers.monitor_view, None, view_outputs, **PRIVATE)
+    refresh_btn.click(handlers.monitor_view, None, view_outputs, **PRIVATE)
+    export_counters_btn.click(handlers.export_counters, None, [counters_files], **PRIVATE)
+    reset_btn.click(handlers.reset_counters, None, view_outputs, **PRIVATE)
+    return MonitorTab(counters_table=counters_table)

@@ -1,0 +1,176 @@
+"""Train & calibrate tab: train a polytope on built-in sources or an uploaded file, see its metrics and
+threshold sweep, save it, and manage the server's polytopes (activate, download as zip, upload)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from sap_viz.app_state.workbench import Workbench, WorkbenchError
+from sap_viz.data.dataset import DataConfig, build_dataset
+from sap_viz.data.sources import available_sources
+from sap_viz.experiments.pipeline import metrics_rows
+from sap_viz.method.training import TrainConfig
+from sap_viz.model.features import FeatureConfig
+from sap_viz.ui import plots, render
+from sap_viz.ui.api import guarded
+from sap_viz.ui.common import PRIVATE, frame
+
+
+def session_key(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or "no-session"
+
+
+def train_configs(layer: int, k: int, epochs: int, feature_dim: int, target_fpr: float) -> tuple[FeatureConfig, TrainConfig, float | None]:
+    """Feature and training settings from the form (``None`` target: no calibration)."""
+    try:
+        fcfg = FeatureConfig(layer=int(layer))
+        tcfg = TrainConfig(num_facets=int(k), feature_dim=int(feature_dim), epochs=int(epochs))
+        return fcfg, tcfg, float(target_fpr or 0) or None
+    except (TypeError, ValueError):
+        raise WorkbenchError("layer, facets, epochs and feature size must be whole numbers") from None
+
+
+class TrainHandlers:
+    """Event handlers of the tab (method names are the private endpoints' names)."""
+
+    def __init__(self, wb: Workbench) -> None:
+        self.wb = wb
+        self.train_jobs: dict[str, threading.Event] = {}  # browser session -> cancel flag of its running training
+
+    def active_metrics(self):
+        """Metrics table and threshold sweep stored with the active polytope."""
+        art = self.wb.artifact
+        if art is None:
+            return frame([]), plots.empty_figure("No polytope.")
+        metrics = frame(metrics_rows(art.meta.get("metrics") or {})).round(4)
+        return metrics, plots.threshold_sweep_figure(art.meta.get("threshold_sweep") or {})
+
+    def training_data(self, sources: list[str], upload: str | None) -> tuple[pd.DataFrame, str]:
+        """The rows to train on and where they came from (the uploaded file wins over the built-in sources)."""
+        if upload:
+            df = self.wb.load_training_file(upload)
+            where = f"uploaded file {Path(upload).name}"
+        else:
+            if not sources:
+                raise WorkbenchError("choose at least one built-in source or upload a file")
+            df = build_dataset(DataConfig(sources=tuple(sources), seed=42))
+            where = f"built-in sources {', '.join(sources)}"
+        if df["label"].nunique() < 2:
+            raise WorkbenchError("the training data needs both safe and unsafe rows")
+        return df, where
+
+    @guarded
+    def run_train(self, sources: list[str], upload: str | None, layer: int, k: int, epochs: int, feature_dim: int, target_fpr: float,
+                  request: gr.Request, progress=gr.Progress()):  # noqa: B008 — gradio's idiom
+        progress(0.0, desc="loading data")
+        df, where = self.training_data(sources, upload)
+        fcfg, tcfg, target = train_configs(layer, k, epochs, feature_dim, target_fpr)
+        key = session_key(request)
+        cancel = threading.Event()
+        self.train_jobs[key] = cancel
+        try:
+            trained = self.wb.train(df, fcfg, tcfg, progress=lambda f, m: progress(f, desc=m), target_fpr=target, cancel=cancel)
+        finally:
+            if self.train_jobs.get(key) is cancel:
+                del self.train_jobs[key]
+        rows = metrics_rows(trained.report)
+        msg = render.status_html("ok", f"Trained on {len(df)} rows ({where}), layer {layer}, {k} facets, {epochs} epochs. "
+                                       "Save it to use it.")
+        return msg, frame(rows).round(4), plots.threshold_sweep_figure(trained.artifact.meta.get("threshold_sweep") or {}), trained
+
+    def stop_training(self, request: gr.Request):
+        cancel = self.train_jobs.get(session_key(request))
+        if cancel is None:
+            return render.status_html("info", "No training is running.")
+        cancel.set()
+        return render.status_html("warn", "Training stopped; nothing was saved.")
+
+    @guarded
+    def save_new(self, trained, name: str):
+        if trained is None:
+            raise WorkbenchError("train a polytope first")
+        saved = self.wb.save_trained(trained, name)
+        return render.status_html("ok", f"Saved as “{saved}”. Activate it below."), gr.update(choices=self.wb.list_polytopes(), value=saved)
+
+    @guarded
+    def export_polytope(self, name: str):
+        return gr.update(value=str(self.wb.export_polytope(name or None)), visible=True)
+
+    @guarded
+    def import_polytope(self, paths: list[str] | None, name: str):
+        if not paths:
+            raise WorkbenchError("choose the polytope files (polytope.safetensors, polytope.json, facets.json) or a zip of them")
+        saved, warnings = self.wb.import_polytope(list(paths), name)
+        msg = f"Imported as “{saved}”." + (f" Warning: {'; '.join(warnings)}" if warnings else "")
+        return render.status_html("warn" if warnings else "ok", msg), gr.update(choices=self.wb.list_polytopes(), value=saved)
+
+
+@dataclass
+class TrainTab:
+    metrics_table: gr.Dataframe
+    sweep_plot: gr.Plot
+    poly_pick: gr.Dropdown
+    poly_status: gr.HTML
+    activate_btn: gr.Button  # wired by the app: activating refreshes the header and the Facets tab too
+    handlers: TrainHandlers
+
+
+def build_train_tab(wb: Workbench, trained_state: gr.State) -> TrainTab:
+    """Build the tab inside the current ``gr.Tabs`` and wire its events; ``trained_state`` holds the last trained polytope."""
+    handlers = TrainHandlers(wb)
+    lim = wb.limits
+    num_layers = wb.lm.num_layers
+    srcs = available_sources()
+    with gr.Tab("Train & calibrate", id="train"):
+        with gr.Row(equal_height=False):
+            with gr.Column():
+                sources = gr.CheckboxGroup(list(srcs), value=list(srcs), label="Built-in sources",
+                                           info="bundled in Python packages, no network; "
+                                                "harmbench is kept out of training as the OOD split")
+                upload = gr.File(label="…or upload a CSV/JSONL with text,label[,category]", file_types=[".csv", ".jsonl", ".json", ".tsv"],
+                                 type="filepath")
+            with gr.Column():
+                layer = gr.Slider(0, num_layers - 1, value=wb.artifact.layer if wb.artifact else min(20, num_layers - 1), step=1,
+                                  label="Layer L (output of decoder block L, 0-based)")
+                k_facets = gr.Slider(1, min(64, lim.max_facets), value=min(14, lim.max_facets), step=1, label="Facets K")
+                epochs = gr.Slider(1, min(50, lim.max_epochs), value=min(10, lim.max_epochs), step=1, label="Epochs")
+                f_choices = [f for f in (1024, 4096, 16384) if f <= lim.max_feature_dim] or [lim.max_feature_dim]
+                feature_dim = gr.Dropdown(f_choices, value=4096 if 4096 in f_choices else f_choices[-1], label="Concept features F")
+                target_fpr = gr.Slider(0.0, 0.5, value=0.09, step=0.01,
+                                       label="Calibrate: flag this share of validation safe prompts (0 = off)")
+                with gr.Row():
+                    train_btn = gr.Button("Train", variant="primary", elem_id="train-btn", scale=3)
+                    stop_train_btn = gr.Button("Stop training", variant="stop", elem_id="stop-train-btn", scale=1)
+        train_status = gr.HTML()
+        gr.Markdown("### Metrics (SaP vs logistic probe vs MLP; unsafe = positive class)")
+        metrics_table = gr.Dataframe(interactive=False, elem_id="metrics-table")
+        sweep_plot = gr.Plot(show_label=False, elem_id="sweep-plot")
+        with gr.Row():
+            save_name = gr.Textbox(label="Save the trained polytope as", placeholder="my-polytope", max_lines=1)
+            save_new_btn = gr.Button("Save as new polytope")
+        gr.Markdown("### Polytopes on this server")
+        with gr.Row():
+            poly_pick = gr.Dropdown(wb.list_polytopes(), value=wb.active_name, label="Polytope", elem_id="poly-pick")
+            activate_btn = gr.Button("Activate")
+            export_btn = gr.Button("Download as zip")
+        poly_status = gr.HTML()
+        export_file = gr.File(label="Polytope zip (polytope.safetensors + polytope.json + facets.json)", interactive=False, visible=False)
+        with gr.Row():
+            poly_upload = gr.File(label="Upload a polytope: the three files or a zip (safetensors + JSON only)", file_count="multiple",
+                                  file_types=[".safetensors", ".json", ".zip"], type="filepath")
+            upload_name = gr.Textbox(label="Name for it", placeholder="uploaded", max_lines=1)
+            import_btn = gr.Button("Validate and add")
+
+    train_evt = train_btn.click(handlers.run_train, [sources, upload, layer, k_facets, epochs, feature_dim, target_fpr],
+                                [train_status, metrics_table, sweep_plot, trained_state], **PRIVATE)
+    stop_train_btn.click(handlers.stop_training, None, [train_status], cancels=[train_evt], **PRIVATE)
+    save_new_btn.click(handlers.save_new, [trained_state, save_name], [train_status, poly_pick], **PRIVATE)
+    export_btn.click(handlers.export_polytope, [poly_pick], [export_file], **PRIVATE)
+    import_btn.click(handlers.import_polytope, [poly_upload, upload_name], [poly_status, poly_pick], **PRIVATE)
+    return TrainTab(metrics_table=metrics_table, sweep_plot=sweep_plot, poly_pick=poly_pick, poly_status=poly_status,
+                    activate_btn=activate_btn, handlers=handlers)
