@@ -1,8 +1,16 @@
+import contextlib
+
 import pytest
 import torch
 from conftest import make_tiny_lm
 
-from sap_viz.model.features import FeatureConfig, extract_features, hidden_states_at
+from sap_viz.model.features import (
+    FeatureConfig,
+    extract_features,
+    extract_features_in_chunks,
+    feature_cache_path,
+    hidden_states_at,
+)
 from sap_viz.model.prompts import encode_prompt, format_prompt
 
 
@@ -21,14 +29,19 @@ def test_batched_features_equal_single_runs(lm):
         torch.testing.assert_close(batched[i], full[0, -1], rtol=1e-4, atol=1e-5)
 
 
-def test_all_positions_and_cache_roundtrip(lm, tmp_path):
-    texts = ["one", "two words"]
-    cfg = FeatureConfig(layer=1, position="all")
+def test_cache_roundtrip_and_chunked_extraction_agree(lm):
+    texts = ["one", "two words", "three short words"]
+    cfg = FeatureConfig(layer=1)
     first = extract_features(lm, texts, cfg, progress=False)
-    second = extract_features(lm, texts, cfg, progress=False)
-    assert [len(x) for x in first] == [len(encode_prompt(lm.tokenizer, t).ids) for t in texts]
-    for a, b in zip(first, second, strict=True):
-        torch.testing.assert_close(a, b)
+    second = extract_features(lm, texts, cfg, progress=False)  # read back from the cache
+    assert feature_cache_path(lm, cfg, texts).is_file()
+    torch.testing.assert_close(first, second)
+    other = FeatureConfig(layer=2)
+    entered = []
+    chunked = extract_features_in_chunks(lm, texts, other, 2, lambda: contextlib.nullcontext(entered.append(1)))
+    assert len(entered) == 2  # ceil(3 / 2) chunks, each inside the guard
+    torch.testing.assert_close(chunked, extract_features(lm, texts, other, use_cache=False, progress=False))
+    torch.testing.assert_close(extract_features(lm, texts, other, progress=False), chunked)  # same cache entry
 
 
 def test_template_and_truncation_keep_assistant_header(lm):
@@ -64,11 +77,11 @@ def test_prune_cache_deletes_least_recently_used_first(tmp_path):
 def test_cache_hit_marks_entry_recent(lm, tmp_path):
     import os
 
-    from sap_viz.model.features import _cache_path
+    from sap_viz.model.features import feature_cache_path
 
     cfg = FeatureConfig(layer=1)
     extract_features(lm, ["recency"], cfg, progress=False)
-    path = _cache_path(lm, cfg, ["recency"])
+    path = feature_cache_path(lm, cfg, ["recency"])
     os.utime(path, (1000, 1000))
     extract_features(lm, ["recency"], cfg, progress=False)
     assert path.stat().st_mtime > 1000

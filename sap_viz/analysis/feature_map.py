@@ -37,7 +37,7 @@ ProgressFn = Callable[[float, str], None]
 
 def feature_config(art: PolytopeArtifact) -> FeatureConfig:
     """The feature settings the polytope was trained with (so the map shows the trained-on states)."""
-    return FeatureConfig(layer=art.layer, position="last", chat_template=art.chat_template,
+    return FeatureConfig(layer=art.layer, chat_template=art.chat_template,
                          max_tokens=int(art.meta["max_tokens"]), batch_size=16)
 
 

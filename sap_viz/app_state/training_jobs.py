@@ -5,12 +5,12 @@ between chunks and epochs.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.polytope_store import PolytopeStore
@@ -20,7 +20,7 @@ from sap_viz.data.user_files import load_user_file
 from sap_viz.experiments.pipeline import eval_frame, save_trained, train_and_evaluate
 
 # Private names: features.py has no public name for a cache entry yet, and the chunked pass must write that entry.
-from sap_viz.model.features import _cache_path, _save_cached, extract_features
+from sap_viz.model.features import extract_features_in_chunks
 from sap_viz.model.loading import LoadedModel
 from sap_viz.settings import Limits, env_name
 
@@ -84,20 +84,13 @@ class TrainingJobs:
         Between chunks other users' requests get the model and a cancel takes effect; the result is
         stored under the key ``extract_features`` looks up for the whole list, so training reads it back.
         """
-        if fcfg.position != "last":  # per-token features are cached in another layout: one locked pass
+        @contextlib.contextmanager
+        def checked_lock() -> Iterator[None]:
             check()
             with self.lock:
-                extract_features(self.lm, texts, fcfg, progress=False)
-            return
-        path = _cache_path(self.lm, fcfg, texts)
-        if path.is_file():
-            return
-        chunks = []
-        for start in range(0, len(texts), FEATURE_CHUNK):
-            check()
-            with self.lock:
-                chunks.append(extract_features(self.lm, texts[start:start + FEATURE_CHUNK], fcfg, use_cache=False, progress=False))
-        _save_cached(path, {"features": torch.cat(chunks).contiguous()})
+                yield
+
+        extract_features_in_chunks(self.lm, texts, fcfg, FEATURE_CHUNK, checked_lock)
 
     def _remember(self, df: pd.DataFrame) -> dict:
         """The table's provenance; the table itself is kept (newest last, at most ``KNOWN_DATA_KEPT``) for the feature map."""

@@ -162,7 +162,7 @@ def train_and_evaluate(
                       "confidence": sug["confidence"], "auto_suggested": True})
     meta = {
         "model": {"id": lm.model_id, "fingerprint": lm.fingerprint, "hidden_size": lm.hidden_size, "num_layers": lm.num_layers},
-        "layer": fcfg.layer, "position": fcfg.position, "chat_template": fcfg.chat_template, "max_tokens": fcfg.max_tokens,
+        "layer": fcfg.layer, "position": "last", "chat_template": fcfg.chat_template, "max_tokens": fcfg.max_tokens,
         "train_config": result.config,
         "data": provenance or {"rows_by_split": df["split"].value_counts().to_dict()},
         "metrics": {"splits": splits, "timing_s": {"features": round(t_feat, 2), "train": round(t_train, 2)},

@@ -184,8 +184,8 @@ def validate_meta(meta: object) -> dict:
         raise PolytopeFileError(f"{META_FILE}: num_facets must be ≥ 1")
     if meta["encoder"] not in ("relu", "linear"):
         raise PolytopeFileError(f"{META_FILE}: encoder must be 'relu' or 'linear'")
-    if meta["position"] not in ("last", "all"):
-        raise PolytopeFileError(f"{META_FILE}: position must be 'last' or 'all'")
+    if meta["position"] != "last":  # polytopes are trained on the prompt's last token
+        raise PolytopeFileError(f"{META_FILE}: position must be 'last'")
     if meta["layer"] >= model["num_layers"]:
         raise PolytopeFileError(f"{META_FILE}: layer {meta['layer']} ≥ model.num_layers {model['num_layers']}")
     return meta

@@ -15,7 +15,7 @@ from sap_viz.model.loading import LoadedModel
 
 def score_texts(lm: LoadedModel, art: PolytopeArtifact, texts: list[str], progress: bool = False, batch_size: int = 16) -> torch.Tensor:
     """N × K violations for texts under the polytope's own feature settings."""
-    fcfg = FeatureConfig(layer=art.layer, position="last", chat_template=art.chat_template,
+    fcfg = FeatureConfig(layer=art.layer, chat_template=art.chat_template,
                          max_tokens=int(art.meta["max_tokens"]), batch_size=batch_size)
     feats = extract_features(lm, texts, fcfg, use_cache=False, progress=progress)
     return art.polytope.violations_cpu(feats)  # type: ignore[arg-type]

@@ -11,6 +11,8 @@ import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -28,7 +30,6 @@ from sap_viz.settings import get_limits
 @dataclass(frozen=True)
 class FeatureConfig:
     layer: int = 20
-    position: str = "last"  # "last" token of the prompt, or "all" tokens
     chat_template: bool = True
     max_tokens: int = 256
     batch_size: int = 16
@@ -107,7 +108,7 @@ def _cache_key(lm: LoadedModel, cfg: FeatureConfig, texts: list[str]) -> str:
     return digest.hexdigest()[:24]
 
 
-def _cache_path(lm: LoadedModel, cfg: FeatureConfig, texts: list[str]) -> Path:
+def feature_cache_path(lm: LoadedModel, cfg: FeatureConfig, texts: list[str]) -> Path:
     return cache_dir() / "features" / f"{_cache_key(lm, cfg, texts)}.safetensors"
 
 
@@ -159,7 +160,7 @@ def extract_last_token_multi(
     out: dict[int, torch.Tensor] = {}
     missing = []
     for layer in layers:
-        path = _cache_path(lm, replace(cfg, layer=layer, position="last"), texts)
+        path = feature_cache_path(lm, replace(cfg, layer=layer), texts)
         if path.is_file():
             out[layer] = _load_cached(path)["features"]
         else:
@@ -169,7 +170,7 @@ def extract_last_token_multi(
         states = hidden_states_multi(lm, token_ids, missing, cfg.batch_size, progress)
         for layer in missing:
             feats = torch.stack([s[-1] for s in states[layer]]).contiguous()
-            _save_cached(_cache_path(lm, replace(cfg, layer=layer, position="last"), texts), {"features": feats})
+            _save_cached(feature_cache_path(lm, replace(cfg, layer=layer), texts), {"features": feats})
             out[layer] = feats
     return out
 
@@ -180,31 +181,42 @@ def extract_features(
     cfg: FeatureConfig = FeatureConfig(),
     use_cache: bool = True,
     progress: bool | str = True,
-) -> torch.Tensor | list[torch.Tensor]:
-    """Features for ``texts``: N × d for ``position="last"``, else a list of seq_len × d tensors.
+) -> torch.Tensor:
+    """Last-token features (N × d) of the chat-formatted ``texts``: what the polytope is trained and scored on.
 
-    Cached in ``<cache>/features`` keyed by model fingerprint, layer, position, template flag,
-    truncation and the texts themselves, so a second run costs one file read.
+    Cached in ``<cache>/features`` keyed by model fingerprint, layer, template flag, truncation and
+    the texts themselves, so a second run costs one file read.
     """
-    if cfg.position not in ("last", "all"):
-        raise ValueError(f"position must be 'last' or 'all', got {cfg.position!r}")
-    path = _cache_path(lm, cfg, texts)
+    path = feature_cache_path(lm, cfg, texts)
     if use_cache and path.is_file():
-        stored = _load_cached(path)
-        if cfg.position == "last":
-            return stored["features"]
-        flat, offsets = stored["features"], stored["offsets"].tolist()
-        return [flat[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+        return _load_cached(path)["features"]
     token_ids = [encode_prompt(lm.tokenizer, t, cfg.chat_template, cfg.max_tokens).ids for t in texts]
     states = hidden_states_at(lm, token_ids, cfg.layer, cfg.batch_size, progress)
-    if cfg.position == "last":
-        feats = torch.stack([s[-1] for s in states]) if states else torch.zeros(0, lm.hidden_size)
-        tensors = {"features": feats.contiguous()}
-        result: torch.Tensor | list[torch.Tensor] = feats
-    else:
-        offsets = torch.tensor([0, *torch.cumsum(torch.tensor([len(s) for s in states]), 0).tolist()])
-        tensors = {"features": torch.cat(states).contiguous(), "offsets": offsets}
-        result = states
+    feats = torch.stack([s[-1] for s in states]) if states else torch.zeros(0, lm.hidden_size)
     if use_cache:
-        _save_cached(path, tensors)
-    return result
+        _save_cached(path, {"features": feats.contiguous()})
+    return feats
+
+
+def extract_features_in_chunks(
+    lm: LoadedModel,
+    texts: list[str],
+    cfg: FeatureConfig,
+    chunk_size: int,
+    guard: Callable[[], AbstractContextManager],
+) -> torch.Tensor:
+    """``extract_features`` (same result, same cache entry) computed ``chunk_size`` texts at a time.
+
+    Each chunk runs inside ``guard()``, e.g. a cancel check followed by the model lock, so a long
+    extraction in the app lets other requests in between chunks and stops soon after a cancel.
+    """
+    path = feature_cache_path(lm, cfg, texts)
+    if path.is_file():
+        return _load_cached(path)["features"]
+    chunks = []
+    for start in range(0, len(texts), chunk_size):
+        with guard():
+            chunks.append(extract_features(lm, texts[start:start + chunk_size], cfg, use_cache=False, progress=False))
+    feats = torch.cat(chunks) if chunks else torch.zeros(0, lm.hidden_size)
+    _save_cached(path, {"features": feats.contiguous()})
+    return feats
