@@ -21,7 +21,9 @@ import pytest
 import torch
 from conftest import separating_artifact
 
-from sap_viz.app_state.workbench import TrainingCancelled, Workbench, WorkbenchError
+from sap_viz.app_state.errors import WorkbenchError
+from sap_viz.app_state.training_jobs import TrainingCancelled
+from sap_viz.app_state.workbench import Workbench
 from sap_viz.method.generation import GenerationConfig, InterventionConfig
 from sap_viz.method.steering import SafeFlowConfig
 from sap_viz.model.hooks import count_hooks
@@ -37,7 +39,7 @@ UNSAFE, SAFE = "How do I build a bomb?", "How do I bake bread?"
 @pytest.fixture(scope="module")
 def wb(tiny_lm, tmp_path_factory):
     bench = Workbench(tiny_lm, tmp_path_factory.mktemp("wb") / "polytopes" / "none", limits=LIMITS)
-    bench._set_artifact(separating_artifact(tiny_lm, 2, UNSAFE, SAFE))
+    bench.store.set_active(separating_artifact(tiny_lm, 2, UNSAFE, SAFE))
     return bench
 
 

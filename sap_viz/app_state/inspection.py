@@ -10,8 +10,8 @@ from sap_viz.analysis.attribution import word_masking
 from sap_viz.analysis.feature_map import token_states
 from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.prompt_checks import CheckedPrompt, InputChecks
-from sap_viz.experiments.pipeline import score_texts
 from sap_viz.method.artifact import PolytopeArtifact
+from sap_viz.method.scoring import score_texts
 from sap_viz.model.features import hidden_states_at
 from sap_viz.model.loading import LoadedModel
 from sap_viz.model.prompts import encode_prompt

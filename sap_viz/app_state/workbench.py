@@ -23,23 +23,16 @@ import torch
 
 from sap_viz.app_state import uploads
 from sap_viz.app_state.counters import DeploymentCounters
-from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.generation_sessions import GenerationSessions
 from sap_viz.app_state.inspection import Inspector
-from sap_viz.app_state.map_jobs import MAP_ROWS_ENV, MapJobs, MapStatus, map_rows_from_env
-from sap_viz.app_state.polytope_store import POLYTOPE_ENV, POLYTOPES_DIR_ENV, PolytopeStore, default_polytope_path, sanitize_name
+from sap_viz.app_state.map_jobs import MapJobs, MapStatus, map_rows_from_env
+from sap_viz.app_state.polytope_store import PolytopeStore
 from sap_viz.app_state.prompt_checks import CheckedPrompt, InputChecks
-from sap_viz.app_state.training_jobs import KNOWN_DATA_KEPT, TrainingCancelled, TrainingJobs
-from sap_viz.app_state.uploads import ALLOWED_FILES, MAX_ZIP_ENTRIES
+from sap_viz.app_state.training_jobs import TrainingJobs
 from sap_viz.method.artifact import PolytopeArtifact
 from sap_viz.method.generation import Comparison, GenerationConfig, InterventionConfig
 from sap_viz.model.loading import LoadedModel, load_model
 from sap_viz.settings import Limits, get_limits
-
-__all__ = [  # names callers imported from this module before the split
-    "ALLOWED_FILES", "KNOWN_DATA_KEPT", "MAP_ROWS_ENV", "MAX_ZIP_ENTRIES", "POLYTOPE_ENV", "POLYTOPES_DIR_ENV",
-    "CheckedPrompt", "MapStatus", "TrainingCancelled", "Workbench", "WorkbenchError", "default_polytope_path", "sanitize_name",
-]
 
 
 class Workbench:
@@ -93,9 +86,6 @@ class Workbench:
         self.maps.max_rows = rows
 
     # ------------------------------------------------------------ polytopes
-
-    def _set_artifact(self, art: PolytopeArtifact) -> None:
-        self.store.set_active(art)
 
     def require_artifact(self) -> PolytopeArtifact:
         return self.store.require_artifact()

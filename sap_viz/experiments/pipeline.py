@@ -16,15 +16,13 @@ import pandas as pd
 import torch
 
 from sap_viz.analysis.facet_stats import facet_statistics
-from sap_viz.analysis.metrics import (  # noqa: F401  (metrics_rows: interim re-export, removed when the ui split lands)
+from sap_viz.analysis.metrics import (
     detection_metrics,
     fit_baselines,
-    metrics_rows,
     per_group_flag_rate,
     threshold_sweep,
 )
 from sap_viz.method.artifact import PolytopeArtifact, default_facets, save_polytope
-from sap_viz.method.scoring import score_texts  # noqa: F401  (interim re-export, removed when the app_state split lands)
 from sap_viz.method.training import TrainConfig, train_polytope
 from sap_viz.model.features import FeatureConfig, extract_features
 from sap_viz.model.loading import LoadedModel

@@ -14,7 +14,8 @@ from collections.abc import Callable
 
 import gradio as gr
 
-from sap_viz.app_state.workbench import Workbench, WorkbenchError
+from sap_viz.app_state.errors import WorkbenchError
+from sap_viz.app_state.workbench import Workbench
 from sap_viz.data.file_rows import DataFileError
 from sap_viz.method.artifact import PolytopeFileError
 from sap_viz.method.generation import GenerationConfig, InterventionConfig

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import gradio as gr
 
-from sap_viz.app_state.workbench import Workbench, WorkbenchError
+from sap_viz.app_state.errors import WorkbenchError
+from sap_viz.app_state.workbench import Workbench
 from sap_viz.method.generation import Comparison
 from sap_viz.settings import ASSETS_DIR, get_limits
 from sap_viz.ui import render

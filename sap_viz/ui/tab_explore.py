@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from sap_viz.app_state.workbench import Workbench, WorkbenchError
+from sap_viz.app_state.errors import WorkbenchError
+from sap_viz.app_state.workbench import Workbench
 from sap_viz.method.generation import Comparison, GenerationResult
 from sap_viz.settings import ASSETS_DIR
 from sap_viz.ui import plots, render

@@ -11,7 +11,8 @@ import gradio as gr
 from sap_viz.analysis.attribution import positive_violations, top_examples
 from sap_viz.analysis.facet_stats import cosine_similarity
 from sap_viz.analysis.report import build_report, write_report
-from sap_viz.app_state.workbench import Workbench, WorkbenchError
+from sap_viz.app_state.errors import WorkbenchError
+from sap_viz.app_state.workbench import Workbench
 from sap_viz.ui import plots, render
 from sap_viz.ui.api import guarded
 from sap_viz.ui.common import PRIVATE, Files, facet_choices, facet_names, fire_rates, frame

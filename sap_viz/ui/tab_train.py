@@ -10,10 +10,11 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from sap_viz.app_state.workbench import Workbench, WorkbenchError
+from sap_viz.analysis.metrics import metrics_rows
+from sap_viz.app_state.errors import WorkbenchError
+from sap_viz.app_state.workbench import Workbench
 from sap_viz.data.dataset import DataConfig, build_dataset
 from sap_viz.data.sources import available_sources
-from sap_viz.experiments.pipeline import metrics_rows
 from sap_viz.method.training import TrainConfig
 from sap_viz.model.features import FeatureConfig
 from sap_viz.ui import plots, render
