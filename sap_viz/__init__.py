@@ -29,7 +29,7 @@ _EXPORTS = {
     "save_polytope": "sap_viz.method.artifact",
     "score_texts": "sap_viz.method.scoring",
     "GenerationConfig": "sap_viz.method.generation",
-    "InterventionConfig": "sap_viz.method.generation",
+    "InterventionConfig": "sap_viz.method.polytope_hook",
     "compare": "sap_viz.method.generation",
     "run_generation": "sap_viz.method.generation",
     "TrainConfig": "sap_viz.method.training",
@@ -71,7 +71,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
     from sap_viz.data.user_files import load_user_file
     from sap_viz.experiments.pipeline import save_trained, train_and_evaluate
     from sap_viz.method.artifact import PolytopeArtifact, load_polytope, save_polytope
-    from sap_viz.method.generation import GenerationConfig, InterventionConfig, compare, run_generation
+    from sap_viz.method.generation import GenerationConfig, compare, run_generation
+    from sap_viz.method.polytope_hook import InterventionConfig
     from sap_viz.method.scoring import score_texts
     from sap_viz.method.training import TrainConfig, train_polytope
     from sap_viz.model.features import FeatureConfig, extract_features

@@ -135,7 +135,8 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def _intervention_args(args: argparse.Namespace):
-    from sap_viz.method.generation import GenerationConfig, InterventionConfig
+    from sap_viz.method.generation import GenerationConfig
+    from sap_viz.method.polytope_hook import InterventionConfig
     from sap_viz.method.steering import SafeFlowConfig
 
     gen = GenerationConfig(max_new_tokens=args.max_new_tokens, do_sample=args.sample, seed=args.seed)

@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from sap_viz.data.dataset import load_eval_prompts  # noqa: E402
 from sap_viz.method.artifact import load_polytope  # noqa: E402
-from sap_viz.method.generation import GenerationConfig, InterventionConfig, compare  # noqa: E402
+from sap_viz.method.generation import GenerationConfig, compare  # noqa: E402
+from sap_viz.method.polytope_hook import InterventionConfig  # noqa: E402
 from sap_viz.method.steering import SafeFlowConfig  # noqa: E402
 from sap_viz.model.loading import load_model  # noqa: E402
 from sap_viz.settings import DEFAULT_POLYTOPE  # noqa: E402

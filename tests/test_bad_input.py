@@ -24,7 +24,8 @@ from conftest import separating_artifact
 from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.training_jobs import TrainingCancelled
 from sap_viz.app_state.workbench import Workbench
-from sap_viz.method.generation import GenerationConfig, InterventionConfig
+from sap_viz.method.generation import GenerationConfig
+from sap_viz.method.polytope_hook import InterventionConfig
 from sap_viz.method.steering import SafeFlowConfig
 from sap_viz.model.hooks import count_hooks
 from sap_viz.settings import Limits, LimitsError

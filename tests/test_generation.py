@@ -2,14 +2,8 @@ import pytest
 import torch
 from conftest import make_tiny_lm, separating_artifact
 
-from sap_viz.method.generation import (
-    GenerationConfig,
-    InterventionConfig,
-    PolytopeHook,
-    compare,
-    generate_one,
-    stream_generation,
-)
+from sap_viz.method.generation import GenerationConfig, compare, generate_one, stream_generation
+from sap_viz.method.polytope_hook import InterventionConfig, PolytopeHook
 from sap_viz.method.steering import SafeFlowConfig, safe_flow
 from sap_viz.model.hooks import count_hooks, residual_hook
 
@@ -48,7 +42,7 @@ def test_hook_removed_after_exception_in_generation(lm, art, monkeypatch):
     def broken(*a, **k):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("sap_viz.method.generation.safe_flow", broken)
+    monkeypatch.setattr("sap_viz.method.polytope_hook.safe_flow", broken)
     with pytest.raises(RuntimeError, match="boom"):
         generate_one(lm, art, BAD, GenerationConfig(max_new_tokens=3), InterventionConfig(mode="steer"))
     assert count_hooks(lm.model) == 0

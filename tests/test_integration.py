@@ -11,7 +11,8 @@ import torch
 
 from sap_viz.analysis.metrics import detection_metrics
 from sap_viz.method.artifact import load_polytope
-from sap_viz.method.generation import GenerationConfig, InterventionConfig, compare
+from sap_viz.method.generation import GenerationConfig, compare
+from sap_viz.method.polytope_hook import InterventionConfig
 from sap_viz.method.scoring import score_texts
 from sap_viz.settings import DEFAULT_POLYTOPE
 

@@ -12,7 +12,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 
-from sap_viz.method.generation import Comparison, GenerationResult
+from sap_viz.method.generation_results import Comparison, GenerationResult
 
 MAX_ROWS = 5000
 

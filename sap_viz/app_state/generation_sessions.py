@@ -15,14 +15,9 @@ from dataclasses import replace
 from sap_viz.app_state.counters import DeploymentCounters
 from sap_viz.app_state.prompt_checks import InputChecks
 from sap_viz.method.artifact import PolytopeArtifact
-from sap_viz.method.generation import (
-    Comparison,
-    GenerationConfig,
-    GenerationResult,
-    InterventionConfig,
-    generate_one,
-    stream_generation,
-)
+from sap_viz.method.generation import GenerationConfig, generate_one, stream_generation
+from sap_viz.method.generation_results import Comparison, GenerationResult
+from sap_viz.method.polytope_hook import InterventionConfig
 from sap_viz.model.loading import LoadedModel
 
 

@@ -10,7 +10,8 @@ from dataclasses import dataclass, replace
 
 from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.method.artifact import PolytopeArtifact
-from sap_viz.method.generation import GenerationConfig, InterventionConfig
+from sap_viz.method.generation import GenerationConfig
+from sap_viz.method.polytope_hook import InterventionConfig
 from sap_viz.model.loading import LoadedModel
 from sap_viz.model.prompts import EncodedPrompt, clean_text, encode_prompt
 from sap_viz.settings import Limits, env_name

@@ -30,7 +30,9 @@ from sap_viz.app_state.polytope_store import PolytopeStore
 from sap_viz.app_state.prompt_checks import CheckedPrompt, InputChecks
 from sap_viz.app_state.training_jobs import TrainingJobs
 from sap_viz.method.artifact import PolytopeArtifact
-from sap_viz.method.generation import Comparison, GenerationConfig, InterventionConfig
+from sap_viz.method.generation import GenerationConfig
+from sap_viz.method.generation_results import Comparison
+from sap_viz.method.polytope_hook import InterventionConfig
 from sap_viz.model.loading import LoadedModel, load_model
 from sap_viz.settings import Limits, get_limits
 

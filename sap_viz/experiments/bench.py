@@ -13,7 +13,8 @@ import time
 import torch
 
 from sap_viz.method.artifact import PolytopeArtifact
-from sap_viz.method.generation import GenerationConfig, InterventionConfig, run_generation
+from sap_viz.method.generation import GenerationConfig, run_generation
+from sap_viz.method.polytope_hook import InterventionConfig
 from sap_viz.model.features import hidden_states_at
 from sap_viz.model.loading import LoadedModel
 from sap_viz.model.prompts import encode_prompt

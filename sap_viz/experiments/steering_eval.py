@@ -20,7 +20,9 @@ from dataclasses import replace
 from tqdm.auto import tqdm
 
 from sap_viz.method.artifact import PolytopeArtifact
-from sap_viz.method.generation import GenerationConfig, GenerationResult, InterventionConfig, generate_one
+from sap_viz.method.generation import GenerationConfig, generate_one
+from sap_viz.method.generation_results import GenerationResult
+from sap_viz.method.polytope_hook import InterventionConfig
 from sap_viz.model.loading import LoadedModel
 
 REFUSAL_PATTERN = re.compile(

@@ -28,7 +28,9 @@ from tqdm.auto import tqdm
 
 from sap_viz.files import directory_lock, now, write_json_atomic
 from sap_viz.method.artifact import PolytopeArtifact
-from sap_viz.method.generation import GenerationConfig, GenerationResult, InterventionConfig, run_generation
+from sap_viz.method.generation import GenerationConfig, run_generation
+from sap_viz.method.generation_results import GenerationResult
+from sap_viz.method.polytope_hook import InterventionConfig
 from sap_viz.model.loading import LoadedModel
 
 

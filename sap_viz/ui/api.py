@@ -18,7 +18,8 @@ from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.workbench import Workbench
 from sap_viz.data.file_rows import DataFileError
 from sap_viz.method.artifact import PolytopeFileError
-from sap_viz.method.generation import GenerationConfig, InterventionConfig
+from sap_viz.method.generation import GenerationConfig
+from sap_viz.method.polytope_hook import InterventionConfig
 from sap_viz.method.steering import SafeFlowConfig
 from sap_viz.model.hooks import count_hooks
 from sap_viz.settings import Limits, env_name, get_limits

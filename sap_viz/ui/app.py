@@ -14,7 +14,7 @@ import gradio as gr
 
 from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.workbench import Workbench
-from sap_viz.method.generation import Comparison
+from sap_viz.method.generation_results import Comparison
 from sap_viz.settings import ASSETS_DIR, get_limits
 from sap_viz.ui import render
 from sap_viz.ui.api import guarded, register

@@ -12,7 +12,7 @@ import textwrap
 import numpy as np
 import plotly.graph_objects as go
 
-from sap_viz.method.generation import GenerationResult
+from sap_viz.method.generation_results import GenerationResult
 from sap_viz.ui.render import esc, token_display
 
 PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#db2777", "#65a30d", "#4f46e5",

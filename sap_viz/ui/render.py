@@ -7,7 +7,7 @@ import html
 
 import numpy as np
 
-from sap_viz.method.generation import GenerationResult, TokenInfo
+from sap_viz.method.generation_results import GenerationResult, TokenInfo
 
 
 def esc(value: object) -> str:

@@ -11,7 +11,7 @@ import gradio as gr
 
 from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.workbench import Workbench
-from sap_viz.method.generation import Comparison, GenerationResult
+from sap_viz.method.generation_results import Comparison, GenerationResult
 from sap_viz.settings import ASSETS_DIR
 from sap_viz.ui import plots, render
 from sap_viz.ui.api import DEFAULT_STRENGTH, guarded, make_configs

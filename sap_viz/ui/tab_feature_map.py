@@ -9,7 +9,7 @@ import gradio as gr
 
 from sap_viz.analysis.feature_map import TrainingView, project
 from sap_viz.app_state.workbench import Workbench
-from sap_viz.method.generation import Comparison
+from sap_viz.method.generation_results import Comparison
 from sap_viz.ui import plots, render
 from sap_viz.ui.api import guarded
 from sap_viz.ui.common import PRIVATE, facet_names

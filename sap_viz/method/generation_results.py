@@ -1,0 +1,127 @@
+"""What a monitored generation returns: per-token violations and edits, the flag, the side-by-side comparison.
+
+These are plain data for the CLI, the app, the API and the counters; nothing here runs the model.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import asdict, dataclass
+
+
+def token_boundary(threshold: float, generation_threshold: float | None, is_prompt: bool, prompt_flagged: bool) -> float:
+    """Prompt tokens, and every token of a generation whose prompt was flagged, use ``threshold``;
+    the answer tokens of an unflagged prompt use the calibrated ``generation_threshold``."""
+    return threshold if is_prompt or prompt_flagged or generation_threshold is None else generation_threshold
+
+
+@dataclass
+class TokenInfo:
+    index: int
+    token_id: int
+    text: str
+    is_prompt: bool
+    violations: list[float] | None  # K values of the state after reading this token (None: never computed)
+    violations_after: list[float] | None
+    steered: bool = False
+    delta_norm: float = 0.0
+    steps: int = 0
+    forced: bool = False  # emitted by the refusal fallback
+
+    @property
+    def max_violation(self) -> float | None:
+        return max(self.violations) if self.violations else None
+
+    @property
+    def top_facet(self) -> int | None:
+        return max(range(len(self.violations)), key=self.violations.__getitem__) if self.violations else None
+
+
+@dataclass
+class GenerationResult:
+    prompt: str
+    mode: str
+    text: str
+    tokens: list[TokenInfo]
+    prompt_len: int
+    truncated: bool
+    facet_names: list[str]
+    settings: dict
+    text_span: tuple[int, int] = (0, 0)  # [start, end) of the user's text among the prompt tokens
+
+    @property
+    def generated(self) -> list[TokenInfo]:
+        return self.tokens[self.prompt_len :]
+
+    @property
+    def interventions(self) -> int:
+        return sum(t.steered for t in self.tokens)
+
+    @property
+    def refused(self) -> bool:
+        return any(t.forced for t in self.tokens)
+
+    @functools.cached_property
+    def flag_reason(self) -> str | None:
+        """'last token' when the prompt's last state is outside, 'prompt span' when a state of the user's text
+        reaches the span threshold, None when the prompt is not flagged. Cached: every per-token
+        boundary (``threshold_for``) depends on it."""
+        last = self.tokens[self.prompt_len - 1] if self.prompt_len else None
+        if last and last.max_violation is not None and last.max_violation >= self.settings.get("threshold", 0.0):
+            return "last token"
+        peak = self.span_peak
+        span_threshold = self.settings.get("span_threshold")
+        if peak is not None and span_threshold is not None and peak >= span_threshold:
+            return "prompt span"
+        return None
+
+    @property
+    def prompt_flagged(self) -> bool:
+        return self.flag_reason is not None
+
+    @property
+    def span_peak(self) -> float | None:
+        """Highest max violation over the user's text tokens (None when none was computed)."""
+        start, end = self.text_span
+        values = [t.max_violation for t in self.tokens[start:end] if t.max_violation is not None]
+        return max(values) if values else None
+
+    def threshold_for(self, token: TokenInfo) -> float:
+        """The boundary this run applied to the token."""
+        return token_boundary(self.settings.get("threshold", 0.0), self.settings.get("generation_threshold"),
+                              token.is_prompt, self.prompt_flagged)
+
+    def is_over(self, token: TokenInfo) -> bool:
+        return token.max_violation is not None and token.max_violation >= self.threshold_for(token)
+
+    def violating_tokens(self) -> int:
+        return sum(1 for t in self.tokens if self.is_over(t))
+
+    def to_dict(self) -> dict:
+        return {
+            "prompt": self.prompt, "mode": self.mode, "text": self.text, "prompt_len": self.prompt_len,
+            "truncated": self.truncated, "facet_names": self.facet_names, "settings": self.settings,
+            "interventions": self.interventions, "refused": self.refused, "prompt_flagged": self.prompt_flagged,
+            "flag_reason": self.flag_reason, "text_span": list(self.text_span), "span_peak": self.span_peak,
+            "tokens": [asdict(t) for t in self.tokens],
+        }
+
+
+@dataclass
+class Comparison:
+    baseline: GenerationResult
+    intervened: GenerationResult
+
+    @property
+    def first_divergence(self) -> int | None:
+        """Index (0-based, generated tokens) of the first token where the two runs differ; None if identical."""
+        a = [t.token_id for t in self.baseline.generated]
+        b = [t.token_id for t in self.intervened.generated]
+        for i, (x, y) in enumerate(zip(a, b, strict=False)):
+            if x != y:
+                return i
+        return None if len(a) == len(b) else min(len(a), len(b))
+
+    def to_dict(self) -> dict:
+        return {"baseline": self.baseline.to_dict(), "intervened": self.intervened.to_dict(),
+                "first_divergence": self.first_divergence}

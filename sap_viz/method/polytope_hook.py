@@ -1,0 +1,201 @@
+"""The polytope hook on decoder block L: check every new state, and steer or refuse when it is outside.
+
+The hook state lives in a per-call object that is bound to the calling thread, so nothing leaks
+between calls or users. Position bookkeeping: the hook sees the block output for columns
+``[start, start + S)``. The first call is the prefill (start 0); with a KV cache each later call is
+one new column; without a cache the whole sequence is recomputed and earlier steering edits are
+replayed, so cached and uncached runs produce the same tokens.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field, replace
+
+import torch
+from transformers import LogitsProcessor
+
+from sap_viz.method.artifact import PolytopeArtifact
+from sap_viz.method.generation_results import token_boundary
+from sap_viz.method.steering import SafeFlowConfig, safe_flow
+
+MODES = ("monitor", "steer", "refuse")
+POSITIONS = ("last", "generated", "all")
+DEFAULT_REFUSAL = "Sorry, I can't answer your request."
+
+
+@dataclass
+class InterventionConfig:
+    mode: str = "monitor"  # monitor | steer | refuse
+    positions: str = "last"  # last: prompt's last token + every generated one; generated: skip prefill; all: every prompt token too
+    max_interventions: int = 20
+    threshold: float = 0.0  # prompt tokens: the polytope's calibrated boundary
+    # Generated tokens: None = the polytope's calibrated generation threshold (see
+    # generation_calibration.py), else ``threshold``. Generated-token states drift from the prompt
+    # states the polytope was trained on; a boundary of 0 there fires on most benign answers.
+    generation_threshold: float | None = None
+    # Prompt span: a prompt is also flagged when any token of the *user's text* reaches this value.
+    # A jailbreak wrapper can leave the last token inside while the request in the middle is outside.
+    # None = the polytope's calibrated value (absent: off); ``math.inf`` turns the check off.
+    span_threshold: float | None = None
+    refusal_text: str = DEFAULT_REFUSAL
+    flow: SafeFlowConfig = field(default_factory=SafeFlowConfig)
+
+    def validate(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.positions not in POSITIONS:
+            raise ValueError(f"positions must be one of {', '.join(POSITIONS)}, got {self.positions!r}")
+        if not 0 <= self.max_interventions <= 10000:
+            raise ValueError("max_interventions must be between 0 and 10000")
+        if self.mode == "refuse" and not self.refusal_text.strip():
+            raise ValueError("refusal_text must not be empty")
+        if self.generation_threshold is not None and not math.isfinite(self.generation_threshold):
+            raise ValueError("generation_threshold must be a finite number")
+        if not math.isfinite(self.threshold):
+            raise ValueError("threshold must be a finite number")
+        if self.span_threshold is not None and math.isnan(self.span_threshold):
+            raise ValueError("span_threshold must be a number")
+        if self.mode == "steer":
+            self.flow.validate()
+
+    def resolved(self, artifact: PolytopeArtifact) -> InterventionConfig:
+        """A copy with a concrete generation threshold (the polytope's calibrated one when unset)."""
+        out = self
+        if out.generation_threshold is None:
+            calibrated = artifact.generation_threshold
+            out = replace(out, generation_threshold=out.threshold if calibrated is None else max(out.threshold, calibrated))
+        if out.span_threshold is None:
+            calibrated = artifact.span_threshold
+            out = replace(out, span_threshold=math.inf if calibrated is None else max(out.threshold, calibrated))
+        return out
+
+    def threshold_at(self, is_prompt: bool, prompt_flagged: bool) -> float:
+        return token_boundary(self.threshold, self.generation_threshold, is_prompt, prompt_flagged)
+
+
+class PolytopeHook:
+    """Per-call hook state: violations per column, steering edits, refusal triggers."""
+
+    def __init__(self, artifact: PolytopeArtifact, cfg: InterventionConfig, pad_lens: list[int], prompt_width: int,
+                 spans: list[tuple[int, int]] | None = None):
+        self.poly = artifact.polytope
+        self.cfg = cfg
+        self.prompt_width = prompt_width  # columns before this one are prompt tokens (left padded)
+        self.spans = spans or [(p, prompt_width) for p in pad_lens]  # user-text columns per row
+        self.pad_lens = torch.tensor(pad_lens)
+        self.batch = len(pad_lens)
+        self.owner = threading.get_ident()
+        self.seen = 0
+        self.chunks: list[dict[str, torch.Tensor]] = []
+        self.edits: dict[tuple[int, int], torch.Tensor] = {}
+        self.interventions = torch.zeros(self.batch, dtype=torch.long)
+        self.flagged = torch.zeros(self.batch, dtype=torch.bool)  # rows whose prompt's last token was outside
+        self.refuse_from: list[int | None] = [None] * self.batch  # column where the refusal was triggered
+
+    def _eligible_columns(self, start: int, width: int) -> list[int]:
+        last = start + width - 1
+        if self.cfg.positions == "all":
+            return list(range(max(start, self.seen), last + 1))
+        if self.cfg.positions == "generated" and start == 0 and self.seen == 0:
+            return []
+        return [last]
+
+    @torch.no_grad()
+    def __call__(self, hidden: torch.Tensor) -> torch.Tensor | None:
+        if threading.get_ident() != self.owner:
+            return None  # another thread's forward pass on the shared model: not ours
+        width = hidden.shape[1]
+        start = 0 if self.seen == 0 else max(0, self.seen + 1 - width)
+        out: torch.Tensor | None = None
+        for (row, col), state in self.edits.items():  # no-cache recompute: replay earlier edits
+            if start <= col < min(self.seen, start + width):
+                out = hidden.clone() if out is None else out
+                out[row, col - start] = state.to(hidden.dtype)
+        new_from = max(self.seen, start)
+        fresh = hidden[:, new_from - start :].float()
+        if fresh.shape[1] == 0:
+            return out
+        # Bookkeeping lives on the CPU; only the facet check and Safe Flow run on the model's device.
+        before = self.poly.violations(fresh).cpu()
+        chunk = {
+            "before": before, "after": before.clone(),
+            "steered": torch.zeros(fresh.shape[:2], dtype=torch.bool),
+            "delta": torch.zeros(fresh.shape[:2]), "steps": torch.zeros(fresh.shape[:2], dtype=torch.long),
+        }
+        cols = torch.arange(new_from, start + width)
+        real = cols[None, :] >= self.pad_lens[:, None]  # left padding is never steered
+        if new_from <= self.prompt_width - 1 < start + width:
+            self._flag_prompts(before, new_from)
+        if self.cfg.mode in ("steer", "refuse"):
+            for col in self._eligible_columns(start, width):
+                out = self._intervene(hidden, out, fresh, before, chunk, real, col, start, new_from)
+        self.chunks.append(chunk)
+        self.seen = start + width
+        return out
+
+    def _flag_prompts(self, before: torch.Tensor, new_from: int) -> None:
+        """Flag rows whose prompt's last state is outside, or (prefill only) whose user text reaches the span boundary."""
+        self.flagged = before[:, self.prompt_width - 1 - new_from].max(dim=1).values >= self.cfg.threshold
+        span_threshold = self.cfg.span_threshold
+        if new_from == 0 and span_threshold is not None and math.isfinite(span_threshold):
+            peaks = before.max(dim=2).values
+            for row, (a, b) in enumerate(self.spans):
+                if b > a and float(peaks[row, a:b].max()) >= span_threshold:
+                    self.flagged[row] = True
+
+    def _intervene(self, hidden: torch.Tensor, out: torch.Tensor | None, fresh: torch.Tensor, before: torch.Tensor,
+                   chunk: dict[str, torch.Tensor], real: torch.Tensor, col: int, start: int, new_from: int) -> torch.Tensor | None:
+        """Refuse or steer the rows that are over their boundary at column ``col``; returns the (maybe edited) output."""
+        j = col - new_from
+        threshold = torch.tensor([self.cfg.threshold_at(col < self.prompt_width, bool(f)) for f in self.flagged])
+        if col == self.prompt_width - 1:  # a prompt flagged by its span acts at its last token too
+            threshold = torch.where(self.flagged, torch.tensor(-math.inf), threshold)
+        over = (before[:, j].max(dim=1).values >= threshold) & real[:, j]
+        if self.cfg.mode == "refuse":
+            for row in torch.nonzero(over).flatten().tolist():
+                if self.refuse_from[row] is None:
+                    self.refuse_from[row] = col
+            return out
+        rows = torch.nonzero(over & (self.interventions < self.cfg.max_interventions)).flatten()
+        if len(rows) == 0:
+            return out
+        res = safe_flow(self.poly, fresh[rows.to(fresh.device), j], self.cfg.flow, threshold[rows])
+        steered = res.steered.cpu()
+        if not steered.any():
+            return out
+        out = hidden.clone() if out is None else out
+        for i, row in enumerate(rows.tolist()):
+            if not steered[i]:
+                continue
+            out[row, col - start] = res.hidden[i].to(hidden.dtype)
+            self.edits[(row, col)] = res.hidden[i].clone()
+            chunk["after"][row, j] = res.after[i].cpu()
+            chunk["steered"][row, j] = True
+            chunk["delta"][row, j] = float(res.delta_norm[i])
+            chunk["steps"][row, j] = int(res.steps[i])
+        self.interventions[rows[steered]] += 1
+        return out
+
+    def assembled(self) -> dict[str, torch.Tensor]:
+        return {k: torch.cat([c[k] for c in self.chunks], dim=1) for k in self.chunks[0]} if self.chunks else {}
+
+
+class RefusalProcessor(LogitsProcessor):
+    """Forces the refusal text token by token (then EOS) for rows whose hook triggered a refusal."""
+
+    def __init__(self, hook: PolytopeHook, refusal_ids: list[int], eos_id: int | None):
+        self.hook = hook
+        self.ids = refusal_ids + ([eos_id] if eos_id is not None else [])
+        self.progress = [0] * hook.batch
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        for row, trigger in enumerate(self.hook.refuse_from):
+            if trigger is None or self.progress[row] >= len(self.ids):
+                continue
+            forced = self.ids[self.progress[row]]
+            scores[row] = torch.full_like(scores[row], float("-inf"))
+            scores[row, forced] = 0.0
+            self.progress[row] += 1
+        return scores
