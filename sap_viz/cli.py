@@ -228,23 +228,47 @@ def cmd_bench(args: argparse.Namespace) -> None:
                                 feature_texts=args.feature_texts, train_rows=args.train_rows), indent=2))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sap_viz", description="Safety Polytope: train, score, steer.")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    sub = parser.add_subparsers(dest="command", required=True)
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="default", help="'default' (embedded SmolLM2-135M), a Hugging Face id or a local directory")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16", "auto"])
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (device_map=auto)")
+    p.add_argument("--layers-path", default=None, help="attribute path to the decoder blocks, e.g. model.layers")
+    p.add_argument("--seed", type=int, default=42)
 
-    def model_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--model", default="default", help="'default' (embedded SmolLM2-135M), a Hugging Face id or a local directory")
-        p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16", "auto"])
-        p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (device_map=auto)")
-        p.add_argument("--layers-path", default=None, help="attribute path to the decoder blocks, e.g. model.layers")
-        p.add_argument("--seed", type=int, default=42)
 
-    def polytope_arg(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--polytope", default=str(DEFAULT_POLYTOPE), help="polytope directory (default: the shipped one)")
+def _polytope_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--polytope", default=str(DEFAULT_POLYTOPE), help="polytope directory (default: the shipped one)")
 
+
+def _steer_args(p: argparse.ArgumentParser, default_mode: str) -> None:
+    p.add_argument("--mode", default=default_mode, choices=["monitor", "steer", "refuse"])
+    p.add_argument("--max-new-tokens", type=int, default=48)
+    p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    p.add_argument(
+        "--strength", type=float, default=3.0, help="steer until every facet is ≤ −strength (1 = depth of a typical safe prompt)"
+    )
+    p.add_argument("--hinge-weight", type=float, default=1.0, help="β: weight of the violation hinge in the Safe Flow objective")
+    p.add_argument("--max-steps", type=int, default=200)
+    p.add_argument("--max-interventions", type=int, default=20)
+    p.add_argument("--positions", default="last", choices=["last", "generated", "all"])
+    p.add_argument("--refusal-text", default="Sorry, I can't answer your request.")
+    p.add_argument(
+        "--generation-threshold",
+        type=float,
+        default=None,
+        help="boundary for generated tokens (default: the polytope's calibrated value; 0 = the prompt boundary)",
+    )
+    p.add_argument(
+        "--span-threshold",
+        type=float,
+        default=None,
+        help="flag a prompt when a token of the user's text reaches this (default: the polytope's calibrated value; inf = off)",
+    )
+
+
+def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a polytope and evaluate it against baselines")
-    model_args(p)
+    _model_args(p)
     p.add_argument("--data", help="CSV/JSONL with text,label[,category] (default: the built-in offline sources)")
     p.add_argument("--layer", type=int, default=20, help="layer L = output of decoder block L (0-based; negative counts from the end)")
     p.add_argument("--facets", type=int, default=14)
@@ -259,29 +283,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--entropy", default="soft", choices=["soft", "reassign", "none"])
     p.add_argument("--max-tokens", type=int, default=256)
     p.add_argument("--no-template", action="store_true", help="feed raw text instead of the chat template")
-    p.add_argument("--target-fpr", type=float, default=0.09, help="calibrate the boundary to flag this share of validation safe prompts (0 = keep the trained offsets)")
+    p.add_argument(
+        "--target-fpr",
+        type=float,
+        default=0.09,
+        help="calibrate the boundary to flag this share of validation safe prompts (0 = keep the trained offsets)",
+    )
     p.add_argument("--output", required=True, help="directory to write the polytope to")
     p.set_defaults(func=cmd_train)
 
+
+def _add_score(sub) -> None:
     p = sub.add_parser("score", help="score texts from a JSONL/CSV file")
-    model_args(p)
-    polytope_arg(p)
+    _model_args(p)
+    _polytope_arg(p)
     p.add_argument("--input", required=True)
     p.add_argument("--output", default="-", help="JSONL output path ('-' = stdout)")
     p.add_argument("--batch-size", type=int, default=16)
     p.set_defaults(func=cmd_score)
 
+
+def _add_eval(sub) -> None:
     p = sub.add_parser("eval", help="metrics of a polytope (and baselines) on the built-in or a user data set")
-    model_args(p)
-    polytope_arg(p)
+    _model_args(p)
+    _polytope_arg(p)
     p.add_argument("--data")
     p.add_argument("--splits", default="test,ood")
     p.add_argument("--no-baselines", action="store_true")
     p.add_argument("--output", help="write the metrics as JSON")
     p.set_defaults(func=cmd_eval)
 
+
+def _add_sweep(sub) -> None:
     p = sub.add_parser("sweep", help="train a quick polytope per layer and compare validation metrics")
-    model_args(p)
+    _model_args(p)
     p.add_argument("--data")
     p.add_argument("--layers", help="comma-separated layers (default: all)")
     p.add_argument("--epochs", type=int, default=10)
@@ -290,41 +325,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output")
     p.set_defaults(func=cmd_sweep)
 
-    def steer_args(p: argparse.ArgumentParser, default_mode: str) -> None:
-        p.add_argument("--mode", default=default_mode, choices=["monitor", "steer", "refuse"])
-        p.add_argument("--max-new-tokens", type=int, default=48)
-        p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
-        p.add_argument("--strength", type=float, default=3.0, help="steer until every facet is ≤ −strength (1 = depth of a typical safe prompt)")
-        p.add_argument("--hinge-weight", type=float, default=1.0, help="β: weight of the violation hinge in the Safe Flow objective")
-        p.add_argument("--max-steps", type=int, default=200)
-        p.add_argument("--max-interventions", type=int, default=20)
-        p.add_argument("--positions", default="last", choices=["last", "generated", "all"])
-        p.add_argument("--refusal-text", default="Sorry, I can't answer your request.")
-        p.add_argument("--generation-threshold", type=float, default=None,
-                       help="boundary for generated tokens (default: the polytope's calibrated value; 0 = the prompt boundary)")
-        p.add_argument("--span-threshold", type=float, default=None,
-                       help="flag a prompt when a token of the user's text reaches this (default: the polytope's calibrated value; inf = off)")
 
+def _add_generate(sub) -> None:
     p = sub.add_parser("generate", help="generate with the polytope hook, unsteered beside steered")
-    model_args(p)
-    polytope_arg(p)
+    _model_args(p)
+    _polytope_arg(p)
     p.add_argument("--prompt", required=True)
-    steer_args(p, "steer")
+    _steer_args(p, "steer")
     p.add_argument("--json", action="store_true", help="print the structured result")
     p.add_argument("--all-tokens", action="store_true", help="show every prompt token in the table")
     p.set_defaults(func=cmd_generate)
 
+
+def _add_eval_steering(sub) -> None:
     p = sub.add_parser("eval-steering", help="containment / refusal / unchanged-benign rates with steering off and on")
-    model_args(p)
-    polytope_arg(p)
-    steer_args(p, "steer")
+    _model_args(p)
+    _polytope_arg(p)
+    _steer_args(p, "steer")
     p.add_argument("--n", type=int, default=20, help="prompts per set")
     p.add_argument("--output")
     p.set_defaults(func=cmd_eval_steering)
 
+
+def _add_calibrate_generation(sub) -> None:
     p = sub.add_parser("calibrate-generation", help="set the generated-token boundary from benign validation answers")
-    model_args(p)
-    polytope_arg(p)
+    _model_args(p)
+    _polytope_arg(p)
     p.add_argument("--data", help="CSV/JSONL with text,label[,category] (default: the built-in offline sources)")
     p.add_argument("--n", type=int, default=64, help="benign (and unsafe) validation prompts")
     p.add_argument("--target-rate", type=float, default=0.10, help="share of benign answers allowed to trigger")
@@ -333,15 +359,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print, do not write polytope.json")
     p.set_defaults(func=cmd_calibrate_generation)
 
+
+def _add_bench(sub) -> None:
     p = sub.add_parser("bench", help="time plain vs monitored vs steered generation (prints JSON)")
-    model_args(p)
-    polytope_arg(p)
+    _model_args(p)
+    _polytope_arg(p)
     p.add_argument("--n", type=int, default=8)
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--feature-texts", type=int, default=256, help="prompts for the early-exit vs full-forward timing")
     p.add_argument("--train-rows", type=int, default=4096, help="feature rows for the training timing (0 = skip)")
     p.set_defaults(func=cmd_bench)
+
+
+COMMANDS = (_add_train, _add_score, _add_eval, _add_sweep, _add_generate, _add_eval_steering, _add_calibrate_generation, _add_bench)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m sap_viz", description="Safety Polytope: train, score, steer.")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in COMMANDS:
+        add(sub)
     return parser
 
 

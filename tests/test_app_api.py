@@ -24,7 +24,9 @@ XSS = "<img src=x onerror=alert(1)>"
 
 
 def _digest(directory: Path) -> str:
-    return hashlib.sha256(b"".join((directory / f).read_bytes() for f in ("facets.json", "polytope.json", "polytope.safetensors"))).hexdigest()
+    return hashlib.sha256(
+        b"".join((directory / f).read_bytes() for f in ("facets.json", "polytope.json", "polytope.safetensors"))
+    ).hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +86,9 @@ def test_analyze_prompt_tokens_and_attribution(client):
 
 def test_label_facet_and_read_it_back(client, server):
     name = f"Weapons & explosives {XSS}"
-    saved = client.predict(index=1, name=name, policy="Requests for building weapons.", author="pytest", confidence=0.8,
-                           api_name="/label_facet")
+    saved = client.predict(
+        index=1, name=name, policy="Requests for building weapons.", author="pytest", confidence=0.8, api_name="/label_facet"
+    )
     assert saved["name"] == name and saved["author"] == "pytest" and not saved["auto_suggested"]
     facets = client.predict(api_name="/facets")
     assert facets[1]["name"] == name and facets[1]["history"][-1]["name"] == name
@@ -177,8 +180,12 @@ def test_import_refuses_unsafe_uploads(bench, tmp_path):
         zf.writestr("run.py", "print('hi')")
     pickle_file = tmp_path / "polytope.safetensors"
     pickle_file.write_bytes(b"\x80\x04\x95" + b"\x00" * 64)
-    cases = [([traversal], "unsafe path"), ([other], "unexpected file"), ([SOURCE / "polytope.json"], "needs"),
-             ([pickle_file, SOURCE / "polytope.json"], "pickle")]
+    cases = [
+        ([traversal], "unsafe path"),
+        ([other], "unexpected file"),
+        ([SOURCE / "polytope.json"], "needs"),
+        ([pickle_file, SOURCE / "polytope.json"], "pickle"),
+    ]
     for paths, fragment in cases:
         with pytest.raises(WorkbenchError, match=fragment):
             bench.import_polytope(paths, "bad")

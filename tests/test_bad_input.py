@@ -191,7 +191,9 @@ def test_training_files_refused_naming_the_row(wb, tmp_path):
             wb.load_training_file(path)
         assert fragment in str(info.value), (name, str(info.value))
     good = tmp_path / "good.jsonl"
-    good.write_text('{"text": "nul\\u0000 and \\ud800 here", "label": "unsafe"}\n{"text": "' + RTL_EMOJI + '", "label": 0}\n', encoding="utf-8")
+    good.write_text(
+        '{"text": "nul\\u0000 and \\ud800 here", "label": "unsafe"}\n{"text": "' + RTL_EMOJI + '", "label": 0}\n', encoding="utf-8"
+    )
     df = wb.load_training_file(good)
     assert sorted(df["text"]) == sorted(["nul and \ufffd here", RTL_EMOJI.strip()])
 
@@ -271,8 +273,16 @@ def test_label_text_is_cleaned_and_history_stays_bounded(tmp_path, monkeypatch):
     from sap_viz.method import artifact
     from sap_viz.method.polytope import SafetyPolytope
 
-    meta = {"model": {"id": "t", "fingerprint": "f", "hidden_size": 8, "num_layers": 2}, "layer": 1, "position": "last",
-            "chat_template": True, "max_tokens": 64, "train_config": {}, "data": {}, "metrics": {}}
+    meta = {
+        "model": {"id": "t", "fingerprint": "f", "hidden_size": 8, "num_layers": 2},
+        "layer": 1,
+        "position": "last",
+        "chat_template": True,
+        "max_tokens": 64,
+        "train_config": {},
+        "data": {},
+        "metrics": {},
+    }
     path = artifact.save_polytope(tmp_path / "p", SafetyPolytope(8, 3, 8), meta)
     facet = artifact.label_facet(path, 0, "n\ud800ame\x00\x1b", "<script>alert(1)</script>", "me\x07")
     assert (facet["name"], facet["author"]) == ("n\ufffdame", "me")
@@ -341,9 +351,14 @@ def test_cli_refuses_bad_input_files_and_settings(tmp_path, capsys):
 
 def test_cli_scores_hostile_texts_and_refuses_a_missing_layer(tmp_path, capsys):
     texts = tmp_path / "in.jsonl"
-    texts.write_text('{"text": "nul\\u0000 bytes and a lone \\ud800 surrogate", "id": 1}\n'
-                     + json.dumps({"text": RTL_EMOJI, "id": 2}, ensure_ascii=False) + "\n"
-                     + json.dumps({"text": LONG, "id": 3}) + "\n", encoding="utf-8")
+    texts.write_text(
+        '{"text": "nul\\u0000 bytes and a lone \\ud800 surrogate", "id": 1}\n'
+        + json.dumps({"text": RTL_EMOJI, "id": 2}, ensure_ascii=False)
+        + "\n"
+        + json.dumps({"text": LONG, "id": 3})
+        + "\n",
+        encoding="utf-8",
+    )
     out = tmp_path / "out.jsonl"
     rc, _, err = _cli(capsys, "score", "--input", str(texts), "--output", str(out))
     assert rc == 0, err

@@ -100,7 +100,11 @@ def facet_statistics(violations: torch.Tensor, categories: list[str], unsafe: li
     """Everything the facet views and label suggestions need, JSON-serialisable."""
     mask = torch.tensor(unsafe, dtype=torch.bool)
     cats = [c for c, u in zip(categories, unsafe, strict=True) if u]
-    names, share, joint = category_facet_table(violations[mask], cats) if mask.any() else ([], np.zeros((0, violations.shape[1])), np.zeros((0, violations.shape[1])))
+    names, share, joint = (
+        category_facet_table(violations[mask], cats)
+        if mask.any()
+        else ([], np.zeros((0, violations.shape[1])), np.zeros((0, violations.shape[1])))
+    )
     order = hungarian_order(joint) if len(names) else list(range(violations.shape[1]))
     return {
         "categories": names,

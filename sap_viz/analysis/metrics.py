@@ -35,11 +35,22 @@ def detection_metrics(unsafe_true: object, scores: object, threshold: float = 0.
         return a / b if b else None
 
     precision, recall = ratio(tp, tp + fp), ratio(tp, tp + fn)
-    f1 = 2 * precision * recall / (precision + recall) if precision and recall else (0.0 if precision is not None and recall is not None else None)
+    f1 = (
+        2 * precision * recall / (precision + recall)
+        if precision and recall
+        else (0.0 if precision is not None and recall is not None else None)
+    )
     auroc = float(roc_auc_score(y, s)) if 0 < y.sum() < len(y) else None
     return {
-        "n": len(y), "n_unsafe": int(y.sum()), "accuracy": ratio(tp + tn, len(y)), "precision": precision,
-        "recall": recall, "f1": f1, "fpr": ratio(fp, fp + tn), "fnr": ratio(fn, fn + tp), "auroc": auroc,
+        "n": len(y),
+        "n_unsafe": int(y.sum()),
+        "accuracy": ratio(tp + tn, len(y)),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "fpr": ratio(fp, fp + tn),
+        "fnr": ratio(fn, fn + tp),
+        "auroc": auroc,
     }
 
 
@@ -94,9 +105,19 @@ def metrics_rows(report: dict) -> list[dict]:
     rows = []
     for split, methods in report.get("splits", {}).items():
         for method, m in methods.items():
-            rows.append({
-                "split": split, "method": method, "n": m["n"], "accuracy": m["accuracy"], "precision": m["precision"],
-                "recall": m["recall"], "f1": m["f1"], "fpr": m["fpr"], "fnr": m["fnr"], "auroc": m["auroc"],
-                "over_refusal": m.get("flag_rate_by_safe_subset", {}).get("over_refusal"),
-            })
+            rows.append(
+                {
+                    "split": split,
+                    "method": method,
+                    "n": m["n"],
+                    "accuracy": m["accuracy"],
+                    "precision": m["precision"],
+                    "recall": m["recall"],
+                    "f1": m["f1"],
+                    "fpr": m["fpr"],
+                    "fnr": m["fnr"],
+                    "auroc": m["auroc"],
+                    "over_refusal": m.get("flag_rate_by_safe_subset", {}).get("over_refusal"),
+                }
+            )
     return rows

@@ -57,20 +57,33 @@ def report_markdown(report: dict) -> str:
     lines = [
         f"# Polytope audit: {markdown_cell(p.get('name'))}",
         "",
-        f"Generated {report['generated']}. Polytope created {markdown_cell(p.get('created'))} with sap-viz {markdown_cell(p.get('sap_viz_version'))}.",
+        (
+            f"Generated {report['generated']}. Polytope created {markdown_cell(p.get('created'))} "
+            f"with sap-viz {markdown_cell(p.get('sap_viz_version'))}."
+        ),
         "",
         "## Provenance",
         "",
-        (f"- Model: {markdown_cell(model.get('id'))} (weights fingerprint `{markdown_cell(model.get('fingerprint'))}`, "
-         f"{markdown_cell(model.get('num_layers'))} blocks, hidden size {markdown_cell(model.get('hidden_size'))})"),
-        (f"- Layer: {markdown_cell(p.get('layer'))} — {markdown_cell(p.get('layer_convention'))}; position {markdown_cell(p.get('position'))}, "
-         f"chat template {markdown_cell(p.get('chat_template'))}"),
-        f"- Facets: {markdown_cell(p.get('num_facets'))}, concept features {markdown_cell(p.get('feature_dim'))} ({markdown_cell(p.get('encoder'))} encoder)",
+        (
+            f"- Model: {markdown_cell(model.get('id'))} (weights fingerprint `{markdown_cell(model.get('fingerprint'))}`, "
+            f"{markdown_cell(model.get('num_layers'))} blocks, hidden size {markdown_cell(model.get('hidden_size'))})"
+        ),
+        (
+            f"- Layer: {markdown_cell(p.get('layer'))} — {markdown_cell(p.get('layer_convention'))}; "
+            f"position {markdown_cell(p.get('position'))}, "
+            f"chat template {markdown_cell(p.get('chat_template'))}"
+        ),
+        (
+            f"- Facets: {markdown_cell(p.get('num_facets'))}, concept features {markdown_cell(p.get('feature_dim'))} "
+            f"({markdown_cell(p.get('encoder'))} encoder)"
+        ),
     ]
     prov = report.get("provenance") or {}
     if prov:
-        lines.append(f"- Data: {markdown_cell(prov.get('n_rows'))} rows, fingerprint `{markdown_cell(prov.get('fingerprint'))}`, "
-                     f"labels {markdown_cell(json.dumps(prov.get('by_label')))}, splits {markdown_cell(json.dumps(prov.get('by_split')))}")
+        lines.append(
+            f"- Data: {markdown_cell(prov.get('n_rows'))} rows, fingerprint `{markdown_cell(prov.get('fingerprint'))}`, "
+            f"labels {markdown_cell(json.dumps(prov.get('by_label')))}, splits {markdown_cell(json.dumps(prov.get('by_split')))}"
+        )
         by_source = prov.get("by_source_label")
         if by_source:
             lines.append(f"- Sources: {markdown_cell(json.dumps(by_source), 1000)}")
@@ -92,10 +105,17 @@ def report_markdown(report: dict) -> str:
             lines.append(f"- Fires on {100 * f['fire_rate_train']:.1f}% of training prompts")
         sug = f.get("suggestion")
         if sug:
-            lines.append(f"- Suggestion from category statistics: {markdown_cell(sug.get('name'))} — {markdown_cell(sug.get('evidence'))} "
-                         f"(confidence {markdown_cell(sug.get('confidence'))})")
+            lines.append(
+                f"- Suggestion from category statistics: {markdown_cell(sug.get('name'))} — {markdown_cell(sug.get('evidence'))} "
+                f"(confidence {markdown_cell(sug.get('confidence'))})"
+            )
         if f["history"]:
-            lines += ["", "History:", "", markdown_table(f["history"], ["time", "name", "author", "confidence", "auto_suggested", "policy"])]
+            lines += [
+                "",
+                "History:",
+                "",
+                markdown_table(f["history"], ["time", "name", "author", "confidence", "auto_suggested", "policy"]),
+            ]
         if f.get("top_examples"):
             lines += ["", "Most violating training prompts:", "", markdown_table(f["top_examples"], ["rank", "violation", "label", "text"])]
         lines.append("")

@@ -87,7 +87,17 @@ class DeploymentCounters:
         with self._lock:
             history = list(self.history)
         buf = io.StringIO()
-        cols = ["request", "mode", "prompt_flagged", "tokens", "violating_tokens", "interventions", "max_delta_norm", "refused", "benign_output_changed"]
+        cols = [
+            "request",
+            "mode",
+            "prompt_flagged",
+            "tokens",
+            "violating_tokens",
+            "interventions",
+            "max_delta_norm",
+            "refused",
+            "benign_output_changed",
+        ]
         writer = csv.DictWriter(buf, fieldnames=cols)
         writer.writeheader()
         writer.writerows(history)
@@ -96,7 +106,17 @@ class DeploymentCounters:
     def reset(self) -> None:
         with self._lock:
             fresh = DeploymentCounters()
-            for name in ("prompts", "prompts_flagged", "tokens", "tokens_violating", "interventions", "refusals", "benign_compared",
-                         "benign_unchanged", "steering_norm_sum", "steering_norm_max"):
+            for name in (
+                "prompts",
+                "prompts_flagged",
+                "tokens",
+                "tokens_violating",
+                "interventions",
+                "refusals",
+                "benign_compared",
+                "benign_unchanged",
+                "steering_norm_sum",
+                "steering_norm_max",
+            ):
                 setattr(self, name, getattr(fresh, name))
             self.history.clear()

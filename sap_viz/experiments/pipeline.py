@@ -132,7 +132,9 @@ def train_and_evaluate(
     t_feat = time.perf_counter() - t0
     report_progress(0.3, "training the polytope")
     t0 = time.perf_counter()
-    result = train_polytope(feats["train"], _unsafe(train), tcfg, progress=(lambda f, m: report_progress(0.3 + 0.5 * f, m)), show_tqdm=show_tqdm)
+    result = train_polytope(
+        feats["train"], _unsafe(train), tcfg, progress=(lambda f, m: report_progress(0.3 + 0.5 * f, m)), show_tqdm=show_tqdm
+    )
     t_train = time.perf_counter() - t0
     poly = result.polytope
     calibration = calibrate_threshold(poly, feats["val"], frames["val"], target_fpr) if target_fpr is not None and "val" in feats else None
@@ -156,15 +158,29 @@ def train_and_evaluate(
     stats = facet_statistics(train_viol, train["category"].tolist(), (train["label"] == "unsafe").tolist())
     facets = default_facets(poly.num_facets)
     for facet, sug in zip(facets, stats["suggestions"], strict=True):
-        facet.update({"name": sug["name"], "policy": f"Auto-suggested: {sug['evidence']}.", "author": "sap-viz (auto)",
-                      "confidence": sug["confidence"], "auto_suggested": True})
+        facet.update(
+            {
+                "name": sug["name"],
+                "policy": f"Auto-suggested: {sug['evidence']}.",
+                "author": "sap-viz (auto)",
+                "confidence": sug["confidence"],
+                "auto_suggested": True,
+            }
+        )
     meta = {
         "model": {"id": lm.model_id, "fingerprint": lm.fingerprint, "hidden_size": lm.hidden_size, "num_layers": lm.num_layers},
-        "layer": fcfg.layer, "position": "last", "chat_template": fcfg.chat_template, "max_tokens": fcfg.max_tokens,
+        "layer": fcfg.layer,
+        "position": "last",
+        "chat_template": fcfg.chat_template,
+        "max_tokens": fcfg.max_tokens,
         "train_config": result.config,
         "data": provenance or {"rows_by_split": df["split"].value_counts().to_dict()},
-        "metrics": {"splits": splits, "timing_s": {"features": round(t_feat, 2), "train": round(t_train, 2)},
-                    "calibration": calibration, "violation_scale": scale},
+        "metrics": {
+            "splits": splits,
+            "timing_s": {"features": round(t_feat, 2), "train": round(t_train, 2)},
+            "calibration": calibration,
+            "violation_scale": scale,
+        },
         "training_history": result.history,
         "facet_stats": stats,
         "threshold_sweep": {k: v[:: max(1, len(v) // 200)] for k, v in sweep.items()},
@@ -180,7 +196,9 @@ def save_trained(trained: TrainedPolytope, directory: str | Path) -> Path:
     return Path(path)
 
 
-def evaluate_artifact(lm: LoadedModel, art: PolytopeArtifact, df: pd.DataFrame, splits: tuple[str, ...] = EVAL_SPLITS, baselines: bool = True) -> dict:
+def evaluate_artifact(
+    lm: LoadedModel, art: PolytopeArtifact, df: pd.DataFrame, splits: tuple[str, ...] = EVAL_SPLITS, baselines: bool = True
+) -> dict:
     """Metrics of a saved polytope (and freshly fitted baselines on the train split) on ``splits``."""
     fcfg = FeatureConfig(layer=art.layer, chat_template=art.chat_template, max_tokens=int(art.meta["max_tokens"]))
     fitted = []

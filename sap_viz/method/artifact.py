@@ -237,7 +237,9 @@ def _build_polytope(tensors: dict[str, torch.Tensor], meta: dict) -> SafetyPolyt
     return poly
 
 
-def check_against_model(meta: dict, hidden_size: int, num_layers: int, fingerprint: str | None, strict_fingerprint: bool = True) -> list[str]:
+def check_against_model(
+    meta: dict, hidden_size: int, num_layers: int, fingerprint: str | None, strict_fingerprint: bool = True
+) -> list[str]:
     """Refuse a polytope made for another model; returns warnings for softer mismatches."""
     model = meta["model"]
     if model["hidden_size"] != hidden_size:
@@ -245,8 +247,10 @@ def check_against_model(meta: dict, hidden_size: int, num_layers: int, fingerpri
     if meta["layer"] >= num_layers:
         raise PolytopeFileError(f"polytope layer {meta['layer']} does not exist in a model with {num_layers} blocks")
     if fingerprint is not None and model["fingerprint"] != fingerprint:
-        msg = (f"polytope was trained on model {model['id']!r} (weights fingerprint {model['fingerprint']}), "
-               f"the loaded model's fingerprint is {fingerprint}")
+        msg = (
+            f"polytope was trained on model {model['id']!r} (weights fingerprint {model['fingerprint']}), "
+            f"the loaded model's fingerprint is {fingerprint}"
+        )
         if strict_fingerprint:
             raise PolytopeFileError(msg)
         return [msg]
@@ -311,8 +315,14 @@ def label_facet(
         if not isinstance(index, int) or not 0 <= index < len(facets):
             raise ValueError(f"facet index must be between 0 and {len(facets) - 1}, got {index!r}")
         facet = facets[index]
-        entry = {"name": name, "policy": policy, "author": author, "confidence": confidence,
-                 "auto_suggested": bool(auto_suggested), "time": now()}
+        entry = {
+            "name": name,
+            "policy": policy,
+            "author": author,
+            "confidence": confidence,
+            "auto_suggested": bool(auto_suggested),
+            "time": now(),
+        }
         facet["history"].append(entry)
         facet.update({k: entry[k] for k in ("name", "policy", "author", "confidence", "auto_suggested")})
         _trim_history(facets, FACETS_BUDGET_BYTES)
@@ -326,6 +336,7 @@ def _trim_history(facets: list[dict], budget: int) -> int:
     Without a bound, many label edits would grow facets.json past ``MAX_JSON_BYTES`` and the polytope
     would no longer load. Each facet keeps at least its latest entry. Returns how many were dropped.
     """
+
     def size() -> int:
         return len(json.dumps({"format_version": FORMAT_VERSION, "facets": facets}, indent=2, ensure_ascii=False).encode("utf-8"))
 

@@ -97,11 +97,16 @@ def calibrate_generation(
     finite_span = benign_span[np.isfinite(benign_span)]
     span_threshold = max(0.0, float(np.quantile(finite_span, 1 - cfg.span_target_rate))) if len(finite_span) else None
     out = {
-        "threshold": round(threshold, 5), "target_rate": cfg.target_rate, "n_prompts": len(prompts),
-        "max_new_tokens": cfg.max_new_tokens, "on": "val safe prompts, greedy answers, monitor only",
+        "threshold": round(threshold, 5),
+        "target_rate": cfg.target_rate,
+        "n_prompts": len(prompts),
+        "max_new_tokens": cfg.max_new_tokens,
+        "on": "val safe prompts, greedy answers, monitor only",
         "benign_rate_at_0": round(float((benign >= 0).mean()), 4),
         "benign_rate_at_threshold": round(float((benign >= threshold).mean()), 4),
-        "benign_peak_quantiles": {q: round(float(np.quantile(finite, float(q))), 4) for q in ("0.5", "0.75", "0.9", "0.95")} if len(finite) else {},
+        "benign_peak_quantiles": {q: round(float(np.quantile(finite, float(q))), 4) for q in ("0.5", "0.75", "0.9", "0.95")}
+        if len(finite)
+        else {},
         "span_threshold": None if span_threshold is None else round(span_threshold, 5),
         "span_target_rate": cfg.span_target_rate,
         "benign_prompts_flagged_by_span": None if span_threshold is None else round(float((benign_span >= span_threshold).mean()), 4),

@@ -145,8 +145,15 @@ def _prepare(lm: LoadedModel, artifact: PolytopeArtifact, prompts: list[str], ge
 
 
 def _generate_kwargs(lm: LoadedModel, gen: GenerationConfig, processors: LogitsProcessorList) -> dict:
-    kwargs = dict(max_new_tokens=gen.max_new_tokens, min_new_tokens=gen.min_new_tokens or None, do_sample=gen.do_sample, use_cache=gen.use_cache,
-                  logits_processor=processors, pad_token_id=lm.tokenizer.pad_token_id, eos_token_id=_eos_ids(lm))
+    kwargs = dict(
+        max_new_tokens=gen.max_new_tokens,
+        min_new_tokens=gen.min_new_tokens or None,
+        do_sample=gen.do_sample,
+        use_cache=gen.use_cache,
+        logits_processor=processors,
+        pad_token_id=lm.tokenizer.pad_token_id,
+        eos_token_id=_eos_ids(lm),
+    )
     if gen.do_sample:
         kwargs |= dict(temperature=gen.temperature, top_p=gen.top_p, top_k=0)
     else:
@@ -182,8 +189,11 @@ def run_generation(
     with residual_hook(lm.model, artifact.layer, hook, lm.layers_path), torch.no_grad():
         stopping = StoppingCriteriaList([_CancelCriteria(cancel)]) if cancel is not None else None
         sequences = lm.model.generate(
-            input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device), streamer=streamer,
-            stopping_criteria=stopping, **_generate_kwargs(lm, gen, processors),
+            input_ids=ids.to(lm.device),
+            attention_mask=mask.to(lm.device),
+            streamer=streamer,
+            stopping_criteria=stopping,
+            **_generate_kwargs(lm, gen, processors),
         )
     return _build_results(lm, artifact, prompts, enc, sequences.cpu(), hook, width, cfg, gen)
 
@@ -193,7 +203,11 @@ def generate_one(lm, artifact, prompt: str, gen=None, cfg=None) -> GenerationRes
 
 
 def stream_generation(
-    lm: LoadedModel, artifact: PolytopeArtifact, prompt: str, gen: GenerationConfig | None = None, cfg: InterventionConfig | None = None,
+    lm: LoadedModel,
+    artifact: PolytopeArtifact,
+    prompt: str,
+    gen: GenerationConfig | None = None,
+    cfg: InterventionConfig | None = None,
     cancel: threading.Event | None = None,
 ) -> Iterator[str | GenerationResult]:
     """Yield the generated text as it grows, then the full GenerationResult as the last item."""

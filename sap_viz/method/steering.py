@@ -79,7 +79,9 @@ def safe_flow(
                 steps[idx[active]] = step + 1
                 if not active.any():
                     break
-                per_row = (h - start).abs().sum(dim=1) / d + cfg.alpha * v.sum(dim=1) + cfg.hinge_weight * torch.relu(v + cfg.strength).sum(dim=1)
+                per_row = (
+                    (h - start).abs().sum(dim=1) / d + cfg.alpha * v.sum(dim=1) + cfg.hinge_weight * torch.relu(v + cfg.strength).sum(dim=1)
+                )
                 loss = (per_row * active).sum()
                 opt.zero_grad()
                 loss.backward()

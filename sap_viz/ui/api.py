@@ -105,6 +105,111 @@ def _tokens(result) -> list[dict]:
              "forced": t.forced} for t in result.tokens]
 
 
+def generate_payload(wb: Workbench, prompt: str, mode: str, strength: float, max_new_tokens: int, seed: int) -> dict:
+    """Both runs of ``/generate`` with their per-token facet violations."""
+    gen, cfg = make_configs(mode, strength, max_new_tokens, seed, wb.limits)
+    checked = wb.check_prompt(prompt)
+    cmp = wb.compare(checked.text, gen, cfg)
+    base, other = cmp.baseline, cmp.intervened
+    return {
+        "prompt": checked.text,
+        "truncated": checked.truncated,
+        "notice": checked.notice,
+        "mode": cfg.mode,
+        "polytope": wb.active_name,
+        "facet_names": other.facet_names,
+        "baseline": base.text,
+        "steered": other.text,
+        "first_divergence": cmp.first_divergence,
+        "prompt_flagged": other.prompt_flagged,
+        "flag_reason": other.flag_reason,
+        "interventions": other.interventions,
+        "refused": other.refused,
+        "prompt_len": other.prompt_len,
+        "settings": other.settings,
+        "baseline_tokens": _tokens(base),
+        "steered_tokens": _tokens(other),
+    }
+
+
+def analysis_payload(wb: Workbench, prompt: str, attribution: bool) -> dict:
+    """``/analyze``: the prompt's per-token violations, its flag and (optionally) word-masking attribution."""
+    texts, _, viol, checked = wb.prompt_tokens(prompt)
+    notices = list(checked.notices)
+    art = wb.require_artifact()
+    names = [art.facet_name(k) for k in range(art.polytope.num_facets)]
+    last = viol[-1]
+    k = int(last.argmax())
+    start, end = checked.encoded.text_span
+    span_peak = float(viol[start:end].max()) if end > start else None
+    span_threshold = art.span_threshold
+    flagged_by_span = span_peak is not None and span_threshold is not None and span_peak >= span_threshold
+    out = {
+        "prompt": checked.text,
+        "truncated": checked.truncated,
+        "polytope": wb.active_name,
+        "layer": art.layer,
+        "facet_names": names,
+        "score": float(last.max()),
+        "flagged": bool(last.max() >= 0) or flagged_by_span,
+        "top_facet": k,
+        "top_facet_name": names[k],
+        "span_peak": span_peak,
+        "span_threshold": span_threshold,
+        "flagged_by_span": flagged_by_span,
+        "text_span": [start, end],
+        "violations": [float(v) for v in last],
+        "tokens": [
+            {"index": i, "text": t, "violations": [round(float(v), 5) for v in row]}
+            for i, (t, row) in enumerate(zip(texts, viol, strict=True))
+        ],
+    }
+    if attribution:
+        try:
+            out["attribution"] = wb.attribution(checked.text).to_dict()
+        except WorkbenchError as exc:  # e.g. too many words: the per-token analysis still stands
+            out["attribution"] = None
+            notices.append(f"Word-masking attribution skipped: {exc}.")
+    out["notice"] = " ".join(notices)
+    return out
+
+
+def score_payload(wb: Workbench, texts: list[str]) -> list[dict]:
+    """``/score``: per text, the max violation, the verdict, every facet's violation and the top facet."""
+    texts = wb.check_texts(texts)
+    viol = wb.score(texts)
+    cut = wb.truncated(texts)
+    art = wb.require_artifact()
+    out = []
+    for text, v, truncated in zip(texts, viol, cut, strict=True):
+        k = int(v.argmax())
+        out.append(
+            {
+                "text": text,
+                "truncated": truncated,
+                "score": float(v.max()),
+                "unsafe": bool(v.max() >= 0),
+                "top_facet": k,
+                "top_facet_name": art.facet_name(k),
+                "violations": [round(float(x), 5) for x in v],
+            }
+        )
+    return out
+
+
+def polytopes_payload(wb: Workbench) -> dict:
+    """``/polytopes``: what the server has and what is active."""
+    art = wb.artifact
+    return {
+        "active": wb.active_name,
+        "available": wb.list_polytopes(),
+        "layer": art.layer if art else None,
+        "num_facets": art.polytope.num_facets if art else None,
+        "warnings": list(art.warnings) if art else [],
+        "error": wb.load_error,
+    }
+
+
 def register(wb: Workbench) -> None:
     """Register the API endpoints on the current gr.Blocks."""
 
@@ -114,60 +219,17 @@ def register(wb: Workbench) -> None:
 
         strength: Safe Flow's target depth inside the polytope, in violation units (only for mode "steer").
         """
-        gen, cfg = make_configs(mode, strength, max_new_tokens, seed, wb.limits)
-        checked = wb.check_prompt(prompt)
-        cmp = wb.compare(checked.text, gen, cfg)
-        base, other = cmp.baseline, cmp.intervened
-        return {
-            "prompt": checked.text, "truncated": checked.truncated, "notice": checked.notice, "mode": cfg.mode, "polytope": wb.active_name, "facet_names": other.facet_names,
-            "baseline": base.text, "steered": other.text, "first_divergence": cmp.first_divergence,
-            "prompt_flagged": other.prompt_flagged, "flag_reason": other.flag_reason, "interventions": other.interventions, "refused": other.refused,
-            "prompt_len": other.prompt_len, "settings": other.settings,
-            "baseline_tokens": _tokens(base), "steered_tokens": _tokens(other),
-        }
+        return generate_payload(wb, prompt, mode, strength, max_new_tokens, seed)
 
     @guarded
     def analyze(prompt: str, attribution: bool = True) -> dict:
         """Per-token facet violations of a prompt (no generation) and word-masking attribution per facet."""
-        texts, _, viol, checked = wb.prompt_tokens(prompt)
-        notices = list(checked.notices)
-        art = wb.require_artifact()
-        names = [art.facet_name(k) for k in range(art.polytope.num_facets)]
-        last = viol[-1]
-        k = int(last.argmax())
-        start, end = checked.encoded.text_span
-        span_peak = float(viol[start:end].max()) if end > start else None
-        span_threshold = art.span_threshold
-        flagged_by_span = span_peak is not None and span_threshold is not None and span_peak >= span_threshold
-        out = {
-            "prompt": checked.text, "truncated": checked.truncated, "polytope": wb.active_name, "layer": art.layer, "facet_names": names,
-            "score": float(last.max()), "flagged": bool(last.max() >= 0) or flagged_by_span, "top_facet": k, "top_facet_name": names[k],
-            "span_peak": span_peak, "span_threshold": span_threshold, "flagged_by_span": flagged_by_span, "text_span": [start, end],
-            "violations": [float(v) for v in last],
-            "tokens": [{"index": i, "text": t, "violations": [round(float(v), 5) for v in row]} for i, (t, row) in enumerate(zip(texts, viol, strict=True))],
-        }
-        if attribution:
-            try:
-                out["attribution"] = wb.attribution(checked.text).to_dict()
-            except WorkbenchError as exc:  # e.g. too many words: the per-token analysis still stands
-                out["attribution"] = None
-                notices.append(f"Word-masking attribution skipped: {exc}.")
-        out["notice"] = " ".join(notices)
-        return out
+        return analysis_payload(wb, prompt, attribution)
 
     @guarded
     def score(texts: list[str]) -> list[dict]:
         """Score a list of texts: max violation (≥ 0 = unsafe), every facet's violation, the top facet."""
-        texts = wb.check_texts(texts)
-        viol = wb.score(texts)
-        cut = wb.truncated(texts)
-        art = wb.require_artifact()
-        out = []
-        for text, v, truncated in zip(texts, viol, cut, strict=True):
-            k = int(v.argmax())
-            out.append({"text": text, "truncated": truncated, "score": float(v.max()), "unsafe": bool(v.max() >= 0), "top_facet": k,
-                        "top_facet_name": art.facet_name(k), "violations": [round(float(x), 5) for x in v]})
-        return out
+        return score_payload(wb, texts)
 
     @guarded
     def label_facet(index: int, name: str, policy: str = "", author: str = "", confidence: float = 1.0) -> dict:
@@ -182,10 +244,7 @@ def register(wb: Workbench) -> None:
     @guarded
     def polytopes() -> dict:
         """Polytopes available on the server and the active one."""
-        art = wb.artifact
-        return {"active": wb.active_name, "available": wb.list_polytopes(),
-                "layer": art.layer if art else None, "num_facets": art.polytope.num_facets if art else None,
-                "warnings": list(art.warnings) if art else [], "error": wb.load_error}
+        return polytopes_payload(wb)
 
     @guarded
     def counters() -> dict:

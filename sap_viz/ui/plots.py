@@ -59,31 +59,64 @@ def token_heatmap(result: GenerationResult, title: str = "Violations: tokens × 
             z[:, tok.index] = tok.violations
     lim = max(_clip(z), 1e-6)
     ticks = [esc(token_display(t.text))[:12] for t in result.tokens]
-    hover = [[f"token {t.index} {esc(repr(t.text))}<br>facet {k}: {esc(names[k])}<br>v = {z[k, t.index]:+.3f}" for t in result.tokens] for k in range(k_total)]
-    fig = go.Figure(go.Heatmap(
-        z=z, x=list(range(len(result.tokens))), y=facet_labels(names), colorscale="RdBu_r", zmid=0, zmin=-lim, zmax=lim,
-        hovertext=hover, hoverinfo="text", colorbar=dict(title="v", thickness=12),
-    ))
+    hover = [
+        [f"token {t.index} {esc(repr(t.text))}<br>facet {k}: {esc(names[k])}<br>v = {z[k, t.index]:+.3f}" for t in result.tokens]
+        for k in range(k_total)
+    ]
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=list(range(len(result.tokens))),
+            y=facet_labels(names),
+            colorscale="RdBu_r",
+            zmid=0,
+            zmin=-lim,
+            zmax=lim,
+            hovertext=hover,
+            hoverinfo="text",
+            colorbar=dict(title="v", thickness=12),
+        )
+    )
     if 0 < result.prompt_len < len(result.tokens) + 1:
         fig.add_vline(x=result.prompt_len - 0.5, line=dict(color="black", width=2, dash="dash"))
         fig.add_annotation(x=result.prompt_len - 0.5, y=1.02, yref="paper", text="prompt | answer", showarrow=False, font=dict(size=11))
     steered = [t for t in result.tokens if t.steered]
     if steered:
-        fig.add_trace(go.Scatter(
-            x=[t.index for t in steered], y=[facet_labels(names)[t.top_facet or 0] for t in steered], mode="markers",
-            marker=dict(symbol="x", size=10, color="black", line=dict(width=1, color="white")), name="steered",
-            hovertext=[f"steered token {t.index}: ‖Δh‖ = {t.delta_norm:.3f}, after = {max(t.violations_after or [0]):+.3f}" for t in steered],
-            hoverinfo="text",
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=[t.index for t in steered],
+                y=[facet_labels(names)[t.top_facet or 0] for t in steered],
+                mode="markers",
+                marker=dict(symbol="x", size=10, color="black", line=dict(width=1, color="white")),
+                name="steered",
+                hovertext=[
+                    f"steered token {t.index}: ‖Δh‖ = {t.delta_norm:.3f}, after = {max(t.violations_after or [0]):+.3f}" for t in steered
+                ],
+                hoverinfo="text",
+            )
+        )
     forced = [t for t in result.tokens if t.forced]
     if forced:
-        fig.add_trace(go.Scatter(x=[t.index for t in forced], y=[facet_labels(names)[0]] * len(forced), mode="markers",
-                                 marker=dict(symbol="triangle-down", size=9, color="#7c3aed"), name="forced refusal", hoverinfo="skip"))
+        fig.add_trace(
+            go.Scatter(
+                x=[t.index for t in forced],
+                y=[facet_labels(names)[0]] * len(forced),
+                mode="markers",
+                marker=dict(symbol="triangle-down", size=9, color="#7c3aed"),
+                name="forced refusal",
+                hoverinfo="skip",
+            )
+        )
     step = max(1, len(result.tokens) // 60)
     fig.update_layout(
-        **LAYOUT, title=dict(text=esc(title), font=dict(size=14)), height=max(280, 22 * k_total + 120),
-        xaxis=dict(tickmode="array", tickvals=list(range(0, len(ticks), step)), ticktext=ticks[::step], tickangle=-60, tickfont=dict(size=9)),
-        yaxis=dict(autorange="reversed", tickfont=dict(size=10)), legend=dict(orientation="h", y=-0.35),
+        **LAYOUT,
+        title=dict(text=esc(title), font=dict(size=14)),
+        height=max(280, 22 * k_total + 120),
+        xaxis=dict(
+            tickmode="array", tickvals=list(range(0, len(ticks), step)), ticktext=ticks[::step], tickangle=-60, tickfont=dict(size=9)
+        ),
+        yaxis=dict(autorange="reversed", tickfont=dict(size=10)),
+        legend=dict(orientation="h", y=-0.35),
     )
     return fig
 
@@ -99,26 +132,52 @@ def category_facet_heatmap(stats: dict, names: list[str]) -> go.Figure:
     fires = np.array(stats.get("fire_share") or np.full_like(share, np.nan), dtype=float)
     order = stats.get("hungarian_order") or list(range(share.shape[1]))
     labels = facet_labels(names)
-    fig = go.Figure(go.Heatmap(
-        z=share[:, order], x=[labels[k] for k in order], y=[esc(c) for c in cats], colorscale="Blues", zmin=0,
-        customdata=fires[:, order], colorbar=dict(title="share", thickness=12),
-        hovertemplate="category %{y}<br>facet %{x}<br>assigned: %{z:.0%}<br>violates it: %{customdata:.0%}<extra></extra>",
-    ))
+    fig = go.Figure(
+        go.Heatmap(
+            z=share[:, order],
+            x=[labels[k] for k in order],
+            y=[esc(c) for c in cats],
+            colorscale="Blues",
+            zmin=0,
+            customdata=fires[:, order],
+            colorbar=dict(title="share", thickness=12),
+            hovertemplate="category %{y}<br>facet %{x}<br>assigned: %{z:.0%}<br>violates it: %{customdata:.0%}<extra></extra>",
+        )
+    )
     mi = stats.get("mutual_information_bits")
     title = "True categories × learned facets (Hungarian order)" + (f" — MI {mi:.2f} bits" if mi is not None else "")
-    fig.update_layout(**LAYOUT, title=dict(text=title, font=dict(size=14)), height=max(320, 26 * len(cats) + 180),
-                      xaxis=dict(tickangle=-45, tickfont=dict(size=10)), yaxis=dict(autorange="reversed"))
+    fig.update_layout(
+        **LAYOUT,
+        title=dict(text=title, font=dict(size=14)),
+        height=max(320, 26 * len(cats) + 180),
+        xaxis=dict(tickangle=-45, tickfont=dict(size=10)),
+        yaxis=dict(autorange="reversed"),
+    )
     return fig
 
 
 def cosine_heatmap(sim: np.ndarray, names: list[str]) -> go.Figure:
     labels = facet_labels(names)
-    fig = go.Figure(go.Heatmap(z=sim, x=labels, y=labels, colorscale="RdBu_r", zmid=0, zmin=-1, zmax=1,
-                               colorbar=dict(title="cos", thickness=12),
-                               hovertemplate="%{y}<br>%{x}<br>cos = %{z:.2f}<extra></extra>"))
-    fig.update_layout(**LAYOUT, title=dict(text="Cosine similarity of facet normals φ", font=dict(size=14)),
-                      height=max(300, 22 * len(names) + 160), xaxis=dict(tickangle=-45, tickfont=dict(size=10)),
-                      yaxis=dict(autorange="reversed", tickfont=dict(size=10)))
+    fig = go.Figure(
+        go.Heatmap(
+            z=sim,
+            x=labels,
+            y=labels,
+            colorscale="RdBu_r",
+            zmid=0,
+            zmin=-1,
+            zmax=1,
+            colorbar=dict(title="cos", thickness=12),
+            hovertemplate="%{y}<br>%{x}<br>cos = %{z:.2f}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        **LAYOUT,
+        title=dict(text="Cosine similarity of facet normals φ", font=dict(size=14)),
+        height=max(300, 22 * len(names) + 160),
+        xaxis=dict(tickangle=-45, tickfont=dict(size=10)),
+        yaxis=dict(autorange="reversed", tickfont=dict(size=10)),
+    )
     return fig
 
 
@@ -126,9 +185,16 @@ def violation_histogram(values: np.ndarray, total: int, facet: int, name: str) -
     if len(values) == 0:
         return empty_figure(f"Facet {facet} fires on none of the {total} training prompts.")
     fig = go.Figure(go.Histogram(x=values, nbinsx=30, marker_color="#dc2626"))
-    fig.update_layout(**LAYOUT, height=280, bargap=0.05,
-                      title=dict(text=f"Positive violations of facet {facet} ({esc(name[:40])}): {len(values)} of {total} training prompts", font=dict(size=13)),
-                      xaxis_title="violation v ≥ 0", yaxis_title="prompts")
+    fig.update_layout(
+        **LAYOUT,
+        height=280,
+        bargap=0.05,
+        title=dict(
+            text=f"Positive violations of facet {facet} ({esc(name[:40])}): {len(values)} of {total} training prompts", font=dict(size=13)
+        ),
+        xaxis_title="violation v ≥ 0",
+        yaxis_title="prompts",
+    )
     return fig
 
 
@@ -137,35 +203,69 @@ def attribution_figure(words: list[str], kl: np.ndarray, delta: np.ndarray, face
     fig = go.Figure()
     fig.add_trace(go.Bar(x=x, y=kl, name="KL between facet softmaxes", marker_color="#7c3aed", yaxis="y"))
     fig.add_trace(go.Scatter(x=x, y=delta, name=f"Δ violation of facet {facet}", mode="lines+markers", marker_color="#dc2626", yaxis="y2"))
-    fig.update_layout(**LAYOUT, height=300, title=dict(text="Word masking (word ±3 neighbours deleted)", font=dict(size=13)),
-                      yaxis=dict(title="KL"), yaxis2=dict(title="Δv", overlaying="y", side="right", showgrid=False),
-                      xaxis=dict(tickangle=-45, tickfont=dict(size=10)), legend=dict(orientation="h", y=-0.4))
+    fig.update_layout(
+        **LAYOUT,
+        height=300,
+        title=dict(text="Word masking (word ±3 neighbours deleted)", font=dict(size=13)),
+        yaxis=dict(title="KL"),
+        yaxis2=dict(title="Δv", overlaying="y", side="right", showgrid=False),
+        xaxis=dict(tickangle=-45, tickfont=dict(size=10)),
+        legend=dict(orientation="h", y=-0.4),
+    )
     return fig
 
 
-def feature_map_figure(coords: np.ndarray, colour: list[str], hover: list[str], title: str,
-                       trajectories: list[tuple[str, np.ndarray, list[str]]] | None = None) -> go.Figure:
+def feature_map_figure(
+    coords: np.ndarray, colour: list[str], hover: list[str], title: str, trajectories: list[tuple[str, np.ndarray, list[str]]] | None = None
+) -> go.Figure:
     """Scatter of the training map coloured by a categorical value, with prompt trajectories on top."""
     fig = go.Figure()
     groups = sorted(set(colour), key=natural_key)
     for i, group in enumerate(groups):
         idx = [j for j, c in enumerate(colour) if c == group]
-        fig.add_trace(go.Scatter(
-            x=coords[idx, 0], y=coords[idx, 1], mode="markers", name=esc(group)[:40],
-            marker=dict(size=5, opacity=0.65, color=PALETTE[i % len(PALETTE)]),
-            hovertext=[hover[j] for j in idx], hoverinfo="text",
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=coords[idx, 0],
+                y=coords[idx, 1],
+                mode="markers",
+                name=esc(group)[:40],
+                marker=dict(size=5, opacity=0.65, color=PALETTE[i % len(PALETTE)]),
+                hovertext=[hover[j] for j in idx],
+                hoverinfo="text",
+            )
+        )
     for name, pts, labels in trajectories or []:
-        fig.add_trace(go.Scatter(
-            x=pts[:, 0], y=pts[:, 1], mode="lines+markers", name=esc(name),
-            line=dict(width=1, color="black" if "unsteered" in name else "#f59e0b"), opacity=0.8,
-            marker=dict(size=6, color=list(range(len(pts))), colorscale="Viridis", line=dict(width=0.5, color="black")),
-            hovertext=labels, hoverinfo="text",
-        ))
-        fig.add_trace(go.Scatter(x=[pts[0, 0]], y=[pts[0, 1]], mode="markers", showlegend=False, hoverinfo="skip",
-                                 marker=dict(symbol="star", size=14, color="#f59e0b", line=dict(width=1, color="black"))))
-    fig.update_layout(**LAYOUT, height=620, title=dict(text=esc(title), font=dict(size=14)),
-                      legend=dict(itemsizing="constant", font=dict(size=11)), xaxis=dict(showticklabels=False), yaxis=dict(showticklabels=False))
+        fig.add_trace(
+            go.Scatter(
+                x=pts[:, 0],
+                y=pts[:, 1],
+                mode="lines+markers",
+                name=esc(name),
+                line=dict(width=1, color="black" if "unsteered" in name else "#f59e0b"),
+                opacity=0.8,
+                marker=dict(size=6, color=list(range(len(pts))), colorscale="Viridis", line=dict(width=0.5, color="black")),
+                hovertext=labels,
+                hoverinfo="text",
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=[pts[0, 0]],
+                y=[pts[0, 1]],
+                mode="markers",
+                showlegend=False,
+                hoverinfo="skip",
+                marker=dict(symbol="star", size=14, color="#f59e0b", line=dict(width=1, color="black")),
+            )
+        )
+    fig.update_layout(
+        **LAYOUT,
+        height=620,
+        title=dict(text=esc(title), font=dict(size=14)),
+        legend=dict(itemsizing="constant", font=dict(size=11)),
+        xaxis=dict(showticklabels=False),
+        yaxis=dict(showticklabels=False),
+    )
     return fig
 
 
@@ -177,17 +277,37 @@ def threshold_sweep_figure(sweep: dict) -> go.Figure:
     for i, (split, points) in enumerate(sweep.items()):
         if not points:
             continue
-        fig.add_trace(go.Scatter(
-            x=[p["fpr"] for p in points], y=[p["tpr"] for p in points], mode="lines", name=esc(split), line=dict(color=PALETTE[i]),
-            hovertext=[f"threshold {p['threshold']:+.3f}<br>TPR {p['tpr']:.3f}<br>FPR {p['fpr']:.3f}" for p in points], hoverinfo="text",
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=[p["fpr"] for p in points],
+                y=[p["tpr"] for p in points],
+                mode="lines",
+                name=esc(split),
+                line=dict(color=PALETTE[i]),
+                hovertext=[f"threshold {p['threshold']:+.3f}<br>TPR {p['tpr']:.3f}<br>FPR {p['fpr']:.3f}" for p in points],
+                hoverinfo="text",
+            )
+        )
         at_zero = min(points, key=lambda p: abs(p["threshold"]))
-        fig.add_trace(go.Scatter(x=[at_zero["fpr"]], y=[at_zero["tpr"]], mode="markers", showlegend=False,
-                                 marker=dict(size=10, color=PALETTE[i], symbol="diamond", line=dict(width=1, color="black")),
-                                 hovertext=f"{esc(split)}: threshold ≈ 0 (deployed)", hoverinfo="text"))
+        fig.add_trace(
+            go.Scatter(
+                x=[at_zero["fpr"]],
+                y=[at_zero["tpr"]],
+                mode="markers",
+                showlegend=False,
+                marker=dict(size=10, color=PALETTE[i], symbol="diamond", line=dict(width=1, color="black")),
+                hovertext=f"{esc(split)}: threshold ≈ 0 (deployed)",
+                hoverinfo="text",
+            )
+        )
     fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="#9ca3af"), showlegend=False, hoverinfo="skip"))
-    fig.update_layout(**LAYOUT, height=380, title=dict(text="Threshold sweep (diamond: threshold 0)", font=dict(size=14)),
-                      xaxis=dict(title="false positive rate", range=[0, 1]), yaxis=dict(title="true positive rate", range=[0, 1.02]))
+    fig.update_layout(
+        **LAYOUT,
+        height=380,
+        title=dict(text="Threshold sweep (diamond: threshold 0)", font=dict(size=14)),
+        xaxis=dict(title="false positive rate", range=[0, 1]),
+        yaxis=dict(title="true positive rate", range=[0, 1.02]),
+    )
     return fig
 
 
@@ -198,15 +318,37 @@ def monitor_figures(history: list[dict], summary: dict) -> tuple[go.Figure, go.F
     per = go.Figure()
     per.add_trace(go.Bar(x=req, y=[h["violating_tokens"] for h in history], name="violating tokens", marker_color="#dc2626"))
     per.add_trace(go.Bar(x=req, y=[h["interventions"] for h in history], name="interventions", marker_color="#f59e0b"))
-    per.add_trace(go.Scatter(x=req, y=[h["max_delta_norm"] for h in history], name="max ‖Δh‖", yaxis="y2", mode="lines+markers", marker_color="#2563eb"))
-    per.update_layout(**LAYOUT, height=320, barmode="group", title=dict(text="Per request", font=dict(size=14)),
-                      xaxis=dict(title="request"), yaxis=dict(title="tokens"), yaxis2=dict(title="‖Δh‖", overlaying="y", side="right", showgrid=False),
-                      legend=dict(orientation="h", y=-0.3))
+    per.add_trace(
+        go.Scatter(
+            x=req, y=[h["max_delta_norm"] for h in history], name="max ‖Δh‖", yaxis="y2", mode="lines+markers", marker_color="#2563eb"
+        )
+    )
+    per.update_layout(
+        **LAYOUT,
+        height=320,
+        barmode="group",
+        title=dict(text="Per request", font=dict(size=14)),
+        xaxis=dict(title="request"),
+        yaxis=dict(title="tokens"),
+        yaxis2=dict(title="‖Δh‖", overlaying="y", side="right", showgrid=False),
+        legend=dict(orientation="h", y=-0.3),
+    )
     keys = ["prompt_trigger_rate", "token_trigger_rate", "refusal_rate", "benign_unchanged_rate"]
     labels = ["prompt trigger", "token trigger", "refusal", "benign unchanged"]
     vals = [summary.get(k) for k in keys]
-    rates = go.Figure(go.Bar(x=labels, y=[v if v is not None else 0 for v in vals], marker_color=["#dc2626", "#f97316", "#7c3aed", "#16a34a"],
-                             text=[f"{v:.0%}" if v is not None else "n/a" for v in vals], textposition="outside"))
-    rates.update_layout(**LAYOUT, height=320, title=dict(text=f"Rates over {summary.get('prompts', 0)} requests", font=dict(size=14)),
-                        yaxis=dict(range=[0, 1.15], tickformat=".0%"))
+    rates = go.Figure(
+        go.Bar(
+            x=labels,
+            y=[v if v is not None else 0 for v in vals],
+            marker_color=["#dc2626", "#f97316", "#7c3aed", "#16a34a"],
+            text=[f"{v:.0%}" if v is not None else "n/a" for v in vals],
+            textposition="outside",
+        )
+    )
+    rates.update_layout(
+        **LAYOUT,
+        height=320,
+        title=dict(text=f"Rates over {summary.get('prompts', 0)} requests", font=dict(size=14)),
+        yaxis=dict(range=[0, 1.15], tickformat=".0%"),
+    )
     return per, rates

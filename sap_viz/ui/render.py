@@ -123,21 +123,33 @@ def facet_cards_html(facets: list[dict], stats: dict | None, fire_rates: list[fl
     suggestions = stats.get("suggestions") or []
     cards = []
     for k, f in enumerate(facets):
-        badge = '<span class="sap-badge">auto-suggested</span>' if f.get("auto_suggested") else '<span class="sap-badge sap-human">labelled</span>'
+        badge = (
+            '<span class="sap-badge">auto-suggested</span>'
+            if f.get("auto_suggested")
+            else '<span class="sap-badge sap-human">labelled</span>'
+        )
         top_cat = ""
         if joint.size and joint.shape[1] > k and len(cats) and joint[:, k].sum() > 0:
             col = joint[:, k] / joint[:, k].sum()
             i = int(col.argmax())
-            top_cat = (f'<div class="sap-card-meta">unsafe prompts assigned to it: mostly <b>{esc(cats[i])}</b> '
-                       f'({100 * col[i]:.0f}%, {joint[:, k].sum():.0f} prompts)</div>')
+            top_cat = (
+                f'<div class="sap-card-meta">unsafe prompts assigned to it: mostly <b>{esc(cats[i])}</b> '
+                f"({100 * col[i]:.0f}%, {joint[:, k].sum():.0f} prompts)</div>"
+            )
         rate = f'<div class="sap-card-meta">fires on {100 * fire_rates[k]:.1f}% of training prompts</div>' if fire_rates else ""
         sug = suggestions[k] if k < len(suggestions) else None
-        sug_html = f'<div class="sap-card-meta">suggested: {esc(sug.get("name"))} (confidence {float(sug.get("confidence", 0)):.2f})</div>' if sug else ""
+        sug_html = (
+            f'<div class="sap-card-meta">suggested: {esc(sug.get("name"))} (confidence {float(sug.get("confidence", 0)):.2f})</div>'
+            if sug
+            else ""
+        )
         who = esc(f.get("author") or "nobody")
         cards.append(
-            f'<div class="sap-card" data-facet="{k}"><div class="sap-card-title">#{k} <span class="sap-facet-name">{esc(f.get("name", ""))}</span> {badge}</div>'
+            f'<div class="sap-card" data-facet="{k}"><div class="sap-card-title">#{k} '
+            f'<span class="sap-facet-name">{esc(f.get("name", ""))}</span> {badge}</div>'
             f'<div class="sap-card-policy" title="{esc(f.get("policy") or "")}">{esc(f.get("policy") or "(no policy text)")}</div>'
-            f'<div class="sap-card-meta">by {who}, confidence {float(f.get("confidence") or 0):.2f}, {len(f.get("history") or [])} edits</div>'
+            f'<div class="sap-card-meta">by {who}, confidence {float(f.get("confidence") or 0):.2f}, '
+            f'{len(f.get("history") or [])} edits</div>'
             f"{top_cat}{rate}{sug_html}</div>"
         )
     return '<div class="sap-cards" id="sap-facet-cards">' + "".join(cards) + "</div>"
