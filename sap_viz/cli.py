@@ -99,17 +99,22 @@ def cmd_score(args: argparse.Namespace) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> None:
     from sap_viz.analysis.metrics import METRIC_COLUMNS, metrics_rows
+    from sap_viz.experiments.external_eval import kind_rows, load_external
     from sap_viz.experiments.pipeline import evaluate_artifact
 
+    external = [load_external(path) for path in args.external or []]  # a bad file fails before the model loads
     lm = _model(args)
     art = _load_artifact(lm, args.polytope)
     df = _dataset(args)
-    splits = tuple(args.splits.split(","))
-    report = evaluate_artifact(lm, art, df, splits, baselines=not args.no_baselines)
+    splits = tuple(s for s in args.splits.split(",") if s)
+    report = evaluate_artifact(lm, art, df, splits, baselines=not args.no_baselines, external=external)
     _print_table(metrics_rows(report), METRIC_COLUMNS)
+    if external:
+        print("\nFlag rate per kind of prompt (unsafe kinds: share caught; safe kinds: share wrongly flagged):")
+        _print_table(kind_rows(report), ["set", "kind", "method", "n", "flagged"])
     for split, methods in report["splits"].items():
         recall = methods["SaP"].get("recall_by_category")
-        if recall:
+        if recall and not split.startswith("external:"):  # external sets: per kind, printed above
             print(f"\nSaP recall by category ({split}): " + ", ".join(f"{c} {r:.2f}" for c, r in recall.items()))
     if args.output:
         Path(args.output).write_text(json.dumps(report, indent=2, default=float))
@@ -308,7 +313,9 @@ def _add_eval(sub) -> None:
     _model_args(p)
     _polytope_arg(p)
     p.add_argument("--data")
-    p.add_argument("--splits", default="test,ood")
+    p.add_argument("--splits", default="test,ood", help="built-in splits to report (empty: none, e.g. with --external)")
+    p.add_argument("--external", nargs="+", metavar="FILE",
+                   help="labelled evaluation files (text,label[,kind]) written elsewhere: AUROC, TPR, FPR and per-kind flag rates")
     p.add_argument("--no-baselines", action="store_true")
     p.add_argument("--output", help="write the metrics as JSON")
     p.set_defaults(func=cmd_eval)

@@ -16,6 +16,8 @@ from sap_viz.method.polytope_hook import InterventionConfig
 from sap_viz.method.scoring import score_texts
 from sap_viz.settings import DEFAULT_POLYTOPE
 
+pytestmark = pytest.mark.model  # every test here loads the embedded model (in-process or through the CLI)
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

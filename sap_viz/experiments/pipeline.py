@@ -197,17 +197,24 @@ def save_trained(trained: TrainedPolytope, directory: str | Path) -> Path:
 
 
 def evaluate_artifact(
-    lm: LoadedModel, art: PolytopeArtifact, df: pd.DataFrame, splits: tuple[str, ...] = EVAL_SPLITS, baselines: bool = True
+    lm: LoadedModel,
+    art: PolytopeArtifact,
+    df: pd.DataFrame,
+    splits: tuple[str, ...] = EVAL_SPLITS,
+    baselines: bool = True,
+    external: list[pd.DataFrame] | None = None,
 ) -> dict:
-    """Metrics of a saved polytope (and freshly fitted baselines on the train split) on ``splits``."""
+    """Metrics of a saved polytope (and freshly fitted baselines on the train split) on ``splits`` and on
+    each ``external`` evaluation frame (``external_eval.load_external``), reported as split ``external:<file>``."""
     fcfg = FeatureConfig(layer=art.layer, chat_template=art.chat_template, max_tokens=int(art.meta["max_tokens"]))
     fitted = []
     if baselines and (df["split"] == "train").any():
         train = df[df["split"] == "train"]
         fitted = fit_baselines(split_features(lm, train, fcfg), _unsafe(train), 42)
+    parts = [(split, eval_frame(df, split)) for split in splits]
+    parts += [(frame["split"].iloc[0], frame) for frame in external or []]
     out: dict[str, dict] = {}
-    for split in splits:
-        part = eval_frame(df, split)
+    for split, part in parts:
         if len(part) == 0:
             continue
         feats = split_features(lm, part, fcfg)
@@ -215,6 +222,10 @@ def evaluate_artifact(
         out[split] = {"SaP": evaluate_scores(part, scores)}
         for base in fitted:
             out[split][base.name] = evaluate_scores(part, base.score(feats))
+        if "kind" in part:
+            counts = part["kind"].value_counts().to_dict()
+            for metrics in out[split].values():
+                metrics["n_by_kind"] = {str(k): int(v) for k, v in counts.items()}
     return {"splits": out}
 
 
