@@ -60,6 +60,7 @@ def test_limits_from_env_and_bad_values():
     assert {row["env"] for row in Limits().describe()} >= {"SAP_VIZ_MAX_PROMPT_TOKENS", "SAP_VIZ_MAX_UPLOAD_MB"}
 
 
+@pytest.mark.server  # starts app.py in a subprocess (it stops before loading the model)
 def test_bad_limit_stops_the_app_at_start(tmp_path):
     from app_server import AppServer
 
@@ -349,6 +350,7 @@ def test_cli_refuses_bad_input_files_and_settings(tmp_path, capsys):
         assert time.monotonic() - t0 < 5, f"{argv} should fail before loading the model"
 
 
+@pytest.mark.model  # runs the CLI on the embedded model
 def test_cli_scores_hostile_texts_and_refuses_a_missing_layer(tmp_path, capsys):
     texts = tmp_path / "in.jsonl"
     texts.write_text(
