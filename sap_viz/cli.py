@@ -100,10 +100,16 @@ def cmd_train(args: argparse.Namespace) -> None:
     from .pipeline import METRIC_COLUMNS, metrics_rows, save_trained, train_and_evaluate
     from .training import TrainConfig
 
-    tcfg = TrainConfig(num_facets=args.facets, feature_dim=args.feature_dim, encoder=args.encoder, epochs=args.epochs,
+    categories = args.facets.strip().lower() == "categories"
+    if not categories and not args.facets.strip().isdigit():
+        raise CliError(f"--facets must be a number of facets or 'categories', got {args.facets!r}")
+    tcfg = TrainConfig(num_facets=(len(_taxonomy()) + args.free_facets) if categories else int(args.facets),
+                       feature_dim=args.feature_dim, encoder=args.encoder, epochs=args.epochs,
                        lr=args.lr, batch_size=args.batch_size, margin=args.margin, unsafe_weight=args.unsafe_weight,
-                       seed=args.seed, entropy_mode=args.entropy,
-                       lambda_entropy=args.entropy_weight)
+                       seed=args.seed, entropy_mode=args.entropy or ("none" if categories else "soft"),
+                       lambda_entropy=args.entropy_weight, objective=args.objective,
+                       lambda_exclusive=args.exclusive_weight if args.exclusive_weight is not None else (1.0 if categories else 0.0),
+                       facet_mode="categories" if categories else "learned", free_facets=args.free_facets if categories else 0)
     tcfg.validate()  # absurd settings fail before the model is loaded
     lm = _model(args)
     df = _dataset(args)
@@ -116,6 +122,12 @@ def cmd_train(args: argparse.Namespace) -> None:
     path = save_trained(trained, args.output)
     _print_table(metrics_rows(trained.report), METRIC_COLUMNS)
     print(f"saved polytope to {path}")
+
+
+def _taxonomy() -> tuple[str, ...]:
+    from .data import TAXONOMY
+
+    return TAXONOMY
 
 
 def cmd_score(args: argparse.Namespace) -> None:
@@ -152,6 +164,13 @@ def cmd_eval(args: argparse.Namespace) -> None:
         recall = methods["SaP"].get("recall_by_category")
         if recall:
             print(f"\nSaP recall by category ({split}): " + ", ".join(f"{c} {r:.2f}" for c, r in recall.items()))
+    for split, audit in report.get("facet_audit", {}).items():
+        mi = audit["mi_category_top_facet"]
+        sel = [f"{c}→{s['facet']}" for c, s in audit["selective_by_category"].items() if s["facet"] is not None]
+        print(f"\nfacets ({split}, {audit['n_unsafe']} unsafe prompts): selective for {audit['n_selective_harm_categories']}/"
+              f"{len(audit['harm_categories'])} harm categories ({', '.join(sel) or 'none'}; strict {audit['n_selective_harm_categories_strict']}); "
+              f"mean facets firing {audit['mean_facets_firing']:.2f}; dead facets {audit['dead_facets'] or 'none'}; "
+              f"MI(category; top facet) {mi['bits']:.2f} bits (Miller–Madow {mi['bits_miller_madow']:.2f}) of {mi['category_entropy_bits']:.2f}")
     if args.output:
         Path(args.output).write_text(json.dumps(report, indent=2, default=float))
         print(f"wrote {args.output}")
@@ -287,7 +306,13 @@ def build_parser() -> argparse.ArgumentParser:
     model_args(p)
     p.add_argument("--data", help="CSV/JSONL with text,label[,category] (default: the built-in offline sources)")
     p.add_argument("--layer", type=int, default=20, help="layer L = output of decoder block L (0-based; negative counts from the end)")
-    p.add_argument("--facets", type=int, default=14)
+    p.add_argument("--facets", default="14", help="number of facets K, or 'categories': one facet per unsafe category in the data "
+                   "(named from the taxonomy) plus --free-facets")
+    p.add_argument("--free-facets", type=int, default=3, help="with --facets categories: extra facets for unsafe rows without a category")
+    p.add_argument("--objective", default="default", choices=["default", "reference"],
+                   help="'reference' = SAP_METHOD.md §3 reductions (summed hinges, λ_f·mean‖f‖₁, count entropy, per-batch reassignment)")
+    p.add_argument("--exclusive-weight", type=float, default=None,
+                   help="weight of the penalty on non-assigned facets firing on an unsafe row (default 0; 1 with --facets categories)")
     p.add_argument("--feature-dim", type=int, default=4096)
     p.add_argument("--entropy-weight", type=float, default=5.0, help="λ_H, weight of the facet-usage entropy bonus")
     p.add_argument("--encoder", default="relu", choices=["relu", "linear"])
@@ -296,7 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--margin", type=float, default=1.0)
     p.add_argument("--unsafe-weight", type=float, default=2.0, help="w_u, weight of the unsafe hinge (paper: 2)")
-    p.add_argument("--entropy", default="soft", choices=["soft", "reassign", "none"])
+    p.add_argument("--entropy", default=None, choices=["soft", "reassign", "mi", "none"],
+                   help="facet-usage term (default soft; none with --facets categories); mi = I(sample; facet) = H(mean q) − mean H(q_i)")
     p.add_argument("--max-tokens", type=int, default=256)
     p.add_argument("--no-template", action="store_true", help="feed raw text instead of the chat template")
     p.add_argument("--target-fpr", type=float, default=0.09, help="calibrate the boundary to flag this share of validation safe prompts (0 = keep the trained offsets)")
