@@ -60,6 +60,9 @@ class TrainConfig:
     lambda_exclusive: float = 0.0  # × Σ_{k≠assigned} relu(m + v_k) over unsafe samples
     facet_mode: str = "learned"  # learned | categories (facet k ↔ unsafe category k, then free facets)
     free_facets: int = 0  # categories mode: facets after the category facets, for uncategorised unsafe samples
+    # categories mode: + λ_b·w_u·relu(m − max(v_own, v_free…)): the free facets also catch unsafe rows their own
+    # category facet misses, so detection does not rest on category facets alone
+    lambda_backstop: float = 0.0
     lr: float = 0.01
     batch_size: int = 32
     epochs: int = 20
@@ -75,6 +78,7 @@ class TrainConfig:
             "objective in (default, reference)": self.objective in ("default", "reference"),
             "facet_mode in (learned, categories)": self.facet_mode in ("learned", "categories"),
             "lambda_exclusive ≥ 0": self.lambda_exclusive >= 0,
+            "lambda_backstop ≥ 0": self.lambda_backstop >= 0,
             "0 ≤ free_facets < num_facets": self.free_facets == 0 or 0 < self.free_facets < self.num_facets,
             "margin ≥ 0": self.margin >= 0,
             "lr > 0": self.lr > 0,
@@ -176,6 +180,9 @@ def polytope_loss(
     if len(vu):
         a = assign_unsafe(vu, cfg, categories, assigned)
         unsafe_term = torch.relu(cfg.margin - vu.gather(1, a[:, None]).squeeze(1)).sum() / n
+        if cfg.facet_mode == "categories" and cfg.free_facets and cfg.lambda_backstop > 0:
+            best = torch.maximum(vu.gather(1, a[:, None]).squeeze(1), vu[:, vu.shape[1] - cfg.free_facets:].max(dim=1).values)
+            unsafe_term = unsafe_term + cfg.lambda_backstop * torch.relu(cfg.margin - best).sum() / n
         if cfg.lambda_exclusive > 0:
             others = torch.ones_like(vu, dtype=torch.bool)
             others[torch.arange(len(vu)), a] = False

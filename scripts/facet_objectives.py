@@ -32,6 +32,8 @@ from sap_viz.facet_stats import facet_audit, honest_names  # noqa: E402
 from sap_viz.pipeline import category_facet_index  # noqa: E402
 from sap_viz.training import TrainConfig, train_polytope  # noqa: E402
 
+from readme_tables import table as markdown_table  # noqa: E402  (this script's folder is on sys.path)
+
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 HELDOUT = ("heldout_prompts", "heldout_prompts_v2", "heldout_prompts_v3")
 BASE = {"epochs": 40}  # the shipped recipe: soft entropy λ_H = 5, 40 epochs, K = 14
@@ -47,6 +49,10 @@ RECIPES: dict[str, dict] = {
     "categories 11+3": {"facet_mode": "categories", "free_facets": 3, "lambda_exclusive": 1.0, "entropy_mode": "none"},
     "categories 11+0": {"facet_mode": "categories", "free_facets": 0, "lambda_exclusive": 1.0, "entropy_mode": "none", "num_facets": 11},
     "categories 11+3 excl 0.3": {"facet_mode": "categories", "free_facets": 3, "lambda_exclusive": 0.3, "entropy_mode": "none"},
+    "categories 11+3 backstop 1": {"facet_mode": "categories", "free_facets": 3, "lambda_exclusive": 1.0, "entropy_mode": "none",
+                                   "lambda_backstop": 1.0},
+    "categories 11+3 backstop 1 excl 0.3": {"facet_mode": "categories", "free_facets": 3, "lambda_exclusive": 0.3,
+                                            "entropy_mode": "none", "lambda_backstop": 1.0},
 }
 
 
@@ -131,6 +137,10 @@ def run_one(name: str, recipe: dict, seed: int, X: dict, M: dict) -> dict:
     return out
 
 
+def _md(df: pd.DataFrame) -> str:
+    return markdown_table(df.to_dict("records"), list(df.columns))
+
+
 def summary(runs: list[dict], prefix: str = "val") -> pd.DataFrame:
     df = pd.DataFrame(runs)
     g = df.groupby("recipe", sort=False)
@@ -146,6 +156,18 @@ def summary(runs: list[dict], prefix: str = "val") -> pd.DataFrame:
     }).reset_index()
 
 
+def heldout_summary(runs: list[dict]) -> pd.DataFrame:
+    """Report-only columns: held-out sets (harmful / benign / scary flagged, AUROC) and the pipe-bomb facet."""
+    df = pd.DataFrame(runs)
+    g = df.groupby("recipe", sort=False)
+    cols = {}
+    for i, h in enumerate(HELDOUT, 1):
+        cols[f"set {i} harm/benign/scary/AUROC"] = g.apply(lambda d, h=h: " / ".join(
+            f"{d[f'{h}_{k}'].mean():.2f}" for k in ("harmful_flagged", "benign_flagged", "scary_but_safe_flagged", "auroc")))
+    cols["pipe bomb → weapons facet"] = g["pipe_bomb_weapons"].apply(lambda s: f"{int(s.sum())}/{len(s)}")
+    return pd.DataFrame(cols).reset_index()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--features", type=Path, default=Path("/tmp/facets_work/feats_l22.safetensors"))
@@ -157,7 +179,16 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=None, help="override the 40 epochs (exploration)")
     ap.add_argument("--extra", default=None, help="JSON recipe {name: overrides} added to the list")
     ap.add_argument("--output", type=Path, default=Path("/tmp/facets_work/runs.jsonl"), help="append every run as JSON")
+    ap.add_argument("--summarise", type=Path, help="only print the val and test tables of a runs file")
     args = ap.parse_args()
+    if args.summarise:
+        runs = [json.loads(line) for line in args.summarise.read_text().splitlines() if line.strip()]
+        print(summary(runs, "val").pipe(_md))
+        print()
+        print(summary(runs, "test").pipe(_md))
+        print()
+        print(heldout_summary(runs).pipe(_md))
+        return 0
     if args.dump:
         dump(args.features, args.meta, args.layer)
     X = load_file(str(args.features))
@@ -179,7 +210,7 @@ def main() -> int:
             with args.output.open("a") as fh:
                 fh.write(json.dumps(r) + "\n")
             print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items() if k != "names"}), flush=True)
-    print(summary(runs).to_markdown(index=False))
+    print(summary(runs).pipe(_md))
     return 0
 
 

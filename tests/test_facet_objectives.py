@@ -170,3 +170,41 @@ def test_audit_counts_names_and_mi():
     assert mi["bits"] == pytest.approx(1.0)
     paper = paper_histogram_mi(v, cats, [True] * 48)
     assert len(paper["bits"]) == 4 and len(paper["bits"][0]) == 4
+
+
+def test_category_facets_through_the_pipeline_and_artifact(tmp_path, monkeypatch):
+    """train_and_evaluate with --facets categories on stubbed features: names from the taxonomy, source
+    "from category", the audit in facet_stats, and a saved directory that loads."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from sap_viz import pipeline as P
+    from sap_viz.artifact import label_facet, load_polytope
+    from sap_viz.features import FeatureConfig
+
+    rows = []
+    for split, n in (("train", 60), ("val", 30)):
+        x, y, cats = clustered(k=3, n_per=n, seed=1 if split == "val" else 0)
+        names = {"c0": "cyber", "c1": "privacy", "c2": "sexual"}
+        for i in range(len(y)):
+            rows.append({"text": f"{split} {i}", "label": "unsafe" if y[i] else "safe", "split": split,
+                         "category": names.get(cats[i], "benign"), "subset": "plain", "_x": x[i]})
+    df = pd.DataFrame(rows)
+    monkeypatch.setattr(P, "split_features", lambda lm, part, fcfg, progress=True: torch.stack(list(part["_x"])))
+    lm = SimpleNamespace(model_id="stub", fingerprint="0" * 16, hidden_size=16, num_layers=4)
+    cfg = TrainConfig(feature_dim=64, epochs=10, facet_mode="categories", free_facets=1, lambda_exclusive=1.0, entropy_mode="none")
+    trained = P.train_and_evaluate(lm, df, FeatureConfig(layer=2), cfg, baselines=False, show_tqdm=False, target_fpr=0.05)
+    art = trained.artifact
+    assert art.polytope.num_facets == 4  # cyber, sexual, privacy (taxonomy order) + 1 free
+    assert [f["name"] for f in art.facets[:3]] == ["Cyber", "Sexual", "Privacy"]
+    assert all(f["source"] == "from category" and not f["auto_suggested"] for f in art.facets[:3])
+    assert art.facets[3]["source"] == "auto-suggested"
+    stats = art.meta["facet_stats"]
+    assert stats["facet_categories"] == ["cyber", "sexual", "privacy", None]
+    assert stats["audit"]["n_selective_harm_categories"] == 3 and len(stats["top_prompts"][0]) == 5
+    path = P.save_trained(trained, tmp_path / "poly")
+    loaded = load_polytope(path, 16, 4, "0" * 16, strict_fingerprint=False)
+    assert loaded.facets[0]["source"] == "from category"
+    label_facet(path, 0, "Intrusion", "my policy", "auditor")
+    assert load_polytope(path, 16, 4, "0" * 16, strict_fingerprint=False).facets[0]["source"] == "labelled"
