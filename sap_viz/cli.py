@@ -109,7 +109,8 @@ def cmd_train(args: argparse.Namespace) -> None:
                        seed=args.seed, entropy_mode=args.entropy or ("none" if categories else "soft"),
                        lambda_entropy=args.entropy_weight, objective=args.objective,
                        lambda_exclusive=args.exclusive_weight if args.exclusive_weight is not None else (1.0 if categories else 0.0),
-                       facet_mode="categories" if categories else "learned", free_facets=args.free_facets if categories else 0)
+                       facet_mode="categories" if categories else "learned", free_facets=args.free_facets if categories else 0,
+                       lambda_backstop=args.backstop_weight if categories and args.free_facets else 0.0)
     tcfg.validate()  # absurd settings fail before the model is loaded
     lm = _model(args)
     df = _dataset(args)
@@ -309,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--facets", default="14", help="number of facets K, or 'categories': one facet per unsafe category in the data "
                    "(named from the taxonomy) plus --free-facets")
     p.add_argument("--free-facets", type=int, default=3, help="with --facets categories: extra facets for unsafe rows without a category")
+    p.add_argument("--backstop-weight", type=float, default=1.0,
+                   help="with --facets categories: weight of the hinge that lets a free facet catch an unsafe row its category facet misses")
     p.add_argument("--objective", default="default", choices=["default", "reference"],
                    help="'reference' = SAP_METHOD.md §3 reductions (summed hinges, λ_f·mean‖f‖₁, count entropy, per-batch reassignment)")
     p.add_argument("--exclusive-weight", type=float, default=None,
