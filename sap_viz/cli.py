@@ -57,10 +57,17 @@ def cmd_train(args: argparse.Namespace) -> None:
     from sap_viz.method.training import TrainConfig
     from sap_viz.model.features import FeatureConfig
 
-    tcfg = TrainConfig(num_facets=args.facets, feature_dim=args.feature_dim, encoder=args.encoder, epochs=args.epochs,
+    categories = args.facets.strip().lower() == "categories"
+    if not categories and not args.facets.strip().isdigit():
+        raise CliError(f"--facets must be a number of facets or 'categories', got {args.facets!r}")
+    tcfg = TrainConfig(num_facets=(len(_taxonomy()) + args.free_facets) if categories else int(args.facets),
+                       feature_dim=args.feature_dim, encoder=args.encoder, epochs=args.epochs,
                        lr=args.lr, batch_size=args.batch_size, margin=args.margin, unsafe_weight=args.unsafe_weight,
-                       seed=args.seed, entropy_mode=args.entropy,
-                       lambda_entropy=args.entropy_weight)
+                       seed=args.seed, entropy_mode=args.entropy or ("none" if categories else "soft"),
+                       lambda_entropy=args.entropy_weight, objective=args.objective,
+                       lambda_exclusive=args.exclusive_weight if args.exclusive_weight is not None else (1.0 if categories else 0.0),
+                       facet_mode="categories" if categories else "learned", free_facets=args.free_facets if categories else 0,
+                       lambda_backstop=args.backstop_weight if categories and args.free_facets else 0.0)
     tcfg.validate()  # absurd settings fail before the model is loaded
     lm = _model(args)
     df = _dataset(args)
@@ -73,6 +80,12 @@ def cmd_train(args: argparse.Namespace) -> None:
     path = save_trained(trained, args.output)
     _print_table(metrics_rows(trained.report), METRIC_COLUMNS)
     print(f"saved polytope to {path}")
+
+
+def _taxonomy() -> tuple[str, ...]:
+    from sap_viz.data.taxonomy import TAXONOMY
+
+    return TAXONOMY
 
 
 def cmd_score(args: argparse.Namespace) -> None:
@@ -116,6 +129,17 @@ def cmd_eval(args: argparse.Namespace) -> None:
         recall = methods["SaP"].get("recall_by_category")
         if recall and not split.startswith("external:"):  # external sets: per kind, printed above
             print(f"\nSaP recall by category ({split}): " + ", ".join(f"{c} {r:.2f}" for c, r in recall.items()))
+    for split, audit in report.get("facet_audit", {}).items():
+        mi = audit["mi_category_top_facet"]
+        sel = [f"{c}→{s['facet']}" for c, s in audit["selective_by_category"].items() if s["facet"] is not None]
+        print(
+            f"\nfacets ({split}, {audit['n_unsafe']} unsafe prompts): selective for {audit['n_selective_harm_categories']}/"
+            f"{len(audit['harm_categories'])} harm categories ({', '.join(sel) or 'none'}; "
+            f"strict {audit['n_selective_harm_categories_strict']}); "
+            f"mean facets firing {audit['mean_facets_firing']:.2f}; dead facets {audit['dead_facets'] or 'none'}; "
+            f"MI(category; top facet) {mi['bits']:.2f} bits (Miller–Madow {mi['bits_miller_madow']:.2f}) "
+            f"of {mi['category_entropy_bits']:.2f}"
+        )
     if args.output:
         Path(args.output).write_text(json.dumps(report, indent=2, default=float))
         print(f"wrote {args.output}")
@@ -145,10 +169,15 @@ def _intervention_args(args: argparse.Namespace):
     from sap_viz.method.steering import SafeFlowConfig
 
     gen = GenerationConfig(max_new_tokens=args.max_new_tokens, do_sample=args.sample, seed=args.seed)
-    cfg = InterventionConfig(mode=args.mode, positions=args.positions, max_interventions=args.max_interventions,
-                             refusal_text=args.refusal_text, generation_threshold=args.generation_threshold,
-                             span_threshold=args.span_threshold,
-                             flow=SafeFlowConfig(strength=args.strength, hinge_weight=args.hinge_weight, max_steps=args.max_steps))
+    cfg = InterventionConfig(
+        mode=args.mode,
+        positions=args.positions,
+        max_interventions=args.max_interventions,
+        refusal_text=args.refusal_text,
+        generation_threshold=args.generation_threshold,
+        span_threshold=args.span_threshold,
+        flow=SafeFlowConfig(strength=args.strength, hinge_weight=args.hinge_weight, max_steps=args.max_steps),
+    )
     return gen, cfg
 
 
@@ -183,11 +212,19 @@ def cmd_generate(args: argparse.Namespace) -> None:
         if t.violations is None:
             continue
         k = t.top_facet
-        rows.append({"pos": t.index, "part": "prompt" if t.is_prompt else "gen", "token": repr(t.text),
-                     "max_v": t.max_violation, "facet": f"{k}:{art.facet_name(k)}",
-                     "after": max(t.violations_after) if t.steered else None,
-                     "|Δh|": t.delta_norm if t.steered else None, "steps": t.steps if t.steered else None,
-                     "forced": "yes" if t.forced else ""})
+        rows.append(
+            {
+                "pos": t.index,
+                "part": "prompt" if t.is_prompt else "gen",
+                "token": repr(t.text),
+                "max_v": t.max_violation,
+                "facet": f"{k}:{art.facet_name(k)}",
+                "after": max(t.violations_after) if t.steered else None,
+                "|Δh|": t.delta_norm if t.steered else None,
+                "steps": t.steps if t.steered else None,
+                "forced": "yes" if t.forced else "",
+            }
+        )
     shown = rows if args.all_tokens else [r for r in rows if r["part"] == "gen" or r["pos"] >= res.prompt_len - 8]
     print()
     _print_table(shown, ["pos", "part", "token", "max_v", "facet", "after", "|Δh|", "steps", "forced"])
@@ -211,8 +248,13 @@ def cmd_calibrate_generation(args: argparse.Namespace) -> None:
 
     lm = _model(args)
     art = _load_artifact(lm, args.polytope)
-    cfg = GenerationCalibrationConfig(n_prompts=args.n, target_rate=args.target_rate, span_target_rate=args.span_target_rate,
-                                      max_new_tokens=args.max_new_tokens, seed=args.seed)
+    cfg = GenerationCalibrationConfig(
+        n_prompts=args.n,
+        target_rate=args.target_rate,
+        span_target_rate=args.span_target_rate,
+        max_new_tokens=args.max_new_tokens,
+        seed=args.seed,
+    )
     cfg.validate()
     df = _dataset(args)
     val_unsafe = df[(df["split"] == "val") & (df["label"] == "unsafe")]
@@ -229,8 +271,20 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
     lm = _model(args)
     art = _load_artifact(lm, args.polytope)
-    print(json.dumps(run_bench(lm, art, n_prompts=args.n, max_new_tokens=args.max_new_tokens, repeats=args.repeats,
-                                feature_texts=args.feature_texts, train_rows=args.train_rows), indent=2))
+    print(
+        json.dumps(
+            run_bench(
+                lm,
+                art,
+                n_prompts=args.n,
+                max_new_tokens=args.max_new_tokens,
+                repeats=args.repeats,
+                feature_texts=args.feature_texts,
+                train_rows=args.train_rows,
+            ),
+            indent=2,
+        )
+    )
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
@@ -276,7 +330,30 @@ def _add_train(sub) -> None:
     _model_args(p)
     p.add_argument("--data", help="CSV/JSONL with text,label[,category] (default: the built-in offline sources)")
     p.add_argument("--layer", type=int, default=20, help="layer L = output of decoder block L (0-based; negative counts from the end)")
-    p.add_argument("--facets", type=int, default=14)
+    p.add_argument(
+        "--facets",
+        default="14",
+        help="number of facets K, or 'categories': one facet per unsafe category in the data (named from the taxonomy) plus --free-facets",
+    )
+    p.add_argument("--free-facets", type=int, default=3, help="with --facets categories: extra facets for unsafe rows without a category")
+    p.add_argument(
+        "--backstop-weight",
+        type=float,
+        default=1.0,
+        help="with --facets categories: weight of the hinge that lets a free facet catch an unsafe row its category facet misses",
+    )
+    p.add_argument(
+        "--objective",
+        default="default",
+        choices=["default", "reference"],
+        help="'reference' = SAP_METHOD.md §3 reductions (summed hinges, λ_f·mean‖f‖₁, count entropy, per-batch reassignment)",
+    )
+    p.add_argument(
+        "--exclusive-weight",
+        type=float,
+        default=None,
+        help="weight of the penalty on non-assigned facets firing on an unsafe row (default 0; 1 with --facets categories)",
+    )
     p.add_argument("--feature-dim", type=int, default=4096)
     p.add_argument("--entropy-weight", type=float, default=5.0, help="λ_H, weight of the facet-usage entropy bonus")
     p.add_argument("--encoder", default="relu", choices=["relu", "linear"])
@@ -285,7 +362,12 @@ def _add_train(sub) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--margin", type=float, default=1.0)
     p.add_argument("--unsafe-weight", type=float, default=2.0, help="w_u, weight of the unsafe hinge (paper: 2)")
-    p.add_argument("--entropy", default="soft", choices=["soft", "reassign", "none"])
+    p.add_argument(
+        "--entropy",
+        default=None,
+        choices=["soft", "reassign", "mi", "none"],
+        help="facet-usage term (default soft; none with --facets categories); mi = I(sample; facet) = H(mean q) − mean H(q_i)",
+    )
     p.add_argument("--max-tokens", type=int, default=256)
     p.add_argument("--no-template", action="store_true", help="feed raw text instead of the chat template")
     p.add_argument(
@@ -314,8 +396,12 @@ def _add_eval(sub) -> None:
     _polytope_arg(p)
     p.add_argument("--data")
     p.add_argument("--splits", default="test,ood", help="built-in splits to report (empty: none, e.g. with --external)")
-    p.add_argument("--external", nargs="+", metavar="FILE",
-                   help="labelled evaluation files (text,label[,kind]) written elsewhere: AUROC, TPR, FPR and per-kind flag rates")
+    p.add_argument(
+        "--external",
+        nargs="+",
+        metavar="FILE",
+        help="labelled evaluation files (text,label[,kind]) written elsewhere: AUROC, TPR, FPR and per-kind flag rates",
+    )
     p.add_argument("--no-baselines", action="store_true")
     p.add_argument("--output", help="write the metrics as JSON")
     p.set_defaults(func=cmd_eval)

@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from sap_viz.analysis.facet_stats import facet_statistics
+from sap_viz.analysis.facet_stats import (
+    facet_audit,
+    facet_statistics,
+    honest_names,
+    paper_histogram_mi,
+    pretty_category,
+)
 from sap_viz.analysis.metrics import (
     detection_metrics,
     fit_baselines,
@@ -131,9 +137,19 @@ def train_and_evaluate(
     feats = {s: split_features(lm, part, fcfg, show_tqdm) for s, part in frames.items()}
     t_feat = time.perf_counter() - t0
     report_progress(0.3, "training the polytope")
+    facet_categories: list[str | None] | None = None
+    cat_index = None
+    if tcfg.facet_mode == "categories":
+        names, cat_index = category_facet_index(train["category"].tolist(), train["label"].tolist())
+        if not names:
+            raise ValueError("--facets categories needs unsafe training rows with a 'category'")
+        tcfg = replace(tcfg, num_facets=len(names) + tcfg.free_facets)
+        tcfg.validate()
+        facet_categories = [*names, *([None] * tcfg.free_facets)]
     t0 = time.perf_counter()
     result = train_polytope(
-        feats["train"], _unsafe(train), tcfg, progress=(lambda f, m: report_progress(0.3 + 0.5 * f, m)), show_tqdm=show_tqdm
+        feats["train"], _unsafe(train), tcfg, progress=(lambda f, m: report_progress(0.3 + 0.5 * f, m)),
+        show_tqdm=show_tqdm, categories=cat_index,
     )
     t_train = time.perf_counter() - t0
     poly = result.polytope
@@ -155,18 +171,34 @@ def train_and_evaluate(
         sweep[split] = threshold_sweep((part["label"] == "unsafe").to_numpy(), scores)
     with torch.no_grad():
         train_viol = poly.violations(feats["train"])
-    stats = facet_statistics(train_viol, train["category"].tolist(), (train["label"] == "unsafe").tolist())
+    train_unsafe = (train["label"] == "unsafe").tolist()
+    stats = facet_statistics(train_viol, train["category"].tolist(), train_unsafe)
+    audit = facet_audit(train_viol, train["category"].tolist(), train_unsafe, facet_categories=facet_categories)
+    names = honest_names(audit)
+    stats.update({"suggestions": names, "audit": audit, "facet_categories": facet_categories,
+                  "paper_histogram_mi": paper_histogram_mi(train_viol, train["category"].tolist(), train_unsafe),
+                  "top_prompts": top_prompts(train_viol, train["text"].tolist())})
     facets = default_facets(poly.num_facets)
-    for facet, sug in zip(facets, stats["suggestions"], strict=True):
-        facet.update(
-            {
-                "name": sug["name"],
-                "policy": f"Auto-suggested: {sug['evidence']}.",
-                "author": "sap-viz (auto)",
-                "confidence": sug["confidence"],
-                "auto_suggested": True,
-            }
-        )
+    for k, (facet, sug) in enumerate(zip(facets, names, strict=True)):
+        tied = facet_categories[k] if facet_categories else None
+        if tied:
+            f = audit["facets"][k] if audit.get("facets") else {}
+            facet.update({"name": pretty_category(tied), "author": "taxonomy", "auto_suggested": False, "source": "from category",
+                          "confidence": f.get("purity_wilson_lb", 0.0),
+                          "policy": f"From category: {tied}. Trained to fire on unsafe prompts of this category and to hold for "
+                                    f"all others (train: fires on {f.get('own_fire_n', '?')} of its own, "
+                                    f"{f.get('others_fire_n', '?')} of the others)."})
+        else:
+            facet.update(
+                {
+                    "name": sug["name"],
+                    "policy": f"Auto-suggested: {sug['evidence']}.",
+                    "author": "sap-viz (auto)",
+                    "confidence": sug["confidence"],
+                    "auto_suggested": True,
+                    "source": "auto-suggested",
+                }
+            )
     meta = {
         "model": {"id": lm.model_id, "fingerprint": lm.fingerprint, "hidden_size": lm.hidden_size, "num_layers": lm.num_layers},
         "layer": fcfg.layer,
@@ -189,6 +221,21 @@ def train_and_evaluate(
     return TrainedPolytope(PolytopeArtifact(poly, meta, facets), meta["metrics"])
 
 
+def top_prompts(violations: torch.Tensor, texts: list[str], n: int = 5) -> list[list[dict]]:
+    """The ``n`` most violating texts per facet (for the facet card beside its name)."""
+    out = []
+    for k in range(violations.shape[1]):
+        order = torch.argsort(violations[:, k], descending=True)[:n]
+        out.append([{"text": texts[int(i)][:300], "violation": round(float(violations[int(i), k]), 4)} for i in order])
+    return out
+
+
+def facet_audit_for(art: PolytopeArtifact, violations: torch.Tensor, df: pd.DataFrame) -> dict:
+    """The facet audit of a saved polytope on ``df`` (its category facets, if any, from the artifact)."""
+    fc = (art.meta.get("facet_stats") or {}).get("facet_categories")
+    return facet_audit(violations, df["category"].tolist(), (df["label"] == "unsafe").tolist(), facet_categories=fc)
+
+
 def save_trained(trained: TrainedPolytope, directory: str | Path) -> Path:
     art = trained.artifact
     path = save_polytope(directory, art.polytope, art.meta, art.facets)
@@ -203,9 +250,11 @@ def evaluate_artifact(
     splits: tuple[str, ...] = EVAL_SPLITS,
     baselines: bool = True,
     external: list[pd.DataFrame] | None = None,
+    facets: bool = True,
 ) -> dict:
     """Metrics of a saved polytope (and freshly fitted baselines on the train split) on ``splits`` and on
-    each ``external`` evaluation frame (``external_eval.load_external``), reported as split ``external:<file>``."""
+    each ``external`` evaluation frame (``external_eval.load_external``), reported as split ``external:<file>``;
+    with ``facets``, the facet audit of every part that has unsafe rows."""
     fcfg = FeatureConfig(layer=art.layer, chat_template=art.chat_template, max_tokens=int(art.meta["max_tokens"]))
     fitted = []
     if baselines and (df["split"] == "train").any():
@@ -214,6 +263,7 @@ def evaluate_artifact(
     parts = [(split, eval_frame(df, split)) for split in splits]
     parts += [(frame["split"].iloc[0], frame) for frame in external or []]
     out: dict[str, dict] = {}
+    audits: dict[str, dict] = {}
     for split, part in parts:
         if len(part) == 0:
             continue
@@ -226,8 +276,23 @@ def evaluate_artifact(
             counts = part["kind"].value_counts().to_dict()
             for metrics in out[split].values():
                 metrics["n_by_kind"] = {str(k): int(v) for k, v in counts.items()}
-    return {"splits": out}
+        if facets and (part["label"] == "unsafe").any():
+            audits[split] = facet_audit_for(art, art.polytope.violations_cpu(feats), part)
+    return {"splits": out, "facet_audit": audits} if facets else {"splits": out}
 
 
 def config_dict(**configs: object) -> dict:
     return {k: asdict(v) for k, v in configs.items()}  # type: ignore[arg-type]
+
+
+def category_facet_index(categories: list[str], labels: list[str]) -> tuple[list[str], torch.Tensor]:
+    """Category facets for ``facet_mode="categories"``: the unsafe categories present (taxonomy
+    order first, then any others alphabetically) and, per row, its category facet (−1 = safe row or
+    an unsafe row without a category)."""
+    from sap_viz.data.taxonomy import TAXONOMY
+
+    present = {c for c, lab in zip(categories, labels, strict=True) if lab == "unsafe" and isinstance(c, str) and c and c != "benign"}
+    names = [c for c in TAXONOMY if c in present] + sorted(present - set(TAXONOMY))
+    pos = {c: i for i, c in enumerate(names)}
+    idx = [pos.get(c, -1) if lab == "unsafe" else -1 for c, lab in zip(categories, labels, strict=True)]
+    return names, torch.tensor(idx, dtype=torch.long)
