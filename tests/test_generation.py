@@ -1,6 +1,6 @@
 import pytest
 import torch
-from conftest import make_tiny_lm, separating_artifact
+from conftest import linear_artifact, make_tiny_lm, separating_artifact
 
 from sap_viz.method.generation import GenerationConfig, compare, generate_one, stream_generation
 from sap_viz.method.polytope_hook import InterventionConfig, PolytopeHook
@@ -56,17 +56,31 @@ def test_no_state_leaks_between_calls(lm, art):
     assert first.to_dict() == again.to_dict()
 
 
-def test_safe_flow_moves_violating_state_inside_and_leaves_inside_state(lm, art):
+def test_safe_flow_moves_violating_state_inside_and_leaves_inside_state(lm):
+    # A box with known facets: v_0 = h[0] − 1, v_1 = h[1] − 1, so which states lie outside is known in advance.
+    d = lm.hidden_size
+    phi = torch.zeros(2, d)
+    phi[0, 0] = phi[1, 1] = 1.0
+    box = linear_artifact(lm, 2, phi.to(lm.device), torch.ones(2, device=lm.device)).polytope
     torch.manual_seed(0)
-    h = (torch.randn(4, lm.hidden_size) * 3).to(lm.device)
-    v = art.polytope.violations(h).max(1).values
-    out = safe_flow(art.polytope, h, SafeFlowConfig(strength=0.1, max_steps=500))
-    for i in range(4):
-        if v[i] >= 0:
-            assert out.steered[i] and out.after[i].max() <= -0.1 + 1e-4
-            assert out.delta_norm[i] > 0
-        else:
-            assert not out.steered[i] and torch.equal(out.hidden[i], h[i])
+    h = torch.randn(5, d).clamp(-0.5, 0.5)
+    h[0, 0] = 5.0  # outside facet 0
+    h[1, 1] = 3.0  # outside facet 1
+    h[2, :2] = torch.tensor([4.0, 2.0])  # outside both
+    h[3, :2] = torch.tensor([-2.0, 0.0])  # inside, v = (−3, −1)
+    # row 4 inside: |h| ≤ 0.5, so v ≤ −0.5
+    h = h.to(lm.device)
+    outside = torch.tensor([True, True, True, False, False])
+    strength = 0.1
+    out = safe_flow(box, h, SafeFlowConfig(strength=strength, max_steps=500))
+    torch.testing.assert_close(out.before.cpu(), (h[:, :2] - 1).cpu())
+    assert out.steered.cpu().tolist() == outside.tolist()
+    moved = out.hidden.cpu()
+    after = moved[:, :2] - 1  # recomputed from the returned states, not read from the outcome
+    assert (after[outside].max(dim=1).values <= -strength + 1e-4).all()
+    torch.testing.assert_close(out.after.cpu(), after)
+    assert (out.delta_norm.cpu()[outside] > 0).all()
+    assert torch.equal(moved[~outside], h.cpu()[~outside]) and (out.delta_norm.cpu()[~outside] == 0).all()
 
 
 def test_batch_only_violating_row_changes(lm, art):
