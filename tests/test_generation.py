@@ -244,3 +244,57 @@ def test_prompt_span_check_flags_refuses_and_steers(lm, art):
     assert last.steered and max(last.violations_after) <= -steered.settings["strength"] + 1e-3
     bad = generate_one(lm, art, BAD, gen, InterventionConfig(mode="monitor", span_threshold=low))
     assert bad.flag_reason == "last token"  # the last token is checked first
+
+
+def test_two_concurrent_generations_through_the_hook_match_each_run_alone(lm, art):
+    """Two threads generate on one model at the same time, without any lock: each hook must see only its own thread.
+
+    The app serialises requests (concurrency_limit=1 and the model lock), so the load test cannot see this.
+    Greedy decoding: sampling draws from torch's global RNG, which concurrent generations would share.
+    """
+    import threading
+
+    from transformers.generation.streamers import BaseStreamer
+
+    from sap_viz.method.generation import run_generation
+
+    gen = GenerationConfig(max_new_tokens=10, min_new_tokens=10)
+    requests = [(BAD, InterventionConfig(mode="steer")), (GOOD, InterventionConfig(mode="monitor", span_threshold=float("inf")))]
+    alone = [run_generation(lm, art, prompt, gen, cfg)[0].to_dict() for prompt, cfg in requests]
+    assert alone[0]["interventions"] > 0 and alone[1]["interventions"] == 0 and not alone[1]["prompt_flagged"]
+
+    # Lockstep: each thread waits for the other after every decoding step, so step k of both runs with both hooks attached.
+    lockstep = threading.Barrier(2, timeout=60)
+    overlap: list[int] = []
+
+    class Lockstep(BaseStreamer):
+        def put(self, value):
+            lockstep.wait()
+            overlap.append(count_hooks(lm.model))  # neither thread can leave generate before both counted
+            lockstep.wait()
+
+        def end(self):
+            pass
+
+    results: dict[int, dict] = {}
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        prompt, cfg = requests[i]
+        try:
+            results[i] = run_generation(lm, art, [prompt], gen, cfg, streamer=Lockstep())[0].to_dict()
+        except BaseException as exc:  # noqa: BLE001 — re-raised below in the test's thread
+            errors.append(exc)
+            lockstep.abort()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    if errors:
+        raise errors[0]
+    assert len(overlap) == 2 * (gen.max_new_tokens + 1) and min(overlap) == 2  # both hooks were attached at every step
+    assert count_hooks(lm.model) == 0
+    for i in range(2):
+        assert results[i] == alone[i], f"request {i} ({requests[i][1].mode}) differs from the same request run alone"
