@@ -24,11 +24,35 @@ def shipped(embedded_lm):
     return load_polytope(DEFAULT_POLYTOPE, embedded_lm.hidden_size, embedded_lm.num_layers, embedded_lm.fingerprint)
 
 
+# Recomputing the stored test AUROC on the whole test split (396 prompts) takes minutes on a shared CPU, so the
+# test scores a fixed, seeded, label-stratified sample of it. Tolerance: the AUROC of 50 + 50 prompts drawn
+# from the 198 + 198 of the split deviates from the full split's AUROC by Hanley-McNeil SE x finite-population
+# correction = 0.0153 x 0.865 = 0.013 at AUROC 0.977; 5,000 such draws on the shipped polytope's own scores gave
+# sd 0.012 and a 0.1% quantile of -0.043. 0.04 (3 SE) admits any honest sample, while a stored number that is
+# off by more, or a polytope that no longer separates the prompts, fails. A full-split recomputation matched
+# the stored value exactly (0.97717).
+AUROC_SAMPLE_PER_LABEL = 50
+AUROC_TOLERANCE = 0.04
+AUROC_FLOOR = 0.93
+
+
 def test_shipped_polytope_matches_embedded_model(shipped, embedded_lm):
+    from sap_viz.data.dataset import DataConfig, build_dataset, dataset_fingerprint
+
     assert shipped.meta["model"]["fingerprint"] == embedded_lm.fingerprint
     assert all(f["auto_suggested"] and f["name"] for f in shipped.facets)
-    test = shipped.meta["metrics"]["splits"]["test"]["SaP"]
-    assert test["auroc"] > 0.95
+    stored = shipped.meta["metrics"]["splits"]["test"]["SaP"]
+    # the built-in table is the one the polytope was trained and evaluated on, so its test split is the stored one
+    df = build_dataset(DataConfig())
+    assert dataset_fingerprint(df) == shipped.meta["data"]["fingerprint"]
+    test = df[df["split"] == "test"]
+    assert len(test) == stored["n"] and int((test["label"] == "unsafe").sum()) == stored["n_unsafe"]
+    sample = test.groupby("label").sample(n=AUROC_SAMPLE_PER_LABEL, random_state=0)
+    scores = score_texts(embedded_lm, shipped, sample["text"].tolist()).max(dim=1).values.numpy()
+    recomputed = detection_metrics((sample["label"] == "unsafe").to_numpy(), scores)["auroc"]
+    assert recomputed >= AUROC_FLOOR
+    assert recomputed == pytest.approx(stored["auroc"], abs=AUROC_TOLERANCE)
+    assert stored["auroc"] > 0.95
 
 
 def test_scores_obvious_prompts(shipped, embedded_lm):
