@@ -135,8 +135,7 @@ def test_refusal_after_a_later_violation(lm):
     art = separating_artifact(lm, 2, BAD, GOOD)
     prompt_max = max(t.violations[0] for t in base.tokens[: base.prompt_len])
     gen_max = max(t.violations[0] for t in base.generated if t.violations is not None)
-    if gen_max <= prompt_max:
-        pytest.skip("random tiny model produced no generated state above the prompt's")
+    assert gen_max > prompt_max, "precondition: the seeded tiny model has a generated state above every prompt state"
     with torch.no_grad():
         art.polytope.xi[0] += (prompt_max + gen_max) / 2
     res = generate_one(lm, art, GOOD, GenerationConfig(max_new_tokens=40), InterventionConfig(mode="refuse", refusal_text="No."))
