@@ -148,8 +148,7 @@ def test_zip_paths_that_leave_the_archive(env, member):
     _, uploads, _ = env
     members = _good_members()
     members[member] = members.pop(META_FILE)
-    message = _refused(env, [_zip(uploads / "traversal.zip", members)], "")
-    assert "unsafe path" in message or "unexpected file" in message, message
+    _refused(env, [_zip(uploads / "traversal.zip", members)], f"zip entry {member!r} has an unsafe path")
     root = env[0].polytopes_dir.parent.parent
     assert not (root / "polytope.json").exists() and not (root.parent / "polytope.json").exists()
 
