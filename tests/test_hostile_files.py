@@ -211,7 +211,7 @@ def test_broken_or_foreign_polytopes_as_uploads(env):
     _refused(env, upload("missing", meta_={k: v for k, v in meta.items() if k != "layer"}), "lacks keys: layer")
     other = json.loads(json.dumps(meta))
     other["model"]["hidden_size"] = 640
-    _refused(env, upload("other-model", meta_=other), "")  # shapes no longer match the declared hidden size
+    _refused(env, upload("other-model", meta_=other), "mean has shape (576,), expected (640,)")  # tensors vs declared size
     wrong = {k: (torch.zeros(v.shape[0], 640) if k == "encoder.weight" else torch.ones(640) if k in ("mean", "std") else v)
              for k, v in tensors.items()}
     _refused(env, upload("other-model-2", wrong, other), "hidden size 640")
