@@ -50,8 +50,16 @@ def test_soft_entropy_has_gradient_and_spreads_facets():
     with torch.no_grad():  # and it points to more spread: a small step along it raises the entropy
         poly.phi += 1e-3 * entropy_grad / entropy_grad.norm()
     assert phi_grad(0.0)[1] > entropy
-    spread = train_polytope(x, y, TrainConfig(num_facets=4, feature_dim=64, epochs=15, lambda_entropy=2.0), show_tqdm=False)
-    assert spread.history[-1]["facet_usage_entropy_bits"] > 1.0
+
+    def usage_bits(lambda_entropy: float) -> float:
+        res = train_polytope(x, y, TrainConfig(num_facets=4, feature_dim=64, epochs=15, lambda_entropy=lambda_entropy), show_tqdm=False)
+        share = np.bincount(res.polytope.violations(x)[y].argmax(1).numpy(), minlength=4) / int(y.sum())
+        bits = float(-(share[share > 0] * np.log2(share[share > 0])).sum())  # recomputed, not read from the history
+        assert res.history[-1]["facet_usage_entropy_bits"] == pytest.approx(bits, abs=1e-4)
+        return bits
+
+    spread, alone = usage_bits(2.0), usage_bits(0.0)  # three unsafe clusters: without the term they share facets
+    assert spread > 1.0 and spread > alone + 0.5
 
 
 def test_training_is_deterministic_for_a_seed():
