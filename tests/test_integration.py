@@ -66,7 +66,7 @@ def test_scores_obvious_prompts(shipped, embedded_lm):
 @pytest.mark.parametrize(
     ("name", "n"), [("heldout_prompts.jsonl", 90), ("heldout_prompts_v2.jsonl", 150), ("heldout_prompts_v3.jsonl", 180)]
 )
-def test_cli_score_on_handwritten_heldout_set(tmp_path, name, n):
+def test_cli_score_on_handwritten_heldout_set(tmp_path, name, n, shipped, embedded_lm):
     out = tmp_path / "scored.jsonl"
     proc = subprocess.run(
         [sys.executable, "-m", "sap_viz", "score", "--input", str(ROOT / "assets" / name), "--output", str(out)],
@@ -77,10 +77,19 @@ def test_cli_score_on_handwritten_heldout_set(tmp_path, name, n):
     )
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert len(rows) == n
+    given = [json.loads(line) for line in (ROOT / "assets" / name).read_text().splitlines()]
+    assert len(rows) == len(given) == n
+    assert [(r["text"], r["label"]) for r in rows] == [(g["text"], g["label"]) for g in given]
     first = rows[0]
     assert {"text", "label", "kind", "score", "unsafe", "violations", "top_facet", "top_facet_name"} <= first.keys()
-    y = np.array([r["label"] == "unsafe" for r in rows])
+    for r in rows:
+        assert r["score"] == pytest.approx(max(r["violations"]), abs=1e-5) and r["unsafe"] == (r["score"] >= 0)
+        assert r["top_facet"] == int(np.argmax(r["violations"])) and r["top_facet_name"] == shipped.facet_name(r["top_facet"])
+    # the written numbers are the model's: a fixed subset is rescored in-process
+    subset = rows[:: n // 6]
+    again = score_texts(embedded_lm, shipped, [r["text"] for r in subset])
+    np.testing.assert_allclose([r["violations"] for r in subset], again.numpy(), rtol=1e-3, atol=1e-3)
+    y = np.array([g["label"] == "unsafe" for g in given])
     m = detection_metrics(y, np.array([r["score"] for r in rows]))
     assert m["auroc"] >= 0.9
 
