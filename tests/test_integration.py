@@ -122,16 +122,21 @@ def test_small_training_run(embedded_lm):
     from sap_viz.data.dataset import DataConfig, build_dataset
     from sap_viz.experiments.pipeline import train_and_evaluate
     from sap_viz.method.training import TrainConfig
-    from sap_viz.model.features import FeatureConfig
+    from sap_viz.model.features import FeatureConfig, extract_features
 
     df = build_dataset(DataConfig())
     small = df.sample(frac=1.0, random_state=0).groupby(["split", "label"]).head(60)
     small = small[small["split"].isin(["train", "val"])]
-    trained = train_and_evaluate(
-        embedded_lm, small, FeatureConfig(layer=16, max_tokens=128), TrainConfig(num_facets=4, feature_dim=256, epochs=8), show_tqdm=False
-    )
+    fcfg = FeatureConfig(layer=16, max_tokens=128)
+    trained = train_and_evaluate(embedded_lm, small, fcfg, TrainConfig(num_facets=4, feature_dim=256, epochs=8), show_tqdm=False)
     val = trained.report["splits"]["val"]
-    assert val["SaP"]["auroc"] > 0.85
+    # the reported AUROC is recomputed from fresh features (not the pipeline's cache) and the trained polytope
+    part = small[small["split"] == "val"]
+    feats = extract_features(embedded_lm, part["text"].tolist(), fcfg, use_cache=False, progress=False)
+    scores = trained.artifact.polytope.violations_cpu(feats).max(dim=1).values.numpy()
+    recomputed = detection_metrics((part["label"] == "unsafe").to_numpy(), scores)["auroc"]
+    assert val["SaP"]["auroc"] == pytest.approx(recomputed, abs=1e-3)
+    assert recomputed > 0.85
     assert {"SaP", "logistic probe", "MLP"} <= val.keys()
     v = trained.artifact.polytope.violations(torch.zeros(1, embedded_lm.hidden_size))
     assert v.shape == (1, 4)
