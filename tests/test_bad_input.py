@@ -307,8 +307,10 @@ def test_counters_keep_a_bounded_number_of_rows(wb, monkeypatch):
         bench.record_comparison(cmp)
     data = bench.to_json()
     assert data["summary"]["prompts"] == 12 and len(data["requests"]) == 5 and data["requests"][-1]["request"] == 12
-    if cmp.intervened.interventions:
-        assert data["summary"]["max_steering_norm"] is not None
+    norms = [t.delta_norm for t in cmp.intervened.tokens if t.steered]
+    assert norms, "the separating polytope must steer the unsafe prompt"
+    assert data["summary"]["interventions"] == 12 * len(norms)  # exact totals although only 5 rows are kept
+    assert data["summary"]["max_steering_norm"] == pytest.approx(max(norms), abs=1e-4)
     bench.reset()
     assert bench.to_json()["summary"]["prompts"] == 0 and bench.to_json()["requests"] == []
 
