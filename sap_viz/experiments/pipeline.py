@@ -137,15 +137,7 @@ def train_and_evaluate(
     feats = {s: split_features(lm, part, fcfg, show_tqdm) for s, part in frames.items()}
     t_feat = time.perf_counter() - t0
     report_progress(0.3, "training the polytope")
-    facet_categories: list[str | None] | None = None
-    cat_index = None
-    if tcfg.facet_mode == "categories":
-        names, cat_index = category_facet_index(train["category"].tolist(), train["label"].tolist())
-        if not names:
-            raise ValueError("--facets categories needs unsafe training rows with a 'category'")
-        tcfg = replace(tcfg, num_facets=len(names) + tcfg.free_facets)
-        tcfg.validate()
-        facet_categories = [*names, *([None] * tcfg.free_facets)]
+    tcfg, facet_categories, cat_index = _facet_layout(train, tcfg)
     t0 = time.perf_counter()
     result = train_polytope(
         feats["train"], _unsafe(train), tcfg, progress=(lambda f, m: report_progress(0.3 + 0.5 * f, m)),
@@ -157,48 +149,10 @@ def train_and_evaluate(
     scale = rescale_violations(poly, feats["train"], _unsafe(train))
     report_progress(0.8, "evaluating SaP and baselines")
     fitted = fit_baselines(feats["train"], _unsafe(train), tcfg.seed) if baselines else []
-    splits: dict[str, dict] = {}
-    sweep = {}
-    for split in EVAL_SPLITS:
-        if split not in feats:
-            continue
-        part = frames[split]
-        with torch.no_grad():
-            scores = poly.score(feats[split]).numpy()
-        splits[split] = {"SaP": evaluate_scores(part, scores)}
-        for base in fitted:
-            splits[split][base.name] = evaluate_scores(part, base.score(feats[split]))
-        sweep[split] = threshold_sweep((part["label"] == "unsafe").to_numpy(), scores)
+    splits, sweep = _evaluate_splits(poly, feats, frames, fitted)
     with torch.no_grad():
         train_viol = poly.violations(feats["train"])
-    train_unsafe = (train["label"] == "unsafe").tolist()
-    stats = facet_statistics(train_viol, train["category"].tolist(), train_unsafe)
-    audit = facet_audit(train_viol, train["category"].tolist(), train_unsafe, facet_categories=facet_categories)
-    names = honest_names(audit)
-    stats.update({"suggestions": names, "audit": audit, "facet_categories": facet_categories,
-                  "paper_histogram_mi": paper_histogram_mi(train_viol, train["category"].tolist(), train_unsafe),
-                  "top_prompts": top_prompts(train_viol, train["text"].tolist())})
-    facets = default_facets(poly.num_facets)
-    for k, (facet, sug) in enumerate(zip(facets, names, strict=True)):
-        tied = facet_categories[k] if facet_categories else None
-        if tied:
-            f = audit["facets"][k] if audit.get("facets") else {}
-            facet.update({"name": pretty_category(tied), "author": "taxonomy", "auto_suggested": False, "source": "from category",
-                          "confidence": f.get("purity_wilson_lb", 0.0),
-                          "policy": f"From category: {tied}. Trained to fire on unsafe prompts of this category and to hold for "
-                                    f"all others (train: fires on {f.get('own_fire_n', '?')} of its own, "
-                                    f"{f.get('others_fire_n', '?')} of the others)."})
-        else:
-            facet.update(
-                {
-                    "name": sug["name"],
-                    "policy": f"Auto-suggested: {sug['evidence']}.",
-                    "author": "sap-viz (auto)",
-                    "confidence": sug["confidence"],
-                    "auto_suggested": True,
-                    "source": "auto-suggested",
-                }
-            )
+    stats, facets = _facet_report(train_viol, train, facet_categories)
     meta = {
         "model": {"id": lm.model_id, "fingerprint": lm.fingerprint, "hidden_size": lm.hidden_size, "num_layers": lm.num_layers},
         "layer": fcfg.layer,
@@ -219,6 +173,71 @@ def train_and_evaluate(
     }
     report_progress(1.0, "done")
     return TrainedPolytope(PolytopeArtifact(poly, meta, facets), meta["metrics"])
+
+
+def _facet_layout(train: pd.DataFrame, tcfg: TrainConfig) -> tuple[TrainConfig, list[str | None] | None, list[int] | None]:
+    """With ``facet_mode="categories"``: K = one facet per unsafe category in the data + the free facets,
+    each unsafe row's facet index, and each facet's category (None for a free facet)."""
+    if tcfg.facet_mode != "categories":
+        return tcfg, None, None
+    names, cat_index = category_facet_index(train["category"].tolist(), train["label"].tolist())
+    if not names:
+        raise ValueError("--facets categories needs unsafe training rows with a 'category'")
+    tcfg = replace(tcfg, num_facets=len(names) + tcfg.free_facets)
+    tcfg.validate()
+    return tcfg, [*names, *([None] * tcfg.free_facets)], cat_index
+
+
+def _evaluate_splits(poly, feats: dict, frames: dict, fitted: list) -> tuple[dict[str, dict], dict[str, list]]:
+    """SaP and baseline metrics and the SaP threshold sweep on each evaluation split present."""
+    splits: dict[str, dict] = {}
+    sweep = {}
+    for split in EVAL_SPLITS:
+        if split not in feats:
+            continue
+        part = frames[split]
+        with torch.no_grad():
+            scores = poly.score(feats[split]).numpy()
+        splits[split] = {"SaP": evaluate_scores(part, scores)}
+        for base in fitted:
+            splits[split][base.name] = evaluate_scores(part, base.score(feats[split]))
+        sweep[split] = threshold_sweep((part["label"] == "unsafe").to_numpy(), scores)
+    return splits, sweep
+
+
+def _facet_report(train_viol: torch.Tensor, train: pd.DataFrame, facet_categories: list[str | None] | None) -> tuple[dict, list[dict]]:
+    """Facet statistics and audit on the training rows, and the facets' names: from the category a facet
+    is tied to, else an honest suggestion from the statistics."""
+    train_unsafe = (train["label"] == "unsafe").tolist()
+    categories = train["category"].tolist()
+    stats = facet_statistics(train_viol, categories, train_unsafe)
+    audit = facet_audit(train_viol, categories, train_unsafe, facet_categories=facet_categories)
+    names = honest_names(audit)
+    stats.update({"suggestions": names, "audit": audit, "facet_categories": facet_categories,
+                  "paper_histogram_mi": paper_histogram_mi(train_viol, categories, train_unsafe),
+                  "top_prompts": top_prompts(train_viol, train["text"].tolist())})
+    facets = default_facets(train_viol.shape[1])
+    for k, (facet, sug) in enumerate(zip(facets, names, strict=True)):
+        tied = facet_categories[k] if facet_categories else None
+        if tied:
+            f = audit["facets"][k] if audit.get("facets") else {}
+            facet.update({"name": pretty_category(tied), "author": "taxonomy", "auto_suggested": False, "source": "from category",
+                          "confidence": f.get("purity_wilson_lb", 0.0),
+                          "policy": f"From category: {tied}. Trained to fire on unsafe prompts of this category and to hold for "
+                                    f"all others (train: fires on {f.get('own_fire_n', '?')} of its own, "
+                                    f"{f.get('others_fire_n', '?')} of the others)."})
+        else:
+            facet.update(
+                {
+                    "name": sug["name"],
+                    "policy": f"Auto-suggested: {sug['evidence']}.",
+                    "author": "sap-viz (auto)",
+                    "confidence": sug["confidence"],
+                    "auto_suggested": True,
+                    "source": "auto-suggested",
+                }
+            )
+    return stats, facets
 
 
 def top_prompts(violations: torch.Tensor, texts: list[str], n: int = 5) -> list[list[dict]]:
