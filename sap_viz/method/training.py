@@ -221,19 +221,10 @@ def polytope_loss(
     return loss, parts
 
 
-def train_polytope(
-    features: torch.Tensor,
-    unsafe: torch.Tensor,
-    cfg: TrainConfig = TrainConfig(),
-    progress: ProgressFn | None = None,
-    show_tqdm: bool = True,
-    categories: torch.Tensor | None = None,
-) -> TrainResult:
-    """Fit a polytope to ``features`` (N × d) with boolean ``unsafe`` labels (N).
-
-    ``categories`` (categories mode): per row, the index of its category facet (0 … K − free − 1)
-    or −1 for an unsafe row without a known category (and for safe rows).
-    """
+def _checked_inputs(
+    features: torch.Tensor, unsafe: torch.Tensor, cfg: TrainConfig, categories: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Refuse inputs training cannot use, with a message that says why; returns boolean labels and long categories."""
     cfg.validate()
     if cfg.facet_mode == "categories":
         if categories is None or len(categories) != len(features):
@@ -249,6 +240,23 @@ def train_polytope(
     unsafe = unsafe.bool()
     if unsafe.all() or not unsafe.any():
         raise ValueError("training needs both safe and unsafe examples")
+    return unsafe, categories
+
+
+def train_polytope(
+    features: torch.Tensor,
+    unsafe: torch.Tensor,
+    cfg: TrainConfig = TrainConfig(),
+    progress: ProgressFn | None = None,
+    show_tqdm: bool = True,
+    categories: torch.Tensor | None = None,
+) -> TrainResult:
+    """Fit a polytope to ``features`` (N × d) with boolean ``unsafe`` labels (N).
+
+    ``categories`` (categories mode): per row, the index of its category facet (0 … K − free − 1)
+    or −1 for an unsafe row without a known category (and for safe rows).
+    """
+    unsafe, categories = _checked_inputs(features, unsafe, cfg, categories)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     rng = random.Random(cfg.seed)
