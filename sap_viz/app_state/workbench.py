@@ -30,9 +30,9 @@ import torch
 
 from sap_viz.app_state import uploads
 from sap_viz.app_state.counters import DeploymentCounters
+from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.generation_sessions import GenerationSessions
 from sap_viz.app_state.inspection import Inspector
-from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.map_jobs import MapJobs, MapStatus, map_rows_from_env
 from sap_viz.app_state.polytope_store import PolytopeStore
 from sap_viz.app_state.prompt_checks import CheckedPrompt, InputChecks
