@@ -270,9 +270,9 @@ def register(wb: Workbench) -> None:
         return {**polytopes_payload(bench), "default": wb.active_name, "role": "owner" if bench.is_owner else "visitor"}
 
     @guarded
-    def counters(request: gr.Request = None) -> dict:
+    def counters(owner_token: str = "", request: gr.Request = None) -> dict:
         """Deployment counters: the session's for a visitor, the server's for the owner (summary, recent requests)."""
-        return counters_payload(caller(wb, request))
+        return counters_payload(caller(wb, request, owner_token))
 
     @guarded
     def activate(name: str, owner_token: str = "", request: gr.Request = None) -> dict:

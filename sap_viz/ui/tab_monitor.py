@@ -60,9 +60,9 @@ def build_monitor_tab(wb: Workbench, files: Files) -> MonitorTab:
             rates_plot = gr.Plot(show_label=False)
         per_plot = gr.Plot(show_label=False)
         with gr.Row():
-            refresh_btn = gr.Button("Refresh")
+            refresh_btn = gr.Button("Refresh", elem_id="counters-refresh")
             export_counters_btn = gr.Button("Export JSON + CSV")
-            reset_btn = gr.Button("Reset", variant="stop")
+            reset_btn = gr.Button("Reset", variant="stop", elem_id="counters-reset")
         counters_files = gr.File(file_count="multiple", interactive=False, label="Counters", visible=False)
 
     view_outputs = [counters_table, per_plot, rates_plot]

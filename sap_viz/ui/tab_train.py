@@ -163,15 +163,15 @@ def build_train_tab(wb: Workbench, trained_state: gr.State) -> TrainTab:
         gr.Markdown("### Polytopes on this server (a visitor's uploads and trained polytopes stay in their session)")
         with gr.Row():
             poly_pick = gr.Dropdown(wb.list_polytopes(), value=wb.active_name, label="Polytope", elem_id="poly-pick")
-            activate_btn = gr.Button("Activate")
+            activate_btn = gr.Button("Activate", elem_id="activate-btn")
             export_btn = gr.Button("Download as zip")
-        poly_status = gr.HTML()
+        poly_status = gr.HTML(elem_id="poly-status")
         export_file = gr.File(label="Polytope zip (polytope.safetensors + polytope.json + facets.json)", interactive=False, visible=False)
         with gr.Row():
             poly_upload = gr.File(label="Upload a polytope: the three files or a zip (safetensors + JSON only)", file_count="multiple",
-                                  file_types=[".safetensors", ".json", ".zip"], type="filepath")
-            upload_name = gr.Textbox(label="Name for it", placeholder="uploaded", max_lines=1)
-            import_btn = gr.Button("Validate and add")
+                                  file_types=[".safetensors", ".json", ".zip"], type="filepath", elem_id="poly-upload")
+            upload_name = gr.Textbox(label="Name for it", placeholder="uploaded", max_lines=1, elem_id="upload-name")
+            import_btn = gr.Button("Validate and add", elem_id="import-btn")
 
     train_evt = train_btn.click(handlers.run_train, [sources, upload, layer, k_facets, epochs, feature_dim, target_fpr],
                                 [train_status, metrics_table, sweep_plot, trained_state], **PRIVATE)
