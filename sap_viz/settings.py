@@ -69,7 +69,7 @@ class Limits:
     session_ttl_s: int = 7_200  # a visitor session unused this long ends (its polytopes and views are deleted)
     max_session_polytopes: int = 4  # polytopes one visitor may upload or train; the least recently used goes beyond it
     max_session_mb: int = 128  # disk for one visitor's polytopes
-    max_sessions_mb: int = 2_048  # disk for all visitors' polytopes together; least recently used go beyond it
+    max_sessions_mb: int = 1_024  # disk for all visitors' polytopes together; least recently used go beyond it
     max_map_views: int = 4  # feature-map views kept in memory; the least recently used goes beyond it
     max_session_map_views: int = 1  # of those, views of one visitor's own polytopes
     max_proposals: int = 200  # open label proposals per polytope; the oldest goes beyond it
