@@ -132,8 +132,8 @@ class Workbench:
     @property
     def role_note(self) -> str:
         if self.roles.local:
-            return "local run: you are the owner (no SAP_VIZ_OWNER_TOKEN is set)"
-        return "signed in as the owner: changes here are seen by everyone"
+            return "this is a local run (no SAP_VIZ_OWNER_TOKEN is set), so your changes are seen by everyone"
+        return "signed in with the owner token, so your changes are seen by everyone"
 
     def require_owner(self, action: str) -> None:
         """Nothing for the owner; ``VisitorBench`` refuses."""
@@ -289,7 +289,7 @@ class VisitorBench(Workbench):
 
     @property
     def role_note(self) -> str:
-        return "visitor: what you upload, train, activate, label or reset stays in your session"
+        return "what you upload, train, activate or reset stays in your session; your labels are proposals for the owner"
 
     def require_owner(self, action: str) -> None:
         raise owner_only(action)

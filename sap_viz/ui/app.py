@@ -111,7 +111,8 @@ def build_app(wb: Workbench) -> gr.Blocks:
         trained_state = gr.State(None)  # the last trained, not yet saved polytope (Train & calibrate)
         view_seen = gr.State("")  # "", "pca", "umap": what the page has shown of the training view
         gr.Markdown(INTRO, elem_id="sap-intro")
-        header = gr.HTML(header_html(wb), elem_id="sap-header")
+        # with an owner token the page load fills in the header: only then is it known whose session this is
+        header = gr.HTML(header_html(wb) if wb.roles.local else render.empty("Loading…"), elem_id="sap-header")
         owner = build_owner_panel(wb, header)
         with gr.Tabs():
             build_explore_tab(wb, files, last_cmp)
