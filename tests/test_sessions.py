@@ -88,8 +88,10 @@ def test_a_hostile_upload_and_activation_stay_in_a_session(bench, hostile):
         with pytest.raises(WorkbenchError, match="unknown polytope"):
             other.activate(name)
         with pytest.raises(WorkbenchError, match="unknown polytope"):
-            other.using(name)
-    assert bool((a.using("base").score(TEXTS) == b.score(TEXTS)).all())  # a may still name shipped polytopes
+            other.proposals(name)
+    a.activate("base")  # a may still choose the shipped polytopes
+    assert bool((a.score(TEXTS) == b.score(TEXTS)).all())
+    a.activate(name)
     cmp = a.compare("hello", GenerationConfig(max_new_tokens=2), InterventionConfig(mode="steer"))
     assert cmp.intervened.interventions == 0
 

@@ -21,6 +21,7 @@ from gradio_client import Client
 from safetensors.torch import load_file, save_file
 
 from sap_viz.settings import DEFAULT_POLYTOPE
+from sap_viz.ui.api import OWNER_HEADER
 
 SOURCE = Path(os.environ.get("SAP_VIZ_TEST_POLYTOPE") or DEFAULT_POLYTOPE)
 TOKEN = "test-owner-token-4b1d"
@@ -54,8 +55,9 @@ def server(tmp_path_factory):
         yield srv
 
 
-def client(server) -> Client:
-    return Client(server.url, analytics_enabled=False, verbose=False)
+def client(server, token: str | None = None) -> Client:
+    """A new API caller: its own session; with ``token``, the owner (the token rides in a header on every call)."""
+    return Client(server.url, analytics_enabled=False, verbose=False, headers={OWNER_HEADER: token} if token else None)
 
 
 def facets_on_disk(server) -> list[dict]:
@@ -97,9 +99,11 @@ def test_api_visitors_cannot_change_what_others_see(server):
     assert b.predict(api_name="/facets") == b_facets and facets_on_disk(server) == on_disk
     assert b.predict(api_name="/counters")["summary"]["prompts"] == 2
     assert b.predict(api_name="/polytopes")["active"] == "test-polytope"
-    # A may still name the shipped polytope for one call; nobody may name a path
-    assert a.predict(texts=TEXTS, polytope="test-polytope", api_name="/score") == b_scores
-    refused(lambda: b.predict(texts=TEXTS, polytope="../hostile", api_name="/score"), "unknown polytope")
+    # A may go back to the shipped polytope; nobody may name a path
+    a.predict(name="test-polytope", api_name="/activate")
+    assert a.predict(texts=TEXTS, api_name="/score") == b_scores
+    refused(lambda: b.predict(name="../hostile", api_name="/activate"), "unknown polytope")
+    refused(lambda: b.predict(polytope="/etc", api_name="/proposals"), "unknown polytope")
 
 
 def test_api_owner_only_actions(server):
@@ -123,10 +127,15 @@ def test_api_owner_only_actions(server):
     b.predict(name="hostile", owner_token=TOKEN, api_name="/activate")
     assert client(server).predict(api_name="/polytopes")["active"] == "hostile"
     b.predict(name="test-polytope", owner_token=TOKEN, api_name="/activate")
-    assert b.predict(owner_token=TOKEN, api_name="/counters")["scope"] == "server"
+    owner = client(server, TOKEN)
+    assert owner.predict(api_name="/counters")["scope"] == "server" and owner.predict(api_name="/polytopes")["role"] == "owner"
+    assert owner.predict(api_name="/counters")["summary"]["prompts"] >= 1
     b.predict(scope="server", owner_token=TOKEN, api_name="/reset_counters")
-    assert b.predict(owner_token=TOKEN, api_name="/counters")["summary"]["prompts"] == 0
+    assert owner.predict(api_name="/counters")["summary"]["prompts"] == 0
     assert a.predict(api_name="/counters")["scope"] == "session"
+    # with the header, the documented label endpoint writes facets.json directly (the owner's labelling workflow)
+    facet = owner.predict(index=3, name="Owner's own label", author="owner", api_name="/label_facet")
+    assert "proposed" not in facet and facets_on_disk(server)[3]["name"] == "Owner's own label"
 
 
 # ---------------------------------------------------------------- two browsers

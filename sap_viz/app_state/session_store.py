@@ -158,32 +158,3 @@ class SessionStore:
             self._chosen = None
         shutil.rmtree(self.own.folder / name, ignore_errors=True)
 
-
-class PinnedStore:
-    """One named polytope for one call (``Workbench.using``); everything else as in the store it came from."""
-
-    def __init__(self, base: PolytopeStore | SessionStore, art: PolytopeArtifact):
-        self.base = base
-        self.artifact: PolytopeArtifact | None = art
-        self.load_error: str | None = None
-        self.session_id = base.session_id
-
-    def __getattr__(self, name: str):
-        return getattr(self.base, name)
-
-    @property
-    def active_name(self) -> str | None:
-        return self.artifact.path.name if self.artifact and self.artifact.path else None
-
-    def require_artifact(self) -> PolytopeArtifact:
-        assert self.artifact is not None
-        return self.artifact
-
-    def refresh_facets(self) -> list[dict]:
-        art = self.require_artifact()
-        if art.path is not None:
-            art.facets = read_facets(art.path)
-        return art.facets
-
-    def label(self, index: int, name: str, policy: str = "", author: str = "", confidence: float = 1.0) -> dict:
-        return PolytopeStore.label(self, index, name, policy, author, confidence)  # type: ignore[arg-type]

@@ -20,7 +20,6 @@ configured), a ``VisitorBench`` for a visitor, the same calls over the visitor's
 
 from __future__ import annotations
 
-import copy
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -38,7 +37,6 @@ from sap_viz.app_state.polytope_store import PolytopeStore
 from sap_viz.app_state.prompt_checks import CheckedPrompt, InputChecks
 from sap_viz.app_state.proposals import add_proposal, decide_proposal, read_proposals
 from sap_viz.app_state.roles import PermissionDenied, Roles, owner_only
-from sap_viz.app_state.session_store import PinnedStore
 from sap_viz.app_state.sessions import CountedTwice, Session, Sessions
 from sap_viz.app_state.training_jobs import TrainingJobs
 from sap_viz.method.artifact import PolytopeArtifact, label_facet
@@ -137,14 +135,6 @@ class Workbench:
 
     def require_owner(self, action: str) -> None:
         """Nothing for the owner; ``VisitorBench`` refuses."""
-
-    def using(self, name: str | None) -> Workbench:
-        """This surface with polytope ``name`` for one call (any polytope this caller may list), or itself."""
-        if not name:
-            return self
-        pinned = copy.copy(self)
-        pinned.store = PinnedStore(self.store, self.store.get(str(name)))  # type: ignore[assignment]
-        return pinned
 
     # ------------------------------------------------------------ owner actions
 

@@ -211,9 +211,14 @@ def polytopes_payload(wb: Workbench) -> dict:
     }
 
 
-def caller(wb: Workbench, request: gr.Request | None, owner_token: str = "", polytope: str = "") -> Workbench:
-    """The surface for this request: the caller's session (or the owner's, with the token), with ``polytope`` if named."""
-    return wb.session(getattr(request, "session_hash", None), owner_token or None).using(polytope or None)
+OWNER_HEADER = "x-sap-viz-owner-token"  # how an API client passes the owner token with every call
+
+
+def caller(wb: Workbench, request: gr.Request | None, owner_token: str = "") -> Workbench:
+    """The surface for this request: the caller's session, or the owner's with the token (argument or header)."""
+    headers = getattr(request, "headers", None) or {}
+    token = owner_token or headers.get(OWNER_HEADER, "")
+    return wb.session(getattr(request, "session_hash", None), token or None)
 
 
 def counters_payload(bench: Workbench) -> dict:
@@ -225,58 +230,59 @@ def counters_payload(bench: Workbench) -> dict:
 def register(wb: Workbench) -> None:
     """Register the API endpoints on the current gr.Blocks.
 
-    Every endpoint acts for its caller's session (``gradio_client`` keeps one per client). Calls that
-    change what others see need ``owner_token`` (the value of ``SAP_VIZ_OWNER_TOKEN``); without it a
-    visitor's activation, labels and counter resets stay in their session, and ``polytope`` can name
-    only shipped polytopes or the caller's own.
+    Every endpoint acts for its caller's session (``gradio_client`` keeps one per client). A call
+    acts as the owner when it carries the token (the value of ``SAP_VIZ_OWNER_TOKEN``) in the
+    ``X-Sap-Viz-Owner-Token`` header (``Client(url, headers={...})``) or, on the endpoints that exist
+    for the owner, as ``owner_token``. Without it a visitor's activation, labels and counter resets
+    stay in their session, and a polytope it names must be a shipped one or its session's own. The
+    endpoints that predate roles keep their parameters, so raw HTTP clients need no change.
     """
 
     @guarded
     def generate(prompt: str, mode: str = "steer", strength: float = DEFAULT_STRENGTH, max_new_tokens: int = 40, seed: int = 0,
-                 polytope: str = "", request: gr.Request = None) -> dict:
+                 request: gr.Request = None) -> dict:
         """Generate unsteered and with the chosen intervention (monitor | steer | refuse); per-token facet violations for both.
 
         strength: Safe Flow's target depth inside the polytope, in violation units (only for mode "steer").
-        polytope: a polytope to use for this call instead of the session's active one.
         """
-        return generate_payload(caller(wb, request, polytope=polytope), prompt, mode, strength, max_new_tokens, seed)
+        return generate_payload(caller(wb, request), prompt, mode, strength, max_new_tokens, seed)
 
     @guarded
-    def analyze(prompt: str, attribution: bool = True, polytope: str = "", request: gr.Request = None) -> dict:
+    def analyze(prompt: str, attribution: bool = True, request: gr.Request = None) -> dict:
         """Per-token facet violations of a prompt (no generation) and word-masking attribution per facet."""
-        return analysis_payload(caller(wb, request, polytope=polytope), prompt, attribution)
+        return analysis_payload(caller(wb, request), prompt, attribution)
 
     @guarded
-    def score(texts: list[str], polytope: str = "", request: gr.Request = None) -> list[dict]:
+    def score(texts: list[str], request: gr.Request = None) -> list[dict]:
         """Score a list of texts: max violation (≥ 0 = unsafe), every facet's violation, the top facet."""
-        return score_payload(caller(wb, request, polytope=polytope), texts)
+        return score_payload(caller(wb, request), texts)
 
     @guarded
-    def label_facet(index: int, name: str, policy: str = "", author: str = "", confidence: float = 1.0, owner_token: str = "",
+    def label_facet(index: int, name: str, policy: str = "", author: str = "", confidence: float = 1.0,
                     request: gr.Request = None) -> dict:
         """Label a facet of the active polytope. The owner's label is saved to facets.json (history kept); a visitor's
         becomes a proposal (``"proposed": true``) for the owner to accept, except on the visitor's own polytopes."""
-        return caller(wb, request, owner_token).label(index, name, policy, author, confidence)
+        return caller(wb, request).label(index, name, policy, author, confidence)
 
     @guarded
-    def facets(polytope: str = "", request: gr.Request = None) -> list[dict]:
-        """The active (or named) polytope's facet labels with their history."""
-        return caller(wb, request, polytope=polytope).refresh_facets()
+    def facets(request: gr.Request = None) -> list[dict]:
+        """The active polytope's facet labels with their history."""
+        return caller(wb, request).refresh_facets()
 
     @guarded
     def polytopes(request: gr.Request = None) -> dict:
-        """Polytopes this caller can use (shipped ones and the session's own), the active one and the default."""
+        """Polytopes this caller can use (shipped ones and the session's own), the active one, the default and the caller's role."""
         bench = caller(wb, request)
         return {**polytopes_payload(bench), "default": wb.active_name, "role": "owner" if bench.is_owner else "visitor"}
 
     @guarded
-    def counters(owner_token: str = "", request: gr.Request = None) -> dict:
+    def counters(request: gr.Request = None) -> dict:
         """Deployment counters: the session's for a visitor, the server's for the owner (summary, recent requests)."""
-        return counters_payload(caller(wb, request, owner_token))
+        return counters_payload(caller(wb, request))
 
     @guarded
     def activate(name: str, owner_token: str = "", request: gr.Request = None) -> dict:
-        """Make a polytope active for this session; with the owner token, the default for everyone."""
+        """Make a polytope (a shipped one or the session's own) active for this session; for the owner, the default for everyone."""
         bench = caller(wb, request, owner_token)
         if bench.is_owner:
             bench.set_default(name)
@@ -295,7 +301,7 @@ def register(wb: Workbench) -> None:
 
     @guarded
     def proposals(polytope: str = "", request: gr.Request = None) -> list[dict]:
-        """Open label proposals of the active (or named) polytope."""
+        """Open label proposals of the active polytope, or of ``polytope`` (a shipped one or the session's own)."""
         return caller(wb, request).proposals(polytope or None)
 
     @guarded
