@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import logging
 import shutil
 import tempfile
 import threading
@@ -36,6 +37,7 @@ from sap_viz.app_state.session_store import SessionStore
 from sap_viz.method.generation_results import Comparison
 from sap_viz.settings import Limits, env_name
 
+log = logging.getLogger(__name__)
 SESSION_COUNTER_ROWS = 500  # per-request rows of one session's counters (its totals stay exact)
 SWEEP_EVERY_S = 60.0
 
@@ -140,7 +142,8 @@ class Sessions:
             self.on_remove(path)
 
     def enforce(self, session: Session, keep: str) -> list[str]:
-        """Apply the caps after ``keep`` was added to ``session``; returns the evicted polytopes as "session-tag/name"."""
+        """Apply the caps after ``keep`` was added to ``session``; returns the names of the session's own polytopes evicted
+        (other sessions' evictions are logged, never shown to this one)."""
         lim = self.limits
         evicted: list[str] = []
         with self._lock:
@@ -155,12 +158,12 @@ class Sessions:
                               or sum(b for _, b, _ in others) + size > lim.max_session_bytes):
                 _, _, name = others.pop(0)
                 self._evict(session, name)
-                evicted.append(f"{session.store.folder.name}/{name}")
+                evicted.append(name)
             evicted += self._enforce_total(session, keep)
         return evicted
 
     def _enforce_total(self, session: Session, keep: str) -> list[str]:
-        """Least recently used polytopes of any session go until all sessions fit ``max_sessions_mb``."""
+        """Least recently used polytopes of any session go until all sessions fit ``max_sessions_mb``; returns ``session``'s."""
         everyone = sorted(((t, b, s, n) for s in self._sessions.values() for t, b, n in s.store.own_usage()
                            if not (s is session and n == keep)), key=lambda row: row[0])
         total = sum(b for _, b, _, _ in everyone) + sum(b for _, b, n in session.store.own_usage() if n == keep)
@@ -169,7 +172,9 @@ class Sessions:
             _, size, owner, name = everyone.pop(0)
             self._evict(owner, name)
             total -= size
-            evicted.append(f"{owner.store.folder.name}/{name}")
+            log.info("evicted %s/%s (all sessions over %s MiB)", owner.store.folder.name, name, self.limits.max_sessions_mb)
+            if owner is session:
+                evicted.append(name)
         return evicted
 
     def usage(self) -> dict:
