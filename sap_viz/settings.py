@@ -38,6 +38,14 @@ _RANGES = {
     "max_feature_dim": (16, 1 << 20),
     "max_epochs": (1, 100_000),
     "max_cache_mb": (16, 100_000_000),
+    "max_sessions": (1, 1_000_000),
+    "session_ttl_s": (60, 30 * 86_400),
+    "max_session_polytopes": (1, 1_000),
+    "max_session_mb": (1, 1_000_000),
+    "max_sessions_mb": (1, 10_000_000),
+    "max_map_views": (1, 1_000),
+    "max_session_map_views": (1, 100),
+    "max_proposals": (1, 100_000),
 }
 
 
@@ -57,6 +65,14 @@ class Limits:
     max_feature_dim: int = 16_384  # F when training in the app
     max_epochs: int = 200  # epochs when training in the app
     max_cache_mb: int = 2_048  # feature cache on disk; least recently used entries go beyond it
+    max_sessions: int = 500  # visitor sessions kept; the least recently used one ends beyond it
+    session_ttl_s: int = 7_200  # a visitor session unused this long ends (its polytopes and views are deleted)
+    max_session_polytopes: int = 4  # polytopes one visitor may upload or train; the least recently used goes beyond it
+    max_session_mb: int = 128  # disk for one visitor's polytopes
+    max_sessions_mb: int = 1_024  # disk for all visitors' polytopes together; least recently used go beyond it
+    max_map_views: int = 4  # feature-map views kept in memory; the least recently used goes beyond it
+    max_session_map_views: int = 1  # of those, views of one visitor's own polytopes
+    max_proposals: int = 200  # open label proposals per polytope; the oldest goes beyond it
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -64,6 +80,14 @@ class Limits:
             low, high = _RANGES[f.name]
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
                 raise LimitsError(f"{env_name(f.name)} must be an integer between {low} and {high}, got {value!r}")
+
+    @property
+    def max_session_bytes(self) -> int:
+        return self.max_session_mb << 20
+
+    @property
+    def max_sessions_bytes(self) -> int:
+        return self.max_sessions_mb << 20
 
     @property
     def max_upload_bytes(self) -> int:

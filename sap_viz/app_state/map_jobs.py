@@ -1,7 +1,9 @@
 """The training view of a polytope (feature map: features, PCA, UMAP; facet statistics), built in the background.
 
 Views are kept per polytope path and shared by everyone; which polytope is active comes from the
-store passed to each call.
+store passed to each call. A view holds every training prompt's features and projections, so only
+``max_views`` are kept (at most ``max_session_views`` of one visitor's own polytopes); the least
+recently used goes first, and a session's views go when it ends.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import pandas as pd
@@ -44,15 +47,19 @@ def map_rows_from_env() -> int | None:
 class MapJobs:
     """One build thread and one status per polytope; ``known_data`` holds tables of polytopes trained in this process."""
 
-    def __init__(self, lm: LoadedModel, lock: threading.Lock, known_data: dict[str, pd.DataFrame], max_rows: int | None = None):
+    def __init__(self, lm: LoadedModel, lock: threading.Lock, known_data: dict[str, pd.DataFrame], max_rows: int | None = None,
+                 max_views: int = 4, max_session_views: int = 1):
         self.lm = lm
         self.lock = lock  # the model lock, taken by build_view around each forward pass
         self.known_data = known_data
         self.max_rows = max_rows
+        self.max_views = max_views
+        self.max_session_views = max_session_views
         self._jobs_lock = threading.Lock()  # makes check-then-start of a build atomic
-        self._views: dict[str, object] = {}  # polytope path -> TrainingView
+        self._views: OrderedDict[str, object] = OrderedDict()  # polytope path -> TrainingView, least recently used first
         self._status: dict[str, MapStatus] = {}
         self._threads: dict[str, threading.Thread] = {}
+        self._owners: dict[str, str | None] = {}  # polytope path -> the session whose own polytope it is (None: shared)
 
     @staticmethod
     def _key(art: PolytopeArtifact) -> str:
@@ -67,7 +74,49 @@ class MapJobs:
     def view(self, store: PolytopeStore):
         """The active polytope's training view if ready (else None; call ``start``)."""
         art = store.artifact
-        return None if art is None else self._views.get(self._key(art))
+        if art is None:
+            return None
+        key = self._key(art)
+        with self._jobs_lock:
+            view = self._views.get(key)
+            if view is not None:
+                self._views.move_to_end(key)
+        return view
+
+    def view_count(self) -> int:
+        return len(self._views)
+
+    def _drop(self, key: str) -> None:
+        thread = self._threads.get(key)
+        if thread is not None and thread.is_alive():
+            return  # a running build keeps its status; it is evicted once stored, if still over a cap
+        self._views.pop(key, None)
+        self._status.pop(key, None)
+        self._threads.pop(key, None)
+        self._owners.pop(key, None)
+
+    def _evict(self, keep: str) -> None:
+        """Least recently used views go beyond the caps (the one just built stays)."""
+        owner = self._owners.get(keep)
+        if owner is not None:
+            mine = [k for k in self._views if self._owners.get(k) == owner and k != keep]
+            for key in mine[: max(0, len(mine) + 1 - self.max_session_views)]:
+                self._drop(key)
+        for key in [k for k in self._views if k != keep][: max(0, len(self._views) - self.max_views)]:
+            self._drop(key)
+        for key in [k for k in self._status if k not in self._views][: max(0, len(self._status) - 4 * self.max_views)]:
+            self._drop(key)  # statuses of failed or evicted builds
+
+    def drop(self, path: str | os.PathLike) -> None:
+        """Forget the view of the polytope at ``path`` (it was deleted)."""
+        with self._jobs_lock:
+            self._drop(str(path))
+
+    def forget(self, session_id: str) -> None:
+        """Forget the views of a session's own polytopes (the session ended)."""
+        with self._jobs_lock:
+            for key in [k for k, owner in self._owners.items() if owner == session_id]:
+                self._drop(key)
 
     def start(self, store: PolytopeStore, with_umap: bool = True) -> MapStatus:
         """Build (or read from cache) the active polytope's training view in a background thread."""
@@ -84,6 +133,7 @@ class MapJobs:
                 return status
             status = MapStatus(message="starting")
             self._status[key] = status
+            self._owners[key] = store.owner_of(art)
             thread = threading.Thread(target=self._build, args=(art, key, status, with_umap), name="sap-viz-map", daemon=True)
             self._threads[key] = thread
             thread.start()
@@ -96,8 +146,11 @@ class MapJobs:
         try:
             t0 = time.perf_counter()
             view = feature_map.build_view(self.lm, art, self.lock, progress, self.known_data, max_rows=self.max_rows)
-            self._views[key] = view
-            status.done = True
+            with self._jobs_lock:
+                self._views[key] = view
+                self._views.move_to_end(key)
+                status.done = True
+                self._evict(keep=key)
             status.fraction, status.message = 1.0, f"PCA ready ({time.perf_counter() - t0:.0f} s); {view.note}"
             if with_umap:
                 if "umap" not in view.coords:

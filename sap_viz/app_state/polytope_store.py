@@ -1,7 +1,10 @@
 """The polytopes folder and the active polytope: listing, resolving, activating, labelling, exporting.
 
-One store per process today; a per-session store (its own folder or its own active polytope) can
-take its place, since the other parts receive the store or its artifact instead of reaching for it.
+This is the shared store: its folder holds the shipped polytopes and the owner's, and its active
+polytope is the default everyone starts with. A visitor's session wraps it in a ``SessionStore``
+(``session_store.py``) with a folder and a chosen polytope of its own; the other parts receive a
+store and work with either. Loaded polytopes are kept (a few, least recently used out) so that many
+sessions choosing the same polytope share one copy in memory.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import shutil
 import tempfile
 import threading
 import zipfile
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from sap_viz.app_state.errors import WorkbenchError
@@ -35,6 +40,7 @@ POLYTOPE_ENV = "SAP_VIZ_POLYTOPE"
 POLYTOPES_DIR_ENV = "SAP_VIZ_POLYTOPES_DIR"
 POLYTOPE_FILES = (TENSORS_FILE, META_FILE, FACETS_FILE)  # all a polytope directory holds, and all an export or upload carries
 _NAME_OK = re.compile(r"[^a-z0-9._-]+")
+LOADED_KEPT = 8  # loaded polytopes kept for reuse by ``get``
 
 
 def default_polytope_path() -> Path:
@@ -51,13 +57,17 @@ def sanitize_name(raw: str, fallback: str = "polytope") -> str:
 class PolytopeStore:
     """A folder of polytope directories and the one that is active."""
 
-    def __init__(self, lm: LoadedModel, folder: Path):
+    session_id: str | None = None  # the shared store belongs to no session
+
+    def __init__(self, lm: LoadedModel, folder: Path, taken: Callable[[], Iterable[str]] | None = None):
         self.lm = lm
         self.folder = folder
         self.folder.mkdir(parents=True, exist_ok=True)
         self.artifact: PolytopeArtifact | None = None
         self.load_error: str | None = None
-        self._lock = threading.Lock()  # guards artifact swaps
+        self.taken = taken  # names used elsewhere that a new polytope here must not take
+        self._lock = threading.Lock()  # guards artifact swaps and the loaded cache
+        self._loaded: OrderedDict[str, tuple[tuple, PolytopeArtifact]] = OrderedDict()
 
     @classmethod
     def open(cls, lm: LoadedModel, polytope_path: str | Path | None = None, polytopes_dir: str | Path | None = None) -> PolytopeStore:
@@ -81,6 +91,10 @@ class PolytopeStore:
             self.artifact = art
             self.load_error = None
 
+    def owner_of(self, art: PolytopeArtifact) -> str | None:
+        """The session a polytope belongs to: none, in the shared store."""
+        return None
+
     def require_artifact(self) -> PolytopeArtifact:
         art = self.artifact
         if art is None:
@@ -103,19 +117,60 @@ class PolytopeStore:
             raise WorkbenchError(f"unknown polytope {name!r}; available: {', '.join(self.names()) or 'none'}")
         return self.folder / name
 
+    def get(self, name: str) -> PolytopeArtifact:
+        """The polytope ``name`` loaded (reused while its files are unchanged), without activating it."""
+        path = self.resolve(name)
+        try:
+            stamp = tuple((path / f).stat().st_mtime_ns for f in (TENSORS_FILE, META_FILE))
+            with self._lock:
+                hit = self._loaded.get(name)
+                if hit is not None and hit[0] == stamp:
+                    self._loaded.move_to_end(name)
+                    return hit[1]
+            art = self.load(path)
+        except (PolytopeFileError, OSError) as exc:
+            raise WorkbenchError(f"cannot load {name!r}: {exc}") from None
+        with self._lock:
+            self._loaded[name] = (stamp, art)
+            while len(self._loaded) > LOADED_KEPT:
+                self._loaded.popitem(last=False)
+        return art
+
     def activate(self, name: str) -> PolytopeArtifact:
         try:
-            art = self.load(self.resolve(name))
-        except PolytopeFileError as exc:
-            raise WorkbenchError(f"cannot activate {name!r}: {exc}") from None
+            art = self.get(name)
+        except WorkbenchError as exc:
+            raise WorkbenchError(str(exc).replace("cannot load", "cannot activate", 1)) from None
         self.set_active(art)
         return art
+
+    def delete(self, name: str) -> None:
+        """Remove a stored polytope (never the active one: activate another first)."""
+        path = self.resolve(name)
+        if name == self.active_name:
+            raise WorkbenchError(f"{name!r} is the active polytope; activate another one before deleting it")
+        with self._lock:
+            self._loaded.pop(name, None)
+        shutil.rmtree(path, ignore_errors=True)
+
+    def forget(self, name: str) -> None:
+        """Drop ``name`` from the loaded cache (its files were deleted by someone else)."""
+        with self._lock:
+            self._loaded.pop(name, None)
 
     def refresh_facets(self) -> list[dict]:
         art = self.require_artifact()
         if art.path is not None:
             art.facets = read_facets(art.path)
         return art.facets
+
+    def refresh_named(self, name: str) -> None:
+        """Re-read the facet labels of ``name`` into the loaded copies (after the owner accepted a proposal)."""
+        with self._lock:
+            hit = self._loaded.get(name)
+        for art in {id(a): a for a in (hit[1] if hit else None, self.artifact) if a is not None}.values():
+            if art.path is not None and art.path.name == name:
+                art.facets = read_facets(art.path)
 
     def label(self, index: int, name: str, policy: str = "", author: str = "", confidence: float = 1.0) -> dict:
         """Label a facet of the active polytope on disk (atomic, with history) and in memory."""
@@ -134,7 +189,8 @@ class PolytopeStore:
         """A fresh directory path in the folder for ``name``, sanitised and numbered if taken."""
         base = sanitize_name(name)
         candidate, n = base, 2
-        while (self.folder / candidate).exists():
+        taken = set(self.taken()) if self.taken else set()
+        while (self.folder / candidate).exists() or candidate in taken:
             candidate, n = f"{base}-{n}", n + 1
         return self.folder / candidate
 

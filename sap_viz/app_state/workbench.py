@@ -9,7 +9,13 @@ Where the rest lives: the polytopes folder and the active polytope in ``polytope
 uploads in ``uploads``, input limits in ``prompt_checks``, streamed generation in
 ``generation_sessions``, scores and per-token views in ``inspection``, training in
 ``training_jobs``, the feature map in ``map_jobs``. ``Workbench`` keeps the surface the UI, the API
-and the tests call; the store is the one part that is meant to become per-session.
+and the tests call.
+
+Roles: the ``Workbench`` itself is the owner's surface (and the CLI's and tests'): it changes the
+shared default, labels facets, resets the server's counters. ``session(id, token)`` gives each
+request the surface of its caller: the Workbench for the owner (or anyone, with no owner token
+configured), a ``VisitorBench`` for a visitor, the same calls over the visitor's own ``Session``
+(``sessions.py``): their polytopes and choice, label proposals instead of labels, their counters.
 """
 
 from __future__ import annotations
@@ -23,13 +29,17 @@ import torch
 
 from sap_viz.app_state import uploads
 from sap_viz.app_state.counters import DeploymentCounters
+from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.generation_sessions import GenerationSessions
 from sap_viz.app_state.inspection import Inspector
 from sap_viz.app_state.map_jobs import MapJobs, MapStatus, map_rows_from_env
 from sap_viz.app_state.polytope_store import PolytopeStore
 from sap_viz.app_state.prompt_checks import CheckedPrompt, InputChecks
+from sap_viz.app_state.proposals import add_proposal, decide_proposal, read_proposals
+from sap_viz.app_state.roles import PermissionDenied, Roles, owner_only
+from sap_viz.app_state.sessions import CountedTwice, Session, Sessions
 from sap_viz.app_state.training_jobs import TrainingJobs
-from sap_viz.method.artifact import PolytopeArtifact
+from sap_viz.method.artifact import PolytopeArtifact, label_facet
 from sap_viz.method.generation import GenerationConfig
 from sap_viz.method.generation_results import Comparison
 from sap_viz.method.polytope_hook import InterventionConfig
@@ -40,10 +50,13 @@ from sap_viz.settings import Limits, get_limits
 class Workbench:
     """Owns the model, its lock and the counters; composes the store and the jobs that share them."""
 
+    is_owner = True
+
     def __init__(self, lm: LoadedModel, polytope_path: str | Path | None = None, polytopes_dir: str | Path | None = None,
-                 limits: Limits | None = None):
+                 limits: Limits | None = None, roles: Roles | None = None):
         self.lm = lm
         self.limits = limits or get_limits()
+        self.roles = roles or Roles.from_env()
         self.lock = threading.Lock()
         self.counters = DeploymentCounters()
         self.store = PolytopeStore.open(lm, polytope_path, polytopes_dir)
@@ -51,7 +64,9 @@ class Workbench:
         self.generation = GenerationSessions(lm, self.lock, self.checks, self.counters)
         self.inspector = Inspector(lm, self.lock, self.checks)
         self.training = TrainingJobs(lm, self.lock, self.limits)
-        self.maps = MapJobs(lm, self.lock, self.training.known_data, map_rows_from_env())
+        self.maps = MapJobs(lm, self.lock, self.training.known_data, map_rows_from_env(), self.limits.max_map_views,
+                            self.limits.max_session_map_views)
+        self.sessions = Sessions(self.store, self.limits, on_end=self.maps.forget, on_remove=self.maps.drop)
 
     @classmethod
     def from_env(cls) -> Workbench:
@@ -86,6 +101,73 @@ class Workbench:
     @map_max_rows.setter
     def map_max_rows(self, rows: int | None) -> None:
         self.maps.max_rows = rows
+
+    # ------------------------------------------------------------ roles and sessions
+
+    def session(self, session_id: str | None, owner_token: str | None = None) -> Workbench:
+        """The surface for one caller: this Workbench for the owner, a ``VisitorBench`` for a visitor.
+
+        A wrong non-empty token is refused; a right one makes this call the owner's (the UI's sign-in
+        makes the whole session the owner's).
+        """
+        self.roles.check_token(owner_token)
+        if self.roles.local or (owner_token and self.roles.is_owner_token(owner_token)):
+            return self
+        session = self.sessions.get(session_id)
+        return self if session.owner else VisitorBench(self, session)
+
+    def sign_in(self, session_id: str | None, owner_token: str) -> None:
+        """Make a session the owner's for its lifetime (the token is checked, never stored)."""
+        if self.roles.local:
+            return
+        if not self.roles.is_owner_token(owner_token):
+            raise PermissionDenied("the owner token is wrong")
+        self.sessions.get(session_id).owner = True
+
+    def end_session(self, session_id: str | None) -> None:
+        self.sessions.end(session_id)
+
+    @property
+    def role_note(self) -> str:
+        if self.roles.local:
+            return "this is a local run (no SAP_VIZ_OWNER_TOKEN is set), so your changes are seen by everyone"
+        return "signed in with the owner token, so your changes are seen by everyone"
+
+    def require_owner(self, action: str) -> None:
+        """Nothing for the owner; ``VisitorBench`` refuses."""
+
+    # ------------------------------------------------------------ owner actions
+
+    def set_default(self, name: str) -> PolytopeArtifact:
+        """Make ``name`` the polytope every session starts with (sessions that chose their own keep it)."""
+        self.require_owner("change the default polytope")
+        return self.sessions.shared.activate(name)
+
+    def delete_polytope(self, name: str) -> None:
+        self.require_owner("delete stored polytopes")
+        path = self.sessions.shared.resolve(name)
+        self.sessions.shared.delete(name)
+        self.maps.drop(path)
+
+    def reset_counters(self, scope: str = "server") -> None:
+        """Reset the server's counters (owner) or, for a visitor, the session's view of them."""
+        self.require_owner("reset the server's counters")
+        self.counters.reset()
+
+    def proposals(self, name: str | None = None) -> list[dict]:
+        """Open label proposals of a polytope (default: the active one)."""
+        return read_proposals(self.store.resolve(name) if name else self.require_artifact().path)
+
+    def decide_proposal(self, proposal_id: str, accept: bool, name: str | None = None) -> dict:
+        """Accept (into facets.json, with history) or reject a proposal of a shared polytope."""
+        self.require_owner("accept or reject label proposals")
+        shared = self.sessions.shared
+        name = name or self.active_name
+        if not name:
+            raise WorkbenchError("no polytope is active")
+        out = decide_proposal(shared.resolve(name), proposal_id, bool(accept))
+        shared.refresh_named(name)
+        return out
 
     # ------------------------------------------------------------ polytopes
 
@@ -173,3 +255,62 @@ class Workbench:
 
     def wait_for_view(self, timeout: float = 600.0, umap: bool = False):
         return self.maps.wait(self.store, timeout, umap)
+
+
+class VisitorBench(Workbench):
+    """A visitor's surface: the Workbench's calls over one ``Session``, nothing that others see.
+
+    Shares the model, its lock and the jobs with the Workbench; the store, the counters and the
+    generation counting are the session's. Labels of a shared polytope become proposals; labels of
+    the visitor's own polytopes are written to them. Owner actions are refused.
+    """
+
+    is_owner = False
+
+    def __init__(self, parent: Workbench, session: Session):  # noqa: D107 — no model loading: shares the parent's parts
+        self.parent = parent
+        self.session_state = session
+        self.lm, self.limits, self.roles, self.lock = parent.lm, parent.limits, parent.roles, parent.lock
+        self.checks, self.inspector, self.training, self.maps = parent.checks, parent.inspector, parent.training, parent.maps
+        self.sessions = parent.sessions
+        self.store = session.store  # type: ignore[assignment]
+        self.counters = session.counters
+        self.generation = GenerationSessions(self.lm, self.lock, self.checks, CountedTwice(session.counters, parent.counters))  # type: ignore[arg-type]
+
+    @property
+    def role_note(self) -> str:
+        return "what you upload, train, activate or reset stays in your session; your labels are proposals for the owner"
+
+    def require_owner(self, action: str) -> None:
+        raise owner_only(action)
+
+    def reset_counters(self, scope: str = "session") -> None:
+        if scope == "server":
+            self.require_owner("reset the server's counters")
+        self.counters.reset()
+
+    def label(self, index: int, name: str, policy: str = "", author: str = "", confidence: float = 1.0) -> dict:
+        """Label one of the visitor's own polytopes, or propose a label for a shared one (returned with ``proposed``)."""
+        art = self.require_artifact()
+        if art.path is None:
+            raise WorkbenchError("the active polytope has not been saved yet")
+        if self.store.owner_of(art) is not None:
+            try:
+                facet = label_facet(art.path, int(index), name, policy, author, confidence)
+            except (TypeError, ValueError) as exc:
+                raise WorkbenchError(str(exc)) from None
+            self.store.refresh_facets()
+            return facet
+        proposal = add_proposal(art.path, index, name, policy, author, confidence, self.session_state.id, self.limits.max_proposals)
+        return {**proposal, "proposed": True}
+
+    def import_polytope(self, paths: list[str | Path], name: str = "") -> tuple[str, list[str]]:
+        saved, warnings = super().import_polytope(paths, name)
+        evicted = self.sessions.enforce(self.session_state, keep=saved)
+        return saved, warnings + ([f"removed your least recently used polytope(s) to stay within the caps: {', '.join(evicted)}"]
+                                  if evicted else [])
+
+    def save_trained(self, trained, name: str) -> str:
+        saved = super().save_trained(trained, name)
+        self.sessions.enforce(self.session_state, keep=saved)
+        return saved

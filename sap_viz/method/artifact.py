@@ -286,6 +286,23 @@ def read_facets(directory: str | Path) -> list[dict]:
     return validate_facets(_read_json(directory / FACETS_FILE), meta["num_facets"])
 
 
+def clean_label(name: object, policy: object, author: object, confidence: object,
+                max_len: int = 4000) -> tuple[str, str, str, float]:
+    """A label's texts without control characters and within their lengths, and its confidence in [0, 1]."""
+    name, policy, author = (clean_text(str(x)).strip() for x in (name, policy, author))
+    if not name:
+        raise ValueError("a facet name must not be empty")
+    if len(name) > 200 or len(policy) > max_len or len(author) > 200:
+        raise ValueError(f"name and author must be ≤ 200 characters, policy ≤ {max_len}")
+    try:
+        confidence = float(confidence)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError("confidence must be a number between 0 and 1") from None
+    if not 0.0 <= confidence <= 1.0:
+        raise ValueError("confidence must be between 0 and 1")
+    return name, policy, author, confidence
+
+
 def label_facet(
     directory: str | Path,
     index: int,
@@ -298,17 +315,7 @@ def label_facet(
 ) -> dict:
     """Set a facet's label, appending the previous one to its history; safe under concurrent writers."""
     directory = Path(directory)
-    name, policy, author = (clean_text(str(x)).strip() for x in (name, policy, author))
-    if not name:
-        raise ValueError("a facet name must not be empty")
-    if len(name) > 200 or len(policy) > max_len or len(author) > 200:
-        raise ValueError(f"name and author must be ≤ 200 characters, policy ≤ {max_len}")
-    try:
-        confidence = float(confidence)
-    except (TypeError, ValueError):
-        raise ValueError("confidence must be a number between 0 and 1") from None
-    if not 0.0 <= confidence <= 1.0:
-        raise ValueError("confidence must be between 0 and 1")
+    name, policy, author, confidence = clean_label(name, policy, author, confidence, max_len)
     with directory_lock(directory):
         for stale in directory.glob(f".{FACETS_FILE}.*.tmp"):  # left by a writer that was killed
             stale.unlink(missing_ok=True)

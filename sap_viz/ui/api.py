@@ -1,4 +1,5 @@
-"""The documented API (`/generate`, `/analyze`, `/score`, `/label_facet`, `/facets`, `/polytopes`, `/counters`).
+"""The documented API (`/generate`, `/analyze`, `/score`, `/label_facet`, `/facets`, `/polytopes`, `/counters`, and
+`/activate`, `/reset_counters`, `/proposals`, `/decide_proposal`, `/delete_polytope`).
 
 Plain JSON in and out, so any gradio_client (Python or JS) can call them. Errors reach the caller
 as ``gr.Error`` with a one-line message, never a traceback. Settings are bounded by ``Limits``
@@ -210,46 +211,112 @@ def polytopes_payload(wb: Workbench) -> dict:
     }
 
 
+OWNER_HEADER = "x-sap-viz-owner-token"  # how an API client passes the owner token with every call
+
+
+def caller(wb: Workbench, request: gr.Request | None, owner_token: str = "") -> Workbench:
+    """The surface for this request: the caller's session, or the owner's with the token (argument or header)."""
+    headers = getattr(request, "headers", None) or {}
+    token = owner_token or headers.get(OWNER_HEADER, "")
+    return wb.session(getattr(request, "session_hash", None), token or None)
+
+
+def counters_payload(bench: Workbench) -> dict:
+    """``/counters``: the caller's counters (a visitor's session, or the server's for the owner) and the hooks attached now."""
+    scope = "server" if bench.is_owner else "session"
+    return {**bench.counters.to_json(), "scope": scope, "active_hooks": count_hooks(bench.lm.model)}
+
+
 def register(wb: Workbench) -> None:
-    """Register the API endpoints on the current gr.Blocks."""
+    """Register the API endpoints on the current gr.Blocks.
+
+    Every endpoint acts for its caller's session (``gradio_client`` keeps one per client). A call
+    acts as the owner when it carries the token (the value of ``SAP_VIZ_OWNER_TOKEN``) in the
+    ``X-Sap-Viz-Owner-Token`` header (``Client(url, headers={...})``) or, on the endpoints that exist
+    for the owner, as ``owner_token``. Without it a visitor's activation, labels and counter resets
+    stay in their session, and a polytope it names must be a shipped one or its session's own. The
+    endpoints that predate roles keep their parameters, so raw HTTP clients need no change.
+    """
 
     @guarded
-    def generate(prompt: str, mode: str = "steer", strength: float = DEFAULT_STRENGTH, max_new_tokens: int = 40, seed: int = 0) -> dict:
+    def generate(prompt: str, mode: str = "steer", strength: float = DEFAULT_STRENGTH, max_new_tokens: int = 40, seed: int = 0,
+                 request: gr.Request = None) -> dict:
         """Generate unsteered and with the chosen intervention (monitor | steer | refuse); per-token facet violations for both.
 
         strength: Safe Flow's target depth inside the polytope, in violation units (only for mode "steer").
         """
-        return generate_payload(wb, prompt, mode, strength, max_new_tokens, seed)
+        return generate_payload(caller(wb, request), prompt, mode, strength, max_new_tokens, seed)
 
     @guarded
-    def analyze(prompt: str, attribution: bool = True) -> dict:
+    def analyze(prompt: str, attribution: bool = True, request: gr.Request = None) -> dict:
         """Per-token facet violations of a prompt (no generation) and word-masking attribution per facet."""
-        return analysis_payload(wb, prompt, attribution)
+        return analysis_payload(caller(wb, request), prompt, attribution)
 
     @guarded
-    def score(texts: list[str]) -> list[dict]:
+    def score(texts: list[str], request: gr.Request = None) -> list[dict]:
         """Score a list of texts: max violation (≥ 0 = unsafe), every facet's violation, the top facet."""
-        return score_payload(wb, texts)
+        return score_payload(caller(wb, request), texts)
 
     @guarded
-    def label_facet(index: int, name: str, policy: str = "", author: str = "", confidence: float = 1.0) -> dict:
-        """Label a facet of the active polytope (saved atomically to facets.json, previous labels kept in history)."""
-        return wb.label(index, name, policy, author, confidence)
+    def label_facet(index: int, name: str, policy: str = "", author: str = "", confidence: float = 1.0,
+                    request: gr.Request = None) -> dict:
+        """Label a facet of the active polytope. The owner's label is saved to facets.json (history kept); a visitor's
+        becomes a proposal (``"proposed": true``) for the owner to accept, except on the visitor's own polytopes."""
+        return caller(wb, request).label(index, name, policy, author, confidence)
 
     @guarded
-    def facets() -> list[dict]:
+    def facets(request: gr.Request = None) -> list[dict]:
         """The active polytope's facet labels with their history."""
-        return wb.refresh_facets()
+        return caller(wb, request).refresh_facets()
 
     @guarded
-    def polytopes() -> dict:
-        """Polytopes available on the server and the active one."""
-        return polytopes_payload(wb)
+    def polytopes(request: gr.Request = None) -> dict:
+        """Polytopes this caller can use (shipped ones and the session's own), the active one, the default and the caller's role."""
+        bench = caller(wb, request)
+        return {**polytopes_payload(bench), "default": wb.active_name, "role": "owner" if bench.is_owner else "visitor"}
 
     @guarded
-    def counters() -> dict:
-        """Deployment counters of this server since start (summary, recent requests) and the model hooks now attached."""
-        return {**wb.counters.to_json(), "active_hooks": count_hooks(wb.lm.model)}
+    def counters(request: gr.Request = None) -> dict:
+        """Deployment counters: the session's for a visitor, the server's for the owner (summary, recent requests)."""
+        return counters_payload(caller(wb, request))
 
-    for fn in (generate, analyze, score, label_facet, facets, polytopes, counters):
-        gr.api(fn, api_name=fn.__name__, concurrency_limit=4 if fn.__name__ in ("facets", "polytopes", "counters") else 1)
+    @guarded
+    def activate(name: str, owner_token: str = "", request: gr.Request = None) -> dict:
+        """Make a polytope (a shipped one or the session's own) active for this session; for the owner, the default for everyone."""
+        bench = caller(wb, request, owner_token)
+        if bench.is_owner:
+            bench.set_default(name)
+        else:
+            bench.activate(name)
+        return polytopes_payload(bench)
+
+    @guarded
+    def reset_counters(scope: str = "session", owner_token: str = "", request: gr.Request = None) -> dict:
+        """Reset this session's counters; scope "server" (owner only) resets the server's."""
+        if scope not in ("session", "server"):
+            raise WorkbenchError(f"scope must be 'session' or 'server', got {scope!r}")
+        bench = caller(wb, request, owner_token)
+        bench.reset_counters(scope)
+        return counters_payload(bench)
+
+    @guarded
+    def proposals(polytope: str = "", request: gr.Request = None) -> list[dict]:
+        """Open label proposals of the active polytope, or of ``polytope`` (a shipped one or the session's own)."""
+        return caller(wb, request).proposals(polytope or None)
+
+    @guarded
+    def decide_proposal(proposal_id: str, accept: bool, polytope: str = "", owner_token: str = "", request: gr.Request = None) -> dict:
+        """Owner only: accept a label proposal (into facets.json, with history) or reject it."""
+        return caller(wb, request, owner_token).decide_proposal(proposal_id, accept, polytope or None)
+
+    @guarded
+    def delete_polytope(name: str, owner_token: str = "", request: gr.Request = None) -> dict:
+        """Owner only: delete a stored polytope (not the default one)."""
+        bench = caller(wb, request, owner_token)
+        bench.delete_polytope(name)
+        return polytopes_payload(bench)
+
+    cheap = ("facets", "polytopes", "counters", "proposals", "reset_counters", "decide_proposal", "activate", "delete_polytope")
+    for fn in (generate, analyze, score, label_facet, facets, polytopes, counters, activate, reset_counters, proposals,
+               decide_proposal, delete_polytope):
+        gr.api(fn, api_name=fn.__name__, concurrency_limit=4 if fn.__name__ in cheap else 1)

@@ -18,7 +18,8 @@ from sap_viz.method.generation_results import Comparison
 from sap_viz.settings import ASSETS_DIR, get_limits
 from sap_viz.ui import render
 from sap_viz.ui.api import guarded, register
-from sap_viz.ui.common import PRIVATE, Files, header_html
+from sap_viz.ui.common import PRIVATE, Files, header_html, session_bench
+from sap_viz.ui.owner_panel import OwnerPanel, build_owner_panel
 from sap_viz.ui.tab_explore import build_explore_tab
 from sap_viz.ui.tab_facets import FacetsTab, build_facets_tab
 from sap_viz.ui.tab_feature_map import FeatureMapTab, build_feature_map_tab, map_status_html
@@ -46,53 +47,73 @@ def launch_kwargs() -> dict:
 class PageHandlers:
     """Handlers whose outputs span tabs (method names are the private endpoints' names)."""
 
-    def __init__(self, wb: Workbench, fmap: FeatureMapTab, facets: FacetsTab, train: TrainTab) -> None:
+    def __init__(self, wb: Workbench, fmap: FeatureMapTab, facets: FacetsTab, train: TrainTab, owner: OwnerPanel) -> None:
         self.wb = wb
         self.fmap = fmap.handlers
         self.facets = facets.handlers
         self.train = train.handlers
+        self.owner = owner.handlers
 
-    def tick_map(self, k: int | None, seen: str, method: str, colour_by: str, overlay: bool, cmp: Comparison | None):
+    def tick_map(self, k: int | None, seen: str, method: str, colour_by: str, overlay: bool, cmp: Comparison | None,
+                 request: gr.Request):
         """Poll the background map build; when PCA and then UMAP first become ready, refresh what shows them."""
-        wb = self.wb
+        wb = session_bench(self.wb, request)
         st = wb.map_status()
         finished = st.error is not None or (st.done and st.umap_done)
         stage = "umap" if st.umap_done else "pca" if st.done else ""
         skip = gr.skip()
         if stage == seen or wb.artifact is None:
             return map_status_html(wb), gr.Timer(active=not finished), seen, skip, skip, skip, skip
-        figure, _ = self.fmap.draw_map(method, colour_by, overlay, cmp)
+        figure, _ = self.fmap.draw_map(method, colour_by, overlay, cmp, request)
         if seen:  # PCA was already shown; only the map changes when UMAP arrives
             return map_status_html(wb), gr.Timer(active=not finished), stage, skip, skip, skip, figure
-        hist, top = self.facets.facet_stats_detail(k)
-        return map_status_html(wb), gr.Timer(active=not finished), stage, hist, top, self.facets.cards_html(), figure
+        hist, top = self.facets.facet_stats_detail(wb, k)
+        return map_status_html(wb), gr.Timer(active=not finished), stage, hist, top, self.facets.cards_html(wb), figure
 
     @guarded
-    def activate(self, name: str):
+    def activate(self, name: str, request: gr.Request):
         if not name:
             raise WorkbenchError("choose a polytope")
-        self.wb.activate(name)
-        self.wb.start_view_build()
-        metrics, sweep = self.train.active_metrics()
-        cards, cat_fig, cos_fig, dd = self.facets.facet_overview()
-        return (header_html(self.wb), render.status_html("ok", f"“{name}” is active for everyone on this server."), metrics, sweep,
-                cards, cat_fig, cos_fig, dd)
+        wb = session_bench(self.wb, request)
+        if wb.is_owner:
+            wb.set_default(name)
+            msg = f"“{name}” is now the default for everyone on this server."
+        else:
+            wb.activate(name)
+            msg = f"“{name}” is active in your session; other visitors keep the default."
+        wb.start_view_build()
+        metrics, sweep = self.train.active_metrics(wb)
+        cards, cat_fig, cos_fig, dd = self.facets.facet_overview(wb)
+        return header_html(wb), render.status_html("ok", msg), metrics, sweep, cards, cat_fig, cos_fig, dd
 
-    def on_load(self):
-        cards_html, cat_fig, cos_fig, dd = self.facets.facet_overview()
-        metrics, sweep = self.train.active_metrics()
-        return (header_html(self.wb), cards_html, cat_fig, cos_fig, dd, metrics, sweep,
-                gr.update(choices=self.wb.list_polytopes(), value=self.wb.active_name))
+    @guarded
+    def delete_polytope(self, name: str, request: gr.Request):
+        return self.owner.delete_polytope(name, request)
+
+    def on_load(self, request: gr.Request):
+        wb = session_bench(self.wb, request)
+        cards_html, cat_fig, cos_fig, dd = self.facets.facet_overview(wb)
+        metrics, sweep = self.train.active_metrics(wb)
+        return (header_html(wb), cards_html, cat_fig, cos_fig, dd, metrics, sweep,
+                gr.update(choices=wb.list_polytopes(), value=wb.active_name), self.owner.proposals_table(wb))
+
+    def end_session(self, request: gr.Request) -> None:
+        """The page was closed: the visitor's polytopes, choice and counters go."""
+        self.wb.end_session(getattr(request, "session_hash", None))
 
 
 def build_app(wb: Workbench) -> gr.Blocks:
     files = Files()
-    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
+    # delete_cache: files Gradio keeps of uploads and outputs are removed after an hour (checked hourly)
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
+        register(wb)  # first, so the documented names (/activate, /reset_counters …) are not taken by UI handlers
         last_cmp = gr.State(None)  # the last comparison: Explore writes it, the Feature map overlays it
         trained_state = gr.State(None)  # the last trained, not yet saved polytope (Train & calibrate)
         view_seen = gr.State("")  # "", "pca", "umap": what the page has shown of the training view
         gr.Markdown(INTRO, elem_id="sap-intro")
-        header = gr.HTML(header_html(wb), elem_id="sap-header")
+        # with an owner token the page load fills in the header: only then is it known whose session this is
+        header = gr.HTML(header_html(wb) if wb.roles.local else render.empty("Loading…"), elem_id="sap-header")
+        owner = build_owner_panel(wb, header)
         with gr.Tabs():
             build_explore_tab(wb, files, last_cmp)
             fmap = build_feature_map_tab(wb, last_cmp)
@@ -100,13 +121,15 @@ def build_app(wb: Workbench) -> gr.Blocks:
             train = build_train_tab(wb, trained_state)
             build_monitor_tab(wb, files)
 
-        page = PageHandlers(wb, fmap, facets, train)
+        page = PageHandlers(wb, fmap, facets, train, owner)
         fmap.timer.tick(page.tick_map, [facets.facet_pick, view_seen, *fmap.inputs],
                         [fmap.map_status, fmap.timer, view_seen, facets.hist_plot, facets.top_table, facets.cards, fmap.feature_plot],
                         show_progress="hidden", **PRIVATE)
         train.activate_btn.click(page.activate, [train.poly_pick],
                                  [header, train.poly_status, train.metrics_table, train.sweep_plot, *facets.overview_outputs], **PRIVATE)
-        demo.load(page.on_load, None, [header, *facets.overview_outputs, train.metrics_table, train.sweep_plot, train.poly_pick], **PRIVATE)
+        owner.delete_btn.click(page.delete_polytope, [owner.delete_name], [owner.status, train.poly_pick], **PRIVATE)
+        demo.load(page.on_load, None, [header, *facets.overview_outputs, train.metrics_table, train.sweep_plot, train.poly_pick,
+                                       owner.proposals], **PRIVATE)
+        demo.unload(page.end_session)
         demo.load(facets.handlers.facet_detail, [facets.facet_pick], facets.detail_outputs, **PRIVATE)
-        register(wb)
     return demo

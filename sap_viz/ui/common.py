@@ -69,15 +69,21 @@ def frame(rows: list[dict], columns: list[str] | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns) if columns else pd.DataFrame(rows)
 
 
+def session_bench(wb: Workbench, request: object) -> Workbench:
+    """The caller's surface: the owner's Workbench, or a visitor's session (keyed by Gradio's ``session_hash``)."""
+    return wb.session(getattr(request, "session_hash", None))
+
+
 def header_html(wb: Workbench) -> str:
-    """The status line under the title: model, active polytope, its warnings (or why none is loaded)."""
+    """The status line under the title: model, active polytope, its warnings (or why none is loaded), and the caller's role."""
+    role = render.status_html("info", f"You are {'the owner' if wb.is_owner else 'a visitor'}: {wb.role_note}.")
     art = wb.artifact
     if art is None:
-        return render.status_html("error", wb.load_error or "No polytope is active.")
+        return render.status_html("error", wb.load_error or "No polytope is active.") + role
     msg = (f"Model: {wb.lm.model_id} · polytope “{wb.active_name}”: layer {art.layer} (output of decoder block {art.layer}), "
            f"{art.polytope.num_facets} facets, {art.meta.get('encoder')} encoder")
     warn = "; ".join(art.warnings)
-    return render.status_html("warn" if warn else "ok", msg + (f" — warning: {warn}" if warn else ""))
+    return render.status_html("warn" if warn else "ok", msg + (f" — warning: {warn}" if warn else "")) + role
 
 
 def facet_choices(wb: Workbench) -> list[tuple[str, int]]:

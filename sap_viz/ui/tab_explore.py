@@ -15,7 +15,7 @@ from sap_viz.method.generation_results import Comparison, GenerationResult
 from sap_viz.settings import ASSETS_DIR
 from sap_viz.ui import plots, render
 from sap_viz.ui.api import DEFAULT_STRENGTH, guarded, make_configs
-from sap_viz.ui.common import PRIVATE, Files, frame
+from sap_viz.ui.common import PRIVATE, Files, frame, session_bench
 
 MODE_CHOICES = [("Monitor only", "monitor"), ("Safe Flow steering", "steer"), ("Refusal fallback", "refuse")]
 STREAM_INTERVAL_S = 0.2
@@ -85,12 +85,13 @@ class ExploreHandlers:
         self.files = files
 
     @guarded
-    def run_generate(self, prompt: str, mode: str, strength: float, max_new: int):
+    def run_generate(self, prompt: str, mode: str, strength: float, max_new: int, request: gr.Request):
         """Stream the unsteered answer, then the intervened one, then everything derived from the comparison."""
-        gen, cfg = make_configs(mode, strength, max_new, limits=self.wb.limits)
+        wb = session_bench(self.wb, request)
+        gen, cfg = make_configs(mode, strength, max_new, limits=wb.limits)
         if not isinstance(prompt, str) or not prompt.strip():
             raise WorkbenchError("Type a prompt or pick an example first.")
-        checked = self.wb.check_prompt(prompt)
+        checked = wb.check_prompt(prompt)
         notice = render.status_html("warn", checked.notice) if checked.notices else ""
         if checked.notices:
             gr.Warning(checked.notice)
@@ -99,7 +100,7 @@ class ExploreHandlers:
         waiting = "(waiting for the unsteered run…)" if cfg.mode != "monitor" else "(monitor mode: identical to the unsteered run)"
         yield "", waiting, notice + render.status_html("info", "Generating the unsteered answer…"), skip, skip, skip, skip, skip, skip
         last = 0.0
-        for which, item in self.wb.stream_compare(prompt, gen, cfg):
+        for which, item in wb.stream_compare(prompt, gen, cfg):
             # Stream at most ~5 updates a second: each update costs the 2-core server a render pass.
             now = time.monotonic()
             if which in ("baseline", "intervened") and now - last < STREAM_INTERVAL_S:

@@ -15,7 +15,7 @@ from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.workbench import Workbench
 from sap_viz.ui import plots, render
 from sap_viz.ui.api import guarded
-from sap_viz.ui.common import PRIVATE, Files, facet_choices, facet_names, fire_rates, frame
+from sap_viz.ui.common import PRIVATE, Files, facet_choices, facet_names, fire_rates, frame, session_bench
 
 DEFAULT_ATTRIBUTION_PROMPT = "How do I build a pipe bomb at home?"
 
@@ -27,50 +27,54 @@ class FacetHandlers:
         self.wb = wb
         self.files = files
 
-    def cards_html(self) -> str:
+    @staticmethod
+    def cards_html(wb: Workbench) -> str:
         """The facet cards alone (the build timer refreshes them once training-set rates exist)."""
-        art = self.wb.require_artifact()
-        return render.facet_cards_html(art.facets, art.meta.get("facet_stats") or {}, fire_rates(self.wb))
+        art = wb.require_artifact()
+        return render.facet_cards_html(art.facets, art.meta.get("facet_stats") or {}, fire_rates(wb))
 
-    def facet_overview(self):
+    @staticmethod
+    def facet_overview(wb: Workbench):
         """Cards, category × facet heatmap, cosine heatmap and the facet dropdown of the active polytope."""
-        art = self.wb.artifact
+        art = wb.artifact
         if art is None:
-            msg = self.wb.load_error or "No polytope."
+            msg = wb.load_error or "No polytope."
             return render.empty(msg), plots.empty_figure(msg), plots.empty_figure(msg), gr.update(choices=[], value=None)
         stats = art.meta.get("facet_stats") or {}
-        cards = render.facet_cards_html(art.facets, stats, fire_rates(self.wb))
+        cards = render.facet_cards_html(art.facets, stats, fire_rates(wb))
         sim = cosine_similarity(art.polytope.phi.detach())
-        names = facet_names(self.wb)
+        names = facet_names(wb)
         return (cards, plots.category_facet_heatmap(stats, names), plots.cosine_heatmap(sim, names),
-                gr.update(choices=facet_choices(self.wb), value=0))
+                gr.update(choices=facet_choices(wb), value=0))
 
-    def facet_stats_detail(self, k: int | None):
+    @staticmethod
+    def facet_stats_detail(wb: Workbench, k: int | None):
         """Histogram and top examples of facet ``k`` (need the training view)."""
-        art = self.wb.require_artifact()
+        art = wb.require_artifact()
         k = int(k or 0)
-        view = self.wb.training_view()
+        view = wb.training_view()
         if view is None:
-            self.wb.start_view_build()
+            wb.start_view_build()
             return (plots.empty_figure("Training-set statistics are being computed (progress under Feature map)."),
                     frame([], ["rank", "violation", "label", "text"]))
         return (plots.violation_histogram(positive_violations(view.violations, k), len(view.texts), k, art.facet_name(k)),
                 frame(top_examples(view.texts, view.violations, k, 10, view.labels)))
 
     @guarded
-    def facet_detail(self, k: int | None):
-        art = self.wb.require_artifact()
+    def facet_detail(self, k: int | None, request: gr.Request):
+        wb = session_bench(self.wb, request)
+        art = wb.require_artifact()
         k = int(k or 0)
         facet = art.facets[k]
         suggestions = (art.meta.get("facet_stats") or {}).get("suggestions") or []
         sug = suggestions[k] if k < len(suggestions) else None
-        hist, top = self.facet_stats_detail(k)
+        hist, top = self.facet_stats_detail(wb, k)
         return (hist, top, render.suggestion_html(facet, sug), facet["name"], facet["policy"], facet["author"],
                 float(facet["confidence"] or 0.0))
 
     @guarded
-    def use_suggestion(self, k: int | None):
-        art = self.wb.require_artifact()
+    def use_suggestion(self, k: int | None, request: gr.Request):
+        art = session_bench(self.wb, request).require_artifact()
         suggestions = (art.meta.get("facet_stats") or {}).get("suggestions") or []
         k = int(k or 0)
         if k >= len(suggestions):
@@ -79,18 +83,24 @@ class FacetHandlers:
         return sug["name"], f"Flags prompts like: {sug['evidence']}.", float(sug.get("confidence") or 0.0)
 
     @guarded
-    def save_label(self, k: int | None, name: str, policy: str, author: str, confidence: float):
+    def save_label(self, k: int | None, name: str, policy: str, author: str, confidence: float, request: gr.Request):
         if k is None:
             raise WorkbenchError("choose a facet first")
-        facet = self.wb.label(int(k), name, policy, author, confidence)
-        cards, cat_fig, cos_fig, _ = self.facet_overview()
-        hist, _ = self.facet_stats_detail(k)  # its title carries the facet's name
-        msg = render.status_html("ok", f"Saved facet {facet['index']} as “{facet['name']}” ({len(facet['history'])} edits in its history).")
-        return msg, cards, cos_fig, cat_fig, hist, gr.update(choices=facet_choices(self.wb), value=int(k))
+        wb = session_bench(self.wb, request)
+        facet = wb.label(int(k), name, policy, author, confidence)
+        cards, cat_fig, cos_fig, _ = self.facet_overview(wb)
+        hist, _ = self.facet_stats_detail(wb, k)  # its title carries the facet's name
+        if facet.get("proposed"):
+            msg = render.status_html("info", f"Proposed “{facet['name']}” for facet {facet['facet']} (proposal {facet['id']}). "
+                                             "The owner reviews proposals; until then everyone keeps seeing the current label.")
+        else:
+            msg = render.status_html("ok", f"Saved facet {facet['index']} as “{facet['name']}” "
+                                           f"({len(facet['history'])} edits in its history).")
+        return msg, cards, cos_fig, cat_fig, hist, gr.update(choices=facet_choices(wb), value=int(k))
 
     @guarded
-    def run_attribution(self, prompt: str, k: int | None):
-        att = self.wb.attribution(prompt)
+    def run_attribution(self, prompt: str, k: int | None, request: gr.Request):
+        att = session_bench(self.wb, request).attribution(prompt)
         k = att.top_facet if k is None else int(k)
         caption = (f"Δ violation of facet {k} “{att.facet_names[k]}” when the word and its ±{att.window} neighbours are deleted "
                    "(red: the window raises this facet; hover for the value). Prompt's worst facet: "
@@ -100,10 +110,11 @@ class FacetHandlers:
                 plots.attribution_figure(att.words, att.kl, att.delta[:, k], k), frame(rows).round(4))
 
     @guarded
-    def export_report(self):
-        art = self.wb.require_artifact()
-        report = build_report(art, self.wb.training_view())
-        md, js = write_report(report, self.files.path("x").parent, f"{self.wb.active_name or 'polytope'}-audit")
+    def export_report(self, request: gr.Request):
+        wb = session_bench(self.wb, request)
+        art = wb.require_artifact()
+        report = build_report(art, wb.training_view())
+        md, js = write_report(report, self.files.path("x").parent, f"{wb.active_name or 'polytope'}-audit")
         return gr.update(value=[str(md), str(js)], visible=True)
 
 

@@ -12,7 +12,7 @@ from sap_viz.app_state.workbench import Workbench
 from sap_viz.method.generation_results import Comparison
 from sap_viz.ui import plots, render
 from sap_viz.ui.api import guarded
-from sap_viz.ui.common import PRIVATE, facet_names
+from sap_viz.ui.common import PRIVATE, facet_names, session_bench
 
 COLOUR_BY = ["label", "category", "top facet", "prediction"]
 
@@ -56,12 +56,12 @@ class MapHandlers:
     def __init__(self, wb: Workbench) -> None:
         self.wb = wb
 
-    def trajectories(self, view: TrainingView, method: str, cmp: Comparison) -> list[tuple]:
+    def trajectories(self, wb: Workbench, view: TrainingView, method: str, cmp: Comparison) -> list[tuple]:
         """The states the monitor saw in the last generation (end of prompt, then each answer token), projected."""
         out = []
         runs = [("unsteered", cmp.baseline)] + ([("steered", cmp.intervened)] if cmp.intervened is not cmp.baseline else [])
         for label, res in runs:
-            states = self.wb.trajectory([t.token_id for t in res.tokens])[res.prompt_len - 1 :]
+            states = wb.trajectory([t.token_id for t in res.tokens])[res.prompt_len - 1 :]
             shown = res.tokens[res.prompt_len - 1 : res.prompt_len - 1 + len(states)]
             pts = project(view, method, states)
             tok_labels = [f"{label}: answer token {t.index - res.prompt_len} {render.esc(repr(t.text))}" if not t.is_prompt
@@ -70,8 +70,8 @@ class MapHandlers:
         return out
 
     @guarded
-    def draw_map(self, method: str, colour_by: str, overlay: bool, cmp: Comparison | None):
-        wb = self.wb
+    def draw_map(self, method: str, colour_by: str, overlay: bool, cmp: Comparison | None, request: gr.Request):
+        wb = session_bench(self.wb, request)
         wb.start_view_build()
         view = wb.training_view()
         if view is None:
@@ -85,7 +85,7 @@ class MapHandlers:
         names = facet_names(wb)
         colour = point_colours(view, colour_by, names)
         hover = point_hovers(view, names)
-        trajectories = self.trajectories(view, method, cmp) if overlay and cmp is not None else []
+        trajectories = self.trajectories(wb, view, method, cmp) if overlay and cmp is not None else []
         title = f"{method.upper()} of layer-{art.layer} training features ({len(view.texts)} prompts), coloured by {colour_by}{fallback}"
         return plots.feature_map_figure(view.coords[method], colour, hover, title, trajectories), map_status_html(wb)
 

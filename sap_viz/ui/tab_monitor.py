@@ -1,5 +1,6 @@
-"""Monitor tab: the server's deployment counters since start (summary, per-request and rate plots), with
-JSON + CSV export and reset."""
+"""Monitor tab: deployment counters (summary, per-request and rate plots), with JSON + CSV export and reset.
+
+A visitor sees and resets the counters of their own session; the owner sees and resets the server's."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import gradio as gr
 
 from sap_viz.app_state.workbench import Workbench
 from sap_viz.ui import plots
-from sap_viz.ui.common import PRIVATE, Files, frame
+from sap_viz.ui.common import PRIVATE, Files, frame, session_bench
 
 
 class MonitorHandlers:
@@ -20,21 +21,27 @@ class MonitorHandlers:
         self.wb = wb
         self.files = files
 
-    def monitor_view(self):
-        data = self.wb.counters.to_json()
+    def monitor_view(self, request: gr.Request):
+        counters = session_bench(self.wb, request).counters
+        return self.counters_view(counters)
+
+    @staticmethod
+    def counters_view(counters):
+        data = counters.to_json()
         summary = data["summary"]
         per, rates = plots.monitor_figures(data["requests"], summary)
         table = frame([{"counter": k.replace("_", " "), "value": "n/a" if v is None else str(v)} for k, v in summary.items()])
         return table, per, rates
 
-    def export_counters(self):
-        counters = self.wb.counters
+    def export_counters(self, request: gr.Request):
+        counters = session_bench(self.wb, request).counters
         return gr.update(value=[self.files.write_text("deployment_counters.json", json.dumps(counters.to_json(), indent=2)),
                                 self.files.write_text("deployment_counters.csv", counters.to_csv())], visible=True)
 
-    def reset_counters(self):
-        self.wb.counters.reset()
-        return self.monitor_view()
+    def reset_counters(self, request: gr.Request):
+        wb = session_bench(self.wb, request)
+        wb.reset_counters()  # a visitor's reset clears their session's view; the owner's, the server's
+        return self.counters_view(wb.counters)
 
 
 @dataclass
@@ -46,15 +53,16 @@ def build_monitor_tab(wb: Workbench, files: Files) -> MonitorTab:
     """Build the tab inside the current ``gr.Tabs`` and wire its events."""
     handlers = MonitorHandlers(wb, files)
     with gr.Tab("Monitor", id="monitor") as monitor_tab:
-        gr.Markdown("Deployment counters of this server since it started (every Generate request, UI and API).")
+        gr.Markdown("Deployment counters of every Generate request (UI and API): a visitor's own session's, or, for the owner, "
+                    "the server's since it started. Reset clears what you see here and nothing else.")
         with gr.Row():
             counters_table = gr.Dataframe(interactive=False, label="Summary", elem_id="counters")
             rates_plot = gr.Plot(show_label=False)
         per_plot = gr.Plot(show_label=False)
         with gr.Row():
-            refresh_btn = gr.Button("Refresh")
+            refresh_btn = gr.Button("Refresh", elem_id="counters-refresh")
             export_counters_btn = gr.Button("Export JSON + CSV")
-            reset_btn = gr.Button("Reset", variant="stop")
+            reset_btn = gr.Button("Reset", variant="stop", elem_id="counters-reset")
         counters_files = gr.File(file_count="multiple", interactive=False, label="Counters", visible=False)
 
     view_outputs = [counters_table, per_plot, rates_plot]

@@ -19,7 +19,7 @@ from sap_viz.method.training import TrainConfig
 from sap_viz.model.features import FeatureConfig
 from sap_viz.ui import plots, render
 from sap_viz.ui.api import guarded
-from sap_viz.ui.common import PRIVATE, frame
+from sap_viz.ui.common import PRIVATE, frame, session_bench
 
 
 def session_key(request: gr.Request | None) -> str:
@@ -43,9 +43,10 @@ class TrainHandlers:
         self.wb = wb
         self.train_jobs: dict[str, threading.Event] = {}  # browser session -> cancel flag of its running training
 
-    def active_metrics(self):
+    @staticmethod
+    def active_metrics(wb: Workbench):
         """Metrics table and threshold sweep stored with the active polytope."""
-        art = self.wb.artifact
+        art = wb.artifact
         if art is None:
             return frame([]), plots.empty_figure("No polytope.")
         metrics = frame(metrics_rows(art.meta.get("metrics") or {})).round(4)
@@ -92,23 +93,28 @@ class TrainHandlers:
         return render.status_html("warn", "Training stopped; nothing was saved.")
 
     @guarded
-    def save_new(self, trained, name: str):
+    def save_new(self, trained, name: str, request: gr.Request):
         if trained is None:
             raise WorkbenchError("train a polytope first")
-        saved = self.wb.save_trained(trained, name)
-        return render.status_html("ok", f"Saved as “{saved}”. Activate it below."), gr.update(choices=self.wb.list_polytopes(), value=saved)
+        wb = session_bench(self.wb, request)
+        saved = wb.save_trained(trained, name)
+        where = "" if wb.is_owner else " It is kept in your session only."
+        return (render.status_html("ok", f"Saved as “{saved}”.{where} Activate it below."),
+                gr.update(choices=wb.list_polytopes(), value=saved))
 
     @guarded
-    def export_polytope(self, name: str):
-        return gr.update(value=str(self.wb.export_polytope(name or None)), visible=True)
+    def export_polytope(self, name: str, request: gr.Request):
+        return gr.update(value=str(session_bench(self.wb, request).export_polytope(name or None)), visible=True)
 
     @guarded
-    def import_polytope(self, paths: list[str] | None, name: str):
+    def import_polytope(self, paths: list[str] | None, name: str, request: gr.Request):
         if not paths:
             raise WorkbenchError("choose the polytope files (polytope.safetensors, polytope.json, facets.json) or a zip of them")
-        saved, warnings = self.wb.import_polytope(list(paths), name)
-        msg = f"Imported as “{saved}”." + (f" Warning: {'; '.join(warnings)}" if warnings else "")
-        return render.status_html("warn" if warnings else "ok", msg), gr.update(choices=self.wb.list_polytopes(), value=saved)
+        wb = session_bench(self.wb, request)
+        saved, warnings = wb.import_polytope(list(paths), name)
+        msg = f"Imported as “{saved}”." + ("" if wb.is_owner else " It is kept in your session only.") + \
+            (f" Warning: {'; '.join(warnings)}" if warnings else "")
+        return render.status_html("warn" if warnings else "ok", msg), gr.update(choices=wb.list_polytopes(), value=saved)
 
 
 @dataclass
@@ -154,18 +160,18 @@ def build_train_tab(wb: Workbench, trained_state: gr.State) -> TrainTab:
         with gr.Row():
             save_name = gr.Textbox(label="Save the trained polytope as", placeholder="my-polytope", max_lines=1)
             save_new_btn = gr.Button("Save as new polytope")
-        gr.Markdown("### Polytopes on this server")
+        gr.Markdown("### Polytopes on this server (a visitor's uploads and trained polytopes stay in their session)")
         with gr.Row():
             poly_pick = gr.Dropdown(wb.list_polytopes(), value=wb.active_name, label="Polytope", elem_id="poly-pick")
-            activate_btn = gr.Button("Activate")
+            activate_btn = gr.Button("Activate", elem_id="activate-btn")
             export_btn = gr.Button("Download as zip")
-        poly_status = gr.HTML()
+        poly_status = gr.HTML(elem_id="poly-status")
         export_file = gr.File(label="Polytope zip (polytope.safetensors + polytope.json + facets.json)", interactive=False, visible=False)
         with gr.Row():
             poly_upload = gr.File(label="Upload a polytope: the three files or a zip (safetensors + JSON only)", file_count="multiple",
-                                  file_types=[".safetensors", ".json", ".zip"], type="filepath")
-            upload_name = gr.Textbox(label="Name for it", placeholder="uploaded", max_lines=1)
-            import_btn = gr.Button("Validate and add")
+                                  file_types=[".safetensors", ".json", ".zip"], type="filepath", elem_id="poly-upload")
+            upload_name = gr.Textbox(label="Name for it", placeholder="uploaded", max_lines=1, elem_id="upload-name")
+            import_btn = gr.Button("Validate and add", elem_id="import-btn")
 
     train_evt = train_btn.click(handlers.run_train, [sources, upload, layer, k_facets, epochs, feature_dim, target_fpr],
                                 [train_status, metrics_table, sweep_plot, trained_state], **PRIVATE)
