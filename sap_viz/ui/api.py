@@ -280,6 +280,18 @@ def register(wb: Workbench) -> None:
         """Deployment counters: the session's for a visitor, the server's for the owner (summary, recent requests)."""
         return counters_payload(caller(wb, request))
 
+    for fn in (generate, analyze, score, label_facet, facets, polytopes, counters):
+        gr.api(fn, api_name=fn.__name__, concurrency_limit=4 if fn.__name__ in CHEAP else 1)
+    _register_role_endpoints(wb)
+
+
+#: Endpoints that never run the model: they may run beside a generation.
+CHEAP = ("facets", "polytopes", "counters", "proposals", "reset_counters", "decide_proposal", "activate", "delete_polytope")
+
+
+def _register_role_endpoints(wb: Workbench) -> None:
+    """The endpoints that exist because of roles: activation, counter resets, proposals, deletion."""
+
     @guarded
     def activate(name: str, owner_token: str = "", request: gr.Request = None) -> dict:
         """Make a polytope (a shipped one or the session's own) active for this session; for the owner, the default for everyone."""
@@ -316,7 +328,5 @@ def register(wb: Workbench) -> None:
         bench.delete_polytope(name)
         return polytopes_payload(bench)
 
-    cheap = ("facets", "polytopes", "counters", "proposals", "reset_counters", "decide_proposal", "activate", "delete_polytope")
-    for fn in (generate, analyze, score, label_facet, facets, polytopes, counters, activate, reset_counters, proposals,
-               decide_proposal, delete_polytope):
-        gr.api(fn, api_name=fn.__name__, concurrency_limit=4 if fn.__name__ in cheap else 1)
+    for fn in (activate, reset_counters, proposals, decide_proposal, delete_polytope):
+        gr.api(fn, api_name=fn.__name__, concurrency_limit=4)
