@@ -174,9 +174,23 @@ def test_bad_prompts_get_a_message_and_stop_cancels(page):
     prompt.fill("Write a long story about a lighthouse keeper.")
     page.locator("#generate-btn").click()
     wait_until(lambda: "Generating" in page.locator("#verdict").inner_text(), 60, 0.2, "the generation to start")
+    wait_until(lambda: len(textarea_value(page, "baseline-output").split()) >= 3, 120, 0.2, "the unsteered answer to stream")
+    # The previous prompt's results are cleared as soon as the new run starts.
+    assert "bread" not in page.locator("#token-view").inner_text()
     page.locator("#stop-btn").click()
-    page.wait_for_timeout(1500)
-    assert "Generating" in page.locator("#verdict").inner_text() or "sap-verdict" not in page.locator("#verdict").inner_html()
+    verdict = page.locator("#verdict")
+    wait_until(lambda: "Stopped" in verdict.inner_text(), 30, 0.2, "the Stop status")
+    page.wait_for_timeout(1500)  # no late stream update may overwrite the stopped page
+    text = verdict.inner_text()
+    assert "Generating" not in text and "Stopped during the unsteered run after" in text, text
+    assert int(text.split("after ")[1].split(" tokens")[0]) >= 1, text
+    steered = textarea_value(page, "steered-output")
+    assert "(waiting" not in steered and "stopped" in steered, steered
+    assert "lighthouse" in textarea_value(page, "prompt")
+    assert "bread" not in page.locator("#token-view").inner_text()
+    assert page.locator("#token-view .sap-tok").count() == 0
+    assert page.locator("#heatmap .heatmaplayer").count() == 0
+    assert "bread" not in page.locator("#why-table").inner_text()
     # The server is free again: a short request completes.
     page.locator("#max-new input[type=number]").fill("8")
     page.locator("#max-new input[type=number]").press("Enter")
