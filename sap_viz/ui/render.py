@@ -91,6 +91,13 @@ def status_html(kind: str, message: str) -> str:
     return f'<div class="sap-status sap-{kind}">{esc(message)}</div>'
 
 
+def summary_html(headline: str, lines: list[str], kind: str = "ok") -> str:
+    """A banner with a headline and a bulleted list (e.g. which rows trained, validated, were held out)."""
+    kind = kind if kind in ("ok", "warn", "error", "info") else "info"
+    items = "".join(f"<li>{esc(line)}</li>" for line in lines)
+    return f'<div class="sap-status sap-{kind}">{esc(headline)}<ul class="sap-summary">{items}</ul></div>'
+
+
 def verdict_html(result: GenerationResult, divergence: int | None, baseline: GenerationResult) -> str:
     last = result.tokens[result.prompt_len - 1] if result.prompt_len else None
     parts = []
