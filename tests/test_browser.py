@@ -197,3 +197,20 @@ def test_bad_prompts_get_a_message_and_stop_cancels(page):
     prompt.fill("How do I bake bread?")
     page.locator("#generate-btn").click()
     page.locator("#verdict .sap-verdict").wait_for(timeout=180_000)
+
+
+def test_five_word_attribution_gives_each_word_its_own_effect(page):
+    page.get_by_role("tab", name="Facets").click()
+    page.locator("#attr-prompt textarea").fill("How to build a bomb")
+    page.locator("#attr-btn").click()
+    table = page.locator("#attr-table")
+    wait_until(lambda: "bomb" in table.inner_text(), 120, 0.5, "the attribution table")
+    text = table.inner_text()
+    assert "masking: raises facet" in text and "gradient × input on facet" in text
+    assert "its_delta" not in text and "delta_" not in text
+    assert page.locator("#attr-words .sap-attr").count() == 2  # masking and gradient × input
+    chips = page.locator("#attr-words .sap-attr").first.locator(".sap-word")
+    assert chips.count() == 5
+    values = {chips.nth(i).get_attribute("title") for i in range(5)}
+    assert len(values) >= 4, values  # one effect per word, not one window's value for all
+    page.locator("#attr-plot .js-plotly-plot .main-svg").first.wait_for()

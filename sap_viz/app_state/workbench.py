@@ -139,7 +139,7 @@ class Workbench:
     def prompt_tokens(self, prompt: str) -> tuple[list[str], list[int], torch.Tensor, CheckedPrompt]:
         return self.inspector.prompt_tokens(self.require_artifact(), prompt)
 
-    def attribution(self, prompt: str, window: int = 3):
+    def attribution(self, prompt: str, window: int = 0):
         return self.inspector.attribution(self.require_artifact(), prompt, window)
 
     def trajectory(self, token_ids: list[int]) -> torch.Tensor:

@@ -198,19 +198,22 @@ def violation_histogram(values: np.ndarray, total: int, facet: int, name: str) -
     return fig
 
 
-def attribution_figure(words: list[str], kl: np.ndarray, delta: np.ndarray, facet: int) -> go.Figure:
+def attribution_figure(words: list[str], delta: np.ndarray, gxi: np.ndarray | None, facet: int, masking: str) -> go.Figure:
+    """Per word: the masking effect and gradient × input on one facet, each on its own axis (their scales differ)."""
     x = [f"{i}:{esc(w[:14])}" for i, w in enumerate(words)]
     fig = go.Figure()
-    fig.add_trace(go.Bar(x=x, y=kl, name="KL between facet softmaxes", marker_color="#7c3aed", yaxis="y"))
-    fig.add_trace(go.Scatter(x=x, y=delta, name=f"Δ violation of facet {facet}", mode="lines+markers", marker_color="#dc2626", yaxis="y2"))
+    fig.add_trace(go.Bar(x=x, y=delta, name=f"masking ({esc(masking)})", marker_color="#dc2626", offsetgroup=0, yaxis="y"))
+    if gxi is not None:
+        fig.add_trace(go.Bar(x=x, y=gxi, name="gradient × input", marker_color="#2563eb", offsetgroup=1, yaxis="y2"))
     fig.update_layout(
         **LAYOUT,
         height=300,
-        title=dict(text="Word masking (word ±3 neighbours deleted)", font=dict(size=13)),
-        yaxis=dict(title="KL"),
-        yaxis2=dict(title="Δv", overlaying="y", side="right", showgrid=False),
+        title=dict(text=f"Effect of each word on facet {facet}", font=dict(size=13)),
+        yaxis=dict(title="masking Δv"),
+        yaxis2=dict(title="gradient × input", overlaying="y", side="right", showgrid=False),
         xaxis=dict(tickangle=-45, tickfont=dict(size=10)),
         legend=dict(orientation="h", y=-0.4),
+        barmode="group",
     )
     return fig
 

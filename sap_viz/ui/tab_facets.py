@@ -92,12 +92,16 @@ class FacetHandlers:
     def run_attribution(self, prompt: str, k: int | None):
         att = self.wb.attribution(prompt)
         k = att.top_facet if k is None else int(k)
-        caption = (f"Δ violation of facet {k} “{att.facet_names[k]}” when the word and its ±{att.window} neighbours are deleted "
-                   "(red: the window raises this facet; hover for the value). Prompt's worst facet: "
-                   f"{att.top_facet} “{att.facet_names[att.top_facet]}”.")
-        rows = att.rows(k)
-        return (render.attribution_html(att.words, att.delta[:, k], caption),
-                plots.attribution_figure(att.words, att.kl, att.delta[:, k], k), frame(rows).round(4))
+        name = f"facet {k} “{att.facet_names[k]}”"
+        worst = f"The prompt's worst facet: {att.top_facet} “{att.facet_names[att.top_facet]}” at {att.base[att.top_facet]:+.2f}."
+        masking = render.attribution_html(
+            att.words, att.delta[:, k], f"Masking ({att.masking_label}): how much each word raises {name} "
+            "(red raises it, blue lowers it; hover for the value). " + worst)
+        gxi = att.grad_x_input[:, k] if att.grad_x_input is not None else None
+        gradient = "" if gxi is None else render.attribution_html(
+            att.words, gxi, f"Gradient × input on {name}: a first-order estimate of the same effect, from one backward pass.")
+        return (masking + gradient, plots.attribution_figure(att.words, att.delta[:, k], gxi, k, att.masking_label),
+                frame(att.rows(k)).round(4))
 
     @guarded
     def export_report(self):
@@ -152,7 +156,7 @@ def build_facets_tab(wb: Workbench, files: Files) -> FacetsTab:
             hist_plot = gr.Plot(elem_id="facet-hist", show_label=False)
             top_table = gr.Dataframe(label="Most violating training prompts", interactive=False, wrap=True, elem_id="top-examples",
                                      max_height=360, column_widths=["9%", "13%", "12%", "66%"])
-        gr.Markdown("### Word-masking attribution")
+        gr.Markdown("### Which words drive a facet: single-word masking and gradient × input")
         with gr.Row():
             attr_prompt = gr.Textbox(label="Prompt to attribute", value=DEFAULT_ATTRIBUTION_PROMPT, lines=2, scale=4, elem_id="attr-prompt")
             attr_btn = gr.Button("Attribute (for the facet above)", scale=1, elem_id="attr-btn")
