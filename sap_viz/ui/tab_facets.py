@@ -62,11 +62,16 @@ class FacetHandlers:
         art = self.wb.require_artifact()
         k = int(k or 0)
         facet = art.facets[k]
-        suggestions = (art.meta.get("facet_stats") or {}).get("suggestions") or []
-        sug = suggestions[k] if k < len(suggestions) else None
         hist, top = self.facet_stats_detail(k)
-        return (hist, top, render.suggestion_html(facet, sug), facet["name"], facet["policy"], facet["author"],
+        return (hist, top, self.suggestion_box(k), facet["name"], facet["policy"], facet["author"],
                 float(facet["confidence"] or 0.0))
+
+    def suggestion_box(self, k: int | None) -> str:
+        """The suggestion beside the facet's current label (refreshed after a save, so it never shows the old name)."""
+        art = self.wb.require_artifact()
+        k = int(k or 0)
+        suggestions = (art.meta.get("facet_stats") or {}).get("suggestions") or []
+        return render.suggestion_html(art.facets[k], suggestions[k] if k < len(suggestions) else None)
 
     @guarded
     def use_suggestion(self, k: int | None):
@@ -171,8 +176,9 @@ def build_facets_tab(wb: Workbench, files: Files) -> FacetsTab:
     facet_pick.change(handlers.facet_detail, [facet_pick], detail_outputs, **PRIVATE)
     facets_tab.select(handlers.facet_detail, [facet_pick], detail_outputs, **PRIVATE)
     sug_btn.click(handlers.use_suggestion, [facet_pick], [lab_name, lab_policy, lab_conf], **PRIVATE)
-    save_btn.click(handlers.save_label, [facet_pick, lab_name, lab_policy, lab_author, lab_conf],
-                   [lab_status, cards, cos_plot, cat_plot, hist_plot, facet_pick], **PRIVATE)
+    saved = save_btn.click(handlers.save_label, [facet_pick, lab_name, lab_policy, lab_author, lab_conf],
+                           [lab_status, cards, cos_plot, cat_plot, hist_plot, facet_pick], **PRIVATE)
+    saved.success(guarded(handlers.suggestion_box), [facet_pick], [sug_box], **PRIVATE)
     attr_btn.click(handlers.run_attribution, [attr_prompt, facet_pick], [attr_html, attr_plot, attr_table], **PRIVATE)
     report_btn.click(handlers.export_report, None, [report_files], **PRIVATE)
     return FacetsTab(cards=cards, cat_plot=cat_plot, cos_plot=cos_plot, facet_pick=facet_pick, hist_plot=hist_plot,

@@ -25,6 +25,8 @@ def map_status_html(wb: Workbench) -> str:
         return render.status_html("ok", st.message)
     if st.done:
         return render.status_html("info", st.message)
+    if st.message == "not started":  # the build starts after the warm-up generation; a cached map then loads in seconds
+        return render.status_html("info", "Training map: queued behind the model warm-up (read from the cache if it was built before).")
     return render.status_html("info", f"Building the training map: {st.message} ({100 * st.fraction:.0f}%) — first start only; "
                                       "later starts read it from the cache.")
 
