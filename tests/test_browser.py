@@ -120,6 +120,7 @@ def test_feature_map_with_trajectory(page):
     page.locator("#draw-map").click()
     page.wait_for_function("document.querySelectorAll('#feature-map .scatterlayer .point').length > 100", timeout=120_000)
     assert page.locator("#feature-map .legendtext", has_text="trajectory").count() >= 1
+    assert page.locator("#feature-map .legendtext", has_text="pipe bomb").count() >= 1  # the overlay names its prompt
     page.wait_for_timeout(800)
     page.screenshot(path=str(SHOTS / "feature_map.png"), full_page=True)
 
