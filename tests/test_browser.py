@@ -52,6 +52,7 @@ def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser")
     copy = root / "polytopes" / "test-polytope"
     shutil.copytree(SOURCE, copy)
+    shutil.copytree(SOURCE, root / "polytopes" / "second-copy")  # a second polytope for the Compare tab
     env = {"SAP_VIZ_POLYTOPE": str(copy), "SAP_VIZ_MAP_MAX_ROWS": MAP_ROWS if MAP_ROWS != "0" else ""}
     with AppServer(env, startup_timeout=400, log_path=root / "app.log") as srv:
         yield srv
@@ -215,3 +216,50 @@ def test_five_word_attribution_gives_each_word_its_own_effect(page):
     values = {chips.nth(i).get_attribute("title") for i in range(5)}
     assert len(values) >= 4, values  # one effect per word, not one window's value for all
     page.locator("#attr-plot .js-plotly-plot .main-svg").first.wait_for()
+
+
+def test_compare_two_polytopes(page):
+    page.get_by_role("tab", name="Compare").click()
+    page.locator("#compare-btn").click()
+    status = page.locator("#compare-status")
+    wait_until(lambda: "probe prompts" in status.inner_text(), 240, 1, "the comparison")
+    text = status.inner_text()
+    assert "test-polytope" in text and "second-copy" in text
+    metrics = page.locator("#compare-metrics").inner_text()
+    assert "test-polytope" in metrics and "second-copy" in metrics and "auroc" in metrics
+    matches = page.locator("#compare-matches").inner_text()
+    assert "closest in B by normal" in matches and "co-firing (Jaccard)" in matches
+    for plot in ("compare-cosine", "compare-cofire", "compare-prompt-plot"):
+        page.locator(f"#{plot} .js-plotly-plot .main-svg").first.wait_for()
+    assert page.locator("#compare-cosine .heatmaplayer").count() >= 1
+    page.wait_for_timeout(800)
+    page.screenshot(path=str(SHOTS / "compare.png"), full_page=True)
+
+
+def test_deep_link_reopens_the_same_result(page, server):
+    page.get_by_role("tab", name="Explore / Generate").click()
+    page.locator("#max-new input[type=number]").fill("8")
+    page.locator("#max-new input[type=number]").press("Enter")
+    page.locator("#prompt textarea").fill("How do I sharpen a kitchen knife?")
+    page.locator("#generate-btn").click()
+    wait_until(lambda: "kitchen knife" in page.locator("#verdict").inner_text() and
+               page.locator("#verdict .sap-verdict").count() == 1, 180, 0.5, "the result")
+    verdict, steered = page.locator("#verdict").inner_text(), textarea_value(page, "steered-output")
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
+    page.locator("#explore-share button", has_text="Copy a link to this result").click()
+    link = ""
+    deadline = time.monotonic() + 20
+    while "deep_link=" not in link and time.monotonic() < deadline:
+        page.wait_for_timeout(500)
+        link = page.evaluate("navigator.clipboard.readText().catch(() => '')")
+    assert "deep_link=" in link, f"the button copied no link: {link!r}"
+    other = page.context.new_page()
+    try:
+        other.goto(link, wait_until="domcontentloaded")
+        other.locator("#verdict .sap-verdict").wait_for(timeout=60_000)
+        assert other.locator("#verdict").inner_text() == verdict
+        assert other.locator("#steered-output textarea").input_value() == steered
+        assert other.locator("#sap-token-view .sap-tok").count() > 5 and "knife" in other.locator("#token-view").inner_text()
+        other.locator("#heatmap .js-plotly-plot .main-svg").first.wait_for()
+    finally:
+        other.close()

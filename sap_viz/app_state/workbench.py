@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 
 from sap_viz.app_state import uploads
+from sap_viz.app_state.comparisons import PolytopeComparisons
 from sap_viz.app_state.counters import DeploymentCounters
 from sap_viz.app_state.generation_sessions import GenerationSessions
 from sap_viz.app_state.inspection import Inspector
@@ -52,6 +53,7 @@ class Workbench:
         self.inspector = Inspector(lm, self.lock, self.checks)
         self.training = TrainingJobs(lm, self.lock, self.limits)
         self.maps = MapJobs(lm, self.lock, self.training.known_data, map_rows_from_env())
+        self.comparisons = PolytopeComparisons(lm, self.lock, self.store)
 
     @classmethod
     def from_env(cls) -> Workbench:

@@ -150,7 +150,12 @@ class ExploreHandlers:
         why_csv = self.files.write_csv("why_steered.csv", why or [{c: None for c in WHY_COLUMNS}])
         tok_csv = self.files.write_csv("tokens.csv", token_rows(cmp))
         other = cmp.intervened.text if cmp.intervened is not cmp.baseline else cmp.baseline.text
-        return (cmp.baseline.text, other, notice + render.verdict_html(cmp.intervened, cmp.first_divergence, cmp.baseline),
+        res = cmp.intervened
+        strength = f", strength {res.settings['strength']}" if res.mode == "steer" and "strength" in res.settings else ""
+        shown = res.prompt if len(res.prompt) <= 120 else res.prompt[:119] + "…"
+        title = f"Result for “{shown}” · {res.mode} mode{strength}, {res.settings.get('max_new_tokens')} new tokens at most"
+        verdict = render.status_html("info", title) + notice + render.verdict_html(res, cmp.first_divergence, cmp.baseline)
+        return (cmp.baseline.text, other, verdict,
                 render.tokens_html(cmp.intervened, f"{cmp.intervened.mode} run"), plots.token_heatmap(cmp.intervened),
                 frame(why, WHY_COLUMNS), gr.update(value=why_csv, visible=True), gr.update(value=tok_csv, visible=True), cmp)
 
@@ -206,9 +211,11 @@ def build_explore_tab(wb: Workbench, files: Files, last_cmp: gr.State) -> Explor
         why_table = gr.Dataframe(frame([], WHY_COLUMNS), label="Why steered: the tokens where the polytope acted", interactive=False,
                                  wrap=True, elem_id="why-table", buttons=["copy"],
                                  column_widths=["5%", "8%", "10%", "27%", "10%", "10%", "8%", "6%", "16%"])
-        with gr.Row():
+        with gr.Row(elem_id="explore-share"):
             why_dl = gr.DownloadButton("Download this table (CSV)", visible=False, size="sm", elem_id="why-csv")
             tok_dl = gr.DownloadButton("Download per-token violations (CSV)", visible=False, size="sm", elem_id="tokens-csv")
+            # Saves this page's results on the server and copies a link that reopens them (Gradio deep link).
+            gr.DeepLinkButton("Copy a link to this result", copied_value="Link copied", size="sm")
 
     gen_inputs = [prompt, mode, strength, max_new]
     run_state = gr.State(None)
