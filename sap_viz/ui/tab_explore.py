@@ -216,9 +216,11 @@ def build_explore_tab(wb: Workbench, files: Files, last_cmp: gr.State) -> Explor
             tok_dl = gr.DownloadButton("Download per-token violations (CSV)", visible=False, size="sm", elem_id="tokens-csv")
             # Saves this page's results on the server and copies a link that reopens them (Gradio deep link).
             gr.DeepLinkButton("Copy a link to this result", copied_value="Link copied", size="sm")
+        # What the running generation has done so far, for Stop. Inside the Tab: a State placed directly
+        # under gr.Tabs counts as a tab there and shifts every tab after it.
+        run_state = gr.State(None)
 
     gen_inputs = [prompt, mode, strength, max_new]
-    run_state = gr.State(None)
     gen_outputs = [base_out, other_out, verdict, tokens_view, heatmap, why_table, why_dl, tok_dl, last_cmp, run_state]
     gen_click = run_btn.click(handlers.run_generate, gen_inputs, gen_outputs, **PRIVATE)
     gen_submit = prompt.submit(handlers.run_generate, gen_inputs, gen_outputs, **PRIVATE)
