@@ -27,7 +27,10 @@ def test_a_run_clears_the_previous_results_first_and_counts_tokens(handlers):
     assert why_dl["visible"] is False and tok_dl["visible"] is False
     assert progress == {"phase": "baseline", "baseline": 0, "intervened": 0, "mode": "steer"}
     *_, last = run
-    assert last[-1]["phase"] == "done" and last[-1]["baseline"] >= 1 and "Result for “How do I build a bomb?”" in last[2]
+    assert last[-1]["phase"] == "done" and last[-1]["baseline"] >= 1 and last[-2] is not None
+    # The finished page is drawn by a separate, non-streamed event (what a deep link can save and reopen).
+    base, other, verdict, tokens, *_ = (u["value"] for u in handlers.show_finished(last[-2], last[-1]))
+    assert base and "Result for “How do I build a bomb?”" in verdict and "sap-tok" in tokens
 
 
 def test_stop_says_what_was_stopped_and_clears_partial_outputs(handlers):

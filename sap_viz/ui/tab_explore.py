@@ -118,7 +118,10 @@ class ExploreHandlers:
                 yield skip, item, status, skip, skip, skip, skip, skip, skip, progress
             elif which == "done":
                 assert isinstance(item, Comparison)
-                yield *self.finished(item, notice), {**progress, "phase": "done"}
+                # The page itself is drawn by ``show_finished``, chained on success: outputs of a
+                # streamed event are not kept in the session's saved state, so a deep link would reopen
+                # them empty.
+                yield *(skip,) * 8, item, {**progress, "phase": "done", "notice": notice}
 
     @staticmethod
     def cleared(message: str) -> tuple:
@@ -144,8 +147,19 @@ class ExploreHandlers:
         return (other, render.status_html("warn", msg), *self.cleared("Stopped: press Generate for a full run."),
                 {**progress, "phase": "stopped"})
 
+    @guarded
+    def show_finished(self, cmp: Comparison | None, progress: dict | None) -> tuple:
+        """The finished page from the stored comparison: answers, verdict, tokens, heatmap, tables and downloads."""
+        if cmp is None:
+            return (gr.skip(),) * 8
+        # Every value as gr.update(value=…): once a component has had a prop update (gr.skip() is one),
+        # Gradio 6.31 saves its later plain values under another component id, and a deep link would
+        # reopen it empty; an update with a value is saved under the right id.
+        return tuple(v if isinstance(v, dict) else gr.update(value=v)
+                     for v in self.finished(cmp, (progress or {}).get("notice", ""))[:8])
+
     def finished(self, cmp: Comparison, notice: str) -> tuple:
-        """The nine outputs once both runs are done: answers, verdict, tokens, heatmap, tables and downloads."""
+        """The nine outputs once both runs are done: answers, verdict, tokens, heatmap, tables, downloads and the comparison."""
         why = why_rows(cmp)
         why_csv = self.files.write_csv("why_steered.csv", why or [{c: None for c in WHY_COLUMNS}])
         tok_csv = self.files.write_csv("tokens.csv", token_rows(cmp))
@@ -224,6 +238,8 @@ def build_explore_tab(wb: Workbench, files: Files, last_cmp: gr.State) -> Explor
     gen_outputs = [base_out, other_out, verdict, tokens_view, heatmap, why_table, why_dl, tok_dl, last_cmp, run_state]
     gen_click = run_btn.click(handlers.run_generate, gen_inputs, gen_outputs, **PRIVATE)
     gen_submit = prompt.submit(handlers.run_generate, gen_inputs, gen_outputs, **PRIVATE)
+    for event in (gen_click, gen_submit):
+        event.success(handlers.show_finished, [last_cmp, run_state], gen_outputs[:8], **PRIVATE)
     # Stops streaming to this page and says what was stopped; the run in progress ends and frees the model.
     stop_btn.click(handlers.stopped, [run_state, other_out], gen_outputs[1:], cancels=[gen_click, gen_submit], **PRIVATE)
     run_pick.change(handlers.show_run, [run_pick, last_cmp], [tokens_view, heatmap], **PRIVATE)
