@@ -3,10 +3,10 @@ one corresponds to which facet of the other.
 
 Correspondence is read two ways. **Cosine of normals**: a facet's normal in hidden-state space is the
 mean gradient of its violation over a shared probe set (for a linear encoder, exactly φ_k W / σ;
-for the ReLU encoder, the average over the states the probe set visits). It only means something when
-both polytopes read the same layer. **Co-firing**: the Jaccard overlap of the probe prompts on which
-each facet fires (v ≥ 0); it works across layers and encoders, and says whether two facets flag the
-same prompts, whatever their geometry.
+for the ReLU encoder, the average over the states the probe set visits), with the polytope's mean
+normal removed (``centred``). It only means something when both polytopes read the same layer.
+**Co-firing**: the Jaccard overlap of the probe prompts on which each facet fires (v ≥ 0); it works
+across layers and encoders, and says whether two facets flag the same prompts, whatever their geometry.
 """
 
 from __future__ import annotations
@@ -29,6 +29,19 @@ def effective_normals(poly: SafetyPolytope, feats: torch.Tensor) -> torch.Tensor
                    for k in range(viol.shape[1])]
     out = torch.stack(normals)
     return out / out.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def centred(normals: torch.Tensor) -> torch.Tensor:
+    """Unit normals with the polytope's mean normal removed (kept as they are for a single facet).
+
+    The ReLU encoder's facets share one dominant direction in hidden-state space (on the shipped
+    polytope the raw normals' pairwise cosines average 0.97), so raw cosines match every facet to
+    every other; what tells facets apart is what is left after that shared direction.
+    """
+    if len(normals) < 2:
+        return normals
+    rest = normals - normals.mean(0, keepdim=True)
+    return rest / rest.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 
 def cofiring(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
@@ -83,6 +96,6 @@ def compare_polytopes(names: tuple[str, str], polys: tuple[SafetyPolytope, Safet
         viol = (polys[0].violations_cpu(feats[0]), polys[1].violations_cpu(feats[1]))
     cosine = None
     if layers[0] == layers[1]:
-        na, nb = effective_normals(polys[0], feats[0]).cpu(), effective_normals(polys[1], feats[1]).cpu()
+        na, nb = (centred(effective_normals(p, f).cpu()) for p, f in zip(polys, feats, strict=True))
         cosine = (na @ nb.T).numpy()
     return PolytopeComparison(names, layers, facet_names, viol, np.asarray(unsafe, dtype=bool), cosine, cofiring(*viol))

@@ -35,8 +35,8 @@ class CompareHandlers:
         cmp = self.wb.comparisons.compare(name_a, name_b)
         (na, nb), (fa, fb) = cmp.names, cmp.facet_names
         if cmp.cosine is not None:
-            cos_fig = plots_compare.correspondence_heatmap(cmp.cosine, fa, fb, "Cosine of facet normals (mean ∂v/∂h on the probe prompts)",
-                                                           signed=True)
+            title = "Cosine of facet normals (mean ∂v/∂h, each polytope's mean normal removed)"
+            cos_fig = plots_compare.correspondence_heatmap(cmp.cosine, fa, fb, title, signed=True)
         else:
             cos_fig = plots.empty_figure(f"Layers differ ({cmp.layers[0]} vs {cmp.layers[1]}): the normals live in different "
                                          "spaces, so only co-firing is compared.", 320)
