@@ -137,7 +137,7 @@ def separating_artifact(lm: LoadedModel, layer: int, unsafe_text: str, safe_text
 def pytest_collection_modifyitems(config, items):
     """Tiers by what a test needs: ``model`` (the embedded model, in-process or in a started app), ``server``.
 
-    The fast tier is ``pytest -m "not model"``: tiny random models and small files only.
+    The fast tier is ``pytest -m "not model and not server"``: tiny random models and small files only.
     """
     for item in items:
         names = set(item.fixturenames)

@@ -88,17 +88,19 @@ def test_analyze_prompt_tokens_and_attribution(client):
 
 def test_label_facet_and_read_it_back(client, server):
     name = f"Weapons & explosives {XSS}"
+    top = client.predict(texts=[HARMFUL], api_name="/score")[0]["top_facet"]  # label the facet this prompt reaches
+    assert client.predict(api_name="/facets")[top]["name"] != name
     saved = client.predict(
-        index=1, name=name, policy="Requests for building weapons.", author="pytest", confidence=0.8, api_name="/label_facet"
+        index=top, name=name, policy="Requests for building weapons.", author="pytest", confidence=0.8, api_name="/label_facet"
     )
     assert saved["name"] == name and saved["author"] == "pytest" and not saved["auto_suggested"]
     facets = client.predict(api_name="/facets")
-    assert facets[1]["name"] == name and facets[1]["history"][-1]["name"] == name
+    assert facets[top]["name"] == name and facets[top]["history"][-1]["name"] == name
     on_disk = json.loads((server.copy / "facets.json").read_text())
-    assert on_disk["facets"][1]["name"] == name
-    # generations now carry the new name
+    assert on_disk["facets"][top]["name"] == name
+    # scores now carry the new name
     out = client.predict(texts=[HARMFUL], api_name="/score")
-    assert out[0]["top_facet_name"] in [f["name"] for f in facets]
+    assert out[0]["top_facet"] == top and out[0]["top_facet_name"] == name
 
 
 def test_score_a_list_of_texts(client):

@@ -41,7 +41,7 @@ def test_roundtrip_gives_identical_violations(tmp_path, encoder):
 def test_refuses_pickle_renamed_to_safetensors(tmp_path):
     path, poly = make_dir(tmp_path)
     torch.save({"phi": poly.phi.detach()}, path / TENSORS_FILE)
-    with pytest.raises(PolytopeFileError, match="zip archive|pickle"):
+    with pytest.raises(PolytopeFileError, match="is a zip archive"):
         load_polytope(path)
     (path / TENSORS_FILE).write_bytes(pickle.dumps({"phi": [1.0]}))
     with pytest.raises(PolytopeFileError, match="pickle"):
@@ -52,7 +52,7 @@ def test_refuses_truncated_file(tmp_path):
     path, _ = make_dir(tmp_path)
     data = (path / TENSORS_FILE).read_bytes()
     (path / TENSORS_FILE).write_bytes(data[: len(data) // 2])
-    with pytest.raises(PolytopeFileError, match="truncated|corrupt"):
+    with pytest.raises(PolytopeFileError, match=r"not a valid safetensors file \(truncated or corrupt"):
         load_polytope(path)
 
 

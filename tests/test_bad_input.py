@@ -60,6 +60,7 @@ def test_limits_from_env_and_bad_values():
     assert {row["env"] for row in Limits().describe()} >= {"SAP_VIZ_MAX_PROMPT_TOKENS", "SAP_VIZ_MAX_UPLOAD_MB"}
 
 
+@pytest.mark.server  # starts app.py in a subprocess (it stops before loading the model)
 def test_bad_limit_stops_the_app_at_start(tmp_path):
     from app_server import AppServer
 
@@ -306,8 +307,10 @@ def test_counters_keep_a_bounded_number_of_rows(wb, monkeypatch):
         bench.record_comparison(cmp)
     data = bench.to_json()
     assert data["summary"]["prompts"] == 12 and len(data["requests"]) == 5 and data["requests"][-1]["request"] == 12
-    if cmp.intervened.interventions:
-        assert data["summary"]["max_steering_norm"] is not None
+    norms = [t.delta_norm for t in cmp.intervened.tokens if t.steered]
+    assert norms, "the separating polytope must steer the unsafe prompt"
+    assert data["summary"]["interventions"] == 12 * len(norms)  # exact totals although only 5 rows are kept
+    assert data["summary"]["max_steering_norm"] == pytest.approx(max(norms), abs=1e-4)
     bench.reset()
     assert bench.to_json()["summary"]["prompts"] == 0 and bench.to_json()["requests"] == []
 
@@ -349,6 +352,7 @@ def test_cli_refuses_bad_input_files_and_settings(tmp_path, capsys):
         assert time.monotonic() - t0 < 5, f"{argv} should fail before loading the model"
 
 
+@pytest.mark.model  # runs the CLI on the embedded model
 def test_cli_scores_hostile_texts_and_refuses_a_missing_layer(tmp_path, capsys):
     texts = tmp_path / "in.jsonl"
     texts.write_text(

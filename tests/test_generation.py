@@ -1,6 +1,6 @@
 import pytest
 import torch
-from conftest import make_tiny_lm, separating_artifact
+from conftest import linear_artifact, make_tiny_lm, separating_artifact
 
 from sap_viz.method.generation import GenerationConfig, compare, generate_one, stream_generation
 from sap_viz.method.polytope_hook import InterventionConfig, PolytopeHook
@@ -56,17 +56,31 @@ def test_no_state_leaks_between_calls(lm, art):
     assert first.to_dict() == again.to_dict()
 
 
-def test_safe_flow_moves_violating_state_inside_and_leaves_inside_state(lm, art):
+def test_safe_flow_moves_violating_state_inside_and_leaves_inside_state(lm):
+    # A box with known facets: v_0 = h[0] − 1, v_1 = h[1] − 1, so which states lie outside is known in advance.
+    d = lm.hidden_size
+    phi = torch.zeros(2, d)
+    phi[0, 0] = phi[1, 1] = 1.0
+    box = linear_artifact(lm, 2, phi.to(lm.device), torch.ones(2, device=lm.device)).polytope
     torch.manual_seed(0)
-    h = (torch.randn(4, lm.hidden_size) * 3).to(lm.device)
-    v = art.polytope.violations(h).max(1).values
-    out = safe_flow(art.polytope, h, SafeFlowConfig(strength=0.1, max_steps=500))
-    for i in range(4):
-        if v[i] >= 0:
-            assert out.steered[i] and out.after[i].max() <= -0.1 + 1e-4
-            assert out.delta_norm[i] > 0
-        else:
-            assert not out.steered[i] and torch.equal(out.hidden[i], h[i])
+    h = torch.randn(5, d).clamp(-0.5, 0.5)
+    h[0, 0] = 5.0  # outside facet 0
+    h[1, 1] = 3.0  # outside facet 1
+    h[2, :2] = torch.tensor([4.0, 2.0])  # outside both
+    h[3, :2] = torch.tensor([-2.0, 0.0])  # inside, v = (−3, −1)
+    # row 4 inside: |h| ≤ 0.5, so v ≤ −0.5
+    h = h.to(lm.device)
+    outside = torch.tensor([True, True, True, False, False])
+    strength = 0.1
+    out = safe_flow(box, h, SafeFlowConfig(strength=strength, max_steps=500))
+    torch.testing.assert_close(out.before.cpu(), (h[:, :2] - 1).cpu())
+    assert out.steered.cpu().tolist() == outside.tolist()
+    moved = out.hidden.cpu()
+    after = moved[:, :2] - 1  # recomputed from the returned states, not read from the outcome
+    assert (after[outside].max(dim=1).values <= -strength + 1e-4).all()
+    torch.testing.assert_close(out.after.cpu(), after)
+    assert (out.delta_norm.cpu()[outside] > 0).all()
+    assert torch.equal(moved[~outside], h.cpu()[~outside]) and (out.delta_norm.cpu()[~outside] == 0).all()
 
 
 def test_batch_only_violating_row_changes(lm, art):
@@ -121,8 +135,7 @@ def test_refusal_after_a_later_violation(lm):
     art = separating_artifact(lm, 2, BAD, GOOD)
     prompt_max = max(t.violations[0] for t in base.tokens[: base.prompt_len])
     gen_max = max(t.violations[0] for t in base.generated if t.violations is not None)
-    if gen_max <= prompt_max:
-        pytest.skip("random tiny model produced no generated state above the prompt's")
+    assert gen_max > prompt_max, "precondition: the seeded tiny model has a generated state above every prompt state"
     with torch.no_grad():
         art.polytope.xi[0] += (prompt_max + gen_max) / 2
     res = generate_one(lm, art, GOOD, GenerationConfig(max_new_tokens=40), InterventionConfig(mode="refuse", refusal_text="No."))
@@ -230,3 +243,57 @@ def test_prompt_span_check_flags_refuses_and_steers(lm, art):
     assert last.steered and max(last.violations_after) <= -steered.settings["strength"] + 1e-3
     bad = generate_one(lm, art, BAD, gen, InterventionConfig(mode="monitor", span_threshold=low))
     assert bad.flag_reason == "last token"  # the last token is checked first
+
+
+def test_two_concurrent_generations_through_the_hook_match_each_run_alone(lm, art):
+    """Two threads generate on one model at the same time, without any lock: each hook must see only its own thread.
+
+    The app serialises requests (concurrency_limit=1 and the model lock), so the load test cannot see this.
+    Greedy decoding: sampling draws from torch's global RNG, which concurrent generations would share.
+    """
+    import threading
+
+    from transformers.generation.streamers import BaseStreamer
+
+    from sap_viz.method.generation import run_generation
+
+    gen = GenerationConfig(max_new_tokens=10, min_new_tokens=10)
+    requests = [(BAD, InterventionConfig(mode="steer")), (GOOD, InterventionConfig(mode="monitor", span_threshold=float("inf")))]
+    alone = [run_generation(lm, art, prompt, gen, cfg)[0].to_dict() for prompt, cfg in requests]
+    assert alone[0]["interventions"] > 0 and alone[1]["interventions"] == 0 and not alone[1]["prompt_flagged"]
+
+    # Lockstep: each thread waits for the other after every decoding step, so step k of both runs with both hooks attached.
+    lockstep = threading.Barrier(2, timeout=60)
+    overlap: list[int] = []
+
+    class Lockstep(BaseStreamer):
+        def put(self, value):
+            lockstep.wait()
+            overlap.append(count_hooks(lm.model))  # neither thread can leave generate before both counted
+            lockstep.wait()
+
+        def end(self):
+            pass
+
+    results: dict[int, dict] = {}
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        prompt, cfg = requests[i]
+        try:
+            results[i] = run_generation(lm, art, [prompt], gen, cfg, streamer=Lockstep())[0].to_dict()
+        except BaseException as exc:  # noqa: BLE001 — re-raised below in the test's thread
+            errors.append(exc)
+            lockstep.abort()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    if errors:
+        raise errors[0]
+    assert len(overlap) == 2 * (gen.max_new_tokens + 1) and min(overlap) == 2  # both hooks were attached at every step
+    assert count_hooks(lm.model) == 0
+    for i in range(2):
+        assert results[i] == alone[i], f"request {i} ({requests[i][1].mode}) differs from the same request run alone"

@@ -16,6 +16,8 @@ from sap_viz.method.polytope_hook import InterventionConfig
 from sap_viz.method.scoring import score_texts
 from sap_viz.settings import DEFAULT_POLYTOPE
 
+pytestmark = pytest.mark.model  # every test here loads the embedded model (in-process or through the CLI)
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -24,11 +26,35 @@ def shipped(embedded_lm):
     return load_polytope(DEFAULT_POLYTOPE, embedded_lm.hidden_size, embedded_lm.num_layers, embedded_lm.fingerprint)
 
 
+# Recomputing the stored test AUROC on the whole test split (396 prompts) takes minutes on a shared CPU, so the
+# test scores a fixed, seeded, label-stratified sample of it. Tolerance: the AUROC of 50 + 50 prompts drawn
+# from the 198 + 198 of the split deviates from the full split's AUROC by Hanley-McNeil SE x finite-population
+# correction = 0.0153 x 0.865 = 0.013 at AUROC 0.977; 5,000 such draws on the shipped polytope's own scores gave
+# sd 0.012 and a 0.1% quantile of -0.043. 0.04 (3 SE) admits any honest sample, while a stored number that is
+# off by more, or a polytope that no longer separates the prompts, fails. A full-split recomputation matched
+# the stored value exactly (0.97717).
+AUROC_SAMPLE_PER_LABEL = 50
+AUROC_TOLERANCE = 0.04
+AUROC_FLOOR = 0.93
+
+
 def test_shipped_polytope_matches_embedded_model(shipped, embedded_lm):
+    from sap_viz.data.dataset import DataConfig, build_dataset, dataset_fingerprint
+
     assert shipped.meta["model"]["fingerprint"] == embedded_lm.fingerprint
     assert all(f["auto_suggested"] and f["name"] for f in shipped.facets)
-    test = shipped.meta["metrics"]["splits"]["test"]["SaP"]
-    assert test["auroc"] > 0.95
+    stored = shipped.meta["metrics"]["splits"]["test"]["SaP"]
+    # the built-in table is the one the polytope was trained and evaluated on, so its test split is the stored one
+    df = build_dataset(DataConfig())
+    assert dataset_fingerprint(df) == shipped.meta["data"]["fingerprint"]
+    test = df[df["split"] == "test"]
+    assert len(test) == stored["n"] and int((test["label"] == "unsafe").sum()) == stored["n_unsafe"]
+    sample = test.groupby("label").sample(n=AUROC_SAMPLE_PER_LABEL, random_state=0)
+    scores = score_texts(embedded_lm, shipped, sample["text"].tolist()).max(dim=1).values.numpy()
+    recomputed = detection_metrics((sample["label"] == "unsafe").to_numpy(), scores)["auroc"]
+    assert recomputed >= AUROC_FLOOR
+    assert recomputed == pytest.approx(stored["auroc"], abs=AUROC_TOLERANCE)
+    assert stored["auroc"] > 0.95
 
 
 def test_scores_obvious_prompts(shipped, embedded_lm):
@@ -42,7 +68,7 @@ def test_scores_obvious_prompts(shipped, embedded_lm):
 @pytest.mark.parametrize(
     ("name", "n"), [("heldout_prompts.jsonl", 90), ("heldout_prompts_v2.jsonl", 150), ("heldout_prompts_v3.jsonl", 180)]
 )
-def test_cli_score_on_handwritten_heldout_set(tmp_path, name, n):
+def test_cli_score_on_handwritten_heldout_set(tmp_path, name, n, shipped, embedded_lm):
     out = tmp_path / "scored.jsonl"
     proc = subprocess.run(
         [sys.executable, "-m", "sap_viz", "score", "--input", str(ROOT / "assets" / name), "--output", str(out)],
@@ -53,10 +79,19 @@ def test_cli_score_on_handwritten_heldout_set(tmp_path, name, n):
     )
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert len(rows) == n
+    given = [json.loads(line) for line in (ROOT / "assets" / name).read_text().splitlines()]
+    assert len(rows) == len(given) == n
+    assert [(r["text"], r["label"]) for r in rows] == [(g["text"], g["label"]) for g in given]
     first = rows[0]
     assert {"text", "label", "kind", "score", "unsafe", "violations", "top_facet", "top_facet_name"} <= first.keys()
-    y = np.array([r["label"] == "unsafe" for r in rows])
+    for r in rows:
+        assert r["score"] == pytest.approx(max(r["violations"]), abs=1e-5) and r["unsafe"] == (r["score"] >= 0)
+        assert r["top_facet"] == int(np.argmax(r["violations"])) and r["top_facet_name"] == shipped.facet_name(r["top_facet"])
+    # the written numbers are the model's: a fixed subset is rescored in-process
+    subset = rows[:: n // 6]
+    again = score_texts(embedded_lm, shipped, [r["text"] for r in subset])
+    np.testing.assert_allclose([r["violations"] for r in subset], again.numpy(), rtol=1e-3, atol=1e-3)
+    y = np.array([g["label"] == "unsafe" for g in given])
     m = detection_metrics(y, np.array([r["score"] for r in rows]))
     assert m["auroc"] >= 0.9
 
@@ -89,16 +124,21 @@ def test_small_training_run(embedded_lm):
     from sap_viz.data.dataset import DataConfig, build_dataset
     from sap_viz.experiments.pipeline import train_and_evaluate
     from sap_viz.method.training import TrainConfig
-    from sap_viz.model.features import FeatureConfig
+    from sap_viz.model.features import FeatureConfig, extract_features
 
     df = build_dataset(DataConfig())
     small = df.sample(frac=1.0, random_state=0).groupby(["split", "label"]).head(60)
     small = small[small["split"].isin(["train", "val"])]
-    trained = train_and_evaluate(
-        embedded_lm, small, FeatureConfig(layer=16, max_tokens=128), TrainConfig(num_facets=4, feature_dim=256, epochs=8), show_tqdm=False
-    )
+    fcfg = FeatureConfig(layer=16, max_tokens=128)
+    trained = train_and_evaluate(embedded_lm, small, fcfg, TrainConfig(num_facets=4, feature_dim=256, epochs=8), show_tqdm=False)
     val = trained.report["splits"]["val"]
-    assert val["SaP"]["auroc"] > 0.85
+    # the reported AUROC is recomputed from fresh features (not the pipeline's cache) and the trained polytope
+    part = small[small["split"] == "val"]
+    feats = extract_features(embedded_lm, part["text"].tolist(), fcfg, use_cache=False, progress=False)
+    scores = trained.artifact.polytope.violations_cpu(feats).max(dim=1).values.numpy()
+    recomputed = detection_metrics((part["label"] == "unsafe").to_numpy(), scores)["auroc"]
+    assert val["SaP"]["auroc"] == pytest.approx(recomputed, abs=1e-3)
+    assert recomputed > 0.85
     assert {"SaP", "logistic probe", "MLP"} <= val.keys()
     v = trained.artifact.polytope.violations(torch.zeros(1, embedded_lm.hidden_size))
     assert v.shape == (1, 4)

@@ -31,13 +31,35 @@ def test_training_separates_clusters(encoder, mode):
 
 def test_soft_entropy_has_gradient_and_spreads_facets():
     x, y, _ = clusters()
+    torch.manual_seed(0)
     poly = SafetyPolytope(x.shape[1], 4, 64)
-    loss, _ = polytope_loss(poly, x, y, TrainConfig(lambda_concepts=0, lambda_phi=0, unsafe_weight=0, margin=0, entropy_mode="soft"))
-    # With only the entropy term left (safe hinge at margin 0 still present), phi receives a gradient from it.
-    loss.backward()
-    assert poly.phi.grad.abs().sum() > 0
-    spread = train_polytope(x, y, TrainConfig(num_facets=4, feature_dim=64, epochs=15, lambda_entropy=2.0), show_tqdm=False)
-    assert spread.history[-1]["facet_usage_entropy_bits"] > 1.0
+
+    def phi_grad(lambda_entropy: float) -> tuple[torch.Tensor, float]:
+        # Everything but λ_H equal: same polytope, data and config; the hinge terms give φ a gradient of their own.
+        poly.zero_grad()
+        loss, parts = polytope_loss(poly, x, y, TrainConfig(lambda_entropy=lambda_entropy, entropy_mode="soft"))
+        loss.backward()
+        return poly.phi.grad.clone(), parts["entropy"]
+
+    off, entropy = phi_grad(0.0)
+    on, _ = phi_grad(1.0)
+    twice, _ = phi_grad(2.0)
+    entropy_grad = off - on  # = +dH/dφ, since the loss subtracts λ_H·H
+    assert entropy_grad.abs().max() > 1e-4 * max(1.0, float(off.abs().max()))
+    torch.testing.assert_close(off - twice, 2 * entropy_grad, rtol=1e-3, atol=1e-6)  # linear in λ_H: it is the term's own
+    with torch.no_grad():  # and it points to more spread: a small step along it raises the entropy
+        poly.phi += 1e-3 * entropy_grad / entropy_grad.norm()
+    assert phi_grad(0.0)[1] > entropy
+
+    def usage_bits(lambda_entropy: float) -> float:
+        res = train_polytope(x, y, TrainConfig(num_facets=4, feature_dim=64, epochs=15, lambda_entropy=lambda_entropy), show_tqdm=False)
+        share = np.bincount(res.polytope.violations(x)[y].argmax(1).numpy(), minlength=4) / int(y.sum())
+        bits = float(-(share[share > 0] * np.log2(share[share > 0])).sum())  # recomputed, not read from the history
+        assert res.history[-1]["facet_usage_entropy_bits"] == pytest.approx(bits, abs=1e-4)
+        return bits
+
+    spread, alone = usage_bits(2.0), usage_bits(0.0)  # three unsafe clusters: without the term they share facets
+    assert spread > 1.0 and spread > alone + 0.5
 
 
 def test_training_is_deterministic_for_a_seed():

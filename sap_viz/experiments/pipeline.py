@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from sap_viz.analysis.facet_stats import facet_statistics
+from sap_viz.analysis.facet_stats import (
+    facet_audit,
+    facet_statistics,
+    honest_names,
+    paper_histogram_mi,
+    pretty_category,
+)
 from sap_viz.analysis.metrics import (
     detection_metrics,
     fit_baselines,
@@ -131,9 +137,11 @@ def train_and_evaluate(
     feats = {s: split_features(lm, part, fcfg, show_tqdm) for s, part in frames.items()}
     t_feat = time.perf_counter() - t0
     report_progress(0.3, "training the polytope")
+    tcfg, facet_categories, cat_index = _facet_layout(train, tcfg)
     t0 = time.perf_counter()
     result = train_polytope(
-        feats["train"], _unsafe(train), tcfg, progress=(lambda f, m: report_progress(0.3 + 0.5 * f, m)), show_tqdm=show_tqdm
+        feats["train"], _unsafe(train), tcfg, progress=(lambda f, m: report_progress(0.3 + 0.5 * f, m)),
+        show_tqdm=show_tqdm, categories=cat_index,
     )
     t_train = time.perf_counter() - t0
     poly = result.polytope
@@ -141,32 +149,10 @@ def train_and_evaluate(
     scale = rescale_violations(poly, feats["train"], _unsafe(train))
     report_progress(0.8, "evaluating SaP and baselines")
     fitted = fit_baselines(feats["train"], _unsafe(train), tcfg.seed) if baselines else []
-    splits: dict[str, dict] = {}
-    sweep = {}
-    for split in EVAL_SPLITS:
-        if split not in feats:
-            continue
-        part = frames[split]
-        with torch.no_grad():
-            scores = poly.score(feats[split]).numpy()
-        splits[split] = {"SaP": evaluate_scores(part, scores)}
-        for base in fitted:
-            splits[split][base.name] = evaluate_scores(part, base.score(feats[split]))
-        sweep[split] = threshold_sweep((part["label"] == "unsafe").to_numpy(), scores)
+    splits, sweep = _evaluate_splits(poly, feats, frames, fitted)
     with torch.no_grad():
         train_viol = poly.violations(feats["train"])
-    stats = facet_statistics(train_viol, train["category"].tolist(), (train["label"] == "unsafe").tolist())
-    facets = default_facets(poly.num_facets)
-    for facet, sug in zip(facets, stats["suggestions"], strict=True):
-        facet.update(
-            {
-                "name": sug["name"],
-                "policy": f"Auto-suggested: {sug['evidence']}.",
-                "author": "sap-viz (auto)",
-                "confidence": sug["confidence"],
-                "auto_suggested": True,
-            }
-        )
+    stats, facets = _facet_report(train_viol, train, facet_categories)
     meta = {
         "model": {"id": lm.model_id, "fingerprint": lm.fingerprint, "hidden_size": lm.hidden_size, "num_layers": lm.num_layers},
         "layer": fcfg.layer,
@@ -189,6 +175,86 @@ def train_and_evaluate(
     return TrainedPolytope(PolytopeArtifact(poly, meta, facets), meta["metrics"])
 
 
+def _facet_layout(train: pd.DataFrame, tcfg: TrainConfig) -> tuple[TrainConfig, list[str | None] | None, list[int] | None]:
+    """With ``facet_mode="categories"``: K = one facet per unsafe category in the data + the free facets,
+    each unsafe row's facet index, and each facet's category (None for a free facet)."""
+    if tcfg.facet_mode != "categories":
+        return tcfg, None, None
+    names, cat_index = category_facet_index(train["category"].tolist(), train["label"].tolist())
+    if not names:
+        raise ValueError("--facets categories needs unsafe training rows with a 'category'")
+    tcfg = replace(tcfg, num_facets=len(names) + tcfg.free_facets)
+    tcfg.validate()
+    return tcfg, [*names, *([None] * tcfg.free_facets)], cat_index
+
+
+def _evaluate_splits(poly, feats: dict, frames: dict, fitted: list) -> tuple[dict[str, dict], dict[str, list]]:
+    """SaP and baseline metrics and the SaP threshold sweep on each evaluation split present."""
+    splits: dict[str, dict] = {}
+    sweep = {}
+    for split in EVAL_SPLITS:
+        if split not in feats:
+            continue
+        part = frames[split]
+        with torch.no_grad():
+            scores = poly.score(feats[split]).numpy()
+        splits[split] = {"SaP": evaluate_scores(part, scores)}
+        for base in fitted:
+            splits[split][base.name] = evaluate_scores(part, base.score(feats[split]))
+        sweep[split] = threshold_sweep((part["label"] == "unsafe").to_numpy(), scores)
+    return splits, sweep
+
+
+def _facet_report(train_viol: torch.Tensor, train: pd.DataFrame, facet_categories: list[str | None] | None) -> tuple[dict, list[dict]]:
+    """Facet statistics and audit on the training rows, and the facets' names: from the category a facet
+    is tied to, else an honest suggestion from the statistics."""
+    train_unsafe = (train["label"] == "unsafe").tolist()
+    categories = train["category"].tolist()
+    stats = facet_statistics(train_viol, categories, train_unsafe)
+    audit = facet_audit(train_viol, categories, train_unsafe, facet_categories=facet_categories)
+    names = honest_names(audit)
+    stats.update({"suggestions": names, "audit": audit, "facet_categories": facet_categories,
+                  "paper_histogram_mi": paper_histogram_mi(train_viol, categories, train_unsafe),
+                  "top_prompts": top_prompts(train_viol, train["text"].tolist())})
+    facets = default_facets(train_viol.shape[1])
+    for k, (facet, sug) in enumerate(zip(facets, names, strict=True)):
+        tied = facet_categories[k] if facet_categories else None
+        if tied:
+            f = audit["facets"][k] if audit.get("facets") else {}
+            facet.update({"name": pretty_category(tied), "author": "taxonomy", "auto_suggested": False, "source": "from category",
+                          "confidence": f.get("purity_wilson_lb", 0.0),
+                          "policy": f"From category: {tied}. Trained to fire on unsafe prompts of this category and to hold for "
+                                    f"all others (train: fires on {f.get('own_fire_n', '?')} of its own, "
+                                    f"{f.get('others_fire_n', '?')} of the others)."})
+        else:
+            facet.update(
+                {
+                    "name": sug["name"],
+                    "policy": f"Auto-suggested: {sug['evidence']}.",
+                    "author": "sap-viz (auto)",
+                    "confidence": sug["confidence"],
+                    "auto_suggested": True,
+                    "source": "auto-suggested",
+                }
+            )
+    return stats, facets
+
+
+def top_prompts(violations: torch.Tensor, texts: list[str], n: int = 5) -> list[list[dict]]:
+    """The ``n`` most violating texts per facet (for the facet card beside its name)."""
+    out = []
+    for k in range(violations.shape[1]):
+        order = torch.argsort(violations[:, k], descending=True)[:n]
+        out.append([{"text": texts[int(i)][:300], "violation": round(float(violations[int(i), k]), 4)} for i in order])
+    return out
+
+
+def facet_audit_for(art: PolytopeArtifact, violations: torch.Tensor, df: pd.DataFrame) -> dict:
+    """The facet audit of a saved polytope on ``df`` (its category facets, if any, from the artifact)."""
+    fc = (art.meta.get("facet_stats") or {}).get("facet_categories")
+    return facet_audit(violations, df["category"].tolist(), (df["label"] == "unsafe").tolist(), facet_categories=fc)
+
+
 def save_trained(trained: TrainedPolytope, directory: str | Path) -> Path:
     art = trained.artifact
     path = save_polytope(directory, art.polytope, art.meta, art.facets)
@@ -197,17 +263,27 @@ def save_trained(trained: TrainedPolytope, directory: str | Path) -> Path:
 
 
 def evaluate_artifact(
-    lm: LoadedModel, art: PolytopeArtifact, df: pd.DataFrame, splits: tuple[str, ...] = EVAL_SPLITS, baselines: bool = True
+    lm: LoadedModel,
+    art: PolytopeArtifact,
+    df: pd.DataFrame,
+    splits: tuple[str, ...] = EVAL_SPLITS,
+    baselines: bool = True,
+    external: list[pd.DataFrame] | None = None,
+    facets: bool = True,
 ) -> dict:
-    """Metrics of a saved polytope (and freshly fitted baselines on the train split) on ``splits``."""
+    """Metrics of a saved polytope (and freshly fitted baselines on the train split) on ``splits`` and on
+    each ``external`` evaluation frame (``external_eval.load_external``), reported as split ``external:<file>``;
+    with ``facets``, the facet audit of every part that has unsafe rows."""
     fcfg = FeatureConfig(layer=art.layer, chat_template=art.chat_template, max_tokens=int(art.meta["max_tokens"]))
     fitted = []
     if baselines and (df["split"] == "train").any():
         train = df[df["split"] == "train"]
         fitted = fit_baselines(split_features(lm, train, fcfg), _unsafe(train), 42)
+    parts = [(split, eval_frame(df, split)) for split in splits]
+    parts += [(frame["split"].iloc[0], frame) for frame in external or []]
     out: dict[str, dict] = {}
-    for split in splits:
-        part = eval_frame(df, split)
+    audits: dict[str, dict] = {}
+    for split, part in parts:
         if len(part) == 0:
             continue
         feats = split_features(lm, part, fcfg)
@@ -215,8 +291,27 @@ def evaluate_artifact(
         out[split] = {"SaP": evaluate_scores(part, scores)}
         for base in fitted:
             out[split][base.name] = evaluate_scores(part, base.score(feats))
-    return {"splits": out}
+        if "kind" in part:
+            counts = part["kind"].value_counts().to_dict()
+            for metrics in out[split].values():
+                metrics["n_by_kind"] = {str(k): int(v) for k, v in counts.items()}
+        if facets and (part["label"] == "unsafe").any():
+            audits[split] = facet_audit_for(art, art.polytope.violations_cpu(feats), part)
+    return {"splits": out, "facet_audit": audits} if facets else {"splits": out}
 
 
 def config_dict(**configs: object) -> dict:
     return {k: asdict(v) for k, v in configs.items()}  # type: ignore[arg-type]
+
+
+def category_facet_index(categories: list[str], labels: list[str]) -> tuple[list[str], torch.Tensor]:
+    """Category facets for ``facet_mode="categories"``: the unsafe categories present (taxonomy
+    order first, then any others alphabetically) and, per row, its category facet (−1 = safe row or
+    an unsafe row without a category)."""
+    from sap_viz.data.taxonomy import TAXONOMY
+
+    present = {c for c, lab in zip(categories, labels, strict=True) if lab == "unsafe" and isinstance(c, str) and c and c != "benign"}
+    names = [c for c in TAXONOMY if c in present] + sorted(present - set(TAXONOMY))
+    pos = {c: i for i, c in enumerate(names)}
+    idx = [pos.get(c, -1) if lab == "unsafe" else -1 for c, lab in zip(categories, labels, strict=True)]
+    return names, torch.tensor(idx, dtype=torch.long)

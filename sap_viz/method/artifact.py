@@ -39,6 +39,7 @@ REQUIRED_META_KEYS = {
 OPTIONAL_META_KEYS = {"training_history", "layer_sweep", "description", "facet_stats", "threshold_sweep", "generation_calibration"}
 MODEL_KEYS = {"id", "fingerprint", "hidden_size", "num_layers"}
 FACET_KEYS = {"index", "name", "policy", "author", "confidence", "auto_suggested", "history"}
+OPTIONAL_FACET_KEYS = {"source"}  # "from category" (taxonomy) or "auto-suggested"
 
 
 class PolytopeFileError(ValueError):
@@ -198,7 +199,7 @@ def validate_facets(data: object, num_facets: int) -> list[dict]:
     if len(facets) != num_facets:
         raise PolytopeFileError(f"{FACETS_FILE} has {len(facets)} facets, the polytope has {num_facets}")
     for k, facet in enumerate(facets):
-        if not isinstance(facet, dict) or set(facet.keys()) != FACET_KEYS:
+        if not isinstance(facet, dict) or not FACET_KEYS <= set(facet.keys()) <= FACET_KEYS | OPTIONAL_FACET_KEYS:
             raise PolytopeFileError(f"{FACETS_FILE}: facet {k} must have exactly the keys {', '.join(sorted(FACET_KEYS))}")
         if facet["index"] != k:
             raise PolytopeFileError(f"{FACETS_FILE}: facet {k} has index {facet['index']!r}")
@@ -325,6 +326,8 @@ def label_facet(
         }
         facet["history"].append(entry)
         facet.update({k: entry[k] for k in ("name", "policy", "author", "confidence", "auto_suggested")})
+        if "source" in facet:  # a taxonomy-derived label stops being "from category" once someone edits it
+            facet["source"] = "auto-suggested" if auto_suggested else "labelled"
         _trim_history(facets, FACETS_BUDGET_BYTES)
         write_json_atomic(directory / FACETS_FILE, {"format_version": FORMAT_VERSION, "facets": facets})
         return facet

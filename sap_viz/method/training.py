@@ -3,7 +3,25 @@
 Entropy term: the reference computes the facet-usage entropy from integer counts, so it passes no
 gradient. We offer three modes: ``"soft"`` (default) — the entropy of the mean softmax assignment of
 unsafe samples over facets, which is differentiable; ``"reassign"`` — the reference heuristic
-(move samples between facets while entropy < 0.5·log2 K); ``"none"``.
+(move samples between facets while entropy < 0.5·log2 K); ``"mi"`` — the mutual information
+I(sample; facet) = H(mean_i q_i) − mean_i H(q_i), which rewards spread usage *and* sharp rows;
+``"none"``.
+
+Objectives (``objective``):
+- ``"default"``: our reductions — hinges divided by the batch size n, concept L1 as a mean over
+  samples *and* features, the entropy mode above.
+- ``"reference"``: SAP_METHOD.md §3 as the reference code computes it — hinges *summed* over the
+  batch, λ_f·mean_i‖f_i‖₁, λ_φ·mean_k‖φ_k‖₁, and −λ_H·H with H from integer counts (no gradient);
+  what spreads samples is the reassignment heuristic, run on every batch.
+
+Specialising terms (both objectives): ``lambda_exclusive`` × Σ_{k≠a_i} relu(m + v_ik) over unsafe
+samples pushes every facet but the sample's assigned one below −m, so one facet fires per sample.
+
+Facet modes (``facet_mode``): ``"learned"`` — a = argmax_k v (or reassigned); ``"categories"`` —
+facet k is tied to unsafe category k (``categories`` argument of :func:`train_polytope`): the
+unsafe hinge uses the sample's own category facet, the other *category* facets are pushed below
+−m for it (weight ``lambda_exclusive``), and the last ``free_facets`` facets catch unsafe samples
+without a known category (argmax over the free facets). Safe samples still need every facet to hold.
 """
 
 from __future__ import annotations
@@ -36,8 +54,15 @@ class TrainConfig:
     # 5 rather than the paper's 1: our entropy term has a gradient, and at 1 it is too weak against
     # the hinge terms to spread unsafe samples over facets (README, "Entropy and encoder variants").
     lambda_entropy: float = 5.0
-    entropy_mode: str = "soft"  # soft | reassign | none
+    entropy_mode: str = "soft"  # soft | reassign | mi | none
     entropy_temperature: float = 1.0
+    objective: str = "default"  # default | reference (SAP_METHOD.md §3 reductions, count entropy, per-batch reassignment)
+    lambda_exclusive: float = 0.0  # × Σ_{k≠assigned} relu(m + v_k) over unsafe samples
+    facet_mode: str = "learned"  # learned | categories (facet k ↔ unsafe category k, then free facets)
+    free_facets: int = 0  # categories mode: facets after the category facets, for uncategorised unsafe samples
+    # categories mode: + λ_b·w_u·relu(m − max(v_own, v_free…)): the free facets also catch unsafe rows their own
+    # category facet misses, so detection does not rest on category facets alone
+    lambda_backstop: float = 0.0
     lr: float = 0.01
     batch_size: int = 32
     epochs: int = 20
@@ -49,7 +74,12 @@ class TrainConfig:
             "num_facets ≥ 1": self.num_facets >= 1,
             "feature_dim ≥ 1": self.feature_dim >= 1,
             "encoder in (relu, linear)": self.encoder in ("relu", "linear"),
-            "entropy_mode in (soft, reassign, none)": self.entropy_mode in ("soft", "reassign", "none"),
+            "entropy_mode in (soft, reassign, mi, none)": self.entropy_mode in ("soft", "reassign", "mi", "none"),
+            "objective in (default, reference)": self.objective in ("default", "reference"),
+            "facet_mode in (learned, categories)": self.facet_mode in ("learned", "categories"),
+            "lambda_exclusive ≥ 0": self.lambda_exclusive >= 0,
+            "lambda_backstop ≥ 0": self.lambda_backstop >= 0,
+            "0 ≤ free_facets < num_facets": self.free_facets == 0 or 0 < self.free_facets < self.num_facets,
             "margin ≥ 0": self.margin >= 0,
             "lr > 0": self.lr > 0,
             "batch_size ≥ 1": self.batch_size >= 1,
@@ -97,31 +127,86 @@ def _reassign(viol: torch.Tensor, assign: torch.Tensor, num_facets: int, rng: ra
     return assign
 
 
+def _soft_rows(vu: torch.Tensor, temperature: float, per_row: bool) -> torch.Tensor:
+    """Soft facet assignment of unsafe rows, scale-free (violations grow to thousands in training).
+
+    ``per_row``: each row divided by its own spread (the shipped soft entropy; a row can then never
+    be sharper than a fixed p_max). Otherwise one detached scale for the whole batch, so rows can
+    become as sharp as the violations allow.
+    """
+    if vu.shape[1] == 1:
+        return torch.ones_like(vu)
+    spread = vu.detach().std(dim=1, keepdim=True) if per_row else vu.detach().std()
+    return torch.softmax(vu / (temperature * spread.clamp_min(1e-6)), dim=1)
+
+
+def _entropy(p: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    return -(p * torch.log(p + 1e-12)).sum(dim=dim)
+
+
+def assign_unsafe(
+    vu: torch.Tensor, cfg: TrainConfig, categories: torch.Tensor | None = None, assigned: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The facet each unsafe row is trained to violate (its hinge facet)."""
+    if assigned is not None:
+        return assigned
+    if cfg.facet_mode == "categories" and categories is not None:
+        k = vu.shape[1]
+        n_cat = k - cfg.free_facets
+        if cfg.free_facets:
+            free = vu[:, n_cat:].detach().argmax(dim=1) + n_cat
+        else:
+            free = vu[:, :n_cat].detach().argmax(dim=1)
+        return torch.where(categories >= 0, categories, free)
+    return vu.detach().argmax(dim=1)
+
+
 def polytope_loss(
     poly: SafetyPolytope,
     h: torch.Tensor,
     unsafe: torch.Tensor,
     cfg: TrainConfig,
     assigned: torch.Tensor | None = None,
+    categories: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict]:
+    """Loss of one batch. ``assigned``/``categories`` are per *unsafe* row of the batch (−1 = none)."""
     f = poly.concepts(h)
     v = poly.violations_from_concepts(f)
-    n = max(1, len(h))
+    reference = cfg.objective == "reference"
+    n = 1 if reference else max(1, len(h))  # the reference sums hinges over the batch
     safe_term = torch.relu(cfg.margin + v[~unsafe]).sum() / n
     vu = v[unsafe]
+    exclusive = v.sum() * 0
     if len(vu):
-        a = assigned if assigned is not None else vu.argmax(dim=1)
+        a = assign_unsafe(vu, cfg, categories, assigned)
         unsafe_term = torch.relu(cfg.margin - vu.gather(1, a[:, None]).squeeze(1)).sum() / n
+        if cfg.facet_mode == "categories" and cfg.free_facets and cfg.lambda_backstop > 0:
+            best = torch.maximum(vu.gather(1, a[:, None]).squeeze(1), vu[:, vu.shape[1] - cfg.free_facets:].max(dim=1).values)
+            unsafe_term = unsafe_term + cfg.lambda_backstop * torch.relu(cfg.margin - best).sum() / n
+        if cfg.lambda_exclusive > 0:
+            others = torch.ones_like(vu, dtype=torch.bool)
+            others[torch.arange(len(vu)), a] = False
+            if cfg.facet_mode == "categories" and cfg.free_facets:
+                others[:, vu.shape[1] - cfg.free_facets:] = False  # free facets are not pushed down
+                if categories is not None:  # an uncategorised sample: its free facet owns it, the category facets stay free
+                    others[categories < 0] = False
+            exclusive = (torch.relu(cfg.margin + vu) * others).sum() / n
     else:
         unsafe_term = v.sum() * 0
-    concept_term = f.abs().mean()
+    if reference:
+        concept_term = f.abs().sum(dim=1).mean()  # λ_f·mean_i ‖f_i‖₁
+    else:
+        concept_term = f.abs().mean()
     phi_term = poly.phi.abs().sum(dim=1).mean()
-    if cfg.entropy_mode == "soft" and len(vu):
-        # Scale-free soft assignment: violations grow to hundreds during training, which would make a
-        # fixed-temperature softmax one-hot (no gradient). Each row is scaled by its own spread.
-        spread = vu.detach().std(dim=1, keepdim=True).clamp_min(1e-6) if vu.shape[1] > 1 else 1.0
-        q = torch.softmax(vu / (cfg.entropy_temperature * spread), dim=1).mean(dim=0)
-        entropy = -(q * torch.log(q + 1e-12)).sum()
+    if reference and len(vu):
+        # Count-based usage entropy: a constant in the loss, as in the reference (no gradient).
+        entropy = v.sum() * 0 + facet_usage_entropy(a, vu.shape[1])  # bits, as the reference
+    elif cfg.entropy_mode == "soft" and len(vu):
+        q = _soft_rows(vu, cfg.entropy_temperature, per_row=True).mean(dim=0)
+        entropy = _entropy(q)
+    elif cfg.entropy_mode == "mi" and len(vu):
+        q = _soft_rows(vu, cfg.entropy_temperature, per_row=False)
+        entropy = _entropy(q.mean(dim=0)) - _entropy(q).mean()
     else:
         entropy = v.sum() * 0
     loss = (
@@ -129,9 +214,10 @@ def polytope_loss(
         + cfg.unsafe_weight * unsafe_term
         + cfg.lambda_concepts * concept_term
         + cfg.lambda_phi * phi_term
+        + cfg.lambda_exclusive * exclusive
         - cfg.lambda_entropy * entropy
     )
-    parts = {"safe": safe_term.item(), "unsafe": unsafe_term.item(), "entropy": entropy.item()}
+    parts = {"safe": safe_term.item(), "unsafe": unsafe_term.item(), "entropy": entropy.item(), "exclusive": exclusive.item()}
     return loss, parts
 
 
@@ -143,9 +229,32 @@ LOSS_NOTE = ("The loss can go below zero: it is the hinge terms (safe rows insid
 def explain_loss(record: dict, config: dict) -> str:
     """One epoch's loss (a ``history`` record) written as its parts, so a negative value reads as the entropy bonus it is."""
     cfg = TrainConfig(**{k: v for k, v in config.items() if k in TrainConfig.__dataclass_fields__})
-    hinge = record.get("safe", 0.0) + cfg.unsafe_weight * record.get("unsafe", 0.0)
+    hinge = (record.get("safe", 0.0) + cfg.unsafe_weight * record.get("unsafe", 0.0)
+             + cfg.lambda_exclusive * record.get("exclusive", 0.0))
     return (f"last epoch's loss {record.get('loss', 0.0):+.3f} ≈ hinge terms {hinge:.3f} (+ small L1 penalties) "
             f"− λ_H {cfg.lambda_entropy:g} × facet-usage entropy {record.get('entropy', 0.0):.3f}")
+
+
+def _checked_inputs(
+    features: torch.Tensor, unsafe: torch.Tensor, cfg: TrainConfig, categories: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Refuse inputs training cannot use, with a message that says why; returns boolean labels and long categories."""
+    cfg.validate()
+    if cfg.facet_mode == "categories":
+        if categories is None or len(categories) != len(features):
+            raise ValueError("facet_mode 'categories' needs a category facet index per row")
+        categories = categories.long()
+        n_cat = cfg.num_facets - cfg.free_facets
+        if categories.max() >= n_cat or categories.min() < -1:
+            raise ValueError(f"category facet indices must be −1 … {n_cat - 1}")
+    if features.ndim != 2 or len(features) != len(unsafe):
+        raise ValueError(f"features must be N × d with N labels; got {tuple(features.shape)} and {len(unsafe)} labels")
+    if not torch.isfinite(features).all():
+        raise ValueError("features contain NaN or Inf")
+    unsafe = unsafe.bool()
+    if unsafe.all() or not unsafe.any():
+        raise ValueError("training needs both safe and unsafe examples")
+    return unsafe, categories
 
 
 def train_polytope(
@@ -154,16 +263,14 @@ def train_polytope(
     cfg: TrainConfig = TrainConfig(),
     progress: ProgressFn | None = None,
     show_tqdm: bool = True,
+    categories: torch.Tensor | None = None,
 ) -> TrainResult:
-    """Fit a polytope to ``features`` (N × d) with boolean ``unsafe`` labels (N)."""
-    cfg.validate()
-    if features.ndim != 2 or len(features) != len(unsafe):
-        raise ValueError(f"features must be N × d with N labels; got {tuple(features.shape)} and {len(unsafe)} labels")
-    if not torch.isfinite(features).all():
-        raise ValueError("features contain NaN or Inf")
-    unsafe = unsafe.bool()
-    if unsafe.all() or not unsafe.any():
-        raise ValueError("training needs both safe and unsafe examples")
+    """Fit a polytope to ``features`` (N × d) with boolean ``unsafe`` labels (N).
+
+    ``categories`` (categories mode): per row, the index of its category facet (0 … K − free − 1)
+    or −1 for an unsafe row without a known category (and for safe rows).
+    """
+    unsafe, categories = _checked_inputs(features, unsafe, cfg, categories)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     rng = random.Random(cfg.seed)
@@ -180,17 +287,22 @@ def train_polytope(
     bar = tqdm(total=cfg.epochs * steps_per_epoch, desc="train polytope", disable=not show_tqdm, unit="step")
     for epoch in range(cfg.epochs):
         assign_all = None
-        if cfg.entropy_mode == "reassign":
+        if cfg.entropy_mode == "reassign" and cfg.objective == "default" and cfg.facet_mode == "learned":
             with torch.no_grad():
                 vu = poly.violations(h[unsafe_index])
             assign_all = torch.full((len(h),), -1, dtype=torch.long)
             assign_all[unsafe_index] = _reassign(vu, vu.argmax(1), cfg.num_facets, rng)
         perm = torch.randperm(len(h), generator=generator)
-        totals = {"loss": 0.0, "safe": 0.0, "unsafe": 0.0, "entropy": 0.0}
+        totals = {"loss": 0.0, "safe": 0.0, "unsafe": 0.0, "entropy": 0.0, "exclusive": 0.0}
         for start in range(0, len(h), cfg.batch_size):
             idx = perm[start : start + cfg.batch_size]
             assigned = assign_all[idx][unsafe[idx]] if assign_all is not None else None
-            loss, parts = polytope_loss(poly, h[idx], unsafe[idx], cfg, assigned)
+            cats = categories[idx][unsafe[idx]] if categories is not None else None
+            if cfg.objective == "reference" and cfg.facet_mode == "learned" and unsafe[idx].any():
+                with torch.no_grad():  # the reference reassigns within every batch
+                    vb = poly.violations(h[idx][unsafe[idx]])
+                assigned = _reassign(vb, vb.argmax(1), cfg.num_facets, rng)
+            loss, parts = polytope_loss(poly, h[idx], unsafe[idx], cfg, assigned, cats)
             opt.zero_grad()
             loss.backward()
             opt.step()

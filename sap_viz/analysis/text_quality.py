@@ -1,0 +1,23 @@
+"""Fluency measures of a generated answer, to catch loops and degenerate text after steering.
+
+Both are judged on the answer alone: *distinct-2* is the share of distinct token bigrams (1.0: no
+bigram repeats; a loop drives it towards 0), and the *compression ratio* is how much zlib shrinks
+the UTF-8 text (plain prose compresses ~1.5–2.5×; a repeated phrase much more).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+
+
+def distinct_n(token_ids: Sequence[int], n: int = 2) -> float | None:
+    """Distinct n-grams / all n-grams of the sequence; None when it has fewer than n tokens."""
+    grams = [tuple(token_ids[i : i + n]) for i in range(len(token_ids) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else None
+
+
+def compression_ratio(text: str) -> float | None:
+    """len(text) / len(zlib(text)) in bytes; None for empty text."""
+    raw = text.encode("utf-8")
+    return len(raw) / len(zlib.compress(raw, 9)) if raw else None

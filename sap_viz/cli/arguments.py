@@ -1,0 +1,200 @@
+"""The CLI's arguments: one function per command, sharing the model, polytope and steering options."""
+
+from __future__ import annotations
+
+import argparse
+
+from sap_viz.cli.commands import (
+    cmd_bench,
+    cmd_calibrate_generation,
+    cmd_eval,
+    cmd_eval_steering,
+    cmd_generate,
+    cmd_score,
+    cmd_sweep,
+    cmd_train,
+)
+from sap_viz.settings import DEFAULT_POLYTOPE
+
+
+def model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="default", help="'default' (embedded SmolLM2-135M), a Hugging Face id or a local directory")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16", "auto"])
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (device_map=auto)")
+    p.add_argument("--layers-path", default=None, help="attribute path to the decoder blocks, e.g. model.layers")
+    p.add_argument("--seed", type=int, default=42)
+
+
+def polytope_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--polytope", default=str(DEFAULT_POLYTOPE), help="polytope directory (default: the shipped one)")
+
+
+def steer_args(p: argparse.ArgumentParser, default_mode: str) -> None:
+    p.add_argument("--mode", default=default_mode, choices=["monitor", "steer", "refuse"])
+    p.add_argument("--max-new-tokens", type=int, default=48)
+    p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    p.add_argument(
+        "--strength", type=float, default=3.0, help="steer until every facet is ≤ −strength (1 = depth of a typical safe prompt)"
+    )
+    p.add_argument("--hinge-weight", type=float, default=1.0, help="β: weight of the violation hinge in the Safe Flow objective")
+    p.add_argument("--max-steps", type=int, default=200)
+    p.add_argument("--max-interventions", type=int, default=20)
+    p.add_argument("--positions", default="last", choices=["last", "generated", "all"])
+    p.add_argument("--refusal-text", default="Sorry, I can't answer your request.")
+    p.add_argument(
+        "--generation-threshold",
+        type=float,
+        default=None,
+        help="boundary for generated tokens (default: the polytope's calibrated value; 0 = the prompt boundary)",
+    )
+    p.add_argument(
+        "--span-threshold",
+        type=float,
+        default=None,
+        help="flag a prompt when a token of the user's text reaches this (default: the polytope's calibrated value; inf = off)",
+    )
+
+
+def add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a polytope and evaluate it against baselines")
+    model_args(p)
+    p.add_argument("--data", help="CSV/JSONL with text,label[,category] (default: the built-in offline sources)")
+    p.add_argument("--layer", type=int, default=20, help="layer L = output of decoder block L (0-based; negative counts from the end)")
+    p.add_argument(
+        "--facets",
+        default="14",
+        help="number of facets K, or 'categories': one facet per unsafe category in the data (named from the taxonomy) plus --free-facets",
+    )
+    p.add_argument("--free-facets", type=int, default=3, help="with --facets categories: extra facets for unsafe rows without a category")
+    p.add_argument(
+        "--backstop-weight",
+        type=float,
+        default=1.0,
+        help="with --facets categories: weight of the hinge that lets a free facet catch an unsafe row its category facet misses",
+    )
+    p.add_argument(
+        "--objective",
+        default="default",
+        choices=["default", "reference"],
+        help="'reference' = SAP_METHOD.md §3 reductions (summed hinges, λ_f·mean‖f‖₁, count entropy, per-batch reassignment)",
+    )
+    p.add_argument(
+        "--exclusive-weight",
+        type=float,
+        default=None,
+        help="weight of the penalty on non-assigned facets firing on an unsafe row (default 0; 1 with --facets categories)",
+    )
+    p.add_argument("--feature-dim", type=int, default=4096)
+    p.add_argument("--entropy-weight", type=float, default=5.0, help="λ_H, weight of the facet-usage entropy bonus")
+    p.add_argument("--encoder", default="relu", choices=["relu", "linear"])
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--margin", type=float, default=1.0)
+    p.add_argument("--unsafe-weight", type=float, default=2.0, help="w_u, weight of the unsafe hinge (paper: 2)")
+    p.add_argument(
+        "--entropy",
+        default=None,
+        choices=["soft", "reassign", "mi", "none"],
+        help="facet-usage term (default soft; none with --facets categories); mi = I(sample; facet) = H(mean q) − mean H(q_i)",
+    )
+    p.add_argument("--max-tokens", type=int, default=256)
+    p.add_argument("--no-template", action="store_true", help="feed raw text instead of the chat template")
+    p.add_argument(
+        "--target-fpr",
+        type=float,
+        default=0.09,
+        help="calibrate the boundary to flag this share of validation safe prompts (0 = keep the trained offsets)",
+    )
+    p.add_argument("--output", required=True, help="directory to write the polytope to")
+    p.set_defaults(func=cmd_train)
+
+
+def add_score(sub) -> None:
+    p = sub.add_parser("score", help="score texts from a JSONL/CSV file")
+    model_args(p)
+    polytope_arg(p)
+    p.add_argument("--input", required=True)
+    p.add_argument("--output", default="-", help="JSONL output path ('-' = stdout)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.set_defaults(func=cmd_score)
+
+
+def add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="metrics of a polytope (and baselines) on the built-in or a user data set")
+    model_args(p)
+    polytope_arg(p)
+    p.add_argument("--data")
+    p.add_argument("--splits", default="test,ood", help="built-in splits to report (empty: none, e.g. with --external)")
+    p.add_argument(
+        "--external",
+        nargs="+",
+        metavar="FILE",
+        help="labelled evaluation files (text,label[,kind]) written elsewhere: AUROC, TPR, FPR and per-kind flag rates",
+    )
+    p.add_argument("--no-baselines", action="store_true")
+    p.add_argument("--output", help="write the metrics as JSON")
+    p.set_defaults(func=cmd_eval)
+
+
+def add_sweep(sub) -> None:
+    p = sub.add_parser("sweep", help="train a quick polytope per layer and compare validation metrics")
+    model_args(p)
+    p.add_argument("--data")
+    p.add_argument("--layers", help="comma-separated layers (default: all)")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--facets", type=int, default=14)
+    p.add_argument("--feature-dim", type=int, default=4096)
+    p.add_argument("--output")
+    p.set_defaults(func=cmd_sweep)
+
+
+def add_generate(sub) -> None:
+    p = sub.add_parser("generate", help="generate with the polytope hook, unsteered beside steered")
+    model_args(p)
+    polytope_arg(p)
+    p.add_argument("--prompt", required=True)
+    steer_args(p, "steer")
+    p.add_argument("--json", action="store_true", help="print the structured result")
+    p.add_argument("--all-tokens", action="store_true", help="show every prompt token in the table")
+    p.set_defaults(func=cmd_generate)
+
+
+def add_eval_steering(sub) -> None:
+    p = sub.add_parser("eval-steering", help="containment / refusal / unchanged-benign rates with steering off and on")
+    model_args(p)
+    polytope_arg(p)
+    steer_args(p, "steer")
+    p.add_argument("--n", type=int, default=20, help="prompts per set")
+    p.add_argument("--output")
+    p.set_defaults(func=cmd_eval_steering)
+
+
+def add_calibrate_generation(sub) -> None:
+    p = sub.add_parser("calibrate-generation", help="set the generated-token boundary from benign validation answers")
+    model_args(p)
+    polytope_arg(p)
+    p.add_argument("--data", help="CSV/JSONL with text,label[,category] (default: the built-in offline sources)")
+    p.add_argument("--n", type=int, default=64, help="benign (and unsafe) validation prompts")
+    p.add_argument("--target-rate", type=float, default=0.10, help="share of benign answers allowed to trigger")
+    p.add_argument("--span-target-rate", type=float, default=0.05, help="share of benign prompts the prompt-span check may flag")
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--dry-run", action="store_true", help="print, do not write polytope.json")
+    p.set_defaults(func=cmd_calibrate_generation)
+
+
+def add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="time plain vs monitored vs steered generation (prints JSON)")
+    model_args(p)
+    polytope_arg(p)
+    p.add_argument("--n", type=int, default=8)
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--feature-texts", type=int, default=256, help="prompts for the early-exit vs full-forward timing")
+    p.add_argument("--train-rows", type=int, default=4096, help="feature rows for the training timing (0 = skip)")
+    p.set_defaults(func=cmd_bench)
+
+
+COMMANDS = (add_train, add_score, add_eval, add_sweep, add_generate, add_eval_steering, add_calibrate_generation, add_bench)
+
+

@@ -1,0 +1,284 @@
+"""The CLI's commands: each ``cmd_*`` takes parsed arguments, loads what it needs, prints or writes results.
+
+Heavy modules (torch, transformers, the data sources) are imported inside each command, so
+``--help`` and argument errors answer at once and a bad input file fails before the model loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from sap_viz.model.prompts import clean_text
+from sap_viz.tables import text_table
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit code 2, no traceback."""
+
+
+def _model(args: argparse.Namespace):
+    from sap_viz.model.loading import ModelConfig, load_model
+
+    return load_model(ModelConfig(name=args.model, dtype=args.dtype, device=args.device, layers_path=args.layers_path))
+
+
+def _load_artifact(lm, path: str):
+    from sap_viz.method.artifact import load_polytope
+
+    art = load_polytope(path, lm.hidden_size, lm.num_layers, lm.fingerprint, strict_fingerprint=False)
+    for warning in art.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return art
+
+
+def _print_table(rows: list[dict], columns: list[str]) -> None:
+    print(text_table(rows, columns))
+
+
+def _dataset(args: argparse.Namespace):
+    from sap_viz.data.dataset import DataConfig, build_dataset
+    from sap_viz.data.user_files import load_user_file
+
+    if getattr(args, "data", None):
+        return load_user_file(args.data, DataConfig(seed=args.seed))
+    return build_dataset(DataConfig(seed=args.seed))
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from sap_viz.analysis.metrics import METRIC_COLUMNS, metrics_rows
+    from sap_viz.data.dataset import dataset_fingerprint, dataset_provenance
+    from sap_viz.experiments.pipeline import save_trained, train_and_evaluate
+    from sap_viz.method.training import TrainConfig
+    from sap_viz.model.features import FeatureConfig
+
+    categories = args.facets.strip().lower() == "categories"
+    if not categories and not args.facets.strip().isdigit():
+        raise CliError(f"--facets must be a number of facets or 'categories', got {args.facets!r}")
+    tcfg = TrainConfig(num_facets=(len(_taxonomy()) + args.free_facets) if categories else int(args.facets),
+                       feature_dim=args.feature_dim, encoder=args.encoder, epochs=args.epochs,
+                       lr=args.lr, batch_size=args.batch_size, margin=args.margin, unsafe_weight=args.unsafe_weight,
+                       seed=args.seed, entropy_mode=args.entropy or ("none" if categories else "soft"),
+                       lambda_entropy=args.entropy_weight, objective=args.objective,
+                       lambda_exclusive=args.exclusive_weight if args.exclusive_weight is not None else (1.0 if categories else 0.0),
+                       facet_mode="categories" if categories else "learned", free_facets=args.free_facets if categories else 0,
+                       lambda_backstop=args.backstop_weight if categories and args.free_facets else 0.0)
+    tcfg.validate()  # absurd settings fail before the model is loaded
+    lm = _model(args)
+    df = _dataset(args)
+    layer = args.layer if args.layer >= 0 else lm.num_layers + args.layer
+    if not 0 <= layer < lm.num_layers:
+        raise CliError(f"--layer {args.layer} does not exist: this model has layers 0..{lm.num_layers - 1}")
+    fcfg = FeatureConfig(layer=layer, chat_template=not args.no_template, max_tokens=args.max_tokens)
+    provenance = {**dataset_provenance(df), "fingerprint": dataset_fingerprint(df)}
+    trained = train_and_evaluate(lm, df, fcfg, tcfg, provenance=provenance, target_fpr=args.target_fpr or None)
+    path = save_trained(trained, args.output)
+    _print_table(metrics_rows(trained.report), METRIC_COLUMNS)
+    print(f"saved polytope to {path}")
+
+
+def _taxonomy() -> tuple[str, ...]:
+    from sap_viz.data.taxonomy import TAXONOMY
+
+    return TAXONOMY
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    from sap_viz.data.file_rows import read_rows
+    from sap_viz.method.scoring import score_texts
+
+    rows = read_rows(args.input)  # the one row reader; texts cleaned for the tokenizer
+    lm = _model(args)
+    art = _load_artifact(lm, args.polytope)
+    viol = score_texts(lm, art, [r["text"] for r in rows], progress=True, batch_size=args.batch_size)
+    out = open(args.output, "w", encoding="utf-8") if args.output != "-" else sys.stdout
+    try:
+        for row, v in zip(rows, viol, strict=True):
+            k = int(v.argmax())
+            out.write(json.dumps({**row, "score": float(v.max()), "unsafe": bool(v.max() >= 0),
+                                  "violations": [round(float(x), 5) for x in v], "top_facet": k,
+                                  "top_facet_name": art.facet_name(k)}, ensure_ascii=False) + "\n")
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    flagged = int((viol.max(dim=1).values >= 0).sum())
+    print(f"scored {len(rows)} texts, {flagged} flagged unsafe → {args.output}", file=sys.stderr)
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from sap_viz.analysis.metrics import METRIC_COLUMNS, metrics_rows
+    from sap_viz.experiments.external_eval import kind_rows, load_external
+    from sap_viz.experiments.pipeline import evaluate_artifact
+
+    external = [load_external(path) for path in args.external or []]  # a bad file fails before the model loads
+    lm = _model(args)
+    art = _load_artifact(lm, args.polytope)
+    df = _dataset(args)
+    splits = tuple(s for s in args.splits.split(",") if s)
+    report = evaluate_artifact(lm, art, df, splits, baselines=not args.no_baselines, external=external)
+    _print_table(metrics_rows(report), METRIC_COLUMNS)
+    if external:
+        print("\nFlag rate per kind of prompt (unsafe kinds: share caught; safe kinds: share wrongly flagged):")
+        _print_table(kind_rows(report), ["set", "kind", "method", "n", "flagged"])
+    for split, methods in report["splits"].items():
+        recall = methods["SaP"].get("recall_by_category")
+        if recall and not split.startswith("external:"):  # external sets: per kind, printed above
+            print(f"\nSaP recall by category ({split}): " + ", ".join(f"{c} {r:.2f}" for c, r in recall.items()))
+    for split, audit in report.get("facet_audit", {}).items():
+        mi = audit["mi_category_top_facet"]
+        sel = [f"{c}→{s['facet']}" for c, s in audit["selective_by_category"].items() if s["facet"] is not None]
+        print(
+            f"\nfacets ({split}, {audit['n_unsafe']} unsafe prompts): selective for {audit['n_selective_harm_categories']}/"
+            f"{len(audit['harm_categories'])} harm categories ({', '.join(sel) or 'none'}; "
+            f"strict {audit['n_selective_harm_categories_strict']}); "
+            f"mean facets firing {audit['mean_facets_firing']:.2f}; dead facets {audit['dead_facets'] or 'none'}; "
+            f"MI(category; top facet) {mi['bits']:.2f} bits (Miller–Madow {mi['bits_miller_madow']:.2f}) "
+            f"of {mi['category_entropy_bits']:.2f}"
+        )
+    if args.output:
+        Path(args.output).write_text(json.dumps(report, indent=2, default=float))
+        print(f"wrote {args.output}")
+
+
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from sap_viz.experiments.layer_sweep import layer_sweep
+
+    lm = _model(args)
+    df = _dataset(args)
+    try:
+        layers = [int(x) for x in args.layers.split(",")] if args.layers else list(range(lm.num_layers))
+    except ValueError:
+        raise CliError(f"--layers must be comma-separated integers, got {args.layers!r}") from None
+    bad = [n for n in layers if not 0 <= n < lm.num_layers]
+    if bad:
+        raise CliError(f"--layers {bad} do not exist: this model has layers 0..{lm.num_layers - 1}")
+    rows = layer_sweep(lm, df, layers, epochs=args.epochs, num_facets=args.facets, feature_dim=args.feature_dim)
+    _print_table(rows, list(rows[0].keys()))
+    if args.output:
+        Path(args.output).write_text(json.dumps(rows, indent=2))
+
+
+def _intervention_args(args: argparse.Namespace):
+    from sap_viz.method.generation import GenerationConfig
+    from sap_viz.method.polytope_hook import InterventionConfig
+    from sap_viz.method.steering import SafeFlowConfig
+
+    gen = GenerationConfig(max_new_tokens=args.max_new_tokens, do_sample=args.sample, seed=args.seed)
+    cfg = InterventionConfig(
+        mode=args.mode,
+        positions=args.positions,
+        max_interventions=args.max_interventions,
+        refusal_text=args.refusal_text,
+        generation_threshold=args.generation_threshold,
+        span_threshold=args.span_threshold,
+        flow=SafeFlowConfig(strength=args.strength, hinge_weight=args.hinge_weight, max_steps=args.max_steps),
+    )
+    return gen, cfg
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    from sap_viz.method.generation import compare
+
+    prompt = clean_text(args.prompt)
+    if not prompt.strip():
+        raise CliError("--prompt must be non-empty text")
+    if prompt != args.prompt:
+        print("warning: control characters or invalid bytes were removed from the prompt", file=sys.stderr)
+    gen, cfg = _intervention_args(args)
+    gen.validate()  # absurd settings fail before the model is loaded
+    cfg.validate()
+    lm = _model(args)
+    art = _load_artifact(lm, args.polytope)
+    cmp = compare(lm, art, prompt, gen, cfg)
+    if cmp.baseline.truncated:
+        print(f"warning: the prompt was cut to {gen.max_prompt_tokens} tokens", file=sys.stderr)
+    if args.json:
+        print(json.dumps(cmp.to_dict(), indent=2, ensure_ascii=False))
+        return
+    print(f"prompt: {prompt!r}  (layer {art.layer}, mode {args.mode})")
+    print(f"\n── unsteered ──\n{cmp.baseline.text}")
+    if args.mode != "monitor":
+        print(f"\n── {args.mode} ──\n{cmp.intervened.text}")
+        div = cmp.first_divergence
+        print(f"\nfirst divergence: {'none (identical)' if div is None else f'generated token {div}'}")
+    res = cmp.intervened
+    rows = []
+    for t in res.tokens:
+        if t.violations is None:
+            continue
+        k = t.top_facet
+        rows.append(
+            {
+                "pos": t.index,
+                "part": "prompt" if t.is_prompt else "gen",
+                "token": repr(t.text),
+                "max_v": t.max_violation,
+                "facet": f"{k}:{art.facet_name(k)}",
+                "after": max(t.violations_after) if t.steered else None,
+                "|Δh|": t.delta_norm if t.steered else None,
+                "steps": t.steps if t.steered else None,
+                "forced": "yes" if t.forced else "",
+            }
+        )
+    shown = rows if args.all_tokens else [r for r in rows if r["part"] == "gen" or r["pos"] >= res.prompt_len - 8]
+    print()
+    _print_table(shown, ["pos", "part", "token", "max_v", "facet", "after", "|Δh|", "steps", "forced"])
+    print(f"\ninterventions: {res.interventions}, refused: {res.refused}, prompt flagged: {res.flag_reason or False}")
+
+
+def cmd_eval_steering(args: argparse.Namespace) -> None:
+    from sap_viz.experiments.steering_eval import evaluate_steering
+
+    lm = _model(args)
+    art = _load_artifact(lm, args.polytope)
+    gen, cfg = _intervention_args(args)
+    rows = evaluate_steering(lm, art, n_per_set=args.n, gen=gen, steer=cfg)
+    _print_table(rows, list(rows[0].keys()))
+    if args.output:
+        Path(args.output).write_text(json.dumps(rows, indent=2))
+
+
+def cmd_calibrate_generation(args: argparse.Namespace) -> None:
+    from sap_viz.method.calibration import GenerationCalibrationConfig, benign_prompts, calibrate_generation, store_calibration
+
+    lm = _model(args)
+    art = _load_artifact(lm, args.polytope)
+    cfg = GenerationCalibrationConfig(
+        n_prompts=args.n,
+        target_rate=args.target_rate,
+        span_target_rate=args.span_target_rate,
+        max_new_tokens=args.max_new_tokens,
+        seed=args.seed,
+    )
+    cfg.validate()
+    df = _dataset(args)
+    val_unsafe = df[(df["split"] == "val") & (df["label"] == "unsafe")]
+    unsafe = val_unsafe.sample(n=min(args.n, len(val_unsafe)), random_state=args.seed)["text"].tolist()
+    result = calibrate_generation(lm, art, benign_prompts(df, args.n, args.seed), cfg, unsafe)
+    print(json.dumps(result, indent=2))
+    if not args.dry_run:
+        store_calibration(art, result)
+        print(f"stored as generation_calibration in {art.path / 'polytope.json'}")
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    from sap_viz.experiments.bench import run_bench
+
+    lm = _model(args)
+    art = _load_artifact(lm, args.polytope)
+    print(
+        json.dumps(
+            run_bench(
+                lm,
+                art,
+                n_prompts=args.n,
+                max_new_tokens=args.max_new_tokens,
+                repeats=args.repeats,
+                feature_texts=args.feature_texts,
+                train_rows=args.train_rows,
+            ),
+            indent=2,
+        )
+    )
