@@ -142,6 +142,9 @@ def test_label_facet_survives_reload_without_running_html(page):
     page.locator("#save-label").click()
     page.locator("#label-status", has_text="Saved facet").wait_for()
     assert page.locator("#sap-facet-cards").inner_text().count(XSS_NAME) == 1
+    # The suggestion box beside the form names the new label, not the one before the save.
+    wait_until(lambda: f"current label: {XSS_NAME}" in page.locator("#suggestion").inner_text(), 30, 0.5, "the suggestion box")
+    assert page.locator("#sap-facet-cards .sap-history summary").first.inner_text().startswith("Label history")
     assert XSS_POLICY in page.locator("#sap-facet-cards").inner_text()
     page.screenshot(path=str(SHOTS / "facets_label.png"), full_page=False)
 
