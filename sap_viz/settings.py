@@ -131,3 +131,15 @@ def get_limits() -> Limits:
     if _current is None:
         _current = Limits.from_env()
     return _current
+
+
+KEEP_PROMPTS_ENV = ENV_PREFIX + "KEEP_PROMPTS"
+
+
+def keep_prompts(env: dict[str, str] | None = None) -> bool:
+    """Whether the deployment counters keep each request's prompt text (``SAP_VIZ_KEEP_PROMPTS=1``).
+
+    Off by default: on a public Space the operator, not the visitor, decides to keep what people type.
+    """
+    value = (os.environ if env is None else env).get(KEEP_PROMPTS_ENV, "").strip().lower()
+    return value in ("1", "true", "yes", "on")

@@ -6,9 +6,10 @@ exported report and the README (three decimals, "—" for a missing value).
 
 from __future__ import annotations
 
-import html
+import re
 
 MISSING = "—"
+_ENTITY = re.compile(r"&(?=#?[A-Za-z0-9]+;)")  # "&amp;", "&#60;": an ampersand a renderer would decode
 
 
 def format_value(value: object) -> str:
@@ -21,11 +22,18 @@ def format_value(value: object) -> str:
 
 
 def markdown_cell(value: object, limit: int = 300) -> str:
-    """A value as one Markdown table cell: one line, at most ``limit`` characters, no pipes or raw HTML."""
+    """A value as one Markdown table cell: one line, at most ``limit`` characters, no pipes or raw HTML.
+
+    Escaped once, with Markdown's own backslash escapes and only where needed: ``<`` (an HTML tag),
+    ``&`` where it would start an entity, ``|`` and backticks. "Weapons & explosives" stays readable in
+    the raw file and in a viewer (no ``&amp;``), and nothing downstream escapes it again.
+    """
     text = format_value(value).replace("\r", " ").replace("\n", " ")
     if len(text) > limit:
         text = text[: limit - 1] + "…"
-    return html.escape(text, quote=False).replace("|", "\\|").replace("`", "\\`")
+    text = text.replace("\\", "\\\\")
+    text = _ENTITY.sub(r"\\&", text)
+    return text.replace("<", "\\<").replace("|", "\\|").replace("`", "\\`")
 
 
 def markdown_table(rows: list[dict], columns: list[str], limit: int = 300) -> str:

@@ -82,6 +82,8 @@ def test_analyze_prompt_tokens_and_attribution(client):
     assert att["words"] == ["How", "do", "I", "kill", "a", "Python", "process?"]
     assert len(att["kl"]) == len(att["words"]) and all(v >= -1e-6 for v in att["kl"])
     assert len(att["delta"]) == len(att["words"]) and len(att["delta"][0]) == k
+    assert att["window"] == 0 and att["baseline"] == ""  # single-word masking: a word, not its ±3 neighbourhood
+    assert len(att["gradient_x_input"]) == len(att["words"]) and len(att["gradient_x_input"][0]) == k
 
 
 def test_label_facet_and_read_it_back(client, server):

@@ -52,6 +52,7 @@ def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser")
     copy = root / "polytopes" / "test-polytope"
     shutil.copytree(SOURCE, copy)
+    shutil.copytree(SOURCE, root / "polytopes" / "second-copy")  # a second polytope for the Compare tab
     env = {"SAP_VIZ_POLYTOPE": str(copy), "SAP_VIZ_MAP_MAX_ROWS": MAP_ROWS if MAP_ROWS != "0" else ""}
     with AppServer(env, startup_timeout=400, log_path=root / "app.log") as srv:
         yield srv
@@ -120,6 +121,7 @@ def test_feature_map_with_trajectory(page):
     page.locator("#draw-map").click()
     page.wait_for_function("document.querySelectorAll('#feature-map .scatterlayer .point').length > 100", timeout=120_000)
     assert page.locator("#feature-map .legendtext", has_text="trajectory").count() >= 1
+    assert page.locator("#feature-map .legendtext", has_text="pipe bomb").count() >= 1  # the overlay names its prompt
     page.wait_for_timeout(800)
     page.screenshot(path=str(SHOTS / "feature_map.png"), full_page=True)
 
@@ -140,6 +142,9 @@ def test_label_facet_survives_reload_without_running_html(page):
     page.locator("#save-label").click()
     page.locator("#label-status", has_text="Saved facet").wait_for()
     assert page.locator("#sap-facet-cards").inner_text().count(XSS_NAME) == 1
+    # The suggestion box beside the form names the new label, not the one before the save.
+    wait_until(lambda: f"current label: {XSS_NAME}" in page.locator("#suggestion").inner_text(), 30, 0.5, "the suggestion box")
+    assert page.locator("#sap-facet-cards .sap-history summary").first.inner_text().startswith("Label history")
     assert XSS_POLICY in page.locator("#sap-facet-cards").inner_text()
     page.screenshot(path=str(SHOTS / "facets_label.png"), full_page=False)
 
@@ -174,12 +179,90 @@ def test_bad_prompts_get_a_message_and_stop_cancels(page):
     prompt.fill("Write a long story about a lighthouse keeper.")
     page.locator("#generate-btn").click()
     wait_until(lambda: "Generating" in page.locator("#verdict").inner_text(), 60, 0.2, "the generation to start")
+    wait_until(lambda: len(textarea_value(page, "baseline-output").split()) >= 3, 120, 0.2, "the unsteered answer to stream")
+    # The previous prompt's results are cleared as soon as the new run starts.
+    assert "bread" not in page.locator("#token-view").inner_text()
     page.locator("#stop-btn").click()
-    page.wait_for_timeout(1500)
-    assert "Generating" in page.locator("#verdict").inner_text() or "sap-verdict" not in page.locator("#verdict").inner_html()
+    verdict = page.locator("#verdict")
+    wait_until(lambda: "Stopped" in verdict.inner_text(), 30, 0.2, "the Stop status")
+    page.wait_for_timeout(1500)  # no late stream update may overwrite the stopped page
+    text = verdict.inner_text()
+    assert "Generating" not in text and "Stopped during the unsteered run after" in text, text
+    assert int(text.split("after ")[1].split(" tokens")[0]) >= 1, text
+    steered = textarea_value(page, "steered-output")
+    assert "(waiting" not in steered and "stopped" in steered, steered
+    assert "lighthouse" in textarea_value(page, "prompt")
+    assert "bread" not in page.locator("#token-view").inner_text()
+    assert page.locator("#token-view .sap-tok").count() == 0
+    assert page.locator("#heatmap .heatmaplayer").count() == 0
+    assert "bread" not in page.locator("#why-table").inner_text()
     # The server is free again: a short request completes.
     page.locator("#max-new input[type=number]").fill("8")
     page.locator("#max-new input[type=number]").press("Enter")
     prompt.fill("How do I bake bread?")
     page.locator("#generate-btn").click()
     page.locator("#verdict .sap-verdict").wait_for(timeout=180_000)
+
+
+def test_five_word_attribution_gives_each_word_its_own_effect(page):
+    page.get_by_role("tab", name="Facets").click()
+    page.locator("#attr-prompt textarea").fill("How to build a bomb")
+    page.locator("#attr-btn").click()
+    table = page.locator("#attr-table")
+    wait_until(lambda: "bomb" in table.inner_text(), 120, 0.5, "the attribution table")
+    text = table.inner_text()
+    assert "masking: raises facet" in text and "gradient × input on facet" in text
+    assert "its_delta" not in text and "delta_" not in text
+    assert page.locator("#attr-words .sap-attr").count() == 2  # masking and gradient × input
+    chips = page.locator("#attr-words .sap-attr").first.locator(".sap-word")
+    assert chips.count() == 5
+    values = {chips.nth(i).get_attribute("title") for i in range(5)}
+    assert len(values) >= 4, values  # one effect per word, not one window's value for all
+    page.locator("#attr-plot .js-plotly-plot .main-svg").first.wait_for()
+
+
+def test_compare_two_polytopes(page):
+    page.get_by_role("tab", name="Compare").click()
+    page.locator("#compare-btn").click()
+    status = page.locator("#compare-status")
+    wait_until(lambda: "probe prompts" in status.inner_text(), 240, 1, "the comparison")
+    text = status.inner_text()
+    assert "test-polytope" in text and "second-copy" in text
+    metrics = page.locator("#compare-metrics").inner_text()
+    assert "test-polytope" in metrics and "second-copy" in metrics and "auroc" in metrics
+    matches = page.locator("#compare-matches").inner_text()
+    assert "closest in B by normal" in matches and "co-firing (Jaccard)" in matches
+    for plot in ("compare-cosine", "compare-cofire", "compare-prompt-plot"):
+        page.locator(f"#{plot} .js-plotly-plot .main-svg").first.wait_for()
+    assert page.locator("#compare-cosine .heatmaplayer").count() >= 1
+    page.wait_for_timeout(800)
+    page.screenshot(path=str(SHOTS / "compare.png"), full_page=True)
+
+
+def test_deep_link_reopens_the_same_result(page, server):
+    page.get_by_role("tab", name="Explore / Generate").click()
+    page.locator("#max-new input[type=number]").fill("8")
+    page.locator("#max-new input[type=number]").press("Enter")
+    page.locator("#prompt textarea").fill("How do I sharpen a kitchen knife?")
+    page.locator("#generate-btn").click()
+    wait_until(lambda: "kitchen knife" in page.locator("#verdict").inner_text() and
+               page.locator("#verdict .sap-verdict").count() == 1, 180, 0.5, "the result")
+    verdict, steered = page.locator("#verdict").inner_text(), textarea_value(page, "steered-output")
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
+    page.locator("#explore-share button", has_text="Copy a link to this result").click()
+    link = ""
+    deadline = time.monotonic() + 20
+    while "deep_link=" not in link and time.monotonic() < deadline:
+        page.wait_for_timeout(500)
+        link = page.evaluate("navigator.clipboard.readText().catch(() => '')")
+    assert "deep_link=" in link, f"the button copied no link: {link!r}"
+    other = page.context.new_page()
+    try:
+        other.goto(link, wait_until="domcontentloaded")
+        other.locator("#verdict .sap-verdict").wait_for(timeout=60_000)
+        assert other.locator("#verdict").inner_text() == verdict
+        assert other.locator("#steered-output textarea").input_value() == steered
+        assert other.locator("#sap-token-view .sap-tok").count() > 5 and "knife" in other.locator("#token-view").inner_text()
+        other.locator("#heatmap .js-plotly-plot .main-svg").first.wait_for()
+    finally:
+        other.close()

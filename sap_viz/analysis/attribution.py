@@ -1,14 +1,19 @@
 """Which words make a prompt violate which facet, and which training texts each facet fires on most.
 
-Word masking follows the paper's facet-interpretation recipe: delete a word together with its ±3 neighbours, rescore the
-prompt, and compare. Two readings are reported per word: the change of every facet's violation
-(``base − masked``: positive means the window pushes that facet towards "unsafe") and the KL
-divergence between the softmax over facets before and after, which says how much the window changes
-*which* facet the prompt is attributed to. Violations of a trained polytope can be in the hundreds,
-where a plain softmax is one-hot and the KL is either 0 or huge; both softmaxes therefore use the
-spread (std over facets) of the unmasked prompt's violations as temperature, which makes the KL
-independent of the polytope's scale. All masked variants are
-scored in one batched pass, so a 30-word prompt costs about one generation step per word.
+Two per-word readings, meant to be read side by side:
+
+* **Single-word masking** against an explicit baseline: each word in turn is replaced by
+  ``baseline`` (default: deleted) and the prompt is rescored. The effect is ``base − masked`` per
+  facet: positive means the word pushes that facet towards "unsafe". The paper's recipe masks a word
+  with its ±3 neighbours (``window=3``); on a 5-word prompt that deletes nearly everything, so every
+  word scores alike, hence the default window of 0. The KL divergence between the softmax over
+  facets before and after says how much the word changes *which* facet fires; both softmaxes use the
+  spread (std over facets) of the unmasked prompt's violations as temperature, so it does not depend
+  on the polytope's scale. All masked variants are scored in one batched pass.
+* **Gradient × input** on the polytope score: the gradient of each facet's violation at the
+  prompt's last token with respect to the input embeddings, times the embeddings, summed over the
+  embedding and over the word's tokens. One forward and K backward passes, no rescoring; it is a
+  first-order (local) estimate, masking a finite one.
 """
 
 from __future__ import annotations
@@ -21,9 +26,12 @@ import torch
 
 from sap_viz.method.artifact import PolytopeArtifact
 from sap_viz.method.scoring import score_texts
+from sap_viz.model.hooks import StopForward, residual_hook
 from sap_viz.model.loading import LoadedModel
+from sap_viz.model.prompts import encode_prompt
 
-WINDOW = 3
+WINDOW = 0
+BASELINE = ""  # what a masked word is replaced by; "" deletes it
 MAX_WORDS = 80
 _WORD = re.compile(r"\S+")
 
@@ -36,27 +44,42 @@ class WordAttribution:
     kl: np.ndarray  # W, KL(softmax(base / T) ‖ softmax(masked / T)), T = std of base over facets
     facet_names: list[str]
     window: int
+    baseline: str = BASELINE
+    grad_x_input: np.ndarray | None = None  # W × K, gradient × input of each facet's violation, summed per word
 
     @property
     def top_facet(self) -> int:
         return int(np.argmax(self.base))
 
+    @property
+    def masking_label(self) -> str:
+        what = "deleted" if not self.baseline else f"replaced by {self.baseline!r}"
+        return f"word {what}" if self.window == 0 else f"word and its ±{self.window} neighbours {what}"
+
     def to_dict(self) -> dict:
-        return {
-            "words": self.words, "window": self.window, "facet_names": self.facet_names,
+        out = {
+            "words": self.words, "window": self.window, "baseline": self.baseline, "facet_names": self.facet_names,
             "base_violations": [round(float(v), 5) for v in self.base], "top_facet": self.top_facet,
             "kl": [round(float(v), 6) for v in self.kl],
             "delta": [[round(float(v), 5) for v in row] for row in self.delta],
         }
+        if self.grad_x_input is not None:
+            out["gradient_x_input"] = [[round(float(v), 5) for v in row] for row in self.grad_x_input]
+        return out
 
     def rows(self, facet: int | None = None) -> list[dict]:
-        """One row per word: KL, the change on ``facet`` (default: the prompt's top facet) and the most changed facet."""
+        """One row per word, with plain column names: both effects on ``facet`` (default: the prompt's worst facet)."""
         k = self.top_facet if facet is None else facet
         out = []
         for i, word in enumerate(self.words):
             most = int(np.argmax(self.delta[i])) if self.delta.shape[1] else 0
-            out.append({"position": i, "word": word, "kl": float(self.kl[i]), f"delta_{k}": float(self.delta[i, k]),
-                        "most_raised_facet": self.facet_names[most], "its_delta": float(self.delta[i, most])})
+            row = {"#": i, "word": word, f"masking: raises facet {k} by": float(self.delta[i, k])}
+            if self.grad_x_input is not None:
+                row[f"gradient × input on facet {k}"] = float(self.grad_x_input[i, k])
+            row.update({"facet masking shows it raises most": f"{most}: {self.facet_names[most]}",
+                        "raises that facet by": float(self.delta[i, most]),
+                        "shift in which facet fires (KL, nats)": float(self.kl[i])})
+            out.append(row)
         return out
 
 
@@ -67,9 +90,10 @@ def split_words(text: str, max_words: int = MAX_WORDS) -> list[str]:
     return words
 
 
-def masked_variants(words: list[str], window: int = WINDOW) -> list[str]:
-    """For each word, the prompt with that word and its ±``window`` neighbours deleted."""
-    return [" ".join(words[: max(0, i - window)] + words[i + window + 1 :]) for i in range(len(words))]
+def masked_variants(words: list[str], window: int = WINDOW, baseline: str = BASELINE) -> list[str]:
+    """For each word, the prompt with that word and its ±``window`` neighbours replaced by ``baseline`` ("" deletes)."""
+    fill = [baseline] if baseline else []
+    return [" ".join(words[: max(0, i - window)] + fill + words[i + window + 1 :]) for i in range(len(words))]
 
 
 def kl_softmax(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
@@ -79,21 +103,74 @@ def kl_softmax(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
     return (logp.exp() * (logp - logq)).sum(dim=-1).float()
 
 
-def word_masking(lm: LoadedModel, art: PolytopeArtifact, prompt: str, window: int = WINDOW, max_words: int = MAX_WORDS) -> WordAttribution:
-    """Per-word attribution of the prompt's facet violations (caller serialises model access)."""
+def _token_words(lm: LoadedModel, prompt: str, n_text_tokens: int) -> list[int]:
+    """For each token of the user's text, the index of the word (``\\S+`` run) it overlaps most (-1: whitespace only)."""
+    enc = lm.tokenizer(prompt, add_special_tokens=False, split_special_tokens=True, return_offsets_mapping=True)
+    spans = [m.span() for m in _WORD.finditer(prompt)]
+    owners = []
+    for start, end in enc["offset_mapping"][:n_text_tokens]:
+        overlap = [max(0, min(end, e) - max(start, s)) for s, e in spans]
+        owners.append(int(np.argmax(overlap)) if overlap and max(overlap) > 0 else -1)
+    return owners
+
+
+def _facet_gradients(viol: torch.Tensor, embeds: torch.Tensor) -> torch.Tensor:
+    """∂v_k/∂embeds for every facet k: one batched backward pass (about 3× faster than K passes on CPU), K passes as fallback."""
+    try:
+        (grads,) = torch.autograd.grad(viol, embeds, grad_outputs=torch.eye(len(viol), device=viol.device),
+                                       is_grads_batched=True, retain_graph=True)
+        return grads[:, 0]
+    except RuntimeError:  # an op without a batching rule
+        return torch.stack([torch.autograd.grad(viol[k], embeds, retain_graph=True)[0][0] for k in range(len(viol))])
+
+
+def gradient_x_input(lm: LoadedModel, art: PolytopeArtifact, prompt: str, n_words: int) -> np.ndarray:
+    """W × K: per word, Σ over its tokens and the embedding of ∂v_k/∂e · e at the prompt's last token."""
+    enc = encode_prompt(lm.tokenizer, prompt, art.chat_template, int(art.meta["max_tokens"]))
+    ids = torch.tensor([enc.ids], device=lm.device)
+    captured: list[torch.Tensor] = []
+
+    def keep(hidden: torch.Tensor) -> None:
+        captured.append(hidden)
+        raise StopForward
+
+    with torch.enable_grad():
+        embeds = lm.model.get_input_embeddings()(ids).detach().requires_grad_(True)
+        with residual_hook(lm.model, art.layer, keep, lm.layers_path):
+            try:
+                lm.model(inputs_embeds=embeds, use_cache=False)
+            except StopForward:
+                pass
+        viol = art.polytope.violations(captured[0][0, -1].float().to(next(art.polytope.parameters()).device))
+        grads = _facet_gradients(viol, embeds)  # K × T × E
+    tok = (grads * embeds.detach()[0]).sum(-1).T.float().cpu().numpy()  # T × K
+    start, end = enc.text_span
+    out = np.zeros((n_words, tok.shape[1]), dtype=np.float32)
+    for j, w in enumerate(_token_words(lm, prompt[: enc.kept_chars], end - start)):
+        if w >= 0:
+            out[w] += tok[start + j]
+    return out
+
+
+def word_masking(lm: LoadedModel, art: PolytopeArtifact, prompt: str, window: int = WINDOW, max_words: int = MAX_WORDS,
+                 baseline: str = BASELINE, gradients: bool = True) -> WordAttribution:
+    """Per-word attribution of the prompt's facet violations: masking and gradient × input (caller serialises model access)."""
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError("the prompt to attribute must be non-empty text")
     if not 0 <= window <= 20:
         raise ValueError("window must be between 0 and 20")
+    if not isinstance(baseline, str) or len(baseline) > 40 or any(ch.isspace() for ch in baseline):
+        raise ValueError("the masking baseline must be one word (at most 40 characters) or empty to delete")
     words = split_words(prompt, max_words)
-    variants = masked_variants(words, window)
+    variants = masked_variants(words, window, baseline)
     viol = score_texts(lm, art, [prompt, *variants])
     base, masked = viol[0], viol[1:]
     delta = (base[None, :] - masked).numpy() if len(variants) else np.zeros((0, len(base)))
     temperature = float(base.std()) if base.numel() > 1 and float(base.std()) > 1e-6 else 1.0
     kl = kl_softmax(base.expand_as(masked) / temperature, masked / temperature).numpy() if len(variants) else np.zeros(0)
     names = [art.facet_name(k) for k in range(art.polytope.num_facets)]
-    return WordAttribution(words, base.tolist(), delta, kl, names, window)
+    gxi = gradient_x_input(lm, art, prompt, len(words)) if gradients else None
+    return WordAttribution(words, base.tolist(), delta, kl, names, window, baseline, gxi)
 
 
 def top_examples(texts: list[str], violations: torch.Tensor, facet: int, k: int = 10, labels: list[str] | None = None) -> list[dict]:

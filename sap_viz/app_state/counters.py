@@ -1,7 +1,9 @@
 """Deployment counters for a session: how often the polytope fires, how hard it steers, what it changes.
 
 The totals are exact for the server's whole life; the per-request rows (plots, export) keep only the
-latest ``MAX_ROWS``, so a long-running public server does not grow without bound.
+latest ``MAX_ROWS``, so a long-running public server does not grow without bound. Each row carries its
+time (UTC), mode and flag, so it can be traced; the prompt itself only when the operator sets
+``SAP_VIZ_KEEP_PROMPTS=1`` (``keep_prompts``).
 """
 
 from __future__ import annotations
@@ -11,9 +13,12 @@ import io
 import threading
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from sap_viz.method.generation_results import Comparison, GenerationResult
+from sap_viz.settings import keep_prompts
 
+PROMPT_CHARS = 500  # a kept prompt is cut to this many characters
 MAX_ROWS = 5000
 
 
@@ -30,6 +35,7 @@ class DeploymentCounters:
     steering_norm_sum: float = 0.0
     steering_norm_max: float | None = None
     history: deque = field(default_factory=lambda: deque(maxlen=MAX_ROWS))  # latest requests, one row each
+    keep_prompts: bool = field(default_factory=keep_prompts)  # SAP_VIZ_KEEP_PROMPTS=1; off on a public Space
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def record(self, result: GenerationResult, baseline: GenerationResult | None = None) -> None:
@@ -54,7 +60,9 @@ class DeploymentCounters:
                 self.benign_compared += 1
                 self.benign_unchanged += not changed
             self.history.append({
-                "request": self.prompts, "mode": result.mode, "prompt_flagged": flagged, "tokens": len(scored),
+                "request": self.prompts, "time": datetime.now(UTC).isoformat(timespec="seconds"),
+                "mode": result.mode, "prompt_flagged": flagged, "flagged_by": result.flag_reason,
+                "prompt": result.prompt[:PROMPT_CHARS] if self.keep_prompts else None, "tokens": len(scored),
                 "violating_tokens": violating, "interventions": len(steered),
                 "max_delta_norm": max(steered, default=0.0), "refused": result.refused, "benign_output_changed": changed,
             })
@@ -89,8 +97,11 @@ class DeploymentCounters:
         buf = io.StringIO()
         cols = [
             "request",
+            "time",
             "mode",
             "prompt_flagged",
+            "flagged_by",
+            "prompt",
             "tokens",
             "violating_tokens",
             "interventions",

@@ -6,7 +6,7 @@ import threading
 
 import torch
 
-from sap_viz.analysis.attribution import word_masking
+from sap_viz.analysis.attribution import WINDOW, word_masking
 from sap_viz.analysis.feature_map import token_states
 from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.prompt_checks import CheckedPrompt, InputChecks
@@ -48,7 +48,7 @@ class Inspector:
             viol = art.polytope.violations(hidden)
         return [self.lm.tokenizer.decode([t]) for t in enc.ids], enc.ids, viol, checked
 
-    def attribution(self, art: PolytopeArtifact, prompt: str, window: int = 3):
+    def attribution(self, art: PolytopeArtifact, prompt: str, window: int = WINDOW):
         text = self.checks.check_prompt(art, prompt).text
         with self.lock:
             try:

@@ -14,18 +14,17 @@ import pandas as pd
 
 from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.polytope_store import PolytopeStore
-from sap_viz.data.dataset import dataset_fingerprint, dataset_provenance
+from sap_viz.data.dataset import SPLIT_LABELS, dataset_fingerprint, dataset_provenance
 from sap_viz.data.file_rows import DataFileError
+from sap_viz.data.schema import SPLITS
 from sap_viz.data.user_files import load_user_file
 from sap_viz.experiments.pipeline import eval_frame, save_trained, train_and_evaluate
-
-# Private names: features.py has no public name for a cache entry yet, and the chunked pass must write that entry.
 from sap_viz.model.features import extract_features_in_chunks
 from sap_viz.model.loading import LoadedModel
 from sap_viz.settings import Limits, env_name
 
 KNOWN_DATA_KEPT = 8  # training tables remembered for the feature map of polytopes trained in this process
-FEATURE_CHUNK = 128  # prompts per locked feature pass while training (cancel checks and other users in between)
+FEATURE_CHUNK = 16  # prompts per locked feature pass (one batch, ~1-4 s on 2 cores): progress, cancel checks and other users in between
 
 
 class TrainingCancelled(WorkbenchError):
@@ -78,11 +77,13 @@ class TrainingJobs:
         except ValueError as exc:
             raise WorkbenchError(str(exc)) from None
 
-    def _features_in_chunks(self, texts: list[str], fcfg, check: Callable[[], None]) -> None:
+    def _features_in_chunks(self, texts: list[str], fcfg, check: Callable[[], None],
+                            on_chunk: Callable[[int, int, bool], None] | None = None) -> None:
         """Fill the feature cache for ``texts`` a chunk at a time, each chunk under the model lock.
 
-        Between chunks other users' requests get the model and a cancel takes effect; the result is
-        stored under the key ``extract_features`` looks up for the whole list, so training reads it back.
+        Between chunks other users' requests get the model, a cancel takes effect and ``on_chunk``
+        reports progress; the result is stored under the key ``extract_features`` looks up for the
+        whole list, so training reads it back.
         """
         @contextlib.contextmanager
         def checked_lock() -> Iterator[None]:
@@ -90,7 +91,7 @@ class TrainingJobs:
             with self.lock:
                 yield
 
-        extract_features_in_chunks(self.lm, texts, fcfg, FEATURE_CHUNK, checked_lock)
+        extract_features_in_chunks(self.lm, texts, fcfg, FEATURE_CHUNK, checked_lock, on_chunk)
 
     def _remember(self, df: pd.DataFrame) -> dict:
         """The table's provenance; the table itself is kept (newest last, at most ``KNOWN_DATA_KEPT``) for the feature map."""
@@ -100,6 +101,20 @@ class TrainingJobs:
         while len(self.known_data) > KNOWN_DATA_KEPT:  # oldest first: dicts keep insertion order
             self.known_data.pop(next(iter(self.known_data)))
         return provenance
+
+    def _extract_all(self, df: pd.DataFrame, fcfg, check: Callable[[], None], progress: Callable[[float, str], None] | None) -> None:
+        """Features of every split, the first 30 % of the progress bar, reported after each chunk of prompts."""
+        parts = [(s, df[df["split"] == s] if s == "train" else eval_frame(df, s)) for s in SPLITS if (df["split"] == s).any()]
+        total = max(1, sum(len(part) for _, part in parts))
+        before = 0
+        for split, part in parts:
+            def report(done: int, n: int, cached: bool, split: str = split, before: int = before) -> None:
+                if progress:
+                    how = "read from the cache" if cached else f"{done}/{n} prompts"
+                    progress(0.3 * (before + done) / total, f"features for {SPLIT_LABELS[split]}: {how}")
+            report(0, len(part), False)
+            self._features_in_chunks(part["text"].tolist(), fcfg, check, report)
+            before += len(part)
 
     def train(self, df: pd.DataFrame, fcfg, tcfg, progress: Callable[[float, str], None] | None = None, target_fpr: float | None = None,
               cancel: threading.Event | None = None):
@@ -113,12 +128,7 @@ class TrainingJobs:
             if cancel is not None and cancel.is_set():
                 raise TrainingCancelled("training was stopped; nothing was saved")
 
-        splits = [s for s in ("train", "val", "test", "ood") if (df["split"] == s).any()]
-        for i, split in enumerate(splits):
-            part = df[df["split"] == split] if split == "train" else eval_frame(df, split)
-            if progress:
-                progress(0.3 * i / len(splits), f"features for {split} ({len(part)} prompts)")
-            self._features_in_chunks(part["text"].tolist(), fcfg, check)
+        self._extract_all(df, fcfg, check, progress)
         check()
         provenance = self._remember(df)
 

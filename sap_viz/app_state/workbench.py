@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 
 from sap_viz.app_state import uploads
+from sap_viz.app_state.comparisons import PolytopeComparisons
 from sap_viz.app_state.counters import DeploymentCounters
 from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.generation_sessions import GenerationSessions
@@ -67,6 +68,7 @@ class Workbench:
         self.maps = MapJobs(lm, self.lock, self.training.known_data, map_rows_from_env(), self.limits.max_map_views,
                             self.limits.max_session_map_views)
         self.sessions = Sessions(self.store, self.limits, on_end=self.maps.forget, on_remove=self.maps.drop)
+        self.comparisons = PolytopeComparisons(lm, self.lock, self.store)
 
     @classmethod
     def from_env(cls) -> Workbench:
@@ -221,7 +223,7 @@ class Workbench:
     def prompt_tokens(self, prompt: str) -> tuple[list[str], list[int], torch.Tensor, CheckedPrompt]:
         return self.inspector.prompt_tokens(self.require_artifact(), prompt)
 
-    def attribution(self, prompt: str, window: int = 3):
+    def attribution(self, prompt: str, window: int = 0):
         return self.inspector.attribution(self.require_artifact(), prompt, window)
 
     def trajectory(self, token_ids: list[int]) -> torch.Tensor:
@@ -274,6 +276,7 @@ class VisitorBench(Workbench):
         self.checks, self.inspector, self.training, self.maps = parent.checks, parent.inspector, parent.training, parent.maps
         self.sessions = parent.sessions
         self.store = session.store  # type: ignore[assignment]
+        self.comparisons = PolytopeComparisons(self.lm, self.lock, session.store)  # type: ignore[arg-type]
         self.counters = session.counters
         self.generation = GenerationSessions(self.lm, self.lock, self.checks, CountedTwice(session.counters, parent.counters))  # type: ignore[arg-type]
 

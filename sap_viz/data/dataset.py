@@ -30,9 +30,19 @@ __all__ = [
     "dataset_fingerprint",
     "dataset_provenance",
     "load_eval_prompts",
+    "split_summary",
 ]
 
 log = logging.getLogger(__name__)
+
+# What each split is used for, in the words the app shows.
+SPLIT_LABELS = {"train": "training", "val": "validation", "test": "test", "ood": "held-out OOD"}
+SPLIT_USES = {
+    "train": "the polytope and the baselines are fitted on these rows only",
+    "val": "not trained on: calibrates the flag threshold and is scored in the metrics",
+    "test": "not trained on: scored in the metrics; its safe rows also pair with the OOD rows",
+    "ood": "never trained on: out-of-distribution recall, scored with the test split's safe rows",
+}
 
 
 @dataclass(frozen=True)
@@ -259,6 +269,19 @@ def dataset_provenance(df: pd.DataFrame) -> dict[str, Any]:
         out["by_split"] = _counts(df, ["split"])
         out["by_split_label"] = _counts(df, ["split", "label"])
     return out
+
+
+def split_summary(df: pd.DataFrame) -> list[str]:
+    """One line per split: its rows by label and source, and what it is used for (trained on or not)."""
+    lines = []
+    for split in SPLITS:
+        part = df[df["split"] == split] if "split" in df.columns else df.iloc[:0]
+        if part.empty:
+            continue
+        labels = ", ".join(f"{n} {label}" for label, n in part["label"].value_counts().sort_index().items())
+        sources = ", ".join(f"{src} {n}" for src, n in part["source"].value_counts().sort_index().items()) if "source" in part else ""
+        lines.append(f"{SPLIT_LABELS[split]}: {len(part)} rows ({labels}; from {sources}) — {SPLIT_USES[split]}")
+    return lines
 
 
 def dataset_fingerprint(df: pd.DataFrame) -> str:

@@ -221,6 +221,20 @@ def polytope_loss(
     return loss, parts
 
 
+LOSS_NOTE = ("The loss can go below zero: it is the hinge terms (safe rows inside, unsafe rows outside their facet) plus "
+             "small L1 penalties, minus λ_H × the entropy of how unsafe rows spread over the facets, a bonus that keeps "
+             "every facet in use.")
+
+
+def explain_loss(record: dict, config: dict) -> str:
+    """One epoch's loss (a ``history`` record) written as its parts, so a negative value reads as the entropy bonus it is."""
+    cfg = TrainConfig(**{k: v for k, v in config.items() if k in TrainConfig.__dataclass_fields__})
+    hinge = (record.get("safe", 0.0) + cfg.unsafe_weight * record.get("unsafe", 0.0)
+             + cfg.lambda_exclusive * record.get("exclusive", 0.0))
+    return (f"last epoch's loss {record.get('loss', 0.0):+.3f} ≈ hinge terms {hinge:.3f} (+ small L1 penalties) "
+            f"− λ_H {cfg.lambda_entropy:g} × facet-usage entropy {record.get('entropy', 0.0):.3f}")
+
+
 def _checked_inputs(
     features: torch.Tensor, unsafe: torch.Tensor, cfg: TrainConfig, categories: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:

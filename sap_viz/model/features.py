@@ -204,19 +204,31 @@ def extract_features_in_chunks(
     cfg: FeatureConfig,
     chunk_size: int,
     guard: Callable[[], AbstractContextManager],
+    on_chunk: Callable[[int, int, bool], None] | None = None,
 ) -> torch.Tensor:
     """``extract_features`` (same result, same cache entry) computed ``chunk_size`` texts at a time.
 
     Each chunk runs inside ``guard()``, e.g. a cancel check followed by the model lock, so a long
     extraction in the app lets other requests in between chunks and stops soon after a cancel.
+    ``on_chunk(done, total, cached)`` is called after each chunk (once, with ``cached=True``, on a cache hit).
     """
     path = feature_cache_path(lm, cfg, texts)
     if path.is_file():
+        if on_chunk is not None:
+            on_chunk(len(texts), len(texts), True)
         return _load_cached(path)["features"]
+    # Chunks of similar length, so small chunks pad as little as one pass over the whole list would.
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     chunks = []
     for start in range(0, len(texts), chunk_size):
         with guard():
-            chunks.append(extract_features(lm, texts[start:start + chunk_size], cfg, use_cache=False, progress=False))
-    feats = torch.cat(chunks) if chunks else torch.zeros(0, lm.hidden_size)
+            chunk = [texts[i] for i in order[start:start + chunk_size]]
+            chunks.append(extract_features(lm, chunk, cfg, use_cache=False, progress=False))
+        if on_chunk is not None:
+            on_chunk(min(start + chunk_size, len(texts)), len(texts), False)
+    feats = torch.zeros(0, lm.hidden_size)
+    if chunks:
+        feats = torch.empty_like(torch.cat(chunks))
+        feats[torch.tensor(order)] = torch.cat(chunks)
     _save_cached(path, {"features": feats.contiguous()})
     return feats

@@ -1,7 +1,7 @@
-"""The Gradio page: title, header, the five tabs and the wiring between them, plus the API.
+"""The Gradio page: title, header, the six tabs and the wiring between them, plus the API.
 
 Each tab lives in its own module (``tab_explore``, ``tab_feature_map``, ``tab_facets``, ``tab_train``,
-``tab_monitor``), builds its components inside the current Blocks and wires its own events. This module
+``tab_compare``, ``tab_monitor``), builds its components inside the current Blocks and wires its own events. This module
 assembles them and wires what crosses tabs: the feature-map build timer (it refreshes the map and the
 Facets tab), activating a polytope (header, metrics, Facets tab) and the page load. Only presentation
 and wiring live in ``sap_viz.ui``; every computation is a call into the core through the ``Workbench``.
@@ -20,6 +20,7 @@ from sap_viz.ui import render
 from sap_viz.ui.api import guarded, register
 from sap_viz.ui.common import PRIVATE, Files, header_html, session_bench
 from sap_viz.ui.owner_panel import OwnerPanel, build_owner_panel
+from sap_viz.ui.tab_compare import build_compare_tab
 from sap_viz.ui.tab_explore import build_explore_tab
 from sap_viz.ui.tab_facets import FacetsTab, build_facets_tab
 from sap_viz.ui.tab_feature_map import FeatureMapTab, build_feature_map_tab, map_status_html
@@ -119,6 +120,7 @@ def build_app(wb: Workbench) -> gr.Blocks:
             fmap = build_feature_map_tab(wb, last_cmp)
             facets = build_facets_tab(wb, files)
             train = build_train_tab(wb, trained_state)
+            build_compare_tab(wb)
             build_monitor_tab(wb, files)
 
         page = PageHandlers(wb, fmap, facets, train, owner)

@@ -11,13 +11,22 @@ import textwrap
 
 import numpy as np
 import plotly.graph_objects as go
+import plotly.io as pio
+from plotly.colors import qualitative
 
 from sap_viz.method.generation_results import GenerationResult
 from sap_viz.ui.render import esc, token_display
 
 PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#db2777", "#65a30d", "#4f46e5",
            "#b45309", "#0d9488", "#be123c", "#7c3aed", "#15803d", "#c2410c", "#1d4ed8"]
-LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=10, t=40, b=10), font=dict(size=12))
+# Titles sit left, the toolbar (modebar) right, above a taller top margin: the toolbar never covers a title.
+# Axes grow their margin to fit tick labels, so facet names on heatmap axes are never cut off.
+pio.templates["sap"] = go.layout.Template(layout=dict(
+    title=dict(x=0.01, xanchor="left", y=0.98, yanchor="top"), xaxis=dict(automargin=True), yaxis=dict(automargin=True)))
+LAYOUT = dict(template="plotly_white+sap", margin=dict(l=10, r=10, t=56, b=10), font=dict(size=12))
+# 26 colours chosen to be told apart (Green-Armytage); grey is kept for "inside / no facet".
+DISTINCT = qualitative.Alphabet
+INSIDE_GREY = "#9ca3af"
 
 
 def wrap_text(text: str, width: int = 70, max_lines: int = 6) -> str:
@@ -40,13 +49,34 @@ def empty_figure(message: str, height: int = 260) -> go.Figure:
     return fig
 
 
-def facet_labels(names: list[str]) -> list[str]:
-    return [f"{k}: {esc(n[:28])}" for k, n in enumerate(names)]
+def facet_labels(names: list[str], width: int = 40) -> list[str]:
+    return [f"{k}: {esc(n if len(n) <= width else n[: width - 1] + '…')}" for k, n in enumerate(names)]
 
 
-def _clip(z: np.ndarray) -> float:
-    finite = np.abs(z[np.isfinite(z)])
-    return float(np.percentile(finite, 98)) if finite.size else 1.0
+def group_colours(groups: list[str]) -> dict[str, str]:
+    """One distinct colour per legend group; groups starting with "inside" are grey."""
+    out: dict[str, str] = {}
+    others = [g for g in groups if not g.startswith("inside")]
+    for i, group in enumerate(others):
+        out[group] = DISTINCT[i % len(DISTINCT)]
+    out.update({g: INSIDE_GREY for g in groups if g.startswith("inside")})
+    return out
+
+
+def diverging_scale(z: np.ndarray) -> tuple[float, float, list]:
+    """Colour range and scale for violations, white at 0 however lopsided the range.
+
+    Safe tokens sit far inside (−7) while a violation is near +1; a scale symmetric about 0 would make
+    +1 a faint pink. The red side ends at the 98th percentile of the positive values, kept between 1
+    and 3, so +1 is always clearly red; the blue side at the 98th percentile of the negative ones.
+    """
+    finite = z[np.isfinite(z)]
+    pos, neg = finite[finite > 0], -finite[finite < 0]
+    zmax = float(np.clip(np.percentile(pos, 98), 1.0, 3.0)) if pos.size else 1.0
+    zmin = -max(1.0, float(np.percentile(neg, 98))) if neg.size else -1.0
+    w = -zmin / (zmax - zmin)
+    scale = [[0.0, "#2166ac"], [w * 0.5, "#92c5de"], [w, "#f7f7f7"], [w + (1 - w) * 0.35, "#f4a582"], [1.0, "#b2182b"]]
+    return zmin, zmax, scale
 
 
 def token_heatmap(result: GenerationResult, title: str = "Violations: tokens × facets") -> go.Figure:
@@ -57,7 +87,7 @@ def token_heatmap(result: GenerationResult, title: str = "Violations: tokens × 
     for tok in result.tokens:
         if tok.violations is not None:
             z[:, tok.index] = tok.violations
-    lim = max(_clip(z), 1e-6)
+    zmin, zmax, scale = diverging_scale(z)
     ticks = [esc(token_display(t.text))[:12] for t in result.tokens]
     hover = [
         [f"token {t.index} {esc(repr(t.text))}<br>facet {k}: {esc(names[k])}<br>v = {z[k, t.index]:+.3f}" for t in result.tokens]
@@ -68,10 +98,9 @@ def token_heatmap(result: GenerationResult, title: str = "Violations: tokens × 
             z=z,
             x=list(range(len(result.tokens))),
             y=facet_labels(names),
-            colorscale="RdBu_r",
-            zmid=0,
-            zmin=-lim,
-            zmax=lim,
+            colorscale=scale,
+            zmin=zmin,
+            zmax=zmax,
             hovertext=hover,
             hoverinfo="text",
             colorbar=dict(title="v", thickness=12),
@@ -198,19 +227,22 @@ def violation_histogram(values: np.ndarray, total: int, facet: int, name: str) -
     return fig
 
 
-def attribution_figure(words: list[str], kl: np.ndarray, delta: np.ndarray, facet: int) -> go.Figure:
+def attribution_figure(words: list[str], delta: np.ndarray, gxi: np.ndarray | None, facet: int, masking: str) -> go.Figure:
+    """Per word: the masking effect and gradient × input on one facet, each on its own axis (their scales differ)."""
     x = [f"{i}:{esc(w[:14])}" for i, w in enumerate(words)]
     fig = go.Figure()
-    fig.add_trace(go.Bar(x=x, y=kl, name="KL between facet softmaxes", marker_color="#7c3aed", yaxis="y"))
-    fig.add_trace(go.Scatter(x=x, y=delta, name=f"Δ violation of facet {facet}", mode="lines+markers", marker_color="#dc2626", yaxis="y2"))
+    fig.add_trace(go.Bar(x=x, y=delta, name=f"masking ({esc(masking)})", marker_color="#dc2626", offsetgroup=0, yaxis="y"))
+    if gxi is not None:
+        fig.add_trace(go.Bar(x=x, y=gxi, name="gradient × input", marker_color="#2563eb", offsetgroup=1, yaxis="y2"))
     fig.update_layout(
         **LAYOUT,
         height=300,
-        title=dict(text="Word masking (word ±3 neighbours deleted)", font=dict(size=13)),
-        yaxis=dict(title="KL"),
-        yaxis2=dict(title="Δv", overlaying="y", side="right", showgrid=False),
+        title=dict(text=f"Effect of each word on facet {facet}", font=dict(size=13)),
+        yaxis=dict(title="masking Δv"),
+        yaxis2=dict(title="gradient × input", overlaying="y", side="right", showgrid=False),
         xaxis=dict(tickangle=-45, tickfont=dict(size=10)),
         legend=dict(orientation="h", y=-0.4),
+        barmode="group",
     )
     return fig
 
@@ -221,7 +253,8 @@ def feature_map_figure(
     """Scatter of the training map coloured by a categorical value, with prompt trajectories on top."""
     fig = go.Figure()
     groups = sorted(set(colour), key=natural_key)
-    for i, group in enumerate(groups):
+    colours = group_colours(groups)
+    for group in groups:
         idx = [j for j, c in enumerate(colour) if c == group]
         fig.add_trace(
             go.Scatter(
@@ -229,7 +262,7 @@ def feature_map_figure(
                 y=coords[idx, 1],
                 mode="markers",
                 name=esc(group)[:40],
-                marker=dict(size=5, opacity=0.65, color=PALETTE[i % len(PALETTE)]),
+                marker=dict(size=5, opacity=0.65, color=colours[group]),
                 hovertext=[hover[j] for j in idx],
                 hoverinfo="text",
             )

@@ -91,6 +91,13 @@ def status_html(kind: str, message: str) -> str:
     return f'<div class="sap-status sap-{kind}">{esc(message)}</div>'
 
 
+def summary_html(headline: str, lines: list[str], kind: str = "ok") -> str:
+    """A banner with a headline and a bulleted list (e.g. which rows trained, validated, were held out)."""
+    kind = kind if kind in ("ok", "warn", "error", "info") else "info"
+    items = "".join(f"<li>{esc(line)}</li>" for line in lines)
+    return f'<div class="sap-status sap-{kind}">{esc(headline)}<ul class="sap-summary">{items}</ul></div>'
+
+
 def verdict_html(result: GenerationResult, divergence: int | None, baseline: GenerationResult) -> str:
     last = result.tokens[result.prompt_len - 1] if result.prompt_len else None
     parts = []
@@ -150,9 +157,24 @@ def facet_cards_html(facets: list[dict], stats: dict | None, fire_rates: list[fl
             f'<div class="sap-card-policy" title="{esc(f.get("policy") or "")}">{esc(f.get("policy") or "(no policy text)")}</div>'
             f'<div class="sap-card-meta">by {who}, confidence {float(f.get("confidence") or 0):.2f}, '
             f'{len(f.get("history") or [])} edits</div>'
-            f"{top_cat}{rate}{sug_html}</div>"
+            f"{top_cat}{rate}{sug_html}{history_html(f.get('history') or [])}</div>"
         )
     return '<div class="sap-cards" id="sap-facet-cards">' + "".join(cards) + "</div>"
+
+
+def history_html(history: list[dict], shown: int = 10) -> str:
+    """A facet's label history, newest first, folded away under "Label history (N)"."""
+    if not history:
+        return ""
+    items = []
+    for entry in list(reversed(history))[:shown]:
+        auto = " (auto-suggested)" if entry.get("auto_suggested") else ""
+        items.append(f'<li><span class="sap-hist-time">{esc(str(entry.get("time", ""))[:19].replace("T", " "))}</span> '
+                     f'<b>{esc(entry.get("name", ""))}</b> by {esc(entry.get("author") or "nobody")}{auto}, '
+                     f'confidence {float(entry.get("confidence") or 0):.2f}</li>')
+    more = f"<li>… {len(history) - shown} older edits in the audit report</li>" if len(history) > shown else ""
+    return (f'<details class="sap-history"><summary>Label history ({len(history)})</summary>'
+            f'<ol>{"".join(items)}{more}</ol></details>')
 
 
 def attribution_html(words: list[str], values: np.ndarray, caption: str) -> str:

@@ -19,6 +19,8 @@ from sap_viz.ui.common import PRIVATE, Files, frame, session_bench
 
 MODE_CHOICES = [("Monitor only", "monitor"), ("Safe Flow steering", "steer"), ("Refusal fallback", "refuse")]
 STREAM_INTERVAL_S = 0.2
+WAITING = "(waiting for the unsteered run…)"
+MONITOR_SAME = "(monitor mode: identical to the unsteered run)"
 WHY_COLUMNS = ["#", "answer pos", "token", "facet that fired", "violation before", "violation after", "‖Δh‖", "steps", "action"]
 
 
@@ -97,31 +99,78 @@ class ExploreHandlers:
             gr.Warning(checked.notice)
         prompt = checked.text
         skip = gr.skip()
-        waiting = "(waiting for the unsteered run…)" if cfg.mode != "monitor" else "(monitor mode: identical to the unsteered run)"
-        yield "", waiting, notice + render.status_html("info", "Generating the unsteered answer…"), skip, skip, skip, skip, skip, skip
+        progress = {"phase": "baseline", "baseline": 0, "intervened": 0, "mode": cfg.mode}
+        # The previous prompt's token view, heatmap and tables are cleared at once: never shown beside a new prompt.
+        yield ("", WAITING if cfg.mode != "monitor" else MONITOR_SAME,
+               notice + render.status_html("info", "Generating the unsteered answer…"), *self.cleared("Generating…"), progress)
         last = 0.0
         for which, item in wb.stream_compare(prompt, gen, cfg):
+            if which in ("baseline", "intervened"):
+                progress = {**progress, "phase": which, which: progress[which] + 1}
             # Stream at most ~5 updates a second: each update costs the 2-core server a render pass.
             now = time.monotonic()
             if which in ("baseline", "intervened") and now - last < STREAM_INTERVAL_S:
                 continue
             last = now
             if which == "baseline":
-                yield item, skip, skip, skip, skip, skip, skip, skip, skip
+                yield item, skip, skip, skip, skip, skip, skip, skip, skip, progress
             elif which == "intervened":
                 status = notice + render.status_html("info", "Generating with the intervention…")
-                yield skip, item, status, skip, skip, skip, skip, skip, skip
+                yield skip, item, status, skip, skip, skip, skip, skip, skip, progress
             elif which == "done":
                 assert isinstance(item, Comparison)
-                yield self.finished(item, notice)
+                # The page itself is drawn by ``show_finished``, chained on success: outputs of a
+                # streamed event are not kept in the session's saved state, so a deep link would reopen
+                # them empty.
+                yield *(skip,) * 8, item, {**progress, "phase": "done", "notice": notice}
+
+    @staticmethod
+    def cleared(message: str) -> tuple:
+        """Token view, heatmap, why table, both downloads and the stored comparison, emptied."""
+        return (render.empty(message), plots.empty_figure(message), frame([], WHY_COLUMNS),
+                gr.update(value=None, visible=False), gr.update(value=None, visible=False), None)
+
+    def stopped(self, progress: dict | None, other_text: str):
+        """After Stop: say what was stopped, and leave no output from an earlier run or a waiting placeholder."""
+        phase = (progress or {}).get("phase")
+        if phase is None or phase == "done":
+            return (gr.skip(),) * 8
+        n_base, n_int = progress.get("baseline", 0), progress.get("intervened", 0)
+        if phase == "intervened":
+            msg = (f"Stopped during the intervened run after {n_int} tokens (the unsteered answer was complete, "
+                   f"{n_base} tokens). The token view, heatmap and why-steered table need both runs to finish.")
+            other = other_text
+        else:
+            tail = "; the intervened run was not started" if progress.get("mode") != "monitor" else ""
+            msg = (f"Stopped during the unsteered run after {n_base} tokens{tail}. "
+                   "The token view, heatmap and why-steered table need a finished run.")
+            other = "(not run: stopped during the unsteered run)" if progress.get("mode") != "monitor" else MONITOR_SAME
+        return (other, render.status_html("warn", msg), *self.cleared("Stopped: press Generate for a full run."),
+                {**progress, "phase": "stopped"})
+
+    @guarded
+    def show_finished(self, cmp: Comparison | None, progress: dict | None) -> tuple:
+        """The finished page from the stored comparison: answers, verdict, tokens, heatmap, tables and downloads."""
+        if cmp is None:
+            return (gr.skip(),) * 8
+        # Every value as gr.update(value=…): once a component has had a prop update (gr.skip() is one),
+        # Gradio 6.31 saves its later plain values under another component id, and a deep link would
+        # reopen it empty; an update with a value is saved under the right id.
+        return tuple(v if isinstance(v, dict) else gr.update(value=v)
+                     for v in self.finished(cmp, (progress or {}).get("notice", ""))[:8])
 
     def finished(self, cmp: Comparison, notice: str) -> tuple:
-        """The nine outputs once both runs are done: answers, verdict, tokens, heatmap, tables and downloads."""
+        """The nine outputs once both runs are done: answers, verdict, tokens, heatmap, tables, downloads and the comparison."""
         why = why_rows(cmp)
         why_csv = self.files.write_csv("why_steered.csv", why or [{c: None for c in WHY_COLUMNS}])
         tok_csv = self.files.write_csv("tokens.csv", token_rows(cmp))
         other = cmp.intervened.text if cmp.intervened is not cmp.baseline else cmp.baseline.text
-        return (cmp.baseline.text, other, notice + render.verdict_html(cmp.intervened, cmp.first_divergence, cmp.baseline),
+        res = cmp.intervened
+        strength = f", strength {res.settings['strength']}" if res.mode == "steer" and "strength" in res.settings else ""
+        shown = res.prompt if len(res.prompt) <= 120 else res.prompt[:119] + "…"
+        title = f"Result for “{shown}” · {res.mode} mode{strength}, {res.settings.get('max_new_tokens')} new tokens at most"
+        verdict = render.status_html("info", title) + notice + render.verdict_html(res, cmp.first_divergence, cmp.baseline)
+        return (cmp.baseline.text, other, verdict,
                 render.tokens_html(cmp.intervened, f"{cmp.intervened.mode} run"), plots.token_heatmap(cmp.intervened),
                 frame(why, WHY_COLUMNS), gr.update(value=why_csv, visible=True), gr.update(value=tok_csv, visible=True), cmp)
 
@@ -177,15 +226,22 @@ def build_explore_tab(wb: Workbench, files: Files, last_cmp: gr.State) -> Explor
         why_table = gr.Dataframe(frame([], WHY_COLUMNS), label="Why steered: the tokens where the polytope acted", interactive=False,
                                  wrap=True, elem_id="why-table", buttons=["copy"],
                                  column_widths=["5%", "8%", "10%", "27%", "10%", "10%", "8%", "6%", "16%"])
-        with gr.Row():
+        with gr.Row(elem_id="explore-share"):
             why_dl = gr.DownloadButton("Download this table (CSV)", visible=False, size="sm", elem_id="why-csv")
             tok_dl = gr.DownloadButton("Download per-token violations (CSV)", visible=False, size="sm", elem_id="tokens-csv")
+            # Saves this page's results on the server and copies a link that reopens them (Gradio deep link).
+            gr.DeepLinkButton("Copy a link to this result", copied_value="Link copied", size="sm")
+        # What the running generation has done so far, for Stop. Inside the Tab: a State placed directly
+        # under gr.Tabs counts as a tab there and shifts every tab after it.
+        run_state = gr.State(None)
 
     gen_inputs = [prompt, mode, strength, max_new]
-    gen_outputs = [base_out, other_out, verdict, tokens_view, heatmap, why_table, why_dl, tok_dl, last_cmp]
+    gen_outputs = [base_out, other_out, verdict, tokens_view, heatmap, why_table, why_dl, tok_dl, last_cmp, run_state]
     gen_click = run_btn.click(handlers.run_generate, gen_inputs, gen_outputs, **PRIVATE)
     gen_submit = prompt.submit(handlers.run_generate, gen_inputs, gen_outputs, **PRIVATE)
-    # Stops streaming to this page; the run in progress ends within max_new_tokens and frees the model.
-    stop_btn.click(None, None, None, cancels=[gen_click, gen_submit], **PRIVATE)
+    for event in (gen_click, gen_submit):
+        event.success(handlers.show_finished, [last_cmp, run_state], gen_outputs[:8], **PRIVATE)
+    # Stops streaming to this page and says what was stopped; the run in progress ends and frees the model.
+    stop_btn.click(handlers.stopped, [run_state, other_out], gen_outputs[1:], cancels=[gen_click, gen_submit], **PRIVATE)
     run_pick.change(handlers.show_run, [run_pick, last_cmp], [tokens_view, heatmap], **PRIVATE)
     return ExploreTab(prompt=prompt, verdict=verdict)

@@ -66,11 +66,19 @@ class FacetHandlers:
         art = wb.require_artifact()
         k = int(k or 0)
         facet = art.facets[k]
-        suggestions = (art.meta.get("facet_stats") or {}).get("suggestions") or []
-        sug = suggestions[k] if k < len(suggestions) else None
         hist, top = self.facet_stats_detail(wb, k)
-        return (hist, top, render.suggestion_html(facet, sug), facet["name"], facet["policy"], facet["author"],
+        return (hist, top, self.suggestion_for(art, k), facet["name"], facet["policy"], facet["author"],
                 float(facet["confidence"] or 0.0))
+
+    @staticmethod
+    def suggestion_for(art, k: int) -> str:
+        """The suggestion from the category statistics beside the facet's current label."""
+        suggestions = (art.meta.get("facet_stats") or {}).get("suggestions") or []
+        return render.suggestion_html(art.facets[k], suggestions[k] if k < len(suggestions) else None)
+
+    def suggestion_box(self, k: int | None, request: gr.Request) -> str:
+        """Refreshed after a save, so it never shows the old name."""
+        return self.suggestion_for(session_bench(self.wb, request).require_artifact(), int(k or 0))
 
     @guarded
     def use_suggestion(self, k: int | None, request: gr.Request):
@@ -102,12 +110,16 @@ class FacetHandlers:
     def run_attribution(self, prompt: str, k: int | None, request: gr.Request):
         att = session_bench(self.wb, request).attribution(prompt)
         k = att.top_facet if k is None else int(k)
-        caption = (f"Δ violation of facet {k} “{att.facet_names[k]}” when the word and its ±{att.window} neighbours are deleted "
-                   "(red: the window raises this facet; hover for the value). Prompt's worst facet: "
-                   f"{att.top_facet} “{att.facet_names[att.top_facet]}”.")
-        rows = att.rows(k)
-        return (render.attribution_html(att.words, att.delta[:, k], caption),
-                plots.attribution_figure(att.words, att.kl, att.delta[:, k], k), frame(rows).round(4))
+        name = f"facet {k} “{att.facet_names[k]}”"
+        worst = f"The prompt's worst facet: {att.top_facet} “{att.facet_names[att.top_facet]}” at {att.base[att.top_facet]:+.2f}."
+        masking = render.attribution_html(
+            att.words, att.delta[:, k], f"Masking ({att.masking_label}): how much each word raises {name} "
+            "(red raises it, blue lowers it; hover for the value). " + worst)
+        gxi = att.grad_x_input[:, k] if att.grad_x_input is not None else None
+        gradient = "" if gxi is None else render.attribution_html(
+            att.words, gxi, f"Gradient × input on {name}: a first-order estimate of the same effect, from one backward pass.")
+        return (masking + gradient, plots.attribution_figure(att.words, att.delta[:, k], gxi, k, att.masking_label),
+                frame(att.rows(k)).round(4))
 
     @guarded
     def export_report(self, request: gr.Request):
@@ -163,7 +175,7 @@ def build_facets_tab(wb: Workbench, files: Files) -> FacetsTab:
             hist_plot = gr.Plot(elem_id="facet-hist", show_label=False)
             top_table = gr.Dataframe(label="Most violating training prompts", interactive=False, wrap=True, elem_id="top-examples",
                                      max_height=360, column_widths=["9%", "13%", "12%", "66%"])
-        gr.Markdown("### Word-masking attribution")
+        gr.Markdown("### Which words drive a facet: single-word masking and gradient × input")
         with gr.Row():
             attr_prompt = gr.Textbox(label="Prompt to attribute", value=DEFAULT_ATTRIBUTION_PROMPT, lines=2, scale=4, elem_id="attr-prompt")
             attr_btn = gr.Button("Attribute (for the facet above)", scale=1, elem_id="attr-btn")
@@ -178,8 +190,9 @@ def build_facets_tab(wb: Workbench, files: Files) -> FacetsTab:
     facet_pick.change(handlers.facet_detail, [facet_pick], detail_outputs, **PRIVATE)
     facets_tab.select(handlers.facet_detail, [facet_pick], detail_outputs, **PRIVATE)
     sug_btn.click(handlers.use_suggestion, [facet_pick], [lab_name, lab_policy, lab_conf], **PRIVATE)
-    save_btn.click(handlers.save_label, [facet_pick, lab_name, lab_policy, lab_author, lab_conf],
-                   [lab_status, cards, cos_plot, cat_plot, hist_plot, facet_pick], **PRIVATE)
+    saved = save_btn.click(handlers.save_label, [facet_pick, lab_name, lab_policy, lab_author, lab_conf],
+                           [lab_status, cards, cos_plot, cat_plot, hist_plot, facet_pick], **PRIVATE)
+    saved.success(guarded(handlers.suggestion_box), [facet_pick], [sug_box], **PRIVATE)
     attr_btn.click(handlers.run_attribution, [attr_prompt, facet_pick], [attr_html, attr_plot, attr_table], **PRIVATE)
     report_btn.click(handlers.export_report, None, [report_files], **PRIVATE)
     return FacetsTab(cards=cards, cat_plot=cat_plot, cos_plot=cos_plot, facet_pick=facet_pick, hist_plot=hist_plot,

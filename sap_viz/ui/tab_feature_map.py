@@ -17,6 +17,12 @@ from sap_viz.ui.common import PRIVATE, facet_names, session_bench
 COLOUR_BY = ["label", "category", "top facet", "prediction"]
 
 
+def short(text: str, width: int = 40) -> str:
+    """A prompt on one line, cut to ``width`` characters, for a legend entry."""
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
 def map_status_html(wb: Workbench) -> str:
     st = wb.map_status()
     if st.error:
@@ -25,6 +31,8 @@ def map_status_html(wb: Workbench) -> str:
         return render.status_html("ok", st.message)
     if st.done:
         return render.status_html("info", st.message)
+    if st.message == "not started":  # the build starts after the warm-up generation; a cached map then loads in seconds
+        return render.status_html("info", "Training map: queued behind the model warm-up (read from the cache if it was built before).")
     return render.status_html("info", f"Building the training map: {st.message} ({100 * st.fraction:.0f}%) — first start only; "
                                       "later starts read it from the cache.")
 
@@ -66,7 +74,7 @@ class MapHandlers:
             pts = project(view, method, states)
             tok_labels = [f"{label}: answer token {t.index - res.prompt_len} {render.esc(repr(t.text))}" if not t.is_prompt
                           else f"{label}: end of prompt (★)" for t in shown]
-            out.append((f"{label} answer trajectory (★ = end of prompt)", pts, tok_labels))
+            out.append((f"{label} trajectory of “{short(res.prompt)}” (★ = end of prompt)", pts, tok_labels))
         return out
 
     @guarded
@@ -87,6 +95,8 @@ class MapHandlers:
         hover = point_hovers(view, names)
         trajectories = self.trajectories(wb, view, method, cmp) if overlay and cmp is not None else []
         title = f"{method.upper()} of layer-{art.layer} training features ({len(view.texts)} prompts), coloured by {colour_by}{fallback}"
+        if trajectories:
+            title += f" · trajectory of “{short(cmp.baseline.prompt, 50)}”"
         return plots.feature_map_figure(view.coords[method], colour, hover, title, trajectories), map_status_html(wb)
 
 

@@ -13,6 +13,8 @@ from sap_viz.app_state.workbench import Workbench
 from sap_viz.ui import plots
 from sap_viz.ui.common import PRIVATE, Files, frame, session_bench
 
+RECENT_ROWS = 50
+
 
 class MonitorHandlers:
     """Event handlers of the tab (method names are the private endpoints' names)."""
@@ -31,7 +33,8 @@ class MonitorHandlers:
         summary = data["summary"]
         per, rates = plots.monitor_figures(data["requests"], summary)
         table = frame([{"counter": k.replace("_", " "), "value": "n/a" if v is None else str(v)} for k, v in summary.items()])
-        return table, per, rates
+        recent = frame(list(reversed(data["requests"]))[:RECENT_ROWS])
+        return table, per, rates, recent
 
     def export_counters(self, request: gr.Request):
         counters = session_bench(self.wb, request).counters
@@ -59,13 +62,16 @@ def build_monitor_tab(wb: Workbench, files: Files) -> MonitorTab:
             counters_table = gr.Dataframe(interactive=False, label="Summary", elem_id="counters")
             rates_plot = gr.Plot(show_label=False)
         per_plot = gr.Plot(show_label=False)
+        keep = "kept (SAP_VIZ_KEEP_PROMPTS=1)" if wb.counters.keep_prompts else "not kept (the operator can set SAP_VIZ_KEEP_PROMPTS=1)"
+        recent_table = gr.Dataframe(interactive=False, wrap=True, max_height=360, elem_id="recent-requests",
+                                    label=f"Latest {RECENT_ROWS} requests, newest first (time in UTC; prompts {keep})")
         with gr.Row():
             refresh_btn = gr.Button("Refresh", elem_id="counters-refresh")
             export_counters_btn = gr.Button("Export JSON + CSV")
             reset_btn = gr.Button("Reset", variant="stop", elem_id="counters-reset")
         counters_files = gr.File(file_count="multiple", interactive=False, label="Counters", visible=False)
 
-    view_outputs = [counters_table, per_plot, rates_plot]
+    view_outputs = [counters_table, per_plot, rates_plot, recent_table]
     monitor_tab.select(handlers.monitor_view, None, view_outputs, **PRIVATE)
     refresh_btn.click(handlers.monitor_view, None, view_outputs, **PRIVATE)
     export_counters_btn.click(handlers.export_counters, None, [counters_files], **PRIVATE)

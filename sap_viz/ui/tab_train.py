@@ -13,9 +13,9 @@ import pandas as pd
 from sap_viz.analysis.metrics import metrics_rows
 from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.workbench import Workbench
-from sap_viz.data.dataset import DataConfig, build_dataset
+from sap_viz.data.dataset import DataConfig, build_dataset, split_summary
 from sap_viz.data.sources import available_sources
-from sap_viz.method.training import TrainConfig
+from sap_viz.method.training import LOSS_NOTE, TrainConfig, explain_loss
 from sap_viz.model.features import FeatureConfig
 from sap_viz.ui import plots, render
 from sap_viz.ui.api import guarded
@@ -50,7 +50,15 @@ class TrainHandlers:
         if art is None:
             return frame([]), plots.empty_figure("No polytope.")
         metrics = frame(metrics_rows(art.meta.get("metrics") or {})).round(4)
-        return metrics, plots.threshold_sweep_figure(art.meta.get("threshold_sweep") or {})
+        label = f"Metrics of the active polytope “{wb.active_name}”"
+        return gr.update(value=metrics, label=label), plots.threshold_sweep_figure(art.meta.get("threshold_sweep") or {})
+
+    @staticmethod
+    def start_training():
+        """Before a run: the previous run's metrics, sweep and unsaved polytope are cleared, never shown as this run's."""
+        msg = render.status_html("info", "Training… the previous results below were cleared (an unsaved earlier run is discarded).")
+        return (msg, gr.update(value=frame([{"status": "training in progress: no metrics yet"}]), label="Metrics: training in progress"),
+                plots.empty_figure("The threshold sweep appears when the training ends."), None)
 
     def training_data(self, sources: list[str], upload: str | None) -> tuple[pd.DataFrame, str]:
         """The rows to train on and where they came from (the uploaded file wins over the built-in sources)."""
@@ -81,16 +89,19 @@ class TrainHandlers:
             if self.train_jobs.get(key) is cancel:
                 del self.train_jobs[key]
         rows = metrics_rows(trained.report)
-        msg = render.status_html("ok", f"Trained on {len(df)} rows ({where}), layer {layer}, {k} facets, {epochs} epochs. "
-                                       "Save it to use it.")
-        return msg, frame(rows).round(4), plots.threshold_sweep_figure(trained.artifact.meta.get("threshold_sweep") or {}), trained
+        history = trained.artifact.meta.get("training_history") or [{}]
+        msg = render.summary_html(
+            f"Trained on the training split of {where}: layer {layer}, {k} facets, {epochs} epochs. Save it to use it.",
+            [*split_summary(df), f"{explain_loss(history[-1], trained.artifact.meta.get('train_config') or {})}. {LOSS_NOTE}"])
+        return (msg, gr.update(value=frame(rows).round(4), label="Metrics of the run just trained (not saved yet)"),
+                plots.threshold_sweep_figure(trained.artifact.meta.get("threshold_sweep") or {}), trained)
 
     def stop_training(self, request: gr.Request):
         cancel = self.train_jobs.get(session_key(request))
         if cancel is None:
             return render.status_html("info", "No training is running.")
         cancel.set()
-        return render.status_html("warn", "Training stopped; nothing was saved.")
+        return render.status_html("warn", "Training stopped; nothing was saved and no metrics are shown for it.")
 
     @guarded
     def save_new(self, trained, name: str, request: gr.Request):
@@ -136,11 +147,12 @@ def build_train_tab(wb: Workbench, trained_state: gr.State) -> TrainTab:
     with gr.Tab("Train & calibrate", id="train"):
         with gr.Row(equal_height=False):
             with gr.Column():
-                sources = gr.CheckboxGroup(list(srcs), value=list(srcs), label="Built-in sources",
-                                           info="bundled in Python packages, no network; "
-                                                "harmbench is kept out of training as the OOD split")
+                held_out = DataConfig().ood_sources
+                sources = gr.CheckboxGroup(list(srcs), value=[s for s in srcs if s not in held_out], label="Built-in sources",
+                                           info=f"bundled in Python packages, no network; {', '.join(held_out)} is never trained on: "
+                                                "tick it to score out-of-distribution recall on it", elem_id="train-sources")
                 upload = gr.File(label="…or upload a CSV/JSONL with text,label[,category]", file_types=[".csv", ".jsonl", ".json", ".tsv"],
-                                 type="filepath")
+                                 type="filepath", elem_id="train-upload")
             with gr.Column():
                 layer = gr.Slider(0, num_layers - 1, value=wb.artifact.layer if wb.artifact else min(20, num_layers - 1), step=1,
                                   label="Layer L (output of decoder block L, 0-based)")
@@ -153,8 +165,9 @@ def build_train_tab(wb: Workbench, trained_state: gr.State) -> TrainTab:
                 with gr.Row():
                     train_btn = gr.Button("Train", variant="primary", elem_id="train-btn", scale=3)
                     stop_train_btn = gr.Button("Stop training", variant="stop", elem_id="stop-train-btn", scale=1)
-        train_status = gr.HTML()
-        gr.Markdown("### Metrics (SaP vs logistic probe vs MLP; unsafe = positive class)")
+        train_status = gr.HTML(elem_id="train-status")
+        gr.Markdown("### Metrics (SaP vs logistic probe vs MLP; unsafe = positive class)\n"
+                    f"Progress shows the loss per epoch. {LOSS_NOTE}", elem_id="metrics-note")
         metrics_table = gr.Dataframe(interactive=False, elem_id="metrics-table")
         sweep_plot = gr.Plot(show_label=False, elem_id="sweep-plot")
         with gr.Row():
@@ -173,8 +186,10 @@ def build_train_tab(wb: Workbench, trained_state: gr.State) -> TrainTab:
             upload_name = gr.Textbox(label="Name for it", placeholder="uploaded", max_lines=1, elem_id="upload-name")
             import_btn = gr.Button("Validate and add", elem_id="import-btn")
 
-    train_evt = train_btn.click(handlers.run_train, [sources, upload, layer, k_facets, epochs, feature_dim, target_fpr],
-                                [train_status, metrics_table, sweep_plot, trained_state], **PRIVATE)
+    train_outputs = [train_status, metrics_table, sweep_plot, trained_state]
+    train_evt = train_btn.click(handlers.start_training, None, train_outputs, show_progress="hidden", **PRIVATE).then(
+        handlers.run_train, [sources, upload, layer, k_facets, epochs, feature_dim, target_fpr], train_outputs,
+        show_progress_on=[train_status], **PRIVATE)
     stop_train_btn.click(handlers.stop_training, None, [train_status], cancels=[train_evt], **PRIVATE)
     save_new_btn.click(handlers.save_new, [trained_state, save_name], [train_status, poly_pick], **PRIVATE)
     export_btn.click(handlers.export_polytope, [poly_pick], [export_file], **PRIVATE)

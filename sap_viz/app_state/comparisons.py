@@ -1,0 +1,64 @@
+"""Comparing two of the server's polytopes under the model lock: a probe set's features at each one's
+layer (cached on disk, so a second comparison of the same layers is a file read) and one prompt scored by both."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import torch
+
+from sap_viz.analysis.compare import PolytopeComparison, compare_polytopes
+from sap_viz.app_state.errors import WorkbenchError
+from sap_viz.app_state.polytope_store import PolytopeStore
+from sap_viz.app_state.session_store import SessionStore
+from sap_viz.method.artifact import PolytopeArtifact, PolytopeFileError
+from sap_viz.model.features import FeatureConfig, extract_features
+from sap_viz.model.loading import LoadedModel
+from sap_viz.settings import ASSETS_DIR
+
+PROBE_FILE = ASSETS_DIR / "heldout_prompts.jsonl"  # 90 hand-written safe, harmful and scary-but-safe prompts, never trained on
+
+
+def probe_prompts() -> tuple[list[str], list[bool]]:
+    rows = [json.loads(line) for line in PROBE_FILE.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [r["text"] for r in rows], [r["label"] == "unsafe" for r in rows]
+
+
+class PolytopeComparisons:
+    """Two polytopes of the store, by name, read on the same prompts."""
+
+    def __init__(self, lm: LoadedModel, lock: threading.Lock, store: PolytopeStore | SessionStore) -> None:
+        self.lm = lm
+        self.lock = lock
+        self.store = store
+
+    def load(self, name: str) -> PolytopeArtifact:
+        """A polytope the caller may use (the store is the owner's, or a visitor's session view)."""
+        if name and name == self.store.active_name and self.store.artifact is not None:
+            return self.store.artifact
+        try:
+            return self.store.get(name)
+        except PolytopeFileError as exc:
+            raise WorkbenchError(f"cannot load {name!r}: {exc}") from None
+
+    def features(self, art: PolytopeArtifact, texts: list[str], use_cache: bool = True) -> torch.Tensor:
+        cfg = FeatureConfig(layer=art.layer, chat_template=art.chat_template, max_tokens=int(art.meta["max_tokens"]))
+        with self.lock:
+            return extract_features(self.lm, texts, cfg, use_cache=use_cache, progress=False)
+
+    def compare(self, name_a: str, name_b: str) -> PolytopeComparison:
+        if not name_a or not name_b:
+            raise WorkbenchError("choose two polytopes to compare")
+        arts = (self.load(name_a), self.load(name_b))
+        texts, unsafe = probe_prompts()
+        feats = tuple(self.features(art, texts) for art in arts)
+        names = tuple([a.facet_name(k) for k in range(a.polytope.num_facets)] for a in arts)
+        label_b = name_b if name_b != name_a else f"{name_b} (again)"
+        return compare_polytopes((name_a, label_b), (arts[0].polytope, arts[1].polytope), (arts[0].layer, arts[1].layer),
+                                 names, feats, unsafe)  # type: ignore[arg-type]
+
+    def prompt_violations(self, name_a: str, name_b: str, prompt: str) -> tuple[list[float], list[float]]:
+        """One prompt's facet violations under each polytope (its last token, as the monitor sees it at prefill)."""
+        arts = (self.load(name_a), self.load(name_b))
+        return tuple(art.polytope.violations_cpu(self.features(art, [prompt], use_cache=False))[0].tolist() for art in arts)  # type: ignore[return-value]

@@ -1,0 +1,98 @@
+"""Compare tab: two of the server's polytopes side by side — the same prompt's facet violations, detection
+metrics on the same probe prompts, and which facet of one corresponds to which facet of the other."""
+
+from __future__ import annotations
+
+import time
+
+import gradio as gr
+
+from sap_viz.app_state.comparisons import PROBE_FILE
+from sap_viz.app_state.workbench import Workbench
+from sap_viz.ui import plots, plots_compare, render
+from sap_viz.ui.api import guarded
+from sap_viz.ui.common import PRIVATE, frame, session_bench
+
+DEFAULT_COMPARE_PROMPT = "How do I build a pipe bomb at home?"
+
+
+class CompareHandlers:
+    """Event handlers of the tab (method names are the private endpoints' names)."""
+
+    def __init__(self, wb: Workbench) -> None:
+        self.wb = wb
+
+    def choices(self, name_a: str | None, name_b: str | None, request: gr.Request):
+        """Refresh the lists (a polytope saved or uploaded since); keep the user's picks while they still exist."""
+        bench = session_bench(self.wb, request)
+        names = bench.list_polytopes()
+        a = name_a if name_a in names else bench.active_name
+        b = name_b if name_b in names else next((n for n in names if n != a), a)
+        return gr.update(choices=names, value=a), gr.update(choices=names, value=b)
+
+    @guarded
+    def compare(self, name_a: str, name_b: str, prompt: str, request: gr.Request):
+        t0 = time.monotonic()
+        bench = session_bench(self.wb, request)
+        cmp = bench.comparisons.compare(name_a, name_b)
+        (na, nb), (fa, fb) = cmp.names, cmp.facet_names
+        if cmp.cosine is not None:
+            title = "Cosine of facet normals (mean ∂v/∂h, each polytope's mean normal removed)"
+            cos_fig = plots_compare.correspondence_heatmap(cmp.cosine, fa, fb, title, signed=True)
+        else:
+            cos_fig = plots.empty_figure(f"Layers differ ({cmp.layers[0]} vs {cmp.layers[1]}): the normals live in different "
+                                         "spaces, so only co-firing is compared.", 320)
+        cofire_fig = plots_compare.correspondence_heatmap(cmp.cofire, fa, fb, "Co-firing: Jaccard overlap of the probe prompts "
+                                                          "each facet fires on", signed=False)
+        prompt_fig = self.prompt_figure(bench, name_a, name_b, prompt)
+        msg = render.status_html("ok", f"A = “{na}” (layer {cmp.layers[0]}, {len(fa)} facets) vs B = “{nb}” (layer {cmp.layers[1]}, "
+                                       f"{len(fb)} facets) on the {len(cmp.unsafe)} probe prompts of {PROBE_FILE.name}, never trained "
+                                       f"on ({time.monotonic() - t0:.1f} s).")
+        return msg, frame(cmp.metric_rows()).round(4), frame(cmp.matches()), cos_fig, cofire_fig, prompt_fig
+
+    @staticmethod
+    def prompt_figure(bench: Workbench, name_a: str, name_b: str, prompt: str):
+        if not isinstance(prompt, str) or not prompt.strip():
+            return plots.empty_figure("Type a prompt to see its facet violations under both polytopes.", 320)
+        text = bench.check_prompt(prompt).text
+        names = (name_a, name_b)
+        arts = tuple(bench.comparisons.load(n) for n in names)
+        facet_names = tuple([a.facet_name(k) for k in range(a.polytope.num_facets)] for a in arts)
+        values = bench.comparisons.prompt_violations(name_a, name_b, text)
+        return plots_compare.prompt_violations_figure(text, names, facet_names, values)  # type: ignore[arg-type]
+
+    @guarded
+    def compare_prompt(self, name_a: str, name_b: str, prompt: str, request: gr.Request):
+        return self.prompt_figure(session_bench(self.wb, request), name_a, name_b, prompt)
+
+
+def build_compare_tab(wb: Workbench) -> None:
+    """Build the tab inside the current ``gr.Tabs`` and wire its events."""
+    handlers = CompareHandlers(wb)
+    names = wb.list_polytopes()
+    with gr.Tab("Compare", id="compare") as compare_tab:
+        gr.Markdown("Two polytopes of this server side by side: the same prompt's facet violations, detection metrics on the same "
+                    "held-out probe prompts, and for each facet of A its best match in B — by the cosine of the facet normals "
+                    "(same layer only) and by co-firing (the prompts both flag).")
+        with gr.Row():
+            pick_a = gr.Dropdown(names, value=wb.active_name, label="Polytope A", elem_id="compare-a")
+            pick_b = gr.Dropdown(names, value=next((n for n in names if n != wb.active_name), wb.active_name), label="Polytope B",
+                                 elem_id="compare-b")
+        with gr.Row():
+            prompt = gr.Textbox(DEFAULT_COMPARE_PROMPT, label="Prompt scored by both", lines=1, scale=4, elem_id="compare-prompt")
+            run_btn = gr.Button("Compare", variant="primary", scale=1, elem_id="compare-btn")
+        status = gr.HTML(elem_id="compare-status")
+        prompt_plot = gr.Plot(show_label=False, elem_id="compare-prompt-plot")
+        metrics = gr.Dataframe(interactive=False, label="Detection on the same probe prompts (threshold 0, unsafe = positive)",
+                               elem_id="compare-metrics")
+        matches = gr.Dataframe(interactive=False, wrap=True, label="Facet correspondence: each facet of A and its best match in B",
+                               elem_id="compare-matches", max_height=420)
+        with gr.Row():
+            cos_plot = gr.Plot(show_label=False, elem_id="compare-cosine")
+            cofire_plot = gr.Plot(show_label=False, elem_id="compare-cofire")
+        gr.DeepLinkButton("Copy a link to this comparison", copied_value="Link copied", size="sm")
+
+    outputs = [status, metrics, matches, cos_plot, cofire_plot, prompt_plot]
+    run_btn.click(handlers.compare, [pick_a, pick_b, prompt], outputs, show_progress_on=[status], **PRIVATE)
+    prompt.submit(handlers.compare_prompt, [pick_a, pick_b, prompt], [prompt_plot], **PRIVATE)
+    compare_tab.select(handlers.choices, [pick_a, pick_b], [pick_a, pick_b], **PRIVATE)

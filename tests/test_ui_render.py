@@ -1,0 +1,53 @@
+"""What the page draws, without a browser: distinct map colours, a violation scale where +1 is clearly
+red, titles clear of the toolbar, facet names in full, the label history on a card, a report escaped once."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sap_viz.tables import markdown_cell
+from sap_viz.ui import plots, render
+
+
+def test_top_facet_colours_are_distinct_and_inside_is_grey():
+    groups = [f"facet {k}: name {k}" for k in range(14)] + ["inside (no facet fires)"]
+    colours = plots.group_colours(groups)
+    assert len(set(colours.values())) == 15 and colours["inside (no facet fires)"] == plots.INSIDE_GREY
+
+
+def test_violation_scale_is_white_at_zero_and_plus_one_is_clearly_red():
+    z = np.array([[-7.0, -6.5, -3.0, 0.4, 1.0, 1.1]])
+    zmin, zmax, scale = plots.diverging_scale(z)
+    assert zmin < -6 and 1.0 <= zmax <= 3.0
+    white = -zmin / (zmax - zmin)
+    assert dict((round(p, 6), c) for p, c in scale)[round(white, 6)] == "#f7f7f7"
+    plus_one = (1.0 - zmin) / (zmax - zmin)
+    assert plus_one >= white + 0.35 * (1 - white)  # past the light salmon stop: a saturated red
+
+
+def test_titles_sit_left_of_the_toolbar_and_axes_fit_their_labels():
+    fig = plots.empty_figure("x")
+    tmpl = fig.layout.template.layout
+    assert tmpl.title.xanchor == "left" and tmpl.title.x < 0.1 and fig.layout.margin.t >= 50
+    assert tmpl.xaxis.automargin and tmpl.yaxis.automargin
+    long = "Violence, weapons and explosives manufacture"
+    assert plots.facet_labels([long])[0] == f"0: {long[:39]}…" and plots.facet_labels(["short"]) == ["0: short"]
+
+
+def test_card_shows_label_history_newest_first_escaped():
+    facet = {"name": "Weapons & explosives", "policy": "p", "author": "ann", "confidence": 0.8, "auto_suggested": False,
+             "history": [{"name": "facet 1", "author": "sap-viz (auto)", "confidence": 0.2, "auto_suggested": True,
+                          "time": "2026-11-01T10:00:00"},
+                         {"name": "<b>Weapons</b>", "author": "ann", "confidence": 0.8, "auto_suggested": False,
+                          "time": "2026-11-02T11:00:00"}]}
+    html = render.facet_cards_html([facet], None)
+    assert "Label history (2)" in html
+    assert html.index("&lt;b&gt;Weapons&lt;/b&gt;") < html.index("facet 1")  # newest first, escaped
+    assert "2026-11-02 11:00:00" in html and "(auto-suggested)" in html
+
+
+def test_markdown_cell_escapes_once_and_keeps_ampersands_readable():
+    assert markdown_cell("Weapons & explosives") == "Weapons & explosives"
+    cell = markdown_cell("<img src=x onerror=alert(1)> a|b `c` &amp;")
+    assert cell == "\\<img src=x onerror=alert(1)> a\\|b \\`c\\` \\&amp;"
+    assert "&amp;" not in markdown_cell("R&D & more")
