@@ -254,3 +254,14 @@ def test_map_views_are_capped(bench, hostile, monkeypatch):
     assert bench.maps.view_count() <= 2 and bench.training_view() is not None
     bench.end_session("B")
     assert all(owner != "B" for owner in bench.maps._owners.values())
+
+
+def test_compare_reaches_only_the_callers_polytopes(bench, hostile):
+    """The Compare tab's loader works through the caller's store: A's upload is comparable for A only."""
+    a, b = bench.session("A"), bench.session("B")
+    name, _ = a.import_polytope(hostile, "mine")
+    assert a.comparisons.load(name).polytope.xi.min() > 1e5  # A reaches its own upload
+    assert a.comparisons.load("other").path.name == "other"  # and the shipped ones
+    for other in (b, bench):
+        with pytest.raises(WorkbenchError, match="unknown polytope"):
+            other.comparisons.load(name)
