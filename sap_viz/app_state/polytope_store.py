@@ -159,10 +159,7 @@ class PolytopeStore:
             self._loaded.pop(name, None)
 
     def refresh_facets(self) -> list[dict]:
-        art = self.require_artifact()
-        if art.path is not None:
-            art.facets = read_facets(art.path)
-        return art.facets
+        return self.require_artifact().reload_facets()
 
     def refresh_named(self, name: str) -> None:
         """Re-read the facet labels of ``name`` into the loaded copies (after the owner accepted a proposal)."""

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.polytope_store import PolytopeStore
-from sap_viz.method.artifact import PolytopeArtifact, PolytopeFileError, read_facets
+from sap_viz.method.artifact import PolytopeArtifact, PolytopeFileError
 
 
 def directory_bytes(path: Path) -> int:
@@ -121,10 +121,7 @@ class SessionStore:
             pass
 
     def refresh_facets(self) -> list[dict]:
-        art = self.require_artifact()
-        if art.path is not None:
-            art.facets = read_facets(art.path)
-        return art.facets
+        return self.require_artifact().reload_facets()
 
     # ------------------------------------------------------------ writing into the session's folder
 

@@ -77,6 +77,12 @@ class PolytopeArtifact:
     def facet_name(self, k: int) -> str:
         return str(self.facets[k]["name"]) if 0 <= k < len(self.facets) else f"facet {k}"
 
+    def reload_facets(self) -> list[dict]:
+        """Re-read the labels from disk (another session or process may have saved new ones)."""
+        if self.path is not None:
+            self.facets = read_facets(self.path)
+        return self.facets
+
 
 def default_facets(num_facets: int) -> list[dict]:
     return [
