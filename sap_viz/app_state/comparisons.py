@@ -3,7 +3,6 @@ layer (cached on disk, so a second comparison of the same layers is a file read)
 
 from __future__ import annotations
 
-import json
 import threading
 
 import torch
@@ -12,6 +11,7 @@ from sap_viz.analysis.compare import PolytopeComparison, compare_polytopes
 from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.polytope_store import PolytopeStore
 from sap_viz.app_state.session_store import SessionStore
+from sap_viz.experiments.external_eval import load_external
 from sap_viz.method.artifact import PolytopeArtifact, PolytopeFileError
 from sap_viz.model.features import FeatureConfig, extract_features
 from sap_viz.model.loading import LoadedModel
@@ -21,8 +21,9 @@ PROBE_FILE = ASSETS_DIR / "heldout_prompts.jsonl"  # 90 hand-written safe, harmf
 
 
 def probe_prompts() -> tuple[list[str], list[bool]]:
-    rows = [json.loads(line) for line in PROBE_FILE.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [r["text"] for r in rows], [r["label"] == "unsafe" for r in rows]
+    """The probe set through the one reader of labelled evaluation files (labels checked, text cleaned)."""
+    df = load_external(PROBE_FILE)
+    return df["text"].tolist(), (df["label"] == "unsafe").tolist()
 
 
 class PolytopeComparisons:
