@@ -239,6 +239,9 @@ class Workbench:
     def check_training(self, df: pd.DataFrame, fcfg, tcfg, target_fpr: float | None = None) -> None:
         self.training.check_training(df, fcfg, tcfg, target_fpr)
 
+    def facet_notes(self, df: pd.DataFrame, tcfg) -> list[str]:
+        return self.training.facet_notes(df, tcfg)
+
     def train(self, df: pd.DataFrame, fcfg, tcfg, progress: Callable[[float, str], None] | None = None, target_fpr: float | None = None,
               cancel: threading.Event | None = None):
         return self.training.train(df, fcfg, tcfg, progress, target_fpr, cancel)
