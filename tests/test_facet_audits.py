@@ -172,6 +172,12 @@ def test_facets_tab_shows_the_audit_table_heatmap_csv_and_cards(bench):
     assert handlers.use_suggestion(1, None)[0] == "Sexual"
     overview = handlers.facet_overview(bench)
     assert len(overview) == 8 and overview[4] == summary
+    md, js = handlers.export_report(None)["value"]
+    report = json.loads(open(js, encoding="utf-8").read())
+    assert report["facet_audit"]["summary"]["dead_facets"] == [3] and report["facet_audit"]["firing_matrix"]["facet_order"] == [0, 2, 1, 3]
+    text = open(md, encoding="utf-8").read()
+    assert "## Facet audit (training prompts)" in text and "- Dead facets (never any unsafe prompt's top facet): 3" in text
+    assert "| 2 | Privacy | from category | Privacy |" in text
 
 
 def test_facet_mode_settings_are_the_clis():

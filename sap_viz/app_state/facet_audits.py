@@ -67,6 +67,14 @@ class FacetAuditView:
         }
 
 
+    def report(self, facets: list[dict]) -> dict:
+        """The audit as the audit report carries it: summary, per-facet rows and the firing matrix with its counts."""
+        a = self.audit
+        return {"summary": self.summary(), "facets": self.rows(facets),
+                "firing_matrix": {"categories": a["categories"], "n_per_category": a["n_per_category"],
+                                  "fire_share": a["fire_share"], "fire_counts": a["fire_counts"], "facet_order": self.order}}
+
+
 def label_source(facet: dict) -> str:
     """Where a facet's current label comes from: the taxonomy, the statistics, or a person."""
     if facet.get("source") == "from category":

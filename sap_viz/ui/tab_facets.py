@@ -165,7 +165,8 @@ class FacetHandlers:
     def export_report(self, request: gr.Request):
         wb = session_bench(self.wb, request)
         art = wb.require_artifact()
-        report = build_report(art, wb.training_view())
+        audit = wb.facet_audit()
+        report = build_report(art, wb.training_view(), audit=audit.report(art.facets) if audit is not None else None)
         md, js = write_report(report, self.files.path("x").parent, f"{wb.active_name or 'polytope'}-audit")
         return gr.update(value=[str(md), str(js)], visible=True)
 
