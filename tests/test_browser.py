@@ -148,8 +148,8 @@ def test_facets_audit_table_heatmap_csv_and_cards(page):
     assert all(r["top facet of n"] == "0" for r in rows if r["dead"] == "yes")
     names = [r["suggested name"] for r in rows]
     assert len(set(names)) == 14 and not any("#" in n for n in names)  # no repeated or numbered names
-    cards = page.locator("#sap-facet-cards")
-    assert cards.locator(".sap-card-examples li").count() == 14 * 5
+    cards = page.locator("#sap-facet-cards")  # redrawn by the build timer once the training view exists
+    wait_until(lambda: cards.locator(".sap-card-examples li").count() == 14 * 5, 30, 0.5, "5 prompts on every card")
     assert cards.inner_text().count("auto-suggested name:") == 14
     page.locator("#firing-matrix").scroll_into_view_if_needed()
     page.wait_for_timeout(800)
