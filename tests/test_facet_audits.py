@@ -152,7 +152,8 @@ def test_facets_tab_shows_the_audit_table_heatmap_csv_and_cards(bench):
     summary, fig, table, csv_update = handlers.audit_outputs(bench)
     assert "computed from the training prompts" in summary and table.empty and csv_update["visible"] is False
     bench.start_view_build()
-    summary, fig, table, csv_update = handlers.show_audit(None, progress=lambda *a, **k: None)
+    cards, summary, fig, table, csv_update = handlers.show_audit(None, progress=lambda *a, **k: None)
+    assert cards == handlers.cards_html(bench)  # opening the tab redraws the cards with their suggestions and prompts
     assert "over 30 unsafe training prompts" in summary and "1.3 of 4 on average" in summary
     assert "Dead facets (never any unsafe prompt&#x27;s top facet): 3;" in summary
     assert "≤ 30% of the others&#x27;): 2 of 3." in summary  # sexual's facet also fires on half the others
@@ -165,7 +166,6 @@ def test_facets_tab_shows_the_audit_table_heatmap_csv_and_cards(bench):
     with open(csv_update["value"], newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 4 and rows[3]["dead"] == "yes" and rows[1]["own n"] == "10/10"
-    cards = handlers.cards_html(bench)
     assert "auto-suggested name: <b>Cyber</b> (confidence 0.72" in cards
     assert cards.count("5 most violating training prompts") == 4 and "cyber prompt 9" in cards
     assert cards.count('class="sap-badge sap-taxonomy">from category') == 1

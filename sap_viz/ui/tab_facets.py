@@ -73,18 +73,20 @@ class FacetHandlers:
                 frame(rows, AUDIT_COLUMNS), gr.update(value=csv, visible=True))
 
     def show_audit(self, request: gr.Request, progress=gr.Progress()):  # noqa: B008 — gradio's idiom
-        """Opening the tab: wait for the training view (built once per polytope, cached on disk) with a progress bar."""
+        """Opening the tab: wait for the training view (built once per polytope, cached on disk) with a progress bar,
+        then the cards (with their suggestions and prompts) and the audit. The build timer lives in the Feature map
+        tab and ticks only once that tab has been shown, so this tab does not rely on it."""
         wb = session_bench(self.wb, request)
         if wb.artifact is None:
-            return self.audit_placeholder(wb.load_error or "No polytope.", "error")
+            return gr.skip(), *self.audit_placeholder(wb.load_error or "No polytope.", "error")
         wb.start_view_build()
         try:
             wb.wait_for_view(AUDIT_WAIT_S, progress=lambda f, m: progress(f, desc=m))
         except TimeoutError:
-            pass  # the build timer fills the audit in when the view is ready
+            pass  # the audit says how far the build is; opening the tab again waits again
         except WorkbenchError as exc:
-            return self.audit_placeholder(f"The facet audit needs the training prompts' violations: {exc}", "error")
-        return self.audit_outputs(wb)
+            return gr.skip(), *self.audit_placeholder(f"The facet audit needs the training prompts' violations: {exc}", "error")
+        return self.cards_html(wb), *self.audit_outputs(wb)
 
     @staticmethod
     def facet_stats_detail(wb: Workbench, k: int | None):
@@ -242,8 +244,9 @@ def build_facets_tab(wb: Workbench, files: Files) -> FacetsTab:
     facet_pick.change(handlers.facet_detail, [facet_pick], detail_outputs, **PRIVATE)
     facets_tab.select(handlers.facet_detail, [facet_pick], detail_outputs, **PRIVATE)
     # waiting for the training view uses no model time, so several visitors may wait at once
-    facets_tab.select(guarded(handlers.show_audit), None, audit_outputs, show_progress_on=[audit_summary], concurrency_limit=8,
-                      **PRIVATE)
+    audit_shown = facets_tab.select(guarded(handlers.show_audit), None, [cards, *audit_outputs], show_progress_on=[audit_summary],
+                                    concurrency_limit=8, **PRIVATE)
+    audit_shown.success(guarded(handlers.suggestion_box), [facet_pick], [sug_box], **PRIVATE)  # the honest suggestion, now known
     sug_btn.click(handlers.use_suggestion, [facet_pick], [lab_name, lab_policy, lab_conf], **PRIVATE)
     saved = save_btn.click(handlers.save_label, [facet_pick, lab_name, lab_policy, lab_author, lab_conf],
                            [lab_status, cards, cos_plot, cat_plot, hist_plot, facet_pick, *audit_outputs], **PRIVATE)
