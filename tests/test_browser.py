@@ -11,6 +11,7 @@ README-quality screenshots (full training map, warm caches): run this file with
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import tempfile
@@ -124,6 +125,35 @@ def test_feature_map_with_trajectory(page):
     assert page.locator("#feature-map .legendtext", has_text="pipe bomb").count() >= 1  # the overlay names its prompt
     page.wait_for_timeout(800)
     page.screenshot(path=str(SHOTS / "feature_map.png"), full_page=True)
+
+
+def test_facets_audit_table_heatmap_csv_and_cards(page):
+    """The facet audit on the training prompts: summary, firing matrix, per-facet table (its CSV agrees with
+    the summary) and, on every card, an honest suggested name beside the 5 most violating training prompts."""
+    page.get_by_role("tab", name="Facets").click()
+    summary = page.locator("#audit-summary")
+    wait_until(lambda: "Facet audit over" in summary.inner_text(), 400, 1, "the facet audit")
+    text = summary.inner_text()
+    assert "Facets firing per unsafe prompt" in text and "MI(category; top facet)" in text and "Dead facets" in text
+    page.locator("#firing-matrix .js-plotly-plot .heatmaplayer").first.wait_for()
+    assert "Firing matrix" in page.locator("#firing-matrix").inner_text()
+    assert "purity Wilson LB" in page.locator("#audit-table").inner_text()
+    with page.expect_download() as download:
+        page.locator("#audit-csv").click()
+    with open(download.value.path(), newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 14 and [int(r["facet"]) for r in rows] == list(range(14))
+    dead = [r["facet"] for r in rows if r["dead"] == "yes"]
+    assert f"top facet): {', '.join(dead) or 'none'};" in text  # the table and the summary agree
+    assert all(r["top facet of n"] == "0" for r in rows if r["dead"] == "yes")
+    names = [r["suggested name"] for r in rows]
+    assert len(set(names)) == 14 and not any("#" in n for n in names)  # no repeated or numbered names
+    cards = page.locator("#sap-facet-cards")  # redrawn by the build timer once the training view exists
+    wait_until(lambda: cards.locator(".sap-card-examples li").count() == 14 * 5, 30, 0.5, "5 prompts on every card")
+    assert cards.inner_text().count("auto-suggested name:") == 14
+    page.locator("#firing-matrix").scroll_into_view_if_needed()
+    page.wait_for_timeout(800)
+    page.screenshot(path=str(SHOTS / "facet_audit.png"), full_page=False)
 
 
 def test_label_facet_survives_reload_without_running_html(page):

@@ -308,3 +308,30 @@ def honest_names(audit: dict, min_confidence: float = NAME_MIN_CONFIDENCE) -> li
         taken.add(name)
         out[k] = {"name": name, "confidence": round(conf, 3), "evidence": evidence}
     return out
+
+
+def firing_order(audit: dict, facet_categories: list[str | None] | None = None) -> list[int]:
+    """Facet order for the firing heatmap: facet ``order[i]`` on category ``i``'s row, the rest after.
+
+    A facet tied to a category (policy facets) sits on its own category's row, so the diagonal shows
+    whether it earns its name; the other categories get a Hungarian match on selectivity (own firing
+    share minus the other categories' pooled share), so a facet that fires on everything is matched last.
+    """
+    names = audit.get("categories") or []
+    counts = np.array(audit.get("fire_counts") or [], dtype=float)
+    if not names or counts.size == 0:
+        return list(range(len(audit.get("facets") or [])))
+    n_cat = np.array([audit["n_per_category"][c] for c in names], dtype=float)
+    own = counts / n_cat[:, None].clip(min=1)
+    others = (counts.sum(axis=0)[None, :] - counts) / (n_cat.sum() - n_cat)[:, None].clip(min=1)
+    fixed: dict[int, int] = {}
+    for k, cat in enumerate(facet_categories or []):
+        if cat in names and names.index(cat) not in fixed:
+            fixed[names.index(cat)] = k
+    rows = [i for i in range(len(names)) if i not in fixed]
+    cols = [k for k in range(counts.shape[1]) if k not in fixed.values()]
+    if rows and cols:
+        r, c = linear_sum_assignment(-(own - others)[np.ix_(rows, cols)])
+        fixed.update({rows[i]: cols[j] for i, j in zip(r, c, strict=True)})
+    order = [fixed[i] for i in range(len(names)) if i in fixed]
+    return order + [k for k in range(counts.shape[1]) if k not in order]

@@ -18,8 +18,9 @@ from sap_viz.method.artifact import PolytopeArtifact
 from sap_viz.tables import markdown_cell, markdown_table
 
 
-def build_report(art: PolytopeArtifact, view: object | None = None, top_k: int = 5) -> dict:
-    """JSON-serialisable report; ``view`` (a feature_map.TrainingView) adds examples per facet."""
+def build_report(art: PolytopeArtifact, view: object | None = None, top_k: int = 5, audit: dict | None = None) -> dict:
+    """JSON-serialisable report; ``view`` (a feature_map.TrainingView) adds examples per facet, ``audit``
+    (``summary``, per-facet ``facets`` rows, ``firing_matrix``) the facet audit on the training prompts."""
     meta = art.meta
     stats = meta.get("facet_stats") or {}
     suggestions = stats.get("suggestions") or []
@@ -48,6 +49,7 @@ def build_report(art: PolytopeArtifact, view: object | None = None, top_k: int =
         "metrics": metrics_rows(meta.get("metrics") or {}),
         "facet_statistics": {k: stats.get(k) for k in ("categories", "hungarian_order", "mutual_information_bits") if k in stats},
         "facets": facets,
+        "facet_audit": audit,
     }
 
 
@@ -93,6 +95,7 @@ def report_markdown(report: dict) -> str:
     stats = report.get("facet_statistics") or {}
     if stats.get("mutual_information_bits") is not None:
         lines += [f"Category × facet mutual information: {markdown_cell(stats['mutual_information_bits'])} bits.", ""]
+    lines += audit_markdown(report.get("facet_audit"))
     lines += ["## Facets", ""]
     if report.get("examples_source"):
         lines += [f"Examples are drawn from {markdown_cell(report['examples_source'])}.", ""]
@@ -120,6 +123,24 @@ def report_markdown(report: dict) -> str:
             lines += ["", "Most violating training prompts:", "", markdown_table(f["top_examples"], ["rank", "violation", "label", "text"])]
         lines.append("")
     return "\n".join(lines)
+
+
+def audit_markdown(audit: dict | None) -> list[str]:
+    """The facet audit section: the polytope-level figures with their counts, then one row per facet."""
+    if not audit:
+        return []
+    s = audit["summary"]
+    lines = ["## Facet audit (training prompts)", "",
+             f"- Unsafe prompts: {s['n_unsafe']} ({markdown_cell(s['note'])})",
+             f"- Facets firing per unsafe prompt: {s['mean_facets_firing']:.2f} of {s['num_facets']} on average",
+             f"- Dead facets (never any unsafe prompt's top facet): {', '.join(map(str, s['dead_facets'])) or 'none'}",
+             f"- MI(category; top facet): {s['mi_bits']:.3f} bits ({s['mi_bits_miller_madow']:.3f} Miller–Madow) "
+             f"of {s['category_entropy_bits']:.3f} bits category entropy",
+             f"- Harm categories with a selective facet: {s['n_selective']} of {s['n_harm_categories']}", ""]
+    rows = audit.get("facets") or []
+    if rows:
+        lines += [markdown_table(rows, list(rows[0])), ""]
+    return lines
 
 
 def write_report(report: dict, directory: str | Path, stem: str = "polytope-audit") -> tuple[Path, Path]:

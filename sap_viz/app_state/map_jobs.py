@@ -13,6 +13,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -163,8 +164,10 @@ class MapJobs:
             status.error = f"{type(exc).__name__}: {exc}"
             status.message = "failed"
 
-    def wait(self, store: PolytopeStore, timeout: float = 600.0, umap: bool = False):
-        """Block until the view (and optionally UMAP) is ready; for tests and scripts."""
+    def wait(self, store: PolytopeStore, timeout: float = 600.0, umap: bool = False,
+             progress: Callable[[float, str], None] | None = None):
+        """Block until the view (and optionally UMAP) is ready, reporting the build's progress; for tests,
+        scripts and the views that cannot be drawn without it."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             status = self.status(store)
@@ -172,5 +175,7 @@ class MapJobs:
                 raise WorkbenchError(status.error)
             if status.done and (status.umap_done or not umap):
                 return self.view(store)
+            if progress is not None:
+                progress(status.fraction, status.message)
             time.sleep(0.2)
         raise TimeoutError("the training view was not ready in time")

@@ -18,7 +18,7 @@ from sap_viz.data.dataset import SPLIT_LABELS, dataset_fingerprint, dataset_prov
 from sap_viz.data.file_rows import DataFileError
 from sap_viz.data.schema import SPLITS
 from sap_viz.data.user_files import load_user_file
-from sap_viz.experiments.pipeline import eval_frame, save_trained, train_and_evaluate
+from sap_viz.experiments.pipeline import check_category_facets, eval_frame, save_trained, train_and_evaluate
 from sap_viz.model.features import extract_features_in_chunks
 from sap_viz.model.loading import LoadedModel
 from sap_viz.settings import Limits, env_name
@@ -74,6 +74,18 @@ class TrainingJobs:
             raise WorkbenchError(f"the calibration target must be between 0 and 1, got {target_fpr!r}")
         try:
             tcfg.validate()
+        except ValueError as exc:
+            raise WorkbenchError(str(exc)) from None
+        self.facet_notes(df, tcfg)
+
+    @staticmethod
+    def facet_notes(df: pd.DataFrame, tcfg) -> list[str]:
+        """What the facet mode will train on this table (categories mode: which category facets); refuses a
+        table without categories in categories mode."""
+        if tcfg.facet_mode != "categories":
+            return []
+        try:
+            return check_category_facets(df)
         except ValueError as exc:
             raise WorkbenchError(str(exc)) from None
 

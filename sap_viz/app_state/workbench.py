@@ -31,6 +31,7 @@ from sap_viz.app_state import uploads
 from sap_viz.app_state.comparisons import PolytopeComparisons
 from sap_viz.app_state.counters import DeploymentCounters
 from sap_viz.app_state.errors import WorkbenchError
+from sap_viz.app_state.facet_audits import FacetAudits, FacetAuditView
 from sap_viz.app_state.generation_sessions import GenerationSessions
 from sap_viz.app_state.inspection import Inspector
 from sap_viz.app_state.map_jobs import MapJobs, MapStatus, map_rows_from_env
@@ -67,6 +68,7 @@ class Workbench:
         self.training = TrainingJobs(lm, self.lock, self.limits)
         self.maps = MapJobs(lm, self.lock, self.training.known_data, map_rows_from_env(), self.limits.max_map_views,
                             self.limits.max_session_map_views)
+        self.audits = FacetAudits()
         self.sessions = Sessions(self.store, self.limits, on_end=self.maps.forget, on_remove=self.maps.drop)
         self.comparisons = PolytopeComparisons(lm, self.lock, self.store)
 
@@ -237,6 +239,9 @@ class Workbench:
     def check_training(self, df: pd.DataFrame, fcfg, tcfg, target_fpr: float | None = None) -> None:
         self.training.check_training(df, fcfg, tcfg, target_fpr)
 
+    def facet_notes(self, df: pd.DataFrame, tcfg) -> list[str]:
+        return self.training.facet_notes(df, tcfg)
+
     def train(self, df: pd.DataFrame, fcfg, tcfg, progress: Callable[[float, str], None] | None = None, target_fpr: float | None = None,
               cancel: threading.Event | None = None):
         return self.training.train(df, fcfg, tcfg, progress, target_fpr, cancel)
@@ -255,8 +260,16 @@ class Workbench:
     def start_view_build(self, with_umap: bool = True) -> MapStatus:
         return self.maps.start(self.store, with_umap)
 
-    def wait_for_view(self, timeout: float = 600.0, umap: bool = False):
-        return self.maps.wait(self.store, timeout, umap)
+    def wait_for_view(self, timeout: float = 600.0, umap: bool = False, progress: Callable[[float, str], None] | None = None):
+        return self.maps.wait(self.store, timeout, umap, progress)
+
+    def facet_audit(self) -> FacetAuditView | None:
+        """The active polytope's facet audit on its training prompts; None until the training view exists."""
+        art = self.require_artifact()
+        view = self.training_view()
+        if view is None or view.violations.shape[1] != art.polytope.num_facets:
+            return None
+        return self.audits.get(art, view)
 
 
 class VisitorBench(Workbench):
@@ -274,6 +287,7 @@ class VisitorBench(Workbench):
         self.session_state = session
         self.lm, self.limits, self.roles, self.lock = parent.lm, parent.limits, parent.roles, parent.lock
         self.checks, self.inspector, self.training, self.maps = parent.checks, parent.inspector, parent.training, parent.maps
+        self.audits = parent.audits
         self.sessions = parent.sessions
         self.store = session.store  # type: ignore[assignment]
         self.comparisons = PolytopeComparisons(self.lm, self.lock, session.store)  # type: ignore[arg-type]

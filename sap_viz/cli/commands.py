@@ -50,24 +50,24 @@ def _dataset(args: argparse.Namespace):
 def cmd_train(args: argparse.Namespace) -> None:
     from sap_viz.analysis.metrics import METRIC_COLUMNS, metrics_rows
     from sap_viz.data.dataset import dataset_fingerprint, dataset_provenance
-    from sap_viz.experiments.pipeline import save_trained, train_and_evaluate
+    from sap_viz.experiments.pipeline import check_category_facets, save_trained, train_and_evaluate, with_facet_mode
     from sap_viz.method.training import TrainConfig
     from sap_viz.model.features import FeatureConfig
 
     categories = args.facets.strip().lower() == "categories"
     if not categories and not args.facets.strip().isdigit():
         raise CliError(f"--facets must be a number of facets or 'categories', got {args.facets!r}")
-    tcfg = TrainConfig(num_facets=(len(_taxonomy()) + args.free_facets) if categories else int(args.facets),
-                       feature_dim=args.feature_dim, encoder=args.encoder, epochs=args.epochs,
-                       lr=args.lr, batch_size=args.batch_size, margin=args.margin, unsafe_weight=args.unsafe_weight,
-                       seed=args.seed, entropy_mode=args.entropy or ("none" if categories else "soft"),
-                       lambda_entropy=args.entropy_weight, objective=args.objective,
-                       lambda_exclusive=args.exclusive_weight if args.exclusive_weight is not None else (1.0 if categories else 0.0),
-                       facet_mode="categories" if categories else "learned", free_facets=args.free_facets if categories else 0,
-                       lambda_backstop=args.backstop_weight if categories and args.free_facets else 0.0)
+    base = TrainConfig(num_facets=1 if categories else int(args.facets), feature_dim=args.feature_dim, encoder=args.encoder,
+                       epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, margin=args.margin,
+                       unsafe_weight=args.unsafe_weight, seed=args.seed, lambda_entropy=args.entropy_weight, objective=args.objective)
+    tcfg = with_facet_mode(base, "categories" if categories else "learned", args.free_facets, args.backstop_weight,
+                           args.entropy, args.exclusive_weight)
     tcfg.validate()  # absurd settings fail before the model is loaded
     lm = _model(args)
     df = _dataset(args)
+    if categories:
+        for note in check_category_facets(df):  # a table without categories fails here, before any feature is extracted
+            print(f"note: {note}", file=sys.stderr)
     layer = args.layer if args.layer >= 0 else lm.num_layers + args.layer
     if not 0 <= layer < lm.num_layers:
         raise CliError(f"--layer {args.layer} does not exist: this model has layers 0..{lm.num_layers - 1}")
@@ -77,12 +77,6 @@ def cmd_train(args: argparse.Namespace) -> None:
     path = save_trained(trained, args.output)
     _print_table(metrics_rows(trained.report), METRIC_COLUMNS)
     print(f"saved polytope to {path}")
-
-
-def _taxonomy() -> tuple[str, ...]:
-    from sap_viz.data.taxonomy import TAXONOMY
-
-    return TAXONOMY
 
 
 def cmd_score(args: argparse.Namespace) -> None:

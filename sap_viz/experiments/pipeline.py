@@ -175,6 +175,58 @@ def train_and_evaluate(
     return TrainedPolytope(PolytopeArtifact(poly, meta, facets), meta["metrics"])
 
 
+FACET_MODES = ("learned", "categories")
+
+
+def with_facet_mode(tcfg: TrainConfig, mode: str, free_facets: int = 3, backstop_weight: float = 1.0,
+                    entropy_mode: str | None = None, exclusive_weight: float | None = None) -> TrainConfig:
+    """The training settings of a facet mode, one definition for the CLI (``--facets categories``) and the Train tab.
+
+    ``"categories"``: policy facets, one per unsafe category in the data plus ``free_facets`` (K is set
+    from the data at training time), no entropy term and the exclusive push (weight 1) unless given,
+    and the backstop hinge only when there are free facets to catch what a category facet misses.
+    """
+    if mode not in FACET_MODES:
+        raise ValueError(f"facet mode must be one of {', '.join(FACET_MODES)}, got {mode!r}")
+    if mode == "learned":
+        return replace(tcfg, facet_mode="learned", free_facets=0, lambda_backstop=0.0, entropy_mode=entropy_mode or tcfg.entropy_mode,
+                       lambda_exclusive=tcfg.lambda_exclusive if exclusive_weight is None else exclusive_weight)
+    from sap_viz.data.taxonomy import TAXONOMY
+
+    if not isinstance(free_facets, int) or free_facets < 0:
+        raise ValueError(f"free facets must be a whole number ≥ 0, got {free_facets!r}")
+    return replace(tcfg, facet_mode="categories", num_facets=len(TAXONOMY) + free_facets, free_facets=free_facets,
+                   entropy_mode=entropy_mode or "none", lambda_exclusive=1.0 if exclusive_weight is None else exclusive_weight,
+                   lambda_backstop=backstop_weight if free_facets else 0.0)
+
+
+def check_category_facets(df: pd.DataFrame) -> list[str]:
+    """Refuse a table that cannot train policy facets, with a message that says why; return notes on what it will train.
+
+    Why: a user file without a ``category`` column loads with every unsafe row as "other_harm", which
+    would silently train a single category facet; names outside the taxonomy are merged the same way.
+    """
+    train = df[(df["split"] == "train") & (df["label"] == "unsafe")] if "split" in df.columns else df.iloc[:0]
+    if train.empty:
+        raise ValueError("categories mode needs unsafe rows in the training split")
+    orig = train["orig_category"] if "orig_category" in train.columns else pd.Series("unspecified", index=train.index)
+    missing = orig.isin(["unspecified", ""])
+    if missing.all():
+        raise ValueError(f"categories mode needs a 'category' for the unsafe rows, and none of the {len(train)} unsafe training rows "
+                         "has one: add a category column (e.g. cyber, violence_weapons, fraud_deception) or choose learned facets")
+    names, _ = category_facet_index(train["category"].tolist(), train["label"].tolist())
+    notes = [f"{len(names)} category facets: {', '.join(names)}"]
+    if missing.any():
+        notes.append(f"{int(missing.sum())} of {len(train)} unsafe training rows have no category and count as other_harm")
+    own = ~missing & train["source"].str.startswith(("user:", "hf:")) if "source" in train.columns else ~missing
+    merged = sorted({o for o, c in zip(orig[own], train["category"][own], strict=True)
+                     if c == "other_harm" and o.casefold().replace(" ", "_").replace("-", "_") != "other_harm"})
+    if merged:
+        shown = ", ".join(merged[:8]) + (f" and {len(merged) - 8} more" if len(merged) > 8 else "")
+        notes.append(f"categories outside the taxonomy were merged into other_harm: {shown}")
+    return notes
+
+
 def _facet_layout(train: pd.DataFrame, tcfg: TrainConfig) -> tuple[TrainConfig, list[str | None] | None, list[int] | None]:
     """With ``facet_mode="categories"``: K = one facet per unsafe category in the data + the free facets,
     each unsafe row's facet index, and each facet's category (None for a free facet)."""

@@ -64,12 +64,13 @@ class PageHandlers:
         stage = "umap" if st.umap_done else "pca" if st.done else ""
         skip = gr.skip()
         if stage == seen or wb.artifact is None:
-            return map_status_html(wb), gr.Timer(active=not finished), seen, skip, skip, skip, skip
+            return map_status_html(wb), gr.Timer(active=not finished), seen, *(skip,) * 8
         figure, _ = self.fmap.draw_map(method, colour_by, overlay, cmp, request)
         if seen:  # PCA was already shown; only the map changes when UMAP arrives
-            return map_status_html(wb), gr.Timer(active=not finished), stage, skip, skip, skip, figure
+            return map_status_html(wb), gr.Timer(active=not finished), stage, skip, skip, skip, figure, *(skip,) * 4
         hist, top = self.facets.facet_stats_detail(wb, k)
-        return map_status_html(wb), gr.Timer(active=not finished), stage, hist, top, self.facets.cards_html(wb), figure
+        return (map_status_html(wb), gr.Timer(active=not finished), stage, hist, top, self.facets.cards_html(wb), figure,
+                *self.facets.audit_outputs(wb))
 
     @guarded
     def activate(self, name: str, request: gr.Request):
@@ -84,8 +85,7 @@ class PageHandlers:
             msg = f"“{name}” is active in your session; other visitors keep the default."
         wb.start_view_build()
         metrics, sweep = self.train.active_metrics(wb)
-        cards, cat_fig, cos_fig, dd = self.facets.facet_overview(wb)
-        return header_html(wb), render.status_html("ok", msg), metrics, sweep, cards, cat_fig, cos_fig, dd
+        return header_html(wb), render.status_html("ok", msg), metrics, sweep, *self.facets.facet_overview(wb)
 
     @guarded
     def delete_polytope(self, name: str, request: gr.Request):
@@ -93,9 +93,9 @@ class PageHandlers:
 
     def on_load(self, request: gr.Request):
         wb = session_bench(self.wb, request)
-        cards_html, cat_fig, cos_fig, dd = self.facets.facet_overview(wb)
+        overview = self.facets.facet_overview(wb)
         metrics, sweep = self.train.active_metrics(wb)
-        return (header_html(wb), cards_html, cat_fig, cos_fig, dd, metrics, sweep,
+        return (header_html(wb), *overview, metrics, sweep,
                 gr.update(choices=wb.list_polytopes(), value=wb.active_name), self.owner.proposals_table(wb))
 
     def end_session(self, request: gr.Request) -> None:
@@ -125,7 +125,8 @@ def build_app(wb: Workbench) -> gr.Blocks:
 
         page = PageHandlers(wb, fmap, facets, train, owner)
         fmap.timer.tick(page.tick_map, [facets.facet_pick, view_seen, *fmap.inputs],
-                        [fmap.map_status, fmap.timer, view_seen, facets.hist_plot, facets.top_table, facets.cards, fmap.feature_plot],
+                        [fmap.map_status, fmap.timer, view_seen, facets.hist_plot, facets.top_table, facets.cards, fmap.feature_plot,
+                         *facets.audit_outputs],
                         show_progress="hidden", **PRIVATE)
         train.activate_btn.click(page.activate, [train.poly_pick],
                                  [header, train.poly_status, train.metrics_table, train.sweep_plot, *facets.overview_outputs], **PRIVATE)

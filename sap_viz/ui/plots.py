@@ -185,6 +185,43 @@ def category_facet_heatmap(stats: dict, names: list[str]) -> go.Figure:
     return fig
 
 
+def firing_heatmap(audit: dict, order: list[int], names: list[str]) -> go.Figure:
+    """Firing matrix: share of each category's unsafe training prompts on which facet k fires (v ≥ 0),
+    facets in ``order`` (each category's matched facet on the diagonal); hover gives the counts."""
+    cats = audit.get("categories") or []
+    share = np.array(audit.get("fire_share") or [], dtype=float)
+    if not cats or share.size == 0:
+        return empty_figure("No unsafe training prompts with a category: no firing matrix.")
+    counts = np.array(audit["fire_counts"], dtype=int)[:, order]
+    n = np.array([audit["n_per_category"][c] for c in cats], dtype=int)
+    labels = facet_labels(names)
+    hover = [[f"{counts[i, j]} of {n[i]}" for j in range(len(order))] for i in range(len(cats))]
+    fig = go.Figure(
+        go.Heatmap(
+            z=share[:, order],
+            x=[labels[k] for k in order],
+            y=[f"{esc(c)} (n={n[i]})" for i, c in enumerate(cats)],
+            colorscale="Reds",
+            zmin=0,
+            zmax=1,
+            text=(100 * share[:, order]).round().astype(int),
+            texttemplate="%{text}",
+            textfont=dict(size=9),
+            customdata=hover,
+            colorbar=dict(title="fires", thickness=12, tickformat=".0%"),
+            hovertemplate="category %{y}<br>facet %{x}<br>fires on %{customdata} unsafe prompts (%{z:.0%})<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        **LAYOUT,
+        title=dict(text="Firing matrix: % of each category's unsafe training prompts on which the facet fires", font=dict(size=14)),
+        height=max(340, 26 * len(cats) + 200),
+        xaxis=dict(tickangle=-45, tickfont=dict(size=10)),
+        yaxis=dict(autorange="reversed"),
+    )
+    return fig
+
+
 def cosine_heatmap(sim: np.ndarray, names: list[str]) -> go.Figure:
     labels = facet_labels(names)
     fig = go.Figure(

@@ -122,19 +122,17 @@ def verdict_html(result: GenerationResult, divergence: int | None, baseline: Gen
     return '<div class="sap-verdict">' + " · ".join(parts) + "</div>"
 
 
-def facet_cards_html(facets: list[dict], stats: dict | None, fire_rates: list[float] | None = None) -> str:
-    """One card per facet: name, policy, who labelled it, auto-suggested flag, what it fires on."""
+def facet_cards_html(facets: list[dict], stats: dict | None, fire_rates: list[float] | None = None,
+                     suggestions: list[dict] | None = None, examples: list[list[dict]] | None = None) -> str:
+    """One card per facet: name with where it came from, policy, who labelled it, the honest name suggestion
+    beside the most violating training prompts, what it fires on, its label history."""
     stats = stats or {}
     cats = stats.get("categories") or []
     joint = np.array(stats.get("soft_joint") or [], dtype=float)
-    suggestions = stats.get("suggestions") or []
+    suggestions = suggestions or []
+    examples = examples or []
     cards = []
     for k, f in enumerate(facets):
-        badge = (
-            '<span class="sap-badge">auto-suggested</span>'
-            if f.get("auto_suggested")
-            else '<span class="sap-badge sap-human">labelled</span>'
-        )
         top_cat = ""
         if joint.size and joint.shape[1] > k and len(cats) and joint[:, k].sum() > 0:
             col = joint[:, k] / joint[:, k].sum()
@@ -144,22 +142,46 @@ def facet_cards_html(facets: list[dict], stats: dict | None, fire_rates: list[fl
                 f"({100 * col[i]:.0f}%, {joint[:, k].sum():.0f} prompts)</div>"
             )
         rate = f'<div class="sap-card-meta">fires on {100 * fire_rates[k]:.1f}% of training prompts</div>' if fire_rates else ""
-        sug = suggestions[k] if k < len(suggestions) else None
-        sug_html = (
-            f'<div class="sap-card-meta">suggested: {esc(sug.get("name"))} (confidence {float(sug.get("confidence", 0)):.2f})</div>'
-            if sug
-            else ""
-        )
         who = esc(f.get("author") or "nobody")
         cards.append(
             f'<div class="sap-card" data-facet="{k}"><div class="sap-card-title">#{k} '
-            f'<span class="sap-facet-name">{esc(f.get("name", ""))}</span> {badge}</div>'
+            f'<span class="sap-facet-name">{esc(f.get("name", ""))}</span> {source_badge(f)}</div>'
             f'<div class="sap-card-policy" title="{esc(f.get("policy") or "")}">{esc(f.get("policy") or "(no policy text)")}</div>'
             f'<div class="sap-card-meta">by {who}, confidence {float(f.get("confidence") or 0):.2f}, '
             f'{len(f.get("history") or [])} edits</div>'
-            f"{top_cat}{rate}{sug_html}{history_html(f.get('history') or [])}</div>"
+            f"{card_suggestion_html(suggestions[k] if k < len(suggestions) else None)}"
+            f"{card_examples_html(examples[k] if k < len(examples) else [])}"
+            f"{top_cat}{rate}{history_html(f.get('history') or [])}</div>"
         )
     return '<div class="sap-cards" id="sap-facet-cards">' + "".join(cards) + "</div>"
+
+
+def source_badge(facet: dict) -> str:
+    """Where the current label comes from: the taxonomy (policy facets), the statistics, or a person."""
+    if facet.get("source") == "from category":
+        return '<span class="sap-badge sap-taxonomy">from category</span>'
+    if facet.get("auto_suggested"):
+        return '<span class="sap-badge">auto-suggested</span>'
+    return '<span class="sap-badge sap-human">labelled</span>'
+
+
+def card_suggestion_html(suggestion: dict | None) -> str:
+    """The honest name suggestion; its confidence is a Wilson lower bound, the evidence is in the hover."""
+    if not suggestion:
+        return ""
+    return (f'<div class="sap-card-meta sap-card-suggestion" title="{esc(suggestion.get("evidence", ""))}">auto-suggested name: '
+            f'<b>{esc(suggestion.get("name"))}</b> (confidence {float(suggestion.get("confidence") or 0):.2f}, '
+            "Wilson lower bound)</div>")
+
+
+def card_examples_html(examples: list[dict]) -> str:
+    """The most violating training prompts, one line each (the whole prompt in the hover)."""
+    if not examples:
+        return ""
+    items = "".join(f'<li title="{esc(e.get("text", ""))}"><span class="sap-ex-v">{float(e.get("violation", 0)):+.2f}</span> '
+                    f'{esc(e.get("label") or "")} {esc(" ".join(str(e.get("text", "")).split()))}</li>' for e in examples)
+    return (f'<div class="sap-card-examples"><div class="sap-card-meta">{len(examples)} most violating training prompts</div>'
+            f"<ol>{items}</ol></div>")
 
 
 def history_html(history: list[dict], shown: int = 10) -> str:
@@ -189,11 +211,34 @@ def attribution_html(words: list[str], values: np.ndarray, caption: str) -> str:
 
 
 def suggestion_html(facet: dict, suggestion: dict | None) -> str:
+    """The honest suggestion beside the labelling form, and the current label with where it came from."""
+    current = (f'<div class="sap-card-meta">current label: {esc(facet.get("name", ""))} '
+               f'{source_badge(facet)}</div>')
     if not suggestion:
-        return empty("No suggestion for this facet (the polytope has no category statistics).")
+        return ('<div class="sap-suggestion"><div class="sap-card-meta">No suggestion yet: names are suggested from the '
+                f"training prompts' statistics once they are computed (progress under Feature map).</div>{current}</div>")
     return (
-        '<div class="sap-suggestion"><div><b>Suggested from category statistics</b></div>'
+        '<div class="sap-suggestion"><div><b>Auto-suggested from the category statistics</b></div>'
         f'<div class="sap-facet-name">{esc(suggestion.get("name"))}</div>'
-        f'<div class="sap-card-meta">{esc(suggestion.get("evidence", ""))}; confidence {float(suggestion.get("confidence", 0)):.2f}</div>'
-        f'<div class="sap-card-meta">current label: {esc(facet.get("name", ""))}</div></div>'
+        f'<div class="sap-card-meta">{esc(suggestion.get("evidence", ""))}; confidence {float(suggestion.get("confidence", 0)):.2f} '
+        "(Wilson lower bound of its purity: few prompts cannot look sure)</div>"
+        f"{current}</div>"
     )
+
+
+def audit_summary_html(s: dict) -> str:
+    """The polytope-level audit figures in plain words, each with the count behind it."""
+    dead = ", ".join(str(k) for k in s["dead_facets"]) or "none"
+    never = ", ".join(str(k) for k in s["never_firing_facets"]) or "none"
+    lines = [
+        f"Facets firing per unsafe prompt: {s['mean_facets_firing']:.1f} of {s['num_facets']} on average "
+        f"({100 * s['share_unsafe_no_facet_firing']:.0f}% of unsafe prompts fire none).",
+        f"Dead facets (never any unsafe prompt's top facet): {dead}; never firing at all: {never}.",
+        f"MI(category; top facet): {s['mi_bits']:.2f} bits ({s['mi_bits_miller_madow']:.2f} bias-corrected) "
+        f"of the categories' {s['category_entropy_bits']:.2f} bits.",
+        f"Harm categories with a selective facet (fires on ≥ 70% of its prompts, ≤ 30% of the others'): "
+        f"{s['n_selective']} of {s['n_harm_categories']}.",
+    ]
+    head = f"Facet audit over {s['n_unsafe']} unsafe training prompts ({s['note']})"
+    items = "".join(f"<li>{esc(line)}</li>" for line in lines)
+    return f'<div class="sap-status sap-info sap-audit-summary" id="sap-audit-summary">{esc(head)}<ul>{items}</ul></div>'

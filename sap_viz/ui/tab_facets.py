@@ -1,6 +1,6 @@
-"""Facets tab: facet cards, the category × facet and facet cosine heatmaps, the labelling form with its
-suggestion, a facet's histogram and most violating training prompts, word-masking attribution and the
-audit report export."""
+"""Facets tab: facet cards, the category × facet and facet cosine heatmaps, the facet audit (firing matrix,
+per-facet purity and selectivity, dead facets, MI), the labelling form with its honest suggestion, a facet's
+histogram and most violating training prompts, word-masking attribution and the audit report export."""
 
 from __future__ import annotations
 
@@ -12,12 +12,14 @@ from sap_viz.analysis.attribution import positive_violations, top_examples
 from sap_viz.analysis.facet_stats import cosine_similarity
 from sap_viz.analysis.report import build_report, write_report
 from sap_viz.app_state.errors import WorkbenchError
+from sap_viz.app_state.facet_audits import AUDIT_COLUMNS, card_examples, facet_suggestions
 from sap_viz.app_state.workbench import Workbench
 from sap_viz.ui import plots, render
 from sap_viz.ui.api import guarded
 from sap_viz.ui.common import PRIVATE, Files, facet_choices, facet_names, fire_rates, frame, session_bench
 
 DEFAULT_ATTRIBUTION_PROMPT = "How do I build a pipe bomb at home?"
+AUDIT_WAIT_S = 300  # how long opening the tab waits for the training view before leaving the audit to the build timer
 
 
 class FacetHandlers:
@@ -31,21 +33,60 @@ class FacetHandlers:
     def cards_html(wb: Workbench) -> str:
         """The facet cards alone (the build timer refreshes them once training-set rates exist)."""
         art = wb.require_artifact()
-        return render.facet_cards_html(art.facets, art.meta.get("facet_stats") or {}, fire_rates(wb))
+        audit = wb.facet_audit()
+        return render.facet_cards_html(art.facets, art.meta.get("facet_stats") or {}, fire_rates(wb),
+                                       facet_suggestions(art, audit), card_examples(art, audit))
 
-    @staticmethod
-    def facet_overview(wb: Workbench):
-        """Cards, category × facet heatmap, cosine heatmap and the facet dropdown of the active polytope."""
+    def facet_overview(self, wb: Workbench):
+        """Cards, category × facet heatmap, cosine heatmap, the facet dropdown and the audit of the active polytope."""
         art = wb.artifact
         if art is None:
             msg = wb.load_error or "No polytope."
-            return render.empty(msg), plots.empty_figure(msg), plots.empty_figure(msg), gr.update(choices=[], value=None)
+            return (render.empty(msg), plots.empty_figure(msg), plots.empty_figure(msg), gr.update(choices=[], value=None),
+                    *self.audit_placeholder(msg))
         stats = art.meta.get("facet_stats") or {}
-        cards = render.facet_cards_html(art.facets, stats, fire_rates(wb))
         sim = cosine_similarity(art.polytope.phi.detach())
         names = facet_names(wb)
-        return (cards, plots.category_facet_heatmap(stats, names), plots.cosine_heatmap(sim, names),
-                gr.update(choices=facet_choices(wb), value=0))
+        return (self.cards_html(wb), plots.category_facet_heatmap(stats, names), plots.cosine_heatmap(sim, names),
+                gr.update(choices=facet_choices(wb), value=0), *self.audit_outputs(wb))
+
+    @staticmethod
+    def audit_placeholder(message: str, kind: str = "info") -> tuple:
+        return (render.status_html(kind, message), plots.empty_figure(message), frame([], AUDIT_COLUMNS),
+                gr.update(value=None, visible=False))
+
+    def audit_outputs(self, wb: Workbench) -> tuple:
+        """Summary, firing matrix, per-facet table and its CSV; a note on the training view's progress until it exists."""
+        art = wb.require_artifact()
+        audit = wb.facet_audit()
+        if audit is None:
+            st = wb.map_status()
+            if st.error:
+                return self.audit_placeholder(f"The facet audit needs the training prompts' violations: {st.error}", "error")
+            if st.done:
+                return self.audit_placeholder("The training prompts have no unsafe prompt: nothing to audit.")
+            return self.audit_placeholder("The facet audit is computed from the training prompts' violations: "
+                                          f"{st.message} ({100 * st.fraction:.0f}%; progress under Feature map).")
+        rows = audit.rows(art.facets)
+        csv = self.files.write_csv(f"{wb.active_name or 'polytope'}-facet-audit.csv", rows)
+        return (render.audit_summary_html(audit.summary()), plots.firing_heatmap(audit.audit, audit.order, facet_names(wb)),
+                frame(rows, AUDIT_COLUMNS), gr.update(value=csv, visible=True))
+
+    def show_audit(self, request: gr.Request, progress=gr.Progress()):  # noqa: B008 — gradio's idiom
+        """Opening the tab: wait for the training view (built once per polytope, cached on disk) with a progress bar,
+        then the cards (with their suggestions and prompts) and the audit. The build timer lives in the Feature map
+        tab and ticks only once that tab has been shown, so this tab does not rely on it."""
+        wb = session_bench(self.wb, request)
+        if wb.artifact is None:
+            return gr.skip(), *self.audit_placeholder(wb.load_error or "No polytope.", "error")
+        wb.start_view_build()
+        try:
+            wb.wait_for_view(AUDIT_WAIT_S, progress=lambda f, m: progress(f, desc=m))
+        except TimeoutError:
+            pass  # the audit says how far the build is; opening the tab again waits again
+        except WorkbenchError as exc:
+            return gr.skip(), *self.audit_placeholder(f"The facet audit needs the training prompts' violations: {exc}", "error")
+        return self.cards_html(wb), *self.audit_outputs(wb)
 
     @staticmethod
     def facet_stats_detail(wb: Workbench, k: int | None):
@@ -67,26 +108,27 @@ class FacetHandlers:
         k = int(k or 0)
         facet = art.facets[k]
         hist, top = self.facet_stats_detail(wb, k)
-        return (hist, top, self.suggestion_for(art, k), facet["name"], facet["policy"], facet["author"],
+        return (hist, top, self.suggestion_for(wb, k), facet["name"], facet["policy"], facet["author"],
                 float(facet["confidence"] or 0.0))
 
     @staticmethod
-    def suggestion_for(art, k: int) -> str:
-        """The suggestion from the category statistics beside the facet's current label."""
-        suggestions = (art.meta.get("facet_stats") or {}).get("suggestions") or []
+    def suggestion_for(wb: Workbench, k: int) -> str:
+        """The honest suggestion from the category statistics beside the facet's current label."""
+        art = wb.require_artifact()
+        suggestions = facet_suggestions(art, wb.facet_audit())
         return render.suggestion_html(art.facets[k], suggestions[k] if k < len(suggestions) else None)
 
     def suggestion_box(self, k: int | None, request: gr.Request) -> str:
         """Refreshed after a save, so it never shows the old name."""
-        return self.suggestion_for(session_bench(self.wb, request).require_artifact(), int(k or 0))
+        return self.suggestion_for(session_bench(self.wb, request), int(k or 0))
 
     @guarded
     def use_suggestion(self, k: int | None, request: gr.Request):
-        art = session_bench(self.wb, request).require_artifact()
-        suggestions = (art.meta.get("facet_stats") or {}).get("suggestions") or []
+        wb = session_bench(self.wb, request)
+        suggestions = facet_suggestions(wb.require_artifact(), wb.facet_audit())
         k = int(k or 0)
         if k >= len(suggestions):
-            raise WorkbenchError("no suggestion for this facet")
+            raise WorkbenchError("no suggestion for this facet yet: it is computed from the training prompts (progress under Feature map)")
         sug = suggestions[k]
         return sug["name"], f"Flags prompts like: {sug['evidence']}.", float(sug.get("confidence") or 0.0)
 
@@ -96,7 +138,7 @@ class FacetHandlers:
             raise WorkbenchError("choose a facet first")
         wb = session_bench(self.wb, request)
         facet = wb.label(int(k), name, policy, author, confidence)
-        cards, cat_fig, cos_fig, _ = self.facet_overview(wb)
+        cards, cat_fig, cos_fig, _, *audit = self.facet_overview(wb)  # the audit table shows the new label too
         hist, _ = self.facet_stats_detail(wb, k)  # its title carries the facet's name
         if facet.get("proposed"):
             msg = render.status_html("info", f"Proposed “{facet['name']}” for facet {facet['facet']} (proposal {facet['id']}). "
@@ -104,7 +146,7 @@ class FacetHandlers:
         else:
             msg = render.status_html("ok", f"Saved facet {facet['index']} as “{facet['name']}” "
                                            f"({len(facet['history'])} edits in its history).")
-        return msg, cards, cos_fig, cat_fig, hist, gr.update(choices=facet_choices(wb), value=int(k))
+        return (msg, cards, cos_fig, cat_fig, hist, gr.update(choices=facet_choices(wb), value=int(k)), *audit)
 
     @guarded
     def run_attribution(self, prompt: str, k: int | None, request: gr.Request):
@@ -125,7 +167,8 @@ class FacetHandlers:
     def export_report(self, request: gr.Request):
         wb = session_bench(self.wb, request)
         art = wb.require_artifact()
-        report = build_report(art, wb.training_view())
+        audit = wb.facet_audit()
+        report = build_report(art, wb.training_view(), audit=audit.report(art.facets) if audit is not None else None)
         md, js = write_report(report, self.files.path("x").parent, f"{wb.active_name or 'polytope'}-audit")
         return gr.update(value=[str(md), str(js)], visible=True)
 
@@ -139,12 +182,13 @@ class FacetsTab:
     hist_plot: gr.Plot
     top_table: gr.Dataframe
     detail_outputs: list  # what facet_detail fills: histogram, top examples, suggestion and the labelling form
+    audit_outputs: list  # what audit_outputs fills: summary, firing matrix, per-facet table, its CSV
     handlers: FacetHandlers
 
     @property
     def overview_outputs(self) -> list:
         """What ``FacetHandlers.facet_overview`` fills, in its order."""
-        return [self.cards, self.cat_plot, self.cos_plot, self.facet_pick]
+        return [self.cards, self.cat_plot, self.cos_plot, self.facet_pick, *self.audit_outputs]
 
 
 def build_facets_tab(wb: Workbench, files: Files) -> FacetsTab:
@@ -155,6 +199,15 @@ def build_facets_tab(wb: Workbench, files: Files) -> FacetsTab:
         with gr.Row():
             cat_plot = gr.Plot(elem_id="category-facet", show_label=False)
             cos_plot = gr.Plot(elem_id="cosine", show_label=False)
+        gr.Markdown("### Facet audit: what each facet fires on, with the counts behind every figure\n"
+                    "A facet *fires* on a prompt when its violation is ≥ 0. Purity: the share of the unsafe prompts whose "
+                    "top facet it is that share one category, with the Wilson lower bound that small counts pull down. "
+                    "Selectivity: how often it fires on its category's prompts against the other categories' prompts. "
+                    "Dead: the top facet of no unsafe prompt.", elem_id="audit-note")
+        audit_summary = gr.HTML(elem_id="audit-summary")
+        audit_plot = gr.Plot(elem_id="firing-matrix", show_label=False)
+        audit_table = gr.Dataframe(label="Per facet", interactive=False, wrap=True, max_height=420, elem_id="audit-table")
+        audit_csv = gr.DownloadButton("Download this table (CSV)", visible=False, size="sm", elem_id="audit-csv")
         choices = facet_choices(wb)
         facet_pick = gr.Dropdown(choices=choices, value=0 if choices else None, label="Facet", elem_id="facet-pick")
         with gr.Row(equal_height=False):
@@ -187,13 +240,18 @@ def build_facets_tab(wb: Workbench, files: Files) -> FacetsTab:
             report_files = gr.File(label="Audit report", file_count="multiple", interactive=False, elem_id="report-files", visible=False)
 
     detail_outputs = [hist_plot, top_table, sug_box, lab_name, lab_policy, lab_author, lab_conf]
+    audit_outputs = [audit_summary, audit_plot, audit_table, audit_csv]
     facet_pick.change(handlers.facet_detail, [facet_pick], detail_outputs, **PRIVATE)
     facets_tab.select(handlers.facet_detail, [facet_pick], detail_outputs, **PRIVATE)
+    # waiting for the training view uses no model time, so several visitors may wait at once
+    audit_shown = facets_tab.select(guarded(handlers.show_audit), None, [cards, *audit_outputs], show_progress_on=[audit_summary],
+                                    concurrency_limit=8, **PRIVATE)
+    audit_shown.success(guarded(handlers.suggestion_box), [facet_pick], [sug_box], **PRIVATE)  # the honest suggestion, now known
     sug_btn.click(handlers.use_suggestion, [facet_pick], [lab_name, lab_policy, lab_conf], **PRIVATE)
     saved = save_btn.click(handlers.save_label, [facet_pick, lab_name, lab_policy, lab_author, lab_conf],
-                           [lab_status, cards, cos_plot, cat_plot, hist_plot, facet_pick], **PRIVATE)
+                           [lab_status, cards, cos_plot, cat_plot, hist_plot, facet_pick, *audit_outputs], **PRIVATE)
     saved.success(guarded(handlers.suggestion_box), [facet_pick], [sug_box], **PRIVATE)
     attr_btn.click(handlers.run_attribution, [attr_prompt, facet_pick], [attr_html, attr_plot, attr_table], **PRIVATE)
     report_btn.click(handlers.export_report, None, [report_files], **PRIVATE)
     return FacetsTab(cards=cards, cat_plot=cat_plot, cos_plot=cos_plot, facet_pick=facet_pick, hist_plot=hist_plot,
-                     top_table=top_table, detail_outputs=detail_outputs, handlers=handlers)
+                     top_table=top_table, detail_outputs=detail_outputs, audit_outputs=audit_outputs, handlers=handlers)

@@ -15,6 +15,7 @@ from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.workbench import Workbench
 from sap_viz.data.dataset import DataConfig, build_dataset, split_summary
 from sap_viz.data.sources import available_sources
+from sap_viz.experiments.pipeline import with_facet_mode
 from sap_viz.method.training import LOSS_NOTE, TrainConfig, explain_loss
 from sap_viz.model.features import FeatureConfig
 from sap_viz.ui import plots, render
@@ -26,14 +27,27 @@ def session_key(request: gr.Request | None) -> str:
     return getattr(request, "session_hash", None) or "no-session"
 
 
-def train_configs(layer: int, k: int, epochs: int, feature_dim: int, target_fpr: float) -> tuple[FeatureConfig, TrainConfig, float | None]:
-    """Feature and training settings from the form (``None`` target: no calibration)."""
+FACET_MODES = [("learned: K facets, named from their statistics", "learned"),
+               ("categories: one facet per unsafe category in the data + free facets (policy facets)", "categories")]
+
+
+def train_configs(layer: int, k: int, epochs: int, feature_dim: int, target_fpr: float, facet_mode: str = "learned",
+                  free_facets: int = 3, backstop_weight: float = 1.0) -> tuple[FeatureConfig, TrainConfig, float | None]:
+    """Feature and training settings from the form (``None`` target: no calibration); the facet mode sets the
+    same TrainConfig fields as the CLI's ``--facets categories --free-facets N --backstop-weight W``."""
     try:
         fcfg = FeatureConfig(layer=int(layer))
         tcfg = TrainConfig(num_facets=int(k), feature_dim=int(feature_dim), epochs=int(epochs))
-        return fcfg, tcfg, float(target_fpr or 0) or None
+        free, backstop = int(free_facets), float(backstop_weight)
     except (TypeError, ValueError):
-        raise WorkbenchError("layer, facets, epochs and feature size must be whole numbers") from None
+        raise WorkbenchError("layer, facets, epochs, feature size and free facets must be whole numbers") from None
+    if not backstop >= 0:
+        raise WorkbenchError(f"the backstop weight must be ≥ 0, got {backstop_weight!r}")
+    try:
+        tcfg = with_facet_mode(tcfg, str(facet_mode or "learned"), free, backstop)
+    except ValueError as exc:
+        raise WorkbenchError(str(exc)) from None
+    return fcfg, tcfg, float(target_fpr or 0) or None
 
 
 class TrainHandlers:
@@ -76,10 +90,12 @@ class TrainHandlers:
 
     @guarded
     def run_train(self, sources: list[str], upload: str | None, layer: int, k: int, epochs: int, feature_dim: int, target_fpr: float,
-                  request: gr.Request, progress=gr.Progress()):  # noqa: B008 — gradio's idiom
+                  facet_mode: str, free_facets: int, backstop_weight: float, request: gr.Request,
+                  progress=gr.Progress()):  # noqa: B008 — gradio's idiom
         progress(0.0, desc="loading data")
+        fcfg, tcfg, target = train_configs(layer, k, epochs, feature_dim, target_fpr, facet_mode, free_facets, backstop_weight)
         df, where = self.training_data(sources, upload)
-        fcfg, tcfg, target = train_configs(layer, k, epochs, feature_dim, target_fpr)
+        notes = self.wb.facet_notes(df, tcfg)  # categories mode without categories is refused before any feature is extracted
         key = session_key(request)
         cancel = threading.Event()
         self.train_jobs[key] = cancel
@@ -90,9 +106,12 @@ class TrainHandlers:
                 del self.train_jobs[key]
         rows = metrics_rows(trained.report)
         history = trained.artifact.meta.get("training_history") or [{}]
+        k_trained = trained.artifact.polytope.num_facets
+        facets = (f"{k_trained} policy facets ({k_trained - tcfg.free_facets} from categories, {tcfg.free_facets} free)"
+                  if tcfg.facet_mode == "categories" else f"{k_trained} facets")
         msg = render.summary_html(
-            f"Trained on the training split of {where}: layer {layer}, {k} facets, {epochs} epochs. Save it to use it.",
-            [*split_summary(df), f"{explain_loss(history[-1], trained.artifact.meta.get('train_config') or {})}. {LOSS_NOTE}"])
+            f"Trained on the training split of {where}: layer {layer}, {facets}, {epochs} epochs. Save it to use it.",
+            [*notes, *split_summary(df), f"{explain_loss(history[-1], trained.artifact.meta.get('train_config') or {})}. {LOSS_NOTE}"])
         return (msg, gr.update(value=frame(rows).round(4), label="Metrics of the run just trained (not saved yet)"),
                 plots.threshold_sweep_figure(trained.artifact.meta.get("threshold_sweep") or {}), trained)
 
@@ -156,7 +175,15 @@ def build_train_tab(wb: Workbench, trained_state: gr.State) -> TrainTab:
             with gr.Column():
                 layer = gr.Slider(0, num_layers - 1, value=wb.artifact.layer if wb.artifact else min(20, num_layers - 1), step=1,
                                   label="Layer L (output of decoder block L, 0-based)")
-                k_facets = gr.Slider(1, min(64, lim.max_facets), value=min(14, lim.max_facets), step=1, label="Facets K")
+                facet_mode = gr.Radio(FACET_MODES, value="learned", label="Facet mode", elem_id="facet-mode",
+                                      info="categories: facet k fires for unsafe category k and is named from it; needs a "
+                                           "category per unsafe row (built-in sources have one; a file needs a category column)")
+                k_facets = gr.Slider(1, min(64, lim.max_facets), value=min(14, lim.max_facets), step=1, label="Facets K (learned mode)")
+                with gr.Row():
+                    free_facets = gr.Slider(0, 8, value=3, step=1, label="Free facets (categories mode)", elem_id="free-facets",
+                                            info="catch unsafe prompts their category facet misses")
+                    backstop = gr.Slider(0.0, 5.0, value=1.0, step=0.1, label="Backstop weight (categories mode)", elem_id="backstop",
+                                         info="weight of the hinge that lets a free facet catch them")
                 epochs = gr.Slider(1, min(50, lim.max_epochs), value=min(10, lim.max_epochs), step=1, label="Epochs")
                 f_choices = [f for f in (1024, 4096, 16384) if f <= lim.max_feature_dim] or [lim.max_feature_dim]
                 feature_dim = gr.Dropdown(f_choices, value=4096 if 4096 in f_choices else f_choices[-1], label="Concept features F")
@@ -188,7 +215,8 @@ def build_train_tab(wb: Workbench, trained_state: gr.State) -> TrainTab:
 
     train_outputs = [train_status, metrics_table, sweep_plot, trained_state]
     train_evt = train_btn.click(handlers.start_training, None, train_outputs, show_progress="hidden", **PRIVATE).then(
-        handlers.run_train, [sources, upload, layer, k_facets, epochs, feature_dim, target_fpr], train_outputs,
+        handlers.run_train, [sources, upload, layer, k_facets, epochs, feature_dim, target_fpr, facet_mode, free_facets, backstop],
+        train_outputs,
         show_progress_on=[train_status], **PRIVATE)
     stop_train_btn.click(handlers.stop_training, None, [train_status], cancels=[train_evt], **PRIVATE)
     save_new_btn.click(handlers.save_new, [trained_state, save_name], [train_status, poly_pick], **PRIVATE)
