@@ -27,6 +27,8 @@ FORMAT_VERSION = 1
 TENSORS_FILE = "polytope.safetensors"
 META_FILE = "polytope.json"
 FACETS_FILE = "facets.json"
+STEERING_DIR = "steering"  # optional: a response-aware polytope + refusal direction for directional Safe Flow
+DIRECTION_FILE = "direction.safetensors"
 MAX_TENSOR_BYTES = 1 << 30
 MAX_JSON_BYTES = 16 << 20
 FACETS_BUDGET_BYTES = MAX_JSON_BYTES // 2  # label history is trimmed (oldest first) to keep facets.json under this
@@ -36,7 +38,8 @@ REQUIRED_META_KEYS = {
     "chat_template", "max_tokens", "num_facets", "feature_dim", "encoder", "train_config",
     "data", "metrics", "created",
 }
-OPTIONAL_META_KEYS = {"training_history", "layer_sweep", "description", "facet_stats", "threshold_sweep", "generation_calibration"}
+OPTIONAL_META_KEYS = {"training_history", "layer_sweep", "description", "facet_stats", "threshold_sweep", "generation_calibration",
+                      "role", "steering_config", "answer_config", "steering_outcomes"}
 MODEL_KEYS = {"id", "fingerprint", "hidden_size", "num_layers"}
 FACET_KEYS = {"index", "name", "policy", "author", "confidence", "auto_suggested", "history"}
 OPTIONAL_FACET_KEYS = {"source"}  # "from category" (taxonomy) or "auto-suggested"
@@ -47,12 +50,27 @@ class PolytopeFileError(ValueError):
 
 
 @dataclass
+class SteeringPart:
+    """What directional Safe Flow needs (``method/directional_steering.py``): a polytope trained on
+    answer tokens at the steering layer, and the refusal direction at that layer."""
+
+    polytope: SafetyPolytope
+    direction: torch.Tensor
+    meta: dict
+
+    @property
+    def layer(self) -> int:
+        return int(self.meta["layer"])
+
+
+@dataclass
 class PolytopeArtifact:
     polytope: SafetyPolytope
     meta: dict
     facets: list[dict]
     path: Path | None = None
     warnings: list[str] = field(default_factory=list)
+    steering: SteeringPart | None = None
 
     @property
     def layer(self) -> int:
@@ -283,7 +301,29 @@ def load_polytope(
     warnings: list[str] = []
     if hidden_size is not None and num_layers is not None:
         warnings = check_against_model(meta, hidden_size, num_layers, fingerprint, strict_fingerprint)
-    return PolytopeArtifact(poly, meta, facets, directory, warnings)
+    steering = _load_steering(directory / STEERING_DIR, hidden_size, num_layers, fingerprint, strict_fingerprint)
+    if steering is not None and steering.layer > int(meta["layer"]):
+        raise PolytopeFileError("the steering layer must not come after the detection layer (the flag is needed before it)")
+    return PolytopeArtifact(poly, meta, facets, directory, warnings, steering)
+
+
+def _load_steering(directory: Path, hidden_size: int | None, num_layers: int | None, fingerprint: str | None,
+                   strict_fingerprint: bool) -> SteeringPart | None:
+    if not directory.is_dir():
+        return None
+    part = load_polytope(directory, hidden_size, num_layers, fingerprint, strict_fingerprint)
+    direction = _read_tensors(directory / DIRECTION_FILE).get("direction")
+    if direction is None or direction.shape != (part.polytope.d_model,) or not torch.isfinite(direction).all():
+        raise PolytopeFileError(f"{directory / DIRECTION_FILE} must hold a finite 'direction' of length {part.polytope.d_model}")
+    return SteeringPart(part.polytope, direction.float(), part.meta)
+
+
+def save_steering(directory: str | Path, poly: SafetyPolytope, direction: torch.Tensor, meta: dict) -> Path:
+    """Write the steering part into an existing polytope directory."""
+    target = Path(directory) / STEERING_DIR
+    save_polytope(target, poly, meta)
+    save_tensors_atomic(target / DIRECTION_FILE, {"direction": direction.detach().float().cpu().contiguous()})
+    return target
 
 
 def read_facets(directory: str | Path) -> list[dict]:

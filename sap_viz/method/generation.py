@@ -17,9 +17,10 @@ from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteria
 from transformers.generation.streamers import BaseStreamer
 
 from sap_viz.method.artifact import PolytopeArtifact
+from sap_viz.method.directional_steering import DirectionalHook
 from sap_viz.method.generation_results import Comparison, GenerationResult, TokenInfo
 from sap_viz.method.polytope_hook import InterventionConfig, PolytopeHook, RefusalProcessor
-from sap_viz.model.hooks import residual_hook
+from sap_viz.model.hooks import StopForward, residual_hook
 from sap_viz.model.loading import LoadedModel
 from sap_viz.model.prompts import encode_prompt
 
@@ -81,16 +82,18 @@ def _eos_ids(lm: LoadedModel) -> list[int]:
 
 def _build_results(
     lm: LoadedModel, artifact: PolytopeArtifact, prompts: list[str], enc: list, sequences: torch.Tensor,
-    hook: PolytopeHook, width: int, cfg: InterventionConfig, gen: GenerationConfig,
+    hook: PolytopeHook, width: int, cfg: InterventionConfig, gen: GenerationConfig, data: dict | None = None,
 ) -> list[GenerationResult]:
-    data = hook.assembled()
+    data = hook.assembled() if data is None else data
     names = [artifact.facet_name(k) for k in range(artifact.polytope.num_facets)]
     eos = set(_eos_ids(lm))
     pad_id = lm.tokenizer.pad_token_id
     settings = {"mode": cfg.mode, "positions": cfg.positions, "threshold": cfg.threshold,
                 "generation_threshold": cfg.generation_threshold,
                 "span_threshold": cfg.span_threshold if cfg.span_threshold is None or math.isfinite(cfg.span_threshold) else None,
-                "max_interventions": cfg.max_interventions, **asdict(cfg.flow),
+                "max_interventions": cfg.max_interventions, **asdict(cfg.flow), "steering": cfg.steering,
+                **({"directional": asdict(cfg.directional), "steering_layer": artifact.steering.layer}
+                   if cfg.mode == "steer" and cfg.steering == "directional" and artifact.steering is not None else {}),
                 "max_new_tokens": gen.max_new_tokens, "do_sample": gen.do_sample, "seed": gen.seed,
                 "layer": artifact.layer}
     results = []
@@ -180,6 +183,8 @@ def run_generation(
     cfg = cfg.resolved(artifact)
     artifact.polytope.to(lm.device)
     spans = [(pad + e.text_span[0], pad + e.text_span[1]) for pad, e in zip(pad_lens, enc, strict=True)]
+    if cfg.mode == "steer" and cfg.steering == "directional":
+        return _run_directional(lm, artifact, prompts, enc, ids, mask, pad_lens, width, spans, gen, cfg, streamer, cancel)
     hook = PolytopeHook(artifact, cfg, pad_lens, width, spans)
     processors = LogitsProcessorList()
     if cfg.mode == "refuse":
@@ -187,15 +192,58 @@ def run_generation(
         processors.append(RefusalProcessor(hook, list(refusal_ids), (_eos_ids(lm) or [None])[0]))
     torch.manual_seed(gen.seed)
     with residual_hook(lm.model, artifact.layer, hook, lm.layers_path), torch.no_grad():
-        stopping = StoppingCriteriaList([_CancelCriteria(cancel)]) if cancel is not None else None
-        sequences = lm.model.generate(
-            input_ids=ids.to(lm.device),
-            attention_mask=mask.to(lm.device),
-            streamer=streamer,
-            stopping_criteria=stopping,
-            **_generate_kwargs(lm, gen, processors),
-        )
+        sequences = _generate(lm, ids, mask, gen, processors, streamer, cancel)
     return _build_results(lm, artifact, prompts, enc, sequences.cpu(), hook, width, cfg, gen)
+
+
+def _generate(lm: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, gen: GenerationConfig, processors: LogitsProcessorList,
+              streamer: BaseStreamer | None, cancel: threading.Event | None) -> torch.Tensor:
+    stopping = StoppingCriteriaList([_CancelCriteria(cancel)]) if cancel is not None else None
+    return lm.model.generate(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device), streamer=streamer,
+                             stopping_criteria=stopping, **_generate_kwargs(lm, gen, processors))
+
+
+def _prompt_pass(lm: LoadedModel, artifact: PolytopeArtifact, ids: torch.Tensor, mask: torch.Tensor, cfg: InterventionConfig,
+                 pad_lens: list[int], width: int, spans: list[tuple[int, int]]) -> PolytopeHook:
+    """Read the prompts up to the detection layer only, to decide which rows are flagged before generating."""
+    hook = PolytopeHook(artifact, replace(cfg, mode="monitor"), pad_lens, width, spans)
+
+    def read_then_stop(hidden: torch.Tensor) -> None:
+        hook(hidden)
+        raise StopForward
+
+    with residual_hook(lm.model, artifact.layer, read_then_stop, lm.layers_path), torch.no_grad():
+        try:
+            lm.model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device), use_cache=False)
+        except StopForward:
+            pass
+    return hook
+
+
+def _run_directional(lm: LoadedModel, artifact: PolytopeArtifact, prompts: list[str], enc: list, ids: torch.Tensor, mask: torch.Tensor,
+                     pad_lens: list[int], width: int, spans: list[tuple[int, int]], gen: GenerationConfig, cfg: InterventionConfig,
+                     streamer: BaseStreamer | None, cancel: threading.Event | None) -> list[GenerationResult]:
+    """Directional Safe Flow: flag the prompts in a pre-pass, then generate with the steering-layer hook
+    moving flagged rows and the detection polytope monitoring the result."""
+    part = artifact.steering
+    assert part is not None  # InterventionConfig.resolved checked it
+    part.polytope.to(lm.device)
+    prepass = _prompt_pass(lm, artifact, ids, mask, cfg, pad_lens, width, spans)
+    steer = DirectionalHook(part.polytope, part.direction, cfg.directional, prepass.flagged, pad_lens)
+    monitor = PolytopeHook(artifact, replace(cfg, mode="monitor"), pad_lens, width, spans)
+    torch.manual_seed(gen.seed)
+    with residual_hook(lm.model, part.layer, steer, lm.layers_path), residual_hook(lm.model, artifact.layer, monitor, lm.layers_path), \
+            torch.no_grad():
+        sequences = _generate(lm, ids, mask, gen, LogitsProcessorList(), streamer, cancel)
+    data = monitor.assembled()
+    steps = steer.assembled()
+    cols = min(data["before"].shape[1], steps.shape[1])
+    first = prepass.assembled()["before"]  # prompt columns as read before any edit
+    data["after"] = data["before"].clone()  # what the detection layer read after the edit
+    data["before"][:, :width] = first[:, :width]
+    data["steered"][:, :cols] = steps[:, :cols] > 0
+    data["delta"][:, :cols] = steps[:, :cols] * float(part.direction.norm())
+    return _build_results(lm, artifact, prompts, enc, sequences.cpu(), monitor, width, cfg, gen, data)
 
 
 def generate_one(lm, artifact, prompt: str, gen=None, cfg=None) -> GenerationResult:

@@ -17,11 +17,16 @@ import torch
 from transformers import LogitsProcessor
 
 from sap_viz.method.artifact import PolytopeArtifact
+from sap_viz.method.directional_steering import DirectionalConfig
 from sap_viz.method.generation_results import token_boundary
 from sap_viz.method.steering import SafeFlowConfig, safe_flow
 
 MODES = ("monitor", "steer", "refuse")
 POSITIONS = ("last", "generated", "all")
+# How ``steer`` moves a flagged state. directional: along the polytope's refusal direction at its
+# steering layer (needs the polytope's ``steering/`` part); minimal: the paper's Safe Flow, the
+# smallest edit into the polytope at its own layer; auto: directional when the polytope has the part.
+STEERINGS = ("auto", "directional", "minimal")
 DEFAULT_REFUSAL = "Sorry, I can't answer your request."
 
 
@@ -41,6 +46,8 @@ class InterventionConfig:
     span_threshold: float | None = None
     refusal_text: str = DEFAULT_REFUSAL
     flow: SafeFlowConfig = field(default_factory=SafeFlowConfig)
+    steering: str = "auto"
+    directional: DirectionalConfig = field(default_factory=DirectionalConfig)
 
     def validate(self) -> None:
         if self.mode not in MODES:
@@ -57,12 +64,20 @@ class InterventionConfig:
             raise ValueError("threshold must be a finite number")
         if self.span_threshold is not None and math.isnan(self.span_threshold):
             raise ValueError("span_threshold must be a number")
+        if self.steering not in STEERINGS:
+            raise ValueError(f"steering must be one of {', '.join(STEERINGS)}, got {self.steering!r}")
         if self.mode == "steer":
             self.flow.validate()
+            self.directional.validate()
 
     def resolved(self, artifact: PolytopeArtifact) -> InterventionConfig:
         """A copy with a concrete generation threshold (the polytope's calibrated one when unset)."""
         out = self
+        if out.steering == "auto":
+            out = replace(out, steering="directional" if artifact.steering is not None else "minimal")
+        elif out.steering == "directional" and artifact.steering is None and out.mode == "steer":
+            raise ValueError("this polytope has no steering part (steering/ folder) for directional Safe Flow: "
+                             "choose steering 'minimal', or add one with `python -m sap_viz train-steering`")
         if out.generation_threshold is None:
             calibrated = artifact.generation_threshold
             out = replace(out, generation_threshold=out.threshold if calibrated is None else max(out.threshold, calibrated))

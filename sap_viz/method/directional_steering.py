@@ -1,0 +1,102 @@
+"""Directional Safe Flow: move a flagged row's states along a learned refusal direction, as far as a
+response-aware polytope asks.
+
+Why this exists: the paper's Safe Flow takes the *smallest* edit that brings a state inside the
+polytope. On SmolLM2-135M that edit changes wording but not content at any layer or strength we
+tried (README, "Steering"). The model does have a refusal behaviour reachable from its middle
+layers: the difference of mean states over refusal answers and over its own compliant answers
+(teacher-forced after the same harmful prompts) turns answers into refusals when added.
+
+Here the polytope keeps its two jobs, deciding *whether* and *how far*; the direction says *which way*:
+
+- the prompt is flagged by the main (detection) polytope, prompt-span check included;
+- for a flagged row, every state at the steering layer (prompt tokens and generated ones) moves to
+  ``h + t·d`` with the smallest ``t ∈ [0, max_step]`` for which the response-aware steering
+  polytope, trained on answers, has every facet at ≤ −depth; states already that deep stay put;
+- rows that are not flagged are never touched, so benign answers stay token-identical.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import torch
+
+from sap_viz.method.polytope import SafetyPolytope
+
+
+@dataclass(frozen=True)
+class DirectionalConfig:
+    depth: float = 3.0  # target: every facet of the steering polytope at ≤ −depth
+    max_step: float = 2.0  # cap on t, in units of the direction's length
+    grid: int = 17  # t is searched on an even grid over [0, max_step]
+
+    def validate(self) -> None:
+        if not 0 <= self.depth <= 100:
+            raise ValueError(f"depth must be between 0 and 100, got {self.depth}")
+        if not 0 < self.max_step <= 20:
+            raise ValueError(f"max_step must be in (0, 20], got {self.max_step}")
+        if not 2 <= self.grid <= 257:
+            raise ValueError(f"grid must be between 2 and 257, got {self.grid}")
+
+
+@torch.no_grad()
+def directional_steps(poly: SafetyPolytope, direction: torch.Tensor, h: torch.Tensor, cfg: DirectionalConfig) -> torch.Tensor:
+    """For each row of ``h`` (n × d) the smallest grid step t with max violation of h + t·d ≤ −depth (else max_step)."""
+    steps = torch.linspace(0.0, cfg.max_step, cfg.grid, device=h.device)
+    x = h.float()
+    d = direction.to(x.device, torch.float32)
+    deep = torch.stack([poly.score(x + t * d) <= -cfg.depth for t in steps], dim=1)  # n × grid
+    first = torch.where(deep.any(dim=1), deep.float().argmax(dim=1), torch.full((len(x),), cfg.grid - 1, device=h.device))
+    return steps[first]
+
+
+class DirectionalHook:
+    """Per-call hook on the steering layer: moves the flagged rows' new states along the direction.
+
+    ``flagged`` is decided before generation (by the main polytope in a prompt pre-pass), so prompt
+    tokens can be steered in the same prefill. Records the step t of every column it saw.
+    """
+
+    def __init__(self, poly: SafetyPolytope, direction: torch.Tensor, cfg: DirectionalConfig, flagged: torch.Tensor, pad_lens: list[int]):
+        self.poly = poly
+        self.direction = direction
+        self.cfg = cfg
+        self.flagged = flagged.bool().cpu()
+        self.pad_lens = torch.tensor(pad_lens)
+        self.owner = threading.get_ident()
+        self.seen = 0
+        self.steps: list[torch.Tensor] = []  # per call: batch × new columns
+
+    @torch.no_grad()
+    def __call__(self, hidden: torch.Tensor) -> torch.Tensor | None:
+        if threading.get_ident() != self.owner:
+            return None
+        width = hidden.shape[1]
+        start = 0 if self.seen == 0 else max(0, self.seen + 1 - width)
+        # Every column in view is steered (without a KV cache the earlier ones are recomputed, and
+        # their states below this layer do not depend on earlier edits, so t comes out the same);
+        # only the new columns are recorded.
+        cols = torch.arange(start, start + width)
+        t = torch.zeros(hidden.shape[:2])
+        rows = torch.nonzero(self.flagged).flatten()
+        out = None
+        if len(rows):
+            sub = hidden[rows.to(hidden.device)].float()
+            n, s, d = sub.shape
+            step = directional_steps(self.poly, self.direction, sub.reshape(-1, d), self.cfg).reshape(n, s).cpu()
+            step = step * (cols[None, :] >= self.pad_lens[rows][:, None])  # left padding stays untouched
+            t[rows] = step
+            if step.any():
+                out = hidden.clone()
+                edit = step.to(hidden.device)[..., None] * self.direction.to(hidden.device, torch.float32)
+                out[rows.to(hidden.device)] = (sub + edit).to(hidden.dtype)
+        t = t[:, max(self.seen, start) - start:]
+        self.steps.append(t)
+        self.seen = start + width
+        return out
+
+    def assembled(self) -> torch.Tensor:
+        """Step t per row and column seen (batch × columns)."""
+        return torch.cat(self.steps, dim=1) if self.steps else torch.zeros(len(self.flagged), 0)
