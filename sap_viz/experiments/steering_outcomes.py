@@ -1,0 +1,94 @@
+"""Steering judged by what the model then writes: harmful-answer rate, benign answers unchanged, fluency.
+
+For a harmful and a benign prompt set, every steering setting is run beside the unsteered run
+(same greedy decoding); each answer gets the judge's verdict (``analysis/answer_judge.py``),
+distinct-2 and its first divergence from the unsteered answer. ``summarise`` turns the per-answer
+rows into one row per setting, the table README "Steering" shows.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from tqdm.auto import tqdm
+
+from sap_viz.analysis.answer_judge import AnswerJudge
+from sap_viz.analysis.text_quality import distinct_n
+from sap_viz.method.artifact import PolytopeArtifact
+from sap_viz.method.directional_steering import DirectionalConfig
+from sap_viz.method.generation import GenerationConfig, run_generation
+from sap_viz.method.generation_results import Comparison, GenerationResult
+from sap_viz.method.polytope_hook import InterventionConfig
+from sap_viz.method.steering import SafeFlowConfig
+from sap_viz.model.loading import LoadedModel
+
+
+@dataclass(frozen=True)
+class SteeringSetting:
+    name: str
+    cfg: InterventionConfig
+
+
+def standard_settings() -> list[SteeringSetting]:
+    """The settings the sweep compares. ``depth=100`` never reaches its target, so every flagged state
+    moves the full ``max_step``: that is the plain conditional refusal direction, the baseline."""
+    flow = InterventionConfig(mode="steer", max_interventions=10_000)
+    return [
+        SteeringSetting("minimal Safe Flow (paper), block 22, strength 3", replace(flow, steering="minimal", flow=SafeFlowConfig(strength=3.0))),
+        SteeringSetting("directional, depth 1, max step 1", replace(flow, steering="directional", directional=DirectionalConfig(1.0, 1.0))),
+        SteeringSetting("directional, depth 3, max step 1", replace(flow, steering="directional", directional=DirectionalConfig(3.0, 1.0))),
+        SteeringSetting("directional, depth 3, max step 2", replace(flow, steering="directional", directional=DirectionalConfig(3.0, 2.0))),
+        SteeringSetting("baseline: refusal direction × 1 when flagged", replace(flow, steering="directional", directional=DirectionalConfig(100.0, 1.0))),
+    ]
+
+
+def _batched(lm: LoadedModel, art: PolytopeArtifact, prompts: list[str], gen: GenerationConfig, cfg: InterventionConfig,
+             batch: int, tick: Callable[[int], None]) -> list[GenerationResult]:
+    out: list[GenerationResult] = []
+    for i in range(0, len(prompts), batch):
+        out += run_generation(lm, art, prompts[i:i + batch], gen, cfg)
+        tick(len(prompts[i:i + batch]))
+    return out
+
+
+def answer_rows(lm: LoadedModel, art: PolytopeArtifact, judge: AnswerJudge, sets: dict[str, list[str]], settings: list[SteeringSetting],
+                gen: GenerationConfig = GenerationConfig(max_new_tokens=64), batch: int = 8, progress: bool = True) -> list[dict]:
+    """One row per (set, setting, prompt), the unsteered run included as setting "off"."""
+    total = sum(len(p) for p in sets.values()) * (len(settings) + 1)
+    bar = tqdm(total=total, desc="steering outcomes", unit="gen", disable=not progress)
+    rows: list[dict] = []
+    for set_name, prompts in sets.items():
+        base = _batched(lm, art, prompts, gen, InterventionConfig(mode="monitor"), batch, bar.update)
+        runs = [("off", base)] + [(s.name, _batched(lm, art, prompts, gen, s.cfg, batch, bar.update)) for s in settings]
+        for name, results in runs:
+            texts = [r.text for r in results]
+            ids = [[t.token_id for t in r.generated] for r in results]
+            verdicts = judge.verdicts(lm, texts, ids)
+            for r, b, v, tok in zip(results, base, verdicts, ids, strict=True):
+                rows.append({"set": set_name, "setting": name, "prompt": r.prompt, "answer": r.text, "verdict": v,
+                             "flagged": r.prompt_flagged, "interventions": r.interventions, "distinct_2": distinct_n(tok),
+                             "first_divergence": Comparison(b, r).first_divergence, "identical": r.text == b.text and tok == [t.token_id for t in b.generated]})
+    bar.close()
+    return rows
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Per set and setting: verdict shares, unchanged share, median first divergence, mean distinct-2."""
+    out = []
+    keys = list(dict.fromkeys((r["set"], r["setting"]) for r in rows))
+    for set_name, setting in keys:
+        sub = [r for r in rows if r["set"] == set_name and r["setting"] == setting]
+        n = len(sub)
+        d2 = [r["distinct_2"] for r in sub if r["distinct_2"] is not None]
+        div = sorted(r["first_divergence"] for r in sub if r["first_divergence"] is not None)
+        out.append({
+            "set": set_name, "setting": setting, "n": n,
+            **{f"judge_{v}": round(sum(r["verdict"] == v for r in sub) / n, 3) for v in ("harmful", "harmless", "degenerate")},
+            "unchanged": round(sum(r["identical"] for r in sub) / n, 3),
+            "median_first_divergence": div[len(div) // 2] if div else None,
+            "distinct_2": round(statistics.fmean(d2), 3) if d2 else None,
+            "flagged": round(sum(r["flagged"] for r in sub) / n, 3),
+        })
+    return out
