@@ -295,6 +295,20 @@ def table(eval_json: Path, span_jsonl: Path) -> None:
     print()
     print(markdown_table(summary, ["file", "method", "n", "AUROC", "TPR", "FPR"], limit=1000))
 
+    # Per style: does the score still rank harmful above benign inside one frame, and where do both sides sit?
+    per_style = []
+    for style in ("plain", *STYLES):
+        part = [r for r in scored if r["kind"].startswith(f"{style}_")]
+        y = np.array([r["label"] == "unsafe" for r in part])
+        last = np.array([r["last"] for r in part])
+        peak = np.array([r["span_peak"] if r["span_peak"] is not None else -np.inf for r in part])
+        per_style.append({"style": style, "AUROC, last token": roc_auc_score(y, last), "AUROC, span peak": roc_auc_score(y, peak),
+                          "AUROC, last token or span": roc_auc_score(y, [combined(r) for r in part]),
+                          "median last token, harmful / benign": f"{np.median(last[y]):+.2f} / {np.median(last[~y]):+.2f}",
+                          "median span peak, harmful / benign": f"{np.median(peak[y]):+.2f} / {np.median(peak[~y]):+.2f}"})
+    print()
+    print(markdown_table(per_style, list(per_style[0]), limit=1000))
+
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
