@@ -7,6 +7,7 @@ the UTF-8 text (plain prose compresses ~1.5–2.5×; a repeated phrase much more
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Sequence
 
@@ -21,3 +22,16 @@ def compression_ratio(text: str) -> float | None:
     """len(text) / len(zlib(text)) in bytes; None for empty text."""
     raw = text.encode("utf-8")
     return len(raw) / len(zlib.compress(raw, 9)) if raw else None
+
+
+# Refusal detector: a case-insensitive match of common refusal openings in the first 200 characters.
+# Simple and transparent; it misses refusals that paraphrase and may fire on "I can't stress enough…".
+REFUSAL_PATTERN = re.compile(
+    r"\b(i can(?:'|’)?t|i cannot|i can not|i won(?:'|’)?t|i(?:'|’)m sorry|i am sorry|sorry, |i(?:'|’)m (?:not able|unable)"
+    r"|i am (?:not able|unable)|as an ai|i must decline|not (?:able|allowed) to (?:help|assist|provide))",
+    re.IGNORECASE,
+)
+
+
+def is_refusal(text: str) -> bool:
+    return bool(REFUSAL_PATTERN.search(text[:200]))

@@ -132,7 +132,8 @@ def response_states(
         sequences.append(ids + kept)
         spans.append((len(ids), len(ids) + len(kept)))
     states = hidden_states_multi(lm, sequences, layers, batch_size, progress)
-    rows = torch.cat([torch.full((b - a,), i, dtype=torch.long) for i, (a, b) in enumerate(spans)]) if spans else torch.zeros(0, dtype=torch.long)
+    pieces = [torch.full((b - a,), i, dtype=torch.long) for i, (a, b) in enumerate(spans)]
+    rows = torch.cat(pieces) if pieces else torch.zeros(0, dtype=torch.long)
     out = {layer: torch.cat([s[a:b] for s, (a, b) in zip(states[layer], spans, strict=True)]) for layer in layers}
     return out, rows
 

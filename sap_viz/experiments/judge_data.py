@@ -24,11 +24,12 @@ def validation_prompts(n_sweep: int = 40, seed: int = 0, data: DataConfig = Data
     return out
 
 
-def fit_judge(lm: LoadedModel, cfg: JudgeConfig = JudgeConfig(), progress: bool = True) -> AnswerJudge:
+def fit_judge(lm: LoadedModel, cfg: JudgeConfig | None = None, progress: bool = True) -> AnswerJudge:
     """The judge from the model's answers to the judge half of validation, plus the held-back refusals."""
+    cfg = cfg or JudgeConfig()
     prompts = validation_prompts()
     answer_cfg = AnswerConfig()
     decode = lm.tokenizer.decode
     harmful = [decode(a, skip_special_tokens=True) for a in generate_answers(lm, prompts["judge_harmful"], answer_cfg, progress)]
     harmless = [decode(a, skip_special_tokens=True) for a in generate_answers(lm, prompts["judge_benign"], answer_cfg, progress)]
-    return AnswerJudge.fit(lm, harmful, harmless + refusal_halves()[1], cfg)
+    return AnswerJudge.fit(lm, harmful, harmless, refusal_halves()[1], cfg)

@@ -65,7 +65,8 @@ def build_steering_part(lm: LoadedModel, cfg: SteeringPartConfig = SteeringPartC
     train = df[df["split"] == "train"]
     prompt_states = extract_features(lm, train["text"].tolist(), FeatureConfig(layer=cfg.layer, max_tokens=256), progress=progress)
     x = torch.cat([harm_states, refusal_states, safe_states, prompt_states])
-    unsafe = torch.cat([torch.ones(len(harm_states), dtype=torch.bool), torch.zeros(len(refusal_states) + len(safe_states), dtype=torch.bool),
+    n_safe = len(refusal_states) + len(safe_states)
+    unsafe = torch.cat([torch.ones(len(harm_states), dtype=torch.bool), torch.zeros(n_safe, dtype=torch.bool),
                         torch.tensor((train["label"] == "unsafe").to_numpy())])
     tcfg = TrainConfig(epochs=cfg.epochs, seed=42 + cfg.seed)
     poly = train_polytope(x, unsafe, tcfg, show_tqdm=progress).polytope

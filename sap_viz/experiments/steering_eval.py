@@ -17,27 +17,16 @@ paraphrase and may fire on "I can't stress enough…".
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import replace
 
 from tqdm.auto import tqdm
 
-from sap_viz.analysis.text_quality import compression_ratio, distinct_n
+from sap_viz.analysis.text_quality import REFUSAL_PATTERN, compression_ratio, distinct_n, is_refusal  # noqa: F401 (re-exported)
 from sap_viz.method.artifact import PolytopeArtifact
 from sap_viz.method.generation import GenerationConfig, generate_one
 from sap_viz.method.generation_results import Comparison, GenerationResult
 from sap_viz.method.polytope_hook import InterventionConfig
 from sap_viz.model.loading import LoadedModel
-
-REFUSAL_PATTERN = re.compile(
-    r"\b(i can(?:'|’)?t|i cannot|i can not|i won(?:'|’)?t|i(?:'|’)m sorry|i am sorry|sorry, |i(?:'|’)m (?:not able|unable)"
-    r"|i am (?:not able|unable)|as an ai|i must decline|not (?:able|allowed) to (?:help|assist|provide))",
-    re.IGNORECASE,
-)
-
-
-def is_refusal(text: str) -> bool:
-    return bool(REFUSAL_PATTERN.search(text[:200]))
 
 
 def states_inside_after_edit(result: GenerationResult) -> bool:

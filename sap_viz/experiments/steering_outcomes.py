@@ -35,12 +35,17 @@ def standard_settings() -> list[SteeringSetting]:
     """The settings the sweep compares. ``depth=100`` never reaches its target, so every flagged state
     moves the full ``max_step``: that is the plain conditional refusal direction, the baseline."""
     flow = InterventionConfig(mode="steer", max_interventions=10_000)
+
+    def directional(depth: float, max_step: float) -> InterventionConfig:
+        return replace(flow, steering="directional", directional=DirectionalConfig(depth, max_step))
+
     return [
-        SteeringSetting("minimal Safe Flow (paper), block 22, strength 3", replace(flow, steering="minimal", flow=SafeFlowConfig(strength=3.0))),
-        SteeringSetting("directional, depth 1, max step 1", replace(flow, steering="directional", directional=DirectionalConfig(1.0, 1.0))),
-        SteeringSetting("directional, depth 3, max step 1", replace(flow, steering="directional", directional=DirectionalConfig(3.0, 1.0))),
-        SteeringSetting("directional, depth 3, max step 2", replace(flow, steering="directional", directional=DirectionalConfig(3.0, 2.0))),
-        SteeringSetting("baseline: refusal direction × 1 when flagged", replace(flow, steering="directional", directional=DirectionalConfig(100.0, 1.0))),
+        SteeringSetting("minimal Safe Flow (paper), block 22, strength 3",
+                        replace(flow, steering="minimal", flow=SafeFlowConfig(strength=3.0))),
+        SteeringSetting("directional, depth 1, max step 1", directional(1.0, 1.0)),
+        SteeringSetting("directional, depth 3, max step 1", directional(3.0, 1.0)),
+        SteeringSetting("directional, depth 3, max step 2", directional(3.0, 2.0)),
+        SteeringSetting("baseline: refusal direction × 1 when flagged", directional(100.0, 1.0)),
     ]
 
 
@@ -54,8 +59,9 @@ def _batched(lm: LoadedModel, art: PolytopeArtifact, prompts: list[str], gen: Ge
 
 
 def answer_rows(lm: LoadedModel, art: PolytopeArtifact, judge: AnswerJudge, sets: dict[str, list[str]], settings: list[SteeringSetting],
-                gen: GenerationConfig = GenerationConfig(max_new_tokens=64), batch: int = 8, progress: bool = True) -> list[dict]:
+                gen: GenerationConfig | None = None, batch: int = 8, progress: bool = True) -> list[dict]:
     """One row per (set, setting, prompt), the unsteered run included as setting "off"."""
+    gen = gen or GenerationConfig(max_new_tokens=64)
     total = sum(len(p) for p in sets.values()) * (len(settings) + 1)
     bar = tqdm(total=total, desc="steering outcomes", unit="gen", disable=not progress)
     rows: list[dict] = []
@@ -67,9 +73,10 @@ def answer_rows(lm: LoadedModel, art: PolytopeArtifact, judge: AnswerJudge, sets
             ids = [[t.token_id for t in r.generated] for r in results]
             verdicts = judge.verdicts(lm, texts, ids)
             for r, b, v, tok in zip(results, base, verdicts, ids, strict=True):
+                same = r.text == b.text and tok == [t.token_id for t in b.generated]
                 rows.append({"set": set_name, "setting": name, "prompt": r.prompt, "answer": r.text, "verdict": v,
                              "flagged": r.prompt_flagged, "interventions": r.interventions, "distinct_2": distinct_n(tok),
-                             "first_divergence": Comparison(b, r).first_divergence, "identical": r.text == b.text and tok == [t.token_id for t in b.generated]})
+                             "first_divergence": Comparison(b, r).first_divergence, "identical": same})
     bar.close()
     return rows
 
