@@ -145,3 +145,19 @@ def test_outcome_summary_counts_verdicts_and_unchanged():
     (row,) = summarise(rows)
     assert row["n"] == 4 and row["judge_harmful"] == 0.25 and row["judge_harmless"] == 0.5 and row["judge_degenerate"] == 0.25
     assert row["unchanged"] == 0.25 and row["median_first_divergence"] == 4 and row["distinct_2"] == 0.5
+
+
+def test_directional_steps_match_scoring_each_point_on_the_line():
+    from sap_viz.method.polytope import SafetyPolytope
+
+    torch.manual_seed(0)
+    poly = SafetyPolytope(16, num_facets=3, feature_dim=64)
+    poly.set_normalization(torch.randn(16), torch.rand(16) + 0.5)
+    poly.requires_grad_(False)
+    h, d = torch.randn(50, 16) * 3, torch.randn(16)
+    cfg = DirectionalConfig(depth=0.0, max_step=3.0, grid=13)
+    grid = torch.linspace(0, 3.0, 13)
+    deep = torch.stack([poly.score(h + t * d) <= 0.0 for t in grid], dim=1)
+    expected = torch.where(deep.any(1), grid[deep.float().argmax(1)], torch.tensor(3.0))
+    assert (deep.any(1) & ~deep[:, 0]).sum() > 2 and (~deep.any(1)).sum() > 2  # precondition: moved, capped rows occur
+    torch.testing.assert_close(directional_steps(poly, d, h, cfg), expected)

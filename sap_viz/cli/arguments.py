@@ -13,6 +13,7 @@ from sap_viz.cli.commands import (
     cmd_score,
     cmd_sweep,
     cmd_train,
+    cmd_train_steering,
 )
 from sap_viz.settings import DEFAULT_POLYTOPE
 
@@ -36,6 +37,11 @@ def steer_args(p: argparse.ArgumentParser, default_mode: str) -> None:
     p.add_argument(
         "--strength", type=float, default=3.0, help="steer until every facet is ≤ −strength (1 = depth of a typical safe prompt)"
     )
+    p.add_argument("--steering", default="auto", choices=["auto", "directional", "minimal"],
+                   help="directional: along the polytope's refusal direction at its steering layer (needs its steering/ part); "
+                        "minimal: the paper's smallest edit into the polytope; auto: directional when the polytope has the part")
+    p.add_argument("--depth", type=float, default=3.0, help="directional: move until the steering part's facets are all ≤ −depth")
+    p.add_argument("--max-step", type=float, default=2.0, help="directional: the largest move, in lengths of the refusal direction")
     p.add_argument("--hinge-weight", type=float, default=1.0, help="β: weight of the violation hinge in the Safe Flow objective")
     p.add_argument("--max-steps", type=int, default=200)
     p.add_argument("--max-interventions", type=int, default=20)
@@ -195,6 +201,17 @@ def add_bench(sub) -> None:
     p.set_defaults(func=cmd_bench)
 
 
-COMMANDS = (add_train, add_score, add_eval, add_sweep, add_generate, add_eval_steering, add_calibrate_generation, add_bench)
+def add_train_steering(sub) -> None:
+    p = sub.add_parser("train-steering", help="add a steering part (response-aware polytope + refusal direction) to a polytope")
+    model_args(p)
+    polytope_arg(p)
+    p.add_argument("--layer", type=int, default=16, help="steering layer; must not come after the polytope's own layer")
+    p.add_argument("--prompts", type=int, default=240, help="harmful and safe train prompts whose answers are used")
+    p.add_argument("--epochs", type=int, default=8)
+    p.set_defaults(func=cmd_train_steering)
+
+
+COMMANDS = (add_train, add_score, add_eval, add_sweep, add_generate, add_eval_steering, add_calibrate_generation, add_bench,
+            add_train_steering)
 
 

@@ -155,6 +155,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def _intervention_args(args: argparse.Namespace):
+    from sap_viz.method.directional_steering import DirectionalConfig
     from sap_viz.method.generation import GenerationConfig
     from sap_viz.method.polytope_hook import InterventionConfig
     from sap_viz.method.steering import SafeFlowConfig
@@ -168,6 +169,8 @@ def _intervention_args(args: argparse.Namespace):
         generation_threshold=args.generation_threshold,
         span_threshold=args.span_threshold,
         flow=SafeFlowConfig(strength=args.strength, hinge_weight=args.hinge_weight, max_steps=args.max_steps),
+        steering=args.steering,
+        directional=DirectionalConfig(depth=args.depth, max_step=args.max_step),
     )
     return gen, cfg
 
@@ -220,6 +223,23 @@ def cmd_generate(args: argparse.Namespace) -> None:
     print()
     _print_table(shown, ["pos", "part", "token", "max_v", "facet", "after", "|Δh|", "steps", "forced"])
     print(f"\ninterventions: {res.interventions}, refused: {res.refused}, prompt flagged: {res.flag_reason or False}")
+
+
+def cmd_train_steering(args: argparse.Namespace) -> None:
+    from sap_viz.experiments.response_steering import SteeringPartConfig, build_steering_part
+    from sap_viz.method.artifact import save_steering
+
+    cfg = SteeringPartConfig(layer=args.layer, prompts_per_label=args.prompts, epochs=args.epochs)
+    if args.prompts < 8 or args.epochs < 1:
+        raise CliError("--prompts must be ≥ 8 and --epochs ≥ 1")
+    lm = _model(args)
+    art = _load_artifact(lm, args.polytope)
+    if not 0 <= args.layer <= art.layer:
+        raise CliError(f"--layer must be between 0 and the polytope's layer {art.layer}: the prompt is flagged there first")
+    poly, direction, meta = build_steering_part(lm, cfg)
+    target = save_steering(args.polytope, poly, direction, meta)
+    print(f"wrote {target} (layer {args.layer}; |direction| {meta['metrics']['direction_norm']}, "
+          f"mean |h| {meta['metrics']['mean_state_norm']})")
 
 
 def cmd_eval_steering(args: argparse.Namespace) -> None:

@@ -1,17 +1,17 @@
 """What steering does to the *text*, and what it costs benign prompts.
 
 For held-out harmful prompts, the same prompts wrapped in jailbreak templates, benign prompts and
-scary-but-safe prompts, generate with steering off (monitor), Safe Flow and the refusal fallback and
-report per set: prompt trigger rate, refusal rate, share of outputs identical to the unsteered run,
-the first token where they differ, and fluency (distinct-2 and compression ratio, to catch loops).
+scary-but-safe prompts, generate with steering off (monitor), Safe Flow, the refusal fallback and
+(for a polytope with a steering part) the plain conditional refusal direction as a baseline, and
+report per set: prompt trigger rate, refusal rate, the answer judge's verdict shares
+(``analysis/answer_judge.py``: harmful / harmless / degenerate), share of outputs identical to the
+unsteered run, the first token where they differ, and fluency (distinct-2 and compression ratio).
 
 ``states_inside_after_edit`` is the share of runs whose generated-token states are all inside after
 any edit. For steered tokens it holds by construction (Safe Flow stops once the state is inside), so
 it describes the geometry, not the outcome: the text columns are the outcome.
 
-Refusal detector: a case-insensitive match of common refusal openings (``REFUSAL_PATTERN``) in the
-first 200 characters of the output. It is simple and transparent; it misses refusals that
-paraphrase and may fire on "I can't stress enough…".
+Refusal rate uses ``text_quality.is_refusal``, a transparent phrase match on the answer's opening.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from dataclasses import replace
 
 from tqdm.auto import tqdm
 
+from sap_viz.analysis.answer_judge import VERDICTS, AnswerJudge
 from sap_viz.analysis.text_quality import REFUSAL_PATTERN, compression_ratio, distinct_n, is_refusal  # noqa: F401 (re-exported)
 from sap_viz.method.artifact import PolytopeArtifact
 from sap_viz.method.generation import GenerationConfig, generate_one
@@ -53,11 +54,18 @@ def evaluation_sets(n: int, seed: int = 0, max_template_chars: int = 1500) -> di
 
 def evaluate_steering(
     lm: LoadedModel, art: PolytopeArtifact, n_per_set: int = 20, gen: GenerationConfig | None = None,
-    steer: InterventionConfig | None = None,
+    steer: InterventionConfig | None = None, judge: AnswerJudge | None = None,
 ) -> list[dict]:
+    """Per set and mode, the summary row; ``judge`` (default: fitted on validation answers) adds verdict shares."""
+    from sap_viz.experiments.judge_data import fit_judge
+
     gen = gen or GenerationConfig(max_new_tokens=32)
     steer = steer or InterventionConfig(mode="steer")
+    judge = judge or fit_judge(lm)
     modes = {"off": replace(steer, mode="monitor"), "safe_flow": replace(steer, mode="steer"), "refuse": replace(steer, mode="refuse")}
+    if art.steering is not None:  # the honest baseline: the plain refusal direction, added whenever the prompt is flagged
+        modes["baseline_direction"] = replace(steer, mode="steer", steering="directional",
+                                              directional=replace(steer.directional, depth=100.0, max_step=1.0))
     rows = []
     sets = evaluation_sets(n_per_set)
     total = sum(len(v) for v in sets.values()) * len(modes)
@@ -71,7 +79,8 @@ def evaluate_steering(
                 bar.update(1)
             if mode == "off":
                 baseline = results
-            rows.append(summary_row(name, mode, results, baseline))
+            verdicts = judge.verdicts(lm, [r.text for r in results], [[t.token_id for t in r.generated] for r in results])
+            rows.append(summary_row(name, mode, results, baseline, verdicts))
     bar.close()
     return rows
 
@@ -81,14 +90,17 @@ def _mean(values: list[float | None]) -> float | None:
     return round(sum(kept) / len(kept), 3) if kept else None
 
 
-def summary_row(name: str, mode: str, results: list[GenerationResult], baseline: list[GenerationResult]) -> dict:
+def summary_row(name: str, mode: str, results: list[GenerationResult], baseline: list[GenerationResult],
+                verdicts: list[str] | None = None) -> dict:
     n = max(1, len(results))
+    judged = {f"judge_{v}": round(verdicts.count(v) / n, 3) for v in VERDICTS} if verdicts is not None else {}
     divergences = [Comparison(b, r).first_divergence for r, b in zip(results, baseline, strict=True)]
     changed = sorted(d for d in divergences if d is not None)
     return {
         "set": name, "steering": mode, "n": len(results),
         "prompt_flagged": round(sum(r.prompt_flagged for r in results) / n, 3),
         "refusal_rate": round(sum(is_refusal(r.text) for r in results) / n, 3),
+        **judged,
         "unchanged_vs_off": round(sum(d is None for d in divergences) / n, 3),
         "median_first_divergence": changed[len(changed) // 2] if changed else None,
         "distinct_2": _mean([distinct_n([t.token_id for t in r.generated]) for r in results]),

@@ -45,10 +45,18 @@ class DirectionalConfig:
 def directional_steps(poly: SafetyPolytope, direction: torch.Tensor, h: torch.Tensor, cfg: DirectionalConfig) -> torch.Tensor:
     """For each row of ``h`` (n × d) the smallest grid step t with max violation of h + t·d ≤ −depth (else max_step)."""
     steps = torch.linspace(0.0, cfg.max_step, cfg.grid, device=h.device)
-    x = h.float()
-    d = direction.to(x.device, torch.float32)
-    deep = torch.stack([poly.score(x + t * d) <= -cfg.depth for t in steps], dim=1)  # n × grid
-    first = torch.where(deep.any(dim=1), deep.float().argmax(dim=1), torch.full((len(x),), cfg.grid - 1, device=h.device))
+    # Standardising and the encoder's linear map are affine, so the encoder's input along the line
+    # h + t·d is pre(h) + t·pre_d: two matrix products for the whole grid instead of one per step.
+    z = poly.standardize(h.float())
+    z_d = direction.to(z.device, torch.float32) / poly.std
+    if poly.encoder_kind == "relu":
+        pre, pre_d = poly.encoder(z), z_d @ poly.encoder.weight.T
+    else:
+        pre, pre_d = z, z_d
+    activate = torch.relu if poly.encoder_kind == "relu" else (lambda x: x)
+    deep = torch.stack([poly.violations_from_concepts(activate(pre + t * pre_d)).max(dim=-1).values <= -cfg.depth
+                        for t in steps], dim=1)  # n × grid
+    first = torch.where(deep.any(dim=1), deep.float().argmax(dim=1), torch.full((len(z),), cfg.grid - 1, device=h.device))
     return steps[first]
 
 

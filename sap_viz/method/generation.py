@@ -95,7 +95,9 @@ def _build_results(
                 **({"directional": asdict(cfg.directional), "steering_layer": artifact.steering.layer}
                    if cfg.mode == "steer" and cfg.steering == "directional" and artifact.steering is not None else {}),
                 "max_new_tokens": gen.max_new_tokens, "do_sample": gen.do_sample, "seed": gen.seed,
-                "layer": artifact.layer}
+                "layer": artifact.layer,
+                # the measured outcome of this kind of steering, from the polytope's files (README, "Steering")
+                "measured": (artifact.meta.get("steering_outcomes") or {}).get(cfg.steering) if cfg.mode == "steer" else None}
     results = []
     for row, (prompt, e) in enumerate(zip(prompts, enc, strict=True)):
         pad = hook.pad_lens[row].item()

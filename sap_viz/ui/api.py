@@ -12,6 +12,7 @@ import functools
 import inspect
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 
 import gradio as gr
 
@@ -19,6 +20,7 @@ from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.workbench import Workbench
 from sap_viz.data.file_rows import DataFileError
 from sap_viz.method.artifact import PolytopeFileError
+from sap_viz.method.directional_steering import DirectionalConfig
 from sap_viz.method.generation import GenerationConfig
 from sap_viz.method.polytope_hook import InterventionConfig
 from sap_viz.method.steering import SafeFlowConfig
@@ -89,7 +91,10 @@ def make_configs(mode: str, strength: float, max_new_tokens: int, seed: int = 0,
     if not 0 <= seed < 2**32:
         raise WorkbenchError(f"seed must be between 0 and {2**32 - 1}, got {seed:g}")
     gen = GenerationConfig(max_new_tokens=int(max_new_tokens), seed=int(seed), max_prompt_tokens=limits.max_prompt_tokens)
-    cfg = InterventionConfig(mode=parse_mode(mode), flow=SafeFlowConfig(strength=strength))
+    # One knob for both kinds of Safe Flow: the target depth inside the polytope that steers
+    # (the steering part for directional steering, the polytope itself for minimal steering).
+    cfg = InterventionConfig(mode=parse_mode(mode), flow=SafeFlowConfig(strength=strength),
+                             directional=replace(DirectionalConfig(), depth=strength))
     try:
         cfg.flow.validate()  # also in monitor mode: a nonsensical strength is an error, not silently ignored
         gen.validate()

@@ -114,12 +114,16 @@ def verdict_html(result: GenerationResult, divergence: int | None, baseline: Gen
     parts.append(f"{result.interventions} steering interventions" + (", refusal forced" if result.refused else ""))
     if result.mode != "monitor":
         if divergence is None:
-            parts.append("outputs identical")
+            hint = (" — use the Refusal fallback to replace the answer" if result.mode == "steer" and result.prompt_flagged
+                    else " — the prompt was not flagged, so nothing was steered" if result.mode == "steer" else "")
+            parts.append(f"<b>outputs identical</b>: the intervention did not change this answer{hint}")
         else:
             a = baseline.generated[divergence].text if divergence < len(baseline.generated) else "(end)"
             b = result.generated[divergence].text if divergence < len(result.generated) else "(end)"
             parts.append(f"first divergence at generated token {divergence}: {esc(repr(a))} → {esc(repr(b))}")
-    return '<div class="sap-verdict">' + " · ".join(parts) + "</div>"
+    measured = result.settings.get("measured")
+    tail = f'<div class="sap-card-meta">Measured on this polytope: {esc(measured)}</div>' if measured and result.mode == "steer" else ""
+    return '<div class="sap-verdict">' + " · ".join(parts) + tail + "</div>"
 
 
 def facet_cards_html(facets: list[dict], stats: dict | None, fire_rates: list[float] | None = None,

@@ -166,7 +166,11 @@ class ExploreHandlers:
         tok_csv = self.files.write_csv("tokens.csv", token_rows(cmp))
         other = cmp.intervened.text if cmp.intervened is not cmp.baseline else cmp.baseline.text
         res = cmp.intervened
-        strength = f", strength {res.settings['strength']}" if res.mode == "steer" and "strength" in res.settings else ""
+        strength = ""
+        if res.mode == "steer" and "strength" in res.settings:
+            where = (f"directional along the refusal direction at block {res.settings['steering_layer']}"
+                     if res.settings.get("steering") == "directional" else f"minimal edit at block {res.settings.get('layer')}")
+            strength = f" ({where}), depth {res.settings['strength']}"
         shown = res.prompt if len(res.prompt) <= 120 else res.prompt[:119] + "…"
         title = f"Result for “{shown}” · {res.mode} mode{strength}, {res.settings.get('max_new_tokens')} new tokens at most"
         verdict = render.status_html("info", title) + notice + render.verdict_html(res, cmp.first_divergence, cmp.baseline)
@@ -207,8 +211,8 @@ def build_explore_tab(wb: Workbench, files: Files, last_cmp: gr.State) -> Explor
             with gr.Column(scale=2):
                 mode = gr.Radio(MODE_CHOICES, value="steer", label="Intervention", elem_id="mode")
                 strength = gr.Slider(0.0, 30.0, value=DEFAULT_STRENGTH, step=0.5,
-                                     label="Safe Flow strength (target depth inside the polytope)",
-                                     info="violation units: a typical safe prompt sits at −1", elem_id="strength")
+                                     label="Safe Flow depth (how far inside the steering polytope to move)",
+                                     info="violation units: a typical safe example sits at −1", elem_id="strength")
                 max_new = gr.Slider(min(8, lim.max_new_tokens), min(128, lim.max_new_tokens), value=min(40, lim.max_new_tokens),
                                     step=1, label="Max new tokens", elem_id="max-new")
                 with gr.Row():
