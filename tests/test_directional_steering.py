@@ -150,11 +150,11 @@ def test_outcome_summary_counts_verdicts_and_unchanged():
 def test_directional_steps_match_scoring_each_point_on_the_line():
     from sap_viz.method.polytope import SafetyPolytope
 
-    torch.manual_seed(0)
+    torch.manual_seed(4)
     poly = SafetyPolytope(16, num_facets=3, feature_dim=64)
     poly.set_normalization(torch.randn(16), torch.rand(16) + 0.5)
     poly.requires_grad_(False)
-    h, d = torch.randn(50, 16) * 3, torch.randn(16)
+    h, d = torch.randn(50, 16) * 3, torch.randn(16) * 3
     cfg = DirectionalConfig(depth=0.0, max_step=3.0, grid=13)
     grid = torch.linspace(0, 3.0, 13)
     deep = torch.stack([poly.score(h + t * d) <= 0.0 for t in grid], dim=1)
