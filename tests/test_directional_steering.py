@@ -159,5 +159,5 @@ def test_directional_steps_match_scoring_each_point_on_the_line():
     grid = torch.linspace(0, 3.0, 13)
     deep = torch.stack([poly.score(h + t * d) <= 0.0 for t in grid], dim=1)
     expected = torch.where(deep.any(1), grid[deep.float().argmax(1)], torch.tensor(3.0))
-    assert (deep.any(1) & ~deep[:, 0]).sum() > 2 and (~deep.any(1)).sum() > 2  # precondition: moved, capped rows occur
+    assert (deep.any(1) & ~deep[:, 0]).sum() > 2 and (~deep.any(1)).sum() > 1  # precondition: moved, capped rows occur
     torch.testing.assert_close(directional_steps(poly, d, h, cfg), expected)
