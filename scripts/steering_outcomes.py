@@ -46,12 +46,13 @@ def main() -> None:
     if args.settings:
         settings = [settings[int(i)] for i in args.settings.split(",")]
     rows = answer_rows(lm, art, judge, sets, settings)
-    with open(HERE / f"steering_outcomes_{args.stage}.jsonl", "w", encoding="utf-8") as fh:
+    tag = args.stage + (f"_settings{args.settings.replace(',', '-')}" if args.settings else "")
+    with open(HERE / f"steering_outcomes_{tag}.jsonl", "w", encoding="utf-8") as fh:
         for row in rows:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     table = summarise(rows)
     text = f"judge: {json.dumps(judge.describe())}\n\n" + markdown_table(table, list(table[0]))
-    (HERE / f"steering_outcomes_{args.stage}.md").write_text(text + "\n", encoding="utf-8")
+    (HERE / f"steering_outcomes_{tag}.md").write_text(text + "\n", encoding="utf-8")
     print(text)
 
 

@@ -161,3 +161,15 @@ def test_directional_steps_match_scoring_each_point_on_the_line():
     expected = torch.where(deep.any(1), grid[deep.float().argmax(1)], torch.tensor(3.0))
     assert (deep.any(1) & ~deep[:, 0]).sum() > 2 and (~deep.any(1)).sum() > 1  # precondition: moved, capped rows occur
     torch.testing.assert_close(directional_steps(poly, d, h, cfg), expected)
+
+
+def test_generated_tokens_limits_steering_to_the_answers_opening(lm):
+    art = separating_artifact(lm, 2, BAD, GOOD)
+    art.steering = always_outside_part(lm, 1, scale=0.5)
+    gen = GenerationConfig(max_new_tokens=8, min_new_tokens=8)
+    for n in (0, 3):
+        cfg = InterventionConfig(mode="steer", steering="directional", directional=DirectionalConfig(generated_tokens=n))
+        res = compare(lm, art, BAD, gen, cfg).intervened
+        # the state read at the last prompt token and at the first n answer tokens is steered, none after
+        steered = [t.steered for t in res.tokens]
+        assert all(steered[: res.prompt_len]) and sum(steered[res.prompt_len:]) == n

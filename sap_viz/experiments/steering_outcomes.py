@@ -36,8 +36,8 @@ def standard_settings() -> list[SteeringSetting]:
     moves the full ``max_step``: that is the plain conditional refusal direction, the baseline."""
     flow = InterventionConfig(mode="steer", max_interventions=10_000)
 
-    def directional(depth: float, max_step: float) -> InterventionConfig:
-        return replace(flow, steering="directional", directional=DirectionalConfig(depth, max_step))
+    def directional(depth: float, max_step: float, generated_tokens: int | None = None) -> InterventionConfig:
+        return replace(flow, steering="directional", directional=DirectionalConfig(depth, max_step, generated_tokens=generated_tokens))
 
     return [
         SteeringSetting("minimal Safe Flow (paper), block 22, strength 3",
@@ -46,6 +46,11 @@ def standard_settings() -> list[SteeringSetting]:
         SteeringSetting("directional, depth 3, max step 1", directional(3.0, 1.0)),
         SteeringSetting("directional, depth 3, max step 2", directional(3.0, 2.0)),
         SteeringSetting("baseline: refusal direction × 1 when flagged", directional(100.0, 1.0)),
+        # second round, after the first five: steer the prompt and only the answer's opening
+        SteeringSetting("directional, depth 3, max step 1, prompt only", directional(3.0, 1.0, 0)),
+        SteeringSetting("directional, depth 3, max step 1, prompt + 8 answer tokens", directional(3.0, 1.0, 8)),
+        SteeringSetting("directional, depth 3, max step 2, prompt + 8 answer tokens", directional(3.0, 2.0, 8)),
+        SteeringSetting("directional, depth 3, max step 1.5, prompt + 16 answer tokens", directional(3.0, 1.5, 16)),
     ]
 
 

@@ -18,6 +18,7 @@ Here the polytope keeps its two jobs, deciding *whether* and *how far*; the dire
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 
@@ -31,6 +32,9 @@ class DirectionalConfig:
     depth: float = 3.0  # target: every facet of the steering polytope at ≤ −depth
     max_step: float = 2.0  # cap on t, in units of the direction's length
     grid: int = 17  # t is searched on an even grid over [0, max_step]
+    # Generated tokens steered after the prompt (None: all). Steering only the opening of the answer
+    # lets the model start turning away and then write on in its own words instead of looping.
+    generated_tokens: int | None = None
 
     def validate(self) -> None:
         if not 0 <= self.depth <= 100:
@@ -39,6 +43,8 @@ class DirectionalConfig:
             raise ValueError(f"max_step must be in (0, 20], got {self.max_step}")
         if not 2 <= self.grid <= 257:
             raise ValueError(f"grid must be between 2 and 257, got {self.grid}")
+        if self.generated_tokens is not None and not 0 <= self.generated_tokens <= 100_000:
+            raise ValueError(f"generated_tokens must be None or between 0 and 100000, got {self.generated_tokens}")
 
 
 @torch.no_grad()
@@ -67,12 +73,14 @@ class DirectionalHook:
     tokens can be steered in the same prefill. Records the step t of every column it saw.
     """
 
-    def __init__(self, poly: SafetyPolytope, direction: torch.Tensor, cfg: DirectionalConfig, flagged: torch.Tensor, pad_lens: list[int]):
+    def __init__(self, poly: SafetyPolytope, direction: torch.Tensor, cfg: DirectionalConfig, flagged: torch.Tensor, pad_lens: list[int],
+                 prompt_width: int):
         self.poly = poly
         self.direction = direction
         self.cfg = cfg
         self.flagged = flagged.bool().cpu()
         self.pad_lens = torch.tensor(pad_lens)
+        self.last_column = math.inf if cfg.generated_tokens is None else prompt_width - 1 + cfg.generated_tokens
         self.owner = threading.get_ident()
         self.seen = 0
         self.steps: list[torch.Tensor] = []  # per call: batch × new columns
@@ -94,7 +102,7 @@ class DirectionalHook:
             sub = hidden[rows.to(hidden.device)].float()
             n, s, d = sub.shape
             step = directional_steps(self.poly, self.direction, sub.reshape(-1, d), self.cfg).reshape(n, s).cpu()
-            step = step * (cols[None, :] >= self.pad_lens[rows][:, None])  # left padding stays untouched
+            step = step * (cols[None, :] >= self.pad_lens[rows][:, None]) * (cols[None, :] <= self.last_column)  # not padding
             t[rows] = step
             if step.any():
                 out = hidden.clone()

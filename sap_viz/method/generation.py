@@ -231,7 +231,7 @@ def _run_directional(lm: LoadedModel, artifact: PolytopeArtifact, prompts: list[
     assert part is not None  # InterventionConfig.resolved checked it
     part.polytope.to(lm.device)
     prepass = _prompt_pass(lm, artifact, ids, mask, cfg, pad_lens, width, spans)
-    steer = DirectionalHook(part.polytope, part.direction, cfg.directional, prepass.flagged, pad_lens)
+    steer = DirectionalHook(part.polytope, part.direction, cfg.directional, prepass.flagged, pad_lens, width)
     monitor = PolytopeHook(artifact, replace(cfg, mode="monitor"), pad_lens, width, spans)
     torch.manual_seed(gen.seed)
     with residual_hook(lm.model, part.layer, steer, lm.layers_path), residual_hook(lm.model, artifact.layer, monitor, lm.layers_path), \
