@@ -41,7 +41,9 @@ def steer_args(p: argparse.ArgumentParser, default_mode: str) -> None:
                    help="directional: along the polytope's refusal direction at its steering layer (needs its steering/ part); "
                         "minimal: the paper's smallest edit into the polytope; auto: directional when the polytope has the part")
     p.add_argument("--depth", type=float, default=3.0, help="directional: move until the steering part's facets are all ≤ −depth")
-    p.add_argument("--max-step", type=float, default=2.0, help="directional: the largest move, in lengths of the refusal direction")
+    p.add_argument("--max-step", type=float, default=1.0, help="directional: the largest move, in lengths of the refusal direction")
+    p.add_argument("--generated-tokens", type=int, default=8,
+                   help="directional: answer tokens steered after the prompt (-1 = all); steering only the opening keeps answers fluent")
     p.add_argument("--hinge-weight", type=float, default=1.0, help="β: weight of the violation hinge in the Safe Flow objective")
     p.add_argument("--max-steps", type=int, default=200)
     p.add_argument("--max-interventions", type=int, default=20)

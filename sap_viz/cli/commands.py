@@ -170,7 +170,8 @@ def _intervention_args(args: argparse.Namespace):
         span_threshold=args.span_threshold,
         flow=SafeFlowConfig(strength=args.strength, hinge_weight=args.hinge_weight, max_steps=args.max_steps),
         steering=args.steering,
-        directional=DirectionalConfig(depth=args.depth, max_step=args.max_step),
+        directional=DirectionalConfig(depth=args.depth, max_step=args.max_step,
+                                      generated_tokens=None if args.generated_tokens < 0 else args.generated_tokens),
     )
     return gen, cfg
 

@@ -65,7 +65,7 @@ def evaluate_steering(
     modes = {"off": replace(steer, mode="monitor"), "safe_flow": replace(steer, mode="steer"), "refuse": replace(steer, mode="refuse")}
     if art.steering is not None:  # the honest baseline: the plain refusal direction, added whenever the prompt is flagged
         modes["baseline_direction"] = replace(steer, mode="steer", steering="directional",
-                                              directional=replace(steer.directional, depth=100.0, max_step=1.0))
+                                              directional=replace(steer.directional, depth=100.0, max_step=1.0, generated_tokens=None))
     rows = []
     sets = evaluation_sets(n_per_set)
     total = sum(len(v) for v in sets.values()) * len(modes)

@@ -36,21 +36,23 @@ def standard_settings() -> list[SteeringSetting]:
     moves the full ``max_step``: that is the plain conditional refusal direction, the baseline."""
     flow = InterventionConfig(mode="steer", max_interventions=10_000)
 
-    def directional(depth: float, max_step: float, generated_tokens: int | None = None) -> InterventionConfig:
+    def directional(depth: float, max_step: float, generated_tokens: int | None) -> InterventionConfig:
         return replace(flow, steering="directional", directional=DirectionalConfig(depth, max_step, generated_tokens=generated_tokens))
 
     return [
         SteeringSetting("minimal Safe Flow (paper), block 22, strength 3",
                         replace(flow, steering="minimal", flow=SafeFlowConfig(strength=3.0))),
-        SteeringSetting("directional, depth 1, max step 1", directional(1.0, 1.0)),
-        SteeringSetting("directional, depth 3, max step 1", directional(3.0, 1.0)),
-        SteeringSetting("directional, depth 3, max step 2", directional(3.0, 2.0)),
-        SteeringSetting("baseline: refusal direction × 1 when flagged", directional(100.0, 1.0)),
+        SteeringSetting("directional, depth 1, max step 1", directional(1.0, 1.0, None)),
+        SteeringSetting("directional, depth 3, max step 1", directional(3.0, 1.0, None)),
+        SteeringSetting("directional, depth 3, max step 2", directional(3.0, 2.0, None)),
+        SteeringSetting("baseline: refusal direction × 1 when flagged", directional(100.0, 1.0, None)),
         # second round, after the first five: steer the prompt and only the answer's opening
         SteeringSetting("directional, depth 3, max step 1, prompt only", directional(3.0, 1.0, 0)),
         SteeringSetting("directional, depth 3, max step 1, prompt + 8 answer tokens", directional(3.0, 1.0, 8)),
         SteeringSetting("directional, depth 3, max step 2, prompt + 8 answer tokens", directional(3.0, 2.0, 8)),
         SteeringSetting("directional, depth 3, max step 1.5, prompt + 16 answer tokens", directional(3.0, 1.5, 16)),
+        # the baseline at the chosen positions: same tokens moved, by a fixed step instead of the polytope's
+        SteeringSetting("baseline: refusal direction × 1 when flagged, prompt + 8 answer tokens", directional(100.0, 1.0, 8)),
     ]
 
 

@@ -30,11 +30,12 @@ from sap_viz.method.polytope import SafetyPolytope
 @dataclass(frozen=True)
 class DirectionalConfig:
     depth: float = 3.0  # target: every facet of the steering polytope at ≤ −depth
-    max_step: float = 2.0  # cap on t, in units of the direction's length
+    max_step: float = 1.0  # cap on t, in units of the direction's length
     grid: int = 17  # t is searched on an even grid over [0, max_step]
     # Generated tokens steered after the prompt (None: all). Steering only the opening of the answer
     # lets the model start turning away and then write on in its own words instead of looping.
-    generated_tokens: int | None = None
+    # Chosen on validation prompts (README, "Steering"): 8.
+    generated_tokens: int | None = 8
 
     def validate(self) -> None:
         if not 0 <= self.depth <= 100:
