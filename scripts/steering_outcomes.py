@@ -17,7 +17,8 @@ import torch
 
 from sap_viz.data.dataset import load_eval_prompts
 from sap_viz.experiments.judge_data import fit_judge, validation_prompts
-from sap_viz.experiments.steering_outcomes import answer_rows, standard_settings, summarise
+from sap_viz.experiments.steering_outcomes import answer_rows, measured_sentences, standard_settings, summarise
+from sap_viz.files import directory_lock, write_json_atomic
 from sap_viz.method.artifact import load_polytope
 from sap_viz.model.loading import load_model
 from sap_viz.settings import DEFAULT_POLYTOPE
@@ -28,10 +29,14 @@ HERE = Path(__file__).parent
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("stage", choices=["sweep", "test"])
+    parser.add_argument("stage", choices=["sweep", "test", "record"],
+                        help="record: write the test table's sentences into the polytope's polytope.json (steering_outcomes)")
     parser.add_argument("--polytope", default=str(DEFAULT_POLYTOPE))
     parser.add_argument("--settings", default="", help="comma-separated indices into standard_settings() (default: all)")
     args = parser.parse_args()
+    if args.stage == "record":
+        record(Path(args.polytope))
+        return
     torch.set_num_threads(2)
     lm = load_model()
     art = load_polytope(args.polytope, lm.hidden_size, lm.num_layers, lm.fingerprint)
@@ -54,6 +59,21 @@ def main() -> None:
     text = f"judge: {json.dumps(judge.describe())}\n\n" + markdown_table(table, list(table[0]))
     (HERE / f"steering_outcomes_{tag}.md").write_text(text + "\n", encoding="utf-8")
     print(text)
+
+
+TEST_SETTINGS = {"directional": "directional, depth 3, max step 1, prompt + 8 answer tokens",
+                 "minimal": "minimal Safe Flow (paper), block 22, strength 3"}
+
+
+def record(directory: Path) -> None:
+    """The Generate tab's measured summary, from the committed test answers."""
+    rows = [json.loads(line) for line in (HERE / "steering_outcomes_test_settings0-6-4-9.jsonl").read_text(encoding="utf-8").splitlines()]
+    sentences = measured_sentences(summarise(rows), "harmful (HarmBench held-out)", "benign (test)", TEST_SETTINGS)
+    with directory_lock(directory):
+        meta = json.loads((directory / "polytope.json").read_text(encoding="utf-8"))
+        meta["steering_outcomes"] = sentences
+        write_json_atomic(directory / "polytope.json", meta)
+    print(json.dumps(sentences, indent=2, ensure_ascii=False))
 
 
 if __name__ == "__main__":
