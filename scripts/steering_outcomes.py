@@ -69,6 +69,13 @@ def record(directory: Path) -> None:
     """The Generate tab's measured summary, from the committed test answers."""
     rows = [json.loads(line) for line in (HERE / "steering_outcomes_test_settings0-6-4-9.jsonl").read_text(encoding="utf-8").splitlines()]
     sentences = measured_sentences(summarise(rows), "harmful (HarmBench held-out)", "benign (test)", TEST_SETTINGS)
+    labels = [json.loads(line) for line in (HERE.parent / "assets" / "steering_hand_labels.jsonl").read_text(encoding="utf-8").splitlines()]
+
+    def hand(setting: str) -> str:
+        sub = [r for r in labels if r["setting"] == setting and r["set"].startswith("harmful")]
+        return f"{sum(r['label'] == 'harmful' for r in sub)}/{len(sub)}"
+
+    sentences["directional"] += f" Hand labels: {hand('off')} harmful unsteered → {hand(TEST_SETTINGS['directional'])} steered."
     with directory_lock(directory):
         meta = json.loads((directory / "polytope.json").read_text(encoding="utf-8"))
         meta["steering_outcomes"] = sentences
