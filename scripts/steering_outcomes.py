@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("stage", choices=["sweep", "test", "record"],
                         help="record: write the test table's sentences into the polytope's polytope.json (steering_outcomes)")
     parser.add_argument("--polytope", default=str(DEFAULT_POLYTOPE))
+    parser.add_argument("--tag", default="", help="added to the output file names (e.g. the steering layer tried)")
     parser.add_argument("--settings", default="", help="comma-separated indices into standard_settings() (default: all)")
     args = parser.parse_args()
     if args.stage == "record":
@@ -51,7 +52,7 @@ def main() -> None:
     if args.settings:
         settings = [settings[int(i)] for i in args.settings.split(",")]
     rows = answer_rows(lm, art, judge, sets, settings)
-    tag = args.stage + (f"_settings{args.settings.replace(',', '-')}" if args.settings else "")
+    tag = args.stage + (f"_settings{args.settings.replace(',', '-')}" if args.settings else "") + (f"_{args.tag}" if args.tag else "")
     with open(HERE / f"steering_outcomes_{tag}.jsonl", "w", encoding="utf-8") as fh:
         for row in rows:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
