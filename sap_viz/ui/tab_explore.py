@@ -40,11 +40,16 @@ def why_rows(cmp: Comparison) -> list[dict]:
     res = cmp.intervened
     rows: list[dict] = []
     triggered = False
+    # Directional steering moves every state of a flagged prompt at an earlier block; an answer token's
+    # reading at the polytope's layer is then only known after the edit (no unsteered counterpart).
+    directional = res.settings.get("steering") == "directional"
     for t in res.tokens[max(0, res.prompt_len - 1):]:
         if t.violations is None:
             continue
         over = res.is_over(t)
-        if t.steered:
+        if t.steered and directional:
+            action = f"steered along the refusal direction at block {res.settings.get('steering_layer')} (prompt flagged)"
+        elif t.steered:
             action = "steered (Safe Flow)"
         elif res.mode == "refuse" and over and not triggered:
             action, triggered = "refusal triggered", True
@@ -53,9 +58,10 @@ def why_rows(cmp: Comparison) -> list[dict]:
         else:
             continue
         k = t.top_facet or 0
+        before = None if directional and not t.is_prompt else round(t.max_violation or 0.0, 4)
         rows.append({
             "#": t.index, "answer pos": t.index - res.prompt_len, "token": repr(t.text),
-            "facet that fired": f"{k}: {res.facet_names[k]}", "violation before": round(t.max_violation or 0.0, 4),
+            "facet that fired": f"{k}: {res.facet_names[k]}", "violation before": before,
             "violation after": round(max(t.violations_after), 4) if t.steered and t.violations_after else None,
             "‖Δh‖": round(t.delta_norm, 4) if t.steered else None, "steps": t.steps if t.steered else None, "action": action,
         })
