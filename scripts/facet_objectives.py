@@ -18,6 +18,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -57,11 +58,11 @@ RECIPES: dict[str, dict] = {
 
 
 def dump(out_feats: Path, out_meta: Path, layer: int) -> None:
-    from sap_viz import data as D
+    from sap_viz.data.dataset import DataConfig, build_dataset
     from sap_viz.model.features import FeatureConfig, extract_features
     from sap_viz.model.loading import load_model
 
-    df = D.build_dataset(D.DataConfig())
+    df = build_dataset(DataConfig())
     lm = load_model("default")
     fcfg = FeatureConfig(layer=layer)
     tensors, meta = {}, {}
@@ -87,7 +88,7 @@ def run_one(name: str, recipe: dict, seed: int, X: dict, M: dict) -> dict:
     cats, facet_cats = None, None
     if cfg.facet_mode == "categories":
         names, idx = category_facet_index(tr["category"], tr["label"])
-        cfg.num_facets = len(names) + cfg.free_facets
+        cfg = replace(cfg, num_facets=len(names) + cfg.free_facets)
         cats, facet_cats = idx, names + [None] * cfg.free_facets
     t0 = time.perf_counter()
     poly = train_polytope(X["train"], unsafe, cfg, show_tqdm=False, categories=cats).polytope
