@@ -208,7 +208,11 @@ def test_browsers_a_hostile_upload_and_a_label_stay_with_their_visitor(browser, 
 def test_browsers_a_proposal_accepted_by_the_owner_shows_for_everyone(browser, server):
     a, owner = open_page(browser, server), open_page(browser, server)
     a.get_by_role("tab", name="Facets").click()
-    a.locator("#label-name input, #label-name textarea").first.fill("Named by browser A")
+    name_box = a.locator("#label-name input, #label-name textarea").first
+    # Opening the tab fills the form with the facet's current label; typing before that lands would
+    # be overwritten (a cold cache makes it slow), so wait for it as a user would.
+    a.wait_for_function("el => el.value !== ''", arg=name_box.element_handle(), timeout=120_000)
+    name_box.fill("Named by browser A")
     a.locator("#save-label").click()
     a.locator("#label-status").get_by_text("Proposed").wait_for()
     assert "Named by browser A" not in json.dumps(facets_on_disk(server))
