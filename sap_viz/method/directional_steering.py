@@ -99,7 +99,7 @@ class DirectionalHook:
         t = torch.zeros(hidden.shape[:2])
         rows = torch.nonzero(self.flagged).flatten()
         out = None
-        if len(rows):
+        if len(rows) and start <= self.last_column:  # past the answer's opening nothing moves: skip the search
             sub = hidden[rows.to(hidden.device)].float()
             n, s, d = sub.shape
             step = directional_steps(self.poly, self.direction, sub.reshape(-1, d), self.cfg).reshape(n, s).cpu()
