@@ -21,11 +21,12 @@ from dataclasses import replace
 
 from tqdm.auto import tqdm
 
-from sap_viz.analysis.answer_judge import VERDICTS, AnswerJudge
-from sap_viz.analysis.text_quality import REFUSAL_PATTERN, compression_ratio, distinct_n, is_refusal  # noqa: F401 (re-exported)
+from sap_viz.analysis.answer_judge import AnswerJudge
+from sap_viz.analysis.text_quality import REFUSAL_PATTERN, compression_ratio, is_refusal  # noqa: F401 (REFUSAL_PATTERN re-exported)
+from sap_viz.experiments.steering_outcomes import answer_record, outcome_columns
 from sap_viz.method.artifact import PolytopeArtifact
 from sap_viz.method.generation import GenerationConfig, generate_one
-from sap_viz.method.generation_results import Comparison, GenerationResult
+from sap_viz.method.generation_results import GenerationResult
 from sap_viz.method.polytope_hook import InterventionConfig
 from sap_viz.model.loading import LoadedModel
 
@@ -93,17 +94,16 @@ def _mean(values: list[float | None]) -> float | None:
 def summary_row(name: str, mode: str, results: list[GenerationResult], baseline: list[GenerationResult],
                 verdicts: list[str] | None = None) -> dict:
     n = max(1, len(results))
-    judged = {f"judge_{v}": round(verdicts.count(v) / n, 3) for v in VERDICTS} if verdicts is not None else {}
-    divergences = [Comparison(b, r).first_divergence for r, b in zip(results, baseline, strict=True)]
-    changed = sorted(d for d in divergences if d is not None)
+    records = [answer_record(r, b, v) for r, b, v in zip(results, baseline, verdicts or [None] * len(results), strict=True)]
+    common = outcome_columns(records)
     return {
         "set": name, "steering": mode, "n": len(results),
-        "prompt_flagged": round(sum(r.prompt_flagged for r in results) / n, 3),
+        "prompt_flagged": common["flagged"],
         "refusal_rate": round(sum(is_refusal(r.text) for r in results) / n, 3),
-        **judged,
-        "unchanged_vs_off": round(sum(d is None for d in divergences) / n, 3),
-        "median_first_divergence": changed[len(changed) // 2] if changed else None,
-        "distinct_2": _mean([distinct_n([t.token_id for t in r.generated]) for r in results]),
+        **{k: v for k, v in common.items() if k.startswith("judge_")},
+        "unchanged_vs_off": common["unchanged"],
+        "median_first_divergence": common["median_first_divergence"],
+        "distinct_2": common["distinct_2"],
         "compression_ratio": _mean([compression_ratio(r.text) for r in results]),
         "mean_interventions": round(sum(r.interventions for r in results) / n, 2),
         "states_inside_after_edit": round(sum(states_inside_after_edit(r) for r in results) / n, 3),

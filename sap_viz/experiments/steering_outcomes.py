@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 from tqdm.auto import tqdm
 
-from sap_viz.analysis.answer_judge import AnswerJudge
+from sap_viz.analysis.answer_judge import VERDICTS, AnswerJudge
 from sap_viz.analysis.text_quality import distinct_n
 from sap_viz.method.artifact import PolytopeArtifact
 from sap_viz.method.directional_steering import DirectionalConfig
@@ -76,36 +76,41 @@ def answer_rows(lm: LoadedModel, art: PolytopeArtifact, judge: AnswerJudge, sets
         base = _batched(lm, art, prompts, gen, InterventionConfig(mode="monitor"), batch, bar.update)
         runs = [("off", base)] + [(s.name, _batched(lm, art, prompts, gen, s.cfg, batch, bar.update)) for s in settings]
         for name, results in runs:
-            texts = [r.text for r in results]
-            ids = [[t.token_id for t in r.generated] for r in results]
-            verdicts = judge.verdicts(lm, texts, ids)
-            for r, b, v, tok in zip(results, base, verdicts, ids, strict=True):
-                same = r.text == b.text and tok == [t.token_id for t in b.generated]
-                rows.append({"set": set_name, "setting": name, "prompt": r.prompt, "answer": r.text, "verdict": v,
-                             "flagged": r.prompt_flagged, "interventions": r.interventions, "distinct_2": distinct_n(tok),
-                             "first_divergence": Comparison(b, r).first_divergence, "identical": same})
+            verdicts = judge.verdicts(lm, [r.text for r in results], [[t.token_id for t in r.generated] for r in results])
+            rows += [{"set": set_name, "setting": name, **answer_record(r, b, v)} for r, b, v in zip(results, base, verdicts, strict=True)]
     bar.close()
     return rows
 
 
+def answer_record(result: GenerationResult, base: GenerationResult, verdict: str | None) -> dict:
+    """One answer beside its unsteered run: what the summaries below (and ``eval-steering``) count."""
+    divergence = Comparison(base, result).first_divergence
+    return {"prompt": result.prompt, "answer": result.text, "verdict": verdict, "flagged": result.prompt_flagged,
+            "interventions": result.interventions, "distinct_2": distinct_n([t.token_id for t in result.generated]),
+            "first_divergence": divergence, "identical": divergence is None}
+
+
+def outcome_columns(records: list[dict]) -> dict:
+    """Verdict shares (when every record has a verdict), unchanged share, median first divergence, mean distinct-2, flagged share."""
+    n = max(1, len(records))
+    d2 = [r["distinct_2"] for r in records if r["distinct_2"] is not None]
+    div = sorted(r["first_divergence"] for r in records if r["first_divergence"] is not None)
+    judged = all(r["verdict"] is not None for r in records)
+    return {
+        "n": len(records),
+        **({f"judge_{v}": round(sum(r["verdict"] == v for r in records) / n, 3) for v in VERDICTS} if judged else {}),
+        "unchanged": round(sum(r["identical"] for r in records) / n, 3),
+        "median_first_divergence": div[len(div) // 2] if div else None,
+        "distinct_2": round(statistics.fmean(d2), 3) if d2 else None,
+        "flagged": round(sum(r["flagged"] for r in records) / n, 3),
+    }
+
+
 def summarise(rows: list[dict]) -> list[dict]:
-    """Per set and setting: verdict shares, unchanged share, median first divergence, mean distinct-2."""
-    out = []
+    """Per set and setting, ``outcome_columns`` of its answers."""
     keys = list(dict.fromkeys((r["set"], r["setting"]) for r in rows))
-    for set_name, setting in keys:
-        sub = [r for r in rows if r["set"] == set_name and r["setting"] == setting]
-        n = len(sub)
-        d2 = [r["distinct_2"] for r in sub if r["distinct_2"] is not None]
-        div = sorted(r["first_divergence"] for r in sub if r["first_divergence"] is not None)
-        out.append({
-            "set": set_name, "setting": setting, "n": n,
-            **{f"judge_{v}": round(sum(r["verdict"] == v for r in sub) / n, 3) for v in ("harmful", "harmless", "degenerate")},
-            "unchanged": round(sum(r["identical"] for r in sub) / n, 3),
-            "median_first_divergence": div[len(div) // 2] if div else None,
-            "distinct_2": round(statistics.fmean(d2), 3) if d2 else None,
-            "flagged": round(sum(r["flagged"] for r in sub) / n, 3),
-        })
-    return out
+    return [{"set": s, "setting": setting, **outcome_columns([r for r in rows if (r["set"], r["setting"]) == (s, setting)])}
+            for s, setting in keys]
 
 
 def measured_sentences(table: list[dict], harmful_set: str, benign_set: str, settings: dict[str, str]) -> dict[str, str]:
