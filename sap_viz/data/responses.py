@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from sap_viz.files import write_json_atomic
 from sap_viz.model.features import hidden_states_multi
-from sap_viz.model.loading import LoadedModel, cache_dir
+from sap_viz.model.loading import LoadedModel, cache_dir, left_padded
 from sap_viz.model.prompts import encode_prompt
 
 
@@ -60,18 +60,12 @@ def _answers_path(lm: LoadedModel, cfg: AnswerConfig, prompts: list[str]) -> Pat
 
 @torch.no_grad()
 def _generate_batch(lm: LoadedModel, prompt_ids: list[list[int]], cfg: AnswerConfig) -> list[list[int]]:
-    pad_id = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
-    width = max(len(p) for p in prompt_ids)
-    ids = torch.full((len(prompt_ids), width), pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for row, p in enumerate(prompt_ids):  # left padding: every prompt ends at the last column
-        ids[row, width - len(p):] = torch.tensor(p)
-        mask[row, width - len(p):] = 1
-    eos = lm.model.generation_config.eos_token_id
-    eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+    ids, mask, _ = left_padded(prompt_ids, lm.pad_id)
+    width = ids.shape[1]
+    eos_ids = set(lm.eos_ids)
     out = lm.model.generate(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device), max_new_tokens=cfg.max_new_tokens,
-                            do_sample=False, temperature=None, top_p=None, top_k=None, pad_token_id=pad_id,
-                            eos_token_id=list(eos_ids) or None)
+                            do_sample=False, temperature=None, top_p=None, top_k=None, pad_token_id=lm.pad_id,
+                            eos_token_id=lm.eos_ids or None)
     answers = []
     for row in out[:, width:].tolist():
         cut = next((i for i, t in enumerate(row) if t in eos_ids), len(row))

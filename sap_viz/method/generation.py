@@ -21,7 +21,7 @@ from sap_viz.method.directional_steering import DirectionalHook
 from sap_viz.method.generation_results import Comparison, GenerationResult, TokenInfo
 from sap_viz.method.polytope_hook import InterventionConfig, PolytopeHook, RefusalProcessor
 from sap_viz.model.hooks import StopForward, residual_hook
-from sap_viz.model.loading import LoadedModel
+from sap_viz.model.loading import LoadedModel, left_padded
 from sap_viz.model.prompts import encode_prompt
 
 
@@ -73,20 +73,13 @@ class _QueueStreamer(BaseStreamer):
         self.queue.put(None)
 
 
-def _eos_ids(lm: LoadedModel) -> list[int]:
-    eos = getattr(lm.model.generation_config, "eos_token_id", None)
-    if eos is None:
-        eos = lm.tokenizer.eos_token_id
-    return [e for e in (eos if isinstance(eos, list) else [eos]) if e is not None]
-
-
 def _build_results(
     lm: LoadedModel, artifact: PolytopeArtifact, prompts: list[str], enc: list, sequences: torch.Tensor,
     hook: PolytopeHook, width: int, cfg: InterventionConfig, gen: GenerationConfig, data: dict | None = None,
 ) -> list[GenerationResult]:
     data = hook.assembled() if data is None else data
     names = [artifact.facet_name(k) for k in range(artifact.polytope.num_facets)]
-    eos = set(_eos_ids(lm))
+    eos = set(lm.eos_ids)
     pad_id = lm.tokenizer.pad_token_id
     settings = {"mode": cfg.mode, "positions": cfg.positions, "threshold": cfg.threshold,
                 "generation_threshold": cfg.generation_threshold,
@@ -136,17 +129,8 @@ def _prepare(lm: LoadedModel, artifact: PolytopeArtifact, prompts: list[str], ge
         if not isinstance(p, str) or not p.strip():
             raise ValueError("a prompt must be non-empty text")
     enc = [encode_prompt(lm.tokenizer, p, artifact.chat_template, gen.max_prompt_tokens) for p in prompts]
-    width = max(len(e.ids) for e in enc)
-    pad_id = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
-    ids = torch.full((len(enc), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(enc), width), dtype=torch.long)
-    pad_lens = []
-    for row, e in enumerate(enc):
-        pad = width - len(e.ids)  # left padding: every row ends at the same column
-        ids[row, pad:] = torch.tensor(e.ids)
-        mask[row, pad:] = 1
-        pad_lens.append(pad)
-    return enc, ids, mask, pad_lens, width
+    ids, mask, pad_lens = left_padded([e.ids for e in enc], lm.pad_id)
+    return enc, ids, mask, pad_lens, ids.shape[1]
 
 
 def _generate_kwargs(lm: LoadedModel, gen: GenerationConfig, processors: LogitsProcessorList) -> dict:
@@ -157,7 +141,7 @@ def _generate_kwargs(lm: LoadedModel, gen: GenerationConfig, processors: LogitsP
         use_cache=gen.use_cache,
         logits_processor=processors,
         pad_token_id=lm.tokenizer.pad_token_id,
-        eos_token_id=_eos_ids(lm),
+        eos_token_id=lm.eos_ids,
     )
     if gen.do_sample:
         kwargs |= dict(temperature=gen.temperature, top_p=gen.top_p, top_k=0)
@@ -191,7 +175,7 @@ def run_generation(
     processors = LogitsProcessorList()
     if cfg.mode == "refuse":
         refusal_ids = lm.tokenizer(cfg.refusal_text, add_special_tokens=False)["input_ids"]
-        processors.append(RefusalProcessor(hook, list(refusal_ids), (_eos_ids(lm) or [None])[0]))
+        processors.append(RefusalProcessor(hook, list(refusal_ids), (lm.eos_ids or [None])[0]))
     torch.manual_seed(gen.seed)
     with residual_hook(lm.model, artifact.layer, hook, lm.layers_path), torch.no_grad():
         sequences = _generate(lm, ids, mask, gen, processors, streamer, cancel)
@@ -279,7 +263,7 @@ def stream_generation(
     thread = threading.Thread(target=work, daemon=True)
     thread.start()
     ids: list[int] = []
-    eos = set(_eos_ids(lm))
+    eos = set(lm.eos_ids)
     while (item := streamer.queue.get()) is not None:
         if item[0] in eos:
             continue

@@ -65,7 +65,7 @@ def hidden_states_multi(
     """Outputs of several blocks in one pass per batch, stopping after the deepest one."""
     lengths = [len(ids) for ids in token_ids]
     order = sorted(range(len(token_ids)), key=lambda i: -lengths[i])
-    pad_id = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
+    pad_id = lm.pad_id
     results: dict[int, list] = {layer: [None] * len(token_ids) for layer in layers}
     deepest = max(layers)
     desc = progress if isinstance(progress, str) else f"features @ layers {layers}"

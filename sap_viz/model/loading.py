@@ -59,6 +59,35 @@ class LoadedModel:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def pad_id(self) -> int:
+        """The id that fills padding columns (0 when the tokenizer has no pad token; the mask hides it)."""
+        pad = self.tokenizer.pad_token_id  # type: ignore[attr-defined]
+        return pad if pad is not None else 0
+
+    @property
+    def eos_ids(self) -> list[int]:
+        """The ids that end an answer: the generation config's, else the tokenizer's."""
+        eos = getattr(self.model.generation_config, "eos_token_id", None)
+        if eos is None:
+            eos = self.tokenizer.eos_token_id  # type: ignore[attr-defined]
+        return [e for e in (eos if isinstance(eos, list) else [eos]) if e is not None]
+
+
+def left_padded(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """Token ids and attention mask with every sequence ending at the last column (what batched
+    generation needs), and each row's number of padding columns."""
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    pad_lens = []
+    for row, seq in enumerate(sequences):
+        pad = width - len(seq)
+        ids[row, pad:] = torch.tensor(seq, dtype=torch.long)
+        mask[row, pad:] = 1
+        pad_lens.append(pad)
+    return ids, mask, pad_lens
+
 
 @dataclass(frozen=True)
 class ModelConfig:
