@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 import torch
+from judge_agreement import load as load_hand_labels  # a sibling script: this folder is on sys.path
 
 from sap_viz.data.dataset import load_eval_prompts
 from sap_viz.experiments.judge_data import fit_judge, validation_prompts
@@ -70,7 +71,7 @@ def record(directory: Path) -> None:
     """The Generate tab's measured summary, from the committed test answers."""
     rows = [json.loads(line) for line in (HERE / "steering_outcomes_test_settings0-6-4-9.jsonl").read_text(encoding="utf-8").splitlines()]
     sentences = measured_sentences(summarise(rows), "harmful (HarmBench held-out)", "benign (test)", TEST_SETTINGS)
-    labels = [json.loads(line) for line in (HERE.parent / "assets" / "steering_hand_labels.jsonl").read_text(encoding="utf-8").splitlines()]
+    labels = load_hand_labels()  # validated: every label and verdict is one of the three
 
     def hand(setting: str) -> str:
         sub = [r for r in labels if r["setting"] == setting and r["set"].startswith("harmful")]

@@ -56,7 +56,8 @@ def build_steering_part(lm: LoadedModel, cfg: SteeringPartConfig = SteeringPartC
     answer_cfg = AnswerConfig()
     compliant = generate_answers(lm, harmful, answer_cfg, progress)
     helpful = generate_answers(lm, safe, answer_cfg, progress)
-    refusals = answer_ids_for(lm, assign_refusals(harmful, refusal_halves()[0], cfg.seed))
+    refusal_texts = refusal_halves()[0]
+    refusals = answer_ids_for(lm, assign_refusals(harmful, refusal_texts, cfg.seed))
     layer = [cfg.layer]
     bar = "answer states" if progress else False
     harm_states = response_states(lm, harmful, compliant, layer, cfg.n_tokens, progress=bar)[0][cfg.layer]
@@ -80,7 +81,7 @@ def build_steering_part(lm: LoadedModel, cfg: SteeringPartConfig = SteeringPartC
         "data": {"harmful_prompts": len(harmful), "safe_prompts": len(safe), "rows": {
             "compliant_answer_tokens": len(harm_states), "refusal_tokens": len(refusal_states),
             "safe_answer_tokens": len(safe_states), "train_prompts": len(prompt_states)},
-            "refusals_used": len(refusal_halves()[0]), "split": "train"},
+            "refusals_used": len(refusal_texts), "split": "train"},
         "metrics": {"violation_scale": scale, "direction_norm": round(float(direction.norm()), 3),
                     "mean_state_norm": round(float(harm_states.norm(dim=1).mean()), 3)},
     }
