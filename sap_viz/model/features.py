@@ -112,12 +112,14 @@ def feature_cache_path(lm: LoadedModel, cfg: FeatureConfig, texts: list[str]) ->
     return cache_dir() / "features" / f"{_cache_key(lm, cfg, texts)}.safetensors"
 
 
-def _save_cached(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+def save_cached(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Store a feature-cache entry atomically, then prune the cache folder to its size cap."""
     save_tensors_atomic(path, tensors)
     prune_cache(path.parent, get_limits().max_cache_mb << 20, keep=path)
 
 
-def _load_cached(path: Path) -> dict[str, torch.Tensor]:
+def load_cached(path: Path) -> dict[str, torch.Tensor]:
+    """Read a feature-cache entry and mark it recently used."""
     stored = load_file(path)
     with contextlib.suppress(OSError):
         os.utime(path)  # mark as recently used for prune_cache
@@ -162,7 +164,7 @@ def extract_last_token_multi(
     for layer in layers:
         path = feature_cache_path(lm, replace(cfg, layer=layer), texts)
         if path.is_file():
-            out[layer] = _load_cached(path)["features"]
+            out[layer] = load_cached(path)["features"]
         else:
             missing.append(layer)
     if missing:
@@ -170,7 +172,7 @@ def extract_last_token_multi(
         states = hidden_states_multi(lm, token_ids, missing, cfg.batch_size, progress)
         for layer in missing:
             feats = torch.stack([s[-1] for s in states[layer]]).contiguous()
-            _save_cached(feature_cache_path(lm, replace(cfg, layer=layer), texts), {"features": feats})
+            save_cached(feature_cache_path(lm, replace(cfg, layer=layer), texts), {"features": feats})
             out[layer] = feats
     return out
 
@@ -189,12 +191,12 @@ def extract_features(
     """
     path = feature_cache_path(lm, cfg, texts)
     if use_cache and path.is_file():
-        return _load_cached(path)["features"]
+        return load_cached(path)["features"]
     token_ids = [encode_prompt(lm.tokenizer, t, cfg.chat_template, cfg.max_tokens).ids for t in texts]
     states = hidden_states_at(lm, token_ids, cfg.layer, cfg.batch_size, progress)
     feats = torch.stack([s[-1] for s in states]) if states else torch.zeros(0, lm.hidden_size)
     if use_cache:
-        _save_cached(path, {"features": feats.contiguous()})
+        save_cached(path, {"features": feats.contiguous()})
     return feats
 
 
@@ -216,7 +218,7 @@ def extract_features_in_chunks(
     if path.is_file():
         if on_chunk is not None:
             on_chunk(len(texts), len(texts), True)
-        return _load_cached(path)["features"]
+        return load_cached(path)["features"]
     # Chunks of similar length, so small chunks pad as little as one pass over the whole list would.
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     chunks = []
@@ -230,5 +232,5 @@ def extract_features_in_chunks(
     if chunks:
         feats = torch.empty_like(torch.cat(chunks))
         feats[torch.tensor(order)] = torch.cat(chunks)
-    _save_cached(path, {"features": feats.contiguous()})
+    save_cached(path, {"features": feats.contiguous()})
     return feats

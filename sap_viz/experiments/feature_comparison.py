@@ -1,0 +1,130 @@
+"""Which prompt feature generalises to data written by someone else? Measured, not assumed (issue 16).
+
+Every candidate (last token, mean or max over the user's tokens, several layers concatenated or
+averaged) is judged two ways, both on data that recipe choice may use:
+
+* **validation**: fit on the train split, AUROC and TPR on the validation split, with the threshold
+  set on the validation safe rows at ``target_fpr`` (as the shipped polytope is calibrated);
+* **leave one source out**: for each data source, fit on the train rows of every *other* source,
+  set the threshold on their validation rows, then score every row of the held-out source. A source
+  with one label reports the share flagged (TPR for unsafe sources, FPR for safe ones) and the AUROC
+  of its rows against the other label's validation rows of the remaining sources; a source with both
+  labels reports its own AUROC. This is the question "does it hold on a source it never saw?".
+
+Evaluation sets (HarmBench, the held-out files, wrapped requests, XSTest) are *not* inputs here: the
+script reports them only after the choice (``scripts/feature_comparison.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from sap_viz.method.training import TrainConfig, train_polytope
+
+__all__ = ["ComparisonConfig", "Scorer", "combined_features", "leave_one_source_out", "make_scorer", "validation_row"]
+
+# A fitted scorer: features (N × d) → scores (N), higher = more unsafe.
+Scorer = Callable[[torch.Tensor], np.ndarray]
+
+
+@dataclass(frozen=True)
+class ComparisonConfig:
+    layers: tuple[int, ...] = (14, 16, 19, 22, 25)
+    target_fpr: float = 0.09  # the shipped polytope's calibration target
+    sap_epochs: int = 20
+    seeds: tuple[int, ...] = (0, 1, 2)
+
+
+def combined_features(pooled: dict[str, torch.Tensor], layers: tuple[int, ...],
+                      reference: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """Every single pooled feature plus the combinations worth measuring.
+
+    Concatenation keeps each part's scale (both methods standardise per dimension); the layer average
+    is taken over last-token states standardised with ``reference``'s statistics (the training table's;
+    default ``pooled`` itself), so the deeper layers' larger norms do not rule it and an evaluation set
+    is transformed exactly like the table.
+    """
+    out = dict(pooled)
+    ref = pooled if reference is None else reference
+
+    def z(name: str) -> torch.Tensor:
+        return (pooled[name] - ref[name].mean(0)) / ref[name].std(0).clamp_min(1e-6)
+
+    mid, deep = min(layers, key=lambda L: abs(L - 16)), min(layers, key=lambda L: abs(L - 22))
+    out[f"last@{mid}+last@{deep}"] = torch.cat([pooled[f"last@{mid}"], pooled[f"last@{deep}"]], 1)
+    out[f"last@{deep}+mean@{deep}"] = torch.cat([pooled[f"last@{deep}"], pooled[f"mean@{deep}"]], 1)
+    out[f"mean@{mid}+mean@{deep}"] = torch.cat([pooled[f"mean@{mid}"], pooled[f"mean@{deep}"]], 1)
+    out["last, layer average"] = torch.stack([z(f"last@{L}") for L in layers]).mean(0)
+    return out
+
+
+def make_scorer(method: str, x: torch.Tensor, unsafe: np.ndarray, seed: int, epochs: int) -> Scorer:
+    """Fit ``method`` ("probe": the README's logistic probe; "sap": a default-recipe polytope)."""
+    if method == "probe":
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.1, random_state=seed))
+        model.fit(x.numpy(), unsafe.astype(int))
+        return lambda f: model.decision_function(f.numpy())
+    if method == "sap":
+        poly = train_polytope(x, torch.from_numpy(unsafe), TrainConfig(epochs=epochs, seed=seed), show_tqdm=False).polytope
+        return lambda f: poly.score(f).numpy()
+    raise ValueError(f"method must be probe or sap, got {method!r}")
+
+
+def _threshold(scores: np.ndarray, safe: np.ndarray, target_fpr: float) -> float:
+    return float(np.quantile(scores[safe], 1 - target_fpr))
+
+
+def _auroc(unsafe: np.ndarray, scores: np.ndarray) -> float | None:
+    return float(roc_auc_score(unsafe, scores)) if 0 < unsafe.sum() < len(unsafe) else None
+
+
+def validation_row(df: pd.DataFrame, x: torch.Tensor, method: str, seed: int, cfg: ComparisonConfig) -> dict:
+    """Train split → validation split: AUROC, and TPR/FPR at the threshold set on validation safe rows."""
+    y = (df["label"] == "unsafe").to_numpy()
+    train, val = (df["split"] == "train").to_numpy(), (df["split"] == "val").to_numpy()
+    score = make_scorer(method, x[train], y[train], seed, cfg.sap_epochs)
+    s = score(x[val])
+    t = _threshold(s, ~y[val], cfg.target_fpr)
+    return {"val_auroc": _auroc(y[val], s), "val_tpr": float((s[y[val]] >= t).mean()), "val_fpr": float((s[~y[val]] >= t).mean())}
+
+
+def leave_one_source_out(df: pd.DataFrame, x: torch.Tensor, method: str, seed: int, cfg: ComparisonConfig,
+                         sources: list[str] | None = None) -> list[dict]:
+    """One row per held-out source (see the module docstring for what each column means)."""
+    y = (df["label"] == "unsafe").to_numpy()
+    split = df["split"].to_numpy()
+    src = df["source"].to_numpy()
+    if sources is None:
+        sources = sorted(set(src[split == "train"]))
+    rows = []
+    for s in sources:
+        held = src == s
+        train = (split == "train") & ~held
+        val = (split == "val") & ~held
+        if y[train].all() or not y[train].any():
+            continue
+        score = make_scorer(method, x[train], y[train], seed, cfg.sap_epochs)
+        sv, sh = score(x[val]), score(x[held])
+        t = _threshold(sv, ~y[val], cfg.target_fpr)
+        yh = y[held]
+        if 0 < yh.sum() < len(yh):
+            auroc = _auroc(yh, sh)
+        else:  # one label: against the other label's validation rows of the remaining sources
+            other = ~y[val] if yh.all() else y[val]
+            auroc = _auroc(np.r_[yh, y[val][other]], np.r_[sh, sv[other]])
+        rows.append({
+            "source": s, "n_unsafe": int(yh.sum()), "n_safe": int((~yh).sum()),
+            "tpr": float((sh[yh] >= t).mean()) if yh.any() else None,
+            "fpr": float((sh[~yh] >= t).mean()) if (~yh).any() else None,
+            "auroc": auroc,
+        })
+    return rows

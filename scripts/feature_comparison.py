@@ -1,0 +1,200 @@
+"""Issue 16: compare prompt features (pooling × layers) on validation and leave-one-source-out.
+
+    .venv/bin/python scripts/feature_comparison.py probe                  # every variant, logistic probe
+    .venv/bin/python scripts/feature_comparison.py sap --variants last@22,mean@22 --seeds 0,1,2
+    .venv/bin/python scripts/feature_comparison.py report --variants last@22,mean@22   # evaluation sets
+    .venv/bin/python scripts/feature_comparison.py table                  # the Markdown tables
+
+``--sources`` adds optional built-in sources to the default table. ``probe`` and ``sap`` read only the
+train and validation splits (the choice); ``report`` then scores the evaluation sets (HarmBench OOD,
+the three held-out files, the wrapped requests and, when present, XSTest) with the variants named,
+for the README and never for choosing. Results accumulate in ``scripts/feature_comparison_runs.jsonl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from readme_tables import table as markdown_table  # noqa: E402  (this script's folder is on sys.path)
+
+from sap_viz.data.dataset import DataConfig, build_dataset, dataset_fingerprint  # noqa: E402
+from sap_viz.experiments.external_eval import load_external  # noqa: E402
+from sap_viz.experiments.feature_comparison import (  # noqa: E402
+    ComparisonConfig,
+    combined_features,
+    leave_one_source_out,
+    make_scorer,
+    validation_row,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = ROOT / "scripts" / "feature_comparison_runs.jsonl"
+EVAL_FILES = {
+    "held-out set 1": ROOT / "assets/heldout_prompts.jsonl",
+    "held-out set 2": ROOT / "assets/heldout_prompts_v2.jsonl",
+    "held-out set 3": ROOT / "assets/heldout_prompts_v3.jsonl",
+    "wrapped requests": ROOT / "assets/wrapped_requests.jsonl",
+    "XSTest v2": ROOT / "assets/external/xstest_v2.jsonl",
+}
+
+
+def _data(args: argparse.Namespace):
+    base = DataConfig()
+    extra = tuple(s for s in args.sources.split(",") if s) if args.sources else ()
+    cfg = DataConfig(sources=base.sources + tuple(s for s in extra if s not in base.sources))
+    return build_dataset(cfg), extra
+
+
+def _features(df, eval_frames, cfg: ComparisonConfig):
+    """Features of the table and of each evaluation set, each its own cache entry (adding a set costs only its pass)."""
+    from sap_viz.model.loading import load_model
+    from sap_viz.model.pooled_features import pooled_features
+
+    lm = load_model()
+
+    base = pooled_features(lm, df["text"].tolist(), list(cfg.layers))
+
+    def feats(texts: list[str]) -> dict:
+        return combined_features(pooled_features(lm, texts, list(cfg.layers)), cfg.layers, reference=base)
+
+    return combined_features(base, cfg.layers), {name: feats(frame["text"].tolist()) for name, frame in eval_frames.items()}
+
+
+def _eval_frames(include: bool) -> dict:
+    if not include:
+        return {}
+    return {name: load_external(path) for name, path in EVAL_FILES.items() if path.is_file()}
+
+
+def _record(row: dict) -> None:
+    with RUNS.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+    print(json.dumps(row), flush=True)
+
+
+def _loso_summary(rows: list[dict]) -> dict:
+    aurocs = [r["auroc"] for r in rows if r["auroc"] is not None]
+    miss = [1 - r["tpr"] for r in rows if r["tpr"] is not None and r["n_safe"] == 0]
+    false = [r["fpr"] for r in rows if r["fpr"] is not None and r["n_unsafe"] == 0]
+    return {"loso_mean_auroc": statistics.mean(aurocs), "loso_min_auroc": min(aurocs),
+            "loso_mean_miss": statistics.mean(miss) if miss else None,
+            "loso_mean_false_flags": statistics.mean(false) if false else None}
+
+
+def run_choice(args: argparse.Namespace, method: str) -> None:
+    cfg = ComparisonConfig(sap_epochs=args.epochs)
+    df, extra = _data(args)
+    table, _ = _features(df, {}, cfg)
+    variants = args.variants.split(",") if args.variants else list(table)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    for name in variants:
+        x = table[name]
+        vals = [validation_row(df, x, method, seed, cfg) for seed in seeds]
+        loso = leave_one_source_out(df, x, method, seeds[0], cfg) if not args.no_loso else []
+        _record({"stage": method, "variant": name, "sources_added": list(extra), "fingerprint": dataset_fingerprint(df),
+                 "seeds": seeds, "epochs": args.epochs if method == "sap" else None,
+                 "val": vals, **({"loso": loso, **_loso_summary(loso)} if loso else {})})
+
+
+def run_report(args: argparse.Namespace) -> None:
+    cfg = ComparisonConfig(sap_epochs=args.epochs)
+    df, extra = _data(args)
+    frames = _eval_frames(True)
+    table, evals = _features(df, frames, cfg)
+    y = (df["label"] == "unsafe").to_numpy()
+    train, val, ood = ((df["split"] == s).to_numpy() for s in ("train", "val", "ood"))
+    for name in args.variants.split(","):
+        x = table[name]
+        for method in ("sap", "probe"):
+            score = make_scorer(method, x[train], y[train], int(args.seeds.split(",")[0]), cfg.sap_epochs)
+            sv = score(x[val])
+            t = float(np.quantile(sv[~y[val]], 1 - cfg.target_fpr))
+            sets = {"HarmBench OOD (unsafe)": {"tpr": float((score(x[ood]) >= t).mean()), "n": int(ood.sum())}}
+            for set_name, frame in frames.items():
+                s = score(evals[set_name][name])
+                ye = (frame["label"] == "unsafe").to_numpy()
+                from sklearn.metrics import roc_auc_score
+
+                sets[set_name] = {"n": len(ye), "auroc": float(roc_auc_score(ye, s)), "tpr": float((s[ye] >= t).mean()),
+                                  "fpr": float((s[~ye] >= t).mean()),
+                                  "fpr_at_tpr_0.9": float((s[~ye] >= np.quantile(s[ye], 0.1)).mean())}
+            _record({"stage": "report", "variant": name, "method": method, "sources_added": list(extra),
+                     "fingerprint": dataset_fingerprint(df), "sets": sets})
+
+
+def _fmt(x, nd=3):
+    return "–" if x is None else f"{x:.{nd}f}"
+
+
+def run_table(args: argparse.Namespace) -> None:
+    rows = [json.loads(line) for line in RUNS.read_text(encoding="utf-8").splitlines() if line.strip()]
+    latest: dict[tuple, dict] = {}
+    for r in rows:
+        latest[(r["stage"], r["variant"], tuple(r.get("sources_added", [])), r.get("method"))] = r
+    out = []
+    for stage in ("probe", "sap"):
+        body = []
+        for (st, variant, extra, _), r in latest.items():
+            if st != stage:
+                continue
+            aucs = [v["val_auroc"] for v in r["val"]]
+            tprs = [v["val_tpr"] for v in r["val"]]
+            spread = f" ± {statistics.stdev(aucs):.3f}" if len(aucs) > 1 else ""
+            body.append([variant, "+".join(extra) or "default", f"{statistics.mean(aucs):.3f}{spread}", _fmt(statistics.mean(tprs)),
+                         _fmt(r.get("loso_mean_auroc")), _fmt(r.get("loso_min_auroc")), _fmt(r.get("loso_mean_miss")),
+                         _fmt(r.get("loso_mean_false_flags"))])
+        if body:
+            out.append(f"**{stage}** (validation over seeds {', '.join(map(str, r['seeds']))}; LOSO with the first seed)\n")
+            out.append(markdown_table(["feature", "data", "val AUROC", "val TPR @ FPR 0.09", "LOSO mean AUROC",
+                                       "LOSO min AUROC", "LOSO miss (unsafe sources)", "LOSO false flags (safe sources)"], body))
+    loso_rows = []
+    for (st, variant, extra, _), r in latest.items():
+        if st in ("probe", "sap") and variant in (args.per_source or "").split(","):
+            for s in r.get("loso", []):
+                loso_rows.append([st, variant, "+".join(extra) or "default", s["source"], s["n_unsafe"], s["n_safe"],
+                                  _fmt(s["tpr"]), _fmt(s["fpr"]), _fmt(s["auroc"])])
+    if loso_rows:
+        out.append("**Leave one source out, per source**\n")
+        out.append(markdown_table(["method", "feature", "data", "held-out source", "unsafe", "safe", "TPR", "FPR", "AUROC"], loso_rows))
+    rep = []
+    for (st, variant, extra, method), r in latest.items():
+        if st == "report":
+            for set_name, m in r["sets"].items():
+                rep.append([variant, method, "+".join(extra) or "default", set_name, m["n"], _fmt(m.get("auroc")), _fmt(m["tpr"]),
+                            _fmt(m.get("fpr")), _fmt(m.get("fpr_at_tpr_0.9"))])
+    if rep:
+        out.append("**Evaluation sets** (fit on train, threshold on validation safe rows at FPR 0.09; reported, never chosen on)\n")
+        out.append(markdown_table(["feature", "method", "data", "set", "n", "AUROC", "TPR", "FPR", "FPR at TPR 0.9"], rep))
+    print("\n\n".join(out))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("stage", choices=("probe", "sap", "report", "table"))
+    ap.add_argument("--variants", default="", help="comma-separated feature names (default: all, for probe/sap)")
+    ap.add_argument("--sources", default="", help="optional built-in sources to add to the default table")
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--epochs", type=int, default=20, help="SaP training epochs")
+    ap.add_argument("--no-loso", action="store_true")
+    ap.add_argument("--per-source", default="", help="table: variants whose per-source LOSO rows to print")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    if args.stage == "table":
+        run_table(args)
+    elif args.stage == "report":
+        run_report(args)
+    else:
+        run_choice(args, args.stage)
+
+
+if __name__ == "__main__":
+    main()
