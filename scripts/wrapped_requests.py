@@ -226,29 +226,12 @@ def build(output: Path, plain_output: Path) -> None:
 
 
 def span(paths: list[Path], output: Path, polytope: str | None) -> None:
-    """Per row: the last-token score and the highest violation over the user's own tokens (what the
-    monitoring hook's prompt-span check reads), under the polytope's own feature settings."""
-    import torch
+    """Per row: the last-token score and the highest violation over the user's own tokens (``span_scores``)."""
+    from sap_viz.experiments.external_eval import span_scores
 
-    import sap_viz as sv
-    from sap_viz.model.features import hidden_states_at
-    from sap_viz.model.prompts import encode_prompt
-
-    rows = [json.loads(line) for path in paths for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    lm = sv.load_model("default")
-    art = sv.load_polytope(polytope or sv.DEFAULT_POLYTOPE, lm.hidden_size, lm.num_layers, lm.fingerprint)
-    enc = [encode_prompt(lm.tokenizer, r["text"], art.chat_template, int(art.meta["max_tokens"])) for r in rows]
-    hidden = hidden_states_at(lm, [e.ids for e in enc], art.layer, progress="prompt states")
-    with output.open("w", encoding="utf-8") as out:
-        for r, e, h in zip(rows, enc, hidden, strict=True):
-            with torch.no_grad():
-                viol = art.polytope.violations(h).cpu()
-            start, end = e.text_span
-            out.write(json.dumps({"text": r["text"], "label": r["label"], "kind": r["kind"], "frame": r["frame"],
-                                  "last": round(float(viol[-1].max()), 5),
-                                  "span_peak": round(float(viol[start:end].max()), 5) if end > start else None,
-                                  "span_threshold": art.span_threshold}) + "\n")
-    print(f"{len(rows)} rows → {output} (span threshold {art.span_threshold})")
+    rows = span_scores(paths, polytope)
+    output.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    print(f"{len(rows)} rows → {output} (span threshold {rows[0]['span_threshold']})")
 
 
 def table(eval_json: Path, span_jsonl: Path) -> None:
@@ -256,46 +239,25 @@ def table(eval_json: Path, span_jsonl: Path) -> None:
     then AUROC / TPR / FPR per file (probe and MLP at their own 0.5 threshold, as ``eval`` reports them)."""
     from sklearn.metrics import roc_auc_score
 
+    from sap_viz.experiments.external_eval import SPAN_METHOD, flag_tables, hook_score
     from sap_viz.tables import markdown_table
 
-    splits = {s.removeprefix("external:"): m for s, m in json.loads(eval_json.read_text())["splits"].items()
-              if s.startswith("external:")}
+    report = json.loads(eval_json.read_text())
     scored = [json.loads(line) for line in span_jsonl.read_text().splitlines() if line.strip()]
-    t_span = max(0.0, scored[0]["span_threshold"])
-    methods = list(next(iter(splits.values())))
-
-    def combined(r: dict) -> float:  # >= 0 exactly when the hook flags the prompt (last token or span)
-        return max(r["last"], (r["span_peak"] if r["span_peak"] is not None else -np.inf) - t_span)
-
-    def rates(m: dict) -> dict:
-        return {**m.get("recall_by_category", {}), **m.get("flag_rate_by_safe_subset", {})}
-
-    kinds = list(dict.fromkeys(r["kind"] for r in scored))
-    rows = []
-    for kind in sorted(kinds, key=lambda k: (not k.startswith("plain"), k.endswith("benign"), STYLES.index(k.split("_")[0])
-                                              if k.split("_")[0] in STYLES else -1)):
-        part = [r for r in scored if r["kind"] == kind]
-        m = next(ms for ms in splits.values() if kind in rates(ms["SaP"]))
-        row = {"kind": kind, "n": len(part)}
-        for method in methods:
-            row[method] = f"{round(rates(m[method])[kind] * len(part))}/{len(part)}"
-        row["SaP, last token or span"] = f"{sum(combined(r) >= 0 for r in part)}/{len(part)}"
-        rows.append(row)
-    print(markdown_table(rows, ["kind", "n", *methods, "SaP, last token or span"], limit=1000))
-
-    summary = []
-    for name, ms in splits.items():
-        part = [r for r in scored if r["kind"] in {k for m in ms.values() for k in rates(m)}]
-        for method, m in ms.items():
-            summary.append({"file": name, "method": method, "n": m["n"], "AUROC": m["auroc"], "TPR": m["recall"], "FPR": m["fpr"]})
-        y = np.array([r["label"] == "unsafe" for r in part])
-        c = np.array([combined(r) for r in part])
-        summary.append({"file": name, "method": "SaP, last token or span", "n": len(part), "AUROC": roc_auc_score(y, c),
-                        "TPR": float((c[y] >= 0).mean()), "FPR": float((c[~y] >= 0).mean())})
+    methods = list(next(iter(report["splits"].values())))
+    kinds = sorted(dict.fromkeys(r["kind"] for r in scored),
+                   key=lambda k: (not k.startswith("plain"), k.endswith("benign"),
+                                  STYLES.index(k.split("_")[0]) if k.split("_")[0] in STYLES else -1))
+    per_kind, summary = flag_tables(report, scored, kinds)
+    per_kind.sort(key=lambda r: kinds.index(r["kind"]))
+    print(markdown_table(per_kind, ["kind", "n", *methods, SPAN_METHOD], limit=1000))
     print()
     print(markdown_table(summary, ["file", "method", "n", "AUROC", "TPR", "FPR"], limit=1000))
 
     # Per style: does the score still rank harmful above benign inside one frame, and where do both sides sit?
+    def combined(r: dict) -> float:
+        return hook_score(r["last"], r["span_peak"], r["span_threshold"])
+
     per_style = []
     for style in ("plain", *STYLES):
         part = [r for r in scored if r["kind"].startswith(f"{style}_")]

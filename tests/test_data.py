@@ -26,7 +26,7 @@ from sap_viz.data.schema import DATASET_COLUMNS, LABELS, SOURCE_COLUMNS, SPLITS,
 from sap_viz.data.sharegpt import SCARY_BUT_COMMON, SHAREGPT_HARMFUL, SHAREGPT_MAX_CHARS, SHAREGPT_MIN_CHARS
 from sap_viz.data.sources import CONTRAST_FILE, CONTRAST_SAFE_TYPES, available_sources, load_source
 from sap_viz.data.taxonomy import BENIGN, CATEGORY_MAPS, TAXONOMY, map_category
-from sap_viz.data.text import near_duplicates, normalise_text
+from sap_viz.data.text import closest_match, near_duplicates, normalise_text
 from sap_viz.data.user_files import load_hf_dataset, load_user_file, parse_label
 
 SOURCES = tuple(available_sources())
@@ -420,3 +420,14 @@ def test_near_duplicates_catches_rephrasings_not_unrelated_prompts() -> None:
     assert near_duplicates(texts, ref) == [0]
     assert near_duplicates(texts, ref, threshold=1.01) == []
     assert near_duplicates([], ref) == [] and near_duplicates(texts, []) == []
+
+
+def test_closest_match_names_the_reference_row_in_the_near_duplicate_measure() -> None:
+    ref = ["Explain photosynthesis simply.", "the of and", "How many of my sleeping pills would I need to take to never wake up tonight?"]
+    texts = ["how many sleeping pills would I need to take so I never wake up", "How do I kill a zombie process in Linux?"]
+    j, share = closest_match(texts[0], ref)
+    assert j == 2 and share == pytest.approx(9 / 10)  # 9 content words shared, "tonight" only in the reference
+    assert closest_match(texts[1], ref) == (0, 0.0)  # nothing shared: the first row with content words, at 0
+    assert closest_match("the of", ref) is None and closest_match(texts[0], ["the of"]) is None
+    for text in texts:  # a hit of near_duplicates is exactly a closest match at or above its threshold
+        assert (near_duplicates([text], ref) == [0]) == (closest_match(text, ref)[1] >= 0.4)

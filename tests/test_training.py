@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from sap_viz.analysis.facet_stats import facet_statistics, hungarian_order, mutual_information
-from sap_viz.analysis.metrics import detection_metrics, fit_baselines
+from sap_viz.analysis.metrics import detection_metrics, fit_baselines, fpr_at_tpr
 from sap_viz.method.polytope import SafetyPolytope
 from sap_viz.method.training import TrainConfig, polytope_loss, train_polytope
 
@@ -88,6 +88,20 @@ def test_metrics_use_unsafe_as_positive():
     assert m["recall"] == pytest.approx(2 / 3) and m["precision"] == pytest.approx(2 / 3)
     assert m["fpr"] == pytest.approx(1 / 5) and m["fnr"] == pytest.approx(1 / 3)
     assert m["auroc"] == pytest.approx(14 / 15)
+    # 90 % of 3 unsafe rows needs all 3: the threshold drops to -1.0 and flags the safe 0.5 (1 of 5)
+    assert m["fpr_at_tpr90"] == pytest.approx(1 / 5)
+
+
+def test_fpr_at_tpr_reads_the_threshold_that_catches_enough_unsafe_rows():
+    y = np.array([1] * 10 + [0] * 5, dtype=bool)
+    s = np.array([*range(10), 0.5, 1.5, 2.5, 8.5, 10.0])
+    assert fpr_at_tpr(y, s, 0.9) == pytest.approx(4 / 5)  # 9 of 10 caught at threshold 1: four safe rows at or above it
+    assert fpr_at_tpr(y, s, 0.2) == pytest.approx(2 / 5)  # 2 of 10 caught at threshold 8: the safe 8.5 and 10
+    assert fpr_at_tpr(y, s, 1.0) == pytest.approx(1.0)  # threshold 0 flags every safe row
+    assert fpr_at_tpr(np.array([True, True, False]), np.array([1.0, 1.0, 1.0]), 0.5) == 1.0  # ties count as flagged
+    assert fpr_at_tpr(np.array([True, True]), np.array([1.0, 2.0])) is None
+    with pytest.raises(ValueError, match="tpr"):
+        fpr_at_tpr(y, s, 0.0)
 
 
 def test_baselines_and_facet_stats():

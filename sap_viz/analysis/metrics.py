@@ -6,6 +6,7 @@ positive class is unsafe everywhere and AUROC comes from the continuous score (m
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,7 +52,25 @@ def detection_metrics(unsafe_true: object, scores: object, threshold: float = 0.
         "fpr": ratio(fp, fp + tn),
         "fnr": ratio(fn, fn + tp),
         "auroc": auroc,
+        "fpr_at_tpr90": fpr_at_tpr(y, s, 0.9),
     }
+
+
+def fpr_at_tpr(unsafe_true: object, scores: object, tpr: float = 0.9) -> float | None:
+    """Share of safe rows flagged at the highest threshold that still catches ≥ ``tpr`` of the unsafe rows.
+
+    A threshold-free operating point: targets like "≤ 15 % safe flagged at ≥ 90 % caught" are read
+    here, apart from where the shipped boundary happens to sit. Ties at the threshold count as flagged.
+    """
+    if not 0 < tpr <= 1:
+        raise ValueError("tpr must be in (0, 1]")
+    y = _np(unsafe_true).astype(bool)
+    s = _np(scores).astype(float)
+    if not 0 < y.sum() < len(y):
+        return None
+    caught = np.sort(s[y])[::-1]
+    threshold = caught[math.ceil(tpr * len(caught) - 1e-9) - 1]
+    return float((s[~y] >= threshold).mean())
 
 
 def per_group_flag_rate(groups: list[str], scores: object, threshold: float = 0.0) -> dict[str, float]:

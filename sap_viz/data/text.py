@@ -10,7 +10,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 
-__all__ = ["canonical_text", "content_words", "near_duplicates", "normalise_text"]
+__all__ = ["canonical_text", "closest_match", "content_words", "near_duplicates", "normalise_text"]
 
 _NON_ALNUM = re.compile(r"[\W_]+", re.UNICODE)
 
@@ -56,3 +56,20 @@ def near_duplicates(texts: Iterable[str], reference: Iterable[str], threshold: f
         if any(n / len(words | ref[j]) >= threshold for j, n in shared.items()):
             hits.append(i)
     return hits
+
+
+def closest_match(text: str, reference: list[str]) -> tuple[int, float] | None:
+    """(index, Jaccard) of the reference text sharing the largest share of content words with ``text``,
+    in :func:`near_duplicates`' own measure, so a contamination report can name the row behind each hit;
+    None when ``text`` or every reference text has no content words."""
+    words = content_words(text)
+    best: tuple[int, float] | None = None
+    if not words:
+        return None
+    for j, ref in enumerate(reference):
+        other = content_words(ref)
+        if other:
+            score = len(words & other) / len(words | other)
+            if best is None or score > best[1]:
+                best = (j, score)
+    return best
