@@ -38,7 +38,7 @@ def _print_table(rows: list[dict], columns: list[str]) -> None:
     print(text_table(rows, columns))
 
 
-def _data_config(args: argparse.Namespace):
+def data_config(args: argparse.Namespace):
     """The DataConfig of ``--seed`` and ``--sources`` ("default" stands for the default sources)."""
     from sap_viz.data.dataset import DataConfig
     from sap_viz.data.sources import DEFAULT_SOURCES
@@ -63,7 +63,7 @@ def _dataset(args: argparse.Namespace):
     from sap_viz.data.dataset import build_dataset
     from sap_viz.data.user_files import load_user_file
 
-    cfg = _data_config(args)
+    cfg = data_config(args)
     if getattr(args, "data", None):
         return load_user_file(args.data, cfg)
     return build_dataset(cfg)
@@ -85,7 +85,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     tcfg = with_facet_mode(base, "categories" if categories else "learned", args.free_facets, args.backstop_weight,
                            args.entropy, args.exclusive_weight)
     tcfg.validate()  # absurd settings fail before the model is loaded
-    _data_config(args)  # and so do unknown --sources
+    data_config(args)  # and so do unknown --sources
     lm = _model(args)
     df = _dataset(args)
     if categories:
@@ -130,7 +130,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from sap_viz.experiments.pipeline import evaluate_artifact
 
     external = [load_external(path) for path in args.external or []]  # a bad file fails before the model loads
-    _data_config(args)  # and so do unknown --sources
+    data_config(args)  # and so do unknown --sources
     lm = _model(args)
     art = _load_artifact(lm, args.polytope)
     df = _dataset(args)

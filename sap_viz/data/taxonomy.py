@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["BENIGN", "CATEGORY_MAPS", "TAXONOMY", "keyword_category", "map_category"]
+__all__ = ["BENIGN", "CATEGORY_MAPS", "TAXONOMY", "TENSE_KEYWORDS", "keyword_category", "map_category"]
 
 #: Shared harm taxonomy. Every source's own categories are mapped onto it so facets can be
 #: compared across datasets; safe rows get :data:`BENIGN` instead.
@@ -161,7 +161,7 @@ _TWIN_MAP = {harm: cat for cat, harms in _TWIN_HARMS.items() for harm in harms}
 # blackmail (extortion, as for the twins) before the personal data it threatens to reveal, scams
 # before the false claims they make. A line with no keyword gets "other_harm": guessing would plant
 # a wrong category in the table. The original category records the keyword that decided.
-_TENSE_KEYWORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+TENSE_KEYWORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("sexual", ("child porn*", "pedophil*", "minors", "sexual*", "sex", "erotic", "porn*", "explicit",
                 "intimate image*", "orgies", "nude*")),
     ("self_harm", ("suicid*", "self-harm*", "anorexi*", "bulimi*", "eating disorder*")),
@@ -194,12 +194,12 @@ _TENSE_KEYWORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
 _NO_KEYWORD = "none"
 _TENSE_PATTERNS = tuple(
     (kw, category, re.compile(r"\b" + re.escape(kw.rstrip("*")) + ("" if kw.endswith("*") else r"\b"), re.IGNORECASE))
-    for category, keywords in _TENSE_KEYWORDS for kw in keywords
+    for category, keywords in TENSE_KEYWORDS for kw in keywords
 )
 
 
 def keyword_category(text: str) -> tuple[str, str]:
-    """(keyword, category) of the first :data:`_TENSE_KEYWORDS` keyword in ``text``; ("none", "other_harm") if none."""
+    """(keyword, category) of the first :data:`TENSE_KEYWORDS` keyword in ``text``; ("none", "other_harm") if none."""
     for kw, category, pattern in _TENSE_PATTERNS:
         if pattern.search(text):
             return kw, category

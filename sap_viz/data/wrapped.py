@@ -27,10 +27,11 @@ log = logging.getLogger(__name__)
 # Token budget: features read at most FeatureConfig.max_tokens = 256 tokens, and SmolLM2's chat
 # template (with its default system prompt) takes 30 of them, so the user's text must stay within
 # 226 tokens or encode_prompt cuts it from the end, where the request of a preamble-style template
-# sits. Measured with the SmolLM2 tokenizer on every training template and request, English prose
-# never falls below 2.9 characters per token (the leetspeak frame that did, 2.3, is excluded as
-# harmful anyway), so 640 characters stay under 226 tokens: the whole prompt, request included, is
-# read. tests/test_wrapped_sources.py checks every row with the real tokenizer (model tier).
+# sits. A character bound needs the fewest characters per token the texts reach: 640 / 226 = 2.8.
+# Measured with the SmolLM2 tokenizer, the filled rows take 3.2 or more characters per token (at most
+# 203 tokens with the chat template); of the training templates only the leetspeak frame fell lower
+# (2.3), and it is excluded as harmful. So the whole prompt, request included, is read.
+# tests/test_wrapped_sources.py checks every row with the real tokenizer (model tier).
 MAX_WRAPPED_CHARS = 640
 # A template must leave room for a request at least this long (most requests are 50-130 characters).
 MIN_REQUEST_CHARS = 60
