@@ -22,9 +22,9 @@ from sap_viz.data.dataset import (
 from sap_viz.data.file_rows import DataFileError, read_rows
 from sap_viz.data.jailbreaks import MAX_TEMPLATE_CHARS, apply_template, load_jailbreak_templates
 from sap_viz.data.package_files import DataSourceError
-from sap_viz.data.schema import DATASET_COLUMNS, LABELS, SOURCE_COLUMNS, SPLITS, SUBSETS
+from sap_viz.data.schema import DATASET_COLUMNS, LABELS, SOURCE_COLUMNS, SPLIT_KEY, SPLITS, SUBSETS
 from sap_viz.data.sharegpt import SCARY_BUT_COMMON, SHAREGPT_HARMFUL, SHAREGPT_MAX_CHARS, SHAREGPT_MIN_CHARS
-from sap_viz.data.sources import CONTRAST_FILE, CONTRAST_SAFE_TYPES, available_sources, load_source
+from sap_viz.data.sources import CONTRAST_FILE, CONTRAST_SAFE_TYPES, DEFAULT_SOURCES, available_sources, load_source
 from sap_viz.data.taxonomy import BENIGN, CATEGORY_MAPS, TAXONOMY, map_category
 from sap_viz.data.text import closest_match, near_duplicates, normalise_text
 from sap_viz.data.user_files import load_hf_dataset, load_user_file, parse_label
@@ -48,7 +48,7 @@ def dataset() -> pd.DataFrame:
 def test_every_source_loads(name: str) -> None:
     df = _load(name)
     assert len(df) > 0
-    assert tuple(df.columns) == SOURCE_COLUMNS
+    assert tuple(df.columns) == (SOURCE_COLUMNS + (SPLIT_KEY,) if name == "wild_wrapped" else SOURCE_COLUMNS)
     assert df["text"].map(lambda t: isinstance(t, str) and t.strip() == t and len(t) > 0).all()
     assert set(df["label"]) <= set(LABELS)
     assert set(df["subset"]) <= set(SUBSETS)
@@ -152,7 +152,7 @@ def test_dataset_schema_and_categories(dataset: pd.DataFrame) -> None:
     assert set(dataset["split"]) == set(SPLITS)
     assert set(dataset["category"]) <= set(TAXONOMY) | {BENIGN}
     assert set(dataset["label"]) == set(LABELS)
-    assert set(dataset["source"]) == set(SOURCES)
+    assert set(dataset["source"]) == set(DEFAULT_SOURCES)  # the optional sources only when named
 
 
 def test_no_duplicate_texts(dataset: pd.DataFrame) -> None:

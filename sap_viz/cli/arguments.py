@@ -63,10 +63,20 @@ def steer_args(p: argparse.ArgumentParser, default_mode: str) -> None:
     )
 
 
+def sources_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--sources",
+        help="comma-separated built-in sources instead of the default table, 'default' standing for its sources, "
+             "e.g. default,wild_wrapped,past_tense (the optional ones); evaluate with the same --sources, "
+             "or the splits differ",
+    )
+
+
 def add_train(sub) -> None:
     p = sub.add_parser("train", help="train a polytope and evaluate it against baselines")
     model_args(p)
     p.add_argument("--data", help="CSV/JSONL with text,label[,category] (default: the built-in offline sources)")
+    sources_arg(p)
     p.add_argument("--layer", type=int, default=20, help="layer L = output of decoder block L (0-based; negative counts from the end)")
     p.add_argument(
         "--facets",
@@ -133,6 +143,7 @@ def add_eval(sub) -> None:
     model_args(p)
     polytope_arg(p)
     p.add_argument("--data")
+    sources_arg(p)
     p.add_argument("--splits", default="test,ood", help="built-in splits to report (empty: none, e.g. with --external)")
     p.add_argument(
         "--external",

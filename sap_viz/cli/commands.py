@@ -38,13 +38,35 @@ def _print_table(rows: list[dict], columns: list[str]) -> None:
     print(text_table(rows, columns))
 
 
+def data_config(args: argparse.Namespace):
+    """The DataConfig of ``--seed`` and ``--sources`` ("default" stands for the default sources)."""
+    from sap_viz.data.dataset import DataConfig
+    from sap_viz.data.sources import DEFAULT_SOURCES
+
+    names = getattr(args, "sources", None)
+    if not names:
+        return DataConfig(seed=args.seed)
+    if getattr(args, "data", None):
+        raise CliError("--sources chooses built-in sources; it cannot be combined with --data")
+    chosen: list[str] = []
+    for name in (n.strip() for n in names.split(",")):
+        chosen += list(DEFAULT_SOURCES) if name == "default" else [name] if name else []
+    if not chosen:
+        raise CliError(f"--sources names no source: {names!r}")
+    try:
+        return DataConfig(sources=tuple(dict.fromkeys(chosen)), seed=args.seed)
+    except ValueError as exc:
+        raise CliError(f"--sources: {exc}") from None
+
+
 def _dataset(args: argparse.Namespace):
-    from sap_viz.data.dataset import DataConfig, build_dataset
+    from sap_viz.data.dataset import build_dataset
     from sap_viz.data.user_files import load_user_file
 
+    cfg = data_config(args)
     if getattr(args, "data", None):
-        return load_user_file(args.data, DataConfig(seed=args.seed))
-    return build_dataset(DataConfig(seed=args.seed))
+        return load_user_file(args.data, cfg)
+    return build_dataset(cfg)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -63,6 +85,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     tcfg = with_facet_mode(base, "categories" if categories else "learned", args.free_facets, args.backstop_weight,
                            args.entropy, args.exclusive_weight)
     tcfg.validate()  # absurd settings fail before the model is loaded
+    data_config(args)  # and so do unknown --sources
     lm = _model(args)
     df = _dataset(args)
     if categories:
@@ -107,6 +130,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from sap_viz.experiments.pipeline import evaluate_artifact
 
     external = [load_external(path) for path in args.external or []]  # a bad file fails before the model loads
+    data_config(args)  # and so do unknown --sources
     lm = _model(args)
     art = _load_artifact(lm, args.polytope)
     df = _dataset(args)

