@@ -54,14 +54,29 @@ def _data(args: argparse.Namespace):
     return build_dataset(cfg), extra
 
 
+def _pooled_by_text(lm, texts: list[str], cfg: ComparisonConfig) -> dict:
+    """Pooled features of ``texts``: the default table's rows from their own cache entry, any other rows
+    (optional sources) from a second one, so adding a source costs only its new rows' forward passes."""
+    from sap_viz.model.pooled_features import pooled_features
+
+    default = build_dataset(DataConfig())["text"].tolist()
+    known = set(default)
+    new = sorted({t for t in texts if t not in known})
+    parts = [(default, pooled_features(lm, default, list(cfg.layers)))]
+    if new:
+        parts.append((new, pooled_features(lm, new, list(cfg.layers))))
+    where = {t: (p, i) for p, (ts, _) in enumerate(parts) for i, t in enumerate(ts)}
+    index = [where[t] for t in texts]
+    return {name: torch.stack([parts[p][1][name][i] for p, i in index]) for name in parts[0][1]}
+
+
 def _features(df, eval_frames, cfg: ComparisonConfig):
-    """Features of the table and of each evaluation set, each its own cache entry (adding a set costs only its pass)."""
+    """Features of the table and of each evaluation set (each set its own cache entry)."""
     from sap_viz.model.loading import load_model
     from sap_viz.model.pooled_features import pooled_features
 
     lm = load_model()
-
-    base = pooled_features(lm, df["text"].tolist(), list(cfg.layers))
+    base = _pooled_by_text(lm, df["text"].tolist(), cfg)
 
     def feats(texts: list[str]) -> dict:
         return combined_features(pooled_features(lm, texts, list(cfg.layers)), cfg.layers, reference=base)
@@ -131,6 +146,10 @@ def run_report(args: argparse.Namespace) -> None:
                      "fingerprint": dataset_fingerprint(df), "sets": sets})
 
 
+def _md(header: list[str], body: list[list]) -> str:
+    return markdown_table([dict(zip(header, row, strict=True)) for row in body], header)
+
+
 def _fmt(x, nd=3):
     return "–" if x is None else f"{x:.{nd}f}"
 
@@ -154,7 +173,7 @@ def run_table(args: argparse.Namespace) -> None:
                          _fmt(r.get("loso_mean_false_flags"))])
         if body:
             out.append(f"**{stage}** (validation over seeds {', '.join(map(str, r['seeds']))}; LOSO with the first seed)\n")
-            out.append(markdown_table(["feature", "data", "val AUROC", "val TPR @ FPR 0.09", "LOSO mean AUROC",
+            out.append(_md(["feature", "data", "val AUROC", "val TPR @ FPR 0.09", "LOSO mean AUROC",
                                        "LOSO min AUROC", "LOSO miss (unsafe sources)", "LOSO false flags (safe sources)"], body))
     loso_rows = []
     for (st, variant, extra, _), r in latest.items():
@@ -164,7 +183,7 @@ def run_table(args: argparse.Namespace) -> None:
                                   _fmt(s["tpr"]), _fmt(s["fpr"]), _fmt(s["auroc"])])
     if loso_rows:
         out.append("**Leave one source out, per source**\n")
-        out.append(markdown_table(["method", "feature", "data", "held-out source", "unsafe", "safe", "TPR", "FPR", "AUROC"], loso_rows))
+        out.append(_md(["method", "feature", "data", "held-out source", "unsafe", "safe", "TPR", "FPR", "AUROC"], loso_rows))
     rep = []
     for (st, variant, extra, method), r in latest.items():
         if st == "report":
@@ -173,7 +192,7 @@ def run_table(args: argparse.Namespace) -> None:
                             _fmt(m.get("fpr")), _fmt(m.get("fpr_at_tpr_0.9"))])
     if rep:
         out.append("**Evaluation sets** (fit on train, threshold on validation safe rows at FPR 0.09; reported, never chosen on)\n")
-        out.append(markdown_table(["feature", "method", "data", "set", "n", "AUROC", "TPR", "FPR", "FPR at TPR 0.9"], rep))
+        out.append(_md(["feature", "method", "data", "set", "n", "AUROC", "TPR", "FPR", "FPR at TPR 0.9"], rep))
     print("\n\n".join(out))
 
 

@@ -57,9 +57,13 @@ def test_leave_one_source_out_never_trains_on_the_held_out_source():
     for source, unsafe_mean in (("a", [2.0, 0.0]), ("b", [0.0, 2.0]), ("c", [2.0, 0.0])):
         for split in ("train", "val"):
             for label in ("safe", "unsafe"):
-                for _ in range(30):
-                    rows.append({"source": source, "split": split, "label": label})
+                for i in range(30):
+                    rows.append({"source": source, "split": split, "label": label, "subset": "plain", "text": f"{source} {split} {label} {i}"})
                     x.append(rng.normal([0.0, 0.0] if label == "safe" else unsafe_mean, 0.3))
+    # Source "c" also holds b's unsafe train requests inside a frame: they must leave training with "b".
+    for i in range(30):
+        rows.append({"source": "c", "split": "train", "label": "unsafe", "subset": "wrapped", "text": f"Story: b train unsafe {i}."})
+        x.append(rng.normal([0.0, 2.0], 0.3))
     df = pd.DataFrame(rows)
     out = {r["source"]: r for r in leave_one_source_out(df, torch.tensor(np.array(x), dtype=torch.float32), "probe", 0, ComparisonConfig())}
     assert set(out) == {"a", "b", "c"}

@@ -79,6 +79,15 @@ def make_scorer(method: str, x: torch.Tensor, unsafe: np.ndarray, seed: int, epo
     raise ValueError(f"method must be probe or sap, got {method!r}")
 
 
+def _wraps_any(text: np.ndarray, subset: np.ndarray, inner: set[str]) -> np.ndarray:
+    """Wrapped rows whose frame holds one of ``inner`` verbatim: held out with that request's source,
+    or the held-out source's requests would reach training inside a frame."""
+    out = np.zeros(len(text), dtype=bool)
+    for i in np.nonzero(subset == "wrapped")[0]:
+        out[i] = any(t in text[i] for t in inner if t != text[i])
+    return out
+
+
 def _threshold(scores: np.ndarray, safe: np.ndarray, target_fpr: float) -> float:
     return float(np.quantile(scores[safe], 1 - target_fpr))
 
@@ -106,9 +115,11 @@ def leave_one_source_out(df: pd.DataFrame, x: torch.Tensor, method: str, seed: i
     if sources is None:
         sources = sorted(set(src[split == "train"]))
     rows = []
+    subset = df["subset"].to_numpy() if "subset" in df else np.full(len(df), "plain")
+    text = df["text"].to_numpy()
     for s in sources:
         held = src == s
-        train = (split == "train") & ~held
+        train = (split == "train") & ~held & ~_wraps_any(text, subset, set(text[held]))
         val = (split == "val") & ~held
         if y[train].all() or not y[train].any():
             continue
