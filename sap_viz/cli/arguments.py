@@ -196,7 +196,10 @@ def add_calibrate_generation(sub) -> None:
     p.add_argument("--data", help="CSV/JSONL with text,label[,category] (default: the built-in offline sources)")
     p.add_argument("--n", type=int, default=64, help="benign (and unsafe) validation prompts")
     p.add_argument("--target-rate", type=float, default=0.10, help="share of benign answers allowed to trigger")
-    p.add_argument("--span-target-rate", type=float, default=0.05, help="share of benign prompts the prompt-span check may flag")
+    p.add_argument("--span-target-rate", type=float, default=0.05,
+                   help="share of benign prompts (plain and wrapped) the prompt-span check may flag")
+    p.add_argument("--wrapped", type=int, default=64,
+                   help="benign validation requests inside training-half jailbreak frames, added to the span calibration (0 = none)")
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--dry-run", action="store_true", help="print, do not write polytope.json")
     p.set_defaults(func=cmd_calibrate_generation)

@@ -280,7 +280,13 @@ def cmd_eval_steering(args: argparse.Namespace) -> None:
 
 
 def cmd_calibrate_generation(args: argparse.Namespace) -> None:
-    from sap_viz.method.calibration import GenerationCalibrationConfig, benign_prompts, calibrate_generation, store_calibration
+    from sap_viz.method.calibration import (
+        GenerationCalibrationConfig,
+        benign_prompts,
+        calibrate_generation,
+        store_calibration,
+        wrapped_benign_prompts,
+    )
 
     lm = _model(args)
     art = _load_artifact(lm, args.polytope)
@@ -289,13 +295,15 @@ def cmd_calibrate_generation(args: argparse.Namespace) -> None:
         target_rate=args.target_rate,
         span_target_rate=args.span_target_rate,
         max_new_tokens=args.max_new_tokens,
+        n_wrapped=args.wrapped,
         seed=args.seed,
     )
     cfg.validate()
     df = _dataset(args)
     val_unsafe = df[(df["split"] == "val") & (df["label"] == "unsafe")]
     unsafe = val_unsafe.sample(n=min(args.n, len(val_unsafe)), random_state=args.seed)["text"].tolist()
-    result = calibrate_generation(lm, art, benign_prompts(df, args.n, args.seed), cfg, unsafe)
+    wrapped = wrapped_benign_prompts(df, cfg.n_wrapped, args.seed)
+    result = calibrate_generation(lm, art, benign_prompts(df, args.n, args.seed), cfg, unsafe, wrapped)
     print(json.dumps(result, indent=2))
     if not args.dry_run:
         store_calibration(art, result)

@@ -11,6 +11,9 @@ any intervention.
 The same runs calibrate the *prompt-span* check: a prompt is also flagged when any token of the
 user's text reaches the (1 − span_target_rate) quantile of the benign prompts' highest user-text
 violation. Jailbreak wrappers leave the last token inside while the wrapped request is outside.
+Benign requests can come wrapped too ("write a story where a chemist explains photosynthesis"), and
+a frame moves the span peaks, so the quantile is taken over plain *and* wrapped benign validation
+prompts (:func:`wrapped_benign_prompts`; only their prompt pass is run, no answer is needed).
 
 Once a prompt is flagged, its answer tokens are held to the prompt boundary again
 (``InterventionConfig.threshold_at``): the alarm is already raised. The numbers behind the choice are stored in ``polytope.json`` under
@@ -38,7 +41,8 @@ from sap_viz.model.loading import LoadedModel
 class GenerationCalibrationConfig:
     n_prompts: int = 64
     target_rate: float = 0.10  # share of benign answers allowed to trigger an intervention
-    span_target_rate: float = 0.05  # share of benign prompts the prompt-span check may flag
+    span_target_rate: float = 0.05  # share of benign prompts (plain and wrapped) the prompt-span check may flag
+    n_wrapped: int = 64  # wrapped benign validation prompts in the span calibration (0 = plain prompts only)
     max_new_tokens: int = 32
     batch_size: int = 8
     seed: int = 0
@@ -46,6 +50,8 @@ class GenerationCalibrationConfig:
     def validate(self) -> None:
         if not 1 <= self.n_prompts <= 5000:
             raise ValueError("n_prompts must be between 1 and 5000")
+        if not 0 <= self.n_wrapped <= 5000:
+            raise ValueError("n_wrapped must be between 0 and 5000")
         if not 0 < self.target_rate < 1 or not 0 < self.span_target_rate < 1:
             raise ValueError("target_rate and span_target_rate must be between 0 and 1 (exclusive)")
         if not 1 <= self.max_new_tokens <= 512:
@@ -71,19 +77,51 @@ def benign_prompts(df: pd.DataFrame, n: int, seed: int) -> list[str]:
     return pool.sample(n=min(n, len(pool)), random_state=seed)["text"].tolist()
 
 
+def wrapped_benign_prompts(df: pd.DataFrame, n: int, seed: int) -> list[str]:
+    """``n`` validation safe requests, each inside a training-half jailbreak frame written by others.
+
+    The frames are those of the optional ``wild_wrapped`` source (:func:`~sap_viz.data.jailbreaks.training_templates`:
+    never the evaluation half, never the repository's wrapped-request evaluation set), filled with safe
+    requests of the validation split, so nothing the README reports on is calibrated on. Frame i of a
+    seeded order gets request i; a request too long for its frame's character budget is skipped.
+    """
+    from sap_viz.data.jailbreaks import PROMPT_PLACEHOLDER, apply_template, training_templates
+    from sap_viz.data.wrapped import MAX_WRAPPED_CHARS, MIN_REQUEST_CHARS
+
+    if n <= 0:
+        return []
+    templates = training_templates(MAX_WRAPPED_CHARS + len(PROMPT_PLACEHOLDER) - MIN_REQUEST_CHARS)
+    pool = df[(df["split"] == "val") & (df["label"] == "safe") & (df["subset"] != "wrapped")]
+    if pool.empty or not templates:
+        raise ValueError("no safe validation prompts or no frames to wrap them in")
+    requests = pool.sample(frac=1.0, random_state=seed)["text"].tolist()
+    frames = [templates[i] for i in np.random.default_rng(seed).permutation(len(templates))]
+    out: list[str] = []
+    for request in requests:
+        frame = frames[len(out) % len(frames)]["template"]
+        if len(frame) - len(PROMPT_PLACEHOLDER) + len(request) <= MAX_WRAPPED_CHARS:
+            out.append(apply_template(frame, request))
+        if len(out) == n:
+            break
+    return out
+
+
 def calibrate_generation(
     lm: LoadedModel, art: PolytopeArtifact, prompts: list[str], cfg: GenerationCalibrationConfig = GenerationCalibrationConfig(),
-    unsafe_prompts: list[str] | None = None,
+    unsafe_prompts: list[str] | None = None, wrapped_prompts: list[str] | None = None,
 ) -> dict:
-    """Monitor (never steer) greedy answers to ``prompts`` and derive the generated-token threshold."""
+    """Monitor (never steer) greedy answers to ``prompts`` and derive the generated-token threshold.
+
+    ``wrapped_prompts`` (benign requests inside frames) join ``prompts`` in the span-threshold quantile.
+    """
     cfg.validate()
     gen = GenerationConfig(max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
     monitor = InterventionConfig(mode="monitor", generation_threshold=0.0, span_threshold=math.inf)
 
-    def runs(texts: list[str], desc: str) -> list[GenerationResult]:
+    def runs(texts: list[str], desc: str, config: GenerationConfig = gen) -> list[GenerationResult]:
         results: list[GenerationResult] = []
         for i in tqdm(range(0, len(texts), cfg.batch_size), desc=desc, unit="batch"):
-            results += run_generation(lm, art, texts[i : i + cfg.batch_size], gen, monitor)
+            results += run_generation(lm, art, texts[i : i + cfg.batch_size], config, monitor)
         return results
 
     def span_peaks(results: list[GenerationResult]) -> np.ndarray:
@@ -94,7 +132,11 @@ def calibrate_generation(
     finite = benign[np.isfinite(benign)]
     threshold = max(0.0, float(np.quantile(finite, 1 - cfg.target_rate))) if len(finite) else 0.0
     benign_span = span_peaks(benign_runs)
-    finite_span = benign_span[np.isfinite(benign_span)]
+    # the span peak is read at prefill: one generated token is enough for the wrapped prompts
+    wrapped_span = span_peaks(runs(wrapped_prompts, "wrapped benign prompts", GenerationConfig(max_new_tokens=1, seed=cfg.seed))
+                              ) if wrapped_prompts else np.zeros(0)
+    all_span = np.concatenate([benign_span, wrapped_span])
+    finite_span = all_span[np.isfinite(all_span)]
     span_threshold = max(0.0, float(np.quantile(finite_span, 1 - cfg.span_target_rate))) if len(finite_span) else None
     out = {
         "threshold": round(threshold, 5),
@@ -110,6 +152,9 @@ def calibrate_generation(
         "span_threshold": None if span_threshold is None else round(span_threshold, 5),
         "span_target_rate": cfg.span_target_rate,
         "benign_prompts_flagged_by_span": None if span_threshold is None else round(float((benign_span >= span_threshold).mean()), 4),
+        "n_wrapped_prompts": len(wrapped_span),
+        "wrapped_benign_flagged_by_span": None if span_threshold is None or not len(wrapped_span)
+        else round(float((wrapped_span >= span_threshold).mean()), 4),
         "created": now(),
     }
     if unsafe_prompts:
