@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/feature_comparison.py probe                  # every variant, logistic probe
     .venv/bin/python scripts/feature_comparison.py sap --variants last@22,mean@22 --seeds 0,1,2
+    .venv/bin/python scripts/feature_comparison.py data --sources wild_wrapped,past_tense --variants last@22 --seeds 0,1,2
     .venv/bin/python scripts/feature_comparison.py report --variants last@22,mean@22   # evaluation sets
     .venv/bin/python scripts/feature_comparison.py table                  # the Markdown tables
 
@@ -25,6 +26,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from readme_tables import table as markdown_table  # noqa: E402  (this script's folder is on sys.path)
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from sap_viz.data.dataset import DataConfig, build_dataset, dataset_fingerprint  # noqa: E402
 from sap_viz.experiments.external_eval import load_external  # noqa: E402
@@ -150,6 +153,78 @@ def _md(header: list[str], body: list[list]) -> str:
     return markdown_table([dict(zip(header, row, strict=True)) for row in body], header)
 
 
+def run_data(args: argparse.Namespace) -> None:
+    """Default table vs default + ``--sources``, both scored on one validation set: the extended table's
+    validation rows that are not training rows of the default table (adding sources re-splits a few
+    ShareGPT rows). The threshold is set on the default sources' validation safe rows at FPR 0.09."""
+    from sklearn.metrics import roc_auc_score
+
+    from sap_viz.model.loading import load_model
+
+    cfg = ComparisonConfig(sap_epochs=args.epochs)
+    d0 = build_dataset(DataConfig())
+    d1, extra = _data(args)
+    lm = load_model()
+    f0 = combined_features(_pooled_by_text(lm, d0["text"].tolist(), cfg), cfg.layers)
+    f1 = combined_features(_pooled_by_text(lm, d1["text"].tolist(), cfg), cfg.layers)
+    keep = ((d1["split"] == "val") & ~d1["text"].isin(set(d0.loc[d0["split"] == "train", "text"]))).to_numpy()
+    val = d1[keep]
+    yv = (val["label"] == "unsafe").to_numpy()
+    groups = {"all": np.ones(len(val), bool), "default sources": ~val["source"].isin(extra).to_numpy()}
+    groups.update({s: (val["source"] == s).to_numpy() for s in extra})
+    for name in args.variants.split(","):
+        for data_name, d, f in (("default", d0, f0), ("+" + "+".join(extra), d1, f1)):
+            train = (d["split"] == "train").to_numpy()
+            y = (d["label"] == "unsafe").to_numpy()
+            for seed in (int(x) for x in args.seeds.split(",")):
+                s = make_scorer(args.method, f[name][train], y[train], seed, cfg.sap_epochs)(f1[name][keep])
+                t = float(np.quantile(s[~yv & groups["default sources"]], 1 - cfg.target_fpr))
+                out = {}
+                for g, m in groups.items():
+                    yy, ss = yv[m], s[m]
+                    out[g] = {"n": int(m.sum()), "auroc": float(roc_auc_score(yy, ss)) if 0 < yy.sum() < len(yy) else None,
+                              "tpr": float((ss[yy] >= t).mean()) if yy.any() else None,
+                              "fpr": float((ss[~yy] >= t).mean()) if (~yy).any() else None}
+                _record({"stage": "data", "variant": name, "method": args.method, "data": data_name, "seed": seed,
+                         "sources_added": list(extra), "groups": out})
+
+
+def run_categories(args: argparse.Namespace) -> None:
+    """How much harm-category information each feature carries (issue 13): a multinomial logistic
+    regression on the unsafe train rows, scored on the unsafe validation rows: accuracy, and the MI
+    (bits) of true and predicted category, the ceiling a linear facet layout could reach."""
+    from sklearn.linear_model import LogisticRegression as Multinomial
+
+    from sap_viz.analysis.facet_stats import mutual_information
+
+    cfg = ComparisonConfig()
+    df, extra = _data(args)
+    table, _ = _features(df, {}, cfg)
+    unsafe = (df["label"] == "unsafe").to_numpy()
+    train = unsafe & (df["split"] == "train").to_numpy()
+    val = unsafe & (df["split"] == "val").to_numpy()
+    cats = sorted(set(df.loc[train, "category"]))
+    y = df["category"].map({c: i for i, c in enumerate(cats)}).fillna(-1).astype(int).to_numpy()
+    val &= y >= 0
+    for name in (args.variants.split(",") if args.variants else list(table)):
+        x = table[name].numpy()
+        model = make_pipeline(StandardScaler(), Multinomial(max_iter=2000, C=0.1)).fit(x[train], y[train])
+        pred = model.predict(x[val])
+        joint = np.zeros((len(cats), len(cats)))
+        np.add.at(joint, (y[val], pred), 1)
+        p = np.bincount(y[val], minlength=len(cats)) / val.sum()
+        _record({"stage": "categories", "variant": name, "sources_added": list(extra), "n_train": int(train.sum()),
+                 "n_val": int(val.sum()), "accuracy": float((pred == y[val]).mean()),
+                 "mi_bits": mutual_information(joint), "category_entropy_bits": float(-(p[p > 0] * np.log2(p[p > 0])).sum())})
+
+
+def _mean_sd(values: list) -> str:
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return "–"
+    return f"{statistics.mean(vals):.3f}" + (f" ± {statistics.stdev(vals):.3f}" if len(vals) > 1 else "")
+
+
 def _fmt(x, nd=3):
     return "–" if x is None else f"{x:.{nd}f}"
 
@@ -161,10 +236,11 @@ def run_table(args: argparse.Namespace) -> None:
         latest[(r["stage"], r["variant"], tuple(r.get("sources_added", [])), r.get("method"))] = r
     out = []
     for stage in ("probe", "sap"):
-        body = []
+        body, seeds = [], set()
         for (st, variant, extra, _), r in latest.items():
             if st != stage:
                 continue
+            seeds.update(r["seeds"])
             aucs = [v["val_auroc"] for v in r["val"]]
             tprs = [v["val_tpr"] for v in r["val"]]
             spread = f" ± {statistics.stdev(aucs):.3f}" if len(aucs) > 1 else ""
@@ -172,7 +248,7 @@ def run_table(args: argparse.Namespace) -> None:
                          _fmt(r.get("loso_mean_auroc")), _fmt(r.get("loso_min_auroc")), _fmt(r.get("loso_mean_miss")),
                          _fmt(r.get("loso_mean_false_flags"))])
         if body:
-            out.append(f"**{stage}** (validation over seeds {', '.join(map(str, r['seeds']))}; LOSO with the first seed)\n")
+            out.append(f"**{stage}** (validation over seeds {', '.join(map(str, sorted(seeds)))}; LOSO with the first seed)\n")
             out.append(_md(["feature", "data", "val AUROC", "val TPR @ FPR 0.09", "LOSO mean AUROC",
                                        "LOSO min AUROC", "LOSO miss (unsafe sources)", "LOSO false flags (safe sources)"], body))
     loso_rows = []
@@ -190,6 +266,26 @@ def run_table(args: argparse.Namespace) -> None:
             for set_name, m in r["sets"].items():
                 rep.append([variant, method, "+".join(extra) or "default", set_name, m["n"], _fmt(m.get("auroc")), _fmt(m["tpr"]),
                             _fmt(m.get("fpr")), _fmt(m.get("fpr_at_tpr_0.9"))])
+    data: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r["stage"] == "data":
+            data.setdefault((r["variant"], r["method"], r["data"]), []).append(r)
+    if data:
+        body = []
+        for (variant, method, data_name), runs in data.items():
+            by_seed = {r["seed"]: r for r in runs}  # the latest run per seed
+            first = by_seed[min(by_seed)]["groups"]
+            for g in first:
+                stats = [_mean_sd([r["groups"][g][key] for r in by_seed.values()]) for key in ("auroc", "tpr", "fpr")]
+                body.append([method, variant, data_name, g, first[g]["n"], *stats])
+        out.append("**Data: default table vs added sources, on one validation set** (mean ± sd over seeds)\n")
+        out.append(_md(["method", "feature", "training data", "validation rows", "n", "AUROC", "TPR", "FPR"], body))
+    cat_rows = [[r["variant"], "+".join(r["sources_added"]) or "default", r["n_train"], r["n_val"], _fmt(r["accuracy"]),
+                 _fmt(r["mi_bits"], 2), _fmt(r["category_entropy_bits"], 2)]
+                for (st, *_), r in latest.items() if st == "categories"]
+    if cat_rows:
+        out.append("**Category information per feature** (10-way logistic regression, unsafe train → unsafe validation rows)\n")
+        out.append(_md(["feature", "data", "train", "val", "accuracy", "MI(category; predicted) bits", "category entropy bits"], cat_rows))
     if rep:
         out.append("**Evaluation sets** (fit on train, threshold on validation safe rows at FPR 0.09; reported, never chosen on)\n")
         out.append(_md(["feature", "method", "data", "set", "n", "AUROC", "TPR", "FPR", "FPR at TPR 0.9"], rep))
@@ -198,7 +294,8 @@ def run_table(args: argparse.Namespace) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=("probe", "sap", "report", "table"))
+    ap.add_argument("stage", choices=("probe", "sap", "data", "categories", "report", "table"))
+    ap.add_argument("--method", default="sap", choices=("sap", "probe"), help="data: which method to train")
     ap.add_argument("--variants", default="", help="comma-separated feature names (default: all, for probe/sap)")
     ap.add_argument("--sources", default="", help="optional built-in sources to add to the default table")
     ap.add_argument("--seeds", default="0")
@@ -211,6 +308,10 @@ def main() -> None:
         run_table(args)
     elif args.stage == "report":
         run_report(args)
+    elif args.stage == "data":
+        run_data(args)
+    elif args.stage == "categories":
+        run_categories(args)
     else:
         run_choice(args, args.stage)
 

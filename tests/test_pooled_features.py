@@ -58,7 +58,8 @@ def test_leave_one_source_out_never_trains_on_the_held_out_source():
         for split in ("train", "val"):
             for label in ("safe", "unsafe"):
                 for i in range(30):
-                    rows.append({"source": source, "split": split, "label": label, "subset": "plain", "text": f"{source} {split} {label} {i}"})
+                    text = f"{source} {split} {label} {i}"
+                    rows.append({"source": source, "split": split, "label": label, "subset": "plain", "text": text})
                     x.append(rng.normal([0.0, 0.0] if label == "safe" else unsafe_mean, 0.3))
     # Source "c" also holds b's unsafe train requests inside a frame: they must leave training with "b".
     for i in range(30):
