@@ -39,7 +39,7 @@ REQUIRED_META_KEYS = {
     "data", "metrics", "created",
 }
 OPTIONAL_META_KEYS = {"training_history", "layer_sweep", "description", "facet_stats", "threshold_sweep", "generation_calibration",
-                      "role", "steering_config", "answer_config", "steering_outcomes"}
+                      "role", "steering_config", "answer_config", "steering_outcomes", "detection_outcomes"}
 MODEL_KEYS = {"id", "fingerprint", "hidden_size", "num_layers"}
 FACET_KEYS = {"index", "name", "policy", "author", "confidence", "auto_suggested", "history"}
 OPTIONAL_FACET_KEYS = {"source"}  # "from category" (taxonomy) or "auto-suggested"
@@ -213,6 +213,10 @@ def validate_meta(meta: object) -> dict:
         raise PolytopeFileError(f"{META_FILE}: position must be 'last'")
     if meta["layer"] >= model["num_layers"]:
         raise PolytopeFileError(f"{META_FILE}: layer {meta['layer']} ≥ model.num_layers {model['num_layers']}")
+    for key in ("steering_outcomes", "detection_outcomes"):  # shown as text in the app
+        lines = meta.get(key)
+        if lines is not None and (not isinstance(lines, dict) or not all(isinstance(v, str) and len(v) <= 2000 for v in lines.values())):
+            raise PolytopeFileError(f"{META_FILE}: {key} must map names to short sentences")
     return meta
 
 

@@ -90,7 +90,9 @@ def _build_results(
                 "max_new_tokens": gen.max_new_tokens, "do_sample": gen.do_sample, "seed": gen.seed,
                 "layer": artifact.layer,
                 # the measured outcome of this kind of steering, from the polytope's files (README, "Steering")
-                "measured": (artifact.meta.get("steering_outcomes") or {}).get(cfg.steering) if cfg.mode == "steer" else None}
+                "measured": (artifact.meta.get("steering_outcomes") or {}).get(cfg.steering) if cfg.mode == "steer" else None,
+                # what detection misses on sets written by others (README, "XSTest v2", "Wrapped requests")
+                "detection_measured": list((artifact.meta.get("detection_outcomes") or {}).values())}
     results = []
     for row, (prompt, e) in enumerate(zip(prompts, enc, strict=True)):
         pad = hook.pad_lens[row].item()

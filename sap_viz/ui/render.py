@@ -123,6 +123,10 @@ def verdict_html(result: GenerationResult, divergence: int | None, baseline: Gen
             parts.append(f"first divergence at generated token {divergence}: {esc(repr(a))} → {esc(repr(b))}")
     measured = result.settings.get("measured")
     tail = f'<div class="sap-card-meta">Measured on this polytope: {esc(measured)}</div>' if measured and result.mode == "steer" else ""
+    limits = [line for line in result.settings.get("detection_measured") or [] if isinstance(line, str)]
+    if limits:  # a verdict is only as good as the detector: say where it is known to fail
+        tail += ('<div class="sap-card-meta">Known limits of this polytope\'s detection (measured): '
+                 + " · ".join(esc(line) for line in limits) + "</div>")
     return '<div class="sap-verdict">' + " · ".join(parts) + tail + "</div>"
 
 
