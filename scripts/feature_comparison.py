@@ -4,6 +4,7 @@
     .venv/bin/python scripts/feature_comparison.py sap --variants last@22,mean@22 --seeds 0,1,2
     .venv/bin/python scripts/feature_comparison.py data --sources wild_wrapped,past_tense --variants last@22 --seeds 0,1,2
     .venv/bin/python scripts/feature_comparison.py report --variants last@22,mean@22   # evaluation sets
+    .venv/bin/python scripts/feature_comparison.py probe --answer-tokens 8  # + response-aware features (greedy answers)
     .venv/bin/python scripts/feature_comparison.py table                  # the Markdown tables
 
 ``--sources`` adds optional built-in sources to the default table. ``probe`` and ``sap`` read only the
@@ -57,34 +58,49 @@ def _data(args: argparse.Namespace):
     return build_dataset(cfg), extra
 
 
-def _pooled_by_text(lm, texts: list[str], cfg: ComparisonConfig) -> dict:
-    """Pooled features of ``texts``: the default table's rows from their own cache entry, any other rows
-    (optional sources) from a second one, so adding a source costs only its new rows' forward passes."""
-    from sap_viz.model.pooled_features import pooled_features
-
+def _by_text(texts: list[str], compute) -> dict:
+    """``compute(texts)`` assembled from two cache entries: the default table's rows, and any other rows
+    (optional sources), so adding a source costs only its new rows' forward passes."""
     default = build_dataset(DataConfig())["text"].tolist()
     known = set(default)
     new = sorted({t for t in texts if t not in known})
-    parts = [(default, pooled_features(lm, default, list(cfg.layers)))]
+    parts = [(default, compute(default))]
     if new:
-        parts.append((new, pooled_features(lm, new, list(cfg.layers))))
+        parts.append((new, compute(new)))
     where = {t: (p, i) for p, (ts, _) in enumerate(parts) for i, t in enumerate(ts)}
     index = [where[t] for t in texts]
     return {name: torch.stack([parts[p][1][name][i] for p, i in index]) for name in parts[0][1]}
 
 
-def _features(df, eval_frames, cfg: ComparisonConfig):
-    """Features of the table and of each evaluation set (each set its own cache entry)."""
-    from sap_viz.model.loading import load_model
+def _raw_features(lm, texts: list[str], cfg: ComparisonConfig, answer_tokens: int) -> dict:
+    """Pooled prompt features, plus (``answer_tokens`` > 0) the mean block-22 state over the model's first
+    answer tokens: the response-aware feature, read a few tokens into the answer."""
+    from sap_viz.data.responses import answer_mean_states
     from sap_viz.model.pooled_features import pooled_features
 
+    out = pooled_features(lm, texts, list(cfg.layers))
+    if answer_tokens:
+        out["answer@22"] = answer_mean_states(lm, texts, [22], answer_tokens)[22]
+    return out
+
+
+def _combined(raw: dict, cfg: ComparisonConfig, reference: dict | None = None) -> dict:
+    out = combined_features({k: v for k, v in raw.items() if not k.startswith("answer")}, cfg.layers, reference)
+    if "answer@22" in raw:
+        out["answer@22"] = raw["answer@22"]
+        out["last@22+answer@22"] = torch.cat([raw["last@22"], raw["answer@22"]], 1)
+    return out
+
+
+def _features(df, eval_frames, cfg: ComparisonConfig, answer_tokens: int = 0):
+    """Features of the table and of each evaluation set (each set its own cache entry)."""
+    from sap_viz.model.loading import load_model
+
     lm = load_model()
-    base = _pooled_by_text(lm, df["text"].tolist(), cfg)
-
-    def feats(texts: list[str]) -> dict:
-        return combined_features(pooled_features(lm, texts, list(cfg.layers)), cfg.layers, reference=base)
-
-    return combined_features(base, cfg.layers), {name: feats(frame["text"].tolist()) for name, frame in eval_frames.items()}
+    base = _by_text(df["text"].tolist(), lambda t: _raw_features(lm, t, cfg, answer_tokens))
+    evals = {name: _combined(_raw_features(lm, frame["text"].tolist(), cfg, answer_tokens), cfg, reference=base)
+             for name, frame in eval_frames.items()}
+    return _combined(base, cfg), evals
 
 
 def _eval_frames(include: bool) -> dict:
@@ -111,7 +127,7 @@ def _loso_summary(rows: list[dict]) -> dict:
 def run_choice(args: argparse.Namespace, method: str) -> None:
     cfg = ComparisonConfig(sap_epochs=args.epochs)
     df, extra = _data(args)
-    table, _ = _features(df, {}, cfg)
+    table, _ = _features(df, {}, cfg, args.answer_tokens)
     variants = args.variants.split(",") if args.variants else list(table)
     seeds = [int(s) for s in args.seeds.split(",")]
     for name in variants:
@@ -127,7 +143,7 @@ def run_report(args: argparse.Namespace) -> None:
     cfg = ComparisonConfig(sap_epochs=args.epochs)
     df, extra = _data(args)
     frames = _eval_frames(True)
-    table, evals = _features(df, frames, cfg)
+    table, evals = _features(df, frames, cfg, args.answer_tokens)
     y = (df["label"] == "unsafe").to_numpy()
     train, val, ood = ((df["split"] == s).to_numpy() for s in ("train", "val", "ood"))
     for name in args.variants.split(","):
@@ -165,8 +181,8 @@ def run_data(args: argparse.Namespace) -> None:
     d0 = build_dataset(DataConfig())
     d1, extra = _data(args)
     lm = load_model()
-    f0 = combined_features(_pooled_by_text(lm, d0["text"].tolist(), cfg), cfg.layers)
-    f1 = combined_features(_pooled_by_text(lm, d1["text"].tolist(), cfg), cfg.layers)
+    f0 = _combined(_by_text(d0["text"].tolist(), lambda t: _raw_features(lm, t, cfg, args.answer_tokens)), cfg)
+    f1 = _combined(_by_text(d1["text"].tolist(), lambda t: _raw_features(lm, t, cfg, args.answer_tokens)), cfg)
     keep = ((d1["split"] == "val") & ~d1["text"].isin(set(d0.loc[d0["split"] == "train", "text"]))).to_numpy()
     val = d1[keep]
     yv = (val["label"] == "unsafe").to_numpy()
@@ -199,7 +215,7 @@ def run_categories(args: argparse.Namespace) -> None:
 
     cfg = ComparisonConfig()
     df, extra = _data(args)
-    table, _ = _features(df, {}, cfg)
+    table, _ = _features(df, {}, cfg, args.answer_tokens)
     unsafe = (df["label"] == "unsafe").to_numpy()
     train = unsafe & (df["split"] == "train").to_numpy()
     val = unsafe & (df["split"] == "val").to_numpy()
@@ -301,6 +317,8 @@ def main() -> None:
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--epochs", type=int, default=20, help="SaP training epochs")
     ap.add_argument("--no-loso", action="store_true")
+    ap.add_argument("--answer-tokens", type=int, default=0,
+                    help="add the response-aware features: mean block-22 state over the first N greedy answer tokens")
     ap.add_argument("--per-source", default="", help="table: variants whose per-source LOSO rows to print")
     args = ap.parse_args()
     torch.set_num_threads(2)

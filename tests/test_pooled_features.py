@@ -70,3 +70,16 @@ def test_leave_one_source_out_never_trains_on_the_held_out_source():
     assert set(out) == {"a", "b", "c"}
     assert out["a"]["tpr"] > 0.9 and out["c"]["tpr"] > 0.9
     assert out["b"]["tpr"] < 0.3 and out["b"]["n_unsafe"] == 60 and out["b"]["n_safe"] == 60
+
+
+def test_answer_mean_states_average_the_first_answer_tokens_of_a_full_pass(lm):
+    from sap_viz.data.responses import AnswerConfig, answer_mean_states, generate_answers
+
+    prompts = ["tell me a story", "how are you?"]
+    feats = answer_mean_states(lm, prompts, [2], n_tokens=3, progress=False)[2]
+    answers = generate_answers(lm, prompts, AnswerConfig(max_new_tokens=3), progress=False)
+    for i, (prompt, answer) in enumerate(zip(prompts, answers, strict=True)):
+        ids = encode_prompt(lm.tokenizer, prompt).ids
+        hidden = lm.model(input_ids=torch.tensor([ids + answer]), output_hidden_states=True).hidden_states[3][0]
+        expected = hidden[len(ids):len(ids) + len(answer)].mean(0) if answer else hidden[len(ids) - 1]
+        torch.testing.assert_close(feats[i], expected, rtol=1e-4, atol=1e-5)

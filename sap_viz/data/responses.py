@@ -12,6 +12,8 @@ and steering toward "looks like a benign prompt" does not change what the model 
   that "declining this request" lies on the safe side.
 - ``response_states``: block outputs at the answer's tokens (teacher-forced after the chat-formatted
   prompt), for training and for judging.
+- ``answer_mean_states``: one vector per prompt, the mean state over the first answer tokens: a
+  response-aware detection feature (issue 16's feature comparison), read a few tokens into the answer.
 """
 
 from __future__ import annotations
@@ -130,6 +132,40 @@ def response_states(
     rows = torch.cat(pieces) if pieces else torch.zeros(0, dtype=torch.long)
     out = {layer: torch.cat([s[a:b] for s, (a, b) in zip(states[layer], spans, strict=True)]) for layer in layers}
     return out, rows
+
+
+def answer_mean_states(lm: LoadedModel, prompts: list[str], layers: list[int], n_tokens: int = 8,
+                       progress: bool = True) -> dict[int, torch.Tensor]:
+    """Per prompt, the mean block-L state over the first ``n_tokens`` tokens of the model's own greedy answer.
+
+    A frame can keep the prompt's last token inside while the answer the model starts to write is
+    the harmful one; this reads the state there. An empty answer (EOS first) gives the state at the
+    prompt's last token, where the model decided to stop.
+    """
+    from sap_viz.model.features import load_cached, save_cached
+
+    digest = hashlib.sha256(json.dumps({"model": lm.fingerprint, "layers": sorted(layers), "n": n_tokens}).encode())
+    for p in prompts:
+        digest.update(hashlib.sha256(p.encode("utf-8", "surrogatepass")).digest())
+    path = cache_dir() / "features" / f"answers-{digest.hexdigest()[:24]}.safetensors"
+    if path.is_file():
+        return {int(k): v for k, v in load_cached(path).items()}
+    answers = generate_answers(lm, prompts, AnswerConfig(max_new_tokens=n_tokens), progress)
+    states, rows = response_states(lm, prompts, answers, layers, n_tokens, progress="answer states" if progress else False)
+    out = {}
+    for layer in layers:
+        feats = torch.zeros(len(prompts), lm.hidden_size)
+        counts = torch.bincount(rows, minlength=len(prompts)).float()
+        feats.index_add_(0, rows, states[layer].float())
+        feats /= counts.clamp_min(1).unsqueeze(1)
+        empty = torch.nonzero(counts == 0).squeeze(1).tolist()
+        if empty:  # no answer token: the prompt's last state
+            last = hidden_states_multi(lm, [encode_prompt(lm.tokenizer, prompts[i], True, 256).ids for i in empty], [layer])[layer]
+            for i, s in zip(empty, last, strict=True):
+                feats[i] = s[-1]
+        out[layer] = feats
+    save_cached(path, {str(k): v.contiguous() for k, v in out.items()})
+    return out
 
 
 def save_answers_table(path: Path, lm: LoadedModel, prompts: list[str], answers: list[list[int]], extra: dict | None = None) -> None:
