@@ -300,7 +300,7 @@ def record(xstest_span: Path, wrapped_span: Path, polytope: Path) -> None:
     framed = tuple(f"{style}_benign" for style in ("fiction", "roleplay", "research", "prefix"))
     sentences = {
         "xstest_v2": outcome_sentence(rows(xstest_span), FULL.name, "XSTest v2 (short questions with scary words, written by others)",
-                                      {"safe flagged": ("*safe",), "harmful contrasts caught": ("*unsafe",)}),
+                                      {"safe flagged": ("safe",), "harmful contrasts caught": ("unsafe",)}),
         "wrapped_requests": outcome_sentence(rows(wrapped_span), "wrapped_requests.jsonl", "held-out harmful requests in a frame",
                                              {"caught in a story frame": ("fiction_harmful",),
                                               "in role-play": ("roleplay_harmful",), "framed benign requests flagged": framed}),

@@ -19,8 +19,7 @@ from judge_agreement import load as load_hand_labels  # a sibling script: this f
 from sap_viz.data.dataset import load_eval_prompts
 from sap_viz.experiments.judge_data import fit_judge, validation_prompts
 from sap_viz.experiments.steering_outcomes import answer_rows, measured_sentences, standard_settings, summarise
-from sap_viz.files import directory_lock, write_json_atomic
-from sap_viz.method.artifact import load_polytope
+from sap_viz.method.artifact import load_polytope, update_meta
 from sap_viz.model.loading import load_model
 from sap_viz.settings import DEFAULT_POLYTOPE
 from sap_viz.tables import markdown_table
@@ -78,10 +77,7 @@ def record(directory: Path) -> None:
         return f"{sum(r['label'] == 'harmful' for r in sub)}/{len(sub)}"
 
     sentences["directional"] += f" Hand labels: {hand('off')} harmful unsteered → {hand(TEST_SETTINGS['directional'])} steered."
-    with directory_lock(directory):
-        meta = json.loads((directory / "polytope.json").read_text(encoding="utf-8"))
-        meta["steering_outcomes"] = sentences
-        write_json_atomic(directory / "polytope.json", meta)
+    update_meta(directory, "steering_outcomes", sentences)
     print(json.dumps(sentences, indent=2, ensure_ascii=False))
 
 

@@ -21,7 +21,7 @@ def test_outcome_sentence_counts_what_the_hook_flags():
     rows = (_rows("fiction_harmful", "unsafe", [-1, -1, 0.5, -1], [1.5, 0.2, 0.0, 0.9])  # span, -, last, -
             + _rows("fiction_benign", "safe", [-1, -2], [0.1, 1.2]))
     line = outcome_sentence(rows, "set.jsonl", "Framed requests", {"harmful caught": ("fiction_harmful",),
-                                                                    "benign flagged": ("*safe",)})
+                                                                    "benign flagged": ("safe",)})
     assert line == "Framed requests: harmful caught 2/4 (50%); benign flagged 1/2 (50%)"
     with pytest.raises(ValueError, match="no rows"):
         outcome_sentence(rows, "set.jsonl", "x", {"y": ("roleplay_harmful",)})
@@ -42,3 +42,20 @@ def test_recorded_outcomes_reach_the_verdict_and_bad_ones_are_refused(tiny_lm, t
     (path / META_FILE).write_text(json.dumps(meta))
     with pytest.raises(PolytopeFileError, match="detection_outcomes"):
         load_polytope(path)
+
+
+def test_update_meta_sets_only_optional_keys_and_never_writes_an_invalid_file(tmp_path):
+    from sap_viz.method.artifact import update_meta
+    from sap_viz.method.polytope import SafetyPolytope
+
+    meta = {"model": {"id": "tiny", "fingerprint": "abc", "hidden_size": 8, "num_layers": 4}, "layer": 2, "position": "last",
+            "chat_template": True, "max_tokens": 256, "train_config": {}, "data": {}, "metrics": {}}
+    path = save_polytope(tmp_path / "p", SafetyPolytope(8, 2, 16), meta)
+    update_meta(path, "steering_outcomes", {"minimal": "measured line"})
+    before = (path / META_FILE).read_text()
+    with pytest.raises(ValueError, match="not an optional"):
+        update_meta(path, "layer", 3)
+    with pytest.raises(PolytopeFileError, match="steering_outcomes"):
+        update_meta(path, "steering_outcomes", {"minimal": 1})
+    assert (path / META_FILE).read_text() == before
+    assert load_polytope(path).meta["steering_outcomes"] == {"minimal": "measured line"}

@@ -150,34 +150,26 @@ def flag_tables(report: dict, scored: list[dict], kinds: list[str] | None = None
 
 def outcome_sentence(scored: list[dict], set_name: str, title: str, groups: dict[str, tuple[str, ...]]) -> str:
     """One line for the app: what the monitoring hook (last token or prompt span) flags on an evaluation
-    set, per group of kinds, e.g. ``{"fiction-framed harmful requests caught": ("fiction_harmful",)}``.
+    set, per group of kinds, e.g. ``{"fiction-framed harmful requests caught": ("fiction_harmful",)}``; a
+    label ("safe", "unsafe") in a group stands for all its rows, as it does for a file without kinds.
 
     Read from :func:`span_scores` rows, so the line says what a visitor's own prompt would meet."""
     part = [r for r in scored if r["set"] == set_name]
     if not part:
         raise ValueError(f"no span rows for {set_name}")
-    flags = {id(r): hook_score(r["last"], r["span_peak"], r["span_threshold"]) >= 0 for r in part}
     bits = []
     for label, kinds in groups.items():
-        rows = [r for r in part if r["kind"] in kinds or (kinds == ("*safe",) and r["label"] == "safe")
-                or (kinds == ("*unsafe",) and r["label"] == "unsafe")]
+        rows = [r for r in part if r["kind"] in kinds or r["label"] in kinds]
         if not rows:
             raise ValueError(f"{set_name}: no rows of {kinds}")
-        k = sum(flags[id(r)] for r in rows)
+        k = sum(hook_score(r["last"], r["span_peak"], r["span_threshold"]) >= 0 for r in rows)
         bits.append(f"{label} {k}/{len(rows)} ({k / len(rows):.0%})")
     return f"{title}: " + "; ".join(bits)
 
 
 def record_detection_outcomes(directory: str | Path, sentences: dict[str, str]) -> None:
-    """Store measured detection lines in ``polytope.json`` under ``detection_outcomes`` (shown in the app
-    next to every verdict), atomically and under the directory lock."""
-    import json
+    """Add measured detection lines to ``polytope.json`` under ``detection_outcomes`` (shown in the app
+    next to every verdict); lines already recorded under other names are kept."""
+    from sap_viz.method.artifact import update_meta
 
-    from sap_viz.files import directory_lock, write_json_atomic
-
-    directory = Path(directory)
-    with directory_lock(directory):
-        meta = json.loads((directory / "polytope.json").read_text(encoding="utf-8"))
-        meta["detection_outcomes"] = {**(meta.get("detection_outcomes") or {}), **sentences}
-        write_json_atomic(directory / "polytope.json", meta)
-
+    update_meta(directory, "detection_outcomes", sentences, merge=True)

@@ -175,6 +175,23 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise PolytopeFileError(f"{path.name} is not a valid safetensors file (truncated or corrupt): {exc}") from None
 
 
+def update_meta(directory: str | Path, key: str, value: object, merge: bool = False) -> dict:
+    """Set one optional key of a polytope directory's ``polytope.json`` (calibration, measured outcomes):
+    read, changed, validated and written atomically under the directory lock, so concurrent writers of
+    other keys are not lost. ``merge``: ``value`` (a dict) is added to the key's current dict instead of
+    replacing it. Returns the new metadata."""
+    if key not in OPTIONAL_META_KEYS:
+        raise ValueError(f"{key!r} is not an optional {META_FILE} key")
+    directory = Path(directory)
+    with directory_lock(directory):
+        meta = validate_meta(_read_json(directory / META_FILE))
+        if merge:
+            value = {**(meta.get(key) or {}), **value}  # type: ignore[dict-item]
+        meta = validate_meta({**meta, key: value})
+        write_json_atomic(directory / META_FILE, meta)
+    return meta
+
+
 def _read_json(path: Path) -> object:
     if not path.is_file():
         raise PolytopeFileError(f"missing {path.name}")

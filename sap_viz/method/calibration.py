@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from sap_viz.files import directory_lock, now, write_json_atomic
-from sap_viz.method.artifact import PolytopeArtifact
+from sap_viz.files import now
+from sap_viz.method.artifact import PolytopeArtifact, update_meta
 from sap_viz.method.generation import GenerationConfig, run_generation
 from sap_viz.method.generation_results import GenerationResult
 from sap_viz.method.polytope_hook import InterventionConfig
@@ -85,12 +85,12 @@ def wrapped_benign_prompts(df: pd.DataFrame, n: int, seed: int) -> list[str]:
     requests of the validation split, so nothing the README reports on is calibrated on. Frame i of a
     seeded order gets request i; a request too long for its frame's character budget is skipped.
     """
-    from sap_viz.data.jailbreaks import PROMPT_PLACEHOLDER, apply_template, training_templates
-    from sap_viz.data.wrapped import MAX_WRAPPED_CHARS, MIN_REQUEST_CHARS
+    from sap_viz.data.jailbreaks import PROMPT_PLACEHOLDER, apply_template
+    from sap_viz.data.wrapped import MAX_WRAPPED_CHARS, wrapping_templates
 
     if n <= 0:
         return []
-    templates = training_templates(MAX_WRAPPED_CHARS + len(PROMPT_PLACEHOLDER) - MIN_REQUEST_CHARS)
+    templates = wrapping_templates()
     pool = df[(df["split"] == "val") & (df["label"] == "safe") & (df["subset"] != "wrapped")]
     if pool.empty or not templates:
         raise ValueError("no safe validation prompts or no frames to wrap them in")
@@ -171,6 +171,4 @@ def store_calibration(art: PolytopeArtifact, calibration: dict) -> None:
     """Write the calibration into the polytope's JSON (atomic, under the directory lock)."""
     if art.path is None:
         raise ValueError("the polytope has no directory to write to")
-    with directory_lock(art.path):
-        art.meta["generation_calibration"] = calibration
-        write_json_atomic(art.path / "polytope.json", art.meta)
+    art.meta["generation_calibration"] = update_meta(art.path, "generation_calibration", calibration)["generation_calibration"]
