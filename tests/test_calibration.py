@@ -5,8 +5,8 @@ import pytest
 from conftest import separating_artifact
 
 from sap_viz.data.dataset import build_dataset
-from sap_viz.data.jailbreaks import PROMPT_PLACEHOLDER, load_jailbreak_templates, training_templates
-from sap_viz.data.wrapped import MAX_WRAPPED_CHARS, MIN_REQUEST_CHARS
+from sap_viz.data.jailbreaks import PROMPT_PLACEHOLDER, load_jailbreak_templates
+from sap_viz.data.wrapped import MAX_WRAPPED_CHARS, wrapping_templates
 from sap_viz.experiments.external_eval import prompt_span_scores
 from sap_viz.method.calibration import GenerationCalibrationConfig, calibrate_generation, wrapped_benign_prompts
 
@@ -15,7 +15,7 @@ def test_wrapped_benign_prompts_are_validation_requests_in_training_frames():
     df = build_dataset()
     val_safe = set(df[(df["split"] == "val") & (df["label"] == "safe")]["text"])
     others = set(df[df["split"] != "val"]["text"])
-    frames = [t["template"] for t in training_templates(MAX_WRAPPED_CHARS + len(PROMPT_PLACEHOLDER) - MIN_REQUEST_CHARS)]
+    frames = [t["template"] for t in wrapping_templates()]
     eval_frames = [t["template"] for t in load_jailbreak_templates("eval")]
     prompts = wrapped_benign_prompts(df, 40, seed=3)
     assert len(prompts) == 40 and len(set(prompts)) == 40

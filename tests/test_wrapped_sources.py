@@ -32,7 +32,7 @@ from sap_viz.data.schema import SPLIT_KEY, source_frame
 from sap_viz.data.sources import DEFAULT_SOURCES, SOURCE_NAMES, WRAP_INNER_SOURCES, load_source
 from sap_viz.data.taxonomy import CATEGORY_MAPS, TAXONOMY, TENSE_KEYWORDS, keyword_category
 from sap_viz.data.text import near_duplicates, normalise_text
-from sap_viz.data.wrapped import MAX_WRAPPED_CHARS, MIN_REQUEST_CHARS, WRAPPED_PER_LABEL, wrap_requests
+from sap_viz.data.wrapped import MAX_WRAPPED_CHARS, WRAPPED_PER_LABEL, wrap_requests, wrapping_templates
 from sap_viz.experiments.steering_eval import evaluation_sets
 from sap_viz.settings import DEFAULT_POLYTOPE
 
@@ -114,7 +114,7 @@ def test_wrapped_rows_keep_their_inner_request(wrapped: pd.DataFrame) -> None:
     assert wrapped[SPLIT_KEY].map(normalise_text).is_unique  # each request wrapped once
     inner_rows = pd.concat([load_source(n, max_rows=3000) for n in WRAP_INNER_SOURCES])
     known = set(zip(inner_rows["text"], inner_rows["label"], inner_rows["source"], inner_rows["category"], strict=True))
-    names = {t["name"]: t["template"] for t in training_templates(MAX_WRAPPED_CHARS + len(PROMPT_PLACEHOLDER) - MIN_REQUEST_CHARS)}
+    names = {t["name"]: t["template"] for t in wrapping_templates()}
     per_template: Counter = Counter()
     for row in wrapped.itertuples():
         template, inner_source, _ = row.orig_category.split("::", 2)

@@ -18,7 +18,7 @@ import pandas as pd
 
 from sap_viz.data.file_rows import read_rows
 from sap_viz.data.package_files import read_csv
-from sap_viz.data.text import content_words, near_duplicates
+from sap_viz.data.text import content_words, near_duplicates, overlapping
 from sap_viz.settings import ASSETS_DIR
 
 __all__ = ["EVALUATION_SETS", "HARMBENCH_FILES", "NEAR_DUPLICATE_THRESHOLD", "REWORDED_THRESHOLD", "EvaluationSet",
@@ -150,17 +150,5 @@ def reworded_duplicates(texts: Sequence[str], reference: Sequence[str], threshol
     "Give instructions for hacking into an ATM machine") shares well under 40 % of its words with the
     behaviour, so the shared check passes it while it is the same request.
     """
-    ref = [k for k in map(key_words, reference) if len(k) >= 2]
-    index: dict[str, list[int]] = {}
-    for j, words in enumerate(ref):
-        for w in words:
-            index.setdefault(w, []).append(j)
-    hits = []
-    for i, words in enumerate(map(key_words, texts)):
-        shared: dict[int, int] = {}
-        for w in words:
-            for j in index.get(w, ()):
-                shared[j] = shared.get(j, 0) + 1
-        if any(n / len(ref[j]) >= threshold for j, n in shared.items()):
-            hits.append(i)
-    return hits
+    return overlapping(map(key_words, texts), [k for k in map(key_words, reference) if len(k) >= 2], threshold,
+                       containment=True)

@@ -17,7 +17,7 @@ from sap_viz.data.contamination import NEAR_DUPLICATE_THRESHOLD, decontaminate, 
 from sap_viz.data.package_files import data_file
 from sap_viz.data.schema import source_frame
 from sap_viz.data.taxonomy import keyword_category
-from sap_viz.data.text import canonical_text, content_words
+from sap_viz.data.text import canonical_text, content_words, jaccard
 
 __all__ = ["HARMLESS_IN_TENSE", "TENSE_FILES", "load_past_tense"]
 
@@ -40,10 +40,6 @@ def _lines() -> list[tuple[str, str]]:
     return out
 
 
-def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
-    return len(a & b) / len(a | b) if a and b else 0.0
-
-
 def load_past_tense() -> tuple[pd.DataFrame, dict[str, object]]:
     """The source's rows and what was dropped on the way.
 
@@ -63,7 +59,7 @@ def load_past_tense() -> tuple[pd.DataFrame, dict[str, object]]:
     kept: list[int] = []
     families: dict[int, list[int]] = {}
     for i, w in enumerate(words):
-        near = [j for j in kept if _jaccard(w, words[j]) >= NEAR_DUPLICATE_THRESHOLD]
+        near = [j for j in kept if jaccard(w, words[j]) >= NEAR_DUPLICATE_THRESHOLD]
         if near:
             for j in near:  # a line between two families marks both
                 families[j].append(i)

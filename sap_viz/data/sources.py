@@ -24,13 +24,12 @@ import pandas as pd
 
 from sap_viz.data.contamination import HARMBENCH_FILES
 from sap_viz.data.file_rows import DataFileError, read_records
-from sap_viz.data.jailbreaks import PROMPT_PLACEHOLDER, training_templates
 from sap_viz.data.package_files import PACKAGES, DataSourceError, package_dir, read_csv, read_json
 from sap_viz.data.past_tense import load_past_tense
 from sap_viz.data.schema import source_frame
 from sap_viz.data.sharegpt import load_sharegpt
 from sap_viz.data.taxonomy import BENIGN, CATEGORY_MAPS, TAXONOMY, map_category
-from sap_viz.data.wrapped import MAX_WRAPPED_CHARS, MIN_REQUEST_CHARS, wrap_requests
+from sap_viz.data.wrapped import wrap_requests, wrapping_templates
 
 __all__ = ["CONTRAST_FILE", "CONTRAST_SAFE_TYPES", "DEFAULT_SOURCES", "SOURCE_NAMES", "WRAP_INNER_SOURCES", "SourceInfo",
            "available_sources", "load_source", "optional_source_report"]
@@ -228,7 +227,7 @@ def _optional_build(name: str) -> tuple[pd.DataFrame, dict]:
     frames = [_cached_source(n) for n in WRAP_INNER_SOURCES if n != "sharegpt"]
     sharegpt = load_sharegpt(3000, 42)
     inner = pd.concat([*frames, sharegpt[sharegpt["subset"] == "plain"]], ignore_index=True)
-    templates = training_templates(MAX_WRAPPED_CHARS + len(PROMPT_PLACEHOLDER) - MIN_REQUEST_CHARS)
+    templates = wrapping_templates()
     rows, report = wrap_requests(inner, templates)
     return rows, {"templates": len(templates), **report}
 

@@ -10,7 +10,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 
-__all__ = ["canonical_text", "closest_match", "content_words", "near_duplicates", "normalise_text"]
+__all__ = ["canonical_text", "closest_match", "content_words", "jaccard", "near_duplicates", "normalise_text", "overlapping"]
 
 _NON_ALNUM = re.compile(r"[\W_]+", re.UNICODE)
 
@@ -36,26 +36,42 @@ def content_words(text: str) -> frozenset[str]:
     return frozenset(w for w in normalise_text(text).split() if w not in _STOPWORDS)
 
 
+def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+    """Shared words over all words of two sets (0 when either is empty): :func:`near_duplicates`' measure."""
+    return len(a & b) / len(a | b) if a and b else 0.0
+
+
+def overlapping(words: Iterable[frozenset[str]], reference: list[frozenset[str]], threshold: float,
+                containment: bool = False) -> list[int]:
+    """Indices of ``words`` whose overlap with some non-empty ``reference`` set reaches ``threshold``:
+    Jaccard, or with ``containment`` the share of the reference set's words found.
+
+    One inverted index over the reference, so each set is compared only with the sets it shares a
+    word with; both the near-duplicate and the rewording checks read it.
+    """
+    ref = [r for r in reference if r]
+    index: dict[str, list[int]] = {}
+    for j, r in enumerate(ref):
+        for w in r:
+            index.setdefault(w, []).append(j)
+    hits = []
+    for i, ws in enumerate(words):
+        shared: dict[int, int] = {}
+        for w in ws:
+            for j in index.get(w, ()):
+                shared[j] = shared.get(j, 0) + 1
+        if any(n / (len(ref[j]) if containment else len(ws | ref[j])) >= threshold for j, n in shared.items()):
+            hits.append(i)
+    return hits
+
+
 def near_duplicates(texts: Iterable[str], reference: Iterable[str], threshold: float = 0.4) -> list[int]:
     """Indices of ``texts`` sharing ≥ ``threshold`` of their content words (Jaccard) with a reference text.
 
     Exact-match dedup misses rephrasings ("How many pills to never wake up?" twice, worded apart);
     this is the contamination check between evaluation prompts and training data.
     """
-    ref = [w for w in map(content_words, reference) if w]
-    index: dict[str, list[int]] = {}
-    for i, words in enumerate(ref):
-        for w in words:
-            index.setdefault(w, []).append(i)
-    hits = []
-    for i, words in enumerate(map(content_words, texts)):
-        shared: dict[int, int] = {}
-        for w in words:
-            for j in index.get(w, ()):
-                shared[j] = shared.get(j, 0) + 1
-        if any(n / len(words | ref[j]) >= threshold for j, n in shared.items()):
-            hits.append(i)
-    return hits
+    return overlapping(map(content_words, texts), [content_words(r) for r in reference], threshold)
 
 
 def closest_match(text: str, reference: list[str]) -> tuple[int, float] | None:
@@ -69,7 +85,7 @@ def closest_match(text: str, reference: list[str]) -> tuple[int, float] | None:
     for j, ref in enumerate(reference):
         other = content_words(ref)
         if other:
-            score = len(words & other) / len(words | other)
+            score = jaccard(words, other)
             if best is None or score > best[1]:
                 best = (j, score)
     return best

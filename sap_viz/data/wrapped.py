@@ -17,10 +17,10 @@ import logging
 import pandas as pd
 
 from sap_viz.data.contamination import decontaminate
-from sap_viz.data.jailbreaks import PROMPT_PLACEHOLDER, apply_template
+from sap_viz.data.jailbreaks import PROMPT_PLACEHOLDER, apply_template, training_templates
 from sap_viz.data.schema import SOURCE_COLUMNS, SPLIT_KEY, source_frame
 
-__all__ = ["MAX_WRAPPED_CHARS", "MIN_REQUEST_CHARS", "WRAPPED_PER_LABEL", "wrap_requests"]
+__all__ = ["MAX_WRAPPED_CHARS", "MIN_REQUEST_CHARS", "WRAPPED_PER_LABEL", "wrap_requests", "wrapping_templates"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,13 @@ MIN_REQUEST_CHARS = 60
 # of the ~50 frames to appear about six times with each label, few enough that frames do not swamp
 # the plain requests the polytope already learns from.
 WRAPPED_PER_LABEL = 300
+
+
+def wrapping_templates() -> list[dict[str, str]]:
+    """The training-half frames a request is put into: those leaving room for a request of
+    :data:`MIN_REQUEST_CHARS` within :data:`MAX_WRAPPED_CHARS` (``wild_wrapped``, and the wrapped benign
+    prompts of the span calibration)."""
+    return training_templates(MAX_WRAPPED_CHARS + len(PROMPT_PLACEHOLDER) - MIN_REQUEST_CHARS)
 
 
 def _stable_rank(seed: int, *parts: str) -> int:
