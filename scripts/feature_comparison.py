@@ -23,13 +23,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from readme_tables import table as markdown_table  # noqa: E402  (this script's folder is on sys.path)
-from sklearn.pipeline import make_pipeline  # noqa: E402
-from sklearn.preprocessing import StandardScaler  # noqa: E402
 
+from sap_viz.analysis.metrics import probe_model  # noqa: E402
 from sap_viz.data.dataset import DataConfig, build_dataset, dataset_fingerprint  # noqa: E402
 from sap_viz.experiments.external_eval import load_external  # noqa: E402
 from sap_viz.experiments.feature_comparison import (  # noqa: E402
@@ -103,9 +103,7 @@ def _features(df, eval_frames, cfg: ComparisonConfig, answer_tokens: int = 0):
     return _combined(base, cfg), evals
 
 
-def _eval_frames(include: bool) -> dict:
-    if not include:
-        return {}
+def _eval_frames() -> dict:
     return {name: load_external(path) for name, path in EVAL_FILES.items() if path.is_file()}
 
 
@@ -142,7 +140,7 @@ def run_choice(args: argparse.Namespace, method: str) -> None:
 def run_report(args: argparse.Namespace) -> None:
     cfg = ComparisonConfig(sap_epochs=args.epochs)
     df, extra = _data(args)
-    frames = _eval_frames(True)
+    frames = _eval_frames()
     table, evals = _features(df, frames, cfg, args.answer_tokens)
     y = (df["label"] == "unsafe").to_numpy()
     train, val, ood = ((df["split"] == s).to_numpy() for s in ("train", "val", "ood"))
@@ -156,8 +154,6 @@ def run_report(args: argparse.Namespace) -> None:
             for set_name, frame in frames.items():
                 s = score(evals[set_name][name])
                 ye = (frame["label"] == "unsafe").to_numpy()
-                from sklearn.metrics import roc_auc_score
-
                 sets[set_name] = {"n": len(ye), "auroc": float(roc_auc_score(ye, s)), "tpr": float((s[ye] >= t).mean()),
                                   "fpr": float((s[~ye] >= t).mean()),
                                   "fpr_at_tpr_0.9": float((s[~ye] >= np.quantile(s[ye], 0.1)).mean())}
@@ -173,8 +169,6 @@ def run_data(args: argparse.Namespace) -> None:
     """Default table vs default + ``--sources``, both scored on one validation set: the extended table's
     validation rows that are not training rows of the default table (adding sources re-splits a few
     ShareGPT rows). The threshold is set on the default sources' validation safe rows at FPR 0.09."""
-    from sklearn.metrics import roc_auc_score
-
     from sap_viz.model.loading import load_model
 
     cfg = ComparisonConfig(sap_epochs=args.epochs)
@@ -209,8 +203,6 @@ def run_categories(args: argparse.Namespace) -> None:
     """How much harm-category information each feature carries (issue 13): a multinomial logistic
     regression on the unsafe train rows, scored on the unsafe validation rows: accuracy, and the MI
     (bits) of true and predicted category, the ceiling a linear facet layout could reach."""
-    from sklearn.linear_model import LogisticRegression as Multinomial
-
     from sap_viz.analysis.facet_stats import mutual_information
 
     cfg = ComparisonConfig()
@@ -224,7 +216,7 @@ def run_categories(args: argparse.Namespace) -> None:
     val &= y >= 0
     for name in (args.variants.split(",") if args.variants else list(table)):
         x = table[name].numpy()
-        model = make_pipeline(StandardScaler(), Multinomial(max_iter=2000, C=0.1)).fit(x[train], y[train])
+        model = probe_model(0).fit(x[train], y[train])
         pred = model.predict(x[val])
         joint = np.zeros((len(cats), len(cats)))
         np.add.at(joint, (y[val], pred), 1)

@@ -105,9 +105,15 @@ class Baseline:
         return np.log(p / (1 - p))
 
 
+def probe_model(seed: int = 42):
+    """The logistic probe every table reports beside SaP (standardised features, L2, C = 0.1), unfitted;
+    with more than two classes the same model is the multinomial category classifier."""
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.1, random_state=seed))
+
+
 def fit_baselines(features: object, unsafe: object, seed: int = 42) -> list[Baseline]:
     x, y = _np(features), _np(unsafe).astype(int)
-    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.1, random_state=seed)).fit(x, y)
+    probe = probe_model(seed).fit(x, y)
     mlp = make_pipeline(
         StandardScaler(),
         MLPClassifier(hidden_layer_sizes=(256,), alpha=1e-3, max_iter=300, early_stopping=True, random_state=seed),

@@ -152,17 +152,17 @@ def answer_mean_states(lm: LoadedModel, prompts: list[str], layers: list[int], n
         return {int(k): v for k, v in load_cached(path).items()}
     answers = generate_answers(lm, prompts, AnswerConfig(max_new_tokens=n_tokens), progress)
     states, rows = response_states(lm, prompts, answers, layers, n_tokens, progress="answer states" if progress else False)
+    counts = torch.bincount(rows, minlength=len(prompts)).float()
+    empty = torch.nonzero(counts == 0).squeeze(1).tolist()
+    # no answer token: the prompt's last state (one pass for every layer)
+    last = hidden_states_multi(lm, [encode_prompt(lm.tokenizer, prompts[i], True, 256).ids for i in empty], layers) if empty else {}
     out = {}
     for layer in layers:
         feats = torch.zeros(len(prompts), lm.hidden_size)
-        counts = torch.bincount(rows, minlength=len(prompts)).float()
         feats.index_add_(0, rows, states[layer].float())
         feats /= counts.clamp_min(1).unsqueeze(1)
-        empty = torch.nonzero(counts == 0).squeeze(1).tolist()
-        if empty:  # no answer token: the prompt's last state
-            last = hidden_states_multi(lm, [encode_prompt(lm.tokenizer, prompts[i], True, 256).ids for i in empty], [layer])[layer]
-            for i, s in zip(empty, last, strict=True):
-                feats[i] = s[-1]
+        for i, s in zip(empty, last.get(layer, []), strict=True):
+            feats[i] = s[-1]
         out[layer] = feats
     save_cached(path, {str(k): v.contiguous() for k, v in out.items()})
     return out

@@ -23,11 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
+from sap_viz.analysis.metrics import probe_model
 from sap_viz.method.training import TrainConfig, train_polytope
 
 __all__ = ["ComparisonConfig", "Scorer", "combined_features", "leave_one_source_out", "make_scorer", "validation_row"]
@@ -41,7 +39,6 @@ class ComparisonConfig:
     layers: tuple[int, ...] = (14, 16, 19, 22, 25)
     target_fpr: float = 0.09  # the shipped polytope's calibration target
     sap_epochs: int = 20
-    seeds: tuple[int, ...] = (0, 1, 2)
 
 
 def combined_features(pooled: dict[str, torch.Tensor], layers: tuple[int, ...],
@@ -70,8 +67,7 @@ def combined_features(pooled: dict[str, torch.Tensor], layers: tuple[int, ...],
 def make_scorer(method: str, x: torch.Tensor, unsafe: np.ndarray, seed: int, epochs: int) -> Scorer:
     """Fit ``method`` ("probe": the README's logistic probe; "sap": a default-recipe polytope)."""
     if method == "probe":
-        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.1, random_state=seed))
-        model.fit(x.numpy(), unsafe.astype(int))
+        model = probe_model(seed).fit(x.numpy(), unsafe.astype(int))
         return lambda f: model.decision_function(f.numpy())
     if method == "sap":
         poly = train_polytope(x, torch.from_numpy(unsafe), TrainConfig(epochs=epochs, seed=seed), show_tqdm=False).polytope
