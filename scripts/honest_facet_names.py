@@ -17,7 +17,7 @@ from sap_viz.analysis.facet_stats import honest_names
 from sap_viz.data.dataset import build_dataset
 from sap_viz.experiments.pipeline import facet_audit_for
 from sap_viz.method.artifact import label_facet, load_polytope
-from sap_viz.model.features import FeatureConfig, extract_features
+from sap_viz.model.features import extract_features
 from sap_viz.model.loading import load_model
 from sap_viz.settings import DEFAULT_POLYTOPE
 
@@ -31,7 +31,7 @@ def main() -> None:
     art = load_polytope(args.polytope, lm.hidden_size, lm.num_layers, lm.fingerprint)
     train = build_dataset()
     train = train[train["split"] == "train"].reset_index(drop=True)
-    feats = extract_features(lm, train["text"].tolist(), FeatureConfig(layer=art.layer, max_tokens=int(art.meta["max_tokens"])))
+    feats = extract_features(lm, train["text"].tolist(), art.feature_config())
     with torch.no_grad():
         violations = art.polytope.violations_cpu(feats)
     audit = facet_audit_for(art, violations, train)

@@ -141,7 +141,8 @@ def gradient_x_input(lm: LoadedModel, art: PolytopeArtifact, prompt: str, n_word
                 lm.model(inputs_embeds=embeds, use_cache=False)
             except StopForward:
                 pass
-        viol = art.polytope.violations(captured[0][0, -1].float().to(next(art.polytope.parameters()).device))
+        inputs = art.token_inputs(captured[0][0].float(), enc.text_span)  # the mean part (if any) carries gradients too
+        viol = art.polytope.violations(inputs[-1].to(next(art.polytope.parameters()).device))
         grads = _facet_gradients(viol, embeds)  # K × T × E
     tok = (grads * embeds.detach()[0]).sum(-1).T.float().cpu().numpy()  # T × K
     start, end = enc.text_span

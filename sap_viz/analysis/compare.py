@@ -4,7 +4,7 @@ one corresponds to which facet of the other.
 Correspondence is read two ways. **Cosine of normals**: a facet's normal in hidden-state space is the
 mean gradient of its violation over a shared probe set (for a linear encoder, exactly φ_k W / σ;
 for the ReLU encoder, the average over the states the probe set visits), with the polytope's mean
-normal removed (``centred``). It only means something when both polytopes read the same layer.
+normal removed (``centred``). It only means something when both polytopes read the same layer at the same position.
 **Co-firing**: the Jaccard overlap of the probe prompts on which each facet fires (v ≥ 0); it works
 across layers and encoders, and says whether two facets flag the same prompts, whatever their geometry.
 """
@@ -95,7 +95,7 @@ def compare_polytopes(names: tuple[str, str], polys: tuple[SafetyPolytope, Safet
     with torch.no_grad():
         viol = (polys[0].violations_cpu(feats[0]), polys[1].violations_cpu(feats[1]))
     cosine = None
-    if layers[0] == layers[1]:
+    if layers[0] == layers[1] and feats[0].shape[1] == feats[1].shape[1]:  # same layer, same kind of input
         na, nb = (centred(effective_normals(p, f).cpu()) for p, f in zip(polys, feats, strict=True))
         cosine = (na @ nb.T).numpy()
     return PolytopeComparison(names, layers, facet_names, viol, np.asarray(unsafe, dtype=bool), cosine, cofiring(*viol))

@@ -27,18 +27,12 @@ from safetensors.torch import load_file
 
 from sap_viz.files import save_tensors_atomic, write_json_atomic
 from sap_viz.method.artifact import PolytopeArtifact, polytope_tensors
-from sap_viz.model.features import FeatureConfig, extract_features, hidden_states_at
+from sap_viz.model.features import extract_features, hidden_states_at
 from sap_viz.model.loading import LoadedModel, cache_dir
 
 MAP_VERSION = 2
 METHODS = ("umap", "pca")
 ProgressFn = Callable[[float, str], None]
-
-
-def feature_config(art: PolytopeArtifact) -> FeatureConfig:
-    """The feature settings the polytope was trained with (so the map shows the trained-on states)."""
-    return FeatureConfig(layer=art.layer, chat_template=art.chat_template,
-                         max_tokens=int(art.meta["max_tokens"]), batch_size=16)
 
 
 def polytope_digest(art: PolytopeArtifact) -> str:
@@ -232,7 +226,7 @@ def build_view(
               .sort_index().reset_index(drop=True))
         note += f"; a seeded sample of {len(df)} prompts"
     texts = df["text"].tolist()
-    fcfg = feature_config(art)
+    fcfg = art.feature_config()  # so the map shows the states the polytope was trained on
     parts = []
     for start in range(0, len(texts), chunk):
         report(0.9 * start / len(texts), f"features at layer {art.layer}: {start}/{len(texts)} prompts")
@@ -263,7 +257,8 @@ def ensure_umap(view: TrainingView, seed: int = 42) -> TrainingView:
 
 
 @torch.no_grad()
-def token_states(lm: LoadedModel, art: PolytopeArtifact, token_ids: list[int]) -> torch.Tensor:
-    """Standardised layer-L states of every token of a sequence (one forward pass, stopped at L)."""
+def token_states(lm: LoadedModel, art: PolytopeArtifact, token_ids: list[int], span: tuple[int, int]) -> torch.Tensor:
+    """Standardised polytope inputs at every token of a sequence (one forward pass, stopped at L);
+    ``span`` is the user's text among the tokens, read by a polytope whose position pools over it."""
     hidden = hidden_states_at(lm, [token_ids], art.layer)[0]
-    return art.polytope.standardize(hidden.float()).float()
+    return art.polytope.standardize(art.token_inputs(hidden.float(), span)).float()

@@ -13,7 +13,7 @@ from sap_viz.app_state.polytope_store import PolytopeStore
 from sap_viz.app_state.session_store import SessionStore
 from sap_viz.experiments.external_eval import load_external
 from sap_viz.method.artifact import PolytopeArtifact, PolytopeFileError
-from sap_viz.model.features import FeatureConfig, extract_features
+from sap_viz.model.features import extract_features
 from sap_viz.model.loading import LoadedModel
 from sap_viz.settings import ASSETS_DIR
 
@@ -44,9 +44,8 @@ class PolytopeComparisons:
             raise WorkbenchError(f"cannot load {name!r}: {exc}") from None
 
     def features(self, art: PolytopeArtifact, texts: list[str], use_cache: bool = True) -> torch.Tensor:
-        cfg = FeatureConfig(layer=art.layer, chat_template=art.chat_template, max_tokens=int(art.meta["max_tokens"]))
         with self.lock:
-            return extract_features(self.lm, texts, cfg, use_cache=use_cache, progress=False)
+            return extract_features(self.lm, texts, art.feature_config(), use_cache=use_cache, progress=False)
 
     def compare(self, name_a: str, name_b: str) -> PolytopeComparison:
         if not name_a or not name_b:

@@ -45,7 +45,7 @@ class Inspector:
         with self.lock:
             hidden = hidden_states_at(self.lm, [enc.ids], art.layer)[0]
         with torch.no_grad():
-            viol = art.polytope.violations(hidden)
+            viol = art.polytope.violations(art.token_inputs(hidden, enc.text_span))
         return [self.lm.tokenizer.decode([t]) for t in enc.ids], enc.ids, viol, checked
 
     def attribution(self, art: PolytopeArtifact, prompt: str, window: int = WINDOW):
@@ -56,6 +56,6 @@ class Inspector:
             except ValueError as exc:
                 raise WorkbenchError(str(exc)) from None
 
-    def trajectory(self, art: PolytopeArtifact, token_ids: list[int]) -> torch.Tensor:
+    def trajectory(self, art: PolytopeArtifact, token_ids: list[int], span: tuple[int, int]) -> torch.Tensor:
         with self.lock:
-            return token_states(self.lm, art, token_ids)
+            return token_states(self.lm, art, token_ids, span)

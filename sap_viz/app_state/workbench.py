@@ -228,8 +228,8 @@ class Workbench:
     def attribution(self, prompt: str, window: int = 0):
         return self.inspector.attribution(self.require_artifact(), prompt, window)
 
-    def trajectory(self, token_ids: list[int]) -> torch.Tensor:
-        return self.inspector.trajectory(self.require_artifact(), token_ids)
+    def trajectory(self, token_ids: list[int], span: tuple[int, int]) -> torch.Tensor:
+        return self.inspector.trajectory(self.require_artifact(), token_ids, span)
 
     # ------------------------------------------------------------ training
 

@@ -94,7 +94,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     layer = args.layer if args.layer >= 0 else lm.num_layers + args.layer
     if not 0 <= layer < lm.num_layers:
         raise CliError(f"--layer {args.layer} does not exist: this model has layers 0..{lm.num_layers - 1}")
-    fcfg = FeatureConfig(layer=layer, chat_template=not args.no_template, max_tokens=args.max_tokens)
+    fcfg = FeatureConfig(layer=layer, chat_template=not args.no_template, max_tokens=args.max_tokens, position=args.position)
     provenance = {**dataset_provenance(df), "fingerprint": dataset_fingerprint(df)}
     trained = train_and_evaluate(lm, df, fcfg, tcfg, provenance=provenance, target_fpr=args.target_fpr or None)
     path = save_trained(trained, args.output)

@@ -81,7 +81,7 @@ def prompt_span_scores(lm, art, texts: list[str]) -> list[dict]:
     out = []
     for e, h in zip(enc, hidden, strict=True):
         with torch.no_grad():
-            viol = art.polytope.violations(h.to(art.polytope.phi.device)).cpu()
+            viol = art.polytope.violations(art.token_inputs(h, e.text_span).to(art.polytope.phi.device)).cpu()
         start, end = e.text_span
         out.append({"last": round(float(viol[-1].max()), 5),
                     "span_peak": round(float(viol[start:end].max()), 5) if end > start else None})

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from sap_viz.analysis.metrics import detection_metrics, fit_baselines
 from sap_viz.method.training import TrainConfig, train_polytope
-from sap_viz.model.features import FeatureConfig, extract_last_token_multi
+from sap_viz.model.features import FeatureConfig, extract_features_multi
 from sap_viz.model.loading import LoadedModel
 
 
@@ -24,8 +24,8 @@ def layer_sweep(
     """One row per layer: validation accuracy / AUROC / FPR / recall of SaP and of a logistic probe."""
     train, val = df[df["split"] == "train"], df[df["split"] == "val"]
     fcfg = FeatureConfig(chat_template=chat_template, max_tokens=max_tokens)
-    train_feats = extract_last_token_multi(lm, train["text"].tolist(), layers, fcfg, "sweep features (train)")
-    val_feats = extract_last_token_multi(lm, val["text"].tolist(), layers, fcfg, "sweep features (val)")
+    train_feats = extract_features_multi(lm, train["text"].tolist(), layers, fcfg, "sweep features (train)")
+    val_feats = extract_features_multi(lm, val["text"].tolist(), layers, fcfg, "sweep features (val)")
     y_train = torch.tensor((train["label"] == "unsafe").to_numpy())
     y_val = (val["label"] == "unsafe").to_numpy()
     rows = []

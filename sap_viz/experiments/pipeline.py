@@ -156,7 +156,7 @@ def train_and_evaluate(
     meta = {
         "model": {"id": lm.model_id, "fingerprint": lm.fingerprint, "hidden_size": lm.hidden_size, "num_layers": lm.num_layers},
         "layer": fcfg.layer,
-        "position": "last",
+        "position": fcfg.position,
         "chat_template": fcfg.chat_template,
         "max_tokens": fcfg.max_tokens,
         "train_config": result.config,
@@ -326,7 +326,7 @@ def evaluate_artifact(
     """Metrics of a saved polytope (and freshly fitted baselines on the train split) on ``splits`` and on
     each ``external`` evaluation frame (``external_eval.load_external``), reported as split ``external:<file>``;
     with ``facets``, the facet audit of every part that has unsafe rows."""
-    fcfg = FeatureConfig(layer=art.layer, chat_template=art.chat_template, max_tokens=int(art.meta["max_tokens"]))
+    fcfg = art.feature_config()
     fitted = []
     if baselines and (df["split"] == "train").any():
         train = df[df["split"] == "train"]

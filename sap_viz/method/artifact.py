@@ -20,6 +20,7 @@ from safetensors import SafetensorError, safe_open
 from sap_viz import __version__
 from sap_viz.files import directory_lock, now, save_tensors_atomic, write_json_atomic
 from sap_viz.method.polytope import SafetyPolytope
+from sap_viz.model.features import POSITIONS, FeatureConfig, input_dim, token_inputs
 from sap_viz.model.layers import LAYER_CONVENTION
 from sap_viz.model.prompts import clean_text
 
@@ -79,6 +80,19 @@ class PolytopeArtifact:
     @property
     def chat_template(self) -> bool:
         return bool(self.meta["chat_template"])
+
+    @property
+    def position(self) -> str:
+        return str(self.meta["position"])
+
+    def feature_config(self, batch_size: int = 16) -> FeatureConfig:
+        """The feature settings this polytope was trained with: scoring must read exactly these."""
+        return FeatureConfig(layer=self.layer, chat_template=self.chat_template, max_tokens=int(self.meta["max_tokens"]),
+                             batch_size=batch_size, position=self.position)
+
+    def token_inputs(self, states: torch.Tensor, span: tuple[int, int]) -> torch.Tensor:
+        """Per-token polytope inputs of one sequence's block-L states (see ``features.token_inputs``)."""
+        return token_inputs(states, span, self.position)
 
     @property
     def generation_threshold(self) -> float | None:
@@ -226,8 +240,8 @@ def validate_meta(meta: object) -> dict:
         raise PolytopeFileError(f"{META_FILE}: num_facets must be ≥ 1")
     if meta["encoder"] not in ("relu", "linear"):
         raise PolytopeFileError(f"{META_FILE}: encoder must be 'relu' or 'linear'")
-    if meta["position"] != "last":  # polytopes are trained on the prompt's last token
-        raise PolytopeFileError(f"{META_FILE}: position must be 'last'")
+    if meta["position"] not in POSITIONS:
+        raise PolytopeFileError(f"{META_FILE}: position must be one of {', '.join(POSITIONS)}, got {meta['position']!r}")
     if meta["layer"] >= model["num_layers"]:
         raise PolytopeFileError(f"{META_FILE}: layer {meta['layer']} ≥ model.num_layers {model['num_layers']}")
     for key in ("steering_outcomes", "detection_outcomes"):  # shown as text in the app
@@ -254,12 +268,12 @@ def validate_facets(data: object, num_facets: int) -> list[dict]:
 
 
 def _build_polytope(tensors: dict[str, torch.Tensor], meta: dict) -> SafetyPolytope:
-    k, f, d = meta["num_facets"], meta["feature_dim"], meta["model"]["hidden_size"]
+    k, f, d = meta["num_facets"], meta["feature_dim"], input_dim(meta["position"], meta["model"]["hidden_size"])
     expected = {"phi": (k, f), "xi": (k,), "mean": (d,), "std": (d,)}
     if meta["encoder"] == "relu":
         expected |= {"encoder.weight": (f, d), "encoder.bias": (f,)}
     elif f != d:
-        raise PolytopeFileError(f"linear polytope needs feature_dim == hidden_size, got {f} and {d}")
+        raise PolytopeFileError(f"linear polytope needs feature_dim == its input width, got {f} and {d}")
     if set(tensors) != set(expected):
         raise PolytopeFileError(f"{TENSORS_FILE} holds tensors {sorted(tensors)}, expected {sorted(expected)}")
     for name, shape in expected.items():
@@ -333,6 +347,8 @@ def _load_steering(directory: Path, hidden_size: int | None, num_layers: int | N
     if not directory.is_dir():
         return None
     part = load_polytope(directory, hidden_size, num_layers, fingerprint, strict_fingerprint)
+    if part.meta["position"] != "last":  # directional Safe Flow reads one state per answer token
+        raise PolytopeFileError(f"{directory / META_FILE}: a steering part must have position 'last'")
     direction = _read_tensors(directory / DIRECTION_FILE).get("direction")
     if direction is None or direction.shape != (part.polytope.d_model,) or not torch.isfinite(direction).all():
         raise PolytopeFileError(f"{directory / DIRECTION_FILE} must hold a finite 'direction' of length {part.polytope.d_model}")

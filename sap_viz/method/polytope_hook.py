@@ -5,6 +5,10 @@ between calls or users. Position bookkeeping: the hook sees the block output for
 ``[start, start + S)``. The first call is the prefill (start 0); with a KV cache each later call is
 one new column; without a cache the whole sequence is recomputed and earlier steering edits are
 replayed, so cached and uncached runs produce the same tokens.
+
+A polytope at position ``last+mean`` reads ``[h_t ‖ m]`` at every column, where m is the mean state
+over the row's user text, taken from the prefill and fixed for the rest of the call; Safe Flow then
+moves only the ``h_t`` half.
 """
 
 from __future__ import annotations
@@ -96,6 +100,8 @@ class PolytopeHook:
     def __init__(self, artifact: PolytopeArtifact, cfg: InterventionConfig, pad_lens: list[int], prompt_width: int,
                  spans: list[tuple[int, int]] | None = None):
         self.poly = artifact.polytope
+        self.position = artifact.position
+        self.context: torch.Tensor | None = None  # B × d request means (position last+mean), set at prefill
         self.cfg = cfg
         self.prompt_width = prompt_width  # columns before this one are prompt tokens (left padded)
         self.spans = spans or [(p, prompt_width) for p in pad_lens]  # user-text columns per row
@@ -132,8 +138,11 @@ class PolytopeHook:
         fresh = hidden[:, new_from - start :].float()
         if fresh.shape[1] == 0:
             return out
+        if self.position == "last+mean" and self.context is None:
+            self.context = self._request_means(fresh)
+        inputs = self._inputs(fresh)
         # Bookkeeping lives on the CPU; only the facet check and Safe Flow run on the model's device.
-        before = self.poly.violations(fresh).cpu()
+        before = self.poly.violations(inputs).cpu()
         chunk = {
             "before": before, "after": before.clone(),
             "steered": torch.zeros(fresh.shape[:2], dtype=torch.bool),
@@ -145,10 +154,24 @@ class PolytopeHook:
             self._flag_prompts(before, new_from)
         if self.cfg.mode in ("steer", "refuse"):
             for col in self._eligible_columns(start, width):
-                out = self._intervene(hidden, out, fresh, before, chunk, real, col, start, new_from)
+                out = self._intervene(hidden, out, inputs, before, chunk, real, col, start, new_from)
         self.chunks.append(chunk)
         self.seen = start + width
         return out
+
+    def _request_means(self, prefill: torch.Tensor) -> torch.Tensor:
+        """B × d: each row's mean state over its user text (all its real prompt columns when the text is empty)."""
+        rows = []
+        for row, (a, b) in enumerate(self.spans):
+            a, b = (a, b) if b > a else (int(self.pad_lens[row]), self.prompt_width)
+            rows.append(prefill[row, a:b].mean(0))
+        return torch.stack(rows)
+
+    def _inputs(self, fresh: torch.Tensor) -> torch.Tensor:
+        """What the polytope reads at these columns: the states, or ``[h_t ‖ m]`` for a last+mean polytope."""
+        if self.context is None:
+            return fresh
+        return torch.cat([fresh, self.context[:, None, :].expand(-1, fresh.shape[1], -1)], dim=-1)
 
     def _flag_prompts(self, before: torch.Tensor, new_from: int) -> None:
         """Flag rows whose prompt's last state is outside, or (prefill only) whose user text reaches the span boundary."""
@@ -160,7 +183,7 @@ class PolytopeHook:
                 if b > a and float(peaks[row, a:b].max()) >= span_threshold:
                     self.flagged[row] = True
 
-    def _intervene(self, hidden: torch.Tensor, out: torch.Tensor | None, fresh: torch.Tensor, before: torch.Tensor,
+    def _intervene(self, hidden: torch.Tensor, out: torch.Tensor | None, inputs: torch.Tensor, before: torch.Tensor,
                    chunk: dict[str, torch.Tensor], real: torch.Tensor, col: int, start: int, new_from: int) -> torch.Tensor | None:
         """Refuse or steer the rows that are over their boundary at column ``col``; returns the (maybe edited) output."""
         j = col - new_from
@@ -176,7 +199,8 @@ class PolytopeHook:
         rows = torch.nonzero(over & (self.interventions < self.cfg.max_interventions)).flatten()
         if len(rows) == 0:
             return out
-        res = safe_flow(self.poly, fresh[rows.to(fresh.device), j], self.cfg.flow, threshold[rows])
+        d = hidden.shape[-1]  # with a request mean in the input, only the state itself may move
+        res = safe_flow(self.poly, inputs[rows.to(inputs.device), j], self.cfg.flow, threshold[rows], editable=d)
         steered = res.steered.cpu()
         if not steered.any():
             return out
@@ -184,8 +208,8 @@ class PolytopeHook:
         for i, row in enumerate(rows.tolist()):
             if not steered[i]:
                 continue
-            out[row, col - start] = res.hidden[i].to(hidden.dtype)
-            self.edits[(row, col)] = res.hidden[i].clone()
+            out[row, col - start] = res.hidden[i, :d].to(hidden.dtype)
+            self.edits[(row, col)] = res.hidden[i, :d].clone()
             chunk["after"][row, j] = res.after[i].cpu()
             chunk["steered"][row, j] = True
             chunk["delta"][row, j] = float(res.delta_norm[i])

@@ -51,9 +51,14 @@ class SteerOutcome:
 
 
 def safe_flow(
-    poly: SafetyPolytope, h0: torch.Tensor, cfg: SafeFlowConfig = SafeFlowConfig(), threshold: float | torch.Tensor = 0.0
+    poly: SafetyPolytope, h0: torch.Tensor, cfg: SafeFlowConfig = SafeFlowConfig(), threshold: float | torch.Tensor = 0.0,
+    editable: int | None = None,
 ) -> SteerOutcome:
-    """Steer the rows of ``h0`` (n × d) whose max violation is ≥ ``threshold`` (a number or one per row); leave the others bit-identical."""
+    """Steer the rows of ``h0`` (n × d) whose max violation is ≥ ``threshold`` (a number or one per row); leave the others bit-identical.
+
+    ``editable``: only the first ``editable`` coordinates move (a polytope whose input carries a fixed
+    request mean after the state); default all.
+    """
     with torch.no_grad():
         h0f = h0.detach().float()
         before = poly.violations(h0f)
@@ -69,7 +74,7 @@ def safe_flow(
         z = z0.clone().requires_grad_(True)
         opt = torch.optim.Adam([z], lr=cfg.lr)
         active = torch.ones(len(idx), dtype=torch.bool, device=h0f.device)
-        d = h0f.shape[1]
+        d = editable or h0f.shape[1]  # the L1 term is per moving coordinate
         with torch.enable_grad():
             for step in range(cfg.max_steps):
                 h = poly.unstandardize(z)
@@ -87,11 +92,15 @@ def safe_flow(
                 loss.backward()
                 with torch.no_grad():
                     z.grad[~active] = 0  # finished rows stay where they are
+                    if editable is not None:
+                        z.grad[:, editable:] = 0
                 opt.step()
         with torch.no_grad():
             result = poly.unstandardize(z.detach())
             bad = ~torch.isfinite(result).all(dim=1)
             result[bad] = start[bad]
+            if editable is not None:
+                result[:, editable:] = start[:, editable:]  # exactly, not through the standardisation round trip
             hidden[idx] = result
             after[idx] = poly.violations(result)
     delta = (hidden - h0f).norm(dim=1)

@@ -23,8 +23,16 @@ from tqdm.auto import tqdm
 from sap_viz.files import save_tensors_atomic
 from sap_viz.model.hooks import StopForward, residual_hook
 from sap_viz.model.loading import LoadedModel, cache_dir
-from sap_viz.model.prompts import encode_prompt
+from sap_viz.model.prompts import EncodedPrompt, encode_prompt
 from sap_viz.settings import get_limits
+
+
+# What a polytope reads at each token t of a prompt (and of its answer):
+#   last       the block-L state h_t alone; a prompt's feature is h at its last token;
+#   last+mean  [h_t ‖ m], m = the mean block-L state over the user's own tokens (the request text,
+#              not the chat template), fixed once the prompt is read. Issue 16's leave-one-source-out
+#              comparison found it generalises to unseen sources better than the last token alone.
+POSITIONS = ("last", "last+mean")
 
 
 @dataclass(frozen=True)
@@ -33,6 +41,39 @@ class FeatureConfig:
     chat_template: bool = True
     max_tokens: int = 256
     batch_size: int = 16
+    position: str = "last"
+
+    def __post_init__(self) -> None:
+        check_position(self.position)
+
+
+def check_position(position: str) -> str:
+    if position not in POSITIONS:
+        raise ValueError(f"position must be one of {', '.join(POSITIONS)}, got {position!r}")
+    return position
+
+
+def input_dim(position: str, hidden_size: int) -> int:
+    """Width of the vectors a polytope with this ``position`` reads."""
+    return hidden_size * (2 if check_position(position) == "last+mean" else 1)
+
+
+def request_mean(states: torch.Tensor, span: tuple[int, int]) -> torch.Tensor:
+    """Mean state over the user's text ``span`` of a (seq_len × d) matrix; the whole sequence when the span is empty."""
+    start, end = span
+    return (states[start:end] if end > start else states).mean(0)
+
+
+def token_inputs(states: torch.Tensor, span: tuple[int, int], position: str) -> torch.Tensor:
+    """What the polytope reads at every token of one sequence: (seq_len × d) → (seq_len × input_dim).
+
+    Its last row is the prompt's feature (``extract_features``), so a per-token view (heatmap, span
+    check, monitoring hook) and a prompt score always agree at the prompt's last token.
+    """
+    if check_position(position) == "last":
+        return states
+    mean = request_mean(states, span)
+    return torch.cat([states, mean.expand_as(states)], dim=-1)
 
 
 def _batches(order: list[int], lengths: list[int], batch_size: int, max_batch_tokens: int = 8192) -> list[list[int]]:
@@ -101,7 +142,8 @@ def hidden_states_at(
 
 def _cache_key(lm: LoadedModel, cfg: FeatureConfig, texts: list[str]) -> str:
     digest = hashlib.sha256()
-    meta = {k: v for k, v in asdict(cfg).items() if k != "batch_size"}
+    # "position" joins the key only when it is not the default, so existing caches stay valid.
+    meta = {k: v for k, v in asdict(cfg).items() if k != "batch_size" and not (k == "position" and v == "last")}
     digest.update(json.dumps({"model": lm.fingerprint, **meta}, sort_keys=True).encode())
     for text in texts:
         digest.update(hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest())
@@ -151,10 +193,17 @@ def prune_cache(folder: Path, max_bytes: int, keep: Path | None = None) -> int:
     return deleted
 
 
-def extract_last_token_multi(
+def _prompt_features(states: list[torch.Tensor], encoded: list[EncodedPrompt], position: str, hidden_size: int) -> torch.Tensor:
+    """N × input_dim: each prompt's last row of ``token_inputs``."""
+    if not states:
+        return torch.zeros(0, input_dim(position, hidden_size))
+    return torch.stack([token_inputs(s, e.text_span, position)[-1] for s, e in zip(states, encoded, strict=True)]).contiguous()
+
+
+def extract_features_multi(
     lm: LoadedModel, texts: list[str], layers: list[int], cfg: FeatureConfig = FeatureConfig(), progress: bool | str = True
 ) -> dict[int, torch.Tensor]:
-    """Last-token features at several layers from one forward pass per batch (layer sweeps).
+    """Prompt features at several layers from one forward pass per batch (layer sweeps).
 
     Each layer is stored in the same cache entry ``extract_features`` would use, so training at the
     chosen layer afterwards costs no forward pass.
@@ -168,10 +217,10 @@ def extract_last_token_multi(
         else:
             missing.append(layer)
     if missing:
-        token_ids = [encode_prompt(lm.tokenizer, t, cfg.chat_template, cfg.max_tokens).ids for t in texts]
-        states = hidden_states_multi(lm, token_ids, missing, cfg.batch_size, progress)
+        encoded = [encode_prompt(lm.tokenizer, t, cfg.chat_template, cfg.max_tokens) for t in texts]
+        states = hidden_states_multi(lm, [e.ids for e in encoded], missing, cfg.batch_size, progress)
         for layer in missing:
-            feats = torch.stack([s[-1] for s in states[layer]]).contiguous()
+            feats = _prompt_features(states[layer], encoded, cfg.position, lm.hidden_size)
             save_cached(feature_cache_path(lm, replace(cfg, layer=layer), texts), {"features": feats})
             out[layer] = feats
     return out
@@ -184,7 +233,7 @@ def extract_features(
     use_cache: bool = True,
     progress: bool | str = True,
 ) -> torch.Tensor:
-    """Last-token features (N × d) of the chat-formatted ``texts``: what the polytope is trained and scored on.
+    """Prompt features (N × input_dim) of the chat-formatted ``texts`` at ``cfg.position``: what the polytope is trained and scored on.
 
     Cached in ``<cache>/features`` keyed by model fingerprint, layer, template flag, truncation and
     the texts themselves, so a second run costs one file read.
@@ -192,9 +241,9 @@ def extract_features(
     path = feature_cache_path(lm, cfg, texts)
     if use_cache and path.is_file():
         return load_cached(path)["features"]
-    token_ids = [encode_prompt(lm.tokenizer, t, cfg.chat_template, cfg.max_tokens).ids for t in texts]
-    states = hidden_states_at(lm, token_ids, cfg.layer, cfg.batch_size, progress)
-    feats = torch.stack([s[-1] for s in states]) if states else torch.zeros(0, lm.hidden_size)
+    encoded = [encode_prompt(lm.tokenizer, t, cfg.chat_template, cfg.max_tokens) for t in texts]
+    states = hidden_states_at(lm, [e.ids for e in encoded], cfg.layer, cfg.batch_size, progress)
+    feats = _prompt_features(states, encoded, cfg.position, lm.hidden_size)
     if use_cache:
         save_cached(path, {"features": feats.contiguous()})
     return feats
@@ -228,7 +277,7 @@ def extract_features_in_chunks(
             chunks.append(extract_features(lm, chunk, cfg, use_cache=False, progress=False))
         if on_chunk is not None:
             on_chunk(min(start + chunk_size, len(texts)), len(texts), False)
-    feats = torch.zeros(0, lm.hidden_size)
+    feats = torch.zeros(0, input_dim(cfg.position, lm.hidden_size))
     if chunks:
         feats = torch.empty_like(torch.cat(chunks))
         feats[torch.tensor(order)] = torch.cat(chunks)

@@ -19,7 +19,7 @@ from dataclasses import asdict
 import torch
 from tqdm.auto import tqdm
 
-from sap_viz.model.features import FeatureConfig, hidden_states_multi, load_cached, save_cached
+from sap_viz.model.features import FeatureConfig, hidden_states_multi, load_cached, request_mean, save_cached
 from sap_viz.model.loading import LoadedModel, cache_dir
 from sap_viz.model.prompts import encode_prompt
 
@@ -40,18 +40,17 @@ def pool_states(states: torch.Tensor, span: tuple[int, int], pooling: str) -> to
     """
     if pooling == "last":
         return states[-1]
-    start, end = span
-    part = states[start:end] if end > start else states
     if pooling == "mean":
-        return part.mean(0)
+        return request_mean(states, span)
     if pooling == "max":
-        return part.max(0).values
+        start, end = span
+        return (states[start:end] if end > start else states).max(0).values
     raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
 
 
 def _key(lm: LoadedModel, cfg: FeatureConfig, layers: list[int], poolings: tuple[str, ...], texts: list[str]) -> str:
     digest = hashlib.sha256()
-    meta = {k: v for k, v in asdict(cfg).items() if k not in ("batch_size", "layer")}
+    meta = {k: v for k, v in asdict(cfg).items() if k not in ("batch_size", "layer", "position")}
     digest.update(json.dumps({"model": lm.fingerprint, "layers": sorted(layers), "poolings": list(poolings), **meta},
                              sort_keys=True).encode())
     for text in texts:

@@ -73,7 +73,7 @@ def build_compare_tab(wb: Workbench) -> None:
     with gr.Tab("Compare", id="compare") as compare_tab:
         gr.Markdown("Two polytopes of this server side by side: the same prompt's facet violations, detection metrics on the same "
                     "held-out probe prompts, and for each facet of A its best match in B — by the cosine of the facet normals "
-                    "(same layer only) and by co-firing (the prompts both flag).")
+                    "(same layer and position only) and by co-firing (the prompts both flag).")
         with gr.Row():
             pick_a = gr.Dropdown(names, value=wb.active_name, label="Polytope A", elem_id="compare-a")
             pick_b = gr.Dropdown(names, value=next((n for n in names if n != wb.active_name), wb.active_name), label="Polytope B",

@@ -69,7 +69,7 @@ class MapHandlers:
         out = []
         runs = [("unsteered", cmp.baseline)] + ([("steered", cmp.intervened)] if cmp.intervened is not cmp.baseline else [])
         for label, res in runs:
-            states = wb.trajectory([t.token_id for t in res.tokens])[res.prompt_len - 1 :]
+            states = wb.trajectory([t.token_id for t in res.tokens], res.text_span)[res.prompt_len - 1 :]
             shown = res.tokens[res.prompt_len - 1 : res.prompt_len - 1 + len(states)]
             pts = project(view, method, states)
             tok_labels = [f"{label}: answer token {t.index - res.prompt_len} {render.esc(repr(t.text))}" if not t.is_prompt

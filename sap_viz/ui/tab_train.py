@@ -27,20 +27,23 @@ def session_key(request: gr.Request | None) -> str:
     return getattr(request, "session_hash", None) or "no-session"
 
 
+POSITION_CHOICES = [("the prompt's last token", "last"),
+                    ("last token ‖ mean over the request's own tokens", "last+mean")]
 FACET_MODES = [("learned: K facets, named from their statistics", "learned"),
                ("categories: one facet per unsafe category in the data + free facets (policy facets)", "categories")]
 
 
 def train_configs(layer: int, k: int, epochs: int, feature_dim: int, target_fpr: float, facet_mode: str = "learned",
-                  free_facets: int = 3, backstop_weight: float = 1.0) -> tuple[FeatureConfig, TrainConfig, float | None]:
+                  free_facets: int = 3, backstop_weight: float = 1.0, position: str = "last") -> tuple[FeatureConfig, TrainConfig, float | None]:
     """Feature and training settings from the form (``None`` target: no calibration); the facet mode sets the
     same TrainConfig fields as the CLI's ``--facets categories --free-facets N --backstop-weight W``."""
     try:
-        fcfg = FeatureConfig(layer=int(layer))
+        fcfg = FeatureConfig(layer=int(layer), position=str(position or "last"))
         tcfg = TrainConfig(num_facets=int(k), feature_dim=int(feature_dim), epochs=int(epochs))
         free, backstop = int(free_facets), float(backstop_weight)
     except (TypeError, ValueError):
-        raise WorkbenchError("layer, facets, epochs, feature size and free facets must be whole numbers") from None
+        raise WorkbenchError("layer, facets, epochs, feature size and free facets must be whole numbers, "
+                             "and the input one of the listed positions") from None
     if not backstop >= 0:
         raise WorkbenchError(f"the backstop weight must be ≥ 0, got {backstop_weight!r}")
     try:
@@ -90,10 +93,10 @@ class TrainHandlers:
 
     @guarded
     def run_train(self, sources: list[str], upload: str | None, layer: int, k: int, epochs: int, feature_dim: int, target_fpr: float,
-                  facet_mode: str, free_facets: int, backstop_weight: float, request: gr.Request,
+                  facet_mode: str, free_facets: int, backstop_weight: float, request: gr.Request, position: str = "last",
                   progress=gr.Progress()):  # noqa: B008 — gradio's idiom
         progress(0.0, desc="loading data")
-        fcfg, tcfg, target = train_configs(layer, k, epochs, feature_dim, target_fpr, facet_mode, free_facets, backstop_weight)
+        fcfg, tcfg, target = train_configs(layer, k, epochs, feature_dim, target_fpr, facet_mode, free_facets, backstop_weight, position)
         df, where = self.training_data(sources, upload)
         notes = self.wb.facet_notes(df, tcfg)  # categories mode without categories is refused before any feature is extracted
         key = session_key(request)
@@ -176,6 +179,9 @@ def build_train_tab(wb: Workbench, trained_state: gr.State) -> TrainTab:
             with gr.Column():
                 layer = gr.Slider(0, num_layers - 1, value=wb.artifact.layer if wb.artifact else min(20, num_layers - 1), step=1,
                                   label="Layer L (output of decoder block L, 0-based)")
+                position = gr.Radio(POSITION_CHOICES, value="last", label="What the polytope reads", elem_id="train-position",
+                                    info="last+mean generalised better to data sources held out of training (README, "
+                                         "'Features and data for prompts written by others')")
                 facet_mode = gr.Radio(FACET_MODES, value="learned", label="Facet mode", elem_id="facet-mode",
                                       info="categories: facet k fires for unsafe category k and is named from it; needs a "
                                            "category per unsafe row (built-in sources have one; a file needs a category column)")
@@ -216,7 +222,8 @@ def build_train_tab(wb: Workbench, trained_state: gr.State) -> TrainTab:
 
     train_outputs = [train_status, metrics_table, sweep_plot, trained_state]
     train_evt = train_btn.click(handlers.start_training, None, train_outputs, show_progress="hidden", **PRIVATE).then(
-        handlers.run_train, [sources, upload, layer, k_facets, epochs, feature_dim, target_fpr, facet_mode, free_facets, backstop],
+        handlers.run_train, [sources, upload, layer, k_facets, epochs, feature_dim, target_fpr, facet_mode, free_facets, backstop,
+                            position],
         train_outputs,
         show_progress_on=[train_status], **PRIVATE)
     stop_train_btn.click(handlers.stop_training, None, [train_status], cancels=[train_evt], **PRIVATE)
