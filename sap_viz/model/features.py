@@ -26,7 +26,6 @@ from sap_viz.model.loading import LoadedModel, cache_dir
 from sap_viz.model.prompts import EncodedPrompt, encode_prompt
 from sap_viz.settings import get_limits
 
-
 # What a polytope reads at each token t of a prompt (and of its answer):
 #   last       the block-L state h_t alone; a prompt's feature is h at its last token;
 #   last+mean  [h_t ‖ m], m = the mean block-L state over the user's own tokens (the request text,

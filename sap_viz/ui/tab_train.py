@@ -34,7 +34,8 @@ FACET_MODES = [("learned: K facets, named from their statistics", "learned"),
 
 
 def train_configs(layer: int, k: int, epochs: int, feature_dim: int, target_fpr: float, facet_mode: str = "learned",
-                  free_facets: int = 3, backstop_weight: float = 1.0, position: str = "last") -> tuple[FeatureConfig, TrainConfig, float | None]:
+                  free_facets: int = 3, backstop_weight: float = 1.0,
+                  position: str = "last") -> tuple[FeatureConfig, TrainConfig, float | None]:
     """Feature and training settings from the form (``None`` target: no calibration); the facet mode sets the
     same TrainConfig fields as the CLI's ``--facets categories --free-facets N --backstop-weight W``."""
     try:
