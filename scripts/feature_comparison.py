@@ -6,6 +6,9 @@
     .venv/bin/python scripts/feature_comparison.py report --variants last@22,mean@22   # evaluation sets
     .venv/bin/python scripts/feature_comparison.py probe --answer-tokens 8  # + response-aware features (greedy answers)
     .venv/bin/python scripts/feature_comparison.py table                  # the Markdown tables
+    .venv/bin/python scripts/feature_comparison.py polytope --polytope DIR  # a full polytope at its position, after
+        # `sap_viz score` of the three held-out files into DIR/heldout{,_v2,_v3}.jsonl and
+        # `sap_viz eval --polytope DIR --external <XSTest> <wrapped> <wrapped plain> --splits ""` into DIR/ext.json
 
 ``--sources`` adds optional built-in sources to the default table. ``probe`` and ``sap`` read only the
 train and validation splits (the choice); ``report`` then scores the evaluation sets (HarmBench OOD,
@@ -161,6 +164,77 @@ def run_report(args: argparse.Namespace) -> None:
                      "fingerprint": dataset_fingerprint(df), "sets": sets})
 
 
+HELDOUT_FILES = ("heldout.jsonl", "heldout_v2.jsonl", "heldout_v3.jsonl")
+EXTERNAL = {"XSTest v2": "external:xstest_v2.jsonl", "wrapped": "external:wrapped_requests.jsonl",
+            "wrapped, unwrapped controls": "external:wrapped_requests_plain.jsonl"}
+
+
+def run_polytope(args: argparse.Namespace) -> None:
+    """Record a trained polytope (the shipped recipe at some position and seed) on every evaluation set,
+    from the files ``score`` and ``eval --external`` wrote into its folder: the release check for a position."""
+    from sap_viz.data.file_rows import read_rows
+
+    folder = Path(args.polytope)
+    meta = json.loads((folder / "polytope.json").read_text(encoding="utf-8"))
+    layer, position = meta["layer"], meta["position"]
+    variant = f"last@{layer}" if position == "last" else f"last@{layer}+mean@{layer}"
+    splits = meta["metrics"]["splits"]
+    heldout = {}
+    for i, name in enumerate(HELDOUT_FILES, 1):
+        rows = read_rows(folder / name)
+        y = np.array([r["label"] == "unsafe" for r in rows])
+        counts = {}
+        for kind in dict.fromkeys(r["kind"] for r in rows):
+            members = [r for r in rows if r["kind"] == kind]
+            counts[kind] = [sum(bool(r["unsafe"]) for r in members), len(members)]
+        heldout[f"set {i}"] = {"auroc": float(roc_auc_score(y, [r["score"] for r in rows])), "flagged": counts}
+    ext = json.loads((folder / "ext.json").read_text(encoding="utf-8"))["splits"]
+    external = {}
+    for set_name, key in EXTERNAL.items():
+        for method, m in ext[key].items():
+            external.setdefault(set_name, {})[method] = {
+                "auroc": m["auroc"], "tpr": m["recall"], "fpr": m["fpr"], "fpr_at_tpr90": m.get("fpr_at_tpr90"),
+                "flagged": {**m.get("recall_by_category", {}), **m.get("flag_rate_by_safe_subset", {})}}
+    _record({"stage": "polytope", "variant": variant, "seed": meta["train_config"]["seed"], "epochs": meta["train_config"]["epochs"],
+             "fingerprint": meta["data"]["fingerprint"],
+             "splits": {k: {"auroc": v["SaP"]["auroc"], "recall": v["SaP"]["recall"], "fpr": v["SaP"]["fpr"]} for k, v in splits.items()},
+             "heldout": heldout, "external": external})
+
+
+def _position_row(variant: str, runs: list[dict]) -> list:
+    def ms(get) -> str:
+        return _mean_sd([get(r) for r in runs])
+
+    def held(kind: str) -> str:
+        return " / ".join(ms(lambda r, s=s: r["heldout"][s]["flagged"][kind][0] / r["heldout"][s]["flagged"][kind][1])
+                          for s in ("set 1", "set 2", "set 3"))
+
+    xs, wr = "XSTest v2", "wrapped"
+    return [variant, ", ".join(str(r["seed"]) for r in runs), ms(lambda r: r["splits"]["val"]["auroc"]),
+            ms(lambda r: r["splits"]["ood"]["recall"]),
+            " / ".join(ms(lambda r, s=s: r["heldout"][s]["auroc"]) for s in ("set 1", "set 2", "set 3")),
+            held("harmful"), held("benign"), held("scary_but_safe"),
+            ms(lambda r: r["external"][xs]["SaP"]["auroc"]), ms(lambda r: r["external"][xs]["SaP"]["fpr_at_tpr90"]),
+            ms(lambda r: r["external"][wr]["SaP"]["auroc"]), ms(lambda r: r["external"][wr]["SaP"]["tpr"]),
+            ms(lambda r: r["external"][wr]["SaP"]["fpr"]),
+            ms(lambda r: r["external"]["wrapped, unwrapped controls"]["SaP"]["flagged"]["plain_benign"])]
+
+
+def polytope_tables(rows: list[dict]) -> str:
+    """The shipped recipe at each position, mean ± sd over the recorded seeds (latest record per seed)."""
+    runs: dict[str, dict[int, dict]] = {}
+    for r in rows:
+        if r["stage"] == "polytope":
+            runs.setdefault(r["variant"], {})[r["seed"]] = r
+    if not runs:
+        return ""
+    body = [_position_row(variant, [by_seed[k] for k in sorted(by_seed)]) for variant, by_seed in runs.items()]
+    return _md(["feature", "seeds", "val AUROC", "HarmBench OOD recall", "held-out AUROC, sets 1 / 2 / 3",
+                "held-out harmful caught", "held-out benign flagged", "held-out scary-but-safe flagged", "XSTest AUROC",
+                "XSTest FPR at TPR 0.9", "wrapped AUROC", "wrapped harmful caught", "wrapped benign flagged",
+                "unwrapped benign controls flagged"], body)
+
+
 def _md(header: list[str], body: list[list]) -> str:
     return markdown_table([dict(zip(header, row, strict=True)) for row in body], header)
 
@@ -294,6 +368,11 @@ def run_table(args: argparse.Namespace) -> None:
     if cat_rows:
         out.append("**Category information per feature** (10-way logistic regression, unsafe train → unsafe validation rows)\n")
         out.append(_md(["feature", "data", "train", "val", "accuracy", "MI(category; predicted) bits", "category entropy bits"], cat_rows))
+    shipped_recipe = polytope_tables(rows)
+    if shipped_recipe:
+        out.append("**The shipped recipe (40 epochs, K = 14, F = 4096, λ_H = 5) at each position**: mean ± sd over seeds; each "
+                   "seed also draws its own data split; last token only (no span check); every flag at the calibrated boundary\n")
+        out.append(shipped_recipe)
     if rep:
         out.append("**Evaluation sets** (fit on train, threshold on validation safe rows at FPR 0.09; reported, never chosen on)\n")
         out.append(_md(["feature", "method", "data", "set", "n", "AUROC", "TPR", "FPR", "FPR at TPR 0.9"], rep))
@@ -302,7 +381,8 @@ def run_table(args: argparse.Namespace) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=("probe", "sap", "data", "categories", "report", "table"))
+    ap.add_argument("stage", choices=("probe", "sap", "data", "categories", "report", "table", "polytope"))
+    ap.add_argument("--polytope", help="polytope: a trained polytope folder holding its held-out and external scores")
     ap.add_argument("--method", default="sap", choices=("sap", "probe"), help="data: which method to train")
     ap.add_argument("--variants", default="", help="comma-separated feature names (default: all, for probe/sap)")
     ap.add_argument("--sources", default="", help="optional built-in sources to add to the default table")
@@ -316,6 +396,8 @@ def main() -> None:
     torch.set_num_threads(2)
     if args.stage == "table":
         run_table(args)
+    elif args.stage == "polytope":
+        run_polytope(args)
     elif args.stage == "report":
         run_report(args)
     elif args.stage == "data":
