@@ -126,7 +126,7 @@ def _loso_summary(rows: list[dict]) -> dict:
 
 
 def run_choice(args: argparse.Namespace, method: str) -> None:
-    cfg = ComparisonConfig(sap_epochs=args.epochs)
+    cfg = ComparisonConfig(sap_epochs=args.epochs, sap_encoder=args.encoder)
     df, extra = _data(args)
     table, _ = _features(df, {}, cfg, args.answer_tokens)
     variants = args.variants.split(",") if args.variants else list(table)
@@ -137,11 +137,12 @@ def run_choice(args: argparse.Namespace, method: str) -> None:
         loso = leave_one_source_out(df, x, method, seeds[0], cfg) if not args.no_loso else []
         _record({"stage": method, "variant": name, "sources_added": list(extra), "fingerprint": dataset_fingerprint(df),
                  "seeds": seeds, "epochs": args.epochs if method == "sap" else None,
+                 **({"encoder": args.encoder} if method == "sap" and args.encoder != "relu" else {}),
                  "val": vals, **({"loso": loso, **_loso_summary(loso)} if loso else {})})
 
 
 def run_report(args: argparse.Namespace) -> None:
-    cfg = ComparisonConfig(sap_epochs=args.epochs)
+    cfg = ComparisonConfig(sap_epochs=args.epochs, sap_encoder=args.encoder)
     df, extra = _data(args)
     frames = _eval_frames()
     table, evals = _features(df, frames, cfg, args.answer_tokens)
@@ -150,7 +151,7 @@ def run_report(args: argparse.Namespace) -> None:
     for name in args.variants.split(","):
         x = table[name]
         for method in ("sap", "probe"):
-            score = make_scorer(method, x[train], y[train], int(args.seeds.split(",")[0]), cfg.sap_epochs)
+            score = make_scorer(method, x[train], y[train], int(args.seeds.split(",")[0]), cfg.sap_epochs, cfg.sap_encoder)
             sv = score(x[val])
             t = float(np.quantile(sv[~y[val]], 1 - cfg.target_fpr))
             sets = {"HarmBench OOD (unsafe)": {"tpr": float((score(x[ood]) >= t).mean()), "n": int(ood.sum())}}
@@ -245,7 +246,7 @@ def run_data(args: argparse.Namespace) -> None:
     ShareGPT rows). The threshold is set on the default sources' validation safe rows at FPR 0.09."""
     from sap_viz.model.loading import load_model
 
-    cfg = ComparisonConfig(sap_epochs=args.epochs)
+    cfg = ComparisonConfig(sap_epochs=args.epochs, sap_encoder=args.encoder)
     d0 = build_dataset(DataConfig())
     d1, extra = _data(args)
     lm = load_model()
@@ -261,7 +262,7 @@ def run_data(args: argparse.Namespace) -> None:
             train = (d["split"] == "train").to_numpy()
             y = (d["label"] == "unsafe").to_numpy()
             for seed in (int(x) for x in args.seeds.split(",")):
-                s = make_scorer(args.method, f[name][train], y[train], seed, cfg.sap_epochs)(f1[name][keep])
+                s = make_scorer(args.method, f[name][train], y[train], seed, cfg.sap_epochs, cfg.sap_encoder)(f1[name][keep])
                 t = float(np.quantile(s[~yv & groups["default sources"]], 1 - cfg.target_fpr))
                 out = {}
                 for g, m in groups.items():
@@ -315,14 +316,16 @@ def run_table(args: argparse.Namespace) -> None:
     rows = [json.loads(line) for line in RUNS.read_text(encoding="utf-8").splitlines() if line.strip()]
     latest: dict[tuple, dict] = {}
     for r in rows:
-        latest[(r["stage"], r["variant"], tuple(r.get("sources_added", [])), r.get("method"))] = r
+        latest[(r["stage"], r["variant"], tuple(r.get("sources_added", [])), r.get("method"), r.get("epochs"), r.get("encoder"))] = r
     out = []
     for stage in ("probe", "sap"):
         body, seeds = [], set()
-        for (st, variant, extra, _), r in latest.items():
+        for (st, variant, extra, *_), r in latest.items():
             if st != stage:
                 continue
             seeds.update(r["seeds"])
+            if stage == "sap":
+                variant = f"{variant} [{r.get('encoder', 'relu')}, {r['epochs']} epochs]"
             aucs = [v["val_auroc"] for v in r["val"]]
             tprs = [v["val_tpr"] for v in r["val"]]
             spread = f" ± {statistics.stdev(aucs):.3f}" if len(aucs) > 1 else ""
@@ -334,7 +337,7 @@ def run_table(args: argparse.Namespace) -> None:
             out.append(_md(["feature", "data", "val AUROC", "val TPR @ FPR 0.09", "LOSO mean AUROC",
                                        "LOSO min AUROC", "LOSO miss (unsafe sources)", "LOSO false flags (safe sources)"], body))
     loso_rows = []
-    for (st, variant, extra, _), r in latest.items():
+    for (st, variant, extra, *_), r in latest.items():
         if st in ("probe", "sap") and variant in (args.per_source or "").split(","):
             for s in r.get("loso", []):
                 loso_rows.append([st, variant, "+".join(extra) or "default", s["source"], s["n_unsafe"], s["n_safe"],
@@ -343,7 +346,7 @@ def run_table(args: argparse.Namespace) -> None:
         out.append("**Leave one source out, per source**\n")
         out.append(_md(["method", "feature", "data", "held-out source", "unsafe", "safe", "TPR", "FPR", "AUROC"], loso_rows))
     rep = []
-    for (st, variant, extra, method), r in latest.items():
+    for (st, variant, extra, method, *_), r in latest.items():
         if st == "report":
             for set_name, m in r["sets"].items():
                 rep.append([variant, method, "+".join(extra) or "default", set_name, m["n"], _fmt(m.get("auroc")), _fmt(m["tpr"]),
@@ -388,6 +391,7 @@ def main() -> None:
     ap.add_argument("--sources", default="", help="optional built-in sources to add to the default table")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--epochs", type=int, default=20, help="SaP training epochs")
+    ap.add_argument("--encoder", default="relu", choices=("relu", "linear"), help="SaP concept encoder")
     ap.add_argument("--no-loso", action="store_true")
     ap.add_argument("--answer-tokens", type=int, default=0,
                     help="add the response-aware features: mean block-22 state over the first N greedy answer tokens")

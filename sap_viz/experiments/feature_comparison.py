@@ -39,6 +39,7 @@ class ComparisonConfig:
     layers: tuple[int, ...] = (14, 16, 19, 22, 25)
     target_fpr: float = 0.09  # the shipped polytope's calibration target
     sap_epochs: int = 20
+    sap_encoder: str = "relu"  # the shipped recipe's; "linear" = identity encoder (the paper's linear variant)
 
 
 def combined_features(pooled: dict[str, torch.Tensor], layers: tuple[int, ...],
@@ -64,13 +65,13 @@ def combined_features(pooled: dict[str, torch.Tensor], layers: tuple[int, ...],
     return out
 
 
-def make_scorer(method: str, x: torch.Tensor, unsafe: np.ndarray, seed: int, epochs: int) -> Scorer:
+def make_scorer(method: str, x: torch.Tensor, unsafe: np.ndarray, seed: int, epochs: int, encoder: str = "relu") -> Scorer:
     """Fit ``method`` ("probe": the README's logistic probe; "sap": a default-recipe polytope)."""
     if method == "probe":
         model = probe_model(seed).fit(x.numpy(), unsafe.astype(int))
         return lambda f: model.decision_function(f.numpy())
     if method == "sap":
-        poly = train_polytope(x, torch.from_numpy(unsafe), TrainConfig(epochs=epochs, seed=seed), show_tqdm=False).polytope
+        poly = train_polytope(x, torch.from_numpy(unsafe), TrainConfig(epochs=epochs, seed=seed, encoder=encoder), show_tqdm=False).polytope
         return lambda f: poly.score(f).numpy()
     raise ValueError(f"method must be probe or sap, got {method!r}")
 
@@ -96,7 +97,7 @@ def validation_row(df: pd.DataFrame, x: torch.Tensor, method: str, seed: int, cf
     """Train split → validation split: AUROC, and TPR/FPR at the threshold set on validation safe rows."""
     y = (df["label"] == "unsafe").to_numpy()
     train, val = (df["split"] == "train").to_numpy(), (df["split"] == "val").to_numpy()
-    score = make_scorer(method, x[train], y[train], seed, cfg.sap_epochs)
+    score = make_scorer(method, x[train], y[train], seed, cfg.sap_epochs, cfg.sap_encoder)
     s = score(x[val])
     t = _threshold(s, ~y[val], cfg.target_fpr)
     return {"val_auroc": _auroc(y[val], s), "val_tpr": float((s[y[val]] >= t).mean()), "val_fpr": float((s[~y[val]] >= t).mean())}
@@ -119,7 +120,7 @@ def leave_one_source_out(df: pd.DataFrame, x: torch.Tensor, method: str, seed: i
         val = (split == "val") & ~held
         if y[train].all() or not y[train].any():
             continue
-        score = make_scorer(method, x[train], y[train], seed, cfg.sap_epochs)
+        score = make_scorer(method, x[train], y[train], seed, cfg.sap_epochs, cfg.sap_encoder)
         sv, sh = score(x[val]), score(x[held])
         t = _threshold(sv, ~y[val], cfg.target_fpr)
         yh = y[held]
