@@ -120,8 +120,9 @@ def build_feature_map_tab(wb: Workbench, last_cmp: gr.State) -> FeatureMapTab:
             overlay = gr.Checkbox(value=True, label="Overlay the last generation's per-token trajectory")
             draw_btn = gr.Button("Draw map", variant="primary", elem_id="draw-map")
         feature_plot = gr.Plot(plots.empty_figure("Press 'Draw map'.", 400), elem_id="feature-map", show_label=False)
-        gr.Markdown("Each point is a training prompt's layer-L state at its last token (the position the polytope was trained on), "
-                    "standardised like the polytope's input. New tokens are placed by their nearest training neighbours (UMAP) "
+        gr.Markdown("Each point is a training prompt's layer-L state at its last token (the position the polytope was trained on; "
+                    "for a last+mean polytope, beside the mean state over the request), standardised like the polytope's input. "
+                    "New tokens are placed by their nearest training neighbours (UMAP) "
                     "or projected exactly (PCA).")
         timer = gr.Timer(3.0)
 
