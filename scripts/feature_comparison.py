@@ -230,10 +230,20 @@ def polytope_tables(rows: list[dict]) -> str:
     if not runs:
         return ""
     body = [_position_row(variant, [by_seed[k] for k in sorted(by_seed)]) for variant, by_seed in runs.items()]
+    versus = []
+    for variant, by_seed in runs.items():
+        for set_name in EXTERNAL:
+            row = [variant, set_name]
+            for method in ("SaP", "logistic probe", "MLP"):
+                row.append(_mean_sd([r["external"][set_name][method]["auroc"] for r in by_seed.values()]))
+            row.append(_mean_sd([r["external"][set_name]["SaP"]["auroc"] - r["external"][set_name]["logistic probe"]["auroc"]
+                                 for r in by_seed.values()]))
+            versus.append(row)
     return _md(["feature", "seeds", "val AUROC", "HarmBench OOD recall", "held-out AUROC, sets 1 / 2 / 3",
                 "held-out harmful caught", "held-out benign flagged", "held-out scary-but-safe flagged", "XSTest AUROC",
                 "XSTest FPR at TPR 0.9", "wrapped AUROC", "wrapped harmful caught", "wrapped benign flagged",
-                "unwrapped benign controls flagged"], body)
+                "unwrapped benign controls flagged"], body) + "\n\nAUROC of SaP and of the baselines fitted on the same features:\n\n" + \
+        _md(["feature", "set", "SaP", "logistic probe", "MLP", "SaP − probe"], versus)
 
 
 def _md(header: list[str], body: list[list]) -> str:
