@@ -161,3 +161,23 @@ def test_training_pipeline_records_and_uses_the_position(lm, tmp_path):
     texts = df["text"].tolist()[:4]
     feats = extract_features(lm, texts, fcfg, use_cache=False, progress=False)
     torch.testing.assert_close(score_texts(lm, loaded, texts), loaded.polytope.violations_cpu(feats))
+
+
+def test_workbench_views_of_a_pooled_polytope_agree(lm, tmp_path):
+    """Heatmap (per-token violations), prompt score, trajectory and attribution all read [h_t ‖ m]."""
+    from sap_viz.app_state.workbench import Workbench
+
+    art = pooled_artifact(lm, seed=3)
+    folder = tmp_path / "polytopes"
+    save_polytope(folder / "pooled", art.polytope.cpu(), art.meta)
+    wb = Workbench(lm, folder / "pooled", folder)
+    prompt = TEXTS[0]
+    _, ids, viol, checked = wb.prompt_tokens(prompt)
+    torch.testing.assert_close(viol[-1].cpu(), wb.score([prompt])[0], atol=1e-4, rtol=1e-4)
+    states = wb.trajectory(ids, checked.encoded.text_span)
+    assert states.shape == (len(ids), 2 * lm.hidden_size)
+    d = lm.hidden_size
+    assert torch.allclose(states[:, d:], states[-1:, d:].expand(len(ids), -1))  # the request mean is one for every token
+    attribution = wb.attribution(prompt, 0)
+    assert attribution.grad_x_input is not None and attribution.grad_x_input.shape == (len(prompt.split()), 3)
+    assert torch.isfinite(torch.as_tensor(attribution.grad_x_input)).all()
