@@ -30,7 +30,8 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from readme_tables import table as markdown_table  # noqa: E402  (this script's folder is on sys.path)
+from readme_tables import _auroc as heldout_auroc  # noqa: E402  (this script's folder is on sys.path)
+from readme_tables import table as markdown_table  # noqa: E402
 
 from sap_viz.analysis.metrics import probe_model  # noqa: E402
 from sap_viz.data.dataset import DataConfig, build_dataset, dataset_fingerprint  # noqa: E402
@@ -183,12 +184,11 @@ def run_polytope(args: argparse.Namespace) -> None:
     heldout = {}
     for i, name in enumerate(HELDOUT_FILES, 1):
         rows = read_rows(folder / name)
-        y = np.array([r["label"] == "unsafe" for r in rows])
         counts = {}
         for kind in dict.fromkeys(r["kind"] for r in rows):
             members = [r for r in rows if r["kind"] == kind]
             counts[kind] = [sum(bool(r["unsafe"]) for r in members), len(members)]
-        heldout[f"set {i}"] = {"auroc": float(roc_auc_score(y, [r["score"] for r in rows])), "flagged": counts}
+        heldout[f"set {i}"] = {"auroc": heldout_auroc(rows), "flagged": counts}
     ext = json.loads((folder / "ext.json").read_text(encoding="utf-8"))["splits"]
     external = {}
     for set_name, key in EXTERNAL.items():

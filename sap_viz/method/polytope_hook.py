@@ -24,6 +24,7 @@ from sap_viz.method.artifact import PolytopeArtifact
 from sap_viz.method.directional_steering import DirectionalConfig
 from sap_viz.method.generation_results import token_boundary
 from sap_viz.method.steering import SafeFlowConfig, safe_flow
+from sap_viz.model.features import request_mean
 
 MODES = ("monitor", "steer", "refuse")
 POSITIONS = ("last", "generated", "all")
@@ -160,12 +161,11 @@ class PolytopeHook:
         return out
 
     def _request_means(self, prefill: torch.Tensor) -> torch.Tensor:
-        """B × d: each row's mean state over its user text (all its real prompt columns when the text is empty)."""
-        rows = []
-        for row, (a, b) in enumerate(self.spans):
-            a, b = (a, b) if b > a else (int(self.pad_lens[row]), self.prompt_width)
-            rows.append(prefill[row, a:b].mean(0))
-        return torch.stack(rows)
+        """B × d: each row's ``request_mean`` over its user text, read past its left padding (so an empty text
+        falls back to the row's real prompt columns, as in ``extract_features``)."""
+        pads = self.pad_lens.tolist()
+        return torch.stack([request_mean(prefill[row, pad:self.prompt_width], (a - pad, b - pad))
+                            for row, ((a, b), pad) in enumerate(zip(self.spans, pads, strict=True))])
 
     def _inputs(self, fresh: torch.Tensor) -> torch.Tensor:
         """What the polytope reads at these columns: the states, or ``[h_t ‖ m]`` for a last+mean polytope."""

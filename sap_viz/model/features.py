@@ -57,10 +57,16 @@ def input_dim(position: str, hidden_size: int) -> int:
     return hidden_size * (2 if check_position(position) == "last+mean" else 1)
 
 
-def request_mean(states: torch.Tensor, span: tuple[int, int]) -> torch.Tensor:
-    """Mean state over the user's text ``span`` of a (seq_len × d) matrix; the whole sequence when the span is empty."""
+def request_states(states: torch.Tensor, span: tuple[int, int]) -> torch.Tensor:
+    """The rows of a (seq_len × d) matrix over the user's text ``span``; the whole sequence when the span
+    is empty (a prompt whose text was cut away entirely)."""
     start, end = span
-    return (states[start:end] if end > start else states).mean(0)
+    return states[start:end] if end > start else states
+
+
+def request_mean(states: torch.Tensor, span: tuple[int, int]) -> torch.Tensor:
+    """Mean state over the user's text ``span`` (see ``request_states``)."""
+    return request_states(states, span).mean(0)
 
 
 def token_inputs(states: torch.Tensor, span: tuple[int, int], position: str) -> torch.Tensor:

@@ -19,7 +19,7 @@ from dataclasses import asdict
 import torch
 from tqdm.auto import tqdm
 
-from sap_viz.model.features import FeatureConfig, hidden_states_multi, load_cached, request_mean, save_cached
+from sap_viz.model.features import FeatureConfig, hidden_states_multi, load_cached, request_mean, request_states, save_cached
 from sap_viz.model.loading import LoadedModel, cache_dir
 from sap_viz.model.prompts import encode_prompt
 
@@ -43,8 +43,7 @@ def pool_states(states: torch.Tensor, span: tuple[int, int], pooling: str) -> to
     if pooling == "mean":
         return request_mean(states, span)
     if pooling == "max":
-        start, end = span
-        return (states[start:end] if end > start else states).max(0).values
+        return request_states(states, span).max(0).values
     raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
 
 
