@@ -7,6 +7,8 @@
   overlap, and the checks; ``jailbreaks``: jailbreak templates and their train/eval halves;
 - ``wrapped``, ``past_tense``: the optional sources written by others; ``sources``: the built-in
   sources (registry) and the contrast set;
+- ``rubric_labels``: the rubric categories of the built-in unsafe rows (docs/category_rubric.md);
+  ``check_set``: the policy-facet check set (evaluation only);
 - ``dataset``: ``DataConfig``, dedupe, balancing, splits, provenance; ``user_files``: user files and
   Hugging Face datasets as tables;
 - ``offline_packages``: the app's start-up check that the data wheels are installed.

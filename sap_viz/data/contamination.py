@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from sap_viz.data.check_set import load_check_set
 from sap_viz.data.file_rows import read_rows
 from sap_viz.data.package_files import read_csv
 from sap_viz.data.text import content_words, near_duplicates, overlapping
@@ -68,6 +69,8 @@ EVALUATION_SETS: tuple[EvaluationSet, ...] = (
                   _asset_texts("wrapped_requests_plain.jsonl")),
     EvaluationSet("harmbench", "HarmBench text behaviours, all of test + val (the OOD split)", _harmbench_behaviours),
     EvaluationSet("xstest", "XSTest v2 prompts (assets/external/xstest_v2.jsonl)", _asset_texts("external/xstest_v2.jsonl")),
+    EvaluationSet("facet_check_set", "the policy-facet check set (sap_viz/data/builtin_data/facet_check_set.jsonl)",
+                  lambda: load_check_set()["text"].tolist()),
 )
 
 

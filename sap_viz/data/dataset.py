@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sap_viz.data.rubric_labels import apply_rubric_labels
 from sap_viz.data.schema import DATASET_COLUMNS, SOURCE_COLUMNS, SPLIT_KEY, SPLITS
 from sap_viz.data.sources import CONTRAST_FILE, DEFAULT_SOURCES, SOURCE_NAMES, load_source
 from sap_viz.data.sources import clear_cache as clear_source_cache
@@ -208,7 +209,8 @@ def build_dataset(cfg: DataConfig = DataConfig()) -> pd.DataFrame:
 
     Steps: load sources; drop texts that occur with both labels (ambiguous); dedupe on
     :func:`normalise_text`, keeping OOD-source copies first (so OOD stays unseen), then
-    twins, then ``cfg.sources`` order; balance in-distribution rows; assign splits.
+    twins, then ``cfg.sources`` order; balance in-distribution rows; assign splits; replace the
+    inherited categories of unsafe rows by their rubric labels (docs/category_rubric.md).
     """
     return _build_cached(cfg).copy()
 
@@ -245,7 +247,8 @@ def _build_cached(cfg: DataConfig) -> pd.DataFrame:
         ood = df["source"].isin(cfg.ood_sources)
         df = pd.concat([_balance(df[~ood], cfg.seed), df[ood]])
 
-    df = assign_splits(df[[*SOURCE_COLUMNS, *([SPLIT_KEY] if SPLIT_KEY in df.columns else [])]], cfg)
+    # splits are stratified by the inherited category, so relabelling moves no row between splits
+    df = apply_rubric_labels(assign_splits(df[[*SOURCE_COLUMNS, *([SPLIT_KEY] if SPLIT_KEY in df.columns else [])]], cfg))
     split_rank = {s: i for i, s in enumerate(SPLITS)}
     df = df.assign(_s=df["split"].map(split_rank)).sort_values(
         ["_s", "source", "label", "category", "text"], kind="stable")

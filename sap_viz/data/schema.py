@@ -14,16 +14,18 @@ from sap_viz.data.text import canonical_text
 
 __all__ = ["DATASET_COLUMNS", "LABELS", "SOURCE_COLUMNS", "SPLITS", "SPLIT_KEY", "SUBSETS", "source_frame"]
 
-DATASET_COLUMNS: tuple[str, ...] = (
+#: What every source returns. ``category`` is in the shared taxonomy; ``orig_category`` is the source's own.
+SOURCE_COLUMNS: tuple[str, ...] = (
     "text",
     "label",
     "category",
     "orig_category",
     "source",
     "subset",
-    "split",
 )
-SOURCE_COLUMNS: tuple[str, ...] = DATASET_COLUMNS[:-1]
+#: The built table: + the split, and where ``category`` came from (docs/category_rubric.md): for built-in
+#: unsafe rows the rubric's label ("rubric"), with the source's own mapped label kept as ``inherited_category``.
+DATASET_COLUMNS: tuple[str, ...] = (*SOURCE_COLUMNS, "split", "inherited_category", "category_source")
 LABELS: tuple[str, ...] = ("safe", "unsafe")
 # "wrapped": a request inside a jailbreak frame; "rephrased": a request moved into another tense.
 SUBSETS: tuple[str, ...] = ("plain", "over_refusal", "twin", "wrapped", "rephrased")

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["BENIGN", "CATEGORY_MAPS", "TAXONOMY", "TENSE_KEYWORDS", "keyword_category", "map_category"]
+__all__ = ["BENIGN", "CATEGORY_MAPS", "POLICY_CATEGORIES", "TAXONOMY", "TENSE_KEYWORDS", "UNCATEGORISED", "keyword_category",
+           "map_category"]
 
 #: Shared harm taxonomy. Every source's own categories are mapped onto it so facets can be
 #: compared across datasets; safe rows get :data:`BENIGN` instead.
@@ -26,6 +27,10 @@ TAXONOMY: tuple[str, ...] = (
     "other_harm",  # harmful but none of the above
 )
 BENIGN = "benign"
+#: An unsafe request that fits none of the ten policies (docs/category_rubric.md): caught by the backstop facet.
+UNCATEGORISED = "other_harm"
+#: The categories a policy facet can stand for.
+POLICY_CATEGORIES: tuple[str, ...] = tuple(c for c in TAXONOMY if c != UNCATEGORISED)
 
 # Source -> {original category: taxonomy category}. Tests check every original category
 # that appears in the data maps into TAXONOMY.

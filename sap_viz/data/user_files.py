@@ -113,7 +113,12 @@ def load_user_file(path: str | Path, cfg: DataConfig = DataConfig(), *,
     name = Path(path).name
     records = read_records(path, required=("text", "label"), max_bytes=max_bytes)
     df = labelled_frame(records, name, f"user:{name}", max_rows=max_rows)
-    return assign_splits(df, cfg)[list(DATASET_COLUMNS)]
+    return own_categories(assign_splits(df, cfg))
+
+
+def own_categories(df: pd.DataFrame) -> pd.DataFrame:
+    """A user's table in :data:`DATASET_COLUMNS`: its categories are its own (no rubric relabelling)."""
+    return df.assign(inherited_category=df["category"], category_source="user")[list(DATASET_COLUMNS)]
 
 
 def load_hf_dataset(dataset_id: str, split: str = "train", text_column: str = "text",
@@ -154,4 +159,4 @@ def load_hf_dataset(dataset_id: str, split: str = "train", text_column: str = "t
     df = labelled_frame(records(), dataset_id, f"hf:{dataset_id}", text_column=text_column,
                         label_column=label_column, category_column=category_column,
                         invert=invert_labels, max_rows=max_rows)
-    return assign_splits(df, cfg)[list(DATASET_COLUMNS)]
+    return own_categories(assign_splits(df, cfg))

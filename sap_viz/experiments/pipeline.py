@@ -215,6 +215,7 @@ def check_category_facets(df: pd.DataFrame) -> list[str]:
         raise ValueError(f"categories mode needs a 'category' for the unsafe rows, and none of the {len(train)} unsafe training rows "
                          "has one: add a category column (e.g. cyber, violence_weapons, fraud_deception) or choose learned facets")
     names, _ = category_facet_index(train["category"].tolist(), train["label"].tolist())
+    check_category_sizes(train)
     notes = [f"{len(names)} category facets: {', '.join(names)}"]
     if missing.any():
         notes.append(f"{int(missing.sum())} of {len(train)} unsafe training rows have no category and count as other_harm")
@@ -227,6 +228,23 @@ def check_category_facets(df: pd.DataFrame) -> list[str]:
     return notes
 
 
+MIN_CATEGORY_ROWS = 10
+
+
+def check_category_sizes(train: pd.DataFrame, minimum: int = MIN_CATEGORY_ROWS) -> None:
+    """Refuse a category facet that would learn from fewer than ``minimum`` unsafe training rows, naming it.
+
+    Why: a facet fitted to a handful of prompts memorises them and its name then promises what it cannot keep.
+    """
+    names, idx = category_facet_index(train["category"].tolist(), train["label"].tolist())
+    counts = torch.bincount(idx[idx >= 0], minlength=len(names)).tolist() if len(names) else []
+    small = [f"{name} ({n} rows)" for name, n in zip(names, counts, strict=True) if n < minimum]
+    if small:
+        raise ValueError(f"policy facets need at least {minimum} unsafe training rows per category; too few for: "
+                         f"{', '.join(small)}. Add rows, merge the category into a neighbour, or label them other_harm "
+                         "(caught by the backstop facet).")
+
+
 def _facet_layout(train: pd.DataFrame, tcfg: TrainConfig) -> tuple[TrainConfig, list[str | None] | None, list[int] | None]:
     """With ``facet_mode="categories"``: K = one facet per unsafe category in the data + the free facets,
     each unsafe row's facet index, and each facet's category (None for a free facet)."""
@@ -235,6 +253,7 @@ def _facet_layout(train: pd.DataFrame, tcfg: TrainConfig) -> tuple[TrainConfig, 
     names, cat_index = category_facet_index(train["category"].tolist(), train["label"].tolist())
     if not names:
         raise ValueError("--facets categories needs unsafe training rows with a 'category'")
+    check_category_sizes(train)
     tcfg = replace(tcfg, num_facets=len(names) + tcfg.free_facets)
     tcfg.validate()
     return tcfg, [*names, *([None] * tcfg.free_facets)], cat_index
@@ -359,10 +378,12 @@ def config_dict(**configs: object) -> dict:
 def category_facet_index(categories: list[str], labels: list[str]) -> tuple[list[str], torch.Tensor]:
     """Category facets for ``facet_mode="categories"``: the unsafe categories present (taxonomy
     order first, then any others alphabetically) and, per row, its category facet (−1 = safe row or
-    an unsafe row without a category)."""
-    from sap_viz.data.taxonomy import TAXONOMY
+    an unsafe row without a category). ``other_harm`` names no policy (docs/category_rubric.md): its
+    rows are caught by the free (backstop) facets, not given a facet of their own."""
+    from sap_viz.data.taxonomy import TAXONOMY, UNCATEGORISED
 
-    present = {c for c, lab in zip(categories, labels, strict=True) if lab == "unsafe" and isinstance(c, str) and c and c != "benign"}
+    present = {c for c, lab in zip(categories, labels, strict=True)
+               if lab == "unsafe" and isinstance(c, str) and c and c not in ("benign", UNCATEGORISED)}
     names = [c for c in TAXONOMY if c in present] + sorted(present - set(TAXONOMY))
     pos = {c: i for i, c in enumerate(names)}
     idx = [pos.get(c, -1) if lab == "unsafe" else -1 for c, lab in zip(categories, labels, strict=True)]

@@ -18,6 +18,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from sap_viz import __version__
+from sap_viz.data.taxonomy import POLICY_CATEGORIES
 from sap_viz.files import directory_lock, now, save_tensors_atomic, write_json_atomic
 from sap_viz.method.polytope import SafetyPolytope
 from sap_viz.model.features import POSITIONS, FeatureConfig, input_dim, token_inputs
@@ -43,7 +44,9 @@ OPTIONAL_META_KEYS = {"training_history", "layer_sweep", "description", "facet_s
                       "role", "steering_config", "answer_config", "steering_outcomes", "detection_outcomes"}
 MODEL_KEYS = {"id", "fingerprint", "hidden_size", "num_layers"}
 FACET_KEYS = {"index", "name", "policy", "author", "confidence", "auto_suggested", "history"}
-OPTIONAL_FACET_KEYS = {"source"}  # "from category" (taxonomy) or "auto-suggested"
+# source: "from category" (taxonomy), "auto-suggested" or "labelled"; category: the harm category the facet's name
+# claims (sap_viz.analysis.facet_names); scorecard: what the facet does on the check set (analysis.policy_scorecard)
+OPTIONAL_FACET_KEYS = {"source", "category", "scorecard"}
 
 
 class PolytopeFileError(ValueError):
@@ -264,6 +267,12 @@ def validate_facets(data: object, num_facets: int) -> list[dict]:
             raise PolytopeFileError(f"{FACETS_FILE}: facet {k} has index {facet['index']!r}")
         if not isinstance(facet["name"], str) or not isinstance(facet["policy"], str) or not isinstance(facet["history"], list):
             raise PolytopeFileError(f"{FACETS_FILE}: facet {k} has a non-text name/policy or a non-list history")
+        if facet.get("category") is not None and facet["category"] not in POLICY_CATEGORIES:
+            raise PolytopeFileError(f"{FACETS_FILE}: facet {k} claims category {facet['category']!r}, which is not a policy category")
+        card = facet.get("scorecard")
+        if card is not None and not (isinstance(card, dict) and isinstance(card.get("fires", []), list)
+                                     and all(isinstance(i, int) for i in card.get("fires", []))):
+            raise PolytopeFileError(f"{FACETS_FILE}: facet {k} has a malformed scorecard")
     return facets
 
 
@@ -386,6 +395,23 @@ def clean_label(name: object, policy: object, author: object, confidence: object
     return name, policy, author, confidence
 
 
+AUTO_CATEGORY = "auto"
+
+
+def claimed_category(name: str, policy: str = "", category: str | None = AUTO_CATEGORY) -> str | None:
+    """The category a label claims: ``category`` as given (validated; "" or None = none), or read from the name with
+    ``"auto"``."""
+    if category == AUTO_CATEGORY:
+        from sap_viz.analysis.facet_names import name_category
+
+        return name_category(name, policy)
+    if category in (None, ""):
+        return None
+    if category not in POLICY_CATEGORIES:
+        raise ValueError(f"category must be one of {', '.join(POLICY_CATEGORIES)} (or none), got {category!r}")
+    return category
+
+
 def label_facet(
     directory: str | Path,
     index: int,
@@ -395,10 +421,17 @@ def label_facet(
     confidence: float = 1.0,
     auto_suggested: bool = False,
     max_len: int = 4000,
+    category: str | None = AUTO_CATEGORY,
 ) -> dict:
-    """Set a facet's label, appending the previous one to its history; safe under concurrent writers."""
+    """Set a facet's label, appending the previous one to its history; safe under concurrent writers.
+
+    ``category``: the harm category the new name claims; by default read from the name (or policy) with
+    :func:`~sap_viz.analysis.facet_names.name_category`, None for a name that claims none. A facet with a
+    scorecard is rescored for that category on the check set, so a misleading name shows at once.
+    """
     directory = Path(directory)
     name, policy, author, confidence = clean_label(name, policy, author, confidence, max_len)
+    category = claimed_category(name, policy, category)
     with directory_lock(directory):
         for stale in directory.glob(f".{FACETS_FILE}.*.tmp"):  # left by a writer that was killed
             stale.unlink(missing_ok=True)
@@ -414,8 +447,14 @@ def label_facet(
             "auto_suggested": bool(auto_suggested),
             "time": now(),
         }
+        entry["category"] = category
         facet["history"].append(entry)
-        facet.update({k: entry[k] for k in ("name", "policy", "author", "confidence", "auto_suggested")})
+        facet.update({k: entry[k] for k in ("name", "policy", "author", "confidence", "auto_suggested", "category")})
+        if isinstance(facet.get("scorecard"), dict):
+            from sap_viz.analysis.policy_scorecard import rescore
+            from sap_viz.data.check_set import load_check_set
+
+            facet["scorecard"] = rescore(facet["scorecard"], category, load_check_set())
         if "source" in facet:  # a taxonomy-derived label stops being "from category" once someone edits it
             facet["source"] = "auto-suggested" if auto_suggested else "labelled"
         _trim_history(facets, FACETS_BUDGET_BYTES)
