@@ -108,7 +108,7 @@ def table(runs: list[dict], split: str) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--recipes", default=",".join(RECIPES), help="comma-separated recipe names (default: all)")
+    parser.add_argument("--recipes", default=";".join(RECIPES), help="recipe names separated by ';' (default: all)")
     parser.add_argument("--positions", default="last,last+mean", help="feature positions to sweep")
     parser.add_argument("--seeds", default="42,1,2", help="training seeds")
     parser.add_argument("--output", type=Path, help="append one JSON line per run here")
@@ -125,7 +125,7 @@ def main() -> int:
     frames = {s: df[df["split"] == s].reset_index(drop=True) for s in ("train", "val", "test")}
     for position in args.positions.split(","):
         X = features(position, frames)
-        for name in args.recipes.split(","):
+        for name in args.recipes.split(";"):
             for seed in (int(s) for s in args.seeds.split(",")):
                 rec = run_one(name, position, seed, X, frames)
                 print(json.dumps(rec), flush=True)

@@ -61,7 +61,7 @@ def facet_scorecards(
         fires = v[:, k] >= 0
         claimed = facet_categories[k] if k < len(facet_categories) else None
         fires_on = {c: _share(fires, unsafe & (cats == c)) for c in POLICY_CATEGORIES if (unsafe & (cats == c)).any()}
-        order = np.argsort(-v[:, k])
+        order = np.argsort(-v[:, k], kind="stable")
         typical = [{"text": texts[i], "category": cats[i], "violation": round(float(v[i, k]), 3)}
                    for i in order if unsafe[i]][:n_examples]
         # least typical: the named category's prompts it holds for (misses); without a category, its weakest firing prompts

@@ -4,6 +4,10 @@ An auditor signs off on *what each facet means* and *how well the polytope detec
 both next to the evidence (the most violating training texts per facet, the category statistics)
 and the provenance (model fingerprint, layer, data counts, training settings), in Markdown for
 people and JSON for tools. Everything user-written is escaped for Markdown table cells.
+
+The check-set scorecards (``analysis.policy_scorecard``, stored on each facet by ``sap-viz facet-check``)
+test each name against prompts the polytope never saw; ``scorecard_rows`` is the one table of them that
+the Facets tab and the report both show, with the name score's verdict by the thresholds below.
 """
 
 from __future__ import annotations
@@ -16,6 +20,49 @@ from sap_viz.analysis.metrics import METRIC_COLUMNS, metrics_rows
 from sap_viz.files import now
 from sap_viz.method.artifact import PolytopeArtifact
 from sap_viz.tables import markdown_cell, markdown_table
+
+#: The name score is a balanced accuracy (0.5 = chance): a name "fits" from NAME_FITS on, "fits partly" from
+#: NAME_PARTLY on, and below that it is "misleading" (the facet hardly tells its category from the rest).
+NAME_FITS = 0.75
+NAME_PARTLY = 0.6
+FACET_CHECK_COMMAND = "python -m sap_viz facet-check --polytope DIR"
+
+#: Columns of the per-facet scorecard table (the Facets tab, its CSV and the report), in order.
+SCORECARD_COLUMNS = ["facet", "name", "claimed category", "name score", "name verdict", "precision", "recall",
+                     "look-alike false alarms", "own look-alikes' false alarms", "fires on unsafe", "top categories fired on"]
+
+
+def name_verdict(score: float | None) -> str:
+    """"fits", "fits partly" or "misleading" by the thresholds above; "no category" without a score."""
+    if score is None:
+        return "no category"
+    return "fits" if score >= NAME_FITS else "fits partly" if score >= NAME_PARTLY else "misleading"
+
+
+def top_fired(card: dict, n: int = 3) -> list[tuple[str, float]]:
+    """The ``n`` categories whose unsafe check-set prompts the facet fires on most, with those shares."""
+    shares = [(c, float(v)) for c, v in (card.get("fires_on") or {}).items() if v is not None]
+    return sorted(shares, key=lambda cv: -cv[1])[:n]
+
+
+def has_scorecards(facets: list[dict]) -> bool:
+    return any(isinstance(f.get("scorecard"), dict) for f in facets)
+
+
+def scorecard_rows(facets: list[dict]) -> list[dict]:
+    """One row per facet (SCORECARD_COLUMNS) from the scorecards stored on the facets; none without scorecards."""
+    if not has_scorecards(facets):
+        return []
+    rows = []
+    for k, facet in enumerate(facets):
+        card = facet.get("scorecard") if isinstance(facet.get("scorecard"), dict) else {}
+        category = card.get("category", facet.get("category"))
+        rows.append(dict(zip(SCORECARD_COLUMNS, [
+            k, facet.get("name", ""), category or "none", card.get("name_score"), name_verdict(card.get("name_score")) if card else "",
+            card.get("precision"), card.get("recall"), card.get("lookalike_false_alarms"), card.get("own_lookalike_false_alarms"),
+            card.get("fires_on_unsafe"), ", ".join(f"{c} {v:.0%}" for c, v in top_fired(card)),
+        ], strict=True)))
+    return rows
 
 
 def build_report(art: PolytopeArtifact, view: object | None = None, top_k: int = 5, audit: dict | None = None) -> dict:
@@ -32,6 +79,9 @@ def build_report(art: PolytopeArtifact, view: object | None = None, top_k: int =
             entry["top_examples"] = top_examples(view.texts, view.violations, k, top_k, view.labels)  # type: ignore[attr-defined]
             col = view.violations[:, k]  # type: ignore[attr-defined]
             entry["fire_rate_train"] = round(float((col >= 0).float().mean()), 4)
+        if "category" in facet or "scorecard" in facet:
+            entry["category"] = facet.get("category")
+            entry["scorecard"] = facet.get("scorecard")
         facets.append(entry)
     return {
         "report": "sap-viz polytope audit",
@@ -50,6 +100,8 @@ def build_report(art: PolytopeArtifact, view: object | None = None, top_k: int =
         "facet_statistics": {k: stats.get(k) for k in ("categories", "hungarian_order", "mutual_information_bits") if k in stats},
         "facets": facets,
         "facet_audit": audit,
+        "scorecards": scorecard_rows(art.facets),
+        "facet_check": meta.get("facet_check"),
     }
 
 
@@ -96,6 +148,7 @@ def report_markdown(report: dict) -> str:
     if stats.get("mutual_information_bits") is not None:
         lines += [f"Category × facet mutual information: {markdown_cell(stats['mutual_information_bits'])} bits.", ""]
     lines += audit_markdown(report.get("facet_audit"))
+    lines += scorecards_markdown(report)
     lines += ["## Facets", ""]
     if report.get("examples_source"):
         lines += [f"Examples are drawn from {markdown_cell(report['examples_source'])}.", ""]
@@ -112,6 +165,9 @@ def report_markdown(report: dict) -> str:
                 f"- Suggestion from category statistics: {markdown_cell(sug.get('name'))} — {markdown_cell(sug.get('evidence'))} "
                 f"(confidence {markdown_cell(sug.get('confidence'))})"
             )
+        card = f.get("scorecard")
+        if card:
+            lines += scorecard_markdown(card)
         if f["history"]:
             lines += [
                 "",
@@ -140,6 +196,46 @@ def audit_markdown(audit: dict | None) -> list[str]:
     rows = audit.get("facets") or []
     if rows:
         lines += [markdown_table(rows, list(rows[0])), ""]
+    return lines
+
+
+def scorecards_markdown(report: dict) -> list[str]:
+    """The check-set scorecards: one row per facet, or the command that makes them."""
+    rows = report.get("scorecards")
+    head = ["## Facet scorecards (check set)", ""]
+    if not rows:
+        return [*head, f"No check-set scorecards in this polytope: `{FACET_CHECK_COMMAND}` makes them.", ""]
+    check = next((f["scorecard"].get("check_set") for f in report.get("facets") or [] if f.get("scorecard")), None) or {}
+    lines = [*head,
+             f"Each facet on the facet check set ({markdown_cell(check.get('n'))} prompts: {markdown_cell(check.get('n_unsafe'))} unsafe "
+             f"requests, {markdown_cell(check.get('n_safe'))} safe look-alikes; fingerprint `{markdown_cell(check.get('fingerprint'))}`), "
+             "never used for training. Name score: balanced accuracy of \"the facet fires\" as a detector of unsafe prompts of "
+             f"the category its name claims (0.5 = chance); it fits from {NAME_FITS}, fits partly from {NAME_PARTLY}, below that "
+             "it is misleading.", "", markdown_table(rows, SCORECARD_COLUMNS), ""]
+    table = report.get("facet_check")
+    if isinstance(table, dict):
+        lines += [f"The polytope on the check set: {markdown_cell(table.get('selective_categories'))} of 10 categories with a "
+                  f"selective facet, {_fmt(table.get('facets_firing'), '.2f')} facets firing per unsafe prompt, "
+                  f"{_fmt(table.get('caught'), '.1%')} of unsafe prompts caught, {_fmt(table.get('safe_flagged'), '.1%')} of safe "
+                  "look-alikes flagged.", ""]
+    return lines
+
+
+def _fmt(value: object, spec: str) -> str:
+    return format(value, spec) if isinstance(value, (int, float)) else markdown_cell(value)
+
+
+def scorecard_markdown(card: dict) -> list[str]:
+    """A facet's scorecard under its heading: the claim, the name score and the prompts behind it."""
+    fired = ", ".join(f"{c} {v:.0%}" for c, v in top_fired(card, 10)) or "none"
+    lines = [f"- Check set: name claims {markdown_cell(card.get('category') or 'no category')}, name score "
+             f"{markdown_cell(card.get('name_score'))} ({name_verdict(card.get('name_score'))}), precision "
+             f"{markdown_cell(card.get('precision'))}, recall {markdown_cell(card.get('recall'))}, false alarms on safe look-alikes "
+             f"{markdown_cell(card.get('lookalike_false_alarms'))}",
+             f"- Fires on (share of each category's unsafe prompts): {markdown_cell(fired, 1000)}"]
+    for key, words in (("most_typical", "Most typical check-set prompts"), ("least_typical", "Least typical check-set prompts")):
+        if card.get(key):
+            lines += ["", f"{words}:", "", markdown_table(card[key], ["violation", "category", "text"])]
     return lines
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.method.artifact import (
+    AUTO_CATEGORY,
     FACETS_FILE,
     META_FILE,
     TENSORS_FILE,
@@ -169,8 +170,10 @@ class PolytopeStore:
             if art.path is not None and art.path.name == name:
                 art.facets = read_facets(art.path)
 
-    def label(self, index: int, name: str, policy: str = "", author: str = "", confidence: float = 1.0) -> dict:
-        """Label a facet of the active polytope on disk (atomic, with history) and in memory."""
+    def label(self, index: int, name: str, policy: str = "", author: str = "", confidence: float = 1.0,
+              category: str | None = AUTO_CATEGORY) -> dict:
+        """Label a facet of the active polytope on disk (atomic, with history) and in memory; ``category`` is the harm
+        category the name claims ("auto": read from the name, "" or None: none), its scorecard is rescored for it."""
         art = self.require_artifact()
         if art.path is None:
             raise WorkbenchError("the active polytope has not been saved yet")
@@ -178,7 +181,7 @@ class PolytopeStore:
             index = int(index)
         except (TypeError, ValueError):
             raise WorkbenchError(f"facet index must be an integer, got {index!r}") from None
-        facet = label_facet(art.path, index, name, policy, author, confidence)
+        facet = label_facet(art.path, index, name, policy, author, confidence, category=category)
         self.refresh_facets()
         return facet
 

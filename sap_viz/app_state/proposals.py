@@ -1,6 +1,6 @@
 """Label proposals: what a visitor would name a facet, kept beside the polytope until the owner decides.
 
-A proposal (facet, name, policy, author, confidence, time, a tag of the session that made it) is
+A proposal (facet, name, policy, author, confidence, the category the name claims, time, a tag of the session that made it) is
 appended to ``proposals.json`` in the polytope's directory, never to ``facets.json``. The owner
 accepts one (it becomes the facet's label through ``label_facet``, with history) or rejects it;
 either way it leaves the file. The file is written atomically under the directory's lock, and
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.files import directory_lock, now, write_json_atomic
-from sap_viz.method.artifact import clean_label, label_facet, read_facets
+from sap_viz.method.artifact import AUTO_CATEGORY, claimed_category, clean_label, label_facet, read_facets
 
 PROPOSALS_FILE = "proposals.json"
 FORMAT_VERSION = 1
@@ -43,11 +43,16 @@ def _write(directory: Path, proposals: list[dict]) -> None:
 
 
 def add_proposal(directory: str | Path, index: object, name: object, policy: object = "", author: object = "",
-                 confidence: object = 1.0, session_id: str = "", max_open: int = 200) -> dict:
-    """Record a visitor's label for facet ``index``; returns the proposal."""
+                 confidence: object = 1.0, session_id: str = "", max_open: int = 200, category: str | None = AUTO_CATEGORY) -> dict:
+    """Record a visitor's label for facet ``index``; returns the proposal.
+
+    ``category`` is kept as given ("auto": read from the name when accepted, "" or None: none, or a category), so
+    accepting the proposal applies it and rescores the facet's scorecard for it.
+    """
     directory = Path(directory)
     try:
         name, policy, author, confidence = clean_label(name, policy, author, confidence)
+        claimed_category(name, policy, category)  # refuse an unknown category now, not when the owner accepts
         index = int(index)  # type: ignore[arg-type]
     except (TypeError, ValueError) as exc:
         raise WorkbenchError(str(exc) if "index" not in str(exc) else f"facet index must be an integer, got {index!r}") from None
@@ -57,7 +62,8 @@ def add_proposal(directory: str | Path, index: object, name: object, policy: obj
             raise WorkbenchError(f"facet index must be between 0 and {num_facets - 1}, got {index!r}")
         proposals = read_proposals(directory)
         proposal = {"id": uuid.uuid4().hex[:12], "facet": index, "name": name, "policy": policy, "author": author or "anonymous",
-                    "confidence": confidence, "time": now(), "session": session_tag(session_id) if session_id else ""}
+                    "confidence": confidence, "category": category or "", "time": now(),
+                    "session": session_tag(session_id) if session_id else ""}
         proposals = (proposals + [proposal])[-max_open:]
         _write(directory, proposals)
     return proposal
@@ -76,7 +82,7 @@ def decide_proposal(directory: str | Path, proposal_id: str, accept: bool) -> di
         return {**found, "decision": "rejected"}
     try:
         facet = label_facet(directory, int(found["facet"]), found["name"], found.get("policy", ""), found.get("author", ""),
-                            found.get("confidence", 1.0))
+                            found.get("confidence", 1.0), category=found.get("category", AUTO_CATEGORY))
     except ValueError as exc:
         raise WorkbenchError(f"proposal {proposal_id!r} cannot be applied: {exc}") from None
     return {**found, "decision": "accepted", "facet_label": facet}

@@ -41,12 +41,23 @@ from sap_viz.app_state.proposals import add_proposal, decide_proposal, read_prop
 from sap_viz.app_state.roles import PermissionDenied, Roles, owner_only
 from sap_viz.app_state.sessions import CountedTwice, Session, Sessions
 from sap_viz.app_state.training_jobs import TrainingJobs
-from sap_viz.method.artifact import PolytopeArtifact, label_facet
+from sap_viz.method.artifact import AUTO_CATEGORY, PolytopeArtifact, label_facet
 from sap_viz.method.generation import GenerationConfig
 from sap_viz.method.generation_results import Comparison
 from sap_viz.method.polytope_hook import InterventionConfig
 from sap_viz.model.loading import LoadedModel, load_model
 from sap_viz.settings import Limits, get_limits
+
+
+def label_category(value: object) -> str:
+    """A label's category argument as ``label_facet`` takes it: "auto" (read from the name), "" (none) or a category name.
+
+    Accepts what the form and API callers send: "auto…", "none", "" or None (no category), a category in any case.
+    """
+    key = str(value or "").strip().lower()
+    if key in ("", "none", "no category"):
+        return ""
+    return AUTO_CATEGORY if key.startswith(AUTO_CATEGORY) else key
 
 
 class Workbench:
@@ -187,8 +198,10 @@ class Workbench:
     def refresh_facets(self) -> list[dict]:
         return self.store.refresh_facets()
 
-    def label(self, index: int, name: str, policy: str = "", author: str = "", confidence: float = 1.0) -> dict:
-        return self.store.label(index, name, policy, author, confidence)
+    def label(self, index: int, name: str, policy: str = "", author: str = "", confidence: float = 1.0,
+              category: str | None = AUTO_CATEGORY) -> dict:
+        """Label a facet; ``category``: the harm category the name claims ("auto": read from the name, "none"/"": none)."""
+        return self.store.label(index, name, policy, author, confidence, label_category(category))
 
     def import_polytope(self, paths: list[str | Path], name: str = "") -> tuple[str, list[str]]:
         return uploads.import_polytope(self.store, paths, name, self.limits)
@@ -306,19 +319,22 @@ class VisitorBench(Workbench):
             self.require_owner("reset the server's counters")
         self.counters.reset()
 
-    def label(self, index: int, name: str, policy: str = "", author: str = "", confidence: float = 1.0) -> dict:
+    def label(self, index: int, name: str, policy: str = "", author: str = "", confidence: float = 1.0,
+              category: str | None = AUTO_CATEGORY) -> dict:
         """Label one of the visitor's own polytopes, or propose a label for a shared one (returned with ``proposed``)."""
+        category = label_category(category)
         art = self.require_artifact()
         if art.path is None:
             raise WorkbenchError("the active polytope has not been saved yet")
         if self.store.owner_of(art) is not None:
             try:
-                facet = label_facet(art.path, int(index), name, policy, author, confidence)
+                facet = label_facet(art.path, int(index), name, policy, author, confidence, category=category)
             except (TypeError, ValueError) as exc:
                 raise WorkbenchError(str(exc)) from None
             self.store.refresh_facets()
             return facet
-        proposal = add_proposal(art.path, index, name, policy, author, confidence, self.session_state.id, self.limits.max_proposals)
+        proposal = add_proposal(art.path, index, name, policy, author, confidence, self.session_state.id, self.limits.max_proposals,
+                                category)
         return {**proposal, "proposed": True}
 
     def import_polytope(self, paths: list[str | Path], name: str = "") -> tuple[str, list[str]]:

@@ -72,34 +72,68 @@ def _dataset(args: argparse.Namespace):
 def cmd_train(args: argparse.Namespace) -> None:
     from sap_viz.analysis.metrics import METRIC_COLUMNS, metrics_rows
     from sap_viz.data.dataset import dataset_fingerprint, dataset_provenance
-    from sap_viz.experiments.pipeline import check_category_facets, save_trained, train_and_evaluate, with_facet_mode
+    from sap_viz.experiments.pipeline import (
+        check_category_facets,
+        resolve_facet_mode,
+        save_trained,
+        train_and_evaluate,
+        with_facet_mode,
+    )
     from sap_viz.method.training import TrainConfig
     from sap_viz.model.features import FeatureConfig
 
-    categories = args.facets.strip().lower() == "categories"
-    if not categories and not args.facets.strip().isdigit():
-        raise CliError(f"--facets must be a number of facets or 'categories', got {args.facets!r}")
-    base = TrainConfig(num_facets=1 if categories else int(args.facets), feature_dim=args.feature_dim, encoder=args.encoder,
+    mode = args.facets.strip().lower()
+    if mode not in ("auto", "categories") and not mode.isdigit():
+        raise CliError(f"--facets must be 'auto', 'categories' or a number of facets, got {args.facets!r}")
+    base = TrainConfig(num_facets=int(mode) if mode.isdigit() else 14, feature_dim=args.feature_dim, encoder=args.encoder,
                        epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, margin=args.margin,
                        unsafe_weight=args.unsafe_weight, seed=args.seed, lambda_entropy=args.entropy_weight, objective=args.objective)
-    tcfg = with_facet_mode(base, "categories" if categories else "learned", args.free_facets, args.backstop_weight,
-                           args.entropy, args.exclusive_weight)
-    tcfg.validate()  # absurd settings fail before the model is loaded
+
+    def settings(facet_mode: str) -> TrainConfig:
+        return with_facet_mode(base, facet_mode, args.free_facets, args.backstop_weight, args.entropy, args.exclusive_weight,
+                               args.quiet_weight)
+
+    for candidate in ("categories", "learned") if mode == "auto" else ("learned" if mode.isdigit() else mode,):
+        settings(candidate).validate()  # absurd settings fail before the model is loaded
     data_config(args)  # and so do unknown --sources
     lm = _model(args)
     df = _dataset(args)
-    if categories:
-        for note in check_category_facets(df):  # a table without categories fails here, before any feature is extracted
-            print(f"note: {note}", file=sys.stderr)
+    facet_mode, notes = resolve_facet_mode(df, "learned" if mode.isdigit() else mode)
+    tcfg = settings(facet_mode)
+    if facet_mode == "categories":
+        notes += check_category_facets(df)  # a table without categories fails here, before any feature is extracted
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     layer = args.layer if args.layer >= 0 else lm.num_layers + args.layer
     if not 0 <= layer < lm.num_layers:
         raise CliError(f"--layer {args.layer} does not exist: this model has layers 0..{lm.num_layers - 1}")
     fcfg = FeatureConfig(layer=layer, chat_template=not args.no_template, max_tokens=args.max_tokens, position=args.position)
     provenance = {**dataset_provenance(df), "fingerprint": dataset_fingerprint(df)}
-    trained = train_and_evaluate(lm, df, fcfg, tcfg, provenance=provenance, target_fpr=args.target_fpr or None)
+    trained = train_and_evaluate(lm, df, fcfg, tcfg, provenance=provenance, target_fpr=args.target_fpr or None,
+                                 check_facets=not args.no_facet_check)
     path = save_trained(trained, args.output)
     _print_table(metrics_rows(trained.report), METRIC_COLUMNS)
+    if "facet_check" in trained.artifact.meta:
+        _print_policy_table(trained.artifact.meta["facet_check"])
     print(f"saved polytope to {path}")
+
+
+def _print_policy_table(report: dict) -> None:
+    from sap_viz.experiments.facet_check import policy_rows
+
+    print(f"policy facets on the check set ({report['n']} prompts, evaluation only):")
+    _print_table(policy_rows(report), ["measure", "value"])
+
+
+def cmd_facet_check(args: argparse.Namespace) -> None:
+    from sap_viz.experiments.facet_check import facet_check, write_facet_check
+
+    lm = _model(args)
+    art = _load_artifact(lm, args.polytope)
+    cards, report = facet_check(lm, art, progress=True)
+    write_facet_check(args.polytope, cards, report)
+    _print_policy_table(report)
+    print(f"scorecards written to {Path(args.polytope) / 'facets.json'}")
 
 
 def cmd_score(args: argparse.Namespace) -> None:

@@ -118,11 +118,13 @@ def train_and_evaluate(
     provenance: dict | None = None,
     show_tqdm: bool = True,
     target_fpr: float | None = None,
+    check_facets: bool = True,
 ) -> TrainedPolytope:
     """Train on the ``train`` split, evaluate SaP and the baselines on val / test / ood.
 
     With ``target_fpr`` the facet offsets are shifted so that this share of the *validation* safe
-    prompts is flagged (test and ood stay untouched by the choice).
+    prompts is flagged (test and ood stay untouched by the choice). With ``check_facets`` every facet
+    gets its scorecard on the check set (:mod:`sap_viz.experiments.facet_check`), stored with its label.
     """
     def report_progress(frac: float, msg: str) -> None:
         if progress is not None:
@@ -171,25 +173,53 @@ def train_and_evaluate(
         "facet_stats": stats,
         "threshold_sweep": {k: v[:: max(1, len(v) // 200)] for k, v in sweep.items()},
     }
+    art = PolytopeArtifact(poly, meta, facets)
+    if check_facets:
+        from sap_viz.experiments.facet_check import attach_facet_check
+
+        report_progress(0.9, "scoring the facets on the check set")
+        attach_facet_check(lm, art, show_tqdm)
     report_progress(1.0, "done")
-    return TrainedPolytope(PolytopeArtifact(poly, meta, facets), meta["metrics"])
+    return TrainedPolytope(art, meta["metrics"])
 
 
 FACET_MODES = ("learned", "categories")
+AUTO = "auto"
 
 
-def with_facet_mode(tcfg: TrainConfig, mode: str, free_facets: int = 3, backstop_weight: float = 1.0,
-                    entropy_mode: str | None = None, exclusive_weight: float | None = None) -> TrainConfig:
+def resolve_facet_mode(df: pd.DataFrame, mode: str) -> tuple[str, list[str]]:
+    """``"auto"``: policy facets when the unsafe training rows carry categories, else learned facets; with a note saying which.
+
+    Why: named policy facets are the default, but a table without categories cannot name them, and the user
+    should hear that before waiting for training, not find unnamed facets afterwards.
+    """
+    if mode != AUTO:
+        if mode not in FACET_MODES:
+            raise ValueError(f"facet mode must be one of auto, {', '.join(FACET_MODES)}, got {mode!r}")
+        return mode, []
+    train = df[(df["split"] == "train") & (df["label"] == "unsafe")] if "split" in df.columns else df.iloc[:0]
+    orig = train["orig_category"] if "orig_category" in train.columns else pd.Series("", index=train.index)
+    if len(train) and not orig.isin(["unspecified", ""]).all():
+        return "categories", ["the unsafe rows have categories: one named policy facet per category, plus the backstop facet"]
+    return "learned", ["the unsafe rows have no category, so the facets will be unnamed (learned facets, described by their "
+                       "statistics); add a category column to train named policy facets"]
+
+
+def with_facet_mode(tcfg: TrainConfig, mode: str, free_facets: int = 1, backstop_weight: float = 1.0,
+                    entropy_mode: str | None = None, exclusive_weight: float | None = None,
+                    quiet_weight: float = 1.0) -> TrainConfig:
     """The training settings of a facet mode, one definition for the CLI (``--facets categories``) and the Train tab.
 
     ``"categories"``: policy facets, one per unsafe category in the data plus ``free_facets`` (K is set
     from the data at training time), no entropy term and the exclusive push (weight 1) unless given,
-    and the backstop hinge only when there are free facets to catch what a category facet misses.
+    and the backstop hinge only when there are free facets to catch what a category facet misses; the
+    quiet term (``quiet_weight``) keeps a free facet below zero where a category facet already fires.
     """
     if mode not in FACET_MODES:
         raise ValueError(f"facet mode must be one of {', '.join(FACET_MODES)}, got {mode!r}")
     if mode == "learned":
-        return replace(tcfg, facet_mode="learned", free_facets=0, lambda_backstop=0.0, entropy_mode=entropy_mode or tcfg.entropy_mode,
+        return replace(tcfg, facet_mode="learned", free_facets=0, lambda_backstop=0.0, lambda_backstop_quiet=0.0,
+                       entropy_mode=entropy_mode or tcfg.entropy_mode,
                        lambda_exclusive=tcfg.lambda_exclusive if exclusive_weight is None else exclusive_weight)
     from sap_viz.data.taxonomy import TAXONOMY
 
@@ -197,7 +227,8 @@ def with_facet_mode(tcfg: TrainConfig, mode: str, free_facets: int = 3, backstop
         raise ValueError(f"free facets must be a whole number ≥ 0, got {free_facets!r}")
     return replace(tcfg, facet_mode="categories", num_facets=len(TAXONOMY) + free_facets, free_facets=free_facets,
                    entropy_mode=entropy_mode or "none", lambda_exclusive=1.0 if exclusive_weight is None else exclusive_weight,
-                   lambda_backstop=backstop_weight if free_facets else 0.0)
+                   lambda_backstop=backstop_weight if free_facets else 0.0,
+                   lambda_backstop_quiet=quiet_weight if free_facets else 0.0)
 
 
 def check_category_facets(df: pd.DataFrame) -> list[str]:

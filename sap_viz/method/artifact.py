@@ -41,7 +41,7 @@ REQUIRED_META_KEYS = {
     "data", "metrics", "created",
 }
 OPTIONAL_META_KEYS = {"training_history", "layer_sweep", "description", "facet_stats", "threshold_sweep", "generation_calibration",
-                      "role", "steering_config", "answer_config", "steering_outcomes", "detection_outcomes"}
+                      "role", "steering_config", "answer_config", "steering_outcomes", "detection_outcomes", "facet_check"}
 MODEL_KEYS = {"id", "fingerprint", "hidden_size", "num_layers"}
 FACET_KEYS = {"index", "name", "policy", "author", "confidence", "auto_suggested", "history"}
 # source: "from category" (taxonomy), "auto-suggested" or "labelled"; category: the harm category the facet's name
@@ -460,6 +460,21 @@ def label_facet(
         _trim_history(facets, FACETS_BUDGET_BYTES)
         write_json_atomic(directory / FACETS_FILE, {"format_version": FORMAT_VERSION, "facets": facets})
         return facet
+
+
+def store_scorecards(directory: str | Path, cards: list[dict], categories: list[str | None]) -> list[dict]:
+    """Write each facet's check-set scorecard and the category its name claims into ``facets.json`` (labels kept)."""
+    directory = Path(directory)
+    with directory_lock(directory):
+        facets = read_facets(directory)
+        if len(cards) != len(facets) or len(categories) != len(facets):
+            raise ValueError(f"{len(cards)} scorecards for {len(facets)} facets")
+        for facet, card, category in zip(facets, cards, categories, strict=True):
+            facet["category"] = category
+            facet["scorecard"] = card
+        write_json_atomic(directory / FACETS_FILE, {"format_version": FORMAT_VERSION, "facets": validate_facets(
+            {"facets": facets}, len(facets))})
+    return facets
 
 
 def _trim_history(facets: list[dict], budget: int) -> int:

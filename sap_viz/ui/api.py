@@ -263,16 +263,21 @@ def register(wb: Workbench) -> None:
         return score_payload(caller(wb, request), texts)
 
     @guarded
-    def label_facet(index: int, name: str, policy: str = "", author: str = "", confidence: float = 1.0,
+    def label_facet(index: int, name: str, policy: str = "", author: str = "", confidence: float = 1.0, category: str = "auto",
                     request: gr.Request = None) -> dict:
         """Label a facet of the active polytope. The owner's label is saved to facets.json (history kept); a visitor's
-        becomes a proposal (``"proposed": true``) for the owner to accept, except on the visitor's own polytopes."""
-        return caller(wb, request).label(index, name, policy, author, confidence)
+        becomes a proposal (``"proposed": true``) for the owner to accept, except on the visitor's own polytopes.
+
+        category: the harm category the name claims — "auto" (read from the name, else the policy text), one of the ten
+        policy categories, or "none". A facet with a check-set scorecard is rescored for it (``scorecard.name_score``).
+        """
+        return caller(wb, request).label(index, name, policy, author, confidence, category)
 
     @guarded
     def facets(request: gr.Request = None) -> list[dict]:
-        """The active polytope's facet labels with their history."""
-        return caller(wb, request).refresh_facets()
+        """The active polytope's facet labels with their history, the category each name claims and its check-set
+        scorecard (``null`` until ``python -m sap_viz facet-check`` made one)."""
+        return [{**f, "category": f.get("category"), "scorecard": f.get("scorecard")} for f in caller(wb, request).refresh_facets()]
 
     @guarded
     def polytopes(request: gr.Request = None) -> dict:

@@ -7,7 +7,12 @@ import html
 
 import numpy as np
 
+from sap_viz.analysis.report import FACET_CHECK_COMMAND, NAME_FITS, NAME_PARTLY, has_scorecards, name_verdict, top_fired
 from sap_viz.method.generation_results import GenerationResult, TokenInfo
+
+# badge colours of the name score's verdicts (report.name_verdict)
+VERDICT_STYLE = {"fits": "background:#dcfce7;color:#166534", "fits partly": "background:#fef3c7;color:#92400e",
+                 "misleading": "background:#fee2e2;color:#991b1b"}
 
 
 def esc(value: object) -> str:
@@ -131,9 +136,12 @@ def verdict_html(result: GenerationResult, divergence: int | None, baseline: Gen
 
 
 def facet_cards_html(facets: list[dict], stats: dict | None, fire_rates: list[float] | None = None,
-                     suggestions: list[dict] | None = None, examples: list[list[dict]] | None = None) -> str:
-    """One card per facet: name with where it came from, policy, who labelled it, the honest name suggestion
-    beside the most violating training prompts, what it fires on, its label history."""
+                     suggestions: list[dict] | None = None, examples: list[list[dict]] | None = None,
+                     check_fingerprint: str | None = None) -> str:
+    """One card per facet: name with where it came from, policy, who labelled it, its check-set scorecard (the
+    category its name claims and how well the facet detects it), the honest name suggestion beside the most
+    violating training prompts, what it fires on, its label history. ``check_fingerprint``: the check set's
+    current fingerprint, to mark scorecards made on another version of it."""
     stats = stats or {}
     cats = stats.get("categories") or []
     joint = np.array(stats.get("soft_joint") or [], dtype=float)
@@ -157,11 +165,86 @@ def facet_cards_html(facets: list[dict], stats: dict | None, fire_rates: list[fl
             f'<div class="sap-card-policy" title="{esc(f.get("policy") or "")}">{esc(f.get("policy") or "(no policy text)")}</div>'
             f'<div class="sap-card-meta">by {who}, confidence {float(f.get("confidence") or 0):.2f}, '
             f'{len(f.get("history") or [])} edits</div>'
+            f"{card_scorecard_html(f, check_fingerprint)}"
             f"{card_suggestion_html(suggestions[k] if k < len(suggestions) else None)}"
             f"{card_examples_html(examples[k] if k < len(examples) else [])}"
             f"{top_cat}{rate}{history_html(f.get('history') or [])}</div>"
         )
-    return '<div class="sap-cards" id="sap-facet-cards">' + "".join(cards) + "</div>"
+    return (f'<div id="sap-facet-cards">{scorecards_note_html(facets)}'
+            '<div class="sap-cards">' + "".join(cards) + "</div></div>")
+
+
+def scorecards_note_html(facets: list[dict]) -> str:
+    """One line above the cards: how to read the name scores, or the command that makes the scorecards."""
+    if not has_scorecards(facets):
+        return ('<div class="sap-status sap-warn sap-scorecard-note">No check-set scorecards in this polytope, so no name '
+                f"is tested: {esc(FACET_CHECK_COMMAND)} makes them (DIR: the polytope's folder).</div>")
+    check = next((f["scorecard"].get("check_set") or {} for f in facets if isinstance(f.get("scorecard"), dict)), {})
+    return ('<div class="sap-status sap-info sap-scorecard-note">Check-set scorecards: each facet on '
+            f"{esc(check.get('n', '?'))} prompts it never trained on ({esc(check.get('n_unsafe', '?'))} unsafe requests, "
+            f"{esc(check.get('n_safe', '?'))} safe look-alikes). Name score = balanced accuracy of “the facet fires” as a "
+            f"detector of unsafe prompts of the category its name claims (0.5 = chance): name fits from {NAME_FITS:.2f}, "
+            f"fits partly from {NAME_PARTLY:.2f}, misleading below.</div>")
+
+
+def name_score_badge(score: float | None) -> str:
+    """The name score as a badge that says what it means: "name fits: 0.91", "name misleading: 0.52"."""
+    if score is None:
+        return '<span class="sap-badge sap-name-score" data-score="">no name score</span>'
+    verdict = name_verdict(score)
+    return (f'<span class="sap-badge sap-name-score" data-score="{float(score):.4f}" '
+            f'style="font-size:12px;{VERDICT_STYLE[verdict]}">name {verdict}: {float(score):.2f}</span>')
+
+
+def _pct(value: object) -> str:
+    return f"{100 * float(value):.1f}%" if isinstance(value, (int, float)) else "n/a"
+
+
+def _num(value: object) -> str:
+    return f"{float(value):.2f}" if isinstance(value, (int, float)) else "n/a"
+
+
+def card_scorecard_html(facet: dict, check_fingerprint: str | None = None) -> str:
+    """What the facet does on the check set, as plain text: the category its name claims with the name score, precision
+    and recall for that category, false alarms on safe look-alikes, every category's firing share, and its most and
+    least typical check-set prompts. Empty without a scorecard (``scorecards_note_html`` says why once)."""
+    card = facet.get("scorecard")
+    if not isinstance(card, dict):
+        return ""
+    category = card.get("category")
+    check = card.get("check_set") or {}
+    n_safe = check.get("n_safe")
+    lines = []
+    if category:
+        lines.append(f'name claims <b class="sap-claimed">{esc(category)}</b> {name_score_badge(card.get("name_score"))}')
+        lines.append(f"for {esc(category)}: precision {_num(card.get('precision'))} · recall {_num(card.get('recall'))}")
+    else:
+        lines.append(f'name claims <b class="sap-claimed">no category</b> {name_score_badge(None)}')
+    alarms = card.get("lookalike_false_alarms")
+    count = f" ({round(float(alarms) * n_safe)} of {n_safe})" if isinstance(alarms, (int, float)) and isinstance(n_safe, int) else ""
+    own = card.get("own_lookalike_false_alarms")
+    own_text = f"; {_pct(own)} of {esc(category)} look-alikes" if category and own is not None else ""
+    lines.append(f"false alarms on safe look-alikes: {_pct(alarms)}{count}{own_text}")
+    fired = " · ".join(f"{esc(c)} {100 * v:.0f}%" for c, v in top_fired(card, 99)) or "none"
+    lines.append(f'fires on, per category\'s unsafe prompts: <span class="sap-fires-on">{fired}</span>')
+    if check_fingerprint and check.get("fingerprint") and check.get("fingerprint") != check_fingerprint:
+        lines.append(f"made on another version of the check set: rerun {esc(FACET_CHECK_COMMAND)}")
+    least_words = (f"least typical ({esc(category)} prompts it fires on least)" if category
+                   else "least typical (the prompts it fires on most weakly)")
+    prompts = "".join(_prompt_list(card.get(key) or [], words) for key, words in
+                      (("most_typical", "most typical (highest violation)"), ("least_typical", least_words)))
+    items = "".join(f"<div>{line}</div>" for line in lines)
+    return (f'<div class="sap-card-meta sap-scorecard" style="margin:4px 0;padding:4px 6px;border-left:3px solid #d1d5db">'
+            f'<div style="font-weight:600;color:#374151">On the check set</div>{items}{prompts}</div>')
+
+
+def _prompt_list(prompts: list[dict], words: str) -> str:
+    """Check-set prompts, whole and wrapped (readable without hover), with the facet's violation and the category."""
+    if not prompts:
+        return ""
+    items = "".join(f'<li style="white-space:normal"><span class="sap-ex-v">{float(p.get("violation", 0)):+.2f}</span> '
+                    f'[{esc(p.get("category") or "")}] {esc(" ".join(str(p.get("text", "")).split()))}</li>' for p in prompts)
+    return f'<div>{words}:</div><ol style="margin:2px 0 2px 18px;padding:0">{items}</ol>'
 
 
 def source_badge(facet: dict) -> str:

@@ -15,7 +15,7 @@ from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.workbench import Workbench
 from sap_viz.data.dataset import DataConfig, build_dataset, split_summary
 from sap_viz.data.sources import available_sources
-from sap_viz.experiments.pipeline import with_facet_mode
+from sap_viz.experiments.pipeline import resolve_facet_mode, with_facet_mode
 from sap_viz.method.training import LOSS_NOTE, TrainConfig, explain_loss
 from sap_viz.model.features import FeatureConfig
 from sap_viz.ui import plots, render
@@ -29,12 +29,13 @@ def session_key(request: gr.Request | None) -> str:
 
 POSITION_CHOICES = [("the prompt's last token", "last"),
                     ("last token ‖ mean over the request's own tokens", "last+mean")]
-FACET_MODES = [("learned: K facets, named from their statistics", "learned"),
-               ("categories: one facet per unsafe category in the data + free facets (policy facets)", "categories")]
+FACET_MODES = [("auto: policy facets when the unsafe rows have a category, else learned", "auto"),
+               ("categories: one named policy facet per unsafe category in the data + backstop facets", "categories"),
+               ("learned: K unnamed facets, described by their statistics", "learned")]
 
 
 def train_configs(layer: int, k: int, epochs: int, feature_dim: int, target_fpr: float, facet_mode: str = "learned",
-                  free_facets: int = 3, backstop_weight: float = 1.0,
+                  free_facets: int = 1, backstop_weight: float = 1.0,
                   position: str = "last") -> tuple[FeatureConfig, TrainConfig, float | None]:
     """Feature and training settings from the form (``None`` target: no calibration); the facet mode sets the
     same TrainConfig fields as the CLI's ``--facets categories --free-facets N --backstop-weight W``."""
@@ -97,9 +98,16 @@ class TrainHandlers:
                   facet_mode: str, free_facets: int, backstop_weight: float, request: gr.Request, position: str = "last",
                   progress=gr.Progress()):  # noqa: B008 — gradio's idiom
         progress(0.0, desc="loading data")
-        fcfg, tcfg, target = train_configs(layer, k, epochs, feature_dim, target_fpr, facet_mode, free_facets, backstop_weight, position)
+        # bad numbers fail before any data is read
+        train_configs(layer, k, epochs, feature_dim, target_fpr, "learned", free_facets, backstop_weight, position)
         df, where = self.training_data(sources, upload)
-        notes = self.wb.facet_notes(df, tcfg)  # categories mode without categories is refused before any feature is extracted
+        try:
+            mode, mode_notes = resolve_facet_mode(df, str(facet_mode or "auto"))
+        except ValueError as exc:
+            raise WorkbenchError(str(exc)) from None
+        fcfg, tcfg, target = train_configs(layer, k, epochs, feature_dim, target_fpr, mode, free_facets, backstop_weight, position)
+        # categories mode without categories is refused before any feature is extracted
+        notes = [*mode_notes, *self.wb.facet_notes(df, tcfg)]
         key = session_key(request)
         cancel = threading.Event()
         self.train_jobs[key] = cancel
@@ -183,13 +191,14 @@ def build_train_tab(wb: Workbench, trained_state: gr.State) -> TrainTab:
                 position = gr.Radio(POSITION_CHOICES, value="last", label="What the polytope reads", elem_id="train-position",
                                     info="last+mean generalised better to data sources held out of training (README, "
                                          "'Features and data for prompts written by others')")
-                facet_mode = gr.Radio(FACET_MODES, value="learned", label="Facet mode", elem_id="facet-mode",
+                facet_mode = gr.Radio(FACET_MODES, value="auto", label="Facet mode", elem_id="facet-mode",
                                       info="categories: facet k fires for unsafe category k and is named from it; needs a "
-                                           "category per unsafe row (built-in sources have one; a file needs a category column)")
+                                           "category per unsafe row (built-in sources have one; a file needs a category column "
+                                           "with at least 10 unsafe rows per category). Without categories the facets are unnamed.")
                 k_facets = gr.Slider(1, min(64, lim.max_facets), value=min(14, lim.max_facets), step=1, label="Facets K (learned mode)")
                 with gr.Row():
-                    free_facets = gr.Slider(0, 8, value=3, step=1, label="Free facets (categories mode)", elem_id="free-facets",
-                                            info="catch unsafe prompts their category facet misses")
+                    free_facets = gr.Slider(0, 8, value=1, step=1, label="Backstop facets (categories mode)", elem_id="free-facets",
+                                            info="catch unsafe prompts their category facet misses, and uncategorised ones")
                     backstop = gr.Slider(0.0, 5.0, value=1.0, step=0.1, label="Backstop weight (categories mode)", elem_id="backstop",
                                          info="weight of the hinge that lets a free facet catch them")
                 epochs = gr.Slider(1, min(50, lim.max_epochs), value=min(10, lim.max_epochs), step=1, label="Epochs")

@@ -1,0 +1,97 @@
+"""A polytope's facets on the check set: a scorecard per facet (into facets.json) and the policy table (polytope.json).
+
+Why a step of its own: the scorecards are what the Facets tab and the audit export show beside each name,
+and they must be measured on prompts no recipe was chosen on. Training runs it for the polytope it saves;
+``sap-viz facet-check`` runs it for any saved polytope (after relabelling, or for an older file).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from sap_viz.analysis.facet_names import name_category
+from sap_viz.analysis.policy_scorecard import facet_scorecards, policy_report
+from sap_viz.data.check_set import check_set_fingerprint, load_check_set
+from sap_viz.method.artifact import PolytopeArtifact, store_scorecards, update_meta
+from sap_viz.model.features import extract_features
+from sap_viz.model.loading import LoadedModel
+
+__all__ = ["POLICY_TABLE", "attach_facet_check", "check_set_violations", "facet_categories", "facet_check", "policy_rows",
+           "write_facet_check"]
+
+# the measures of the policy-facet table: key in policy_report, the row's words, how it reads
+POLICY_TABLE = (
+    ("selective_categories", "categories with a facet that fires on ≥ 70 % of its own prompts and ≤ 30 % of the others", "of 10"),
+    ("facets_firing", "facets firing per unsafe prompt", "mean"),
+    ("mi_bits", "mutual information between category and top facet", "bits"),
+    ("name_accuracy", "prompts whose top facet's name names their category", "share"),
+    ("never_top", "facets that are never the top facet", "facets"),
+    ("caught", "unsafe prompts caught (any facet fires)", "share"),
+    ("safe_flagged", "safe look-alikes flagged", "share"),
+)
+
+
+def facet_categories(art: PolytopeArtifact) -> list[str | None]:
+    """The category each facet's name claims: stored on the facet, else from training (policy facets), else read from its name."""
+    tied = (art.meta.get("facet_stats") or {}).get("facet_categories") or []
+    out: list[str | None] = []
+    for k, facet in enumerate(art.facets):
+        if "category" in facet:
+            out.append(facet["category"])
+        elif k < len(tied) and tied[k] and facet.get("source") == "from category":
+            out.append(tied[k] if tied[k] != "other_harm" else None)
+        else:
+            out.append(name_category(facet["name"], facet.get("policy", "")))
+    return out
+
+
+def check_set_violations(lm: LoadedModel, art: PolytopeArtifact, progress: bool = False) -> torch.Tensor:
+    """N × K violations of the check set's prompts (features cached on disk like the training features)."""
+    texts = load_check_set()["text"].tolist()
+    feats = extract_features(lm, texts, art.feature_config(), progress="check set" if progress else False)
+    return art.polytope.violations_cpu(feats)  # type: ignore[arg-type]
+
+
+def facet_check(lm: LoadedModel, art: PolytopeArtifact, progress: bool = False) -> tuple[list[dict], dict]:
+    """Scorecards (one per facet) and the policy report of ``art`` on the check set."""
+    check = load_check_set()
+    v = check_set_violations(lm, art, progress)
+    cats = facet_categories(art)
+    cards = facet_scorecards(v, check, cats, check_set_fingerprint())
+    report = policy_report(v, check["label"].tolist(), check["category"].tolist(), cats)
+    report.pop("audit")
+    report.update({"check_set": check_set_fingerprint(), "n": len(check), "facet_categories": cats})
+    return cards, report
+
+
+def attach_facet_check(lm: LoadedModel, art: PolytopeArtifact, progress: bool = False) -> dict:
+    """Score ``art`` on the check set and keep the result in memory (facets and ``facet_check``), to be saved with it."""
+    cards, report = facet_check(lm, art, progress)
+    for facet, card, category in zip(art.facets, cards, report["facet_categories"], strict=True):
+        facet["category"] = category
+        facet["scorecard"] = card
+    art.meta["facet_check"] = report
+    return report
+
+
+def write_facet_check(directory: str | Path, cards: list[dict], report: dict) -> None:
+    """Store the scorecards in facets.json and the policy report in polytope.json (``facet_check``)."""
+    store_scorecards(directory, cards, report["facet_categories"])
+    update_meta(directory, "facet_check", report)
+
+
+def policy_rows(report: dict) -> list[dict]:
+    """The policy table as rows (measure, value) for printing and the README."""
+    rows = []
+    for key, words, unit in POLICY_TABLE:
+        value = report.get(key)
+        if key == "never_top":
+            value = f"{len(value or [])} / {len(report.get('facet_categories') or [])}"
+        elif key == "selective_categories":
+            value = f"{value} / 10"
+        elif isinstance(value, float):
+            value = f"{value:.3f}" if unit != "share" else f"{value:.1%}"
+        rows.append({"measure": words, "value": value})
+    return rows
