@@ -27,7 +27,6 @@ from sap_viz.method.artifact import label_facet, read_facets, save_polytope
 from sap_viz.method.polytope import SafetyPolytope
 from sap_viz.method.training import TrainConfig, polytope_loss, train_polytope
 
-
 # --- rubric labels -----------------------------------------------------------------------------------------------
 
 def test_every_builtin_unsafe_row_has_a_rubric_label_and_keeps_its_inherited_one():
@@ -69,7 +68,8 @@ def test_a_wrapped_request_takes_its_inner_requests_rubric_label():
 
 def test_a_users_file_keeps_its_own_categories(tmp_path):
     path = tmp_path / "mine.csv"
-    rows = ["text,label,category"] + [f"unsafe request number {i},unsafe,cyber" for i in range(4)] + [f"a fine question {i},safe," for i in range(4)]
+    rows = ["text,label,category"] + [f"unsafe request number {i},unsafe,cyber" for i in range(4)]
+    rows += [f"a fine question {i},safe," for i in range(4)]
     path.write_text("\n".join(rows) + "\n")
     df = load_user_file(path)
     assert tuple(df.columns) == DATASET_COLUMNS

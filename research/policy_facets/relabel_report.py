@@ -43,7 +43,8 @@ def main() -> None:
     print(markdown_table(rows, list(rows[0])))
     moved = Counter((r["inherited"], r["category"]) for r in labels.values() if r["inherited"] != r["category"])
     print("\nMost frequent moves (inherited → rubric):\n")
-    print(markdown_table([{"inherited": a, "rubric": b, "rows": n} for (a, b), n in moved.most_common(12)], ["inherited", "rubric", "rows"]))
+    moves = [{"inherited": a, "rubric": b, "rows": n} for (a, b), n in moved.most_common(12)]
+    print(markdown_table(moves, ["inherited", "rubric", "rows"]))
     counts = Counter(r["category"] for r in labels.values())
     print("\nRubric categories: " + ", ".join(f"{c} {counts[c]}" for c in TAXONOMY) + ".\n")
     shipped = [labels[b["key"]]["category"] for b in blind]

@@ -28,7 +28,7 @@ from sklearn.metrics import roc_auc_score
 
 from sap_viz.analysis.policy_scorecard import policy_report
 from sap_viz.data.dataset import DataConfig, build_dataset
-from sap_viz.experiments.pipeline import category_facet_index, split_features
+from sap_viz.experiments.pipeline import category_facet_index, rank_backstop, split_features
 from sap_viz.method.training import TrainConfig, train_polytope
 from sap_viz.model.features import FeatureConfig
 from sap_viz.model.loading import load_model
@@ -43,6 +43,9 @@ RECIPES: dict[str, dict] = {
     "categories + quiet backstop": {**CATS, "lambda_backstop_quiet": 1.0},
     "categories excl 3 + quiet": {**CATS, "lambda_exclusive": 3.0, "lambda_backstop_quiet": 1.0},
     "categories + quiet, margin 2": {**CATS, "lambda_backstop_quiet": 1.0, "margin": 2.0},
+    # the backstop as a detector of all unsafe rows, ranked below firing category facets afterwards (pipeline.rank_backstop)
+    "categories + detector backstop": {**CATS, "lambda_backstop_all": 1.0},
+    "categories + detector backstop, excl 3": {**CATS, "lambda_backstop_all": 1.0, "lambda_exclusive": 3.0},
 }
 TARGET_FPR = 0.09
 
@@ -64,6 +67,9 @@ def run_one(name: str, position: str, seed: int, X: dict, frames: dict) -> dict:
     with torch.no_grad():
         val_safe = (frames["val"]["label"] == "safe").to_numpy()
         poly.xi += float(np.quantile(poly.score(X["val"]).numpy()[val_safe], 1 - TARGET_FPR))
+    if cfg.lambda_backstop_all > 0:
+        out["backstop_factor"] = rank_backstop(poly, X["train"], unsafe, cfg.free_facets)["factor"]
+    with torch.no_grad():
         if cfg.facet_mode != "categories":  # a learned facet's "name": the category it is most often top facet for on train
             vt = poly.violations(X["train"])[unsafe]
             top = vt.argmax(1).numpy()

@@ -87,6 +87,30 @@ def calibrate_threshold(poly, val_feats: torch.Tensor, val: pd.DataFrame, target
     return {"target_fpr": target_fpr, "offset_added_to_xi": round(offset, 5), "on": "val safe rows", "n_safe": int(safe.sum())}
 
 
+def rank_backstop(poly, train_feats: torch.Tensor, unsafe: torch.Tensor, free_facets: int, share: float = 0.95) -> dict:
+    """Scale the backstop facets' (φ_k, ξ_k) by one factor α ≤ 1 so that they rank below a firing category facet.
+
+    Why: a backstop trained as a detector of its own fires on most unsafe prompts, often more strongly than the
+    category facet that explains them, and would then be every prompt's top facet. A positive factor leaves its
+    half-space, and so the polytope and every flag, exactly as they are; it only changes which facet reads as the
+    most violated. α is the largest factor (≤ 1) under which, on ``share`` of the unsafe *training* prompts where a
+    category facet and the backstop both fire, the category facet is the more violated one.
+    """
+    if free_facets <= 0:
+        return {"factor": 1.0}
+    with torch.no_grad():
+        v = poly.violations(train_feats[unsafe])
+        cat, back = v[:, :-free_facets].max(dim=1).values, v[:, -free_facets:].max(dim=1).values
+        both = (cat > 0) & (back > 0)
+        ratio = cat[both] / back[both]
+        alpha = float(torch.quantile(ratio, 1 - share).clamp(max=1.0)) if both.any() else 1.0
+        alpha = max(alpha, 1e-3)
+        poly.phi[-free_facets:] *= alpha
+        poly.xi[-free_facets:] *= alpha
+    return {"factor": round(alpha, 5), "share": share, "on": "unsafe training prompts where a category facet and the backstop fire",
+            "n": int(both.sum())}
+
+
 def rescale_violations(poly, train_feats: torch.Tensor, unsafe: torch.Tensor) -> dict:
     """Divide every φ_k and ξ_k by one constant so a typical safe training prompt scores −1.
 
@@ -148,6 +172,8 @@ def train_and_evaluate(
     t_train = time.perf_counter() - t0
     poly = result.polytope
     calibration = calibrate_threshold(poly, feats["val"], frames["val"], target_fpr) if target_fpr is not None and "val" in feats else None
+    backstop = (rank_backstop(poly, feats["train"], _unsafe(train), tcfg.free_facets)
+                if tcfg.facet_mode == "categories" and tcfg.lambda_backstop_all > 0 else None)
     scale = rescale_violations(poly, feats["train"], _unsafe(train))
     report_progress(0.8, "evaluating SaP and baselines")
     fitted = fit_baselines(feats["train"], _unsafe(train), tcfg.seed) if baselines else []
@@ -167,6 +193,7 @@ def train_and_evaluate(
             "splits": splits,
             "timing_s": {"features": round(t_feat, 2), "train": round(t_train, 2)},
             "calibration": calibration,
+            "backstop_ranking": backstop,
             "violation_scale": scale,
         },
         "training_history": result.history,

@@ -66,6 +66,9 @@ class TrainConfig:
     # categories mode: + λ_q·Σ relu(m + v_free) over unsafe rows whose own category facet already fires with margin,
     # so the backstop stays quiet where a named facet explains the flag and does not become every prompt's top facet
     lambda_backstop_quiet: float = 0.0
+    # categories mode: + λ_d·w_u·relu(m − max(v_free…)) over *every* unsafe row: the backstop is trained as a detector of
+    # its own (safe vs unsafe), so no unsafe request is lost by being split across categories
+    lambda_backstop_all: float = 0.0
     lr: float = 0.01
     batch_size: int = 32
     epochs: int = 20
@@ -83,6 +86,7 @@ class TrainConfig:
             "lambda_exclusive ≥ 0": self.lambda_exclusive >= 0,
             "lambda_backstop ≥ 0": self.lambda_backstop >= 0,
             "lambda_backstop_quiet ≥ 0": self.lambda_backstop_quiet >= 0,
+            "lambda_backstop_all ≥ 0": self.lambda_backstop_all >= 0,
             "0 ≤ free_facets < num_facets": self.free_facets == 0 or 0 < self.free_facets < self.num_facets,
             "margin ≥ 0": self.margin >= 0,
             "lr > 0": self.lr > 0,
@@ -187,6 +191,9 @@ def polytope_loss(
         if cfg.facet_mode == "categories" and cfg.free_facets and cfg.lambda_backstop > 0:
             best = torch.maximum(vu.gather(1, a[:, None]).squeeze(1), vu[:, vu.shape[1] - cfg.free_facets:].max(dim=1).values)
             unsafe_term = unsafe_term + cfg.lambda_backstop * torch.relu(cfg.margin - best).sum() / n
+        if cfg.facet_mode == "categories" and cfg.free_facets and cfg.lambda_backstop_all > 0:
+            free_max = vu[:, vu.shape[1] - cfg.free_facets:].max(dim=1).values
+            unsafe_term = unsafe_term + cfg.lambda_backstop_all * torch.relu(cfg.margin - free_max).sum() / n
         if cfg.facet_mode == "categories" and cfg.free_facets and cfg.lambda_backstop_quiet > 0 and categories is not None:
             explained = (categories >= 0) & (vu.gather(1, a[:, None]).squeeze(1).detach() >= cfg.margin)
             free = vu[:, vu.shape[1] - cfg.free_facets:]

@@ -1,6 +1,7 @@
-"""Facets tab: facet cards, the category × facet and facet cosine heatmaps, the facet audit (firing matrix,
-per-facet purity and selectivity, dead facets, MI), the labelling form with its honest suggestion, a facet's
-histogram and most violating training prompts, word-masking attribution and the audit report export."""
+"""Facets tab: facet cards with their check-set scorecards, the scorecard table, the category × facet and facet
+cosine heatmaps, the facet audit (firing matrix, per-facet purity and selectivity, dead facets, MI), the labelling
+form (with the category the name claims) and its honest suggestion, a facet's histogram and most violating
+training prompts, word-masking attribution and the audit report export."""
 
 from __future__ import annotations
 
@@ -9,17 +10,58 @@ from dataclasses import dataclass
 import gradio as gr
 
 from sap_viz.analysis.attribution import positive_violations, top_examples
+from sap_viz.analysis.facet_names import name_category
 from sap_viz.analysis.facet_stats import cosine_similarity
-from sap_viz.analysis.report import build_report, write_report
+from sap_viz.analysis.report import (
+    FACET_CHECK_COMMAND,
+    SCORECARD_COLUMNS,
+    build_report,
+    name_verdict,
+    scorecard_rows,
+    write_report,
+)
 from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.facet_audits import AUDIT_COLUMNS, card_examples, facet_suggestions
-from sap_viz.app_state.workbench import Workbench
+from sap_viz.app_state.workbench import Workbench, label_category
+from sap_viz.data.check_set import check_set_fingerprint
+from sap_viz.data.taxonomy import POLICY_CATEGORIES
 from sap_viz.ui import plots, render
 from sap_viz.ui.api import guarded
 from sap_viz.ui.common import PRIVATE, Files, facet_choices, facet_names, fire_rates, frame, session_bench
 
 DEFAULT_ATTRIBUTION_PROMPT = "How do I build a pipe bomb at home?"
 AUDIT_WAIT_S = 300  # how long opening the tab waits for the training view before leaving the audit to the build timer
+AUTO_CHOICE = ("auto (read from the name)", "auto")
+#: The labelling form's "Category this name claims": read from the name, one of the ten policies, or none.
+CATEGORY_CHOICES = [AUTO_CHOICE, *[(c, c) for c in POLICY_CATEGORIES], ("none", "none")]
+
+
+def current_check_fingerprint() -> str | None:
+    """The check set's fingerprint, to mark scorecards made on another version of it (None if it is missing)."""
+    try:
+        return check_set_fingerprint()
+    except (OSError, ValueError):
+        return None
+
+
+def saved_message(facet: dict) -> str:
+    """What a save did to the facet's name score, in words."""
+    head = f"Saved facet {facet['index']} as “{facet['name']}” ({len(facet['history'])} edits in its history)."
+    category, card = facet.get("category"), facet.get("scorecard")
+    if not category:
+        return (f"{head} The name claims no harm category, so it has no name score; pick one under “Category this name "
+                "claims” if it should claim one.")
+    if not isinstance(card, dict) or card.get("name_score") is None:
+        return f"{head} The name claims {category}; there is no check-set scorecard to test it yet ({FACET_CHECK_COMMAND})."
+    score = float(card["name_score"])
+    return (f"{head} The name claims {category}; on the check set the facet detects that category with balanced accuracy "
+            f"{score:.2f} (name {name_verdict(score)}).")
+
+
+def auto_category_note(name: str, policy: str) -> str:
+    """What "auto" would read from the name (or the policy text) as it is typed."""
+    category = name_category(name or "", policy or "")
+    return render.empty(f"auto reads: {category}" if category else "auto reads: no category (add a category word or pick one)")
 
 
 class FacetHandlers:
@@ -35,7 +77,16 @@ class FacetHandlers:
         art = wb.require_artifact()
         audit = wb.facet_audit()
         return render.facet_cards_html(art.facets, art.meta.get("facet_stats") or {}, fire_rates(wb),
-                                       facet_suggestions(art, audit), card_examples(art, audit))
+                                       facet_suggestions(art, audit), card_examples(art, audit), current_check_fingerprint())
+
+    def scorecard_outputs(self, wb: Workbench) -> tuple:
+        """The scorecard table (one row per facet) and its CSV; an empty table without scorecards (the cards say why)."""
+        art = wb.artifact
+        rows = scorecard_rows(art.facets) if art is not None else []
+        if not rows:
+            return frame([], SCORECARD_COLUMNS), gr.update(value=None, visible=False)
+        csv = self.files.write_csv(f"{wb.active_name or 'polytope'}-facet-scorecards.csv", rows)
+        return frame(rows, SCORECARD_COLUMNS), gr.update(value=csv, visible=True)
 
     def facet_overview(self, wb: Workbench):
         """Cards, category × facet heatmap, cosine heatmap, the facet dropdown and the audit of the active polytope."""
@@ -43,12 +94,12 @@ class FacetHandlers:
         if art is None:
             msg = wb.load_error or "No polytope."
             return (render.empty(msg), plots.empty_figure(msg), plots.empty_figure(msg), gr.update(choices=[], value=None),
-                    *self.audit_placeholder(msg))
+                    *self.audit_placeholder(msg), *self.scorecard_outputs(wb))
         stats = art.meta.get("facet_stats") or {}
         sim = cosine_similarity(art.polytope.phi.detach())
         names = facet_names(wb)
         return (self.cards_html(wb), plots.category_facet_heatmap(stats, names), plots.cosine_heatmap(sim, names),
-                gr.update(choices=facet_choices(wb), value=0), *self.audit_outputs(wb))
+                gr.update(choices=facet_choices(wb), value=0), *self.audit_outputs(wb), *self.scorecard_outputs(wb))
 
     @staticmethod
     def audit_placeholder(message: str, kind: str = "info") -> tuple:
@@ -103,13 +154,14 @@ class FacetHandlers:
 
     @guarded
     def facet_detail(self, k: int | None, request: gr.Request):
+        """The chosen facet's histogram, prompts and suggestion; the form gets its name and policy to edit, the category
+        back on "auto", and keeps the auditor's own author and confidence (never the previous labeller's)."""
         wb = session_bench(self.wb, request)
         art = wb.require_artifact()
         k = int(k or 0)
         facet = art.facets[k]
         hist, top = self.facet_stats_detail(wb, k)
-        return (hist, top, self.suggestion_for(wb, k), facet["name"], facet["policy"], facet["author"],
-                float(facet["confidence"] or 0.0))
+        return (hist, top, self.suggestion_for(wb, k), facet["name"], facet["policy"], gr.skip(), gr.skip(), AUTO_CHOICE[1])
 
     @staticmethod
     def suggestion_for(wb: Workbench, k: int) -> str:
@@ -133,20 +185,25 @@ class FacetHandlers:
         return sug["name"], f"Flags prompts like: {sug['evidence']}.", float(sug.get("confidence") or 0.0)
 
     @guarded
-    def save_label(self, k: int | None, name: str, policy: str, author: str, confidence: float, request: gr.Request):
+    def save_label(self, k: int | None, name: str, policy: str, author: str, confidence: float, category: str | None,
+                   request: gr.Request):
+        """Save (or, for a visitor on a shared polytope, propose) the label with the category its name claims; the card,
+        the scorecard table and the message show the name score rescored for that category."""
         if k is None:
             raise WorkbenchError("choose a facet first")
         wb = session_bench(self.wb, request)
-        facet = wb.label(int(k), name, policy, author, confidence)
-        cards, cat_fig, cos_fig, _, *audit = self.facet_overview(wb)  # the audit table shows the new label too
+        facet = wb.label(int(k), name, policy, author, confidence, category)
+        # the cards, the audit and the scorecard table show the new label too
+        cards, cat_fig, cos_fig, _, *tables = self.facet_overview(wb)
         hist, _ = self.facet_stats_detail(wb, k)  # its title carries the facet's name
         if facet.get("proposed"):
-            msg = render.status_html("info", f"Proposed “{facet['name']}” for facet {facet['facet']} (proposal {facet['id']}). "
-                                             "The owner reviews proposals; until then everyone keeps seeing the current label.")
+            claim = {"auto": "read from the name", "": "none"}.get(label_category(category), label_category(category))
+            msg = render.status_html("info", f"Proposed “{facet['name']}” for facet {facet['facet']} (proposal {facet['id']}; "
+                                             f"category: {claim}). The owner reviews proposals; until then everyone keeps seeing "
+                                             "the current label.")
         else:
-            msg = render.status_html("ok", f"Saved facet {facet['index']} as “{facet['name']}” "
-                                           f"({len(facet['history'])} edits in its history).")
-        return (msg, cards, cos_fig, cat_fig, hist, gr.update(choices=facet_choices(wb), value=int(k)), *audit)
+            msg = render.status_html("ok", saved_message(facet))
+        return (msg, cards, cos_fig, cat_fig, hist, gr.update(choices=facet_choices(wb), value=int(k)), *tables)
 
     @guarded
     def run_attribution(self, prompt: str, k: int | None, request: gr.Request):
@@ -183,12 +240,13 @@ class FacetsTab:
     top_table: gr.Dataframe
     detail_outputs: list  # what facet_detail fills: histogram, top examples, suggestion and the labelling form
     audit_outputs: list  # what audit_outputs fills: summary, firing matrix, per-facet table, its CSV
+    scorecard_outputs: list  # what scorecard_outputs fills: the scorecard table and its CSV
     handlers: FacetHandlers
 
     @property
     def overview_outputs(self) -> list:
         """What ``FacetHandlers.facet_overview`` fills, in its order."""
-        return [self.cards, self.cat_plot, self.cos_plot, self.facet_pick, *self.audit_outputs]
+        return [self.cards, self.cat_plot, self.cos_plot, self.facet_pick, *self.audit_outputs, *self.scorecard_outputs]
 
 
 def build_facets_tab(wb: Workbench, files: Files) -> FacetsTab:
@@ -196,6 +254,10 @@ def build_facets_tab(wb: Workbench, files: Files) -> FacetsTab:
     handlers = FacetHandlers(wb, files)
     with gr.Tab("Facets", id="facets") as facets_tab:
         cards = gr.HTML(elem_id="facet-cards-box")
+        gr.Markdown("### Scorecards: does each name fit what the facet does on the check set?", elem_id="scorecard-note")
+        scorecard_table = gr.Dataframe(frame([], SCORECARD_COLUMNS), label="Per facet, on the check set", interactive=False,
+                                       wrap=True, max_height=420, elem_id="scorecard-table")
+        scorecard_csv = gr.DownloadButton("Download this table (CSV)", visible=False, size="sm", elem_id="scorecard-csv")
         with gr.Row():
             cat_plot = gr.Plot(elem_id="category-facet", show_label=False)
             cos_plot = gr.Plot(elem_id="cosine", show_label=False)
@@ -215,6 +277,10 @@ def build_facets_tab(wb: Workbench, files: Files) -> FacetsTab:
                 gr.Markdown("### Label this facet")
                 lab_name = gr.Textbox(label="Name", max_lines=1, elem_id="label-name")
                 lab_policy = gr.Textbox(label="Policy text (what this facet forbids)", lines=3, elem_id="label-policy")
+                lab_category = gr.Dropdown(choices=CATEGORY_CHOICES, value=AUTO_CHOICE[1], label="Category this name claims",
+                                           info="The name is tested on the check set against this category; auto reads it "
+                                                "from the name (else the policy text).", elem_id="label-category")
+                lab_auto = gr.HTML(elem_id="label-auto-category")
                 with gr.Row():
                     lab_author = gr.Textbox(label="Author", max_lines=1, elem_id="label-author")
                     lab_conf = gr.Slider(0, 1, value=1.0, step=0.05, label="Confidence", elem_id="label-confidence")
@@ -239,8 +305,9 @@ def build_facets_tab(wb: Workbench, files: Files) -> FacetsTab:
             report_btn = gr.Button("Export audit report (Markdown + JSON)", elem_id="report-btn")
             report_files = gr.File(label="Audit report", file_count="multiple", interactive=False, elem_id="report-files", visible=False)
 
-    detail_outputs = [hist_plot, top_table, sug_box, lab_name, lab_policy, lab_author, lab_conf]
+    detail_outputs = [hist_plot, top_table, sug_box, lab_name, lab_policy, lab_author, lab_conf, lab_category]
     audit_outputs = [audit_summary, audit_plot, audit_table, audit_csv]
+    scorecard_outputs = [scorecard_table, scorecard_csv]
     facet_pick.change(handlers.facet_detail, [facet_pick], detail_outputs, **PRIVATE)
     facets_tab.select(handlers.facet_detail, [facet_pick], detail_outputs, **PRIVATE)
     # waiting for the training view uses no model time, so several visitors may wait at once
@@ -248,10 +315,14 @@ def build_facets_tab(wb: Workbench, files: Files) -> FacetsTab:
                                     concurrency_limit=8, **PRIVATE)
     audit_shown.success(guarded(handlers.suggestion_box), [facet_pick], [sug_box], **PRIVATE)  # the honest suggestion, now known
     sug_btn.click(handlers.use_suggestion, [facet_pick], [lab_name, lab_policy, lab_conf], **PRIVATE)
-    saved = save_btn.click(handlers.save_label, [facet_pick, lab_name, lab_policy, lab_author, lab_conf],
-                           [lab_status, cards, cos_plot, cat_plot, hist_plot, facet_pick, *audit_outputs], **PRIVATE)
+    for box in (lab_name, lab_policy):
+        box.change(auto_category_note, [lab_name, lab_policy], [lab_auto], show_progress="hidden", trigger_mode="always_last", **PRIVATE)
+    saved = save_btn.click(handlers.save_label, [facet_pick, lab_name, lab_policy, lab_author, lab_conf, lab_category],
+                           [lab_status, cards, cos_plot, cat_plot, hist_plot, facet_pick, *audit_outputs, *scorecard_outputs],
+                           **PRIVATE)
     saved.success(guarded(handlers.suggestion_box), [facet_pick], [sug_box], **PRIVATE)
     attr_btn.click(handlers.run_attribution, [attr_prompt, facet_pick], [attr_html, attr_plot, attr_table], **PRIVATE)
     report_btn.click(handlers.export_report, None, [report_files], **PRIVATE)
     return FacetsTab(cards=cards, cat_plot=cat_plot, cos_plot=cos_plot, facet_pick=facet_pick, hist_plot=hist_plot,
-                     top_table=top_table, detail_outputs=detail_outputs, audit_outputs=audit_outputs, handlers=handlers)
+                     top_table=top_table, detail_outputs=detail_outputs, audit_outputs=audit_outputs,
+                     scorecard_outputs=scorecard_outputs, handlers=handlers)
