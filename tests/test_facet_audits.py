@@ -21,6 +21,7 @@ from sap_viz.analysis.facet_stats import facet_audit, firing_order
 from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.facet_audits import AUDIT_COLUMNS, FacetAudits, build_audit_view, card_examples, facet_suggestions
 from sap_viz.app_state.workbench import Workbench
+from sap_viz.data.check_set import load_check_set
 from sap_viz.data.user_files import load_user_file
 from sap_viz.experiments.pipeline import check_category_facets, with_facet_mode
 from sap_viz.method.artifact import FACETS_FILE, save_polytope
@@ -171,7 +172,7 @@ def test_facets_tab_shows_the_audit_table_heatmap_csv_and_cards(bench):
     assert cards.count('class="sap-badge sap-taxonomy">from category') == 1
     assert handlers.use_suggestion(1, None)[0] == "Sexual"
     overview = handlers.facet_overview(bench)
-    assert len(overview) == 8 and overview[4] == summary
+    assert len(overview) == 10 and overview[4] == summary  # + the scorecard table and its CSV
     md, js = handlers.export_report(None)["value"]
     report = json.loads(open(js, encoding="utf-8").read())
     assert report["facet_audit"]["summary"]["dead_facets"] == [3] and report["facet_audit"]["firing_matrix"]["facet_order"] == [0, 2, 1, 3]
@@ -214,8 +215,8 @@ def _user_file(tmp_path, name: str, category: bool, n: int = 40, unknown: str = 
 def test_categories_mode_refuses_a_table_without_categories(tmp_path):
     with pytest.raises(ValueError, match="none of the .* unsafe training rows has one"):
         check_category_facets(load_user_file(_user_file(tmp_path, "plain.csv", category=False)))
-    notes = check_category_facets(load_user_file(_user_file(tmp_path, "mixed.csv", category=True, unknown="Stalking")))
-    assert notes[0] == "2 category facets: cyber, other_harm"
+    notes = check_category_facets(load_user_file(_user_file(tmp_path, "mixed.csv", category=True, unknown="Stalking", n=120)))
+    assert notes[0] == "1 category facets: cyber"  # other_harm names no policy: its rows train the backstop
     assert notes[-1] == "categories outside the taxonomy were merged into other_harm: Stalking"
 
 
@@ -227,10 +228,18 @@ def test_train_tab_trains_policy_facets_from_a_users_file(tiny_lm, tmp_path):
         handlers.run_train([], _user_file(tmp_path, "plain.csv", category=False), 1, 5, 1, 32, 0.0, "categories", 1, 1.0,
                            None, progress=no_progress)
     assert "Traceback" not in str(info.value)
-    msg, _, _, trained = handlers.run_train([], _user_file(tmp_path, "policy.csv", category=True), 1, 5, 1, 32, 0.0,
-                                            "categories", 1, 1.0, None, progress=no_progress)
+    with pytest.raises(gr.Error, match=r"privacy \(\d rows\)"):  # a category too small to learn from is named
+        handlers.run_train([], _user_file(tmp_path, "small.csv", category=True), 1, 5, 1, 32, 0.0, "categories", 1, 1.0,
+                           None, progress=no_progress)
+    msg, _, _, plain = handlers.run_train([], _user_file(tmp_path, "plain.csv", category=False), 1, 5, 1, 32, 0.0, "auto", 1, 1.0,
+                                          None, progress=no_progress)
+    assert "facets will be unnamed" in msg and plain.artifact.meta["train_config"]["facet_mode"] == "learned"
+    msg, _, _, trained = handlers.run_train([], _user_file(tmp_path, "policy.csv", category=True, n=120), 1, 5, 1, 32, 0.0,
+                                            "auto", 1, 1.0, None, progress=no_progress)
     art = trained.artifact
     assert art.polytope.num_facets == 3 and [f["name"] for f in art.facets[:2]] == ["Cyber", "Privacy"]
     assert all(f["source"] == "from category" for f in art.facets[:2]) and art.facets[2]["source"] == "auto-suggested"
     assert art.meta["train_config"]["facet_mode"] == "categories" and art.meta["train_config"]["lambda_backstop"] == 1.0
     assert "3 policy facets (2 from categories, 1 free)" in msg and "2 category facets: cyber, privacy" in msg
+    assert all("scorecard" in f for f in art.facets) and art.facets[0]["category"] == "cyber"  # scored on the check set
+    assert art.meta["facet_check"]["n"] == len(load_check_set()) == art.facets[0]["scorecard"]["check_set"]["n"]

@@ -101,7 +101,7 @@ COLUMNS = ("auroc", "selective_categories", "facets_firing", "mi_bits", "name_ac
 
 
 def table(runs: list[dict], split: str) -> str:
-    df = pd.DataFrame(runs)
+    df = pd.DataFrame(runs).drop_duplicates(["recipe", "position", "seed"], keep="last")  # a rerun replaces its earlier record
     rows = []
     for (recipe, position), g in df.groupby(["recipe", "position"], sort=False):
         row = {"recipe": recipe, "features": position, "seeds": len(g)}

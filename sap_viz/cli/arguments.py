@@ -96,6 +96,8 @@ def add_train(sub) -> None:
     )
     p.add_argument("--quiet-weight", type=float, default=1.0,
                    help="with policy facets: weight of the term that keeps the backstop below zero where a category facet fires")
+    p.add_argument("--detector-weight", type=float, default=0.0,
+                   help="with policy facets: train the backstop to fire on every unsafe row (then ranked below firing category facets)")
     p.add_argument(
         "--objective",
         default="default",

@@ -91,7 +91,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     def settings(facet_mode: str) -> TrainConfig:
         return with_facet_mode(base, facet_mode, args.free_facets, args.backstop_weight, args.entropy, args.exclusive_weight,
-                               args.quiet_weight)
+                               args.quiet_weight, args.detector_weight)
 
     for candidate in ("categories", "learned") if mode == "auto" else ("learned" if mode.isdigit() else mode,):
         settings(candidate).validate()  # absurd settings fail before the model is loaded
@@ -122,7 +122,7 @@ def _print_policy_table(report: dict) -> None:
     from sap_viz.experiments.facet_check import policy_rows
 
     print(f"policy facets on the check set ({report['n']} prompts, evaluation only):")
-    _print_table(policy_rows(report), ["measure", "value"])
+    _print_table(policy_rows(report), ["measure", "value", "target", "met"])
 
 
 def cmd_facet_check(args: argparse.Namespace) -> None:

@@ -18,19 +18,22 @@ from sap_viz.method.artifact import PolytopeArtifact, store_scorecards, update_m
 from sap_viz.model.features import extract_features
 from sap_viz.model.loading import LoadedModel
 
-__all__ = ["POLICY_TABLE", "attach_facet_check", "check_set_violations", "facet_categories", "facet_check", "policy_rows",
-           "write_facet_check"]
+__all__ = ["POLICY_TABLE", "POLICY_TARGET_NOTE", "attach_facet_check", "check_set_violations", "facet_categories", "facet_check",
+           "policy_rows", "write_facet_check"]
 
-# the measures of the policy-facet table: key in policy_report, the row's words, how it reads
+# the measures of the policy-facet table: key in policy_report, the row's words, its unit, and the target (≥ / ≤ a value)
 POLICY_TABLE = (
-    ("selective_categories", "categories with a facet that fires on ≥ 70 % of its own prompts and ≤ 30 % of the others", "of 10"),
-    ("facets_firing", "facets firing per unsafe prompt", "mean"),
-    ("mi_bits", "mutual information between category and top facet", "bits"),
-    ("name_accuracy", "prompts whose top facet's name names their category", "share"),
-    ("never_top", "facets that are never the top facet", "facets"),
-    ("caught", "unsafe prompts caught (any facet fires)", "share"),
-    ("safe_flagged", "safe look-alikes flagged", "share"),
+    ("selective_categories", "categories with a facet that fires on ≥ 70 % of its own prompts and ≤ 30 % of the others", "of 10",
+     (">=", 9)),
+    ("facets_firing", "facets firing per unsafe prompt", "mean", ("<=", 2.0)),
+    ("mi_bits", "mutual information between category and top facet (ceiling 3.32 bits)", "bits", (">=", 2.5)),
+    ("name_accuracy", "prompts whose top facet's name names their category", "share", (">=", 0.8)),
+    ("never_top", "facets that are never the top facet", "facets", ("<=", 0)),  # shown as "0"
+    ("caught", "unsafe prompts caught (any facet fires)", "share", (">=", 0.92)),
+    ("safe_flagged", "safe look-alikes flagged", "share", None),
 )
+POLICY_TARGET_NOTE = ("targets of the policy-facet work (issue 26); safe look-alikes have no absolute target: no more than the "
+                      "previous shipped polytope flagged")
 
 
 def facet_categories(art: PolytopeArtifact) -> list[str | None]:
@@ -83,15 +86,28 @@ def write_facet_check(directory: str | Path, cards: list[dict], report: dict) ->
 
 
 def policy_rows(report: dict) -> list[dict]:
-    """The policy table as rows (measure, value) for printing and the README."""
+    """The policy table as rows (measure, value, target, met) for printing, the Facets tab and the README."""
     rows = []
-    for key, words, unit in POLICY_TABLE:
-        value = report.get(key)
+    for key, words, unit, target in POLICY_TABLE:
+        raw = report.get(key)
+        number = len(raw or []) if key == "never_top" else raw
         if key == "never_top":
-            value = f"{len(value or [])} / {len(report.get('facet_categories') or [])}"
+            shown = f"{number} / {len(report.get('facet_categories') or [])}"
         elif key == "selective_categories":
-            value = f"{value} / 10"
-        elif isinstance(value, float):
-            value = f"{value:.3f}" if unit != "share" else f"{value:.1%}"
-        rows.append({"measure": words, "value": value})
+            shown = f"{number} / 10"
+        elif isinstance(number, float):
+            shown = f"{number:.1%}" if unit == "share" else f"{number:.2f}"
+        else:
+            shown = str(number)
+        met = ""
+        if target is not None and isinstance(number, (int, float)):
+            op, value = target
+            met = "yes" if (number >= value if op == ">=" else number <= value) else "no"
+        if target is None:
+            goal = ""
+        elif target == ("<=", 0):
+            goal = "0"
+        else:
+            goal = f"{'≥' if target[0] == '>=' else '≤'} " + (f"{target[1]:.0%}" if unit == "share" else f"{target[1]}")
+        rows.append({"measure": words, "value": shown, "target": goal, "met": met})
     return rows

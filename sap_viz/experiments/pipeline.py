@@ -234,18 +234,20 @@ def resolve_facet_mode(df: pd.DataFrame, mode: str) -> tuple[str, list[str]]:
 
 def with_facet_mode(tcfg: TrainConfig, mode: str, free_facets: int = 1, backstop_weight: float = 1.0,
                     entropy_mode: str | None = None, exclusive_weight: float | None = None,
-                    quiet_weight: float = 1.0) -> TrainConfig:
+                    quiet_weight: float = 1.0, detector_weight: float = 0.0) -> TrainConfig:
     """The training settings of a facet mode, one definition for the CLI (``--facets categories``) and the Train tab.
 
     ``"categories"``: policy facets, one per unsafe category in the data plus ``free_facets`` (K is set
     from the data at training time), no entropy term and the exclusive push (weight 1) unless given,
     and the backstop hinge only when there are free facets to catch what a category facet misses; the
-    quiet term (``quiet_weight``) keeps a free facet below zero where a category facet already fires.
+    quiet term (``quiet_weight``) keeps a free facet below zero where a category facet already fires; with
+    ``detector_weight`` the free facets are trained to fire on every unsafe row (a detector of their own), and are
+    ranked below firing category facets after training (:func:`rank_backstop`).
     """
     if mode not in FACET_MODES:
         raise ValueError(f"facet mode must be one of {', '.join(FACET_MODES)}, got {mode!r}")
     if mode == "learned":
-        return replace(tcfg, facet_mode="learned", free_facets=0, lambda_backstop=0.0, lambda_backstop_quiet=0.0,
+        return replace(tcfg, facet_mode="learned", free_facets=0, lambda_backstop=0.0, lambda_backstop_quiet=0.0, lambda_backstop_all=0.0,
                        entropy_mode=entropy_mode or tcfg.entropy_mode,
                        lambda_exclusive=tcfg.lambda_exclusive if exclusive_weight is None else exclusive_weight)
     from sap_viz.data.taxonomy import TAXONOMY
@@ -255,7 +257,8 @@ def with_facet_mode(tcfg: TrainConfig, mode: str, free_facets: int = 1, backstop
     return replace(tcfg, facet_mode="categories", num_facets=len(TAXONOMY) + free_facets, free_facets=free_facets,
                    entropy_mode=entropy_mode or "none", lambda_exclusive=1.0 if exclusive_weight is None else exclusive_weight,
                    lambda_backstop=backstop_weight if free_facets else 0.0,
-                   lambda_backstop_quiet=quiet_weight if free_facets else 0.0)
+                   lambda_backstop_quiet=quiet_weight if free_facets else 0.0,
+                   lambda_backstop_all=detector_weight if free_facets else 0.0)
 
 
 def check_category_facets(df: pd.DataFrame) -> list[str]:
@@ -273,6 +276,10 @@ def check_category_facets(df: pd.DataFrame) -> list[str]:
         raise ValueError(f"categories mode needs a 'category' for the unsafe rows, and none of the {len(train)} unsafe training rows "
                          "has one: add a category column (e.g. cyber, violence_weapons, fraud_deception) or choose learned facets")
     names, _ = category_facet_index(train["category"].tolist(), train["label"].tolist())
+    if not names:
+        raise ValueError("categories mode needs unsafe rows of at least one of the taxonomy's categories (cyber, violence_weapons, "
+                         "chem_bio, illegal_goods_crime, fraud_deception, hate_harassment, sexual, self_harm, misinformation, "
+                         "privacy); these rows' categories are all other_harm or outside it: rename them or choose learned facets")
     check_category_sizes(train)
     notes = [f"{len(names)} category facets: {', '.join(names)}"]
     if missing.any():

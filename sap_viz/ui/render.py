@@ -174,6 +174,24 @@ def facet_cards_html(facets: list[dict], stats: dict | None, fire_rates: list[fl
             '<div class="sap-cards">' + "".join(cards) + "</div></div>")
 
 
+def policy_table_html(report: dict | None) -> str:
+    """The polytope's policy-facet table on the check set (value, target, met), with the command that reproduces it."""
+    from sap_viz.experiments.facet_check import POLICY_TARGET_NOTE, policy_rows
+
+    if not report:
+        return ""
+    rows = "".join(f"<tr><td>{esc(r['measure'])}</td><td><b>{esc(r['value'])}</b></td><td>{esc(r['target'])}</td>"
+                   f"<td>{esc(r['met'])}</td></tr>" for r in policy_rows(report))
+    missed = [r["measure"] for r in policy_rows(report) if r["met"] == "no"]
+    verdict = ("Every target is met." if not missed else
+               f"Not reached on this model: {esc('; '.join(missed))} (README, “Policy facets”, has the sweep that shows why).")
+    return ('<div class="sap-policy-table" id="policy-table"><b>Policy facets on the check set</b> '
+            f"({esc(report.get('n', '?'))} prompts never used for training or recipe choice). {verdict}"
+            '<table class="sap-table"><tr><th>measure</th><th>value</th><th>target</th><th>met</th></tr>'
+            f"{rows}</table><small>{esc(POLICY_TARGET_NOTE)}. Reproduce: <code>python -m sap_viz facet-check "
+            "--polytope DIR</code>.</small></div>")
+
+
 def scorecards_note_html(facets: list[dict]) -> str:
     """One line above the cards: how to read the name scores, or the command that makes the scorecards."""
     if not has_scorecards(facets):

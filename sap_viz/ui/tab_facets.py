@@ -76,8 +76,9 @@ class FacetHandlers:
         """The facet cards alone (the build timer refreshes them once training-set rates exist)."""
         art = wb.require_artifact()
         audit = wb.facet_audit()
-        return render.facet_cards_html(art.facets, art.meta.get("facet_stats") or {}, fire_rates(wb),
-                                       facet_suggestions(art, audit), card_examples(art, audit), current_check_fingerprint())
+        return render.policy_table_html(art.meta.get("facet_check")) + render.facet_cards_html(
+            art.facets, art.meta.get("facet_stats") or {}, fire_rates(wb), facet_suggestions(art, audit), card_examples(art, audit),
+            current_check_fingerprint())
 
     def scorecard_outputs(self, wb: Workbench) -> tuple:
         """The scorecard table (one row per facet) and its CSV; an empty table without scorecards (the cards say why)."""
