@@ -183,7 +183,8 @@ def choose_harmful(df, eval_harmful: list[str]) -> list[tuple[str, str]]:
     pool = held_out_harmful(df, eval_harmful)
     chosen = []
     for category, n in QUOTAS.items():
-        texts = sorted(pool.loc[pool["category"] == category, "text"])
+        # drawn by the source's own (inherited) category, as when the set was built: relabelling moves no request in or out
+        texts = sorted(pool.loc[pool["inherited_category"] == category, "text"])
         rng = np.random.default_rng([SEED, sum(map(ord, category))])
         idx = sorted(rng.choice(len(texts), size=n, replace=False).tolist())
         chosen += [(texts[i], category) for i in idx]

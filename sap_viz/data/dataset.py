@@ -250,8 +250,9 @@ def _build_cached(cfg: DataConfig) -> pd.DataFrame:
     # splits are stratified by the inherited category, so relabelling moves no row between splits
     df = apply_rubric_labels(assign_splits(df[[*SOURCE_COLUMNS, *([SPLIT_KEY] if SPLIT_KEY in df.columns else [])]], cfg))
     split_rank = {s: i for i, s in enumerate(SPLITS)}
+    # ordered by the inherited category, so relabelling changes no row's position (seeded evaluation subsets stay the same)
     df = df.assign(_s=df["split"].map(split_rank)).sort_values(
-        ["_s", "source", "label", "category", "text"], kind="stable")
+        ["_s", "source", "label", "inherited_category", "text"], kind="stable")
     return df[list(DATASET_COLUMNS)].reset_index(drop=True)
 
 
