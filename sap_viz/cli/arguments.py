@@ -126,7 +126,7 @@ def add_train(sub) -> None:
     )
     p.add_argument("--max-tokens", type=int, default=256)
     p.add_argument("--no-template", action="store_true", help="feed raw text instead of the chat template")
-    p.add_argument("--position", default="last", choices=["last", "last+mean"],  # features.POSITIONS (torch-free here)
+    p.add_argument("--position", default="last+mean", choices=["last", "last+mean"],  # features.POSITIONS (torch-free here)
                    help="what the polytope reads: the prompt's last token, or last token ‖ mean over the request's own tokens")
     p.add_argument(
         "--target-fpr",

@@ -341,6 +341,11 @@ def _evaluate_splits(poly, feats: dict, frames: dict, fitted: list) -> tuple[dic
     return splits, sweep
 
 
+BACKSTOP_NAME = "Backstop: unsafe, no single category"
+BACKSTOP_POLICY = ("Catches unsafe requests that no category facet flags: those outside the ten policies (other_harm) and those "
+                   "split across categories. It names no category, so it has no name score.")
+
+
 def _facet_report(train_viol: torch.Tensor, train: pd.DataFrame, facet_categories: list[str | None] | None) -> tuple[dict, list[dict]]:
     """Facet statistics and audit on the training rows, and the facets' names: from the category a facet
     is tied to, else an honest suggestion from the statistics."""
@@ -362,6 +367,9 @@ def _facet_report(train_viol: torch.Tensor, train: pd.DataFrame, facet_categorie
                           "policy": f"From category: {tied}. Trained to fire on unsafe prompts of this category and to hold for "
                                     f"all others (train: fires on {f.get('own_fire_n', '?')} of its own, "
                                     f"{f.get('others_fire_n', '?')} of the others)."})
+        elif facet_categories:  # a free facet of policy facets: the backstop
+            facet.update({"name": BACKSTOP_NAME, "policy": BACKSTOP_POLICY, "author": "taxonomy", "auto_suggested": False,
+                          "source": "from category", "confidence": 0.0})
         else:
             facet.update(
                 {

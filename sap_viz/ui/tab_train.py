@@ -188,7 +188,8 @@ def build_train_tab(wb: Workbench, trained_state: gr.State) -> TrainTab:
             with gr.Column():
                 layer = gr.Slider(0, num_layers - 1, value=wb.artifact.layer if wb.artifact else min(20, num_layers - 1), step=1,
                                   label="Layer L (output of decoder block L, 0-based)")
-                position = gr.Radio(POSITION_CHOICES, value="last", label="What the polytope reads", elem_id="train-position",
+                position = gr.Radio(POSITION_CHOICES, value=wb.artifact.position if wb.artifact else "last",
+                                    label="What the polytope reads", elem_id="train-position",
                                     info="last+mean generalised better to data sources held out of training (README, "
                                          "'Features and data for prompts written by others')")
                 facet_mode = gr.Radio(FACET_MODES, value="auto", label="Facet mode", elem_id="facet-mode",
