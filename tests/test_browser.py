@@ -12,6 +12,7 @@ README-quality screenshots (full training map, warm caches): run this file with
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import tempfile
@@ -142,15 +143,16 @@ def test_facets_audit_table_heatmap_csv_and_cards(page):
         page.locator("#audit-csv").click()
     with open(download.value.path(), newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
-    assert len(rows) == 14 and [int(r["facet"]) for r in rows] == list(range(14))
+    k = json.loads((SOURCE / "polytope.json").read_text())["num_facets"]
+    assert len(rows) == k and [int(r["facet"]) for r in rows] == list(range(k))
     dead = [r["facet"] for r in rows if r["dead"] == "yes"]
     assert f"top facet): {', '.join(dead) or 'none'};" in text  # the table and the summary agree
     assert all(r["top facet of n"] == "0" for r in rows if r["dead"] == "yes")
     names = [r["suggested name"] for r in rows]
-    assert len(set(names)) == 14 and not any("#" in n for n in names)  # no repeated or numbered names
+    assert len(set(names)) == k and not any("#" in n for n in names)  # no repeated or numbered names
     cards = page.locator("#sap-facet-cards")  # redrawn by the build timer once the training view exists
-    wait_until(lambda: cards.locator(".sap-card-examples li").count() == 14 * 5, 30, 0.5, "5 prompts on every card")
-    assert cards.inner_text().count("auto-suggested name:") == 14
+    wait_until(lambda: cards.locator(".sap-card-examples li").count() == k * 5, 30, 0.5, "5 prompts on every card")
+    assert cards.inner_text().count("auto-suggested name:") == k
     page.locator("#firing-matrix").scroll_into_view_if_needed()
     page.wait_for_timeout(800)
     page.screenshot(path=str(SHOTS / "facet_audit.png"), full_page=False)

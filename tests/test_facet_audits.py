@@ -23,7 +23,7 @@ from sap_viz.app_state.facet_audits import AUDIT_COLUMNS, FacetAudits, build_aud
 from sap_viz.app_state.workbench import Workbench
 from sap_viz.data.check_set import load_check_set
 from sap_viz.data.user_files import load_user_file
-from sap_viz.experiments.pipeline import check_category_facets, with_facet_mode
+from sap_viz.experiments.pipeline import BACKSTOP_NAME, check_category_facets, with_facet_mode
 from sap_viz.method.artifact import FACETS_FILE, save_polytope
 from sap_viz.method.training import TrainConfig
 from sap_viz.settings import Limits
@@ -238,7 +238,7 @@ def test_train_tab_trains_policy_facets_from_a_users_file(tiny_lm, tmp_path):
                                             "auto", 1, 1.0, None, progress=no_progress)
     art = trained.artifact
     assert art.polytope.num_facets == 3 and [f["name"] for f in art.facets[:2]] == ["Cyber", "Privacy"]
-    assert all(f["source"] == "from category" for f in art.facets[:2]) and art.facets[2]["source"] == "auto-suggested"
+    assert all(f["source"] == "from category" for f in art.facets[:3]) and art.facets[2]["name"] == BACKSTOP_NAME
     assert art.meta["train_config"]["facet_mode"] == "categories" and art.meta["train_config"]["lambda_backstop"] == 1.0
     assert "3 policy facets (2 from categories, 1 free)" in msg and "2 category facets: cyber, privacy" in msg
     assert all("scorecard" in f for f in art.facets) and art.facets[0]["category"] == "cyber"  # scored on the check set

@@ -210,7 +210,7 @@ def test_category_facets_through_the_pipeline_and_artifact(tmp_path, monkeypatch
     assert art.polytope.num_facets == 4  # cyber, sexual, privacy (taxonomy order) + 1 free
     assert [f["name"] for f in art.facets[:3]] == ["Cyber", "Sexual", "Privacy"]
     assert all(f["source"] == "from category" and not f["auto_suggested"] for f in art.facets[:3])
-    assert art.facets[3]["source"] == "auto-suggested"
+    assert art.facets[3]["name"] == P.BACKSTOP_NAME and art.facets[3]["source"] == "from category"
     stats = art.meta["facet_stats"]
     assert stats["facet_categories"] == ["cyber", "sexual", "privacy", None]
     assert stats["audit"]["n_selective_harm_categories"] == 3 and len(stats["top_prompts"][0]) == 5

@@ -28,7 +28,7 @@ from sap_viz.method.artifact import FACETS_FILE, META_FILE, TENSORS_FILE
 from sap_viz.settings import DEFAULT_POLYTOPE, Limits
 
 SOURCE = Path(os.environ.get("SAP_VIZ_TEST_POLYTOPE") or DEFAULT_POLYTOPE)
-CAP_MB = 16  # the shipped polytope is ~10 MB
+CAP_MB = 32  # the shipped polytope is ~19 MB (last ‖ mean doubles the encoder)
 
 
 class _ModelStub:
@@ -211,9 +211,11 @@ def test_broken_or_foreign_polytopes_as_uploads(env):
     _refused(env, upload("missing", meta_={k: v for k, v in meta.items() if k != "layer"}), "lacks keys: layer")
     other = json.loads(json.dumps(meta))
     other["model"]["hidden_size"] = 640
-    _refused(env, upload("other-model", meta_=other), "mean has shape (576,), expected (640,)")  # tensors vs declared size
-    wrong = {k: (torch.zeros(v.shape[0], 640) if k == "encoder.weight" else torch.ones(640) if k in ("mean", "std") else v)
-             for k, v in tensors.items()}
+    width = 2 if meta["position"] == "last+mean" else 1  # the polytope reads [last ‖ mean] or the last state alone
+    # tensors vs declared size
+    _refused(env, upload("other-model", meta_=other), f"mean has shape ({576 * width},), expected ({640 * width},)")
+    wrong = {k: (torch.zeros(v.shape[0], 640 * width) if k == "encoder.weight" else torch.ones(640 * width) if k in ("mean", "std")
+                 else v) for k, v in tensors.items()}
     _refused(env, upload("other-model-2", wrong, other), "hidden size 640")
     foreign = json.loads(json.dumps(meta))
     foreign["model"]["fingerprint"] = "0123456789abcdef"

@@ -42,7 +42,13 @@ def test_shipped_polytope_matches_embedded_model(shipped, embedded_lm):
     from sap_viz.data.dataset import DataConfig, build_dataset, dataset_fingerprint
 
     assert shipped.meta["model"]["fingerprint"] == embedded_lm.fingerprint
-    assert all(f["auto_suggested"] and f["name"] for f in shipped.facets)
+    # policy facets: one per rubric category, then the backstop; each with its scorecard on the current check set
+    from sap_viz.data.check_set import check_set_fingerprint
+    from sap_viz.data.taxonomy import POLICY_CATEGORIES
+
+    assert [f.get("category") for f in shipped.facets] == [*POLICY_CATEGORIES, None]
+    assert all(f["name"] and f["scorecard"]["check_set"]["fingerprint"] == check_set_fingerprint() for f in shipped.facets)
+    assert shipped.meta["facet_check"]["check_set"] == check_set_fingerprint()
     stored = shipped.meta["metrics"]["splits"]["test"]["SaP"]
     # the built-in table is the one the polytope was trained and evaluated on, so its test split is the stored one
     df = build_dataset(DataConfig())
