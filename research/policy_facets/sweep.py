@@ -21,14 +21,13 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 from sklearn.metrics import roc_auc_score
 
 from sap_viz.analysis.policy_scorecard import policy_report
 from sap_viz.data.dataset import DataConfig, build_dataset
-from sap_viz.experiments.pipeline import category_facet_index, rank_backstop, split_features
+from sap_viz.experiments.pipeline import calibrate_threshold, category_facet_index, rank_backstop, split_features
 from sap_viz.method.training import TrainConfig, train_polytope
 from sap_viz.model.features import FeatureConfig
 from sap_viz.model.loading import load_model
@@ -64,9 +63,7 @@ def run_one(name: str, position: str, seed: int, X: dict, frames: dict) -> dict:
     t0 = time.perf_counter()
     poly = train_polytope(X["train"], unsafe, cfg, show_tqdm=False, categories=cats).polytope
     out = {"recipe": name, "position": position, "seed": seed, "train_s": round(time.perf_counter() - t0, 1), "num_facets": cfg.num_facets}
-    with torch.no_grad():
-        val_safe = (frames["val"]["label"] == "safe").to_numpy()
-        poly.xi += float(np.quantile(poly.score(X["val"]).numpy()[val_safe], 1 - TARGET_FPR))
+    calibrate_threshold(poly, X["val"], frames["val"], TARGET_FPR)
     if cfg.lambda_backstop_all > 0:
         out["backstop_factor"] = rank_backstop(poly, X["train"], unsafe, cfg.free_facets)["factor"]
     with torch.no_grad():

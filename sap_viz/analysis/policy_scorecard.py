@@ -17,9 +17,7 @@ import torch
 from sap_viz.analysis.facet_stats import facet_audit
 from sap_viz.data.taxonomy import POLICY_CATEGORIES
 
-__all__ = ["SCORECARD_KEYS", "facet_scorecards", "name_scores", "policy_report", "rescore"]
-
-SCORECARD_KEYS = ("category", "precision", "recall", "name_score", "lookalike_false_alarms")
+__all__ = ["facet_scorecards", "name_scores", "policy_report", "rescore"]
 
 
 def _share(mask: np.ndarray, of: np.ndarray) -> float | None:
@@ -49,6 +47,10 @@ def name_scores(fires: np.ndarray, labels: np.ndarray, categories: np.ndarray, c
     }
 
 
+def _examples(rows: list[int], texts: list[str], cats: np.ndarray, violation: np.ndarray) -> list[dict]:
+    return [{"text": texts[i], "category": cats[i], "violation": round(float(violation[i]), 3)} for i in rows]
+
+
 def facet_scorecards(
     violations: torch.Tensor, check: pd.DataFrame, facet_categories: list[str | None], fingerprint: str, n_examples: int = 3
 ) -> list[dict]:
@@ -62,11 +64,10 @@ def facet_scorecards(
         claimed = facet_categories[k] if k < len(facet_categories) else None
         fires_on = {c: _share(fires, unsafe & (cats == c)) for c in POLICY_CATEGORIES if (unsafe & (cats == c)).any()}
         order = np.argsort(-v[:, k], kind="stable")
-        typical = [{"text": texts[i], "category": cats[i], "violation": round(float(v[i, k]), 3)}
-                   for i in order if unsafe[i]][:n_examples]
+        typical = _examples([i for i in order if unsafe[i]][:n_examples], texts, cats, v[:, k])
         # least typical: the named category's prompts it holds for (misses); without a category, its weakest firing prompts
         pool = [i for i in order[::-1] if unsafe[i] and (cats[i] == claimed if claimed else fires[i])]
-        least = [{"text": texts[i], "category": cats[i], "violation": round(float(v[i, k]), 3)} for i in pool[:n_examples]]
+        least = _examples(pool[:n_examples], texts, cats, v[:, k])
         cards.append({
             **name_scores(fires, labels, cats, claimed),
             "fires_on": fires_on,

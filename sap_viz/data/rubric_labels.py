@@ -23,7 +23,7 @@ import pandas as pd
 from sap_viz.data.taxonomy import TAXONOMY
 from sap_viz.data.text import normalise_text
 
-__all__ = ["RUBRIC_FILE", "agreement_by_source", "apply_rubric_labels", "rubric_key", "rubric_labels"]
+__all__ = ["RUBRIC_FILE", "apply_rubric_labels", "rubric_key", "rubric_labels"]
 
 RUBRIC_FILE = "rubric_labels.jsonl"
 RUBRIC = "rubric"
@@ -71,16 +71,6 @@ def apply_rubric_labels(df: pd.DataFrame) -> pd.DataFrame:
     out.loc[hit, "category"] = keys[hit].map(lambda k: labels[k]["category"])
     out.loc[hit, "category_source"] = RUBRIC
     return out
-
-
-def agreement_by_source(df: pd.DataFrame) -> pd.DataFrame:
-    """Per source: rubric-labelled unsafe rows and how often the inherited category agrees."""
-    part = df[(df["label"] == "unsafe") & (df["category_source"] == RUBRIC)]
-    rows = []
-    for source, sub in part.groupby("source", sort=True):
-        same = int((sub["category"] == sub["inherited_category"]).sum())
-        rows.append({"source": source, "rows": len(sub), "agree": same, "agreement": round(same / len(sub), 3)})
-    return pd.DataFrame(rows, columns=["source", "rows", "agree", "agreement"])
 
 
 def _check() -> int:

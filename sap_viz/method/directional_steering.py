@@ -19,7 +19,6 @@ Here the polytope keeps its two jobs, deciding *whether* and *how far*; the dire
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass
 
 import torch
@@ -82,14 +81,11 @@ class DirectionalHook:
         self.flagged = flagged.bool().cpu()
         self.pad_lens = torch.tensor(pad_lens)
         self.last_column = math.inf if cfg.generated_tokens is None else prompt_width - 1 + cfg.generated_tokens
-        self.owner = threading.get_ident()
         self.seen = 0
         self.steps: list[torch.Tensor] = []  # per call: batch × new columns
 
     @torch.no_grad()
     def __call__(self, hidden: torch.Tensor) -> torch.Tensor | None:
-        if threading.get_ident() != self.owner:
-            return None
         width = hidden.shape[1]
         start = 0 if self.seen == 0 else max(0, self.seen + 1 - width)
         # Every column in view is steered (without a KV cache the earlier ones are recomputed, and

@@ -1,6 +1,6 @@
 """The polytope hook on decoder block L: check every new state, and steer or refuse when it is outside.
 
-The hook state lives in a per-call object that is bound to the calling thread, so nothing leaks
+The hook state lives in a per-call object, registered through `residual_hook` (bound to the calling thread), so nothing leaks
 between calls or users. Position bookkeeping: the hook sees the block output for columns
 ``[start, start + S)``. The first call is the prefill (start 0); with a KV cache each later call is
 one new column; without a cache the whole sequence is recomputed and earlier steering edits are
@@ -14,7 +14,6 @@ moves only the ``h_t`` half.
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -108,7 +107,6 @@ class PolytopeHook:
         self.spans = spans or [(p, prompt_width) for p in pad_lens]  # user-text columns per row
         self.pad_lens = torch.tensor(pad_lens)
         self.batch = len(pad_lens)
-        self.owner = threading.get_ident()
         self.seen = 0
         self.chunks: list[dict[str, torch.Tensor]] = []
         self.edits: dict[tuple[int, int], torch.Tensor] = {}
@@ -126,8 +124,6 @@ class PolytopeHook:
 
     @torch.no_grad()
     def __call__(self, hidden: torch.Tensor) -> torch.Tensor | None:
-        if threading.get_ident() != self.owner:
-            return None  # another thread's forward pass on the shared model: not ours
         width = hidden.shape[1]
         start = 0 if self.seen == 0 else max(0, self.seen + 1 - width)
         out: torch.Tensor | None = None

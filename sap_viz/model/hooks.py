@@ -6,6 +6,7 @@ A decoder block returns a Tensor in transformers 5 and a tuple ``(hidden, ...)``
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -45,7 +46,13 @@ class HookHandles:
 
 
 def _residual_hook(fn: ResidualFn) -> Callable:
+    # Bound to the thread that registers it: another thread's forward pass on the same shared model (a second
+    # workbench, a background build) must neither be edited nor stopped early by this hook, nor feed it states.
+    owner = threading.get_ident()
+
     def hook(_module: nn.Module, _inputs: object, output: object) -> object:
+        if threading.get_ident() != owner:
+            return output
         new = fn(block_hidden(output))
         return output if new is None else with_block_hidden(output, new)
 
@@ -57,7 +64,7 @@ def _residual_hook(fn: ResidualFn) -> Callable:
 def residual_hook(
     model: nn.Module, layer: int, fn: ResidualFn, layers_path: str | None = None
 ) -> Iterator[HookHandles]:
-    """Run ``fn`` on the output of decoder block ``layer`` for every forward pass inside the block."""
+    """Run ``fn`` on the output of decoder block ``layer`` for every forward pass this thread runs inside the block."""
     block = find_decoder_layers(model, layers_path)[layer]
     handles = HookHandles([block.register_forward_hook(_residual_hook(fn))])
     try:
