@@ -108,9 +108,10 @@ def test_absurd_generation_settings(wb):
     from sap_viz.ui.api import make_configs
 
     cases = [
-        ({"strength": -1}, "strength must be between 0 and 100"), ({"strength": float("nan")}, "strength must be between"),
-        ({"strength": "strong"}, "strength a number"), ({"max_new_tokens": 10**6}, "between 1 and 16 (SAP_VIZ_MAX_NEW_TOKENS)"),
-        ({"max_new_tokens": 0}, "between 1 and 16"), ({"max_new_tokens": 8.5}, "whole numbers"), ({"max_new_tokens": None}, "integers"),
+        ({"strength": -1}, "strength must be between 0 and 10"), ({"strength": float("nan")}, "strength must be a finite number"),
+        ({"strength": 30}, "no longer change"),
+        ({"strength": "strong"}, "strength must be a number"), ({"max_new_tokens": 10**6}, "between 1 and 16 (SAP_VIZ_MAX_NEW_TOKENS)"),
+        ({"max_new_tokens": 0}, "between 1 and 16"), ({"max_new_tokens": 8.5}, "whole number"), ({"max_new_tokens": None}, "must be given"),
         ({"seed": -1}, "seed must be between"), ({"seed": 2**40}, "seed must be between"), ({"mode": "explode"}, "mode must be"),
     ]
     for overrides, fragment in cases:
@@ -341,7 +342,8 @@ def test_cli_refuses_bad_input_files_and_settings(tmp_path, capsys):
         (["generate", "--prompt", "   "], "--prompt must be non-empty text"),
         (["generate", "--prompt", "\x01\x02"], "--prompt must be non-empty text"),
         (["generate", "--prompt", "hi", "--max-new-tokens", "1000000"], "max_new_tokens must be between 1 and"),
-        (["generate", "--prompt", "hi", "--strength", "-2"], "strength must be between 0 and 100"),
+        (["generate", "--prompt", "hi", "--strength", "-2"], "strength must be between 0 and 10"),
+        (["generate", "--prompt", "hi", "--steering", "directional", "--positions", "all"], "positions only apply to minimal steering"),
         (["train", "--facets", "0", "--output", str(tmp_path / "out")], "num_facets ≥ 1"),
         (["train", "--epochs", "0", "--output", str(tmp_path / "out")], "1 ≤ epochs"),
     ]
@@ -413,7 +415,7 @@ def test_api_refuses_bad_prompts_and_settings(client):
         ({"prompt": "", "api_name": "/generate"}, "non-empty"),
         ({"prompt": " \n\t ", "api_name": "/generate"}, "non-empty"),
         ({"prompt": "\x00\x01", "max_new_tokens": 4, "api_name": "/generate"}, "only control characters"),
-        ({"prompt": "hi", "strength": -1.0, "api_name": "/generate"}, "strength must be between 0 and 100"),
+        ({"prompt": "hi", "strength": -1.0, "api_name": "/generate"}, "strength must be between 0 and 10"),
         ({"prompt": "hi", "max_new_tokens": 10**6, "api_name": "/generate"}, "between 1 and 64 (SAP_VIZ_MAX_NEW_TOKENS)"),
         ({"prompt": "hi", "max_new_tokens": 4, "seed": 10**30, "api_name": "/generate"}, "seed must be between"),
         ({"prompt": "hi", "mode": "chaos", "api_name": "/generate"}, "mode must be"),
@@ -457,7 +459,7 @@ def test_api_raw_json_with_surrogates_and_nan(server):
     kind, stream = _raw_call(server.url, "generate", b'{"data": ["lone \\ud800 surrogate \\u0000", "steer", 1.0, 4, 0]}')
     assert kind == "complete" and "\\ufffd" in stream, stream
     kind, stream = _raw_call(server.url, "generate", b'{"data": ["hi", "steer", NaN, 4, 0]}')
-    assert kind == "error" and "strength must be between 0 and 100" in stream, stream
+    assert kind == "error" and "strength must be between 0 and 10" in stream, stream
     kind, stream = _raw_call(server.url, "generate", b'{"data": [null, null, null, null, null]}')
     assert kind == "error" and "Traceback" not in stream, stream
     kind, stream = _raw_call(server.url, "score", b'{"data": [["x \\udfff y"]]}')

@@ -16,6 +16,7 @@ from sap_viz.cli.commands import (
     cmd_train,
     cmd_train_steering,
 )
+from sap_viz.method.request_settings import DEFAULT_REFUSAL, DEFAULT_STRENGTH, STRENGTH_MAX
 from sap_viz.settings import DEFAULT_POLYTOPE
 
 
@@ -32,24 +33,34 @@ def polytope_arg(p: argparse.ArgumentParser) -> None:
 
 
 def steer_args(p: argparse.ArgumentParser, default_mode: str) -> None:
-    p.add_argument("--mode", default=default_mode, choices=["monitor", "steer", "refuse"])
-    p.add_argument("--max-new-tokens", type=int, default=48)
+    """The generation settings, by the names of ``method/request_settings.RequestSettings`` (the app and server use them too)."""
+    p.add_argument("--mode", default=default_mode, choices=["monitor", "steer", "refuse"],
+                   help="monitor: generate and score; steer: steer flagged prompts; refuse: answer flagged prompts with --refusal-text")
+    p.add_argument("--max-new-tokens", type=int, default=48, help="answer length in tokens at most")
     p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
-    p.add_argument(
-        "--strength", type=float, default=3.0, help="steer until every facet is ≤ −strength (1 = depth of a typical safe prompt)"
-    )
+    p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (with --sample)")
+    p.add_argument("--top-p", type=float, default=0.9, help="nucleus sampling mass (with --sample)")
     p.add_argument("--steering", default="auto", choices=["auto", "directional", "minimal"],
                    help="directional: along the polytope's refusal direction at its steering layer (needs its steering/ part); "
                         "minimal: the paper's smallest edit into the polytope; auto: directional when the polytope has the part")
-    p.add_argument("--depth", type=float, default=3.0, help="directional: move until the steering part's facets are all ≤ −depth")
-    p.add_argument("--max-step", type=float, default=1.0, help="directional: the largest move, in lengths of the refusal direction")
-    p.add_argument("--generated-tokens", type=int, default=8,
-                   help="directional: answer tokens steered after the prompt (-1 = all); steering only the opening keeps answers fluent")
-    p.add_argument("--hinge-weight", type=float, default=1.0, help="β: weight of the violation hinge in the Safe Flow objective")
-    p.add_argument("--max-steps", type=int, default=200)
-    p.add_argument("--max-interventions", type=int, default=20)
-    p.add_argument("--positions", default="last", choices=["last", "generated", "all"])
-    p.add_argument("--refusal-text", default="Sorry, I can't answer your request.")
+    p.add_argument("--strength", type=float, default=None,
+                   help=f"steering depth, 0-{STRENGTH_MAX:g}: move until every facet of the steering polytope is at or below "
+                        f"-strength (1 = depth of a typical safe prompt; default {DEFAULT_STRENGTH:g})")
+    p.add_argument("--depth", type=float, default=None, help="old name of --strength (works for one release, with a warning)")
+    p.add_argument("--anti-repeat", type=int, default=3,
+                   help="steered answers only: ban repeating any n-gram of this size within the answer (0 = off)")
+    p.add_argument("--no-fallback", dest="fallback", action="store_false",
+                   help="keep a steered answer the answer check still finds harmful, instead of refusing")
+    p.add_argument("--max-step", type=float, default=None,
+                   help="directional only: the largest move, in lengths of the refusal direction (default 1)")
+    p.add_argument("--generated-tokens", type=int, default=None,
+                   help="directional only: answer tokens steered after the prompt (-1 = all; default 8)")
+    p.add_argument("--positions", default=None, choices=["last", "generated", "all"],
+                   help="minimal only: which states are checked and steered (default last: the prompt's last token and every answer token)")
+    p.add_argument("--hinge-weight", type=float, default=None, help="minimal only: β, weight of the violation hinge (default 1)")
+    p.add_argument("--max-steps", type=int, default=None, help="minimal only: optimiser steps per state at most (default 200)")
+    p.add_argument("--max-interventions", type=int, default=None, help="minimal only: edited states per answer at most (default 20)")
+    p.add_argument("--refusal-text", default=DEFAULT_REFUSAL, help="the answer of refuse mode and of the steering fallback")
     p.add_argument(
         "--generation-threshold",
         type=float,

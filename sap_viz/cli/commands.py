@@ -212,26 +212,35 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         Path(args.output).write_text(json.dumps(rows, indent=2))
 
 
-def _intervention_args(args: argparse.Namespace):
-    from sap_viz.method.directional_steering import DirectionalConfig
-    from sap_viz.method.generation import GenerationConfig
-    from sap_viz.method.polytope_hook import InterventionConfig
-    from sap_viz.method.steering import SafeFlowConfig
+def _request_settings(args: argparse.Namespace):
+    """The flags as one ``RequestSettings`` (the app and the server build the same dataclass)."""
+    from sap_viz.method.request_settings import RequestSettings, SettingsError
 
-    gen = GenerationConfig(max_new_tokens=args.max_new_tokens, do_sample=args.sample, seed=args.seed)
-    cfg = InterventionConfig(
-        mode=args.mode,
-        positions=args.positions,
-        max_interventions=args.max_interventions,
-        refusal_text=args.refusal_text,
-        generation_threshold=args.generation_threshold,
-        span_threshold=args.span_threshold,
-        flow=SafeFlowConfig(strength=args.strength, hinge_weight=args.hinge_weight, max_steps=args.max_steps),
-        steering=args.steering,
-        directional=DirectionalConfig(depth=args.depth, max_step=args.max_step,
-                                      generated_tokens=None if args.generated_tokens < 0 else args.generated_tokens),
-    )
-    return gen, cfg
+    names = ("mode", "steering", "strength", "depth", "max_new_tokens", "sample", "temperature", "top_p", "anti_repeat", "fallback",
+             "refusal_text", "generation_threshold", "span_threshold", "max_step", "generated_tokens", "positions", "hinge_weight",
+             "max_steps", "max_interventions")
+    values = {name: getattr(args, name) for name in names if hasattr(args, name)}
+    values["seed"] = args.seed
+    try:
+        settings = RequestSettings.from_request(values)
+    except SettingsError as exc:
+        raise CliError(str(exc)) from None
+    for notice in settings.notices:
+        print(f"warning: {notice}", file=sys.stderr)
+    return settings
+
+
+def _intervention_args(args: argparse.Namespace, artifact=None, settings=None):
+    """(GenerationConfig, InterventionConfig) from the flags; with the polytope, also refuse knobs its steering kind ignores."""
+    from sap_viz.method.request_settings import SettingsError, check_for_polytope
+
+    settings = settings or _request_settings(args)
+    if artifact is not None:
+        try:
+            check_for_polytope(settings, artifact.steering is not None)
+        except SettingsError as exc:
+            raise CliError(str(exc)) from None
+    return settings.configs()
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
@@ -242,11 +251,10 @@ def cmd_generate(args: argparse.Namespace) -> None:
         raise CliError("--prompt must be non-empty text")
     if prompt != args.prompt:
         print("warning: control characters or invalid bytes were removed from the prompt", file=sys.stderr)
-    gen, cfg = _intervention_args(args)
-    gen.validate()  # absurd settings fail before the model is loaded
-    cfg.validate()
+    settings = _request_settings(args)  # absurd settings fail before the model is loaded
     lm = _model(args)
     art = _load_artifact(lm, args.polytope)
+    gen, cfg = _intervention_args(args, art, settings)
     cmp = compare(lm, art, prompt, gen, cfg)
     if cmp.baseline.truncated:
         print(f"warning: the prompt was cut to {gen.max_prompt_tokens} tokens", file=sys.stderr)
@@ -306,7 +314,7 @@ def cmd_eval_steering(args: argparse.Namespace) -> None:
 
     lm = _model(args)
     art = _load_artifact(lm, args.polytope)
-    gen, cfg = _intervention_args(args)
+    gen, cfg = _intervention_args(args, art)
     rows = evaluate_steering(lm, art, n_per_set=args.n, gen=gen, steer=cfg)
     _print_table(rows, list(rows[0].keys()))
     if args.output:

@@ -83,6 +83,7 @@ class DirectionalHook:
         self.last_column = math.inf if cfg.generated_tokens is None else prompt_width - 1 + cfg.generated_tokens
         self.seen = 0
         self.steps: list[torch.Tensor] = []  # per call: batch × new columns
+        self.touched = torch.zeros(len(self.flagged), dtype=torch.bool)  # rows with at least one state moved
 
     @torch.no_grad()
     def __call__(self, hidden: torch.Tensor) -> torch.Tensor | None:
@@ -101,6 +102,7 @@ class DirectionalHook:
             step = directional_steps(self.poly, self.direction, sub.reshape(-1, d), self.cfg).reshape(n, s).cpu()
             step = step * (cols[None, :] >= self.pad_lens[rows][:, None]) * (cols[None, :] <= self.last_column)  # not padding
             t[rows] = step
+            self.touched[rows] |= (step > 0).any(dim=1)
             if step.any():
                 out = hidden.clone()
                 edit = step.to(hidden.device)[..., None] * self.direction.to(hidden.device, torch.float32)

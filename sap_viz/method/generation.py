@@ -16,6 +16,7 @@ import torch
 from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
+from sap_viz.method.anti_repeat import AnswerNoRepeat
 from sap_viz.method.artifact import PolytopeArtifact
 from sap_viz.method.directional_steering import DirectionalHook
 from sap_viz.method.generation_results import Comparison, GenerationResult, TokenInfo
@@ -85,6 +86,7 @@ def _build_results(
                 "generation_threshold": cfg.generation_threshold,
                 "span_threshold": cfg.span_threshold if cfg.span_threshold is None or math.isfinite(cfg.span_threshold) else None,
                 "max_interventions": cfg.max_interventions, **asdict(cfg.flow), "steering": cfg.steering,
+                "anti_repeat": cfg.anti_repeat if cfg.mode == "steer" else 0, "fallback": cfg.fallback and cfg.mode == "steer",
                 **({"directional": asdict(cfg.directional), "steering_layer": artifact.steering.layer}
                    if cfg.mode == "steer" and cfg.steering == "directional" and artifact.steering is not None else {}),
                 "max_new_tokens": gen.max_new_tokens, "do_sample": gen.do_sample, "seed": gen.seed,
@@ -175,6 +177,8 @@ def run_generation(
         return _run_directional(lm, artifact, prompts, enc, ids, mask, pad_lens, width, spans, gen, cfg, streamer, cancel)
     hook = PolytopeHook(artifact, cfg, pad_lens, width, spans)
     processors = LogitsProcessorList()
+    if cfg.mode == "steer" and cfg.anti_repeat:
+        processors.append(AnswerNoRepeat(cfg.anti_repeat, width, lambda: hook.interventions > 0))
     if cfg.mode == "refuse":
         refusal_ids = lm.tokenizer(cfg.refusal_text, add_special_tokens=False)["input_ids"]
         processors.append(RefusalProcessor(hook, list(refusal_ids), (lm.eos_ids or [None])[0]))
@@ -219,10 +223,11 @@ def _run_directional(lm: LoadedModel, artifact: PolytopeArtifact, prompts: list[
     prepass = _prompt_pass(lm, artifact, ids, mask, cfg, pad_lens, width, spans)
     steer = DirectionalHook(part.polytope, part.direction, cfg.directional, prepass.flagged, pad_lens, width)
     monitor = PolytopeHook(artifact, replace(cfg, mode="monitor"), pad_lens, width, spans)
+    processors = LogitsProcessorList([AnswerNoRepeat(cfg.anti_repeat, width, lambda: steer.touched)] if cfg.anti_repeat else [])
     torch.manual_seed(gen.seed)
     with residual_hook(lm.model, part.layer, steer, lm.layers_path), residual_hook(lm.model, artifact.layer, monitor, lm.layers_path), \
             torch.no_grad():
-        sequences = _generate(lm, ids, mask, gen, LogitsProcessorList(), streamer, cancel)
+        sequences = _generate(lm, ids, mask, gen, processors, streamer, cancel)
     data = monitor.assembled()
     steps = steer.assembled()
     cols = min(data["before"].shape[1], steps.shape[1])

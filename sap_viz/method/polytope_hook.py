@@ -22,16 +22,9 @@ from transformers import LogitsProcessor
 from sap_viz.method.artifact import PolytopeArtifact
 from sap_viz.method.directional_steering import DirectionalConfig
 from sap_viz.method.generation_results import token_boundary
+from sap_viz.method.request_settings import DEFAULT_REFUSAL, MODES, POSITIONS, STEERINGS  # noqa: F401 (re-exported)
 from sap_viz.method.steering import SafeFlowConfig, safe_flow
 from sap_viz.model.features import request_mean
-
-MODES = ("monitor", "steer", "refuse")
-POSITIONS = ("last", "generated", "all")
-# How ``steer`` moves a flagged state. directional: along the polytope's refusal direction at its
-# steering layer (needs the polytope's ``steering/`` part); minimal: the paper's Safe Flow, the
-# smallest edit into the polytope at its own layer; auto: directional when the polytope has the part.
-STEERINGS = ("auto", "directional", "minimal")
-DEFAULT_REFUSAL = "Sorry, I can't answer your request."
 
 
 @dataclass
@@ -52,6 +45,12 @@ class InterventionConfig:
     flow: SafeFlowConfig = field(default_factory=SafeFlowConfig)
     steering: str = "auto"
     directional: DirectionalConfig = field(default_factory=DirectionalConfig)
+    # Steered rows only, answer tokens only: ban any token that would repeat an n-gram of the answer
+    # (``anti_repeat.py``); 0 turns it off. Without it about half of the steered answers loop.
+    anti_repeat: int = 3
+    # Steered rows only: when the answer check (the steering part's ``answer_check``) still finds the
+    # steered answer harmful, answer with ``refusal_text`` instead and say so.
+    fallback: bool = True
 
     def validate(self) -> None:
         if self.mode not in MODES:
@@ -68,6 +67,8 @@ class InterventionConfig:
             raise ValueError("threshold must be a finite number")
         if self.span_threshold is not None and math.isnan(self.span_threshold):
             raise ValueError("span_threshold must be a number")
+        if self.anti_repeat != 0 and not 2 <= self.anti_repeat <= 16:
+            raise ValueError(f"anti_repeat must be 0 (off) or an n-gram size between 2 and 16, got {self.anti_repeat}")
         if self.steering not in STEERINGS:
             raise ValueError(f"steering must be one of {', '.join(STEERINGS)}, got {self.steering!r}")
         if self.mode == "steer":

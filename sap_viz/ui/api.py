@@ -12,28 +12,23 @@ import functools
 import inspect
 import logging
 from collections.abc import Callable
-from dataclasses import replace
 
 import gradio as gr
 
 from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.workbench import Workbench
 from sap_viz.data.file_rows import DataFileError
+from sap_viz.method import request_settings
 from sap_viz.method.artifact import PolytopeFileError
-from sap_viz.method.directional_steering import DirectionalConfig
 from sap_viz.method.generation import GenerationConfig
 from sap_viz.method.polytope_hook import InterventionConfig
-from sap_viz.method.steering import SafeFlowConfig
+from sap_viz.method.request_settings import RequestSettings, SettingsError, check_for_polytope
 from sap_viz.model.hooks import count_hooks
-from sap_viz.settings import Limits, env_name, get_limits
+from sap_viz.settings import Limits, get_limits
 
 log = logging.getLogger(__name__)
 
-MODE_ALIASES = {
-    "monitor": "monitor", "steer": "steer", "safe flow": "steer", "safe_flow": "steer", "safeflow": "steer",
-    "refuse": "refuse", "refusal": "refuse", "refusal fallback": "refuse", "refusal_fallback": "refuse",
-}
-DEFAULT_STRENGTH = SafeFlowConfig().strength
+DEFAULT_STRENGTH = request_settings.DEFAULT_STRENGTH
 
 
 def user_error(exc: BaseException) -> gr.Error:
@@ -68,40 +63,26 @@ def guarded(fn: Callable) -> Callable:
     return wrapper
 
 
-def parse_mode(mode: str) -> str:
-    key = str(mode or "").strip().lower()
-    if key not in MODE_ALIASES:
-        raise WorkbenchError(f"mode must be monitor, steer (Safe Flow) or refuse, got {mode!r}")
-    return MODE_ALIASES[key]
+def make_configs(mode: str, strength: float, max_new_tokens: int, seed: int = 0, limits: Limits | None = None,
+                 extra: dict | None = None) -> tuple[GenerationConfig, InterventionConfig]:
+    """Checked generation settings from request values, through the core's one settings dataclass
+    (``method/request_settings.py``, the CLI and the server use the same); ``extra`` holds the other
+    settings by their CLI names (steering, anti_repeat, fallback, sample, ...)."""
+    return settings_from_request(mode, strength, max_new_tokens, seed, limits, extra).configs(limits or get_limits())
 
 
-def make_configs(mode: str, strength: float, max_new_tokens: int, seed: int = 0,
-                 limits: Limits | None = None) -> tuple[GenerationConfig, InterventionConfig]:
-    """Checked generation settings from request values (numbers may arrive as strings or floats)."""
-    limits = limits or get_limits()
+def settings_from_request(mode: str, strength: float, max_new_tokens: int, seed: int = 0, limits: Limits | None = None,
+            extra: dict | None = None) -> RequestSettings:
+    if extra is not None and not isinstance(extra, dict):
+        raise WorkbenchError("settings must be an object of name: value pairs")
+    values = {**(extra or {}), "mode": mode, "strength": strength, "max_new_tokens": max_new_tokens, "seed": seed}
+    for name in ("mode", "strength", "max_new_tokens", "seed"):
+        if values[name] is None or (isinstance(values[name], str) and not values[name].strip()):
+            raise WorkbenchError(f"{name} must be given")
     try:
-        max_new_tokens, strength, seed = float(max_new_tokens), float(strength), float(seed)
-    except (TypeError, ValueError, OverflowError):
-        raise WorkbenchError("max_new_tokens and seed must be integers, strength a number") from None
-    if not (max_new_tokens.is_integer() and seed.is_integer()):
-        raise WorkbenchError("max_new_tokens and seed must be whole numbers")
-    if not 1 <= max_new_tokens <= limits.max_new_tokens:
-        raise WorkbenchError(f"max_new_tokens must be between 1 and {limits.max_new_tokens} ({env_name('max_new_tokens')}), "
-                             f"got {max_new_tokens:g}")
-    if not 0 <= seed < 2**32:
-        raise WorkbenchError(f"seed must be between 0 and {2**32 - 1}, got {seed:g}")
-    gen = GenerationConfig(max_new_tokens=int(max_new_tokens), seed=int(seed), max_prompt_tokens=limits.max_prompt_tokens)
-    # One knob for both kinds of Safe Flow: the target depth inside the polytope that steers
-    # (the steering part for directional steering, the polytope itself for minimal steering).
-    cfg = InterventionConfig(mode=parse_mode(mode), flow=SafeFlowConfig(strength=strength),
-                             directional=replace(DirectionalConfig(), depth=strength))
-    try:
-        cfg.flow.validate()  # also in monitor mode: a nonsensical strength is an error, not silently ignored
-        gen.validate()
-        cfg.validate()
-    except ValueError as exc:
+        return RequestSettings.from_request(values, limits or get_limits())
+    except SettingsError as exc:
         raise WorkbenchError(str(exc)) from None
-    return gen, cfg
 
 
 def _tokens(result) -> list[dict]:
@@ -111,9 +92,15 @@ def _tokens(result) -> list[dict]:
              "forced": t.forced} for t in result.tokens]
 
 
-def generate_payload(wb: Workbench, prompt: str, mode: str, strength: float, max_new_tokens: int, seed: int) -> dict:
+def generate_payload(wb: Workbench, prompt: str, mode: str, strength: float, max_new_tokens: int, seed: int,
+                     extra: dict | None = None) -> dict:
     """Both runs of ``/generate`` with their per-token facet violations."""
-    gen, cfg = make_configs(mode, strength, max_new_tokens, seed, wb.limits)
+    settings = settings_from_request(mode, strength, max_new_tokens, seed, wb.limits, extra)
+    try:
+        check_for_polytope(settings, wb.require_artifact().steering is not None)
+    except SettingsError as exc:
+        raise WorkbenchError(str(exc)) from None
+    gen, cfg = settings.configs(wb.limits)
     checked = wb.check_prompt(prompt)
     cmp = wb.compare(checked.text, gen, cfg)
     base, other = cmp.baseline, cmp.intervened
@@ -133,6 +120,7 @@ def generate_payload(wb: Workbench, prompt: str, mode: str, strength: float, max
         "refused": other.refused,
         "prompt_len": other.prompt_len,
         "settings": other.settings,
+        "notices": list(settings.notices),
         "baseline_tokens": _tokens(base),
         "steered_tokens": _tokens(other),
     }
@@ -245,12 +233,15 @@ def register(wb: Workbench) -> None:
 
     @guarded
     def generate(prompt: str, mode: str = "steer", strength: float = DEFAULT_STRENGTH, max_new_tokens: int = 40, seed: int = 0,
-                 request: gr.Request = None) -> dict:
+                 settings: dict | None = None, request: gr.Request = None) -> dict:
         """Generate unsteered and with the chosen intervention (monitor | steer | refuse); per-token facet violations for both.
 
-        strength: Safe Flow's target depth inside the polytope, in violation units (only for mode "steer").
+        strength: the steering depth, 0-10 (only for mode "steer").
+        settings: any other setting by its CLI name (steering, anti_repeat, fallback, sample, temperature, top_p,
+        max_step, generated_tokens, positions, hinge_weight, max_steps, max_interventions, refusal_text,
+        generation_threshold, span_threshold).
         """
-        return generate_payload(caller(wb, request), prompt, mode, strength, max_new_tokens, seed)
+        return generate_payload(caller(wb, request), prompt, mode, strength, max_new_tokens, seed, settings)
 
     @guarded
     def analyze(prompt: str, attribution: bool = True, request: gr.Request = None) -> dict:

@@ -12,6 +12,7 @@ import gradio as gr
 from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.workbench import Workbench
 from sap_viz.method.generation_results import Comparison, GenerationResult
+from sap_viz.method.request_settings import STRENGTH_MAX
 from sap_viz.settings import ASSETS_DIR
 from sap_viz.ui import plots, render
 from sap_viz.ui.api import DEFAULT_STRENGTH, guarded, make_configs
@@ -216,9 +217,9 @@ def build_explore_tab(wb: Workbench, files: Files, last_cmp: gr.State) -> Explor
                             example_labels=[e["label"] for e in examples], examples_per_page=len(examples), elem_id="examples")
             with gr.Column(scale=2):
                 mode = gr.Radio(MODE_CHOICES, value="steer", label="Intervention", elem_id="mode")
-                strength = gr.Slider(0.0, 30.0, value=DEFAULT_STRENGTH, step=0.5,
-                                     label="Safe Flow depth (how far inside the steering polytope to move)",
-                                     info="violation units: a typical safe example sits at −1", elem_id="strength")
+                strength = gr.Slider(0.0, STRENGTH_MAX, value=DEFAULT_STRENGTH, step=0.5,
+                                     label="Steering strength (how far inside the steering polytope to move)",
+                                     info="0 = no move; above 10 answers no longer change (measured)", elem_id="strength")
                 max_new = gr.Slider(min(8, lim.max_new_tokens), min(128, lim.max_new_tokens), value=min(40, lim.max_new_tokens),
                                     step=1, label="Max new tokens", elem_id="max-new")
                 with gr.Row():

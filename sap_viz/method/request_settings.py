@@ -1,0 +1,248 @@
+"""One description of a generation request, shared by the CLI, the app, its HTTP API and the server.
+
+Why one dataclass: each entry point used to turn its own inputs into ``GenerationConfig`` and
+``InterventionConfig`` (the app's copy lived in the UI package and imported Gradio), so the knobs
+drifted apart: ``--strength`` did nothing for directional steering, the app's slider ran 0–30 while
+everything above 10 changed nothing. Here every knob has one name, one range and one meaning, and a
+knob that does nothing for the chosen kind of steering is refused with a message saying so.
+
+``strength`` is the one steering knob for both kinds: the target depth inside the polytope that
+steers (the steering part's facets for directional steering, the detection polytope's for minimal
+Safe Flow), in violation units where a typical safe training prompt sits at −1. Its range stops
+where the measured outcomes stop changing (docs/steering_strength.md).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import TYPE_CHECKING, Any
+
+from sap_viz.settings import Limits, env_name, get_limits
+
+if TYPE_CHECKING:  # the method modules import torch; the CLI reads this module before it needs them
+    from sap_viz.method.generation import GenerationConfig
+    from sap_viz.method.polytope_hook import InterventionConfig
+
+MODES = ("monitor", "steer", "refuse")
+POSITIONS = ("last", "generated", "all")
+# How ``steer`` moves a flagged state. directional: along the polytope's refusal direction at its
+# steering layer (needs the polytope's ``steering/`` part); minimal: the paper's Safe Flow, the
+# smallest edit into the polytope at its own layer; auto: directional when the polytope has the part.
+STEERINGS = ("auto", "directional", "minimal")
+DEFAULT_REFUSAL = "Sorry, I can't answer your request."
+
+STRENGTH_MAX = 10.0  # directional moves are capped by max_step: above ≈10 the answers no longer change
+DEFAULT_STRENGTH = 3.0
+
+MODE_ALIASES = {
+    "monitor": "monitor", "steer": "steer", "safe flow": "steer", "safe_flow": "steer", "safeflow": "steer",
+    "refuse": "refuse", "refusal": "refuse", "refusal fallback": "refuse", "refusal_fallback": "refuse",
+}
+#: Knobs that only one kind of steering reads; setting one for the other kind is an error, not a silent no-op.
+DIRECTIONAL_ONLY = ("max_step", "generated_tokens")
+MINIMAL_ONLY = ("positions", "hinge_weight", "max_steps", "max_interventions")
+#: Old names, accepted with a warning for one release.
+RENAMED = {"depth": "strength"}
+
+
+class SettingsError(ValueError):
+    """A request value the generation cannot use; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class RequestSettings:
+    """Everything a generation request may set. Kind-specific knobs are None unless the caller set them."""
+
+    mode: str = "steer"  # monitor | steer | refuse
+    steering: str = "auto"  # auto | directional | minimal
+    strength: float = DEFAULT_STRENGTH
+    max_new_tokens: int = 48
+    seed: int = 0
+    sample: bool = False
+    temperature: float = 0.7
+    top_p: float = 0.9
+    anti_repeat: int = 3  # n-gram size banned from repeating in a steered answer; 0 = off
+    fallback: bool = True  # refuse when the answer check still finds a steered answer harmful
+    refusal_text: str = DEFAULT_REFUSAL
+    generation_threshold: float | None = None  # None: the polytope's calibrated value
+    span_threshold: float | None = None  # None: the polytope's calibrated value; inf: off
+    # directional only
+    max_step: float | None = None
+    generated_tokens: int | None = None  # -1: every answer token
+    # minimal Safe Flow only
+    positions: str | None = None
+    hinge_weight: float | None = None
+    max_steps: int | None = None
+    max_interventions: int | None = None
+    notices: tuple[str, ...] = field(default=(), compare=False)  # e.g. a renamed setting was used
+
+    def __post_init__(self) -> None:
+        self._check()
+
+    # -- building ------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_request(cls, values: Mapping[str, Any], limits: Limits | None = None) -> RequestSettings:
+        """Checked settings from request values (numbers may arrive as strings, as they do from HTML forms).
+
+        Unknown names are refused; ``None`` means "not given". Raises SettingsError naming the setting.
+        """
+        limits = limits or get_limits()
+        if not isinstance(values, Mapping):
+            raise SettingsError("settings must be an object of name: value pairs")
+        known = {f.name for f in fields(cls)} - {"notices"}
+        notices: list[str] = []
+        out: dict[str, Any] = {}
+        for raw_key, value in values.items():
+            key = str(raw_key).strip().replace("-", "_")
+            if value is None:  # not given
+                continue
+            if key in RENAMED:
+                new = RENAMED[key]
+                message = f"'{key}' is now '{new}' (the old name works for one release)"
+                warnings.warn(message, DeprecationWarning, stacklevel=2)
+                notices.append(message)
+                if values.get(new) is not None:
+                    continue  # the new name wins
+                key = new
+            if key not in known:
+                raise SettingsError(f"unknown setting {raw_key!r}; known: {', '.join(sorted(known))}")
+            out[key] = _coerce(key, value)
+        if "mode" in out:
+            out["mode"] = parse_mode(out["mode"])
+        settings = cls(**out, notices=tuple(notices))
+        if not 1 <= settings.max_new_tokens <= limits.max_new_tokens:
+            raise SettingsError(f"max_new_tokens must be between 1 and {limits.max_new_tokens} ({env_name('max_new_tokens')}), "
+                                f"got {settings.max_new_tokens}")
+        settings.configs(limits)  # every downstream check, now rather than at generation time
+        return settings
+
+    def _check(self) -> None:
+        if self.mode not in MODES:
+            raise SettingsError(f"mode must be monitor, steer or refuse, got {self.mode!r}")
+        if self.steering not in STEERINGS:
+            raise SettingsError(f"steering must be one of {', '.join(STEERINGS)}, got {self.steering!r}")
+        if not (isinstance(self.strength, (int, float)) and math.isfinite(self.strength) and 0 <= self.strength <= STRENGTH_MAX):
+            raise SettingsError(f"strength must be between 0 and {STRENGTH_MAX:g} (above that the answers no longer change), "
+                                f"got {self.strength!r}")
+        if not 0 <= self.seed < 2**32:
+            raise SettingsError(f"seed must be between 0 and {2**32 - 1}, got {self.seed}")
+        if self.positions is not None and self.positions not in POSITIONS:
+            raise SettingsError(f"positions must be one of {', '.join(POSITIONS)}, got {self.positions!r}")
+        self.check_kind(self.steering)
+
+    def check_kind(self, kind: str) -> None:
+        """Refuse knobs the given kind of steering would ignore (``auto`` is checked once it is resolved)."""
+        if kind == "auto":
+            return
+        unused = MINIMAL_ONLY if kind == "directional" else DIRECTIONAL_ONLY
+        given = [name for name in unused if getattr(self, name) is not None]
+        if given:
+            other = "minimal" if kind == "directional" else "directional"
+            raise SettingsError(f"{', '.join(given)} only apply to {other} steering, not to {kind} steering "
+                                f"(set steering to {other!r} or leave them out)")
+
+    def configs(self, limits: Limits | None = None) -> tuple[GenerationConfig, InterventionConfig]:
+        """The method's configs; raises SettingsError where a value is out of its range."""
+        from sap_viz.method.directional_steering import DirectionalConfig
+        from sap_viz.method.generation import GenerationConfig
+        from sap_viz.method.polytope_hook import InterventionConfig
+        from sap_viz.method.steering import SafeFlowConfig
+
+        limits = limits or get_limits()
+        gen = GenerationConfig(max_new_tokens=self.max_new_tokens, seed=self.seed, do_sample=self.sample,
+                               temperature=self.temperature, top_p=self.top_p, max_prompt_tokens=limits.max_prompt_tokens,
+                               max_new_tokens_cap=max(limits.max_new_tokens, 1))
+        flow = SafeFlowConfig(strength=self.strength)
+        if self.hinge_weight is not None:
+            flow = replace(flow, hinge_weight=self.hinge_weight)
+        if self.max_steps is not None:
+            flow = replace(flow, max_steps=self.max_steps)
+        directional = replace(DirectionalConfig(), depth=self.strength)
+        if self.max_step is not None:
+            directional = replace(directional, max_step=self.max_step)
+        if self.generated_tokens is not None:
+            directional = replace(directional, generated_tokens=None if self.generated_tokens < 0 else self.generated_tokens)
+        cfg = InterventionConfig(mode=self.mode, steering=self.steering, flow=flow, directional=directional,
+                                 anti_repeat=self.anti_repeat, fallback=self.fallback, refusal_text=self.refusal_text,
+                                 generation_threshold=self.generation_threshold, span_threshold=self.span_threshold)
+        if self.positions is not None:
+            cfg = replace(cfg, positions=self.positions)
+        if self.max_interventions is not None:
+            cfg = replace(cfg, max_interventions=self.max_interventions)
+        try:
+            gen.validate()
+            cfg.validate()
+            flow.validate()  # in every mode: a nonsensical value is an error, not silently ignored
+            directional.validate()
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
+        return gen, cfg
+
+    def to_json(self) -> dict:
+        """The settings as given (kind-specific knobs only when set), for results and logs."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name != "notices" and (getattr(self, f.name) is not None or f.default is not None)}
+
+
+def parse_mode(mode: Any) -> str:
+    key = str(mode or "").strip().lower()
+    if key not in MODE_ALIASES:
+        raise SettingsError(f"mode must be monitor, steer (Safe Flow) or refuse, got {mode!r}")
+    return MODE_ALIASES[key]
+
+
+_INTS = ("max_new_tokens", "seed", "anti_repeat", "generated_tokens", "max_steps", "max_interventions")
+_FLOATS = ("strength", "temperature", "top_p", "generation_threshold", "span_threshold", "max_step", "hinge_weight")
+_BOOLS = ("sample", "fallback")
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """One request value as the type its setting holds; SettingsError naming the setting otherwise."""
+    if key in _BOOLS:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{key} must be true or false, got {value!r}")
+    if key in _INTS or key in _FLOATS:
+        if isinstance(value, bool):
+            raise SettingsError(f"{key} must be a number, got {value!r}")
+        try:
+            number = float(value)
+        except (TypeError, ValueError, OverflowError):
+            raise SettingsError(f"{key} must be a number, got {value!r}") from None
+        if math.isnan(number) or (math.isinf(number) and key != "span_threshold"):
+            raise SettingsError(f"{key} must be a finite number, got {value!r}")
+        if key in _INTS:
+            if not number.is_integer():
+                raise SettingsError(f"{key} must be a whole number, got {value!r}")
+            return int(number)
+        return number
+    if not isinstance(value, str):
+        raise SettingsError(f"{key} must be text, got {type(value).__name__}")
+    return value.strip() if key != "refusal_text" else value
+
+
+def steering_kind(settings: RequestSettings, has_steering_part: bool) -> str:
+    """The kind ``auto`` becomes for a polytope: directional when it has a steering part, else minimal."""
+    if settings.steering != "auto":
+        return settings.steering
+    return "directional" if has_steering_part else "minimal"
+
+
+def check_for_polytope(settings: RequestSettings, has_steering_part: bool) -> None:
+    """Once the polytope is known: refuse knobs the resolved kind would ignore, and directional steering without a part."""
+    if settings.mode != "steer":
+        return
+    kind = steering_kind(settings, has_steering_part)
+    settings.check_kind(kind)
+    if kind == "directional" and not has_steering_part:
+        raise SettingsError("this polytope has no steering part (steering/ folder) for directional steering: choose steering "
+                            "'minimal', or add one with `python -m sap_viz train-steering`")
