@@ -1,0 +1,79 @@
+"""The CLI's Hub commands: ``export``, ``push`` and ``train --config`` (the parser lives in ``cli/arguments.py``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from sap_viz.cli.commands import CliError
+
+#: What ``train --config`` still takes from the command line: where and on what to run, where to write.
+CONFIG_FLAGS = {"config", "output", "model", "dtype", "device", "layers_path", "data", "no_facet_check", "func", "command", "verbose"}
+
+
+def add_export(sub) -> None:
+    p = sub.add_parser("export", help="write a polytope as a folder ready for the Hugging Face Hub (model card, training config)")
+    p.add_argument("polytope", help="polytope directory or Hub repo id (owner/name[@revision])")
+    p.add_argument("folder", help="where to write the exported folder (new or empty)")
+    p.add_argument("--repo-id", help="the Hub repo it will be pushed to, named in the card's usage lines")
+    p.add_argument("--overwrite", action="store_true", help="replace a previous export in FOLDER")
+    p.set_defaults(func=cmd_export)
+
+
+def add_push(sub) -> None:
+    p = sub.add_parser("push", help="upload an exported folder to a Hub repo (needs HF_TOKEN or `hf auth login`, and a network)")
+    p.add_argument("folder", help="a folder written by `sap-viz export`")
+    p.add_argument("repo_id", help="owner/name on the Hugging Face Hub (created if missing)")
+    p.add_argument("--private", action="store_true", help="create the repo private")
+    p.set_defaults(func=cmd_push)
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from sap_viz.hub.export import export_polytope
+    from sap_viz.hub.remote import resolve_polytope
+
+    folder = export_polytope(resolve_polytope(args.polytope), args.folder, repo_id=args.repo_id, overwrite=args.overwrite)
+    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    print(f"exported to {folder}: {', '.join(files)}")
+    print(f"upload it with: sap-viz push {folder} {args.repo_id or 'OWNER/NAME'}")
+
+
+def cmd_push(args: argparse.Namespace) -> None:
+    from sap_viz.hub.remote import push_folder
+
+    url = push_folder(args.folder, args.repo_id, private=args.private)
+    print(f"pushed {args.folder} to {url}")
+    print(f"load it with: sap-viz score --polytope {args.repo_id} --input prompts.jsonl")
+
+
+def _set_flags(args: argparse.Namespace) -> list[str]:
+    """Training flags the user set besides --config (they would be ignored, so they are refused)."""
+    from sap_viz.cli.arguments import add_train
+
+    parser = argparse.ArgumentParser()
+    add_train(parser.add_subparsers(dest="command"))
+    defaults = vars(parser.parse_args(["train", "--output", "-"]))
+    return sorted(f"--{key.replace('_', '-')}" for key, value in defaults.items()
+                  if key not in CONFIG_FLAGS and getattr(args, key, value) != value)
+
+
+def train_from_config(args: argparse.Namespace, load_model) -> None:
+    """``sap-viz train --config FILE``: every training setting from the file; --model/--device say where to run."""
+    from sap_viz.analysis.metrics import METRIC_COLUMNS, metrics_rows
+    from sap_viz.experiments.pipeline import save_trained
+    from sap_viz.hub.recipe import read_recipe, train_from_recipe
+    from sap_viz.tables import text_table
+
+    extra = _set_flags(args)
+    if extra:
+        raise CliError(f"{', '.join(extra)} cannot be combined with --config: the config sets every training setting "
+                       "(edit a copy of it to change one)")
+    recipe = read_recipe(args.config)
+    if args.model == "default" and recipe.model != "default":
+        args.model = recipe.model
+    lm = load_model(args)
+    trained = train_from_recipe(lm, recipe, args.data, check_facets=not args.no_facet_check,
+                                note=lambda line: print(f"note: {line}", file=sys.stderr))
+    path = save_trained(trained, args.output)
+    print(text_table(metrics_rows(trained.report), METRIC_COLUMNS))
+    print(f"saved polytope to {path} (trained from {args.config})")

