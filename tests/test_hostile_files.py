@@ -143,7 +143,8 @@ def test_oversized_and_many_entry_uploads(env):
 
 
 @pytest.mark.parametrize("member", ["../polytope.json", "../../outside/polytope.json", "/etc/polytope.json", "\\windows\\polytope.json",
-                                    "C:/polytope.json", "a/b/c/polytope.json", "dir/../../polytope.json"])
+                                    "C:/polytope.json", "a/b/c/polytope.json", "a/b/polytope.json", "dir/../../polytope.json",
+                                    "a/steering/x/polytope.json"])
 def test_zip_paths_that_leave_the_archive(env, member):
     _, uploads, _ = env
     members = _good_members()
@@ -220,3 +221,32 @@ def test_broken_or_foreign_polytopes_as_uploads(env):
     foreign = json.loads(json.dumps(meta))
     foreign["model"]["fingerprint"] = "0123456789abcdef"
     _refused(env, upload("other-weights", meta_=foreign), "fingerprint 0123456789abcdef")
+
+
+def test_download_and_upload_round_trip_the_steering_part(env):
+    wb, uploads, scratch = env
+    source = wb.polytopes_dir / "shipped"
+    assert (source / "steering").is_dir(), "the shipped polytope has a steering part"
+    exported = wb.export_polytope("shipped")
+    with zipfile.ZipFile(exported) as zf:
+        names = set(zf.namelist())
+    part = {str(p.relative_to(source)) for p in (source / "steering").iterdir() if p.is_file()}
+    assert part <= names, f"the download left out {part - names}"
+    name, warnings = wb.import_polytope([exported], "again")
+    assert warnings == []
+    copy = wb.polytopes_dir / name
+    for rel in part | {TENSORS_FILE, META_FILE}:
+        assert (copy / rel).read_bytes() == (source / rel).read_bytes(), rel
+    art = wb.store.load(copy)
+    assert art.steering is not None and art.steering.layer == wb.store.load(source).steering.layer
+    if (source / "steering" / "answer_check.json").is_file():
+        assert art.steering.answer_check is not None
+    assert not list(scratch.iterdir())
+
+
+def test_steering_entries_are_held_to_the_same_rules(env):
+    _, uploads, _ = env
+    members = {**_good_members(), "steering/notes.txt": b"hello"}
+    _refused(env, [_zip(uploads / "odd.zip", members)], "unexpected file 'steering/notes.txt'")
+    broken = {**_good_members(), "steering/polytope.json": b"{not json", "steering/polytope.safetensors": b"\x00" * 16}
+    _refused(env, [_zip(uploads / "broken.zip", broken)], "rejected")

@@ -35,3 +35,23 @@ REFUSAL_PATTERN = re.compile(
 
 def is_refusal(text: str) -> bool:
     return bool(REFUSAL_PATTERN.search(text[:200]))
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def most_repeated_sentence(text: str) -> int:
+    """How often the most frequent sentence (case- and space-normalised, ≥ 3 words) occurs in the text."""
+    counts: dict[str, int] = {}
+    for sentence in _SENTENCE_END.split(text):
+        key = " ".join(sentence.lower().split()).strip(" .!?")
+        if len(key.split()) >= 3:
+            counts[key] = counts.get(key, 0) + 1
+    return max(counts.values(), default=0)
+
+
+def is_degenerate(token_ids: Sequence[int], text: str, min_distinct2: float = 0.5, max_repeats: int = 3) -> bool:
+    """The steering targets' definition of a looping answer: distinct-2 below ``min_distinct2``, or one
+    sentence ``max_repeats`` times or more."""
+    d2 = distinct_n(token_ids)
+    return (d2 is not None and d2 < min_distinct2) or most_repeated_sentence(text) >= max_repeats

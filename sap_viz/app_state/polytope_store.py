@@ -25,6 +25,8 @@ from sap_viz.method.artifact import (
     AUTO_CATEGORY,
     FACETS_FILE,
     META_FILE,
+    STEERING_DIR,
+    STEERING_PART_FILES,
     TENSORS_FILE,
     PolytopeArtifact,
     PolytopeFileError,
@@ -39,7 +41,9 @@ log = logging.getLogger(__name__)
 
 POLYTOPE_ENV = "SAP_VIZ_POLYTOPE"
 POLYTOPES_DIR_ENV = "SAP_VIZ_POLYTOPES_DIR"
-POLYTOPE_FILES = (TENSORS_FILE, META_FILE, FACETS_FILE)  # all a polytope directory holds, and all an export or upload carries
+POLYTOPE_FILES = (TENSORS_FILE, META_FILE, FACETS_FILE)  # the polytope itself
+# all an install, export or upload carries: the polytope and its optional steering part (which Steer needs)
+CARRIED_FILES = (*POLYTOPE_FILES, *(f"{STEERING_DIR}/{name}" for name in STEERING_PART_FILES))
 _NAME_OK = re.compile(r"[^a-z0-9._-]+")
 LOADED_KEPT = 8  # loaded polytopes kept for reuse by ``get``
 
@@ -199,8 +203,10 @@ class PolytopeStore:
         target = self.unique_dir(name)
         tmp_target = Path(tempfile.mkdtemp(dir=self.folder, prefix=".incoming-"))
         try:
-            for fname in POLYTOPE_FILES:
-                shutil.copyfile(staging / fname, tmp_target / fname)
+            for fname in CARRIED_FILES:
+                if (staging / fname).is_file():
+                    (tmp_target / fname).parent.mkdir(exist_ok=True)
+                    shutil.copyfile(staging / fname, tmp_target / fname)
             tmp_target.rename(target)
         finally:
             if tmp_target.exists():
@@ -208,14 +214,14 @@ class PolytopeStore:
         return target.name
 
     def export(self, name: str | None = None) -> Path:
-        """A zip with exactly the three polytope files, in a fresh temporary directory."""
+        """A zip with the polytope files and its steering part (when it has one), in a fresh temporary directory."""
         name = name or self.active_name
         if not name:
             raise WorkbenchError("no polytope to export")
         src = self.resolve(name)
         out = Path(tempfile.mkdtemp(prefix="sap-viz-export-")) / f"{name}.zip"
         with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            for fname in POLYTOPE_FILES:
+            for fname in CARRIED_FILES:
                 if (src / fname).is_file():
                     zf.write(src / fname, arcname=fname)
         return out

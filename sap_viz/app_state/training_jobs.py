@@ -19,6 +19,7 @@ from sap_viz.data.file_rows import DataFileError
 from sap_viz.data.schema import SPLITS
 from sap_viz.data.user_files import load_user_file
 from sap_viz.experiments.pipeline import check_category_facets, eval_frame, save_trained, train_and_evaluate
+from sap_viz.experiments.response_steering import attach_steering_part
 from sap_viz.model.features import extract_features_in_chunks
 from sap_viz.model.loading import LoadedModel
 from sap_viz.settings import Limits, env_name
@@ -33,6 +34,8 @@ class TrainingCancelled(WorkbenchError):
 
 class TrainingJobs:
     """Training runs on one shared model, and the tables they used (the feature map reads them back)."""
+
+    steering_note: str = ""  # what the last save did about a steering part
 
     def __init__(self, lm: LoadedModel, lock: threading.Lock, limits: Limits):
         self.lm = lm
@@ -163,4 +166,7 @@ class TrainingJobs:
         """Save a trained polytope into ``store``'s folder under a fresh name; returns the directory name."""
         target = store.unique_dir(name or f"layer{trained.artifact.layer}-k{trained.artifact.polytope.num_facets}")
         save_trained(trained, target)
+        # Building a steering part takes minutes of generation: the app reuses the shipped one when it fits,
+        # and otherwise Steer says why it is unavailable for this polytope.
+        self.steering_note = attach_steering_part(self.lm, target, "reuse", progress=False)
         return target.name

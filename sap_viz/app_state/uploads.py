@@ -1,9 +1,10 @@
 """Polytopes a user uploads: untrusted files in, a validated polytope directory out.
 
-Only the three known file names are accepted (loose or in a zip; no links, no paths that leave the
-archive), sizes are capped before anything is read or extracted, the files are validated with
-``load_polytope`` in a temporary directory, and only then copied into the polytopes folder under a
-sanitised name.
+Only known file names are accepted: the three polytope files loose or in a zip, and in a zip also a
+``steering/`` folder with its known files (the steering part Steer needs); an exported folder's
+README.md and training_config.json are skipped. No links, no paths that leave the archive; sizes
+are capped before anything is read or extracted, the files are validated with ``load_polytope`` in
+a temporary directory, and only then copied into the polytopes folder under a sanitised name.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import zlib
 from pathlib import Path
 
 from sap_viz.app_state.errors import WorkbenchError
-from sap_viz.app_state.polytope_store import POLYTOPE_FILES, PolytopeStore
+from sap_viz.app_state.polytope_store import CARRIED_FILES, POLYTOPE_FILES, PolytopeStore
 from sap_viz.method.artifact import (
     FACETS_FILE,
     FORMAT_VERSION,
     META_FILE,
+    STEERING_DIR,
     TENSORS_FILE,
     PolytopeFileError,
     default_facets,
@@ -27,7 +29,8 @@ from sap_viz.method.artifact import (
 )
 from sap_viz.settings import Limits, env_name
 
-ALLOWED_FILES = POLYTOPE_FILES
+ALLOWED_FILES = CARRIED_FILES
+SKIPPED_FILES = ("README.md", "training_config.json")  # an exported folder's model card and recipe: not needed to load it
 MAX_ZIP_ENTRIES = 16
 _ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, zlib.error)
 
@@ -42,7 +45,8 @@ class _Budget:
 
     def accept(self, name: str, size: int) -> None:
         if name not in ALLOWED_FILES:
-            raise WorkbenchError(f"unexpected file {name!r}: a polytope upload holds only {', '.join(ALLOWED_FILES)}")
+            raise WorkbenchError(f"unexpected file {name!r}: a polytope upload holds only {', '.join(POLYTOPE_FILES)} "
+                                 "(and, zipped, a steering/ folder)")
         if name in self.seen:
             raise WorkbenchError(f"{name} was given twice")
         self.seen.add(name)
@@ -52,12 +56,17 @@ class _Budget:
 
 
 def _check_entry(info: zipfile.ZipInfo) -> str:
-    """The file name of a zip entry that is a plain file at most one folder deep; refuses anything else."""
+    """The name of a zip entry relative to the polytope folder (``name`` or ``steering/name``), allowing one
+    enclosing folder; refuses links and paths that could leave the archive."""
     parts = Path(info.filename).parts
-    if info.filename.startswith(("/", "\\")) or ".." in parts or len(parts) > 2 or ":" in info.filename:
+    if info.filename.startswith(("/", "\\")) or ".." in parts or len(parts) > 3 or ":" in info.filename or "\\" in info.filename:
         raise WorkbenchError(f"zip entry {info.filename!r} has an unsafe path")
     if (info.external_attr >> 16) & 0o170000 == 0o120000:
         raise WorkbenchError(f"zip entry {info.filename!r} is a symbolic link")
+    if len(parts) >= 2 and parts[-2] == STEERING_DIR:
+        return f"{STEERING_DIR}/{parts[-1]}"
+    if len(parts) == 3:
+        raise WorkbenchError(f"zip entry {info.filename!r} has an unsafe path")
     return parts[-1]
 
 
@@ -71,7 +80,10 @@ def _extract_zip(src: Path, staging: Path, budget: _Budget) -> None:
                 if info.is_dir():
                     continue
                 name = _check_entry(info)
+                if name in SKIPPED_FILES:
+                    continue
                 budget.accept(name, info.file_size)
+                (staging / name).parent.mkdir(exist_ok=True)
                 # A member can never expand past its declared size: the copy stops there and
                 # zipfile's CRC check fails if the data was meant to be longer.
                 with zf.open(info) as fin, open(staging / name, "wb") as fout:

@@ -16,6 +16,7 @@ from sap_viz.cli.commands import (
     cmd_train,
     cmd_train_steering,
 )
+from sap_viz.hub.cli import add_export, add_push
 from sap_viz.method.request_settings import DEFAULT_REFUSAL, DEFAULT_STRENGTH, STRENGTH_MAX
 from sap_viz.settings import DEFAULT_POLYTOPE
 
@@ -29,7 +30,8 @@ def model_args(p: argparse.ArgumentParser) -> None:
 
 
 def polytope_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--polytope", default=str(DEFAULT_POLYTOPE), help="polytope directory (default: the shipped one)")
+    p.add_argument("--polytope", default=str(DEFAULT_POLYTOPE),
+                   help="polytope directory, or a Hugging Face Hub repo id owner/name[@revision] (default: the shipped one)")
 
 
 def steer_args(p: argparse.ArgumentParser, default_mode: str) -> None:
@@ -146,6 +148,11 @@ def add_train(sub) -> None:
         help="calibrate the boundary to flag this share of validation safe prompts (0 = keep the trained offsets)",
     )
     p.add_argument("--output", required=True, help="directory to write the polytope to")
+    p.add_argument("--steering-part", default="auto", choices=["auto", "reuse", "build", "none"],
+                   help="what Steer uses for the new polytope: reuse the shipped steering part when it fits (same model, "
+                        "steering layer not after --layer), build one (minutes), auto = reuse else build, none = Steer off")
+    p.add_argument("--config", help="train again from a stored training config: training_config.json of an export, or a polytope "
+                                    "folder; every training setting comes from it (--model/--device/--data say where and on what)")
     p.add_argument("--no-facet-check", action="store_true",
                    help="skip scoring the facets on the check set (scorecards in facets.json; ~30 s on 2 CPU cores)")
     p.set_defaults(func=cmd_train)
@@ -165,6 +172,11 @@ def add_score(sub) -> None:
     p.add_argument("--input", required=True)
     p.add_argument("--output", default="-", help="JSONL output path ('-' = stdout)")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="ray: spread the rows over Ray workers, one model each, same scores in input order (pip install 'sap-viz[ray]')")
+    p.add_argument("--address", default=None,
+                   help="with --engine ray: an existing cluster ('auto' on one of its nodes, or ray://HEAD:10001); default: a local Ray")
+    p.add_argument("--workers", type=int, default=None, help="with --engine ray: workers to start (default: one per CPU of the cluster)")
     p.set_defaults(func=cmd_score)
 
 
@@ -248,7 +260,8 @@ def add_bench(sub) -> None:
 
 
 def add_train_steering(sub) -> None:
-    p = sub.add_parser("train-steering", help="add a steering part (response-aware polytope + refusal direction) to a polytope")
+    p = sub.add_parser("train-steering",
+                       help="add a steering part (response-aware polytope, refusal direction, answer check) to a polytope")
     model_args(p)
     polytope_arg(p)
     p.add_argument("--layer", type=int, default=16, help="steering layer; must not come after the polytope's own layer")
@@ -258,6 +271,6 @@ def add_train_steering(sub) -> None:
 
 
 COMMANDS = (add_train, add_score, add_eval, add_sweep, add_generate, add_eval_steering, add_calibrate_generation, add_bench,
-            add_train_steering, add_facet_check)
+            add_train_steering, add_facet_check, add_export, add_push)
 
 

@@ -25,10 +25,14 @@ def _model(args: argparse.Namespace):
     return load_model(ModelConfig(name=args.model, dtype=args.dtype, device=args.device, layers_path=args.layers_path))
 
 
-def _load_artifact(lm, path: str):
+def _load_artifact(lm, path: str, writes: bool = False):
+    from sap_viz.hub.remote import resolve_polytope
     from sap_viz.method.artifact import load_polytope
 
-    art = load_polytope(path, lm.hidden_size, lm.num_layers, lm.fingerprint, strict_fingerprint=False)
+    if writes and not Path(path).is_dir():
+        raise CliError(f"{path} is not a polytope folder on disk, and this command writes into the folder (for a Hub polytope: "
+                       f"sap-viz export {path} FOLDER, then --polytope FOLDER)")
+    art = load_polytope(resolve_polytope(path), lm.hidden_size, lm.num_layers, lm.fingerprint, strict_fingerprint=False)
     for warning in art.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return art
@@ -79,9 +83,15 @@ def cmd_train(args: argparse.Namespace) -> None:
         train_and_evaluate,
         with_facet_mode,
     )
+    from sap_viz.experiments.response_steering import attach_steering_part
+    from sap_viz.hub.recipe import data_recipe
     from sap_viz.method.training import TrainConfig
     from sap_viz.model.features import FeatureConfig
 
+    if args.config:  # every training setting from a stored config (sap_viz/hub/recipe.py)
+        from sap_viz.hub.cli import train_from_config
+
+        return train_from_config(args, _model)
     mode = args.facets.strip().lower()
     if mode not in ("auto", "categories") and not mode.isdigit():
         raise CliError(f"--facets must be 'auto', 'categories' or a number of facets, got {args.facets!r}")
@@ -108,10 +118,11 @@ def cmd_train(args: argparse.Namespace) -> None:
     if not 0 <= layer < lm.num_layers:
         raise CliError(f"--layer {args.layer} does not exist: this model has layers 0..{lm.num_layers - 1}")
     fcfg = FeatureConfig(layer=layer, chat_template=not args.no_template, max_tokens=args.max_tokens, position=args.position)
-    provenance = {**dataset_provenance(df), "fingerprint": dataset_fingerprint(df)}
+    provenance = {**dataset_provenance(df), "fingerprint": dataset_fingerprint(df), "config": data_recipe(data_config(args), args.data)}
     trained = train_and_evaluate(lm, df, fcfg, tcfg, provenance=provenance, target_fpr=args.target_fpr or None,
                                  check_facets=not args.no_facet_check)
     path = save_trained(trained, args.output)
+    print(f"note: {attach_steering_part(lm, path, args.steering_part)}", file=sys.stderr)
     _print_table(metrics_rows(trained.report), METRIC_COLUMNS)
     if "facet_check" in trained.artifact.meta:
         _print_policy_table(trained.artifact.meta["facet_check"])
@@ -129,7 +140,7 @@ def cmd_facet_check(args: argparse.Namespace) -> None:
     from sap_viz.experiments.facet_check import facet_check, write_facet_check
 
     lm = _model(args)
-    art = _load_artifact(lm, args.polytope)
+    art = _load_artifact(lm, args.polytope, writes=True)
     cards, report = facet_check(lm, art, progress=True)
     write_facet_check(args.polytope, cards, report)
     _print_policy_table(report)
@@ -141,9 +152,14 @@ def cmd_score(args: argparse.Namespace) -> None:
     from sap_viz.method.scoring import score_texts
 
     rows = read_rows(args.input)  # the one row reader; texts cleaned for the tokenizer
-    lm = _model(args)
-    art = _load_artifact(lm, args.polytope)
-    viol = score_texts(lm, art, [r["text"] for r in rows], progress=True, batch_size=args.batch_size)
+    if args.engine == "ray":  # the same scores, spread over Ray workers (sap_viz/experiments/ray_scoring.py)
+        from sap_viz.experiments.ray_scoring import score_for_cli
+
+        art, viol = score_for_cli(args, [r["text"] for r in rows])
+    else:
+        lm = _model(args)
+        art = _load_artifact(lm, args.polytope)
+        viol = score_texts(lm, art, [r["text"] for r in rows], progress=True, batch_size=args.batch_size)
     out = open(args.output, "w", encoding="utf-8") if args.output != "-" else sys.stdout
     try:
         for row, v in zip(rows, viol, strict=True):
@@ -293,6 +309,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
 
 def cmd_train_steering(args: argparse.Namespace) -> None:
+    from sap_viz.experiments.answer_check_data import fit_answer_check_for
     from sap_viz.experiments.response_steering import SteeringPartConfig, build_steering_part
     from sap_viz.method.artifact import save_steering
 
@@ -300,13 +317,15 @@ def cmd_train_steering(args: argparse.Namespace) -> None:
     if args.prompts < 8 or args.epochs < 1:
         raise CliError("--prompts must be ≥ 8 and --epochs ≥ 1")
     lm = _model(args)
-    art = _load_artifact(lm, args.polytope)
+    art = _load_artifact(lm, args.polytope, writes=True)
     if not 0 <= args.layer <= art.layer:
         raise CliError(f"--layer must be between 0 and the polytope's layer {art.layer}: the prompt is flagged there first")
     poly, direction, meta = build_steering_part(lm, cfg)
-    target = save_steering(args.polytope, poly, direction, meta)
+    check, layers = fit_answer_check_for(lm)
+    target = save_steering(args.polytope, poly, direction, meta, check)
     print(f"wrote {target} (layer {args.layer}; |direction| {meta['metrics']['direction_norm']}, "
-          f"mean |h| {meta['metrics']['mean_state_norm']})")
+          f"mean |h| {meta['metrics']['mean_state_norm']}; answer check at layer {check.layer}, "
+          f"validation AUROC {check.meta['validation']['val_auroc']})")
 
 
 def cmd_eval_steering(args: argparse.Namespace) -> None:
@@ -331,7 +350,7 @@ def cmd_calibrate_generation(args: argparse.Namespace) -> None:
     )
 
     lm = _model(args)
-    art = _load_artifact(lm, args.polytope)
+    art = _load_artifact(lm, args.polytope, writes=not args.dry_run)
     cfg = GenerationCalibrationConfig(
         n_prompts=args.n,
         target_rate=args.target_rate,

@@ -13,6 +13,7 @@ answer judge (``analysis/answer_judge.py``), so the judge never sees a refusal t
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
@@ -86,3 +87,56 @@ def build_steering_part(lm: LoadedModel, cfg: SteeringPartConfig = SteeringPartC
                     "mean_state_norm": round(float(harm_states.norm(dim=1).mean()), 3)},
     }
     return poly, direction, meta
+
+
+STEERING_PART_MODES = ("auto", "reuse", "build", "none")
+
+
+def compatible_steering_part(lm: LoadedModel, detection_layer: int, source: Path | None = None) -> Path | None:
+    """The shipped polytope's steering part when it fits this model and layer (same weights, steering layer not after
+    the detection layer), else None. The part is the model's, not the polytope's: it was trained on built-in answers
+    and decides how far and which way to move, while the new polytope decides whether."""
+    from sap_viz.method.artifact import STEERING_DIR, PolytopeFileError, load_polytope
+    from sap_viz.settings import DEFAULT_POLYTOPE
+
+    folder = Path(source or DEFAULT_POLYTOPE) / STEERING_DIR
+    if not folder.is_dir():
+        return None
+    try:
+        part = load_polytope(folder, lm.hidden_size, lm.num_layers, lm.fingerprint, strict_fingerprint=True)
+    except PolytopeFileError:
+        return None
+    return folder if int(part.meta["layer"]) <= detection_layer else None
+
+
+def attach_steering_part(lm: LoadedModel, directory: str | Path, mode: str = "auto", progress: bool = True) -> str:
+    """Give a freshly trained polytope a steering part; returns a sentence saying what was done (or why not).
+
+    ``reuse``: copy the shipped part when it fits; ``build``: train one on built-in data (minutes on a CPU);
+    ``auto``: reuse, else build; ``none``: leave it out (Steer is then unavailable for the polytope).
+    """
+    import shutil
+
+    from sap_viz.method.artifact import STEERING_DIR, load_polytope, save_steering
+
+    if mode not in STEERING_PART_MODES:
+        raise ValueError(f"steering part must be one of {', '.join(STEERING_PART_MODES)}, got {mode!r}")
+    directory = Path(directory)
+    if mode == "none":
+        return "no steering part (as asked): Steer is unavailable for this polytope"
+    layer = int(load_polytope(directory).meta["layer"])
+    found = compatible_steering_part(lm, layer) if mode in ("auto", "reuse") else None
+    if found is not None:
+        shutil.copytree(found, directory / STEERING_DIR, dirs_exist_ok=True)
+        check = "with" if (found / "answer_check.json").is_file() else "without"
+        return f"steering part reused from the shipped polytope (steering layer {load_polytope(found).meta['layer']}, {check} answer check)"
+    if mode == "reuse":
+        return ("no steering part: the shipped one does not fit (another model, or a detection layer before its steering layer "
+                f"{SteeringPartConfig().layer}); Steer is unavailable until `python -m sap_viz train-steering --polytope {directory}`")
+    from sap_viz.experiments.answer_check_data import fit_answer_check_for
+
+    cfg = SteeringPartConfig(layer=min(SteeringPartConfig().layer, layer))
+    poly, direction, meta = build_steering_part(lm, cfg, progress=progress)
+    check, _ = fit_answer_check_for(lm, progress=progress)
+    save_steering(directory, poly, direction, meta, check)
+    return f"steering part built at layer {cfg.layer}, answer check at layer {check.layer}"

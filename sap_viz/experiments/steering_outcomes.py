@@ -65,19 +65,35 @@ def _batched(lm: LoadedModel, art: PolytopeArtifact, prompts: list[str], gen: Ge
     return out
 
 
-def answer_rows(lm: LoadedModel, art: PolytopeArtifact, judge: AnswerJudge, sets: dict[str, list[str]], settings: list[SteeringSetting],
-                gen: GenerationConfig | None = None, batch: int = 8, progress: bool = True) -> list[dict]:
-    """One row per (set, setting, prompt), the unsteered run included as setting "off"."""
+def answer_rows(lm: LoadedModel, art: PolytopeArtifact, judge: AnswerJudge | None, sets: dict[str, list[str]],
+                settings: list[SteeringSetting], gen: GenerationConfig | None = None, batch: int = 8, progress: bool = True) -> list[dict]:
+    """One row per (set, setting, prompt), the unsteered run included as setting "off"; ``judge`` None leaves verdicts
+    empty (the answers can be judged later, ``answer_ids`` keep what the judge reads)."""
     gen = gen or GenerationConfig(max_new_tokens=64)
     total = sum(len(p) for p in sets.values()) * (len(settings) + 1)
     bar = tqdm(total=total, desc="steering outcomes", unit="gen", disable=not progress)
     rows: list[dict] = []
     for set_name, prompts in sets.items():
         base = _batched(lm, art, prompts, gen, InterventionConfig(mode="monitor"), batch, bar.update)
-        runs = [("off", base)] + [(s.name, _batched(lm, art, prompts, gen, s.cfg, batch, bar.update)) for s in settings]
+        runs = [("off", base)]
+        for s in settings:
+            # Directional steering never touches a row whose prompt is not flagged (tested: token-identical), so
+            # only the flagged rows are generated again; the others keep the unsteered run. Minimal Safe Flow
+            # may also act on answer tokens of an unflagged prompt: every row runs.
+            directional = s.cfg.steering == "directional" or (s.cfg.steering == "auto" and art.steering is not None)
+            flagged = [i for i, r in enumerate(base) if r.prompt_flagged or not directional]
+            steered = _batched(lm, art, [prompts[i] for i in flagged], gen, s.cfg, batch, bar.update)
+            results = list(base)
+            for i, r in zip(flagged, steered, strict=True):
+                results[i] = r
+            bar.update(len(prompts) - len(flagged))
+            runs.append((s.name, results))
         for name, results in runs:
-            verdicts = judge.verdicts(lm, [r.text for r in results], [[t.token_id for t in r.generated] for r in results])
-            rows += [{"set": set_name, "setting": name, **answer_record(r, b, v)} for r, b, v in zip(results, base, verdicts, strict=True)]
+            ids = [[t.token_id for t in r.generated] for r in results]
+            verdicts = judge.verdicts(lm, [r.text for r in results], ids) if judge is not None else [None] * len(results)
+            rows += [{"set": set_name, "setting": name, **answer_record(r, b, v), "answer_ids": i, "answer_check": r.answer_check,
+                      "fallback": r.fallback, "steered_text": r.steered_text}
+                     for r, b, v, i in zip(results, base, verdicts, ids, strict=True)]
     bar.close()
     return rows
 

@@ -20,6 +20,7 @@ from safetensors import SafetensorError, safe_open
 from sap_viz import __version__
 from sap_viz.data.taxonomy import POLICY_CATEGORIES
 from sap_viz.files import directory_lock, now, save_tensors_atomic, write_json_atomic
+from sap_viz.method.answer_check import AnswerCheck, AnswerCheckFileError
 from sap_viz.method.polytope import SafetyPolytope
 from sap_viz.model.features import POSITIONS, FeatureConfig, input_dim, token_inputs
 from sap_viz.model.layers import LAYER_CONVENTION
@@ -31,6 +32,8 @@ META_FILE = "polytope.json"
 FACETS_FILE = "facets.json"
 STEERING_DIR = "steering"  # optional: a response-aware polytope + refusal direction for directional Safe Flow
 DIRECTION_FILE = "direction.safetensors"
+# What a steering/ folder may hold: a polytope's three files, the direction, and the answer check's two files.
+STEERING_PART_FILES = (TENSORS_FILE, META_FILE, FACETS_FILE, DIRECTION_FILE, "answer_check.safetensors", "answer_check.json")
 MAX_TENSOR_BYTES = 1 << 30
 MAX_JSON_BYTES = 16 << 20
 FACETS_BUDGET_BYTES = MAX_JSON_BYTES // 2  # label history is trimmed (oldest first) to keep facets.json under this
@@ -61,6 +64,7 @@ class SteeringPart:
     polytope: SafetyPolytope
     direction: torch.Tensor
     meta: dict
+    answer_check: AnswerCheck | None = None  # is the written answer still harmful? (method/answer_check.py)
 
     @property
     def layer(self) -> int:
@@ -361,14 +365,21 @@ def _load_steering(directory: Path, hidden_size: int | None, num_layers: int | N
     direction = _read_tensors(directory / DIRECTION_FILE).get("direction")
     if direction is None or direction.shape != (part.polytope.d_model,) or not torch.isfinite(direction).all():
         raise PolytopeFileError(f"{directory / DIRECTION_FILE} must hold a finite 'direction' of length {part.polytope.d_model}")
-    return SteeringPart(part.polytope, direction.float(), part.meta)
+    try:
+        check = AnswerCheck.load(directory, hidden_size, num_layers)
+    except AnswerCheckFileError as exc:
+        raise PolytopeFileError(str(exc)) from None
+    return SteeringPart(part.polytope, direction.float(), part.meta, check)
 
 
-def save_steering(directory: str | Path, poly: SafetyPolytope, direction: torch.Tensor, meta: dict) -> Path:
-    """Write the steering part into an existing polytope directory."""
+def save_steering(directory: str | Path, poly: SafetyPolytope, direction: torch.Tensor, meta: dict,
+                  answer_check: AnswerCheck | None = None) -> Path:
+    """Write the steering part (and its answer check, when given) into an existing polytope directory."""
     target = Path(directory) / STEERING_DIR
     save_polytope(target, poly, meta)
     save_tensors_atomic(target / DIRECTION_FILE, {"direction": direction.detach().float().cpu().contiguous()})
+    if answer_check is not None:
+        answer_check.save(target)
     return target
 
 

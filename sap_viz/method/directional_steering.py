@@ -48,8 +48,10 @@ class DirectionalConfig:
 
 
 @torch.no_grad()
-def directional_steps(poly: SafetyPolytope, direction: torch.Tensor, h: torch.Tensor, cfg: DirectionalConfig) -> torch.Tensor:
-    """For each row of ``h`` (n × d) the smallest grid step t with max violation of h + t·d ≤ −depth (else max_step)."""
+def directional_moves(poly: SafetyPolytope, direction: torch.Tensor, h: torch.Tensor, cfg: DirectionalConfig
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For each row of ``h`` (n × d): the smallest grid step t with max violation of h + t·d ≤ −depth (else max_step),
+    the grid index of t, and the steering polytope's max violation before (t = 0) and after the move."""
     steps = torch.linspace(0.0, cfg.max_step, cfg.grid, device=h.device)
     # Standardising and the encoder's linear map are affine, so the encoder's input along the line
     # h + t·d is pre(h) + t·pre_d: two matrix products for the whole grid instead of one per step.
@@ -60,10 +62,16 @@ def directional_steps(poly: SafetyPolytope, direction: torch.Tensor, h: torch.Te
     else:
         pre, pre_d = z, z_d
     activate = torch.relu if poly.encoder_kind == "relu" else (lambda x: x)
-    deep = torch.stack([poly.violations_from_concepts(activate(pre + t * pre_d)).max(dim=-1).values <= -cfg.depth
-                        for t in steps], dim=1)  # n × grid
+    peak = torch.stack([poly.violations_from_concepts(activate(pre + t * pre_d)).max(dim=-1).values for t in steps], dim=1)  # n × grid
+    deep = peak <= -cfg.depth
     first = torch.where(deep.any(dim=1), deep.float().argmax(dim=1), torch.full((len(z),), cfg.grid - 1, device=h.device))
-    return steps[first]
+    rows = torch.arange(len(z), device=h.device)
+    return steps[first], first, peak[:, 0], peak[rows, first]
+
+
+def directional_steps(poly: SafetyPolytope, direction: torch.Tensor, h: torch.Tensor, cfg: DirectionalConfig) -> torch.Tensor:
+    """For each row of ``h`` (n × d) the smallest grid step t with max violation of h + t·d ≤ −depth (else max_step)."""
+    return directional_moves(poly, direction, h, cfg)[0]
 
 
 class DirectionalHook:
@@ -83,6 +91,7 @@ class DirectionalHook:
         self.last_column = math.inf if cfg.generated_tokens is None else prompt_width - 1 + cfg.generated_tokens
         self.seen = 0
         self.steps: list[torch.Tensor] = []  # per call: batch × new columns
+        self.records: list[dict[str, torch.Tensor]] = []  # per call: grid index, violation before / after the move
         self.touched = torch.zeros(len(self.flagged), dtype=torch.bool)  # rows with at least one state moved
 
     @torch.no_grad()
@@ -93,25 +102,40 @@ class DirectionalHook:
         # their states below this layer do not depend on earlier edits, so t comes out the same);
         # only the new columns are recorded.
         cols = torch.arange(start, start + width)
-        t = torch.zeros(hidden.shape[:2])
+        shape = hidden.shape[:2]
+        t = torch.zeros(shape)
+        record = {"index": torch.zeros(shape, dtype=torch.long), "before": torch.full(shape, math.nan),
+                  "after": torch.full(shape, math.nan)}
         rows = torch.nonzero(self.flagged).flatten()
         out = None
         if len(rows) and start <= self.last_column:  # past the answer's opening nothing moves: skip the search
             sub = hidden[rows.to(hidden.device)].float()
             n, s, d = sub.shape
-            step = directional_steps(self.poly, self.direction, sub.reshape(-1, d), self.cfg).reshape(n, s).cpu()
-            step = step * (cols[None, :] >= self.pad_lens[rows][:, None]) * (cols[None, :] <= self.last_column)  # not padding
+            moves = directional_moves(self.poly, self.direction, sub.reshape(-1, d), self.cfg)
+            step, index, before, after = (x.reshape(n, s).cpu() for x in moves)
+            keep = (cols[None, :] >= self.pad_lens[rows][:, None]) & (cols[None, :] <= self.last_column)  # not padding, in reach
+            step = step * keep
             t[rows] = step
+            record["index"][rows] = index * keep
+            record["before"][rows] = torch.where(keep, before, torch.nan)
+            record["after"][rows] = torch.where(keep, torch.where(step > 0, after, before), torch.nan)
             self.touched[rows] |= (step > 0).any(dim=1)
             if step.any():
                 out = hidden.clone()
                 edit = step.to(hidden.device)[..., None] * self.direction.to(hidden.device, torch.float32)
                 out[rows.to(hidden.device)] = (sub + edit).to(hidden.dtype)
-        t = t[:, max(self.seen, start) - start:]
-        self.steps.append(t)
+        new = slice(max(self.seen, start) - start, None)
+        self.steps.append(t[:, new])
+        self.records.append({k: v[:, new] for k, v in record.items()})
         self.seen = start + width
         return out
 
     def assembled(self) -> torch.Tensor:
         """Step t per row and column seen (batch × columns)."""
         return torch.cat(self.steps, dim=1) if self.steps else torch.zeros(len(self.flagged), 0)
+
+    def assembled_records(self) -> dict[str, torch.Tensor]:
+        """Per row and column seen: the grid index of t and the steering polytope's max violation before / after (NaN: not read)."""
+        if not self.records:
+            return {}
+        return {k: torch.cat([r[k] for r in self.records], dim=1) for k in self.records[0]}

@@ -16,6 +16,7 @@ import torch
 from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
+from sap_viz.method.answer_check import answer_states
 from sap_viz.method.anti_repeat import AnswerNoRepeat
 from sap_viz.method.artifact import PolytopeArtifact
 from sap_viz.method.directional_steering import DirectionalHook
@@ -77,8 +78,13 @@ class _QueueStreamer(BaseStreamer):
 def _build_results(
     lm: LoadedModel, artifact: PolytopeArtifact, prompts: list[str], enc: list, sequences: torch.Tensor,
     hook: PolytopeHook, width: int, cfg: InterventionConfig, gen: GenerationConfig, data: dict | None = None,
+    touched: torch.Tensor | None = None,
 ) -> list[GenerationResult]:
     data = hook.assembled() if data is None else data
+    if data and "steer_before" not in data:  # minimal Safe Flow edits at the detection layer: its own before / after
+        data["steer_before"] = torch.where(data["steered"], data["before"].max(dim=-1).values, torch.nan)
+        data["steer_after"] = torch.where(data["steered"], data["after"].max(dim=-1).values, torch.nan)
+    touched = hook.interventions > 0 if touched is None else touched
     names = [artifact.facet_name(k) for k in range(artifact.polytope.num_facets)]
     eos = set(lm.eos_ids)
     pad_id = lm.tokenizer.pad_token_id
@@ -95,33 +101,61 @@ def _build_results(
                 "measured": (artifact.meta.get("steering_outcomes") or {}).get(cfg.steering) if cfg.mode == "steer" else None,
                 # what detection misses on sets written by others (README, "XSTest v2", "Wrapped requests")
                 "detection_measured": list((artifact.meta.get("detection_outcomes") or {}).values())}
-    results = []
-    for row, (prompt, e) in enumerate(zip(prompts, enc, strict=True)):
+    answers = []
+    for row, e in enumerate(enc):
         pad = hook.pad_lens[row].item()
-        ids = sequences[row, pad:].tolist()
-        gen_ids = ids[len(e.ids):]
+        gen_ids = sequences[row, pad:].tolist()[len(e.ids):]
         cut = next((i + 1 for i, t in enumerate(gen_ids) if t in eos), len(gen_ids))
         gen_ids = gen_ids[:cut]
         while gen_ids and pad_id is not None and gen_ids[-1] == pad_id and pad_id not in eos:
             gen_ids.pop()
+        answers.append(gen_ids)
+    check = artifact.steering.answer_check if artifact.steering is not None else None
+    logits = _answer_check_logits(lm, check, enc, answers) if check is not None else [None] * len(enc)
+    results = []
+    for row, (prompt, e, gen_ids) in enumerate(zip(prompts, enc, answers, strict=True)):
+        pad = hook.pad_lens[row].item()
         ids = e.ids + gen_ids
         tokens = []
         refuse_col = hook.refuse_from[row]
+        start, end = e.text_span
         for i, tid in enumerate(ids):
             col = pad + i
             known = data and col < data["before"].shape[1]
+            steered = bool(data["steered"][row, col]) if known else False
             tokens.append(TokenInfo(
                 index=i, token_id=tid, text=lm.tokenizer.decode([tid]), is_prompt=i < len(e.ids),
                 violations=data["before"][row, col].tolist() if known else None,
                 violations_after=data["after"][row, col].tolist() if known else None,
-                steered=bool(data["steered"][row, col]) if known else False,
+                steered=steered,
                 delta_norm=float(data["delta"][row, col]) if known else 0.0,
                 steps=int(data["steps"][row, col]) if known else 0,
                 forced=refuse_col is not None and col > refuse_col and i >= len(e.ids),
+                answer_check=float(logits[row][i - len(e.ids)]) if logits[row] is not None and i >= len(e.ids) else None,
+                template=i < len(e.ids) and not start <= i < end,
+                steer_before=_finite(data["steer_before"][row, col]) if known and steered else None,
+                steer_after=_finite(data["steer_after"][row, col]) if known and steered else None,
             ))
         text = lm.tokenizer.decode(gen_ids, skip_special_tokens=True)
-        results.append(GenerationResult(prompt, cfg.mode, text, tokens, len(e.ids), e.truncated, names, settings, e.text_span))
+        result = GenerationResult(prompt, cfg.mode, text, tokens, len(e.ids), e.truncated, names, settings, e.text_span)
+        if check is not None:
+            score = float(logits[row].mean()) if len(gen_ids) else None
+            result.answer_check = {"score": score, "threshold": check.threshold, "flagged": check.flags(score), "layer": check.layer}
+            if cfg.mode == "steer" and cfg.fallback and bool(touched[row]) and check.flags(score):
+                result.fallback, result.steered_text, result.text = True, text, cfg.refusal_text
+        results.append(result)
     return results
+
+
+def _finite(value: torch.Tensor) -> float | None:
+    x = float(value)
+    return x if math.isfinite(x) else None
+
+
+def _answer_check_logits(lm: LoadedModel, check, enc: list, answers: list[list[int]]) -> list[torch.Tensor | None]:
+    """The answer check's token logits for each answer, re-read without hooks (see ``method/answer_check.py``)."""
+    states = answer_states(lm, [e.ids for e in enc], answers, check.layer)
+    return [check.token_logits(s).cpu() for s in states]
 
 
 def _prepare(lm: LoadedModel, artifact: PolytopeArtifact, prompts: list[str], gen: GenerationConfig, cfg: InterventionConfig):
@@ -236,7 +270,16 @@ def _run_directional(lm: LoadedModel, artifact: PolytopeArtifact, prompts: list[
     data["before"][:, :width] = first[:, :width]
     data["steered"][:, :cols] = steps[:, :cols] > 0
     data["delta"][:, :cols] = steps[:, :cols] * float(part.direction.norm())
-    return _build_results(lm, artifact, prompts, enc, sequences.cpu(), monitor, width, cfg, gen, data)
+    # before / after / steps as the steering part measured them, at the steering layer (not the detection layer's reading)
+    records = steer.assembled_records()
+    data["steps"] = torch.zeros_like(data["steps"])
+    data["steer_before"] = torch.full(data["steered"].shape, torch.nan)
+    data["steer_after"] = torch.full(data["steered"].shape, torch.nan)
+    if records:
+        data["steps"][:, :cols] = records["index"][:, :cols]
+        data["steer_before"][:, :cols] = records["before"][:, :cols]
+        data["steer_after"][:, :cols] = records["after"][:, :cols]
+    return _build_results(lm, artifact, prompts, enc, sequences.cpu(), monitor, width, cfg, gen, data, steer.touched)
 
 
 def generate_one(lm, artifact, prompt: str, gen=None, cfg=None) -> GenerationResult:

@@ -27,6 +27,12 @@ class TokenInfo:
     delta_norm: float = 0.0
     steps: int = 0
     forced: bool = False  # emitted by the refusal fallback
+    answer_check: float | None = None  # answer tokens: the answer check's logit (> 0 leans harmful); None elsewhere
+    template: bool = False  # a chat-template token of the prompt (not the user's text)
+    # Steered tokens: the max violation of the polytope that steers (the steering part for directional
+    # steering, the detection polytope for minimal Safe Flow) before and after the edit, as measured.
+    steer_before: float | None = None
+    steer_after: float | None = None
 
     @property
     def max_violation(self) -> float | None:
@@ -48,6 +54,12 @@ class GenerationResult:
     facet_names: list[str]
     settings: dict
     text_span: tuple[int, int] = (0, 0)  # [start, end) of the user's text among the prompt tokens
+    # The answer check on the finished answer: {"score", "threshold", "flagged", "layer"}; None without a check.
+    answer_check: dict | None = None
+    # Set when steering did not contain the answer (the check still found it harmful) and the refusal
+    # text was answered instead: ``text`` is then the refusal and ``steered_text`` what steering wrote.
+    fallback: bool = False
+    steered_text: str | None = None
 
     @property
     def generated(self) -> list[TokenInfo]:
@@ -103,6 +115,7 @@ class GenerationResult:
             "truncated": self.truncated, "facet_names": self.facet_names, "settings": self.settings,
             "interventions": self.interventions, "refused": self.refused, "prompt_flagged": self.prompt_flagged,
             "flag_reason": self.flag_reason, "text_span": list(self.text_span), "span_peak": self.span_peak,
+            "answer_check": self.answer_check, "fallback": self.fallback, "steered_text": self.steered_text,
             "tokens": [asdict(t) for t in self.tokens],
         }
 

@@ -87,17 +87,27 @@ def token_heatmap(result: GenerationResult, title: str = "Violations: tokens × 
     for tok in result.tokens:
         if tok.violations is not None:
             z[:, tok.index] = tok.violations
-    zmin, zmax, scale = diverging_scale(z)
-    ticks = [esc(token_display(t.text))[:12] for t in result.tokens]
+    labels = facet_labels(names)
     hover = [
         [f"token {t.index} {esc(repr(t.text))}<br>facet {k}: {esc(names[k])}<br>v = {z[k, t.index]:+.3f}" for t in result.tokens]
         for k in range(k_total)
     ]
+    check = result.answer_check
+    if check and any(t.answer_check is not None for t in result.tokens):
+        # The answer check's row: each answer token's logit minus the check's threshold (≥ 0 leans harmful),
+        # read from the written answer without hooks, so it judges the text rather than the edited states.
+        row = np.array([np.nan if t.answer_check is None else t.answer_check - check["threshold"] for t in result.tokens])
+        z = np.vstack([z, row[None, :]])
+        labels = [*labels, "answer check"]
+        hover.append([f"token {t.index} {esc(repr(t.text))}<br>answer check: {row[t.index]:+.3f} vs its threshold"
+                      for t in result.tokens])
+    zmin, zmax, scale = diverging_scale(z)
+    ticks = [esc(token_display(t.text))[:12] for t in result.tokens]
     fig = go.Figure(
         go.Heatmap(
             z=z,
             x=list(range(len(result.tokens))),
-            y=facet_labels(names),
+            y=labels,
             colorscale=scale,
             zmin=zmin,
             zmax=zmax,

@@ -116,7 +116,22 @@ def verdict_html(result: GenerationResult, divergence: int | None, baseline: Gen
         if result.flag_reason == "prompt span" and result.span_peak is not None:
             parts.append(f"flagged inside the prompt: a token of the request reaches {result.span_peak:+.2f} "
                          f"(span boundary {result.settings.get('span_threshold', 0):+.2f})")
-    parts.append(f"{result.interventions} steering interventions" + (", refusal forced" if result.refused else ""))
+    if result.interventions:
+        from collections import Counter
+
+        where = Counter("answer" if not t.is_prompt else "template" if t.template else "your text" for t in result.tokens if t.steered)
+        parts.append(f"steered {where['answer']} answer tokens, {where['your text']} of your text, {where['template']} chat-template "
+                     "tokens" + (", refusal forced" if result.refused else ""))
+    elif result.mode != "monitor":
+        parts.append("nothing steered" + (", refusal forced" if result.refused else ""))
+    check = result.answer_check
+    if check and check.get("score") is not None:
+        was = baseline.answer_check or {}
+        before = f"{was['score']:+.2f} unsteered → " if result is not baseline and was.get("score") is not None else ""
+        parts.append(f"answer check {before}{check['score']:+.2f} (harmful at ≥ {check['threshold']:+.2f}: "
+                     f"{'<b>still harmful</b>' if check['flagged'] else 'not harmful'})")
+    if result.fallback:
+        parts.append("<b>steering did not contain this answer; refused instead</b> (the steered text is in the token view)")
     if result.mode != "monitor":
         if divergence is None:
             hint = (" — use the Refusal fallback to replace the answer" if result.mode == "steer" and result.prompt_flagged

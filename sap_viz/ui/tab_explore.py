@@ -22,7 +22,7 @@ MODE_CHOICES = [("Monitor only", "monitor"), ("Safe Flow steering", "steer"), ("
 STREAM_INTERVAL_S = 0.2
 WAITING = "(waiting for the unsteered run…)"
 MONITOR_SAME = "(monitor mode: identical to the unsteered run)"
-WHY_COLUMNS = ["#", "answer pos", "token", "facet that fired", "violation before", "violation after", "‖Δh‖", "steps", "action"]
+WHY_COLUMNS = ["#", "part", "token", "before", "after", "target", "‖Δh‖", "steps", "result"]
 
 
 def load_examples() -> list[dict]:
@@ -36,37 +36,60 @@ def load_examples() -> list[dict]:
 # ---------------------------------------------------------------- tables derived from a comparison
 
 
+PART_ORDER = {"answer": 0, "your text": 1, "template": 2}
+
+
+def token_part(t) -> str:
+    return "answer" if not t.is_prompt else "template" if t.template else "your text"
+
+
 def why_rows(cmp: Comparison) -> list[dict]:
-    """The tokens where the polytope acted (or, in monitor mode, would have): what fired and what changed."""
+    """Only the positions the run actually acted on, answer first, then the user's text, then the chat template.
+
+    Steered rows show what the polytope that steers measured (the steering part for directional
+    steering, the detection polytope for minimal Safe Flow): its max violation before and after the
+    edit, the target depth, the edit's size and steps (optimiser steps, or the step of t on its grid).
+    A row is "steered: fixed" only when "after" is at or below the target; a move that hit its cap is "capped".
+    """
     res = cmp.intervened
     rows: list[dict] = []
-    triggered = False
-    # Directional steering moves every state of a flagged prompt at an earlier block; an answer token's
-    # reading at the polytope's layer is then only known after the edit (no unsteered counterpart).
     directional = res.settings.get("steering") == "directional"
-    for t in res.tokens[max(0, res.prompt_len - 1):]:
-        if t.violations is None:
+    target = -float(res.settings.get("strength", 0.0)) if res.mode == "steer" else None
+    grid = (res.settings.get("directional") or {}).get("grid")
+    triggered = False
+    for t in res.tokens:
+        part = token_part(t)
+        if t.steered:
+            after = t.steer_after
+            fixed = after is not None and target is not None and after <= target + 1e-6
+            result = "steered: fixed" if fixed else "steered: capped (max step reached, target not met)"
+            steps = (f"t step {t.steps} of {grid - 1}" if directional and grid else t.steps)
+            rows.append({"#": t.index, "part": part, "token": repr(t.text),
+                         "before": _round(t.steer_before), "after": _round(after), "target": target,
+                         "‖Δh‖": round(t.delta_norm, 4), "steps": steps, "result": result})
             continue
-        over = res.is_over(t)
-        if t.steered and directional:
-            action = f"steered along the refusal direction at block {res.settings.get('steering_layer')} (prompt flagged)"
-        elif t.steered:
-            action = "steered (Safe Flow)"
-        elif res.mode == "refuse" and over and not triggered:
-            action, triggered = "refusal triggered", True
-        elif res.mode == "monitor" and over:
-            action = "flagged (monitor only)"
-        else:
-            continue
-        k = t.top_facet or 0
-        before = None if directional and not t.is_prompt else round(t.max_violation or 0.0, 4)
-        rows.append({
-            "#": t.index, "answer pos": t.index - res.prompt_len, "token": repr(t.text),
-            "facet that fired": f"{k}: {res.facet_names[k]}", "violation before": before,
-            "violation after": round(max(t.violations_after), 4) if t.steered and t.violations_after else None,
-            "‖Δh‖": round(t.delta_norm, 4) if t.steered else None, "steps": t.steps if t.steered else None, "action": action,
-        })
-    return rows
+        over = t.violations is not None and res.is_over(t)
+        if res.mode == "refuse" and over and not triggered and (not t.is_prompt or t.index == res.prompt_len - 1):
+            triggered = True
+            rows.append({"#": t.index, "part": part, "token": repr(t.text), "before": _round(t.max_violation), "after": None,
+                         "target": None, "‖Δh‖": None, "steps": None, "result": "refusal triggered"})
+        elif res.mode == "monitor" and over and (not t.is_prompt or t.index == res.prompt_len - 1):
+            rows.append({"#": t.index, "part": part, "token": repr(t.text), "before": _round(t.max_violation), "after": None,
+                         "target": None, "‖Δh‖": None, "steps": None, "result": "flagged (monitor only)"})
+    return sorted(rows, key=lambda r: (PART_ORDER[r["part"]], r["#"]))
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 4)
+
+
+def steered_summary(res: GenerationResult) -> str:
+    """How many positions of each part were edited, e.g. "8 answer tokens, 12 of your text, 26 template tokens"."""
+    counts = {"answer": 0, "your text": 0, "template": 0}
+    for t in res.tokens:
+        if t.steered:
+            counts[token_part(t)] += 1
+    return f"{counts['answer']} answer tokens, {counts['your text']} tokens of your text, {counts['template']} chat-template tokens"
 
 
 def token_rows(cmp: Comparison) -> list[dict]:
@@ -75,8 +98,8 @@ def token_rows(cmp: Comparison) -> list[dict]:
     runs = [("unsteered", cmp.baseline)] + ([("intervened", cmp.intervened)] if cmp.intervened is not cmp.baseline else [])
     for run, res in runs:
         for t in res.tokens:
-            row = {"run": run, "index": t.index, "part": "prompt" if t.is_prompt else "answer", "token": t.text,
-                   "steered": t.steered, "forced": t.forced, "delta_norm": t.delta_norm, "max_violation": t.max_violation}
+            row = {"run": run, "index": t.index, "part": token_part(t), "token": t.text, "steered": t.steered, "forced": t.forced,
+                   "delta_norm": t.delta_norm, "max_violation": t.max_violation, "answer_check": t.answer_check}
             for k, name in enumerate(res.facet_names):
                 row[f"v{k} {name}"] = t.violations[k] if t.violations is not None else None
             rows.append(row)
@@ -177,7 +200,7 @@ class ExploreHandlers:
         if res.mode == "steer" and "strength" in res.settings:
             where = (f"directional along the refusal direction at block {res.settings['steering_layer']}"
                      if res.settings.get("steering") == "directional" else f"minimal edit at block {res.settings.get('layer')}")
-            strength = f" ({where}), depth {res.settings['strength']}"
+            strength = f" ({where}), strength {res.settings['strength']}"
         shown = res.prompt if len(res.prompt) <= 120 else res.prompt[:119] + "…"
         title = f"Result for “{shown}” · {res.mode} mode{strength}, {res.settings.get('max_new_tokens')} new tokens at most"
         verdict = render.status_html("info", title) + notice + render.verdict_html(res, cmp.first_divergence, cmp.baseline)

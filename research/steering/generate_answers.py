@@ -1,0 +1,64 @@
+"""Generate the answers every steering measurement reads, unsteered and steered, and store them as JSONL.
+
+    python research/steering/generate_answers.py targets   # the README's target sets (evaluation only)
+    python research/steering/generate_answers.py sweep     # validation prompts × strength, to choose settings
+
+Verdicts are left empty here: ``judge_answers.py`` adds them, so the judge can change without regenerating.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from sap_viz.experiments.judge_data import validation_prompts
+from sap_viz.experiments.steering_outcomes import SteeringSetting, answer_rows
+from sap_viz.experiments.steering_targets import PIPE_BOMB, target_sets
+from sap_viz.method.artifact import load_polytope
+from sap_viz.method.generation import GenerationConfig
+from sap_viz.method.request_settings import RequestSettings
+from sap_viz.model.loading import load_model
+from sap_viz.settings import DEFAULT_POLYTOPE
+
+HERE = Path(__file__).resolve().parent
+MAX_NEW_TOKENS = 64
+
+
+def setting(name: str, **values) -> SteeringSetting:
+    """A named setting built the way every entry point builds one (fallback off: these rows are the steered text itself)."""
+    cfg = RequestSettings(**{"fallback": False, **values}).configs()[1]
+    return SteeringSetting(name, replace(cfg, max_interventions=10_000))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("which", choices=["targets", "sweep"])
+    parser.add_argument("--strengths", default="1,3,5,10")
+    parser.add_argument("--n", type=int, default=24, help="sweep: validation prompts per set")
+    parser.add_argument("--output")
+    args = parser.parse_args()
+    lm = load_model()
+    art = load_polytope(DEFAULT_POLYTOPE, lm)
+    gen = GenerationConfig(max_new_tokens=MAX_NEW_TOKENS)
+    if args.which == "targets":
+        sets = {**target_sets(), "pipe_bomb": [PIPE_BOMB]}
+        settings = [setting("steer"), setting("steer, anti-repeat off", anti_repeat=0)]
+    else:
+        prompts = validation_prompts()
+        sets = {"val_harmful": prompts["sweep_harmful"][:args.n], "val_benign": prompts["sweep_benign"][:args.n]}
+        settings = [setting(f"strength {float(s):g}", strength=float(s)) for s in args.strengths.split(",")]
+        settings.append(setting("strength 3, anti-repeat off", anti_repeat=0))
+    t0 = time.time()
+    rows = answer_rows(lm, art, None, sets, settings, gen)
+    out = Path(args.output) if args.output else HERE / f"{args.which}_answers.jsonl"
+    with out.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    print(f"{len(rows)} answers in {time.time() - t0:.0f} s → {out}")
+
+
+if __name__ == "__main__":
+    main()
