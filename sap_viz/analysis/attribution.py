@@ -28,7 +28,7 @@ from sap_viz.method.artifact import PolytopeArtifact
 from sap_viz.method.scoring import score_texts
 from sap_viz.model.hooks import StopForward, residual_hook
 from sap_viz.model.loading import LoadedModel
-from sap_viz.model.prompts import encode_prompt
+from sap_viz.model.prompts import encode_prompt, tokenizer_lock
 
 WINDOW = 0
 BASELINE = ""  # what a masked word is replaced by; "" deletes it
@@ -105,7 +105,8 @@ def kl_softmax(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
 
 def _token_words(lm: LoadedModel, prompt: str, n_text_tokens: int) -> list[int]:
     """For each token of the user's text, the index of the word (``\\S+`` run) it overlaps most (-1: whitespace only)."""
-    enc = lm.tokenizer(prompt, add_special_tokens=False, split_special_tokens=True, return_offsets_mapping=True)
+    with tokenizer_lock(lm.tokenizer):  # split_special_tokens flips shared tokenizer state (model/prompts.py)
+        enc = lm.tokenizer(prompt, add_special_tokens=False, split_special_tokens=True, return_offsets_mapping=True)
     spans = [m.span() for m in _WORD.finditer(prompt)]
     owners = []
     for start, end in enc["offset_mapping"][:n_text_tokens]:

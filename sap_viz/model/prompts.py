@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import threading
+import weakref
 from dataclasses import dataclass
 
 # C0 controls except tab/newline/CR, DEL and C1 controls; format characters (RTL marks, ZWJ in emoji) stay.
@@ -14,6 +16,24 @@ def clean_text(text: str) -> str:
     """User text as the tokenizer can take it: control characters (NUL included) removed, lone
     UTF-16 surrogates (valid in JSON, not in UTF-8; the tokenizer raises on them) replaced by U+FFFD."""
     return _SURROGATE.sub("\ufffd", _CONTROL.sub("", text))
+
+
+_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def tokenizer_lock(tokenizer: object) -> threading.RLock:
+    """The lock every prompt encoding holds on this tokenizer.
+
+    Why: ``split_special_tokens`` is applied by switching a flag on the shared fast (Rust) tokenizer
+    for the length of the call, so two threads encoding at once could each get the other's setting
+    (measured: 19 wrong encodings of 6,000). One lock per tokenizer makes each encoding atomic.
+    """
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(tokenizer)
+        if lock is None:
+            lock = _LOCKS[tokenizer] = threading.RLock()
+        return lock
 
 
 def has_chat_template(tokenizer: object) -> bool:
@@ -38,7 +58,8 @@ _SLOT = "\uE000sap-viz-user-text\uE000"  # private-use marker where the template
 
 def _text_ids(tokenizer: object, text: str) -> list[int]:
     """The user's text as plain text: "<|im_start|>" typed by a user stays characters, never a role marker."""
-    return list(tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])  # type: ignore[operator]
+    with tokenizer_lock(tokenizer):
+        return list(tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])  # type: ignore[operator]
 
 
 def _ids(tokenizer: object, text: str, chat_template: bool) -> tuple[list[int], tuple[int, int]]:
@@ -73,6 +94,11 @@ class EncodedPrompt:
 
 def encode_prompt(tokenizer: object, text: str, chat_template: bool = True, max_tokens: int | None = None) -> EncodedPrompt:
     """Token ids of the formatted prompt, cutting the *user text* (not the template) to fit ``max_tokens``."""
+    with tokenizer_lock(tokenizer):
+        return _encode(tokenizer, text, chat_template, max_tokens)
+
+
+def _encode(tokenizer: object, text: str, chat_template: bool, max_tokens: int | None) -> EncodedPrompt:
     ids, span = _ids(tokenizer, text, chat_template)
     if max_tokens is None or len(ids) <= max_tokens:
         return EncodedPrompt(ids, False, len(text), span)
