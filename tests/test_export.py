@@ -29,8 +29,13 @@ def _files(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
 
 
+def _expected() -> set[str]:
+    """The export files of the shipped polytope: its own, its steering part's, the card and the config."""
+    return {name for name in EXPORT_FILES if (DEFAULT_POLYTOPE / name).is_file()} | {CARD_FILE, RECIPE_FILE}
+
+
 def test_export_holds_the_polytope_its_steering_part_config_and_card(exported):
-    assert _files(exported) == set(EXPORT_FILES)  # the shipped polytope has a steering part
+    assert _files(exported) == _expected() and "steering/direction.safetensors" in _expected()  # it has a steering part
     original, copy = load_polytope(DEFAULT_POLYTOPE), load_polytope(exported)
     for name in ("polytope.safetensors", "steering/polytope.safetensors", "steering/direction.safetensors"):
         a, b = load_file(DEFAULT_POLYTOPE / name), load_file(exported / name)
@@ -130,17 +135,33 @@ def test_export_refuses_a_broken_polytope_and_leaves_nothing(tmp_path):
     assert not (tmp_path / "out").exists() and [p.name for p in tmp_path.iterdir()] == ["broken"]
 
 
-def test_app_download_zip_is_the_same_export(exported, tmp_path):
+def test_app_download_is_the_same_export_and_uploads_back(exported, tmp_path):
+    import types
     import zipfile
 
-    archive = export_zip(DEFAULT_POLYTOPE, "shipped")
+    from sap_viz.app_state.polytope_store import PolytopeStore
+    from sap_viz.app_state.uploads import import_polytope
+    from sap_viz.settings import Limits
+
+    meta = load_polytope(DEFAULT_POLYTOPE).meta["model"]
+    lm = types.SimpleNamespace(hidden_size=meta["hidden_size"], num_layers=meta["num_layers"], fingerprint=meta["fingerprint"])
+    store = PolytopeStore(lm, tmp_path / "polytopes")  # type: ignore[arg-type]
+    shutil.copytree(DEFAULT_POLYTOPE, store.folder / "shipped", ignore=shutil.ignore_patterns(".lock"))
+    archive = store.export("shipped")  # what the app's "Download as zip" hands out
     with zipfile.ZipFile(archive) as zf:
-        assert set(zf.namelist()) == set(EXPORT_FILES)
+        assert set(zf.namelist()) == _expected()
         zf.extractall(tmp_path / "unzipped")
-    for name in EXPORT_FILES:
-        if name != CARD_FILE:  # the card names the repo only when told it
+    for name in _expected():
+        if name != CARRIED_NOT_COMPARED:
             assert (tmp_path / "unzipped" / name).read_bytes() == (exported / name).read_bytes(), name
-    shutil.rmtree(archive.parent)
+    assert "sap-viz score --polytope path/to/this-folder" in (tmp_path / "unzipped" / CARRIED_NOT_COMPARED).read_text()
+    assert export_zip(DEFAULT_POLYTOPE, "again").name == "again.zip"
+    name, warnings = import_polytope(store, [archive], "round trip", Limits(max_upload_mb=64))  # and the upload takes it back
+    again = load_polytope(store.folder / name)
+    assert warnings == [] and again.steering is not None and again.meta == load_polytope(DEFAULT_POLYTOPE).meta
+
+
+CARRIED_NOT_COMPARED = CARD_FILE  # the card names the Hub repo only when the export is told it
 
 
 # ---------------------------------------------------------------- Hub ids
@@ -180,13 +201,13 @@ def hub_cache(tmp_path, monkeypatch):
 
 
 def test_a_hub_id_loads_from_the_hub_cache_offline(hub_cache, exported, tmp_path, capsys):
-    snapshot = _cache_repo(hub_cache, "someone/smollm2-sap", {name: exported / name for name in EXPORT_FILES})
+    snapshot = _cache_repo(hub_cache, "someone/smollm2-sap", {name: exported / name for name in _expected()})
     assert resolve_polytope("someone/smollm2-sap") == snapshot
     assert resolve_polytope("hf://someone/smollm2-sap@main") == snapshot
     art = load_polytope(resolve_polytope("someone/smollm2-sap"))
     assert art.meta == load_polytope(DEFAULT_POLYTOPE).meta and art.steering is not None
     assert main(["export", "someone/smollm2-sap", str(tmp_path / "again")]) == 0  # the CLI takes it wherever --polytope goes
-    assert _files(tmp_path / "again") == set(EXPORT_FILES)
+    assert _files(tmp_path / "again") == _expected()
     assert main(["facet-check", "--polytope", "someone/smollm2-sap"]) == 2  # writes into the folder: a Hub copy is refused
     assert "sap-viz export someone/smollm2-sap FOLDER" in capsys.readouterr().err
 

@@ -15,7 +15,6 @@ import re
 import shutil
 import tempfile
 import threading
-import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -214,14 +213,11 @@ class PolytopeStore:
         return target.name
 
     def export(self, name: str | None = None) -> Path:
-        """A zip with the polytope files and its steering part (when it has one), in a fresh temporary directory."""
+        """The polytope as ``sap-viz export`` writes it (files, steering part, model card, training config), zipped in a
+        fresh temporary directory: the app's download and the CLI's export give the same folder."""
+        from sap_viz.hub.export import export_zip
+
         name = name or self.active_name
         if not name:
             raise WorkbenchError("no polytope to export")
-        src = self.resolve(name)
-        out = Path(tempfile.mkdtemp(prefix="sap-viz-export-")) / f"{name}.zip"
-        with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            for fname in CARRIED_FILES:
-                if (src / fname).is_file():
-                    zf.write(src / fname, arcname=fname)
-        return out
+        return export_zip(self.resolve(name), name)

@@ -18,6 +18,7 @@ from sap_viz.cli.commands import (
 )
 from sap_viz.hub.cli import add_export, add_push
 from sap_viz.method.request_settings import DEFAULT_REFUSAL, DEFAULT_STRENGTH, STRENGTH_MAX
+from sap_viz.serve.cli import add_serve
 from sap_viz.settings import DEFAULT_POLYTOPE
 
 
@@ -271,6 +272,6 @@ def add_train_steering(sub) -> None:
 
 
 COMMANDS = (add_train, add_score, add_eval, add_sweep, add_generate, add_eval_steering, add_calibrate_generation, add_bench,
-            add_train_steering, add_facet_check, add_export, add_push)
+            add_train_steering, add_facet_check, add_export, add_push, add_serve)
 
 

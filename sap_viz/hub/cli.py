@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sap_viz.cli.commands import CliError
-
 #: What ``train --config`` still takes from the command line: where and on what to run, where to write.
 CONFIG_FLAGS = {"config", "output", "model", "dtype", "device", "layers_path", "data", "no_facet_check", "func", "command", "verbose"}
 
@@ -60,6 +58,7 @@ def _set_flags(args: argparse.Namespace) -> list[str]:
 def train_from_config(args: argparse.Namespace, load_model) -> None:
     """``sap-viz train --config FILE``: every training setting from the file; --model/--device say where to run."""
     from sap_viz.analysis.metrics import METRIC_COLUMNS, metrics_rows
+    from sap_viz.cli.commands import CliError
     from sap_viz.experiments.pipeline import save_trained
     from sap_viz.hub.recipe import read_recipe, train_from_recipe
     from sap_viz.tables import text_table

@@ -18,11 +18,11 @@ from sap_viz.files import write_json_atomic
 from sap_viz.hub.card import render_card
 from sap_viz.hub.recipe import RECIPE_FILE, recipe_from_meta
 from sap_viz.method.artifact import (
-    DIRECTION_FILE,
     FACETS_FILE,
     FORMAT_VERSION,
     META_FILE,
     STEERING_DIR,
+    STEERING_PART_FILES,
     TENSORS_FILE,
     PolytopeFileError,
     load_polytope,
@@ -30,7 +30,7 @@ from sap_viz.method.artifact import (
 
 CARD_FILE = "README.md"
 POLYTOPE_FILES = (TENSORS_FILE, META_FILE, FACETS_FILE)
-STEERING_FILES = tuple(f"{STEERING_DIR}/{name}" for name in (*POLYTOPE_FILES, DIRECTION_FILE))
+STEERING_FILES = tuple(f"{STEERING_DIR}/{name}" for name in STEERING_PART_FILES)
 #: Every file an exported folder holds (the steering files only when the polytope has that part); nothing else is
 #: uploaded, downloaded from the Hub or zipped.
 EXPORT_FILES = (*POLYTOPE_FILES, *STEERING_FILES, RECIPE_FILE, CARD_FILE)

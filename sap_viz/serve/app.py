@@ -1,0 +1,257 @@
+"""The OpenAI-compatible HTTP app: ``GET /v1/models``, ``POST /v1/chat/completions`` (plain and streamed), ``GET /health``.
+
+FastAPI only, no Gradio: the server is for clients that already speak OpenAI's API (the official SDKs,
+LangChain, curl). Every error leaves as OpenAI's error object with its status; a traceback stays in
+the server log. With an API key every ``/v1`` path needs ``Authorization: Bearer <key>``; ``/health``
+stays open for load balancers and tells nothing but the state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from sap_viz import __version__
+from sap_viz.serve import API_KEY_ENV
+from sap_viz.serve.engine import ChatEngine, Completion
+from sap_viz.serve.errors import ApiError, bad_request
+from sap_viz.serve.queue import RequestQueue, Ticket
+from sap_viz.serve.schemas import ChatRequest, parse_chat_request
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_S = 5
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """How the server answers: its model id, its key, its queue, and the defaults a request may change."""
+
+    model_name: str
+    polytope_name: str
+    api_key: str | None = None
+    max_waiting: int = 8
+    default_mode: str = "steer"
+    default_max_tokens: int | None = None  # None: the server's limit (SAP_VIZ_MAX_NEW_TOKENS)
+
+
+def _no_constants(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _error_response(exc: ApiError) -> JSONResponse:
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if exc.status == 429 else {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+
+def _sse(data: dict | str) -> str:
+    return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+class ChatEndpoint:
+    """One chat-completions call from JSON body to response, plain or streamed."""
+
+    def __init__(self, engine: ChatEngine, config: ServeConfig, queue: RequestQueue):
+        self.engine, self.config, self.queue = engine, config, queue
+        self.fingerprint = f"sap-viz-{__version__}-{engine.lm.fingerprint[:8]}"
+        self.max_body = max(1 << 20, 4 * engine.limits.max_text_chars + (64 << 10))
+
+    async def body(self, request: Request) -> object:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body:
+            raise ApiError(413, f"the request body is larger than {self.max_body:,} bytes")
+        raw = await request.body()
+        if len(raw) > self.max_body:
+            raise ApiError(413, f"the request body is larger than {self.max_body:,} bytes")
+        try:
+            return json.loads(raw, parse_constant=_no_constants)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise bad_request(f"We could not parse the JSON body of your request: {exc}", None, "invalid_json") from None
+
+    def _head(self, ident: str, created: int) -> dict:
+        return {"id": ident, "created": created, "model": self.config.model_name, "system_fingerprint": self.fingerprint}
+
+    def completion_body(self, done: Completion, ident: str, created: int) -> dict:
+        message = {"role": "assistant", "content": done.text, "refusal": done.text if done.finish_reason == "content_filter" else None}
+        return {**self._head(ident, created), "object": "chat.completion",
+                "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": done.finish_reason}],
+                "usage": done.usage, "sap": done.sap}
+
+    def _chunk(self, ident: str, created: int, req: ChatRequest, delta: dict, finish: str | None = None) -> dict:
+        out = {**self._head(ident, created), "object": "chat.completion.chunk",
+               "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+        return {**out, "usage": None} if req.include_usage else out
+
+    async def __call__(self, request: Request) -> JSONResponse | StreamingResponse:
+        req = parse_chat_request(await self.body(request), self.config.model_name, self.engine.limits, self.config.default_mode,
+                                 self.config.default_max_tokens)
+        lm = await asyncio.to_thread(self.engine.prepare, req)  # tokenizes: off the event loop
+        ticket = self.queue.admit()
+        ident, created, cancel = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), threading.Event()
+        if req.stream:
+            pieces, future = self._start_stream(req, lm, ticket, cancel)
+            return StreamingResponse(self._stream(req, pieces, future, cancel, ident, created), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        future = self.queue.run(ticket, lambda: self.engine.complete(req, cancel, None, lm))
+        watcher = asyncio.create_task(self._cancel_on_disconnect(request, cancel))
+        try:
+            done = await asyncio.wrap_future(future)
+        except ValueError as exc:  # a setting the generation refused: the caller's mistake
+            raise bad_request(str(exc), "sap") from None
+        finally:
+            watcher.cancel()
+        return JSONResponse(self.completion_body(done, ident, created))
+
+    @staticmethod
+    async def _cancel_on_disconnect(request: Request, cancel: threading.Event) -> None:
+        """A client that went away stops its generation at the next token."""
+        while not cancel.is_set():
+            if await request.is_disconnected():
+                cancel.set()
+                return
+            await asyncio.sleep(0.25)
+
+    def _start_stream(self, req: ChatRequest, lm, ticket: Ticket, cancel: threading.Event) -> tuple[asyncio.Queue, Future]:
+        """Start generating at once (the ticket is released when it ends); its pieces arrive on the returned queue."""
+        loop = asyncio.get_running_loop()
+        pieces: asyncio.Queue = asyncio.Queue()
+
+        def put(kind: str, value: object) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: the server is stopping
+                loop.call_soon_threadsafe(pieces.put_nowait, (kind, value))
+
+        def job() -> None:
+            try:
+                put("done", self.engine.complete(req, cancel, lambda text: put("text", text), lm))
+            except BaseException as exc:  # handed to the response below
+                put("error", exc)
+
+        return pieces, self.queue.run(ticket, job)
+
+    async def _stream(self, req: ChatRequest, pieces: asyncio.Queue, future: Future, cancel: threading.Event, ident: str,
+                      created: int) -> AsyncIterator[str]:
+        try:
+            yield _sse(self._chunk(ident, created, req, {"role": "assistant", "content": ""}))
+            while True:
+                kind, value = await pieces.get()
+                if kind == "text":
+                    yield _sse(self._chunk(ident, created, req, {"content": value}))
+                    continue
+                if kind == "done":
+                    done: Completion = value  # type: ignore[assignment]
+                    last = self._chunk(ident, created, req, {}, done.finish_reason)
+                    if req.include_usage:
+                        yield _sse(last)
+                        last = {**self._head(ident, created), "object": "chat.completion.chunk", "choices": [], "usage": done.usage}
+                    yield _sse({**last, "sap": done.sap})  # the verdict rides on the last chunk before [DONE]
+                else:
+                    yield _sse(self._error_body(value))  # type: ignore[arg-type]
+                break
+            yield _sse("[DONE]")
+        finally:
+            if not future.done():
+                cancel.set()  # the client went away: stop generating
+
+    @staticmethod
+    def _error_body(exc: BaseException) -> dict:
+        if isinstance(exc, ApiError):
+            return exc.body()
+        if isinstance(exc, ValueError):
+            return bad_request(str(exc), "sap").body()
+        log.error("generation failed", exc_info=exc)
+        return ApiError(500, f"internal error ({type(exc).__name__}); the server log has the details").body()
+
+
+def create_app(engine: ChatEngine, config: ServeConfig) -> FastAPI:
+    """The app for one model and polytope. ``app.state.queue`` is the request queue (for /health and tests)."""
+    queue = RequestQueue(config.max_waiting)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        queue.shutdown()
+
+    app = FastAPI(title="sap-viz", version=__version__, docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.state.queue = queue
+    app.state.engine = engine
+    started = int(time.time())
+    endpoint = ChatEndpoint(engine, config, queue)
+
+    async def check_key(request: Request) -> None:
+        if not config.api_key:
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), config.api_key.encode()):
+            raise ApiError(401, "Incorrect or missing API key: send it as 'Authorization: Bearer <key>' (the server's "
+                                f"{API_KEY_ENV})", None, "invalid_api_key")
+
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(check_key)])
+
+    def model_card() -> dict:
+        art = engine.art
+        return {"id": config.model_name, "object": "model", "created": started, "owned_by": "sap-viz",
+                "sap": {"polytope": config.polytope_name, "base_model": engine.lm.model_id, "layer": art.layer,
+                        "facets": [art.facet_name(k) for k in range(art.polytope.num_facets)],
+                        "steering_part": art.steering is not None, "default_mode": config.default_mode}}
+
+    @v1.get("/models")
+    async def list_models() -> dict:
+        return {"object": "list", "data": [model_card()]}
+
+    @v1.get("/models/{model_id:path}")
+    async def get_model(model_id: str) -> dict:
+        if model_id != config.model_name:
+            raise ApiError(404, f"The model '{model_id}' does not exist on this server; it serves '{config.model_name}'",
+                           "model", "model_not_found")
+        return model_card()
+
+    @v1.post("/chat/completions")
+    async def chat_completions(request: Request):
+        return await endpoint(request)
+
+    app.include_router(v1)
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok", "model": config.model_name, "polytope": config.polytope_name, "queue": queue.state(),
+                "auth": bool(config.api_key)}
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return _error_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            message = (f"Unknown path {request.url.path}: this server answers GET /v1/models, POST /v1/chat/completions and "
+                       "GET /health")
+        elif exc.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}"
+        else:
+            message = str(exc.detail)
+        return _error_response(ApiError(exc.status_code, message))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error_response(bad_request(f"invalid request: {exc.errors()[0].get('msg') if exc.errors() else exc}"))
+
+    @app.exception_handler(Exception)
+    async def internal_error(_: Request, exc: Exception) -> JSONResponse:
+        log.error("request failed", exc_info=exc)
+        return _error_response(ApiError(500, f"internal error ({type(exc).__name__}); the server log has the details"))
+
+    return app
