@@ -9,7 +9,8 @@ and the generation code stays the one the CLI and the app use.
 
 The earlier turns are tokenized as ``encode_prompt`` tokenizes the request: template text as template,
 message text with special tokens split, so "<|im_start|>" typed into any message stays characters and
-can never open a new turn.
+can never open a new turn. Every call into the model's tokenizer holds that tokenizer's lock
+(``prompts.tokenizer_lock``): ``split_special_tokens`` flips state shared by every thread using it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from sap_viz.model.loading import LoadedModel
-from sap_viz.model.prompts import has_chat_template
+from sap_viz.model.prompts import has_chat_template, tokenizer_lock
 
 _MARK = "\ue001sap-viz-message-{}\ue001"  # private-use markers where the template puts each message's text
 
@@ -47,9 +48,10 @@ class ConversationTokenizer:
     def apply_chat_template(self, messages: list[dict], **kwargs) -> object:
         """The template over history + ``messages``; remembers the rendered text before the request for ``__call__``."""
         full = [*self._history, *messages]
-        rendered = self._inner.apply_chat_template(full, **kwargs)  # type: ignore[attr-defined]
-        if kwargs.get("tokenize") is False and len(messages) == 1:
-            self._remember_head(full, kwargs)
+        with tokenizer_lock(self._inner):
+            rendered = self._inner.apply_chat_template(full, **kwargs)  # type: ignore[attr-defined]
+            if kwargs.get("tokenize") is False and len(messages) == 1:
+                self._remember_head(full, kwargs)
         return rendered
 
     def _remember_head(self, full: list[dict], kwargs: dict) -> None:
@@ -70,12 +72,14 @@ class ConversationTokenizer:
     def _plain(self, text: str, split: bool) -> list[int]:
         if not text:
             return []
-        return list(self._inner(text, add_special_tokens=False, split_special_tokens=split)["input_ids"])  # type: ignore[operator]
+        with tokenizer_lock(self._inner):
+            return list(self._inner(text, add_special_tokens=False, split_special_tokens=split)["input_ids"])  # type: ignore[operator]
 
     def __call__(self, text, **kwargs):
         if self._head is not None and text == self._head and kwargs.get("add_special_tokens") is False:
             return {"input_ids": list(self._head_ids)}
-        return self._inner(text, **kwargs)  # type: ignore[operator]
+        with tokenizer_lock(self._inner):
+            return self._inner(text, **kwargs)  # type: ignore[operator]
 
 
 def conversation_model(lm: LoadedModel, history: list[Turn]) -> LoadedModel:
