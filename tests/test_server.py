@@ -141,6 +141,33 @@ def test_steered_refused_and_monitored_answers_differ_and_say_why(server):
     assert "".join(c.choices[0].delta.content or "" for c in refused_stream) == REFUSAL
 
 
+def test_a_steered_answer_that_falls_back_is_never_streamed_before_the_check(engine):
+    """A check that flags every answer: steering's fallback replaces the steered text, and the stream only ever carries
+    the refusal (the steered words are never sent)."""
+    from dataclasses import replace
+
+    import torch
+
+    from sap_viz.method.answer_check import AnswerCheck
+
+    d = engine.lm.hidden_size
+    always = AnswerCheck(layer=engine.art.steering.layer, mean=torch.zeros(d), scale=torch.ones(d), weight=torch.zeros(d), bias=10.0,
+                         threshold=0.0)
+    art = replace(engine.art, steering=replace(engine.art.steering, answer_check=always))
+    strict = _serve(ChatEngine(engine.lm, art, MODEL, "smollm2-135m-default", engine.limits))
+    try:
+        chunks = list(_ask(strict.client(), HARMFUL, "steer", 12, stream=True))
+        assert "".join(c.choices[0].delta.content or "" for c in chunks) == REFUSAL
+        assert [c.choices[0].delta.content for c in chunks[1:-1]] == [REFUSAL]  # one piece, after the check
+        sap = chunks[-1].model_extra["sap"]
+        assert sap["fallback"] and sap["refused"] and chunks[-1].choices[0].finish_reason == "content_filter"
+        assert sap["answer_check"]["flagged"] is True
+        monitored = _ask(strict.client(), HARMFUL, "monitor", 4, stream=True)
+        assert len([c for c in monitored if c.choices and c.choices[0].delta.content]) > 1  # monitor still streams token by token
+    finally:
+        strict.close()
+
+
 def test_per_token_violations_on_request(server, engine):
     done = _ask(server.client(), HARMFUL, "monitor", 4, sap={"tokens": True})
     tokens = done.model_extra["sap"]["tokens"]

@@ -5,9 +5,9 @@ an OpenAI client expects around it: stop sequences (the text is cut before the f
 generation ends at the next token), ``finish_reason`` (``content_filter`` for a refused answer), token
 usage, and the monitor's verdict in plain words.
 
-A steered answer is sent only once it is complete: steering may still fall back to the refusal when the
-finished answer is judged harmful, and text already streamed cannot be taken back. Monitor and
-refuse answers stream token by token.
+A steered answer that may still fall back to the refusal (the polytope's steering part has an answer
+check and the fallback is on) is sent only once it is complete: the check reads the finished answer,
+and text already streamed cannot be taken back. Every other answer streams token by token.
 """
 
 from __future__ import annotations
@@ -81,12 +81,17 @@ class ChatEngine:
                               "context_length_exceeded")
         return lm
 
+    def may_fall_back(self, cfg) -> bool:
+        """Whether a finished answer may still be replaced by the refusal (then it is not streamed before it is checked)."""
+        part = self.art.steering
+        return cfg.mode == "steer" and cfg.fallback and part is not None and part.answer_check is not None
+
     def complete(self, req: ChatRequest, cancel: threading.Event, emit: Callable[[str], None] | None = None,
                  lm: LoadedModel | None = None) -> Completion:
         """Generate; ``emit`` receives the visible text's new pieces as they are final (streaming)."""
         lm = lm or self.prepare(req)
         gen, cfg = req.settings.configs(self.limits)
-        live = emit is not None and cfg.mode != "steer"
+        live = emit is not None and not self.may_fall_back(cfg)
         scanner = StopScanner(req.stop)
         sent = 0
         result: GenerationResult | None = None
