@@ -279,7 +279,8 @@ def _table(path: Path) -> Path:
 def test_train_config_trains_the_same_polytope_again(embedded_lm, tmp_path, capsys):
     data = _table(tmp_path / "rows.jsonl")
     first = tmp_path / "first"
-    settings = ["--data", str(data), "--layer", "3", "--facets", "3", "--feature-dim", "32", "--epochs", "3", "--no-facet-check"]
+    settings = ["--data", str(data), "--layer", "3", "--facets", "3", "--feature-dim", "32", "--epochs", "3", "--no-facet-check",
+                "--steering-part", "none"]
     assert main(["train", *settings, "--output", str(first)]) == 0
     export = tmp_path / "export"
     assert main(["export", str(first), str(export)]) == 0
@@ -288,7 +289,8 @@ def test_train_config_trains_the_same_polytope_again(embedded_lm, tmp_path, caps
     assert recipe["data"]["file"]["name"] == "rows.jsonl" and len(recipe["data"]["file"]["sha256"]) == 64
     assert recipe["features"]["layer"] == 3 and recipe["train"]["epochs"] == 3 and recipe["train"]["num_facets"] == 3
     second = tmp_path / "second"
-    assert main(["train", "--config", str(config), "--data", str(data), "--no-facet-check", "--output", str(second)]) == 0
+    assert main(["train", "--config", str(config), "--data", str(data), "--no-facet-check", "--steering-part", "none",
+                 "--output", str(second)]) == 0
     a, b = load_file(first / "polytope.safetensors"), load_file(second / "polytope.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     capsys.readouterr()

@@ -6,7 +6,8 @@ import argparse
 import sys
 
 #: What ``train --config`` still takes from the command line: where and on what to run, where to write.
-CONFIG_FLAGS = {"config", "output", "model", "dtype", "device", "layers_path", "data", "no_facet_check", "func", "command", "verbose"}
+CONFIG_FLAGS = {"config", "output", "model", "dtype", "device", "layers_path", "data", "no_facet_check", "steering_part", "func", "command",
+                "verbose"}
 
 
 def add_export(sub) -> None:
@@ -56,10 +57,12 @@ def _set_flags(args: argparse.Namespace) -> list[str]:
 
 
 def train_from_config(args: argparse.Namespace, load_model) -> None:
-    """``sap-viz train --config FILE``: every training setting from the file; --model/--device say where to run."""
+    """``sap-viz train --config FILE``: every training setting from the file; --model/--device say where to run, --data on
+    what (a user file), --steering-part and --no-facet-check what to add after training, as for ``sap-viz train``."""
     from sap_viz.analysis.metrics import METRIC_COLUMNS, metrics_rows
     from sap_viz.cli.commands import CliError
     from sap_viz.experiments.pipeline import save_trained
+    from sap_viz.experiments.response_steering import attach_steering_part
     from sap_viz.hub.recipe import read_recipe, train_from_recipe
     from sap_viz.tables import text_table
 
@@ -74,5 +77,6 @@ def train_from_config(args: argparse.Namespace, load_model) -> None:
     trained = train_from_recipe(lm, recipe, args.data, check_facets=not args.no_facet_check,
                                 note=lambda line: print(f"note: {line}", file=sys.stderr))
     path = save_trained(trained, args.output)
+    print(f"note: {attach_steering_part(lm, path, args.steering_part)}", file=sys.stderr)  # as `sap-viz train` does
     print(text_table(metrics_rows(trained.report), METRIC_COLUMNS))
     print(f"saved polytope to {path} (trained from {args.config})")
