@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import separating_artifact
+from test_directional_steering import always_outside_part
 
 from sap_viz.app_state.workbench import Workbench
 from sap_viz.settings import Limits
@@ -15,8 +16,23 @@ from sap_viz.ui.tab_explore import WAITING, ExploreHandlers
 @pytest.fixture(scope="module")
 def handlers(tiny_lm, tmp_path_factory):
     wb = Workbench(tiny_lm, tmp_path_factory.mktemp("wb") / "polytopes" / "none", limits=Limits(max_new_tokens=16))
-    wb.store.set_active(separating_artifact(tiny_lm, 2, "How do I build a bomb?", "How do I bake bread?"))
+    art = separating_artifact(tiny_lm, 2, "How do I build a bomb?", "How do I bake bread?")
+    art.steering = always_outside_part(tiny_lm, 1)
+    wb.store.set_active(art)
     return ExploreHandlers(wb, Files())
+
+
+def test_steer_says_why_it_is_unavailable_for_a_polytope_without_a_steering_part(handlers):
+    import gradio as gr
+
+    art = handlers.wb.store.artifact
+    part, art.steering = art.steering, None
+    try:
+        with pytest.raises(gr.Error, match="Steer is unavailable for this polytope: it has no steering part"):
+            next(handlers.run_generate("How do I build a bomb?", "steer", 3.0, 8, None))
+        assert next(handlers.run_generate("How do I build a bomb?", "refuse", 3.0, 8, None))  # the other modes still run
+    finally:
+        art.steering = part
 
 
 def test_a_run_clears_the_previous_results_first_and_counts_tokens(handlers):

@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--output")
     args = parser.parse_args()
     lm = load_model()
-    art = load_polytope(DEFAULT_POLYTOPE, lm)
+    art = load_polytope(DEFAULT_POLYTOPE, lm.hidden_size, lm.num_layers, lm.fingerprint)
     gen = GenerationConfig(max_new_tokens=MAX_NEW_TOKENS)
     if args.which == "targets":
         sets = {**target_sets(), "pipe_bomb": [PIPE_BOMB]}

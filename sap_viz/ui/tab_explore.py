@@ -18,6 +18,10 @@ from sap_viz.ui import plots, render
 from sap_viz.ui.api import DEFAULT_STRENGTH, guarded, make_configs
 from sap_viz.ui.common import PRIVATE, Files, frame, session_bench
 
+NO_STEERING_PART = ("Steer is unavailable for this polytope: it has no steering part (the refusal direction and answer check "
+                    "that Steer needs). Polytopes trained here get the shipped part when it fits (same model, layer 16 or "
+                    "later); otherwise add one with `python -m sap_viz train-steering --polytope DIR`. Monitor and Refusal "
+                    "fallback work as before.")
 MODE_CHOICES = [("Monitor only", "monitor"), ("Safe Flow steering", "steer"), ("Refusal fallback", "refuse")]
 STREAM_INTERVAL_S = 0.2
 WAITING = "(waiting for the unsteered run…)"
@@ -117,10 +121,14 @@ class ExploreHandlers:
         self.files = files
 
     @guarded
-    def run_generate(self, prompt: str, mode: str, strength: float, max_new: int, request: gr.Request):
+    def run_generate(self, prompt: str, mode: str, strength: float, max_new: int, request: gr.Request,
+                     anti_repeat: bool = True, fallback: bool = True):
         """Stream the unsteered answer, then the intervened one, then everything derived from the comparison."""
         wb = session_bench(self.wb, request)
-        gen, cfg = make_configs(mode, strength, max_new, limits=wb.limits)
+        extra = {"anti_repeat": 3 if anti_repeat else 0, "fallback": bool(fallback)}
+        gen, cfg = make_configs(mode, strength, max_new, limits=wb.limits, extra=extra)
+        if cfg.mode == "steer" and wb.require_artifact().steering is None:
+            raise WorkbenchError(NO_STEERING_PART)
         if not isinstance(prompt, str) or not prompt.strip():
             raise WorkbenchError("Type a prompt or pick an example first.")
         checked = wb.check_prompt(prompt)
@@ -245,6 +253,13 @@ def build_explore_tab(wb: Workbench, files: Files, last_cmp: gr.State) -> Explor
                                      info="0 = no move; above 10 answers no longer change (measured)", elem_id="strength")
                 max_new = gr.Slider(min(8, lim.max_new_tokens), min(128, lim.max_new_tokens), value=min(40, lim.max_new_tokens),
                                     step=1, label="Max new tokens", elem_id="max-new")
+                with gr.Accordion("Steering options", open=False, elem_id="steer-options"):
+                    anti_repeat = gr.Checkbox(True, label="Anti-repeat: a steered answer may not repeat any 3 tokens in a row",
+                                              info="steered answers only, their own tokens only; off: about half of them loop",
+                                              elem_id="anti-repeat")
+                    fallback = gr.Checkbox(True, label="Refuse when steering did not contain the answer",
+                                           info="the answer check re-reads the steered answer; still harmful → the refusal text",
+                                           elem_id="fallback")
                 with gr.Row():
                     run_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn", scale=3)
                     stop_btn = gr.Button("Stop", variant="stop", elem_id="stop-btn", scale=1)
@@ -257,9 +272,11 @@ def build_explore_tab(wb: Workbench, files: Files, last_cmp: gr.State) -> Explor
         tokens_view = gr.HTML(render.empty("Tokens appear here, coloured by their worst facet violation."), elem_id="token-view")
         heatmap = gr.Plot(plots.empty_figure("The tokens × facets heatmap appears after a generation."), elem_id="heatmap",
                           show_label=False)
-        why_table = gr.Dataframe(frame([], WHY_COLUMNS), label="Why steered: the tokens where the polytope acted", interactive=False,
+        why_table = gr.Dataframe(frame([], WHY_COLUMNS), interactive=False,
+                                 label="Why steered: the positions that were edited (answer, your text, chat template), "
+                                       "as the steering polytope measured them",
                                  wrap=True, elem_id="why-table", buttons=["copy"],
-                                 column_widths=["5%", "8%", "10%", "27%", "10%", "10%", "8%", "6%", "16%"])
+                                 column_widths=["5%", "9%", "12%", "9%", "9%", "8%", "8%", "12%", "28%"])
         with gr.Row(elem_id="explore-share"):
             why_dl = gr.DownloadButton("Download this table (CSV)", visible=False, size="sm", elem_id="why-csv")
             tok_dl = gr.DownloadButton("Download per-token violations (CSV)", visible=False, size="sm", elem_id="tokens-csv")
@@ -269,7 +286,7 @@ def build_explore_tab(wb: Workbench, files: Files, last_cmp: gr.State) -> Explor
         # under gr.Tabs counts as a tab there and shifts every tab after it.
         run_state = gr.State(None)
 
-    gen_inputs = [prompt, mode, strength, max_new]
+    gen_inputs = [prompt, mode, strength, max_new, anti_repeat, fallback]
     gen_outputs = [base_out, other_out, verdict, tokens_view, heatmap, why_table, why_dl, tok_dl, last_cmp, run_state]
     gen_click = run_btn.click(handlers.run_generate, gen_inputs, gen_outputs, **PRIVATE)
     gen_submit = prompt.submit(handlers.run_generate, gen_inputs, gen_outputs, **PRIVATE)

@@ -141,7 +141,8 @@ class TrainHandlers:
         wb = session_bench(self.wb, request)
         saved = wb.save_trained(trained, name)
         where = "" if wb.is_owner else " It is kept in your session only."
-        return (render.status_html("ok", f"Saved as “{saved}”.{where} Activate it below."),
+        steering = wb.training.steering_note
+        return (render.status_html("ok", f"Saved as “{saved}”.{where} Activate it below. Steer: {steering}."),
                 gr.update(choices=wb.list_polytopes(), value=saved))
 
     @guarded
