@@ -159,12 +159,28 @@ def _import_ray():
     return ray
 
 
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds when nothing listens at a ``host:port`` or ``ray://host:port`` address (Ray itself retries for minutes)."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto" and the like: Ray finds the cluster itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise RayScoringError(f"nothing answers at {address} ({exc.strerror or exc}): is the Ray head running there "
+                              "(ray start --head), and is the port right?") from None
+
+
 def start_ray(cfg: RayScoringConfig) -> bool:
     """Connect to ``cfg.address`` or start a local Ray; True when this call started it (and should stop it)."""
     ray = _import_ray()
     if ray.is_initialized():
         return False
     kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING, configure_logging=True)
+    if cfg.address:
+        check_reachable(cfg.address)
     try:
         if cfg.address:
             ray.init(address=cfg.address, **kwargs)
@@ -180,6 +196,8 @@ def score_texts_ray(texts: list[str], model: ModelConfig, polytope: str | Path, 
                     art: PolytopeArtifact | None = None) -> RayScoringResult:
     """N × K violations of ``texts`` computed on Ray workers, row for row what ``score_texts`` gives."""
     cfg.validate()
+    if cfg.address:
+        check_reachable(cfg.address)  # before minutes of model work
     art = art or load_polytope(polytope)
     if not texts:
         return RayScoringResult(torch.zeros(0, art.polytope.num_facets), {}, 0.0, 0.0)
