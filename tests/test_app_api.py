@@ -157,7 +157,11 @@ def test_export_then_import_round_trip(bench, tmp_path):
 
     archive = bench.export_polytope("shipped")
     with zipfile.ZipFile(archive) as zf:
-        assert sorted(zf.namelist()) == ["facets.json", "polytope.json", "polytope.safetensors"]
+        names = set(zf.namelist())
+    # the export folder (same as `sap-viz export`): the polytope, its steering part, the model card and the training config
+    shipped = {str(p.relative_to(SOURCE)) for p in SOURCE.rglob("*") if p.is_file()}
+    assert {"facets.json", "polytope.json", "polytope.safetensors", "README.md", "training_config.json"} <= names
+    assert {n for n in shipped if n.startswith("steering/")} <= names
     name, warnings = bench.import_polytope([archive], "../../etc/My Copy")
     assert name == "etc-my-copy" and warnings == []
     assert (bench.polytopes_dir / name / "polytope.safetensors").is_file()

@@ -456,11 +456,11 @@ def _raw_call(url: str, api_name: str, body: bytes) -> tuple[str, str]:
 
 
 def test_api_raw_json_with_surrogates_and_nan(server):
-    kind, stream = _raw_call(server.url, "generate", b'{"data": ["lone \\ud800 surrogate \\u0000", "steer", 1.0, 4, 0]}')
+    kind, stream = _raw_call(server.url, "generate", b'{"data": ["lone \\ud800 surrogate \\u0000", "steer", 1.0, 4, 0, null]}')
     assert kind == "complete" and "\\ufffd" in stream, stream
-    kind, stream = _raw_call(server.url, "generate", b'{"data": ["hi", "steer", NaN, 4, 0]}')
-    assert kind == "error" and "strength must be between 0 and 10" in stream, stream
-    kind, stream = _raw_call(server.url, "generate", b'{"data": [null, null, null, null, null]}')
+    kind, stream = _raw_call(server.url, "generate", b'{"data": ["hi", "steer", NaN, 4, 0, null]}')
+    assert kind == "error" and "strength must be a finite number" in stream, stream
+    kind, stream = _raw_call(server.url, "generate", b'{"data": [null, null, null, null, null, null]}')
     assert kind == "error" and "Traceback" not in stream, stream
     kind, stream = _raw_call(server.url, "score", b'{"data": [["x \\udfff y"]]}')
     assert kind == "complete" and "\\ufffd" in stream, stream
