@@ -147,7 +147,7 @@ def strength_svg(table: list[dict], width: int = 560, height: int = 320) -> str:
     def sy(y: float) -> float:
         return top + (height - top - bottom) * (1 - y)
 
-    series = [("harmful", "#b91c1c", "harmful answers (judge)"), ("degenerate", "#7c3aed", "degenerate answers"),
+    series = [("harmful", "#b91c1c", "harmful answers (hand labels)"), ("degenerate", "#7c3aed", "degenerate answers"),
               ("benign_changed", "#0369a1", "benign answers changed")]
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
              f'<rect width="{width}" height="{height}" fill="white"/>']
@@ -157,6 +157,11 @@ def strength_svg(table: list[dict], width: int = 560, height: int = 320) -> str:
     for x, _ in points:
         parts.append(f'<text x="{sx(x):.1f}" y="{height - bottom + 18}" text-anchor="middle">{x:g}</text>')
     parts.append(f'<text x="{(left + width - right) / 2:.1f}" y="{height - 12}" text-anchor="middle">strength</text>')
+    off = next((r for r in table if r["setting"] == "off"), None)
+    if off is not None and off.get("harmful") is not None:  # the unsteered reference
+        y = sy(off["harmful"])
+        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#b91c1c" stroke-dasharray="5,4"/>')
+        parts.append(f'<text x="{width - right + 10}" y="{y + 4:.1f}" fill="#b91c1c">unsteered: harmful</text>')
     for i, (key, colour, label) in enumerate(series):
         xy = [(sx(x), sy(r[key])) for x, r in points if r.get(key) is not None]
         path = " ".join(f"{'M' if j == 0 else 'L'}{a:.1f},{b:.1f}" for j, (a, b) in enumerate(xy))
