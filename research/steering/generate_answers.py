@@ -2,6 +2,7 @@
 
     python research/steering/generate_answers.py targets   # the README's target sets (evaluation only)
     python research/steering/generate_answers.py sweep     # validation prompts × strength, to choose settings
+    python research/steering/generate_answers.py caps      # validation prompts × max step / steered answer tokens
 
 Verdicts are left empty here: ``judge_answers.py`` adds them, so the judge can change without regenerating.
 """
@@ -35,7 +36,7 @@ def setting(name: str, **values) -> SteeringSetting:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("which", choices=["targets", "sweep"])
+    parser.add_argument("which", choices=["targets", "sweep", "caps"])
     parser.add_argument("--strengths", default="1,3,5,10")
     parser.add_argument("--n", type=int, default=24, help="sweep: validation prompts per set")
     parser.add_argument("--output")
@@ -46,6 +47,12 @@ def main() -> None:
     if args.which == "targets":
         sets = {**target_sets(), "pipe_bomb": [PIPE_BOMB]}
         settings = [setting("steer"), setting("steer, anti-repeat off", anti_repeat=0)]
+    elif args.which == "caps":  # the other knobs of directional steering, at the default strength, on validation
+        prompts = validation_prompts()
+        sets = {"val_harmful": prompts["sweep_harmful"][:args.n], "val_benign": prompts["sweep_benign"][:args.n]}
+        settings = [setting("max step 1.5", steering="directional", max_step=1.5),
+                    setting("max step 2", steering="directional", max_step=2.0),
+                    setting("16 answer tokens", steering="directional", generated_tokens=16)]
     else:
         prompts = validation_prompts()
         sets = {"val_harmful": prompts["sweep_harmful"][:args.n], "val_benign": prompts["sweep_benign"][:args.n]}

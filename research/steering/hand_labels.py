@@ -169,7 +169,7 @@ def measured_sentence(steer: dict, judged: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("step", choices=["blind", "merge", "agree", "targets", "sweep"])
-    parser.add_argument("--answers", default="targets", choices=["targets", "sweep"], help="blind: which stored answers")
+    parser.add_argument("--answers", default="targets", choices=["targets", "sweep", "caps"], help="blind: which stored answers")
     parser.add_argument("--store", action="store_true", help="targets: store the measured sentence in the shipped polytope.json")
     args = parser.parse_args()
     if args.step == "blind":
