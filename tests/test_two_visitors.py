@@ -163,8 +163,10 @@ def open_page(browser, server):
     return page
 
 
-def generate(page, prompt: str) -> str:
+def generate(page, prompt: str, mode: str | None = None) -> str:
     page.get_by_role("tab", name="Explore / Generate").click()
+    if mode is not None:
+        page.locator("#mode").get_by_text(mode).click()
     page.locator("#prompt textarea").fill(prompt)
     page.locator("#generate-btn").click()
     page.locator("#verdict .sap-verdict").wait_for(timeout=180_000)
@@ -185,7 +187,12 @@ def test_browsers_a_hostile_upload_and_a_label_stay_with_their_visitor(browser, 
     a.locator("#activate-btn").click()
     a.locator("#poly-status").get_by_text("active in your session").wait_for()
     assert "“evil”" in a.locator("#sap-header").inner_text()
-    assert "Prompt flagged" not in generate(a, HARMFUL)
+    # uploaded as three loose files, it has no steering part: Steer (the default mode) says so instead of running
+    a.get_by_role("tab", name="Explore / Generate").click()
+    a.locator("#prompt textarea").fill(HARMFUL)
+    a.locator("#generate-btn").click()
+    a.get_by_text("Steer is unavailable for this polytope").first.wait_for(timeout=60_000)
+    assert "Prompt flagged" not in generate(a, HARMFUL, mode="Monitor only")
     # B still has the default polytope, and it still flags
     b.reload()
     b.locator("#sap-header").get_by_text("You are").wait_for()
