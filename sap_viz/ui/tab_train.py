@@ -225,7 +225,8 @@ def build_train_tab(wb: Workbench, trained_state: gr.State) -> TrainTab:
             activate_btn = gr.Button("Activate", elem_id="activate-btn")
             export_btn = gr.Button("Download as zip")
         poly_status = gr.HTML(elem_id="poly-status")
-        export_file = gr.File(label="Polytope zip (polytope.safetensors + polytope.json + facets.json)", interactive=False, visible=False)
+        export_file = gr.File(label="Polytope zip (the export folder: polytope files, steering part, model card, training config)",
+                              interactive=False, visible=False)
         with gr.Row():
             poly_upload = gr.File(label="Upload a polytope: the three files or a zip (safetensors + JSON only)", file_count="multiple",
                                   file_types=[".safetensors", ".json", ".zip"], type="filepath", elem_id="poly-upload")
