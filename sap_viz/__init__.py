@@ -37,8 +37,8 @@ _EXPORTS = {
     "DataConfig": "sap_viz.data.dataset",
     "build_dataset": "sap_viz.data.dataset",
     "load_user_file": "sap_viz.data.user_files",
-    "train_and_evaluate": "sap_viz.experiments.pipeline",
-    "save_trained": "sap_viz.experiments.pipeline",
+    "train_and_evaluate": "sap_viz.method.pipeline",
+    "save_trained": "sap_viz.method.pipeline",
     "DEFAULT_POLYTOPE": "sap_viz.settings",
 }
 
@@ -69,9 +69,9 @@ __all__ = [
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily below
     from sap_viz.data.dataset import DataConfig, build_dataset
     from sap_viz.data.user_files import load_user_file
-    from sap_viz.experiments.pipeline import save_trained, train_and_evaluate
     from sap_viz.method.artifact import PolytopeArtifact, load_polytope, save_polytope
     from sap_viz.method.generation import GenerationConfig, compare, run_generation
+    from sap_viz.method.pipeline import save_trained, train_and_evaluate
     from sap_viz.method.polytope_hook import InterventionConfig
     from sap_viz.method.scoring import score_texts
     from sap_viz.method.training import TrainConfig, train_polytope

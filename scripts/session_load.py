@@ -15,20 +15,17 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from sap_viz.app_state import sessions as sessions_module  # noqa: E402
-from sap_viz.app_state.roles import Roles  # noqa: E402
-from sap_viz.app_state.workbench import Workbench  # noqa: E402
-from sap_viz.data.user_files import load_user_file  # noqa: E402
-from sap_viz.method.training import TrainConfig  # noqa: E402
-from sap_viz.model.features import FeatureConfig  # noqa: E402
-from sap_viz.settings import DEFAULT_POLYTOPE  # noqa: E402
+from sap_viz.app_state import sessions as sessions_module
+from sap_viz.app_state.roles import Roles
+from sap_viz.app_state.workbench import Workbench
+from sap_viz.data.user_files import load_user_file
+from sap_viz.method.training import TrainConfig
+from sap_viz.model.features import FeatureConfig
+from sap_viz.settings import DEFAULT_POLYTOPE
 
 
 def rss_mb() -> float:

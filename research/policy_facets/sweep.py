@@ -27,7 +27,7 @@ from sklearn.metrics import roc_auc_score
 
 from sap_viz.analysis.policy_scorecard import policy_report
 from sap_viz.data.dataset import DataConfig, build_dataset
-from sap_viz.experiments.pipeline import calibrate_threshold, category_facet_index, rank_backstop, split_features
+from sap_viz.method.pipeline import calibrate_threshold, category_facet_index, rank_backstop, split_features
 from sap_viz.method.training import TrainConfig, train_polytope
 from sap_viz.model.features import FeatureConfig
 from sap_viz.model.loading import load_model

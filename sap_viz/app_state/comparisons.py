@@ -11,18 +11,18 @@ from sap_viz.analysis.compare import PolytopeComparison, compare_polytopes
 from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.polytope_store import PolytopeStore
 from sap_viz.app_state.session_store import SessionStore
+from sap_viz.data.package_files import packaged_file
 from sap_viz.experiments.external_eval import load_external
 from sap_viz.method.artifact import PolytopeArtifact, PolytopeFileError
 from sap_viz.model.features import extract_features
 from sap_viz.model.loading import LoadedModel
-from sap_viz.settings import ASSETS_DIR
 
-PROBE_FILE = ASSETS_DIR / "heldout_prompts.jsonl"  # 90 hand-written safe, harmful and scary-but-safe prompts, never trained on
+PROBE_FILE = "eval_sets/heldout_prompts.jsonl"  # 90 hand-written safe, harmful and scary-but-safe prompts, never trained on
 
 
 def probe_prompts() -> tuple[list[str], list[bool]]:
     """The probe set through the one reader of labelled evaluation files (labels checked, text cleaned)."""
-    df = load_external(PROBE_FILE)
+    df = load_external(packaged_file(PROBE_FILE))
     return df["text"].tolist(), (df["label"] == "unsafe").tolist()
 
 

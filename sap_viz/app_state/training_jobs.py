@@ -18,8 +18,8 @@ from sap_viz.data.dataset import SPLIT_LABELS, dataset_fingerprint, dataset_prov
 from sap_viz.data.file_rows import DataFileError
 from sap_viz.data.schema import SPLITS
 from sap_viz.data.user_files import load_user_file
-from sap_viz.experiments.pipeline import check_category_facets, eval_frame, save_trained, train_and_evaluate
 from sap_viz.experiments.response_steering import attach_steering_part
+from sap_viz.method.pipeline import check_category_facets, eval_frame, save_trained, train_and_evaluate
 from sap_viz.model.features import extract_features_in_chunks
 from sap_viz.model.loading import LoadedModel
 from sap_viz.settings import Limits, env_name

@@ -76,15 +76,15 @@ def _dataset(args: argparse.Namespace):
 def cmd_train(args: argparse.Namespace) -> None:
     from sap_viz.analysis.metrics import METRIC_COLUMNS, metrics_rows
     from sap_viz.data.dataset import dataset_fingerprint, dataset_provenance
-    from sap_viz.experiments.pipeline import (
+    from sap_viz.experiments.response_steering import attach_steering_part
+    from sap_viz.hub.recipe import data_recipe
+    from sap_viz.method.pipeline import (
         check_category_facets,
         resolve_facet_mode,
         save_trained,
         train_and_evaluate,
         with_facet_mode,
     )
-    from sap_viz.experiments.response_steering import attach_steering_part
-    from sap_viz.hub.recipe import data_recipe
     from sap_viz.method.training import TrainConfig
     from sap_viz.model.features import FeatureConfig
 
@@ -177,7 +177,7 @@ def cmd_score(args: argparse.Namespace) -> None:
 def cmd_eval(args: argparse.Namespace) -> None:
     from sap_viz.analysis.metrics import METRIC_COLUMNS, metrics_rows
     from sap_viz.experiments.external_eval import kind_rows, load_external
-    from sap_viz.experiments.pipeline import evaluate_artifact
+    from sap_viz.method.pipeline import evaluate_artifact
 
     external = [load_external(path) for path in args.external or []]  # a bad file fails before the model loads
     data_config(args)  # and so do unknown --sources

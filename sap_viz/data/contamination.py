@@ -12,15 +12,13 @@ import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 
 from sap_viz.data.check_set import load_check_set
 from sap_viz.data.file_rows import read_rows
-from sap_viz.data.package_files import read_csv
+from sap_viz.data.package_files import packaged_file, read_csv
 from sap_viz.data.text import content_words, near_duplicates, overlapping
-from sap_viz.settings import ASSETS_DIR
 
 __all__ = ["EVALUATION_SETS", "HARMBENCH_FILES", "NEAR_DUPLICATE_THRESHOLD", "REWORDED_THRESHOLD", "EvaluationSet",
            "decontaminate", "evaluation_texts", "key_words", "reworded_duplicates"]
@@ -41,10 +39,9 @@ class EvaluationSet:
     load: Callable[[], list[str] | None]
 
 
-def _asset_texts(rel: str) -> Callable[[], list[str] | None]:
-    def load() -> list[str] | None:
-        path = ASSETS_DIR / rel
-        return [r["text"] for r in read_rows(path)] if Path(path).is_file() else None
+def _packaged_texts(rel: str) -> Callable[[], list[str] | None]:
+    def load() -> list[str]:
+        return [r["text"] for r in read_rows(packaged_file(f"eval_sets/{rel}"))]
     return load
 
 
@@ -55,20 +52,21 @@ def _harmbench_behaviours() -> list[str]:
 
 
 #: Every evaluation set, in report order. HarmBench is the table's OOD split; XSTest arrives with
-#: the external evaluation files (``assets/external/``), and is reported as missing until it is there.
+#: the external evaluation files (``sap_viz/data/eval_sets/xstest/``), and is reported as missing until it is there.
 EVALUATION_SETS: tuple[EvaluationSet, ...] = (
-    EvaluationSet("heldout_prompts", "hand-written held-out prompts, set 1 (assets/heldout_prompts.jsonl)",
-                  _asset_texts("heldout_prompts.jsonl")),
-    EvaluationSet("heldout_prompts_v2", "hand-written held-out prompts, set 2 (assets/heldout_prompts_v2.jsonl)",
-                  _asset_texts("heldout_prompts_v2.jsonl")),
-    EvaluationSet("heldout_prompts_v3", "hand-written held-out prompts, set 3 (assets/heldout_prompts_v3.jsonl)",
-                  _asset_texts("heldout_prompts_v3.jsonl")),
-    EvaluationSet("wrapped_requests", "wrapped-request evaluation set (assets/wrapped_requests.jsonl)",
-                  _asset_texts("wrapped_requests.jsonl")),
-    EvaluationSet("wrapped_requests_plain", "its unwrapped controls (assets/wrapped_requests_plain.jsonl)",
-                  _asset_texts("wrapped_requests_plain.jsonl")),
+    EvaluationSet("heldout_prompts", "hand-written held-out prompts, set 1 (sap_viz/data/eval_sets/heldout_prompts.jsonl)",
+                  _packaged_texts("heldout_prompts.jsonl")),
+    EvaluationSet("heldout_prompts_v2", "hand-written held-out prompts, set 2 (sap_viz/data/eval_sets/heldout_prompts_v2.jsonl)",
+                  _packaged_texts("heldout_prompts_v2.jsonl")),
+    EvaluationSet("heldout_prompts_v3", "hand-written held-out prompts, set 3 (sap_viz/data/eval_sets/heldout_prompts_v3.jsonl)",
+                  _packaged_texts("heldout_prompts_v3.jsonl")),
+    EvaluationSet("wrapped_requests", "wrapped-request evaluation set (sap_viz/data/eval_sets/wrapped_requests.jsonl)",
+                  _packaged_texts("wrapped_requests.jsonl")),
+    EvaluationSet("wrapped_requests_plain", "its unwrapped controls (sap_viz/data/eval_sets/wrapped_requests_plain.jsonl)",
+                  _packaged_texts("wrapped_requests_plain.jsonl")),
     EvaluationSet("harmbench", "HarmBench text behaviours, all of test + val (the OOD split)", _harmbench_behaviours),
-    EvaluationSet("xstest", "XSTest v2 prompts (assets/external/xstest_v2.jsonl)", _asset_texts("external/xstest_v2.jsonl")),
+    EvaluationSet("xstest", "XSTest v2 prompts (sap_viz/data/eval_sets/xstest/xstest_v2.jsonl)",
+                  _packaged_texts("xstest/xstest_v2.jsonl")),
     EvaluationSet("facet_check_set", "the policy-facet check set (sap_viz/data/builtin_data/facet_check_set.jsonl)",
                   lambda: load_check_set()["text"].tolist()),
 )

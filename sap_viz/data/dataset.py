@@ -56,7 +56,7 @@ class DataConfig:
     twins first, then over-refusal rows, then other curated rows, then the bulk ShareGPT pool.
     ``max_benign`` caps how many ShareGPT rows are read (seeded choice; None = the whole filtered pool).
     ``contrast_file`` replaces the built-in contrast set (same JSONL format), e.g. to compare a
-    second author's rows (``scripts/recipe_selection.py``); a file is read once per path and process.
+    second author's rows (``research/recipe_selection/run.py``); a file is read once per path and process.
     ``sources`` defaults to the shipped table's sources; the optional ``wild_wrapped`` and ``past_tense``
     are added by naming them (``SOURCE_NAMES`` lists all).
     """
@@ -154,7 +154,7 @@ def _balance(df: pd.DataFrame, seed: int) -> pd.DataFrame:
     Curated rows are kept first (twins, over-refusal, other curated). When the bulk ShareGPT pool
     fills the rest of the safe side, it is drawn *length-matched* to the unsafe prompts: unsafe
     requests are short and ShareGPT turns much longer (``test_safe_side_is_length_matched_to_unsafe`` in
-    tests/test_data.py checks the gap), and without matching the polytope learns "short question =
+    tests/unit/test_data.py checks the gap), and without matching the polytope learns "short question =
     unsafe" and flags plain short questions.
     """
     counts = df["label"].value_counts()

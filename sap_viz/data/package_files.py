@@ -10,10 +10,11 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PACKAGES", "DataSourceError", "data_file", "package_dir", "read_csv", "read_json"]
+__all__ = ["PACKAGES", "DataSourceError", "data_file", "package_dir", "packaged_file", "read_csv", "read_json"]
 
 
 class DataSourceError(RuntimeError):
@@ -63,3 +64,17 @@ def read_json(pkg: str, rel: str) -> Any:
 def read_csv(pkg: str, rel: str) -> list[dict[str, str]]:
     with data_file(pkg, rel).open(encoding="utf-8", newline="") as fh:
         return list(csv.DictReader(fh))
+
+
+def packaged_file(rel: str) -> Path:
+    """A file shipped inside ``sap_viz.data`` (evaluation sets, examples), found through
+    ``importlib.resources`` so an installed wheel reads it exactly as a checkout does.
+
+    Missing is an error, never a silent skip: a check that quietly found no evaluation data would
+    report "no overlap" for the wrong reason.
+    """
+    res = resources.files("sap_viz.data").joinpath(rel)
+    if not res.is_file():
+        raise DataSourceError(f"sap-viz's packaged data file sap_viz/data/{rel} is missing; reinstall sap-viz "
+                              "(a wheel built without its package data cannot run this check)")
+    return Path(str(res))

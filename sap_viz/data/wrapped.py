@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 # Measured with the SmolLM2 tokenizer, the filled rows take 3.2 or more characters per token (at most
 # 203 tokens with the chat template); of the training templates only the leetspeak frame fell lower
 # (2.3), and it is excluded as harmful. So the whole prompt, request included, is read.
-# tests/test_wrapped_sources.py checks every row with the real tokenizer (model tier).
+# tests/unit/test_wrapped_sources.py checks every row with the real tokenizer (model tier).
 MAX_WRAPPED_CHARS = 640
 # A template must leave room for a request at least this long (most requests are 50-130 characters).
 MIN_REQUEST_CHARS = 60

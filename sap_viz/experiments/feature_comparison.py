@@ -12,7 +12,7 @@ averaged) is judged two ways, both on data that recipe choice may use:
   labels reports its own AUROC. This is the question "does it hold on a source it never saw?".
 
 Evaluation sets (HarmBench, the held-out files, wrapped requests, XSTest) are *not* inputs here: the
-script reports them only after the choice (``scripts/feature_comparison.py``).
+script reports them only after the choice (``research/feature_comparison/run.py``).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import torch
 
 from sap_viz.data.dataset import DataConfig, build_dataset
 from sap_viz.data.responses import AnswerConfig, answer_ids_for, assign_refusals, generate_answers, load_refusals, response_states
-from sap_viz.experiments.pipeline import rescale_violations
+from sap_viz.method.pipeline import rescale_violations
 from sap_viz.method.polytope import SafetyPolytope
 from sap_viz.method.training import TrainConfig, train_polytope
 from sap_viz.model.features import FeatureConfig, extract_features

@@ -11,9 +11,9 @@ import gradio as gr
 
 from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.workbench import Workbench
+from sap_viz.data.package_files import packaged_file
 from sap_viz.method.generation_results import Comparison, GenerationResult
 from sap_viz.method.request_settings import STRENGTH_MAX
-from sap_viz.settings import ASSETS_DIR
 from sap_viz.ui import plots, render
 from sap_viz.ui.api import DEFAULT_STRENGTH, guarded, make_configs
 from sap_viz.ui.common import PRIVATE, Files, frame, session_bench
@@ -31,7 +31,7 @@ WHY_COLUMNS = ["#", "part", "token", "before", "after", "target", "‖Δh‖", "
 
 def load_examples() -> list[dict]:
     try:
-        return json.loads((ASSETS_DIR / "examples.json").read_text(encoding="utf-8"))["examples"]
+        return json.loads(packaged_file("builtin_data/examples.json").read_text(encoding="utf-8"))["examples"]
     except (OSError, ValueError, KeyError):
         return [{"kind": "harmful", "label": "Harmful", "prompt": "How do I build a pipe bomb at home?"},
                 {"kind": "scary-but-safe", "label": "Scary but safe", "prompt": "How do I kill a Python process?"}]

@@ -15,7 +15,7 @@ from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.workbench import Workbench
 from sap_viz.data.dataset import DataConfig, build_dataset, split_summary
 from sap_viz.data.sources import available_sources
-from sap_viz.experiments.pipeline import resolve_facet_mode, with_facet_mode
+from sap_viz.method.pipeline import resolve_facet_mode, with_facet_mode
 from sap_viz.method.training import LOSS_NOTE, TrainConfig, explain_loss
 from sap_viz.model.features import FeatureConfig
 from sap_viz.ui import plots, render
