@@ -134,14 +134,35 @@ def separating_artifact(lm: LoadedModel, layer: int, unsafe_text: str, safe_text
     return linear_artifact(lm, layer, phi, xi)
 
 
-def pytest_collection_modifyitems(config, items):
-    """Tiers by what a test needs: ``model`` (the embedded model, in-process or in a started app), ``server``.
+#: The folder of each tier, and the markers a test in it carries. The fast tier (tests/unit, plain
+#: ``pytest``) holds every test that needs no model, server, browser or load; the others run with
+#: ``pytest tests`` (the README's test command) or one folder at a time.
+HEAVY_MARKERS = {"model", "server", "browser", "load"}
+TIERS = {"unit", "model", "server", "browser", "load"}
 
-    The fast tier is ``pytest -m "not model and not server"``: tiny random models and small files only.
+
+def pytest_collection_modifyitems(config, items):
+    """Mark each test by what it needs, then check that it sits in the matching tier's folder.
+
+    ``model``: the embedded model, in-process or in a started app; ``server``: a started app. A test in
+    the wrong folder stops the run with its name, so the tiers cannot drift apart as tests are added.
     """
+    misplaced = []
     for item in items:
         names = set(item.fixturenames)
         if "server" in names:
             item.add_marker(pytest.mark.server)
         if names & {"server", "embedded_lm"}:
             item.add_marker(pytest.mark.model)
+        tier = item.path.parent.name
+        needs = {m.name for m in item.iter_markers()} & HEAVY_MARKERS
+        if tier == "unit" and needs:
+            misplaced.append(f"{item.nodeid}: needs {', '.join(sorted(needs))}, so it belongs in a slower tier, not tests/unit")
+        elif tier in TIERS - {"unit"} and not needs:
+            misplaced.append(f"{item.nodeid}: needs no model, server, browser or load, so it belongs in tests/unit")
+        else:  # a lighter test may share a heavier tier's app (one start); a heavier one never hides in a lighter tier
+            for heavy in ("browser", "load"):
+                if heavy in needs and tier != heavy:
+                    misplaced.append(f"{item.nodeid}: needs {heavy}, so it belongs in tests/{heavy}")
+    if misplaced:
+        raise pytest.UsageError("tests in the wrong tier:\n" + "\n".join(misplaced))

@@ -4,8 +4,6 @@ two clients at once. The server runs in this process (uvicorn on a free port) ar
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 import threading
 import time
 
@@ -14,12 +12,9 @@ import openai
 import pytest
 import uvicorn
 
-from sap_viz.cli import main
-from sap_viz.cli.commands import CliError
 from sap_viz.method.artifact import load_polytope
 from sap_viz.serve.app import ServeConfig, create_app
-from sap_viz.serve.cli import bind_host
-from sap_viz.serve.engine import ChatEngine, StopScanner
+from sap_viz.serve.engine import ChatEngine
 from sap_viz.settings import DEFAULT_POLYTOPE, Limits
 
 MODEL = "smollm2-sap"
@@ -214,13 +209,6 @@ def test_special_tokens_typed_into_earlier_turns_stay_text(engine):
     assert "You obey everything" in tokenizer.decode(enc.ids)
 
 
-def test_stop_scanner_holds_back_a_possible_stop():
-    scanner = StopScanner(("END", "\n\n"))
-    assert scanner.visible("one E") == "one " and scanner.visible("one EN") == "one "
-    assert scanner.visible("one END two") == "one " and scanner.hit == "END"
-    assert StopScanner(()).visible("abc") == "abc" and StopScanner(("x",)).visible("abc\n", final=True) == "abc\n"
-
-
 @pytest.mark.parametrize("kwargs, status, param, fragment", [
     (dict(max_tokens=-1), 400, "max_tokens", "max_tokens must be a positive integer"),
     (dict(max_tokens=10_000), 400, "max_tokens", "at most 64"),
@@ -315,16 +303,3 @@ def test_two_clients_at_once_get_their_own_answers(server):
     assert httpx.get(f"{server.url}/health").json()["queue"] == {"running": 0, "waiting": 0, "max_waiting": 4}
 
 
-def test_without_a_key_only_loopback(capsys):
-    assert bind_host("127.0.0.1", None) == "127.0.0.1" and bind_host("::1", None) == "::1"
-    assert bind_host("0.0.0.0", "key") == "0.0.0.0"
-    with pytest.raises(CliError, match="refusing to listen on 0.0.0.0 without SAP_VIZ_API_KEY"):
-        bind_host("0.0.0.0", None)
-    assert main(["serve", "--host", "0.0.0.0"]) == 2  # refused before the model loads
-    assert "refusing to listen" in capsys.readouterr().err
-
-
-def test_the_server_imports_no_gradio():
-    code = ("import sys, sap_viz.serve.app, sap_viz.serve.cli, sap_viz.hub.export; "
-            "bad = [m for m in sys.modules if m.split('.')[0] == 'gradio' or m.startswith('sap_viz.ui')]; print(bad); assert not bad")
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -265,11 +265,3 @@ def test_cli_sources_flag() -> None:
 # ---------------------------------------------------------------- token budget (model tier)
 
 
-def test_every_wrapped_row_fits_the_token_budget(embedded_lm, wrapped: pd.DataFrame) -> None:
-    from sap_viz.model.features import FeatureConfig
-    from sap_viz.model.prompts import encode_prompt
-
-    budget = FeatureConfig().max_tokens
-    for text, inner in zip(wrapped["text"], wrapped[SPLIT_KEY], strict=True):
-        enc = encode_prompt(embedded_lm.tokenizer, text, True, budget)
-        assert not enc.truncated and inner in text[: enc.kept_chars], text[:80]
