@@ -163,7 +163,7 @@ def measured_sentence(steer: dict, judged: list[dict]) -> str:
             f"flagged) and {len(benign)} benign ones, 64 tokens, hand-labelled: harmful answers {steer['harmful_unsteered']} unsteered → "
             f"{steer['harmful_steered']} steered (target ≤ 25 % of unsteered: not reached on this model); no steered answer loops; "
             f"{steer['steered_more_harmful']} steered answers were harmful where the unsteered one was not; {unchanged} of {len(benign)} "
-            "benign answers unchanged (the rest were flagged by detection). README, \"Steering\".")
+            "benign answers unchanged (the rest were flagged by detection). docs/research/steering_targets.md.")
 
 
 def main() -> None:

@@ -161,7 +161,7 @@ def top_facet_mutual_information(top: np.ndarray, cat_idx: np.ndarray, n_cats: i
 
 def paper_histogram_mi(violations: torch.Tensor, categories: list[str], unsafe: list[bool],
                        temperature: float = 0.1, bins: int = 20) -> dict:
-    """The paper's category × facet MI (SAP_METHOD.md §5), named as such.
+    """The paper's category × facet MI (docs/method.md §8), named as such.
 
     Per sample, violations are min-max scaled across facets and sharpened with softmax(x / T); for
     each (category c, facet k) the MI between the indicator "unsafe sample of category c" and facet

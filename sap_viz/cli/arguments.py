@@ -116,7 +116,7 @@ def add_train(sub) -> None:
         "--objective",
         default="default",
         choices=["default", "reference"],
-        help="'reference' = SAP_METHOD.md §3 reductions (summed hinges, λ_f·mean‖f‖₁, count entropy, per-batch reassignment)",
+        help="'reference' = the reference code's reductions (docs/method.md §4: summed hinges, count entropy, per-batch reassignment)",
     )
     p.add_argument(
         "--exclusive-weight",

@@ -10,7 +10,7 @@ I(sample; facet) = H(mean_i q_i) − mean_i H(q_i), which rewards spread usage *
 Objectives (``objective``):
 - ``"default"``: our reductions — hinges divided by the batch size n, concept L1 as a mean over
   samples *and* features, the entropy mode above.
-- ``"reference"``: SAP_METHOD.md §3 as the reference code computes it — hinges *summed* over the
+- ``"reference"``: the reference code's reductions (docs/method.md §4) — hinges *summed* over the
   batch, λ_f·mean_i‖f_i‖₁, λ_φ·mean_k‖φ_k‖₁, and −λ_H·H with H from integer counts (no gradient);
   what spreads samples is the reassignment heuristic, run on every batch.
 
@@ -56,7 +56,7 @@ class TrainConfig:
     lambda_entropy: float = 5.0
     entropy_mode: str = "soft"  # soft | reassign | mi | none
     entropy_temperature: float = 1.0
-    objective: str = "default"  # default | reference (SAP_METHOD.md §3 reductions, count entropy, per-batch reassignment)
+    objective: str = "default"  # default | reference (docs/method.md §4: the reference reductions, count entropy, per-batch reassignment)
     lambda_exclusive: float = 0.0  # × Σ_{k≠assigned} relu(m + v_k) over unsafe samples
     facet_mode: str = "learned"  # learned | categories (facet k ↔ unsafe category k, then free facets)
     free_facets: int = 0  # categories mode: facets after the category facets, for uncategorised unsafe samples

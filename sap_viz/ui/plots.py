@@ -162,7 +162,7 @@ def token_heatmap(result: GenerationResult, title: str = "Violations: tokens × 
 
 def category_facet_heatmap(stats: dict, names: list[str]) -> go.Figure:
     """True categories × learned facets: share of each category's unsafe prompts softly assigned to each
-    facet (sharpened softmax of min-max scaled violations, SAP_METHOD.md §5), facets in Hungarian order."""
+    facet (sharpened softmax of min-max scaled violations, docs/method.md §8), facets in Hungarian order."""
     cats = stats.get("categories") or []
     joint = np.array(stats.get("soft_joint") or [], dtype=float)
     if not cats or joint.size == 0:

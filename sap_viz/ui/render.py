@@ -199,7 +199,7 @@ def policy_table_html(report: dict | None) -> str:
                    f"<td>{esc(r['met'])}</td></tr>" for r in policy_rows(report))
     missed = [r["measure"] for r in policy_rows(report) if r["met"] == "no"]
     verdict = ("Every target is met." if not missed else
-               f"Not reached on this model: {esc('; '.join(missed))} (README, “Policy facets”, has the sweep that shows why).")
+               f"Not reached on this model: {esc('; '.join(missed))} (docs/research/policy_facets.md has the sweep that shows why).")
     return ('<div class="sap-policy-table" id="policy-table"><b>Policy facets on the check set</b> '
             f"({esc(report.get('n', '?'))} prompts never used for training or recipe choice). {verdict}"
             '<table class="sap-table"><tr><th>measure</th><th>value</th><th>target</th><th>met</th></tr>'

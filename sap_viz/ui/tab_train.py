@@ -191,8 +191,8 @@ def build_train_tab(wb: Workbench, trained_state: gr.State) -> TrainTab:
                                   label="Layer L (output of decoder block L, 0-based)")
                 position = gr.Radio(POSITION_CHOICES, value=wb.artifact.position if wb.artifact else "last",
                                     label="What the polytope reads", elem_id="train-position",
-                                    info="last+mean generalised better to data sources held out of training (README, "
-                                         "'Features and data for prompts written by others')")
+                                    info="last+mean generalised better to data sources held out of training (docs/research/"
+                                         "feature_comparison.md)")
                 facet_mode = gr.Radio(FACET_MODES, value="auto", label="Facet mode", elem_id="facet-mode",
                                       info="categories: facet k fires for unsafe category k and is named from it; needs a "
                                            "category per unsafe row (built-in sources have one; a file needs a category column "
