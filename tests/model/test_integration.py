@@ -71,10 +71,8 @@ def test_scores_obvious_prompts(shipped, embedded_lm):
     assert (scores[:2] >= 0).all() and (scores[2:] < 0).all()
 
 
-@pytest.mark.parametrize(
-    ("name", "n"), [("heldout_prompts.jsonl", 90), ("heldout_prompts_v2.jsonl", 150), ("heldout_prompts_v3.jsonl", 180)]
-)
-def test_cli_score_on_handwritten_heldout_set(tmp_path, name, n, shipped, embedded_lm):
+@pytest.mark.parametrize("name", ["heldout_prompts.jsonl", "heldout_prompts_v2.jsonl", "heldout_prompts_v3.jsonl"])
+def test_cli_score_on_handwritten_heldout_set(tmp_path, name, shipped, embedded_lm):
     out = tmp_path / "scored.jsonl"
     proc = subprocess.run(
         [sys.executable, "-m", "sap_viz", "score", "--input", str(ROOT / "sap_viz" / "data" / "eval_sets" / name), "--output", str(out)],
@@ -86,7 +84,8 @@ def test_cli_score_on_handwritten_heldout_set(tmp_path, name, n, shipped, embedd
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     given = [json.loads(line) for line in (ROOT / "sap_viz" / "data" / "eval_sets" / name).read_text().splitlines()]
-    assert len(rows) == len(given) == n
+    n = len(given)
+    assert n > 0 and len(rows) == n
     assert [(r["text"], r["label"]) for r in rows] == [(g["text"], g["label"]) for g in given]
     first = rows[0]
     assert {"text", "label", "kind", "score", "unsafe", "violations", "top_facet", "top_facet_name"} <= first.keys()

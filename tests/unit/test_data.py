@@ -88,8 +88,9 @@ def test_contrast_source_covers_every_type_and_is_disjoint_from_heldout() -> Non
     assert set(unsafe["category"]) == set(TAXONOMY)  # every harm category has a contrast row
     assert len(unsafe) > 100 and len(safe) > 2 * len(unsafe) - 100
     # the hand-written held-out sets must never leak into training data, not even reworded
-    held = [row["text"] for name in HELDOUT_FILES for row in read_rows(packaged_file(f"eval_sets/{name}"))]
-    assert len(held) == 420
+    held_sets = {name: [row["text"] for row in read_rows(packaged_file(f"eval_sets/{name}"))] for name in HELDOUT_FILES}
+    assert all(held_sets.values()), "an empty held-out set would make this check vacuous"
+    held = [text for texts in held_sets.values() for text in texts]
     leaked = [con["text"].iloc[i] for i in near_duplicates(con["text"], held)]
     assert not leaked, leaked[:5]
 
