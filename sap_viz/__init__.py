@@ -20,9 +20,9 @@ __version__ = "0.1.0"
 
 # public name -> module that owns it
 _EXPORTS = {
-    "ModelConfig": "sap_viz.model.loading",
+    "ModelConfig": "sap_viz.model.configs",
     "load_model": "sap_viz.model.loading",
-    "FeatureConfig": "sap_viz.model.features",
+    "FeatureConfig": "sap_viz.model.configs",
     "extract_features": "sap_viz.model.features",
     "PolytopeArtifact": "sap_viz.method.artifact",
     "load_polytope": "sap_viz.method.artifact",
@@ -32,7 +32,7 @@ _EXPORTS = {
     "InterventionConfig": "sap_viz.method.polytope_hook",
     "compare": "sap_viz.method.generation",
     "run_generation": "sap_viz.method.generation",
-    "TrainConfig": "sap_viz.method.training",
+    "TrainConfig": "sap_viz.method.configs",
     "train_polytope": "sap_viz.method.training",
     "DataConfig": "sap_viz.data.dataset",
     "build_dataset": "sap_viz.data.dataset",

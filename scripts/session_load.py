@@ -65,7 +65,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="sap-viz-session-load-"))
     wb = Workbench(load_model("default"), DEFAULT_POLYTOPE, roles=Roles("load-test-token"))
     upload = [DEFAULT_POLYTOPE / f for f in ("polytope.safetensors", "polytope.json", "facets.json")]
-    df, fcfg, tcfg = table(tmp), FeatureConfig(layer=wb.artifact.layer), TrainConfig(num_facets=2, feature_dim=16, epochs=1)
+    df, tcfg = table(tmp), TrainConfig(num_facets=2, feature_dim=16, epochs=1)
+    fcfg = FeatureConfig(layer=wb.artifact.layer, position="last")
     t0 = time.monotonic()
     wb.score(["warm-up"])
     rows = [snapshot(wb, "before", t0)]

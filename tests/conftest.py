@@ -121,7 +121,7 @@ def separating_artifact(lm: LoadedModel, layer: int, unsafe_text: str, safe_text
     """Facet 0 separates the two prompts' last-token states: the first violates, the second does not."""
     from sap_viz.model.features import FeatureConfig, extract_features
 
-    feats = extract_features(lm, [unsafe_text, safe_text], FeatureConfig(layer=layer), use_cache=False, progress=False)
+    feats = extract_features(lm, [unsafe_text, safe_text], FeatureConfig(layer=layer, position="last"), use_cache=False, progress=False)
     feats = feats.to(lm.device)
     direction = feats[0] - feats[1]
     direction = direction / direction.norm()

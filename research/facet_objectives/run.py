@@ -61,7 +61,7 @@ def dump(out_feats: Path, out_meta: Path, layer: int) -> None:
 
     df = build_dataset(DataConfig())
     lm = load_model("default")
-    fcfg = FeatureConfig(layer=layer)
+    fcfg = FeatureConfig(layer=layer, position="last")
     tensors, meta = {}, {}
     for s in ("train", "val", "test"):  # the same per-split cache entries `train` uses; no OOD rows
         part = df[df["split"] == s]

@@ -79,7 +79,7 @@ def main() -> int:
     print(f"B adds {len(extra) - len(dup)} contrast rows ({len(dup)} near-duplicates of built-in rows left out)")
 
     lm = load_model("default")
-    fcfg = FeatureConfig(layer=args.layer)
+    fcfg = FeatureConfig(layer=args.layer, position="last")
     heldout = {name: read_rows(EVAL_SETS / f) for name, f in HELDOUT.items()}
     frames = {k: _frames(df) for k, df in datasets.items()}
     texts = list(dict.fromkeys(

@@ -1,8 +1,15 @@
-"""The CLI's arguments: one function per command, sharing the model, polytope and steering options."""
+"""The CLI's arguments: one function per command, sharing the model, polytope and steering options.
+
+Every default is read from the library's config dataclasses (``model/configs.py``, ``method/configs.py``,
+``method/request_settings.py``), never repeated as a number here, so ``sap-viz train`` with no options
+trains what the library trains by default: the shipped polytope's recipe. Those modules are torch-free,
+so ``--help`` still answers at once. ``tests/unit/test_cli_flags.py`` checks every flag's help and default.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from sap_viz.cli.commands import (
     cmd_bench,
@@ -17,17 +24,49 @@ from sap_viz.cli.commands import (
     cmd_train_steering,
 )
 from sap_viz.hub.cli import add_export, add_push
-from sap_viz.method.request_settings import DEFAULT_REFUSAL, DEFAULT_STRENGTH, STRENGTH_MAX
+from sap_viz.method.configs import POLICY_FACETS, TARGET_FPR, GenerationCalibrationConfig, SteeringPartConfig, TrainConfig
+from sap_viz.method.request_settings import DEFAULT_STRENGTH, MODES, STEERINGS, STRENGTH_MAX, RequestSettings
+from sap_viz.model.configs import POSITIONS, FeatureConfig, ModelConfig
 from sap_viz.serve.cli import add_serve
 from sap_viz.settings import DEFAULT_POLYTOPE
 
+MODEL, FEATURES, TRAIN, REQUEST = ModelConfig(), FeatureConfig(), TrainConfig(), RequestSettings()
+CALIBRATION, STEERING_PART = GenerationCalibrationConfig(), SteeringPartConfig()
+DTYPES = ("float32", "bfloat16", "float16", "auto")
+#: The seed's meaning differs per command; these say what it seeds there.
+SPLIT_SEED = (TRAIN.seed, "seed of the data split (use the polytope's training seed, or the splits differ)")
+UNUSED_SEED = (TRAIN.seed, "not used by this command (accepted so one set of model options works for every command)")
 
-def model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="default", help="'default' (embedded SmolLM2-135M), a Hugging Face id or a local directory")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16", "auto"])
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (device_map=auto)")
-    p.add_argument("--layers-path", default=None, help="attribute path to the decoder blocks, e.g. model.layers")
-    p.add_argument("--seed", type=int, default=42)
+
+class RenamedFlag(argparse.Action):
+    """An old flag name, kept for one release: it sets the new flag and prints a warning that names it."""
+
+    def __init__(self, option_strings, dest, new_name: str, **kwargs):
+        self.new_name = new_name
+        super().__init__(option_strings, dest, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"warning: {option_string} is now {self.new_name} (the old name works for one release)", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def renamed(p: argparse.ArgumentParser, old: str, new: str, type=int) -> None:
+    """Accept ``old`` for ``new`` (whose option must already be added) with a warning, for one release."""
+    dest = new.lstrip("-").replace("-", "_")
+    p.add_argument(old, dest=dest, type=type, action=RenamedFlag, new_name=new,
+                   help=f"old name of {new} (works for one release, with a warning)")
+
+
+def model_args(p: argparse.ArgumentParser, seed: tuple[int, str] = UNUSED_SEED) -> None:
+    """The model options of every command; ``seed``: the --seed default and what it seeds in this command."""
+    p.add_argument("--model", default=MODEL.name, help="'default' (embedded SmolLM2-135M), a Hugging Face id or a local directory")
+    p.add_argument("--dtype", default=MODEL.dtype, choices=DTYPES,
+                   help=f"weights' dtype (default {MODEL.dtype}; auto = the checkpoint's own)")
+    p.add_argument("--device", default=MODEL.device, help=f"cpu, cuda, cuda:N or auto (device_map=auto; default {MODEL.device})")
+    p.add_argument("--layers-path", default=MODEL.layers_path,
+                   help="attribute path to the decoder blocks, e.g. model.layers (default: found by the model's family)")
+    default, meaning = seed
+    p.add_argument("--seed", type=int, default=default, help=f"{meaning} (default {default})")
 
 
 def polytope_arg(p: argparse.ArgumentParser) -> None:
@@ -37,21 +76,25 @@ def polytope_arg(p: argparse.ArgumentParser) -> None:
 
 def steer_args(p: argparse.ArgumentParser, default_mode: str) -> None:
     """The generation settings, by the names of ``method/request_settings.RequestSettings`` (the app and server use them too)."""
-    p.add_argument("--mode", default=default_mode, choices=["monitor", "steer", "refuse"],
-                   help="monitor: generate and score; steer: steer flagged prompts; refuse: answer flagged prompts with --refusal-text")
-    p.add_argument("--max-new-tokens", type=int, default=48, help="answer length in tokens at most")
+    p.add_argument("--mode", default=default_mode, choices=MODES,
+                   help="monitor: generate and score; steer: steer flagged prompts; refuse: answer flagged prompts with --refusal-text "
+                        f"(default {default_mode})")
+    p.add_argument("--max-new-tokens", type=int, default=REQUEST.max_new_tokens,
+                   help=f"answer length in tokens at most (default {REQUEST.max_new_tokens})")
     p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
-    p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (with --sample)")
-    p.add_argument("--top-p", type=float, default=0.9, help="nucleus sampling mass (with --sample)")
-    p.add_argument("--steering", default="auto", choices=["auto", "directional", "minimal"],
+    p.add_argument("--temperature", type=float, default=REQUEST.temperature,
+                   help=f"sampling temperature (with --sample; default {REQUEST.temperature:g})")
+    p.add_argument("--top-p", type=float, default=REQUEST.top_p, help=f"nucleus sampling mass (with --sample; default {REQUEST.top_p:g})")
+    p.add_argument("--steering", default=REQUEST.steering, choices=STEERINGS,
                    help="directional: along the polytope's refusal direction at its steering layer (needs its steering/ part); "
                         "minimal: the paper's smallest edit into the polytope; auto: directional when the polytope has the part")
     p.add_argument("--strength", type=float, default=None,
                    help=f"steering depth, 0-{STRENGTH_MAX:g}: move until every facet of the steering polytope is at or below "
                         f"-strength (1 = depth of a typical safe prompt; default {DEFAULT_STRENGTH:g})")
     p.add_argument("--depth", type=float, default=None, help="old name of --strength (works for one release, with a warning)")
-    p.add_argument("--anti-repeat", type=int, default=3,
-                   help="steered answers only: ban repeating any n-gram of this size within the answer (0 = off)")
+    p.add_argument("--anti-repeat", type=int, default=REQUEST.anti_repeat,
+                   help="steered answers only: ban repeating any n-gram of this size within the answer "
+                        f"(0 = off; default {REQUEST.anti_repeat})")
     p.add_argument("--no-fallback", dest="fallback", action="store_false",
                    help="keep a steered answer the answer check still finds harmful, instead of refusing")
     p.add_argument("--max-step", type=float, default=None,
@@ -63,17 +106,17 @@ def steer_args(p: argparse.ArgumentParser, default_mode: str) -> None:
     p.add_argument("--hinge-weight", type=float, default=None, help="minimal only: β, weight of the violation hinge (default 1)")
     p.add_argument("--max-steps", type=int, default=None, help="minimal only: optimiser steps per state at most (default 200)")
     p.add_argument("--max-interventions", type=int, default=None, help="minimal only: edited states per answer at most (default 20)")
-    p.add_argument("--refusal-text", default=DEFAULT_REFUSAL, help="the answer of refuse mode and of the steering fallback")
+    p.add_argument("--refusal-text", default=REQUEST.refusal_text, help="the answer of refuse mode and of the steering fallback")
     p.add_argument(
         "--generation-threshold",
         type=float,
-        default=None,
+        default=REQUEST.generation_threshold,
         help="boundary for generated tokens (default: the polytope's calibrated value; 0 = the prompt boundary)",
     )
     p.add_argument(
         "--span-threshold",
         type=float,
-        default=None,
+        default=REQUEST.span_threshold,
         help="flag a prompt when a token of the user's text reaches this (default: the polytope's calibrated value; inf = off)",
     )
 
@@ -88,72 +131,70 @@ def sources_arg(p: argparse.ArgumentParser) -> None:
 
 
 def add_train(sub) -> None:
-    p = sub.add_parser("train", help="train a polytope and evaluate it against baselines")
-    model_args(p)
+    p = sub.add_parser("train", help="train a polytope and evaluate it against baselines (the defaults rebuild the shipped one)")
+    model_args(p, (TRAIN.seed, "seed of the data split and of training"))
     p.add_argument("--data", help="CSV/JSONL with text,label[,category] (default: the built-in offline sources)")
     sources_arg(p)
-    p.add_argument("--layer", type=int, default=22, help="layer L = output of decoder block L (0-based; negative counts from the end)")
+    p.add_argument("--layer", type=int, default=FEATURES.layer,
+                   help=f"layer L = output of decoder block L (0-based; negative counts from the end; default {FEATURES.layer})")
     p.add_argument(
         "--facets",
         default="auto",
         help="'categories': one policy facet per unsafe category in the data (named from the taxonomy) plus --free-facets "
              "backstop facets; a number K: K learned (unnamed) facets; 'auto' (default): categories when the unsafe rows have "
-             "a category, else 14 learned facets",
+             f"a category, else {TRAIN.num_facets} learned facets",
     )
-    p.add_argument("--free-facets", type=int, default=1,
-                   help="with policy facets: backstop facets, for unsafe rows without a category and those their category facet misses")
-    p.add_argument(
-        "--backstop-weight",
-        type=float,
-        default=1.0,
-        help="with --facets categories: weight of the hinge that lets a free facet catch an unsafe row its category facet misses",
-    )
-    p.add_argument("--quiet-weight", type=float, default=1.0,
-                   help="with policy facets: weight of the term that keeps the backstop below zero where a category facet fires")
-    p.add_argument("--detector-weight", type=float, default=0.0,
-                   help="with policy facets: train the backstop to fire on every unsafe row (then ranked below firing category facets)")
-    p.add_argument(
-        "--objective",
-        default="default",
-        choices=["default", "reference"],
-        help="'reference' = the reference code's reductions (docs/method.md §4: summed hinges, count entropy, per-batch reassignment)",
-    )
-    p.add_argument(
-        "--exclusive-weight",
-        type=float,
-        default=None,
-        help="weight of the penalty on non-assigned facets firing on an unsafe row (default 0; 1 with --facets categories)",
-    )
-    p.add_argument("--feature-dim", type=int, default=4096)
-    p.add_argument("--entropy-weight", type=float, default=5.0, help="λ_H, weight of the facet-usage entropy bonus")
-    p.add_argument("--encoder", default="relu", choices=["relu", "linear"])
-    p.add_argument("--epochs", type=int, default=40, help="passes over the training rows")
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--margin", type=float, default=1.0)
-    p.add_argument("--unsafe-weight", type=float, default=2.0, help="w_u, weight of the unsafe hinge (paper: 2)")
-    p.add_argument(
-        "--entropy",
-        default=None,
-        choices=["soft", "reassign", "mi", "none"],
-        help="facet-usage term (default soft; none with --facets categories); mi = I(sample; facet) = H(mean q) − mean H(q_i)",
-    )
-    p.add_argument("--max-tokens", type=int, default=256)
-    p.add_argument("--no-template", action="store_true", help="feed raw text instead of the chat template")
-    p.add_argument("--position", default="last+mean", choices=["last", "last+mean"],  # features.POSITIONS (torch-free here)
-                   help="what the polytope reads: the prompt's last token, or last token ‖ mean over the request's own tokens")
-    p.add_argument(
-        "--target-fpr",
-        type=float,
-        default=0.09,
-        help="calibrate the boundary to flag this share of validation safe prompts (0 = keep the trained offsets)",
-    )
+    p.add_argument("--free-facets", type=int, default=POLICY_FACETS.free_facets,
+                   help="with policy facets: backstop facets, for unsafe rows without a category and those their category facet misses "
+                        f"(default {POLICY_FACETS.free_facets})")
+    p.add_argument("--backstop-weight", type=float, default=POLICY_FACETS.backstop_weight,
+                   help="with policy facets: weight of the hinge that lets a free facet catch an unsafe row its category facet misses "
+                        f"(default {POLICY_FACETS.backstop_weight:g})")
+    p.add_argument("--quiet-weight", type=float, default=POLICY_FACETS.quiet_weight,
+                   help="with policy facets: weight of the term that keeps the backstop below zero where a category facet fires "
+                        f"(default {POLICY_FACETS.quiet_weight:g})")
+    p.add_argument("--detector-weight", type=float, default=POLICY_FACETS.detector_weight,
+                   help="with policy facets: train the backstop to fire on every unsafe row (then ranked below firing category facets; "
+                        f"default {POLICY_FACETS.detector_weight:g})")
+    p.add_argument("--objective", default=TRAIN.objective, choices=["default", "reference"],
+                   help="'reference' = the paper's reference-code reductions (summed hinges, λ_f·mean‖f‖₁, count entropy, per-batch "
+                        f"reassignment; docs/method.md); default {TRAIN.objective}")
+    p.add_argument("--exclusive-weight", type=float, default=None,
+                   help="weight of the penalty on non-assigned facets firing on an unsafe row "
+                        f"(default {TRAIN.lambda_exclusive:g}; {POLICY_FACETS.exclusive_weight:g} with policy facets)")
+    p.add_argument("--feature-dim", type=int, default=TRAIN.feature_dim,
+                   help=f"F, concept features of the encoder (default {TRAIN.feature_dim}; ignored by --encoder linear)")
+    p.add_argument("--entropy-weight", type=float, default=TRAIN.lambda_entropy,
+                   help=f"λ_H, weight of the facet-usage entropy bonus (default {TRAIN.lambda_entropy:g})")
+    p.add_argument("--encoder", default=TRAIN.encoder, choices=["relu", "linear"],
+                   help="relu: sparse concept features before the facets; linear: facets on the states themselves "
+                        f"(default {TRAIN.encoder})")
+    p.add_argument("--epochs", type=int, default=TRAIN.epochs, help=f"passes over the training rows (default {TRAIN.epochs})")
+    p.add_argument("--lr", type=float, default=TRAIN.lr, help=f"Adam learning rate (default {TRAIN.lr:g})")
+    p.add_argument("--batch-size", type=int, default=TRAIN.batch_size, help=f"training rows per step (default {TRAIN.batch_size})")
+    p.add_argument("--margin", type=float, default=TRAIN.margin,
+                   help=f"m, the hinge margin: safe rows below −m on every facet, unsafe rows above +m on one (default {TRAIN.margin:g})")
+    p.add_argument("--unsafe-weight", type=float, default=TRAIN.unsafe_weight,
+                   help=f"w_u, weight of the unsafe hinge (paper: 2; default {TRAIN.unsafe_weight:g})")
+    p.add_argument("--entropy", default=None, choices=["soft", "reassign", "mi", "none"],
+                   help=f"facet-usage term (default {TRAIN.entropy_mode}; {POLICY_FACETS.entropy_mode} with policy facets); "
+                        "mi = I(sample; facet) = H(mean q) − mean H(q_i)")
+    p.add_argument("--max-tokens", type=int, default=FEATURES.max_tokens,
+                   help=f"prompts are cut to this many tokens before the states are read (default {FEATURES.max_tokens})")
+    p.add_argument("--no-template", action="store_true", help="feed raw text instead of the chat template (default: the chat template)")
+    p.add_argument("--position", default=FEATURES.position, choices=POSITIONS,
+                   help="what the polytope reads: the prompt's last token, or last token ‖ mean over the request's own tokens "
+                        f"(default {FEATURES.position})")
+    p.add_argument("--target-fpr", type=float, default=TARGET_FPR,
+                   help="calibrate the boundary to flag this share of validation safe prompts "
+                        f"(0 = keep the trained offsets; default {TARGET_FPR:g})")
     p.add_argument("--output", required=True, help="directory to write the polytope to")
     p.add_argument("--steering-part", default="auto", choices=["auto", "reuse", "build", "none"],
                    help="what Steer uses for the new polytope: reuse the shipped steering part when it fits (same model, "
                         "steering layer not after --layer), build one (minutes), auto = reuse else build, none = Steer off")
-    p.add_argument("--config", help="train again from a stored training config: training_config.json of an export, or a polytope "
-                                    "folder; every training setting comes from it (--model/--device/--data say where and on what)")
+    p.add_argument("--config", help="train again from a stored training config: a polytope folder (its polytope.json) or the "
+                                    "training_config.json of an export; every training setting comes from it "
+                                    "(--model/--device/--data say where and on what)")
     p.add_argument("--no-facet-check", action="store_true",
                    help="skip scoring the facets on the check set (scorecards in facets.json; ~30 s on 2 CPU cores)")
     p.set_defaults(func=cmd_train)
@@ -170,9 +211,10 @@ def add_score(sub) -> None:
     p = sub.add_parser("score", help="score texts from a JSONL/CSV file")
     model_args(p)
     polytope_arg(p)
-    p.add_argument("--input", required=True)
+    p.add_argument("--input", required=True, help="JSONL or CSV file with a 'text' field or column (other fields are copied to the output)")
     p.add_argument("--output", default="-", help="JSONL output path ('-' = stdout)")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=FEATURES.batch_size,
+                   help=f"prompts per forward pass (default {FEATURES.batch_size}; the scores do not depend on it)")
     p.add_argument("--engine", default="local", choices=["local", "ray"],
                    help="ray: spread the rows over Ray workers, one model each, same scores in input order (pip install 'sap-viz[ray]')")
     p.add_argument("--address", default=None,
@@ -183,9 +225,9 @@ def add_score(sub) -> None:
 
 def add_eval(sub) -> None:
     p = sub.add_parser("eval", help="metrics of a polytope (and baselines) on the built-in or a user data set")
-    model_args(p)
+    model_args(p, SPLIT_SEED)
     polytope_arg(p)
-    p.add_argument("--data")
+    p.add_argument("--data", help="CSV/JSONL with text,label[,category] (default: the built-in offline sources)")
     sources_arg(p)
     p.add_argument("--splits", default="test,ood", help="built-in splits to report (empty: none, e.g. with --external)")
     p.add_argument(
@@ -194,29 +236,29 @@ def add_eval(sub) -> None:
         metavar="FILE",
         help="labelled evaluation files (text,label[,kind]) written elsewhere: AUROC, TPR, FPR and per-kind flag rates",
     )
-    p.add_argument("--no-baselines", action="store_true")
+    p.add_argument("--no-baselines", action="store_true", help="skip the baselines (logistic probe and MLP, fitted on the train split)")
     p.add_argument("--output", help="write the metrics as JSON")
     p.set_defaults(func=cmd_eval)
 
 
 def add_sweep(sub) -> None:
     p = sub.add_parser("sweep", help="train a quick polytope per layer and compare validation metrics")
-    model_args(p)
-    p.add_argument("--data")
+    model_args(p, SPLIT_SEED)
+    p.add_argument("--data", help="CSV/JSONL with text,label[,category] (default: the built-in offline sources)")
     p.add_argument("--layers", help="comma-separated layers (default: all)")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--facets", type=int, default=14)
-    p.add_argument("--feature-dim", type=int, default=4096)
-    p.add_argument("--output")
+    p.add_argument("--epochs", type=int, default=10, help="passes over the training rows per layer (default 10: a quick polytope)")
+    p.add_argument("--facets", type=int, default=TRAIN.num_facets, help=f"learned facets K per layer (default {TRAIN.num_facets})")
+    p.add_argument("--feature-dim", type=int, default=TRAIN.feature_dim, help=f"F, concept features (default {TRAIN.feature_dim})")
+    p.add_argument("--output", help="write the per-layer rows as JSON")
     p.set_defaults(func=cmd_sweep)
 
 
 def add_generate(sub) -> None:
     p = sub.add_parser("generate", help="generate with the polytope hook, unsteered beside steered")
-    model_args(p)
+    model_args(p, (REQUEST.seed, "sampling seed (with --sample)"))
     polytope_arg(p)
-    p.add_argument("--prompt", required=True)
-    steer_args(p, "steer")
+    p.add_argument("--prompt", required=True, help="the user's message (sent through the chat template)")
+    steer_args(p, REQUEST.mode)
     p.add_argument("--json", action="store_true", help="print the structured result")
     p.add_argument("--all-tokens", action="store_true", help="show every prompt token in the table")
     p.set_defaults(func=cmd_generate)
@@ -224,26 +266,35 @@ def add_generate(sub) -> None:
 
 def add_eval_steering(sub) -> None:
     p = sub.add_parser("eval-steering", help="containment / refusal / unchanged-benign rates with steering off and on")
-    model_args(p)
+    model_args(p, (REQUEST.seed, "sampling seed (with --sample)"))
     polytope_arg(p)
-    steer_args(p, "steer")
-    p.add_argument("--n", type=int, default=20, help="prompts per set")
-    p.add_argument("--output")
+    steer_args(p, REQUEST.mode)
+    p.add_argument("--per-set", type=int, default=20, help="prompts drawn from each evaluation set (default 20)")
+    renamed(p, "--n", "--per-set")
+    p.add_argument("--output", help="write the rows as JSON")
     p.set_defaults(func=cmd_eval_steering)
 
 
 def add_calibrate_generation(sub) -> None:
     p = sub.add_parser("calibrate-generation", help="set the generated-token boundary from benign validation answers")
-    model_args(p)
+    model_args(p, (CALIBRATION.seed, "seed of the data split and of the prompt samples (use the polytope's training seed)"))
     polytope_arg(p)
     p.add_argument("--data", help="CSV/JSONL with text,label[,category] (default: the built-in offline sources)")
-    p.add_argument("--n", type=int, default=64, help="benign (and unsafe) validation prompts")
-    p.add_argument("--target-rate", type=float, default=0.10, help="share of benign answers allowed to trigger")
-    p.add_argument("--span-target-rate", type=float, default=0.05,
-                   help="share of benign prompts (plain and wrapped) the prompt-span check may flag")
-    p.add_argument("--wrapped", type=int, default=64,
-                   help="benign validation requests inside training-half jailbreak frames, added to the span calibration (0 = none)")
-    p.add_argument("--max-new-tokens", type=int, default=32)
+    sources_arg(p)
+    p.add_argument("--prompts", type=int, default=CALIBRATION.n_prompts,
+                   help="benign validation prompts whose answers set the boundary, and as many unsafe ones reported beside "
+                        f"(default {CALIBRATION.n_prompts})")
+    renamed(p, "--n", "--prompts")
+    p.add_argument("--target-rate", type=float, default=CALIBRATION.target_rate,
+                   help=f"share of benign answers allowed to trigger (default {CALIBRATION.target_rate:g})")
+    p.add_argument("--span-target-rate", type=float, default=CALIBRATION.span_target_rate,
+                   help="share of benign prompts (plain and wrapped) the prompt-span check may flag "
+                        f"(default {CALIBRATION.span_target_rate:g})")
+    p.add_argument("--wrapped", type=int, default=CALIBRATION.n_wrapped,
+                   help="benign validation requests inside training-half jailbreak frames, added to the span calibration "
+                        f"(0 = none; default {CALIBRATION.n_wrapped})")
+    p.add_argument("--max-new-tokens", type=int, default=CALIBRATION.max_new_tokens,
+                   help=f"length of each benign answer in tokens (default {CALIBRATION.max_new_tokens})")
     p.add_argument("--dry-run", action="store_true", help="print, do not write polytope.json")
     p.set_defaults(func=cmd_calibrate_generation)
 
@@ -252,22 +303,26 @@ def add_bench(sub) -> None:
     p = sub.add_parser("bench", help="time plain vs monitored vs steered generation (prints JSON)")
     model_args(p)
     polytope_arg(p)
-    p.add_argument("--n", type=int, default=8)
-    p.add_argument("--max-new-tokens", type=int, default=32)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--feature-texts", type=int, default=256, help="prompts for the early-exit vs full-forward timing")
-    p.add_argument("--train-rows", type=int, default=4096, help="feature rows for the training timing (0 = skip)")
+    p.add_argument("--generation-prompts", type=int, default=8, help="prompts generated in each timing (default 8)")
+    renamed(p, "--n", "--generation-prompts")
+    p.add_argument("--max-new-tokens", type=int, default=32, help="answer length of each timed generation (default 32)")
+    p.add_argument("--repeats", type=int, default=3, help="runs per setting; the report gives their median time (default 3)")
+    p.add_argument("--feature-texts", type=int, default=256, help="prompts for the early-exit vs full-forward timing (default 256)")
+    p.add_argument("--train-rows", type=int, default=4096, help="feature rows for the training timing (0 = skip; default 4096)")
     p.set_defaults(func=cmd_bench)
 
 
 def add_train_steering(sub) -> None:
     p = sub.add_parser("train-steering",
                        help="add a steering part (response-aware polytope, refusal direction, answer check) to a polytope")
-    model_args(p)
+    model_args(p, (STEERING_PART.seed, "seed of the steering part's training"))
     polytope_arg(p)
-    p.add_argument("--layer", type=int, default=16, help="steering layer; must not come after the polytope's own layer")
-    p.add_argument("--prompts", type=int, default=240, help="harmful and safe train prompts whose answers are used")
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--layer", type=int, default=STEERING_PART.layer,
+                   help=f"steering layer; must not come after the polytope's own layer (default {STEERING_PART.layer})")
+    p.add_argument("--prompts", type=int, default=STEERING_PART.prompts_per_label,
+                   help=f"harmful and safe train prompts whose answers are used, each (default {STEERING_PART.prompts_per_label})")
+    p.add_argument("--epochs", type=int, default=STEERING_PART.epochs,
+                   help=f"passes over the steering part's training states (default {STEERING_PART.epochs})")
     p.set_defaults(func=cmd_train_steering)
 
 

@@ -95,7 +95,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     mode = args.facets.strip().lower()
     if mode not in ("auto", "categories") and not mode.isdigit():
         raise CliError(f"--facets must be 'auto', 'categories' or a number of facets, got {args.facets!r}")
-    base = TrainConfig(num_facets=int(mode) if mode.isdigit() else 14, feature_dim=args.feature_dim, encoder=args.encoder,
+    learned_k = int(mode) if mode.isdigit() else TrainConfig().num_facets
+    base = TrainConfig(num_facets=learned_k, feature_dim=args.feature_dim, encoder=args.encoder,
                        epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, margin=args.margin,
                        unsafe_weight=args.unsafe_weight, seed=args.seed, lambda_entropy=args.entropy_weight, objective=args.objective)
 
@@ -313,7 +314,7 @@ def cmd_train_steering(args: argparse.Namespace) -> None:
     from sap_viz.experiments.response_steering import SteeringPartConfig, build_steering_part
     from sap_viz.method.artifact import save_steering
 
-    cfg = SteeringPartConfig(layer=args.layer, prompts_per_label=args.prompts, epochs=args.epochs)
+    cfg = SteeringPartConfig(layer=args.layer, prompts_per_label=args.prompts, epochs=args.epochs, seed=args.seed)
     if args.prompts < 8 or args.epochs < 1:
         raise CliError("--prompts must be ≥ 8 and --epochs ≥ 1")
     lm = _model(args)
@@ -334,7 +335,7 @@ def cmd_eval_steering(args: argparse.Namespace) -> None:
     lm = _model(args)
     art = _load_artifact(lm, args.polytope)
     gen, cfg = _intervention_args(args, art)
-    rows = evaluate_steering(lm, art, n_per_set=args.n, gen=gen, steer=cfg)
+    rows = evaluate_steering(lm, art, n_per_set=args.per_set, gen=gen, steer=cfg)
     _print_table(rows, list(rows[0].keys()))
     if args.output:
         Path(args.output).write_text(json.dumps(rows, indent=2))
@@ -349,10 +350,11 @@ def cmd_calibrate_generation(args: argparse.Namespace) -> None:
         wrapped_benign_prompts,
     )
 
+    data_config(args)  # unknown --sources fail before the model is loaded
     lm = _model(args)
     art = _load_artifact(lm, args.polytope, writes=not args.dry_run)
     cfg = GenerationCalibrationConfig(
-        n_prompts=args.n,
+        n_prompts=args.prompts,
         target_rate=args.target_rate,
         span_target_rate=args.span_target_rate,
         max_new_tokens=args.max_new_tokens,
@@ -362,9 +364,9 @@ def cmd_calibrate_generation(args: argparse.Namespace) -> None:
     cfg.validate()
     df = _dataset(args)
     val_unsafe = df[(df["split"] == "val") & (df["label"] == "unsafe")]
-    unsafe = val_unsafe.sample(n=min(args.n, len(val_unsafe)), random_state=args.seed)["text"].tolist()
+    unsafe = val_unsafe.sample(n=min(cfg.n_prompts, len(val_unsafe)), random_state=args.seed)["text"].tolist()
     wrapped = wrapped_benign_prompts(df, cfg.n_wrapped, args.seed)
-    result = calibrate_generation(lm, art, benign_prompts(df, args.n, args.seed), cfg, unsafe, wrapped)
+    result = calibrate_generation(lm, art, benign_prompts(df, cfg.n_prompts, args.seed), cfg, unsafe, wrapped)
     print(json.dumps(result, indent=2))
     if not args.dry_run:
         store_calibration(art, result)
@@ -381,7 +383,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
             run_bench(
                 lm,
                 art,
-                n_prompts=args.n,
+                n_prompts=args.generation_prompts,
                 max_new_tokens=args.max_new_tokens,
                 repeats=args.repeats,
                 feature_texts=args.feature_texts,

@@ -23,7 +23,7 @@ def layer_sweep(
 ) -> list[dict]:
     """One row per layer: validation accuracy / AUROC / FPR / recall of SaP and of a logistic probe."""
     train, val = df[df["split"] == "train"], df[df["split"] == "val"]
-    fcfg = FeatureConfig(chat_template=chat_template, max_tokens=max_tokens)
+    fcfg = FeatureConfig(chat_template=chat_template, max_tokens=max_tokens, position="last")
     train_feats = extract_features_multi(lm, train["text"].tolist(), layers, fcfg, "sweep features (train)")
     val_feats = extract_features_multi(lm, val["text"].tolist(), layers, fcfg, "sweep features (val)")
     y_train = torch.tensor((train["label"] == "unsafe").to_numpy())

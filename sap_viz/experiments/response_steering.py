@@ -12,27 +12,19 @@ answer judge (``analysis/answer_judge.py``), so the judge never sees a refusal t
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from sap_viz.data.dataset import DataConfig, build_dataset
 from sap_viz.data.responses import AnswerConfig, answer_ids_for, assign_refusals, generate_answers, load_refusals, response_states
+from sap_viz.method.configs import SteeringPartConfig
 from sap_viz.method.pipeline import rescale_violations
 from sap_viz.method.polytope import SafetyPolytope
 from sap_viz.method.training import TrainConfig, train_polytope
 from sap_viz.model.features import FeatureConfig, extract_features
 from sap_viz.model.loading import LoadedModel
-
-
-@dataclass(frozen=True)
-class SteeringPartConfig:
-    layer: int = 16
-    prompts_per_label: int = 240  # harmful and safe train prompts whose answers are used
-    n_tokens: int = 16  # answer tokens per pair
-    epochs: int = 8
-    seed: int = 0
 
 
 def refusal_halves() -> tuple[list[str], list[str]]:
@@ -65,7 +57,8 @@ def build_steering_part(lm: LoadedModel, cfg: SteeringPartConfig = SteeringPartC
     refusal_states = response_states(lm, harmful, refusals, layer, cfg.n_tokens, progress=bar)[0][cfg.layer]
     safe_states = response_states(lm, safe, helpful, layer, cfg.n_tokens, progress=bar)[0][cfg.layer]
     train = df[df["split"] == "train"]
-    prompt_states = extract_features(lm, train["text"].tolist(), FeatureConfig(layer=cfg.layer, max_tokens=256), progress=progress)
+    prompt_cfg = FeatureConfig(layer=cfg.layer, max_tokens=256, position="last")  # one state per token, as steering reads
+    prompt_states = extract_features(lm, train["text"].tolist(), prompt_cfg, progress=progress)
     x = torch.cat([harm_states, refusal_states, safe_states, prompt_states])
     n_safe = len(refusal_states) + len(safe_states)
     unsafe = torch.cat([torch.ones(len(harm_states), dtype=torch.bool), torch.zeros(n_safe, dtype=torch.bool),

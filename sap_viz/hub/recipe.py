@@ -136,14 +136,9 @@ class TrainingRecipe:
             features = FeatureConfig(layer=_int(feats, "layer", "features"), chat_template=_bool(feats, "chat_template", "features"),
                                      max_tokens=_int(feats, "max_tokens", "features"), position=str(feats.get("position")))
             train = _train_config(raw["train"])
-            data_cfg = DataConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in _DATA_KEYS})
         except (TypeError, ValueError) as exc:
             raise RecipeError(f"training config: {exc}") from None
-        file = data.get("file")
-        if file is not None and not (isinstance(file, dict) and isinstance(file.get("name"), str)):
-            raise RecipeError("training config: data.file must be null or an object with a 'name'")
-        if file is None and not data_cfg.sources:
-            raise RecipeError("training config: data names neither built-in sources nor a file")
+        data_cfg, file = _data_config(data, "training config: data")
         target = raw["calibration"].get("target_fpr")
         if target is not None and not (isinstance(target, (int, float)) and 0 < target < 1):
             raise RecipeError(f"training config: calibration.target_fpr must be null or between 0 and 1, got {target!r}")
@@ -166,11 +161,44 @@ def _bool(section: dict, key: str, name: str) -> bool:
     return value
 
 
-def _train_config(raw: dict) -> TrainConfig:
+def _data_config(data: dict, where: str) -> tuple[DataConfig, dict | None]:
+    """The DataConfig and user-file record of a data recipe (``where`` names it in errors)."""
+    if not isinstance(data, dict):
+        raise RecipeError(f"{where} must be an object")
+    try:
+        cfg = DataConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in _DATA_KEYS})
+    except (TypeError, ValueError) as exc:
+        raise RecipeError(f"{where}: {exc}") from None
+    file = data.get("file")
+    if file is not None and not (isinstance(file, dict) and isinstance(file.get("name"), str)):
+        raise RecipeError(f"{where}.file must be null or an object with a 'name'")
+    if file is None and not cfg.sources:
+        raise RecipeError(f"{where} names neither built-in sources nor a file")
+    return cfg, file
+
+
+def check_recorded_config(meta: dict) -> None:
+    """Refuse a ``polytope.json`` whose recorded training settings (``train_config``, ``data.config``) could not
+    train again; checked on every load, as the other keys are, by the same rules ``train --config`` reads them with.
+    A polytope trained before ``data.config`` was recorded has none; its config is derived from the row counts."""
+    if not isinstance(meta.get("train_config"), dict):
+        raise RecipeError("train_config must be an object")
+    try:
+        _train_config(meta["train_config"], "train_config")
+    except ValueError as exc:  # TrainConfig.validate
+        raise RecipeError(f"train_config: {exc}") from None
+    data = meta.get("data")
+    if not isinstance(data, dict):
+        raise RecipeError("data must be an object")
+    if data.get("config") is not None:
+        _data_config(data["config"], "data.config")
+
+
+def _train_config(raw: dict, where: str = "training config: train") -> TrainConfig:
     defaults = TrainConfig()
     unknown = sorted(set(raw) - {f.name for f in fields(TrainConfig)})
     if unknown:
-        raise RecipeError(f"training config: train has unknown settings {unknown} (made by a newer sap-viz?)")
+        raise RecipeError(f"{where} has unknown settings {unknown} (made by a newer sap-viz?)")
     values = {}
     for key, value in raw.items():
         default = getattr(defaults, key)
@@ -184,7 +212,7 @@ def _train_config(raw: dict) -> TrainConfig:
         else:
             ok = isinstance(value, str)
         if not ok:
-            raise RecipeError(f"training config: train.{key} must be a {type(default).__name__}, got {value!r}")
+            raise RecipeError(f"{where}.{key} must be a {type(default).__name__}, got {value!r}")
         values[key] = value
     cfg = TrainConfig(**values)
     cfg.validate()

@@ -20,6 +20,7 @@ from safetensors import SafetensorError, safe_open
 from sap_viz import __version__
 from sap_viz.data.taxonomy import POLICY_CATEGORIES
 from sap_viz.files import directory_lock, now, save_tensors_atomic, write_json_atomic
+from sap_viz.hub.recipe import RecipeError, check_recorded_config
 from sap_viz.method.answer_check import AnswerCheck, AnswerCheckFileError
 from sap_viz.method.polytope import SafetyPolytope
 from sap_viz.model.features import POSITIONS, FeatureConfig, input_dim, token_inputs
@@ -251,6 +252,10 @@ def validate_meta(meta: object) -> dict:
         raise PolytopeFileError(f"{META_FILE}: position must be one of {', '.join(POSITIONS)}, got {meta['position']!r}")
     if meta["layer"] >= model["num_layers"]:
         raise PolytopeFileError(f"{META_FILE}: layer {meta['layer']} ≥ model.num_layers {model['num_layers']}")
+    try:  # the training config's own rules (train --config reads the same keys)
+        check_recorded_config(meta)
+    except RecipeError as exc:
+        raise PolytopeFileError(f"{META_FILE}: {exc}") from None
     for key in ("steering_outcomes", "detection_outcomes"):  # shown as text in the app
         lines = meta.get(key)
         if lines is not None and (not isinstance(lines, dict) or not all(isinstance(v, str) and len(v) <= 2000 for v in lines.values())):

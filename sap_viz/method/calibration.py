@@ -23,7 +23,6 @@ Once a prompt is flagged, its answer tokens are held to the prompt boundary agai
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -31,33 +30,11 @@ from tqdm.auto import tqdm
 
 from sap_viz.files import now
 from sap_viz.method.artifact import PolytopeArtifact, update_meta
+from sap_viz.method.configs import GenerationCalibrationConfig
 from sap_viz.method.generation import GenerationConfig, run_generation
 from sap_viz.method.generation_results import GenerationResult
 from sap_viz.method.polytope_hook import InterventionConfig
 from sap_viz.model.loading import LoadedModel
-
-
-@dataclass(frozen=True)
-class GenerationCalibrationConfig:
-    n_prompts: int = 64
-    target_rate: float = 0.10  # share of benign answers allowed to trigger an intervention
-    span_target_rate: float = 0.05  # share of benign prompts (plain and wrapped) the prompt-span check may flag
-    n_wrapped: int = 64  # wrapped benign validation prompts in the span calibration (0 = plain prompts only)
-    max_new_tokens: int = 32
-    batch_size: int = 8
-    seed: int = 0
-
-    def validate(self) -> None:
-        if not 1 <= self.n_prompts <= 5000:
-            raise ValueError("n_prompts must be between 1 and 5000")
-        if not 0 <= self.n_wrapped <= 5000:
-            raise ValueError("n_wrapped must be between 0 and 5000")
-        if not 0 < self.target_rate < 1 or not 0 < self.span_target_rate < 1:
-            raise ValueError("target_rate and span_target_rate must be between 0 and 1 (exclusive)")
-        if not 1 <= self.max_new_tokens <= 512:
-            raise ValueError("max_new_tokens must be between 1 and 512")
-        if self.batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
 
 
 def answer_peaks(results: list[GenerationResult]) -> np.ndarray:

@@ -29,6 +29,7 @@ from sap_viz.analysis.metrics import (
     threshold_sweep,
 )
 from sap_viz.method.artifact import PolytopeArtifact, default_facets, save_polytope
+from sap_viz.method.configs import POLICY_FACETS
 from sap_viz.method.training import TrainConfig, train_polytope
 from sap_viz.model.features import FeatureConfig, extract_features
 from sap_viz.model.loading import LoadedModel
@@ -232,9 +233,10 @@ def resolve_facet_mode(df: pd.DataFrame, mode: str) -> tuple[str, list[str]]:
                        "statistics); add a category column to train named policy facets"]
 
 
-def with_facet_mode(tcfg: TrainConfig, mode: str, free_facets: int = 1, backstop_weight: float = 1.0,
-                    entropy_mode: str | None = None, exclusive_weight: float | None = None,
-                    quiet_weight: float = 1.0, detector_weight: float = 0.0) -> TrainConfig:
+def with_facet_mode(tcfg: TrainConfig, mode: str, free_facets: int = POLICY_FACETS.free_facets,
+                    backstop_weight: float = POLICY_FACETS.backstop_weight, entropy_mode: str | None = None,
+                    exclusive_weight: float | None = None, quiet_weight: float = POLICY_FACETS.quiet_weight,
+                    detector_weight: float = POLICY_FACETS.detector_weight) -> TrainConfig:
     """The training settings of a facet mode, one definition for the CLI (``--facets categories``) and the Train tab.
 
     ``"categories"``: policy facets, one per unsafe category in the data plus ``free_facets`` (K is set
@@ -255,7 +257,8 @@ def with_facet_mode(tcfg: TrainConfig, mode: str, free_facets: int = 1, backstop
     if not isinstance(free_facets, int) or free_facets < 0:
         raise ValueError(f"free facets must be a whole number ≥ 0, got {free_facets!r}")
     return replace(tcfg, facet_mode="categories", num_facets=len(TAXONOMY) + free_facets, free_facets=free_facets,
-                   entropy_mode=entropy_mode or "none", lambda_exclusive=1.0 if exclusive_weight is None else exclusive_weight,
+                   entropy_mode=entropy_mode or POLICY_FACETS.entropy_mode,
+                   lambda_exclusive=POLICY_FACETS.exclusive_weight if exclusive_weight is None else exclusive_weight,
                    lambda_backstop=backstop_weight if free_facets else 0.0,
                    lambda_backstop_quiet=quiet_weight if free_facets else 0.0,
                    lambda_backstop_all=detector_weight if free_facets else 0.0)

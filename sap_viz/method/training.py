@@ -35,68 +35,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from sap_viz.method.configs import TrainConfig
 from sap_viz.method.polytope import SafetyPolytope
 
 ProgressFn = Callable[[float, str], None]
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    num_facets: int = 14
-    # The paper uses F = 16384 for d = 4096. For SmolLM2 (d = 576) F = 4096 keeps the per-token
-    # monitoring cost at a quarter of F = 16384's (README, "Performance", has the measured cost).
-    feature_dim: int = 4096
-    encoder: str = "relu"  # "relu" (concept encoder) or "linear" (identity, F = d)
-    margin: float = 1.0
-    unsafe_weight: float = 2.0
-    lambda_concepts: float = 1.0  # × mean |f| (per sample and feature)
-    lambda_phi: float = 1e-4  # × mean_k ‖φ_k‖₁
-    # 5 rather than the paper's 1: our entropy term has a gradient, and at 1 it is too weak against
-    # the hinge terms to spread unsafe samples over facets (README, "Entropy and encoder variants").
-    lambda_entropy: float = 5.0
-    entropy_mode: str = "soft"  # soft | reassign | mi | none
-    entropy_temperature: float = 1.0
-    objective: str = "default"  # default | reference (docs/method.md §4: the reference reductions, count entropy, per-batch reassignment)
-    lambda_exclusive: float = 0.0  # × Σ_{k≠assigned} relu(m + v_k) over unsafe samples
-    facet_mode: str = "learned"  # learned | categories (facet k ↔ unsafe category k, then free facets)
-    free_facets: int = 0  # categories mode: facets after the category facets, for uncategorised unsafe samples
-    # categories mode: + λ_b·w_u·relu(m − max(v_own, v_free…)): the free facets also catch unsafe rows their own
-    # category facet misses, so detection does not rest on category facets alone
-    lambda_backstop: float = 0.0
-    # categories mode: + λ_q·Σ relu(m + v_free) over unsafe rows whose own category facet already fires with margin,
-    # so the backstop stays quiet where a named facet explains the flag and does not become every prompt's top facet
-    lambda_backstop_quiet: float = 0.0
-    # categories mode: + λ_d·w_u·relu(m − max(v_free…)) over *every* unsafe row: the backstop is trained as a detector of
-    # its own (safe vs unsafe), so no unsafe request is lost by being split across categories
-    lambda_backstop_all: float = 0.0
-    lr: float = 0.01
-    batch_size: int = 32
-    epochs: int = 20
-    seed: int = 42
-    normalize: bool = True
-
-    def validate(self) -> None:
-        checks = {
-            "num_facets ≥ 1": self.num_facets >= 1,
-            "feature_dim ≥ 1": self.feature_dim >= 1,
-            "encoder in (relu, linear)": self.encoder in ("relu", "linear"),
-            "entropy_mode in (soft, reassign, mi, none)": self.entropy_mode in ("soft", "reassign", "mi", "none"),
-            "objective in (default, reference)": self.objective in ("default", "reference"),
-            "facet_mode in (learned, categories)": self.facet_mode in ("learned", "categories"),
-            "lambda_exclusive ≥ 0": self.lambda_exclusive >= 0,
-            "lambda_backstop ≥ 0": self.lambda_backstop >= 0,
-            "lambda_backstop_quiet ≥ 0": self.lambda_backstop_quiet >= 0,
-            "lambda_backstop_all ≥ 0": self.lambda_backstop_all >= 0,
-            "0 ≤ free_facets < num_facets": self.free_facets == 0 or 0 < self.free_facets < self.num_facets,
-            "margin ≥ 0": self.margin >= 0,
-            "lr > 0": self.lr > 0,
-            "batch_size ≥ 1": self.batch_size >= 1,
-            "1 ≤ epochs ≤ 1000": 1 <= self.epochs <= 1000,
-            "entropy_temperature > 0": self.entropy_temperature > 0,
-        }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError("invalid training settings: " + "; ".join(bad))
 
 
 @dataclass

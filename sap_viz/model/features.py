@@ -13,7 +13,7 @@ import json
 import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -21,35 +21,11 @@ from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from sap_viz.files import save_tensors_atomic
+from sap_viz.model.configs import POSITIONS, FeatureConfig, check_position  # noqa: F401  (defined torch-free, for the CLI)
 from sap_viz.model.hooks import StopForward, residual_hook
 from sap_viz.model.loading import LoadedModel, cache_dir
 from sap_viz.model.prompts import EncodedPrompt, encode_prompt
 from sap_viz.settings import get_limits
-
-# What a polytope reads at each token t of a prompt (and of its answer):
-#   last       the block-L state h_t alone; a prompt's feature is h at its last token;
-#   last+mean  [h_t ‖ m], m = the mean block-L state over the user's own tokens (the request text,
-#              not the chat template), fixed once the prompt is read. Issue 16's leave-one-source-out
-#              comparison found it generalises to unseen sources better than the last token alone.
-POSITIONS = ("last", "last+mean")
-
-
-@dataclass(frozen=True)
-class FeatureConfig:
-    layer: int = 20
-    chat_template: bool = True
-    max_tokens: int = 256
-    batch_size: int = 16
-    position: str = "last"
-
-    def __post_init__(self) -> None:
-        check_position(self.position)
-
-
-def check_position(position: str) -> str:
-    if position not in POSITIONS:
-        raise ValueError(f"position must be one of {', '.join(POSITIONS)}, got {position!r}")
-    return position
 
 
 def input_dim(position: str, hidden_size: int) -> int:

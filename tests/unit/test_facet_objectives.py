@@ -204,7 +204,7 @@ def test_category_facets_through_the_pipeline_and_artifact(tmp_path, monkeypatch
     monkeypatch.setattr(P, "split_features", lambda lm, part, fcfg, progress=True: torch.stack(list(part["_x"])))
     lm = SimpleNamespace(model_id="stub", fingerprint="0" * 16, hidden_size=16, num_layers=4)
     cfg = TrainConfig(feature_dim=64, epochs=10, facet_mode="categories", free_facets=1, lambda_exclusive=1.0, entropy_mode="none")
-    trained = P.train_and_evaluate(lm, df, FeatureConfig(layer=2), cfg, baselines=False, show_tqdm=False, target_fpr=0.05,
+    trained = P.train_and_evaluate(lm, df, FeatureConfig(layer=2, position="last"), cfg, baselines=False, show_tqdm=False, target_fpr=0.05,
                                    check_facets=False)  # stubbed features: no model to read the check set with
     art = trained.artifact
     assert art.polytope.num_facets == 4  # cyber, sexual, privacy (taxonomy order) + 1 free

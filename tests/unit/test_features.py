@@ -21,7 +21,7 @@ def lm():
 
 def test_batched_features_equal_single_runs(lm):
     texts = ["a", "a much longer request with many more bytes in it", "mid length text"]
-    cfg = FeatureConfig(layer=2, batch_size=3)
+    cfg = FeatureConfig(layer=2, batch_size=3, position="last")
     batched = extract_features(lm, texts, cfg, use_cache=False, progress=False)
     for i, text in enumerate(texts):
         ids = encode_prompt(lm.tokenizer, text).ids

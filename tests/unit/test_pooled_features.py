@@ -28,7 +28,8 @@ def test_pooled_features_match_a_full_forward_pass_over_the_users_tokens(lm):
         hidden = lm.model(input_ids=torch.tensor([enc.ids]), output_hidden_states=True).hidden_states[3][0]
         torch.testing.assert_close(feats["mean@2"][i], hidden[start:end].mean(0), rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(feats["max@2"][i], hidden[start:end].max(0).values, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(feats["last@2"], extract_features(lm, texts, FeatureConfig(layer=2), use_cache=False, progress=False))
+    last = extract_features(lm, texts, FeatureConfig(layer=2, position="last"), use_cache=False, progress=False)
+    torch.testing.assert_close(feats["last@2"], last)
     again = pooled_features(lm, texts, [1, 2], cfg=FeatureConfig(batch_size=2), chunk_size=2, progress=False)  # from the cache
     torch.testing.assert_close(again["mean@1"], feats["mean@1"])
 

@@ -55,7 +55,7 @@ def test_prompt_feature_is_last_state_beside_mean_over_the_request(lm):
     feats = extract_features(lm, TEXTS, cfg, use_cache=False, progress=False)
     d = lm.hidden_size
     assert feats.shape == (len(TEXTS), 2 * d)
-    last = extract_features(lm, TEXTS, FeatureConfig(layer=LAYER), use_cache=False, progress=False)
+    last = extract_features(lm, TEXTS, FeatureConfig(layer=LAYER, position="last"), use_cache=False, progress=False)
     torch.testing.assert_close(feats[:, :d], last)
     for text, row in zip(TEXTS, feats, strict=True):
         enc = encode_prompt(lm.tokenizer, text)
@@ -69,7 +69,7 @@ def test_prompt_feature_is_last_state_beside_mean_over_the_request(lm):
 
 
 def test_positions_have_their_own_cache_entries(lm):
-    last, pooled = FeatureConfig(layer=LAYER), FeatureConfig(layer=LAYER, position="last+mean")
+    last, pooled = FeatureConfig(layer=LAYER, position="last"), FeatureConfig(layer=LAYER, position="last+mean")
     assert feature_cache_path(lm, last, TEXTS) != feature_cache_path(lm, pooled, TEXTS)
     with pytest.raises(ValueError, match="position must be one of"):
         FeatureConfig(position="middle")

@@ -1,0 +1,127 @@
+"""The training and calibration settings, free of torch so the CLI's parser takes its defaults from them.
+
+Why a module of its own: ``python -m sap_viz --help`` must answer at once, and every default of
+``sap-viz train`` must be a default here (``tests/unit/test_cli_flags.py`` checks it), so that the
+CLI, the library and the shipped polytope cannot drift apart. ``training.py`` and ``calibration.py``
+re-export what they used to define.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Share of validation safe prompts the trained boundary flags (the shipped polytope's operating point).
+TARGET_FPR = 0.09
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    num_facets: int = 14
+    # The paper uses F = 16384 for d = 4096. For SmolLM2 (d = 576) F = 4096 keeps the per-token
+    # monitoring cost at a quarter of F = 16384's (README, "Performance", has the measured cost).
+    feature_dim: int = 4096
+    encoder: str = "relu"  # "relu" (concept encoder) or "linear" (identity, F = d)
+    margin: float = 1.0
+    unsafe_weight: float = 2.0
+    lambda_concepts: float = 1.0  # × mean |f| (per sample and feature)
+    lambda_phi: float = 1e-4  # × mean_k ‖φ_k‖₁
+    # 5 rather than the paper's 1: our entropy term has a gradient, and at 1 it is too weak against
+    # the hinge terms to spread unsafe samples over facets (README, "Entropy and encoder variants").
+    lambda_entropy: float = 5.0
+    entropy_mode: str = "soft"  # soft | reassign | mi | none
+    entropy_temperature: float = 1.0
+    objective: str = "default"  # default | reference (docs/method.md §4: the reference reductions, count entropy, per-batch reassignment)
+    lambda_exclusive: float = 0.0  # × Σ_{k≠assigned} relu(m + v_k) over unsafe samples
+    facet_mode: str = "learned"  # learned | categories (facet k ↔ unsafe category k, then free facets)
+    free_facets: int = 0  # categories mode: facets after the category facets, for uncategorised unsafe samples
+    # categories mode: + λ_b·w_u·relu(m − max(v_own, v_free…)): the free facets also catch unsafe rows their own
+    # category facet misses, so detection does not rest on category facets alone
+    lambda_backstop: float = 0.0
+    # categories mode: + λ_q·Σ relu(m + v_free) over unsafe rows whose own category facet already fires with margin,
+    # so the backstop stays quiet where a named facet explains the flag and does not become every prompt's top facet
+    lambda_backstop_quiet: float = 0.0
+    # categories mode: + λ_d·w_u·relu(m − max(v_free…)) over *every* unsafe row: the backstop is trained as a detector of
+    # its own (safe vs unsafe), so no unsafe request is lost by being split across categories
+    lambda_backstop_all: float = 0.0
+    lr: float = 0.01
+    batch_size: int = 32
+    epochs: int = 40  # the shipped polytope's
+    seed: int = 42
+    normalize: bool = True
+
+    def validate(self) -> None:
+        checks = {
+            "num_facets ≥ 1": self.num_facets >= 1,
+            "feature_dim ≥ 1": self.feature_dim >= 1,
+            "encoder in (relu, linear)": self.encoder in ("relu", "linear"),
+            "entropy_mode in (soft, reassign, mi, none)": self.entropy_mode in ("soft", "reassign", "mi", "none"),
+            "objective in (default, reference)": self.objective in ("default", "reference"),
+            "facet_mode in (learned, categories)": self.facet_mode in ("learned", "categories"),
+            "lambda_exclusive ≥ 0": self.lambda_exclusive >= 0,
+            "lambda_backstop ≥ 0": self.lambda_backstop >= 0,
+            "lambda_backstop_quiet ≥ 0": self.lambda_backstop_quiet >= 0,
+            "lambda_backstop_all ≥ 0": self.lambda_backstop_all >= 0,
+            "0 ≤ free_facets < num_facets": self.free_facets == 0 or 0 < self.free_facets < self.num_facets,
+            "margin ≥ 0": self.margin >= 0,
+            "lr > 0": self.lr > 0,
+            "batch_size ≥ 1": self.batch_size >= 1,
+            "1 ≤ epochs ≤ 1000": 1 <= self.epochs <= 1000,
+            "entropy_temperature > 0": self.entropy_temperature > 0,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError("invalid training settings: " + "; ".join(bad))
+
+
+@dataclass(frozen=True)
+class PolicyFacetDefaults:
+    """The settings ``--facets categories`` (policy facets) starts from; ``pipeline.with_facet_mode`` applies them.
+
+    Why apart from TrainConfig: TrainConfig's own defaults are those of learned facets, where no facet is free
+    (``free_facets = 0``) and there is no backstop. Policy facets add one backstop facet with the quiet term, as
+    the shipped polytope was trained (its ``train_config`` records them).
+    """
+
+    free_facets: int = 1
+    backstop_weight: float = 1.0  # TrainConfig.lambda_backstop
+    quiet_weight: float = 1.0  # TrainConfig.lambda_backstop_quiet
+    detector_weight: float = 0.0  # TrainConfig.lambda_backstop_all
+    exclusive_weight: float = 1.0  # TrainConfig.lambda_exclusive
+    entropy_mode: str = "none"  # TrainConfig.entropy_mode
+
+
+POLICY_FACETS = PolicyFacetDefaults()
+
+
+@dataclass(frozen=True)
+class GenerationCalibrationConfig:
+    n_prompts: int = 64
+    target_rate: float = 0.10  # share of benign answers allowed to trigger an intervention
+    span_target_rate: float = 0.05  # share of benign prompts (plain and wrapped) the prompt-span check may flag
+    n_wrapped: int = 64  # wrapped benign validation prompts in the span calibration (0 = plain prompts only)
+    max_new_tokens: int = 32
+    batch_size: int = 8
+    seed: int = 42  # the CLI's seed when the shipped polytope was calibrated
+
+    def validate(self) -> None:
+        if not 1 <= self.n_prompts <= 5000:
+            raise ValueError("n_prompts must be between 1 and 5000")
+        if not 0 <= self.n_wrapped <= 5000:
+            raise ValueError("n_wrapped must be between 0 and 5000")
+        if not 0 < self.target_rate < 1 or not 0 < self.span_target_rate < 1:
+            raise ValueError("target_rate and span_target_rate must be between 0 and 1 (exclusive)")
+        if not 1 <= self.max_new_tokens <= 512:
+            raise ValueError("max_new_tokens must be between 1 and 512")
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+
+
+@dataclass(frozen=True)
+class SteeringPartConfig:
+    """How ``sap-viz train-steering`` builds a steering part (``experiments/response_steering.py``)."""
+
+    layer: int = 16
+    prompts_per_label: int = 240  # harmful and safe train prompts whose answers are used
+    n_tokens: int = 16  # answer tokens per pair
+    epochs: int = 8
+    seed: int = 0
