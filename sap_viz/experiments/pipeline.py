@@ -67,7 +67,7 @@ def split_feature_set(df: pd.DataFrame, extract: Callable[[str, pd.DataFrame], t
     for split, part in frames.items():
         own = df[df["split"] == split]
         if len(part) > len(own):  # ood + the test split's safe rows (eval_frame appends them after its own rows)
-            test_safe = torch.from_numpy((frames["test"]["label"] == "safe").to_numpy())
+            test_safe = torch.tensor((frames["test"]["label"] == "safe").to_numpy())
             feats[split] = torch.cat([extract(split, own), feats["test"][test_safe]])
         else:
             feats[split] = extract(split, part)

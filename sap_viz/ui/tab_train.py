@@ -101,7 +101,11 @@ class TrainHandlers:
                                   backstop_weight, request, position, progress)
         except gr.Error as exc:
             reason = str(exc.message).removeprefix("training failed: ").rstrip(".")
-            msg = render.status_html("error", f"Training failed: {reason}. Nothing was trained; the results below are the previous ones.")
+            if reason.startswith("training was stopped"):  # Stop raced the run's end: say what Stop says
+                msg = render.status_html("warn", "Training stopped; nothing was saved. The results below are the previous ones.")
+            else:
+                msg = render.status_html("error", f"Training failed: {reason}. Nothing was trained; the results below are the "
+                                                  "previous ones.")
             return msg, *self.shown_results(trained, request), trained
 
     def training_data(self, sources: list[str], upload: str | None) -> tuple[pd.DataFrame, str]:
