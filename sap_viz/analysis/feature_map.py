@@ -13,6 +13,7 @@ the map was fitted in this process or read back from the cache. PCA projects exa
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
@@ -27,7 +28,7 @@ from safetensors.torch import load_file
 
 from sap_viz.files import save_tensors_atomic, write_json_atomic
 from sap_viz.method.artifact import PolytopeArtifact, polytope_tensors
-from sap_viz.model.features import extract_features, hidden_states_at
+from sap_viz.model.features import extract_features_in_chunks, hidden_states_at
 from sap_viz.model.loading import LoadedModel, cache_dir
 
 MAP_VERSION = 2
@@ -200,7 +201,8 @@ def build_view(
     """Load the cached view or extract features chunk by chunk, then fit PCA (fast) and cache it.
 
     The lock is taken per chunk, not for the whole extraction, so live requests interleave with a
-    first-start build instead of waiting minutes for it. ``max_rows`` keeps a seeded sample,
+    first-start build instead of waiting minutes for it. The features are the training split's cache entry
+    (``extract_features_in_chunks``): after training in this process, the view costs no forward pass. ``max_rows`` keeps a seeded sample,
     stratified by label, for small machines and tests (the note then says so).
     """
     def report(frac: float, msg: str) -> None:
@@ -227,16 +229,14 @@ def build_view(
         note += f"; a seeded sample of {len(df)} prompts"
     texts = df["text"].tolist()
     fcfg = art.feature_config()  # so the map shows the states the polytope was trained on
-    parts = []
-    for start in range(0, len(texts), chunk):
-        report(0.9 * start / len(texts), f"features at layer {art.layer}: {start}/{len(texts)} prompts")
-        batch = texts[start : start + chunk]
-        if lock is not None:
-            with lock:
-                parts.append(extract_features(lm, batch, fcfg, use_cache=False, progress=False))
-        else:
-            parts.append(extract_features(lm, batch, fcfg, use_cache=False, progress=False))
-    hidden = torch.cat(parts)  # type: ignore[arg-type]
+
+    def on_chunk(done: int, n: int, cached: bool) -> None:
+        report(0.9 * done / n, "features read from the cache" if cached else f"features at layer {art.layer}: {done}/{n} prompts")
+
+    report(0.0, f"features at layer {art.layer}: 0/{len(texts)} prompts")
+    # The training split's cache entry: a polytope just trained here reads the features its training extracted.
+    hidden = extract_features_in_chunks(lm, texts, fcfg, chunk, (lambda: lock) if lock is not None else contextlib.nullcontext,
+                                        on_chunk)
     x = art.polytope.standardize(hidden.float()).float()
     with torch.no_grad():
         viol = art.polytope.violations(hidden).float()

@@ -128,6 +128,19 @@ def facet_suggestions(art: PolytopeArtifact, audit: FacetAuditView | None) -> li
     return list(stats.get("suggestions") or []) if "audit" in stats else []
 
 
+def card_audit(art: PolytopeArtifact, audit: FacetAuditView | None) -> dict | None:
+    """The audit every facet card counts from: the training view's (the one the audit summary and table show), else the
+    one stored at training time; None without either.
+
+    Why one source: the cards once counted softly assigned prompts while the audit counted top facets, so the same
+    facet read "350 prompts" on its card and "top facet of 353" in the table.
+    """
+    if audit is not None and audit.num_facets == art.polytope.num_facets:
+        return audit.audit
+    stored = (art.meta.get("facet_stats") or {}).get("audit") or {}
+    return stored if len(stored.get("facets") or []) == art.polytope.num_facets and stored.get("n_unsafe") else None
+
+
 def card_examples(art: PolytopeArtifact, audit: FacetAuditView | None) -> list[list[dict]]:
     """The most violating training prompts per facet: from the audit, else as stored at training time."""
     if audit is not None and audit.num_facets == art.polytope.num_facets:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.polytope_store import PolytopeStore
@@ -19,7 +20,7 @@ from sap_viz.data.file_rows import DataFileError
 from sap_viz.data.schema import SPLITS
 from sap_viz.data.user_files import load_user_file
 from sap_viz.experiments.response_steering import attach_steering_part
-from sap_viz.method.pipeline import check_category_facets, eval_frame, save_trained, train_and_evaluate
+from sap_viz.method.pipeline import check_category_facets, save_trained, split_feature_set, train_and_evaluate
 from sap_viz.model.features import extract_features_in_chunks
 from sap_viz.model.loading import LoadedModel
 from sap_viz.settings import Limits, env_name
@@ -93,12 +94,12 @@ class TrainingJobs:
             raise WorkbenchError(str(exc)) from None
 
     def _features_in_chunks(self, texts: list[str], fcfg, check: Callable[[], None],
-                            on_chunk: Callable[[int, int, bool], None] | None = None) -> None:
-        """Fill the feature cache for ``texts`` a chunk at a time, each chunk under the model lock.
+                            on_chunk: Callable[[int, int, bool], None] | None = None) -> torch.Tensor:
+        """Features of ``texts``, a chunk at a time, each chunk under the model lock (or one read of the cache).
 
         Between chunks other users' requests get the model, a cancel takes effect and ``on_chunk``
-        reports progress; the result is stored under the key ``extract_features`` looks up for the
-        whole list, so training reads it back.
+        reports progress; the result is also stored under the key ``extract_features`` looks up for the
+        whole list, so the feature map of the trained polytope reads it back.
         """
         @contextlib.contextmanager
         def checked_lock() -> Iterator[None]:
@@ -106,7 +107,7 @@ class TrainingJobs:
             with self.lock:
                 yield
 
-        extract_features_in_chunks(self.lm, texts, fcfg, FEATURE_CHUNK, checked_lock, on_chunk)
+        return extract_features_in_chunks(self.lm, texts, fcfg, FEATURE_CHUNK, checked_lock, on_chunk)
 
     def _remember(self, df: pd.DataFrame) -> dict:
         """The table's provenance; the table itself is kept (newest last, at most ``KNOWN_DATA_KEPT``) for the feature map."""
@@ -117,19 +118,27 @@ class TrainingJobs:
             self.known_data.pop(next(iter(self.known_data)))
         return provenance
 
-    def _extract_all(self, df: pd.DataFrame, fcfg, check: Callable[[], None], progress: Callable[[float, str], None] | None) -> None:
-        """Features of every split, the first 30 % of the progress bar, reported after each chunk of prompts."""
-        parts = [(s, df[df["split"] == s] if s == "train" else eval_frame(df, s)) for s in SPLITS if (df["split"] == s).any()]
-        total = max(1, sum(len(part) for _, part in parts))
+    def _extract_all(self, df: pd.DataFrame, fcfg, check: Callable[[], None],
+                     progress: Callable[[float, str], None] | None) -> dict[str, torch.Tensor]:
+        """Features of every split (``split_feature_set``: each prompt once), the first 30 % of the progress bar,
+        reported after each chunk of prompts; training and evaluation then use them as they are."""
+        total = max(1, int(df["split"].isin(list(SPLITS)).sum()))
         before = 0
-        for split, part in parts:
-            def report(done: int, n: int, cached: bool, split: str = split, before: int = before) -> None:
+
+        def extract(split: str, rows: pd.DataFrame) -> torch.Tensor:
+            nonlocal before
+            texts = rows["text"].tolist()
+
+            def report(done: int, n: int, cached: bool) -> None:
                 if progress:
                     how = "read from the cache" if cached else f"{done}/{n} prompts"
-                    progress(0.3 * (before + done) / total, f"features for {SPLIT_LABELS[split]}: {how}")
-            report(0, len(part), False)
-            self._features_in_chunks(part["text"].tolist(), fcfg, check, report)
-            before += len(part)
+                    progress(0.3 * min(1.0, (before + done) / total), f"features for {SPLIT_LABELS[split]}: {how}")
+            report(0, len(texts), False)
+            feats = self._features_in_chunks(texts, fcfg, check, report)
+            before += len(texts)
+            return feats
+
+        return split_feature_set(df, extract)
 
     def train(self, df: pd.DataFrame, fcfg, tcfg, progress: Callable[[float, str], None] | None = None, target_fpr: float | None = None,
               cancel: threading.Event | None = None):
@@ -143,7 +152,7 @@ class TrainingJobs:
             if cancel is not None and cancel.is_set():
                 raise TrainingCancelled("training was stopped; nothing was saved")
 
-        self._extract_all(df, fcfg, check, progress)
+        features = self._extract_all(df, fcfg, check, progress)
         check()
         provenance = self._remember(df)
 
@@ -154,7 +163,7 @@ class TrainingJobs:
 
         try:
             trained = train_and_evaluate(self.lm, df, fcfg, tcfg, progress=scaled, provenance=provenance, show_tqdm=False,
-                                         target_fpr=target_fpr)
+                                         target_fpr=target_fpr, features=features)
         except TrainingCancelled:
             raise
         except ValueError as exc:

@@ -52,6 +52,29 @@ def split_features(lm: LoadedModel, df: pd.DataFrame, fcfg: FeatureConfig, progr
     return extract_features(lm, df["text"].tolist(), fcfg, progress=f"features @ layer {fcfg.layer}" if progress else False)  # type: ignore[return-value]
 
 
+def split_frames(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The rows each split present is trained (``train``) or evaluated (:func:`eval_frame`) on, train first."""
+    return {s: (df[df["split"] == s] if s == "train" else eval_frame(df, s)) for s in ("train", *EVAL_SPLITS) if (df["split"] == s).any()}
+
+
+def split_feature_set(df: pd.DataFrame, extract: Callable[[str, pd.DataFrame], torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Features of every frame of :func:`split_frames`, each prompt extracted once: ``extract(split, rows)``.
+
+    Why: the ood frame borrows the test split's safe rows, whose features the test split has just extracted; they
+    are reused, not extracted a second time (the cache is keyed by the whole list of texts, so it cannot see them).
+    """
+    frames = split_frames(df)
+    feats: dict[str, torch.Tensor] = {}
+    for split, part in frames.items():
+        own = df[df["split"] == split]
+        if len(part) > len(own):  # ood + the test split's safe rows (eval_frame appends them after its own rows)
+            test_safe = torch.tensor((frames["test"]["label"] == "safe").to_numpy())
+            feats[split] = torch.cat([extract(split, own), feats["test"][test_safe]])
+        else:
+            feats[split] = extract(split, part)
+    return feats
+
+
 def _unsafe(df: pd.DataFrame) -> torch.Tensor:
     return torch.tensor((df["label"] == "unsafe").to_numpy())
 
@@ -144,12 +167,15 @@ def train_and_evaluate(
     show_tqdm: bool = True,
     target_fpr: float | None = None,
     check_facets: bool = True,
+    features: dict[str, torch.Tensor] | None = None,
 ) -> TrainedPolytope:
     """Train on the ``train`` split, evaluate SaP and the baselines on val / test / ood.
 
     With ``target_fpr`` the facet offsets are shifted so that this share of the *validation* safe
     prompts is flagged (test and ood stay untouched by the choice). With ``check_facets`` every facet
     gets its scorecard on the check set (:mod:`sap_viz.experiments.facet_check`), stored with its label.
+    ``features``: the :func:`split_feature_set` of ``df`` when the caller has extracted it already (the app
+    does, chunk by chunk under the model lock), so training and evaluation reuse it instead of extracting again.
     """
     def report_progress(frac: float, msg: str) -> None:
         if progress is not None:
@@ -160,8 +186,12 @@ def train_and_evaluate(
         raise ValueError("the data has no rows in the 'train' split")
     report_progress(0.0, f"extracting features at layer {fcfg.layer}")
     t0 = time.perf_counter()
-    frames = {s: (train if s == "train" else eval_frame(df, s)) for s in ("train", *EVAL_SPLITS) if (df["split"] == s).any()}
-    feats = {s: split_features(lm, part, fcfg, show_tqdm) for s, part in frames.items()}
+    frames = split_frames(df)
+    if features is None:
+        features = split_feature_set(df, lambda split, rows: split_features(lm, rows, fcfg, show_tqdm))
+    if {s: len(f) for s, f in features.items()} != {s: len(part) for s, part in frames.items()}:
+        raise ValueError("the features given do not match the table's splits")
+    feats = features
     t_feat = time.perf_counter() - t0
     report_progress(0.3, "training the polytope")
     tcfg, facet_categories, cat_index = _facet_layout(train, tcfg)

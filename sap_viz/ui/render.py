@@ -150,28 +150,20 @@ def verdict_html(result: GenerationResult, divergence: int | None, baseline: Gen
     return '<div class="sap-verdict">' + " · ".join(parts) + tail + "</div>"
 
 
-def facet_cards_html(facets: list[dict], stats: dict | None, fire_rates: list[float] | None = None,
+def facet_cards_html(facets: list[dict], audit: dict | None, fire_rates: list[float] | None = None,
                      suggestions: list[dict] | None = None, examples: list[list[dict]] | None = None,
                      check_fingerprint: str | None = None) -> str:
     """One card per facet: name with where it came from, policy, who labelled it, its check-set scorecard (the
     category its name claims and how well the facet detects it), the honest name suggestion beside the most
-    violating training prompts, what it fires on, its label history. ``check_fingerprint``: the check set's
+    violating training prompts, how many unsafe training prompts it is the top facet of, what it fires on, its
+    label history. ``audit``: the facet audit on the training prompts (``facet_audits.card_audit``), the one source
+    of the cards' counts, so they agree with the audit summary and table. ``check_fingerprint``: the check set's
     current fingerprint, to mark scorecards made on another version of it."""
-    stats = stats or {}
-    cats = stats.get("categories") or []
-    joint = np.array(stats.get("soft_joint") or [], dtype=float)
     suggestions = suggestions or []
     examples = examples or []
     cards = []
     for k, f in enumerate(facets):
-        top_cat = ""
-        if joint.size and joint.shape[1] > k and len(cats) and joint[:, k].sum() > 0:
-            col = joint[:, k] / joint[:, k].sum()
-            i = int(col.argmax())
-            top_cat = (
-                f'<div class="sap-card-meta">unsafe prompts assigned to it: mostly <b>{esc(cats[i])}</b> '
-                f"({100 * col[i]:.0f}%, {joint[:, k].sum():.0f} prompts)</div>"
-            )
+        top_cat = card_counts_html(audit, k)
         rate = f'<div class="sap-card-meta">fires on {100 * fire_rates[k]:.1f}% of training prompts</div>' if fire_rates else ""
         who = esc(f.get("author") or "nobody")
         cards.append(
@@ -187,6 +179,22 @@ def facet_cards_html(facets: list[dict], stats: dict | None, fire_rates: list[fl
         )
     return (f'<div id="sap-facet-cards">{scorecards_note_html(facets)}'
             '<div class="sap-cards">' + "".join(cards) + "</div></div>")
+
+
+def card_counts_html(audit: dict | None, k: int) -> str:
+    """How many unsafe training prompts facet ``k`` is the top facet of, out of how many, and their main category:
+    the audit's counts (``n_top``, ``top_counts``, ``n_unsafe``), the numbers its summary and table show."""
+    audit = audit or {}
+    rows = audit.get("facets") or []
+    if k >= len(rows):
+        return ""
+    n_top, n_unsafe = int(rows[k].get("n_top") or 0), int(audit.get("n_unsafe") or 0)
+    head = f"top facet of <b>{n_top}</b> of the {n_unsafe} unsafe training prompts"
+    tops = list((rows[k].get("top_counts") or {}).items())
+    if n_top and tops:
+        cat, n = tops[0]
+        head += f": mostly <b>{esc(cat)}</b> ({int(n)} of them, {100 * int(n) / n_top:.0f}%)"
+    return f'<div class="sap-card-meta sap-card-counts" data-n-top="{n_top}" data-n-unsafe="{n_unsafe}">{head}</div>'
 
 
 def policy_table_html(report: dict | None) -> str:

@@ -21,7 +21,7 @@ from sap_viz.analysis.report import (
     write_report,
 )
 from sap_viz.app_state.errors import WorkbenchError
-from sap_viz.app_state.facet_audits import AUDIT_COLUMNS, card_examples, facet_suggestions
+from sap_viz.app_state.facet_audits import AUDIT_COLUMNS, card_audit, card_examples, facet_suggestions
 from sap_viz.app_state.workbench import Workbench, label_category
 from sap_viz.data.check_set import check_set_fingerprint
 from sap_viz.data.taxonomy import POLICY_CATEGORIES
@@ -77,7 +77,7 @@ class FacetHandlers:
         art = wb.require_artifact()
         audit = wb.facet_audit()
         return render.policy_table_html(art.meta.get("facet_check")) + render.facet_cards_html(
-            art.facets, art.meta.get("facet_stats") or {}, fire_rates(wb), facet_suggestions(art, audit), card_examples(art, audit),
+            art.facets, card_audit(art, audit), fire_rates(wb), facet_suggestions(art, audit), card_examples(art, audit),
             current_check_fingerprint())
 
     def scorecard_outputs(self, wb: Workbench) -> tuple:

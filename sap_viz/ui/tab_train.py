@@ -73,11 +73,40 @@ class TrainHandlers:
         return gr.update(value=metrics, label=label), plots.threshold_sweep_figure(art.meta.get("threshold_sweep") or {})
 
     @staticmethod
-    def start_training():
-        """Before a run: the previous run's metrics, sweep and unsaved polytope are cleared, never shown as this run's."""
-        msg = render.status_html("info", "Training… the previous results below were cleared (an unsaved earlier run is discarded).")
-        return (msg, gr.update(value=frame([{"status": "training in progress: no metrics yet"}]), label="Metrics: training in progress"),
-                plots.empty_figure("The threshold sweep appears when the training ends."), None)
+    def trained_metrics(trained, label: str = "Metrics of the run just trained (not saved yet)"):
+        """Metrics table and threshold sweep of a trained, not yet saved polytope."""
+        return (gr.update(value=frame(metrics_rows(trained.report)).round(4), label=label),
+                plots.threshold_sweep_figure(trained.artifact.meta.get("threshold_sweep") or {}))
+
+    def shown_results(self, trained, request: gr.Request | None):
+        """What the tab shows when no run is in progress: the last successful run (not saved yet), else the active polytope's."""
+        if trained is not None:
+            return self.trained_metrics(trained, "Metrics of the last run trained here (not saved yet)")
+        return self.active_metrics(session_bench(self.wb, request))
+
+    @staticmethod
+    def start_training(trained):
+        """Before a run: the previous results stay on screen, labelled as the previous ones, until the run succeeds."""
+        msg = render.status_html("info", "Training… the results below are the previous ones until this run ends.")
+        before = "last run trained here (not saved yet)" if trained is not None else "active polytope"
+        return msg, gr.update(label=f"Metrics of the {before}: a new run is training")
+
+    def train_clicked(self, trained, sources: list[str], upload: str | None, layer: int, k: int, epochs: int, feature_dim: int,
+                      target_fpr: float, facet_mode: str, free_facets: int, backstop_weight: float, position: str,
+                      request: gr.Request, progress=gr.Progress()):  # noqa: B008 — gradio's idiom
+        """The Train button: ``run_train``, and on an error the message in the status line (no traceback) with the
+        previous results put back, so a failed run neither hangs at "Training…" nor costs the user what they had."""
+        try:
+            return self.run_train(sources, upload, layer, k, epochs, feature_dim, target_fpr, facet_mode, free_facets,
+                                  backstop_weight, request, position, progress)
+        except gr.Error as exc:
+            reason = str(exc.message).removeprefix("training failed: ").rstrip(".")
+            if reason.startswith("training was stopped"):  # Stop raced the run's end: say what Stop says
+                msg = render.status_html("warn", "Training stopped; nothing was saved. The results below are the previous ones.")
+            else:
+                msg = render.status_html("error", f"Training failed: {reason}. Nothing was trained; the results below are the "
+                                                  "previous ones.")
+            return msg, *self.shown_results(trained, request), trained
 
     def training_data(self, sources: list[str], upload: str | None) -> tuple[pd.DataFrame, str]:
         """The rows to train on and where they came from (the uploaded file wins over the built-in sources)."""
@@ -116,7 +145,6 @@ class TrainHandlers:
         finally:
             if self.train_jobs.get(key) is cancel:
                 del self.train_jobs[key]
-        rows = metrics_rows(trained.report)
         history = trained.artifact.meta.get("training_history") or [{}]
         k_trained = trained.artifact.polytope.num_facets
         facets = (f"{k_trained} policy facets ({k_trained - tcfg.free_facets} from categories, {tcfg.free_facets} free)"
@@ -124,15 +152,16 @@ class TrainHandlers:
         msg = render.summary_html(
             f"Trained on the training split of {where}: layer {layer}, {facets}, {epochs} epochs. Save it to use it.",
             [*notes, *split_summary(df), f"{explain_loss(history[-1], trained.artifact.meta.get('train_config') or {})}. {LOSS_NOTE}"])
-        return (msg, gr.update(value=frame(rows).round(4), label="Metrics of the run just trained (not saved yet)"),
-                plots.threshold_sweep_figure(trained.artifact.meta.get("threshold_sweep") or {}), trained)
+        return msg, *self.trained_metrics(trained), trained
 
-    def stop_training(self, request: gr.Request):
+    def stop_training(self, trained, request: gr.Request):
+        """Stop this session's run; the previous results (still on screen) get their own label back."""
         cancel = self.train_jobs.get(session_key(request))
         if cancel is None:
-            return render.status_html("info", "No training is running.")
+            return render.status_html("info", "No training is running."), *self.shown_results(trained, request)
         cancel.set()
-        return render.status_html("warn", "Training stopped; nothing was saved and no metrics are shown for it.")
+        return (render.status_html("warn", "Training stopped; nothing was saved and no metrics are shown for it. "
+                                           "The results below are the previous ones."), *self.shown_results(trained, request))
 
     @guarded
     def save_new(self, trained, name: str, request: gr.Request):
@@ -234,12 +263,14 @@ def build_train_tab(wb: Workbench, trained_state: gr.State) -> TrainTab:
             import_btn = gr.Button("Validate and add", elem_id="import-btn")
 
     train_outputs = [train_status, metrics_table, sweep_plot, trained_state]
-    train_evt = train_btn.click(handlers.start_training, None, train_outputs, show_progress="hidden", **PRIVATE).then(
-        handlers.run_train, [sources, upload, layer, k_facets, epochs, feature_dim, target_fpr, facet_mode, free_facets, backstop,
-                            position],
+    train_evt = train_btn.click(handlers.start_training, [trained_state], [train_status, metrics_table], show_progress="hidden",
+                                **PRIVATE).then(
+        handlers.train_clicked, [trained_state, sources, upload, layer, k_facets, epochs, feature_dim, target_fpr, facet_mode,
+                                 free_facets, backstop, position],
         train_outputs,
         show_progress_on=[train_status], **PRIVATE)
-    stop_train_btn.click(handlers.stop_training, None, [train_status], cancels=[train_evt], **PRIVATE)
+    stop_train_btn.click(handlers.stop_training, [trained_state], [train_status, metrics_table, sweep_plot], cancels=[train_evt],
+                         **PRIVATE)
     save_new_btn.click(handlers.save_new, [trained_state, save_name], [train_status, poly_pick], **PRIVATE)
     export_btn.click(handlers.export_polytope, [poly_pick], [export_file], **PRIVATE)
     import_btn.click(handlers.import_polytope, [poly_upload, upload_name], [poly_status, poly_pick], **PRIVATE)
