@@ -28,6 +28,7 @@ def _background_warm_up(wb: Workbench, build_map: bool) -> None:
             wb.warm_up()
         except Exception:  # a failed warm-up only costs the first request some latency
             log.exception("warm-up generation failed")
+        wb.worked_examples()  # the worked example Explore opens with: computed once, then read from the disk cache
         if build_map:
             wb.start_view_build()
 

@@ -187,18 +187,21 @@ class ExploreHandlers:
                 {**progress, "phase": "stopped"})
 
     @guarded
-    def show_finished(self, cmp: Comparison | None, progress: dict | None) -> tuple:
+    def show_finished(self, cmp: Comparison | None, progress: dict | None, request: gr.Request) -> tuple:
         """The finished page from the stored comparison: answers, verdict, tokens, heatmap, tables and downloads."""
         if cmp is None:
             return (gr.skip(),) * 8
         # Every value as gr.update(value=…): once a component has had a prop update (gr.skip() is one),
         # Gradio 6.31 saves its later plain values under another component id, and a deep link would
         # reopen it empty; an update with a value is saved under the right id.
+        art = session_bench(self.wb, request).artifact
         return tuple(v if isinstance(v, dict) else gr.update(value=v)
-                     for v in self.finished(cmp, (progress or {}).get("notice", ""))[:8])
+                     for v in self.finished(cmp, (progress or {}).get("notice", ""), facets=art.facets if art else [])[:8])
 
-    def finished(self, cmp: Comparison, notice: str) -> tuple:
-        """The nine outputs once both runs are done: answers, verdict, tokens, heatmap, tables, downloads and the comparison."""
+    def finished(self, cmp: Comparison, notice: str, example: str = "", facets: list[dict] | None = None) -> tuple:
+        """The nine outputs once both runs are done: answers, verdict, tokens, heatmap, tables, downloads and the comparison.
+
+        ``example``: the worked example's kind ("harmful", "benign"), which marks the result as the precomputed example."""
         why = why_rows(cmp)
         why_csv = self.files.write_csv("why_steered.csv", why or [{c: None for c in WHY_COLUMNS}])
         tok_csv = self.files.write_csv("tokens.csv", token_rows(cmp))
@@ -210,11 +213,94 @@ class ExploreHandlers:
                      if res.settings.get("steering") == "directional" else f"minimal edit at block {res.settings.get('layer')}")
             strength = f" ({where}), strength {res.settings['strength']}"
         shown = res.prompt if len(res.prompt) <= 120 else res.prompt[:119] + "…"
-        title = f"Result for “{shown}” · {res.mode} mode{strength}, {res.settings.get('max_new_tokens')} new tokens at most"
-        verdict = render.status_html("info", title) + notice + render.verdict_html(res, cmp.first_divergence, cmp.baseline)
+        head = f"Example ({example} prompt, computed once for this polytope): “{shown}”" if example else f"Result for “{shown}”"
+        title = f"{head} · {res.mode} mode{strength}, {res.settings.get('max_new_tokens')} new tokens at most"
+        if facets is None:
+            art = self.wb.artifact
+            facets = art.facets if art is not None else []
+        verdict = render.status_html("info", title) + notice + render.verdict_html(res, cmp.first_divergence, cmp.baseline, facets,
+                                                                                   example=bool(example))
         return (cmp.baseline.text, other, verdict,
                 render.tokens_html(cmp.intervened, f"{cmp.intervened.mode} run"), plots.token_heatmap(cmp.intervened),
                 frame(why, WHY_COLUMNS), gr.update(value=why_csv, visible=True), gr.update(value=tok_csv, visible=True), cmp)
+
+    # ------------------------------------------------------------ the worked example
+
+    def example_view(self, wb: Workbench, kind: str) -> tuple:
+        """Banner, example switch, the nine result outputs, the shown example's key and the timer (EXAMPLE_OUTPUTS' order).
+
+        The example's facet names are the polytope's current ones (a relabelled facet is not a stale result: the
+        cache key holds the tensors, the labels are read now)."""
+        art = wb.artifact
+        if art is None:
+            return (render.empty(""), gr.update(visible=False), *(gr.skip(),) * 9, "", gr.Timer(active=False))
+        examples = wb.worked_examples()
+        key = wb.worked_examples_key()
+        if examples is None:
+            error = wb.examples.error(art)
+            if error:
+                banner = render.status_html("warn", f"The worked example could not be computed ({error}); type your own prompt below.")
+                return (banner, gr.update(visible=False), *self.cleared_example(""), "", gr.Timer(active=False))
+            banner = render.status_html("info", "Preparing a worked example for this polytope (a harmful and a benign prompt, "
+                                                "computed once and then cached) — or type your own prompt below.")
+            return (banner, gr.update(visible=False), *self.cleared_example("The worked example appears here in a moment."),
+                    f"pending:{key}", gr.Timer(active=True))
+        chosen = next((e for e in examples if e.kind == kind), examples[0])
+        names = [art.facet_name(k) for k in range(art.polytope.num_facets)]
+        for res in (chosen.comparison.baseline, chosen.comparison.intervened):
+            res.facet_names = names
+        prompts = " and ".join(f"“{e.prompt}” ({e.kind})" for e in examples)
+        banner = (f'<div class="sap-status sap-info sap-example-banner" id="sap-example-banner" data-key="{render.esc(key)}">'
+                  f"<b>Example:</b> {render.esc(prompts)}, precomputed for this polytope — type your own below.</div>")
+        outputs = self.finished(chosen.comparison, "", example=chosen.kind, facets=art.facets)
+        return (banner, gr.update(visible=True, value=chosen.kind), *outputs, key, gr.Timer(active=False))
+
+    def cleared_example(self, message: str) -> tuple:
+        return ("", "", render.empty(message), *self.cleared(message))
+
+    @staticmethod
+    def deep_link(request: gr.Request | None) -> bool:
+        params = getattr(request, "query_params", None) or {}
+        try:
+            return bool(params.get("deep_link"))
+        except AttributeError:
+            return False
+
+    @guarded
+    def load_example(self, request: gr.Request):
+        """Page load: the worked example (unless the page reopens a shared result)."""
+        if self.deep_link(request):
+            return (*(gr.skip(),) * 12, gr.Timer(active=False))
+        return self.example_view(session_bench(self.wb, request), "harmful")
+
+    @guarded
+    def pick_example(self, kind: str, shown_key: str, request: gr.Request):
+        """The example switch: only while the example (not the visitor's own result) is on the page."""
+        if not shown_key:
+            return (*(gr.skip(),) * 12, gr.Timer(active=False))
+        return self.example_view(session_bench(self.wb, request), kind or "harmful")
+
+    @guarded
+    def poll_example(self, shown_key: str, run_state: dict | None, request: gr.Request):
+        """Timer while the example is being computed: show it once it is ready, unless the visitor has run their own."""
+        if run_state is not None or not str(shown_key or "").startswith("pending:"):
+            return (*(gr.skip(),) * 12, gr.Timer(active=False))
+        wb = session_bench(self.wb, request)
+        if wb.artifact is None or wb.examples.cached(wb.artifact) is None and wb.examples.error(wb.artifact) is None:
+            return (*(gr.skip(),) * 13,)
+        return self.example_view(wb, "harmful")
+
+    @guarded
+    def example_after_activate(self, shown_key: str, request: gr.Request):
+        """Another polytope is active: the example shown for the previous one is replaced (or prepared), never kept."""
+        if not shown_key:
+            return (*(gr.skip(),) * 12, gr.Timer(active=False))
+        return self.example_view(session_bench(self.wb, request), "harmful")
+
+    @staticmethod
+    def hide_example():
+        """The visitor runs their own prompt: the example banner and switch go."""
+        return render.empty(""), gr.update(visible=False), "", gr.Timer(active=False)
 
     @guarded
     def show_run(self, which: str, cmp: Comparison | None):
@@ -232,6 +318,9 @@ class ExploreHandlers:
 class ExploreTab:
     prompt: gr.Textbox
     verdict: gr.HTML
+    example_outputs: list  # what the worked-example handlers fill (ExploreHandlers.example_view's order)
+    example_key: gr.State
+    handlers: ExploreHandlers
 
 
 def build_explore_tab(wb: Workbench, files: Files, last_cmp: gr.State) -> ExploreTab:
@@ -240,6 +329,9 @@ def build_explore_tab(wb: Workbench, files: Files, last_cmp: gr.State) -> Explor
     lim = wb.limits
     examples = load_examples()
     with gr.Tab("Explore / Generate", id="explore"):
+        example_banner = gr.HTML(render.empty(""), elem_id="example-banner")
+        example_pick = gr.Radio([("Harmful example", "harmful"), ("Benign example", "benign")], value="harmful",
+                                label="Worked example", visible=False, elem_id="example-pick")
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
                 prompt = gr.Textbox(label="Prompt", lines=3, placeholder="Ask anything, or pick an example below", elem_id="prompt")
@@ -285,6 +377,8 @@ def build_explore_tab(wb: Workbench, files: Files, last_cmp: gr.State) -> Explor
         # What the running generation has done so far, for Stop. Inside the Tab: a State placed directly
         # under gr.Tabs counts as a tab there and shifts every tab after it.
         run_state = gr.State(None)
+        example_key = gr.State("")  # the shown example's cache key, "pending:<key>" while computed, "" once the visitor runs
+        example_timer = gr.Timer(2.0, active=False)
 
     gen_inputs = [prompt, mode, strength, max_new, anti_repeat, fallback]
     gen_outputs = [base_out, other_out, verdict, tokens_view, heatmap, why_table, why_dl, tok_dl, last_cmp, run_state]
@@ -295,4 +389,11 @@ def build_explore_tab(wb: Workbench, files: Files, last_cmp: gr.State) -> Explor
     # Stops streaming to this page and says what was stopped; the run in progress ends and frees the model.
     stop_btn.click(handlers.stopped, [run_state, other_out], gen_outputs[1:], cancels=[gen_click, gen_submit], **PRIVATE)
     run_pick.change(handlers.show_run, [run_pick, last_cmp], [tokens_view, heatmap], **PRIVATE)
-    return ExploreTab(prompt=prompt, verdict=verdict)
+    example_outputs = [example_banner, example_pick, *gen_outputs[:9], example_key, example_timer]
+    hide_outputs = [example_banner, example_pick, example_key, example_timer]
+    run_btn.click(handlers.hide_example, None, hide_outputs, show_progress="hidden", **PRIVATE)
+    prompt.submit(handlers.hide_example, None, hide_outputs, show_progress="hidden", **PRIVATE)
+    example_pick.input(handlers.pick_example, [example_pick, example_key], example_outputs, **PRIVATE)
+    example_timer.tick(handlers.poll_example, [example_key, run_state], example_outputs, show_progress="hidden", **PRIVATE)
+    return ExploreTab(prompt=prompt, verdict=verdict, example_outputs=example_outputs, example_key=example_key,
+                      handlers=handlers)
