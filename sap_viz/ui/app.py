@@ -134,9 +134,10 @@ def build_app(wb: Workbench) -> gr.Blocks:
         # the worked example belongs to the polytope it was computed with: replaced (or prepared) for the new one
         activated.success(explore.handlers.example_after_activate, [explore.example_key], explore.example_outputs, **PRIVATE)
         owner.delete_btn.click(page.delete_polytope, [owner.delete_name], [owner.status, train.poly_pick], **PRIVATE)
+        # first: the worked example is what a newcomer looks at, and it is read from the disk cache
+        demo.load(explore.handlers.load_example, None, explore.example_outputs, show_progress="hidden", **PRIVATE)
         demo.load(page.on_load, None, [header, *facets.overview_outputs, train.metrics_table, train.sweep_plot, train.poly_pick,
                                        owner.proposals], **PRIVATE)
         demo.unload(page.end_session)
-        demo.load(explore.handlers.load_example, None, explore.example_outputs, **PRIVATE)
         demo.load(facets.handlers.facet_detail, [facets.facet_pick], facets.detail_outputs, **PRIVATE)
     return demo

@@ -119,6 +119,7 @@ class ExploreHandlers:
     def __init__(self, wb: Workbench, files: Files) -> None:
         self.wb = wb
         self.files = files
+        self.initial_key = ""  # the example the page is built with (the default polytope's at start), "" for none
 
     @guarded
     def run_generate(self, prompt: str, mode: str, strength: float, max_new: int, request: gr.Request,
@@ -227,24 +228,33 @@ class ExploreHandlers:
     # ------------------------------------------------------------ the worked example
 
     def example_view(self, wb: Workbench, kind: str) -> tuple:
-        """Banner, example switch, the nine result outputs, the shown example's key and the timer (EXAMPLE_OUTPUTS' order).
-
-        The example's facet names are the polytope's current ones (a relabelled facet is not a stale result: the
-        cache key holds the tensors, the labels are read now)."""
+        """Banner, example switch, the nine result outputs, the shown example's key and the timer (EXAMPLE_OUTPUTS' order)."""
         art = wb.artifact
         if art is None:
             return (render.empty(""), gr.update(visible=False), *(gr.skip(),) * 9, "", gr.Timer(active=False))
-        examples = wb.worked_examples()
+        shown = self.example_values(wb, kind)
+        if shown is not None:
+            banner, chosen, outputs, key = shown
+            return (banner, gr.update(visible=True, value=chosen), *outputs, key, gr.Timer(active=False))
+        error = wb.examples.error(art)
+        if error:
+            banner = render.status_html("warn", f"The worked example could not be computed ({error}); type your own prompt below.")
+            return (banner, gr.update(visible=False), *self.cleared_example(""), "", gr.Timer(active=False))
+        banner = render.status_html("info", "Preparing a worked example for this polytope (a harmful and a benign prompt, "
+                                            "computed once and then cached) — or type your own prompt below.")
+        return (banner, gr.update(visible=False), *self.cleared_example("The worked example appears here in a moment."),
+                f"pending:{wb.worked_examples_key()}", gr.Timer(active=True))
+
+    def example_values(self, wb: Workbench, kind: str) -> tuple[str, str, tuple, str] | None:
+        """(banner, the kind shown, the nine result outputs, key) of the active polytope's example; None until computed.
+
+        The example's facet names are the polytope's current ones (a relabelled facet is not a stale result: the
+        cache key holds the tensors and metadata, the labels are read now)."""
+        art = wb.artifact
+        examples = wb.worked_examples() if art is not None else None
+        if not examples:
+            return None
         key = wb.worked_examples_key()
-        if examples is None:
-            error = wb.examples.error(art)
-            if error:
-                banner = render.status_html("warn", f"The worked example could not be computed ({error}); type your own prompt below.")
-                return (banner, gr.update(visible=False), *self.cleared_example(""), "", gr.Timer(active=False))
-            banner = render.status_html("info", "Preparing a worked example for this polytope (a harmful and a benign prompt, "
-                                                "computed once and then cached) — or type your own prompt below.")
-            return (banner, gr.update(visible=False), *self.cleared_example("The worked example appears here in a moment."),
-                    f"pending:{key}", gr.Timer(active=True))
         chosen = next((e for e in examples if e.kind == kind), examples[0])
         names = [art.facet_name(k) for k in range(art.polytope.num_facets)]
         for res in (chosen.comparison.baseline, chosen.comparison.intervened):
@@ -252,8 +262,7 @@ class ExploreHandlers:
         prompts = " and ".join(f"“{e.prompt}” ({e.kind})" for e in examples)
         banner = (f'<div class="sap-status sap-info sap-example-banner" id="sap-example-banner" data-key="{render.esc(key)}">'
                   f"<b>Example:</b> {render.esc(prompts)}, precomputed for this polytope — type your own below.</div>")
-        outputs = self.finished(chosen.comparison, "", example=chosen.kind, facets=art.facets)
-        return (banner, gr.update(visible=True, value=chosen.kind), *outputs, key, gr.Timer(active=False))
+        return banner, chosen.kind, self.finished(chosen.comparison, "", example=chosen.kind, facets=art.facets), key
 
     def cleared_example(self, message: str) -> tuple:
         return ("", "", render.empty(message), *self.cleared(message))
@@ -268,10 +277,12 @@ class ExploreHandlers:
 
     @guarded
     def load_example(self, request: gr.Request):
-        """Page load: the worked example (unless the page reopens a shared result)."""
-        if self.deep_link(request):
+        """Page load: the page came with the example built in (``initial_key``); replaced only when this session's
+        polytope has another one (or it was not ready at start), and left alone when the page reopens a shared result."""
+        wb = session_bench(self.wb, request)
+        if self.deep_link(request) or (self.initial_key and wb.artifact is not None and wb.worked_examples_key() == self.initial_key):
             return (*(gr.skip(),) * 12, gr.Timer(active=False))
-        return self.example_view(session_bench(self.wb, request), "harmful")
+        return self.example_view(wb, "harmful")
 
     @guarded
     def pick_example(self, kind: str, shown_key: str, request: gr.Request):
@@ -328,10 +339,18 @@ def build_explore_tab(wb: Workbench, files: Files, last_cmp: gr.State) -> Explor
     handlers = ExploreHandlers(wb, files)
     lim = wb.limits
     examples = load_examples()
+    # The page is served with the worked example in it (computed before the server answers, or read from the cache):
+    # a newcomer sees a result without a round trip. ``load_example`` replaces it where a session's polytope differs.
+    initial = handlers.example_values(wb, "harmful")
+    first = dict(zip(["base", "other", "verdict", "tokens", "heatmap", "why", "why_dl", "tok_dl", "cmp"], initial[2], strict=True)) \
+        if initial else {}
+    handlers.initial_key = initial[3] if initial else ""
+    if initial:
+        last_cmp.value = first["cmp"]
     with gr.Tab("Explore / Generate", id="explore"):
-        example_banner = gr.HTML(render.empty(""), elem_id="example-banner")
+        example_banner = gr.HTML(initial[0] if initial else render.empty(""), elem_id="example-banner")
         example_pick = gr.Radio([("Harmful example", "harmful"), ("Benign example", "benign")], value="harmful",
-                                label="Worked example", visible=False, elem_id="example-pick")
+                                label="Worked example", visible=bool(initial), elem_id="example-pick")
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
                 prompt = gr.Textbox(label="Prompt", lines=3, placeholder="Ask anything, or pick an example below", elem_id="prompt")
@@ -355,16 +374,19 @@ def build_explore_tab(wb: Workbench, files: Files, last_cmp: gr.State) -> Explor
                 with gr.Row():
                     run_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn", scale=3)
                     stop_btn = gr.Button("Stop", variant="stop", elem_id="stop-btn", scale=1)
-        verdict = gr.HTML(render.empty("Pick an example and press Generate."), elem_id="verdict")
+        verdict = gr.HTML(first.get("verdict", render.empty("Pick an example and press Generate.")), elem_id="verdict")
         with gr.Row():
-            base_out = gr.Textbox(label="Unsteered", lines=7, interactive=False, elem_id="baseline-output")
-            other_out = gr.Textbox(label="With intervention", lines=7, interactive=False, elem_id="steered-output")
+            base_out = gr.Textbox(first.get("base", ""), label="Unsteered", lines=7, interactive=False, elem_id="baseline-output")
+            other_out = gr.Textbox(first.get("other", ""), label="With intervention", lines=7, interactive=False,
+                                   elem_id="steered-output")
         run_pick = gr.Radio([("Intervened run", "intervened"), ("Unsteered run", "unsteered")], value="intervened",
                             label="Tokens and heatmap of", elem_id="run-pick")
-        tokens_view = gr.HTML(render.empty("Tokens appear here, coloured by their worst facet violation."), elem_id="token-view")
-        heatmap = gr.Plot(plots.empty_figure("The tokens × facets heatmap appears after a generation."), elem_id="heatmap",
+        tokens_view = gr.HTML(first.get("tokens", render.empty("Tokens appear here, coloured by their worst facet violation.")),
+                              elem_id="token-view")
+        heatmap = gr.Plot(first.get("heatmap", plots.empty_figure("The tokens × facets heatmap appears after a generation.")),
+                          elem_id="heatmap",
                           show_label=False)
-        why_table = gr.Dataframe(frame([], WHY_COLUMNS), interactive=False,
+        why_table = gr.Dataframe(first.get("why", frame([], WHY_COLUMNS)), interactive=False,
                                  label="Why steered: the positions that were edited (answer, your text, chat template), "
                                        "as the steering polytope measured them",
                                  wrap=True, elem_id="why-table", buttons=["copy"],
@@ -377,7 +399,8 @@ def build_explore_tab(wb: Workbench, files: Files, last_cmp: gr.State) -> Explor
         # What the running generation has done so far, for Stop. Inside the Tab: a State placed directly
         # under gr.Tabs counts as a tab there and shifts every tab after it.
         run_state = gr.State(None)
-        example_key = gr.State("")  # the shown example's cache key, "pending:<key>" while computed, "" once the visitor runs
+        # the shown example's cache key, "pending:<key>" while it is computed, "" once the visitor runs their own prompt
+        example_key = gr.State(handlers.initial_key)
         example_timer = gr.Timer(2.0, active=False)
 
     gen_inputs = [prompt, mode, strength, max_new, anti_repeat, fallback]
