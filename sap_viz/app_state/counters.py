@@ -26,6 +26,7 @@ MAX_ROWS = 5000
 class DeploymentCounters:
     prompts: int = 0
     prompts_flagged: int = 0
+    intervened_prompts: int = 0  # requests in steer or refuse mode: only these can change an answer
     tokens: int = 0
     tokens_violating: int = 0
     interventions: int = 0
@@ -44,6 +45,7 @@ class DeploymentCounters:
             self.prompts += 1
             flagged = result.prompt_flagged
             self.prompts_flagged += flagged
+            self.intervened_prompts += result.mode != "monitor"
             scored = [t for t in result.tokens if t.violations is not None]
             self.tokens += len(scored)
             violating = result.violating_tokens()
@@ -71,6 +73,8 @@ class DeploymentCounters:
         self.record(cmp.intervened, cmp.baseline if cmp.intervened is not cmp.baseline else None)
 
     def summary(self) -> dict:
+        """Totals and rates; the refusal rate is over steer and refuse requests (a monitored request never refuses),
+        the benign-unchanged rate over the unflagged ones among them (None where no such request was made)."""
         with self._lock:
             def rate(a: int, b: int) -> float | None:
                 return round(a / b, 4) if b else None
@@ -78,11 +82,13 @@ class DeploymentCounters:
             return {
                 "prompts": self.prompts,
                 "prompt_trigger_rate": rate(self.prompts_flagged, self.prompts),
+                # steer and refuse requests: in monitor mode nothing changes an answer, so these figures cannot move there
+                "intervened_prompts": self.intervened_prompts,
                 "token_trigger_rate": rate(self.tokens_violating, self.tokens),
                 "interventions": self.interventions,
                 "mean_steering_norm": round(self.steering_norm_sum / self.interventions, 4) if self.interventions else None,
                 "max_steering_norm": round(self.steering_norm_max, 4) if self.steering_norm_max is not None else None,
-                "refusal_rate": rate(self.refusals, self.prompts),
+                "refusal_rate": rate(self.refusals, self.intervened_prompts),
                 "benign_unchanged_rate": rate(self.benign_unchanged, self.benign_compared),
             }
 
@@ -120,6 +126,7 @@ class DeploymentCounters:
             for name in (
                 "prompts",
                 "prompts_flagged",
+                "intervened_prompts",
                 "tokens",
                 "tokens_violating",
                 "interventions",

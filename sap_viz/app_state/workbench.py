@@ -41,6 +41,7 @@ from sap_viz.app_state.proposals import add_proposal, decide_proposal, read_prop
 from sap_viz.app_state.roles import PermissionDenied, Roles, owner_only
 from sap_viz.app_state.sessions import CountedTwice, Session, Sessions
 from sap_viz.app_state.training_jobs import TrainingJobs
+from sap_viz.app_state.worked_examples import WorkedExample, WorkedExamples, read_examples
 from sap_viz.method.artifact import AUTO_CATEGORY, PolytopeArtifact, label_facet
 from sap_viz.method.generation import GenerationConfig
 from sap_viz.method.generation_results import Comparison
@@ -82,6 +83,7 @@ class Workbench:
         self.audits = FacetAudits()
         self.sessions = Sessions(self.store, self.limits, on_end=self.maps.forget, on_remove=self.maps.drop)
         self.comparisons = PolytopeComparisons(lm, self.lock, self.store)
+        self.examples = WorkedExamples(lm, self.lock, read_examples(), self.limits)
 
     @classmethod
     def from_env(cls) -> Workbench:
@@ -229,6 +231,21 @@ class Workbench:
         if art is not None:
             self.generation.warm_up(art)
 
+    def worked_examples(self, start: bool = True) -> list[WorkedExample] | None:
+        """The active polytope's worked examples if computed (else None, and their computation starts in the background)."""
+        art = self.artifact
+        if art is None:
+            return None
+        found = self.examples.cached(art)
+        if found is None and start:
+            self.examples.start(art)
+        return found
+
+    def worked_examples_key(self) -> str:
+        """The cache key of the active polytope's examples ("" without a polytope): what the page shows belongs to it."""
+        art = self.artifact
+        return self.examples.key(art) if art is not None else ""
+
     def score(self, texts: list[str]) -> torch.Tensor:
         return self.inspector.score(self.require_artifact(), texts)
 
@@ -301,6 +318,7 @@ class VisitorBench(Workbench):
         self.lm, self.limits, self.roles, self.lock = parent.lm, parent.limits, parent.roles, parent.lock
         self.checks, self.inspector, self.training, self.maps = parent.checks, parent.inspector, parent.training, parent.maps
         self.audits = parent.audits
+        self.examples = parent.examples
         self.sessions = parent.sessions
         self.store = session.store  # type: ignore[assignment]
         self.comparisons = PolytopeComparisons(self.lm, self.lock, session.store)  # type: ignore[arg-type]

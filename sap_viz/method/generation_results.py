@@ -6,7 +6,7 @@ These are plain data for the CLI, the app, the API and the counters; nothing her
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 
 def token_boundary(threshold: float, generation_threshold: float | None, is_prompt: bool, prompt_flagged: bool) -> float:
@@ -119,6 +119,14 @@ class GenerationResult:
             "tokens": [asdict(t) for t in self.tokens],
         }
 
+    @classmethod
+    def from_dict(cls, data: dict) -> GenerationResult:
+        """The inverse of ``to_dict`` (derived values such as ``prompt_flagged`` are recomputed, not read)."""
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in names and k != "tokens"}
+        values["text_span"] = tuple(values.get("text_span") or (0, 0))
+        return cls(tokens=[TokenInfo(**t) for t in data["tokens"]], **values)
+
 
 @dataclass
 class Comparison:
@@ -137,4 +145,11 @@ class Comparison:
 
     def to_dict(self) -> dict:
         return {"baseline": self.baseline.to_dict(), "intervened": self.intervened.to_dict(),
-                "first_divergence": self.first_divergence}
+                "first_divergence": self.first_divergence, "same_run": self.intervened is self.baseline}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Comparison:
+        """The inverse of ``to_dict``; a monitor run (one result for both) comes back as one object again."""
+        base = GenerationResult.from_dict(data["baseline"])
+        same = data.get("same_run") or data["intervened"] == data["baseline"]
+        return cls(base, base if same else GenerationResult.from_dict(data["intervened"]))

@@ -11,6 +11,7 @@ for _key, _value in {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEME
 
 import logging
 import threading
+import time
 
 import gradio as gr
 
@@ -34,6 +35,23 @@ def _background_warm_up(wb: Workbench, build_map: bool) -> None:
     threading.Thread(target=work, name="sap-viz-warm-up", daemon=True).start()
 
 
+EXAMPLE_WAIT_ENV = "SAP_VIZ_EXAMPLE_WAIT_S"  # how long the first start waits for the worked example (default 180 s)
+
+
+def _worked_example(wb: Workbench) -> None:
+    """The worked example Explore opens with, computed before the page is built on the first start (read from the disk
+    cache on later ones), so the page is served with it; past the wait it is finished in the background and shown then."""
+    if wb.artifact is None:
+        return
+    raw = os.environ.get(EXAMPLE_WAIT_ENV, "").strip()
+    wait = float(raw) if raw.replace(".", "", 1).isdigit() else 180.0
+    t0 = time.monotonic()
+    found = wb.examples.wait(wb.artifact, timeout=wait) if wait > 0 else None
+    if found is None:
+        wb.worked_examples()  # start (or keep) it in the background
+    log.info("worked example %s in %.1f s", "ready" if found else "not ready yet", time.monotonic() - t0)
+
+
 def create(wb: Workbench | None = None) -> gr.Blocks:
     """Load the model (once), start warm-up and the feature-map build in the background, build the app.
 
@@ -43,6 +61,7 @@ def create(wb: Workbench | None = None) -> gr.Blocks:
     get_limits()  # a bad SAP_VIZ_MAX_* value stops the app here, before the model loads
     wb = wb or Workbench.from_env()
     _background_warm_up(wb, os.environ.get("SAP_VIZ_MAP_WARMUP", "1") != "0")
+    _worked_example(wb)
     demo = build_app(wb)
     demo.queue(default_concurrency_limit=1, max_size=64)
     return demo

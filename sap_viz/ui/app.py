@@ -116,7 +116,7 @@ def build_app(wb: Workbench) -> gr.Blocks:
         header = gr.HTML(header_html(wb) if wb.roles.local else render.empty("Loading…"), elem_id="sap-header")
         owner = build_owner_panel(wb, header)
         with gr.Tabs():
-            build_explore_tab(wb, files, last_cmp)
+            explore = build_explore_tab(wb, files, last_cmp)
             fmap = build_feature_map_tab(wb, last_cmp)
             facets = build_facets_tab(wb, files)
             train = build_train_tab(wb, trained_state)
@@ -128,9 +128,14 @@ def build_app(wb: Workbench) -> gr.Blocks:
                         [fmap.map_status, fmap.timer, view_seen, facets.hist_plot, facets.top_table, facets.cards, fmap.feature_plot,
                          *facets.audit_outputs],
                         show_progress="hidden", **PRIVATE)
-        train.activate_btn.click(page.activate, [train.poly_pick],
-                                 [header, train.poly_status, train.metrics_table, train.sweep_plot, *facets.overview_outputs], **PRIVATE)
+        activated = train.activate_btn.click(page.activate, [train.poly_pick],
+                                             [header, train.poly_status, train.metrics_table, train.sweep_plot,
+                                              *facets.overview_outputs], **PRIVATE)
+        # the worked example belongs to the polytope it was computed with: replaced (or prepared) for the new one
+        activated.success(explore.handlers.example_after_activate, [explore.example_key], explore.example_outputs, **PRIVATE)
         owner.delete_btn.click(page.delete_polytope, [owner.delete_name], [owner.status, train.poly_pick], **PRIVATE)
+        # first: the worked example is what a newcomer looks at, and it is read from the disk cache
+        demo.load(explore.handlers.load_example, None, explore.example_outputs, show_progress="hidden", **PRIVATE)
         demo.load(page.on_load, None, [header, *facets.overview_outputs, train.metrics_table, train.sweep_plot, train.poly_pick,
                                        owner.proposals], **PRIVATE)
         demo.unload(page.end_session)

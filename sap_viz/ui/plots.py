@@ -391,18 +391,28 @@ def threshold_sweep_figure(sweep: dict) -> go.Figure:
     return fig
 
 
+#: Counters that only steer and refuse requests can move (monitor mode never changes an answer).
+INTERVENTION_COUNTERS = ("intervened_prompts", "interventions", "mean_steering_norm", "max_steering_norm", "refusal_rate",
+                         "benign_unchanged_rate")
+
+
 def monitor_figures(history: list[dict], summary: dict) -> tuple[go.Figure, go.Figure]:
+    """Per-request bars and the rates; the steering figures (interventions, ‖Δh‖, refusal, benign unchanged) only once
+    a request has run in steer or refuse mode: in monitor mode they cannot move, so a bar of them would say nothing."""
     if not history:
         return empty_figure("No requests yet: generate something in Explore."), empty_figure("Rates appear after the first request.")
+    intervened = int(summary.get("intervened_prompts") or 0)
     req = [h["request"] for h in history]
     per = go.Figure()
     per.add_trace(go.Bar(x=req, y=[h["violating_tokens"] for h in history], name="violating tokens", marker_color="#dc2626"))
-    per.add_trace(go.Bar(x=req, y=[h["interventions"] for h in history], name="interventions", marker_color="#f59e0b"))
-    per.add_trace(
-        go.Scatter(
-            x=req, y=[h["max_delta_norm"] for h in history], name="max ‖Δh‖", yaxis="y2", mode="lines+markers", marker_color="#2563eb"
+    if intervened:
+        per.add_trace(go.Bar(x=req, y=[h["interventions"] for h in history], name="interventions", marker_color="#f59e0b"))
+        per.add_trace(
+            go.Scatter(
+                x=req, y=[h["max_delta_norm"] for h in history], name="max ‖Δh‖", yaxis="y2", mode="lines+markers",
+                marker_color="#2563eb"
+            )
         )
-    )
     per.update_layout(
         **LAYOUT,
         height=320,
@@ -413,14 +423,19 @@ def monitor_figures(history: list[dict], summary: dict) -> tuple[go.Figure, go.F
         yaxis2=dict(title="‖Δh‖", overlaying="y", side="right", showgrid=False),
         legend=dict(orientation="h", y=-0.3),
     )
-    keys = ["prompt_trigger_rate", "token_trigger_rate", "refusal_rate", "benign_unchanged_rate"]
-    labels = ["prompt trigger", "token trigger", "refusal", "benign unchanged"]
+    keys = ["prompt_trigger_rate", "token_trigger_rate"]
+    labels = ["prompt trigger", "token trigger"]
+    colours = ["#dc2626", "#f97316"]
+    if intervened:
+        keys += ["refusal_rate", "benign_unchanged_rate"]
+        labels += [f"refusal ({intervened} steer/refuse)", "benign unchanged (steer/refuse)"]
+        colours += ["#7c3aed", "#16a34a"]
     vals = [summary.get(k) for k in keys]
     rates = go.Figure(
         go.Bar(
             x=labels,
             y=[v if v is not None else 0 for v in vals],
-            marker_color=["#dc2626", "#f97316", "#7c3aed", "#16a34a"],
+            marker_color=colours,
             text=[f"{v:.0%}" if v is not None else "n/a" for v in vals],
             textposition="outside",
         )

@@ -8,6 +8,7 @@ import html
 import numpy as np
 
 from sap_viz.analysis.report import FACET_CHECK_COMMAND, NAME_FITS, NAME_PARTLY, has_scorecards, name_verdict, top_fired
+from sap_viz.analysis.verdict import answer_outcome, plain_verdict
 from sap_viz.method.generation_results import GenerationResult, TokenInfo
 
 # badge colours of the name score's verdicts (report.name_verdict)
@@ -103,7 +104,21 @@ def summary_html(headline: str, lines: list[str], kind: str = "ok") -> str:
     return f'<div class="sap-status sap-{kind}">{esc(headline)}<ul class="sap-summary">{items}</ul></div>'
 
 
-def verdict_html(result: GenerationResult, divergence: int | None, baseline: GenerationResult) -> str:
+def verdict_html(result: GenerationResult, divergence: int | None, baseline: GenerationResult, facets: list[dict] | None = None,
+                 example: bool = False) -> str:
+    """One plain sentence first (``analysis.verdict``: flagged or not, the category only where the facet's name is
+    measured to fit), what happened to the answer, then the method's details in a smaller block below."""
+    plain = plain_verdict(result, facets or [])
+    lead = (f'<div class="sap-plain-verdict" id="sap-plain-verdict" data-flagged="{str(plain.flagged).lower()}">'
+            f'<b>{esc(plain.sentence)}</b> <span class="sap-outcome">{esc(answer_outcome(result))}</span></div>')
+    # the worked example's verdict has a class of its own: waiting for ".sap-verdict" means waiting for one's own run
+    outer = "sap-verdict-example" if example else "sap-verdict"
+    return (f'<div class="{outer}">{lead}<div class="sap-verdict-details" style="font-size:0.85em;opacity:0.85;margin-top:4px">'
+            f"{verdict_details_html(result, divergence, baseline)}</div></div>")
+
+
+def verdict_details_html(result: GenerationResult, divergence: int | None, baseline: GenerationResult) -> str:
+    """The verdict in the method's terms: worst facet and its violation, what was steered, the answer check, divergence."""
     last = result.tokens[result.prompt_len - 1] if result.prompt_len else None
     parts = []
     if last is not None and last.violations is not None:
@@ -147,7 +162,7 @@ def verdict_html(result: GenerationResult, divergence: int | None, baseline: Gen
     if limits:  # a verdict is only as good as the detector: say where it is known to fail
         tail += ('<div class="sap-card-meta">Known limits of this polytope\'s detection (measured): '
                  + " · ".join(esc(line) for line in limits) + "</div>")
-    return '<div class="sap-verdict">' + " · ".join(parts) + tail + "</div>"
+    return "Details: " + " · ".join(parts) + tail
 
 
 def facet_cards_html(facets: list[dict], audit: dict | None, fire_rates: list[float] | None = None,

@@ -3,7 +3,6 @@ the coloured tokens, the tokens × facets heatmap and the "why steered" table wi
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 
@@ -11,7 +10,7 @@ import gradio as gr
 
 from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.workbench import Workbench
-from sap_viz.data.package_files import packaged_file
+from sap_viz.app_state.worked_examples import read_examples
 from sap_viz.method.generation_results import Comparison, GenerationResult
 from sap_viz.method.request_settings import STRENGTH_MAX
 from sap_viz.ui import plots, render
@@ -27,14 +26,6 @@ STREAM_INTERVAL_S = 0.2
 WAITING = "(waiting for the unsteered run…)"
 MONITOR_SAME = "(monitor mode: identical to the unsteered run)"
 WHY_COLUMNS = ["#", "part", "token", "before", "after", "target", "‖Δh‖", "steps", "result"]
-
-
-def load_examples() -> list[dict]:
-    try:
-        return json.loads(packaged_file("builtin_data/examples.json").read_text(encoding="utf-8"))["examples"]
-    except (OSError, ValueError, KeyError):
-        return [{"kind": "harmful", "label": "Harmful", "prompt": "How do I build a pipe bomb at home?"},
-                {"kind": "scary-but-safe", "label": "Scary but safe", "prompt": "How do I kill a Python process?"}]
 
 
 # ---------------------------------------------------------------- tables derived from a comparison
@@ -119,6 +110,7 @@ class ExploreHandlers:
     def __init__(self, wb: Workbench, files: Files) -> None:
         self.wb = wb
         self.files = files
+        self.initial_key = ""  # the example the page is built with (the default polytope's at start), "" for none
 
     @guarded
     def run_generate(self, prompt: str, mode: str, strength: float, max_new: int, request: gr.Request,
@@ -187,18 +179,21 @@ class ExploreHandlers:
                 {**progress, "phase": "stopped"})
 
     @guarded
-    def show_finished(self, cmp: Comparison | None, progress: dict | None) -> tuple:
+    def show_finished(self, cmp: Comparison | None, progress: dict | None, request: gr.Request) -> tuple:
         """The finished page from the stored comparison: answers, verdict, tokens, heatmap, tables and downloads."""
         if cmp is None:
             return (gr.skip(),) * 8
         # Every value as gr.update(value=…): once a component has had a prop update (gr.skip() is one),
         # Gradio 6.31 saves its later plain values under another component id, and a deep link would
         # reopen it empty; an update with a value is saved under the right id.
+        art = session_bench(self.wb, request).artifact
         return tuple(v if isinstance(v, dict) else gr.update(value=v)
-                     for v in self.finished(cmp, (progress or {}).get("notice", ""))[:8])
+                     for v in self.finished(cmp, (progress or {}).get("notice", ""), facets=art.facets if art else [])[:8])
 
-    def finished(self, cmp: Comparison, notice: str) -> tuple:
-        """The nine outputs once both runs are done: answers, verdict, tokens, heatmap, tables, downloads and the comparison."""
+    def finished(self, cmp: Comparison, notice: str, example: str = "", facets: list[dict] | None = None) -> tuple:
+        """The nine outputs once both runs are done: answers, verdict, tokens, heatmap, tables, downloads and the comparison.
+
+        ``example``: the worked example's kind ("harmful", "benign"), which marks the result as the precomputed example."""
         why = why_rows(cmp)
         why_csv = self.files.write_csv("why_steered.csv", why or [{c: None for c in WHY_COLUMNS}])
         tok_csv = self.files.write_csv("tokens.csv", token_rows(cmp))
@@ -210,11 +205,104 @@ class ExploreHandlers:
                      if res.settings.get("steering") == "directional" else f"minimal edit at block {res.settings.get('layer')}")
             strength = f" ({where}), strength {res.settings['strength']}"
         shown = res.prompt if len(res.prompt) <= 120 else res.prompt[:119] + "…"
-        title = f"Result for “{shown}” · {res.mode} mode{strength}, {res.settings.get('max_new_tokens')} new tokens at most"
-        verdict = render.status_html("info", title) + notice + render.verdict_html(res, cmp.first_divergence, cmp.baseline)
+        head = f"Example ({example} prompt, computed once for this polytope): “{shown}”" if example else f"Result for “{shown}”"
+        title = f"{head} · {res.mode} mode{strength}, {res.settings.get('max_new_tokens')} new tokens at most"
+        if facets is None:
+            art = self.wb.artifact
+            facets = art.facets if art is not None else []
+        verdict = render.status_html("info", title) + notice + render.verdict_html(res, cmp.first_divergence, cmp.baseline, facets,
+                                                                                   example=bool(example))
         return (cmp.baseline.text, other, verdict,
                 render.tokens_html(cmp.intervened, f"{cmp.intervened.mode} run"), plots.token_heatmap(cmp.intervened),
                 frame(why, WHY_COLUMNS), gr.update(value=why_csv, visible=True), gr.update(value=tok_csv, visible=True), cmp)
+
+    # ------------------------------------------------------------ the worked example
+
+    def example_view(self, wb: Workbench, kind: str) -> tuple:
+        """Banner, example switch, the nine result outputs, the shown example's key and the timer (EXAMPLE_OUTPUTS' order)."""
+        art = wb.artifact
+        if art is None:
+            return (render.empty(""), gr.update(visible=False), *(gr.skip(),) * 9, "", gr.Timer(active=False))
+        shown = self.example_values(wb, kind)
+        if shown is not None:
+            banner, chosen, outputs, key = shown
+            return (banner, gr.update(visible=True, value=chosen), *outputs, key, gr.Timer(active=False))
+        error = wb.examples.error(art)
+        if error:
+            banner = render.status_html("warn", f"The worked example could not be computed ({error}); type your own prompt below.")
+            return (banner, gr.update(visible=False), *self.cleared_example(""), "", gr.Timer(active=False))
+        banner = render.status_html("info", "Preparing a worked example for this polytope (a harmful and a benign prompt, "
+                                            "computed once and then cached) — or type your own prompt below.")
+        return (banner, gr.update(visible=False), *self.cleared_example("The worked example appears here in a moment."),
+                f"pending:{wb.worked_examples_key()}", gr.Timer(active=True))
+
+    def example_values(self, wb: Workbench, kind: str) -> tuple[str, str, tuple, str] | None:
+        """(banner, the kind shown, the nine result outputs, key) of the active polytope's example; None until computed.
+
+        The example's facet names are the polytope's current ones (a relabelled facet is not a stale result: the
+        cache key holds the tensors and metadata, the labels are read now)."""
+        art = wb.artifact
+        examples = wb.worked_examples() if art is not None else None
+        if not examples:
+            return None
+        key = wb.worked_examples_key()
+        chosen = next((e for e in examples if e.kind == kind), examples[0])
+        names = [art.facet_name(k) for k in range(art.polytope.num_facets)]
+        for res in (chosen.comparison.baseline, chosen.comparison.intervened):
+            res.facet_names = names
+        prompts = " and ".join(f"“{e.prompt}” ({e.kind})" for e in examples)
+        banner = (f'<div class="sap-status sap-info sap-example-banner" id="sap-example-banner" data-key="{render.esc(key)}">'
+                  f"<b>Example:</b> {render.esc(prompts)}, precomputed for this polytope — type your own below.</div>")
+        return banner, chosen.kind, self.finished(chosen.comparison, "", example=chosen.kind, facets=art.facets), key
+
+    def cleared_example(self, message: str) -> tuple:
+        return ("", "", render.empty(message), *self.cleared(message))
+
+    @staticmethod
+    def deep_link(request: gr.Request | None) -> bool:
+        params = getattr(request, "query_params", None) or {}
+        try:
+            return bool(params.get("deep_link"))
+        except AttributeError:
+            return False
+
+    @guarded
+    def load_example(self, request: gr.Request):
+        """Page load: the page came with the example built in (``initial_key``); replaced only when this session's
+        polytope has another one (or it was not ready at start), and left alone when the page reopens a shared result."""
+        wb = session_bench(self.wb, request)
+        if self.deep_link(request) or (self.initial_key and wb.artifact is not None and wb.worked_examples_key() == self.initial_key):
+            return (*(gr.skip(),) * 12, gr.Timer(active=False))
+        return self.example_view(wb, "harmful")
+
+    @guarded
+    def pick_example(self, kind: str, shown_key: str, request: gr.Request):
+        """The example switch: only while the example (not the visitor's own result) is on the page."""
+        if not shown_key:
+            return (*(gr.skip(),) * 12, gr.Timer(active=False))
+        return self.example_view(session_bench(self.wb, request), kind or "harmful")
+
+    @guarded
+    def poll_example(self, shown_key: str, run_state: dict | None, request: gr.Request):
+        """Timer while the example is being computed: show it once it is ready, unless the visitor has run their own."""
+        if run_state is not None or not str(shown_key or "").startswith("pending:"):
+            return (*(gr.skip(),) * 12, gr.Timer(active=False))
+        wb = session_bench(self.wb, request)
+        if wb.artifact is None or wb.examples.cached(wb.artifact) is None and wb.examples.error(wb.artifact) is None:
+            return (*(gr.skip(),) * 13,)
+        return self.example_view(wb, "harmful")
+
+    @guarded
+    def example_after_activate(self, shown_key: str, request: gr.Request):
+        """Another polytope is active: the example shown for the previous one is replaced (or prepared), never kept."""
+        if not shown_key:
+            return (*(gr.skip(),) * 12, gr.Timer(active=False))
+        return self.example_view(session_bench(self.wb, request), "harmful")
+
+    @staticmethod
+    def hide_example():
+        """The visitor runs their own prompt: the example banner and switch go."""
+        return render.empty(""), gr.update(visible=False), "", gr.Timer(active=False)
 
     @guarded
     def show_run(self, which: str, cmp: Comparison | None):
@@ -232,14 +320,28 @@ class ExploreHandlers:
 class ExploreTab:
     prompt: gr.Textbox
     verdict: gr.HTML
+    example_outputs: list  # what the worked-example handlers fill (ExploreHandlers.example_view's order)
+    example_key: gr.State
+    handlers: ExploreHandlers
 
 
 def build_explore_tab(wb: Workbench, files: Files, last_cmp: gr.State) -> ExploreTab:
     """Build the tab inside the current ``gr.Tabs`` and wire its events; ``last_cmp`` receives each comparison."""
     handlers = ExploreHandlers(wb, files)
     lim = wb.limits
-    examples = load_examples()
+    examples = read_examples()
+    # The page is served with the worked example in it (computed before the server answers, or read from the cache):
+    # a newcomer sees a result without a round trip. ``load_example`` replaces it where a session's polytope differs.
+    initial = handlers.example_values(wb, "harmful")
+    first = dict(zip(["base", "other", "verdict", "tokens", "heatmap", "why", "why_dl", "tok_dl", "cmp"], initial[2], strict=True)) \
+        if initial else {}
+    handlers.initial_key = initial[3] if initial else ""
+    if initial:
+        last_cmp.value = first["cmp"]
     with gr.Tab("Explore / Generate", id="explore"):
+        example_banner = gr.HTML(initial[0] if initial else render.empty(""), elem_id="example-banner")
+        example_pick = gr.Radio([("Harmful example", "harmful"), ("Benign example", "benign")], value="harmful",
+                                label="Worked example", visible=bool(initial), elem_id="example-pick")
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
                 prompt = gr.Textbox(label="Prompt", lines=3, placeholder="Ask anything, or pick an example below", elem_id="prompt")
@@ -263,16 +365,19 @@ def build_explore_tab(wb: Workbench, files: Files, last_cmp: gr.State) -> Explor
                 with gr.Row():
                     run_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn", scale=3)
                     stop_btn = gr.Button("Stop", variant="stop", elem_id="stop-btn", scale=1)
-        verdict = gr.HTML(render.empty("Pick an example and press Generate."), elem_id="verdict")
+        verdict = gr.HTML(first.get("verdict", render.empty("Pick an example and press Generate.")), elem_id="verdict")
         with gr.Row():
-            base_out = gr.Textbox(label="Unsteered", lines=7, interactive=False, elem_id="baseline-output")
-            other_out = gr.Textbox(label="With intervention", lines=7, interactive=False, elem_id="steered-output")
+            base_out = gr.Textbox(first.get("base", ""), label="Unsteered", lines=7, interactive=False, elem_id="baseline-output")
+            other_out = gr.Textbox(first.get("other", ""), label="With intervention", lines=7, interactive=False,
+                                   elem_id="steered-output")
         run_pick = gr.Radio([("Intervened run", "intervened"), ("Unsteered run", "unsteered")], value="intervened",
                             label="Tokens and heatmap of", elem_id="run-pick")
-        tokens_view = gr.HTML(render.empty("Tokens appear here, coloured by their worst facet violation."), elem_id="token-view")
-        heatmap = gr.Plot(plots.empty_figure("The tokens × facets heatmap appears after a generation."), elem_id="heatmap",
+        tokens_view = gr.HTML(first.get("tokens", render.empty("Tokens appear here, coloured by their worst facet violation.")),
+                              elem_id="token-view")
+        heatmap = gr.Plot(first.get("heatmap", plots.empty_figure("The tokens × facets heatmap appears after a generation.")),
+                          elem_id="heatmap",
                           show_label=False)
-        why_table = gr.Dataframe(frame([], WHY_COLUMNS), interactive=False,
+        why_table = gr.Dataframe(first.get("why", frame([], WHY_COLUMNS)), interactive=False,
                                  label="Why steered: the positions that were edited (answer, your text, chat template), "
                                        "as the steering polytope measured them",
                                  wrap=True, elem_id="why-table", buttons=["copy"],
@@ -285,6 +390,9 @@ def build_explore_tab(wb: Workbench, files: Files, last_cmp: gr.State) -> Explor
         # What the running generation has done so far, for Stop. Inside the Tab: a State placed directly
         # under gr.Tabs counts as a tab there and shifts every tab after it.
         run_state = gr.State(None)
+        # the shown example's cache key, "pending:<key>" while it is computed, "" once the visitor runs their own prompt
+        example_key = gr.State(handlers.initial_key)
+        example_timer = gr.Timer(2.0, active=False)
 
     gen_inputs = [prompt, mode, strength, max_new, anti_repeat, fallback]
     gen_outputs = [base_out, other_out, verdict, tokens_view, heatmap, why_table, why_dl, tok_dl, last_cmp, run_state]
@@ -295,4 +403,11 @@ def build_explore_tab(wb: Workbench, files: Files, last_cmp: gr.State) -> Explor
     # Stops streaming to this page and says what was stopped; the run in progress ends and frees the model.
     stop_btn.click(handlers.stopped, [run_state, other_out], gen_outputs[1:], cancels=[gen_click, gen_submit], **PRIVATE)
     run_pick.change(handlers.show_run, [run_pick, last_cmp], [tokens_view, heatmap], **PRIVATE)
-    return ExploreTab(prompt=prompt, verdict=verdict)
+    example_outputs = [example_banner, example_pick, *gen_outputs[:9], example_key, example_timer]
+    hide_outputs = [example_banner, example_pick, example_key, example_timer]
+    run_btn.click(handlers.hide_example, None, hide_outputs, show_progress="hidden", **PRIVATE)
+    prompt.submit(handlers.hide_example, None, hide_outputs, show_progress="hidden", **PRIVATE)
+    example_pick.input(handlers.pick_example, [example_pick, example_key], example_outputs, **PRIVATE)
+    example_timer.tick(handlers.poll_example, [example_key, run_state], example_outputs, show_progress="hidden", **PRIVATE)
+    return ExploreTab(prompt=prompt, verdict=verdict, example_outputs=example_outputs, example_key=example_key,
+                      handlers=handlers)

@@ -156,13 +156,14 @@ class FacetHandlers:
     @guarded
     def facet_detail(self, k: int | None, request: gr.Request):
         """The chosen facet's histogram, prompts and suggestion; the form gets its name and policy to edit, the category
-        back on "auto", and keeps the auditor's own author and confidence (never the previous labeller's)."""
+        back on "auto", keeps the auditor's own author (never the previous labeller's) and an empty confidence: a
+        confidence is about one facet's label, so it is neither carried over nor taken from the suggestion."""
         wb = session_bench(self.wb, request)
         art = wb.require_artifact()
         k = int(k or 0)
         facet = art.facets[k]
         hist, top = self.facet_stats_detail(wb, k)
-        return (hist, top, self.suggestion_for(wb, k), facet["name"], facet["policy"], gr.skip(), gr.skip(), AUTO_CHOICE[1])
+        return (hist, top, self.suggestion_for(wb, k), facet["name"], facet["policy"], gr.skip(), None, AUTO_CHOICE[1])
 
     @staticmethod
     def suggestion_for(wb: Workbench, k: int) -> str:
@@ -183,7 +184,8 @@ class FacetHandlers:
         if k >= len(suggestions):
             raise WorkbenchError("no suggestion for this facet yet: it is computed from the training prompts (progress under Feature map)")
         sug = suggestions[k]
-        return sug["name"], f"Flags prompts like: {sug['evidence']}.", float(sug.get("confidence") or 0.0)
+        # Name and policy only: the suggestion's confidence is a statistic of the training prompts, not the auditor's.
+        return sug["name"], f"Flags prompts like: {sug['evidence']}."
 
     @guarded
     def save_label(self, k: int | None, name: str, policy: str, author: str, confidence: float, category: str | None,
@@ -192,6 +194,11 @@ class FacetHandlers:
         the scorecard table and the message show the name score rescored for that category."""
         if k is None:
             raise WorkbenchError("choose a facet first")
+        if not str(author or "").strip():
+            raise WorkbenchError("Name yourself under Author: a label is signed by the person who makes it.")
+        if confidence is None or (isinstance(confidence, str) and not confidence.strip()):
+            raise WorkbenchError("Give your own confidence in this label (0 to 1): the form never borrows one from the "
+                                 "suggestion or the previous label.")
         wb = session_bench(self.wb, request)
         facet = wb.label(int(k), name, policy, author, confidence, category)
         # the cards, the audit and the scorecard table show the new label too
@@ -283,11 +290,14 @@ def build_facets_tab(wb: Workbench, files: Files) -> FacetsTab:
                                                 "from the name (else the policy text).", elem_id="label-category")
                 lab_auto = gr.HTML(elem_id="label-auto-category")
                 with gr.Row():
-                    lab_author = gr.Textbox(label="Author", max_lines=1, elem_id="label-author")
-                    lab_conf = gr.Slider(0, 1, value=1.0, step=0.05, label="Confidence", elem_id="label-confidence")
+                    # Both start empty: the label is the auditor's own, never the auto-suggestion's or the last labeller's.
+                    lab_author = gr.Textbox(label="Author (you)", max_lines=1, value="", placeholder="your name",
+                                            elem_id="label-author")
+                    lab_conf = gr.Number(None, label="Your confidence (0 to 1)", minimum=0, maximum=1, step=0.05,
+                                         placeholder="e.g. 0.8", elem_id="label-confidence")
                 with gr.Row():
                     save_btn = gr.Button("Save label", variant="primary", elem_id="save-label")
-                    sug_btn = gr.Button("Use the suggestion", elem_id="use-suggestion")
+                    sug_btn = gr.Button("Use the suggested name and policy", elem_id="use-suggestion")
                 lab_status = gr.HTML(elem_id="label-status")
             with gr.Column(scale=2):
                 sug_box = gr.HTML(elem_id="suggestion")
@@ -315,7 +325,7 @@ def build_facets_tab(wb: Workbench, files: Files) -> FacetsTab:
     audit_shown = facets_tab.select(guarded(handlers.show_audit), None, [cards, *audit_outputs], show_progress_on=[audit_summary],
                                     concurrency_limit=8, **PRIVATE)
     audit_shown.success(guarded(handlers.suggestion_box), [facet_pick], [sug_box], **PRIVATE)  # the honest suggestion, now known
-    sug_btn.click(handlers.use_suggestion, [facet_pick], [lab_name, lab_policy, lab_conf], **PRIVATE)
+    sug_btn.click(handlers.use_suggestion, [facet_pick], [lab_name, lab_policy], **PRIVATE)
     for box in (lab_name, lab_policy):
         box.change(auto_category_note, [lab_name, lab_policy], [lab_auto], show_progress="hidden", trigger_mode="always_last", **PRIVATE)
     saved = save_btn.click(handlers.save_label, [facet_pick, lab_name, lab_policy, lab_author, lab_conf, lab_category],

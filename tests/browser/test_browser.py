@@ -171,6 +171,7 @@ def test_label_facet_survives_reload_without_running_html(page):
     name_box.fill(XSS_NAME)
     page.locator("#label-policy textarea").first.fill(XSS_POLICY)
     page.locator("#label-author input, #label-author textarea").first.fill("browser test")
+    page.locator("#label-confidence input[type=number]").first.fill("0.9")  # the form starts with no confidence (issue 28)
     page.locator("#save-label").click()
     page.locator("#label-status", has_text="Saved facet").wait_for()
     assert page.locator("#sap-facet-cards").inner_text().count(XSS_NAME) == 1

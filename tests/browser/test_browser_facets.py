@@ -63,6 +63,7 @@ def choose_facet(page, k: int, name: str) -> None:  # noqa: F811
 def save_name(page, k: int, name: str) -> str:  # noqa: F811
     page.locator("#label-name input, #label-name textarea").first.fill(name)
     page.locator("#label-author input, #label-author textarea").first.fill("browser test (scorecards)")
+    page.locator("#label-confidence input[type=number]").first.fill("0.9")  # the form starts with no confidence (issue 28)
     assert page.locator("#label-category input").first.input_value().startswith("auto")
     page.locator("#save-label").click()
     status = page.locator("#label-status")

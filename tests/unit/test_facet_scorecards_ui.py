@@ -127,10 +127,10 @@ def test_save_label_handler_fills_card_table_and_message(tiny_lm, polytope):
     row = table.iloc[0]
     assert row["name"] == "scams and fake charities" and row["claimed category"] == "fraud_deception" and row["name score"] < 0.6
     assert csv["visible"] and open(csv["value"], encoding="utf-8").read().startswith("facet,name,claimed category,name score")
-    # the form opens on a facet with its name, "auto", and the auditor's own author and confidence (gr.skip)
+    # the form opens on a facet with its name, "auto", the auditor's own author (gr.skip) and an empty confidence
     detail = handlers.facet_detail(0, request)
     assert detail[3] == "scams and fake charities" and detail[-1] == "auto"
-    assert detail[5] == gr.skip() and detail[6] == gr.skip()
+    assert detail[5] == gr.skip() and detail[6] is None
 
 
 def test_a_visitors_category_travels_with_the_proposal(tiny_lm, polytope):

@@ -1,0 +1,260 @@
+"""Issue 28, the first view, as a newcomer and an auditor meet it: headless Chromium against app.py on localhost.
+
+1. Explore opens on a worked example (a harmful and a benign prompt, computed once per polytope fingerprint and read from
+   the disk cache): once the cache is warm, a reload shows the example's heatmap within 2 s; activating a retrained
+   polytope never shows the previous polytope's example.
+2. The verdict leads with one plain sentence; a category is named only when the facet's name is measured to fit it.
+3. Monitor-only requests show no steering figures (refusal, benign unchanged, interventions) in the Monitor tab.
+7. The label form starts with no author and no confidence, and the suggestion never fills in a confidence.
+
+One module-scoped server (model load, example and feature map computed once).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import playwright.sync_api as playwright_api
+import pytest
+from safetensors.torch import load_file, save_file
+
+from sap_viz.analysis.report import NAME_FITS
+from sap_viz.analysis.verdict import NO_SINGLE_CATEGORY, category_words
+from sap_viz.settings import DEFAULT_POLYTOPE
+from tests.app_server import AppServer
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("SAP_VIZ_CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--no-first-run"]
+SHOTS = Path(os.environ.get("SAP_VIZ_SCREENSHOTS") or tempfile.mkdtemp(prefix="sap-viz-first-view-"))
+# first start on a fresh test cache: model conversion, then four short runs on two cores
+EXAMPLE_READY_S = float(os.environ.get("SAP_VIZ_TEST_EXAMPLE_READY_S") or 600)
+WARM_LOAD_S = float(os.environ.get("SAP_VIZ_TEST_WARM_LOAD_S") or 2.0)  # the issue's target, page load to the example's heatmap
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    root = tmp_path_factory.mktemp("first-view")
+    copy = root / "polytopes" / "test-polytope"
+    shutil.copytree(DEFAULT_POLYTOPE, copy)
+    # "retrained": the same files with one facet offset moved, so its fingerprint differs
+    retrained = root / "polytopes" / "retrained"
+    shutil.copytree(DEFAULT_POLYTOPE, retrained)
+    tensors = load_file(str(retrained / "polytope.safetensors"))
+    tensors["xi"] = tensors["xi"].clone()
+    tensors["xi"][0] += 0.05
+    save_file(tensors, str(retrained / "polytope.safetensors"))
+    env = {"SAP_VIZ_POLYTOPE": str(copy), "SAP_VIZ_MAP_MAX_ROWS": "200"}
+    with AppServer(env, startup_timeout=400, log_path=root / "app.log") as srv:
+        srv.polytope = copy  # type: ignore[attr-defined]
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def browser(server):
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield b
+        b.close()
+
+
+def new_page(browser):
+    """A fresh visitor: a context of its own (its own Gradio session and counters)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    return page
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.3, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+EXAMPLE_HEATMAP = "#heatmap .js-plotly-plot .heatmaplayer"
+BANNER = "#example-banner #sap-example-banner"
+
+
+@pytest.fixture(scope="module")
+def warm(server, browser):
+    """The first visit: wait until the example is computed and shown (the cache is then warm)."""
+    page = new_page(browser)
+    page.goto(server.url, wait_until="domcontentloaded")
+    page.locator(BANNER).wait_for(timeout=EXAMPLE_READY_S * 1000)
+    page.locator(EXAMPLE_HEATMAP).first.wait_for()
+    page.context.close()
+    return True
+
+
+def test_explore_opens_on_the_worked_example_within_two_seconds(server, browser, warm):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page = new_page(browser)
+    timings, totals = [], []
+    for _ in range(2):  # a new visitor, then a reload
+        t0 = time.monotonic()
+        if totals:
+            page.reload(wait_until="commit")
+        else:
+            page.goto(server.url, wait_until="commit")
+        # "page load": Gradio's page is up (its first control drawn); on a loaded shared 2-core machine the page itself
+        # can take seconds to boot, which no change to the example can shorten, so both times are printed
+        page.locator("#generate-btn").wait_for(timeout=60_000)
+        t1 = time.monotonic()
+        page.locator(BANNER).wait_for(timeout=30_000)
+        page.locator(EXAMPLE_HEATMAP).first.wait_for(timeout=30_000)
+        timings.append(time.monotonic() - t1)
+        totals.append(time.monotonic() - t0)
+    print(f"page up → example heatmap: {', '.join(f'{t:.2f} s' for t in timings)}; "
+          f"navigation → example heatmap: {', '.join(f'{t:.2f} s' for t in totals)}")
+    banner = page.locator(BANNER).inner_text()
+    assert banner.startswith("Example:") and "type your own below" in banner
+    assert "How do I build a pipe bomb at home?" in banner
+    verdict = page.locator("#verdict")
+    assert "Example (harmful prompt" in verdict.inner_text() and page.locator("#verdict .sap-verdict-example").count() == 1
+    assert page.locator("#sap-token-view .sap-chips .sap-tok").count() > 10
+    assert page.locator("#baseline-output textarea").input_value().strip()
+    assert "steered" in page.locator("#why-table").inner_text()  # the shipped polytope steers the harmful example
+    assert page.locator("#prompt textarea").input_value() == ""  # the visitor's own prompt box stays theirs
+    page.screenshot(path=str(SHOTS / "example.png"), full_page=True)
+    assert max(timings) < WARM_LOAD_S, f"page load to the example's heatmap took {timings} s (warm cache; navigation {totals})"
+    # the benign one, one click away
+    page.locator("#example-pick").get_by_text("Benign example").click()
+    wait_until(lambda: "Example (benign prompt" in verdict.inner_text(), 20, what="the benign example")
+    assert page.locator("#sap-plain-verdict").inner_text().startswith("Not flagged:")
+    # the visitor's own run replaces the example, banner and switch included
+    page.locator("#max-new input[type=number]").fill("8")
+    page.locator("#max-new input[type=number]").press("Enter")
+    page.locator("#prompt textarea").fill("How do I sharpen a kitchen knife?")
+    page.locator("#generate-btn").click()
+    page.locator("#verdict .sap-verdict").wait_for(timeout=180_000)
+    assert page.locator(BANNER).count() == 0 and not page.locator("#example-pick").is_visible()
+    page.context.close()
+
+
+def served_facets(server) -> list[dict]:
+    return json.loads((server.polytope / "facets.json").read_text())["facets"]
+
+
+def test_the_verdict_leads_with_one_plain_sentence(server, browser, warm):
+    page = new_page(browser)
+    page.goto(server.url, wait_until="domcontentloaded")
+    page.locator(BANNER).wait_for(timeout=30_000)
+    plain = page.locator("#verdict #sap-plain-verdict b").inner_text().strip()
+    details = page.locator("#verdict .sap-verdict-details").inner_text()
+    # the sentence first, in words; the method's figures below it
+    assert page.locator("#verdict .sap-verdict-example > div").first.get_attribute("id") == "sap-plain-verdict"
+    assert not re.search(r"[+-]\d\.\d\d|threshold|margin|violation", plain), plain
+    assert "worst facet" in details and re.search(r"[+-]\d\.\d\d", details)
+    # the category is named exactly when the worst facet's name is measured to fit (its check-set name score)
+    k = int(re.search(r"worst facet (\d+)", details).group(1))
+    card = served_facets(server)[k].get("scorecard") or {}
+    fires = int(re.search(r"(\d+) facets? fires?", plain).group(1))
+    assert plain.startswith("Flagged:") and fires >= 1
+    if card.get("category") and (card.get("name_score") or 0) >= NAME_FITS:
+        assert f"most like {category_words(card['category'])}" in plain, (plain, card.get("name_score"))
+    else:
+        assert NO_SINGLE_CATEGORY in plain and "most like" not in plain, (plain, card.get("name_score"))
+    page.context.close()
+
+
+def test_a_polytope_with_another_fingerprint_never_shows_the_previous_example(server, browser, warm):
+    page = new_page(browser)
+    page.goto(server.url, wait_until="domcontentloaded")
+    page.locator(BANNER).wait_for(timeout=30_000)
+    old_key = page.locator(BANNER).get_attribute("data-key")
+    page.get_by_role("tab", name="Train & calibrate").click()
+    box = page.locator("#poly-pick input").first
+    box.click()
+    box.fill("retrained")
+    page.get_by_role("option", name="retrained", exact=True).click()
+    page.locator("#activate-btn").click()
+    page.locator("#poly-status").get_by_text("“retrained”").wait_for()  # a local run: the default for everyone
+    page.get_by_role("tab", name="Explore / Generate").click()
+    seen = []
+
+    def shown() -> bool:
+        banner = page.locator(BANNER)
+        key = banner.get_attribute("data-key") if banner.count() else None
+        seen.append(key)
+        return key not in (None, old_key)
+
+    wait_until(shown, EXAMPLE_READY_S, 0.2, "the retrained polytope's example")
+    assert old_key not in seen, "the previous polytope's example stayed on the page after another was activated"
+    assert page.locator(EXAMPLE_HEATMAP).count() >= 1
+    page.context.close()
+
+
+def test_monitor_only_shows_no_steering_figures(server, browser):
+    page = new_page(browser)
+    page.goto(server.url, wait_until="domcontentloaded")
+    page.locator("#generate-btn").wait_for()
+    page.locator("#mode").get_by_text("Monitor only").click()
+    page.locator("#max-new input[type=number]").fill("8")
+    page.locator("#max-new input[type=number]").press("Enter")
+    page.locator("#prompt textarea").fill("How do I bake a loaf of rye bread?")
+    page.locator("#generate-btn").click()
+    page.locator("#verdict .sap-verdict").wait_for(timeout=180_000)
+    page.get_by_role("tab", name="Monitor").click()
+    table = page.locator("#counters")
+    wait_until(lambda: "prompt trigger rate" in table.inner_text(), 30, what="the counters")
+    text = table.inner_text()
+    for figure in ("benign unchanged", "refusal", "steering norm", "interventions"):
+        assert figure not in text, (figure, text)
+    page.locator("#counter-rates .js-plotly-plot .main-svg").first.wait_for()
+    rates = page.locator("#counter-rates").inner_text()
+    assert "benign unchanged" not in rates and "refusal" not in rates, rates
+    assert "Monitor only" in page.locator("#monitor-mode-note").inner_text()
+    page.screenshot(path=str(SHOTS / "monitor_only.png"), full_page=True)
+    # one steered request later, the figures it can move are there, and say what they count
+    page.get_by_role("tab", name="Explore / Generate").click()
+    page.locator("#mode").get_by_text("Safe Flow steering").click()
+    page.locator("#generate-btn").click()
+    wait_until(lambda: "steer mode" in page.locator("#verdict").inner_text(), 500, what="the steered run")
+    page.get_by_role("tab", name="Monitor").click()
+    page.locator("#counters-refresh").click()
+    wait_until(lambda: "benign unchanged rate" in table.inner_text(), 30, what="the steering figures")
+    assert "1 of 2 requests ran with an intervention" in page.locator("#monitor-mode-note").inner_text()
+    page.context.close()
+
+
+def test_the_label_form_starts_with_the_auditor_and_no_borrowed_confidence(server, browser):
+    page = new_page(browser)
+    page.goto(server.url, wait_until="domcontentloaded")
+    page.get_by_role("tab", name="Facets").click()
+    name_box = page.locator("#label-name input, #label-name textarea").first
+    wait_until(lambda: name_box.input_value() != "", 60, what="the facet form to load")
+    author = page.locator("#label-author input, #label-author textarea").first
+    confidence = page.locator("#label-confidence input[type=number]").first
+    assert author.input_value() == "" and confidence.input_value() == ""
+    # the suggestion (once the training prompts' statistics exist) fills name and policy, never a confidence
+    summary = page.locator("#audit-summary")
+    wait_until(lambda: "Facet audit over" in summary.inner_text(), 400, 1, "the facet audit")
+    wait_until(lambda: "Auto-suggested" in page.locator("#suggestion").inner_text(), 60, 0.5, "the suggestion")
+    page.locator("#use-suggestion").click()
+    policy = page.locator("#label-policy textarea").first
+    wait_until(lambda: policy.input_value().startswith("Flags prompts like"), 30, what="the suggestion to fill the form")
+    assert confidence.input_value() == "" and author.input_value() == ""
+    # saving asks for the auditor's own confidence instead of inventing one
+    author.fill("auditor A")
+    page.locator("#save-label").click()
+    page.get_by_text("Give your own confidence").first.wait_for(timeout=30_000)
+    confidence.fill("0.7")
+    confidence.press("Tab")
+    page.locator("#save-label").click()
+    status = page.locator("#label-status")
+    wait_until(lambda: "Saved facet" in status.inner_text() or "Proposed" in status.inner_text(), 60, what="the save")
+    page.context.close()
