@@ -85,7 +85,7 @@ def build_compare_tab(wb: Workbench) -> None:
             prompt = gr.Textbox(DEFAULT_COMPARE_PROMPT, label="Prompt scored by both", lines=1, scale=4, elem_id="compare-prompt")
             run_btn = gr.Button("Compare", variant="primary", scale=1, elem_id="compare-btn")
         status = gr.HTML(elem_id="compare-status")
-        prompt_plot = gr.Plot(show_label=False, elem_id="compare-prompt-plot")
+        prompt_plot = gr.Plot(plots.empty_figure("Press Compare.", 320), show_label=False, elem_id="compare-prompt-plot")
         metrics = gr.Dataframe(frame([], METRIC_COLUMNS), interactive=False,
                                label="Detection on the same probe prompts (threshold 0, unsafe = positive)",
                                elem_id="compare-metrics")
@@ -93,8 +93,8 @@ def build_compare_tab(wb: Workbench) -> None:
                                label="Facet correspondence: each facet of A and its best match in B",
                                elem_id="compare-matches", max_height=420)
         with gr.Row():
-            cos_plot = gr.Plot(show_label=False, elem_id="compare-cosine")
-            cofire_plot = gr.Plot(show_label=False, elem_id="compare-cofire")
+            cos_plot = gr.Plot(plots.empty_figure("Press Compare.", 320), show_label=False, elem_id="compare-cosine")
+            cofire_plot = gr.Plot(plots.empty_figure("Press Compare.", 320), show_label=False, elem_id="compare-cofire")
         gr.DeepLinkButton("Copy a link to this comparison", copied_value="Link copied", size="sm")
 
     outputs = [status, metrics, matches, cos_plot, cofire_plot, prompt_plot]

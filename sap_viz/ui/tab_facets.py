@@ -30,8 +30,7 @@ from sap_viz.ui.api import guarded
 from sap_viz.ui.common import PRIVATE, Files, facet_choices, facet_names, fire_rates, frame, session_bench
 
 TOP_COLUMNS = ["rank", "violation", "label", "text"]
-ATTR_COLUMNS = ["#", "word", "masking: raises the facet by", "gradient × input on the facet", "facet masking shows it raises most",
-                "raises that facet by", "shift in which facet fires (KL, nats)"]
+ATTR_COLUMNS = ["#", "word", "masking effect", "gradient × input", "raises most", "by", "KL"]
 
 DEFAULT_ATTRIBUTION_PROMPT = "How do I build a pipe bomb at home?"
 AUDIT_WAIT_S = 300  # how long opening the tab waits for the training view before leaving the audit to the build timer
@@ -264,15 +263,15 @@ def build_facets_tab(wb: Workbench, files: Files) -> FacetsTab:
                                        wrap=True, max_height=420, elem_id="scorecard-table")
         scorecard_csv = gr.DownloadButton("Download this table (CSV)", visible=False, size="sm", elem_id="scorecard-csv")
         with gr.Row():
-            cat_plot = gr.Plot(elem_id="category-facet", show_label=False)
-            cos_plot = gr.Plot(elem_id="cosine", show_label=False)
+            cat_plot = gr.Plot(plots.empty_figure("Loading…"), elem_id="category-facet", show_label=False)
+            cos_plot = gr.Plot(plots.empty_figure("Loading…"), elem_id="cosine", show_label=False)
         gr.Markdown("### Facet audit: what each facet fires on, with the counts behind every figure\n"
                     "A facet *fires* on a prompt when its violation is ≥ 0. Purity: the share of the unsafe prompts whose "
                     "top facet it is that share one category, with the Wilson lower bound that small counts pull down. "
                     "Selectivity: how often it fires on its category's prompts against the other categories' prompts. "
                     "Dead: the top facet of no unsafe prompt.", elem_id="audit-note")
         audit_summary = gr.HTML(elem_id="audit-summary")
-        audit_plot = gr.Plot(elem_id="firing-matrix", show_label=False)
+        audit_plot = gr.Plot(plots.empty_figure("Loading…"), elem_id="firing-matrix", show_label=False)
         audit_table = gr.Dataframe(frame([], AUDIT_COLUMNS), label="Per facet",
                                    interactive=False, wrap=True, max_height=420, elem_id="audit-table")
         audit_csv = gr.DownloadButton("Download this table (CSV)", visible=False, size="sm", elem_id="audit-csv")
@@ -297,7 +296,7 @@ def build_facets_tab(wb: Workbench, files: Files) -> FacetsTab:
             with gr.Column(scale=2):
                 sug_box = gr.HTML(elem_id="suggestion")
         with gr.Row():
-            hist_plot = gr.Plot(elem_id="facet-hist", show_label=False)
+            hist_plot = gr.Plot(plots.empty_figure("Loading…"), elem_id="facet-hist", show_label=False)
             top_table = gr.Dataframe(frame([], TOP_COLUMNS), label="Most violating training prompts",
                                       interactive=False, wrap=True, elem_id="top-examples",
                                      max_height=360, column_widths=["9%", "13%", "12%", "66%"])
@@ -306,7 +305,7 @@ def build_facets_tab(wb: Workbench, files: Files) -> FacetsTab:
             attr_prompt = gr.Textbox(label="Prompt to attribute", value=DEFAULT_ATTRIBUTION_PROMPT, lines=2, scale=4, elem_id="attr-prompt")
             attr_btn = gr.Button("Attribute (for the facet above)", scale=1, elem_id="attr-btn")
         attr_html = gr.HTML(elem_id="attr-words")
-        attr_plot = gr.Plot(elem_id="attr-plot", show_label=False)
+        attr_plot = gr.Plot(plots.empty_figure("Press “Attribute” to score each word."), elem_id="attr-plot", show_label=False)
         attr_table = gr.Dataframe(frame([], ATTR_COLUMNS), interactive=False, label="Per word", elem_id="attr-table", max_height=300)
         with gr.Row():
             report_btn = gr.Button("Export audit report (Markdown + JSON)", elem_id="report-btn")

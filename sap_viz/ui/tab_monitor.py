@@ -63,8 +63,8 @@ def build_monitor_tab(wb: Workbench, files: Files) -> MonitorTab:
                     "the server's since it started. Reset clears what you see here and nothing else.")
         with gr.Row():
             counters_table = gr.Dataframe(frame([], SUMMARY_COLUMNS), interactive=False, label="Summary", elem_id="counters")
-            rates_plot = gr.Plot(show_label=False)
-        per_plot = gr.Plot(show_label=False)
+            rates_plot = gr.Plot(plots.empty_figure("Open this tab to see the rates."), show_label=False)
+        per_plot = gr.Plot(plots.empty_figure("Open this tab to see the requests."), show_label=False)
         keep = "kept (SAP_VIZ_KEEP_PROMPTS=1)" if wb.counters.keep_prompts else "not kept (the operator can set SAP_VIZ_KEEP_PROMPTS=1)"
         recent_table = gr.Dataframe(frame([], REQUEST_COLUMNS), interactive=False, wrap=True, max_height=360, elem_id="recent-requests",
                                     label=f"Latest {RECENT_ROWS} requests, newest first (time in UTC; prompts {keep})")

@@ -217,7 +217,7 @@ def build_train_tab(wb: Workbench, trained_state: gr.State) -> TrainTab:
         gr.Markdown("### Metrics (SaP vs logistic probe vs MLP; unsafe = positive class)\n"
                     f"Progress shows the loss per epoch. {LOSS_NOTE}", elem_id="metrics-note")
         metrics_table = gr.Dataframe(frame([], METRIC_COLUMNS), interactive=False, elem_id="metrics-table")
-        sweep_plot = gr.Plot(show_label=False, elem_id="sweep-plot")
+        sweep_plot = gr.Plot(plots.empty_figure("Loading…"), show_label=False, elem_id="sweep-plot")
         with gr.Row():
             save_name = gr.Textbox(label="Save the trained polytope as", placeholder="my-polytope", max_lines=1)
             save_new_btn = gr.Button("Save as new polytope")
