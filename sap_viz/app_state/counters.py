@@ -22,6 +22,11 @@ PROMPT_CHARS = 500  # a kept prompt is cut to this many characters
 MAX_ROWS = 5000
 
 
+# One row of the request history, in this order (CSV export and the Monitor table).
+REQUEST_COLUMNS = ["request", "time", "mode", "prompt_flagged", "flagged_by", "prompt", "tokens",
+                   "violating_tokens", "interventions", "max_delta_norm", "refused", "benign_output_changed"]
+
+
 @dataclass
 class DeploymentCounters:
     prompts: int = 0
@@ -101,20 +106,7 @@ class DeploymentCounters:
         with self._lock:
             history = list(self.history)
         buf = io.StringIO()
-        cols = [
-            "request",
-            "time",
-            "mode",
-            "prompt_flagged",
-            "flagged_by",
-            "prompt",
-            "tokens",
-            "violating_tokens",
-            "interventions",
-            "max_delta_norm",
-            "refused",
-            "benign_output_changed",
-        ]
+        cols = REQUEST_COLUMNS
         writer = csv.DictWriter(buf, fieldnames=cols)
         writer.writeheader()
         writer.writerows(history)

@@ -64,13 +64,13 @@ class PageHandlers:
         stage = "umap" if st.umap_done else "pca" if st.done else ""
         skip = gr.skip()
         if stage == seen or wb.artifact is None:
-            return map_status_html(wb), gr.Timer(active=not finished), seen, *(skip,) * 8
-        figure, _ = self.fmap.draw_map(method, colour_by, overlay, cmp, request)
+            return map_status_html(wb), gr.Timer(active=not finished), seen, *(skip,) * 10
+        figure, _, tokens, prompts = self.fmap.draw_map(method, colour_by, overlay, cmp, request)
         if seen:  # PCA was already shown; only the map changes when UMAP arrives
-            return map_status_html(wb), gr.Timer(active=not finished), stage, skip, skip, skip, figure, *(skip,) * 4
+            return map_status_html(wb), gr.Timer(active=not finished), stage, skip, skip, skip, figure, tokens, prompts, *(skip,) * 4
         hist, top = self.facets.facet_stats_detail(wb, k)
         return (map_status_html(wb), gr.Timer(active=not finished), stage, hist, top, self.facets.cards_html(wb), figure,
-                *self.facets.audit_outputs(wb))
+                tokens, prompts, *self.facets.audit_outputs(wb))
 
     @guarded
     def activate(self, name: str, request: gr.Request):
@@ -126,7 +126,7 @@ def build_app(wb: Workbench) -> gr.Blocks:
         page = PageHandlers(wb, fmap, facets, train, owner)
         fmap.timer.tick(page.tick_map, [facets.facet_pick, view_seen, *fmap.inputs],
                         [fmap.map_status, fmap.timer, view_seen, facets.hist_plot, facets.top_table, facets.cards, fmap.feature_plot,
-                         *facets.audit_outputs],
+                         *fmap.tables, *facets.audit_outputs],
                         show_progress="hidden", **PRIVATE)
         activated = train.activate_btn.click(page.activate, [train.poly_pick],
                                              [header, train.poly_status, train.metrics_table, train.sweep_plot,

@@ -12,21 +12,17 @@ import textwrap
 import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
-from plotly.colors import qualitative
 
 from sap_viz.method.generation_results import GenerationResult
+from sap_viz.ui import palette
 from sap_viz.ui.render import esc, token_display
 
-PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#db2777", "#65a30d", "#4f46e5",
-           "#b45309", "#0d9488", "#be123c", "#7c3aed", "#15803d", "#c2410c", "#1d4ed8"]
 # Titles sit left, the toolbar (modebar) right, above a taller top margin: the toolbar never covers a title.
 # Axes grow their margin to fit tick labels, so facet names on heatmap axes are never cut off.
 pio.templates["sap"] = go.layout.Template(layout=dict(
     title=dict(x=0.01, xanchor="left", y=0.98, yanchor="top"), xaxis=dict(automargin=True), yaxis=dict(automargin=True)))
 LAYOUT = dict(template="plotly_white+sap", margin=dict(l=10, r=10, t=56, b=10), font=dict(size=12))
-# 26 colours chosen to be told apart (Green-Armytage); grey is kept for "inside / no facet".
-DISTINCT = qualitative.Alphabet
-INSIDE_GREY = "#9ca3af"
+INSIDE_GREY = palette.GREY  # "inside / no facet" is never a category colour
 
 
 def wrap_text(text: str, width: int = 70, max_lines: int = 6) -> str:
@@ -53,13 +49,14 @@ def facet_labels(names: list[str], width: int = 40) -> list[str]:
     return [f"{k}: {esc(n if len(n) <= width else n[: width - 1] + '…')}" for k, n in enumerate(names)]
 
 
-def group_colours(groups: list[str]) -> dict[str, str]:
-    """One distinct colour per legend group; groups starting with "inside" are grey."""
-    out: dict[str, str] = {}
+def group_styles(groups: list[str]) -> dict[str, tuple[str, str]]:
+    """One distinct (colour-blind-safe colour, marker symbol) pair per legend group; groups starting with
+    "inside" are grey circles."""
+    out: dict[str, tuple[str, str]] = {}
     others = [g for g in groups if not g.startswith("inside")]
     for i, group in enumerate(others):
-        out[group] = DISTINCT[i % len(DISTINCT)]
-    out.update({g: INSIDE_GREY for g in groups if g.startswith("inside")})
+        out[group] = palette.category_style(i)
+    out.update({g: (INSIDE_GREY, "circle") for g in groups if g.startswith("inside")})
     return out
 
 
@@ -75,7 +72,8 @@ def diverging_scale(z: np.ndarray) -> tuple[float, float, list]:
     zmax = float(np.clip(np.percentile(pos, 98), 1.0, 3.0)) if pos.size else 1.0
     zmin = -max(1.0, float(np.percentile(neg, 98))) if neg.size else -1.0
     w = -zmin / (zmax - zmin)
-    scale = [[0.0, "#2166ac"], [w * 0.5, "#92c5de"], [w, "#f7f7f7"], [w + (1 - w) * 0.35, "#f4a582"], [1.0, "#b2182b"]]
+    stops = [0.0, w * 0.5, w, w + (1 - w) * 0.35, 1.0]
+    scale = [[p, c] for p, c in zip(stops, palette.RDBU, strict=True)]
     return zmin, zmax, scale
 
 
@@ -117,7 +115,7 @@ def token_heatmap(result: GenerationResult, title: str = "Violations: tokens × 
         )
     )
     if 0 < result.prompt_len < len(result.tokens) + 1:
-        fig.add_vline(x=result.prompt_len - 0.5, line=dict(color="black", width=2, dash="dash"))
+        fig.add_vline(x=result.prompt_len - 0.5, line=dict(color=palette.BLACK, width=2, dash="dash"))
         fig.add_annotation(x=result.prompt_len - 0.5, y=1.02, yref="paper", text="prompt | answer", showarrow=False, font=dict(size=11))
     steered = [t for t in result.tokens if t.steered]
     if steered:
@@ -126,7 +124,7 @@ def token_heatmap(result: GenerationResult, title: str = "Violations: tokens × 
                 x=[t.index for t in steered],
                 y=[facet_labels(names)[t.top_facet or 0] for t in steered],
                 mode="markers",
-                marker=dict(symbol="x", size=10, color="black", line=dict(width=1, color="white")),
+                marker=dict(symbol="x", size=10, color=palette.BLACK, line=dict(width=1, color="#FFFFFF")),
                 name="steered",
                 hovertext=[
                     f"steered token {t.index}: ‖Δh‖ = {t.delta_norm:.3f}, after = {max(t.violations_after or [0]):+.3f}" for t in steered
@@ -141,7 +139,7 @@ def token_heatmap(result: GenerationResult, title: str = "Violations: tokens × 
                 x=[t.index for t in forced],
                 y=[facet_labels(names)[0]] * len(forced),
                 mode="markers",
-                marker=dict(symbol="triangle-down", size=9, color="#7c3aed"),
+                marker=dict(symbol="triangle-down", size=9, color=palette.PURPLE),
                 name="forced refusal",
                 hoverinfo="skip",
             )
@@ -176,8 +174,11 @@ def category_facet_heatmap(stats: dict, names: list[str]) -> go.Figure:
             z=share[:, order],
             x=[labels[k] for k in order],
             y=[esc(c) for c in cats],
-            colorscale="Blues",
+            colorscale=palette.SEQUENTIAL_BLUE,
             zmin=0,
+            text=(100 * share[:, order]).round().astype(int),
+            texttemplate="%{text}",
+            textfont=dict(size=9),
             customdata=fires[:, order],
             colorbar=dict(title="share", thickness=12),
             hovertemplate="category %{y}<br>facet %{x}<br>assigned: %{z:.0%}<br>violates it: %{customdata:.0%}<extra></extra>",
@@ -211,7 +212,7 @@ def firing_heatmap(audit: dict, order: list[int], names: list[str]) -> go.Figure
             z=share[:, order],
             x=[labels[k] for k in order],
             y=[f"{esc(c)} (n={n[i]})" for i, c in enumerate(cats)],
-            colorscale="Reds",
+            colorscale=palette.SEQUENTIAL_RED,
             zmin=0,
             zmax=1,
             text=(100 * share[:, order]).round().astype(int),
@@ -239,10 +240,12 @@ def cosine_heatmap(sim: np.ndarray, names: list[str]) -> go.Figure:
             z=sim,
             x=labels,
             y=labels,
-            colorscale="RdBu_r",
+            colorscale=palette.DIVERGING,
             zmid=0,
             zmin=-1,
             zmax=1,
+            texttemplate="%{z:.2f}",
+            textfont=dict(size=8),
             colorbar=dict(title="cos", thickness=12),
             hovertemplate="%{y}<br>%{x}<br>cos = %{z:.2f}<extra></extra>",
         )
@@ -260,7 +263,7 @@ def cosine_heatmap(sim: np.ndarray, names: list[str]) -> go.Figure:
 def violation_histogram(values: np.ndarray, total: int, facet: int, name: str) -> go.Figure:
     if len(values) == 0:
         return empty_figure(f"Facet {facet} fires on none of the {total} training prompts.")
-    fig = go.Figure(go.Histogram(x=values, nbinsx=30, marker_color="#dc2626"))
+    fig = go.Figure(go.Histogram(x=values, nbinsx=30, marker_color=palette.FIRES, texttemplate="%{y}"))
     fig.update_layout(
         **LAYOUT,
         height=280,
@@ -278,9 +281,9 @@ def attribution_figure(words: list[str], delta: np.ndarray, gxi: np.ndarray | No
     """Per word: the masking effect and gradient × input on one facet, each on its own axis (their scales differ)."""
     x = [f"{i}:{esc(w[:14])}" for i, w in enumerate(words)]
     fig = go.Figure()
-    fig.add_trace(go.Bar(x=x, y=delta, name=f"masking ({esc(masking)})", marker_color="#dc2626", offsetgroup=0, yaxis="y"))
+    fig.add_trace(go.Bar(x=x, y=delta, name=f"masking ({esc(masking)})", marker_color=palette.VERMILLION, offsetgroup=0, yaxis="y"))
     if gxi is not None:
-        fig.add_trace(go.Bar(x=x, y=gxi, name="gradient × input", marker_color="#2563eb", offsetgroup=1, yaxis="y2"))
+        fig.add_trace(go.Bar(x=x, y=gxi, name="gradient × input", marker_color=palette.BLUE, offsetgroup=1, yaxis="y2"))
     fig.update_layout(
         **LAYOUT,
         height=300,
@@ -297,35 +300,56 @@ def attribution_figure(words: list[str], delta: np.ndarray, gxi: np.ndarray | No
 def feature_map_figure(
     coords: np.ndarray, colour: list[str], hover: list[str], title: str, trajectories: list[tuple[str, np.ndarray, list[str]]] | None = None
 ) -> go.Figure:
-    """Scatter of the training map coloured by a categorical value, with prompt trajectories on top."""
+    """Scatter of the training map, one (colour, symbol) per category, with the last generation's tokens on top.
+
+    A new token is placed by its nearest training neighbours, so consecutive tokens jump across the
+    map: joined by lines, two 40-token answers drew a fan of ~80 segments over the data. The tokens
+    are drawn as points (the end of the prompt as a star); each run's path is one legend entry, hidden
+    until clicked. The values behind each point are in the table under the plot.
+    """
     fig = go.Figure()
     groups = sorted(set(colour), key=natural_key)
-    colours = group_colours(groups)
+    styles = group_styles(groups)
     for group in groups:
         idx = [j for j, c in enumerate(colour) if c == group]
+        fill, symbol = styles[group]
         fig.add_trace(
             go.Scatter(
                 x=coords[idx, 0],
                 y=coords[idx, 1],
                 mode="markers",
                 name=esc(group)[:40],
-                marker=dict(size=5, opacity=0.65, color=colours[group]),
+                marker=dict(size=6, opacity=0.75, color=fill, symbol=symbol),
                 hovertext=[hover[j] for j in idx],
                 hoverinfo="text",
             )
         )
     for name, pts, labels in trajectories or []:
+        unsteered = "unsteered" in name
+        fill = palette.BLACK if unsteered else palette.STEERED
         fig.add_trace(
             go.Scatter(
                 x=pts[:, 0],
                 y=pts[:, 1],
-                mode="lines+markers",
+                mode="markers",
                 name=esc(name),
-                line=dict(width=1, color="black" if "unsteered" in name else "#f59e0b"),
-                opacity=0.8,
-                marker=dict(size=6, color=list(range(len(pts))), colorscale="Viridis", line=dict(width=0.5, color="black")),
+                legendgroup=name,
+                marker=dict(size=8, color=fill, symbol="circle-open" if unsteered else "diamond",
+                            line=dict(width=1.5 if unsteered else 0.5, color=palette.BLACK)),
                 hovertext=labels,
                 hoverinfo="text",
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=pts[:, 0],
+                y=pts[:, 1],
+                mode="lines",
+                name=f"{'unsteered' if unsteered else 'steered'} path, token to token (click to show)",
+                legendgroup=name,
+                visible="legendonly",
+                line=dict(width=1, color=fill, dash="dot" if unsteered else "solid"),
+                hoverinfo="skip",
             )
         )
         fig.add_trace(
@@ -334,15 +358,17 @@ def feature_map_figure(
                 y=[pts[0, 1]],
                 mode="markers",
                 showlegend=False,
+                legendgroup=name,
                 hoverinfo="skip",
-                marker=dict(symbol="star", size=14, color="#f59e0b", line=dict(width=1, color="black")),
+                marker=dict(symbol="star", size=14, color=fill, line=dict(width=1, color=palette.BLACK if not unsteered else "#FFFFFF")),
             )
         )
     fig.update_layout(
         **LAYOUT,
         height=620,
         title=dict(text=esc(title), font=dict(size=14)),
-        legend=dict(itemsizing="constant", font=dict(size=11)),
+        # Below the plot, not beside it: on a phone a side legend covers the points.
+        legend=dict(itemsizing="constant", font=dict(size=11), orientation="h", yanchor="top", y=-0.02, xanchor="left", x=0),
         xaxis=dict(showticklabels=False),
         yaxis=dict(showticklabels=False),
     )
@@ -363,7 +389,7 @@ def threshold_sweep_figure(sweep: dict) -> go.Figure:
                 y=[p["tpr"] for p in points],
                 mode="lines",
                 name=esc(split),
-                line=dict(color=PALETTE[i]),
+                line=dict(color=palette.CATEGORY[i % len(palette.CATEGORY)]),
                 hovertext=[f"threshold {p['threshold']:+.3f}<br>TPR {p['tpr']:.3f}<br>FPR {p['fpr']:.3f}" for p in points],
                 hoverinfo="text",
             )
@@ -375,12 +401,14 @@ def threshold_sweep_figure(sweep: dict) -> go.Figure:
                 y=[at_zero["tpr"]],
                 mode="markers",
                 showlegend=False,
-                marker=dict(size=10, color=PALETTE[i], symbol="diamond", line=dict(width=1, color="black")),
+                marker=dict(size=10, color=palette.CATEGORY[i % len(palette.CATEGORY)], symbol="diamond",
+                            line=dict(width=1, color=palette.BLACK)),
                 hovertext=f"{esc(split)}: threshold ≈ 0 (deployed)",
                 hoverinfo="text",
             )
         )
-    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="#9ca3af"), showlegend=False, hoverinfo="skip"))
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color=palette.GREY), showlegend=False,
+                             hoverinfo="skip"))
     fig.update_layout(
         **LAYOUT,
         height=380,
@@ -404,13 +432,13 @@ def monitor_figures(history: list[dict], summary: dict) -> tuple[go.Figure, go.F
     intervened = int(summary.get("intervened_prompts") or 0)
     req = [h["request"] for h in history]
     per = go.Figure()
-    per.add_trace(go.Bar(x=req, y=[h["violating_tokens"] for h in history], name="violating tokens", marker_color="#dc2626"))
+    per.add_trace(go.Bar(x=req, y=[h["violating_tokens"] for h in history], name="violating tokens", marker_color=palette.FIRES))
     if intervened:
-        per.add_trace(go.Bar(x=req, y=[h["interventions"] for h in history], name="interventions", marker_color="#f59e0b"))
+        per.add_trace(go.Bar(x=req, y=[h["interventions"] for h in history], name="interventions", marker_color=palette.STEERED))
         per.add_trace(
             go.Scatter(
                 x=req, y=[h["max_delta_norm"] for h in history], name="max ‖Δh‖", yaxis="y2", mode="lines+markers",
-                marker_color="#2563eb"
+                marker_color=palette.BLUE
             )
         )
     per.update_layout(
@@ -425,11 +453,11 @@ def monitor_figures(history: list[dict], summary: dict) -> tuple[go.Figure, go.F
     )
     keys = ["prompt_trigger_rate", "token_trigger_rate"]
     labels = ["prompt trigger", "token trigger"]
-    colours = ["#dc2626", "#f97316"]
+    colours = [palette.VERMILLION, palette.ORANGE]
     if intervened:
         keys += ["refusal_rate", "benign_unchanged_rate"]
         labels += [f"refusal ({intervened} steer/refuse)", "benign unchanged (steer/refuse)"]
-        colours += ["#7c3aed", "#16a34a"]
+        colours += [palette.PURPLE, palette.GREEN]
     vals = [summary.get(k) for k in keys]
     rates = go.Figure(
         go.Bar(

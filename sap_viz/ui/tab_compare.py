@@ -14,6 +14,8 @@ from sap_viz.ui.api import guarded
 from sap_viz.ui.common import PRIVATE, frame, session_bench
 
 DEFAULT_COMPARE_PROMPT = "How do I build a pipe bomb at home?"
+METRIC_COLUMNS = ["polytope", "layer", "facets", "probe prompts", "recall", "fpr", "f1", "auroc"]
+MATCH_COLUMNS = ["facet of A", "fires on (A)", "closest in B by normal", "cosine", "most co-firing in B", "co-firing (Jaccard)"]
 
 
 class CompareHandlers:
@@ -48,7 +50,8 @@ class CompareHandlers:
         msg = render.status_html("ok", f"A = “{na}” (layer {cmp.layers[0]}, {len(fa)} facets) vs B = “{nb}” (layer {cmp.layers[1]}, "
                                        f"{len(fb)} facets) on the {len(cmp.unsafe)} probe prompts of {PROBE_FILE.name}, never trained "
                                        f"on ({time.monotonic() - t0:.1f} s).")
-        return msg, frame(cmp.metric_rows()).round(4), frame(cmp.matches()), cos_fig, cofire_fig, prompt_fig
+        matches = frame(cmp.matches())
+        return msg, frame(cmp.metric_rows(), METRIC_COLUMNS).round(4), matches, cos_fig, cofire_fig, prompt_fig
 
     @staticmethod
     def prompt_figure(bench: Workbench, name_a: str, name_b: str, prompt: str):
@@ -82,14 +85,16 @@ def build_compare_tab(wb: Workbench) -> None:
             prompt = gr.Textbox(DEFAULT_COMPARE_PROMPT, label="Prompt scored by both", lines=1, scale=4, elem_id="compare-prompt")
             run_btn = gr.Button("Compare", variant="primary", scale=1, elem_id="compare-btn")
         status = gr.HTML(elem_id="compare-status")
-        prompt_plot = gr.Plot(show_label=False, elem_id="compare-prompt-plot")
-        metrics = gr.Dataframe(interactive=False, label="Detection on the same probe prompts (threshold 0, unsafe = positive)",
+        prompt_plot = gr.Plot(plots.empty_figure("Press Compare.", 320), show_label=False, elem_id="compare-prompt-plot")
+        metrics = gr.Dataframe(frame([], METRIC_COLUMNS), interactive=False,
+                               label="Detection on the same probe prompts (threshold 0, unsafe = positive)",
                                elem_id="compare-metrics")
-        matches = gr.Dataframe(interactive=False, wrap=True, label="Facet correspondence: each facet of A and its best match in B",
+        matches = gr.Dataframe(frame([], MATCH_COLUMNS), interactive=False, wrap=True,
+                               label="Facet correspondence: each facet of A and its best match in B",
                                elem_id="compare-matches", max_height=420)
         with gr.Row():
-            cos_plot = gr.Plot(show_label=False, elem_id="compare-cosine")
-            cofire_plot = gr.Plot(show_label=False, elem_id="compare-cofire")
+            cos_plot = gr.Plot(plots.empty_figure("Press Compare.", 320), show_label=False, elem_id="compare-cosine")
+            cofire_plot = gr.Plot(plots.empty_figure("Press Compare.", 320), show_label=False, elem_id="compare-cofire")
         gr.DeepLinkButton("Copy a link to this comparison", copied_value="Link copied", size="sm")
 
     outputs = [status, metrics, matches, cos_plot, cofire_plot, prompt_plot]

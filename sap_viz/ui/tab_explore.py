@@ -101,6 +101,22 @@ def token_rows(cmp: Comparison) -> list[dict]:
     return rows
 
 
+TOKEN_TABLE_COLUMNS = ["#", "part", "token", "max v", "worst facet", "steered"]
+
+
+def token_table(res: GenerationResult | None) -> list[dict]:
+    """One run's tokens with every facet's violation: what a token chip's hover says, readable without hovering."""
+    if res is None:
+        return []
+    return [{"#": t.index, "part": token_part(t), "token": repr(t.text),
+             "max v": None if t.max_violation is None else round(t.max_violation, 3),
+             "worst facet": None if t.top_facet is None else f"{t.top_facet}: {res.facet_names[t.top_facet]}",
+             "steered": "yes" if t.steered else "",
+             **{f"v{k} {name}": None if t.violations is None else round(float(t.violations[k]), 3)
+                for k, name in enumerate(res.facet_names)}}
+            for t in res.tokens]
+
+
 # ---------------------------------------------------------------- handlers
 
 
@@ -304,6 +320,12 @@ class ExploreHandlers:
         """The visitor runs their own prompt: the example banner and switch go."""
         return render.empty(""), gr.update(visible=False), "", gr.Timer(active=False)
 
+    @staticmethod
+    def show_token_table(which: str, cmp: Comparison | None):
+        res = None if cmp is None else cmp.baseline if which == "unsteered" else cmp.intervened
+        rows = token_table(res)
+        return frame(rows) if rows else frame([], TOKEN_TABLE_COLUMNS)
+
     @guarded
     def show_run(self, which: str, cmp: Comparison | None):
         if cmp is None:
@@ -382,6 +404,8 @@ def build_explore_tab(wb: Workbench, files: Files, last_cmp: gr.State) -> Explor
                                        "as the steering polytope measured them",
                                  wrap=True, elem_id="why-table", buttons=["copy"],
                                  column_widths=["5%", "9%", "12%", "9%", "9%", "8%", "8%", "12%", "28%"])
+        token_values = gr.Dataframe(frame([], TOKEN_TABLE_COLUMNS), interactive=False, wrap=True, max_height=360,
+                                    elem_id="token-table", label="Every token's violation of every facet (what hovering a token shows)")
         with gr.Row(elem_id="explore-share"):
             why_dl = gr.DownloadButton("Download this table (CSV)", visible=False, size="sm", elem_id="why-csv")
             tok_dl = gr.DownloadButton("Download per-token violations (CSV)", visible=False, size="sm", elem_id="tokens-csv")
@@ -399,7 +423,8 @@ def build_explore_tab(wb: Workbench, files: Files, last_cmp: gr.State) -> Explor
     gen_click = run_btn.click(handlers.run_generate, gen_inputs, gen_outputs, **PRIVATE)
     gen_submit = prompt.submit(handlers.run_generate, gen_inputs, gen_outputs, **PRIVATE)
     for event in (gen_click, gen_submit):
-        event.success(handlers.show_finished, [last_cmp, run_state], gen_outputs[:8], **PRIVATE)
+        event.success(handlers.show_finished, [last_cmp, run_state], gen_outputs[:8], **PRIVATE).then(
+            handlers.show_token_table, [run_pick, last_cmp], [token_values], **PRIVATE)
     # Stops streaming to this page and says what was stopped; the run in progress ends and frees the model.
     stop_btn.click(handlers.stopped, [run_state, other_out], gen_outputs[1:], cancels=[gen_click, gen_submit], **PRIVATE)
     run_pick.change(handlers.show_run, [run_pick, last_cmp], [tokens_view, heatmap], **PRIVATE)
@@ -409,5 +434,7 @@ def build_explore_tab(wb: Workbench, files: Files, last_cmp: gr.State) -> Explor
     prompt.submit(handlers.hide_example, None, hide_outputs, show_progress="hidden", **PRIVATE)
     example_pick.input(handlers.pick_example, [example_pick, example_key], example_outputs, **PRIVATE)
     example_timer.tick(handlers.poll_example, [example_key, run_state], example_outputs, show_progress="hidden", **PRIVATE)
+    run_pick.change(handlers.show_token_table, [run_pick, last_cmp], [token_values], **PRIVATE)
+    run_btn.click(lambda: frame([], TOKEN_TABLE_COLUMNS), None, [token_values], **PRIVATE)  # cleared as a run starts
     return ExploreTab(prompt=prompt, verdict=verdict, example_outputs=example_outputs, example_key=example_key,
                       handlers=handlers)

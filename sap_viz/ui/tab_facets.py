@@ -29,6 +29,9 @@ from sap_viz.ui import plots, render
 from sap_viz.ui.api import guarded
 from sap_viz.ui.common import PRIVATE, Files, facet_choices, facet_names, fire_rates, frame, session_bench
 
+TOP_COLUMNS = ["rank", "violation", "label", "text"]
+ATTR_COLUMNS = ["#", "word", "masking effect", "gradient × input", "raises most", "by", "KL"]
+
 DEFAULT_ATTRIBUTION_PROMPT = "How do I build a pipe bomb at home?"
 AUDIT_WAIT_S = 300  # how long opening the tab waits for the training view before leaving the audit to the build timer
 AUTO_CHOICE = ("auto (read from the name)", "auto")
@@ -149,9 +152,9 @@ class FacetHandlers:
         if view is None:
             wb.start_view_build()
             return (plots.empty_figure("Training-set statistics are being computed (progress under Feature map)."),
-                    frame([], ["rank", "violation", "label", "text"]))
+                    frame([], TOP_COLUMNS))
         return (plots.violation_histogram(positive_violations(view.violations, k), len(view.texts), k, art.facet_name(k)),
-                frame(top_examples(view.texts, view.violations, k, 10, view.labels)))
+                frame(top_examples(view.texts, view.violations, k, 10, view.labels), TOP_COLUMNS))
 
     @guarded
     def facet_detail(self, k: int | None, request: gr.Request):
@@ -267,16 +270,17 @@ def build_facets_tab(wb: Workbench, files: Files) -> FacetsTab:
                                        wrap=True, max_height=420, elem_id="scorecard-table")
         scorecard_csv = gr.DownloadButton("Download this table (CSV)", visible=False, size="sm", elem_id="scorecard-csv")
         with gr.Row():
-            cat_plot = gr.Plot(elem_id="category-facet", show_label=False)
-            cos_plot = gr.Plot(elem_id="cosine", show_label=False)
+            cat_plot = gr.Plot(plots.empty_figure("Loading…"), elem_id="category-facet", show_label=False)
+            cos_plot = gr.Plot(plots.empty_figure("Loading…"), elem_id="cosine", show_label=False)
         gr.Markdown("### Facet audit: what each facet fires on, with the counts behind every figure\n"
                     "A facet *fires* on a prompt when its violation is ≥ 0. Purity: the share of the unsafe prompts whose "
                     "top facet it is that share one category, with the Wilson lower bound that small counts pull down. "
                     "Selectivity: how often it fires on its category's prompts against the other categories' prompts. "
                     "Dead: the top facet of no unsafe prompt.", elem_id="audit-note")
         audit_summary = gr.HTML(elem_id="audit-summary")
-        audit_plot = gr.Plot(elem_id="firing-matrix", show_label=False)
-        audit_table = gr.Dataframe(label="Per facet", interactive=False, wrap=True, max_height=420, elem_id="audit-table")
+        audit_plot = gr.Plot(plots.empty_figure("Loading…"), elem_id="firing-matrix", show_label=False)
+        audit_table = gr.Dataframe(frame([], AUDIT_COLUMNS), label="Per facet",
+                                   interactive=False, wrap=True, max_height=420, elem_id="audit-table")
         audit_csv = gr.DownloadButton("Download this table (CSV)", visible=False, size="sm", elem_id="audit-csv")
         choices = facet_choices(wb)
         facet_pick = gr.Dropdown(choices=choices, value=0 if choices else None, label="Facet", elem_id="facet-pick")
@@ -302,16 +306,17 @@ def build_facets_tab(wb: Workbench, files: Files) -> FacetsTab:
             with gr.Column(scale=2):
                 sug_box = gr.HTML(elem_id="suggestion")
         with gr.Row():
-            hist_plot = gr.Plot(elem_id="facet-hist", show_label=False)
-            top_table = gr.Dataframe(label="Most violating training prompts", interactive=False, wrap=True, elem_id="top-examples",
+            hist_plot = gr.Plot(plots.empty_figure("Loading…"), elem_id="facet-hist", show_label=False)
+            top_table = gr.Dataframe(frame([], TOP_COLUMNS), label="Most violating training prompts",
+                                      interactive=False, wrap=True, elem_id="top-examples",
                                      max_height=360, column_widths=["9%", "13%", "12%", "66%"])
         gr.Markdown("### Which words drive a facet: single-word masking and gradient × input")
         with gr.Row():
             attr_prompt = gr.Textbox(label="Prompt to attribute", value=DEFAULT_ATTRIBUTION_PROMPT, lines=2, scale=4, elem_id="attr-prompt")
             attr_btn = gr.Button("Attribute (for the facet above)", scale=1, elem_id="attr-btn")
         attr_html = gr.HTML(elem_id="attr-words")
-        attr_plot = gr.Plot(elem_id="attr-plot", show_label=False)
-        attr_table = gr.Dataframe(interactive=False, label="Per word", elem_id="attr-table", max_height=300)
+        attr_plot = gr.Plot(plots.empty_figure("Press “Attribute” to score each word."), elem_id="attr-plot", show_label=False)
+        attr_table = gr.Dataframe(frame([], ATTR_COLUMNS), interactive=False, label="Per word", elem_id="attr-table", max_height=300)
         with gr.Row():
             report_btn = gr.Button("Export audit report (Markdown + JSON)", elem_id="report-btn")
             report_files = gr.File(label="Audit report", file_count="multiple", interactive=False, elem_id="report-files", visible=False)

@@ -12,9 +12,11 @@ from sap_viz.app_state.workbench import Workbench
 from sap_viz.method.generation_results import Comparison
 from sap_viz.ui import plots, render
 from sap_viz.ui.api import guarded
-from sap_viz.ui.common import PRIVATE, facet_names, session_bench
+from sap_viz.ui.common import PRIVATE, facet_names, frame, session_bench
 
 COLOUR_BY = ["label", "category", "top facet", "prediction"]
+TOKEN_COLUMNS = ["run", "point", "token", "max v", "worst facet"]
+PROMPT_COLUMNS = ["prompt", "label", "category", "colour group", "max v", "worst facet"]
 
 
 def short(text: str, width: int = 40) -> str:
@@ -58,15 +60,25 @@ def point_hovers(view: TrainingView, names: list[str]) -> list[str]:
             for t, lab, cat, s, k in zip(view.texts, view.labels, view.categories, scores, view.top_facet, strict=True)]
 
 
+def prompt_rows(view: TrainingView, colour: list[str], names: list[str]) -> list[dict]:
+    """What a training point's hover says, as a table row (a phone cannot hover), worst first."""
+    scores = view.violations.max(dim=1).values
+    rows = [{"prompt": " ".join(t.split()), "label": lab, "category": cat, "colour group": group, "max v": round(float(s), 3),
+             "worst facet": f"{int(k)}: {names[int(k)]}"}
+            for t, lab, cat, group, s, k in zip(view.texts, view.labels, view.categories, colour, scores, view.top_facet, strict=True)]
+    return sorted(rows, key=lambda r: -r["max v"])
+
+
 class MapHandlers:
     """Event handlers of the tab (method names are the private endpoints' names)."""
 
     def __init__(self, wb: Workbench) -> None:
         self.wb = wb
 
-    def trajectories(self, wb: Workbench, view: TrainingView, method: str, cmp: Comparison) -> list[tuple]:
-        """The states the monitor saw in the last generation (end of prompt, then each answer token), projected."""
-        out = []
+    def trajectories(self, wb: Workbench, view: TrainingView, method: str, cmp: Comparison) -> tuple[list[tuple], list[dict]]:
+        """The states the monitor saw in the last generation (end of prompt, then each answer token), projected,
+        and one table row per point."""
+        out, rows = [], []
         runs = [("unsteered", cmp.baseline)] + ([("steered", cmp.intervened)] if cmp.intervened is not cmp.baseline else [])
         for label, res in runs:
             states = wb.trajectory([t.token_id for t in res.tokens], res.text_span)[res.prompt_len - 1 :]
@@ -75,7 +87,11 @@ class MapHandlers:
             tok_labels = [f"{label}: answer token {t.index - res.prompt_len} {render.esc(repr(t.text))}" if not t.is_prompt
                           else f"{label}: end of prompt (★)" for t in shown]
             out.append((f"{label} trajectory of “{short(res.prompt)}” (★ = end of prompt)", pts, tok_labels))
-        return out
+            names = res.facet_names
+            rows += [{"run": label, "point": "end of prompt (★)" if t.is_prompt else f"answer token {t.index - res.prompt_len}",
+                      "token": repr(t.text), "max v": None if t.max_violation is None else round(t.max_violation, 3),
+                      "worst facet": None if t.top_facet is None else f"{t.top_facet}: {names[t.top_facet]}"} for t in shown]
+        return out, rows
 
     @guarded
     def draw_map(self, method: str, colour_by: str, overlay: bool, cmp: Comparison | None, request: gr.Request):
@@ -83,7 +99,8 @@ class MapHandlers:
         wb.start_view_build()
         view = wb.training_view()
         if view is None:
-            return plots.empty_figure("The training map is still being computed; see the status above.", 400), map_status_html(wb)
+            return (plots.empty_figure("The training map is still being computed; see the status above.", 400), map_status_html(wb),
+                    frame([], TOKEN_COLUMNS), frame([], PROMPT_COLUMNS))
         method = method.lower()
         fallback = ""
         if method not in view.coords:
@@ -93,17 +110,19 @@ class MapHandlers:
         names = facet_names(wb)
         colour = point_colours(view, colour_by, names)
         hover = point_hovers(view, names)
-        trajectories = self.trajectories(wb, view, method, cmp) if overlay and cmp is not None else []
+        trajectories, token_table = self.trajectories(wb, view, method, cmp) if overlay and cmp is not None else ([], [])
         title = f"{method.upper()} of layer-{art.layer} training features ({len(view.texts)} prompts), coloured by {colour_by}{fallback}"
         if trajectories:
             title += f" · trajectory of “{short(cmp.baseline.prompt, 50)}”"
-        return plots.feature_map_figure(view.coords[method], colour, hover, title, trajectories), map_status_html(wb)
+        return (plots.feature_map_figure(view.coords[method], colour, hover, title, trajectories), map_status_html(wb),
+                frame(token_table, TOKEN_COLUMNS), frame(prompt_rows(view, colour, names), PROMPT_COLUMNS))
 
 
 @dataclass
 class FeatureMapTab:
     map_status: gr.HTML
     feature_plot: gr.Plot
+    tables: list  # the generation's tokens and the training prompts on the map, as tables
     timer: gr.Timer
     inputs: list  # method, colour by, overlay, last comparison: what draw_map reads
     handlers: MapHandlers
@@ -120,6 +139,10 @@ def build_feature_map_tab(wb: Workbench, last_cmp: gr.State) -> FeatureMapTab:
             overlay = gr.Checkbox(value=True, label="Overlay the last generation's per-token trajectory")
             draw_btn = gr.Button("Draw map", variant="primary", elem_id="draw-map")
         feature_plot = gr.Plot(plots.empty_figure("Press 'Draw map'.", 400), elem_id="feature-map", show_label=False)
+        token_table = gr.Dataframe(frame([], TOKEN_COLUMNS), interactive=False, wrap=True, max_height=320, elem_id="map-tokens",
+                                   label="The last generation's tokens on the map (what each trajectory point's hover says)")
+        prompt_table = gr.Dataframe(frame([], PROMPT_COLUMNS), interactive=False, wrap=True, max_height=320, elem_id="map-prompts",
+                                    label="The training prompts on the map, most violating first (what each point's hover says)")
         gr.Markdown("Each point is a training prompt's layer-L state at its last token (the position the polytope was trained on; "
                     "for a last+mean polytope, beside the mean state over the request), standardised like the polytope's input. "
                     "New tokens are placed by their nearest training neighbours (UMAP) "
@@ -127,9 +150,10 @@ def build_feature_map_tab(wb: Workbench, last_cmp: gr.State) -> FeatureMapTab:
         timer = gr.Timer(3.0)
 
     inputs = [map_method, colour_by, overlay, last_cmp]
-    outputs = [feature_plot, map_status]
+    outputs = [feature_plot, map_status, token_table, prompt_table]
     draw_btn.click(handlers.draw_map, inputs, outputs, **PRIVATE)
     map_tab.select(handlers.draw_map, inputs, outputs, **PRIVATE)
     map_method.change(handlers.draw_map, inputs, outputs, **PRIVATE)
     colour_by.change(handlers.draw_map, inputs, outputs, **PRIVATE)
-    return FeatureMapTab(map_status=map_status, feature_plot=feature_plot, timer=timer, inputs=inputs, handlers=handlers)
+    return FeatureMapTab(map_status=map_status, feature_plot=feature_plot, tables=[token_table, prompt_table], timer=timer,
+                         inputs=inputs, handlers=handlers)

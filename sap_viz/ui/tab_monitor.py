@@ -9,11 +9,13 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from sap_viz.app_state.counters import REQUEST_COLUMNS
 from sap_viz.app_state.workbench import Workbench
 from sap_viz.ui import plots, render
 from sap_viz.ui.common import PRIVATE, Files, frame, session_bench
 
 RECENT_ROWS = 50
+SUMMARY_COLUMNS = ["counter", "value"]
 
 
 class MonitorHandlers:
@@ -35,8 +37,9 @@ class MonitorHandlers:
         per, rates = plots.monitor_figures(data["requests"], summary)
         monitored_only = summary["prompts"] > 0 and not summary.get("intervened_prompts")
         shown = {k: v for k, v in summary.items() if not (monitored_only and k in plots.INTERVENTION_COUNTERS)}
-        table = frame([{"counter": k.replace("_", " "), "value": "n/a" if v is None else str(v)} for k, v in shown.items()])
-        recent = frame(list(reversed(data["requests"]))[:RECENT_ROWS])
+        table = frame([{"counter": k.replace("_", " "), "value": "n/a" if v is None else str(v)} for k, v in shown.items()],
+                      SUMMARY_COLUMNS)
+        recent = frame(list(reversed(data["requests"]))[:RECENT_ROWS], REQUEST_COLUMNS)
         return table, per, rates, recent, mode_note(summary)
 
     def export_counters(self, request: gr.Request):
@@ -78,11 +81,11 @@ def build_monitor_tab(wb: Workbench, files: Files) -> MonitorTab:
                     "the server's since it started. Reset clears what you see here and nothing else.")
         note = gr.HTML(elem_id="monitor-mode-note")
         with gr.Row():
-            counters_table = gr.Dataframe(interactive=False, label="Summary", elem_id="counters")
-            rates_plot = gr.Plot(show_label=False, elem_id="counter-rates")
-        per_plot = gr.Plot(show_label=False)
+            counters_table = gr.Dataframe(frame([], SUMMARY_COLUMNS), interactive=False, label="Summary", elem_id="counters")
+            rates_plot = gr.Plot(plots.empty_figure("Open this tab to see the rates."), show_label=False, elem_id="counter-rates")
+        per_plot = gr.Plot(plots.empty_figure("Open this tab to see the requests."), show_label=False)
         keep = "kept (SAP_VIZ_KEEP_PROMPTS=1)" if wb.counters.keep_prompts else "not kept (the operator can set SAP_VIZ_KEEP_PROMPTS=1)"
-        recent_table = gr.Dataframe(interactive=False, wrap=True, max_height=360, elem_id="recent-requests",
+        recent_table = gr.Dataframe(frame([], REQUEST_COLUMNS), interactive=False, wrap=True, max_height=360, elem_id="recent-requests",
                                     label=f"Latest {RECENT_ROWS} requests, newest first (time in UTC; prompts {keep})")
         with gr.Row():
             refresh_btn = gr.Button("Refresh", elem_id="counters-refresh")

@@ -22,6 +22,8 @@ from sap_viz.ui import plots, render
 from sap_viz.ui.api import guarded
 from sap_viz.ui.common import PRIVATE, frame, session_bench
 
+METRIC_COLUMNS = ["split", "method", "n", "accuracy", "precision", "recall", "f1", "fpr", "fnr", "auroc", "over_refusal"]
+
 
 def session_key(request: gr.Request | None) -> str:
     return getattr(request, "session_hash", None) or "no-session"
@@ -67,7 +69,7 @@ class TrainHandlers:
         """Metrics table and threshold sweep stored with the active polytope."""
         art = wb.artifact
         if art is None:
-            return frame([]), plots.empty_figure("No polytope.")
+            return frame([], METRIC_COLUMNS), plots.empty_figure("No polytope.")
         metrics = frame(metrics_rows(art.meta.get("metrics") or {})).round(4)
         label = f"Metrics of the active polytope “{wb.active_name}”"
         return gr.update(value=metrics, label=label), plots.threshold_sweep_figure(art.meta.get("threshold_sweep") or {})
@@ -243,8 +245,8 @@ def build_train_tab(wb: Workbench, trained_state: gr.State) -> TrainTab:
         train_status = gr.HTML(elem_id="train-status")
         gr.Markdown("### Metrics (SaP vs logistic probe vs MLP; unsafe = positive class)\n"
                     f"Progress shows the loss per epoch. {LOSS_NOTE}", elem_id="metrics-note")
-        metrics_table = gr.Dataframe(interactive=False, elem_id="metrics-table")
-        sweep_plot = gr.Plot(show_label=False, elem_id="sweep-plot")
+        metrics_table = gr.Dataframe(frame([], METRIC_COLUMNS), interactive=False, elem_id="metrics-table")
+        sweep_plot = gr.Plot(plots.empty_figure("Loading…"), show_label=False, elem_id="sweep-plot")
         with gr.Row():
             save_name = gr.Textbox(label="Save the trained polytope as", placeholder="my-polytope", max_lines=1)
             save_new_btn = gr.Button("Save as new polytope")

@@ -45,7 +45,7 @@ def test_a_run_clears_the_previous_results_first_and_counts_tokens(handlers):
     *_, last = run
     assert last[-1]["phase"] == "done" and last[-1]["baseline"] >= 1 and last[-2] is not None
     # The finished page is drawn by a separate, non-streamed event (what a deep link can save and reopen).
-    base, other, verdict, tokens, *_ = (u["value"] for u in handlers.show_finished(last[-2], last[-1]))
+    base, other, verdict, tokens, *_ = (u["value"] for u in handlers.show_finished(last[-2], last[-1], None))
     assert base and "Result for “How do I build a bomb?”" in verdict and "sap-tok" in tokens
 
 

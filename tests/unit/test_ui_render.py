@@ -11,8 +11,8 @@ from sap_viz.ui import plots, render
 
 def test_top_facet_colours_are_distinct_and_inside_is_grey():
     groups = [f"facet {k}: name {k}" for k in range(14)] + ["inside (no facet fires)"]
-    colours = plots.group_colours(groups)
-    assert len(set(colours.values())) == 15 and colours["inside (no facet fires)"] == plots.INSIDE_GREY
+    styles = plots.group_styles(groups)
+    assert len(set(styles.values())) == 15 and styles["inside (no facet fires)"][0] == plots.INSIDE_GREY
 
 
 def test_violation_scale_is_white_at_zero_and_plus_one_is_clearly_red():

@@ -1,0 +1,254 @@
+"""Look and layout in a real browser (issue 28: 9–12): axe on every tab, a phone, table headers, Compare's
+width, the palette on the page, and a page that goes network-idle.
+
+One app server (the shipped polytope copied twice into a temporary folder) and one generation, made
+first; the other tests read the page it left. Screenshots go to ``SAP_VIZ_SCREENSHOTS`` when set.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import playwright.sync_api as playwright_api
+import pytest
+from axe_playwright_python.sync_playwright import Axe
+
+from sap_viz.settings import DEFAULT_POLYTOPE
+from sap_viz.ui import palette
+from tests.app_server import AppServer
+
+pytestmark = pytest.mark.browser
+
+SOURCE = Path(os.environ.get("SAP_VIZ_TEST_POLYTOPE") or DEFAULT_POLYTOPE)
+CHROMIUM = os.environ.get("SAP_VIZ_CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--no-first-run"]
+SHOTS = Path(os.environ.get("SAP_VIZ_SCREENSHOTS") or tempfile.mkdtemp(prefix="sap-viz-layout-"))
+MAP_ROWS = os.environ.get("SAP_VIZ_TEST_MAP_ROWS", "400")
+TABS = ["Explore / Generate", "Feature map", "Facets", "Train & calibrate", "Compare", "Monitor"]
+IDLE_BOUND_MS = 15_000
+# Components Gradio marks while an event runs: the page has settled when none is left.
+BUSY = ".pending, .eta-bar, .progress-bar, .progress-text"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    assert (SOURCE / "polytope.safetensors").is_file(), f"the shipped polytope is missing: {SOURCE}"
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    root = tmp_path_factory.mktemp("layout")
+    copy = root / "polytopes" / "test-polytope"
+    shutil.copytree(SOURCE, copy)
+    shutil.copytree(SOURCE, root / "polytopes" / "second-copy")  # Compare needs two
+    env = {"SAP_VIZ_POLYTOPE": str(copy), "SAP_VIZ_MAP_MAX_ROWS": MAP_ROWS if MAP_ROWS != "0" else ""}
+    with AppServer(env, startup_timeout=400, log_path=root / "app.log") as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def browser(server):
+    with playwright_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+def new_page(browser, server, width: int, height: int):
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    page.goto(server.url, wait_until="domcontentloaded")
+    page.locator("#generate-btn").wait_for()
+    return page
+
+
+def settle(page, timeout_s: float = 300) -> None:
+    """Wait until no component shows Gradio's pending/progress state (a faded component fails contrast)."""
+    deadline = time.monotonic() + timeout_s
+    while page.locator(BUSY).count() and time.monotonic() < deadline:
+        page.wait_for_timeout(300)
+    page.wait_for_timeout(500)
+
+
+def open_tab(page, name: str) -> None:
+    """Click a tab; on a phone Gradio moves the tabs that do not fit into its "More tabs" menu."""
+    tab = page.get_by_role("tab", name=name, exact=True)
+    if tab.count() and tab.first.is_visible():
+        tab.first.click()
+    else:
+        page.get_by_role("button", name="More tabs").click()
+        page.locator(".overflow-dropdown button", has_text=name).first.click()
+    page.wait_for_timeout(800)
+    settle(page)
+
+
+def wait_rows(page, elem_id: str, timeout_ms: int = 120_000) -> None:
+    """A Gradio table has rows (read from the DOM: its virtual list hides the measuring row from innerText)."""
+    page.wait_for_function(f"[...document.querySelectorAll('#{elem_id} td')].some(td => td.textContent.trim())", timeout=timeout_ms)
+
+
+def generate(page) -> None:
+    page.get_by_text("Harmful: pipe bomb", exact=True).click()
+    page.wait_for_function("document.querySelector('#prompt textarea').value.includes('pipe bomb')")
+    page.locator("#generate-btn").click()
+    page.locator("#verdict .sap-verdict").wait_for(timeout=240_000)
+    wait_rows(page, "token-table")
+    settle(page)
+
+
+def run_compare(page) -> None:
+    page.locator("#compare-btn").click()
+    wait_rows(page, "compare-metrics", 240_000)
+    page.locator("#compare-cosine .js-plotly-plot .main-svg").first.wait_for()
+    settle(page)
+
+
+@pytest.fixture(scope="module")
+def desktop(browser, server):
+    """A 1400 px page after one generation (and the map and Compare drawn once)."""
+    page = new_page(browser, server, 1400, 1000)
+    generate(page)
+    open_tab(page, "Feature map")
+    status = page.locator("#map-status")
+    page.wait_for_function("/ready|unavailable/.test(document.querySelector('#map-status').innerText)", timeout=400_000)
+    assert "unavailable" not in status.inner_text()
+    page.locator("#draw-map").click()
+    wait_rows(page, "map-tokens")
+    settle(page)
+    open_tab(page, "Compare")
+    run_compare(page)
+    open_tab(page, "Explore / Generate")
+    yield page
+    page.context.close()
+
+
+def test_axe_finds_no_serious_violation_on_any_tab(desktop):
+    """axe-core's default rules over the whole document, nothing excluded, on every tab after a generation."""
+    axe = Axe()
+    found = {}
+    for name in TABS:
+        open_tab(desktop, name)
+        results = axe.run(desktop)
+        bad = [v for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
+        if bad:
+            found[name] = [(v["id"], v["impact"], [n["target"] for n in v["nodes"][:3]], v["nodes"][0].get("failureSummary", "")[:200])
+                           for v in bad]
+    assert not found, found
+
+
+def test_tables_have_real_column_headers(desktop):
+    """No table shows Gradio's placeholder headers "1 2 3" (a frame without named columns)."""
+    seen = {}
+    for name in TABS:
+        open_tab(desktop, name)
+        heads = desktop.evaluate("""() => [...document.querySelectorAll('table')].filter(t => t.offsetParent)
+            .map(t => [t.closest('[id]')?.id || '?', [...t.querySelectorAll('thead th')].map(th => th.innerText.trim())])""")
+        for table, cells in heads:
+            seen[f"{name}/{table}"] = cells
+    placeholders = {t: c for t, c in seen.items() if any(re.fullmatch(r"\d+", c) for c in c if c)}
+    assert not placeholders, placeholders
+    for table in ["Compare/compare-metrics", "Compare/compare-matches", "Monitor/recent-requests", "Explore / Generate/token-table",
+                  "Feature map/map-tokens"]:
+        assert any(cell for cell in seen.get(table, [])), (table, seen.get(table))
+
+
+def test_compare_fits_the_page_width(desktop):
+    """At 1400 px nothing in the Compare tab is wider than its panel or cut off on the right."""
+    open_tab(desktop, "Compare")
+    desktop.screenshot(path=str(SHOTS / "compare-1400.png"), full_page=True)
+    sizes = desktop.evaluate("""() => {
+        const button = document.querySelector('#compare-btn');
+        const panel = button.closest('[role=tabpanel]') || button.closest('.tabitem');
+        const right = panel.getBoundingClientRect().right;
+        // What a reader sees: text, table cells, buttons and the plots' canvases (not plotly's invisible drag layers).
+        const cut = [...panel.querySelectorAll('text, td, th, button, label, .main-svg')].filter(e => {
+            const r = e.getBoundingClientRect(); return r.width > 0 && r.right > right + 1 && !e.closest('.visually-hidden'); })
+            .map(e => (e.id || e.getAttribute('class') || e.tagName).toString().slice(0, 60));
+        return {scroll: panel.scrollWidth, client: panel.clientWidth, page: document.documentElement.scrollWidth, cut: cut.slice(0, 8)};
+    }""")
+    assert sizes["scroll"] <= sizes["client"] and sizes["page"] <= 1400, sizes
+    assert sizes["cut"] == [], sizes
+
+
+def test_feature_map_uses_the_palette_and_draws_no_fan_of_lines(desktop):
+    """The map's points are palette colours; the trajectories are points, their paths hidden until asked for."""
+    open_tab(desktop, "Feature map")
+    desktop.locator("#colour-by input").click()
+    desktop.get_by_role("option", name="top facet").click()
+    desktop.wait_for_timeout(1500)
+    settle(desktop)
+    desktop.screenshot(path=str(SHOTS / "feature-map.png"), full_page=True)
+    fills = desktop.evaluate("""() => [...document.querySelectorAll('#feature-map .scatterlayer .trace .points path')]
+        .map(p => getComputedStyle(p).fill).filter(f => f && f !== 'none')""")
+    assert len(fills) > 100
+
+    def hex_of(rgb: str) -> str:
+        r, g, b = (int(x) for x in re.findall(r"\d+", rgb)[:3])
+        return f"#{r:02X}{g:02X}{b:02X}"
+
+    off = {hex_of(f) for f in fills} - {c.upper() for c in palette.ALL}
+    assert not off, off
+    drawn_lines = desktop.locator("#feature-map .scatterlayer .trace .js-line").count()
+    assert drawn_lines == 0
+
+
+def test_phone_layout_has_no_horizontal_scroll(browser, server):
+    """At 390 × 844, after a generation, every tab fits the screen: no horizontal scrolling, and the
+    plots are drawn at the phone's width (none wider than the screen)."""
+    page = new_page(browser, server, 390, 844)
+    try:
+        generate(page)
+        wide = {}
+        for name in TABS:
+            open_tab(page, name)
+            if name == "Compare":
+                run_compare(page)
+            page.screenshot(path=str(SHOTS / f"phone-{name[:7].strip().replace(' ', '-').lower()}.png"), full_page=True)
+            widths = page.evaluate("""() => ({scroll: document.documentElement.scrollWidth, inner: window.innerWidth,
+                plots: [...document.querySelectorAll('.js-plotly-plot .main-svg')].filter(s => s.getBoundingClientRect().width > 0)
+                       .map(s => Math.round(s.getBoundingClientRect().right))})""")
+            if widths["scroll"] > widths["inner"] or any(r > widths["inner"] for r in widths["plots"]):
+                wide[name] = widths
+        assert not wide, wide
+    finally:
+        page.context.close()
+
+
+def wait_network_idle(page, in_flight: dict, timeout_ms: int) -> None:
+    """Playwright's rule for "networkidle" (no request in flight for 500 ms), checkable again later in a page's life."""
+    deadline, quiet_since = time.monotonic() + timeout_ms / 1000, None
+    while time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+        if in_flight:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= 0.5:
+            return
+    raise AssertionError(f"still in flight after {timeout_ms} ms: {sorted(set(in_flight.values()))}")
+
+
+@pytest.mark.xfail(strict=True, reason="Gradio's session heartbeat (GET /gradio_api/heartbeat/<session>) is one stream held "
+                   "open for the whole visit; the app needs it for gr.State cleanup and demo.unload (end_session). Blocking only "
+                   "that request, the page is network-idle 1.9 s after load: nothing polls.")
+def test_page_becomes_network_idle_after_load_and_after_a_generation(browser, server):
+    """Nothing keeps polling: the page reaches network idle within a bound, after load and after a generation."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    in_flight: dict[int, str] = {}
+    page.on("request", lambda r: in_flight.__setitem__(id(r), r.url.split("?")[0]))
+    page.on("requestfinished", lambda r: in_flight.pop(id(r), None))
+    page.on("requestfailed", lambda r: in_flight.pop(id(r), None))
+    try:
+        page.set_default_timeout(120_000)
+        page.goto(server.url, wait_until="domcontentloaded")
+        page.wait_for_load_state("networkidle", timeout=IDLE_BOUND_MS)
+        generate(page)
+        wait_network_idle(page, in_flight, IDLE_BOUND_MS)
+    finally:
+        context.close()
