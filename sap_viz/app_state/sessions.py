@@ -106,7 +106,7 @@ class Sessions:
             return session
 
     def end(self, session_id: str | None) -> None:
-        """End a session now (the page was closed): its folder and views go."""
+        """End a session now (the API and tests; the page holds no connection that would say it closed): its folder and views go."""
         if session_id:
             with self._lock:
                 self._end(session_id)

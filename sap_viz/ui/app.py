@@ -18,7 +18,7 @@ from sap_viz.method.generation_results import Comparison
 from sap_viz.settings import ASSETS_DIR, get_limits
 from sap_viz.ui import render
 from sap_viz.ui.api import guarded, register
-from sap_viz.ui.common import PRIVATE, Files, header_html, session_bench
+from sap_viz.ui.common import PRIVATE, Files, header_html, page_state, session_bench, without_heartbeat
 from sap_viz.ui.owner_panel import OwnerPanel, build_owner_panel
 from sap_viz.ui.tab_compare import build_compare_tab
 from sap_viz.ui.tab_explore import build_explore_tab
@@ -42,7 +42,9 @@ def launch_kwargs() -> dict:
     """
     css = ASSETS_DIR / "style.css"
     return {"css_paths": [css] if css.is_file() else None, "max_file_size": f"{get_limits().max_upload_mb + 1}mb",
-            "footer_links": ["api", "gradio"]}
+            "footer_links": ["api", "gradio"],
+            # pages whose values (page_state) are kept at once; the least recently used go first
+            "state_session_capacity": get_limits().max_sessions}
 
 
 class PageHandlers:
@@ -98,19 +100,15 @@ class PageHandlers:
         return (header_html(wb), *overview, metrics, sweep,
                 gr.update(choices=wb.list_polytopes(), value=wb.active_name), self.owner.proposals_table(wb))
 
-    def end_session(self, request: gr.Request) -> None:
-        """The page was closed: the visitor's polytopes, choice and counters go."""
-        self.wb.end_session(getattr(request, "session_hash", None))
-
 
 def build_app(wb: Workbench) -> gr.Blocks:
     files = Files()
     # delete_cache: files Gradio keeps of uploads and outputs are removed after an hour (checked hourly)
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         register(wb)  # first, so the documented names (/activate, /reset_counters …) are not taken by UI handlers
-        last_cmp = gr.State(None)  # the last comparison: Explore writes it, the Feature map overlays it
-        trained_state = gr.State(None)  # the last trained, not yet saved polytope (Train & calibrate)
-        view_seen = gr.State("")  # "", "pca", "umap": what the page has shown of the training view
+        last_cmp = page_state()  # the last comparison: Explore writes it, the Feature map overlays it
+        trained_state = page_state()  # the last trained, not yet saved polytope (Train & calibrate)
+        view_seen = page_state("")  # "", "pca", "umap": what the page has shown of the training view
         gr.Markdown(INTRO, elem_id="sap-intro")
         # with an owner token the page load fills in the header: only then is it known whose session this is
         header = gr.HTML(header_html(wb) if wb.roles.local else render.empty("Loading…"), elem_id="sap-header")
@@ -138,6 +136,5 @@ def build_app(wb: Workbench) -> gr.Blocks:
         demo.load(explore.handlers.load_example, None, explore.example_outputs, show_progress="hidden", **PRIVATE)
         demo.load(page.on_load, None, [header, *facets.overview_outputs, train.metrics_table, train.sweep_plot, train.poly_pick,
                                        owner.proposals], **PRIVATE)
-        demo.unload(page.end_session)
         demo.load(facets.handlers.facet_detail, [facets.facet_pick], facets.detail_outputs, **PRIVATE)
-    return demo
+    return without_heartbeat(demo)

@@ -12,12 +12,42 @@ import time
 import uuid
 from pathlib import Path
 
+import gradio as gr
 import pandas as pd
 
 from sap_viz.app_state.workbench import Workbench
 from sap_viz.ui import render
 
 PRIVATE = dict(api_visibility="private")  # UI event handlers are private endpoints; the documented API is in api.py
+
+#: How long a page's own values (its last comparison, an unsaved trained polytope…) are kept after they were
+#: last written. The page holds no heartbeat connection (it would keep the page from ever going network-idle),
+#: so Gradio cannot tell when a tab closes: values expire instead, as visitor sessions do (``session_ttl_s``).
+PAGE_STATE_TTL_S = 2 * 3600
+
+
+def page_state(value=None) -> gr.State:
+    """A per-page value that expires :data:`PAGE_STATE_TTL_S` after its last write."""
+    return gr.State(value, time_to_live=PAGE_STATE_TTL_S)
+
+
+def without_heartbeat(demo: gr.Blocks) -> gr.Blocks:
+    """Serve the page without Gradio's session heartbeat.
+
+    Gradio keeps one request open for a whole visit whenever an app has ``gr.State`` (to delete it when the tab
+    closes), so the page never becomes network-idle. Here page values expire by time (:func:`page_state`),
+    visitor sessions by ``session_ttl_s`` and least-recent use (``app_state.sessions``), and the number of pages
+    whose values are kept is capped at launch (``state_session_capacity``), so nothing needs the heartbeat.
+    """
+    build_config = demo.get_config_file
+
+    def get_config_file():
+        config = build_config()
+        config["connect_heartbeat"] = False
+        return config
+
+    demo.get_config_file = get_config_file  # the config sent to every page is built by this method
+    return demo
 DOWNLOAD_TTL_S = 3600  # generated CSV/zip/report downloads are deleted after an hour
 
 

@@ -15,7 +15,7 @@ from sap_viz.method.generation_results import Comparison, GenerationResult
 from sap_viz.method.request_settings import STRENGTH_MAX
 from sap_viz.ui import plots, render
 from sap_viz.ui.api import DEFAULT_STRENGTH, guarded, make_configs
-from sap_viz.ui.common import PRIVATE, Files, frame, session_bench
+from sap_viz.ui.common import PRIVATE, Files, frame, page_state, session_bench
 
 NO_STEERING_PART = ("Steer is unavailable for this polytope: it has no steering part (the refusal direction and answer check "
                     "that Steer needs). Polytopes trained here get the shipped part when it fits (same model, layer 16 or "
@@ -413,9 +413,9 @@ def build_explore_tab(wb: Workbench, files: Files, last_cmp: gr.State) -> Explor
             gr.DeepLinkButton("Copy a link to this result", copied_value="Link copied", size="sm")
         # What the running generation has done so far, for Stop. Inside the Tab: a State placed directly
         # under gr.Tabs counts as a tab there and shifts every tab after it.
-        run_state = gr.State(None)
+        run_state = page_state()
         # the shown example's cache key, "pending:<key>" while it is computed, "" once the visitor runs their own prompt
-        example_key = gr.State(handlers.initial_key)
+        example_key = page_state(handlers.initial_key)
         example_timer = gr.Timer(2.0, active=False)
 
     gen_inputs = [prompt, mode, strength, max_new, anti_repeat, fallback]

@@ -233,9 +233,6 @@ def wait_network_idle(page, in_flight: dict, timeout_ms: int) -> None:
     raise AssertionError(f"still in flight after {timeout_ms} ms: {sorted(set(in_flight.values()))}")
 
 
-@pytest.mark.xfail(strict=True, reason="Gradio's session heartbeat (GET /gradio_api/heartbeat/<session>) is one stream held "
-                   "open for the whole visit; the app needs it for gr.State cleanup and demo.unload (end_session). Blocking only "
-                   "that request, the page is network-idle 1.9 s after load: nothing polls.")
 def test_page_becomes_network_idle_after_load_and_after_a_generation(browser, server):
     """Nothing keeps polling: the page reaches network idle within a bound, after load and after a generation."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
