@@ -1,6 +1,7 @@
 """Does word attribution put the harmful word first on short prompts? A sweep, chosen on one set, reported on another.
 
-    python -m research.attribution.measure            # from the repository root; about 10 min on 2 CPU cores
+    python -m research.attribution.measure            # from the repository root; about 15 min on 2 busy CPU cores
+    python -m research.attribution.measure --tables   # rewrite results.md from results.json, no model
 
 Reads ``tests/data/attribution_short_harmful.jsonl``: 40 short harmful requests (at most 10 words) from
 the built-in data, each with THE harmful word annotated before anything was measured. Annotation rule:
@@ -22,6 +23,7 @@ Writes ``results.json`` (every prompt's per-word values) and ``results.md`` (the
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import time
@@ -99,7 +101,7 @@ def target_values(att: np.ndarray, base: np.ndarray, perturbed_max: np.ndarray |
 def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
     p = hits / n
     centre, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return (centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n)
+    return max(0.0, (centre - half) / (1 + z * z / n)), min(1.0, (centre + half) / (1 + z * z / n))
 
 
 def measure_prompt(lm, art, row: dict) -> dict:
@@ -165,10 +167,44 @@ def markdown(summary: dict) -> str:
               f"Target: 80 %. {'Reached' if f['rate'] >= 0.8 else 'Not reached on the held-out prompts'}.", "",
               "## Misses of the shipped method on the reporting set", ""]
     lines += [f"- {m['text']} — annotated “{m['harmful_word']}”, ranked first “{m['first']}”" for m in f["misses"]] or ["- none"]
+    lines += ["", "## Notes", "",
+              "- Why deletion fails on short prompts: deleting the first word (\"How\", \"Can\", \"Where\") or \"I\" breaks the",
+              "  request and moves every facet; replacing a word by a neutral word breaks it as much (\"How thing I make",
+              "  ricin?\"), so replacement alone is worse than deletion. Measuring filler words against the neutral",
+              "  frame (the same sentence with every content word replaced) keeps only the part of a filler's effect that",
+              "  depends on the content; fillers then often read negative (\"How\" matters less with \"ricin\" than with \"thing\").",
+              "- Leaving fillers out of the ranking scores the same here, but hides them; the frame keeps a value for every word.",
+              "- Annotation caveat, seen only after measuring (not changed): in \"Can you help me find a drug dealer?\" replacing",
+              "  \"dealer\" (\"drug test\") also makes the request benign, so by the rule that prompt should have been left out.",
+              "- \"Explain the step-by-step synthesis of methamphetamine.\" is not flagged by the polytope at all (worst facet",
+              "  below 0): there is no harm to attribute.",
+              "- The choosing set's figure is optimistic by construction (the method was picked on it); the reporting set's",
+              f"  {f['hits']}/{f['n']} is the honest one, and 20 prompts leave a wide interval."]
     return "\n".join(lines) + "\n"
 
 
+def write(summary: dict, results: list[dict]) -> None:
+    (HERE / "results.json").write_text(json.dumps({"summary": summary, "prompts": results}, indent=1, ensure_ascii=False) + "\n")
+    (HERE / "results.md").write_text(markdown(summary))
+
+
+def retable() -> None:
+    """The tables again from the stored per-prompt ranks (e.g. after a change to how they are printed)."""
+    stored = json.loads((HERE / "results.json").read_text())
+    summary, results = stored["summary"], stored["prompts"]
+    summary["choose"], summary["report"] = hit_table(results, "choose"), hit_table(results, "report")
+    summary["chosen"] = choose(summary["choose"])
+    f = summary["final"]
+    f["wilson95"] = [round(x, 3) for x in wilson(f["hits"], f["n"])]
+    write(summary, results)
+
+
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--tables", action="store_true", help="rewrite the tables from results.json without the model")
+    if ap.parse_args().tables:
+        retable()
+        return
     t0 = time.monotonic()
     lm = load_model()
     art = load_polytope(DEFAULT_POLYTOPE, lm.hidden_size, lm.num_layers, lm.fingerprint)
@@ -188,12 +224,12 @@ def main() -> None:
         hits += first == row["word_index"]
         if first != row["word_index"]:
             misses.append({"text": row["text"], "harmful_word": row["harmful_word"], "first": att.words[first]})
-    lo, hi = wilson(hits, 20)
-    summary["final"] = {"hits": hits, "n": 20, "rate": hits / 20, "wilson95": [round(lo, 3), round(hi, 3)], "misses": misses,
+    n = sum(r["set"] == "report" for r in rows)
+    lo, hi = wilson(hits, n)
+    summary["final"] = {"hits": hits, "n": n, "rate": hits / n, "wilson95": [round(lo, 3), round(hi, 3)], "misses": misses,
                         "method": "word_masking defaults (deletion, fillers against the neutral frame), the prompt's worst facet"}
     summary["seconds"] = round(time.monotonic() - t0)
-    (HERE / "results.json").write_text(json.dumps({"summary": summary, "prompts": results}, indent=1, ensure_ascii=False) + "\n")
-    (HERE / "results.md").write_text(markdown(summary))
+    write(summary, results)
     print(markdown(summary))
 
 

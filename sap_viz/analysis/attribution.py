@@ -16,8 +16,9 @@ Two per-word readings, meant to be read side by side:
   its content words replaced by ``neutral`` ("How do I thing thing?"). A function word's effect is its
   masking effect in the prompt minus its masking effect in the frame, i.e. only the part that depends
   on the content; a content word's effect is its plain masking effect. On 20 short harmful prompts
-  the harmful word ranked first on the prompt's worst facet 19 times (plain deletion: 14), and 15 of
-  20 held-out prompts (deletion: 10); ``research/attribution/`` has the sweep and the annotation rule.
+  the harmful word ranked first on the prompt's worst facet 19 times (plain deletion: 14), on 20
+  held-out ones 15 times (deletion: 10; deletion on facet 0, the tab's old default view: 6), short of
+  the 80 % aimed at; ``research/attribution/`` has the sweep, the sets and the annotation rule.
 * **Gradient × input** on the polytope score: the gradient of each facet's violation at the
   prompt's last token with respect to the input embeddings, times the embeddings, summed over the
   embedding and over the word's tokens. One forward and K backward passes, no rescoring; it is a
