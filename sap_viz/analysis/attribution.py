@@ -10,6 +10,15 @@ Two per-word readings, meant to be read side by side:
   facets before and after says how much the word changes *which* facet fires; both softmaxes use the
   spread (std over facets) of the unmasked prompt's violations as temperature, so it does not depend
   on the polytope's scale. All masked variants are scored in one batched pass.
+* **The neutral frame** (default): deleting a filler word ("How", "do", "I") breaks the sentence and
+  moves every facet, so on short prompts fillers outranked the harmful word ("How do I make ricin?").
+  Each function word's effect is therefore measured *against the neutral frame*: the same prompt with
+  its content words replaced by ``neutral`` ("How do I thing thing?"). A function word's effect is its
+  masking effect in the prompt minus its masking effect in the frame, i.e. only the part that depends
+  on the content; a content word's effect is its plain masking effect. On 20 short harmful prompts
+  the harmful word ranked first on the prompt's worst facet 19 times (plain deletion: 14), on 20
+  held-out ones 15 times (deletion: 10; deletion on facet 0, the tab's old default view: 6), short of
+  the 80 % aimed at; ``research/attribution/`` has the sweep, the sets and the annotation rule.
 * **Gradient × input** on the polytope score: the gradient of each facet's violation at the
   prompt's last token with respect to the input embeddings, times the embeddings, summed over the
   embedding and over the word's tokens. One forward and K backward passes, no rescoring; it is a
@@ -32,8 +41,22 @@ from sap_viz.model.prompts import encode_prompt, tokenizer_lock
 
 WINDOW = 0
 BASELINE = ""  # what a masked word is replaced by; "" deletes it
+NEUTRAL = "thing"  # what the neutral frame puts in place of each content word (chosen on the choosing set)
 MAX_WORDS = 80
 _WORD = re.compile(r"\S+")
+_CORE = re.compile(r"^(\W*)(.*?)(\W*)$", re.DOTALL)
+# Closed-class English words (pronouns, determiners, auxiliaries, prepositions, conjunctions, question
+# words): the sentence frame. Every other word counts as content and is neutralised in the frame.
+FUNCTION_WORDS = frozenset("""
+a an the this that these those some any each every no all both either neither another such
+i me my mine myself you your yours yourself he him his himself she her hers herself it its itself we us our ours
+ourselves they them their theirs themselves someone somebody anyone anybody everyone one someone's somebody's
+how why what which who whom whose where when whether what's how's where's who's
+do does did doing done can could shall should will would may might must is are was were be been being am
+have has had having get to of in on at by for from with into onto about over under through between against
+without within across along toward towards up down out off upon and or but nor so yet if then than because
+while as not just also very too please
+""".split())
 
 
 @dataclass
@@ -46,6 +69,10 @@ class WordAttribution:
     window: int
     baseline: str = BASELINE
     grad_x_input: np.ndarray | None = None  # W × K, gradient × input of each facet's violation, summed per word
+    neutral: str | None = NEUTRAL  # the frame's stand-in for content words; None: plain masking, no frame
+    frame: str = ""  # the prompt with its content words replaced by ``neutral``
+    plain_delta: np.ndarray | None = None  # W × K, base − masked before the frame correction
+    function_word: list[bool] | None = None  # which words are frame words (corrected by their effect in the frame)
 
     @property
     def top_facet(self) -> int:
@@ -54,7 +81,15 @@ class WordAttribution:
     @property
     def masking_label(self) -> str:
         what = "deleted" if not self.baseline else f"replaced by {self.baseline!r}"
-        return f"word {what}" if self.window == 0 else f"word and its ±{self.window} neighbours {what}"
+        label = f"word {what}" if self.window == 0 else f"word and its ±{self.window} neighbours {what}"
+        if self.neutral:
+            label += f"; filler words counted against the neutral frame “{self.frame}”"
+        return label
+
+    def ranked(self, facet: int | None = None) -> list[int]:
+        """Word indices from the one that raises ``facet`` most (default: the prompt's worst facet) down."""
+        k = self.top_facet if facet is None else facet
+        return [int(i) for i in np.argsort(-self.delta[:, k], kind="stable")]
 
     def to_dict(self) -> dict:
         out = {
@@ -65,6 +100,9 @@ class WordAttribution:
         }
         if self.grad_x_input is not None:
             out["gradient_x_input"] = [[round(float(v), 5) for v in row] for row in self.grad_x_input]
+        if self.neutral:
+            out.update({"neutral": self.neutral, "frame": self.frame, "function_word": self.function_word,
+                        "plain_delta": [[round(float(v), 5) for v in row] for row in self.plain_delta]})
         return out
 
     def rows(self, facet: int | None = None) -> list[dict]:
@@ -74,6 +112,8 @@ class WordAttribution:
         for i, word in enumerate(self.words):
             most = int(np.argmax(self.delta[i])) if self.delta.shape[1] else 0
             row = {"#": i, "word": word, f"masking: raises facet {k} by": float(self.delta[i, k])}
+            if self.plain_delta is not None:
+                row[f"deleted, no frame: raises facet {k} by"] = float(self.plain_delta[i, k])
             if self.grad_x_input is not None:
                 row[f"gradient × input on facet {k}"] = float(self.grad_x_input[i, k])
             row.update({"facet masking shows it raises most": f"{most}: {self.facet_names[most]}",
@@ -94,6 +134,25 @@ def masked_variants(words: list[str], window: int = WINDOW, baseline: str = BASE
     """For each word, the prompt with that word and its ±``window`` neighbours replaced by ``baseline`` ("" deletes)."""
     fill = [baseline] if baseline else []
     return [" ".join(words[: max(0, i - window)] + fill + words[i + window + 1 :]) for i in range(len(words))]
+
+
+def split_core(word: str) -> tuple[str, str, str]:
+    """(leading punctuation, the word itself, trailing punctuation); a word of punctuation only is all core."""
+    pre, core, post = _CORE.match(word).groups()  # type: ignore[union-attr]
+    return (pre, core, post) if core else ("", word, "")
+
+
+def is_function_word(word: str) -> bool:
+    return split_core(word)[1].lower() in FUNCTION_WORDS
+
+
+def neutral_frame(words: list[str], neutral: str = NEUTRAL) -> list[str]:
+    """The prompt's words with every content word replaced by ``neutral`` (its punctuation kept), one word for one."""
+    out = []
+    for w in words:
+        pre, core, post = split_core(w)
+        out.append(w if core.lower() in FUNCTION_WORDS else pre + neutral + post)
+    return out
 
 
 def kl_softmax(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
@@ -155,24 +214,37 @@ def gradient_x_input(lm: LoadedModel, art: PolytopeArtifact, prompt: str, n_word
 
 
 def word_masking(lm: LoadedModel, art: PolytopeArtifact, prompt: str, window: int = WINDOW, max_words: int = MAX_WORDS,
-                 baseline: str = BASELINE, gradients: bool = True) -> WordAttribution:
-    """Per-word attribution of the prompt's facet violations: masking and gradient × input (caller serialises model access)."""
+                 baseline: str = BASELINE, gradients: bool = True, neutral: str | None = NEUTRAL) -> WordAttribution:
+    """Per-word attribution of the prompt's facet violations: masking (function words against the neutral frame
+    unless ``neutral`` is None) and gradient × input (caller serialises model access)."""
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError("the prompt to attribute must be non-empty text")
     if not 0 <= window <= 20:
         raise ValueError("window must be between 0 and 20")
     if not isinstance(baseline, str) or len(baseline) > 40 or any(ch.isspace() for ch in baseline):
         raise ValueError("the masking baseline must be one word (at most 40 characters) or empty to delete")
+    if neutral is not None and (not isinstance(neutral, str) or not neutral.isalpha() or len(neutral) > 40):
+        raise ValueError("the neutral word must be one word of letters (at most 40)")
     words = split_words(prompt, max_words)
     variants = masked_variants(words, window, baseline)
-    viol = score_texts(lm, art, [prompt, *variants])
-    base, masked = viol[0], viol[1:]
+    frame = neutral_frame(words, neutral) if neutral else []
+    frame_texts = [" ".join(frame), *masked_variants(frame, window, baseline)] if neutral else []
+    viol = score_texts(lm, art, [prompt, *variants, *frame_texts])
+    base, masked = viol[0], viol[1 : 1 + len(variants)]
     delta = (base[None, :] - masked).numpy() if len(variants) else np.zeros((0, len(base)))
+    plain, function_word = None, None
+    if neutral:
+        frame_viol = viol[1 + len(variants) :]
+        frame_delta = (frame_viol[0][None, :] - frame_viol[1:]).numpy()
+        function_word = [is_function_word(w) for w in words]
+        plain = delta
+        delta = np.where(np.array(function_word)[:, None], plain - frame_delta, plain).astype(np.float32)
     temperature = float(base.std()) if base.numel() > 1 and float(base.std()) > 1e-6 else 1.0
     kl = kl_softmax(base.expand_as(masked) / temperature, masked / temperature).numpy() if len(variants) else np.zeros(0)
     names = [art.facet_name(k) for k in range(art.polytope.num_facets)]
     gxi = gradient_x_input(lm, art, prompt, len(words)) if gradients else None
-    return WordAttribution(words, base.tolist(), delta, kl, names, window, baseline, gxi)
+    return WordAttribution(words, base.tolist(), delta, kl, names, window, baseline, gxi, neutral,
+                           " ".join(frame), plain, function_word)
 
 
 def top_examples(texts: list[str], violations: torch.Tensor, facet: int, k: int = 10, labels: list[str] | None = None) -> list[dict]:

@@ -347,14 +347,21 @@ def history_html(history: list[dict], shown: int = 10) -> str:
 
 
 def attribution_html(words: list[str], values: np.ndarray, caption: str) -> str:
-    """Words tinted by their attribution (red raises the facet, blue lowers it); hover shows the value."""
+    """Words tinted by their attribution (red raises the facet, blue lowers it), each with its value written under it
+    and the word that raises it most named first: no figure is reachable only by hovering."""
     scale = float(np.abs(values).max()) if len(values) else 1.0
     chips = []
     for w, v in zip(words, values, strict=True):
         t = float(v) / max(scale, 1e-9)
         colour = f"rgba(220, 38, 38, {0.1 + 0.7 * t:.2f})" if t >= 0 else f"rgba(59, 130, 246, {0.1 + 0.7 * -t:.2f})"
-        chips.append(f'<span class="sap-word" style="background:{colour}" title="{esc(f"{v:+.4f}")}">{esc(w)}</span>')
-    return f'<div class="sap-attr"><div class="sap-legend">{esc(caption)}</div>{" ".join(chips)}</div>'
+        chips.append(f'<span class="sap-word" style="background:{colour}" title="{esc(f"{v:+.4f}")}">{esc(w)}'
+                     f'<span class="sap-word-value">{float(v):+.2f}</span></span>')
+    top = ""
+    if len(values):
+        i = int(np.argmax(values))
+        top = (f'<div class="sap-attr-top">Raises it most: <b class="sap-attr-top-word">{esc(words[i])}</b> '
+               f'(<span class="sap-attr-top-value">{float(values[i]):+.2f}</span>)</div>')
+    return f'<div class="sap-attr"><div class="sap-legend">{esc(caption)}</div>{top}{" ".join(chips)}</div>'
 
 
 def suggestion_html(facet: dict, suggestion: dict | None) -> str:

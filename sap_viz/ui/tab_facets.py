@@ -217,14 +217,16 @@ class FacetHandlers:
         return (msg, cards, cos_fig, cat_fig, hist, gr.update(choices=facet_choices(wb), value=int(k)), *tables)
 
     @guarded
-    def run_attribution(self, prompt: str, k: int | None, request: gr.Request):
+    def run_attribution(self, prompt: str, k: int | None, use_picked: bool, request: gr.Request):
+        """By default the prompt's own worst facet: the facet picked above (facet 0 unless changed) usually is not
+        the one the prompt violates, and on it fillers outranked the harmful word (issue 28, finding 8)."""
         att = session_bench(self.wb, request).attribution(prompt)
-        k = att.top_facet if k is None else int(k)
+        k = att.top_facet if not use_picked or k is None else int(k)
         name = f"facet {k} “{att.facet_names[k]}”"
         worst = f"The prompt's worst facet: {att.top_facet} “{att.facet_names[att.top_facet]}” at {att.base[att.top_facet]:+.2f}."
         masking = render.attribution_html(
             att.words, att.delta[:, k], f"Masking ({att.masking_label}): how much each word raises {name} "
-            "(red raises it, blue lowers it; hover for the value). " + worst)
+            "(red raises it, blue lowers it). " + worst)
         gxi = att.grad_x_input[:, k] if att.grad_x_input is not None else None
         gradient = "" if gxi is None else render.attribution_html(
             att.words, gxi, f"Gradient × input on {name}: a first-order estimate of the same effect, from one backward pass.")
@@ -313,7 +315,10 @@ def build_facets_tab(wb: Workbench, files: Files) -> FacetsTab:
         gr.Markdown("### Which words drive a facet: single-word masking and gradient × input")
         with gr.Row():
             attr_prompt = gr.Textbox(label="Prompt to attribute", value=DEFAULT_ATTRIBUTION_PROMPT, lines=2, scale=4, elem_id="attr-prompt")
-            attr_btn = gr.Button("Attribute (for the facet above)", scale=1, elem_id="attr-btn")
+            with gr.Column(scale=1, min_width=160):
+                attr_btn = gr.Button("Attribute", elem_id="attr-btn")
+                attr_use_pick = gr.Checkbox(False, label="Use the facet picked above (default: the prompt's worst facet)",
+                                            elem_id="attr-use-pick")
         attr_html = gr.HTML(elem_id="attr-words")
         attr_plot = gr.Plot(plots.empty_figure("Press “Attribute” to score each word."), elem_id="attr-plot", show_label=False)
         attr_table = gr.Dataframe(frame([], ATTR_COLUMNS), interactive=False, label="Per word", elem_id="attr-table", max_height=300)
@@ -337,7 +342,8 @@ def build_facets_tab(wb: Workbench, files: Files) -> FacetsTab:
                            [lab_status, cards, cos_plot, cat_plot, hist_plot, facet_pick, *audit_outputs, *scorecard_outputs],
                            **PRIVATE)
     saved.success(guarded(handlers.suggestion_box), [facet_pick], [sug_box], **PRIVATE)
-    attr_btn.click(handlers.run_attribution, [attr_prompt, facet_pick], [attr_html, attr_plot, attr_table], **PRIVATE)
+    attr_btn.click(handlers.run_attribution, [attr_prompt, facet_pick, attr_use_pick], [attr_html, attr_plot, attr_table],
+                   **PRIVATE)
     report_btn.click(handlers.export_report, None, [report_files], **PRIVATE)
     return FacetsTab(cards=cards, cat_plot=cat_plot, cos_plot=cos_plot, facet_pick=facet_pick, hist_plot=hist_plot,
                      top_table=top_table, detail_outputs=detail_outputs, audit_outputs=audit_outputs,

@@ -32,7 +32,8 @@ def test_five_word_prompt_gets_one_distinct_effect_per_word(tiny_lm, art):
     assert att.window == 0 and att.delta.shape == (5, 2) and att.grad_x_input.shape == (5, 2)
     assert len({round(float(v), 6) for v in att.delta[:, 0]}) == 5  # the ±3 window gave near-equal values here
     rows = att.rows(0)
-    assert list(rows[0]) == ["#", "word", "masking: raises facet 0 by", "gradient × input on facet 0",
+    assert list(rows[0]) == ["#", "word", "masking: raises facet 0 by", "deleted, no frame: raises facet 0 by",
+                             "gradient × input on facet 0",
                              "facet masking shows it raises most", "raises that facet by", "shift in which facet fires (KL, nats)"]
     assert not any(col in ("kl", "its_delta") or col.startswith("delta_") for col in rows[0])
     assert "gradient_x_input" in att.to_dict() and att.to_dict()["baseline"] == ""
