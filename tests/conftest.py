@@ -30,7 +30,7 @@ from transformers import (
     Qwen2Config,
 )
 
-from sap_viz.model.loading import LoadedModel, weights_fingerprint
+from sap_viz.model.loading import LoadedModel, model_identity, weights_fingerprint
 
 VOCAB = 260  # 256 bytes + 4 specials
 CHAT_TEMPLATE = (
@@ -113,7 +113,7 @@ def linear_artifact(lm: LoadedModel, layer: int, phi: torch.Tensor, xi: torch.Te
         poly.xi.copy_(xi)
     poly.requires_grad_(False)
     meta = {"layer": layer, "chat_template": True, "position": "last", "max_tokens": 256,
-            "model": {"id": lm.model_id, "fingerprint": lm.fingerprint, "hidden_size": lm.hidden_size, "num_layers": lm.num_layers}}
+            "model": model_identity(lm)}
     return PolytopeArtifact(poly, meta, default_facets(phi.shape[0]))
 
 
