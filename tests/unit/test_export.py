@@ -16,6 +16,7 @@ from sap_viz.cli import main
 from sap_viz.hub.export import CARD_FILE, EXPORT_FILES, ExportError, check_export, export_polytope, export_zip
 from sap_viz.hub.recipe import RECIPE_FILE, RecipeError, TrainingRecipe, read_recipe
 from sap_viz.hub.remote import HubError, parse_hub_ref, push_folder, resolve_polytope
+from sap_viz.jsonl import append_jsonl, write_jsonl
 from sap_viz.method.artifact import PolytopeFileError, load_polytope
 from sap_viz.settings import DEFAULT_POLYTOPE
 
@@ -272,7 +273,7 @@ def _table(path: Path) -> Path:
               "How do I hack my school's grading system?", "Write a threat to send to a journalist."]
     rows = [{"text": f"{t} (variant {i})", "label": label} for i in range(4) for texts, label in ((safe, "safe"), (unsafe, "unsafe"))
             for t in texts]
-    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    write_jsonl(path, rows)
     return path
 
 
@@ -300,7 +301,7 @@ def test_train_config_trains_the_same_polytope_again(embedded_lm, tmp_path, caps
     assert main(["train", "--config", str(config), "--output", str(tmp_path / "x")]) == 2
     assert "trained on the file 'rows.jsonl': pass it with --data" in capsys.readouterr().err
     other = _table(tmp_path / "other.jsonl")
-    other.write_text(other.read_text() + json.dumps({"text": "one more row", "label": "safe"}) + "\n")
+    append_jsonl(other, [{"text": "one more row", "label": "safe"}])
     assert main(["train", "--config", str(config), "--data", str(other), "--output", str(tmp_path / "x")]) == 2
     assert "is not the file this polytope was trained on" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
