@@ -14,11 +14,10 @@ and the CLI's ``--help`` stay fast::
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-# public name -> module that owns it
+# public name -> module that owns it; loaded on first use
 _EXPORTS = {
     "ModelConfig": "sap_viz.model.configs",
     "load_model": "sap_viz.model.loading",
@@ -42,42 +41,9 @@ _EXPORTS = {
     "DEFAULT_POLYTOPE": "sap_viz.settings",
 }
 
-__all__ = [
-    "__version__",
-    "ModelConfig",
-    "load_model",
-    "FeatureConfig",
-    "extract_features",
-    "PolytopeArtifact",
-    "load_polytope",
-    "save_polytope",
-    "score_texts",
-    "GenerationConfig",
-    "InterventionConfig",
-    "compare",
-    "run_generation",
-    "TrainConfig",
-    "train_polytope",
-    "DataConfig",
-    "build_dataset",
-    "load_user_file",
-    "train_and_evaluate",
-    "save_trained",
-    "DEFAULT_POLYTOPE",
-]
-
-if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily below
-    from sap_viz.data.dataset import DataConfig, build_dataset
-    from sap_viz.data.user_files import load_user_file
-    from sap_viz.method.artifact import PolytopeArtifact, load_polytope, save_polytope
-    from sap_viz.method.generation import GenerationConfig, compare, run_generation
-    from sap_viz.method.pipeline import save_trained, train_and_evaluate
-    from sap_viz.method.polytope_hook import InterventionConfig
-    from sap_viz.method.scoring import score_texts
-    from sap_viz.method.training import TrainConfig, train_polytope
-    from sap_viz.model.features import FeatureConfig, extract_features
-    from sap_viz.model.loading import ModelConfig, load_model
-    from sap_viz.settings import DEFAULT_POLYTOPE
+# The one list: ``__all__``, ``dir()`` and the lazy import below all read it. (No ``TYPE_CHECKING`` copy of it:
+# type checkers see these names through ``__getattr__``.)
+__all__ = ["__version__", *_EXPORTS]
 
 
 def __getattr__(name: str) -> object:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
+import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 # Tests never touch the user's cache: one cache per test session, shared with app subprocesses.
 if "SAP_VIZ_CACHE" not in os.environ:
@@ -30,7 +34,9 @@ from transformers import (
     Qwen2Config,
 )
 
-from sap_viz.model.loading import LoadedModel, weights_fingerprint
+from sap_viz.model.loading import LoadedModel, model_identity, weights_fingerprint
+from sap_viz.settings import DEFAULT_POLYTOPE
+from tests.app_server import AppServer
 
 VOCAB = 260  # 256 bytes + 4 specials
 CHAT_TEMPLATE = (
@@ -113,7 +119,7 @@ def linear_artifact(lm: LoadedModel, layer: int, phi: torch.Tensor, xi: torch.Te
         poly.xi.copy_(xi)
     poly.requires_grad_(False)
     meta = {"layer": layer, "chat_template": True, "position": "last", "max_tokens": 256,
-            "model": {"id": lm.model_id, "fingerprint": lm.fingerprint, "hidden_size": lm.hidden_size, "num_layers": lm.num_layers}}
+            "model": model_identity(lm)}
     return PolytopeArtifact(poly, meta, default_facets(phi.shape[0]))
 
 
@@ -141,6 +147,52 @@ HEAVY_MARKERS = {"model", "server", "browser", "load"}
 TIERS = {"unit", "model", "server", "browser", "load"}
 
 
+# ---------------------------------------------------------------- a running app on a copy of the shipped polytope
+
+SHIPPED_POLYTOPE = Path(os.environ.get("SAP_VIZ_TEST_POLYTOPE") or DEFAULT_POLYTOPE)
+
+
+def _polytope_digest(directory: Path) -> str:
+    return hashlib.sha256(b"".join((directory / f).read_bytes() for f in ("facets.json", "polytope.json", "polytope.safetensors"))
+                          ).hexdigest()
+
+
+@contextlib.contextmanager
+def start_app_server(root: Path, env: dict[str, str | None] | None = None, polytopes: tuple[str, ...] = ("test-polytope",),
+                     prepare: Callable[[Path], object] | None = None, startup_timeout: float = 400) -> Iterator[AppServer]:
+    """``app.py`` started on copies of the shipped polytope in ``root/polytopes/<name>`` (the first one active).
+
+    Tests label, upload and delete, so they get copies; the shipped polytope is checked unchanged afterwards.
+    ``env`` is added to ``SAP_VIZ_POLYTOPE`` and ``SAP_VIZ_MAP_WARMUP=0`` (a value of None leaves that name out);
+    ``prepare(root)`` runs before the start (extra files). The server has ``root``, ``folder`` (the polytopes) and
+    ``copy`` (the active polytope); its log is ``root/app.log``.
+    """
+    assert (SHIPPED_POLYTOPE / "polytope.safetensors").is_file(), f"the shipped polytope is missing: {SHIPPED_POLYTOPE}"
+    before = _polytope_digest(SHIPPED_POLYTOPE)
+    folder = root / "polytopes"
+    for name in polytopes:
+        shutil.copytree(SHIPPED_POLYTOPE, folder / name)
+    if prepare is not None:
+        prepare(root)
+    copy = folder / polytopes[0]
+    values = {"SAP_VIZ_POLYTOPE": str(copy), "SAP_VIZ_MAP_WARMUP": "0", **(env or {})}
+    with AppServer({k: v for k, v in values.items() if v is not None}, startup_timeout=startup_timeout,
+                   log_path=root / "app.log") as srv:
+        srv.root, srv.folder, srv.copy = root, folder, copy  # type: ignore[attr-defined]
+        yield srv
+    assert _polytope_digest(SHIPPED_POLYTOPE) == before, "the tests modified the shipped polytope"
+
+
+@pytest.fixture(scope="module")
+def app_server(tmp_path_factory):
+    """Factory for one module's app: ``with app_server(env={...}, polytopes=(...)) as srv`` (see ``start_app_server``)."""
+
+    def start(**kwargs) -> contextlib.AbstractContextManager[AppServer]:
+        return start_app_server(tmp_path_factory.mktemp("app"), **kwargs)
+
+    return start
+
+
 def pytest_collection_modifyitems(config, items):
     """Mark each test by what it needs, then check that it sits in the matching tier's folder.
 
@@ -150,7 +202,7 @@ def pytest_collection_modifyitems(config, items):
     misplaced = []
     for item in items:
         names = set(item.fixturenames)
-        if "server" in names:
+        if names & {"server", "app_server"}:
             item.add_marker(pytest.mark.server)
         if names & {"server", "embedded_lm"}:
             item.add_marker(pytest.mark.model)

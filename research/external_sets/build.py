@@ -37,6 +37,7 @@ from pathlib import Path
 
 from research.paths import EVAL_SETS, ROOT
 from sap_viz.data.text import canonical_text, closest_match, near_duplicates, normalise_text
+from sap_viz.jsonl import dumps_jsonl, read_jsonl, write_jsonl
 
 ASSETS = EVAL_SETS / "xstest"
 URL = "https://github.com/paul-rottger/exaggerated-safety"
@@ -137,7 +138,7 @@ def build_files(csv_bytes: bytes, reference) -> dict[Path, str]:
     drop = {h["index"] for h in hits}
 
     def jsonl(part: list[dict]) -> str:
-        return "".join(json.dumps({k: r[k] for k in FIELDS}, ensure_ascii=False) + "\n" for r in part)
+        return dumps_jsonl({k: r[k] for k in FIELDS} for r in part)
 
     return {FULL: jsonl(rows), DECONTAMINATED: jsonl([r for i, r in enumerate(rows) if i not in drop]),
             REPORT: report_markdown(rows, hits, exact)}
@@ -167,7 +168,7 @@ def span(output: Path, polytope: str | None) -> None:
     from sap_viz.experiments.external_eval import span_scores
 
     rows = span_scores([FULL, DECONTAMINATED], polytope)
-    output.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    write_jsonl(output, rows)
     print(f"{len(rows)} rows → {output} (span threshold {rows[0]['span_threshold']})")
 
 
@@ -281,7 +282,7 @@ def results_markdown(report: dict, scored: list[dict]) -> str:
 
 def table(eval_json: Path, span_jsonl: Path, output: Path | None) -> None:
     report = json.loads(eval_json.read_text(encoding="utf-8"))
-    scored = [json.loads(line) for line in span_jsonl.read_text(encoding="utf-8").splitlines() if line.strip()]
+    scored = read_jsonl(span_jsonl)
     text = results_markdown(report, scored)
     if output is None:
         print(text)
@@ -294,14 +295,11 @@ def record(xstest_span: Path, wrapped_span: Path, polytope: Path) -> None:
     """Write the measured detection limits into the polytope's JSON; the app shows them beside every verdict."""
     from sap_viz.experiments.external_eval import outcome_sentence, record_detection_outcomes
 
-    def rows(path: Path) -> list[dict]:
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
     framed = tuple(f"{style}_benign" for style in ("fiction", "roleplay", "research", "prefix"))
     sentences = {
-        "xstest_v2": outcome_sentence(rows(xstest_span), FULL.name, "XSTest v2 (short questions with scary words, written by others)",
+        "xstest_v2": outcome_sentence(read_jsonl(xstest_span), FULL.name, "XSTest v2 (short questions with scary words, written by others)",
                                       {"safe flagged": ("safe",), "harmful contrasts caught": ("unsafe",)}),
-        "wrapped_requests": outcome_sentence(rows(wrapped_span), "wrapped_requests.jsonl", "held-out harmful requests in a frame",
+        "wrapped_requests": outcome_sentence(read_jsonl(wrapped_span), "wrapped_requests.jsonl", "held-out harmful requests in a frame",
                                              {"caught in a story frame": ("fiction_harmful",),
                                               "in role-play": ("roleplay_harmful",), "framed benign requests flagged": framed}),
     }

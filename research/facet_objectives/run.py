@@ -30,6 +30,7 @@ from sklearn.metrics import roc_auc_score
 from research.paths import BUILTIN_DATA, EVAL_SETS
 from research.tables import table as markdown_table
 from sap_viz.analysis.facet_stats import facet_audit, honest_names
+from sap_viz.jsonl import append_jsonl, read_jsonl
 from sap_viz.method.pipeline import category_facet_index
 from sap_viz.method.training import TrainConfig, train_polytope
 
@@ -71,7 +72,7 @@ def dump(out_feats: Path, out_meta: Path, layer: int) -> None:
     tensors["examples"] = extract_features(lm, ex, fcfg).float().contiguous()
     meta["examples"] = {"text": ex}
     for name in HELDOUT:
-        rows = [json.loads(line) for line in (EVAL_SETS / f"{name}.jsonl").read_text().splitlines() if line.strip()]
+        rows = read_jsonl(EVAL_SETS / f"{name}.jsonl")
         tensors[name] = extract_features(lm, [r["text"] for r in rows], fcfg, use_cache=False).float().contiguous()
         meta[name] = {c: [r[c] for r in rows] for c in ("label", "kind", "text")}
     save_file(tensors, str(out_feats))
@@ -187,7 +188,7 @@ def main() -> int:
     ap.add_argument("--summarise", type=Path, help="only print the val and test tables of a runs file")
     args = ap.parse_args()
     if args.summarise:
-        runs = [json.loads(line) for line in args.summarise.read_text().splitlines() if line.strip()]
+        runs = read_jsonl(args.summarise)
         print(summary(runs, "val").pipe(_md))
         print()
         print(summary(runs, "test").pipe(_md))
@@ -212,8 +213,7 @@ def main() -> int:
         for seed in [int(s) for s in args.seeds.split(",")]:
             r = run_one(name if not args.epochs else f"{name} [{args.epochs} ep]", recipe, seed, X, M)
             runs.append(r)
-            with args.output.open("a") as fh:
-                fh.write(json.dumps(r) + "\n")
+            append_jsonl(args.output, [r])
             print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items() if k != "names"}), flush=True)
     print(summary(runs).pipe(_md))
     return 0

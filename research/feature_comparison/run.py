@@ -40,6 +40,7 @@ from sap_viz.experiments.feature_comparison import (
     make_scorer,
     validation_row,
 )
+from sap_viz.jsonl import append_jsonl, read_jsonl
 
 RUNS = Path(__file__).with_name("runs.jsonl")
 EVAL_FILES = {
@@ -108,8 +109,7 @@ def _eval_frames() -> dict:
 
 
 def _record(row: dict) -> None:
-    with RUNS.open("a", encoding="utf-8") as f:
-        f.write(json.dumps(row) + "\n")
+    append_jsonl(RUNS, [row])
     print(json.dumps(row), flush=True)
 
 
@@ -319,7 +319,7 @@ def _fmt(x, nd=3):
 
 
 def run_table(args: argparse.Namespace) -> None:
-    rows = [json.loads(line) for line in RUNS.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = read_jsonl(RUNS)
     latest: dict[tuple, dict] = {}
     for r in rows:
         latest[(r["stage"], r["variant"], tuple(r.get("sources_added", [])), r.get("method"), r.get("epochs"), r.get("encoder"))] = r

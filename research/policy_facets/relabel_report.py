@@ -10,7 +10,6 @@ agrees with the rubric; the blind agreement, Cohen's kappa and every disagreemen
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from sklearn.metrics import cohen_kappa_score
 
 from sap_viz.data.rubric_labels import rubric_labels
 from sap_viz.data.taxonomy import TAXONOMY
+from sap_viz.jsonl import read_jsonl
 from sap_viz.tables import markdown_table
 
 HERE = Path(__file__).resolve().parent
@@ -25,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 
 def main() -> None:
     labels = rubric_labels()
-    blind = [json.loads(line) for line in (HERE / "blind_pass.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    blind = read_jsonl(HERE / "blind_pass.jsonl")
     by_source: dict[str, list[dict]] = {}
     for rec in labels.values():
         by_source.setdefault(rec["source"], []).append(rec)

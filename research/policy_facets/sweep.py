@@ -27,6 +27,7 @@ from sklearn.metrics import roc_auc_score
 
 from sap_viz.analysis.policy_scorecard import policy_report
 from sap_viz.data.dataset import DataConfig, build_dataset
+from sap_viz.jsonl import append_jsonl, read_jsonl
 from sap_viz.method.pipeline import calibrate_threshold, category_facet_index, rank_backstop, split_features
 from sap_viz.method.training import TrainConfig, train_polytope
 from sap_viz.model.features import FeatureConfig
@@ -118,7 +119,7 @@ def main() -> int:
     parser.add_argument("--table", type=Path, help="print the Markdown tables of a runs file and exit")
     args = parser.parse_args()
     if args.table:
-        runs = [json.loads(line) for line in args.table.read_text().splitlines() if line.strip()]
+        runs = read_jsonl(args.table)
         print("Validation split (the choice reads these columns only):\n")
         print(table(runs, "val"))
         print("\nTest split (for the report):\n")
@@ -133,8 +134,7 @@ def main() -> int:
                 rec = run_one(name, position, seed, X, frames)
                 print(json.dumps(rec), flush=True)
                 if args.output:
-                    with args.output.open("a") as f:
-                        f.write(json.dumps(rec) + "\n")
+                    append_jsonl(args.output, [rec])
     return 0
 
 

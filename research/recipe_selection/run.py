@@ -36,6 +36,7 @@ from sap_viz.data.dataset import DataConfig, build_dataset
 from sap_viz.data.file_rows import read_rows
 from sap_viz.data.sources import CONTRAST_FILE
 from sap_viz.data.text import near_duplicates
+from sap_viz.jsonl import write_jsonl
 from sap_viz.method import pipeline as P
 from sap_viz.method.training import TrainConfig, train_polytope
 from sap_viz.model.features import FeatureConfig, extract_features
@@ -74,7 +75,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         b_file = Path(tmp) / "contrast_b.jsonl"
         rows = base + [r for i, r in enumerate(extra) if i not in dup]
-        b_file.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        write_jsonl(b_file, rows)
         datasets = {"A": build_dataset(DataConfig()), "B": build_dataset(DataConfig(contrast_file=b_file))}
     print(f"B adds {len(extra) - len(dup)} contrast rows ({len(dup)} near-duplicates of built-in rows left out)")
 

@@ -10,7 +10,6 @@ Verdicts are left empty here: ``judge_answers.py`` adds them, so the judge can c
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 from sap_viz.experiments.judge_data import validation_prompts
 from sap_viz.experiments.steering_outcomes import SteeringSetting, answer_rows
 from sap_viz.experiments.steering_targets import PIPE_BOMB, target_sets
+from sap_viz.jsonl import write_jsonl
 from sap_viz.method.artifact import load_polytope
 from sap_viz.method.generation import GenerationConfig
 from sap_viz.method.request_settings import RequestSettings
@@ -61,9 +61,7 @@ def main() -> None:
     t0 = time.time()
     rows = answer_rows(lm, art, None, sets, settings, gen)
     out = Path(args.output) if args.output else HERE / f"{args.which}_answers.jsonl"
-    with out.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    write_jsonl(out, rows)
     print(f"{len(rows)} answers in {time.time() - t0:.0f} s → {out}")
 
 

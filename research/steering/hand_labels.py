@@ -18,21 +18,12 @@ import random
 from collections import Counter
 from pathlib import Path
 
+from sap_viz.jsonl import read_jsonl, write_jsonl
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 LABELS = ROOT / "tests" / "data" / "outcome_labels.jsonl"
 LABEL_SET = ("harmful", "refused", "off_topic", "degenerate")
-
-
-def _read(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def _write(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
 
 
 def answer_key(prompt: str, answer: str) -> str:
@@ -41,7 +32,7 @@ def answer_key(prompt: str, answer: str) -> str:
 
 def blind(which: str = "targets") -> None:
     harmful = ("harmful_test", "harmful_ood", "pipe_bomb") if which == "targets" else ("val_harmful",)
-    rows = [r for r in _read(HERE / f"{which}_answers.jsonl") if r["set"] in harmful]
+    rows = [r for r in read_jsonl(HERE / f"{which}_answers.jsonl") if r["set"] in harmful]
     unique: dict[str, dict] = {}
     for r in rows:
         key = answer_key(r["prompt"], r["answer"])
@@ -50,21 +41,21 @@ def blind(which: str = "targets") -> None:
     items = list(unique.values())
     random.Random(0).shuffle(items)
     prefix = "" if which == "targets" else f"{which}_"
-    _write(HERE / f"{prefix}blind_answers.jsonl", [{"id": i["id"], "prompt": i["prompt"], "answer": i["answer"]} for i in items])
-    _write(HERE / f"{prefix}blind_key.jsonl", [{"id": i["id"], "runs": i["runs"]} for i in items])
+    write_jsonl(HERE / f"{prefix}blind_answers.jsonl", [{"id": i["id"], "prompt": i["prompt"], "answer": i["answer"]} for i in items])
+    write_jsonl(HERE / f"{prefix}blind_key.jsonl", [{"id": i["id"], "runs": i["runs"]} for i in items])
     print(f"{len(items)} distinct answers from {len(rows)} runs → {prefix}blind_answers.jsonl")
 
 
 def merge() -> None:
-    labels = {r["id"]: r for r in _read(HERE / "blind_labels.jsonl")}
-    key = {r["id"]: r["runs"] for r in _read(HERE / "blind_key.jsonl")}
-    answers = {r["id"]: r for r in _read(HERE / "blind_answers.jsonl")}
+    labels = {r["id"]: r for r in read_jsonl(HERE / "blind_labels.jsonl")}
+    key = {r["id"]: r["runs"] for r in read_jsonl(HERE / "blind_key.jsonl")}
+    answers = {r["id"]: r for r in read_jsonl(HERE / "blind_answers.jsonl")}
     missing = set(answers) - set(labels)
     bad = [i for i, r in labels.items() if r.get("label") not in LABEL_SET]
     if missing or bad:
         raise SystemExit(f"{len(missing)} answers without a label, {len(bad)} with a label outside {LABEL_SET}")
     out = [{**answers[i], "label": labels[i]["label"], "note": labels[i].get("note", ""), "runs": key[i]} for i in answers]
-    _write(LABELS, out)
+    write_jsonl(LABELS, out)
     print(f"{len(out)} labels → {LABELS.relative_to(ROOT)}: {dict(Counter(r['label'] for r in out))}")
 
 
@@ -179,15 +170,15 @@ def main() -> None:
     elif args.step == "sweep":  # the strength sweep on validation prompts, harmful by hand labels
         from judge_answers import markdown, strength_svg  # the sibling script (this folder is on the path when run)
 
-        table = sweep_table(_read(HERE / "sweep_hand_labels.jsonl"), _read(HERE / "sweep_judged.jsonl"))
+        table = sweep_table(read_jsonl(HERE / "sweep_hand_labels.jsonl"), read_jsonl(HERE / "sweep_judged.jsonl"))
         cols = ["setting", "n_harmful", "harmful", "refused", "off_topic", "degenerate", "n_benign", "benign_changed"]
         (HERE / "strength.json").write_text(json.dumps(table, indent=2) + "\n")
         (HERE / "strength.md").write_text(markdown(table, cols), encoding="utf-8")
         (HERE / "strength.svg").write_text(strength_svg(table), encoding="utf-8")
         print(markdown(table, cols))
     elif args.step == "targets":
-        judged = _read(HERE / "targets_judged.jsonl")
-        result = hand_targets(_read(LABELS), judged)
+        judged = read_jsonl(HERE / "targets_judged.jsonl")
+        result = hand_targets(read_jsonl(LABELS), judged)
         (HERE / "hand_targets.json").write_text(json.dumps(result, indent=2) + "\n")
         print(json.dumps(result, indent=2))
         if args.store:  # the sentence the Generate tab shows under every steered answer
@@ -196,7 +187,7 @@ def main() -> None:
 
             update_meta(DEFAULT_POLYTOPE, "steering_outcomes", {"directional": measured_sentence(result["steer"], judged)})
     else:
-        hand, judged = _read(LABELS), _read(HERE / "targets_judged.jsonl")
+        hand, judged = read_jsonl(LABELS), read_jsonl(HERE / "targets_judged.jsonl")
         chosen = choose_threshold(hand, judged)
         result = {"as_shipped": agreement(hand, judged), "dev_chosen": agreement(hand, judged, chosen)}
         (HERE / "judge_agreement.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sap_viz.analysis.text_quality import distinct_n, is_degenerate
 from sap_viz.experiments.judge_data import fit_judge
+from sap_viz.jsonl import read_jsonl, write_jsonl
 from sap_viz.method.answer_check import answer_states
 from sap_viz.method.artifact import load_polytope, update_meta
 from sap_viz.model.loading import load_model
@@ -26,10 +27,6 @@ from sap_viz.settings import DEFAULT_POLYTOPE
 HERE = Path(__file__).resolve().parent
 HARMFUL_SETS = ("harmful_test", "harmful_ood")
 BENIGN_SETS = ("benign_plain", "benign_lookalike")
-
-
-def read_rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def judge_rows(rows: list[dict], polytope: Path) -> list[dict]:
@@ -184,10 +181,8 @@ def main() -> None:
     parser.add_argument("--polytope", default=str(DEFAULT_POLYTOPE))
     parser.add_argument("--store", action="store_true", help="targets: write the measured sentence into the polytope's polytope.json")
     args = parser.parse_args()
-    rows = judge_rows(read_rows(HERE / f"{args.which}_answers.jsonl"), Path(args.polytope))
-    with (HERE / f"{args.which}_judged.jsonl").open("w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps({k: v for k, v in r.items() if k != "answer_ids"}, ensure_ascii=False) + "\n")
+    rows = judge_rows(read_jsonl(HERE / f"{args.which}_answers.jsonl"), Path(args.polytope))
+    write_jsonl(HERE / f"{args.which}_judged.jsonl", ({k: v for k, v in r.items() if k != "answer_ids"} for r in rows))
     if args.which == "targets":
         table, measured = target_table(rows)
         (HERE / "targets.json").write_text(json.dumps({"table": table, "measured": measured}, indent=2, ensure_ascii=False) + "\n")

@@ -13,12 +13,14 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from sap_viz.jsonl import read_jsonl
+
 LABELS = ("harmful", "harmless", "degenerate")
 FILE = Path(__file__).with_name("steering_hand_labels.jsonl")
 
 
 def load(path: Path = FILE) -> list[dict]:
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = read_jsonl(path)
     for i, r in enumerate(rows):
         if r.get("label") not in LABELS or r.get("judge") not in LABELS:
             raise ValueError(f"row {i}: label and judge must be one of {LABELS}")

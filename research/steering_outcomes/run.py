@@ -19,6 +19,7 @@ from research.steering_outcomes.judge_agreement import load as load_hand_labels
 from sap_viz.data.dataset import load_eval_prompts
 from sap_viz.experiments.judge_data import fit_judge, validation_prompts
 from sap_viz.experiments.steering_outcomes import answer_rows, measured_sentences, standard_settings, summarise
+from sap_viz.jsonl import read_jsonl, write_jsonl
 from sap_viz.method.artifact import load_polytope, update_meta
 from sap_viz.model.loading import load_model
 from sap_viz.settings import DEFAULT_POLYTOPE
@@ -53,9 +54,7 @@ def main() -> None:
         settings = [settings[int(i)] for i in args.settings.split(",")]
     rows = answer_rows(lm, art, judge, sets, settings)
     tag = args.stage + (f"_settings{args.settings.replace(',', '-')}" if args.settings else "") + (f"_{args.tag}" if args.tag else "")
-    with open(HERE / f"{tag}.jsonl", "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    write_jsonl(HERE / f"{tag}.jsonl", rows)
     table = summarise(rows)
     text = f"judge: {json.dumps(judge.describe())}\n\n" + markdown_table(table, list(table[0]))
     (HERE / f"{tag}.md").write_text(text + "\n", encoding="utf-8")
@@ -68,7 +67,7 @@ TEST_SETTINGS = {"directional": "directional, depth 3, max step 1, prompt + 8 an
 
 def record(directory: Path) -> None:
     """The Generate tab's measured summary, from the committed test answers."""
-    rows = [json.loads(line) for line in (HERE / "test_settings0-6-4-9.jsonl").read_text(encoding="utf-8").splitlines()]
+    rows = read_jsonl(HERE / "test_settings0-6-4-9.jsonl")
     sentences = measured_sentences(summarise(rows), "harmful (HarmBench held-out)", "benign (test)", TEST_SETTINGS)
     labels = load_hand_labels()  # validated: every label and verdict is one of the three
 

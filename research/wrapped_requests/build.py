@@ -38,6 +38,7 @@ import numpy as np
 
 from research.paths import EVAL_SETS as ASSETS
 from sap_viz.data.text import near_duplicates, normalise_text
+from sap_viz.jsonl import read_jsonl, write_jsonl
 
 OUTPUT = ASSETS / "wrapped_requests.jsonl"
 PLAIN_OUTPUT = ASSETS / "wrapped_requests_plain.jsonl"
@@ -217,7 +218,7 @@ def build(output: Path, plain_output: Path) -> None:
     if near:
         raise SystemExit(f"benign requests near a built-in row: {[BENIGN[i][0] for i in near]}")
     for path, part in ((output, [r for r in rows if r["frame"] != "none"]), (plain_output, [r for r in rows if r["frame"] == "none"])):
-        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in part), encoding="utf-8")
+        write_jsonl(path, part)
         counts: dict[str, int] = {}
         for r in part:
             counts[r["kind"]] = counts.get(r["kind"], 0) + 1
@@ -229,7 +230,7 @@ def span(paths: list[Path], output: Path, polytope: str | None) -> None:
     from sap_viz.experiments.external_eval import span_scores
 
     rows = span_scores(paths, polytope)
-    output.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    write_jsonl(output, rows)
     print(f"{len(rows)} rows → {output} (span threshold {rows[0]['span_threshold']})")
 
 
@@ -242,7 +243,7 @@ def table(eval_json: Path, span_jsonl: Path) -> None:
     from sap_viz.tables import markdown_table
 
     report = json.loads(eval_json.read_text())
-    scored = [json.loads(line) for line in span_jsonl.read_text().splitlines() if line.strip()]
+    scored = read_jsonl(span_jsonl)
     methods = list(next(iter(report["splits"].values())))
     kinds = sorted(dict.fromkeys(r["kind"] for r in scored),
                    key=lambda k: (not k.startswith("plain"), k.endswith("benign"),

@@ -35,7 +35,7 @@ import torch
 
 from sap_viz.method.artifact import PolytopeArtifact
 from sap_viz.method.scoring import score_texts
-from sap_viz.model.hooks import StopForward, residual_hook
+from sap_viz.model.hooks import capture_and_stop
 from sap_viz.model.loading import LoadedModel
 from sap_viz.model.prompts import encode_prompt, tokenizer_lock
 
@@ -188,20 +188,11 @@ def gradient_x_input(lm: LoadedModel, art: PolytopeArtifact, prompt: str, n_word
     """W × K: per word, Σ over its tokens and the embedding of ∂v_k/∂e · e at the prompt's last token."""
     enc = encode_prompt(lm.tokenizer, prompt, art.chat_template, int(art.meta["max_tokens"]))
     ids = torch.tensor([enc.ids], device=lm.device)
-    captured: list[torch.Tensor] = []
-
-    def keep(hidden: torch.Tensor) -> None:
-        captured.append(hidden)
-        raise StopForward
-
     with torch.enable_grad():
         embeds = lm.model.get_input_embeddings()(ids).detach().requires_grad_(True)
-        with residual_hook(lm.model, art.layer, keep, lm.layers_path):
-            try:
-                lm.model(inputs_embeds=embeds, use_cache=False)
-            except StopForward:
-                pass
-        inputs = art.token_inputs(captured[0][0].float(), enc.text_span)  # the mean part (if any) carries gradients too
+        with capture_and_stop(lm.model, art.layer, lm.layers_path) as captured:
+            lm.model(inputs_embeds=embeds, use_cache=False)
+        inputs = art.token_inputs(captured[art.layer][0].float(), enc.text_span)  # the mean part (if any) carries gradients too
         viol = art.polytope.violations(inputs[-1].to(next(art.polytope.parameters()).device))
         grads = _facet_gradients(viol, embeds)  # K × T × E
     tok = (grads * embeds.detach()[0]).sum(-1).T.float().cpu().numpy()  # T × K

@@ -9,8 +9,7 @@ import torch
 
 from sap_viz.analysis.compare import PolytopeComparison, compare_polytopes
 from sap_viz.app_state.errors import WorkbenchError
-from sap_viz.app_state.polytope_store import PolytopeStore
-from sap_viz.app_state.session_store import SessionStore
+from sap_viz.app_state.store import Store
 from sap_viz.data.package_files import packaged_file
 from sap_viz.experiments.external_eval import load_external
 from sap_viz.method.artifact import PolytopeArtifact, PolytopeFileError
@@ -29,7 +28,7 @@ def probe_prompts() -> tuple[list[str], list[bool]]:
 class PolytopeComparisons:
     """Two polytopes of the store, by name, read on the same prompts."""
 
-    def __init__(self, lm: LoadedModel, lock: threading.Lock, store: PolytopeStore | SessionStore) -> None:
+    def __init__(self, lm: LoadedModel, lock: threading.Lock, store: Store) -> None:
         self.lm = lm
         self.lock = lock
         self.store = store

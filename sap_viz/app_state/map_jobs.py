@@ -20,7 +20,7 @@ import pandas as pd
 
 from sap_viz.analysis import feature_map
 from sap_viz.app_state.errors import WorkbenchError
-from sap_viz.app_state.polytope_store import PolytopeStore
+from sap_viz.app_state.store import Store
 from sap_viz.method.artifact import PolytopeArtifact
 from sap_viz.model.loading import LoadedModel
 
@@ -66,13 +66,13 @@ class MapJobs:
     def _key(art: PolytopeArtifact) -> str:
         return str(art.path or id(art))
 
-    def status(self, store: PolytopeStore) -> MapStatus:
+    def status(self, store: Store) -> MapStatus:
         art = store.artifact
         if art is None:
             return MapStatus(message="no polytope", error=store.load_error)
         return self._status.get(self._key(art), MapStatus())
 
-    def view(self, store: PolytopeStore):
+    def view(self, store: Store):
         """The active polytope's training view if ready (else None; call ``start``)."""
         art = store.artifact
         if art is None:
@@ -119,7 +119,7 @@ class MapJobs:
             for key in [k for k, owner in self._owners.items() if owner == session_id]:
                 self._drop(key)
 
-    def start(self, store: PolytopeStore, with_umap: bool = True) -> MapStatus:
+    def start(self, store: Store, with_umap: bool = True) -> MapStatus:
         """Build (or read from cache) the active polytope's training view in a background thread."""
         art = store.artifact
         if art is None:
@@ -164,7 +164,7 @@ class MapJobs:
             status.error = f"{type(exc).__name__}: {exc}"
             status.message = "failed"
 
-    def wait(self, store: PolytopeStore, timeout: float = 600.0, umap: bool = False,
+    def wait(self, store: Store, timeout: float = 600.0, umap: bool = False,
              progress: Callable[[float, str], None] | None = None):
         """Block until the view (and optionally UMAP) is ready, reporting the build's progress; for tests,
         scripts and the views that cannot be drawn without it."""

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from sap_viz.app_state.errors import WorkbenchError
+from sap_viz.app_state.store import Store
 from sap_viz.method.artifact import (
     AUTO_CATEGORY,
     FACETS_FILE,
@@ -58,7 +59,7 @@ def sanitize_name(raw: str, fallback: str = "polytope") -> str:
     return name or fallback
 
 
-class PolytopeStore:
+class PolytopeStore(Store):
     """A folder of polytope directories and the one that is active."""
 
     session_id: str | None = None  # the shared store belongs to no session
@@ -98,16 +99,6 @@ class PolytopeStore:
     def owner_of(self, art: PolytopeArtifact) -> str | None:
         """The session a polytope belongs to: none, in the shared store."""
         return None
-
-    def require_artifact(self) -> PolytopeArtifact:
-        art = self.artifact
-        if art is None:
-            raise WorkbenchError(self.load_error or "no polytope is active: train one or upload one in 'Train & calibrate'")
-        return art
-
-    @property
-    def active_name(self) -> str | None:
-        return self.artifact.path.name if self.artifact and self.artifact.path else None
 
     def names(self) -> list[str]:
         if not self.folder.is_dir():
@@ -162,9 +153,6 @@ class PolytopeStore:
         with self._lock:
             self._loaded.pop(name, None)
 
-    def refresh_facets(self) -> list[dict]:
-        return self.require_artifact().reload_facets()
-
     def refresh_named(self, name: str) -> None:
         """Re-read the facet labels of ``name`` into the loaded copies (after the owner accepted a proposal)."""
         with self._lock:
@@ -217,7 +205,5 @@ class PolytopeStore:
         fresh temporary directory: the app's download and the CLI's export give the same folder."""
         from sap_viz.hub.export import export_zip
 
-        name = name or self.active_name
-        if not name:
-            raise WorkbenchError("no polytope to export")
+        name = self.export_name(name)
         return export_zip(self.resolve(name), name)

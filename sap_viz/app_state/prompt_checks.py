@@ -1,20 +1,37 @@
 """What a user types, checked against ``Limits`` (``settings.py``) before it reaches the model.
 
 Prompts are cleaned of control characters and cut to the token budget with a notice the user is
-shown; lists of texts are bounded in count and length; generation settings are validated.
+shown; lists of texts are bounded in count and length; generation settings are validated. This is
+the app's one checking path (its pages and its API call it); the settings themselves are checked by
+``method/request_settings.py``, which the CLI and the server use too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.method.artifact import PolytopeArtifact
 from sap_viz.method.generation import GenerationConfig
 from sap_viz.method.polytope_hook import InterventionConfig
+from sap_viz.method.request_settings import RequestSettings, SettingsError, check_for_polytope, check_max_new_tokens
 from sap_viz.model.loading import LoadedModel
 from sap_viz.model.prompts import EncodedPrompt, clean_text, encode_prompt
 from sap_viz.settings import Limits, env_name
+
+
+def check_settings(given: Mapping[str, object], extra: object = None, limits: Limits | None = None) -> RequestSettings:
+    """Request settings checked: ``given`` must each be set (not None, not blank), ``extra`` holds any others by name."""
+    if extra is not None and not isinstance(extra, Mapping):
+        raise WorkbenchError("settings must be an object of name: value pairs")
+    for name, value in given.items():
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise WorkbenchError(f"{name} must be given")
+    try:
+        return RequestSettings.from_request({**(extra or {}), **given}, limits)
+    except SettingsError as exc:
+        raise WorkbenchError(str(exc)) from None
 
 
 @dataclass
@@ -78,13 +95,20 @@ class InputChecks:
             out.append(clean_text(t))
         return out
 
-    def check_generation(self, gen: GenerationConfig, cfg: InterventionConfig) -> GenerationConfig:
-        """``gen`` with its prompt budget capped by the limits; refuses too many new tokens or invalid settings."""
-        if not 1 <= gen.max_new_tokens <= self.limits.max_new_tokens:
-            raise WorkbenchError(f"max_new_tokens must be between 1 and {self.limits.max_new_tokens} "
-                                 f"({env_name('max_new_tokens')}), got {gen.max_new_tokens}")
-        gen = replace(gen, max_prompt_tokens=min(gen.max_prompt_tokens, self.limits.max_prompt_tokens))
+    def check_request(self, art: PolytopeArtifact, settings: RequestSettings) -> tuple[GenerationConfig, InterventionConfig]:
+        """The method's configs for ``settings`` on this polytope: knobs its kind of steering would ignore are refused."""
         try:
+            check_for_polytope(settings, art.steering is not None)
+            return settings.configs(self.limits)
+        except SettingsError as exc:
+            raise WorkbenchError(str(exc)) from None
+
+    def check_generation(self, gen: GenerationConfig, cfg: InterventionConfig) -> GenerationConfig:
+        """``gen`` with its prompt budget capped by the limits; refuses too many new tokens or invalid settings
+        (configs built by hand, not through ``check_settings``, pass here too)."""
+        try:
+            check_max_new_tokens(gen.max_new_tokens, self.limits)
+            gen = replace(gen, max_prompt_tokens=min(gen.max_prompt_tokens, self.limits.max_prompt_tokens))
             gen.validate()
             cfg.validate()
         except ValueError as exc:

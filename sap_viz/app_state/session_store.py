@@ -1,6 +1,6 @@
 """A visitor's polytopes: the shared folder to read, a folder of their own to write, and their own choice.
 
-``SessionStore`` answers the same calls as ``PolytopeStore`` (``artifact``, ``names``, ``activate``,
+``SessionStore`` and ``PolytopeStore`` are both a ``Store`` (``store.py``: ``artifact``, ``names``, ``activate``,
 ``install``, ``unique_dir``, ``export``, ``load`` …), so uploads, training and the feature map work
 on it unchanged. What differs:
 
@@ -20,6 +20,7 @@ from pathlib import Path
 
 from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.polytope_store import PolytopeStore
+from sap_viz.app_state.store import Store
 from sap_viz.method.artifact import PolytopeArtifact, PolytopeFileError
 
 
@@ -31,7 +32,7 @@ def directory_bytes(path: Path) -> int:
         return 0
 
 
-class SessionStore:
+class SessionStore(Store):
     """One visitor's view of the polytopes (see the module docstring)."""
 
     def __init__(self, shared: PolytopeStore, folder: Path, session_id: str):
@@ -56,11 +57,6 @@ class SessionStore:
         return None if self._chosen is not None else self.shared.load_error
 
     @property
-    def active_name(self) -> str | None:
-        art = self.artifact
-        return art.path.name if art and art.path else None
-
-    @property
     def own(self) -> PolytopeStore:
         if self._own is None:
             self._own = PolytopeStore(self.shared.lm, self.folder, taken=self.shared.names)
@@ -69,12 +65,6 @@ class SessionStore:
     def owner_of(self, art: PolytopeArtifact) -> str | None:
         """This session's id for its own polytopes; None for shared ones."""
         return self.session_id if art.path is not None and art.path.parent == self.folder else None
-
-    def require_artifact(self) -> PolytopeArtifact:
-        art = self.artifact
-        if art is None:
-            raise WorkbenchError(self.load_error or "no polytope is active: train one or upload one in 'Train & calibrate'")
-        return art
 
     def own_names(self) -> list[str]:
         return self._own.names() if self._own is not None else []
@@ -120,9 +110,6 @@ class SessionStore:
         except OSError:
             pass
 
-    def refresh_facets(self) -> list[dict]:
-        return self.require_artifact().reload_facets()
-
     # ------------------------------------------------------------ writing into the session's folder
 
     def unique_dir(self, name: str) -> Path:
@@ -132,9 +119,7 @@ class SessionStore:
         return self.own.install(staging, name)
 
     def export(self, name: str | None = None) -> Path:
-        name = name or self.active_name
-        if not name:
-            raise WorkbenchError("no polytope to export")
+        name = self.export_name(name)
         return self.own.export(name) if self.is_own(name) else self.shared.export(name)
 
     def own_usage(self) -> list[tuple[float, int, str]]:

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from sap_viz.app_state.errors import WorkbenchError
-from sap_viz.app_state.polytope_store import PolytopeStore
+from sap_viz.app_state.store import Store
 from sap_viz.data.dataset import SPLIT_LABELS, dataset_fingerprint, dataset_provenance
 from sap_viz.data.file_rows import DataFileError
 from sap_viz.data.schema import SPLITS
@@ -171,7 +171,7 @@ class TrainingJobs:
         check()
         return trained
 
-    def save_trained(self, store: PolytopeStore, trained, name: str) -> str:
+    def save_trained(self, store: Store, trained, name: str) -> str:
         """Save a trained polytope into ``store``'s folder under a fresh name; returns the directory name."""
         target = store.unique_dir(name or f"layer{trained.artifact.layer}-k{trained.artifact.polytope.num_facets}")
         save_trained(trained, target)

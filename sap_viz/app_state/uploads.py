@@ -16,7 +16,8 @@ import zlib
 from pathlib import Path
 
 from sap_viz.app_state.errors import WorkbenchError
-from sap_viz.app_state.polytope_store import CARRIED_FILES, POLYTOPE_FILES, PolytopeStore
+from sap_viz.app_state.polytope_store import CARRIED_FILES, POLYTOPE_FILES
+from sap_viz.app_state.store import Store
 from sap_viz.method.artifact import (
     FACETS_FILE,
     FORMAT_VERSION,
@@ -113,7 +114,7 @@ def collect_upload(paths: list[str | Path], staging: Path, limits: Limits) -> No
         raise WorkbenchError(f"a polytope upload needs {TENSORS_FILE} and {META_FILE} ({FACETS_FILE} optional)")
 
 
-def import_polytope(store: PolytopeStore, paths: list[str | Path], name: str, limits: Limits) -> tuple[str, list[str]]:
+def import_polytope(store: Store, paths: list[str | Path], name: str, limits: Limits) -> tuple[str, list[str]]:
     """Validate an uploaded polytope and add it to the store's folder; returns (directory name, warnings)."""
     if not paths:
         raise WorkbenchError("no files were uploaded")

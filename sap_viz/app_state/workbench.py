@@ -46,6 +46,7 @@ from sap_viz.method.artifact import AUTO_CATEGORY, PolytopeArtifact, label_facet
 from sap_viz.method.generation import GenerationConfig
 from sap_viz.method.generation_results import Comparison
 from sap_viz.method.polytope_hook import InterventionConfig
+from sap_viz.method.request_settings import RequestSettings
 from sap_viz.model.loading import LoadedModel, load_model
 from sap_viz.settings import Limits, get_limits
 
@@ -218,6 +219,9 @@ class Workbench:
 
     def check_texts(self, texts: object) -> list[str]:
         return self.checks.check_texts(texts)
+
+    def check_request(self, settings: RequestSettings) -> tuple[GenerationConfig, InterventionConfig]:
+        return self.checks.check_request(self.require_artifact(), settings)
 
     def stream_compare(self, prompt: str, gen: GenerationConfig, cfg: InterventionConfig) -> Iterator[tuple[str, str | Comparison]]:
         # A generator itself, so that (as before the split) nothing is checked until the first ``next``.

@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from sap_viz.jsonl import dumps_jsonl
 from sap_viz.model.prompts import clean_text
 from sap_viz.tables import text_table
 
@@ -165,9 +166,9 @@ def cmd_score(args: argparse.Namespace) -> None:
     try:
         for row, v in zip(rows, viol, strict=True):
             k = int(v.argmax())
-            out.write(json.dumps({**row, "score": float(v.max()), "unsafe": bool(v.max() >= 0),
-                                  "violations": [round(float(x), 5) for x in v], "top_facet": k,
-                                  "top_facet_name": art.facet_name(k)}, ensure_ascii=False) + "\n")
+            out.write(dumps_jsonl([{**row, "score": float(v.max()), "unsafe": bool(v.max() >= 0),
+                                    "violations": [round(float(x), 5) for x in v], "top_facet": k,
+                                    "top_facet_name": art.facet_name(k)}]))
     finally:
         if out is not sys.stdout:
             out.close()

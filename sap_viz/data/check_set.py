@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 from importlib import resources
 
 import pandas as pd
 
 from sap_viz.data.taxonomy import POLICY_CATEGORIES
+from sap_viz.jsonl import read_jsonl
 
 __all__ = ["CHECK_SET_FILE", "check_set_fingerprint", "load_check_set"]
 
@@ -28,7 +28,7 @@ def _load() -> pd.DataFrame:
     path = resources.files("sap_viz.data").joinpath("builtin_data", CHECK_SET_FILE)
     if not path.is_file():
         raise FileNotFoundError(f"the facet check set ({CHECK_SET_FILE}) is missing from sap_viz.data: the install is incomplete")
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = read_jsonl(path)
     df = pd.DataFrame(rows, columns=list(_COLUMNS))
     bad = df[~df["label"].isin(("safe", "unsafe")) | ~df["category"].isin(POLICY_CATEGORIES)]
     if len(bad):

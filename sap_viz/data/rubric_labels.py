@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import functools
 import hashlib
-import json
 from collections import Counter
 from importlib import resources
 
@@ -22,6 +21,7 @@ import pandas as pd
 
 from sap_viz.data.taxonomy import TAXONOMY
 from sap_viz.data.text import normalise_text
+from sap_viz.jsonl import read_jsonl
 
 __all__ = ["RUBRIC_FILE", "apply_rubric_labels", "rubric_key", "rubric_labels"]
 
@@ -42,12 +42,9 @@ def rubric_labels() -> dict[str, dict]:
     if not path.is_file():
         raise FileNotFoundError(f"the rubric labels ({RUBRIC_FILE}) are missing from sap_viz.data: the install is incomplete")
     out: dict[str, dict] = {}
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        rec = json.loads(line)
+    for n, rec in enumerate(read_jsonl(path), 1):
         if rec.get("category") not in TAXONOMY:
-            raise ValueError(f"{RUBRIC_FILE} line {n}: category {rec.get('category')!r} is not in the taxonomy")
+            raise ValueError(f"{RUBRIC_FILE} row {n}: category {rec.get('category')!r} is not in the taxonomy")
         out[rec["key"]] = rec
     return out
 

@@ -14,7 +14,6 @@ mapped with :func:`~sap_viz.data.taxonomy.map_category`.
 from __future__ import annotations
 
 import functools
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from sap_viz.data.schema import source_frame
 from sap_viz.data.sharegpt import load_sharegpt
 from sap_viz.data.taxonomy import BENIGN, CATEGORY_MAPS, TAXONOMY, map_category
 from sap_viz.data.wrapped import wrap_requests, wrapping_templates
+from sap_viz.jsonl import read_jsonl
 
 __all__ = ["CONTRAST_FILE", "CONTRAST_SAFE_TYPES", "DEFAULT_SOURCES", "SOURCE_NAMES", "WRAP_INNER_SOURCES", "SourceInfo",
            "available_sources", "load_source", "optional_source_report"]
@@ -112,10 +112,7 @@ def _load_donotanswer() -> pd.DataFrame:
         raise DataSourceError(f"no Do-Not-Answer files in {folder}")
     for path in files:
         area = path.stem
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if not line.strip():
-                continue
-            item = json.loads(line)
+        for item in read_jsonl(path):
             prompt = item["prompt"].strip()
             intent = _dna_keep_intent(area, list(item.get("intents", [])), prompt)
             if intent is None:

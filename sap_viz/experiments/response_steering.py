@@ -24,7 +24,7 @@ from sap_viz.method.pipeline import rescale_violations
 from sap_viz.method.polytope import SafetyPolytope
 from sap_viz.method.training import TrainConfig, train_polytope
 from sap_viz.model.features import FeatureConfig, extract_features
-from sap_viz.model.loading import LoadedModel
+from sap_viz.model.loading import LoadedModel, model_identity
 
 
 def refusal_halves() -> tuple[list[str], list[str]]:
@@ -69,7 +69,7 @@ def build_steering_part(lm: LoadedModel, cfg: SteeringPartConfig = SteeringPartC
     direction = refusal_states.mean(0) - harm_states.mean(0)
     meta = {
         "role": "steering part: response-aware polytope + refusal direction (method/directional_steering.py)",
-        "model": {"id": lm.model_id, "fingerprint": lm.fingerprint, "hidden_size": lm.hidden_size, "num_layers": lm.num_layers},
+        "model": model_identity(lm),
         "layer": cfg.layer, "position": "last", "chat_template": True, "max_tokens": 256,
         "train_config": asdict(tcfg), "steering_config": asdict(cfg), "answer_config": asdict(answer_cfg),
         "data": {"harmful_prompts": len(harmful), "safe_prompts": len(safe), "rows": {

@@ -22,7 +22,7 @@ from sap_viz.method.artifact import PolytopeArtifact
 from sap_viz.method.directional_steering import DirectionalHook
 from sap_viz.method.generation_results import Comparison, GenerationResult, TokenInfo
 from sap_viz.method.polytope_hook import InterventionConfig, PolytopeHook, RefusalProcessor
-from sap_viz.model.hooks import StopForward, residual_hook
+from sap_viz.model.hooks import capture_and_stop, residual_hook
 from sap_viz.model.loading import LoadedModel, left_padded
 from sap_viz.model.prompts import encode_prompt
 
@@ -234,15 +234,10 @@ def _prompt_pass(lm: LoadedModel, artifact: PolytopeArtifact, ids: torch.Tensor,
     """Read the prompts up to the detection layer only, to decide which rows are flagged before generating."""
     hook = PolytopeHook(artifact, replace(cfg, mode="monitor"), pad_lens, width, spans)
 
-    def read_then_stop(hidden: torch.Tensor) -> None:
-        hook(hidden)
-        raise StopForward
-
-    with residual_hook(lm.model, artifact.layer, read_then_stop, lm.layers_path), torch.no_grad():
-        try:
+    with torch.no_grad():
+        with capture_and_stop(lm.model, artifact.layer, lm.layers_path) as captured:
             lm.model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device), use_cache=False)
-        except StopForward:
-            pass
+        hook(captured[artifact.layer])
     return hook
 
 

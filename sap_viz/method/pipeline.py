@@ -32,7 +32,7 @@ from sap_viz.method.artifact import PolytopeArtifact, default_facets, save_polyt
 from sap_viz.method.configs import POLICY_FACETS
 from sap_viz.method.training import TrainConfig, train_polytope
 from sap_viz.model.features import FeatureConfig, extract_features
-from sap_viz.model.loading import LoadedModel
+from sap_viz.model.loading import LoadedModel, model_identity
 
 ProgressFn = Callable[[float, str], None]
 EVAL_SPLITS = ("val", "test", "ood")
@@ -213,7 +213,7 @@ def train_and_evaluate(
         train_viol = poly.violations(feats["train"])
     stats, facets = _facet_report(train_viol, train, facet_categories)
     meta = {
-        "model": {"id": lm.model_id, "fingerprint": lm.fingerprint, "hidden_size": lm.hidden_size, "num_layers": lm.num_layers},
+        "model": model_identity(lm),
         "layer": fcfg.layer,
         "position": fcfg.position,
         "chat_template": fcfg.chat_template,

@@ -114,9 +114,7 @@ class RequestSettings:
         if "mode" in out:
             out["mode"] = parse_mode(out["mode"])
         settings = cls(**out, notices=tuple(notices))
-        if not 1 <= settings.max_new_tokens <= limits.max_new_tokens:
-            raise SettingsError(f"max_new_tokens must be between 1 and {limits.max_new_tokens} ({env_name('max_new_tokens')}), "
-                                f"got {settings.max_new_tokens}")
+        check_max_new_tokens(settings.max_new_tokens, limits)
         settings.configs(limits)  # every downstream check, now rather than at generation time
         return settings
 
@@ -186,6 +184,13 @@ class RequestSettings:
         """The settings as given (kind-specific knobs only when set), for results and logs."""
         return {f.name: getattr(self, f.name) for f in fields(self)
                 if f.name != "notices" and (getattr(self, f.name) is not None or f.default is not None)}
+
+
+def check_max_new_tokens(max_new_tokens: int, limits: Limits) -> None:
+    """The server's cap on new tokens, for requests and for callers that build the configs themselves."""
+    if not 1 <= max_new_tokens <= limits.max_new_tokens:
+        raise SettingsError(f"max_new_tokens must be between 1 and {limits.max_new_tokens} ({env_name('max_new_tokens')}), "
+                            f"got {max_new_tokens}")
 
 
 def parse_mode(mode: Any) -> str:

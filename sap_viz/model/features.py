@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from sap_viz.files import save_tensors_atomic
 from sap_viz.model.configs import POSITIONS, FeatureConfig, check_position  # noqa: F401  (defined torch-free, for the CLI)
-from sap_viz.model.hooks import StopForward, residual_hook
+from sap_viz.model.hooks import capture_and_stop
 from sap_viz.model.loading import LoadedModel, cache_dir
 from sap_viz.model.prompts import EncodedPrompt, encode_prompt
 from sap_viz.settings import get_limits
@@ -71,15 +71,6 @@ def _batches(order: list[int], lengths: list[int], batch_size: int, max_batch_to
     return out
 
 
-def _recorder(store: dict[int, torch.Tensor], layer: int, stop: bool):
-    def fn(hidden: torch.Tensor) -> None:
-        store[layer] = hidden.detach()
-        if stop:
-            raise StopForward
-
-    return fn
-
-
 @torch.no_grad()
 def hidden_states_multi(
     lm: LoadedModel, token_ids: list[list[int]], layers: list[int], batch_size: int = 16, progress: bool | str = False
@@ -89,7 +80,6 @@ def hidden_states_multi(
     order = sorted(range(len(token_ids)), key=lambda i: -lengths[i])
     pad_id = lm.pad_id
     results: dict[int, list] = {layer: [None] * len(token_ids) for layer in layers}
-    deepest = max(layers)
     desc = progress if isinstance(progress, str) else f"features @ layers {layers}"
     for batch in tqdm(_batches(order, lengths, batch_size), desc=desc, disable=not progress, unit="batch"):
         width = max(lengths[i] for i in batch)
@@ -98,14 +88,8 @@ def hidden_states_multi(
         for row, i in enumerate(batch):
             ids[row, : lengths[i]] = torch.tensor(token_ids[i])
             mask[row, : lengths[i]] = 1
-        captured: dict[int, torch.Tensor] = {}
-        with contextlib.ExitStack() as stack:
-            for layer in layers:
-                stack.enter_context(residual_hook(lm.model, layer, _recorder(captured, layer, layer == deepest), lm.layers_path))
-            try:
-                lm.model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device), use_cache=False)
-            except StopForward:
-                pass
+        with capture_and_stop(lm.model, layers, lm.layers_path) as captured:
+            lm.model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device), use_cache=False)
         for layer in layers:
             hidden = captured[layer].float().cpu()
             for row, i in enumerate(batch):

@@ -7,8 +7,8 @@ A decoder block returns a Tensor in transformers 5 and a tuple ``(hidden, ...)``
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -74,19 +74,36 @@ def residual_hook(
 
 
 @contextmanager
-def capture_and_stop(model: nn.Module, layer: int, layers_path: str | None = None) -> Iterator[list[torch.Tensor]]:
-    """Capture block ``layer``'s output and abort the forward pass there (early exit).
+def capture_and_stop(
+    model: nn.Module, layers: int | Sequence[int], layers_path: str | None = None
+) -> Iterator[dict[int, torch.Tensor]]:
+    """Capture the outputs of blocks ``layers`` and abort the forward pass after the deepest one (early exit).
 
-    Usage: ``with capture_and_stop(m, L) as out: try: m(**batch) except StopForward: pass``.
+    The one early-exit path (features, generation's pre-pass, attribution): the blocks after it never run,
+    which is most of the cost. The forward call must be the last statement in the block: the ``StopForward``
+    it raises ends the block and is swallowed here. Tensors are kept as they come, so run it under
+    ``torch.no_grad()`` unless gradients are wanted (attribution wants them).
+    Usage: ``with capture_and_stop(m, L) as out: m(**batch)``, then ``out[L]``.
     """
-    captured: list[torch.Tensor] = []
+    wanted = [layers] if isinstance(layers, int) else list(layers)
+    deepest = max(wanted)
+    captured: dict[int, torch.Tensor] = {}
 
-    def fn(hidden: torch.Tensor) -> None:
-        captured.append(hidden.detach())
-        raise StopForward
+    def recorder(layer: int) -> ResidualFn:
+        def fn(hidden: torch.Tensor) -> None:
+            captured[layer] = hidden
+            if layer == deepest:
+                raise StopForward
 
-    with residual_hook(model, layer, fn, layers_path):
-        yield captured
+        return fn
+
+    try:
+        with ExitStack() as stack:
+            for layer in dict.fromkeys(wanted):
+                stack.enter_context(residual_hook(model, layer, recorder(layer), layers_path))
+            yield captured
+    except StopForward:
+        pass
 
 
 def count_hooks(model: nn.Module) -> int:

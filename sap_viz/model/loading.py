@@ -74,6 +74,11 @@ class LoadedModel:
         return [e for e in (eos if isinstance(eos, list) else [eos]) if e is not None]
 
 
+def model_identity(lm: LoadedModel) -> dict:
+    """The model a polytope was made for, as ``polytope.json`` records it under "model" (loading checks it)."""
+    return {"id": lm.model_id, "fingerprint": lm.fingerprint, "hidden_size": lm.hidden_size, "num_layers": lm.num_layers}
+
+
 def left_padded(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
     """Token ids and attention mask with every sequence ending at the last column (what batched
     generation needs), and each row's number of padding columns."""

@@ -16,13 +16,14 @@ from collections.abc import Callable
 import gradio as gr
 
 from sap_viz.app_state.errors import WorkbenchError
+from sap_viz.app_state.prompt_checks import check_settings
 from sap_viz.app_state.workbench import Workbench
 from sap_viz.data.file_rows import DataFileError
 from sap_viz.method import request_settings
 from sap_viz.method.artifact import PolytopeFileError
 from sap_viz.method.generation import GenerationConfig
 from sap_viz.method.polytope_hook import InterventionConfig
-from sap_viz.method.request_settings import RequestSettings, SettingsError, check_for_polytope
+from sap_viz.method.request_settings import RequestSettings
 from sap_viz.model.hooks import count_hooks
 from sap_viz.settings import Limits, get_limits
 
@@ -72,17 +73,9 @@ def make_configs(mode: str, strength: float, max_new_tokens: int, seed: int = 0,
 
 
 def settings_from_request(mode: str, strength: float, max_new_tokens: int, seed: int = 0, limits: Limits | None = None,
-            extra: dict | None = None) -> RequestSettings:
-    if extra is not None and not isinstance(extra, dict):
-        raise WorkbenchError("settings must be an object of name: value pairs")
-    values = {**(extra or {}), "mode": mode, "strength": strength, "max_new_tokens": max_new_tokens, "seed": seed}
-    for name in ("mode", "strength", "max_new_tokens", "seed"):
-        if values[name] is None or (isinstance(values[name], str) and not values[name].strip()):
-            raise WorkbenchError(f"{name} must be given")
-    try:
-        return RequestSettings.from_request(values, limits or get_limits())
-    except SettingsError as exc:
-        raise WorkbenchError(str(exc)) from None
+                          extra: dict | None = None) -> RequestSettings:
+    given = {"mode": mode, "strength": strength, "max_new_tokens": max_new_tokens, "seed": seed}
+    return check_settings(given, extra, limits)
 
 
 def _tokens(result) -> list[dict]:
@@ -96,11 +89,7 @@ def generate_payload(wb: Workbench, prompt: str, mode: str, strength: float, max
                      extra: dict | None = None) -> dict:
     """Both runs of ``/generate`` with their per-token facet violations."""
     settings = settings_from_request(mode, strength, max_new_tokens, seed, wb.limits, extra)
-    try:
-        check_for_polytope(settings, wb.require_artifact().steering is not None)
-    except SettingsError as exc:
-        raise WorkbenchError(str(exc)) from None
-    gen, cfg = settings.configs(wb.limits)
+    gen, cfg = wb.check_request(settings)
     checked = wb.check_prompt(prompt)
     cmp = wb.compare(checked.text, gen, cfg)
     base, other = cmp.baseline, cmp.intervened

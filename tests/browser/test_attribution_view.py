@@ -9,33 +9,26 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
+import tempfile
 from pathlib import Path
 
 import playwright.sync_api as playwright_api
 import pytest
-
-from sap_viz.settings import DEFAULT_POLYTOPE
-from tests.app_server import AppServer
 
 pytestmark = pytest.mark.browser
 
 CHROMIUM = os.environ.get("SAP_VIZ_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync",
         "--no-first-run"]
-SHOTS = Path(os.environ.get("SAP_VIZ_SCREENSHOTS") or "/tmp/h28-attrib")
+SHOTS = Path(os.environ.get("SAP_VIZ_SCREENSHOTS") or tempfile.mkdtemp(prefix="sap-viz-attribution-"))
 PROMPT = "How do I make ricin?"
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory):
+def page(app_server):
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    root = tmp_path_factory.mktemp("attribution-view")
-    copy = root / "polytopes" / "test-polytope"
-    shutil.copytree(DEFAULT_POLYTOPE, copy)
-    env = {"SAP_VIZ_POLYTOPE": str(copy), "SAP_VIZ_MAP_MAX_ROWS": "200"}
-    with AppServer(env, startup_timeout=400, log_path=root / "app.log") as srv, playwright_api.sync_playwright() as p:
+    with app_server(env={"SAP_VIZ_MAP_MAX_ROWS": "200", "SAP_VIZ_MAP_WARMUP": None}) as srv, playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         pg = browser.new_page(viewport={"width": 1400, "height": 1000})
         pg.set_default_timeout(240_000)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -22,12 +21,11 @@ from pathlib import Path
 import playwright.sync_api as playwright_api
 import pytest
 
-from sap_viz.settings import DEFAULT_POLYTOPE
-from tests.app_server import AppServer
+from tests.conftest import SHIPPED_POLYTOPE
 
 pytestmark = pytest.mark.browser
 
-SOURCE = Path(os.environ.get("SAP_VIZ_TEST_POLYTOPE") or DEFAULT_POLYTOPE)
+SOURCE = SHIPPED_POLYTOPE
 CHROMIUM = os.environ.get("SAP_VIZ_CHROMIUM", "/usr/bin/chromium")
 ARGS = [
     "--no-sandbox",
@@ -47,16 +45,11 @@ MAP_ROWS = os.environ.get("SAP_VIZ_TEST_MAP_ROWS", "400")
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    assert (SOURCE / "polytope.safetensors").is_file(), f"the shipped polytope is missing: {SOURCE}"
+def server(app_server):
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    root = tmp_path_factory.mktemp("browser")
-    copy = root / "polytopes" / "test-polytope"
-    shutil.copytree(SOURCE, copy)
-    shutil.copytree(SOURCE, root / "polytopes" / "second-copy")  # a second polytope for the Compare tab
-    env = {"SAP_VIZ_POLYTOPE": str(copy), "SAP_VIZ_MAP_MAX_ROWS": MAP_ROWS if MAP_ROWS != "0" else ""}
-    with AppServer(env, startup_timeout=400, log_path=root / "app.log") as srv:
+    env = {"SAP_VIZ_MAP_MAX_ROWS": MAP_ROWS if MAP_ROWS != "0" else "", "SAP_VIZ_MAP_WARMUP": None}  # the map builds at start
+    with app_server(env=env, polytopes=("test-polytope", "second-copy")) as srv:  # a second polytope for the Compare tab
         yield srv
 
 

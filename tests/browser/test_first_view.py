@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -26,8 +25,6 @@ from safetensors.torch import load_file, save_file
 
 from sap_viz.analysis.report import NAME_FITS
 from sap_viz.analysis.verdict import NO_SINGLE_CATEGORY, category_words
-from sap_viz.settings import DEFAULT_POLYTOPE
-from tests.app_server import AppServer
 
 pytestmark = pytest.mark.browser
 
@@ -41,22 +38,19 @@ WARM_LOAD_S = float(os.environ.get("SAP_VIZ_TEST_WARM_LOAD_S") or 2.0)  # the is
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(app_server):
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    root = tmp_path_factory.mktemp("first-view")
-    copy = root / "polytopes" / "test-polytope"
-    shutil.copytree(DEFAULT_POLYTOPE, copy)
-    # "retrained": the same files with one facet offset moved, so its fingerprint differs
-    retrained = root / "polytopes" / "retrained"
-    shutil.copytree(DEFAULT_POLYTOPE, retrained)
-    tensors = load_file(str(retrained / "polytope.safetensors"))
-    tensors["xi"] = tensors["xi"].clone()
-    tensors["xi"][0] += 0.05
-    save_file(tensors, str(retrained / "polytope.safetensors"))
-    env = {"SAP_VIZ_POLYTOPE": str(copy), "SAP_VIZ_MAP_MAX_ROWS": "200"}
-    with AppServer(env, startup_timeout=400, log_path=root / "app.log") as srv:
-        srv.polytope = copy  # type: ignore[attr-defined]
+    def retrain(root: Path) -> None:
+        """"retrained": the same files with one facet offset moved, so its fingerprint differs."""
+        tensors = load_file(str(root / "polytopes" / "retrained" / "polytope.safetensors"))
+        tensors["xi"] = tensors["xi"].clone()
+        tensors["xi"][0] += 0.05
+        save_file(tensors, str(root / "polytopes" / "retrained" / "polytope.safetensors"))
+
+    with app_server(env={"SAP_VIZ_MAP_MAX_ROWS": "200", "SAP_VIZ_MAP_WARMUP": None}, polytopes=("test-polytope", "retrained"),
+                    prepare=retrain) as srv:
+        srv.polytope = srv.copy  # type: ignore[attr-defined]
         yield srv
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -18,13 +17,10 @@ import playwright.sync_api as playwright_api
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 
-from sap_viz.settings import DEFAULT_POLYTOPE
 from sap_viz.ui import palette
-from tests.app_server import AppServer
 
 pytestmark = pytest.mark.browser
 
-SOURCE = Path(os.environ.get("SAP_VIZ_TEST_POLYTOPE") or DEFAULT_POLYTOPE)
 CHROMIUM = os.environ.get("SAP_VIZ_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync",
         "--no-first-run"]
@@ -37,16 +33,11 @@ BUSY = ".pending, .eta-bar, .progress-bar, .progress-text"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    assert (SOURCE / "polytope.safetensors").is_file(), f"the shipped polytope is missing: {SOURCE}"
+def server(app_server):
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    root = tmp_path_factory.mktemp("layout")
-    copy = root / "polytopes" / "test-polytope"
-    shutil.copytree(SOURCE, copy)
-    shutil.copytree(SOURCE, root / "polytopes" / "second-copy")  # Compare needs two
-    env = {"SAP_VIZ_POLYTOPE": str(copy), "SAP_VIZ_MAP_MAX_ROWS": MAP_ROWS if MAP_ROWS != "0" else ""}
-    with AppServer(env, startup_timeout=400, log_path=root / "app.log") as srv:
+    env = {"SAP_VIZ_MAP_MAX_ROWS": MAP_ROWS if MAP_ROWS != "0" else "", "SAP_VIZ_MAP_WARMUP": None}
+    with app_server(env=env, polytopes=("test-polytope", "second-copy")) as srv:  # Compare needs two
         yield srv
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -18,8 +17,6 @@ import playwright.sync_api as playwright_api
 import pytest
 
 from sap_viz.data.user_files import load_user_file
-from sap_viz.settings import DEFAULT_POLYTOPE
-from tests.app_server import AppServer
 
 pytestmark = pytest.mark.browser
 
@@ -56,14 +53,10 @@ def few_safe_file(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory):
+def page(app_server):
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    root = tmp_path_factory.mktemp("train-errors")
-    copy = root / "polytopes" / "test-polytope"
-    shutil.copytree(DEFAULT_POLYTOPE, copy)
-    env = {"SAP_VIZ_POLYTOPE": str(copy), "SAP_VIZ_MAP_WARMUP": "0"}  # no feature map needed here
-    with AppServer(env, startup_timeout=400, log_path=root / "app.log") as server, playwright_api.sync_playwright() as p:
+    with app_server() as server, playwright_api.sync_playwright() as p:  # no feature map needed here
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
         pg = context.new_page()

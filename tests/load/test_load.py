@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import statistics
 import threading
 import time
@@ -26,12 +25,8 @@ from pathlib import Path
 import pytest
 from gradio_client import Client
 
-from sap_viz.settings import DEFAULT_POLYTOPE
-from tests.app_server import AppServer
-
 pytestmark = pytest.mark.load
 
-SOURCE = Path(os.environ.get("SAP_VIZ_TEST_POLYTOPE") or DEFAULT_POLYTOPE)
 USERS = 16
 NEW_TOKENS = 8
 SEQUENTIAL = 200
@@ -43,11 +38,8 @@ REPORT: dict = {}
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("load")
-    copy = root / "polytopes" / "test-polytope"
-    shutil.copytree(SOURCE, copy)
-    with AppServer({"SAP_VIZ_POLYTOPE": str(copy), "SAP_VIZ_MAP_WARMUP": "0"}, startup_timeout=400, log_path=root / "app.log") as srv:
+def server(app_server):
+    with app_server() as srv:
         yield srv
     if REPORT and os.environ.get("SAP_VIZ_LOAD_REPORT"):
         Path(os.environ["SAP_VIZ_LOAD_REPORT"]).write_text(json.dumps(REPORT, indent=2))

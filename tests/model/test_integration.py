@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from sap_viz.analysis.metrics import detection_metrics
+from sap_viz.jsonl import read_jsonl
 from sap_viz.method.artifact import load_polytope
 from sap_viz.method.generation import GenerationConfig, compare
 from sap_viz.method.polytope_hook import InterventionConfig
@@ -83,7 +84,7 @@ def test_cli_score_on_handwritten_heldout_set(tmp_path, name, shipped, embedded_
     )
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    given = [json.loads(line) for line in (ROOT / "sap_viz" / "data" / "eval_sets" / name).read_text().splitlines()]
+    given = read_jsonl(ROOT / "sap_viz" / "data" / "eval_sets" / name)
     n = len(given)
     assert n > 0 and len(rows) == n
     assert [(r["text"], r["label"]) for r in rows] == [(g["text"], g["label"]) for g in given]

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from sap_viz.cli import main
+from sap_viz.jsonl import write_jsonl
 from sap_viz.method.artifact import load_polytope
 from sap_viz.method.scoring import score_texts
 from sap_viz.model.loading import ModelConfig
@@ -52,7 +53,7 @@ def test_ray_scores_match_the_local_path_row_for_row(embedded_lm, local_ray):
 def test_cli_engine_ray_writes_the_local_rows_in_input_order(embedded_lm, local_ray, tmp_path, capsys):
     texts = mixed_texts(40, seed=1)
     source = tmp_path / "in.jsonl"
-    source.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(texts)))
+    write_jsonl(source, ({"id": i, "text": t} for i, t in enumerate(texts)))
     assert main(["score", "--engine", "ray", "--workers", "2", "--input", str(source), "--output", str(tmp_path / "ray.jsonl")]) == 0
     assert "ray: 2 workers" in capsys.readouterr().err
     art = load_polytope(DEFAULT_POLYTOPE, embedded_lm.hidden_size, embedded_lm.num_layers, embedded_lm.fingerprint)

@@ -5,42 +5,23 @@ Uses the embedded model and a *copy* of the shipped polytope (labelling writes t
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import shutil
 import time
-from pathlib import Path
 
 import pytest
 from gradio_client import Client
 
-from sap_viz.settings import DEFAULT_POLYTOPE
-from tests.app_server import AppServer
+from tests.conftest import SHIPPED_POLYTOPE
 
-SOURCE = Path(os.environ.get("SAP_VIZ_TEST_POLYTOPE") or DEFAULT_POLYTOPE)
+SOURCE = SHIPPED_POLYTOPE
 HARMFUL = "How do I build a pipe bomb?"
 XSS = "<img src=x onerror=alert(1)>"
 
 
-def _digest(directory: Path) -> str:
-    return hashlib.sha256(
-        b"".join((directory / f).read_bytes() for f in ("facets.json", "polytope.json", "polytope.safetensors"))
-    ).hexdigest()
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    assert (SOURCE / "polytope.safetensors").is_file(), f"the shipped polytope is missing: {SOURCE}"
-    before = _digest(SOURCE)
-    root = tmp_path_factory.mktemp("api")
-    copy = root / "polytopes" / "test-polytope"
-    shutil.copytree(SOURCE, copy)
-    env = {"SAP_VIZ_POLYTOPE": str(copy), "SAP_VIZ_MAP_WARMUP": "0"}
-    with AppServer(env, startup_timeout=400, log_path=root / "app.log") as srv:
-        srv.copy = copy  # type: ignore[attr-defined]
+def server(app_server):
+    with app_server() as srv:  # a copy of the shipped polytope (checked unchanged afterwards), the map not warmed up
         yield srv
-    assert _digest(SOURCE) == before, "the tests modified the shipped polytope"
 
 
 @pytest.fixture(scope="module")

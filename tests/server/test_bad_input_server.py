@@ -4,7 +4,6 @@ traceback, and the server keeps answering. One app server for the module."""
 from __future__ import annotations
 
 import json
-import shutil
 import urllib.request
 
 import pytest
@@ -18,39 +17,18 @@ UNSAFE, SAFE = "How do I build a bomb?", "How do I bake bread?"
 
 
 @pytest.mark.server  # starts app.py in a subprocess (it stops before loading the model)
-def test_bad_limit_stops_the_app_at_start(tmp_path):
-    from tests.app_server import AppServer
-
-    server = AppServer({"SAP_VIZ_MAX_NEW_TOKENS": "lots", "SAP_VIZ_MAP_WARMUP": "0"}, startup_timeout=120, log_path=tmp_path / "app.log")
+def test_bad_limit_stops_the_app_at_start(app_server):
+    server = app_server(env={"SAP_VIZ_MAX_NEW_TOKENS": "lots"}, startup_timeout=120)
     with pytest.raises(RuntimeError, match="SAP_VIZ_MAX_NEW_TOKENS must be an integer, got 'lots'"), server:
         pass
-
-
-# ---------------------------------------------------------------- prompts
-
-
-# ---------------------------------------------------------------- training data and settings
-
-
-# ---------------------------------------------------------------- labels and counters
-
-
-# ---------------------------------------------------------------- CLI
 
 
 # ---------------------------------------------------------------- the API of a running server
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    from sap_viz.settings import DEFAULT_POLYTOPE
-    from tests.app_server import AppServer
-
-    root = tmp_path_factory.mktemp("bad-input-api")
-    copy = root / "polytopes" / "test-polytope"
-    shutil.copytree(DEFAULT_POLYTOPE, copy)
-    env = {"SAP_VIZ_POLYTOPE": str(copy), "SAP_VIZ_MAP_WARMUP": "0", "SAP_VIZ_MAX_NEW_TOKENS": "64", "SAP_VIZ_MAX_PROMPT_TOKENS": "256"}
-    with AppServer(env, startup_timeout=400, log_path=root / "app.log") as srv:
+def server(app_server):
+    with app_server(env={"SAP_VIZ_MAX_NEW_TOKENS": "64", "SAP_VIZ_MAX_PROMPT_TOKENS": "256"}) as srv:
         yield srv
         assert srv.proc.poll() is None, f"the server died:\n{srv.log_tail()}"
 

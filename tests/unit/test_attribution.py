@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sap_viz.analysis.attribution import gradient_x_input, masked_variants, word_masking
-from sap_viz.model.hooks import StopForward, residual_hook
+from sap_viz.model.hooks import capture_and_stop
 from sap_viz.model.prompts import encode_prompt
 from tests.conftest import separating_artifact
 
@@ -50,21 +50,12 @@ def test_gradient_x_input_sums_to_the_directional_derivative(tiny_lm, art):
     ids = torch.tensor([enc.ids], device=tiny_lm.device)
 
     def violations(t: float) -> torch.Tensor:
-        captured: list[torch.Tensor] = []
-
-        def keep(hidden: torch.Tensor) -> None:
-            captured.append(hidden)
-            raise StopForward
-
         with torch.no_grad():
             emb = tiny_lm.model.get_input_embeddings()(ids).double().float()
             emb[0, start:end] *= t
-            with residual_hook(tiny_lm.model, art.layer, keep, tiny_lm.layers_path):
-                try:
-                    tiny_lm.model(inputs_embeds=emb, use_cache=False)
-                except StopForward:
-                    pass
-            return art.polytope.violations(captured[0][0, -1].float()).cpu()
+            with capture_and_stop(tiny_lm.model, art.layer, tiny_lm.layers_path) as captured:
+                tiny_lm.model(inputs_embeds=emb, use_cache=False)
+            return art.polytope.violations(captured[art.layer][0, -1].float()).cpu()
 
     eps = 1e-3
     numeric = ((violations(1 + eps) - violations(1 - eps)) / (2 * eps)).numpy()

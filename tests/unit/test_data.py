@@ -28,6 +28,7 @@ from sap_viz.data.sources import CONTRAST_FILE, CONTRAST_SAFE_TYPES, DEFAULT_SOU
 from sap_viz.data.taxonomy import BENIGN, CATEGORY_MAPS, TAXONOMY, map_category
 from sap_viz.data.text import closest_match, near_duplicates, normalise_text
 from sap_viz.data.user_files import load_hf_dataset, load_user_file, parse_label
+from sap_viz.jsonl import write_jsonl
 
 SOURCES = tuple(available_sources())
 
@@ -106,7 +107,7 @@ def test_contrast_file_errors_name_the_line(tmp_path: Path) -> None:
 def test_contrast_file_in_config_leaves_the_default_table_alone(tmp_path: Path, dataset: pd.DataFrame) -> None:
     rows = read_rows(CONTRAST_FILE)
     small = tmp_path / "contrast_small.jsonl"
-    small.write_text("".join(json.dumps(r) + "\n" for r in rows[::2]), encoding="utf-8")
+    write_jsonl(small, rows[::2])
     cfg = DataConfig(contrast_file=str(small))
     assert cfg.contrast_file == small and hash(cfg) != hash(DataConfig())
     assert DataConfig() == DataConfig(contrast_file=CONTRAST_FILE)

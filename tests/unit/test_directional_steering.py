@@ -13,6 +13,7 @@ from sap_viz.method.generation import GenerationConfig, compare
 from sap_viz.method.polytope_hook import InterventionConfig
 from sap_viz.model.features import hidden_states_at
 from sap_viz.model.hooks import count_hooks
+from sap_viz.model.loading import model_identity
 from sap_viz.model.prompts import encode_prompt
 from tests.conftest import linear_artifact, make_tiny_lm, separating_artifact
 
@@ -83,7 +84,7 @@ def test_steering_choice_resolves_against_the_artifact(lm):
 
 
 def _meta(lm, layer):
-    return {"model": {"id": lm.model_id, "fingerprint": lm.fingerprint, "hidden_size": lm.hidden_size, "num_layers": lm.num_layers},
+    return {"model": model_identity(lm),
             "layer": layer, "position": "last", "chat_template": True, "max_tokens": 256, "train_config": {}, "data": {}, "metrics": {}}
 
 

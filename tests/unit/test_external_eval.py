@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
 from sap_viz.data.file_rows import DataFileError
 from sap_viz.experiments.external_eval import SPAN_METHOD, flag_tables, hook_score, kind_rows, load_external, prompt_span_scores
+from sap_viz.jsonl import write_jsonl
 from sap_viz.method.pipeline import evaluate_scores
 
 
 def _write(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    write_jsonl(path, rows)
     return path
 
 

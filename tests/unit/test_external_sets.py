@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 from collections import Counter
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -16,6 +14,7 @@ from research.paths import EVAL_SETS
 from sap_viz.data.dataset import build_dataset
 from sap_viz.data.text import near_duplicates, normalise_text
 from sap_viz.experiments.external_eval import load_external
+from sap_viz.jsonl import read_jsonl
 
 ASSETS = EVAL_SETS / "xstest"
 FULL = ASSETS / "xstest_v2.jsonl"
@@ -24,10 +23,6 @@ SAFE_KINDS = {"homonyms", "figurative_language", "safe_targets", "safe_contexts"
               "nons_group_real_discr", "historical_events", "privacy_public", "privacy_fictional"}
 CONTRAST_KINDS = {"contrast_homonyms", "contrast_figurative_language", "contrast_safe_targets", "contrast_safe_contexts",
                   "contrast_definitions", "contrast_discr", "contrast_historical_events", "contrast_privacy"}
-
-
-def _rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 def _script():
@@ -70,7 +65,7 @@ def test_committed_files_are_what_the_script_builds(dataset):
 
 
 def test_every_prompt_once_with_its_kind_and_label():
-    rows = _rows(FULL)
+    rows = read_jsonl(FULL)
     assert len(rows) == 450 and all(list(r) == ["text", "label", "kind", "id", "focus", "note"] for r in rows)
     assert [r["id"] for r in rows] == list(range(1, 451))
     assert Counter(r["label"] for r in rows) == {"safe": 250, "unsafe": 200}
@@ -85,7 +80,7 @@ def test_no_prompt_is_a_builtin_row_and_the_decontaminated_file_has_no_near_one(
     builtin = dataset["text"].tolist()  # train, val, test and ood
     assert set(dataset["split"]) == {"train", "val", "test", "ood"}
     keys = {normalise_text(t) for t in builtin}
-    full, clean = _rows(FULL), _rows(DECONTAMINATED)
+    full, clean = read_jsonl(FULL), read_jsonl(DECONTAMINATED)
     assert not {normalise_text(r["text"]) for r in full} & keys
     assert near_duplicates([r["text"] for r in clean], builtin) == []
     # exactly the near duplicates are gone, the rest kept in order
@@ -97,9 +92,9 @@ def test_no_prompt_is_a_builtin_row_and_the_decontaminated_file_has_no_near_one(
 
 
 def test_load_external_reads_both_files_with_every_kind():
-    for path, n in ((FULL, 450), (DECONTAMINATED, len(_rows(DECONTAMINATED)))):
+    for path, n in ((FULL, 450), (DECONTAMINATED, len(read_jsonl(DECONTAMINATED)))):
         df = load_external(path)
         assert len(df) == n and set(df["split"]) == {f"external:{path.name}"}
         assert set(df["kind"]) == SAFE_KINDS | CONTRAST_KINDS
         assert (df.loc[df["label"] == "unsafe", "kind"].isin(CONTRAST_KINDS)).all()
-        assert df["text"].tolist() == [r["text"] for r in _rows(path)]
+        assert df["text"].tolist() == [r["text"] for r in read_jsonl(path)]

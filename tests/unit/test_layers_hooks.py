@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from sap_viz.model.hooks import StopForward, capture_and_stop, count_hooks, residual_hook
+from sap_viz.model.hooks import capture_and_stop, count_hooks, residual_hook
 from sap_viz.model.layers import find_decoder_layers, resolve_layer
 from tests.conftest import FAMILIES, make_tiny_lm
 
@@ -13,11 +13,24 @@ def test_finds_blocks_and_hook_matches_hidden_states(family):
     assert len(blocks) == 4
     ids = torch.tensor([[5, 6, 7, 8, 9]])
     ref = lm.model(input_ids=ids, output_hidden_states=True).hidden_states
+    ran: list[int] = []
+    for i, block in enumerate(blocks):
+        block.register_forward_pre_hook(lambda *_a, i=i: ran.append(i))
     with capture_and_stop(lm.model, 1) as captured:
-        with pytest.raises(StopForward):
-            lm.model(input_ids=ids)
+        lm.model(input_ids=ids)  # the StopForward it raises ends the block and is swallowed
     # Convention: layer L = output of block L = hidden_states[L + 1].
-    torch.testing.assert_close(captured[0], ref[2])
+    torch.testing.assert_close(captured[1], ref[2])
+    assert ran == [0, 1]  # early exit: blocks 2 and 3 never ran
+    ran.clear()
+    with capture_and_stop(lm.model, [2, 0]) as captured:
+        lm.model(input_ids=ids)
+    torch.testing.assert_close(captured[0], ref[1])
+    torch.testing.assert_close(captured[2], ref[3])
+    assert ran == [0, 1, 2]  # stops after the deepest block asked for
+    assert count_hooks(lm.model) == 0
+    with pytest.raises(RuntimeError, match="after"):  # any other error still propagates, hooks still removed
+        with capture_and_stop(lm.model, 1):
+            raise RuntimeError("after")
     assert count_hooks(lm.model) == 0
 
 

@@ -5,16 +5,17 @@ them, research/steering/judge_agreement.json, is below the 85 % the README requi
 """
 
 import hashlib
-import json
 from collections import Counter
 from pathlib import Path
+
+from sap_viz.jsonl import read_jsonl
 
 LABELS = Path(__file__).resolve().parents[1] / "data" / "outcome_labels.jsonl"
 RUBRIC = Path(__file__).resolve().parents[2] / "docs" / "outcome_rubric.md"
 
 
 def test_labels_follow_the_rubric_and_cover_both_runs():
-    rows = [json.loads(line) for line in LABELS.read_text(encoding="utf-8").splitlines()]
+    rows = read_jsonl(LABELS)
     assert len(rows) >= 100
     labels = Counter(r["label"] for r in rows)
     assert set(labels) == {"harmful", "refused", "off_topic", "degenerate"}

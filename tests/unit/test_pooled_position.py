@@ -21,6 +21,7 @@ from sap_viz.method.scoring import score_texts
 from sap_viz.method.steering import SafeFlowConfig, safe_flow
 from sap_viz.model.features import FeatureConfig, extract_features, feature_cache_path, hidden_states_at, token_inputs
 from sap_viz.model.hooks import count_hooks
+from sap_viz.model.loading import model_identity
 from sap_viz.model.pooled_features import pooled_features
 from sap_viz.model.prompts import encode_prompt
 from tests.conftest import make_tiny_lm
@@ -36,8 +37,7 @@ def lm():
 
 def _meta(lm, position: str) -> dict:
     return {"layer": LAYER, "chat_template": True, "position": position, "max_tokens": 256, "train_config": {}, "data": {},
-            "metrics": {}, "model": {"id": lm.model_id, "fingerprint": lm.fingerprint, "hidden_size": lm.hidden_size,
-                                     "num_layers": lm.num_layers}}
+            "metrics": {}, "model": model_identity(lm)}
 
 
 def pooled_artifact(lm, seed: int = 0, facets: int = 3) -> PolytopeArtifact:

@@ -4,9 +4,7 @@ reproducible, and built only from held-out HarmBench rows. No model is loaded.""
 from __future__ import annotations
 
 import importlib.util
-import json
 from collections import Counter
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -16,6 +14,7 @@ from sap_viz.data.dataset import build_dataset, load_eval_prompts
 from sap_viz.data.sources import load_source
 from sap_viz.data.text import near_duplicates, normalise_text
 from sap_viz.experiments.external_eval import load_external
+from sap_viz.jsonl import read_jsonl
 
 WRAPPED = EVAL_SETS / "wrapped_requests.jsonl"
 PLAIN = EVAL_SETS / "wrapped_requests_plain.jsonl"
@@ -23,13 +22,9 @@ STYLES = ("fiction", "roleplay", "research", "prefix")
 FIELDS = ["text", "label", "kind", "frame", "source", "request", "category"]
 
 
-def _rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
 @pytest.fixture(scope="module")
 def rows() -> list[dict]:
-    return _rows(WRAPPED) + _rows(PLAIN)
+    return read_jsonl(WRAPPED) + read_jsonl(PLAIN)
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +48,8 @@ def test_schema_labels_and_kinds(rows):
         assert r["request"] == r["text"] if style == "plain" else r["request"][1:] in r["text"]
         assert (r["category"] == "benign") == (r["label"] == "safe")
         assert r["source"].startswith("HarmBench" if r["label"] == "unsafe" else "written for sap-viz")
-    assert {r["frame"] == "none" for r in _rows(PLAIN)} == {True}
-    assert "none" not in {r["frame"] for r in _rows(WRAPPED)}
+    assert {r["frame"] == "none" for r in read_jsonl(PLAIN)} == {True}
+    assert "none" not in {r["frame"] for r in read_jsonl(WRAPPED)}
     # the CLI reads both files and sees every kind
     assert set(load_external(WRAPPED)["kind"]) == {f"{s}_{side}" for s in STYLES for side in ("harmful", "benign")}
     assert set(load_external(PLAIN)["kind"]) == {"plain_harmful", "plain_benign"}
@@ -96,5 +91,5 @@ def test_benign_requests_are_not_near_builtin_rows(rows, dataset):
 
 def test_committed_files_are_what_the_script_builds(dataset):
     built = _script().build_rows(dataset, load_eval_prompts()["harmful"])
-    assert [r for r in built if r["frame"] != "none"] == _rows(WRAPPED)
-    assert [r for r in built if r["frame"] == "none"] == _rows(PLAIN)
+    assert [r for r in built if r["frame"] != "none"] == read_jsonl(WRAPPED)
+    assert [r for r in built if r["frame"] == "none"] == read_jsonl(PLAIN)
