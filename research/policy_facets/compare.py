@@ -1,6 +1,6 @@
 """Every measure of the policy-facet table for one or more polytopes, side by side (README, "Policy facets").
 
-    .venv/bin/python research/policy_facets/compare.py OLD_DIR NEW_DIR > research/policy_facets/compare.md
+    .venv/bin/python -m research.policy_facets.compare OLD_DIR NEW_DIR > research/policy_facets/compare.md
 
 Per polytope: the policy table on the check set (evaluation only), detection AUROC on the built-in test
 split and on the three hand-written held-out sets, and the safe look-alikes it flags: the check set's

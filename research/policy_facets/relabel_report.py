@@ -1,6 +1,6 @@
 """Agreement of the rubric labels with the sources' own categories and with a blind second pass.
 
-    .venv/bin/python research/policy_facets/relabel_report.py > research/policy_facets/relabelling.md
+    .venv/bin/python -m research.policy_facets.relabel_report > research/policy_facets/relabelling.md
 
 Reads the shipped labels (sap_viz/data/builtin_data/rubric_labels.jsonl) and the blind pass
 (blind_pass.jsonl beside this file: 100 random rows labelled by a second annotator who saw only the

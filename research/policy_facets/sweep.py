@@ -1,7 +1,7 @@
 """Policy-facet recipes swept over labels, features and objective, chosen on validation data only.
 
-    .venv/bin/python research/policy_facets/sweep.py --output research/policy_facets/runs.jsonl
-    .venv/bin/python research/policy_facets/sweep.py --table research/policy_facets/runs.jsonl > research/policy_facets/sweep.md
+    .venv/bin/python -m research.policy_facets.sweep --output research/policy_facets/runs.jsonl
+    .venv/bin/python -m research.policy_facets.sweep --table research/policy_facets/runs.jsonl > research/policy_facets/sweep.md
 
 Every run trains on the built-in train split (layer 22), shifts ξ so 9 % of the validation safe
 prompts are flagged (as `sap-viz train --target-fpr 0.09` does), and records the policy-facet

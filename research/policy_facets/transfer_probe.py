@@ -1,6 +1,6 @@
 """How much category information carries from the built-in training rows to the check set: a diagnostic ceiling.
 
-    .venv/bin/python research/policy_facets/transfer_probe.py
+    .venv/bin/python -m research.policy_facets.transfer_probe
 
 A 10-way logistic regression on layer-22 features of the built-in *training* split's unsafe rows (rubric
 categories), scored on the validation split and on the check set's unsafe requests. It is a linear

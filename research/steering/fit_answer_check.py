@@ -1,6 +1,6 @@
 """Fit the answer check on training answers, choose its layer and threshold on validation answers, and store it.
 
-    python research/steering/fit_answer_check.py [--output DIR]   # default: the shipped polytope's steering/ folder
+    python -m research.steering.fit_answer_check [--output DIR]   # default: the shipped polytope's steering/ folder
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Generate the answers every steering measurement reads, unsteered and steered, and store them as JSONL.
 
-    python research/steering/generate_answers.py targets   # the README's target sets (evaluation only)
-    python research/steering/generate_answers.py sweep     # validation prompts × strength, to choose settings
-    python research/steering/generate_answers.py caps      # validation prompts × max step / steered answer tokens
+    python -m research.steering.generate_answers targets   # the README's target sets (evaluation only)
+    python -m research.steering.generate_answers sweep     # validation prompts × strength, to choose settings
+    python -m research.steering.generate_answers caps      # validation prompts × max step / steered answer tokens
 
 Verdicts are left empty here: ``judge_answers.py`` adds them, so the judge can change without regenerating.
 """

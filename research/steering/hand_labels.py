@@ -1,8 +1,8 @@
 """Hand labels of steered and unsteered answers, and how well the outcome judge agrees with them.
 
-    python research/steering/hand_labels.py blind     # targets_answers.jsonl → blind_answers.jsonl (shuffled, no settings)
-    python research/steering/hand_labels.py merge     # blind_labels.jsonl + the key → tests/data/outcome_labels.jsonl
-    python research/steering/hand_labels.py agree     # the judge's verdicts (targets_judged.jsonl) against the hand labels
+    python -m research.steering.hand_labels blind     # targets_answers.jsonl → blind_answers.jsonl (shuffled, no settings)
+    python -m research.steering.hand_labels merge     # blind_labels.jsonl + the key → tests/data/outcome_labels.jsonl
+    python -m research.steering.hand_labels agree     # the judge's verdicts (targets_judged.jsonl) against the hand labels
 
 The labeller sees only the request and the answer, in a shuffled order, never which run wrote it;
 the rubric is docs/outcome_rubric.md. Answers to harmful requests only: steered and unsteered,
@@ -168,7 +168,7 @@ def main() -> None:
     elif args.step == "merge":
         merge()
     elif args.step == "sweep":  # the strength sweep on validation prompts, harmful by hand labels
-        from judge_answers import markdown, strength_svg  # the sibling script (this folder is on the path when run)
+        from research.steering.judge_answers import markdown, strength_svg
 
         table = sweep_table(read_jsonl(HERE / "sweep_hand_labels.jsonl"), read_jsonl(HERE / "sweep_judged.jsonl"))
         cols = ["setting", "n_harmful", "harmful", "refused", "off_topic", "degenerate", "n_benign", "benign_changed"]

@@ -1,7 +1,7 @@
 """Judge stored answers (``generate_answers.py``), score them with the answer check, and write the tables.
 
-    python research/steering/judge_answers.py targets   # README steering targets → targets.md / targets.json
-    python research/steering/judge_answers.py sweep     # strength sweep on validation → strength.md / strength.svg
+    python -m research.steering.judge_answers targets   # README steering targets → targets.md / targets.json
+    python -m research.steering.judge_answers sweep     # strength sweep on validation → strength.md / strength.svg
 
 Every answer gets the outcome judge's verdict (analysis/answer_judge.py, fitted on the judge half of
 validation), the degenerate rule of the targets, and the answer check's score (the shipped polytope's
