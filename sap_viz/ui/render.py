@@ -113,7 +113,7 @@ def verdict_html(result: GenerationResult, divergence: int | None, baseline: Gen
             f'<b>{esc(plain.sentence)}</b> <span class="sap-outcome">{esc(answer_outcome(result))}</span></div>')
     # the worked example's verdict has a class of its own: waiting for ".sap-verdict" means waiting for one's own run
     outer = "sap-verdict-example" if example else "sap-verdict"
-    return (f'<div class="{outer}">{lead}<div class="sap-verdict-details" style="font-size:0.85em;opacity:0.85;margin-top:4px">'
+    return (f'<div class="{outer}">{lead}<div class="sap-verdict-details" style="font-size:0.85em;margin-top:4px">'
             f"{verdict_details_html(result, divergence, baseline)}</div></div>")
 
 

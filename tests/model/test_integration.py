@@ -175,7 +175,7 @@ def test_small_training_run(embedded_lm):
     assert val["SaP"]["auroc"] == pytest.approx(recomputed, abs=1e-3)
     assert recomputed > 0.85
     assert {"SaP", "logistic probe", "MLP"} <= val.keys()
-    v = trained.artifact.polytope.violations(torch.zeros(1, embedded_lm.hidden_size))
+    v = trained.artifact.polytope.violations(torch.zeros(1, feats.shape[1]))  # the feature width (last+mean: twice the hidden size)
     assert v.shape == (1, 4)
 
 
