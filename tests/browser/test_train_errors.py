@@ -79,8 +79,12 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.5) -> N
 
 def run_ended(page) -> bool:
     """The run is over: the status no longer says "Training…", or Gradio raised its error toast."""
-    status = page.locator("#train-status").inner_text()
-    return (status.strip() != "" and "Training…" not in status) or page.locator(".toast-body").count() > 0
+    if page.locator(".toast-body").count() > 0:
+        return True
+    # the rendered status line, not Gradio's progress timer ("0.4s") that sits over it while an event is pending
+    busy = page.locator("#train-status .eta-bar, #train-status .progress-text, #train-status .pending").count() > 0
+    rendered = page.locator("#train-status .sap-status").count() > 0
+    return rendered and not busy and "Training…" not in page.locator("#train-status").inner_text()
 
 
 def click_train_and_wait(page) -> str:
