@@ -218,3 +218,18 @@ def pytest_collection_modifyitems(config, items):
                     misplaced.append(f"{item.nodeid}: needs {heavy}, so it belongs in tests/{heavy}")
     if misplaced:
         raise pytest.UsageError("tests in the wrong tier:\n" + "\n".join(misplaced))
+
+
+def pytest_unconfigure(config):
+    """Let the app's background threads (streams, worked examples, maps) finish their model work before exit.
+
+    A daemon thread still inside torch when the interpreter shuts down aborts the whole process (seen once
+    in a CI run: rc 134 after every test had passed), so the run waits for them, two minutes at most.
+    """
+    import threading
+    import time
+
+    deadline = time.monotonic() + 120
+    for thread in threading.enumerate():
+        if thread.name.startswith("sap-viz") and thread.is_alive() and thread is not threading.current_thread():
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))

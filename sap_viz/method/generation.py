@@ -305,7 +305,7 @@ def stream_generation(
     # Validate before starting the thread so bad settings raise here, in the caller.
     gen.validate()
     cfg.validate()
-    thread = threading.Thread(target=work, daemon=True)
+    thread = threading.Thread(target=work, name="sap-viz-stream", daemon=True)
     thread.start()
     ids: list[int] = []
     eos = set(lm.eos_ids)
