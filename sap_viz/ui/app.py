@@ -126,11 +126,13 @@ def build_app(wb: Workbench) -> gr.Blocks:
                         [fmap.map_status, fmap.timer, view_seen, facets.hist_plot, facets.top_table, facets.cards, fmap.feature_plot,
                          *fmap.tables, *facets.audit_outputs],
                         show_progress="hidden", **PRIVATE)
-        activated = train.activate_btn.click(page.activate, [train.poly_pick],
-                                             [header, train.poly_status, train.metrics_table, train.sweep_plot,
-                                              *facets.overview_outputs], **PRIVATE)
-        # the worked example belongs to the polytope it was computed with: replaced (or prepared) for the new one
-        activated.success(explore.handlers.example_after_activate, [explore.example_key], explore.example_outputs, **PRIVATE)
+        # the worked example belongs to the polytope it was computed with: it leaves the page before the switch,
+        # and the new polytope's example (or its preparation) replaces it whether or not the switch succeeded
+        activated = train.activate_btn.click(explore.handlers.clear_example_before_activate, [explore.example_key],
+                                             explore.example_outputs, show_progress="hidden", **PRIVATE).then(
+            page.activate, [train.poly_pick],
+            [header, train.poly_status, train.metrics_table, train.sweep_plot, *facets.overview_outputs], **PRIVATE)
+        activated.then(explore.handlers.example_after_activate, [explore.example_key], explore.example_outputs, **PRIVATE)
         owner.delete_btn.click(page.delete_polytope, [owner.delete_name], [owner.status, train.poly_pick], **PRIVATE)
         # first: the worked example is what a newcomer looks at, and it is read from the disk cache
         demo.load(explore.handlers.load_example, None, explore.example_outputs, show_progress="hidden", **PRIVATE)

@@ -19,6 +19,7 @@ BLUE = "#0072B2"
 VERMILLION = "#D55E00"
 PURPLE = "#CC79A7"
 GREY = "#999999"  # "inside / no facet / reference": neutral, never a category colour
+HEADER_FILL = "#EEEEEE"  # table headers drawn inside a figure (not a data colour)
 OKABE_ITO = [BLACK, ORANGE, SKY_BLUE, GREEN, YELLOW, BLUE, VERMILLION, PURPLE]
 
 # Category colours in the order they are handed out (black is kept for trajectories and marks).

@@ -12,6 +12,7 @@ import textwrap
 import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
+from plotly.subplots import make_subplots
 
 from sap_viz.method.generation_results import GenerationResult
 from sap_viz.ui import palette
@@ -375,49 +376,93 @@ def feature_map_figure(
     return fig
 
 
+#: The operating points the sweep's table lists per split: the deployed threshold, then the thresholds that keep the
+#: false positive rate at or under each of these.
+SWEEP_FPR_TARGETS = (0.01, 0.05, 0.10)
+
+
+def sweep_rows(sweep: dict) -> list[dict]:
+    """Per split: the deployed point (threshold nearest 0) and the most permissive threshold whose FPR stays under each
+    target; the values a reader would otherwise only reach by hovering the curve."""
+    rows = []
+    for split, points in sweep.items():
+        if not points:
+            continue
+        at_zero = min(points, key=lambda p: abs(p["threshold"]))
+        rows.append({"split": split, "point": "deployed (0)", **{k: at_zero[k] for k in ("threshold", "tpr", "fpr")}})
+        for target in SWEEP_FPR_TARGETS:
+            under = [p for p in points if p["fpr"] <= target]
+            if under:
+                best = max(under, key=lambda p: (p["tpr"], -p["fpr"]))
+                rows.append({"split": split, "point": f"FPR ≤ {target:.0%}", **{k: best[k] for k in ("threshold", "tpr", "fpr")}})
+    return rows
+
+
 def threshold_sweep_figure(sweep: dict) -> go.Figure:
-    """ROC curve per split: TPR vs FPR over the threshold on max_k v_k (the deployed threshold is 0)."""
-    if not sweep:
+    """ROC curve per split: TPR vs FPR over the threshold on max_k v_k (the deployed threshold is 0), and beneath it a
+    table of the operating points (``sweep_rows``), so that no threshold is reachable only by hovering."""
+    if not sweep or not any(sweep.values()):
         return empty_figure("No threshold sweep stored with this polytope.")
-    fig = go.Figure()
+    rows = sweep_rows(sweep)
+    curve_px, row_px, gap_px = 300, 26, 70
+    table_px = row_px * (len(rows) + 1) + 10
+    fig = make_subplots(rows=2, cols=1, row_heights=[curve_px, table_px], vertical_spacing=gap_px / (curve_px + table_px + gap_px),
+                        specs=[[{"type": "xy"}], [{"type": "table"}]])
     for i, (split, points) in enumerate(sweep.items()):
         if not points:
             continue
+        colour = palette.CATEGORY[i % len(palette.CATEGORY)]
+        at_zero = min(points, key=lambda p: abs(p["threshold"]))
         fig.add_trace(
             go.Scatter(
                 x=[p["fpr"] for p in points],
                 y=[p["tpr"] for p in points],
                 mode="lines",
-                name=esc(split),
-                line=dict(color=palette.CATEGORY[i % len(palette.CATEGORY)]),
+                name=f"{esc(split)} (at 0: TPR {at_zero['tpr']:.2f}, FPR {at_zero['fpr']:.2f})",
+                line=dict(color=colour),
                 hovertext=[f"threshold {p['threshold']:+.3f}<br>TPR {p['tpr']:.3f}<br>FPR {p['fpr']:.3f}" for p in points],
                 hoverinfo="text",
-            )
+            ),
+            row=1, col=1,
         )
-        at_zero = min(points, key=lambda p: abs(p["threshold"]))
         fig.add_trace(
             go.Scatter(
                 x=[at_zero["fpr"]],
                 y=[at_zero["tpr"]],
                 mode="markers",
                 showlegend=False,
-                marker=dict(size=10, color=palette.CATEGORY[i % len(palette.CATEGORY)], symbol="diamond",
-                            line=dict(width=1, color=palette.BLACK)),
+                marker=dict(size=10, color=colour, symbol="diamond", line=dict(width=1, color=palette.BLACK)),
                 hovertext=f"{esc(split)}: threshold ≈ 0 (deployed)",
                 hoverinfo="text",
-            )
+            ),
+            row=1, col=1,
         )
     fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color=palette.GREY), showlegend=False,
-                             hoverinfo="skip"))
+                             hoverinfo="skip"), row=1, col=1)
+    fig.add_trace(go.Table(
+        columnwidth=[1, 1.6, 1, 1, 1],
+        header=dict(values=["split", "operating point", "threshold", "TPR", "FPR"], align="left",
+                    fill_color=palette.HEADER_FILL, font=dict(size=12), height=row_px),
+        cells=dict(values=[[esc(r["split"]) for r in rows], [r["point"] for r in rows],
+                           [f"{r['threshold']:+.3f}" for r in rows], [f"{r['tpr']:.3f}" for r in rows],
+                           [f"{r['fpr']:.3f}" for r in rows]], align="left", font=dict(size=12), height=row_px),
+    ), row=2, col=1)
+    layout = {**LAYOUT, "margin": dict(l=10, r=10, t=56, b=10)}
     fig.update_layout(
-        **LAYOUT,
-        height=380,
+        **layout,
+        height=56 + curve_px + gap_px + table_px + 10,
         title=dict(text="Threshold sweep (diamond: threshold 0)", font=dict(size=14)),
-        xaxis=dict(title="false positive rate", range=[0, 1]),
-        yaxis=dict(title="true positive rate", range=[0, 1.02]),
+        # the lower right of a ROC plot is empty: the legend goes there, and the curve keeps the full width
+        legend=dict(x=0.99, y=fig.layout.yaxis.domain[0] + 0.02, xanchor="right", yanchor="bottom",
+                    bgcolor="rgba(255,255,255,0.85)"),
     )
+    fig.update_xaxes(title="false positive rate", range=[0, 1], row=1, col=1)
+    fig.update_yaxes(title="true positive rate", range=[0, 1.02], row=1, col=1)
     return fig
 
+
+#: Up to this many requests the per-request plot writes every value on the plot.
+WRITTEN_REQUESTS = 30
 
 #: Counters that only steer and refuse requests can move (monitor mode never changes an answer).
 INTERVENTION_COUNTERS = ("intervened_prompts", "interventions", "mean_steering_norm", "max_steering_norm", "refusal_rate",
@@ -432,13 +477,20 @@ def monitor_figures(history: list[dict], summary: dict) -> tuple[go.Figure, go.F
     intervened = int(summary.get("intervened_prompts") or 0)
     req = [h["request"] for h in history]
     per = go.Figure()
-    per.add_trace(go.Bar(x=req, y=[h["violating_tokens"] for h in history], name="violating tokens", marker_color=palette.FIRES))
+    # Every value is written on its bar or point (a phone cannot hover) while they fit; beyond that the table of recent
+    # requests beside the plot holds them.
+    written = len(history) <= WRITTEN_REQUESTS
+    per.add_trace(go.Bar(x=req, y=[h["violating_tokens"] for h in history], name="violating tokens", marker_color=palette.FIRES,
+                         text=[h["violating_tokens"] for h in history] if written else None, textposition="outside"))
     if intervened:
-        per.add_trace(go.Bar(x=req, y=[h["interventions"] for h in history], name="interventions", marker_color=palette.STEERED))
+        per.add_trace(go.Bar(x=req, y=[h["interventions"] for h in history], name="interventions", marker_color=palette.STEERED,
+                             text=[h["interventions"] for h in history] if written else None, textposition="outside"))
+        norms = [h["max_delta_norm"] for h in history]
         per.add_trace(
             go.Scatter(
-                x=req, y=[h["max_delta_norm"] for h in history], name="max ‖Δh‖", yaxis="y2", mode="lines+markers",
-                marker_color=palette.BLUE
+                x=req, y=norms, name="max ‖Δh‖", yaxis="y2", mode="lines+markers+text" if written else "lines+markers",
+                marker_color=palette.BLUE, text=["" if v is None else f"{v:.2f}" for v in norms] if written else None,
+                textposition="top center", textfont=dict(color=palette.BLUE)
             )
         )
     per.update_layout(
@@ -446,9 +498,12 @@ def monitor_figures(history: list[dict], summary: dict) -> tuple[go.Figure, go.F
         height=320,
         barmode="group",
         title=dict(text="Per request", font=dict(size=14)),
-        xaxis=dict(title="request"),
-        yaxis=dict(title="tokens"),
-        yaxis2=dict(title="‖Δh‖", overlaying="y", side="right", showgrid=False),
+        xaxis=dict(title="request", tickmode="linear", dtick=1) if written else dict(title="request"),
+        # headroom above the tallest bar and point, for the values written over them
+        yaxis=dict(title="tokens", range=[0, 1.25 * max([1, *(h["violating_tokens"] for h in history),
+                                                          *(h["interventions"] for h in history)])]),
+        yaxis2=dict(title="‖Δh‖", overlaying="y", side="right", showgrid=False,
+                    range=[0, 1.3 * max([1e-6, *(h["max_delta_norm"] or 0 for h in history)])]),
         legend=dict(orientation="h", y=-0.3),
     )
     keys = ["prompt_trigger_rate", "token_trigger_rate"]

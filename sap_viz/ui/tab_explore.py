@@ -102,6 +102,12 @@ def token_rows(cmp: Comparison) -> list[dict]:
 
 
 TOKEN_TABLE_COLUMNS = ["#", "part", "token", "max v", "worst facet", "steered"]
+#: How many outputs the worked-example handlers fill (``ExploreTab.example_outputs``).
+EXAMPLE_OUTPUTS = 14
+
+
+def empty_token_table():
+    return frame([], TOKEN_TABLE_COLUMNS)
 
 
 def token_table(res: GenerationResult | None) -> list[dict]:
@@ -235,22 +241,24 @@ class ExploreHandlers:
     # ------------------------------------------------------------ the worked example
 
     def example_view(self, wb: Workbench, kind: str) -> tuple:
-        """Banner, example switch, the nine result outputs, the shown example's key and the timer (EXAMPLE_OUTPUTS' order)."""
+        """Banner, example switch, the nine result outputs, the shown example's key, the timer and the token table
+        (``example_outputs``' order; EXAMPLE_OUTPUTS values)."""
         art = wb.artifact
         if art is None:
-            return (render.empty(""), gr.update(visible=False), *(gr.skip(),) * 9, "", gr.Timer(active=False))
+            return (render.empty(""), gr.update(visible=False), *(gr.skip(),) * 9, "", gr.Timer(active=False), gr.skip())
         shown = self.example_values(wb, kind)
         if shown is not None:
             banner, chosen, outputs, key = shown
-            return (banner, gr.update(visible=True, value=chosen), *outputs, key, gr.Timer(active=False))
+            return (banner, gr.update(visible=True, value=chosen), *outputs, key, gr.Timer(active=False),
+                    self.show_token_table("intervened", outputs[-1]))
         error = wb.examples.error(art)
         if error:
             banner = render.status_html("warn", f"The worked example could not be computed ({error}); type your own prompt below.")
-            return (banner, gr.update(visible=False), *self.cleared_example(""), "", gr.Timer(active=False))
+            return (banner, gr.update(visible=False), *self.cleared_example(""), "", gr.Timer(active=False), empty_token_table())
         banner = render.status_html("info", "Preparing a worked example for this polytope (a harmful and a benign prompt, "
                                             "computed once and then cached) — or type your own prompt below.")
         return (banner, gr.update(visible=False), *self.cleared_example("The worked example appears here in a moment."),
-                f"pending:{wb.worked_examples_key()}", gr.Timer(active=True))
+                f"pending:{wb.worked_examples_key()}", gr.Timer(active=True), empty_token_table())
 
     def example_values(self, wb: Workbench, kind: str) -> tuple[str, str, tuple, str] | None:
         """(banner, the kind shown, the nine result outputs, key) of the active polytope's example; None until computed.
@@ -288,32 +296,46 @@ class ExploreHandlers:
         polytope has another one (or it was not ready at start), and left alone when the page reopens a shared result."""
         wb = session_bench(self.wb, request)
         if self.deep_link(request) or (self.initial_key and wb.artifact is not None and wb.worked_examples_key() == self.initial_key):
-            return (*(gr.skip(),) * 12, gr.Timer(active=False))
+            return self.left_alone()
         return self.example_view(wb, "harmful")
 
     @guarded
     def pick_example(self, kind: str, shown_key: str, request: gr.Request):
         """The example switch: only while the example (not the visitor's own result) is on the page."""
         if not shown_key:
-            return (*(gr.skip(),) * 12, gr.Timer(active=False))
+            return self.left_alone()
         return self.example_view(session_bench(self.wb, request), kind or "harmful")
 
     @guarded
     def poll_example(self, shown_key: str, run_state: dict | None, request: gr.Request):
         """Timer while the example is being computed: show it once it is ready, unless the visitor has run their own."""
         if run_state is not None or not str(shown_key or "").startswith("pending:"):
-            return (*(gr.skip(),) * 12, gr.Timer(active=False))
+            return self.left_alone()
         wb = session_bench(self.wb, request)
         if wb.artifact is None or wb.examples.cached(wb.artifact) is None and wb.examples.error(wb.artifact) is None:
-            return (*(gr.skip(),) * 13,)
+            return (gr.skip(),) * EXAMPLE_OUTPUTS
         return self.example_view(wb, "harmful")
 
     @guarded
     def example_after_activate(self, shown_key: str, request: gr.Request):
         """Another polytope is active: the example shown for the previous one is replaced (or prepared), never kept."""
         if not shown_key:
-            return (*(gr.skip(),) * 12, gr.Timer(active=False))
+            return self.left_alone()
         return self.example_view(session_bench(self.wb, request), "harmful")
+
+    @staticmethod
+    def left_alone() -> tuple:
+        """Every example output untouched, and the timer stopped."""
+        return (*(gr.skip(),) * 12, gr.Timer(active=False), gr.skip())
+
+    @guarded
+    def clear_example_before_activate(self, shown_key: str):
+        """Activation is about to replace the polytope: the example computed with the previous one leaves the page first,
+        so it is never shown beside the new polytope's name (``example_after_activate`` brings the new one)."""
+        if not shown_key:
+            return self.left_alone()
+        return (render.empty(""), gr.update(visible=False), *self.cleared_example("Switching polytope…"), shown_key,
+                gr.Timer(active=False), empty_token_table())
 
     @staticmethod
     def hide_example():
@@ -324,7 +346,7 @@ class ExploreHandlers:
     def show_token_table(which: str, cmp: Comparison | None):
         res = None if cmp is None else cmp.baseline if which == "unsteered" else cmp.intervened
         rows = token_table(res)
-        return frame(rows) if rows else frame([], TOKEN_TABLE_COLUMNS)
+        return frame(rows) if rows else empty_token_table()
 
     @guarded
     def show_run(self, which: str, cmp: Comparison | None):
@@ -360,6 +382,7 @@ def build_explore_tab(wb: Workbench, files: Files, last_cmp: gr.State) -> Explor
     handlers.initial_key = initial[3] if initial else ""
     if initial:
         last_cmp.value = first["cmp"]
+        first["token_table"] = handlers.show_token_table("intervened", first["cmp"])
     with gr.Tab("Explore / Generate", id="explore"):
         example_banner = gr.HTML(initial[0] if initial else render.empty(""), elem_id="example-banner")
         example_pick = gr.Radio([("Harmful example", "harmful"), ("Benign example", "benign")], value="harmful",
@@ -404,7 +427,7 @@ def build_explore_tab(wb: Workbench, files: Files, last_cmp: gr.State) -> Explor
                                        "as the steering polytope measured them",
                                  wrap=True, elem_id="why-table", buttons=["copy"],
                                  column_widths=["5%", "9%", "12%", "9%", "9%", "8%", "8%", "12%", "28%"])
-        token_values = gr.Dataframe(frame([], TOKEN_TABLE_COLUMNS), interactive=False, wrap=True, max_height=360,
+        token_values = gr.Dataframe(first.get("token_table", empty_token_table()), interactive=False, wrap=True, max_height=360,
                                     elem_id="token-table", label="Every token's violation of every facet (what hovering a token shows)")
         with gr.Row(elem_id="explore-share"):
             why_dl = gr.DownloadButton("Download this table (CSV)", visible=False, size="sm", elem_id="why-csv")
@@ -420,21 +443,25 @@ def build_explore_tab(wb: Workbench, files: Files, last_cmp: gr.State) -> Explor
 
     gen_inputs = [prompt, mode, strength, max_new, anti_repeat, fallback]
     gen_outputs = [base_out, other_out, verdict, tokens_view, heatmap, why_table, why_dl, tok_dl, last_cmp, run_state]
-    gen_click = run_btn.click(handlers.run_generate, gen_inputs, gen_outputs, **PRIVATE)
-    gen_submit = prompt.submit(handlers.run_generate, gen_inputs, gen_outputs, **PRIVATE)
+    # The token table is emptied first, in the same chain as the run: a separate listener could land after the run's
+    # own table when the server is busy, and leave it empty.
+    gen_click = run_btn.click(empty_token_table, None, [token_values], queue=False, **PRIVATE).then(
+        handlers.run_generate, gen_inputs, gen_outputs, **PRIVATE)
+    gen_submit = prompt.submit(empty_token_table, None, [token_values], queue=False, **PRIVATE).then(
+        handlers.run_generate, gen_inputs, gen_outputs, **PRIVATE)
     for event in (gen_click, gen_submit):
         event.success(handlers.show_finished, [last_cmp, run_state], gen_outputs[:8], **PRIVATE).then(
             handlers.show_token_table, [run_pick, last_cmp], [token_values], **PRIVATE)
     # Stops streaming to this page and says what was stopped; the run in progress ends and frees the model.
     stop_btn.click(handlers.stopped, [run_state, other_out], gen_outputs[1:], cancels=[gen_click, gen_submit], **PRIVATE)
     run_pick.change(handlers.show_run, [run_pick, last_cmp], [tokens_view, heatmap], **PRIVATE)
-    example_outputs = [example_banner, example_pick, *gen_outputs[:9], example_key, example_timer]
+    example_outputs = [example_banner, example_pick, *gen_outputs[:9], example_key, example_timer, token_values]
+    assert len(example_outputs) == EXAMPLE_OUTPUTS
     hide_outputs = [example_banner, example_pick, example_key, example_timer]
     run_btn.click(handlers.hide_example, None, hide_outputs, show_progress="hidden", **PRIVATE)
     prompt.submit(handlers.hide_example, None, hide_outputs, show_progress="hidden", **PRIVATE)
     example_pick.input(handlers.pick_example, [example_pick, example_key], example_outputs, **PRIVATE)
     example_timer.tick(handlers.poll_example, [example_key, run_state], example_outputs, show_progress="hidden", **PRIVATE)
     run_pick.change(handlers.show_token_table, [run_pick, last_cmp], [token_values], **PRIVATE)
-    run_btn.click(lambda: frame([], TOKEN_TABLE_COLUMNS), None, [token_values], **PRIVATE)  # cleared as a run starts
     return ExploreTab(prompt=prompt, verdict=verdict, example_outputs=example_outputs, example_key=example_key,
                       handlers=handlers)

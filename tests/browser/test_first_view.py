@@ -123,6 +123,8 @@ def test_explore_opens_on_the_worked_example_within_two_seconds(server, browser,
     assert page.locator("#baseline-output textarea").input_value().strip()
     assert "steered" in page.locator("#why-table").inner_text()  # the shipped polytope steers the harmful example
     assert page.locator("#prompt textarea").input_value() == ""  # the visitor's own prompt box stays theirs
+    # every token's values are written out for the example too (not only after the visitor's own run)
+    page.wait_for_function("[...document.querySelectorAll('#token-table td')].some(td => td.textContent.trim())", timeout=10_000)
     page.screenshot(path=str(SHOTS / "example.png"), full_page=True)
     # The first visit of a fresh browser also downloads and compiles Gradio's and plotly's scripts: 2.05-2.09 s on a quiet
     # 2-core machine, 9.4 s under load (not held to 2 s); a returning visitor's page (the reload) is held to it.

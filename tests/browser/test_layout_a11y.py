@@ -87,8 +87,8 @@ def generate(page) -> None:
     page.get_by_text("Harmful: pipe bomb", exact=True).click()
     page.wait_for_function("document.querySelector('#prompt textarea').value.includes('pipe bomb')")
     page.locator("#generate-btn").click()
-    page.locator("#verdict .sap-verdict").wait_for(timeout=240_000)
-    wait_rows(page, "token-table")
+    page.locator("#verdict .sap-verdict").wait_for(timeout=240_000)  # the visitor's own run (the example's has another class)
+    wait_rows(page, "token-table", 240_000)
     settle(page)
 
 

@@ -32,7 +32,8 @@ def figures() -> dict[str, go.Figure]:
     sweep = {split: [{"fpr": f, "tpr": f ** 0.5, "threshold": t} for f, t in [(0.1, 1.0), (0.5, 0.0), (0.9, -1.0)]]
              for split in ["val", "test", "ood"]}
     history = [{"request": i, "violating_tokens": i, "interventions": 1, "max_delta_norm": 0.5} for i in range(3)]
-    summary = {"prompts": 3, "prompt_trigger_rate": 0.5, "token_trigger_rate": 0.1, "refusal_rate": None, "benign_unchanged_rate": 1.0}
+    summary = {"prompts": 3, "intervened_prompts": 3, "prompt_trigger_rate": 0.5, "token_trigger_rate": 0.1, "refusal_rate": None,
+               "benign_unchanged_rate": 1.0}
     stats = {"categories": ["cyber", "violence"], "soft_joint": rng.random((2, 11)).tolist(), "fire_share": rng.random((2, 11)).tolist()}
     audit = {"categories": ["cyber"], "fire_share": rng.random((1, 11)).tolist(), "fire_counts": np.ones((1, 11), int).tolist(),
              "n_per_category": {"cyber": 4}}
@@ -114,3 +115,33 @@ def test_values_of_heatmaps_are_written_in_their_cells():
         assert heatmaps and all(t.texttemplate for t in heatmaps), name
     bars = [t for t in figures()["compare prompt"].data if isinstance(t, go.Bar)]
     assert bars and all(t.text is not None for t in bars)
+
+
+def test_roc_thresholds_and_per_request_values_are_written_beside_their_points():
+    """The ROC sweep carries a table of its operating points (threshold, TPR, FPR per split) and the deployed point's
+    rates in its legend; the per-request Monitor plot writes every bar's count and every ‖Δh‖ point."""
+    sweep = {"val": [{"fpr": 1 - i / 10, "tpr": 1 - (i / 10) ** 2, "threshold": i / 5 - 1} for i in range(11)]}
+    fig = plots.threshold_sweep_figure(sweep)
+    table = next(t for t in fig.data if isinstance(t, go.Table))
+    columns = dict(zip(table.header.values, table.cells.values, strict=True))
+    rows = plots.sweep_rows(sweep)
+    assert [float(x) for x in columns["threshold"]] == [round(r["threshold"], 3) for r in rows]
+    # the deployed point is the one nearest threshold 0; each FPR target gets the best TPR at or under it
+    assert rows[0]["threshold"] == 0 and rows[0]["point"].startswith("deployed")
+    for row, target in zip(rows[1:], plots.SWEEP_FPR_TARGETS, strict=True):
+        under = [p for p in sweep["val"] if p["fpr"] <= target]
+        assert row["tpr"] == max(p["tpr"] for p in under) if under else row is None
+    legend = next(t.name for t in fig.data if isinstance(t, go.Scatter) and t.name)
+    zero = min(sweep["val"], key=lambda p: abs(p["threshold"]))
+    assert f"TPR {zero['tpr']:.2f}" in legend and f"FPR {zero['fpr']:.2f}" in legend
+    per = figures()["monitor per request"]
+    bars = [t for t in per.data if isinstance(t, go.Bar)]
+    assert len(bars) == 2 and all(list(t.text) == [str(v) for v in t.y] for t in bars)
+    norms = [t for t in per.data if isinstance(t, go.Scatter)]
+    assert norms and all(text == f"{y:.2f}" for t in norms for text, y in zip(t.text, t.y, strict=True))
+
+
+def test_sweep_rows_skip_a_target_no_threshold_reaches():
+    sweep = {"test": [{"fpr": 0.2, "tpr": 0.9, "threshold": 0.1}, {"fpr": 0.5, "tpr": 1.0, "threshold": -0.3}]}
+    rows = plots.sweep_rows(sweep)
+    assert [r["point"] for r in rows] == ["deployed (0)"]  # no threshold keeps the FPR under 1, 5 or 10 %
