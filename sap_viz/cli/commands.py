@@ -26,13 +26,17 @@ def _model(args: argparse.Namespace):
     return load_model(ModelConfig(name=args.model, dtype=args.dtype, device=args.device, layers_path=args.layers_path))
 
 
-def _load_artifact(lm, path: str, writes: bool = False):
+def _require_folder(path: str) -> None:
+    """Commands that write into the polytope's folder refuse anything else, before the model is loaded."""
+    if not Path(path).is_dir():
+        raise CliError(f"{path} is not a polytope folder on disk, and this command writes into the folder (for a Hub polytope: "
+                       f"sap-viz export {path} FOLDER, then --polytope FOLDER)")
+
+
+def _load_artifact(lm, path: str):
     from sap_viz.hub.remote import resolve_polytope
     from sap_viz.method.artifact import load_polytope
 
-    if writes and not Path(path).is_dir():
-        raise CliError(f"{path} is not a polytope folder on disk, and this command writes into the folder (for a Hub polytope: "
-                       f"sap-viz export {path} FOLDER, then --polytope FOLDER)")
     art = load_polytope(resolve_polytope(path), lm.hidden_size, lm.num_layers, lm.fingerprint, strict_fingerprint=False)
     for warning in art.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -141,8 +145,9 @@ def _print_policy_table(report: dict) -> None:
 def cmd_facet_check(args: argparse.Namespace) -> None:
     from sap_viz.experiments.facet_check import facet_check, write_facet_check
 
+    _require_folder(args.polytope)
     lm = _model(args)
-    art = _load_artifact(lm, args.polytope, writes=True)
+    art = _load_artifact(lm, args.polytope)
     cards, report = facet_check(lm, art, progress=True)
     write_facet_check(args.polytope, cards, report)
     _print_policy_table(report)
@@ -318,8 +323,9 @@ def cmd_train_steering(args: argparse.Namespace) -> None:
     cfg = SteeringPartConfig(layer=args.layer, prompts_per_label=args.prompts, epochs=args.epochs, seed=args.seed)
     if args.prompts < 8 or args.epochs < 1:
         raise CliError("--prompts must be ≥ 8 and --epochs ≥ 1")
+    _require_folder(args.polytope)
     lm = _model(args)
-    art = _load_artifact(lm, args.polytope, writes=True)
+    art = _load_artifact(lm, args.polytope)
     if not 0 <= args.layer <= art.layer:
         raise CliError(f"--layer must be between 0 and the polytope's layer {art.layer}: the prompt is flagged there first")
     poly, direction, meta = build_steering_part(lm, cfg)

@@ -50,6 +50,7 @@ def overlapping(words: Iterable[frozenset[str]], reference: list[frozenset[str]]
     word with; both the near-duplicate and the rewording checks read it.
     """
     ref = [r for r in reference if r]
+    sizes = [len(r) for r in ref]
     index: dict[str, list[int]] = {}
     for j, r in enumerate(ref):
         for w in r:
@@ -60,7 +61,8 @@ def overlapping(words: Iterable[frozenset[str]], reference: list[frozenset[str]]
         for w in ws:
             for j in index.get(w, ()):
                 shared[j] = shared.get(j, 0) + 1
-        if any(n / (len(ref[j]) if containment else len(ws | ref[j])) >= threshold for j, n in shared.items()):
+        # n shared words: the union has |ws| + |r| - n words (no set built per candidate pair)
+        if any(n / (sizes[j] if containment else len(ws) + sizes[j] - n) >= threshold for j, n in shared.items()):
             hits.append(i)
     return hits
 
