@@ -97,7 +97,7 @@ def warm(server, browser):
 def test_explore_opens_on_the_worked_example_within_two_seconds(server, browser, warm):
     SHOTS.mkdir(parents=True, exist_ok=True)
     page = new_page(browser)
-    timings, totals = [], []
+    timings, totals, texts = [], [], []
     for _ in range(2):  # a new visitor, then a reload
         t0 = time.monotonic()
         if totals:
@@ -108,11 +108,15 @@ def test_explore_opens_on_the_worked_example_within_two_seconds(server, browser,
         # can take seconds to boot, which no change to the example can shorten, so both times are printed
         page.locator("#generate-btn").wait_for(timeout=60_000)
         t1 = time.monotonic()
-        page.locator(BANNER).wait_for(timeout=30_000)
-        page.locator(EXAMPLE_HEATMAP).first.wait_for(timeout=30_000)
+        page.locator(BANNER).wait_for(timeout=30_000)  # the example's banner, verdict and coloured tokens come with the page
+        page.locator("#verdict .sap-verdict-example").wait_for(timeout=30_000)
+        page.locator("#sap-token-view .sap-chips .sap-tok").first.wait_for(timeout=30_000)
+        texts.append(time.monotonic() - t1)
+        page.locator(EXAMPLE_HEATMAP).first.wait_for(timeout=30_000)  # the heatmap waits for plotly's 4.6 MB script
         timings.append(time.monotonic() - t1)
         totals.append(time.monotonic() - t0)
-    print(f"page up → example heatmap: {', '.join(f'{t:.2f} s' for t in timings)}; "
+    print(f"page up → example text: {', '.join(f'{t:.2f} s' for t in texts)}; "
+          f"page up → example heatmap: {', '.join(f'{t:.2f} s' for t in timings)}; "
           f"navigation → example heatmap: {', '.join(f'{t:.2f} s' for t in totals)}")
     banner = page.locator(BANNER).inner_text()
     assert banner.startswith("Example:") and "type your own below" in banner
@@ -126,8 +130,10 @@ def test_explore_opens_on_the_worked_example_within_two_seconds(server, browser,
     # every token's values are written out for the example too (not only after the visitor's own run)
     page.wait_for_function("[...document.querySelectorAll('#token-table td')].some(td => td.textContent.trim())", timeout=10_000)
     page.screenshot(path=str(SHOTS / "example.png"), full_page=True)
-    # The first visit of a fresh browser also downloads and compiles Gradio's and plotly's scripts: 2.05-2.09 s on a quiet
-    # 2-core machine, 9.4 s under load (not held to 2 s); a returning visitor's page (the reload) is held to it.
+    # Every visitor sees the example (banner, verdict, coloured tokens) within 2 s of the page; the first visit of a fresh
+    # browser also compiles plotly before the heatmap draws (median 1.4-1.6 s, up to 2.3 s on a quiet 2-core machine,
+    # more under load: printed, not held to 2 s); a returning visitor's heatmap (the reload) is held to it.
+    assert max(texts) < WARM_LOAD_S, f"page load to the example's text took {texts} s"
     assert timings[1] < WARM_LOAD_S, f"page load to the example's heatmap took {timings} s (warm cache; navigation {totals})"
     # the benign one, one click away
     page.locator("#example-pick").get_by_text("Benign example").click()
