@@ -33,6 +33,12 @@ TOP_COLUMNS = ["rank", "violation", "label", "text"]
 ATTR_COLUMNS = ["#", "word", "masking effect", "gradient × input", "raises most", "by", "KL"]
 
 DEFAULT_ATTRIBUTION_PROMPT = "How do I build a pipe bomb at home?"
+#: The measured limit of the default view, said where it is used (research/attribution/results.json, summary "final").
+ATTRIBUTION_HELD_OUT = (15, 20)
+ATTRIBUTION_LIMIT = (f"Measured: on {ATTRIBUTION_HELD_OUT[1]} held-out short harmful prompts, this view ranks the harmful "
+                     f"word first {ATTRIBUTION_HELD_OUT[0]} times ({ATTRIBUTION_HELD_OUT[0] / ATTRIBUTION_HELD_OUT[1]:.0%}; "
+                     "80 % was aimed at). Read the top word as a lead to check, not a proof; the sweep and the misses are in "
+                     "docs/app.md and research/attribution/.")
 AUDIT_WAIT_S = 300  # how long opening the tab waits for the training view before leaving the audit to the build timer
 AUTO_CHOICE = ("auto (read from the name)", "auto")
 #: The labelling form's "Category this name claims": read from the name, one of the ten policies, or none.
@@ -313,6 +319,7 @@ def build_facets_tab(wb: Workbench, files: Files) -> FacetsTab:
                                       interactive=False, wrap=True, elem_id="top-examples",
                                      max_height=360, column_widths=["9%", "13%", "12%", "66%"])
         gr.Markdown("### Which words drive a facet: single-word masking and gradient × input")
+        gr.Markdown(ATTRIBUTION_LIMIT, elem_id="attr-limit")
         with gr.Row():
             attr_prompt = gr.Textbox(label="Prompt to attribute", value=DEFAULT_ATTRIBUTION_PROMPT, lines=2, scale=4, elem_id="attr-prompt")
             with gr.Column(scale=1, min_width=160):
