@@ -30,14 +30,16 @@ from sap_viz.ui.common import Files
 from sap_viz.ui.tab_facets import FacetHandlers
 from sap_viz.ui.tab_train import TrainHandlers, train_configs
 from tests.conftest import linear_artifact
+from tests.unit.helpers import violation_view
 
 CATS = ["cyber", "privacy", "sexual"]
 
 
 def known_view(key: str = "view-a") -> feature_map.TrainingView:
     """10 unsafe prompts per category and 10 safe ones, with violations whose audit is known by hand."""
-    texts, labels, cats, rows = [], [], [], []
+    unsafe = {}
     for c in CATS:
+        unsafe[c] = []
         for i in range(10):
             v = [-1.0, -1.0, -1.0, -1.0]
             if c == "cyber":
@@ -45,17 +47,8 @@ def known_view(key: str = "view-a") -> feature_map.TrainingView:
             if c == "privacy":
                 v[2] = 1.5
             v[1] = 1.0 if c == "sexual" else (0.5 if i < 5 else -0.5)
-            texts.append(f"{c} prompt {i}")
-            labels.append("unsafe")
-            cats.append(c)
-            rows.append(v)
-    for i in range(10):
-        texts.append(f"safe prompt {i}")
-        labels.append("safe")
-        cats.append("benign")
-        rows.append([-1.0] * 4)
-    viol = torch.tensor(rows)
-    return feature_map.TrainingView(texts, labels, cats, torch.zeros(len(texts), 4), viol, "test prompts", key)
+            unsafe[c].append(v)
+    return violation_view(unsafe, key)
 
 
 class _Art:
