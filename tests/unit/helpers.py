@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
+
 import torch
 
 from sap_viz.analysis import feature_map
@@ -27,3 +30,20 @@ def violation_view(unsafe: dict[str, list[list[float]]], key: str, n_safe: int =
         cats.append("benign")
         rows.append([-1.0] * k)
     return feature_map.TrainingView(texts, labels, cats, torch.zeros(len(texts), k), torch.tensor(rows), "test prompts", key)
+
+
+def labelled_csv(folder: Path, name: str, category: bool, n: int = 40, unknown: str = "") -> str:
+    """A small user training file (text,label[,category]): every other row unsafe, a quarter of those "privacy"
+    (or ``unknown``, a category outside the taxonomy), the rest "cyber"; safe rows are about cakes."""
+    path = folder / name
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["text", "label", "category"] if category else ["text", "label"])
+        for i in range(n):
+            unsafe = i % 2 == 1
+            cat = (unknown or "privacy") if i % 4 == 3 else "cyber"
+            text = f"please {'hack into a server' if cat == 'cyber' else 'find where she lives'} number {i}" if unsafe \
+                else f"please bake a cake number {i}"
+            label = "unsafe" if unsafe else "safe"
+            w.writerow([text, label, cat if unsafe else ""] if category else [text, label])
+    return str(path)
