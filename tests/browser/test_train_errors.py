@@ -69,8 +69,8 @@ def run_ended(page) -> bool:
 def click_train_and_wait(page) -> str:
     page.locator("#train-btn").click()
     wait_until(lambda: "Training…" in page.locator("#train-status").inner_text() or page.locator(".toast-body").count() > 0,
-               30, "the run to start")
-    wait_until(lambda: run_ended(page), 300, "the run to end")
+               30, what="the run to start")
+    wait_until(lambda: run_ended(page), 300, what="the run to end")
     page.wait_for_timeout(500)
     return page.locator("#train-status").inner_text()
 
@@ -78,7 +78,7 @@ def click_train_and_wait(page) -> str:
 def test_a_failed_training_says_why_and_keeps_the_results_on_screen(page, few_safe_file):
     page.get_by_role("tab", name="Train & calibrate").click()
     table = page.locator("#metrics-table")
-    wait_until(lambda: "SaP" in table.inner_text() and "active polytope" in table.inner_text(), 60, "the active polytope's metrics")
+    wait_until(lambda: "SaP" in table.inner_text() and "active polytope" in table.inner_text(), 60, what="the active polytope's metrics")
     before = table.locator("table").first.inner_text()
     page.locator("#sweep-plot .js-plotly-plot .main-svg").first.wait_for()
     page.locator("#train-upload input[type=file]").set_input_files(few_safe_file)
