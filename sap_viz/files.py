@@ -13,6 +13,7 @@ import fcntl
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -50,6 +51,27 @@ def atomic_write(path: str | Path, writer: Callable[[str], None]) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def replace_folder(target: str | Path, fill: Callable[[Path], object], prefix: str = ".staging-") -> Path:
+    """Call ``fill(staging)`` on a fresh folder beside ``target``, then rename it to ``target`` (replacing an old one).
+
+    Readers never see a half-written folder: a failed ``fill`` leaves ``target`` as it was and removes the staging
+    folder. Used for the exported polytope, the converted embedded model and an installed upload.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=prefix))
+    staging.chmod(0o755)  # mkdtemp's 0700 would make the finished folder private to this user
+    try:
+        fill(staging)
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
 
 
 def _json_default(obj: object) -> object:

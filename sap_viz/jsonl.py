@@ -9,15 +9,22 @@ through ``data/file_rows.py`` instead: it also accepts CSV and JSON arrays and n
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
-__all__ = ["JsonlError", "append_jsonl", "dumps_jsonl", "read_jsonl", "write_jsonl"]
+__all__ = ["JsonlError", "append_jsonl", "dumps_jsonl", "iter_jsonl", "read_jsonl", "write_jsonl"]
 
 
 class JsonlError(ValueError):
-    """A line of a JSONL file that is not a JSON object; the message names the file and the line."""
+    """A line of a JSONL file that is not a JSON object; the message names the file and the line.
+
+    ``line`` and ``problem`` (the message without file and line) let a caller that numbers rows word it its own way.
+    """
+
+    def __init__(self, name: str, line: int, problem: str):
+        super().__init__(f"{name}: line {line}: {problem}")
+        self.line, self.problem = line, problem
 
 
 def dumps_jsonl(rows: Iterable[dict]) -> str:
@@ -25,21 +32,27 @@ def dumps_jsonl(rows: Iterable[dict]) -> str:
     return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
 
 
-def read_jsonl(path: str | Path | Traversable) -> list[dict]:
-    """Every row of a JSONL file (a path or a packaged resource), blank lines skipped."""
-    source = Path(path) if isinstance(path, str) else path
-    rows = []
-    for line_no, line in enumerate(source.read_text(encoding="utf-8").splitlines(), start=1):
+def iter_jsonl(text: str, name: str) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of JSONL text, as it is read; ``name`` goes into the errors.
+
+    The one JSONL parsing loop: ``read_jsonl`` and the upload reader (``data/file_rows.py``) both use it.
+    """
+    for line_no, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise JsonlError(f"{path}: line {line_no}: not JSON: {exc.msg} (column {exc.colno})") from None
+            raise JsonlError(name, line_no, f"malformed JSON line: {exc.msg} (column {exc.colno})") from None
         if not isinstance(row, dict):
-            raise JsonlError(f"{path}: line {line_no}: expected a JSON object, got {type(row).__name__}")
-        rows.append(row)
-    return rows
+            raise JsonlError(name, line_no, f"expected a JSON object, got {type(row).__name__}")
+        yield line_no, row
+
+
+def read_jsonl(path: str | Path | Traversable) -> list[dict]:
+    """Every row of a JSONL file (a path or a packaged resource), blank lines skipped."""
+    source = Path(path) if isinstance(path, str) else path
+    return [row for _, row in iter_jsonl(source.read_text(encoding="utf-8"), str(path))]
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:

@@ -1,7 +1,7 @@
-"""Rows of dicts as tables: one formatter for the CLI, the audit report and the README scripts.
+"""Rows of dicts as tables: one formatter for the CLI, the audit report and the docs' tables.
 
 Every table a user sees comes from here, so a number prints the same way in the terminal, the
-exported report and the README (three decimals, "—" for a missing value).
+exported report, the README and docs/ (three decimals, "—" for a missing value).
 """
 
 from __future__ import annotations

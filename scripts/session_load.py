@@ -1,4 +1,4 @@
-"""Memory and disk over many visitor sessions that each upload and train a polytope (the README's numbers).
+"""Memory and disk over many visitor sessions that each upload and train a polytope (docs/research/load_tests.md has the numbers).
 
     python scripts/session_load.py --sessions 200 [--report out.json]
 

@@ -13,7 +13,7 @@
 ``--sources`` adds optional built-in sources to the default table. ``probe`` and ``sap`` read only the
 train and validation splits (the choice); ``report`` then scores the evaluation sets (HarmBench OOD,
 the three held-out files, the wrapped requests and, when present, XSTest) with the variants named,
-for the README and never for choosing. Results accumulate in ``research/feature_comparison/runs.jsonl``.
+for docs/research/feature_comparison.md and never for choosing. Results accumulate in ``research/feature_comparison/runs.jsonl``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Every measure of the policy-facet table for one or more polytopes, side by side (README, "Policy facets").
+"""Every measure of the policy-facet table for one or more polytopes, side by side (docs/research/policy_facets.md).
 
     .venv/bin/python -m research.policy_facets.compare OLD_DIR NEW_DIR > research/policy_facets/compare.md
 

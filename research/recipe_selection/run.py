@@ -10,7 +10,7 @@ trained on the train split and calibrated to flag 9 % of validation safe prompts
 Why seeds: on this data one seed's held-out flag rates move by more than any setting does, so a
 recipe is judged by its mean validation AUROC. The validation splits of A and B differ (B has more
 rows per stratum), so "common val AUROC" scores both on the validation rows they share. The held-out
-sets are scored too, for the README, but play no part in the choice.
+sets are scored too, for docs/research/recipe_selection.md, but play no part in the choice.
 
 Features are computed once per distinct text (one forward pass each) and reused across variants.
 """

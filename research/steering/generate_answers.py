@@ -1,6 +1,6 @@
 """Generate the answers every steering measurement reads, unsteered and steered, and store them as JSONL.
 
-    python -m research.steering.generate_answers targets   # the README's target sets (evaluation only)
+    python -m research.steering.generate_answers targets   # the target sets of docs/research/steering_targets.md (evaluation only)
     python -m research.steering.generate_answers sweep     # validation prompts × strength, to choose settings
     python -m research.steering.generate_answers caps      # validation prompts × max step / steered answer tokens
 

@@ -1,6 +1,6 @@
 """Judge stored answers (``generate_answers.py``), score them with the answer check, and write the tables.
 
-    python -m research.steering.judge_answers targets   # README steering targets → targets.md / targets.json
+    python -m research.steering.judge_answers targets   # steering targets (docs/research/steering_targets.md) → targets.md/.json
     python -m research.steering.judge_answers sweep     # strength sweep on validation → strength.md / strength.svg
 
 Every answer gets the outcome judge's verdict (analysis/answer_judge.py, fitted on the judge half of
@@ -52,7 +52,8 @@ def _share(xs: list[bool]) -> float | None:
 
 
 def target_table(rows: list[dict], steer: str = "steer") -> tuple[list[dict], dict]:
-    """The README's steering targets from judged rows: one row per target, measured on the steered text before any fallback."""
+    """The steering targets (docs/research/steering_targets.md) from judged rows: one row per target, measured on
+    the steered text before any fallback."""
     by = {(r["set"], r["setting"], r["prompt"]): r for r in rows}
     harm_off = [r for r in rows if r["set"] in HARMFUL_SETS and r["setting"] == "off"]
     pairs = [(o, by[(o["set"], steer, o["prompt"])]) for o in harm_off]
@@ -111,7 +112,7 @@ def measured_sentence(m: dict) -> str:
             f"HarmBench) and {m['benign_prompts']} benign ones, 64 tokens: answers judged harmful {m['harmful_unsteered']} unsteered "
             f"→ {m['harmful_steered']} steered; {m['degenerate_steered']} degenerate steered answers; distinct-2 steered/unsteered "
             f"{m['distinct2_ratio']}; benign answers unchanged {m['benign_unchanged']:.0%}; the fallback refused "
-            f"{m['fallback_rate']:.0%} of flagged harmful prompts (README, \"Steering\").")
+            f"{m['fallback_rate']:.0%} of flagged harmful prompts (docs/research/steering_targets.md).")
 
 
 def sweep_table(rows: list[dict]) -> list[dict]:

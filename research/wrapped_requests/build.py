@@ -5,7 +5,7 @@
         sap_viz/data/eval_sets/wrapped_requests_plain.jsonl \
         --splits "" --output eval.json
     .venv/bin/python -m research.wrapped_requests.build span --output span.jsonl   # last token and prompt-span check
-    .venv/bin/python -m research.wrapped_requests.build table eval.json span.jsonl # the README tables
+    .venv/bin/python -m research.wrapped_requests.build table eval.json span.jsonl # the tables of docs/research/wrapped_requests.md
 
 **Evaluation only.** Nothing in ``sap_viz/data/eval_sets/wrapped_requests.jsonl`` may be used for training,
 calibration or choosing a recipe: it measures whether a frame around a request moves the verdict.
@@ -282,7 +282,7 @@ def main() -> None:
     s.add_argument("--input", type=Path, nargs="+", default=[OUTPUT, PLAIN_OUTPUT])
     s.add_argument("--output", type=Path, required=True)
     s.add_argument("--polytope", help="polytope folder (default: the shipped one)")
-    t = sub.add_parser("table", help="README tables from `eval --external --output` JSON and the span JSONL")
+    t = sub.add_parser("table", help="docs/research/wrapped_requests.md tables from `eval --external --output` JSON and the span JSONL")
     t.add_argument("eval_json", type=Path)
     t.add_argument("span_jsonl", type=Path)
     args = p.parse_args()

@@ -13,7 +13,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.store import Store
+from sap_viz.files import replace_folder
 from sap_viz.method.artifact import (
     AUTO_CATEGORY,
     FACETS_FILE,
@@ -187,18 +187,14 @@ class PolytopeStore(Store):
 
     def install(self, staging: Path, name: str) -> str:
         """Copy the polytope files from a validated ``staging`` directory in under a fresh name, in one rename."""
-        target = self.unique_dir(name)
-        tmp_target = Path(tempfile.mkdtemp(dir=self.folder, prefix=".incoming-"))
-        try:
+
+        def fill(tmp_target: Path) -> None:
             for fname in CARRIED_FILES:
                 if (staging / fname).is_file():
                     (tmp_target / fname).parent.mkdir(exist_ok=True)
                     shutil.copyfile(staging / fname, tmp_target / fname)
-            tmp_target.rename(target)
-        finally:
-            if tmp_target.exists():
-                shutil.rmtree(tmp_target, ignore_errors=True)
-        return target.name
+
+        return replace_folder(self.unique_dir(name), fill, prefix=".incoming-").name
 
     def export(self, name: str | None = None) -> Path:
         """The polytope as ``sap-viz export`` writes it (files, steering part, model card, training config), zipped in a

@@ -15,11 +15,12 @@ import torch
 
 from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.store import Store
-from sap_viz.data.dataset import SPLIT_LABELS, dataset_fingerprint, dataset_provenance
+from sap_viz.data.dataset import SPLIT_LABELS, DataConfig, dataset_fingerprint, dataset_provenance
 from sap_viz.data.file_rows import DataFileError
 from sap_viz.data.schema import SPLITS
 from sap_viz.data.user_files import load_user_file
 from sap_viz.experiments.response_steering import attach_steering_part
+from sap_viz.hub.recipe import training_provenance
 from sap_viz.method.pipeline import check_category_facets, save_trained, split_feature_set, train_and_evaluate
 from sap_viz.model.features import extract_features_in_chunks
 from sap_viz.model.loading import LoadedModel
@@ -44,13 +45,13 @@ class TrainingJobs:
         self.limits = limits
         self.known_data: dict[str, pd.DataFrame] = {}
 
-    def load_training_file(self, path: str | Path) -> pd.DataFrame:
-        """A user's CSV/JSONL training table, refused when larger than the upload or row limits."""
+    def load_training_file(self, path: str | Path, cfg: DataConfig = DataConfig()) -> pd.DataFrame:
+        """A user's CSV/JSONL training table split by ``cfg``, refused when larger than the upload or row limits."""
         lim, name = self.limits, Path(path).name
         if Path(path).is_file() and Path(path).stat().st_size > lim.max_upload_bytes:
             raise WorkbenchError(f"{name} is larger than {lim.max_upload_mb} MiB ({env_name('max_upload_mb')})")
         try:
-            return load_user_file(path, max_rows=lim.max_train_rows, max_bytes=lim.max_upload_bytes)
+            return load_user_file(path, cfg, max_rows=lim.max_train_rows, max_bytes=lim.max_upload_bytes)
         except DataFileError as exc:
             if "max_rows=" in str(exc):
                 raise WorkbenchError(f"{name} has more than {lim.max_train_rows:,} rows, "
@@ -109,9 +110,11 @@ class TrainingJobs:
 
         return extract_features_in_chunks(self.lm, texts, fcfg, FEATURE_CHUNK, checked_lock, on_chunk)
 
-    def _remember(self, df: pd.DataFrame) -> dict:
-        """The table's provenance; the table itself is kept (newest last, at most ``KNOWN_DATA_KEPT``) for the feature map."""
-        provenance = {**dataset_provenance(df), "fingerprint": dataset_fingerprint(df)}
+    def _remember(self, df: pd.DataFrame, data_config: DataConfig | None, data_file: str | Path | None) -> dict:
+        """The table's provenance (with ``data.config`` when the caller says how it was assembled, as ``sap-viz train``
+        records it); the table itself is kept (newest last, at most ``KNOWN_DATA_KEPT``) for the feature map."""
+        provenance = ({**dataset_provenance(df), "fingerprint": dataset_fingerprint(df)} if data_config is None
+                      else training_provenance(df, data_config, data_file))
         self.known_data.pop(provenance["fingerprint"], None)
         self.known_data[provenance["fingerprint"]] = df
         while len(self.known_data) > KNOWN_DATA_KEPT:  # oldest first: dicts keep insertion order
@@ -141,10 +144,11 @@ class TrainingJobs:
         return split_feature_set(df, extract)
 
     def train(self, df: pd.DataFrame, fcfg, tcfg, progress: Callable[[float, str], None] | None = None, target_fpr: float | None = None,
-              cancel: threading.Event | None = None):
+              cancel: threading.Event | None = None, data_config: DataConfig | None = None, data_file: str | Path | None = None):
         """Extract features chunk by chunk under the model lock (cached on disk), then train without holding it.
 
         Setting ``cancel`` stops the run at the next chunk of features or the next epoch with ``TrainingCancelled``.
+        ``data_config`` (and ``data_file`` for an uploaded table): how ``df`` was assembled, recorded as ``data.config``.
         """
         self.check_training(df, fcfg, tcfg, target_fpr)
 
@@ -154,7 +158,7 @@ class TrainingJobs:
 
         features = self._extract_all(df, fcfg, check, progress)
         check()
-        provenance = self._remember(df)
+        provenance = self._remember(df, data_config, data_file)
 
         def scaled(frac: float, msg: str) -> None:
             check()

@@ -42,6 +42,7 @@ from sap_viz.app_state.roles import PermissionDenied, Roles, owner_only
 from sap_viz.app_state.sessions import CountedTwice, Session, Sessions
 from sap_viz.app_state.training_jobs import TrainingJobs
 from sap_viz.app_state.worked_examples import WorkedExample, WorkedExamples, read_examples
+from sap_viz.data.dataset import DataConfig
 from sap_viz.method.artifact import AUTO_CATEGORY, PolytopeArtifact, label_facet
 from sap_viz.method.generation import GenerationConfig
 from sap_viz.method.generation_results import Comparison
@@ -267,8 +268,8 @@ class Workbench:
 
     # ------------------------------------------------------------ training
 
-    def load_training_file(self, path: str | Path) -> pd.DataFrame:
-        return self.training.load_training_file(path)
+    def load_training_file(self, path: str | Path, cfg: DataConfig = DataConfig()) -> pd.DataFrame:
+        return self.training.load_training_file(path, cfg)
 
     def check_training(self, df: pd.DataFrame, fcfg, tcfg, target_fpr: float | None = None) -> None:
         self.training.check_training(df, fcfg, tcfg, target_fpr)
@@ -277,8 +278,8 @@ class Workbench:
         return self.training.facet_notes(df, tcfg)
 
     def train(self, df: pd.DataFrame, fcfg, tcfg, progress: Callable[[float, str], None] | None = None, target_fpr: float | None = None,
-              cancel: threading.Event | None = None):
-        return self.training.train(df, fcfg, tcfg, progress, target_fpr, cancel)
+              cancel: threading.Event | None = None, data_config: DataConfig | None = None, data_file: str | Path | None = None):
+        return self.training.train(df, fcfg, tcfg, progress, target_fpr, cancel, data_config, data_file)
 
     def save_trained(self, trained, name: str) -> str:
         return self.training.save_trained(self.store, trained, name)

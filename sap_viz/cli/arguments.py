@@ -36,6 +36,7 @@ DTYPES = ("float32", "bfloat16", "float16", "auto")
 #: The seed's meaning differs per command; these say what it seeds there.
 SPLIT_SEED = (TRAIN.seed, "seed of the data split (use the polytope's training seed, or the splits differ)")
 UNUSED_SEED = (TRAIN.seed, "not used by this command (accepted so one set of model options works for every command)")
+SAMPLING_SEED = (REQUEST.seed, "sampling seed (with --sample)")
 
 
 class RenamedFlag(argparse.Action):
@@ -72,6 +73,14 @@ def model_args(p: argparse.ArgumentParser, seed: tuple[int, str] = UNUSED_SEED) 
 def polytope_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--polytope", default=str(DEFAULT_POLYTOPE),
                    help="polytope directory, or a Hugging Face Hub repo id owner/name[@revision] (default: the shipped one)")
+
+
+def polytope_command(sub, name: str, help: str, seed: tuple[int, str] = UNUSED_SEED) -> argparse.ArgumentParser:
+    """A command that reads a polytope: its parser with the model options and --polytope, in that order for every such command."""
+    p = sub.add_parser(name, help=help)
+    model_args(p, seed)
+    polytope_arg(p)
+    return p
 
 
 def steer_args(p: argparse.ArgumentParser, default_mode: str) -> None:
@@ -121,20 +130,22 @@ def steer_args(p: argparse.ArgumentParser, default_mode: str) -> None:
     )
 
 
-def sources_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--sources",
-        help="comma-separated built-in sources instead of the default table, 'default' standing for its sources, "
-             "e.g. default,wild_wrapped,past_tense (the optional ones); evaluate with the same --sources, "
-             "or the splits differ",
-    )
+def data_source_args(p: argparse.ArgumentParser, sources: bool = True) -> None:
+    """What to train or evaluate on: a user's file (--data) or the built-in sources (--sources), one wording everywhere."""
+    p.add_argument("--data", help="CSV/JSONL with text,label[,category] (default: the built-in offline sources)")
+    if sources:
+        p.add_argument(
+            "--sources",
+            help="comma-separated built-in sources instead of the default table, 'default' standing for its sources, "
+                 "e.g. default,wild_wrapped,past_tense (the optional ones); evaluate with the same --sources, "
+                 "or the splits differ",
+        )
 
 
 def add_train(sub) -> None:
     p = sub.add_parser("train", help="train a polytope and evaluate it against baselines (the defaults rebuild the shipped one)")
     model_args(p, (TRAIN.seed, "seed of the data split and of training"))
-    p.add_argument("--data", help="CSV/JSONL with text,label[,category] (default: the built-in offline sources)")
-    sources_arg(p)
+    data_source_args(p)
     p.add_argument("--layer", type=int, default=FEATURES.layer,
                    help=f"layer L = output of decoder block L (0-based; negative counts from the end; default {FEATURES.layer})")
     p.add_argument(
@@ -201,16 +212,12 @@ def add_train(sub) -> None:
 
 
 def add_facet_check(sub) -> None:
-    p = sub.add_parser("facet-check", help="score every facet on the check set: scorecards into facets.json, the policy table")
-    model_args(p)
-    polytope_arg(p)
+    p = polytope_command(sub, "facet-check", help="score every facet on the check set: scorecards into facets.json, the policy table")
     p.set_defaults(func=cmd_facet_check)
 
 
 def add_score(sub) -> None:
-    p = sub.add_parser("score", help="score texts from a JSONL/CSV file")
-    model_args(p)
-    polytope_arg(p)
+    p = polytope_command(sub, "score", help="score texts from a JSONL/CSV file")
     p.add_argument("--input", required=True, help="JSONL or CSV file with a 'text' field or column (other fields are copied to the output)")
     p.add_argument("--output", default="-", help="JSONL output path ('-' = stdout)")
     p.add_argument("--batch-size", type=int, default=FEATURES.batch_size,
@@ -224,11 +231,8 @@ def add_score(sub) -> None:
 
 
 def add_eval(sub) -> None:
-    p = sub.add_parser("eval", help="metrics of a polytope (and baselines) on the built-in or a user data set")
-    model_args(p, SPLIT_SEED)
-    polytope_arg(p)
-    p.add_argument("--data", help="CSV/JSONL with text,label[,category] (default: the built-in offline sources)")
-    sources_arg(p)
+    p = polytope_command(sub, "eval", help="metrics of a polytope (and baselines) on the built-in or a user data set", seed=SPLIT_SEED)
+    data_source_args(p)
     p.add_argument("--splits", default="test,ood", help="built-in splits to report (empty: none, e.g. with --external)")
     p.add_argument(
         "--external",
@@ -244,7 +248,7 @@ def add_eval(sub) -> None:
 def add_sweep(sub) -> None:
     p = sub.add_parser("sweep", help="train a quick polytope per layer and compare validation metrics")
     model_args(p, SPLIT_SEED)
-    p.add_argument("--data", help="CSV/JSONL with text,label[,category] (default: the built-in offline sources)")
+    data_source_args(p, sources=False)
     p.add_argument("--layers", help="comma-separated layers (default: all)")
     p.add_argument("--epochs", type=int, default=10, help="passes over the training rows per layer (default 10: a quick polytope)")
     p.add_argument("--facets", type=int, default=TRAIN.num_facets, help=f"learned facets K per layer (default {TRAIN.num_facets})")
@@ -254,9 +258,7 @@ def add_sweep(sub) -> None:
 
 
 def add_generate(sub) -> None:
-    p = sub.add_parser("generate", help="generate with the polytope hook, unsteered beside steered")
-    model_args(p, (REQUEST.seed, "sampling seed (with --sample)"))
-    polytope_arg(p)
+    p = polytope_command(sub, "generate", help="generate with the polytope hook, unsteered beside steered", seed=SAMPLING_SEED)
     p.add_argument("--prompt", required=True, help="the user's message (sent through the chat template)")
     steer_args(p, REQUEST.mode)
     p.add_argument("--json", action="store_true", help="print the structured result")
@@ -265,9 +267,8 @@ def add_generate(sub) -> None:
 
 
 def add_eval_steering(sub) -> None:
-    p = sub.add_parser("eval-steering", help="containment / refusal / unchanged-benign rates with steering off and on")
-    model_args(p, (REQUEST.seed, "sampling seed (with --sample)"))
-    polytope_arg(p)
+    p = polytope_command(sub, "eval-steering", help="containment / refusal / unchanged-benign rates with steering off and on",
+                         seed=SAMPLING_SEED)
     steer_args(p, REQUEST.mode)
     p.add_argument("--per-set", type=int, default=20, help="prompts drawn from each evaluation set (default 20)")
     renamed(p, "--n", "--per-set")
@@ -276,11 +277,9 @@ def add_eval_steering(sub) -> None:
 
 
 def add_calibrate_generation(sub) -> None:
-    p = sub.add_parser("calibrate-generation", help="set the generated-token boundary from benign validation answers")
-    model_args(p, (CALIBRATION.seed, "seed of the data split and of the prompt samples (use the polytope's training seed)"))
-    polytope_arg(p)
-    p.add_argument("--data", help="CSV/JSONL with text,label[,category] (default: the built-in offline sources)")
-    sources_arg(p)
+    p = polytope_command(sub, "calibrate-generation", help="set the generated-token boundary from benign validation answers",
+                         seed=(CALIBRATION.seed, "seed of the data split and of the prompt samples (use the polytope's training seed)"))
+    data_source_args(p)
     p.add_argument("--prompts", type=int, default=CALIBRATION.n_prompts,
                    help="benign validation prompts whose answers set the boundary, and as many unsafe ones reported beside "
                         f"(default {CALIBRATION.n_prompts})")
@@ -300,9 +299,7 @@ def add_calibrate_generation(sub) -> None:
 
 
 def add_bench(sub) -> None:
-    p = sub.add_parser("bench", help="time plain vs monitored vs steered generation (prints JSON)")
-    model_args(p)
-    polytope_arg(p)
+    p = polytope_command(sub, "bench", help="time plain vs monitored vs steered generation (prints JSON)")
     p.add_argument("--generation-prompts", type=int, default=8, help="prompts generated in each timing (default 8)")
     renamed(p, "--n", "--generation-prompts")
     p.add_argument("--max-new-tokens", type=int, default=32, help="answer length of each timed generation (default 32)")
@@ -313,10 +310,9 @@ def add_bench(sub) -> None:
 
 
 def add_train_steering(sub) -> None:
-    p = sub.add_parser("train-steering",
-                       help="add a steering part (response-aware polytope, refusal direction, answer check) to a polytope")
-    model_args(p, (STEERING_PART.seed, "seed of the steering part's training"))
-    polytope_arg(p)
+    p = polytope_command(sub, "train-steering",
+                         help="add a steering part (response-aware polytope, refusal direction, answer check) to a polytope",
+                         seed=(STEERING_PART.seed, "seed of the steering part's training"))
     p.add_argument("--layer", type=int, default=STEERING_PART.layer,
                    help=f"steering layer; must not come after the polytope's own layer (default {STEERING_PART.layer})")
     p.add_argument("--prompts", type=int, default=STEERING_PART.prompts_per_label,

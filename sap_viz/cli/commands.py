@@ -80,9 +80,8 @@ def _dataset(args: argparse.Namespace):
 
 def cmd_train(args: argparse.Namespace) -> None:
     from sap_viz.analysis.metrics import METRIC_COLUMNS, metrics_rows
-    from sap_viz.data.dataset import dataset_fingerprint, dataset_provenance
     from sap_viz.experiments.response_steering import attach_steering_part
-    from sap_viz.hub.recipe import data_recipe
+    from sap_viz.hub.recipe import training_provenance
     from sap_viz.method.pipeline import (
         check_category_facets,
         resolve_facet_mode,
@@ -124,7 +123,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     if not 0 <= layer < lm.num_layers:
         raise CliError(f"--layer {args.layer} does not exist: this model has layers 0..{lm.num_layers - 1}")
     fcfg = FeatureConfig(layer=layer, chat_template=not args.no_template, max_tokens=args.max_tokens, position=args.position)
-    provenance = {**dataset_provenance(df), "fingerprint": dataset_fingerprint(df), "config": data_recipe(data_config(args), args.data)}
+    provenance = training_provenance(df, data_config(args), args.data)
     trained = train_and_evaluate(lm, df, fcfg, tcfg, provenance=provenance, target_fpr=args.target_fpr or None,
                                  check_facets=not args.no_facet_check)
     path = save_trained(trained, args.output)

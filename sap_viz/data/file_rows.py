@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sap_viz.data.text import canonical_text
+from sap_viz.jsonl import JsonlError, iter_jsonl
 from sap_viz.model.prompts import clean_text
 
 __all__ = ["DataFileError", "Record", "read_records", "read_rows", "record_text"]
@@ -124,21 +125,14 @@ def _csv_records(text: str, name: str, delimiter: str, required: Sequence[str]) 
 
 
 def _jsonl_records(text: str, name: str) -> Iterator[Record]:
+    """The lines as records (parsed by ``sap_viz.jsonl``); a bad line's error names its row and its line."""
     row = 0
-    for line_no, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        row += 1
-        where = f"row {row} (line {line_no})"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataFileError(f"{name}: {where}: malformed JSON line: {e.msg} "
-                                f"(column {e.colno})") from None
-        if not isinstance(obj, dict):
-            raise DataFileError(f"{name}: {where}: expected a JSON object, got "
-                                f"{type(obj).__name__}")
-        yield Record(row, where, {str(k).casefold(): v for k, v in obj.items()})
+    try:
+        for line_no, obj in iter_jsonl(text, name):
+            row += 1
+            yield Record(row, f"row {row} (line {line_no})", {str(k).casefold(): v for k, v in obj.items()})
+    except JsonlError as e:
+        raise DataFileError(f"{name}: row {row + 1} (line {e.line}): {e.problem}") from None
 
 
 def _json_array_records(text: str, name: str) -> Iterator[Record]:

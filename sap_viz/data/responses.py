@@ -2,8 +2,8 @@
 
 The reference code trains its polytope on ``prompt + response`` text, so its facets describe harmful
 content *being written*. A polytope trained on the prompt's last token only never sees an answer,
-and steering toward "looks like a benign prompt" does not change what the model writes (README,
-"Steering"). This module supplies the answer side:
+and steering toward "looks like a benign prompt" does not change what the model writes
+(docs/research/steering_outcomes.md). This module supplies the answer side:
 
 - ``generate_answers``: the embedded model's greedy answers, generated once in batches and cached on
   disk with their settings and the model fingerprint. SmolLM2-135M never refuses, so its answers to

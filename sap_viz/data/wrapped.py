@@ -1,8 +1,8 @@
 """The optional ``wild_wrapped`` source: requests of the other sources inside jailbreak frames written by others.
 
-Why: the polytope misses harmful requests inside fiction and role-play frames (README, "Wrapped
-requests"), because no training row shows a harmful request inside a safe-looking frame. Here each
-training-half jailbreak template (:func:`~sap_viz.data.jailbreaks.training_templates`) is filled
+Why: the polytope misses harmful requests inside fiction and role-play frames
+(docs/research/wrapped_requests.md), because no training row shows a harmful request inside a safe-looking
+frame. Here each training-half jailbreak template (:func:`~sap_viz.data.jailbreaks.training_templates`) is filled
 with as many safe as unsafe requests, so the frame carries no label and only the request decides.
 
 Each row keeps its inner request in :data:`~sap_viz.data.schema.SPLIT_KEY`, so

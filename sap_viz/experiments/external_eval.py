@@ -5,7 +5,7 @@ An evaluation file is CSV/TSV/JSONL with ``text``, ``label`` (safe/unsafe, 0/1, 
 trained, calibrated or chosen on it. Flag rates are reported per kind for SaP and for the probe and
 MLP fitted on the same features, so a user can see *which* kinds of prompt a boundary gets wrong.
 ``eval`` reads the last prompt token only; :func:`span_scores` adds what the monitoring hook's
-prompt-span check reads, and :func:`flag_tables` puts both into the tables the README scripts print.
+prompt-span check reads, and :func:`flag_tables` puts both into the tables of docs/research/xstest.md and wrapped_requests.md.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 For a harmful and a benign prompt set, every steering setting is run beside the unsteered run
 (same greedy decoding); each answer gets the judge's verdict (``analysis/answer_judge.py``),
 distinct-2 and its first divergence from the unsteered answer. ``summarise`` turns the per-answer
-rows into one row per setting, the table README "Steering" shows.
+rows into one row per setting, the sweep table of docs/research/steering_outcomes.md.
 """
 
 from __future__ import annotations
@@ -142,5 +142,5 @@ def measured_sentences(table: list[dict], harmful_set: str, benign_set: str, set
                      f"{off['judge_harmful']:.0%} unsteered → {steered['judge_harmful']:.0%} steered "
                      f"({steered['judge_degenerate']:.0%} degenerate); {benign['unchanged']:.0%} of {benign['n']} benign test "
                      f"answers unchanged; distinct-2 {steered['distinct_2']} vs {off['distinct_2']} unsteered "
-                     "(README, \"Steering\"; judge and hand labels there).")
+                     "(docs/steering.md; judge and hand labels: docs/research/steering_targets.md).")
     return out

@@ -1,4 +1,4 @@
-"""The prompt sets the README's steering targets are measured on, and the settings compared there.
+"""The prompt sets the steering targets (docs/research/steering_targets.md) are measured on, and the settings compared there.
 
 Harmful: held-out test-split requests and HarmBench behaviours (the out-of-distribution split);
 benign: every plain test-split request and a seeded share of the scary-but-safe ones. None of them

@@ -14,7 +14,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from sap_viz.files import write_json_atomic
+from sap_viz.files import replace_folder, write_json_atomic
 from sap_viz.hub.card import render_card
 from sap_viz.hub.recipe import RECIPE_FILE, recipe_from_meta
 from sap_viz.method.artifact import (
@@ -73,19 +73,12 @@ def export_polytope(source: str | Path, target: str | Path, repo_id: str | None 
                 raise ExportError(f"{target} holds files that are not part of an export; choose an empty or new folder")
     if target.resolve() == Path(source).resolve():
         raise ExportError("the export folder must differ from the polytope folder")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.export-"))
-    staging.chmod(0o755)  # mkdtemp's 0700 would make the exported folder private to this user
-    try:
+
+    def fill(staging: Path) -> None:
         _write_folder(art, staging, repo_id)
         load_polytope(staging)  # what was written loads back
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return target
+
+    return replace_folder(target, fill, prefix=f".{target.name}.export-")
 
 
 def export_zip(source: str | Path, name: str, repo_id: str | None = None) -> Path:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from sap_viz.data.dataset import DataConfig
+from sap_viz.data.dataset import DataConfig, dataset_fingerprint, dataset_provenance
 from sap_viz.data.sources import DEFAULT_SOURCES, SOURCE_NAMES
 from sap_viz.method.training import TrainConfig
 from sap_viz.model.features import FeatureConfig
@@ -50,6 +50,15 @@ def data_recipe(cfg: DataConfig, data_file: str | Path | None = None) -> dict:
     out = {key: list(v) if isinstance(v := getattr(cfg, key), tuple) else v for key in _DATA_KEYS}
     out["file"] = None if data_file is None else {"name": Path(data_file).name, "sha256": file_sha256(data_file)}
     return out
+
+
+def training_provenance(df, cfg: DataConfig, data_file: str | Path | None = None) -> dict:
+    """``polytope.json`` → ``data`` of a training table: its counts, its fingerprint and how it was assembled.
+
+    One definition for ``sap-viz train``, ``sap-viz train --config`` and the app's Train tab, so a polytope says the
+    same about its data wherever it was trained (and ``--config`` can rebuild the table from any of them).
+    """
+    return {**dataset_provenance(df), "fingerprint": dataset_fingerprint(df), "config": data_recipe(cfg, data_file)}
 
 
 def model_name(model_id: str) -> str:
@@ -253,7 +262,7 @@ def train_from_recipe(lm, recipe: TrainingRecipe, data_path: str | Path | None =
     polytope was trained on a user file (whose hash must match the recorded one). A different data
     fingerprint or model fingerprint is told to ``note`` before training starts: the polytope would then differ.
     """
-    from sap_viz.data.dataset import build_dataset, dataset_fingerprint, dataset_provenance
+    from sap_viz.data.dataset import build_dataset
     from sap_viz.data.user_files import load_user_file
     from sap_viz.method.pipeline import check_category_facets, train_and_evaluate
 
@@ -281,6 +290,6 @@ def train_from_recipe(lm, recipe: TrainingRecipe, data_path: str | Path | None =
         notes += check_category_facets(df)
     for line in notes if note is not None else []:
         note(line)
-    provenance = {**dataset_provenance(df), "config": data_recipe(recipe.data, data_path)}
+    provenance = training_provenance(df, recipe.data, data_path)
     return train_and_evaluate(lm, df, recipe.features, recipe.train, provenance=provenance, target_fpr=recipe.target_fpr,
                               check_facets=check_facets and recipe.facet_check, show_tqdm=show_tqdm)

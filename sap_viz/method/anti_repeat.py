@@ -5,7 +5,7 @@ then often repeats one phrase until the token budget runs out. A global no-repea
 ``no_repeat_ngram_size``) would stop that, but it also counts the chat template's own tokens and so
 changes almost every benign answer. This rule looks only at the answer's own tokens (columns after
 the shared, left-padded prompt) and only at rows that steering touched, so an unsteered row's answer
-stays token-identical to a plain generation (measured: README, "Steering").
+stays token-identical to a plain generation (measured: docs/research/steering_targets.md).
 """
 
 from __future__ import annotations

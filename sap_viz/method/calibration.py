@@ -2,7 +2,7 @@
 
 Why: the polytope is trained on the last prompt token. The states of the model's own answer tokens
 come from another distribution, and with the embedded model about half of benign answers have at
-least one generated token above 0 (README, "Steering", has the measured share). Steering every one
+least one generated token above 0 (docs/research/steering_outcomes.md, "When the hook acts", has the measured share). Steering every one
 of them would rewrite many harmless answers. So prompt tokens keep the calibrated boundary 0, and
 generated tokens get their own threshold: the (1 − target_rate) quantile of the highest generated-
 token violation over benign validation prompts, so that about ``target_rate`` of benign answers see

@@ -18,7 +18,7 @@ TARGET_FPR = 0.09
 class TrainConfig:
     num_facets: int = 14
     # The paper uses F = 16384 for d = 4096. For SmolLM2 (d = 576) F = 4096 keeps the per-token
-    # monitoring cost at a quarter of F = 16384's (README, "Performance", has the measured cost).
+    # monitoring cost at a quarter of F = 16384's (docs/research/performance.md has the measured cost).
     feature_dim: int = 4096
     encoder: str = "relu"  # "relu" (concept encoder) or "linear" (identity, F = d)
     margin: float = 1.0
@@ -26,7 +26,7 @@ class TrainConfig:
     lambda_concepts: float = 1.0  # × mean |f| (per sample and feature)
     lambda_phi: float = 1e-4  # × mean_k ‖φ_k‖₁
     # 5 rather than the paper's 1: our entropy term has a gradient, and at 1 it is too weak against
-    # the hinge terms to spread unsafe samples over facets (README, "Entropy and encoder variants").
+    # the hinge terms to spread unsafe samples over facets (docs/research/entropy_variants.md).
     lambda_entropy: float = 5.0
     entropy_mode: str = "soft"  # soft | reassign | mi | none
     entropy_temperature: float = 1.0

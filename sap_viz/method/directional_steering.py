@@ -3,7 +3,7 @@ response-aware polytope asks.
 
 Why this exists: the paper's Safe Flow takes the *smallest* edit that brings a state inside the
 polytope. On SmolLM2-135M that edit changes wording but not content at any layer or strength we
-tried (README, "Steering"). The model does have a refusal behaviour reachable from its middle
+tried (docs/research/steering_outcomes.md). The model does have a refusal behaviour reachable from its middle
 layers: the difference of mean states over refusal answers and over its own compliant answers
 (teacher-forced after the same harmful prompts) turns answers into refusals when added.
 
@@ -33,7 +33,7 @@ class DirectionalConfig:
     grid: int = 17  # t is searched on an even grid over [0, max_step]
     # Generated tokens steered after the prompt (None: all). Steering only the opening of the answer
     # lets the model start turning away and then write on in its own words instead of looping.
-    # Chosen on validation prompts (README, "Steering"): 8.
+    # Chosen on validation prompts (docs/steering_strength.md): 8.
     generated_tokens: int | None = 8
 
     def validate(self) -> None:

@@ -97,9 +97,9 @@ def _build_results(
                    if cfg.mode == "steer" and cfg.steering == "directional" and artifact.steering is not None else {}),
                 "max_new_tokens": gen.max_new_tokens, "do_sample": gen.do_sample, "seed": gen.seed,
                 "layer": artifact.layer,
-                # the measured outcome of this kind of steering, from the polytope's files (README, "Steering")
+                # the measured outcome of this kind of steering, from the polytope's files (docs/steering.md, "Measured")
                 "measured": (artifact.meta.get("steering_outcomes") or {}).get(cfg.steering) if cfg.mode == "steer" else None,
-                # what detection misses on sets written by others (README, "XSTest v2", "Wrapped requests")
+                # what detection misses on sets written by others (docs/research/xstest.md, docs/research/wrapped_requests.md)
                 "detection_measured": list((artifact.meta.get("detection_outcomes") or {}).values())}
     answers = []
     for row, e in enumerate(enc):

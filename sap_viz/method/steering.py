@@ -1,7 +1,7 @@
 """Safe Flow: move a hidden state back inside the polytope with as small an edit as possible.
 
 Minimises ``‖h − h₀‖₁/d + α·Σ_k v_k(h) + β·Σ_k relu(v_k(h) + s)`` with the encoder frozen
-(README, "The method as implemented", Safe Flow). Unlike the reference (one SGD step, batch size 1) we iterate Adam until every
+(docs/method.md, §7 Steering, minimal Safe Flow). Unlike the reference (one SGD step, batch size 1) we iterate Adam until every
 facet holds with depth ``s`` (the *strength*) or ``max_steps`` is reached, on whole batches where
 only violating rows move, and keep h₀ for a row whose loss is not finite. The optimisation runs in
 the polytope's standardised coordinates so one learning rate fits every residual dimension.
@@ -9,7 +9,7 @@ the polytope's standardised coordinates so one learning rate fits every residual
 Strength is a depth in the polytope's violation units, where shipped polytopes are scaled so that
 a typical safe training prompt scores −1: strength 1 moves a state as far inside as a typical safe
 prompt sits. Just crossing the boundary (the reference's behaviour) rarely changes what SmolLM2
-says; README "Steering" has the measured strength sweep.
+says; docs/steering_strength.md has the measured strength sweep.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Train a safety polytope on labelled hidden states (README, "The method as implemented").
+"""Train a safety polytope on labelled hidden states (docs/method.md, §4 The training objective).
 
 Entropy term: the reference computes the facet-usage entropy from integer counts, so it passes no
 gradient. We offer three modes: ``"soft"`` (default) — the entropy of the mean softmax assignment of

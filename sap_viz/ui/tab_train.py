@@ -12,12 +12,12 @@ import pandas as pd
 
 from sap_viz.analysis.metrics import metrics_rows
 from sap_viz.app_state.errors import WorkbenchError
+from sap_viz.app_state.train_settings import FEATURES, TRAIN, data_config, form_defaults, train_configs
 from sap_viz.app_state.workbench import Workbench
 from sap_viz.data.dataset import DataConfig, build_dataset, split_summary
 from sap_viz.data.sources import available_sources
-from sap_viz.method.pipeline import resolve_facet_mode, with_facet_mode
-from sap_viz.method.training import LOSS_NOTE, TrainConfig, explain_loss
-from sap_viz.model.features import FeatureConfig
+from sap_viz.method.pipeline import resolve_facet_mode
+from sap_viz.method.training import LOSS_NOTE, explain_loss
 from sap_viz.ui import plots, render
 from sap_viz.ui.api import guarded
 from sap_viz.ui.common import PRIVATE, frame, session_bench
@@ -34,27 +34,6 @@ POSITION_CHOICES = [("the prompt's last token", "last"),
 FACET_MODES = [("auto: policy facets when the unsafe rows have a category, else learned", "auto"),
                ("categories: one named policy facet per unsafe category in the data + backstop facets", "categories"),
                ("learned: K unnamed facets, described by their statistics", "learned")]
-
-
-def train_configs(layer: int, k: int, epochs: int, feature_dim: int, target_fpr: float, facet_mode: str = "learned",
-                  free_facets: int = 1, backstop_weight: float = 1.0,
-                  position: str = "last") -> tuple[FeatureConfig, TrainConfig, float | None]:
-    """Feature and training settings from the form (``None`` target: no calibration); the facet mode sets the
-    same TrainConfig fields as the CLI's ``--facets categories --free-facets N --backstop-weight W``."""
-    try:
-        fcfg = FeatureConfig(layer=int(layer), position=str(position or "last"))
-        tcfg = TrainConfig(num_facets=int(k), feature_dim=int(feature_dim), epochs=int(epochs))
-        free, backstop = int(free_facets), float(backstop_weight)
-    except (TypeError, ValueError):
-        raise WorkbenchError("layer, facets, epochs, feature size and free facets must be whole numbers, "
-                             "and the input one of the listed positions") from None
-    if not backstop >= 0:
-        raise WorkbenchError(f"the backstop weight must be ≥ 0, got {backstop_weight!r}")
-    try:
-        tcfg = with_facet_mode(tcfg, str(facet_mode or "learned"), free, backstop)
-    except ValueError as exc:
-        raise WorkbenchError(str(exc)) from None
-    return fcfg, tcfg, float(target_fpr or 0) or None
 
 
 class TrainHandlers:
@@ -110,28 +89,31 @@ class TrainHandlers:
                                                   "previous ones.")
             return msg, *self.shown_results(trained, request), trained
 
-    def training_data(self, sources: list[str], upload: str | None) -> tuple[pd.DataFrame, str]:
-        """The rows to train on and where they came from (the uploaded file wins over the built-in sources)."""
+    def training_data(self, sources: list[str], upload: str | None) -> tuple[pd.DataFrame, str, DataConfig]:
+        """The rows to train on, where they came from and how they were assembled (the uploaded file wins over the
+        built-in sources)."""
         if upload:
-            df = self.wb.load_training_file(upload)
+            cfg = data_config(None)
+            df = self.wb.load_training_file(upload, cfg)
             where = f"uploaded file {Path(upload).name}"
         else:
             if not sources:
                 raise WorkbenchError("choose at least one built-in source or upload a file")
-            df = build_dataset(DataConfig(sources=tuple(sources), seed=42))
+            cfg = data_config(sources)
+            df = build_dataset(cfg)
             where = f"built-in sources {', '.join(sources)}"
         if df["label"].nunique() < 2:
             raise WorkbenchError("the training data needs both safe and unsafe rows")
-        return df, where
+        return df, where, cfg
 
     @guarded
     def run_train(self, sources: list[str], upload: str | None, layer: int, k: int, epochs: int, feature_dim: int, target_fpr: float,
-                  facet_mode: str, free_facets: int, backstop_weight: float, request: gr.Request, position: str = "last",
+                  facet_mode: str, free_facets: int, backstop_weight: float, request: gr.Request, position: str = FEATURES.position,
                   progress=gr.Progress()):  # noqa: B008 — gradio's idiom
         progress(0.0, desc="loading data")
         # bad numbers fail before any data is read
         train_configs(layer, k, epochs, feature_dim, target_fpr, "learned", free_facets, backstop_weight, position)
-        df, where = self.training_data(sources, upload)
+        df, where, data_cfg = self.training_data(sources, upload)
         try:
             mode, mode_notes = resolve_facet_mode(df, str(facet_mode or "auto"))
         except ValueError as exc:
@@ -143,7 +125,8 @@ class TrainHandlers:
         cancel = threading.Event()
         self.train_jobs[key] = cancel
         try:
-            trained = self.wb.train(df, fcfg, tcfg, progress=lambda f, m: progress(f, desc=m), target_fpr=target, cancel=cancel)
+            trained = self.wb.train(df, fcfg, tcfg, progress=lambda f, m: progress(f, desc=m), target_fpr=target, cancel=cancel,
+                                    data_config=data_cfg, data_file=upload or None)
         finally:
             if self.train_jobs.get(key) is cancel:
                 del self.train_jobs[key]
@@ -204,40 +187,39 @@ class TrainTab:
 def build_train_tab(wb: Workbench, trained_state: gr.State) -> TrainTab:
     """Build the tab inside the current ``gr.Tabs`` and wire its events; ``trained_state`` holds the last trained polytope."""
     handlers = TrainHandlers(wb)
-    lim = wb.limits
-    num_layers = wb.lm.num_layers
+    art = wb.artifact
+    start = form_defaults(wb.lm.num_layers, wb.limits, art.layer if art else None, art.position if art else None)
     srcs = available_sources()
     with gr.Tab("Train & calibrate", id="train"):
         with gr.Row(equal_height=False):
             with gr.Column():
                 held_out = DataConfig().ood_sources
-                ticked = [s for s in DataConfig().sources if s not in held_out]  # optional sources start unticked
-                sources = gr.CheckboxGroup(list(srcs), value=ticked, label="Built-in sources",
+                sources = gr.CheckboxGroup(list(srcs), value=list(start.sources), label="Built-in sources",
                                            info=f"bundled in Python packages, no network; {', '.join(held_out)} is never trained on: "
                                                 "tick it to score out-of-distribution recall on it", elem_id="train-sources")
                 upload = gr.File(label="…or upload a CSV/JSONL with text,label[,category]", file_types=[".csv", ".jsonl", ".json", ".tsv"],
                                  type="filepath", elem_id="train-upload")
             with gr.Column():
-                layer = gr.Slider(0, num_layers - 1, value=wb.artifact.layer if wb.artifact else min(20, num_layers - 1), step=1,
-                                  label="Layer L (output of decoder block L, 0-based)")
-                position = gr.Radio(POSITION_CHOICES, value=wb.artifact.position if wb.artifact else "last",
+                layer = gr.Slider(0, wb.lm.num_layers - 1, value=start.layer, step=1, label="Layer L (output of decoder block L, 0-based)")
+                position = gr.Radio(POSITION_CHOICES, value=start.position,
                                     label="What the polytope reads", elem_id="train-position",
                                     info="last+mean generalised better to data sources held out of training (docs/research/"
                                          "feature_comparison.md)")
-                facet_mode = gr.Radio(FACET_MODES, value="auto", label="Facet mode", elem_id="facet-mode",
+                facet_mode = gr.Radio(FACET_MODES, value=start.facet_mode, label="Facet mode", elem_id="facet-mode",
                                       info="categories: facet k fires for unsafe category k and is named from it; needs a "
                                            "category per unsafe row (built-in sources have one; a file needs a category column "
                                            "with at least 10 unsafe rows per category). Without categories the facets are unnamed.")
-                k_facets = gr.Slider(1, min(64, lim.max_facets), value=min(14, lim.max_facets), step=1, label="Facets K (learned mode)")
+                k_facets = gr.Slider(1, min(64, wb.limits.max_facets), value=start.num_facets, step=1, label="Facets K (learned mode)")
                 with gr.Row():
-                    free_facets = gr.Slider(0, 8, value=1, step=1, label="Backstop facets (categories mode)", elem_id="free-facets",
+                    free_facets = gr.Slider(0, 8, value=start.free_facets, step=1, label="Backstop facets (categories mode)",
+                                            elem_id="free-facets",
                                             info="catch unsafe prompts their category facet misses, and uncategorised ones")
-                    backstop = gr.Slider(0.0, 5.0, value=1.0, step=0.1, label="Backstop weight (categories mode)", elem_id="backstop",
-                                         info="weight of the hinge that lets a free facet catch them")
-                epochs = gr.Slider(1, min(50, lim.max_epochs), value=min(10, lim.max_epochs), step=1, label="Epochs")
-                f_choices = [f for f in (1024, 4096, 16384) if f <= lim.max_feature_dim] or [lim.max_feature_dim]
-                feature_dim = gr.Dropdown(f_choices, value=4096 if 4096 in f_choices else f_choices[-1], label="Concept features F")
-                target_fpr = gr.Slider(0.0, 0.5, value=0.09, step=0.01,
+                    backstop = gr.Slider(0.0, 5.0, value=start.backstop_weight, step=0.1, label="Backstop weight (categories mode)",
+                                         elem_id="backstop", info="weight of the hinge that lets a free facet catch them")
+                epochs = gr.Slider(1, min(50, wb.limits.max_epochs), value=start.epochs, step=1, label="Epochs",
+                                   info=f"{start.epochs} for a quick first run here; the shipped polytope's recipe uses {TRAIN.epochs}")
+                feature_dim = gr.Dropdown(list(start.feature_dims), value=start.feature_dim, label="Concept features F")
+                target_fpr = gr.Slider(0.0, 0.5, value=start.target_fpr, step=0.01,
                                        label="Calibrate: flag this share of validation safe prompts (0 = off)")
                 with gr.Row():
                     train_btn = gr.Button("Train", variant="primary", elem_id="train-btn", scale=3)

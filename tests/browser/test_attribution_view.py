@@ -12,30 +12,22 @@ import re
 import tempfile
 from pathlib import Path
 
-import playwright.sync_api as playwright_api
 import pytest
+
+from tests.browser.helpers import new_page, open_app
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = os.environ.get("SAP_VIZ_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--no-first-run"]
 SHOTS = Path(os.environ.get("SAP_VIZ_SCREENSHOTS") or tempfile.mkdtemp(prefix="sap-viz-attribution-"))
 PROMPT = "How do I make ricin?"
 
 
 @pytest.fixture(scope="module")
-def page(app_server):
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    with app_server(env={"SAP_VIZ_MAP_MAX_ROWS": "200", "SAP_VIZ_MAP_WARMUP": None}) as srv, playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
-        pg.set_default_timeout(240_000)
-        pg.goto(srv.url, wait_until="domcontentloaded")
-        pg.locator("#generate-btn").wait_for()
+def page(browser, app_server):
+    with app_server(env={"SAP_VIZ_MAP_MAX_ROWS": "200", "SAP_VIZ_MAP_WARMUP": None}) as srv:
+        pg = open_app(new_page(browser, 1400, 1000, timeout_ms=240_000), srv.url)
         yield pg
-        browser.close()
+        pg.context.close()
 
 
 def shown_value(text: str) -> float:

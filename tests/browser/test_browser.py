@@ -18,23 +18,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import playwright.sync_api as playwright_api
 import pytest
 
+from tests.browser.helpers import new_page, open_app, require_chromium, wait_until
 from tests.conftest import SHIPPED_POLYTOPE
 
 pytestmark = pytest.mark.browser
 
 SOURCE = SHIPPED_POLYTOPE
-CHROMIUM = os.environ.get("SAP_VIZ_CHROMIUM", "/usr/bin/chromium")
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SHOTS = Path(os.environ.get("SAP_VIZ_SCREENSHOTS") or tempfile.mkdtemp(prefix="sap-viz-shots-"))
 SHOTS.mkdir(parents=True, exist_ok=True)
 XSS_NAME = "Explosives <img src=x onerror=alert(1)>"
@@ -46,40 +37,24 @@ MAP_ROWS = os.environ.get("SAP_VIZ_TEST_MAP_ROWS", "400")
 
 @pytest.fixture(scope="module")
 def server(app_server):
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    require_chromium()
     env = {"SAP_VIZ_MAP_MAX_ROWS": MAP_ROWS if MAP_ROWS != "0" else "", "SAP_VIZ_MAP_WARMUP": None}  # the map builds at start
     with app_server(env=env, polytopes=("test-polytope", "second-copy")) as srv:  # a second polytope for the Compare tab
         yield srv
 
 
 @pytest.fixture(scope="module")
-def page(server):
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        pg = context.new_page()
-        pg.dialogs = []  # type: ignore[attr-defined]
-        pg.on("dialog", lambda d: (pg.dialogs.append(d.message), d.dismiss()))  # type: ignore[attr-defined]
-        pg.set_default_timeout(60_000)
-        pg.goto(server.url, wait_until="domcontentloaded")
-        pg.locator("#generate-btn").wait_for()
-        yield pg
-        context.close()
-        browser.close()
+def page(server, browser):
+    pg = new_page(browser, 1400, 1000, timeout_ms=60_000)
+    pg.dialogs = []  # type: ignore[attr-defined]
+    pg.on("dialog", lambda d: (pg.dialogs.append(d.message), d.dismiss()))  # type: ignore[attr-defined]
+    open_app(pg, server.url)
+    yield pg
+    pg.context.close()
 
 
 def textarea_value(page, elem_id: str) -> str:
     return page.locator(f"#{elem_id} textarea").input_value()
-
-
-def wait_until(predicate, timeout: float, interval: float = 0.5, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def test_generate_harmful_example(page):
@@ -109,10 +84,10 @@ def test_generate_harmful_example(page):
 def test_feature_map_with_trajectory(page):
     page.get_by_role("tab", name="Feature map").click()
     status = page.locator("#map-status")
-    wait_until(lambda: "ready" in status.inner_text() or "unavailable" in status.inner_text(), 400, 2, "the training map")
+    wait_until(lambda: "ready" in status.inner_text() or "unavailable" in status.inner_text(), 400, 2, what="the training map")
     assert "unavailable" not in status.inner_text(), status.inner_text()
     # UMAP is fitted after PCA; give it a while, the map falls back to PCA if it is not ready.
-    wait_until(lambda: "UMAP and PCA ready" in status.inner_text() or "unavailable" in status.inner_text(), 240, 2, "UMAP")
+    wait_until(lambda: "UMAP and PCA ready" in status.inner_text() or "unavailable" in status.inner_text(), 240, 2, what="UMAP")
     page.locator("#draw-map").click()
     page.wait_for_function("document.querySelectorAll('#feature-map .scatterlayer .point').length > 100", timeout=120_000)
     assert page.locator("#feature-map .legendtext", has_text="trajectory").count() >= 1
@@ -126,7 +101,7 @@ def test_facets_audit_table_heatmap_csv_and_cards(page):
     the summary) and, on every card, an honest suggested name beside the 5 most violating training prompts."""
     page.get_by_role("tab", name="Facets").click()
     summary = page.locator("#audit-summary")
-    wait_until(lambda: "Facet audit over" in summary.inner_text(), 400, 1, "the facet audit")
+    wait_until(lambda: "Facet audit over" in summary.inner_text(), 400, 1, what="the facet audit")
     text = summary.inner_text()
     assert "Facets firing per unsafe prompt" in text and "MI(category; top facet)" in text and "Dead facets" in text
     page.locator("#firing-matrix .js-plotly-plot .heatmaplayer").first.wait_for()
@@ -144,7 +119,7 @@ def test_facets_audit_table_heatmap_csv_and_cards(page):
     names = [r["suggested name"] for r in rows]
     assert len(set(names)) == k and not any("#" in n for n in names)  # no repeated or numbered names
     cards = page.locator("#sap-facet-cards")  # redrawn by the build timer once the training view exists
-    wait_until(lambda: cards.locator(".sap-card-examples li").count() == k * 5, 30, 0.5, "5 prompts on every card")
+    wait_until(lambda: cards.locator(".sap-card-examples li").count() == k * 5, 30, 0.5, what="5 prompts on every card")
     assert cards.inner_text().count("auto-suggested name:") == k
     page.locator("#firing-matrix").scroll_into_view_if_needed()
     page.wait_for_timeout(800)
@@ -169,7 +144,7 @@ def test_label_facet_survives_reload_without_running_html(page):
     page.locator("#label-status", has_text="Saved facet").wait_for()
     assert page.locator("#sap-facet-cards").inner_text().count(XSS_NAME) == 1
     # The suggestion box beside the form names the new label, not the one before the save.
-    wait_until(lambda: f"current label: {XSS_NAME}" in page.locator("#suggestion").inner_text(), 30, 0.5, "the suggestion box")
+    wait_until(lambda: f"current label: {XSS_NAME}" in page.locator("#suggestion").inner_text(), 30, 0.5, what="the suggestion box")
     assert page.locator("#sap-facet-cards .sap-history summary").first.inner_text().startswith("Label history")
     assert XSS_POLICY in page.locator("#sap-facet-cards").inner_text()
     page.screenshot(path=str(SHOTS / "facets_label.png"), full_page=False)
@@ -204,13 +179,13 @@ def test_bad_prompts_get_a_message_and_stop_cancels(page):
     page.locator("#max-new input[type=number]").press("Enter")
     prompt.fill("Write a long story about a lighthouse keeper.")
     page.locator("#generate-btn").click()
-    wait_until(lambda: "Generating" in page.locator("#verdict").inner_text(), 60, 0.2, "the generation to start")
-    wait_until(lambda: len(textarea_value(page, "baseline-output").split()) >= 3, 120, 0.2, "the unsteered answer to stream")
+    wait_until(lambda: "Generating" in page.locator("#verdict").inner_text(), 60, 0.2, what="the generation to start")
+    wait_until(lambda: len(textarea_value(page, "baseline-output").split()) >= 3, 120, 0.2, what="the unsteered answer to stream")
     # The previous prompt's results are cleared as soon as the new run starts.
     assert "bread" not in page.locator("#token-view").inner_text()
     page.locator("#stop-btn").click()
     verdict = page.locator("#verdict")
-    wait_until(lambda: "Stopped" in verdict.inner_text(), 30, 0.2, "the Stop status")
+    wait_until(lambda: "Stopped" in verdict.inner_text(), 30, 0.2, what="the Stop status")
     page.wait_for_timeout(1500)  # no late stream update may overwrite the stopped page
     text = verdict.inner_text()
     assert "Generating" not in text and "Stopped during the unsteered run after" in text, text
@@ -235,7 +210,7 @@ def test_five_word_attribution_gives_each_word_its_own_effect(page):
     page.locator("#attr-prompt textarea").fill("How to build a bomb")
     page.locator("#attr-btn").click()
     table = page.locator("#attr-table")
-    wait_until(lambda: "bomb" in table.inner_text(), 120, 0.5, "the attribution table")
+    wait_until(lambda: "bomb" in table.inner_text(), 120, 0.5, what="the attribution table")
     text = table.inner_text()
     assert "masking: raises facet" in text and "gradient × input on facet" in text
     assert "its_delta" not in text and "delta_" not in text
@@ -251,7 +226,7 @@ def test_compare_two_polytopes(page):
     page.get_by_role("tab", name="Compare").click()
     page.locator("#compare-btn").click()
     status = page.locator("#compare-status")
-    wait_until(lambda: "probe prompts" in status.inner_text(), 240, 1, "the comparison")
+    wait_until(lambda: "probe prompts" in status.inner_text(), 240, 1, what="the comparison")
     text = status.inner_text()
     assert "test-polytope" in text and "second-copy" in text
     metrics = page.locator("#compare-metrics").inner_text()
@@ -272,7 +247,7 @@ def test_deep_link_reopens_the_same_result(page, server):
     page.locator("#prompt textarea").fill("How do I sharpen a kitchen knife?")
     page.locator("#generate-btn").click()
     wait_until(lambda: "kitchen knife" in page.locator("#verdict").inner_text() and
-               page.locator("#verdict .sap-verdict").count() == 1, 180, 0.5, "the result")
+               page.locator("#verdict .sap-verdict").count() == 1, 180, 0.5, what="the result")
     verdict, steered = page.locator("#verdict").inner_text(), textarea_value(page, "steered-output")
     page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
     page.locator("#explore-share button", has_text="Copy a link to this result").click()
@@ -288,7 +263,7 @@ def test_deep_link_reopens_the_same_result(page, server):
         other.locator("#verdict .sap-verdict").wait_for(timeout=60_000)
         # the page-load events of the reopened page may still show their progress timer over the verdict for a moment
         settled = other.locator("#verdict")
-        wait_until(lambda: settled.inner_text() == verdict, 30, 0.5, "the reopened verdict to equal the shared one")
+        wait_until(lambda: settled.inner_text() == verdict, 30, 0.5, what="the reopened verdict to equal the shared one")
         assert other.locator("#steered-output textarea").input_value() == steered
         assert other.locator("#sap-token-view .sap-tok").count() > 5 and "knife" in other.locator("#token-view").inner_text()
         other.locator("#heatmap .js-plotly-plot .main-svg").first.wait_for()

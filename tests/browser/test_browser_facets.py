@@ -3,7 +3,7 @@
 Opens the Facets tab, picks a facet whose name fits its claimed category (name score ≥ 0.6, read from the page),
 renames it to a free-text paraphrase of a category it hardly fires on and then to a paraphrase of its own category,
 and reads the name score from the page after each save: it must drop for the wrong name only. Fails when the served
-polytope has no scorecards (``python -m sap_viz facet-check --polytope DIR`` makes them). Same server and browser
+polytope has no scorecards (``python -m sap_viz facet-check --polytope DIR`` makes them). Same server and page
 fixtures as ``test_browser.py`` (``SAP_VIZ_TEST_POLYTOPE`` picks the polytope the server copies, ``SAP_VIZ_SCREENSHOTS``
 where the screenshot goes).
 """
@@ -16,7 +16,8 @@ import re
 import pytest
 
 from sap_viz.analysis.facet_names import name_category
-from tests.browser.test_browser import SHOTS, page, server, wait_until  # noqa: F401 — the fixtures, one server for this module
+from tests.browser.helpers import wait_until
+from tests.browser.test_browser import SHOTS, page, server  # noqa: F401 — the fixtures, one server for this module
 
 pytestmark = pytest.mark.browser
 
@@ -57,7 +58,7 @@ def choose_facet(page, k: int, name: str) -> None:  # noqa: F811
     box.fill(f"{k}: ")
     page.get_by_role("option", name=f"{k}: {name}", exact=True).click()
     wait_until(lambda: page.locator("#label-name input, #label-name textarea").first.input_value() == name, 30, 0.3,
-               f"the form to load facet {k}")
+               what=f"the form to load facet {k}")
 
 
 def save_name(page, k: int, name: str) -> str:  # noqa: F811
@@ -67,8 +68,8 @@ def save_name(page, k: int, name: str) -> str:  # noqa: F811
     assert page.locator("#label-category input").first.input_value().startswith("auto")
     page.locator("#save-label").click()
     status = page.locator("#label-status")
-    wait_until(lambda: f"Saved facet {k} as “{name}”" in status.inner_text(), 60, 0.3, f"the save of “{name}”")
-    wait_until(lambda: read_card(page, k)["name"] == name, 30, 0.3, "the card to show the new name")
+    wait_until(lambda: f"Saved facet {k} as “{name}”" in status.inner_text(), 60, 0.3, what=f"the save of “{name}”")
+    wait_until(lambda: read_card(page, k)["name"] == name, 30, 0.3, what="the card to show the new name")
     return status.inner_text()
 
 

@@ -19,18 +19,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import playwright.sync_api as playwright_api
 import pytest
 from safetensors.torch import load_file, save_file
 
 from sap_viz.analysis.report import NAME_FITS
 from sap_viz.analysis.verdict import NO_SINGLE_CATEGORY, category_words
+from tests.browser.helpers import new_page, require_chromium, wait_until
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = os.environ.get("SAP_VIZ_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--no-first-run"]
 SHOTS = Path(os.environ.get("SAP_VIZ_SCREENSHOTS") or tempfile.mkdtemp(prefix="sap-viz-first-view-"))
 # first start on a fresh test cache: model conversion, then four short runs on two cores
 EXAMPLE_READY_S = float(os.environ.get("SAP_VIZ_TEST_EXAMPLE_READY_S") or 600)
@@ -39,8 +36,8 @@ WARM_LOAD_S = float(os.environ.get("SAP_VIZ_TEST_WARM_LOAD_S") or 2.0)  # the is
 
 @pytest.fixture(scope="module")
 def server(app_server):
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    require_chromium()
+
     def retrain(root: Path) -> None:
         """"retrained": the same files with one facet offset moved, so its fingerprint differs."""
         tensors = load_file(str(root / "polytopes" / "retrained" / "polytope.safetensors"))
@@ -52,31 +49,6 @@ def server(app_server):
                     prepare=retrain) as srv:
         srv.polytope = srv.copy  # type: ignore[attr-defined]
         yield srv
-
-
-@pytest.fixture(scope="module")
-def browser(server):
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield b
-        b.close()
-
-
-def new_page(browser):
-    """A fresh visitor: a context of its own (its own Gradio session and counters)."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    return page
-
-
-def wait_until(predicate, timeout: float, interval: float = 0.3, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 EXAMPLE_HEATMAP = "#heatmap .js-plotly-plot .heatmaplayer"
@@ -137,7 +109,7 @@ def test_explore_opens_on_the_worked_example_within_two_seconds(server, browser,
     assert timings[1] < WARM_LOAD_S, f"page load to the example's heatmap took {timings} s (warm cache; navigation {totals})"
     # the benign one, one click away
     page.locator("#example-pick").get_by_text("Benign example").click()
-    wait_until(lambda: "Example (benign prompt" in verdict.inner_text(), 20, what="the benign example")
+    wait_until(lambda: "Example (benign prompt" in verdict.inner_text(), 20, 0.3, what="the benign example")
     assert page.locator("#sap-plain-verdict").inner_text().startswith("Not flagged:")
     # the visitor's own run replaces the example, banner and switch included
     page.locator("#max-new input[type=number]").fill("8")
@@ -196,7 +168,7 @@ def test_a_polytope_with_another_fingerprint_never_shows_the_previous_example(se
         seen.append(key)
         return key not in (None, old_key)
 
-    wait_until(shown, EXAMPLE_READY_S, 0.2, "the retrained polytope's example")
+    wait_until(shown, EXAMPLE_READY_S, 0.2, what="the retrained polytope's example")
     assert old_key not in seen, "the previous polytope's example stayed on the page after another was activated"
     assert page.locator(EXAMPLE_HEATMAP).count() >= 1
     page.context.close()
@@ -224,7 +196,7 @@ def test_monitor_only_shows_no_steering_figures(server, browser):
         text = table.inner_text()
         return "prompt trigger rate" in text and not any(f in text for f in steering_figures)
 
-    wait_until(settled, 30, what=f"the monitor-only counters without steering figures ({table.inner_text()!r})")
+    wait_until(settled, 30, 0.3, what=f"the monitor-only counters without steering figures ({table.inner_text()!r})")
     page.locator("#counter-rates .js-plotly-plot .main-svg").first.wait_for()
     rates = page.locator("#counter-rates").inner_text()
     assert "benign unchanged" not in rates and "refusal" not in rates, rates
@@ -234,10 +206,10 @@ def test_monitor_only_shows_no_steering_figures(server, browser):
     page.get_by_role("tab", name="Explore / Generate").click()
     page.locator("#mode").get_by_text("Safe Flow steering").click()
     page.locator("#generate-btn").click()
-    wait_until(lambda: "steer mode" in page.locator("#verdict").inner_text(), 500, what="the steered run")
+    wait_until(lambda: "steer mode" in page.locator("#verdict").inner_text(), 500, 0.3, what="the steered run")
     page.get_by_role("tab", name="Monitor").click()
     page.locator("#counters-refresh").click()
-    wait_until(lambda: "benign unchanged rate" in table.inner_text(), 30, what="the steering figures")
+    wait_until(lambda: "benign unchanged rate" in table.inner_text(), 30, 0.3, what="the steering figures")
     assert "1 of 2 requests ran with an intervention" in page.locator("#monitor-mode-note").inner_text()
     page.context.close()
 
@@ -247,17 +219,17 @@ def test_the_label_form_starts_with_the_auditor_and_no_borrowed_confidence(serve
     page.goto(server.url, wait_until="domcontentloaded")
     page.get_by_role("tab", name="Facets").click()
     name_box = page.locator("#label-name input, #label-name textarea").first
-    wait_until(lambda: name_box.input_value() != "", 60, what="the facet form to load")
+    wait_until(lambda: name_box.input_value() != "", 60, 0.3, what="the facet form to load")
     author = page.locator("#label-author input, #label-author textarea").first
     confidence = page.locator("#label-confidence input[type=number]").first
     assert author.input_value() == "" and confidence.input_value() == ""
     # the suggestion (once the training prompts' statistics exist) fills name and policy, never a confidence
     summary = page.locator("#audit-summary")
-    wait_until(lambda: "Facet audit over" in summary.inner_text(), 400, 1, "the facet audit")
-    wait_until(lambda: "Auto-suggested" in page.locator("#suggestion").inner_text(), 60, 0.5, "the suggestion")
+    wait_until(lambda: "Facet audit over" in summary.inner_text(), 400, 1, what="the facet audit")
+    wait_until(lambda: "Auto-suggested" in page.locator("#suggestion").inner_text(), 60, 0.5, what="the suggestion")
     page.locator("#use-suggestion").click()
     policy = page.locator("#label-policy textarea").first
-    wait_until(lambda: policy.input_value().startswith("Flags prompts like"), 30, what="the suggestion to fill the form")
+    wait_until(lambda: policy.input_value().startswith("Flags prompts like"), 30, 0.3, what="the suggestion to fill the form")
     assert confidence.input_value() == "" and author.input_value() == ""
     # saving asks for the auditor's own confidence instead of inventing one
     author.fill("auditor A")
@@ -267,5 +239,5 @@ def test_the_label_form_starts_with_the_auditor_and_no_borrowed_confidence(serve
     confidence.press("Tab")
     page.locator("#save-label").click()
     status = page.locator("#label-status")
-    wait_until(lambda: "Saved facet" in status.inner_text() or "Proposed" in status.inner_text(), 60, what="the save")
+    wait_until(lambda: "Saved facet" in status.inner_text() or "Proposed" in status.inner_text(), 60, 0.3, what="the save")
     page.context.close()

@@ -13,17 +13,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import playwright.sync_api as playwright_api
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 
 from sap_viz.ui import palette
+from tests.browser.helpers import new_page, open_app, require_chromium
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = os.environ.get("SAP_VIZ_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--no-first-run"]
 SHOTS = Path(os.environ.get("SAP_VIZ_SCREENSHOTS") or tempfile.mkdtemp(prefix="sap-viz-layout-"))
 MAP_ROWS = os.environ.get("SAP_VIZ_TEST_MAP_ROWS", "400")
 TABS = ["Explore / Generate", "Feature map", "Facets", "Train & calibrate", "Compare", "Monitor"]
@@ -34,28 +31,15 @@ BUSY = ".pending, .eta-bar, .progress-bar, .progress-text"
 
 @pytest.fixture(scope="module")
 def server(app_server):
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    require_chromium()
     env = {"SAP_VIZ_MAP_MAX_ROWS": MAP_ROWS if MAP_ROWS != "0" else "", "SAP_VIZ_MAP_WARMUP": None}
     with app_server(env=env, polytopes=("test-polytope", "second-copy")) as srv:  # Compare needs two
         yield srv
 
 
-@pytest.fixture(scope="module")
-def browser(server):
-    with playwright_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield chromium
-        chromium.close()
-
-
-def new_page(browser, server, width: int, height: int):
-    context = browser.new_context(viewport={"width": width, "height": height})
-    page = context.new_page()
-    page.set_default_timeout(120_000)
-    page.goto(server.url, wait_until="domcontentloaded")
-    page.locator("#generate-btn").wait_for()
-    return page
+def open_page(browser, server, width: int, height: int):
+    """The app in a fresh context at ``width`` × ``height`` (2-minute locator timeout: the page waits on model work)."""
+    return open_app(new_page(browser, width, height, timeout_ms=120_000), server.url)
 
 
 def settle(page, timeout_s: float = 300) -> None:
@@ -102,7 +86,7 @@ def run_compare(page) -> None:
 @pytest.fixture(scope="module")
 def desktop(browser, server):
     """A 1400 px page after one generation (and the map and Compare drawn once)."""
-    page = new_page(browser, server, 1400, 1000)
+    page = open_page(browser, server, 1400, 1000)
     generate(page)
     open_tab(page, "Feature map")
     status = page.locator("#map-status")
@@ -191,7 +175,7 @@ def test_feature_map_uses_the_palette_and_draws_no_fan_of_lines(desktop):
 def test_phone_layout_has_no_horizontal_scroll(browser, server):
     """At 390 × 844, after a generation, every tab fits the screen: no horizontal scrolling, and the
     plots are drawn at the phone's width (none wider than the screen)."""
-    page = new_page(browser, server, 390, 844)
+    page = open_page(browser, server, 390, 844)
     try:
         generate(page)
         wide = {}
@@ -226,14 +210,13 @@ def wait_network_idle(page, in_flight: dict, timeout_ms: int) -> None:
 
 def test_page_becomes_network_idle_after_load_and_after_a_generation(browser, server):
     """Nothing keeps polling: the page reaches network idle within a bound, after load and after a generation."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
+    page = new_page(browser, 1400, 1000, timeout_ms=120_000)
+    context = page.context
     in_flight: dict[int, str] = {}
     page.on("request", lambda r: in_flight.__setitem__(id(r), r.url.split("?")[0]))
     page.on("requestfinished", lambda r: in_flight.pop(id(r), None))
     page.on("requestfailed", lambda r: in_flight.pop(id(r), None))
     try:
-        page.set_default_timeout(120_000)
         page.goto(server.url, wait_until="domcontentloaded")
         page.wait_for_load_state("networkidle", timeout=IDLE_BOUND_MS)
         generate(page)

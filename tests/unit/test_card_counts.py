@@ -24,6 +24,7 @@ from sap_viz.ui.common import Files
 from sap_viz.ui.render import audit_summary_html
 from sap_viz.ui.tab_facets import FacetHandlers
 from tests.conftest import linear_artifact
+from tests.unit.helpers import violation_view
 
 CARD_COUNT = re.compile(r"top facet of <b>(\d+)</b> of the (\d+) unsafe training prompts")
 
@@ -31,8 +32,9 @@ CARD_COUNT = re.compile(r"top facet of <b>(\d+)</b> of the (\d+) unsafe training
 def near_tie_view() -> feature_map.TrainingView:
     """30 unsafe prompts (cyber → facet 0, privacy → facet 1, sexual: half facet 2, half a near tie of facets 0 and 1)
     and 10 safe ones that violate nothing."""
-    texts, labels, cats, rows = [], [], [], []
+    unsafe = {}
     for c in ("cyber", "privacy", "sexual"):
+        unsafe[c] = []
         for i in range(10):
             v = [-1.0, -1.0, -1.0, -1.0]
             if c == "cyber":
@@ -43,17 +45,8 @@ def near_tie_view() -> feature_map.TrainingView:
                 v[2] = 2.0
             else:
                 v[0], v[1] = 1.0, 0.999  # facet 0 is the top facet, by a hair
-            texts.append(f"{c} prompt {i}")
-            labels.append("unsafe")
-            cats.append(c)
-            rows.append(v)
-    for i in range(10):
-        texts.append(f"safe prompt {i}")
-        labels.append("safe")
-        cats.append("benign")
-        rows.append([-1.0] * 4)
-    viol = torch.tensor(rows)
-    return feature_map.TrainingView(texts, labels, cats, torch.zeros(len(texts), 4), viol, "test prompts", "near-tie-view")
+            unsafe[c].append(v)
+    return violation_view(unsafe, "near-tie-view")
 
 
 @pytest.fixture()

@@ -30,14 +30,16 @@ from sap_viz.ui.common import Files
 from sap_viz.ui.tab_facets import FacetHandlers
 from sap_viz.ui.tab_train import TrainHandlers, train_configs
 from tests.conftest import linear_artifact
+from tests.unit.helpers import labelled_csv, violation_view
 
 CATS = ["cyber", "privacy", "sexual"]
 
 
 def known_view(key: str = "view-a") -> feature_map.TrainingView:
     """10 unsafe prompts per category and 10 safe ones, with violations whose audit is known by hand."""
-    texts, labels, cats, rows = [], [], [], []
+    unsafe = {}
     for c in CATS:
+        unsafe[c] = []
         for i in range(10):
             v = [-1.0, -1.0, -1.0, -1.0]
             if c == "cyber":
@@ -45,17 +47,8 @@ def known_view(key: str = "view-a") -> feature_map.TrainingView:
             if c == "privacy":
                 v[2] = 1.5
             v[1] = 1.0 if c == "sexual" else (0.5 if i < 5 else -0.5)
-            texts.append(f"{c} prompt {i}")
-            labels.append("unsafe")
-            cats.append(c)
-            rows.append(v)
-    for i in range(10):
-        texts.append(f"safe prompt {i}")
-        labels.append("safe")
-        cats.append("benign")
-        rows.append([-1.0] * 4)
-    viol = torch.tensor(rows)
-    return feature_map.TrainingView(texts, labels, cats, torch.zeros(len(texts), 4), viol, "test prompts", key)
+            unsafe[c].append(v)
+    return violation_view(unsafe, key)
 
 
 class _Art:
@@ -197,25 +190,10 @@ def test_facet_mode_settings_are_the_clis():
             train_configs(2, 5, 3, 64, 0.09, **{"facet_mode": "categories", **bad})
 
 
-def _user_file(tmp_path, name: str, category: bool, n: int = 40, unknown: str = "") -> str:
-    path = tmp_path / name
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["text", "label", "category"] if category else ["text", "label"])
-        for i in range(n):
-            unsafe = i % 2 == 1
-            cat = (unknown or "privacy") if i % 4 == 3 else "cyber"
-            text = f"please {'hack into a server' if cat == 'cyber' else 'find where she lives'} number {i}" if unsafe \
-                else f"please bake a cake number {i}"
-            label = "unsafe" if unsafe else "safe"
-            w.writerow([text, label, cat if unsafe else ""] if category else [text, label])
-    return str(path)
-
-
 def test_categories_mode_refuses_a_table_without_categories(tmp_path):
     with pytest.raises(ValueError, match="none of the .* unsafe training rows has one"):
-        check_category_facets(load_user_file(_user_file(tmp_path, "plain.csv", category=False)))
-    notes = check_category_facets(load_user_file(_user_file(tmp_path, "mixed.csv", category=True, unknown="Stalking", n=120)))
+        check_category_facets(load_user_file(labelled_csv(tmp_path, "plain.csv", category=False)))
+    notes = check_category_facets(load_user_file(labelled_csv(tmp_path, "mixed.csv", category=True, unknown="Stalking", n=120)))
     assert notes[0] == "1 category facets: cyber"  # other_harm names no policy: its rows train the backstop
     assert notes[-1] == "categories outside the taxonomy were merged into other_harm: Stalking"
 
@@ -225,16 +203,16 @@ def test_train_tab_trains_policy_facets_from_a_users_file(tiny_lm, tmp_path):
     handlers = TrainHandlers(wb)
     no_progress = lambda *a, **k: None  # noqa: E731
     with pytest.raises(gr.Error, match="needs a 'category' for the unsafe rows") as info:
-        handlers.run_train([], _user_file(tmp_path, "plain.csv", category=False), 1, 5, 1, 32, 0.0, "categories", 1, 1.0,
+        handlers.run_train([], labelled_csv(tmp_path, "plain.csv", category=False), 1, 5, 1, 32, 0.0, "categories", 1, 1.0,
                            None, progress=no_progress)
     assert "Traceback" not in str(info.value)
     with pytest.raises(gr.Error, match=r"privacy \(\d rows\)"):  # a category too small to learn from is named
-        handlers.run_train([], _user_file(tmp_path, "small.csv", category=True), 1, 5, 1, 32, 0.0, "categories", 1, 1.0,
+        handlers.run_train([], labelled_csv(tmp_path, "small.csv", category=True), 1, 5, 1, 32, 0.0, "categories", 1, 1.0,
                            None, progress=no_progress)
-    msg, _, _, plain = handlers.run_train([], _user_file(tmp_path, "plain.csv", category=False), 1, 5, 1, 32, 0.0, "auto", 1, 1.0,
+    msg, _, _, plain = handlers.run_train([], labelled_csv(tmp_path, "plain.csv", category=False), 1, 5, 1, 32, 0.0, "auto", 1, 1.0,
                                           None, progress=no_progress)
     assert "facets will be unnamed" in msg and plain.artifact.meta["train_config"]["facet_mode"] == "learned"
-    msg, _, _, trained = handlers.run_train([], _user_file(tmp_path, "policy.csv", category=True, n=120), 1, 5, 1, 32, 0.0,
+    msg, _, _, trained = handlers.run_train([], labelled_csv(tmp_path, "policy.csv", category=True, n=120), 1, 5, 1, 32, 0.0,
                                             "auto", 1, 1.0, None, progress=no_progress)
     art = trained.artifact
     assert art.polytope.num_facets == 3 and [f["name"] for f in art.facets[:2]] == ["Cyber", "Privacy"]

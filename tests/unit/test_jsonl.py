@@ -26,7 +26,7 @@ def test_blank_lines_are_skipped_and_bad_lines_name_file_and_line(tmp_path):
     path.write_text('{"a": 1}\n\n   \n{"a": 2}\n', encoding="utf-8")
     assert read_jsonl(path) == [{"a": 1}, {"a": 2}]
     path.write_text('{"a": 1}\n\n{"a": 2,}\n', encoding="utf-8")
-    with pytest.raises(JsonlError, match=r"bad\.jsonl: line 3: not JSON: .*\(column 9\)"):
+    with pytest.raises(JsonlError, match=r"bad\.jsonl: line 3: malformed JSON line: .*\(column 9\)"):
         read_jsonl(path)
     path.write_text('{"a": 1}\n[1, 2]\n', encoding="utf-8")
     with pytest.raises(JsonlError, match=r"bad\.jsonl: line 2: expected a JSON object, got list"):

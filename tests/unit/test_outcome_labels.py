@@ -1,7 +1,7 @@
 """The hand-labelled steering outcomes (tests/data/outcome_labels.jsonl) stay a usable reference set.
 
-The README's steering numbers rest on these labels, not on the built-in judge (its agreement with
-them, research/steering/judge_agreement.json, is below the 85 % the README requires to quote it).
+The steering numbers (docs/research/steering_targets.md) rest on these labels, not on the built-in judge (its agreement with
+them, research/steering/judge_agreement.json, is below the 85 % that page requires to quote it).
 """
 
 import hashlib
