@@ -12,7 +12,6 @@ import os
 import tempfile
 from pathlib import Path
 
-import playwright.sync_api as playwright_errors
 import pytest
 
 from sap_viz.data.user_files import load_user_file
@@ -67,18 +66,15 @@ def run_ended(page) -> bool:
     return rendered and not busy and "Training…" not in page.locator("#train-status").inner_text()
 
 
-def upload(page, path: str, tries: int = 3) -> None:
-    """Choose the file in the Train tab's upload. On a loaded CI machine one choice was once never taken up (the
-    file name never appeared in 60 s); the choice is then made again, as a user would, at most ``tries`` times."""
-    name = Path(path).name
-    for attempt in range(tries):
-        page.locator("#train-upload input[type=file]").set_input_files(path)
-        try:
-            page.locator("#train-upload").get_by_text(name).first.wait_for(timeout=30_000)
-            return
-        except playwright_errors.TimeoutError:
-            if attempt == tries - 1:
-                raise
+def upload(page, path: str) -> None:
+    """Choose the file in the Train tab's upload and wait until the finished upload lists it.
+
+    The finished preview writes the name as two spans ("few-safe" and ".csv") and names its cell by the whole
+    file name, so the cell's accessible name is what is waited for. Waiting for the text "few-safe.csv" only
+    matched the progress view shown while the file is sent, which a fast upload skips (the cause of two CI
+    failures: the file had arrived, the test was looking at the wrong element)."""
+    page.locator("#train-upload input[type=file]").set_input_files(path)
+    page.locator("#train-upload").get_by_role("cell", name=Path(path).name, exact=True).wait_for(timeout=60_000)
 
 
 def click_train_and_wait(page) -> str:
