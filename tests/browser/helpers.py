@@ -47,3 +47,15 @@ def wait_until(predicate: Callable[[], object], timeout: float, interval: float 
             return
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def fill_label_form(page, name: str, *, author: str, confidence: str, policy: str | None = None) -> None:
+    """Fill the Facets tab's label form as an auditor does (the caller clicks Save and checks the outcome).
+
+    The form starts with no author and no confidence (issue 28), so every save gives both.
+    """
+    page.locator("#label-name input, #label-name textarea").first.fill(name)
+    if policy is not None:
+        page.locator("#label-policy textarea").first.fill(policy)
+    page.locator("#label-author input, #label-author textarea").first.fill(author)
+    page.locator("#label-confidence input[type=number]").first.fill(confidence)

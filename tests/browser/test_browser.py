@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.helpers import new_page, open_app, require_chromium, wait_until
+from tests.browser.helpers import fill_label_form, new_page, open_app, require_chromium, wait_until
 from tests.conftest import SHIPPED_POLYTOPE
 
 pytestmark = pytest.mark.browser
@@ -137,10 +137,7 @@ def test_label_facet_survives_reload_without_running_html(page):
     name_box = page.locator("#label-name input, #label-name textarea").first
     wait_until(lambda: name_box.input_value() != "", 30, what="the facet form to load")
     original_name, original_policy = name_box.input_value(), page.locator("#label-policy textarea").first.input_value()
-    name_box.fill(XSS_NAME)
-    page.locator("#label-policy textarea").first.fill(XSS_POLICY)
-    page.locator("#label-author input, #label-author textarea").first.fill("browser test")
-    page.locator("#label-confidence input[type=number]").first.fill("0.9")  # the form starts with no confidence (issue 28)
+    fill_label_form(page, XSS_NAME, policy=XSS_POLICY, author="browser test", confidence="0.9")
     page.locator("#save-label").click()
     page.locator("#label-status", has_text="Saved facet").wait_for()
     assert page.locator("#sap-facet-cards").inner_text().count(XSS_NAME) == 1
@@ -164,10 +161,7 @@ def test_label_facet_survives_reload_without_running_html(page):
     # Saving the earlier label again replaces the hostile one everywhere (and leaves this module's shared app as
     # it found it: the Compare screenshot taken later shows the facet's real name).
     wait_until(lambda: name_box.input_value() == XSS_NAME, 30, what="the form to show the saved label")
-    name_box.fill(original_name)
-    page.locator("#label-policy textarea").first.fill(original_policy)
-    page.locator("#label-author input, #label-author textarea").first.fill("browser test")
-    page.locator("#label-confidence input[type=number]").first.fill("0.9")
+    fill_label_form(page, original_name, policy=original_policy, author="browser test", confidence="0.9")
     page.locator("#save-label").click()
     wait_until(lambda: XSS_NAME not in cards.inner_text() and original_name in cards.inner_text(), 30,
                what="the earlier label back on the cards")

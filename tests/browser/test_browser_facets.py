@@ -16,7 +16,7 @@ import re
 import pytest
 
 from sap_viz.analysis.facet_names import name_category
-from tests.browser.helpers import wait_until
+from tests.browser.helpers import fill_label_form, wait_until
 from tests.browser.test_browser import SHOTS, page, server  # noqa: F401 — the fixtures, one server for this module
 
 pytestmark = pytest.mark.browser
@@ -62,9 +62,7 @@ def choose_facet(page, k: int, name: str) -> None:  # noqa: F811
 
 
 def save_name(page, k: int, name: str) -> str:  # noqa: F811
-    page.locator("#label-name input, #label-name textarea").first.fill(name)
-    page.locator("#label-author input, #label-author textarea").first.fill("browser test (scorecards)")
-    page.locator("#label-confidence input[type=number]").first.fill("0.9")  # the form starts with no confidence (issue 28)
+    fill_label_form(page, name, author="browser test (scorecards)", confidence="0.9")
     assert page.locator("#label-category input").first.input_value().startswith("auto")
     page.locator("#save-label").click()
     status = page.locator("#label-status")

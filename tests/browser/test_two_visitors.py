@@ -19,7 +19,7 @@ from gradio_client import Client
 from safetensors.torch import load_file, save_file
 
 from sap_viz.ui.api import OWNER_HEADER
-from tests.browser.helpers import new_page, open_app
+from tests.browser.helpers import fill_label_form, new_page, open_app
 from tests.conftest import SHIPPED_POLYTOPE
 
 SOURCE = SHIPPED_POLYTOPE
@@ -197,10 +197,7 @@ def test_browsers_a_proposal_accepted_by_the_owner_shows_for_everyone(browser, s
     # Opening the tab fills the form with the facet's current label; typing before that lands would
     # be overwritten (a cold cache makes it slow), so wait for it as a user would.
     a.wait_for_function("el => el.value !== ''", arg=name_box.element_handle(), timeout=120_000)
-    name_box.fill("Named by browser A")
-    # the form starts with no author and no confidence (issue 28): the auditor gives both
-    a.locator("#label-author input, #label-author textarea").first.fill("browser A")
-    a.locator("#label-confidence input[type=number]").first.fill("0.8")
+    fill_label_form(a, "Named by browser A", author="browser A", confidence="0.8")
     a.locator("#save-label").click()
     a.locator("#label-status").get_by_text("Proposed").wait_for()
     assert "Named by browser A" not in json.dumps(facets_on_disk(server))
