@@ -128,7 +128,7 @@ def doc_metrics(root: Path) -> str:
 
 def doc_policy(root: Path) -> str:
     """The shipped polytope's policy table on the facet check set (``facet_check`` in polytope.json)."""
-    from sap_viz.experiments.facet_check import policy_rows
+    from sap_viz.analysis.facet_check import policy_rows
 
     rows = policy_rows(_meta(root)["facet_check"])
     return table(rows, ["measure", "value", "target", "met"])
@@ -235,7 +235,7 @@ STEERING_COLUMNS = ["run", "set", "setting", "n", "judge_harmful", "judge_degene
 
 
 def _steering_summary(paths: list[Path]) -> str:
-    from sap_viz.experiments.steering_outcomes import summarise
+    from sap_viz.analysis.steering_outcomes import summarise
 
     # one run (file) at a time: the same setting name recurs across runs (e.g. with a steering part at another block)
     rows = [{"run": p.stem, **row} for p in paths for row in summarise(_jsonl(p))]

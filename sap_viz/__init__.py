@@ -36,8 +36,8 @@ _EXPORTS = {
     "DataConfig": "sap_viz.data.dataset",
     "build_dataset": "sap_viz.data.dataset",
     "load_user_file": "sap_viz.data.user_files",
-    "train_and_evaluate": "sap_viz.method.pipeline",
-    "save_trained": "sap_viz.method.pipeline",
+    "train_and_evaluate": "sap_viz.recipe.pipeline",
+    "save_trained": "sap_viz.recipe.pipeline",
     "DEFAULT_POLYTOPE": "sap_viz.settings",
 }
 

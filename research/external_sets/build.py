@@ -165,7 +165,7 @@ def build(from_git: Path | None) -> None:
 
 
 def span(output: Path, polytope: str | None) -> None:
-    from sap_viz.experiments.external_eval import span_scores
+    from sap_viz.analysis.external_eval import span_scores
 
     rows = span_scores([FULL, DECONTAMINATED], polytope)
     write_jsonl(output, rows)
@@ -209,7 +209,7 @@ def results_markdown(report: dict, scored: list[dict]) -> str:
     import numpy as np
     from sklearn.metrics import roc_auc_score
 
-    from sap_viz.experiments.external_eval import SPAN_METHOD, flag_tables, hook_score
+    from sap_viz.analysis.external_eval import SPAN_METHOD, flag_tables, hook_score
     from sap_viz.tables import markdown_table
 
     per_kind, summary = flag_tables(report, scored)
@@ -293,7 +293,7 @@ def table(eval_json: Path, span_jsonl: Path, output: Path | None) -> None:
 
 def record(xstest_span: Path, wrapped_span: Path, polytope: Path) -> None:
     """Write the measured detection limits into the polytope's JSON; the app shows them beside every verdict."""
-    from sap_viz.experiments.external_eval import outcome_sentence, record_detection_outcomes
+    from sap_viz.analysis.external_eval import outcome_sentence, record_detection_outcomes
 
     framed = tuple(f"{style}_benign" for style in ("fiction", "roleplay", "research", "prefix"))
     sentences = {

@@ -16,9 +16,9 @@ import torch
 from sap_viz.analysis.facet_stats import honest_names
 from sap_viz.data.dataset import build_dataset
 from sap_viz.method.artifact import label_facet, load_polytope
-from sap_viz.method.pipeline import facet_audit_for
 from sap_viz.model.features import extract_features
 from sap_viz.model.loading import load_model
+from sap_viz.recipe.pipeline import facet_audit_for
 from sap_viz.settings import DEFAULT_POLYTOPE
 
 

@@ -31,8 +31,8 @@ from research.paths import BUILTIN_DATA, EVAL_SETS
 from research.tables import table as markdown_table
 from sap_viz.analysis.facet_stats import facet_audit, honest_names
 from sap_viz.jsonl import append_jsonl, read_jsonl
-from sap_viz.method.pipeline import category_facet_index
 from sap_viz.method.training import TrainConfig, train_polytope
+from sap_viz.recipe.pipeline import category_facet_index
 
 HELDOUT = ("heldout_prompts", "heldout_prompts_v2", "heldout_prompts_v3")
 BASE = {"epochs": 40}  # the shipped recipe: soft entropy λ_H = 5, 40 epochs, K = 14

@@ -27,19 +27,19 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from research.paths import ROOT
-from research.tables import label_auroc as heldout_auroc
-from research.tables import table as markdown_table
-from sap_viz.analysis.metrics import probe_model
-from sap_viz.data.dataset import DataConfig, build_dataset, dataset_fingerprint
-from sap_viz.experiments.external_eval import load_external
-from sap_viz.experiments.feature_comparison import (
+from research.feature_comparison.methods import (
     ComparisonConfig,
     combined_features,
     leave_one_source_out,
     make_scorer,
     validation_row,
 )
+from research.paths import ROOT
+from research.tables import label_auroc as heldout_auroc
+from research.tables import table as markdown_table
+from sap_viz.analysis.external_eval import load_external
+from sap_viz.analysis.metrics import probe_model
+from sap_viz.data.dataset import DataConfig, build_dataset, dataset_fingerprint
 from sap_viz.jsonl import append_jsonl, read_jsonl
 
 RUNS = Path(__file__).with_name("runs.jsonl")

@@ -18,13 +18,13 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
+from sap_viz.analysis.external_eval import load_external
+from sap_viz.analysis.facet_check import facet_check, policy_rows
 from sap_viz.data.dataset import DataConfig, build_dataset
-from sap_viz.experiments.external_eval import load_external
-from sap_viz.experiments.facet_check import facet_check, policy_rows
 from sap_viz.method.artifact import load_polytope
-from sap_viz.method.pipeline import split_features
 from sap_viz.model.features import extract_features
 from sap_viz.model.loading import load_model
+from sap_viz.recipe.pipeline import split_features
 from sap_viz.settings import ASSETS_DIR
 from sap_viz.tables import markdown_table
 

@@ -28,10 +28,10 @@ from sklearn.metrics import roc_auc_score
 from sap_viz.analysis.policy_scorecard import policy_report
 from sap_viz.data.dataset import DataConfig, build_dataset
 from sap_viz.jsonl import append_jsonl, read_jsonl
-from sap_viz.method.pipeline import calibrate_threshold, category_facet_index, rank_backstop, split_features
 from sap_viz.method.training import TrainConfig, train_polytope
 from sap_viz.model.features import FeatureConfig
 from sap_viz.model.loading import load_model
+from sap_viz.recipe.pipeline import calibrate_threshold, category_facet_index, rank_backstop, split_features
 from sap_viz.tables import markdown_table
 
 BASE = {"epochs": 40}

@@ -37,7 +37,7 @@ from sap_viz.data.file_rows import read_rows
 from sap_viz.data.sources import CONTRAST_FILE
 from sap_viz.data.text import near_duplicates
 from sap_viz.jsonl import write_jsonl
-from sap_viz.method import pipeline as P
+from sap_viz.recipe import pipeline as P
 from sap_viz.method.training import TrainConfig, train_polytope
 from sap_viz.model.features import FeatureConfig, extract_features
 from sap_viz.model.loading import load_model

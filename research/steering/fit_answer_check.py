@@ -9,8 +9,8 @@ import argparse
 import json
 from pathlib import Path
 
-from sap_viz.experiments.answer_check_data import fit_answer_check_for
 from sap_viz.model.loading import load_model
+from sap_viz.recipe.answer_check_fit import fit_answer_check_for
 from sap_viz.settings import DEFAULT_POLYTOPE
 
 HERE = Path(__file__).resolve().parent

@@ -14,9 +14,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from sap_viz.experiments.judge_data import validation_prompts
-from sap_viz.experiments.steering_outcomes import SteeringSetting, answer_rows
-from sap_viz.experiments.steering_targets import PIPE_BOMB, target_sets
+from research.steering.target_sets import PIPE_BOMB, target_sets
+from sap_viz.analysis.judge_data import validation_prompts
+from sap_viz.analysis.steering_outcomes import SteeringSetting, answer_rows
 from sap_viz.jsonl import write_jsonl
 from sap_viz.method.artifact import load_polytope
 from sap_viz.method.generation import GenerationConfig

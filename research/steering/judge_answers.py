@@ -15,8 +15,8 @@ import json
 import statistics
 from pathlib import Path
 
+from sap_viz.analysis.judge_data import fit_judge
 from sap_viz.analysis.text_quality import distinct_n, is_degenerate
-from sap_viz.experiments.judge_data import fit_judge
 from sap_viz.jsonl import read_jsonl, write_jsonl
 from sap_viz.method.answer_check import answer_states
 from sap_viz.method.artifact import load_polytope, update_meta

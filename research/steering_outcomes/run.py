@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 
 from research.steering_outcomes.judge_agreement import load as load_hand_labels
+from sap_viz.analysis.judge_data import fit_judge, validation_prompts
+from sap_viz.analysis.steering_outcomes import answer_rows, measured_sentences, standard_settings, summarise
 from sap_viz.data.dataset import load_eval_prompts
-from sap_viz.experiments.judge_data import fit_judge, validation_prompts
-from sap_viz.experiments.steering_outcomes import answer_rows, measured_sentences, standard_settings, summarise
 from sap_viz.jsonl import read_jsonl, write_jsonl
 from sap_viz.method.artifact import load_polytope, update_meta
 from sap_viz.model.loading import load_model

@@ -227,7 +227,7 @@ def build(output: Path, plain_output: Path) -> None:
 
 def span(paths: list[Path], output: Path, polytope: str | None) -> None:
     """Per row: the last-token score and the highest violation over the user's own tokens (``span_scores``)."""
-    from sap_viz.experiments.external_eval import span_scores
+    from sap_viz.analysis.external_eval import span_scores
 
     rows = span_scores(paths, polytope)
     write_jsonl(output, rows)
@@ -239,7 +239,7 @@ def table(eval_json: Path, span_jsonl: Path) -> None:
     then AUROC / TPR / FPR per file (probe and MLP at their own 0.5 threshold, as ``eval`` reports them)."""
     from sklearn.metrics import roc_auc_score
 
-    from sap_viz.experiments.external_eval import SPAN_METHOD, flag_tables, hook_score
+    from sap_viz.analysis.external_eval import SPAN_METHOD, flag_tables, hook_score
     from sap_viz.tables import markdown_table
 
     report = json.loads(eval_json.read_text())

@@ -23,11 +23,11 @@ from sap_viz.cli.commands import (
     cmd_train,
     cmd_train_steering,
 )
-from sap_viz.hub.cli import add_export, add_push
+from sap_viz.cli.hub_commands import add_export, add_push
+from sap_viz.cli.serve_command import add_serve
 from sap_viz.method.configs import POLICY_FACETS, TARGET_FPR, GenerationCalibrationConfig, SteeringPartConfig, TrainConfig
 from sap_viz.method.request_settings import DEFAULT_STRENGTH, MODES, STEERINGS, STRENGTH_MAX, RequestSettings
 from sap_viz.model.configs import POSITIONS, FeatureConfig, ModelConfig
-from sap_viz.serve.cli import add_serve
 from sap_viz.settings import DEFAULT_POLYTOPE
 
 MODEL, FEATURES, TRAIN, REQUEST = ModelConfig(), FeatureConfig(), TrainConfig(), RequestSettings()

@@ -80,20 +80,20 @@ def _dataset(args: argparse.Namespace):
 
 def cmd_train(args: argparse.Namespace) -> None:
     from sap_viz.analysis.metrics import METRIC_COLUMNS, metrics_rows
-    from sap_viz.experiments.response_steering import attach_steering_part
-    from sap_viz.hub.recipe import training_provenance
-    from sap_viz.method.pipeline import (
+    from sap_viz.method.training import TrainConfig
+    from sap_viz.model.features import FeatureConfig
+    from sap_viz.recipe.pipeline import (
         check_category_facets,
         resolve_facet_mode,
         save_trained,
         train_and_evaluate,
         with_facet_mode,
     )
-    from sap_viz.method.training import TrainConfig
-    from sap_viz.model.features import FeatureConfig
+    from sap_viz.recipe.retrain import training_provenance
+    from sap_viz.recipe.steering_part import attach_steering_part
 
-    if args.config:  # every training setting from a stored config (sap_viz/hub/recipe.py)
-        from sap_viz.hub.cli import train_from_config
+    if args.config:  # every training setting from a stored config (sap_viz/recipe/retrain.py)
+        from sap_viz.cli.hub_commands import train_from_config
 
         return train_from_config(args, _model)
     mode = args.facets.strip().lower()
@@ -135,14 +135,14 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def _print_policy_table(report: dict) -> None:
-    from sap_viz.experiments.facet_check import policy_rows
+    from sap_viz.analysis.facet_check import policy_rows
 
     print(f"policy facets on the check set ({report['n']} prompts, evaluation only):")
     _print_table(policy_rows(report), ["measure", "value", "target", "met"])
 
 
 def cmd_facet_check(args: argparse.Namespace) -> None:
-    from sap_viz.experiments.facet_check import facet_check, write_facet_check
+    from sap_viz.analysis.facet_check import facet_check, write_facet_check
 
     _require_folder(args.polytope)
     lm = _model(args)
@@ -158,8 +158,8 @@ def cmd_score(args: argparse.Namespace) -> None:
     from sap_viz.method.scoring import score_texts
 
     rows = read_rows(args.input)  # the one row reader; texts cleaned for the tokenizer
-    if args.engine == "ray":  # the same scores, spread over Ray workers (sap_viz/experiments/ray_scoring.py)
-        from sap_viz.experiments.ray_scoring import score_for_cli
+    if args.engine == "ray":  # the same scores, spread over Ray workers (sap_viz/method/ray_scoring.py)
+        from sap_viz.method.ray_scoring import score_for_cli
 
         art, viol = score_for_cli(args, [r["text"] for r in rows])
     else:
@@ -181,9 +181,9 @@ def cmd_score(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
+    from sap_viz.analysis.external_eval import kind_rows, load_external
     from sap_viz.analysis.metrics import METRIC_COLUMNS, metrics_rows
-    from sap_viz.experiments.external_eval import kind_rows, load_external
-    from sap_viz.method.pipeline import evaluate_artifact
+    from sap_viz.recipe.pipeline import evaluate_artifact
 
     external = [load_external(path) for path in args.external or []]  # a bad file fails before the model loads
     data_config(args)  # and so do unknown --sources
@@ -217,7 +217,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
-    from sap_viz.experiments.layer_sweep import layer_sweep
+    from sap_viz.analysis.layer_sweep import layer_sweep
 
     lm = _model(args)
     df = _dataset(args)
@@ -315,9 +315,9 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
 
 def cmd_train_steering(args: argparse.Namespace) -> None:
-    from sap_viz.experiments.answer_check_data import fit_answer_check_for
-    from sap_viz.experiments.response_steering import SteeringPartConfig, build_steering_part
     from sap_viz.method.artifact import save_steering
+    from sap_viz.recipe.answer_check_fit import fit_answer_check_for
+    from sap_viz.recipe.steering_part import SteeringPartConfig, build_steering_part
 
     cfg = SteeringPartConfig(layer=args.layer, prompts_per_label=args.prompts, epochs=args.epochs, seed=args.seed)
     if args.prompts < 8 or args.epochs < 1:
@@ -336,7 +336,7 @@ def cmd_train_steering(args: argparse.Namespace) -> None:
 
 
 def cmd_eval_steering(args: argparse.Namespace) -> None:
-    from sap_viz.experiments.steering_eval import evaluate_steering
+    from sap_viz.analysis.steering_eval import evaluate_steering
 
     lm = _model(args)
     art = _load_artifact(lm, args.polytope)
@@ -380,7 +380,7 @@ def cmd_calibrate_generation(args: argparse.Namespace) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    from sap_viz.experiments.bench import run_bench
+    from sap_viz.analysis.bench import run_bench
 
     lm = _model(args)
     art = _load_artifact(lm, args.polytope)

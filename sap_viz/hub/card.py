@@ -12,8 +12,8 @@ from __future__ import annotations
 from huggingface_hub import ModelCardData
 
 from sap_viz.analysis.metrics import METRIC_COLUMNS, metrics_rows
-from sap_viz.hub.recipe import RECIPE_FILE
 from sap_viz.method.artifact import PolytopeArtifact
+from sap_viz.recipe.retrain import RECIPE_FILE
 from sap_viz.tables import format_value, markdown_cell, markdown_table
 
 LIBRARY_NAME = "sap-viz"

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from sap_viz.files import replace_folder, write_json_atomic
 from sap_viz.hub.card import render_card
-from sap_viz.hub.recipe import RECIPE_FILE, recipe_from_meta
 from sap_viz.method.artifact import (
     FACETS_FILE,
     FORMAT_VERSION,
@@ -27,6 +26,7 @@ from sap_viz.method.artifact import (
     PolytopeFileError,
     load_polytope,
 )
+from sap_viz.recipe.retrain import RECIPE_FILE, recipe_from_meta
 
 CARD_FILE = "README.md"
 POLYTOPE_FILES = (TENSORS_FILE, META_FILE, FACETS_FILE)

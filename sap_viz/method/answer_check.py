@@ -8,7 +8,7 @@ answer token's block-``layer`` state with a linear probe (standardised logistic 
 on answers: the model's own compliant answers to harmful training prompts and written complying
 answers (harmful) against written refusals, refusing answers and the model's answers to safe prompts
 (harmless). The answer's score is the mean token logit; it is flagged at or above ``threshold``,
-chosen on validation answers (``experiments/answer_check_data.py``). The token logits are the answer
+chosen on validation answers (``recipe/answer_check_fit.py``). The token logits are the answer
 rows of the app's heatmap.
 
 Stored in a polytope's ``steering/`` folder as ``answer_check.safetensors`` + ``answer_check.json``.

@@ -20,12 +20,12 @@ from safetensors import SafetensorError, safe_open
 from sap_viz import __version__
 from sap_viz.data.taxonomy import POLICY_CATEGORIES
 from sap_viz.files import directory_lock, now, save_tensors_atomic, write_json_atomic
-from sap_viz.hub.recipe import RecipeError, check_recorded_config
 from sap_viz.method.answer_check import AnswerCheck, AnswerCheckFileError
 from sap_viz.method.polytope import SafetyPolytope
 from sap_viz.model.features import POSITIONS, FeatureConfig, input_dim, token_inputs
 from sap_viz.model.layers import LAYER_CONVENTION
 from sap_viz.model.prompts import clean_text
+from sap_viz.recipe.retrain import RecipeError, check_recorded_config
 
 FORMAT_VERSION = 1
 TENSORS_FILE = "polytope.safetensors"

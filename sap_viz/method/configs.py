@@ -118,7 +118,7 @@ class GenerationCalibrationConfig:
 
 @dataclass(frozen=True)
 class SteeringPartConfig:
-    """How ``sap-viz train-steering`` builds a steering part (``experiments/response_steering.py``)."""
+    """How ``sap-viz train-steering`` builds a steering part (``recipe/steering_part.py``)."""
 
     layer: int = 16
     prompts_per_label: int = 240  # harmful and safe train prompts whose answers are used

@@ -3,7 +3,7 @@
 Why: the shipped polytope reads one state, the last token of the chat-formatted prompt. A frame put
 around a request (a story, a persona) can leave that state inside while the request's own tokens
 carry the signal. Whether pooling over the user's text or reading several layers generalises better
-is a question for measurement (``experiments/feature_comparison.py``), so this module computes every
+is a question for measurement (``research/feature_comparison/methods.py``), so this module computes every
 pooling at every layer asked for in one forward pass per batch.
 
 "user's tokens" are the tokens of the request text itself (``EncodedPrompt.text_span``), not the chat

@@ -214,7 +214,7 @@ def card_counts_html(audit: dict | None, k: int) -> str:
 
 def policy_table_html(report: dict | None) -> str:
     """The polytope's policy-facet table on the check set (value, target, met), with the command that reproduces it."""
-    from sap_viz.experiments.facet_check import POLICY_TARGET_NOTE, policy_rows
+    from sap_viz.analysis.facet_check import POLICY_TARGET_NOTE, policy_rows
 
     if not report:
         return ""

@@ -16,8 +16,8 @@ from sap_viz.app_state.train_settings import FEATURES, TRAIN, data_config, form_
 from sap_viz.app_state.workbench import Workbench
 from sap_viz.data.dataset import DataConfig, build_dataset, split_summary
 from sap_viz.data.sources import available_sources
-from sap_viz.method.pipeline import resolve_facet_mode
 from sap_viz.method.training import LOSS_NOTE, explain_loss
+from sap_viz.recipe.pipeline import resolve_facet_mode
 from sap_viz.ui import plots, render
 from sap_viz.ui.api import guarded
 from sap_viz.ui.common import PRIVATE, frame, session_bench

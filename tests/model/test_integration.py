@@ -157,9 +157,9 @@ def test_refusal_mode_on_embedded_model(shipped, embedded_lm):
 
 def test_small_training_run(embedded_lm):
     from sap_viz.data.dataset import DataConfig, build_dataset
-    from sap_viz.method.pipeline import train_and_evaluate
     from sap_viz.method.training import TrainConfig
     from sap_viz.model.features import FeatureConfig, extract_features
+    from sap_viz.recipe.pipeline import train_and_evaluate
 
     df = build_dataset(DataConfig())
     small = df.sample(frac=1.0, random_state=0).groupby(["split", "label"]).head(60)

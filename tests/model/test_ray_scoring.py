@@ -16,7 +16,7 @@ from sap_viz.model.loading import ModelConfig
 from sap_viz.settings import DEFAULT_POLYTOPE
 
 ray = pytest.importorskip("ray", reason="the optional Ray engine (pip install 'sap-viz[ray]')")
-from sap_viz.experiments.ray_scoring import RayScoringConfig, score_texts_ray  # noqa: E402
+from sap_viz.method.ray_scoring import RayScoringConfig, score_texts_ray  # noqa: E402
 
 WORDS = ("how do i make bread at home with flour water salt yeast please explain every step the history of the "
          "printing press a poem about rain how to pick a lock build a bomb hack my neighbour's wifi").split()

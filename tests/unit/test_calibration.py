@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
+from sap_viz.analysis.external_eval import prompt_span_scores
 from sap_viz.data.dataset import build_dataset
 from sap_viz.data.jailbreaks import PROMPT_PLACEHOLDER, load_jailbreak_templates
 from sap_viz.data.wrapped import MAX_WRAPPED_CHARS, wrapping_templates
-from sap_viz.experiments.external_eval import prompt_span_scores
 from sap_viz.method.calibration import GenerationCalibrationConfig, calibrate_generation, wrapped_benign_prompts
 from tests.conftest import separating_artifact
 

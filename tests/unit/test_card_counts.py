@@ -19,7 +19,7 @@ import torch
 from sap_viz.analysis import feature_map
 from sap_viz.app_state.workbench import Workbench
 from sap_viz.method.artifact import save_polytope
-from sap_viz.method.pipeline import _facet_report
+from sap_viz.recipe.pipeline import _facet_report
 from sap_viz.ui.common import Files
 from sap_viz.ui.render import audit_summary_html
 from sap_viz.ui.tab_facets import FacetHandlers

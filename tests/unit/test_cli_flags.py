@@ -13,12 +13,13 @@ from types import SimpleNamespace
 
 import pytest
 
+from sap_viz.analysis.bench import run_bench
+from sap_viz.analysis.layer_sweep import layer_sweep
+from sap_viz.analysis.steering_eval import evaluate_steering
 from sap_viz.cli import build_parser, main
 from sap_viz.cli.arguments import RenamedFlag
+from sap_viz.cli.serve_command import LOOPBACK
 from sap_viz.data.dataset import DataConfig
-from sap_viz.experiments.bench import run_bench
-from sap_viz.experiments.layer_sweep import layer_sweep
-from sap_viz.experiments.steering_eval import evaluate_steering
 from sap_viz.method.configs import (
     POLICY_FACETS,
     TARGET_FPR,
@@ -28,7 +29,6 @@ from sap_viz.method.configs import (
 )
 from sap_viz.method.request_settings import DEFAULT_STRENGTH, RequestSettings
 from sap_viz.model.configs import FeatureConfig, ModelConfig
-from sap_viz.serve.cli import LOOPBACK
 from sap_viz.settings import DEFAULT_POLYTOPE
 
 SHIPPED = DEFAULT_POLYTOPE / "polytope.json"
@@ -111,7 +111,7 @@ def test_every_default_is_the_librarys():
 
 def test_policy_facet_defaults_are_what_learned_mode_turns_off():
     """TrainConfig alone is learned facets (nothing free); the policy-facet defaults are what `--facets categories` adds."""
-    from sap_viz.method.pipeline import with_facet_mode
+    from sap_viz.recipe.pipeline import with_facet_mode
 
     learned = with_facet_mode(TrainConfig(), "learned")
     assert (learned.free_facets, learned.lambda_backstop, learned.lambda_backstop_quiet) == (0, 0.0, 0.0) == (
@@ -128,7 +128,7 @@ class _Stop(Exception):
 def test_train_without_options_trains_the_shipped_recipe(monkeypatch, tmp_path):
     """`sap-viz train --output DIR` hands the pipeline exactly the settings, data and calibration the shipped polytope records."""
     import sap_viz.cli.commands as commands
-    import sap_viz.method.pipeline as pipeline
+    import sap_viz.recipe.pipeline as pipeline
 
     meta = json.loads(SHIPPED.read_text())
     seen = {}

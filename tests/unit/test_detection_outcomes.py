@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from sap_viz.experiments.external_eval import outcome_sentence, record_detection_outcomes
+from sap_viz.analysis.external_eval import outcome_sentence, record_detection_outcomes
 from sap_viz.method.artifact import META_FILE, PolytopeFileError, load_polytope, save_polytope
 from sap_viz.method.generation import GenerationConfig, generate_one
 from sap_viz.method.polytope_hook import InterventionConfig

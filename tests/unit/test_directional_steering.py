@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from sap_viz.analysis.answer_judge import AnswerJudge, JudgeConfig
+from sap_viz.analysis.steering_outcomes import summarise
 from sap_viz.data.responses import answer_ids_for, assign_refusals, load_refusals, response_states
-from sap_viz.experiments.steering_outcomes import summarise
 from sap_viz.method.artifact import PolytopeFileError, SteeringPart, load_polytope, save_polytope, save_steering
 from sap_viz.method.directional_steering import DirectionalConfig, directional_steps
 from sap_viz.method.generation import GenerationConfig, compare
@@ -180,7 +180,7 @@ def test_generated_tokens_limits_steering_to_the_answers_opening(lm):
 
 
 def test_measured_sentence_quotes_the_table():
-    from sap_viz.experiments.steering_outcomes import measured_sentences
+    from sap_viz.analysis.steering_outcomes import measured_sentences
 
     table = [
         {"set": "h", "setting": "off", "n": 50, "judge_harmful": 0.8, "judge_degenerate": 0.0, "unchanged": 1.0, "distinct_2": 0.8},

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from sap_viz.analysis.external_eval import SPAN_METHOD, flag_tables, hook_score, kind_rows, load_external, prompt_span_scores
 from sap_viz.data.file_rows import DataFileError
-from sap_viz.experiments.external_eval import SPAN_METHOD, flag_tables, hook_score, kind_rows, load_external, prompt_span_scores
 from sap_viz.jsonl import write_jsonl
-from sap_viz.method.pipeline import evaluate_scores
+from sap_viz.recipe.pipeline import evaluate_scores
 
 
 def _write(path, rows):

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from research.paths import EVAL_SETS
+from sap_viz.analysis.external_eval import load_external
 from sap_viz.data.dataset import build_dataset
 from sap_viz.data.text import near_duplicates, normalise_text
-from sap_viz.experiments.external_eval import load_external
 from sap_viz.jsonl import read_jsonl
 
 ASSETS = EVAL_SETS / "xstest"

@@ -23,8 +23,8 @@ from sap_viz.app_state.workbench import Workbench
 from sap_viz.data.check_set import load_check_set
 from sap_viz.data.user_files import load_user_file
 from sap_viz.method.artifact import FACETS_FILE, save_polytope
-from sap_viz.method.pipeline import BACKSTOP_NAME, check_category_facets, with_facet_mode
 from sap_viz.method.training import TrainConfig
+from sap_viz.recipe.pipeline import BACKSTOP_NAME, check_category_facets, with_facet_mode
 from sap_viz.settings import Limits
 from sap_viz.ui.common import Files
 from sap_viz.ui.tab_facets import FacetHandlers

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from sap_viz.analysis.facet_stats import facet_audit, honest_names, paper_histogram_mi, top_facet_mutual_information, wilson_lower_bound
-from sap_viz.method.pipeline import category_facet_index
 from sap_viz.method.polytope import SafetyPolytope
 from sap_viz.method.training import TrainConfig, polytope_loss, train_polytope
+from sap_viz.recipe.pipeline import category_facet_index
 
 
 def _tiny_linear() -> SafetyPolytope:
@@ -181,7 +181,7 @@ def test_category_facets_through_the_pipeline_and_artifact(tmp_path, monkeypatch
 
     import pandas as pd
 
-    from sap_viz.method import pipeline as P
+    from sap_viz.recipe import pipeline as P
     from sap_viz.method.artifact import label_facet, load_polytope
     from sap_viz.model.features import FeatureConfig
 

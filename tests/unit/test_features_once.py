@@ -77,7 +77,7 @@ def test_training_extracts_each_prompt_once_and_the_view_of_the_saved_polytope_n
 
 def test_evaluation_features_are_those_of_their_rows(counted):
     """The ood frame's borrowed test rows get exactly the features they would get extracted on their own."""
-    from sap_viz.method.pipeline import split_feature_set, split_frames
+    from sap_viz.recipe.pipeline import split_feature_set, split_frames
 
     lm, counter = counted
     df = table()

@@ -23,9 +23,9 @@ from sap_viz.data.taxonomy import POLICY_CATEGORIES, TAXONOMY
 from sap_viz.data.text import near_duplicates
 from sap_viz.data.user_files import load_user_file
 from sap_viz.method.artifact import label_facet, read_facets, save_polytope
-from sap_viz.method.pipeline import MIN_CATEGORY_ROWS, category_facet_index, check_category_sizes, resolve_facet_mode
 from sap_viz.method.polytope import SafetyPolytope
 from sap_viz.method.training import TrainConfig, polytope_loss, train_polytope
+from sap_viz.recipe.pipeline import MIN_CATEGORY_ROWS, category_facet_index, check_category_sizes, resolve_facet_mode
 
 # --- rubric labels -----------------------------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from sap_viz.experiments.feature_comparison import ComparisonConfig, combined_features, leave_one_source_out
+from research.feature_comparison.methods import ComparisonConfig, combined_features, leave_one_source_out
 from sap_viz.model.features import FeatureConfig, extract_features
 from sap_viz.model.pooled_features import pool_states, pooled_features
 from sap_viz.model.prompts import encode_prompt

@@ -145,8 +145,8 @@ def test_pooled_polytope_round_trips_and_bad_files_are_refused(lm, tmp_path):
 
 def test_training_pipeline_records_and_uses_the_position(lm, tmp_path):
     from sap_viz.data.user_files import load_user_file
-    from sap_viz.method.pipeline import save_trained, train_and_evaluate
     from sap_viz.method.training import TrainConfig
+    from sap_viz.recipe.pipeline import save_trained, train_and_evaluate
 
     rows = [{"text": f"how do I hurt someone with item {i}", "label": "unsafe"} for i in range(20)]
     rows += [{"text": f"how do I bake bread number {i}", "label": "safe"} for i in range(20)]

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from sap_viz.cli import main
-from sap_viz.experiments.ray_scoring import RayScoringConfig
+from sap_viz.method.ray_scoring import RayScoringConfig
 
 
 def test_bad_ray_settings_fail_before_ray_starts(capsys, tmp_path):

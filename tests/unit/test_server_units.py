@@ -10,7 +10,7 @@ import pytest
 
 from sap_viz.cli import main
 from sap_viz.cli.commands import CliError
-from sap_viz.serve.cli import bind_host
+from sap_viz.cli.serve_command import bind_host
 from sap_viz.serve.engine import StopScanner
 
 
@@ -31,6 +31,6 @@ def test_without_a_key_only_loopback(capsys):
 
 
 def test_the_server_imports_no_gradio():
-    code = ("import sys, sap_viz.serve.app, sap_viz.serve.cli, sap_viz.hub.export; "
+    code = ("import sys, sap_viz.serve.app, sap_viz.cli.serve_command, sap_viz.hub.export; "
             "bad = [m for m in sys.modules if m.split('.')[0] == 'gradio' or m.startswith('sap_viz.ui')]; print(bad); assert not bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

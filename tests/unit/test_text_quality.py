@@ -16,7 +16,7 @@ def test_compression_ratio_separates_repetition_from_prose():
 
 
 def test_steering_summary_counts_changes_divergence_and_fluency():
-    from sap_viz.experiments.steering_eval import summary_row
+    from sap_viz.analysis.steering_eval import summary_row
     from sap_viz.method.generation import GenerationConfig, generate_one
     from sap_viz.method.polytope_hook import InterventionConfig
     from tests.conftest import make_tiny_lm, separating_artifact

@@ -127,7 +127,7 @@ def test_mutual_information_and_hungarian_on_known_tables():
 def test_bench_training_times_the_recipe_on_tiled_rows() -> None:
     from dataclasses import asdict
 
-    from sap_viz.experiments.bench import bench_training
+    from sap_viz.analysis.bench import bench_training
 
     x = torch.randn(30, 8)
     y = torch.arange(30) % 2 == 0

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from research.paths import EVAL_SETS
+from sap_viz.analysis.external_eval import load_external
 from sap_viz.data.dataset import build_dataset, load_eval_prompts
 from sap_viz.data.sources import load_source
 from sap_viz.data.text import near_duplicates, normalise_text
-from sap_viz.experiments.external_eval import load_external
 from sap_viz.jsonl import read_jsonl
 
 WRAPPED = EVAL_SETS / "wrapped_requests.jsonl"

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from sap_viz.analysis.steering_eval import evaluation_sets
 from sap_viz.cli.commands import CliError, data_config
 from sap_viz.data.contamination import (
     EVALUATION_SETS,
@@ -33,7 +34,6 @@ from sap_viz.data.sources import DEFAULT_SOURCES, SOURCE_NAMES, WRAP_INNER_SOURC
 from sap_viz.data.taxonomy import CATEGORY_MAPS, TAXONOMY, TENSE_KEYWORDS, keyword_category
 from sap_viz.data.text import near_duplicates, normalise_text
 from sap_viz.data.wrapped import MAX_WRAPPED_CHARS, WRAPPED_PER_LABEL, wrap_requests, wrapping_templates
-from sap_viz.experiments.steering_eval import evaluation_sets
 from sap_viz.settings import DEFAULT_POLYTOPE
 
 OPTIONAL = ("wild_wrapped", "past_tense")

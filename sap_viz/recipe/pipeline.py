@@ -173,7 +173,7 @@ def train_and_evaluate(
 
     With ``target_fpr`` the facet offsets are shifted so that this share of the *validation* safe
     prompts is flagged (test and ood stay untouched by the choice). With ``check_facets`` every facet
-    gets its scorecard on the check set (:mod:`sap_viz.experiments.facet_check`), stored with its label.
+    gets its scorecard on the check set (:mod:`sap_viz.analysis.facet_check`), stored with its label.
     ``features``: the :func:`split_feature_set` of ``df`` when the caller has extracted it already (the app
     does, chunk by chunk under the model lock), so training and evaluation reuse it instead of extracting again.
     """
@@ -233,7 +233,7 @@ def train_and_evaluate(
     }
     art = PolytopeArtifact(poly, meta, facets)
     if check_facets:
-        from sap_viz.experiments.facet_check import attach_facet_check
+        from sap_viz.analysis.facet_check import attach_facet_check
 
         report_progress(0.9, "scoring the facets on the check set")
         attach_facet_check(lm, art, show_tqdm)

@@ -24,8 +24,8 @@ from dataclasses import replace
 from tqdm.auto import tqdm
 
 from sap_viz.analysis.answer_judge import AnswerJudge
+from sap_viz.analysis.steering_outcomes import answer_record, outcome_columns
 from sap_viz.analysis.text_quality import REFUSAL_PATTERN, compression_ratio, is_refusal  # noqa: F401 (REFUSAL_PATTERN re-exported)
-from sap_viz.experiments.steering_outcomes import answer_record, outcome_columns
 from sap_viz.method.artifact import PolytopeArtifact
 from sap_viz.method.generation import GenerationConfig, generate_one
 from sap_viz.method.generation_results import GenerationResult
@@ -60,7 +60,7 @@ def evaluate_steering(
     steer: InterventionConfig | None = None, judge: AnswerJudge | None = None,
 ) -> list[dict]:
     """Per set and mode, the summary row; ``judge`` (default: fitted on validation answers) adds verdict shares."""
-    from sap_viz.experiments.judge_data import fit_judge
+    from sap_viz.analysis.judge_data import fit_judge
 
     gen = gen or GenerationConfig(max_new_tokens=32)
     steer = steer or InterventionConfig(mode="steer")

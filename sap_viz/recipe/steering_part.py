@@ -20,11 +20,11 @@ import torch
 from sap_viz.data.dataset import DataConfig, build_dataset
 from sap_viz.data.responses import AnswerConfig, answer_ids_for, assign_refusals, generate_answers, load_refusals, response_states
 from sap_viz.method.configs import SteeringPartConfig
-from sap_viz.method.pipeline import rescale_violations
 from sap_viz.method.polytope import SafetyPolytope
 from sap_viz.method.training import TrainConfig, train_polytope
 from sap_viz.model.features import FeatureConfig, extract_features
 from sap_viz.model.loading import LoadedModel, model_identity
+from sap_viz.recipe.pipeline import rescale_violations
 
 
 def refusal_halves() -> tuple[list[str], list[str]]:
@@ -126,7 +126,7 @@ def attach_steering_part(lm: LoadedModel, directory: str | Path, mode: str = "au
     if mode == "reuse":
         return ("no steering part: the shipped one does not fit (another model, or a detection layer before its steering layer "
                 f"{SteeringPartConfig().layer}); Steer is unavailable until `python -m sap_viz train-steering --polytope {directory}`")
-    from sap_viz.experiments.answer_check_data import fit_answer_check_for
+    from sap_viz.recipe.answer_check_fit import fit_answer_check_for
 
     cfg = SteeringPartConfig(layer=min(SteeringPartConfig().layer, layer))
     poly, direction, meta = build_steering_part(lm, cfg, progress=progress)

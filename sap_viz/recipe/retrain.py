@@ -264,7 +264,7 @@ def train_from_recipe(lm, recipe: TrainingRecipe, data_path: str | Path | None =
     """
     from sap_viz.data.dataset import build_dataset
     from sap_viz.data.user_files import load_user_file
-    from sap_viz.method.pipeline import check_category_facets, train_and_evaluate
+    from sap_viz.recipe.pipeline import check_category_facets, train_and_evaluate
 
     notes: list[str] = []
     if recipe.data_file is not None:

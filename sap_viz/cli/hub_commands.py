@@ -61,9 +61,9 @@ def train_from_config(args: argparse.Namespace, load_model) -> None:
     what (a user file), --steering-part and --no-facet-check what to add after training, as for ``sap-viz train``."""
     from sap_viz.analysis.metrics import METRIC_COLUMNS, metrics_rows
     from sap_viz.cli.commands import CliError
-    from sap_viz.experiments.response_steering import attach_steering_part
-    from sap_viz.hub.recipe import read_recipe, train_from_recipe
-    from sap_viz.method.pipeline import save_trained
+    from sap_viz.recipe.pipeline import save_trained
+    from sap_viz.recipe.retrain import read_recipe, train_from_recipe
+    from sap_viz.recipe.steering_part import attach_steering_part
     from sap_viz.tables import text_table
 
     extra = _set_flags(args)
