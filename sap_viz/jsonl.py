@@ -13,18 +13,10 @@ from collections.abc import Iterable, Iterator
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
+from sap_viz.errors import JsonlError
+from sap_viz.files import atomic_write  # imports torch; reading JSONL should not
+
 __all__ = ["JsonlError", "append_jsonl", "dumps_jsonl", "iter_jsonl", "read_jsonl", "write_jsonl"]
-
-
-class JsonlError(ValueError):
-    """A line of a JSONL file that is not a JSON object; the message names the file and the line.
-
-    ``line`` and ``problem`` (the message without file and line) let a caller that numbers rows word it its own way.
-    """
-
-    def __init__(self, name: str, line: int, problem: str):
-        super().__init__(f"{name}: line {line}: {problem}")
-        self.line, self.problem = line, problem
 
 
 def dumps_jsonl(rows: Iterable[dict]) -> str:
@@ -57,7 +49,6 @@ def read_jsonl(path: str | Path | Traversable) -> list[dict]:
 
 def write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
     """Write ``rows`` as JSONL, atomically (the folder is created when missing)."""
-    from sap_viz.files import atomic_write  # imports torch; reading JSONL should not
 
     text = dumps_jsonl(rows)
     atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from sap_viz.errors import LimitsError
+
 ENV_PREFIX = "SAP_VIZ_"
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -47,10 +49,6 @@ _RANGES = {
     "max_session_map_views": (1, 100),
     "max_proposals": (1, 100_000),
 }
-
-
-class LimitsError(ValueError):
-    """An environment variable holds a value the app cannot run with."""
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,10 @@ import argparse
 
 import torch
 
+from sap_viz.analysis.facet_labels import label_facet
 from sap_viz.analysis.facet_stats import honest_names
 from sap_viz.data.dataset import build_dataset
-from sap_viz.method.artifact import label_facet, load_polytope
+from sap_viz.method.artifact import load_polytope
 from sap_viz.model.features import extract_features
 from sap_viz.model.loading import load_model
 from sap_viz.recipe.pipeline import facet_audit_for

@@ -37,10 +37,10 @@ from sap_viz.data.file_rows import read_rows
 from sap_viz.data.sources import CONTRAST_FILE
 from sap_viz.data.text import near_duplicates
 from sap_viz.jsonl import write_jsonl
-from sap_viz.recipe import pipeline as P
 from sap_viz.method.training import TrainConfig, train_polytope
 from sap_viz.model.features import FeatureConfig, extract_features
 from sap_viz.model.loading import load_model
+from sap_viz.recipe import pipeline as P
 
 CANDIDATES = Path(__file__).with_name("contrast_batch2_candidates.jsonl")
 HELDOUT = {"set 1": "heldout_prompts.jsonl", "set 2": "heldout_prompts_v2.jsonl", "set 3": "heldout_prompts_v3.jsonl"}

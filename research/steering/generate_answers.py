@@ -20,6 +20,7 @@ from sap_viz.analysis.steering_outcomes import SteeringSetting, answer_rows
 from sap_viz.jsonl import write_jsonl
 from sap_viz.method.artifact import load_polytope
 from sap_viz.method.generation import GenerationConfig
+from sap_viz.method.request_configs import build_configs
 from sap_viz.method.request_settings import RequestSettings
 from sap_viz.model.loading import load_model
 from sap_viz.settings import DEFAULT_POLYTOPE
@@ -30,7 +31,7 @@ MAX_NEW_TOKENS = 64
 
 def setting(name: str, **values) -> SteeringSetting:
     """A named setting built the way every entry point builds one (fallback off: these rows are the steered text itself)."""
-    cfg = RequestSettings(**{"fallback": False, **values}).configs()[1]
+    cfg = build_configs(RequestSettings(**{"fallback": False, **values}))[1]
     return SteeringSetting(name, replace(cfg, max_interventions=10_000))
 
 

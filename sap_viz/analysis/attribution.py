@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from sap_viz.errors import UserError
 from sap_viz.method.artifact import PolytopeArtifact
 from sap_viz.method.scoring import score_texts
 from sap_viz.model.hooks import capture_and_stop
@@ -126,7 +127,7 @@ class WordAttribution:
 def split_words(text: str, max_words: int = MAX_WORDS) -> list[str]:
     words = _WORD.findall(text)
     if len(words) > max_words:
-        raise ValueError(f"word masking handles at most {max_words} words; this prompt has {len(words)}")
+        raise UserError(f"word masking handles at most {max_words} words; this prompt has {len(words)}")
     return words
 
 
@@ -209,13 +210,13 @@ def word_masking(lm: LoadedModel, art: PolytopeArtifact, prompt: str, window: in
     """Per-word attribution of the prompt's facet violations: masking (function words against the neutral frame
     unless ``neutral`` is None) and gradient × input (caller serialises model access)."""
     if not isinstance(prompt, str) or not prompt.strip():
-        raise ValueError("the prompt to attribute must be non-empty text")
+        raise UserError("the prompt to attribute must be non-empty text")
     if not 0 <= window <= 20:
-        raise ValueError("window must be between 0 and 20")
+        raise UserError("window must be between 0 and 20")
     if not isinstance(baseline, str) or len(baseline) > 40 or any(ch.isspace() for ch in baseline):
-        raise ValueError("the masking baseline must be one word (at most 40 characters) or empty to delete")
+        raise UserError("the masking baseline must be one word (at most 40 characters) or empty to delete")
     if neutral is not None and (not isinstance(neutral, str) or not neutral.isalpha() or len(neutral) > 40):
-        raise ValueError("the neutral word must be one word of letters (at most 40)")
+        raise UserError("the neutral word must be one word of letters (at most 40)")
     words = split_words(prompt, max_words)
     variants = masked_variants(words, window, baseline)
     frame = neutral_frame(words, neutral) if neutral else []
@@ -241,7 +242,7 @@ def word_masking(lm: LoadedModel, art: PolytopeArtifact, prompt: str, window: in
 def top_examples(texts: list[str], violations: torch.Tensor, facet: int, k: int = 10, labels: list[str] | None = None) -> list[dict]:
     """The ``k`` texts with the highest violation of ``facet`` (the reference reports the top 10)."""
     if not 0 <= facet < violations.shape[1]:
-        raise ValueError(f"facet must be between 0 and {violations.shape[1] - 1}")
+        raise UserError(f"facet must be between 0 and {violations.shape[1] - 1}")
     col = violations[:, facet]
     order = torch.argsort(col, descending=True)[:k].tolist()
     return [{"rank": r + 1, "violation": round(float(col[i]), 4), "label": labels[i] if labels else "", "text": texts[i]}

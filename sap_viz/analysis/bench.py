@@ -12,9 +12,11 @@ import time
 
 import torch
 
+from sap_viz.data.dataset import DataConfig, build_dataset
 from sap_viz.method.artifact import PolytopeArtifact
 from sap_viz.method.generation import GenerationConfig, run_generation
 from sap_viz.method.polytope_hook import InterventionConfig
+from sap_viz.method.training import TrainConfig, train_polytope
 from sap_viz.model.features import hidden_states_at
 from sap_viz.model.loading import LoadedModel
 from sap_viz.model.prompts import encode_prompt
@@ -106,7 +108,6 @@ def bench_training(features: torch.Tensor, unsafe: torch.Tensor, train_config: d
     Cost per step does not depend on what the rows say, only on how many there are, so tiling the
     extracted features is a fair stand-in for ~4k distinct prompts.
     """
-    from sap_viz.method.training import TrainConfig, train_polytope
 
     reps = -(-rows // len(features))
     x, y = features.repeat(reps, 1)[:rows], unsafe.repeat(reps)[:rows]
@@ -119,7 +120,6 @@ def bench_training(features: torch.Tensor, unsafe: torch.Tensor, train_config: d
 
 def run_bench(lm: LoadedModel, art: PolytopeArtifact, n_prompts: int = 8, max_new_tokens: int = 32, repeats: int = 3,
               feature_texts: int = 256, train_rows: int = 4096) -> dict:
-    from sap_viz.data.dataset import DataConfig, build_dataset
 
     torch.set_grad_enabled(False)
     prompts = (BENCH_PROMPTS * (n_prompts // len(BENCH_PROMPTS) + 1))[:n_prompts]

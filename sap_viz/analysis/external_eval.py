@@ -14,9 +14,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
+import sap_viz as sv
+from sap_viz.analysis.metrics import fpr_at_tpr
 from sap_viz.data.file_rows import DataFileError, read_records, record_text
 from sap_viz.data.user_files import parse_label
+from sap_viz.errors import UserError
+from sap_viz.method.artifact import update_meta
+from sap_viz.model.features import hidden_states_at
+from sap_viz.model.prompts import encode_prompt
 
 KIND_COLUMNS = ("kind", "category", "type")
 
@@ -71,10 +78,6 @@ def prompt_span_scores(lm, art, texts: list[str]) -> list[dict]:
     """Per text: the last-token score and the highest violation over the user's own tokens, under the
     polytope's own feature settings: what the hook's prompt-span check reads, which ``eval`` (last token
     only) does not. ``lm`` a :class:`~sap_viz.model.loading.LoadedModel`, ``art`` a polytope artifact."""
-    import torch
-
-    from sap_viz.model.features import hidden_states_at
-    from sap_viz.model.prompts import encode_prompt
 
     enc = [encode_prompt(lm.tokenizer, t, art.chat_template, int(art.meta["max_tokens"])) for t in texts]
     hidden = hidden_states_at(lm, [e.ids for e in enc], art.layer, progress="prompt states")
@@ -92,7 +95,6 @@ def span_scores(paths: list[str | Path], polytope: str | Path | None = None, mod
     """:func:`prompt_span_scores` for every row of each evaluation file, with ``set`` (the file name, as in
     ``external:<name>``), label, kind and the polytope's span threshold; a text shared by several files
     is run through the model once."""
-    import sap_viz as sv
 
     frames = [load_external(path) for path in paths]  # a bad file fails before the model loads
     texts = list(dict.fromkeys(t for df in frames for t in df["text"]))
@@ -116,12 +118,10 @@ def flag_tables(report: dict, scored: list[dict], kinds: list[str] | None = None
     table (default: first appearance in ``scored``)."""
     from sklearn.metrics import roc_auc_score
 
-    from sap_viz.analysis.metrics import fpr_at_tpr
-
     splits = {s.removeprefix("external:"): m for s, m in report["splits"].items() if s.startswith("external:")}
     missing = set(splits) - {r["set"] for r in scored}
     if missing:
-        raise ValueError(f"no span rows for {sorted(missing)}: run span on the same files as eval")
+        raise UserError(f"no span rows for {sorted(missing)}: run span on the same files as eval")
     order = kinds or list(dict.fromkeys(r["kind"] for r in scored))
     per_kind, summary = [], []
     for name, methods in splits.items():
@@ -156,12 +156,12 @@ def outcome_sentence(scored: list[dict], set_name: str, title: str, groups: dict
     Read from :func:`span_scores` rows, so the line says what a visitor's own prompt would meet."""
     part = [r for r in scored if r["set"] == set_name]
     if not part:
-        raise ValueError(f"no span rows for {set_name}")
+        raise UserError(f"no span rows for {set_name}")
     bits = []
     for label, kinds in groups.items():
         rows = [r for r in part if r["kind"] in kinds or r["label"] in kinds]
         if not rows:
-            raise ValueError(f"{set_name}: no rows of {kinds}")
+            raise UserError(f"{set_name}: no rows of {kinds}")
         k = sum(hook_score(r["last"], r["span_peak"], r["span_threshold"]) >= 0 for r in rows)
         bits.append(f"{label} {k}/{len(rows)} ({k / len(rows):.0%})")
     return f"{title}: " + "; ".join(bits)
@@ -170,6 +170,5 @@ def outcome_sentence(scored: list[dict], set_name: str, title: str, groups: dict
 def record_detection_outcomes(directory: str | Path, sentences: dict[str, str]) -> None:
     """Add measured detection lines to ``polytope.json`` under ``detection_outcomes`` (shown in the app
     next to every verdict); lines already recorded under other names are kept."""
-    from sap_viz.method.artifact import update_meta
 
     update_meta(directory, "detection_outcomes", sentences, merge=True)

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import torch
 
+from sap_viz.analysis.facet_labels import store_scorecards
 from sap_viz.analysis.facet_names import name_category
 from sap_viz.analysis.policy_scorecard import facet_scorecards, policy_report
 from sap_viz.data.check_set import check_set_fingerprint, load_check_set
-from sap_viz.method.artifact import PolytopeArtifact, store_scorecards, update_meta
+from sap_viz.method.artifact import PolytopeArtifact, update_meta
 from sap_viz.model.features import extract_features
 from sap_viz.model.loading import LoadedModel
 

@@ -26,6 +26,8 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file
 
+from sap_viz.data.dataset import DataConfig, build_dataset, dataset_fingerprint
+from sap_viz.errors import UserError
 from sap_viz.files import save_tensors_atomic, write_json_atomic
 from sap_viz.method.artifact import PolytopeArtifact, polytope_tensors
 from sap_viz.model.features import extract_features_in_chunks, hidden_states_at
@@ -54,7 +56,6 @@ def training_frame(art: PolytopeArtifact, known: dict[str, pd.DataFrame] | None 
     one stored in the polytope. A polytope trained on other data falls back to the built-in training
     split, and the note says so, so the map never claims to show data the polytope did not see.
     """
-    from sap_viz.data.dataset import DataConfig, build_dataset, dataset_fingerprint
 
     want = str(art.meta.get("data", {}).get("fingerprint", ""))
     if known and want in known:
@@ -134,13 +135,13 @@ def project(view: TrainingView, method: str, x: torch.Tensor) -> np.ndarray:
     """Coordinates of standardised states ``x`` (M × d) in ``view``'s map of ``method``."""
     if method == "pca":
         if view.pca_mean is None or view.pca_components is None:
-            raise ValueError("the PCA map is not computed yet")
+            raise UserError("the PCA map is not computed yet")
         return ((x - view.pca_mean) @ view.pca_components.T).numpy()
     if method == "umap":
         if "umap" not in view.coords:
-            raise ValueError("the UMAP map is not computed yet")
+            raise UserError("the UMAP map is not computed yet")
         return project_knn(view.features, view.coords["umap"], x)
-    raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    raise UserError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
 
 
 # ---------------------------------------------------------------- disk cache
@@ -221,7 +222,7 @@ def build_view(
     report(0.0, "reading the training data")
     df, note = training_frame(art, known_data)
     if len(df) == 0:
-        raise ValueError("the polytope's training data has no rows")
+        raise UserError("the polytope's training data has no rows")
     if max_rows is not None and len(df) > max_rows:
         frac = max_rows / len(df)
         df = (df.groupby("label", group_keys=False).sample(frac=frac, random_state=42)

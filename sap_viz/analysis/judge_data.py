@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from sap_viz.analysis.answer_judge import AnswerJudge, JudgeConfig
 from sap_viz.data.dataset import DataConfig, build_dataset
-from sap_viz.data.responses import AnswerConfig, generate_answers
+from sap_viz.data.responses import AnswerConfig, generate_answers, refusal_halves
 from sap_viz.model.loading import LoadedModel
-from sap_viz.recipe.steering_part import refusal_halves
 
 
 def validation_prompts(n_sweep: int = 40, seed: int = 0, data: DataConfig = DataConfig()) -> dict[str, list[str]]:

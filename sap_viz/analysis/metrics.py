@@ -17,6 +17,8 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from sap_viz.errors import UserError
+
 
 def _np(x: object) -> np.ndarray:
     if isinstance(x, torch.Tensor):
@@ -63,7 +65,7 @@ def fpr_at_tpr(unsafe_true: object, scores: object, tpr: float = 0.9) -> float |
     here, apart from where the shipped boundary happens to sit. Ties at the threshold count as flagged.
     """
     if not 0 < tpr <= 1:
-        raise ValueError("tpr must be in (0, 1]")
+        raise UserError("tpr must be in (0, 1]")
     y = _np(unsafe_true).astype(bool)
     s = _np(scores).astype(float)
     if not 0 < y.sum() < len(y):

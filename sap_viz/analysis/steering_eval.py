@@ -24,8 +24,11 @@ from dataclasses import replace
 from tqdm.auto import tqdm
 
 from sap_viz.analysis.answer_judge import AnswerJudge
+from sap_viz.analysis.judge_data import fit_judge
 from sap_viz.analysis.steering_outcomes import answer_record, outcome_columns
 from sap_viz.analysis.text_quality import REFUSAL_PATTERN, compression_ratio, is_refusal  # noqa: F401 (REFUSAL_PATTERN re-exported)
+from sap_viz.data.dataset import load_eval_prompts
+from sap_viz.data.jailbreaks import load_jailbreak_templates
 from sap_viz.method.artifact import PolytopeArtifact
 from sap_viz.method.generation import GenerationConfig, generate_one
 from sap_viz.method.generation_results import GenerationResult
@@ -43,9 +46,6 @@ def states_inside_after_edit(result: GenerationResult) -> bool:
 
 
 def evaluation_sets(n: int, seed: int = 0, max_template_chars: int = 1500) -> dict[str, list[str]]:
-    from sap_viz.data.dataset import load_eval_prompts
-    from sap_viz.data.jailbreaks import load_jailbreak_templates
-
     prompts = load_eval_prompts()
     rng = random.Random(seed)
     harmful = prompts["harmful"][:n]
@@ -60,7 +60,6 @@ def evaluate_steering(
     steer: InterventionConfig | None = None, judge: AnswerJudge | None = None,
 ) -> list[dict]:
     """Per set and mode, the summary row; ``judge`` (default: fitted on validation answers) adds verdict shares."""
-    from sap_viz.analysis.judge_data import fit_judge
 
     gen = gen or GenerationConfig(max_new_tokens=32)
     steer = steer or InterventionConfig(mode="steer")

@@ -9,9 +9,9 @@ import torch
 
 from sap_viz.analysis.compare import PolytopeComparison, compare_polytopes
 from sap_viz.analysis.external_eval import load_external
-from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.store import Store
 from sap_viz.data.package_files import packaged_file
+from sap_viz.errors import WorkbenchError
 from sap_viz.method.artifact import PolytopeArtifact, PolytopeFileError
 from sap_viz.model.features import extract_features
 from sap_viz.model.loading import LoadedModel

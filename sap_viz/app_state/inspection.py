@@ -8,8 +8,8 @@ import torch
 
 from sap_viz.analysis.attribution import WINDOW, word_masking
 from sap_viz.analysis.feature_map import token_states
-from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.prompt_checks import CheckedPrompt, InputChecks
+from sap_viz.errors import WorkbenchError
 from sap_viz.method.artifact import PolytopeArtifact
 from sap_viz.method.scoring import score_texts
 from sap_viz.model.features import hidden_states_at

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from sap_viz.analysis import feature_map
-from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.store import Store
+from sap_viz.errors import NotReady, WorkbenchError
 from sap_viz.method.artifact import PolytopeArtifact
 from sap_viz.model.loading import LoadedModel
 
@@ -178,4 +178,4 @@ class MapJobs:
             if progress is not None:
                 progress(status.fraction, status.message)
             time.sleep(0.2)
-        raise TimeoutError("the training view was not ready in time")
+        raise NotReady("the training view was not ready in time; try again in a moment (progress under Feature map)")

@@ -18,11 +18,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from sap_viz.app_state.errors import WorkbenchError
+from sap_viz.analysis.facet_labels import AUTO_CATEGORY, label_facet
 from sap_viz.app_state.store import Store
+from sap_viz.errors import WorkbenchError
 from sap_viz.files import replace_folder
+from sap_viz.hub.export import export_zip
 from sap_viz.method.artifact import (
-    AUTO_CATEGORY,
     FACETS_FILE,
     META_FILE,
     STEERING_DIR,
@@ -30,7 +31,6 @@ from sap_viz.method.artifact import (
     TENSORS_FILE,
     PolytopeArtifact,
     PolytopeFileError,
-    label_facet,
     load_polytope,
     read_facets,
 )
@@ -199,7 +199,6 @@ class PolytopeStore(Store):
     def export(self, name: str | None = None) -> Path:
         """The polytope as ``sap-viz export`` writes it (files, steering part, model card, training config), zipped in a
         fresh temporary directory: the app's download and the CLI's export give the same folder."""
-        from sap_viz.hub.export import export_zip
 
         name = self.export_name(name)
         return export_zip(self.resolve(name), name)

@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from sap_viz.app_state.errors import WorkbenchError
+from sap_viz.errors import WorkbenchError
 from sap_viz.method.artifact import PolytopeArtifact
 from sap_viz.method.generation import GenerationConfig
 from sap_viz.method.polytope_hook import InterventionConfig
+from sap_viz.method.request_configs import build_configs
 from sap_viz.method.request_settings import RequestSettings, SettingsError, check_for_polytope, check_max_new_tokens
 from sap_viz.model.loading import LoadedModel
 from sap_viz.model.prompts import EncodedPrompt, clean_text, encode_prompt
@@ -99,7 +100,7 @@ class InputChecks:
         """The method's configs for ``settings`` on this polytope: knobs its kind of steering would ignore are refused."""
         try:
             check_for_polytope(settings, art.steering is not None)
-            return settings.configs(self.limits)
+            return build_configs(settings, self.limits)
         except SettingsError as exc:
             raise WorkbenchError(str(exc)) from None
 

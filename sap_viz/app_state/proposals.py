@@ -14,9 +14,10 @@ import json
 import uuid
 from pathlib import Path
 
-from sap_viz.app_state.errors import WorkbenchError
+from sap_viz.analysis.facet_labels import AUTO_CATEGORY, claimed_category, label_facet
+from sap_viz.errors import WorkbenchError
 from sap_viz.files import directory_lock, now, write_json_atomic
-from sap_viz.method.artifact import AUTO_CATEGORY, claimed_category, clean_label, label_facet, read_facets
+from sap_viz.method.artifact import clean_label, read_facets
 
 PROPOSALS_FILE = "proposals.json"
 FORMAT_VERSION = 1

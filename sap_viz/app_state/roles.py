@@ -12,13 +12,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sap_viz.app_state.errors import WorkbenchError
+from sap_viz.errors import PermissionDenied
 
 OWNER_TOKEN_ENV = "SAP_VIZ_OWNER_TOKEN"
-
-
-class PermissionDenied(WorkbenchError):
-    """An owner-only action asked for without (or with a wrong) owner token."""
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ import shutil
 import time
 from pathlib import Path
 
-from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.polytope_store import PolytopeStore
 from sap_viz.app_state.store import Store
+from sap_viz.errors import WorkbenchError
 from sap_viz.method.artifact import PolytopeArtifact, PolytopeFileError
 
 

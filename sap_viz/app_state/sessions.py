@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sap_viz.app_state.counters import DeploymentCounters
-from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.polytope_store import PolytopeStore
 from sap_viz.app_state.session_store import SessionStore
+from sap_viz.errors import WorkbenchError
 from sap_viz.method.generation_results import Comparison
 from sap_viz.settings import Limits, env_name
 

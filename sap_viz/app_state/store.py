@@ -9,7 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from pathlib import Path
 
-from sap_viz.app_state.errors import WorkbenchError
+from sap_viz.errors import WorkbenchError
 from sap_viz.method.artifact import PolytopeArtifact
 from sap_viz.model.loading import LoadedModel
 

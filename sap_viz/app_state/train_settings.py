@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.data.dataset import DataConfig
+from sap_viz.errors import WorkbenchError
 from sap_viz.method.configs import POLICY_FACETS, TARGET_FPR, TrainConfig
 from sap_viz.model.configs import FeatureConfig
 from sap_viz.recipe.pipeline import with_facet_mode

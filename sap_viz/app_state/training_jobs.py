@@ -13,25 +13,21 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.store import Store
 from sap_viz.data.dataset import SPLIT_LABELS, DataConfig, dataset_fingerprint, dataset_provenance
 from sap_viz.data.file_rows import DataFileError
 from sap_viz.data.schema import SPLITS
 from sap_viz.data.user_files import load_user_file
+from sap_viz.errors import TrainingCancelled, WorkbenchError
+from sap_viz.method.training_record import training_provenance
 from sap_viz.model.features import extract_features_in_chunks
 from sap_viz.model.loading import LoadedModel
 from sap_viz.recipe.pipeline import check_category_facets, save_trained, split_feature_set, train_and_evaluate
-from sap_viz.recipe.retrain import training_provenance
 from sap_viz.recipe.steering_part import attach_steering_part
 from sap_viz.settings import Limits, env_name
 
 KNOWN_DATA_KEPT = 8  # training tables remembered for the feature map of polytopes trained in this process
 FEATURE_CHUNK = 16  # prompts per locked feature pass (one batch, ~1-4 s on 2 cores): progress, cancel checks and other users in between
-
-
-class TrainingCancelled(WorkbenchError):
-    """The user stopped a training run."""
 
 
 class TrainingJobs:

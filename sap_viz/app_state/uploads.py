@@ -15,9 +15,9 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.polytope_store import CARRIED_FILES, POLYTOPE_FILES
 from sap_viz.app_state.store import Store
+from sap_viz.errors import WorkbenchError
 from sap_viz.method.artifact import (
     FACETS_FILE,
     FORMAT_VERSION,

@@ -27,10 +27,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from sap_viz.analysis.facet_labels import AUTO_CATEGORY, label_facet
 from sap_viz.app_state import uploads
 from sap_viz.app_state.comparisons import PolytopeComparisons
 from sap_viz.app_state.counters import DeploymentCounters
-from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.facet_audits import FacetAudits, FacetAuditView
 from sap_viz.app_state.generation_sessions import GenerationSessions
 from sap_viz.app_state.inspection import Inspector
@@ -43,7 +43,8 @@ from sap_viz.app_state.sessions import CountedTwice, Session, Sessions
 from sap_viz.app_state.training_jobs import TrainingJobs
 from sap_viz.app_state.worked_examples import WorkedExample, WorkedExamples, read_examples
 from sap_viz.data.dataset import DataConfig
-from sap_viz.method.artifact import AUTO_CATEGORY, PolytopeArtifact, label_facet
+from sap_viz.errors import WorkbenchError
+from sap_viz.method.artifact import PolytopeArtifact
 from sap_viz.method.generation import GenerationConfig
 from sap_viz.method.generation_results import Comparison
 from sap_viz.method.polytope_hook import InterventionConfig

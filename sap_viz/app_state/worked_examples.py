@@ -24,6 +24,7 @@ from sap_viz.method.artifact import PolytopeArtifact, polytope_tensors
 from sap_viz.method.generation import GenerationConfig, stream_generation
 from sap_viz.method.generation_results import Comparison, GenerationResult
 from sap_viz.method.polytope_hook import InterventionConfig
+from sap_viz.method.request_configs import build_configs
 from sap_viz.method.request_settings import RequestSettings
 from sap_viz.model.loading import LoadedModel, cache_dir
 from sap_viz.settings import Limits
@@ -67,7 +68,7 @@ def example_configs(art: PolytopeArtifact, limits: Limits) -> tuple[GenerationCo
     """Safe Flow at the default strength when the polytope can steer, else monitoring (the app's defaults otherwise)."""
     mode = "steer" if art.steering is not None else "monitor"
     tokens = min(EXAMPLE_TOKENS, limits.max_new_tokens)
-    return RequestSettings.from_request({"mode": mode, "max_new_tokens": tokens}, limits).configs(limits)
+    return build_configs(RequestSettings.from_request({"mode": mode, "max_new_tokens": tokens}, limits), limits)
 
 
 def _tensor_digest(tensors: dict) -> str:

@@ -11,23 +11,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sap_viz.cli.commands import (
-    cmd_bench,
-    cmd_calibrate_generation,
-    cmd_eval,
-    cmd_eval_steering,
-    cmd_facet_check,
-    cmd_generate,
-    cmd_score,
-    cmd_sweep,
-    cmd_train,
-    cmd_train_steering,
-)
-from sap_viz.cli.hub_commands import add_export, add_push
-from sap_viz.cli.serve_command import add_serve
 from sap_viz.method.configs import POLICY_FACETS, TARGET_FPR, GenerationCalibrationConfig, SteeringPartConfig, TrainConfig
 from sap_viz.method.request_settings import DEFAULT_STRENGTH, MODES, STEERINGS, STRENGTH_MAX, RequestSettings
 from sap_viz.model.configs import POSITIONS, FeatureConfig, ModelConfig
+from sap_viz.serve import API_KEY_ENV, LOOPBACK
 from sap_viz.settings import DEFAULT_POLYTOPE
 
 MODEL, FEATURES, TRAIN, REQUEST = ModelConfig(), FeatureConfig(), TrainConfig(), RequestSettings()
@@ -208,12 +195,12 @@ def add_train(sub) -> None:
                                     "(--model/--device/--data say where and on what)")
     p.add_argument("--no-facet-check", action="store_true",
                    help="skip scoring the facets on the check set (scorecards in facets.json; ~30 s on 2 CPU cores)")
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func="commands:cmd_train")
 
 
 def add_facet_check(sub) -> None:
     p = polytope_command(sub, "facet-check", help="score every facet on the check set: scorecards into facets.json, the policy table")
-    p.set_defaults(func=cmd_facet_check)
+    p.set_defaults(func="commands:cmd_facet_check")
 
 
 def add_score(sub) -> None:
@@ -227,7 +214,7 @@ def add_score(sub) -> None:
     p.add_argument("--address", default=None,
                    help="with --engine ray: an existing cluster ('auto' on one of its nodes, or ray://HEAD:10001); default: a local Ray")
     p.add_argument("--workers", type=int, default=None, help="with --engine ray: workers to start (default: one per CPU of the cluster)")
-    p.set_defaults(func=cmd_score)
+    p.set_defaults(func="commands:cmd_score")
 
 
 def add_eval(sub) -> None:
@@ -242,7 +229,7 @@ def add_eval(sub) -> None:
     )
     p.add_argument("--no-baselines", action="store_true", help="skip the baselines (logistic probe and MLP, fitted on the train split)")
     p.add_argument("--output", help="write the metrics as JSON")
-    p.set_defaults(func=cmd_eval)
+    p.set_defaults(func="commands:cmd_eval")
 
 
 def add_sweep(sub) -> None:
@@ -254,7 +241,7 @@ def add_sweep(sub) -> None:
     p.add_argument("--facets", type=int, default=TRAIN.num_facets, help=f"learned facets K per layer (default {TRAIN.num_facets})")
     p.add_argument("--feature-dim", type=int, default=TRAIN.feature_dim, help=f"F, concept features (default {TRAIN.feature_dim})")
     p.add_argument("--output", help="write the per-layer rows as JSON")
-    p.set_defaults(func=cmd_sweep)
+    p.set_defaults(func="commands:cmd_sweep")
 
 
 def add_generate(sub) -> None:
@@ -263,7 +250,7 @@ def add_generate(sub) -> None:
     steer_args(p, REQUEST.mode)
     p.add_argument("--json", action="store_true", help="print the structured result")
     p.add_argument("--all-tokens", action="store_true", help="show every prompt token in the table")
-    p.set_defaults(func=cmd_generate)
+    p.set_defaults(func="commands:cmd_generate")
 
 
 def add_eval_steering(sub) -> None:
@@ -273,7 +260,7 @@ def add_eval_steering(sub) -> None:
     p.add_argument("--per-set", type=int, default=20, help="prompts drawn from each evaluation set (default 20)")
     renamed(p, "--n", "--per-set")
     p.add_argument("--output", help="write the rows as JSON")
-    p.set_defaults(func=cmd_eval_steering)
+    p.set_defaults(func="commands:cmd_eval_steering")
 
 
 def add_calibrate_generation(sub) -> None:
@@ -295,7 +282,7 @@ def add_calibrate_generation(sub) -> None:
     p.add_argument("--max-new-tokens", type=int, default=CALIBRATION.max_new_tokens,
                    help=f"length of each benign answer in tokens (default {CALIBRATION.max_new_tokens})")
     p.add_argument("--dry-run", action="store_true", help="print, do not write polytope.json")
-    p.set_defaults(func=cmd_calibrate_generation)
+    p.set_defaults(func="commands:cmd_calibrate_generation")
 
 
 def add_bench(sub) -> None:
@@ -306,7 +293,7 @@ def add_bench(sub) -> None:
     p.add_argument("--repeats", type=int, default=3, help="runs per setting; the report gives their median time (default 3)")
     p.add_argument("--feature-texts", type=int, default=256, help="prompts for the early-exit vs full-forward timing (default 256)")
     p.add_argument("--train-rows", type=int, default=4096, help="feature rows for the training timing (0 = skip; default 4096)")
-    p.set_defaults(func=cmd_bench)
+    p.set_defaults(func="commands:cmd_bench")
 
 
 def add_train_steering(sub) -> None:
@@ -319,7 +306,45 @@ def add_train_steering(sub) -> None:
                    help=f"harmful and safe train prompts whose answers are used, each (default {STEERING_PART.prompts_per_label})")
     p.add_argument("--epochs", type=int, default=STEERING_PART.epochs,
                    help=f"passes over the steering part's training states (default {STEERING_PART.epochs})")
-    p.set_defaults(func=cmd_train_steering)
+    p.set_defaults(func="commands:cmd_train_steering")
+
+
+def add_export(sub) -> None:
+    p = sub.add_parser("export", help="write a polytope as a folder ready for the Hugging Face Hub (model card, training config)")
+    p.add_argument("polytope", help="polytope directory or Hub repo id (owner/name[@revision])")
+    p.add_argument("folder", help="where to write the exported folder (new or empty)")
+    p.add_argument("--repo-id", help="the Hub repo it will be pushed to, named in the card's usage lines")
+    p.add_argument("--overwrite", action="store_true", help="replace a previous export in FOLDER")
+    p.set_defaults(func="hub_commands:cmd_export")
+
+
+def add_push(sub) -> None:
+    p = sub.add_parser("push", help="upload an exported folder to a Hub repo (needs HF_TOKEN or `hf auth login`, and a network)")
+    p.add_argument("folder", help="a folder written by `sap-viz export`")
+    p.add_argument("repo_id", help="owner/name on the Hugging Face Hub (created if missing)")
+    p.add_argument("--private", action="store_true", help="create the repo private")
+    p.set_defaults(func="hub_commands:cmd_push")
+
+
+def add_serve(sub) -> None:
+    p = sub.add_parser("serve", help="an OpenAI-compatible server: /v1/chat/completions with the polytope monitoring and steering")
+    p.add_argument("--model", default="default", help="'default' (embedded SmolLM2-135M), a Hugging Face id or a local directory")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16", "auto"],
+                   help="weights' dtype (default float32; auto = the checkpoint's own)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (device_map=auto)")
+    p.add_argument("--layers-path", default=None, help="attribute path to the decoder blocks, e.g. model.layers")
+    p.add_argument("--polytope", default=str(DEFAULT_POLYTOPE),
+                   help="polytope directory, or a Hugging Face Hub repo id owner/name[@revision] (default: the shipped one)")
+    p.add_argument("--host", default=LOOPBACK,
+                   help=f"address to listen on; anything but loopback needs {API_KEY_ENV} (default {LOOPBACK})")
+    p.add_argument("--port", type=int, default=8000, help="TCP port to listen on (default 8000)")
+    p.add_argument("--served-model-name", help="the model id clients send (default: the polytope's folder name or Hub id)")
+    p.add_argument("--mode", default="steer", choices=["monitor", "steer", "refuse"],
+                   help="what a request without sap.mode gets: monitor (answer and report), steer, or refuse flagged prompts")
+    p.add_argument("--max-tokens", type=int, default=None,
+                   help="answer length when a request sets no max_tokens (default: the limit SAP_VIZ_MAX_NEW_TOKENS)")
+    p.add_argument("--max-queue", type=int, default=8, help="requests that may wait behind the one generating; more get 429")
+    p.set_defaults(func="serve_command:cmd_serve")
 
 
 COMMANDS = (add_train, add_score, add_eval, add_sweep, add_generate, add_eval_steering, add_calibrate_generation, add_bench,

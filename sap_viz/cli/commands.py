@@ -11,32 +11,65 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+
+from sap_viz.analysis.bench import run_bench
+from sap_viz.analysis.external_eval import kind_rows, load_external
+from sap_viz.analysis.facet_check import facet_check, policy_rows, write_facet_check
+from sap_viz.analysis.layer_sweep import layer_sweep
+from sap_viz.analysis.metrics import METRIC_COLUMNS, metrics_rows
+from sap_viz.analysis.steering_eval import evaluate_steering
+from sap_viz.cli.hub_commands import train_from_config
+from sap_viz.data.dataset import DataConfig, build_dataset
+from sap_viz.data.file_rows import read_rows
+from sap_viz.data.sources import DEFAULT_SOURCES
+from sap_viz.data.user_files import load_user_file
+from sap_viz.errors import UserError
+from sap_viz.hub.remote import resolve_polytope
 from sap_viz.jsonl import dumps_jsonl
+from sap_viz.method.artifact import PolytopeArtifact, load_polytope, save_steering
+from sap_viz.method.calibration import (
+    GenerationCalibrationConfig,
+    benign_prompts,
+    calibrate_generation,
+    store_calibration,
+    wrapped_benign_prompts,
+)
+from sap_viz.method.generation import compare
+from sap_viz.method.ray_scoring import RayScoringConfig, score_texts_ray
+from sap_viz.method.request_configs import build_configs
+from sap_viz.method.request_settings import RequestSettings, SettingsError, check_for_polytope
+from sap_viz.method.scoring import score_texts
+from sap_viz.method.training import TrainConfig
+from sap_viz.method.training_record import training_provenance
+from sap_viz.model.features import FeatureConfig
+from sap_viz.model.loading import ModelConfig, load_model
 from sap_viz.model.prompts import clean_text
+from sap_viz.recipe.answer_check_fit import fit_answer_check_for
+from sap_viz.recipe.pipeline import (
+    check_category_facets,
+    evaluate_artifact,
+    resolve_facet_mode,
+    save_trained,
+    train_and_evaluate,
+    with_facet_mode,
+)
+from sap_viz.recipe.steering_part import SteeringPartConfig, attach_steering_part, build_steering_part
 from sap_viz.tables import text_table
 
 
-class CliError(Exception):
-    """A user error: printed as one line, exit code 2, no traceback."""
-
-
 def _model(args: argparse.Namespace):
-    from sap_viz.model.loading import ModelConfig, load_model
-
     return load_model(ModelConfig(name=args.model, dtype=args.dtype, device=args.device, layers_path=args.layers_path))
 
 
 def _require_folder(path: str) -> None:
     """Commands that write into the polytope's folder refuse anything else, before the model is loaded."""
     if not Path(path).is_dir():
-        raise CliError(f"{path} is not a polytope folder on disk, and this command writes into the folder (for a Hub polytope: "
+        raise UserError(f"{path} is not a polytope folder on disk, and this command writes into the folder (for a Hub polytope: "
                        f"sap-viz export {path} FOLDER, then --polytope FOLDER)")
 
 
 def _load_artifact(lm, path: str):
-    from sap_viz.hub.remote import resolve_polytope
-    from sap_viz.method.artifact import load_polytope
-
     art = load_polytope(resolve_polytope(path), lm.hidden_size, lm.num_layers, lm.fingerprint, strict_fingerprint=False)
     for warning in art.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -49,29 +82,24 @@ def _print_table(rows: list[dict], columns: list[str]) -> None:
 
 def data_config(args: argparse.Namespace):
     """The DataConfig of ``--seed`` and ``--sources`` ("default" stands for the default sources)."""
-    from sap_viz.data.dataset import DataConfig
-    from sap_viz.data.sources import DEFAULT_SOURCES
 
     names = getattr(args, "sources", None)
     if not names:
         return DataConfig(seed=args.seed)
     if getattr(args, "data", None):
-        raise CliError("--sources chooses built-in sources; it cannot be combined with --data")
+        raise UserError("--sources chooses built-in sources; it cannot be combined with --data")
     chosen: list[str] = []
     for name in (n.strip() for n in names.split(",")):
         chosen += list(DEFAULT_SOURCES) if name == "default" else [name] if name else []
     if not chosen:
-        raise CliError(f"--sources names no source: {names!r}")
+        raise UserError(f"--sources names no source: {names!r}")
     try:
         return DataConfig(sources=tuple(dict.fromkeys(chosen)), seed=args.seed)
     except ValueError as exc:
-        raise CliError(f"--sources: {exc}") from None
+        raise UserError(f"--sources: {exc}") from None
 
 
 def _dataset(args: argparse.Namespace):
-    from sap_viz.data.dataset import build_dataset
-    from sap_viz.data.user_files import load_user_file
-
     cfg = data_config(args)
     if getattr(args, "data", None):
         return load_user_file(args.data, cfg)
@@ -79,26 +107,12 @@ def _dataset(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from sap_viz.analysis.metrics import METRIC_COLUMNS, metrics_rows
-    from sap_viz.method.training import TrainConfig
-    from sap_viz.model.features import FeatureConfig
-    from sap_viz.recipe.pipeline import (
-        check_category_facets,
-        resolve_facet_mode,
-        save_trained,
-        train_and_evaluate,
-        with_facet_mode,
-    )
-    from sap_viz.recipe.retrain import training_provenance
-    from sap_viz.recipe.steering_part import attach_steering_part
-
     if args.config:  # every training setting from a stored config (sap_viz/recipe/retrain.py)
-        from sap_viz.cli.hub_commands import train_from_config
 
         return train_from_config(args, _model)
     mode = args.facets.strip().lower()
     if mode not in ("auto", "categories") and not mode.isdigit():
-        raise CliError(f"--facets must be 'auto', 'categories' or a number of facets, got {args.facets!r}")
+        raise UserError(f"--facets must be 'auto', 'categories' or a number of facets, got {args.facets!r}")
     learned_k = int(mode) if mode.isdigit() else TrainConfig().num_facets
     base = TrainConfig(num_facets=learned_k, feature_dim=args.feature_dim, encoder=args.encoder,
                        epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, margin=args.margin,
@@ -121,7 +135,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         print(f"note: {note}", file=sys.stderr)
     layer = args.layer if args.layer >= 0 else lm.num_layers + args.layer
     if not 0 <= layer < lm.num_layers:
-        raise CliError(f"--layer {args.layer} does not exist: this model has layers 0..{lm.num_layers - 1}")
+        raise UserError(f"--layer {args.layer} does not exist: this model has layers 0..{lm.num_layers - 1}")
     fcfg = FeatureConfig(layer=layer, chat_template=not args.no_template, max_tokens=args.max_tokens, position=args.position)
     provenance = training_provenance(df, data_config(args), args.data)
     trained = train_and_evaluate(lm, df, fcfg, tcfg, provenance=provenance, target_fpr=args.target_fpr or None,
@@ -135,15 +149,11 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def _print_policy_table(report: dict) -> None:
-    from sap_viz.analysis.facet_check import policy_rows
-
     print(f"policy facets on the check set ({report['n']} prompts, evaluation only):")
     _print_table(policy_rows(report), ["measure", "value", "target", "met"])
 
 
 def cmd_facet_check(args: argparse.Namespace) -> None:
-    from sap_viz.analysis.facet_check import facet_check, write_facet_check
-
     _require_folder(args.polytope)
     lm = _model(args)
     art = _load_artifact(lm, args.polytope)
@@ -154,14 +164,10 @@ def cmd_facet_check(args: argparse.Namespace) -> None:
 
 
 def cmd_score(args: argparse.Namespace) -> None:
-    from sap_viz.data.file_rows import read_rows
-    from sap_viz.method.scoring import score_texts
-
     rows = read_rows(args.input)  # the one row reader; texts cleaned for the tokenizer
     if args.engine == "ray":  # the same scores, spread over Ray workers (sap_viz/method/ray_scoring.py)
-        from sap_viz.method.ray_scoring import score_for_cli
 
-        art, viol = score_for_cli(args, [r["text"] for r in rows])
+        art, viol = _score_with_ray(args, [r["text"] for r in rows])
     else:
         lm = _model(args)
         art = _load_artifact(lm, args.polytope)
@@ -181,10 +187,6 @@ def cmd_score(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from sap_viz.analysis.external_eval import kind_rows, load_external
-    from sap_viz.analysis.metrics import METRIC_COLUMNS, metrics_rows
-    from sap_viz.recipe.pipeline import evaluate_artifact
-
     external = [load_external(path) for path in args.external or []]  # a bad file fails before the model loads
     data_config(args)  # and so do unknown --sources
     lm = _model(args)
@@ -217,17 +219,15 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
-    from sap_viz.analysis.layer_sweep import layer_sweep
-
     lm = _model(args)
     df = _dataset(args)
     try:
         layers = [int(x) for x in args.layers.split(",")] if args.layers else list(range(lm.num_layers))
     except ValueError:
-        raise CliError(f"--layers must be comma-separated integers, got {args.layers!r}") from None
+        raise UserError(f"--layers must be comma-separated integers, got {args.layers!r}") from None
     bad = [n for n in layers if not 0 <= n < lm.num_layers]
     if bad:
-        raise CliError(f"--layers {bad} do not exist: this model has layers 0..{lm.num_layers - 1}")
+        raise UserError(f"--layers {bad} do not exist: this model has layers 0..{lm.num_layers - 1}")
     rows = layer_sweep(lm, df, layers, epochs=args.epochs, num_facets=args.facets, feature_dim=args.feature_dim)
     _print_table(rows, list(rows[0].keys()))
     if args.output:
@@ -236,7 +236,6 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 def _request_settings(args: argparse.Namespace):
     """The flags as one ``RequestSettings`` (the app and the server build the same dataclass)."""
-    from sap_viz.method.request_settings import RequestSettings, SettingsError
 
     names = ("mode", "steering", "strength", "depth", "max_new_tokens", "sample", "temperature", "top_p", "anti_repeat", "fallback",
              "refusal_text", "generation_threshold", "span_threshold", "max_step", "generated_tokens", "positions", "hinge_weight",
@@ -246,7 +245,7 @@ def _request_settings(args: argparse.Namespace):
     try:
         settings = RequestSettings.from_request(values)
     except SettingsError as exc:
-        raise CliError(str(exc)) from None
+        raise UserError(str(exc)) from None
     for notice in settings.notices:
         print(f"warning: {notice}", file=sys.stderr)
     return settings
@@ -254,23 +253,20 @@ def _request_settings(args: argparse.Namespace):
 
 def _intervention_args(args: argparse.Namespace, artifact=None, settings=None):
     """(GenerationConfig, InterventionConfig) from the flags; with the polytope, also refuse knobs its steering kind ignores."""
-    from sap_viz.method.request_settings import SettingsError, check_for_polytope
 
     settings = settings or _request_settings(args)
     if artifact is not None:
         try:
             check_for_polytope(settings, artifact.steering is not None)
         except SettingsError as exc:
-            raise CliError(str(exc)) from None
-    return settings.configs()
+            raise UserError(str(exc)) from None
+    return build_configs(settings)
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-    from sap_viz.method.generation import compare
-
     prompt = clean_text(args.prompt)
     if not prompt.strip():
-        raise CliError("--prompt must be non-empty text")
+        raise UserError("--prompt must be non-empty text")
     if prompt != args.prompt:
         print("warning: control characters or invalid bytes were removed from the prompt", file=sys.stderr)
     settings = _request_settings(args)  # absurd settings fail before the model is loaded
@@ -315,18 +311,14 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
 
 def cmd_train_steering(args: argparse.Namespace) -> None:
-    from sap_viz.method.artifact import save_steering
-    from sap_viz.recipe.answer_check_fit import fit_answer_check_for
-    from sap_viz.recipe.steering_part import SteeringPartConfig, build_steering_part
-
     cfg = SteeringPartConfig(layer=args.layer, prompts_per_label=args.prompts, epochs=args.epochs, seed=args.seed)
     if args.prompts < 8 or args.epochs < 1:
-        raise CliError("--prompts must be ≥ 8 and --epochs ≥ 1")
+        raise UserError("--prompts must be ≥ 8 and --epochs ≥ 1")
     _require_folder(args.polytope)
     lm = _model(args)
     art = _load_artifact(lm, args.polytope)
     if not 0 <= args.layer <= art.layer:
-        raise CliError(f"--layer must be between 0 and the polytope's layer {art.layer}: the prompt is flagged there first")
+        raise UserError(f"--layer must be between 0 and the polytope's layer {art.layer}: the prompt is flagged there first")
     poly, direction, meta = build_steering_part(lm, cfg)
     check, layers = fit_answer_check_for(lm)
     target = save_steering(args.polytope, poly, direction, meta, check)
@@ -336,8 +328,6 @@ def cmd_train_steering(args: argparse.Namespace) -> None:
 
 
 def cmd_eval_steering(args: argparse.Namespace) -> None:
-    from sap_viz.analysis.steering_eval import evaluate_steering
-
     lm = _model(args)
     art = _load_artifact(lm, args.polytope)
     gen, cfg = _intervention_args(args, art)
@@ -348,14 +338,6 @@ def cmd_eval_steering(args: argparse.Namespace) -> None:
 
 
 def cmd_calibrate_generation(args: argparse.Namespace) -> None:
-    from sap_viz.method.calibration import (
-        GenerationCalibrationConfig,
-        benign_prompts,
-        calibrate_generation,
-        store_calibration,
-        wrapped_benign_prompts,
-    )
-
     data_config(args)  # unknown --sources fail before the model is loaded
     lm = _model(args)
     art = _load_artifact(lm, args.polytope, writes=not args.dry_run)
@@ -380,8 +362,6 @@ def cmd_calibrate_generation(args: argparse.Namespace) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    from sap_viz.analysis.bench import run_bench
-
     lm = _model(args)
     art = _load_artifact(lm, args.polytope)
     print(
@@ -398,3 +378,19 @@ def cmd_bench(args: argparse.Namespace) -> None:
             indent=2,
         )
     )
+
+
+def _score_with_ray(args, texts: list[str]) -> tuple[PolytopeArtifact, torch.Tensor]:
+    """``sap-viz score --engine ray``: the polytope (for facet names) and the violations, with a timing line on stderr."""
+    cfg = RayScoringConfig(address=args.address, workers=args.workers, batch_size=args.batch_size)
+    cfg.validate()
+    model = ModelConfig(name=args.model, dtype=args.dtype, device=args.device, layers_path=args.layers_path)
+    folder = resolve_polytope(args.polytope)
+    art = load_polytope(folder)
+    result = score_texts_ray(texts, model, folder, cfg, art)
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"ray: {len(result.rows_by_worker)} workers ({', '.join(f'{w} {n} rows' for w, n in sorted(result.rows_by_worker.items()))}); "
+          f"start {result.startup_seconds:.1f} s, scoring {result.seconds:.1f} s = {result.prompts_per_second:.1f} prompts/s",
+          file=sys.stderr)
+    return art, result.violations

@@ -5,32 +5,22 @@ from __future__ import annotations
 import argparse
 import sys
 
+from sap_viz.analysis.metrics import METRIC_COLUMNS, metrics_rows
+from sap_viz.cli.arguments import add_train
+from sap_viz.errors import UserError
+from sap_viz.hub.export import export_polytope
+from sap_viz.hub.remote import push_folder, resolve_polytope
+from sap_viz.recipe.pipeline import save_trained
+from sap_viz.recipe.retrain import read_recipe, train_from_recipe
+from sap_viz.recipe.steering_part import attach_steering_part
+from sap_viz.tables import text_table
+
 #: What ``train --config`` still takes from the command line: where and on what to run, where to write.
 CONFIG_FLAGS = {"config", "output", "model", "dtype", "device", "layers_path", "data", "no_facet_check", "steering_part", "func", "command",
                 "verbose"}
 
 
-def add_export(sub) -> None:
-    p = sub.add_parser("export", help="write a polytope as a folder ready for the Hugging Face Hub (model card, training config)")
-    p.add_argument("polytope", help="polytope directory or Hub repo id (owner/name[@revision])")
-    p.add_argument("folder", help="where to write the exported folder (new or empty)")
-    p.add_argument("--repo-id", help="the Hub repo it will be pushed to, named in the card's usage lines")
-    p.add_argument("--overwrite", action="store_true", help="replace a previous export in FOLDER")
-    p.set_defaults(func=cmd_export)
-
-
-def add_push(sub) -> None:
-    p = sub.add_parser("push", help="upload an exported folder to a Hub repo (needs HF_TOKEN or `hf auth login`, and a network)")
-    p.add_argument("folder", help="a folder written by `sap-viz export`")
-    p.add_argument("repo_id", help="owner/name on the Hugging Face Hub (created if missing)")
-    p.add_argument("--private", action="store_true", help="create the repo private")
-    p.set_defaults(func=cmd_push)
-
-
 def cmd_export(args: argparse.Namespace) -> None:
-    from sap_viz.hub.export import export_polytope
-    from sap_viz.hub.remote import resolve_polytope
-
     folder = export_polytope(resolve_polytope(args.polytope), args.folder, repo_id=args.repo_id, overwrite=args.overwrite)
     files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
     print(f"exported to {folder}: {', '.join(files)}")
@@ -38,8 +28,6 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_push(args: argparse.Namespace) -> None:
-    from sap_viz.hub.remote import push_folder
-
     url = push_folder(args.folder, args.repo_id, private=args.private)
     print(f"pushed {args.folder} to {url}")
     print(f"load it with: sap-viz score --polytope {args.repo_id} --input prompts.jsonl")
@@ -47,7 +35,6 @@ def cmd_push(args: argparse.Namespace) -> None:
 
 def _set_flags(args: argparse.Namespace) -> list[str]:
     """Training flags the user set besides --config (they would be ignored, so they are refused)."""
-    from sap_viz.cli.arguments import add_train
 
     parser = argparse.ArgumentParser()
     add_train(parser.add_subparsers(dest="command"))
@@ -59,16 +46,10 @@ def _set_flags(args: argparse.Namespace) -> list[str]:
 def train_from_config(args: argparse.Namespace, load_model) -> None:
     """``sap-viz train --config FILE``: every training setting from the file; --model/--device say where to run, --data on
     what (a user file), --steering-part and --no-facet-check what to add after training, as for ``sap-viz train``."""
-    from sap_viz.analysis.metrics import METRIC_COLUMNS, metrics_rows
-    from sap_viz.cli.commands import CliError
-    from sap_viz.recipe.pipeline import save_trained
-    from sap_viz.recipe.retrain import read_recipe, train_from_recipe
-    from sap_viz.recipe.steering_part import attach_steering_part
-    from sap_viz.tables import text_table
 
     extra = _set_flags(args)
     if extra:
-        raise CliError(f"{', '.join(extra)} cannot be combined with --config: the config sets every training setting "
+        raise UserError(f"{', '.join(extra)} cannot be combined with --config: the config sets every training setting "
                        "(edit a copy of it to change one)")
     recipe = read_recipe(args.config)
     if args.model == "default" and recipe.model != "default":

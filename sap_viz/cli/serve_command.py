@@ -8,43 +8,25 @@ import os
 import sys
 from pathlib import Path
 
-from sap_viz.serve import API_KEY_ENV
-from sap_viz.settings import DEFAULT_POLYTOPE
-
-LOOPBACK = "127.0.0.1"
-
-
-def add_serve(sub) -> None:
-    p = sub.add_parser("serve", help="an OpenAI-compatible server: /v1/chat/completions with the polytope monitoring and steering")
-    p.add_argument("--model", default="default", help="'default' (embedded SmolLM2-135M), a Hugging Face id or a local directory")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16", "auto"],
-                   help="weights' dtype (default float32; auto = the checkpoint's own)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (device_map=auto)")
-    p.add_argument("--layers-path", default=None, help="attribute path to the decoder blocks, e.g. model.layers")
-    p.add_argument("--polytope", default=str(DEFAULT_POLYTOPE),
-                   help="polytope directory, or a Hugging Face Hub repo id owner/name[@revision] (default: the shipped one)")
-    p.add_argument("--host", default=LOOPBACK,
-                   help=f"address to listen on; anything but loopback needs {API_KEY_ENV} (default {LOOPBACK})")
-    p.add_argument("--port", type=int, default=8000, help="TCP port to listen on (default 8000)")
-    p.add_argument("--served-model-name", help="the model id clients send (default: the polytope's folder name or Hub id)")
-    p.add_argument("--mode", default="steer", choices=["monitor", "steer", "refuse"],
-                   help="what a request without sap.mode gets: monitor (answer and report), steer, or refuse flagged prompts")
-    p.add_argument("--max-tokens", type=int, default=None,
-                   help="answer length when a request sets no max_tokens (default: the limit SAP_VIZ_MAX_NEW_TOKENS)")
-    p.add_argument("--max-queue", type=int, default=8, help="requests that may wait behind the one generating; more get 429")
-    p.set_defaults(func=cmd_serve)
+from sap_viz.errors import UserError
+from sap_viz.hub.remote import resolve_polytope
+from sap_viz.method.artifact import load_polytope
+from sap_viz.model.loading import ModelConfig, load_model
+from sap_viz.serve import API_KEY_ENV, LOOPBACK
+from sap_viz.serve.app import ServeConfig, create_app
+from sap_viz.serve.engine import ChatEngine
+from sap_viz.settings import get_limits
 
 
 def bind_host(host: str, api_key: str | None) -> str:
     """The address to listen on: any with a key; without one, loopback only (anyone who can connect could use the model)."""
-    from sap_viz.cli.commands import CliError
 
     try:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
-        raise CliError(f"--host must be an IP address or localhost, got {host!r}") from None
+        raise UserError(f"--host must be an IP address or localhost, got {host!r}") from None
     if not loopback and not api_key:
-        raise CliError(f"refusing to listen on {host} without {API_KEY_ENV}: anyone who can reach it could use the model. "
+        raise UserError(f"refusing to listen on {host} without {API_KEY_ENV}: anyone who can reach it could use the model. "
                        f"Set {API_KEY_ENV} to a secret (clients send it as their API key), or listen on {LOOPBACK}")
     return host
 
@@ -57,23 +39,15 @@ def served_name(polytope: str) -> str:
 def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from sap_viz.cli.commands import CliError
-    from sap_viz.hub.remote import resolve_polytope
-    from sap_viz.method.artifact import load_polytope
-    from sap_viz.model.loading import ModelConfig, load_model
-    from sap_viz.serve.app import ServeConfig, create_app
-    from sap_viz.serve.engine import ChatEngine
-    from sap_viz.settings import get_limits
-
     api_key = os.environ.get(API_KEY_ENV, "").strip() or None
     host = bind_host(args.host, api_key)
     if not 1 <= args.port <= 65535:
-        raise CliError(f"--port must be between 1 and 65535, got {args.port}")
+        raise UserError(f"--port must be between 1 and 65535, got {args.port}")
     limits = get_limits()
     if args.max_tokens is not None and not 1 <= args.max_tokens <= limits.max_new_tokens:
-        raise CliError(f"--max-tokens must be between 1 and {limits.max_new_tokens} (SAP_VIZ_MAX_NEW_TOKENS)")
+        raise UserError(f"--max-tokens must be between 1 and {limits.max_new_tokens} (SAP_VIZ_MAX_NEW_TOKENS)")
     if not 0 <= args.max_queue <= 10_000:
-        raise CliError("--max-queue must be between 0 and 10000")
+        raise UserError("--max-queue must be between 0 and 10000")
     lm = load_model(ModelConfig(name=args.model, dtype=args.dtype, device=args.device, layers_path=args.layers_path))
     art = load_polytope(resolve_polytope(args.polytope), lm.hidden_size, lm.num_layers, lm.fingerprint, strict_fingerprint=False)
     for warning in art.warnings:

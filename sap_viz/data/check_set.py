@@ -15,6 +15,7 @@ from importlib import resources
 import pandas as pd
 
 from sap_viz.data.taxonomy import POLICY_CATEGORIES
+from sap_viz.errors import UserError
 from sap_viz.jsonl import read_jsonl
 
 __all__ = ["CHECK_SET_FILE", "check_set_fingerprint", "load_check_set"]
@@ -32,7 +33,7 @@ def _load() -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=list(_COLUMNS))
     bad = df[~df["label"].isin(("safe", "unsafe")) | ~df["category"].isin(POLICY_CATEGORIES)]
     if len(bad):
-        raise ValueError(f"{CHECK_SET_FILE}: row {int(bad.index[0]) + 1} has label {bad.iloc[0]['label']!r} / "
+        raise UserError(f"{CHECK_SET_FILE}: row {int(bad.index[0]) + 1} has label {bad.iloc[0]['label']!r} / "
                          f"category {bad.iloc[0]['category']!r}")
     return df
 

@@ -22,6 +22,7 @@ from sap_viz.data.schema import DATASET_COLUMNS, SOURCE_COLUMNS, SPLIT_KEY, SPLI
 from sap_viz.data.sources import CONTRAST_FILE, DEFAULT_SOURCES, SOURCE_NAMES, load_source
 from sap_viz.data.sources import clear_cache as clear_source_cache
 from sap_viz.data.text import normalise_text
+from sap_viz.errors import UserError
 
 __all__ = [
     "DataConfig",
@@ -73,12 +74,12 @@ class DataConfig:
     def __post_init__(self) -> None:
         if not (0 <= self.val_frac < 1 and 0 <= self.test_frac < 1
                 and self.val_frac + self.test_frac < 1):
-            raise ValueError("need 0 <= val_frac, test_frac and val_frac + test_frac < 1")
+            raise UserError("need 0 <= val_frac, test_frac and val_frac + test_frac < 1")
         unknown = [s for s in self.sources if s not in SOURCE_NAMES]
         if unknown:
-            raise ValueError(f"unknown sources {unknown}; available: {sorted(SOURCE_NAMES)}")
+            raise UserError(f"unknown sources {unknown}; available: {sorted(SOURCE_NAMES)}")
         if self.max_benign is not None and self.max_benign < 0:
-            raise ValueError("max_benign must be >= 0 or None")
+            raise UserError("max_benign must be >= 0 or None")
         # tuples and a Path, so the config stays hashable even if lists or a str were passed
         object.__setattr__(self, "sources", tuple(self.sources))
         object.__setattr__(self, "ood_sources", tuple(self.ood_sources))

@@ -17,14 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from sap_viz.data.text import canonical_text
+from sap_viz.errors import DataFileError
 from sap_viz.jsonl import JsonlError, iter_jsonl
 from sap_viz.model.prompts import clean_text
 
 __all__ = ["DataFileError", "Record", "read_records", "read_rows", "record_text"]
-
-
-class DataFileError(ValueError):
-    """A user-supplied data file is malformed; the message names the row and column."""
 
 
 @dataclass(frozen=True)

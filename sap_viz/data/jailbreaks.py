@@ -16,6 +16,7 @@ import re
 
 from sap_viz.data.package_files import package_dir, read_csv
 from sap_viz.data.text import canonical_text, near_duplicates, normalise_text
+from sap_viz.errors import UserError
 
 __all__ = [
     "MAX_TEMPLATE_CHARS",
@@ -113,7 +114,7 @@ def load_jailbreak_templates(half: str | None = None) -> list[dict[str, str]]:
     ``eval-steering`` uses the "eval" half. Fill with :func:`apply_template`.
     """
     if half is not None and half not in TEMPLATE_HALVES:
-        raise ValueError(f"half must be one of {TEMPLATE_HALVES} or None, got {half!r}")
+        raise UserError(f"half must be one of {TEMPLATE_HALVES} or None, got {half!r}")
     return [{"name": n, "source": s, "template": t} for s, n, t in _jailbreak_templates()
             if half is None or template_half(t) == half]
 

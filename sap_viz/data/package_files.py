@@ -14,11 +14,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from sap_viz.errors import DataSourceError
+
 __all__ = ["PACKAGES", "DataSourceError", "data_file", "package_dir", "packaged_file", "read_csv", "read_json"]
-
-
-class DataSourceError(RuntimeError):
-    """A data package / file / optional library needed for a source is unavailable."""
 
 
 #: Import name -> pinned distribution, for install hints and the app's start-up check

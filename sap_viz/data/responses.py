@@ -28,8 +28,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from sap_viz.errors import UserError
 from sap_viz.files import write_json_atomic
-from sap_viz.model.features import hidden_states_multi
+from sap_viz.model.features import hidden_states_multi, load_cached, save_cached
 from sap_viz.model.loading import LoadedModel, cache_dir, left_padded
 from sap_viz.model.prompts import encode_prompt
 
@@ -47,7 +48,7 @@ def load_refusals() -> list[str]:
     data = json.loads(resources.files("sap_viz.data").joinpath("builtin_data/refusals.json").read_text(encoding="utf-8"))
     refusals = data.get("refusals") if isinstance(data, dict) else None
     if not isinstance(refusals, list) or not all(isinstance(r, str) and r.strip() for r in refusals):
-        raise ValueError("builtin_data/refusals.json must hold a non-empty list of refusal texts under 'refusals'")
+        raise UserError("builtin_data/refusals.json must hold a non-empty list of refusal texts under 'refusals'")
     return refusals
 
 
@@ -142,7 +143,6 @@ def answer_mean_states(lm: LoadedModel, prompts: list[str], layers: list[int], n
     the harmful one; this reads the state there. An empty answer (EOS first) gives the state at the
     prompt's last token, where the model decided to stop.
     """
-    from sap_viz.model.features import load_cached, save_cached
 
     digest = hashlib.sha256(json.dumps({"model": lm.fingerprint, "layers": sorted(layers), "n": n_tokens}).encode())
     for p in prompts:
@@ -172,3 +172,18 @@ def save_answers_table(path: Path, lm: LoadedModel, prompts: list[str], answers:
     """A readable JSON of prompts and decoded answers, for reading and hand labels."""
     rows = [{"prompt": p, "answer": lm.tokenizer.decode(a, skip_special_tokens=True)} for p, a in zip(prompts, answers, strict=True)]
     write_json_atomic(path, {**(extra or {}), "rows": rows})
+
+
+def refusal_halves() -> tuple[list[str], list[str]]:
+    """(refusals for steering, refusals kept for the judge)."""
+    refusals = load_refusals()
+    half = len(refusals) // 2
+    return refusals[:half], refusals[half:]
+
+
+def steering_prompts(df, n: int, seed: int) -> tuple[list[str], list[str]]:
+    train = df[df["split"] == "train"]
+    harmful = train[train["label"] == "unsafe"]
+    safe = train[train["label"] == "safe"]
+    return (harmful.sample(min(n, len(harmful)), random_state=seed)["text"].tolist(),
+            safe.sample(min(n, len(safe)), random_state=seed)["text"].tolist())

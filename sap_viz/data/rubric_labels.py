@@ -19,8 +19,10 @@ from importlib import resources
 
 import pandas as pd
 
+from sap_viz.data.sources import DEFAULT_SOURCES, load_source
 from sap_viz.data.taxonomy import TAXONOMY
 from sap_viz.data.text import normalise_text
+from sap_viz.errors import UserError
 from sap_viz.jsonl import read_jsonl
 
 __all__ = ["RUBRIC_FILE", "apply_rubric_labels", "rubric_key", "rubric_labels"]
@@ -44,7 +46,7 @@ def rubric_labels() -> dict[str, dict]:
     out: dict[str, dict] = {}
     for n, rec in enumerate(read_jsonl(path), 1):
         if rec.get("category") not in TAXONOMY:
-            raise ValueError(f"{RUBRIC_FILE} row {n}: category {rec.get('category')!r} is not in the taxonomy")
+            raise UserError(f"{RUBRIC_FILE} row {n}: category {rec.get('category')!r} is not in the taxonomy")
         out[rec["key"]] = rec
     return out
 
@@ -71,8 +73,6 @@ def apply_rubric_labels(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _check() -> int:
-    from sap_viz.data.sources import DEFAULT_SOURCES, load_source
-
     labels = rubric_labels()
     missing = []
     for name in DEFAULT_SOURCES:

@@ -29,6 +29,7 @@ from sap_viz.data.schema import source_frame
 from sap_viz.data.sharegpt import load_sharegpt
 from sap_viz.data.taxonomy import BENIGN, CATEGORY_MAPS, TAXONOMY, map_category
 from sap_viz.data.wrapped import wrap_requests, wrapping_templates
+from sap_viz.errors import UserError
 from sap_viz.jsonl import read_jsonl
 
 __all__ = ["CONTRAST_FILE", "CONTRAST_SAFE_TYPES", "DEFAULT_SOURCES", "SOURCE_NAMES", "WRAP_INNER_SOURCES", "SourceInfo",
@@ -308,7 +309,7 @@ def available_sources() -> dict[str, str]:
 def optional_source_report(name: str) -> dict:
     """What building optional source ``name`` dropped (templates, near duplicates, evaluation-set hits)."""
     if name not in ("wild_wrapped", "past_tense"):
-        raise ValueError(f"no build report for source {name!r}; reports exist for wild_wrapped and past_tense")
+        raise UserError(f"no build report for source {name!r}; reports exist for wild_wrapped and past_tense")
     return _optional_build(name)[1]
 
 
@@ -321,7 +322,7 @@ def load_source(name: str, *, max_rows: int | None = None, seed: int = 42,
     ``contrast_file`` only to ``contrast``. Loaded once per process; callers get a copy.
     """
     if name not in _SOURCES:
-        raise ValueError(f"unknown source {name!r}; available: {sorted(_SOURCES)}")
+        raise UserError(f"unknown source {name!r}; available: {sorted(_SOURCES)}")
     if name == "sharegpt":
         return load_sharegpt(max_rows, seed)
     if name == "contrast":

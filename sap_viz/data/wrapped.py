@@ -19,6 +19,7 @@ import pandas as pd
 from sap_viz.data.contamination import decontaminate
 from sap_viz.data.jailbreaks import PROMPT_PLACEHOLDER, apply_template, training_templates
 from sap_viz.data.schema import SOURCE_COLUMNS, SPLIT_KEY, source_frame
+from sap_viz.errors import UserError
 
 __all__ = ["MAX_WRAPPED_CHARS", "MIN_REQUEST_CHARS", "WRAPPED_PER_LABEL", "wrap_requests", "wrapping_templates"]
 
@@ -81,9 +82,9 @@ def wrap_requests(inner: pd.DataFrame, templates: list[dict[str, str]], n_per_la
     """
     missing = set(SOURCE_COLUMNS) - set(inner.columns)
     if missing:
-        raise ValueError(f"inner rows lack columns {sorted(missing)}")
+        raise UserError(f"inner rows lack columns {sorted(missing)}")
     if not templates:
-        raise ValueError("no templates to wrap requests in")
+        raise UserError("no templates to wrap requests in")
     clean, requests_report = decontaminate(inner.reset_index(drop=True))
     frames = sorted(templates, key=lambda t: _stable_rank(seed, "template", t["name"]))
     rows: list[tuple[str, str, str, str, str, str]] = []

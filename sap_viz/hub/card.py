@@ -13,7 +13,7 @@ from huggingface_hub import ModelCardData
 
 from sap_viz.analysis.metrics import METRIC_COLUMNS, metrics_rows
 from sap_viz.method.artifact import PolytopeArtifact
-from sap_viz.recipe.retrain import RECIPE_FILE
+from sap_viz.method.training_record import RECIPE_FILE
 from sap_viz.tables import format_value, markdown_cell, markdown_table
 
 LIBRARY_NAME = "sap-viz"

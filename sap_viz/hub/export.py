@@ -14,6 +14,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from sap_viz.errors import ExportError
 from sap_viz.files import replace_folder, write_json_atomic
 from sap_viz.hub.card import render_card
 from sap_viz.method.artifact import (
@@ -26,7 +27,7 @@ from sap_viz.method.artifact import (
     PolytopeFileError,
     load_polytope,
 )
-from sap_viz.recipe.retrain import RECIPE_FILE, recipe_from_meta
+from sap_viz.method.training_record import RECIPE_FILE, recipe_from_meta
 
 CARD_FILE = "README.md"
 POLYTOPE_FILES = (TENSORS_FILE, META_FILE, FACETS_FILE)
@@ -34,10 +35,6 @@ STEERING_FILES = tuple(f"{STEERING_DIR}/{name}" for name in STEERING_PART_FILES)
 #: Every file an exported folder holds (the steering files only when the polytope has that part); nothing else is
 #: uploaded, downloaded from the Hub or zipped.
 EXPORT_FILES = (*POLYTOPE_FILES, *STEERING_FILES, RECIPE_FILE, CARD_FILE)
-
-
-class ExportError(ValueError):
-    """An export that cannot be written where asked; the message says why."""
 
 
 def _write_folder(art, target: Path, repo_id: str | None) -> None:

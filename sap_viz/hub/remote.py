@@ -14,17 +14,15 @@ import re
 from pathlib import Path
 
 from sap_viz import __version__
+from sap_viz.errors import HubError
 from sap_viz.hub.export import CARD_FILE, EXPORT_FILES, check_export
-from sap_viz.method.artifact import MAX_JSON_BYTES, MAX_TENSOR_BYTES, META_FILE, PolytopeFileError
+from sap_viz.method.artifact import META_FILE, PolytopeFileError
+from sap_viz.method.safe_files import MAX_JSON_BYTES, MAX_TENSOR_BYTES
 
 HUB_PREFIX = "hf://"
 _NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?"
 _REPO_ID = re.compile(rf"^{_NAME}/{_NAME}$")
 MAX_CARD_BYTES = 1 << 20
-
-
-class HubError(PolytopeFileError):
-    """The Hub could not give or take a polytope (offline, not found, no token); the message says what to do."""
 
 
 def _network_errors() -> tuple[type[BaseException], ...]:

@@ -20,18 +20,17 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from sap_viz.errors import AnswerCheckFileError, UserError
 from sap_viz.files import save_tensors_atomic, write_json_atomic
+from sap_viz.method.safe_files import read_json, read_tensors  # the same hostile-file checks as a polytope
 from sap_viz.model.features import hidden_states_at
 from sap_viz.model.loading import LoadedModel
 
 CHECK_TENSORS = "answer_check.safetensors"
 CHECK_META = "answer_check.json"
-
-
-class AnswerCheckFileError(ValueError):
-    """An answer-check file sap-viz refuses to load; the message says why."""
 
 
 @dataclass
@@ -70,13 +69,12 @@ class AnswerCheck:
     @classmethod
     def load(cls, directory: str | Path, hidden_size: int | None, num_layers: int | None) -> AnswerCheck | None:
         """The check in ``directory``, None when it has none; AnswerCheckFileError when it is malformed."""
-        from sap_viz.method.artifact import _read_json, _read_tensors  # the same hostile-file checks as a polytope
 
         directory = Path(directory)
         if not (directory / CHECK_META).exists() and not (directory / CHECK_TENSORS).exists():
             return None
-        meta = _read_json(directory / CHECK_META)
-        tensors = _read_tensors(directory / CHECK_TENSORS)
+        meta = read_json(directory / CHECK_META)
+        tensors = read_tensors(directory / CHECK_TENSORS)
         where = directory / CHECK_META
         if not isinstance(meta, dict):
             raise AnswerCheckFileError(f"{where} must hold an object")
@@ -116,7 +114,6 @@ def fit_answer_check(harmful: list[torch.Tensor], harmless: list[torch.Tensor], 
 
     The threshold is left at 0 here; ``calibrate`` sets it on validation answers.
     """
-    import numpy as np
     from sklearn.linear_model import LogisticRegression
 
     x = torch.cat(harmful + harmless).float().numpy()
@@ -134,7 +131,7 @@ def calibrate(check: AnswerCheck, harmless_scores: list[float], max_false_alarms
     """The lowest threshold with at most ``max_false_alarms`` of the harmless validation answers at or above it."""
     ranked = sorted((s for s in harmless_scores if s is not None), reverse=True)
     if not ranked:
-        raise ValueError("no harmless validation answers to calibrate on")
+        raise UserError("no harmless validation answers to calibrate on")
     allowed = int(math.floor(max_false_alarms * len(ranked)))
     check.threshold = float(ranked[allowed]) + 1e-6 if allowed < len(ranked) else float(ranked[-1])
     return check.threshold

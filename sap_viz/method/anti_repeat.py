@@ -15,6 +15,8 @@ from collections.abc import Callable
 import torch
 from transformers import LogitsProcessor
 
+from sap_viz.errors import UserError
+
 
 def banned_next_tokens(answer: list[int], n: int) -> set[int]:
     """Tokens that would complete an n-gram already present in ``answer`` (empty when n < 2 or the answer is short)."""
@@ -33,7 +35,7 @@ class AnswerNoRepeat(LogitsProcessor):
 
     def __init__(self, n: int, prompt_width: int, touched: Callable[[], torch.Tensor]):
         if n < 2:
-            raise ValueError(f"the anti-repeat n-gram size must be at least 2, got {n}")
+            raise UserError(f"the anti-repeat n-gram size must be at least 2, got {n}")
         self.n = n
         self.prompt_width = prompt_width
         self.touched = touched

@@ -10,22 +10,22 @@ from __future__ import annotations
 
 import json
 import math
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
 
 from sap_viz import __version__
 from sap_viz.data.taxonomy import POLICY_CATEGORIES
+from sap_viz.errors import PolytopeFileError, UserError
 from sap_viz.files import directory_lock, now, save_tensors_atomic, write_json_atomic
 from sap_viz.method.answer_check import AnswerCheck, AnswerCheckFileError
 from sap_viz.method.polytope import SafetyPolytope
+from sap_viz.method.safe_files import MAX_JSON_BYTES, read_json, read_tensors
+from sap_viz.method.training_record import RecipeError, check_recorded_config
 from sap_viz.model.features import POSITIONS, FeatureConfig, input_dim, token_inputs
 from sap_viz.model.layers import LAYER_CONVENTION
 from sap_viz.model.prompts import clean_text
-from sap_viz.recipe.retrain import RecipeError, check_recorded_config
 
 FORMAT_VERSION = 1
 TENSORS_FILE = "polytope.safetensors"
@@ -35,8 +35,6 @@ STEERING_DIR = "steering"  # optional: a response-aware polytope + refusal direc
 DIRECTION_FILE = "direction.safetensors"
 # What a steering/ folder may hold: a polytope's three files, the direction, and the answer check's two files.
 STEERING_PART_FILES = (TENSORS_FILE, META_FILE, FACETS_FILE, DIRECTION_FILE, "answer_check.safetensors", "answer_check.json")
-MAX_TENSOR_BYTES = 1 << 30
-MAX_JSON_BYTES = 16 << 20
 FACETS_BUDGET_BYTES = MAX_JSON_BYTES // 2  # label history is trimmed (oldest first) to keep facets.json under this
 
 REQUIRED_META_KEYS = {
@@ -51,10 +49,6 @@ FACET_KEYS = {"index", "name", "policy", "author", "confidence", "auto_suggested
 # source: "from category" (taxonomy), "auto-suggested" or "labelled"; category: the harm category the facet's name
 # claims (sap_viz.analysis.facet_names); scorecard: what the facet does on the check set (analysis.policy_scorecard)
 OPTIONAL_FACET_KEYS = {"source", "category", "scorecard"}
-
-
-class PolytopeFileError(ValueError):
-    """A polytope directory or file that sap-viz refuses to load; the message says why."""
 
 
 @dataclass
@@ -158,7 +152,7 @@ def save_polytope(
     }
     missing = REQUIRED_META_KEYS - meta.keys()
     if missing:
-        raise ValueError(f"polytope metadata lacks {sorted(missing)}")
+        raise UserError(f"polytope metadata lacks {sorted(missing)}")
     save_tensors_atomic(directory / TENSORS_FILE, polytope_tensors(poly),
                         metadata={"format": "sap-viz-polytope", "version": str(FORMAT_VERSION)})
     write_json_atomic(directory / META_FILE, meta)
@@ -169,60 +163,21 @@ def save_polytope(
 # ---------------------------------------------------------------- loading and validation
 
 
-def _check_not_pickle(path: Path) -> None:
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-    if head[:2] == b"PK":
-        raise PolytopeFileError(f"{path.name} is a zip archive (torch.save / pickle format); sap-viz loads only safetensors")
-    if head[:1] == b"\x80" or head[:1] in (b"(", b"]", b"}", b"c"):
-        raise PolytopeFileError(f"{path.name} looks like a Python pickle; sap-viz never unpickles files — use safetensors")
-    if len(head) < 8:
-        raise PolytopeFileError(f"{path.name} is truncated or empty ({len(head)} bytes)")
-    header_len = struct.unpack("<Q", head)[0]
-    size = path.stat().st_size
-    if header_len > size - 8 or header_len > MAX_JSON_BYTES:
-        raise PolytopeFileError(f"{path.name} is not a valid safetensors file (truncated or corrupt header)")
-
-
-def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise PolytopeFileError(f"missing {path.name}")
-    if path.stat().st_size > MAX_TENSOR_BYTES:
-        raise PolytopeFileError(f"{path.name} is larger than {MAX_TENSOR_BYTES >> 20} MiB")
-    _check_not_pickle(path)
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            return {k: fh.get_tensor(k) for k in fh.keys()}
-    except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
-        raise PolytopeFileError(f"{path.name} is not a valid safetensors file (truncated or corrupt): {exc}") from None
-
-
 def update_meta(directory: str | Path, key: str, value: object, merge: bool = False) -> dict:
     """Set one optional key of a polytope directory's ``polytope.json`` (calibration, measured outcomes):
     read, changed, validated and written atomically under the directory lock, so concurrent writers of
     other keys are not lost. ``merge``: ``value`` (a dict) is added to the key's current dict instead of
     replacing it. Returns the new metadata."""
     if key not in OPTIONAL_META_KEYS:
-        raise ValueError(f"{key!r} is not an optional {META_FILE} key")
+        raise UserError(f"{key!r} is not an optional {META_FILE} key")
     directory = Path(directory)
     with directory_lock(directory):
-        meta = validate_meta(_read_json(directory / META_FILE))
+        meta = validate_meta(read_json(directory / META_FILE))
         if merge:
             value = {**(meta.get(key) or {}), **value}  # type: ignore[dict-item]
         meta = validate_meta({**meta, key: value})
         write_json_atomic(directory / META_FILE, meta)
     return meta
-
-
-def _read_json(path: Path) -> object:
-    if not path.is_file():
-        raise PolytopeFileError(f"missing {path.name}")
-    if path.stat().st_size > MAX_JSON_BYTES:
-        raise PolytopeFileError(f"{path.name} is larger than {MAX_JSON_BYTES >> 20} MiB")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PolytopeFileError(f"{path.name} is not valid UTF-8 JSON: {exc}") from None
 
 
 def validate_meta(meta: object) -> dict:
@@ -346,11 +301,11 @@ def load_polytope(
     directory = Path(directory)
     if not directory.is_dir():
         raise PolytopeFileError(f"{directory} is not a polytope directory")
-    meta = validate_meta(_read_json(directory / META_FILE))
-    tensors = _read_tensors(directory / TENSORS_FILE)
+    meta = validate_meta(read_json(directory / META_FILE))
+    tensors = read_tensors(directory / TENSORS_FILE)
     poly = _build_polytope(tensors, meta)
     facets_path = directory / FACETS_FILE
-    facets = validate_facets(_read_json(facets_path), meta["num_facets"]) if facets_path.exists() else default_facets(meta["num_facets"])
+    facets = validate_facets(read_json(facets_path), meta["num_facets"]) if facets_path.exists() else default_facets(meta["num_facets"])
     warnings: list[str] = []
     if hidden_size is not None and num_layers is not None:
         warnings = check_against_model(meta, hidden_size, num_layers, fingerprint, strict_fingerprint)
@@ -367,7 +322,7 @@ def _load_steering(directory: Path, hidden_size: int | None, num_layers: int | N
     part = load_polytope(directory, hidden_size, num_layers, fingerprint, strict_fingerprint)
     if part.meta["position"] != "last":  # directional Safe Flow reads one state per answer token
         raise PolytopeFileError(f"{directory / META_FILE}: a steering part must have position 'last'")
-    direction = _read_tensors(directory / DIRECTION_FILE).get("direction")
+    direction = read_tensors(directory / DIRECTION_FILE).get("direction")
     if direction is None or direction.shape != (part.polytope.d_model,) or not torch.isfinite(direction).all():
         raise PolytopeFileError(f"{directory / DIRECTION_FILE} must hold a finite 'direction' of length {part.polytope.d_model}")
     try:
@@ -390,8 +345,8 @@ def save_steering(directory: str | Path, poly: SafetyPolytope, direction: torch.
 
 def read_facets(directory: str | Path) -> list[dict]:
     directory = Path(directory)
-    meta = validate_meta(_read_json(directory / META_FILE))
-    return validate_facets(_read_json(directory / FACETS_FILE), meta["num_facets"])
+    meta = validate_meta(read_json(directory / META_FILE))
+    return validate_facets(read_json(directory / FACETS_FILE), meta["num_facets"])
 
 
 def clean_label(name: object, policy: object, author: object, confidence: object,
@@ -399,101 +354,19 @@ def clean_label(name: object, policy: object, author: object, confidence: object
     """A label's texts without control characters and within their lengths, and its confidence in [0, 1]."""
     name, policy, author = (clean_text(str(x)).strip() for x in (name, policy, author))
     if not name:
-        raise ValueError("a facet name must not be empty")
+        raise UserError("a facet name must not be empty")
     if len(name) > 200 or len(policy) > max_len or len(author) > 200:
-        raise ValueError(f"name and author must be ≤ 200 characters, policy ≤ {max_len}")
+        raise UserError(f"name and author must be ≤ 200 characters, policy ≤ {max_len}")
     try:
         confidence = float(confidence)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise ValueError("confidence must be a number between 0 and 1") from None
+        raise UserError("confidence must be a number between 0 and 1") from None
     if not 0.0 <= confidence <= 1.0:
-        raise ValueError("confidence must be between 0 and 1")
+        raise UserError("confidence must be between 0 and 1")
     return name, policy, author, confidence
 
 
-AUTO_CATEGORY = "auto"
-
-
-def claimed_category(name: str, policy: str = "", category: str | None = AUTO_CATEGORY) -> str | None:
-    """The category a label claims: ``category`` as given (validated; "" or None = none), or read from the name with
-    ``"auto"``."""
-    if category == AUTO_CATEGORY:
-        from sap_viz.analysis.facet_names import name_category
-
-        return name_category(name, policy)
-    if category in (None, ""):
-        return None
-    if category not in POLICY_CATEGORIES:
-        raise ValueError(f"category must be one of {', '.join(POLICY_CATEGORIES)} (or none), got {category!r}")
-    return category
-
-
-def label_facet(
-    directory: str | Path,
-    index: int,
-    name: str,
-    policy: str = "",
-    author: str = "",
-    confidence: float = 1.0,
-    auto_suggested: bool = False,
-    max_len: int = 4000,
-    category: str | None = AUTO_CATEGORY,
-) -> dict:
-    """Set a facet's label, appending the previous one to its history; safe under concurrent writers.
-
-    ``category``: the harm category the new name claims; by default read from the name (or policy) with
-    :func:`~sap_viz.analysis.facet_names.name_category`, None for a name that claims none. A facet with a
-    scorecard is rescored for that category on the check set, so a misleading name shows at once.
-    """
-    directory = Path(directory)
-    name, policy, author, confidence = clean_label(name, policy, author, confidence, max_len)
-    category = claimed_category(name, policy, category)
-    with directory_lock(directory):
-        for stale in directory.glob(f".{FACETS_FILE}.*.tmp"):  # left by a writer that was killed
-            stale.unlink(missing_ok=True)
-        facets = read_facets(directory)
-        if not isinstance(index, int) or not 0 <= index < len(facets):
-            raise ValueError(f"facet index must be between 0 and {len(facets) - 1}, got {index!r}")
-        facet = facets[index]
-        entry = {
-            "name": name,
-            "policy": policy,
-            "author": author,
-            "confidence": confidence,
-            "auto_suggested": bool(auto_suggested),
-            "time": now(),
-        }
-        entry["category"] = category
-        facet["history"].append(entry)
-        facet.update({k: entry[k] for k in ("name", "policy", "author", "confidence", "auto_suggested", "category")})
-        if isinstance(facet.get("scorecard"), dict):
-            from sap_viz.analysis.policy_scorecard import rescore
-            from sap_viz.data.check_set import load_check_set
-
-            facet["scorecard"] = rescore(facet["scorecard"], category, load_check_set())
-        if "source" in facet:  # a taxonomy-derived label stops being "from category" once someone edits it
-            facet["source"] = "auto-suggested" if auto_suggested else "labelled"
-        _trim_history(facets, FACETS_BUDGET_BYTES)
-        write_json_atomic(directory / FACETS_FILE, {"format_version": FORMAT_VERSION, "facets": facets})
-        return facet
-
-
-def store_scorecards(directory: str | Path, cards: list[dict], categories: list[str | None]) -> list[dict]:
-    """Write each facet's check-set scorecard and the category its name claims into ``facets.json`` (labels kept)."""
-    directory = Path(directory)
-    with directory_lock(directory):
-        facets = read_facets(directory)
-        if len(cards) != len(facets) or len(categories) != len(facets):
-            raise ValueError(f"{len(cards)} scorecards for {len(facets)} facets")
-        for facet, card, category in zip(facets, cards, categories, strict=True):
-            facet["category"] = category
-            facet["scorecard"] = card
-        write_json_atomic(directory / FACETS_FILE, {"format_version": FORMAT_VERSION, "facets": validate_facets(
-            {"facets": facets}, len(facets))})
-    return facets
-
-
-def _trim_history(facets: list[dict], budget: int) -> int:
+def trim_history(facets: list[dict], budget: int) -> int:
     """Drop the oldest history entries (of the facet with the longest history) until the file fits ``budget``.
 
     Without a bound, many label edits would grow facets.json past ``MAX_JSON_BYTES`` and the polytope

@@ -28,6 +28,9 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from sap_viz.data.jailbreaks import PROMPT_PLACEHOLDER, apply_template
+from sap_viz.data.wrapped import MAX_WRAPPED_CHARS, wrapping_templates
+from sap_viz.errors import UserError
 from sap_viz.files import now
 from sap_viz.method.artifact import PolytopeArtifact, update_meta
 from sap_viz.method.configs import GenerationCalibrationConfig
@@ -50,7 +53,7 @@ def benign_prompts(df: pd.DataFrame, n: int, seed: int) -> list[str]:
     """Safe prompts of the validation split (never the test split the README reports on)."""
     pool = df[(df["split"] == "val") & (df["label"] == "safe")]
     if pool.empty:
-        raise ValueError("no safe prompts in the validation split to calibrate on")
+        raise UserError("no safe prompts in the validation split to calibrate on")
     return pool.sample(n=min(n, len(pool)), random_state=seed)["text"].tolist()
 
 
@@ -62,15 +65,13 @@ def wrapped_benign_prompts(df: pd.DataFrame, n: int, seed: int) -> list[str]:
     requests of the validation split, so nothing the README reports on is calibrated on. Frame i of a
     seeded order gets request i; a request too long for its frame's character budget is skipped.
     """
-    from sap_viz.data.jailbreaks import PROMPT_PLACEHOLDER, apply_template
-    from sap_viz.data.wrapped import MAX_WRAPPED_CHARS, wrapping_templates
 
     if n <= 0:
         return []
     templates = wrapping_templates()
     pool = df[(df["split"] == "val") & (df["label"] == "safe") & (df["subset"] != "wrapped")]
     if pool.empty or not templates:
-        raise ValueError("no safe validation prompts or no frames to wrap them in")
+        raise UserError("no safe validation prompts or no frames to wrap them in")
     requests = pool.sample(frac=1.0, random_state=seed)["text"].tolist()
     frames = [templates[i] for i in np.random.default_rng(seed).permutation(len(templates))]
     out: list[str] = []
@@ -147,5 +148,5 @@ def calibrate_generation(
 def store_calibration(art: PolytopeArtifact, calibration: dict) -> None:
     """Write the calibration into the polytope's JSON (atomic, under the directory lock)."""
     if art.path is None:
-        raise ValueError("the polytope has no directory to write to")
+        raise UserError("the polytope has no directory to write to")
     art.meta["generation_calibration"] = update_meta(art.path, "generation_calibration", calibration)["generation_calibration"]

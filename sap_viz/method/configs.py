@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sap_viz.errors import UserError
+
 #: Share of validation safe prompts the trained boundary flags (the shipped polytope's operating point).
 TARGET_FPR = 0.09
 
@@ -70,7 +72,7 @@ class TrainConfig:
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
-            raise ValueError("invalid training settings: " + "; ".join(bad))
+            raise UserError("invalid training settings: " + "; ".join(bad))
 
 
 @dataclass(frozen=True)
@@ -105,15 +107,15 @@ class GenerationCalibrationConfig:
 
     def validate(self) -> None:
         if not 1 <= self.n_prompts <= 5000:
-            raise ValueError("n_prompts must be between 1 and 5000")
+            raise UserError("n_prompts must be between 1 and 5000")
         if not 0 <= self.n_wrapped <= 5000:
-            raise ValueError("n_wrapped must be between 0 and 5000")
+            raise UserError("n_wrapped must be between 0 and 5000")
         if not 0 < self.target_rate < 1 or not 0 < self.span_target_rate < 1:
-            raise ValueError("target_rate and span_target_rate must be between 0 and 1 (exclusive)")
+            raise UserError("target_rate and span_target_rate must be between 0 and 1 (exclusive)")
         if not 1 <= self.max_new_tokens <= 512:
-            raise ValueError("max_new_tokens must be between 1 and 512")
+            raise UserError("max_new_tokens must be between 1 and 512")
         if self.batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
+            raise UserError("batch_size must be at least 1")
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
+from sap_viz.errors import UserError
 from sap_viz.method.polytope import SafetyPolytope
 
 
@@ -38,13 +39,13 @@ class DirectionalConfig:
 
     def validate(self) -> None:
         if not 0 <= self.depth <= 100:
-            raise ValueError(f"depth must be between 0 and 100, got {self.depth}")
+            raise UserError(f"depth must be between 0 and 100, got {self.depth}")
         if not 0 < self.max_step <= 20:
-            raise ValueError(f"max_step must be in (0, 20], got {self.max_step}")
+            raise UserError(f"max_step must be in (0, 20], got {self.max_step}")
         if not 2 <= self.grid <= 257:
-            raise ValueError(f"grid must be between 2 and 257, got {self.grid}")
+            raise UserError(f"grid must be between 2 and 257, got {self.grid}")
         if self.generated_tokens is not None and not 0 <= self.generated_tokens <= 100_000:
-            raise ValueError(f"generated_tokens must be None or between 0 and 100000, got {self.generated_tokens}")
+            raise UserError(f"generated_tokens must be None or between 0 and 100000, got {self.generated_tokens}")
 
 
 @torch.no_grad()

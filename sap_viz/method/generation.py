@@ -16,6 +16,7 @@ import torch
 from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
+from sap_viz.errors import UserError
 from sap_viz.method.answer_check import answer_states
 from sap_viz.method.anti_repeat import AnswerNoRepeat
 from sap_viz.method.artifact import PolytopeArtifact
@@ -41,11 +42,11 @@ class GenerationConfig:
 
     def validate(self) -> None:
         if not 1 <= self.max_new_tokens <= self.max_new_tokens_cap:
-            raise ValueError(f"max_new_tokens must be between 1 and {self.max_new_tokens_cap}, got {self.max_new_tokens}")
+            raise UserError(f"max_new_tokens must be between 1 and {self.max_new_tokens_cap}, got {self.max_new_tokens}")
         if self.do_sample and not (0 < self.temperature <= 10 and 0 < self.top_p <= 1):
-            raise ValueError("temperature must be in (0, 10] and top_p in (0, 1]")
+            raise UserError("temperature must be in (0, 10] and top_p in (0, 1]")
         if not 8 <= self.max_prompt_tokens <= 32768:
-            raise ValueError("max_prompt_tokens must be between 8 and 32768")
+            raise UserError("max_prompt_tokens must be between 8 and 32768")
 
 
 class _CancelCriteria(StoppingCriteria):
@@ -162,10 +163,10 @@ def _prepare(lm: LoadedModel, artifact: PolytopeArtifact, prompts: list[str], ge
     gen.validate()
     cfg.validate()
     if not prompts:
-        raise ValueError("no prompts given")
+        raise UserError("no prompts given")
     for p in prompts:
         if not isinstance(p, str) or not p.strip():
-            raise ValueError("a prompt must be non-empty text")
+            raise UserError("a prompt must be non-empty text")
     enc = [encode_prompt(lm.tokenizer, p, artifact.chat_template, gen.max_prompt_tokens) for p in prompts]
     ids, mask, pad_lens = left_padded([e.ids for e in enc], lm.pad_id)
     return enc, ids, mask, pad_lens, ids.shape[1]

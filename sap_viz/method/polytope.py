@@ -14,14 +14,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from sap_viz.errors import UserError
+
 
 class SafetyPolytope(nn.Module):
     def __init__(self, d_model: int, num_facets: int = 14, feature_dim: int | None = 16384, encoder: str = "relu"):
         super().__init__()
         if num_facets < 1:
-            raise ValueError(f"num_facets must be ≥ 1, got {num_facets}")
+            raise UserError(f"num_facets must be ≥ 1, got {num_facets}")
         if encoder not in ("relu", "linear"):
-            raise ValueError(f"encoder must be 'relu' or 'linear', got {encoder!r}")
+            raise UserError(f"encoder must be 'relu' or 'linear', got {encoder!r}")
         self.encoder_kind = encoder
         self.d_model = d_model
         width = d_model if encoder == "linear" else int(feature_dim or 16384)

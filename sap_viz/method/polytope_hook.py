@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from transformers import LogitsProcessor
 
+from sap_viz.errors import UserError
 from sap_viz.method.artifact import PolytopeArtifact
 from sap_viz.method.directional_steering import DirectionalConfig
 from sap_viz.method.generation_results import token_boundary
@@ -54,23 +55,23 @@ class InterventionConfig:
 
     def validate(self) -> None:
         if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+            raise UserError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.positions not in POSITIONS:
-            raise ValueError(f"positions must be one of {', '.join(POSITIONS)}, got {self.positions!r}")
+            raise UserError(f"positions must be one of {', '.join(POSITIONS)}, got {self.positions!r}")
         if not 0 <= self.max_interventions <= 10000:
-            raise ValueError("max_interventions must be between 0 and 10000")
+            raise UserError("max_interventions must be between 0 and 10000")
         if self.mode == "refuse" and not self.refusal_text.strip():
-            raise ValueError("refusal_text must not be empty")
+            raise UserError("refusal_text must not be empty")
         if self.generation_threshold is not None and not math.isfinite(self.generation_threshold):
-            raise ValueError("generation_threshold must be a finite number")
+            raise UserError("generation_threshold must be a finite number")
         if not math.isfinite(self.threshold):
-            raise ValueError("threshold must be a finite number")
+            raise UserError("threshold must be a finite number")
         if self.span_threshold is not None and math.isnan(self.span_threshold):
-            raise ValueError("span_threshold must be a number")
+            raise UserError("span_threshold must be a number")
         if self.anti_repeat != 0 and not 2 <= self.anti_repeat <= 16:
-            raise ValueError(f"anti_repeat must be 0 (off) or an n-gram size between 2 and 16, got {self.anti_repeat}")
+            raise UserError(f"anti_repeat must be 0 (off) or an n-gram size between 2 and 16, got {self.anti_repeat}")
         if self.steering not in STEERINGS:
-            raise ValueError(f"steering must be one of {', '.join(STEERINGS)}, got {self.steering!r}")
+            raise UserError(f"steering must be one of {', '.join(STEERINGS)}, got {self.steering!r}")
         if self.mode == "steer":
             self.flow.validate()
             self.directional.validate()
@@ -81,7 +82,7 @@ class InterventionConfig:
         if out.steering == "auto":
             out = replace(out, steering="directional" if artifact.steering is not None else "minimal")
         elif out.steering == "directional" and artifact.steering is None and out.mode == "steer":
-            raise ValueError("this polytope has no steering part (steering/ folder) for directional Safe Flow: "
+            raise UserError("this polytope has no steering part (steering/ folder) for directional Safe Flow: "
                              "choose steering 'minimal', or add one with `python -m sap_viz train-steering`")
         if out.generation_threshold is None:
             calibrated = artifact.generation_threshold

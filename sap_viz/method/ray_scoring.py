@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -28,19 +29,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import AutoTokenizer
 
+from sap_viz.errors import RayScoringError, UserError
 from sap_viz.files import directory_lock
 from sap_viz.method.artifact import FACETS_FILE, META_FILE, TENSORS_FILE, PolytopeArtifact, load_polytope
+from sap_viz.method.scoring import score_texts
 from sap_viz.model.loading import DEFAULT_MODEL, LoadedModel, ModelConfig, cache_dir, default_model_dir, load_model
+from sap_viz.model.prompts import encode_prompt
 
 log = logging.getLogger(__name__)
 
 RAY_EXTRA = "pip install 'sap-viz[ray]'  (or: pip install ray)"
 MAX_BATCH_TOKENS = 8192  # model/features.py groups batches by count and by this padded token budget
-
-
-class RayScoringError(OSError):
-    """Ray is missing, unreachable, or a worker failed; the message says which (the CLI prints it as one line)."""
 
 
 @dataclass(frozen=True)
@@ -56,11 +57,11 @@ class RayScoringConfig:
 
     def validate(self) -> None:
         if self.workers is not None and not 1 <= self.workers <= 4096:
-            raise ValueError(f"--workers must be between 1 and 4096, got {self.workers}")
+            raise UserError(f"--workers must be between 1 and 4096, got {self.workers}")
         if not 0 < self.cpus_per_worker <= 1024 or not 0 <= self.gpus_per_worker <= 64:
-            raise ValueError("cpus per worker must be in (0, 1024] and GPUs per worker in [0, 64]")
+            raise UserError("cpus per worker must be in (0, 1024] and GPUs per worker in [0, 64]")
         if not 1 <= self.batch_size <= 4096 or not 1 <= self.batches_per_chunk <= 10_000:
-            raise ValueError("--batch-size must be between 1 and 4096")
+            raise UserError("--batch-size must be between 1 and 4096")
 
 
 @dataclass
@@ -111,15 +112,12 @@ class ScoringWorker:
         return {"worker": self.name, "warnings": list(self.art.warnings)}
 
     def score(self, index: int, texts: list[str]) -> tuple[int, np.ndarray, str]:
-        from sap_viz.method.scoring import score_texts
-
         viol = score_texts(self.lm, self.art, texts, progress=False, batch_size=self.batch_size)
         return index, viol.numpy().astype(np.float32), self.name
 
 
 def plan_chunks(lm_tokenizer, art: PolytopeArtifact, texts: list[str], batch_size: int, batches_per_chunk: int) -> list[list[int]]:
     """Indices of ``texts`` per chunk: the local path's batches (same order, same boundaries), a few per chunk."""
-    from sap_viz.model.prompts import encode_prompt
 
     cfg = art.feature_config(batch_size)
     lengths = [len(encode_prompt(lm_tokenizer, t, cfg.chat_template, cfg.max_tokens).ids) for t in texts]
@@ -137,8 +135,6 @@ def plan_chunks(lm_tokenizer, art: PolytopeArtifact, texts: list[str], batch_siz
 
 
 def _tokenizer(config: ModelConfig):
-    from transformers import AutoTokenizer
-
     path = str(default_model_dir()) if config.name == DEFAULT_MODEL else config.name
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=config.trust_remote_code)
     if tokenizer.pad_token is None:
@@ -161,7 +157,6 @@ def _import_ray():
 
 def check_reachable(address: str, timeout_s: float = 5.0) -> None:
     """Fail in seconds when nothing listens at a ``host:port`` or ``ray://host:port`` address (Ray itself retries for minutes)."""
-    import socket
 
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
@@ -237,23 +232,3 @@ def score_texts_ray(texts: list[str], model: ModelConfig, polytope: str | Path, 
             ray.kill(actor)
         if started:
             ray.shutdown()
-
-
-def score_for_cli(args, texts: list[str]) -> tuple[PolytopeArtifact, torch.Tensor]:
-    """``sap-viz score --engine ray``: the polytope (for facet names) and the violations, with a timing line on stderr."""
-    import sys
-
-    from sap_viz.hub.remote import resolve_polytope
-
-    cfg = RayScoringConfig(address=args.address, workers=args.workers, batch_size=args.batch_size)
-    cfg.validate()
-    model = ModelConfig(name=args.model, dtype=args.dtype, device=args.device, layers_path=args.layers_path)
-    folder = resolve_polytope(args.polytope)
-    art = load_polytope(folder)
-    result = score_texts_ray(texts, model, folder, cfg, art)
-    for warning in result.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    print(f"ray: {len(result.rows_by_worker)} workers ({', '.join(f'{w} {n} rows' for w, n in sorted(result.rows_by_worker.items()))}); "
-          f"start {result.startup_seconds:.1f} s, scoring {result.seconds:.1f} s = {result.prompts_per_second:.1f} prompts/s",
-          file=sys.stderr)
-    return art, result.violations

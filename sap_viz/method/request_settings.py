@@ -17,14 +17,11 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field, fields
+from typing import Any
 
+from sap_viz.errors import SettingsError
 from sap_viz.settings import Limits, env_name, get_limits
-
-if TYPE_CHECKING:  # the method modules import torch; the CLI reads this module before it needs them
-    from sap_viz.method.generation import GenerationConfig
-    from sap_viz.method.polytope_hook import InterventionConfig
 
 MODES = ("monitor", "steer", "refuse")
 POSITIONS = ("last", "generated", "all")
@@ -46,10 +43,6 @@ DIRECTIONAL_ONLY = ("max_step", "generated_tokens")
 MINIMAL_ONLY = ("positions", "hinge_weight", "max_steps", "max_interventions")
 #: Old names, accepted with a warning for one release.
 RENAMED = {"depth": "strength"}
-
-
-class SettingsError(ValueError):
-    """A request value the generation cannot use; the message names the setting."""
 
 
 @dataclass(frozen=True)
@@ -115,7 +108,6 @@ class RequestSettings:
             out["mode"] = parse_mode(out["mode"])
         settings = cls(**out, notices=tuple(notices))
         check_max_new_tokens(settings.max_new_tokens, limits)
-        settings.configs(limits)  # every downstream check, now rather than at generation time
         return settings
 
     def _check(self) -> None:
@@ -142,43 +134,6 @@ class RequestSettings:
             other = "minimal" if kind == "directional" else "directional"
             raise SettingsError(f"{', '.join(given)} only apply to {other} steering, not to {kind} steering "
                                 f"(set steering to {other!r} or leave them out)")
-
-    def configs(self, limits: Limits | None = None) -> tuple[GenerationConfig, InterventionConfig]:
-        """The method's configs; raises SettingsError where a value is out of its range."""
-        from sap_viz.method.directional_steering import DirectionalConfig
-        from sap_viz.method.generation import GenerationConfig
-        from sap_viz.method.polytope_hook import InterventionConfig
-        from sap_viz.method.steering import SafeFlowConfig
-
-        limits = limits or get_limits()
-        gen = GenerationConfig(max_new_tokens=self.max_new_tokens, seed=self.seed, do_sample=self.sample,
-                               temperature=self.temperature, top_p=self.top_p, max_prompt_tokens=limits.max_prompt_tokens,
-                               max_new_tokens_cap=max(limits.max_new_tokens, 1))
-        flow = SafeFlowConfig(strength=self.strength)
-        if self.hinge_weight is not None:
-            flow = replace(flow, hinge_weight=self.hinge_weight)
-        if self.max_steps is not None:
-            flow = replace(flow, max_steps=self.max_steps)
-        directional = replace(DirectionalConfig(), depth=self.strength)
-        if self.max_step is not None:
-            directional = replace(directional, max_step=self.max_step)
-        if self.generated_tokens is not None:
-            directional = replace(directional, generated_tokens=None if self.generated_tokens < 0 else self.generated_tokens)
-        cfg = InterventionConfig(mode=self.mode, steering=self.steering, flow=flow, directional=directional,
-                                 anti_repeat=self.anti_repeat, fallback=self.fallback, refusal_text=self.refusal_text,
-                                 generation_threshold=self.generation_threshold, span_threshold=self.span_threshold)
-        if self.positions is not None:
-            cfg = replace(cfg, positions=self.positions)
-        if self.max_interventions is not None:
-            cfg = replace(cfg, max_interventions=self.max_interventions)
-        try:
-            gen.validate()
-            cfg.validate()
-            flow.validate()  # in every mode: a nonsensical value is an error, not silently ignored
-            directional.validate()
-        except ValueError as exc:
-            raise SettingsError(str(exc)) from None
-        return gen, cfg
 
     def to_json(self) -> dict:
         """The settings as given (kind-specific knobs only when set), for results and logs."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from sap_viz.errors import UserError
 from sap_viz.method.polytope import SafetyPolytope
 
 
@@ -31,13 +32,13 @@ class SafeFlowConfig:
 
     def validate(self) -> None:
         if not 0 <= self.strength <= 100:
-            raise ValueError(f"strength must be between 0 and 100, got {self.strength}")
+            raise UserError(f"strength must be between 0 and 100, got {self.strength}")
         if not 0 < self.hinge_weight <= 1e4:
-            raise ValueError(f"hinge_weight must be in (0, 10000], got {self.hinge_weight}")
+            raise UserError(f"hinge_weight must be in (0, 10000], got {self.hinge_weight}")
         if not 1 <= self.max_steps <= 10000:
-            raise ValueError(f"max_steps must be in [1, 10000], got {self.max_steps}")
+            raise UserError(f"max_steps must be in [1, 10000], got {self.max_steps}")
         if not 0 < self.lr <= 100 or self.alpha < 0:
-            raise ValueError("lr must be in (0, 100] and alpha ≥ 0")
+            raise UserError("lr must be in (0, 100] and alpha ≥ 0")
 
 
 @dataclass

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from sap_viz.errors import UserError
 from sap_viz.method.configs import TrainConfig
 from sap_viz.method.polytope import SafetyPolytope
 
@@ -200,18 +201,18 @@ def _checked_inputs(
     cfg.validate()
     if cfg.facet_mode == "categories":
         if categories is None or len(categories) != len(features):
-            raise ValueError("facet_mode 'categories' needs a category facet index per row")
+            raise UserError("facet_mode 'categories' needs a category facet index per row")
         categories = categories.long()
         n_cat = cfg.num_facets - cfg.free_facets
         if categories.max() >= n_cat or categories.min() < -1:
-            raise ValueError(f"category facet indices must be −1 … {n_cat - 1}")
+            raise UserError(f"category facet indices must be −1 … {n_cat - 1}")
     if features.ndim != 2 or len(features) != len(unsafe):
-        raise ValueError(f"features must be N × d with N labels; got {tuple(features.shape)} and {len(unsafe)} labels")
+        raise UserError(f"features must be N × d with N labels; got {tuple(features.shape)} and {len(unsafe)} labels")
     if not torch.isfinite(features).all():
-        raise ValueError("features contain NaN or Inf")
+        raise UserError("features contain NaN or Inf")
     unsafe = unsafe.bool()
     if unsafe.all() or not unsafe.any():
-        raise ValueError("training needs both safe and unsafe examples")
+        raise UserError("training needs both safe and unsafe examples")
     return unsafe, categories
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sap_viz.errors import UserError
+
 DEFAULT_MODEL = "default"
 
 
@@ -45,5 +47,5 @@ class FeatureConfig:
 
 def check_position(position: str) -> str:
     if position not in POSITIONS:
-        raise ValueError(f"position must be one of {', '.join(POSITIONS)}, got {position!r}")
+        raise UserError(f"position must be one of {', '.join(POSITIONS)}, got {position!r}")
     return position

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from sap_viz.errors import UserError
+
 LAYER_CONVENTION = "output of decoder block L (0-based) = hidden_states[L + 1]"
 
 # Attribute paths to the block list, tried in order. Covers Llama/Mistral/Qwen2/Gemma (model.layers),
@@ -44,8 +46,8 @@ def find_decoder_layers(model: nn.Module, layers_path: str | None = None) -> nn.
         if isinstance(found, nn.ModuleList) and len(found) > 0:
             return found
     if layers_path:
-        raise ValueError(f"layers_path {layers_path!r} does not name a non-empty nn.ModuleList on {type(model).__name__}")
-    raise ValueError(
+        raise UserError(f"layers_path {layers_path!r} does not name a non-empty nn.ModuleList on {type(model).__name__}")
+    raise UserError(
         f"Could not find the decoder blocks of {type(model).__name__}; pass layers_path "
         f"(tried {', '.join(_CANDIDATE_PATHS)})"
     )
@@ -60,5 +62,5 @@ def resolve_layer(model: nn.Module, layer: int, layers_path: str | None = None) 
     n = num_layers(model, layers_path)
     idx = layer + n if layer < 0 else layer
     if not 0 <= idx < n:
-        raise ValueError(f"layer {layer} is out of range for a model with {n} decoder blocks (0..{n - 1})")
+        raise UserError(f"layer {layer} is out of range for a model with {n} decoder blocks (0..{n - 1})")
     return idx

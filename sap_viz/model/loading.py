@@ -17,7 +17,9 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from sap_viz.errors import UserError
 from sap_viz.files import replace_folder
 from sap_viz.model.configs import DEFAULT_MODEL, ModelConfig  # noqa: F401  (torch-free, for the CLI)
 from sap_viz.model.layers import find_decoder_layers
@@ -110,7 +112,6 @@ def gguf_path() -> Path:
 
 def _convert_default(target: Path) -> None:
     """Dequantise the GGUF once and write a plain safetensors checkpoint (atomic: temp dir + rename)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     src = gguf_path()
     log.info("Converting %s to safetensors in %s (once; ~30 s)", src.name, target)
@@ -158,14 +159,13 @@ def weights_fingerprint(model: nn.Module) -> str:
 
 def load_model(config: ModelConfig | str = ModelConfig()) -> LoadedModel:
     """Load a causal LM and its tokenizer in eval mode, ready for hooks."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if isinstance(config, str):
         config = ModelConfig(name=config)
     if config.dtype != "auto" and config.dtype not in _DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join([*_DTYPES, 'auto'])}, got {config.dtype!r}")
+        raise UserError(f"dtype must be one of {', '.join([*_DTYPES, 'auto'])}, got {config.dtype!r}")
     if config.device not in ("cpu", "cuda", "auto") and not config.device.startswith("cuda:"):
-        raise ValueError(f"device must be cpu, cuda, cuda:N or auto, got {config.device!r}")
+        raise UserError(f"device must be cpu, cuda, cuda:N or auto, got {config.device!r}")
     is_default = config.name == DEFAULT_MODEL
     path = str(default_model_dir()) if is_default else config.name
     kwargs: dict = {"dtype": "auto" if config.dtype == "auto" else _DTYPES[config.dtype]}

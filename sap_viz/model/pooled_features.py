@@ -19,6 +19,7 @@ from dataclasses import asdict
 import torch
 from tqdm.auto import tqdm
 
+from sap_viz.errors import UserError
 from sap_viz.model.features import FeatureConfig, hidden_states_multi, load_cached, request_mean, request_states, save_cached
 from sap_viz.model.loading import LoadedModel, cache_dir
 from sap_viz.model.prompts import encode_prompt
@@ -44,7 +45,7 @@ def pool_states(states: torch.Tensor, span: tuple[int, int], pooling: str) -> to
         return request_mean(states, span)
     if pooling == "max":
         return request_states(states, span).max(0).values
-    raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+    raise UserError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
 
 
 def _key(lm: LoadedModel, cfg: FeatureConfig, layers: list[int], poolings: tuple[str, ...], texts: list[str]) -> str:
@@ -73,9 +74,9 @@ def pooled_features(
     """
     for p in poolings:
         if p not in POOLINGS:
-            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {p!r}")
+            raise UserError(f"pooling must be one of {', '.join(POOLINGS)}, got {p!r}")
     if not layers:
-        raise ValueError("at least one layer is needed")
+        raise UserError("at least one layer is needed")
     path = cache_dir() / "features" / f"pooled-{_key(lm, cfg, layers, poolings, texts)}.safetensors"
     if path.is_file():
         return load_cached(path)

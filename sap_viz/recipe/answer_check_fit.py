@@ -21,12 +21,11 @@ import torch
 from sap_viz.analysis.judge_data import validation_prompts
 from sap_viz.data.dataset import DataConfig, build_dataset
 from sap_viz.data.package_files import read_json
-from sap_viz.data.responses import AnswerConfig, answer_ids_for, assign_refusals, generate_answers
+from sap_viz.data.responses import AnswerConfig, answer_ids_for, assign_refusals, generate_answers, refusal_halves, steering_prompts
 from sap_viz.method.answer_check import AnswerCheck, answer_states, calibrate, fit_answer_check
 from sap_viz.model.features import hidden_states_multi
 from sap_viz.model.loading import LoadedModel
 from sap_viz.model.prompts import encode_prompt
-from sap_viz.recipe.steering_part import refusal_halves, steering_prompts
 
 
 @dataclass(frozen=True)

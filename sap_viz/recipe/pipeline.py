@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from sap_viz.analysis.facet_check import attach_facet_check
 from sap_viz.analysis.facet_stats import (
     facet_audit,
     facet_statistics,
@@ -28,6 +29,8 @@ from sap_viz.analysis.metrics import (
     per_group_flag_rate,
     threshold_sweep,
 )
+from sap_viz.data.taxonomy import TAXONOMY, UNCATEGORISED
+from sap_viz.errors import UserError
 from sap_viz.method.artifact import PolytopeArtifact, default_facets, save_polytope
 from sap_viz.method.configs import POLICY_FACETS
 from sap_viz.method.training import TrainConfig, train_polytope
@@ -99,12 +102,12 @@ def calibrate_threshold(poly, val_feats: torch.Tensor, val: pd.DataFrame, target
     point, chosen here on held-out data like any detector threshold. Decisions stay ``score ≥ 0``.
     """
     if not 0 < target_fpr < 1:
-        raise ValueError("target_fpr must be between 0 and 1")
+        raise UserError("target_fpr must be between 0 and 1")
     safe = (val["label"] == "safe").to_numpy()
     with torch.no_grad():
         scores = poly.score(val_feats).numpy()
     if not safe.any():
-        raise ValueError("calibration needs safe rows in the validation split")
+        raise UserError("calibration needs safe rows in the validation split")
     offset = float(np.quantile(scores[safe], 1 - target_fpr))
     with torch.no_grad():
         poly.xi += offset
@@ -183,14 +186,14 @@ def train_and_evaluate(
 
     train = df[df["split"] == "train"]
     if len(train) == 0:
-        raise ValueError("the data has no rows in the 'train' split")
+        raise UserError("the data has no rows in the 'train' split")
     report_progress(0.0, f"extracting features at layer {fcfg.layer}")
     t0 = time.perf_counter()
     frames = split_frames(df)
     if features is None:
         features = split_feature_set(df, lambda split, rows: split_features(lm, rows, fcfg, show_tqdm))
     if {s: len(f) for s, f in features.items()} != {s: len(part) for s, part in frames.items()}:
-        raise ValueError("the features given do not match the table's splits")
+        raise UserError("the features given do not match the table's splits")
     feats = features
     t_feat = time.perf_counter() - t0
     report_progress(0.3, "training the polytope")
@@ -233,8 +236,6 @@ def train_and_evaluate(
     }
     art = PolytopeArtifact(poly, meta, facets)
     if check_facets:
-        from sap_viz.analysis.facet_check import attach_facet_check
-
         report_progress(0.9, "scoring the facets on the check set")
         attach_facet_check(lm, art, show_tqdm)
     report_progress(1.0, "done")
@@ -253,7 +254,7 @@ def resolve_facet_mode(df: pd.DataFrame, mode: str) -> tuple[str, list[str]]:
     """
     if mode != AUTO:
         if mode not in FACET_MODES:
-            raise ValueError(f"facet mode must be one of auto, {', '.join(FACET_MODES)}, got {mode!r}")
+            raise UserError(f"facet mode must be one of auto, {', '.join(FACET_MODES)}, got {mode!r}")
         return mode, []
     train = df[(df["split"] == "train") & (df["label"] == "unsafe")] if "split" in df.columns else df.iloc[:0]
     orig = train["orig_category"] if "orig_category" in train.columns else pd.Series("", index=train.index)
@@ -277,15 +278,14 @@ def with_facet_mode(tcfg: TrainConfig, mode: str, free_facets: int = POLICY_FACE
     ranked below firing category facets after training (:func:`rank_backstop`).
     """
     if mode not in FACET_MODES:
-        raise ValueError(f"facet mode must be one of {', '.join(FACET_MODES)}, got {mode!r}")
+        raise UserError(f"facet mode must be one of {', '.join(FACET_MODES)}, got {mode!r}")
     if mode == "learned":
         return replace(tcfg, facet_mode="learned", free_facets=0, lambda_backstop=0.0, lambda_backstop_quiet=0.0, lambda_backstop_all=0.0,
                        entropy_mode=entropy_mode or tcfg.entropy_mode,
                        lambda_exclusive=tcfg.lambda_exclusive if exclusive_weight is None else exclusive_weight)
-    from sap_viz.data.taxonomy import TAXONOMY
 
     if not isinstance(free_facets, int) or free_facets < 0:
-        raise ValueError(f"free facets must be a whole number ≥ 0, got {free_facets!r}")
+        raise UserError(f"free facets must be a whole number ≥ 0, got {free_facets!r}")
     return replace(tcfg, facet_mode="categories", num_facets=len(TAXONOMY) + free_facets, free_facets=free_facets,
                    entropy_mode=entropy_mode or POLICY_FACETS.entropy_mode,
                    lambda_exclusive=POLICY_FACETS.exclusive_weight if exclusive_weight is None else exclusive_weight,
@@ -302,15 +302,15 @@ def check_category_facets(df: pd.DataFrame) -> list[str]:
     """
     train = df[(df["split"] == "train") & (df["label"] == "unsafe")] if "split" in df.columns else df.iloc[:0]
     if train.empty:
-        raise ValueError("categories mode needs unsafe rows in the training split")
+        raise UserError("categories mode needs unsafe rows in the training split")
     orig = train["orig_category"] if "orig_category" in train.columns else pd.Series("unspecified", index=train.index)
     missing = orig.isin(["unspecified", ""])
     if missing.all():
-        raise ValueError(f"categories mode needs a 'category' for the unsafe rows, and none of the {len(train)} unsafe training rows "
+        raise UserError(f"categories mode needs a 'category' for the unsafe rows, and none of the {len(train)} unsafe training rows "
                          "has one: add a category column (e.g. cyber, violence_weapons, fraud_deception) or choose learned facets")
     names, _ = category_facet_index(train["category"].tolist(), train["label"].tolist())
     if not names:
-        raise ValueError("categories mode needs unsafe rows of at least one of the taxonomy's categories (cyber, violence_weapons, "
+        raise UserError("categories mode needs unsafe rows of at least one of the taxonomy's categories (cyber, violence_weapons, "
                          "chem_bio, illegal_goods_crime, fraud_deception, hate_harassment, sexual, self_harm, misinformation, "
                          "privacy); these rows' categories are all other_harm or outside it: rename them or choose learned facets")
     check_category_sizes(train)
@@ -338,7 +338,7 @@ def check_category_sizes(train: pd.DataFrame, minimum: int = MIN_CATEGORY_ROWS) 
     counts = torch.bincount(idx[idx >= 0], minlength=len(names)).tolist() if len(names) else []
     small = [f"{name} ({n} rows)" for name, n in zip(names, counts, strict=True) if n < minimum]
     if small:
-        raise ValueError(f"policy facets need at least {minimum} unsafe training rows per category; too few for: "
+        raise UserError(f"policy facets need at least {minimum} unsafe training rows per category; too few for: "
                          f"{', '.join(small)}. Add rows, merge the category into a neighbour, or label them other_harm "
                          "(caught by the backstop facet).")
 
@@ -350,7 +350,7 @@ def _facet_layout(train: pd.DataFrame, tcfg: TrainConfig) -> tuple[TrainConfig, 
         return tcfg, None, None
     names, cat_index = category_facet_index(train["category"].tolist(), train["label"].tolist())
     if not names:
-        raise ValueError("--facets categories needs unsafe training rows with a 'category'")
+        raise UserError("--facets categories needs unsafe training rows with a 'category'")
     check_category_sizes(train)
     tcfg = replace(tcfg, num_facets=len(names) + tcfg.free_facets)
     tcfg.validate()
@@ -486,7 +486,6 @@ def category_facet_index(categories: list[str], labels: list[str]) -> tuple[list
     order first, then any others alphabetically) and, per row, its category facet (−1 = safe row or
     an unsafe row without a category). ``other_harm`` names no policy (docs/category_rubric.md): its
     rows are caught by the free (backstop) facets, not given a facet of their own."""
-    from sap_viz.data.taxonomy import TAXONOMY, UNCATEGORISED
 
     present = {c for c, lab in zip(categories, labels, strict=True)
                if lab == "unsafe" and isinstance(c, str) and c and c not in ("benign", UNCATEGORISED)}

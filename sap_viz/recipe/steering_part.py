@@ -12,34 +12,32 @@ answer judge (``analysis/answer_judge.py``), so the judge never sees a refusal t
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from sap_viz.data.dataset import DataConfig, build_dataset
-from sap_viz.data.responses import AnswerConfig, answer_ids_for, assign_refusals, generate_answers, load_refusals, response_states
+from sap_viz.data.responses import (
+    AnswerConfig,
+    answer_ids_for,
+    assign_refusals,
+    generate_answers,
+    refusal_halves,
+    response_states,
+    steering_prompts,
+)
+from sap_viz.errors import UserError
+from sap_viz.method.artifact import STEERING_DIR, PolytopeFileError, load_polytope, save_steering
 from sap_viz.method.configs import SteeringPartConfig
 from sap_viz.method.polytope import SafetyPolytope
 from sap_viz.method.training import TrainConfig, train_polytope
 from sap_viz.model.features import FeatureConfig, extract_features
 from sap_viz.model.loading import LoadedModel, model_identity
+from sap_viz.recipe.answer_check_fit import fit_answer_check_for
 from sap_viz.recipe.pipeline import rescale_violations
-
-
-def refusal_halves() -> tuple[list[str], list[str]]:
-    """(refusals for steering, refusals kept for the judge)."""
-    refusals = load_refusals()
-    half = len(refusals) // 2
-    return refusals[:half], refusals[half:]
-
-
-def steering_prompts(df, n: int, seed: int) -> tuple[list[str], list[str]]:
-    train = df[df["split"] == "train"]
-    harmful = train[train["label"] == "unsafe"]
-    safe = train[train["label"] == "safe"]
-    return (harmful.sample(min(n, len(harmful)), random_state=seed)["text"].tolist(),
-            safe.sample(min(n, len(safe)), random_state=seed)["text"].tolist())
+from sap_viz.settings import DEFAULT_POLYTOPE
 
 
 def build_steering_part(lm: LoadedModel, cfg: SteeringPartConfig = SteeringPartConfig(), data: DataConfig = DataConfig(),
@@ -89,8 +87,6 @@ def compatible_steering_part(lm: LoadedModel, detection_layer: int, source: Path
     """The shipped polytope's steering part when it fits this model and layer (same weights, steering layer not after
     the detection layer), else None. The part is the model's, not the polytope's: it was trained on built-in answers
     and decides how far and which way to move, while the new polytope decides whether."""
-    from sap_viz.method.artifact import STEERING_DIR, PolytopeFileError, load_polytope
-    from sap_viz.settings import DEFAULT_POLYTOPE
 
     folder = Path(source or DEFAULT_POLYTOPE) / STEERING_DIR
     if not folder.is_dir():
@@ -108,12 +104,9 @@ def attach_steering_part(lm: LoadedModel, directory: str | Path, mode: str = "au
     ``reuse``: copy the shipped part when it fits; ``build``: train one on built-in data (minutes on a CPU);
     ``auto``: reuse, else build; ``none``: leave it out (Steer is then unavailable for the polytope).
     """
-    import shutil
-
-    from sap_viz.method.artifact import STEERING_DIR, load_polytope, save_steering
 
     if mode not in STEERING_PART_MODES:
-        raise ValueError(f"steering part must be one of {', '.join(STEERING_PART_MODES)}, got {mode!r}")
+        raise UserError(f"steering part must be one of {', '.join(STEERING_PART_MODES)}, got {mode!r}")
     directory = Path(directory)
     if mode == "none":
         return "no steering part (as asked): Steer is unavailable for this polytope"
@@ -126,7 +119,6 @@ def attach_steering_part(lm: LoadedModel, directory: str | Path, mode: str = "au
     if mode == "reuse":
         return ("no steering part: the shipped one does not fit (another model, or a detection layer before its steering layer "
                 f"{SteeringPartConfig().layer}); Steer is unavailable until `python -m sap_viz train-steering --polytope {directory}`")
-    from sap_viz.recipe.answer_check_fit import fit_answer_check_for
 
     cfg = SteeringPartConfig(layer=min(SteeringPartConfig().layer, layer))
     poly, direction, meta = build_steering_part(lm, cfg, progress=progress)

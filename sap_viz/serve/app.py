@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sap_viz import __version__
+from sap_viz.errors import UserError
 from sap_viz.serve import API_KEY_ENV
 from sap_viz.serve.engine import ChatEngine, Completion
 from sap_viz.serve.errors import ApiError, bad_request
@@ -51,6 +52,17 @@ class ServeConfig:
 
 def _no_constants(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def api_error_for(exc: BaseException) -> ApiError:
+    """The server's one error conversion: its own ApiError as it is, a UserError as a 400 naming its field
+    (``param``), anything else a logged 500 "internal error" that never blames the caller."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, UserError):
+        return bad_request(str(exc), exc.param or "sap")
+    log.error("internal error while answering a request", exc_info=exc)
+    return ApiError(500, f"internal error ({type(exc).__name__}); the server log has the details")
 
 
 def _error_response(exc: ApiError) -> JSONResponse:
@@ -110,8 +122,8 @@ class ChatEndpoint:
         watcher = asyncio.create_task(self._cancel_on_disconnect(request, cancel))
         try:
             done = await asyncio.wrap_future(future)
-        except ValueError as exc:  # a setting the generation refused: the caller's mistake
-            raise bad_request(str(exc), "sap") from None
+        except Exception as exc:  # noqa: BLE001 — converted once, by api_error_for
+            raise api_error_for(exc) from None
         finally:
             watcher.cancel()
         return JSONResponse(self.completion_body(done, ident, created))
@@ -168,12 +180,7 @@ class ChatEndpoint:
 
     @staticmethod
     def _error_body(exc: BaseException) -> dict:
-        if isinstance(exc, ApiError):
-            return exc.body()
-        if isinstance(exc, ValueError):
-            return bad_request(str(exc), "sap").body()
-        log.error("generation failed", exc_info=exc)
-        return ApiError(500, f"internal error ({type(exc).__name__}); the server log has the details").body()
+        return api_error_for(exc).body()
 
 
 def create_app(engine: ChatEngine, config: ServeConfig) -> FastAPI:
@@ -250,8 +257,7 @@ def create_app(engine: ChatEngine, config: ServeConfig) -> FastAPI:
         return _error_response(bad_request(f"invalid request: {exc.errors()[0].get('msg') if exc.errors() else exc}"))
 
     @app.exception_handler(Exception)
-    async def internal_error(_: Request, exc: Exception) -> JSONResponse:
-        log.error("request failed", exc_info=exc)
-        return _error_response(ApiError(500, f"internal error ({type(exc).__name__}); the server log has the details"))
+    async def any_error(_: Request, exc: Exception) -> JSONResponse:
+        return _error_response(api_error_for(exc))
 
     return app

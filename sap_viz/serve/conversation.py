@@ -17,14 +17,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from sap_viz.errors import ConversationError
 from sap_viz.model.loading import LoadedModel
 from sap_viz.model.prompts import has_chat_template, tokenizer_lock
 
 _MARK = "\ue001sap-viz-message-{}\ue001"  # private-use markers where the template puts each message's text
-
-
-class ConversationError(ValueError):
-    """A conversation the model's template cannot hold as given; the message says why."""
 
 
 @dataclass(frozen=True)

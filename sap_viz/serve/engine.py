@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from sap_viz.method.artifact import PolytopeArtifact
 from sap_viz.method.generation import stream_generation
 from sap_viz.method.generation_results import GenerationResult
+from sap_viz.method.request_configs import build_configs
 from sap_viz.method.request_settings import SettingsError, check_for_polytope
 from sap_viz.model.loading import LoadedModel
 from sap_viz.model.prompts import encode_prompt
@@ -90,7 +91,7 @@ class ChatEngine:
                  lm: LoadedModel | None = None) -> Completion:
         """Generate; ``emit`` receives the visible text's new pieces as they are final (streaming)."""
         lm = lm or self.prepare(req)
-        gen, cfg = req.settings.configs(self.limits)
+        gen, cfg = build_configs(req.settings, self.limits)
         live = emit is not None and not self.may_fall_back(cfg)
         scanner = StopScanner(req.stop)
         sent = 0

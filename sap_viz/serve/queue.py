@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from sap_viz.errors import UserError
 from sap_viz.serve.errors import ApiError
 
 
@@ -33,7 +34,7 @@ class RequestQueue:
 
     def __init__(self, max_waiting: int = 8):
         if not 0 <= max_waiting <= 10_000:
-            raise ValueError(f"the queue length must be between 0 and 10000, got {max_waiting}")
+            raise UserError(f"the queue length must be between 0 and 10000, got {max_waiting}")
         self.max_waiting = max_waiting
         self.lock = threading.Lock()
         self.admitted = 0

@@ -14,6 +14,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from sap_viz.method.request_configs import build_configs
 from sap_viz.method.request_settings import RequestSettings, SettingsError
 from sap_viz.model.prompts import clean_text
 from sap_viz.serve.conversation import Turn
@@ -181,7 +182,9 @@ def _settings(body: dict, sap: dict, limits: Limits, default_mode: str, max_toke
     values = {"mode": default_mode, **_sampling(body), "max_new_tokens": max_tokens,
               "seed": random.randrange(2**32) if seed is None else seed, **sap}
     try:
-        return RequestSettings.from_request(values, limits)
+        settings = RequestSettings.from_request(values, limits)
+        build_configs(settings, limits)  # every downstream check, now rather than at generation time
+        return settings
     except SettingsError as exc:
         message = str(exc)
         name = next((k for k in sorted(values, key=len, reverse=True) if message.startswith(k) or f"'{k}'" in message), None)

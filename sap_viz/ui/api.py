@@ -15,14 +15,13 @@ from collections.abc import Callable
 
 import gradio as gr
 
-from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.prompt_checks import check_settings
 from sap_viz.app_state.workbench import Workbench
-from sap_viz.data.file_rows import DataFileError
+from sap_viz.errors import UserError, WorkbenchError
 from sap_viz.method import request_settings
-from sap_viz.method.artifact import PolytopeFileError
 from sap_viz.method.generation import GenerationConfig
 from sap_viz.method.polytope_hook import InterventionConfig
+from sap_viz.method.request_configs import build_configs
 from sap_viz.method.request_settings import RequestSettings
 from sap_viz.model.hooks import count_hooks
 from sap_viz.settings import Limits, get_limits
@@ -33,13 +32,15 @@ DEFAULT_STRENGTH = request_settings.DEFAULT_STRENGTH
 
 
 def user_error(exc: BaseException) -> gr.Error:
-    """Expected errors keep their message; anything else becomes a short message (details in the server log)."""
+    """The app's one error conversion: a UserError is shown as its message (a toast); anything else is a bug,
+    logged with its traceback and shown as "internal error, logged", never as the visitor's mistake."""
     if isinstance(exc, gr.Error):
         return exc
-    if isinstance(exc, (WorkbenchError, PolytopeFileError, DataFileError, ValueError, FileNotFoundError, TimeoutError)):
+    if isinstance(exc, UserError):
         return gr.Error(str(exc), print_exception=False)
-    log.exception("unexpected error in a request")
-    return gr.Error(f"internal error ({type(exc).__name__}): {exc}", print_exception=False)
+    log.error("internal error in a request", exc_info=exc)
+    return gr.Error(f"internal error ({type(exc).__name__}), logged: a bug in sap-viz, not in what you entered",
+                    print_exception=False)
 
 
 def guarded(fn: Callable) -> Callable:
@@ -69,7 +70,7 @@ def make_configs(mode: str, strength: float, max_new_tokens: int, seed: int = 0,
     """Checked generation settings from request values, through the core's one settings dataclass
     (``method/request_settings.py``, the CLI and the server use the same); ``extra`` holds the other
     settings by their CLI names (steering, anti_repeat, fallback, sample, ...)."""
-    return settings_from_request(mode, strength, max_new_tokens, seed, limits, extra).configs(limits or get_limits())
+    return build_configs(settings_from_request(mode, strength, max_new_tokens, seed, limits, extra), limits or get_limits())
 
 
 def settings_from_request(mode: str, strength: float, max_new_tokens: int, seed: int = 0, limits: Limits | None = None,

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import gradio as gr
 
-from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.workbench import Workbench
+from sap_viz.errors import WorkbenchError
 from sap_viz.method.generation_results import Comparison
 from sap_viz.settings import ASSETS_DIR, get_limits
 from sap_viz.ui import render

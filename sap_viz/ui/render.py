@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import html
+from collections import Counter
 
 import numpy as np
 
+from sap_viz.analysis.facet_check import POLICY_TARGET_NOTE, policy_rows
 from sap_viz.analysis.report import FACET_CHECK_COMMAND, NAME_FITS, NAME_PARTLY, has_scorecards, name_verdict, top_fired
 from sap_viz.analysis.verdict import answer_outcome, plain_verdict
 from sap_viz.method.generation_results import GenerationResult, TokenInfo
@@ -132,8 +134,6 @@ def verdict_details_html(result: GenerationResult, divergence: int | None, basel
             parts.append(f"flagged inside the prompt: a token of the request reaches {result.span_peak:+.2f} "
                          f"(span boundary {result.settings.get('span_threshold', 0):+.2f})")
     if result.interventions:
-        from collections import Counter
-
         where = Counter("answer" if not t.is_prompt else "template" if t.template else "your text" for t in result.tokens if t.steered)
         parts.append(f"steered {where['answer']} answer tokens, {where['your text']} of your text, {where['template']} chat-template "
                      "tokens" + (", refusal forced" if result.refused else ""))
@@ -214,7 +214,6 @@ def card_counts_html(audit: dict | None, k: int) -> str:
 
 def policy_table_html(report: dict | None) -> str:
     """The polytope's policy-facet table on the check set (value, target, met), with the command that reproduces it."""
-    from sap_viz.analysis.facet_check import POLICY_TARGET_NOTE, policy_rows
 
     if not report:
         return ""

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.workbench import Workbench
 from sap_viz.app_state.worked_examples import read_examples
+from sap_viz.errors import WorkbenchError
 from sap_viz.method.generation_results import Comparison, GenerationResult
 from sap_viz.method.request_settings import STRENGTH_MAX
 from sap_viz.ui import plots, render

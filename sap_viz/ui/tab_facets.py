@@ -20,11 +20,11 @@ from sap_viz.analysis.report import (
     scorecard_rows,
     write_report,
 )
-from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.facet_audits import AUDIT_COLUMNS, card_audit, card_examples, facet_suggestions
 from sap_viz.app_state.workbench import Workbench, label_category
 from sap_viz.data.check_set import check_set_fingerprint
 from sap_viz.data.taxonomy import POLICY_CATEGORIES
+from sap_viz.errors import WorkbenchError
 from sap_viz.ui import plots, render
 from sap_viz.ui.api import guarded
 from sap_viz.ui.common import PRIVATE, Files, facet_choices, facet_names, fire_rates, frame, session_bench

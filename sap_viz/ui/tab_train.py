@@ -11,11 +11,11 @@ import gradio as gr
 import pandas as pd
 
 from sap_viz.analysis.metrics import metrics_rows
-from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.train_settings import FEATURES, TRAIN, data_config, form_defaults, train_configs
 from sap_viz.app_state.workbench import Workbench
 from sap_viz.data.dataset import DataConfig, build_dataset, split_summary
 from sap_viz.data.sources import available_sources
+from sap_viz.errors import WorkbenchError
 from sap_viz.method.training import LOSS_NOTE, explain_loss
 from sap_viz.recipe.pipeline import resolve_facet_mode
 from sap_viz.ui import plots, render

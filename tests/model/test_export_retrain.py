@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from sap_viz.cli import main
-from sap_viz.recipe.retrain import RECIPE_FILE
+from sap_viz.method.training_record import RECIPE_FILE
 
 # ---------------------------------------------------------------- Hub ids
 

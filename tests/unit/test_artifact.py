@@ -6,16 +6,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from sap_viz.method.artifact import (
-    FACETS_FILE,
-    META_FILE,
-    TENSORS_FILE,
-    PolytopeFileError,
-    label_facet,
-    load_polytope,
-    read_facets,
-    save_polytope,
-)
+from sap_viz.analysis.facet_labels import label_facet
+from sap_viz.method.artifact import FACETS_FILE, META_FILE, TENSORS_FILE, PolytopeFileError, load_polytope, read_facets, save_polytope
 from sap_viz.method.polytope import SafetyPolytope
 
 D, K, F = 16, 3, 24

@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 import torch
 
-from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.training_jobs import TrainingCancelled
 from sap_viz.app_state.workbench import Workbench
+from sap_viz.errors import WorkbenchError
 from sap_viz.method.generation import GenerationConfig
 from sap_viz.method.polytope_hook import InterventionConfig
 from sap_viz.method.steering import SafeFlowConfig
@@ -260,6 +260,7 @@ def test_an_abandoned_generation_does_not_hold_the_model(wb):
 
 
 def test_label_text_is_cleaned_and_history_stays_bounded(tmp_path, monkeypatch):
+    from sap_viz.analysis import facet_labels
     from sap_viz.method import artifact
     from sap_viz.method.polytope import SafetyPolytope
 
@@ -274,12 +275,12 @@ def test_label_text_is_cleaned_and_history_stays_bounded(tmp_path, monkeypatch):
         "metrics": {},
     }
     path = artifact.save_polytope(tmp_path / "p", SafetyPolytope(8, 3, 8), meta)
-    facet = artifact.label_facet(path, 0, "n\ud800ame\x00\x1b", "<script>alert(1)</script>", "me\x07")
+    facet = facet_labels.label_facet(path, 0, "n\ud800ame\x00\x1b", "<script>alert(1)</script>", "me\x07")
     assert (facet["name"], facet["author"]) == ("n\ufffdame", "me")
     # Without a bound, enough edits would push facets.json past the size load_polytope accepts.
-    monkeypatch.setattr(artifact, "FACETS_BUDGET_BYTES", 40_000)
+    monkeypatch.setattr(facet_labels, "FACETS_BUDGET_BYTES", 40_000)
     for i in range(80):
-        artifact.label_facet(path, i % 2, f"edit {i}", "policy text " * 120, "load")
+        facet_labels.label_facet(path, i % 2, f"edit {i}", "policy text " * 120, "load")
     assert (path / artifact.FACETS_FILE).stat().st_size <= 40_000
     facets = artifact.load_polytope(path).facets
     assert facets[1]["name"] == "edit 79" and facets[1]["history"][-1]["name"] == "edit 79"

@@ -16,7 +16,7 @@ import pytest
 from sap_viz.analysis.bench import run_bench
 from sap_viz.analysis.layer_sweep import layer_sweep
 from sap_viz.analysis.steering_eval import evaluate_steering
-from sap_viz.cli import build_parser, main
+from sap_viz.cli import build_parser, command_function, main
 from sap_viz.cli.arguments import RenamedFlag
 from sap_viz.cli.serve_command import LOOPBACK
 from sap_viz.data.dataset import DataConfig
@@ -140,10 +140,10 @@ def test_train_without_options_trains_the_shipped_recipe(monkeypatch, tmp_path):
         raise _Stop
 
     monkeypatch.setattr(commands, "_model", lambda args: SimpleNamespace(num_layers=meta["model"]["num_layers"]))
-    monkeypatch.setattr(pipeline, "train_and_evaluate", fake_train)
+    monkeypatch.setattr(commands, "train_and_evaluate", fake_train)
     args = build_parser().parse_args(["train", "--output", str(tmp_path / "p")])
     with pytest.raises(_Stop):
-        args.func(args)
+        command_function(args)(args)
     fcfg, tcfg = seen["fcfg"], seen["tcfg"]
     assert (fcfg.layer, fcfg.position, fcfg.chat_template, fcfg.max_tokens) == (
         meta["layer"], meta["position"], meta["chat_template"], meta["max_tokens"])

@@ -12,7 +12,7 @@ from sap_viz.method.polytope import SafetyPolytope
 
 def _write_labels_for_ever(path: str, ready) -> None:
     """The killed process: saves labels in a loop until it is killed."""
-    from sap_viz.method.artifact import label_facet
+    from sap_viz.analysis.facet_labels import label_facet
 
     ready.set()
     i = 0
@@ -44,7 +44,7 @@ def test_sigkill_during_label_writes_keeps_a_valid_file(tmp_path):
     total = sum(len(f["history"]) for f in read_facets(path))
     assert total > 0, "the writer never completed a save; the test proves nothing"
     # the next save sweeps away temp files that killed writers left behind
-    from sap_viz.method.artifact import label_facet
+    from sap_viz.analysis.facet_labels import label_facet
 
     label_facet(path, 0, "after the crashes")
     assert not list(path.glob(".facets.json.*.tmp"))

@@ -16,7 +16,8 @@ from sap_viz.cli import main
 from sap_viz.hub.export import CARD_FILE, EXPORT_FILES, ExportError, check_export, export_polytope, export_zip
 from sap_viz.hub.remote import HubError, parse_hub_ref, push_folder, resolve_polytope
 from sap_viz.method.artifact import PolytopeFileError, load_polytope
-from sap_viz.recipe.retrain import RECIPE_FILE, RecipeError, TrainingRecipe, read_recipe
+from sap_viz.method.training_record import RECIPE_FILE, RecipeError, TrainingRecipe
+from sap_viz.recipe.retrain import read_recipe
 from sap_viz.settings import DEFAULT_POLYTOPE
 
 

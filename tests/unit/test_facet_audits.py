@@ -17,11 +17,11 @@ import torch
 
 from sap_viz.analysis import feature_map
 from sap_viz.analysis.facet_stats import facet_audit, firing_order
-from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.facet_audits import AUDIT_COLUMNS, FacetAudits, build_audit_view, card_examples, facet_suggestions
 from sap_viz.app_state.workbench import Workbench
 from sap_viz.data.check_set import load_check_set
 from sap_viz.data.user_files import load_user_file
+from sap_viz.errors import WorkbenchError
 from sap_viz.method.artifact import FACETS_FILE, save_polytope
 from sap_viz.method.training import TrainConfig
 from sap_viz.recipe.pipeline import BACKSTOP_NAME, check_category_facets, with_facet_mode

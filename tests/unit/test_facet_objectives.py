@@ -181,9 +181,10 @@ def test_category_facets_through_the_pipeline_and_artifact(tmp_path, monkeypatch
 
     import pandas as pd
 
-    from sap_viz.recipe import pipeline as P
-    from sap_viz.method.artifact import label_facet, load_polytope
+    from sap_viz.analysis.facet_labels import label_facet
+    from sap_viz.method.artifact import load_polytope
     from sap_viz.model.features import FeatureConfig
+    from sap_viz.recipe import pipeline as P
 
     rows = []
     for split, n in (("train", 60), ("val", 30)):

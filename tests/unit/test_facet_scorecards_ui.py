@@ -11,12 +11,13 @@ import gradio as gr
 import pytest
 import torch
 
+from sap_viz.analysis.facet_labels import store_scorecards
 from sap_viz.analysis.policy_scorecard import facet_scorecards
 from sap_viz.analysis.report import SCORECARD_COLUMNS, build_report, report_markdown, scorecard_rows, write_report
 from sap_viz.app_state.roles import Roles
 from sap_viz.app_state.workbench import Workbench, label_category
 from sap_viz.data.check_set import check_set_fingerprint, load_check_set
-from sap_viz.method.artifact import FACETS_FILE, read_facets, save_polytope, store_scorecards
+from sap_viz.method.artifact import FACETS_FILE, read_facets, save_polytope
 from sap_viz.ui import render
 from sap_viz.ui.api import register
 from sap_viz.ui.common import Files

@@ -22,8 +22,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.workbench import Workbench
+from sap_viz.errors import WorkbenchError
 from sap_viz.method.artifact import FACETS_FILE, META_FILE, TENSORS_FILE
 from sap_viz.settings import DEFAULT_POLYTOPE, Limits
 

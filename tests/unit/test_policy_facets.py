@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
+from sap_viz.analysis.facet_labels import label_facet
 from sap_viz.analysis.facet_names import name_category
 from sap_viz.analysis.policy_scorecard import facet_scorecards, name_scores, policy_report, rescore
 from sap_viz.data.check_set import check_set_fingerprint, load_check_set
@@ -22,7 +23,7 @@ from sap_viz.data.sources import DEFAULT_SOURCES, SOURCE_NAMES, load_source
 from sap_viz.data.taxonomy import POLICY_CATEGORIES, TAXONOMY
 from sap_viz.data.text import near_duplicates
 from sap_viz.data.user_files import load_user_file
-from sap_viz.method.artifact import label_facet, read_facets, save_polytope
+from sap_viz.method.artifact import read_facets, save_polytope
 from sap_viz.method.polytope import SafetyPolytope
 from sap_viz.method.training import TrainConfig, polytope_loss, train_polytope
 from sap_viz.recipe.pipeline import MIN_CATEGORY_ROWS, category_facet_index, check_category_sizes, resolve_facet_mode

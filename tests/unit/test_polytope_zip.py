@@ -61,7 +61,7 @@ def test_export_then_import_round_trip(bench, tmp_path):
 def test_import_refuses_unsafe_uploads(bench, tmp_path):
     import zipfile
 
-    from sap_viz.app_state.errors import WorkbenchError
+    from sap_viz.errors import WorkbenchError
 
     traversal = tmp_path / "evil.zip"
     with zipfile.ZipFile(traversal, "w") as zf:

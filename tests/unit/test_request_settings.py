@@ -9,6 +9,7 @@ from sap_viz.analysis.text_quality import distinct_n
 from sap_viz.method.anti_repeat import AnswerNoRepeat, banned_next_tokens
 from sap_viz.method.generation import GenerationConfig, compare, run_generation
 from sap_viz.method.polytope_hook import InterventionConfig
+from sap_viz.method.request_configs import build_configs
 from sap_viz.method.request_settings import (
     STRENGTH_MAX,
     RequestSettings,
@@ -25,7 +26,7 @@ BAD, GOOD = "bad request", "good request"
 def test_request_values_become_the_method_configs():
     s = RequestSettings.from_request({"mode": "Safe Flow", "strength": "4.5", "max_new_tokens": "12", "seed": 3.0,
                                       "anti_repeat": 4, "fallback": "false", "steering": "directional", "max_step": 2})
-    gen, cfg = s.configs()
+    gen, cfg = build_configs(s)
     assert (s.mode, gen.max_new_tokens, gen.seed) == ("steer", 12, 3)
     # one knob: the same depth for both kinds of steering
     assert cfg.directional.depth == cfg.flow.strength == 4.5
@@ -49,8 +50,10 @@ def test_request_values_become_the_method_configs():
     ({"temperature": 0, "sample": True}, "temperature"),
 ])
 def test_bad_values_are_refused_by_name(values, fragment):
+    """Read and turned into the method's configs, as every front end does before generating."""
+    limits = Limits(max_new_tokens=200)
     with pytest.raises(SettingsError, match=fragment):
-        RequestSettings.from_request(values, Limits(max_new_tokens=200))
+        build_configs(RequestSettings.from_request(values, limits), limits)
 
 
 def test_old_names_warn_for_one_release_and_the_new_name_wins():

@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from sap_viz.cli import main
-from sap_viz.cli.commands import CliError
 from sap_viz.cli.serve_command import bind_host
+from sap_viz.errors import UserError
 from sap_viz.serve.engine import StopScanner
 
 
@@ -24,7 +24,7 @@ def test_stop_scanner_holds_back_a_possible_stop():
 def test_without_a_key_only_loopback(capsys):
     assert bind_host("127.0.0.1", None) == "127.0.0.1" and bind_host("::1", None) == "::1"
     assert bind_host("0.0.0.0", "key") == "0.0.0.0"
-    with pytest.raises(CliError, match="refusing to listen on 0.0.0.0 without SAP_VIZ_API_KEY"):
+    with pytest.raises(UserError, match="refusing to listen on 0.0.0.0 without SAP_VIZ_API_KEY"):
         bind_host("0.0.0.0", None)
     assert main(["serve", "--host", "0.0.0.0"]) == 2  # refused before the model loads
     assert "refusing to listen" in capsys.readouterr().err

@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from sap_viz.app_state import sessions as sessions_module
-from sap_viz.app_state.errors import WorkbenchError
 from sap_viz.app_state.proposals import PROPOSALS_FILE
 from sap_viz.app_state.roles import PermissionDenied, Roles
 from sap_viz.app_state.workbench import VisitorBench, Workbench
+from sap_viz.errors import WorkbenchError
 from sap_viz.method.artifact import FACETS_FILE, save_polytope
 from sap_viz.method.generation import GenerationConfig
 from sap_viz.method.polytope_hook import InterventionConfig

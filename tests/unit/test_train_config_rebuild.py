@@ -13,7 +13,8 @@ from safetensors.torch import load_file
 import sap_viz.cli.commands as commands
 from sap_viz.cli import main
 from sap_viz.method.artifact import META_FILE, PolytopeFileError, load_polytope
-from sap_viz.recipe.retrain import RECIPE_FILE, read_recipe
+from sap_viz.method.training_record import RECIPE_FILE
+from sap_viz.recipe.retrain import read_recipe
 from sap_viz.settings import DEFAULT_POLYTOPE
 from tests.conftest import make_tiny_lm
 

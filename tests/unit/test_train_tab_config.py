@@ -17,7 +17,7 @@ from sap_viz.cli import commands
 from sap_viz.cli.arguments import add_train
 from sap_viz.data.dataset import DataConfig, dataset_fingerprint
 from sap_viz.data.user_files import load_user_file
-from sap_viz.recipe.retrain import data_recipe
+from sap_viz.method.training_record import data_recipe
 from sap_viz.settings import DEFAULT_POLYTOPE, Limits
 from sap_viz.ui.tab_train import TrainHandlers
 from tests.unit.helpers import labelled_csv

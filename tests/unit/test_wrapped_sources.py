@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from sap_viz.analysis.steering_eval import evaluation_sets
-from sap_viz.cli.commands import CliError, data_config
+from sap_viz.cli.commands import data_config
 from sap_viz.data.contamination import (
     EVALUATION_SETS,
     decontaminate,
@@ -34,6 +34,7 @@ from sap_viz.data.sources import DEFAULT_SOURCES, SOURCE_NAMES, WRAP_INNER_SOURC
 from sap_viz.data.taxonomy import CATEGORY_MAPS, TAXONOMY, TENSE_KEYWORDS, keyword_category
 from sap_viz.data.text import near_duplicates, normalise_text
 from sap_viz.data.wrapped import MAX_WRAPPED_CHARS, WRAPPED_PER_LABEL, wrap_requests, wrapping_templates
+from sap_viz.errors import UserError
 from sap_viz.settings import DEFAULT_POLYTOPE
 
 OPTIONAL = ("wild_wrapped", "past_tense")
@@ -254,11 +255,11 @@ def test_cli_sources_flag() -> None:
     assert cfg(None) == DataConfig()
     assert cfg("default,wild_wrapped, past_tense").sources == DEFAULT_SOURCES + OPTIONAL
     assert cfg("strongreject,sharegpt").sources == ("strongreject", "sharegpt")
-    with pytest.raises(CliError, match="unknown sources"):
+    with pytest.raises(UserError, match="unknown sources"):
         cfg("default,nope")
-    with pytest.raises(CliError, match="--data"):
+    with pytest.raises(UserError, match="--data"):
         cfg("default", data="x.csv")
-    with pytest.raises(CliError, match="no source"):
+    with pytest.raises(UserError, match="no source"):
         cfg(" , ")
 
 
