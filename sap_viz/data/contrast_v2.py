@@ -85,7 +85,8 @@ def load_contrast_v2(directory: Path = CONTRAST_V2_DIR) -> pd.DataFrame:
     rows = []
     for r in df.itertuples(index=False):
         if r.file == "framed":
-            rows.append((r.text, r.label, r.category, f"framed:{r.frame}", "contrast_v2", "wrapped"))
+            orig = r.category if r.label == "unsafe" else f"framed:{r.frame}"  # an unsafe row's category maps as given
+            rows.append((r.text, r.label, r.category, orig, "contrast_v2", "wrapped"))
         elif r.label == "unsafe":
             rows.append((r.text, "unsafe", r.category, r.category, "contrast_v2", "plain"))
         else:

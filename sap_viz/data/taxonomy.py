@@ -219,6 +219,7 @@ CATEGORY_MAPS: dict[str, dict[str, str]] = {
     "uncensorbench": _UNCENSORBENCH_MAP,
     "rho_twins": _TWIN_MAP,
     "contrast": {c: c for c in TAXONOMY},  # our own file is written in the shared taxonomy
+    "contrast_v2": {c: c for c in TAXONOMY},  # and so is the second contrast set
     "past_tense": {kw: category for kw, category, _ in _TENSE_PATTERNS} | {_NO_KEYWORD: "other_harm"},
 }
 
