@@ -71,8 +71,8 @@ def plain_verdict(result: GenerationResult, facets: list[dict]) -> PlainVerdict:
         return PlainVerdict(False, "Not checked: the request's facet values were not computed.", [], None, None)
     if not result.prompt_flagged:
         return PlainVerdict(False, "Not flagged: no facet fires on this request.", [], token.top_facet, None)
-    boundary = (result.settings.get("span_threshold") if result.flag_reason == "prompt span" else None)
-    boundary = float(boundary if boundary is not None else result.settings.get("threshold", 0.0))
+    verdict_boundary = result.verdict.boundary  # the one verdict's (method/verdict.py), not steering's
+    boundary = verdict_boundary.span if result.flag_reason == "prompt span" else verdict_boundary.last
     firing = [k for k, v in enumerate(token.violations) if v >= boundary] or [token.top_facet or 0]
     top = max(firing, key=lambda k: token.violations[k])
     category = fitting_category(facets[top] if top < len(facets) else None)

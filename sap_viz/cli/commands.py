@@ -1,7 +1,7 @@
 """The CLI's commands: each ``cmd_*`` takes parsed arguments, loads what it needs, prints or writes results.
 
-Heavy modules (torch, transformers, the data sources) are imported inside each command, so
-``--help`` and argument errors answer at once and a bad input file fails before the model loads.
+The parser (``arguments.py``) names these functions as ``"commands:cmd_x"``; this module, and torch with it, loads
+only when a command runs, so ``--help`` and argument errors answer at once.
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-
-import torch
 
 from sap_viz.analysis.bench import run_bench
 from sap_viz.analysis.external_eval import kind_rows, load_external
@@ -39,7 +37,7 @@ from sap_viz.method.generation import compare
 from sap_viz.method.ray_scoring import RayScoringConfig, score_texts_ray
 from sap_viz.method.request_configs import build_configs
 from sap_viz.method.request_settings import RequestSettings, SettingsError, check_for_polytope
-from sap_viz.method.scoring import score_texts
+from sap_viz.method.scoring import PromptScores, prompt_scores
 from sap_viz.method.training import TrainConfig
 from sap_viz.method.training_record import training_provenance
 from sap_viz.model.features import FeatureConfig
@@ -164,26 +162,30 @@ def cmd_facet_check(args: argparse.Namespace) -> None:
 
 
 def cmd_score(args: argparse.Namespace) -> None:
+    """Each row's prompt verdict (``method/verdict.py``, the one every interface uses) with the facet values behind it."""
     rows = read_rows(args.input)  # the one row reader; texts cleaned for the tokenizer
+    texts = [r["text"] for r in rows]
     if args.engine == "ray":  # the same scores, spread over Ray workers (sap_viz/method/ray_scoring.py)
-
-        art, viol = _score_with_ray(args, [r["text"] for r in rows])
+        art, scores = _score_with_ray(args, texts)
     else:
         lm = _model(args)
         art = _load_artifact(lm, args.polytope)
-        viol = score_texts(lm, art, [r["text"] for r in rows], progress=True, batch_size=args.batch_size)
+        scores = prompt_scores(lm, art, texts, progress=True, batch_size=args.batch_size)
+    verdicts = scores.verdicts(art.verdict_boundary)
     out = open(args.output, "w", encoding="utf-8") if args.output != "-" else sys.stdout
     try:
-        for row, v in zip(rows, viol, strict=True):
+        for row, v, verdict in zip(rows, scores.last, verdicts, strict=True):
             k = int(v.argmax())
-            out.write(dumps_jsonl([{**row, "score": float(v.max()), "unsafe": bool(v.max() >= 0),
-                                    "violations": [round(float(x), 5) for x in v], "top_facet": k,
-                                    "top_facet_name": art.facet_name(k)}]))
+            out.write(dumps_jsonl([{**row, "score": round(verdict.margin, 5), "unsafe": verdict.flagged,
+                                    "verdict": verdict.to_json(), "violations": [round(float(x), 5) for x in v],
+                                    "top_facet": k, "top_facet_name": art.facet_name(k)}]))
     finally:
         if out is not sys.stdout:
             out.close()
-    flagged = int((viol.max(dim=1).values >= 0).sum())
-    print(f"scored {len(rows)} texts, {flagged} flagged unsafe → {args.output}", file=sys.stderr)
+    flagged = sum(v.flagged for v in verdicts)
+    borderline = sum(v.borderline for v in verdicts)
+    print(f"scored {len(rows)} texts, {flagged} flagged unsafe, {borderline} borderline "
+          f"(boundary: {art.verdict_boundary.source}) → {args.output}", file=sys.stderr)
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
@@ -380,8 +382,8 @@ def cmd_bench(args: argparse.Namespace) -> None:
     )
 
 
-def _score_with_ray(args, texts: list[str]) -> tuple[PolytopeArtifact, torch.Tensor]:
-    """``sap-viz score --engine ray``: the polytope (for facet names) and the violations, with a timing line on stderr."""
+def _score_with_ray(args, texts: list[str]) -> tuple[PolytopeArtifact, PromptScores]:
+    """``sap-viz score --engine ray``: the polytope (for facet names) and the verdict's readings, with a timing line on stderr."""
     cfg = RayScoringConfig(address=args.address, workers=args.workers, batch_size=args.batch_size)
     cfg.validate()
     model = ModelConfig(name=args.model, dtype=args.dtype, device=args.device, layers_path=args.layers_path)
@@ -393,4 +395,4 @@ def _score_with_ray(args, texts: list[str]) -> tuple[PolytopeArtifact, torch.Ten
     print(f"ray: {len(result.rows_by_worker)} workers ({', '.join(f'{w} {n} rows' for w, n in sorted(result.rows_by_worker.items()))}); "
           f"start {result.startup_seconds:.1f} s, scoring {result.seconds:.1f} s = {result.prompts_per_second:.1f} prompts/s",
           file=sys.stderr)
-    return art, result.violations
+    return art, PromptScores(result.violations, result.span_peaks, [False] * len(texts))

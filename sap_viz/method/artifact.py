@@ -23,6 +23,7 @@ from sap_viz.method.answer_check import AnswerCheck, AnswerCheckFileError
 from sap_viz.method.polytope import SafetyPolytope
 from sap_viz.method.safe_files import MAX_JSON_BYTES, read_json, read_tensors
 from sap_viz.method.training_record import RecipeError, check_recorded_config
+from sap_viz.method.verdict import VerdictBoundary
 from sap_viz.model.features import POSITIONS, FeatureConfig, input_dim, token_inputs
 from sap_viz.model.layers import LAYER_CONVENTION
 from sap_viz.model.prompts import clean_text
@@ -43,7 +44,8 @@ REQUIRED_META_KEYS = {
     "data", "metrics", "created",
 }
 OPTIONAL_META_KEYS = {"training_history", "layer_sweep", "description", "facet_stats", "threshold_sweep", "generation_calibration",
-                      "role", "steering_config", "answer_config", "steering_outcomes", "detection_outcomes", "facet_check"}
+                      "role", "steering_config", "answer_config", "steering_outcomes", "detection_outcomes", "facet_check",
+                      "verdict_calibration"}
 MODEL_KEYS = {"id", "fingerprint", "hidden_size", "num_layers"}
 FACET_KEYS = {"index", "name", "policy", "author", "confidence", "auto_suggested", "history"}
 # source: "from category" (taxonomy), "auto-suggested" or "labelled"; category: the harm category the facet's name
@@ -107,6 +109,17 @@ class PolytopeArtifact:
         """Prompt-span boundary calibrated on benign prompts (None: not calibrated, span check off)."""
         value = (self.meta.get("generation_calibration") or {}).get("span_threshold")
         return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+    @property
+    def verdict_boundary(self) -> VerdictBoundary:
+        """Where this polytope's prompt verdict flags (``method/verdict.py``): the boundary set on a control set of
+        ordinary prompts (``verdict_calibration``), or, for a polytope never calibrated that way, the training
+        boundary 0 at the last token and the calibrated span boundary (no span check without one)."""
+        calibrated = self.meta.get("verdict_calibration")
+        if isinstance(calibrated, dict):
+            return VerdictBoundary.from_json(calibrated["boundary"])
+        span = self.span_threshold
+        return VerdictBoundary(last=0.0, span=math.inf if span is None else max(0.0, span))
 
     def facet_name(self, k: int) -> str:
         return str(self.facets[k]["name"]) if 0 <= k < len(self.facets) else f"facet {k}"
@@ -211,11 +224,33 @@ def validate_meta(meta: object) -> dict:
         check_recorded_config(meta)
     except RecipeError as exc:
         raise PolytopeFileError(f"{META_FILE}: {exc}") from None
+    if "verdict_calibration" in meta:
+        _check_verdict_calibration(meta["verdict_calibration"])
     for key in ("steering_outcomes", "detection_outcomes"):  # shown as text in the app
         lines = meta.get(key)
         if lines is not None and (not isinstance(lines, dict) or not all(isinstance(v, str) and len(v) <= 2000 for v in lines.values())):
             raise PolytopeFileError(f"{META_FILE}: {key} must map names to short sentences")
     return meta
+
+
+def _check_verdict_calibration(raw: object) -> None:
+    """The control-set boundary must read back as a VerdictBoundary; a wrong type would otherwise fail every request."""
+    try:
+        if not isinstance(raw, dict) or not isinstance(raw.get("boundary"), dict):
+            raise TypeError("no 'boundary' object")
+        boundary = raw["boundary"]
+        for key in ("last", "span"):
+            value = boundary.get(key)
+            if not (key == "span" and value is None) and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                                          or not math.isfinite(value)):
+                raise TypeError(f"boundary.{key} must be a finite number, got {value!r}")
+        band = boundary.get("band")
+        if band is not None and not (isinstance(band, list) and len(band) == 2
+                                     and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in band)):
+            raise TypeError(f"boundary.band must be null or two numbers, got {band!r}")
+        VerdictBoundary.from_json(boundary)
+    except (TypeError, ValueError) as exc:
+        raise PolytopeFileError(f"{META_FILE}: verdict_calibration: {exc}") from None
 
 
 def validate_facets(data: object, num_facets: int) -> list[dict]:

@@ -92,6 +92,8 @@ def _build_results(
     settings = {"mode": cfg.mode, "positions": cfg.positions, "threshold": cfg.threshold,
                 "generation_threshold": cfg.generation_threshold,
                 "span_threshold": cfg.span_threshold if cfg.span_threshold is None or math.isfinite(cfg.span_threshold) else None,
+                "flag_threshold": cfg.flag_threshold,
+                "borderline_band": list(cfg.borderline_band) if cfg.borderline_band else None,
                 "max_interventions": cfg.max_interventions, **asdict(cfg.flow), "steering": cfg.steering,
                 "anti_repeat": cfg.anti_repeat if cfg.mode == "steer" else 0, "fallback": cfg.fallback and cfg.mode == "steer",
                 **({"directional": asdict(cfg.directional), "steering_layer": artifact.steering.layer}

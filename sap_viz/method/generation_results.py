@@ -6,7 +6,10 @@ These are plain data for the CLI, the app, the API and the counters; nothing her
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import asdict, dataclass, fields
+
+from sap_viz.method.verdict import Verdict, VerdictBoundary, prompt_verdict
 
 
 def token_boundary(threshold: float, generation_threshold: float | None, is_prompt: bool, prompt_flagged: bool) -> float:
@@ -74,18 +77,25 @@ class GenerationResult:
         return any(t.forced for t in self.tokens)
 
     @functools.cached_property
-    def flag_reason(self) -> str | None:
-        """'last token' when the prompt's last state is outside, 'prompt span' when a state of the user's text
-        reaches the span threshold, None when the prompt is not flagged. Cached: every per-token
-        boundary (``threshold_for``) depends on it."""
+    def verdict(self) -> Verdict | None:
+        """The prompt verdict (``method/verdict.py``) recomputed from the stored readings and boundary, exactly as the
+        hook decided it; None when the prompt's last token was not scored."""
         last = self.tokens[self.prompt_len - 1] if self.prompt_len else None
-        if last and last.max_violation is not None and last.max_violation >= self.settings.get("threshold", 0.0):
-            return "last token"
-        peak = self.span_peak
-        span_threshold = self.settings.get("span_threshold")
-        if peak is not None and span_threshold is not None and peak >= span_threshold:
-            return "prompt span"
-        return None
+        if last is None or last.max_violation is None:
+            return None
+        s = self.settings
+        flag = s.get("flag_threshold")
+        band = s.get("borderline_band")
+        boundary = VerdictBoundary(last=float(s.get("threshold", 0.0) if flag is None else flag),
+                                   span=math.inf if s.get("span_threshold") is None else float(s["span_threshold"]),
+                                   band=(float(band[0]), float(band[1])) if band else None)
+        return prompt_verdict(last.max_violation, self.span_peak, boundary)
+
+    @property
+    def flag_reason(self) -> str | None:
+        """'last token' when the prompt's last state reaches the verdict's boundary, 'prompt span' when a state of the
+        user's text reaches the span boundary, None when the prompt is not flagged."""
+        return self.verdict.reason if self.verdict is not None else None
 
     @property
     def prompt_flagged(self) -> bool:
@@ -115,6 +125,7 @@ class GenerationResult:
             "truncated": self.truncated, "facet_names": self.facet_names, "settings": self.settings,
             "interventions": self.interventions, "refused": self.refused, "prompt_flagged": self.prompt_flagged,
             "flag_reason": self.flag_reason, "text_span": list(self.text_span), "span_peak": self.span_peak,
+            "verdict": self.verdict.to_json() if self.verdict is not None else None,
             "answer_check": self.answer_check, "fallback": self.fallback, "steered_text": self.steered_text,
             "tokens": [asdict(t) for t in self.tokens],
         }

@@ -25,6 +25,7 @@ from sap_viz.method.directional_steering import DirectionalConfig
 from sap_viz.method.generation_results import token_boundary
 from sap_viz.method.request_settings import DEFAULT_REFUSAL, MODES, POSITIONS, STEERINGS  # noqa: F401 (re-exported)
 from sap_viz.method.steering import SafeFlowConfig, safe_flow
+from sap_viz.method.verdict import VerdictBoundary, prompt_verdict
 from sap_viz.model.features import request_mean
 
 
@@ -42,6 +43,11 @@ class InterventionConfig:
     # A jailbreak wrapper can leave the last token inside while the request in the middle is outside.
     # None = the polytope's calibrated value (absent: off); ``math.inf`` turns the check off.
     span_threshold: float | None = None
+    # The prompt verdict's last-token boundary (``method/verdict.py``): None = the polytope's, set on a control set of
+    # ordinary prompts when it has one. ``threshold`` stays the boundary steering moves states back inside of.
+    flag_threshold: float | None = None
+    # The verdict's borderline band (margins around the boundary); None = the polytope's.
+    borderline_band: tuple[float, float] | None = None
     refusal_text: str = DEFAULT_REFUSAL
     flow: SafeFlowConfig = field(default_factory=SafeFlowConfig)
     steering: str = "auto"
@@ -68,6 +74,8 @@ class InterventionConfig:
             raise UserError("threshold must be a finite number")
         if self.span_threshold is not None and math.isnan(self.span_threshold):
             raise UserError("span_threshold must be a number")
+        if self.flag_threshold is not None and not math.isfinite(self.flag_threshold):
+            raise UserError("flag_threshold must be a finite number")
         if self.anti_repeat != 0 and not 2 <= self.anti_repeat <= 16:
             raise UserError(f"anti_repeat must be 0 (off) or an n-gram size between 2 and 16, got {self.anti_repeat}")
         if self.steering not in STEERINGS:
@@ -87,10 +95,20 @@ class InterventionConfig:
         if out.generation_threshold is None:
             calibrated = artifact.generation_threshold
             out = replace(out, generation_threshold=out.threshold if calibrated is None else max(out.threshold, calibrated))
+        boundary = artifact.verdict_boundary
+        if out.flag_threshold is None:
+            out = replace(out, flag_threshold=boundary.last)
         if out.span_threshold is None:
-            calibrated = artifact.span_threshold
-            out = replace(out, span_threshold=math.inf if calibrated is None else max(out.threshold, calibrated))
+            out = replace(out, span_threshold=boundary.span)
+        if out.borderline_band is None:
+            out = replace(out, borderline_band=boundary.band)
         return out
+
+    def verdict_boundary(self) -> VerdictBoundary:
+        """The prompt verdict's boundary of this (resolved) config."""
+        last = self.threshold if self.flag_threshold is None else self.flag_threshold
+        span = math.inf if self.span_threshold is None else self.span_threshold
+        return VerdictBoundary(last=last, span=span, band=self.borderline_band)
 
     def threshold_at(self, is_prompt: bool, prompt_flagged: bool) -> float:
         return token_boundary(self.threshold, self.generation_threshold, is_prompt, prompt_flagged)
@@ -172,22 +190,25 @@ class PolytopeHook:
         return torch.cat([fresh, self.context[:, None, :].expand(-1, fresh.shape[1], -1)], dim=-1)
 
     def _flag_prompts(self, before: torch.Tensor, new_from: int) -> None:
-        """Flag rows whose prompt's last state is outside, or (prefill only) whose user text reaches the span boundary."""
-        self.flagged = before[:, self.prompt_width - 1 - new_from].max(dim=1).values >= self.cfg.threshold
-        span_threshold = self.cfg.span_threshold
-        if new_from == 0 and span_threshold is not None and math.isfinite(span_threshold):
-            peaks = before.max(dim=2).values
-            for row, (a, b) in enumerate(self.spans):
-                if b > a and float(peaks[row, a:b].max()) >= span_threshold:
-                    self.flagged[row] = True
+        """Each row's prompt verdict (``method/verdict.py``), from its last prompt state and (prefill only) the peak over
+        its user text: the same function ``sap-viz score`` and the API use, so the flag is the same everywhere."""
+        boundary = self.cfg.verdict_boundary()
+        last = before[:, self.prompt_width - 1 - new_from].max(dim=1).values
+        peaks = before.max(dim=2).values
+        verdicts = []
+        for row, (a, b) in enumerate(self.spans):
+            peak = float(peaks[row, a:b].max()) if new_from == 0 and b > a else None
+            verdicts.append(prompt_verdict(float(last[row]), peak, boundary))
+        self.verdicts = verdicts
+        self.flagged = torch.tensor([v.flagged for v in verdicts], dtype=torch.bool)
 
     def _intervene(self, hidden: torch.Tensor, out: torch.Tensor | None, inputs: torch.Tensor, before: torch.Tensor,
                    chunk: dict[str, torch.Tensor], real: torch.Tensor, col: int, start: int, new_from: int) -> torch.Tensor | None:
         """Refuse or steer the rows that are over their boundary at column ``col``; returns the (maybe edited) output."""
         j = col - new_from
         threshold = torch.tensor([self.cfg.threshold_at(col < self.prompt_width, bool(f)) for f in self.flagged])
-        if col == self.prompt_width - 1:  # a prompt flagged by its span acts at its last token too
-            threshold = torch.where(self.flagged, torch.tensor(-math.inf), threshold)
+        if col == self.prompt_width - 1:  # the verdict decides at the last prompt token: flagged rows act, others not
+            threshold = torch.where(self.flagged, torch.tensor(-math.inf), torch.tensor(math.inf))
         over = (before[:, j].max(dim=1).values >= threshold) & real[:, j]
         if self.cfg.mode == "refuse":
             for row in torch.nonzero(over).flatten().tolist():

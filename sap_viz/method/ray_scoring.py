@@ -2,7 +2,7 @@
 
 Why Ray: an auditor with 100,000 prompts waits hours on one machine; Ray spreads the same scoring over
 every core of a machine or every node of a cluster without a queue or a file server. Each worker loads
-the model once and scores chunks with :func:`sap_viz.method.scoring.score_texts`, the one local
+the model once and scores chunks with :func:`sap_viz.method.scoring.prompt_scores`, the one local
 path, so a score is the same number either way.
 
 Why the chunks follow the local batches: the local path sorts the prompts by token length and cuts
@@ -34,7 +34,7 @@ from transformers import AutoTokenizer
 from sap_viz.errors import RayScoringError, UserError
 from sap_viz.files import directory_lock
 from sap_viz.method.artifact import FACETS_FILE, META_FILE, TENSORS_FILE, PolytopeArtifact, load_polytope
-from sap_viz.method.scoring import score_texts
+from sap_viz.method.scoring import prompt_scores
 from sap_viz.model.loading import DEFAULT_MODEL, LoadedModel, ModelConfig, cache_dir, default_model_dir, load_model
 from sap_viz.model.prompts import encode_prompt
 
@@ -66,7 +66,8 @@ class RayScoringConfig:
 
 @dataclass
 class RayScoringResult:
-    violations: torch.Tensor  # N × K, row i = texts[i]
+    violations: torch.Tensor  # N × K at the last prompt token, row i = texts[i]
+    span_peaks: list[float | None]  # the peak over each text's user tokens (the prompt verdict's second reading)
     rows_by_worker: dict[str, int]  # "host:pid" → rows it scored
     seconds: float  # from the first chunk sent to the last result (workers already loaded)
     startup_seconds: float  # Ray start and model loads
@@ -111,9 +112,9 @@ class ScoringWorker:
     def info(self) -> dict:
         return {"worker": self.name, "warnings": list(self.art.warnings)}
 
-    def score(self, index: int, texts: list[str]) -> tuple[int, np.ndarray, str]:
-        viol = score_texts(self.lm, self.art, texts, progress=False, batch_size=self.batch_size)
-        return index, viol.numpy().astype(np.float32), self.name
+    def score(self, index: int, texts: list[str]) -> tuple[int, np.ndarray, list[float | None], str]:
+        scores = prompt_scores(self.lm, self.art, texts, progress=False, batch_size=self.batch_size)
+        return index, scores.last.numpy().astype(np.float32), scores.span_peak, self.name
 
 
 def plan_chunks(lm_tokenizer, art: PolytopeArtifact, texts: list[str], batch_size: int, batches_per_chunk: int) -> list[list[int]]:
@@ -195,7 +196,7 @@ def score_texts_ray(texts: list[str], model: ModelConfig, polytope: str | Path, 
         check_reachable(cfg.address)  # before minutes of model work
     art = art or load_polytope(polytope)
     if not texts:
-        return RayScoringResult(torch.zeros(0, art.polytope.num_facets), {}, 0.0, 0.0)
+        return RayScoringResult(torch.zeros(0, art.polytope.num_facets), [], {}, 0.0, 0.0)
     t0 = time.perf_counter()
     if model.name == DEFAULT_MODEL:
         default_model_dir()  # convert once here, before the workers ask for it
@@ -218,13 +219,16 @@ def score_texts_ray(texts: list[str], model: ModelConfig, polytope: str | Path, 
         startup = time.perf_counter() - t0
         t1 = time.perf_counter()
         out = torch.empty(len(texts), art.polytope.num_facets)
+        peaks: list[float | None] = [None] * len(texts)
         done: dict[str, int] = {}
         pool = ActorPool(actors)
         jobs = [(k, [texts[i] for i in chunk]) for k, chunk in enumerate(chunks)]
-        for k, viol, worker in pool.map_unordered(lambda actor, job: actor.score.remote(*job), jobs):
+        for k, viol, chunk_peaks, worker in pool.map_unordered(lambda actor, job: actor.score.remote(*job), jobs):
             out[torch.tensor(chunks[k])] = torch.tensor(viol)
+            for i, peak in zip(chunks[k], chunk_peaks, strict=True):
+                peaks[i] = peak
             done[worker] = done.get(worker, 0) + len(chunks[k])
-        return RayScoringResult(out, done, time.perf_counter() - t1, startup, warnings)
+        return RayScoringResult(out, peaks, done, time.perf_counter() - t1, startup, warnings)
     except ray.exceptions.RayError as exc:  # a worker failed to load or to score: its own message, not Ray's trace
         raise RayScoringError(f"a Ray worker failed: {_first_line(exc)}") from None
     finally:

@@ -6,14 +6,56 @@ is exactly what the monitoring hook sees at the prompt's last token (at the poly
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from sap_viz.method.artifact import PolytopeArtifact
-from sap_viz.model.features import extract_features
+from sap_viz.method.verdict import Verdict, VerdictBoundary, prompt_verdict
+from sap_viz.model.features import extract_features, hidden_states_at
 from sap_viz.model.loading import LoadedModel
+from sap_viz.model.prompts import encode_prompt
 
 
 def score_texts(lm: LoadedModel, art: PolytopeArtifact, texts: list[str], progress: bool = False, batch_size: int = 16) -> torch.Tensor:
     """N × K violations for texts under the polytope's own feature settings."""
     feats = extract_features(lm, texts, art.feature_config(batch_size), use_cache=False, progress=progress)
     return art.polytope.violations_cpu(feats)  # type: ignore[arg-type]
+
+
+@dataclass
+class PromptScores:
+    """What the prompt verdict reads, per text: the last token's K violations and the peak over the user's text."""
+
+    last: torch.Tensor  # N × K violations at the prompt's last token (what ``score_texts`` gives)
+    span_peak: list[float | None]  # highest violation over the user's own tokens (None: no user tokens)
+    truncated: list[bool]  # texts cut to the polytope's token budget
+
+    def verdicts(self, boundary: VerdictBoundary) -> list[Verdict]:
+        return [prompt_verdict(float(v.max()), peak, boundary) for v, peak in zip(self.last, self.span_peak, strict=True)]
+
+
+def prompt_scores(lm: LoadedModel, art: PolytopeArtifact, texts: list[str], progress: bool = False,
+                  batch_size: int = 16) -> PromptScores:
+    """Per text, the readings of the prompt verdict under the polytope's own settings: every token of the formatted
+    prompt through the polytope (as the monitoring hook sees the prefill), not only the pooled last position."""
+    enc = [encode_prompt(lm.tokenizer, t, art.chat_template, int(art.meta["max_tokens"])) for t in texts]
+    hidden = hidden_states_at(lm, [e.ids for e in enc], art.layer, batch_size=batch_size,
+                              progress="prompt states" if progress else False)
+    last, peaks = [], []
+    device = art.polytope.phi.device
+    for e, h in zip(enc, hidden, strict=True):
+        with torch.no_grad():
+            viol = art.polytope.violations(art.token_inputs(h, e.text_span).to(device)).cpu()
+        start, end = e.text_span
+        last.append(viol[-1])
+        peaks.append(float(viol[start:end].max()) if end > start else None)
+    k = art.polytope.num_facets
+    return PromptScores(torch.stack(last) if last else torch.zeros(0, k), peaks, [e.truncated for e in enc])
+
+
+def prompt_verdicts(lm: LoadedModel, art: PolytopeArtifact, texts: list[str], progress: bool = False,
+                    batch_size: int = 16) -> list[Verdict]:
+    """The one prompt verdict (``method/verdict.py``) for each text, at the polytope's boundary: what ``sap-viz score``,
+    the server, the app and generation all decide for the same prompt."""
+    return prompt_scores(lm, art, texts, progress, batch_size).verdicts(art.verdict_boundary)

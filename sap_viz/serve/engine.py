@@ -133,6 +133,7 @@ class ChatEngine:
         out = {
             "polytope": self.polytope_name, "layer": art.layer, "mode": result.mode,
             "flagged": result.prompt_flagged, "reason": self._reason(result), "flag_reason": result.flag_reason,
+            "verdict": result.verdict.to_json() if result.verdict is not None else None,
             "score": last.max_violation, "span_peak": result.span_peak, "top_facets": top,
             "steered": result.interventions > 0, "interventions": result.interventions, "refused": refused,
             "answer_tokens_over_boundary": sum(1 for t in result.generated if result.is_over(t)),
@@ -158,7 +159,7 @@ class ChatEngine:
             last = result.tokens[result.prompt_len - 1]
             k = last.top_facet
             return (f"the prompt's last token is outside facet {k} '{self.art.facet_name(k)}' "
-                    f"(violation {last.max_violation:+.3f} ≥ {result.settings.get('threshold', 0.0):g})")
+                    f"(violation {last.max_violation:+.3f} ≥ {result.verdict.boundary.last:.3g})")
         start, end = result.text_span
         peak = max((t for t in result.tokens[start:end] if t.max_violation is not None), key=lambda t: t.max_violation)
         return (f"the request's token {peak.text!r} reaches {peak.max_violation:+.3f} on facet {peak.top_facet} "

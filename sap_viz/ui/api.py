@@ -11,6 +11,7 @@ type hints at runtime to build the API schema.
 import functools
 import inspect
 import logging
+import math
 from collections.abc import Callable
 
 import gradio as gr
@@ -23,6 +24,7 @@ from sap_viz.method.generation import GenerationConfig
 from sap_viz.method.polytope_hook import InterventionConfig
 from sap_viz.method.request_configs import build_configs
 from sap_viz.method.request_settings import RequestSettings
+from sap_viz.method.verdict import BY_SPAN, prompt_verdict
 from sap_viz.model.hooks import count_hooks
 from sap_viz.settings import Limits, get_limits
 
@@ -106,6 +108,7 @@ def generate_payload(wb: Workbench, prompt: str, mode: str, strength: float, max
         "first_divergence": cmp.first_divergence,
         "prompt_flagged": other.prompt_flagged,
         "flag_reason": other.flag_reason,
+        "verdict": other.verdict.to_json() if other.verdict is not None else None,
         "interventions": other.interventions,
         "refused": other.refused,
         "prompt_len": other.prompt_len,
@@ -126,8 +129,8 @@ def analysis_payload(wb: Workbench, prompt: str, attribution: bool) -> dict:
     k = int(last.argmax())
     start, end = checked.encoded.text_span
     span_peak = float(viol[start:end].max()) if end > start else None
-    span_threshold = art.span_threshold
-    flagged_by_span = span_peak is not None and span_threshold is not None and span_peak >= span_threshold
+    boundary = art.verdict_boundary
+    verdict = prompt_verdict(float(last.max()), span_peak, boundary)  # the one verdict (method/verdict.py)
     out = {
         "prompt": checked.text,
         "truncated": checked.truncated,
@@ -135,12 +138,13 @@ def analysis_payload(wb: Workbench, prompt: str, attribution: bool) -> dict:
         "layer": art.layer,
         "facet_names": names,
         "score": float(last.max()),
-        "flagged": bool(last.max() >= 0) or flagged_by_span,
+        "flagged": verdict.flagged,
+        "verdict": verdict.to_json(),
         "top_facet": k,
         "top_facet_name": names[k],
         "span_peak": span_peak,
-        "span_threshold": span_threshold,
-        "flagged_by_span": flagged_by_span,
+        "span_threshold": None if math.isinf(boundary.span) else boundary.span,
+        "flagged_by_span": BY_SPAN in verdict.by,
         "text_span": [start, end],
         "violations": [float(v) for v in last],
         "tokens": [

@@ -39,7 +39,7 @@ def prompts_file(tmp_path):
 def test_cli_reports_a_bug_as_internal_not_as_bad_input(monkeypatch, prompts_file, capsys):
     monkeypatch.setattr(commands, "_model", lambda args: SimpleNamespace())
     monkeypatch.setattr(commands, "_load_artifact", lambda lm, path: SimpleNamespace())
-    monkeypatch.setattr(commands, "score_texts", _bug)
+    monkeypatch.setattr(commands, "prompt_scores", _bug)
     code = main(["score", "--input", str(prompts_file)])
     err = capsys.readouterr().err
     assert code == 1
@@ -53,7 +53,7 @@ def test_cli_reports_a_user_error_as_one_line_with_exit_2(monkeypatch, prompts_f
 
     monkeypatch.setattr(commands, "_model", lambda args: SimpleNamespace())
     monkeypatch.setattr(commands, "_load_artifact", lambda lm, path: SimpleNamespace())
-    monkeypatch.setattr(commands, "score_texts", refuse)
+    monkeypatch.setattr(commands, "prompt_scores", refuse)
     assert main(["score", "--input", str(prompts_file)]) == 2
     assert capsys.readouterr().err.strip() == "error: batch_size must be positive"
 
