@@ -11,7 +11,7 @@ from sap_viz.analysis.feature_map import token_states
 from sap_viz.app_state.prompt_checks import CheckedPrompt, InputChecks
 from sap_viz.errors import WorkbenchError
 from sap_viz.method.artifact import PolytopeArtifact
-from sap_viz.method.scoring import score_texts
+from sap_viz.method.scoring import PromptScores, prompt_scores
 from sap_viz.model.features import hidden_states_at
 from sap_viz.model.loading import LoadedModel
 from sap_viz.model.prompts import encode_prompt
@@ -25,10 +25,11 @@ class Inspector:
         self.lock = lock
         self.checks = checks
 
-    def score(self, art: PolytopeArtifact, texts: list[str]) -> torch.Tensor:
+    def score(self, art: PolytopeArtifact, texts: list[str]) -> PromptScores:
+        """What the prompt verdict reads for each text (``PromptScores.verdicts`` decides, as everywhere)."""
         texts = self.checks.check_texts(texts)
         with self.lock:
-            return score_texts(self.lm, art, texts)
+            return prompt_scores(self.lm, art, texts)
 
     def truncated(self, art: PolytopeArtifact, texts: list[str]) -> list[bool]:
         """Which texts ``score`` cuts to the polytope's token budget (its training-time ``max_tokens``)."""

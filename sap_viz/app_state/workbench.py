@@ -49,6 +49,7 @@ from sap_viz.method.generation import GenerationConfig
 from sap_viz.method.generation_results import Comparison
 from sap_viz.method.polytope_hook import InterventionConfig
 from sap_viz.method.request_settings import RequestSettings
+from sap_viz.method.scoring import PromptScores
 from sap_viz.model.loading import LoadedModel, load_model
 from sap_viz.settings import Limits, get_limits
 
@@ -252,7 +253,7 @@ class Workbench:
         art = self.artifact
         return self.examples.key(art) if art is not None else ""
 
-    def score(self, texts: list[str]) -> torch.Tensor:
+    def score(self, texts: list[str]) -> PromptScores:
         return self.inspector.score(self.require_artifact(), texts)
 
     def truncated(self, texts: list[str]) -> list[bool]:

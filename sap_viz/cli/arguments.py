@@ -11,7 +11,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sap_viz.method.configs import POLICY_FACETS, TARGET_FPR, GenerationCalibrationConfig, SteeringPartConfig, TrainConfig
+from sap_viz.method.configs import (
+    POLICY_FACETS,
+    TARGET_FPR,
+    GenerationCalibrationConfig,
+    SteeringPartConfig,
+    TrainConfig,
+    VerdictCalibrationConfig,
+)
 from sap_viz.method.request_settings import DEFAULT_STRENGTH, MODES, STEERINGS, STRENGTH_MAX, RequestSettings
 from sap_viz.model.configs import POSITIONS, FeatureConfig, ModelConfig
 from sap_viz.serve import API_KEY_ENV, LOOPBACK
@@ -285,6 +292,36 @@ def add_calibrate_generation(sub) -> None:
     p.set_defaults(func="commands:cmd_calibrate_generation")
 
 
+def add_calibrate_verdict(sub) -> None:
+    verdict = VerdictCalibrationConfig()
+    p = polytope_command(sub, "calibrate-verdict",
+                         help="set the prompt verdict's boundary on held-out ordinary prompts (ShareGPT) at a false-positive rate",
+                         seed=(verdict.seed, "seed of the control-set sample"))
+    p.add_argument("--control-rows", type=int, default=verdict.control_rows,
+                   help=f"held-out ShareGPT first turns in the control set (default {verdict.control_rows})")
+    p.add_argument("--target-fpr", type=float, default=verdict.target_fpr,
+                   help=f"share of the control set the boundary flags (default {verdict.target_fpr:g})")
+    p.add_argument("--band", type=float, nargs=2, default=verdict.band_fprs, metavar=("HIGH_FPR", "LOW_FPR"),
+                   help="the borderline band: between the boundaries that would flag these shares "
+                        f"(default {verdict.band_fprs[0]:g} {verdict.band_fprs[1]:g})")
+    p.add_argument("--dry-run", action="store_true", help="print, do not write polytope.json")
+    p.set_defaults(func="commands:cmd_calibrate_verdict")
+
+
+def add_eval_detection(sub) -> None:
+    verdict = VerdictCalibrationConfig()
+    p = polytope_command(sub, "eval-detection",
+                         help="the verdict beside a logistic probe, an MLP and a detection-only polytope on every evaluation set "
+                              "(AUROC with a paired bootstrap interval, TPR at 1 %% and 5 %% FPR, flagged at the boundary)",
+                         seed=(verdict.seed, "seed of the control-set sample and of the bootstrap"))
+    p.add_argument("--control-rows", type=int, default=verdict.control_rows,
+                   help=f"held-out ShareGPT rows the baselines' boundaries are set on (default {verdict.control_rows})")
+    p.add_argument("--bootstrap", type=int, default=1000, help="paired bootstrap resamples for the AUROC intervals (default 1000)")
+    p.add_argument("--output", help="write the report as JSON here")
+    p.add_argument("--csv", help="write the table as CSV here")
+    p.set_defaults(func="commands:cmd_eval_detection")
+
+
 def add_bench(sub) -> None:
     p = polytope_command(sub, "bench", help="time plain vs monitored vs steered generation (prints JSON)")
     p.add_argument("--generation-prompts", type=int, default=8, help="prompts generated in each timing (default 8)")
@@ -347,7 +384,7 @@ def add_serve(sub) -> None:
     p.set_defaults(func="serve_command:cmd_serve")
 
 
-COMMANDS = (add_train, add_score, add_eval, add_sweep, add_generate, add_eval_steering, add_calibrate_generation, add_bench,
-            add_train_steering, add_facet_check, add_export, add_push, add_serve)
+COMMANDS = (add_train, add_score, add_eval, add_sweep, add_generate, add_eval_steering, add_calibrate_generation,
+            add_calibrate_verdict, add_eval_detection, add_bench, add_train_steering, add_facet_check, add_export, add_push, add_serve)
 
 

@@ -11,7 +11,10 @@ import json
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 from sap_viz.analysis.bench import run_bench
+from sap_viz.analysis.detection_report import DETECTION_COLUMNS, DetectionReportConfig, detection_report, detection_rows
 from sap_viz.analysis.external_eval import kind_rows, load_external
 from sap_viz.analysis.facet_check import facet_check, policy_rows, write_facet_check
 from sap_viz.analysis.layer_sweep import layer_sweep
@@ -33,6 +36,7 @@ from sap_viz.method.calibration import (
     store_calibration,
     wrapped_benign_prompts,
 )
+from sap_viz.method.configs import VerdictCalibrationConfig
 from sap_viz.method.generation import compare
 from sap_viz.method.ray_scoring import RayScoringConfig, score_texts_ray
 from sap_viz.method.request_configs import build_configs
@@ -40,6 +44,7 @@ from sap_viz.method.request_settings import RequestSettings, SettingsError, chec
 from sap_viz.method.scoring import PromptScores, prompt_scores
 from sap_viz.method.training import TrainConfig
 from sap_viz.method.training_record import training_provenance
+from sap_viz.method.verdict_calibration import calibrate_verdict, store_verdict_calibration
 from sap_viz.model.features import FeatureConfig
 from sap_viz.model.loading import ModelConfig, load_model
 from sap_viz.model.prompts import clean_text
@@ -67,7 +72,10 @@ def _require_folder(path: str) -> None:
                        f"sap-viz export {path} FOLDER, then --polytope FOLDER)")
 
 
-def _load_artifact(lm, path: str):
+def _load_artifact(lm, path: str, writes: bool = False):
+    """The polytope at ``path`` (a folder or a Hub id); ``writes``: the command writes into it, so it must be a folder."""
+    if writes:
+        _require_folder(path)
     art = load_polytope(resolve_polytope(path), lm.hidden_size, lm.num_layers, lm.fingerprint, strict_fingerprint=False)
     for warning in art.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -361,6 +369,37 @@ def cmd_calibrate_generation(args: argparse.Namespace) -> None:
     if not args.dry_run:
         store_calibration(art, result)
         print(f"stored as generation_calibration in {art.path / 'polytope.json'}")
+
+
+def cmd_calibrate_verdict(args: argparse.Namespace) -> None:
+    cfg = VerdictCalibrationConfig(control_rows=args.control_rows, seed=args.seed, target_fpr=args.target_fpr,
+                                   band_fprs=tuple(args.band))
+    cfg.validate()  # before the model loads
+    lm = _model(args)
+    art = _load_artifact(lm, args.polytope, writes=not args.dry_run)
+    record = calibrate_verdict(lm, art, cfg)
+    print(json.dumps(record, indent=2))
+    if not args.dry_run:
+        store_verdict_calibration(art.path, record)
+        print(f"stored as verdict_calibration in {art.path / 'polytope.json'}")
+
+
+def cmd_eval_detection(args: argparse.Namespace) -> None:
+    if not 0 <= args.bootstrap <= 100_000:
+        raise UserError(f"--bootstrap must be between 0 and 100000, got {args.bootstrap}", param="--bootstrap")
+    control = VerdictCalibrationConfig(control_rows=args.control_rows, seed=args.seed)
+    control.validate()
+    lm = _model(args)
+    art = _load_artifact(lm, args.polytope)
+    report = detection_report(lm, art, DetectionReportConfig(control=control, bootstrap=args.bootstrap, seed=args.seed))
+    rows = detection_rows(report)
+    _print_table(rows, DETECTION_COLUMNS)
+    if args.output:
+        Path(args.output).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.output}", file=sys.stderr)
+    if args.csv:
+        pd.DataFrame(rows, columns=DETECTION_COLUMNS).to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}", file=sys.stderr)
 
 
 def cmd_bench(args: argparse.Namespace) -> None:

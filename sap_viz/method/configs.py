@@ -127,3 +127,19 @@ class SteeringPartConfig:
     n_tokens: int = 16  # answer tokens per pair
     epochs: int = 8
     seed: int = 0
+
+
+@dataclass(frozen=True)
+class VerdictCalibrationConfig:
+    control_rows: int = 1000  # held-out ShareGPT first turns
+    seed: int = 0
+    target_fpr: float = 0.05  # the share of the control set the boundary flags
+    band_fprs: tuple[float, float] = (0.10, 0.02)  # the borderline band: between the boundaries at these rates
+
+    def validate(self) -> None:
+        if not 50 <= self.control_rows <= 20_000:
+            raise UserError(f"control_rows must be between 50 and 20000, got {self.control_rows}", param="--control-rows")
+        high, low = self.band_fprs
+        if not 0 < low < self.target_fpr < high < 1:
+            raise UserError(f"need 0 < {low} < target_fpr {self.target_fpr} < {high} < 1 (the band's rates around the target)",
+                            param="--target-fpr")

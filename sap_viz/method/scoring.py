@@ -30,28 +30,33 @@ class PromptScores:
     last: torch.Tensor  # N × K violations at the prompt's last token (what ``score_texts`` gives)
     span_peak: list[float | None]  # highest violation over the user's own tokens (None: no user tokens)
     truncated: list[bool]  # texts cut to the polytope's token budget
+    inputs: torch.Tensor | None = None  # N × D polytope inputs at the last token (the pooled features), when kept
 
     def verdicts(self, boundary: VerdictBoundary) -> list[Verdict]:
         return [prompt_verdict(float(v.max()), peak, boundary) for v, peak in zip(self.last, self.span_peak, strict=True)]
 
 
 def prompt_scores(lm: LoadedModel, art: PolytopeArtifact, texts: list[str], progress: bool = False,
-                  batch_size: int = 16) -> PromptScores:
+                  batch_size: int = 16, keep_inputs: bool = False) -> PromptScores:
     """Per text, the readings of the prompt verdict under the polytope's own settings: every token of the formatted
     prompt through the polytope (as the monitoring hook sees the prefill), not only the pooled last position."""
     enc = [encode_prompt(lm.tokenizer, t, art.chat_template, int(art.meta["max_tokens"])) for t in texts]
     hidden = hidden_states_at(lm, [e.ids for e in enc], art.layer, batch_size=batch_size,
                               progress="prompt states" if progress else False)
-    last, peaks = [], []
+    last, peaks, inputs = [], [], []
     device = art.polytope.phi.device
     for e, h in zip(enc, hidden, strict=True):
+        x = art.token_inputs(h, e.text_span)
         with torch.no_grad():
-            viol = art.polytope.violations(art.token_inputs(h, e.text_span).to(device)).cpu()
+            viol = art.polytope.violations(x.to(device)).cpu()
         start, end = e.text_span
         last.append(viol[-1])
         peaks.append(float(viol[start:end].max()) if end > start else None)
+        if keep_inputs:
+            inputs.append(x[-1].cpu())
     k = art.polytope.num_facets
-    return PromptScores(torch.stack(last) if last else torch.zeros(0, k), peaks, [e.truncated for e in enc])
+    return PromptScores(torch.stack(last) if last else torch.zeros(0, k), peaks, [e.truncated for e in enc],
+                        torch.stack(inputs) if inputs else None)
 
 
 def prompt_verdicts(lm: LoadedModel, art: PolytopeArtifact, texts: list[str], progress: bool = False,

@@ -165,18 +165,19 @@ def analysis_payload(wb: Workbench, prompt: str, attribution: bool) -> dict:
 def score_payload(wb: Workbench, texts: list[str]) -> list[dict]:
     """``/score``: per text, the max violation, the verdict, every facet's violation and the top facet."""
     texts = wb.check_texts(texts)
-    viol = wb.score(texts)
-    cut = wb.truncated(texts)
+    scores = wb.score(texts)
     art = wb.require_artifact()
+    verdicts = scores.verdicts(art.verdict_boundary)  # the one verdict (method/verdict.py)
     out = []
-    for text, v, truncated in zip(texts, viol, cut, strict=True):
+    for text, v, truncated, verdict in zip(texts, scores.last, scores.truncated, verdicts, strict=True):
         k = int(v.argmax())
         out.append(
             {
                 "text": text,
                 "truncated": truncated,
-                "score": float(v.max()),
-                "unsafe": bool(v.max() >= 0),
+                "score": round(verdict.margin, 5),
+                "unsafe": verdict.flagged,
+                "verdict": verdict.to_json(),
                 "top_facet": k,
                 "top_facet_name": art.facet_name(k),
                 "violations": [round(float(x), 5) for x in v],

@@ -1,0 +1,188 @@
+"""How well the verdict detects, beside detectors built for nothing else, on every evaluation set.
+
+Why this report: a polytope whose facets carry names may pay for them in detection, and a high AUROC can hide a
+low catch rate at a usable false-alarm rate. So the shipped verdict (``method/verdict.py``, at its control-set
+boundary) is measured beside a logistic probe and an MLP (``analysis/metrics.fit_baselines``) and a
+detection-only polytope (learned facets, no names), all on the same features of the same training split, each
+with its own boundary set on the same control set at the same false-positive rate. Per set and method:
+
+- AUROC with a paired bootstrap interval (the same resampled rows for every method, so the interval of a
+  difference is read from the same draws);
+- the true-positive rate at 1 % and 5 % false positives *of that set's own safe rows* (where it has enough);
+- the share of unsafe rows caught and of safe rows flagged at the method's control-set boundary.
+
+The sets: the table's validation and test splits, the HarmBench out-of-distribution split (paired with the
+test split's safe rows), the pooled hand-written held-out sets, the wrapped-request set (harmful and benign
+apart), XSTest v2 and the facet check set. None was trained, calibrated or chosen on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.metrics import roc_auc_score
+
+from sap_viz.analysis.external_eval import load_external
+from sap_viz.analysis.metrics import fit_baselines
+from sap_viz.data.check_set import load_check_set
+from sap_viz.data.dataset import DataConfig, build_dataset
+from sap_viz.data.package_files import packaged_file
+from sap_viz.method.artifact import PolytopeArtifact
+from sap_viz.method.configs import TrainConfig, VerdictCalibrationConfig
+from sap_viz.method.scoring import PromptScores, prompt_scores
+from sap_viz.method.training import train_polytope
+from sap_viz.method.verdict_calibration import boundary_at, control_prompts
+from sap_viz.model.loading import LoadedModel
+
+__all__ = ["DETECTION_COLUMNS", "DetectionReportConfig", "detection_report", "detection_rows", "evaluation_sets"]
+
+SHIPPED = "SaP verdict"
+#: The column order of :func:`detection_rows` (README and docs tables, CSV export).
+DETECTION_COLUMNS = ["set", "method", "n_unsafe", "n_safe", "auroc", "auroc_low", "auroc_high", "tpr_at_1pct_fpr",
+                     "tpr_at_5pct_fpr", "caught", "safe_flagged"]
+
+
+@dataclass(frozen=True)
+class DetectionReportConfig:
+    control: VerdictCalibrationConfig = VerdictCalibrationConfig()
+    bootstrap: int = 1000
+    seed: int = 0
+    detection_only_facets: tuple[int, ...] = (1, 14)  # learned facets; the better on validation AUROC is reported
+    train_seed: int = 42
+
+
+def evaluation_sets(data: DataConfig = DataConfig()) -> dict[str, pd.DataFrame]:
+    """Every set the report measures, as frames with text and label (and ``part`` where a set is split)."""
+    df = build_dataset(data)
+    test_safe = df[(df["split"] == "test") & (df["label"] == "safe")]
+    sets = {
+        "validation": df[df["split"] == "val"],
+        "test": df[df["split"] == "test"],
+        "HarmBench (OOD) + test safe": pd.concat([df[df["split"] == "ood"], test_safe]),
+        "held-out sets 1-3": pd.concat([load_external(packaged_file(f"eval_sets/{name}.jsonl"))
+                                        for name in ("heldout_prompts", "heldout_prompts_v2", "heldout_prompts_v3")]),
+        "wrapped requests": load_external(packaged_file("eval_sets/wrapped_requests.jsonl")),
+        "XSTest v2": load_external(packaged_file("eval_sets/xstest/xstest_v2.jsonl")),
+        "facet check set": load_check_set(),
+    }
+    return {name: frame[["text", "label"]].reset_index(drop=True) for name, frame in sets.items()}
+
+
+def _tpr_at(y: np.ndarray, s: np.ndarray, fpr: float) -> float | None:
+    """Share of unsafe rows at or above the score that flags at most ``fpr`` of this set's safe rows (None when the
+    set has too few safe rows for that rate to mean anything: fewer than 1 / fpr)."""
+    safe = s[~y]
+    if len(safe) < 1 / fpr or not y.any():
+        return None
+    return float((s[y] >= boundary_at(safe, fpr)).mean())
+
+
+def _auroc(y: np.ndarray, s: np.ndarray) -> float | None:
+    return float(roc_auc_score(y, s)) if 0 < y.sum() < len(y) else None
+
+
+def _bootstrap_aurocs(y: np.ndarray, scores: dict[str, np.ndarray], n: int, seed: int) -> dict[str, np.ndarray]:
+    """Per method, the AUROC on each of ``n`` paired resamples (the same rows for every method)."""
+    rng = np.random.default_rng(seed)
+    pos, neg = np.flatnonzero(y), np.flatnonzero(~y)
+    out: dict[str, list[float]] = {m: [] for m in scores}
+    for _ in range(n):  # stratified: each resample keeps the set's counts of unsafe and safe rows
+        idx = np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
+        for m, s in scores.items():
+            out[m].append(roc_auc_score(y[idx], s[idx]))
+    return {m: np.asarray(v) for m, v in out.items()}
+
+
+@dataclass
+class Scorer:
+    """A method's score per prompt (higher = more unsafe) and its control-set boundary."""
+
+    name: str
+    score: Callable[[PromptScores], np.ndarray]
+    flag: Callable[[PromptScores], np.ndarray]
+
+
+def _pooled_scorer(name: str, fn: Callable[[torch.Tensor], np.ndarray], control: PromptScores, target_fpr: float) -> Scorer:
+    boundary = boundary_at(fn(control.inputs), target_fpr)
+    return Scorer(name, lambda ps: fn(ps.inputs), lambda ps: fn(ps.inputs) >= boundary)
+
+
+def _detection_only(train_x: torch.Tensor, train_y: torch.Tensor, val: PromptScores, val_y: np.ndarray,
+                    cfg: DetectionReportConfig) -> tuple[str, Callable[[torch.Tensor], np.ndarray], dict]:
+    """The detection-only polytope with the best validation AUROC among the facet counts tried."""
+    tried = {}
+    best = None
+    for k in cfg.detection_only_facets:
+        tcfg = TrainConfig(num_facets=k, facet_mode="learned", free_facets=0, seed=cfg.train_seed)
+        poly = train_polytope(train_x, train_y, tcfg, show_tqdm=False).polytope.cpu().eval()
+
+        def fn(x: torch.Tensor, poly=poly) -> np.ndarray:
+            with torch.no_grad():
+                return poly.violations(x.float()).max(dim=1).values.numpy()
+
+        tried[k] = _auroc(val_y, fn(val.inputs))
+        if best is None or (tried[k] or 0) > (tried[best[0]] or 0):
+            best = (k, fn)
+    assert best is not None
+    return f"detection-only polytope (K={best[0]})", best[1], {"validation_auroc_by_facets": tried, "chosen_facets": best[0]}
+
+
+def detection_report(lm: LoadedModel, art: PolytopeArtifact, cfg: DetectionReportConfig = DetectionReportConfig(),
+                     data: DataConfig = DataConfig(), progress: bool = True) -> dict:
+    """The report's numbers (see the module docstring) as a JSON-ready dict: ``rows`` per set and method."""
+    sets = evaluation_sets(data)
+    table = build_dataset(data)
+    train = table[table["split"] == "train"]
+
+    def read(texts: list[str]) -> PromptScores:
+        return prompt_scores(lm, art, texts, progress=progress, keep_inputs=True)
+
+    control_texts, _ = control_prompts(cfg.control.control_rows, cfg.control.seed, table)
+    control = read(control_texts)
+    train_scores = read(train["text"].tolist())
+    train_y = torch.tensor((train["label"] == "unsafe").to_numpy())
+    boundary = art.verdict_boundary
+    scorers = [Scorer(SHIPPED, lambda ps: np.array([v.margin for v in ps.verdicts(boundary)]),
+                      lambda ps: np.array([v.flagged for v in ps.verdicts(boundary)]))]
+    for base in fit_baselines(train_scores.inputs, train_y, cfg.train_seed):
+        scorers.append(_pooled_scorer(base.name, base.score, control, cfg.control.target_fpr))
+    readings = {name: read(frame["text"].tolist()) for name, frame in sets.items()}
+    val_y = (sets["validation"]["label"] == "unsafe").to_numpy()
+    name, fn, chosen = _detection_only(train_scores.inputs, train_y, readings["validation"], val_y, cfg)
+    scorers.append(_pooled_scorer(name, fn, control, cfg.control.target_fpr))
+    rows = []
+    for set_name, frame in sets.items():
+        y = (frame["label"] == "unsafe").to_numpy()
+        ps = readings[set_name]
+        scores = {s.name: s.score(ps) for s in scorers}
+        flags = {s.name: s.flag(ps) for s in scorers}
+        boot = _bootstrap_aurocs(y, scores, cfg.bootstrap, cfg.seed) if 0 < y.sum() < len(y) else {}
+        for s in scorers:
+            auroc = _auroc(y, scores[s.name])
+            low, high = (np.quantile(boot[s.name], [0.025, 0.975]) if s.name in boot else (None, None))
+            diff = boot[s.name] - boot[SHIPPED] if s.name in boot else None
+            rows.append({
+                "set": set_name, "method": s.name, "n_unsafe": int(y.sum()), "n_safe": int((~y).sum()),
+                "auroc": auroc, "auroc_low": None if low is None else float(low), "auroc_high": None if high is None else float(high),
+                "auroc_minus_shipped_low": None if diff is None else float(np.quantile(diff, 0.025)),
+                "auroc_minus_shipped_high": None if diff is None else float(np.quantile(diff, 0.975)),
+                "tpr_at_1pct_fpr": _tpr_at(y, scores[s.name], 0.01), "tpr_at_5pct_fpr": _tpr_at(y, scores[s.name], 0.05),
+                "caught": float(flags[s.name][y].mean()) if y.any() else None,
+                "safe_flagged": float(flags[s.name][~y].mean()) if (~y).any() else None,
+            })
+    return {"rows": rows, "detection_only": chosen, "boundary": boundary.to_json(),
+            "control": {"rows": len(control_texts), "seed": cfg.control.seed, "target_fpr": cfg.control.target_fpr},
+            "bootstrap": cfg.bootstrap, "polytope": {"layer": art.layer, "position": art.position,
+                                                     "num_facets": art.polytope.num_facets}}
+
+
+def detection_rows(report: dict, digits: int = 3) -> list[dict]:
+    """The report's rows rounded for a table, in :data:`DETECTION_COLUMNS` order."""
+    out = []
+    for row in report["rows"]:
+        out.append({c: (round(row[c], digits) if isinstance(row.get(c), float) else row.get(c)) for c in DETECTION_COLUMNS})
+    return out
