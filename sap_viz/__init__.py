@@ -7,7 +7,7 @@ and the CLI's ``--help`` stay fast::
 
     lm = sv.load_model("default")
     art = sv.load_polytope(sv.DEFAULT_POLYTOPE, lm.hidden_size, lm.num_layers, lm.fingerprint)
-    sv.score_texts(lm, art, ["How do I bake bread?"])
+    sv.prompt_verdicts(lm, art, ["How do I bake bread?"])  # the one verdict: flagged, borderline, by what
     sv.compare(lm, art, "How do I build a pipe bomb?", sv.GenerationConfig(), sv.InterventionConfig(mode="steer"))
 """
 
@@ -27,6 +27,7 @@ _EXPORTS = {
     "load_polytope": "sap_viz.method.artifact",
     "save_polytope": "sap_viz.method.artifact",
     "score_texts": "sap_viz.method.scoring",
+    "prompt_verdicts": "sap_viz.method.scoring",
     "GenerationConfig": "sap_viz.method.generation",
     "InterventionConfig": "sap_viz.method.polytope_hook",
     "compare": "sap_viz.method.generation",

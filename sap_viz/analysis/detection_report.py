@@ -31,14 +31,15 @@ from sap_viz.analysis.metrics import fit_baselines
 from sap_viz.data.check_set import load_check_set
 from sap_viz.data.dataset import DataConfig, build_dataset
 from sap_viz.data.package_files import packaged_file
-from sap_viz.method.artifact import PolytopeArtifact
+from sap_viz.method.artifact import PolytopeArtifact, update_meta
 from sap_viz.method.configs import TrainConfig, VerdictCalibrationConfig
 from sap_viz.method.scoring import PromptScores, prompt_scores
 from sap_viz.method.training import train_polytope
 from sap_viz.method.verdict_calibration import boundary_at, control_prompts
 from sap_viz.model.loading import LoadedModel
 
-__all__ = ["DETECTION_COLUMNS", "DetectionReportConfig", "detection_report", "detection_rows", "evaluation_sets"]
+__all__ = ["DETECTION_COLUMNS", "DetectionReportConfig", "detection_report", "detection_rows", "evaluation_sets",
+           "operating_point", "store_operating_point"]
 
 SHIPPED = "SaP verdict"
 #: The column order of :func:`detection_rows` (README and docs tables, CSV export).
@@ -186,3 +187,30 @@ def detection_rows(report: dict, digits: int = 3) -> list[dict]:
     for row in report["rows"]:
         out.append({c: (round(row[c], digits) if isinstance(row.get(c), float) else row.get(c)) for c in DETECTION_COLUMNS})
     return out
+
+
+#: The sets whose harmful rows the operating point's catch rate is read on (written apart from the training data).
+HELD_OUT = "held-out sets 1-3"
+
+
+def _in_n(share: float, n: int) -> str:
+    return f"about {round(share * n)} in {n}"
+
+
+def operating_point(report: dict) -> dict:
+    """The shipped verdict's operating point in plain words, from the report's own numbers: how often it fires on
+    ordinary prompts (the control set) and how many held-out harmful requests it catches."""
+    boundary = report["boundary"]
+    row = next(r for r in report["rows"] if r["set"] == HELD_OUT and r["method"] == SHIPPED)
+    flagged = float(boundary.get("target_fpr") or 0.0)
+    ordinary = f"1 in {round(1 / flagged)}" if flagged else "none"
+    sentence = (f"Flags {ordinary} ordinary prompts (set on {report['control']['rows']:,} held-out ShareGPT prompts) "
+                f"and catches {_in_n(row['caught'], 10)} of the held-out harmful requests "
+                f"({row['n_unsafe']} written apart from the training data).")
+    return {"ordinary_flagged": flagged, "heldout_caught": row["caught"], "heldout_unsafe": row["n_unsafe"], "sentence": sentence}
+
+
+def store_operating_point(directory, report: dict) -> dict:
+    """Add the operating point to the polytope's ``verdict_calibration`` record (the boundary the report measured)."""
+    meta = update_meta(directory, "verdict_calibration", {"operating_point": operating_point(report)}, merge=True)
+    return meta["verdict_calibration"]["operating_point"]

@@ -42,6 +42,10 @@ def fitting_category(facet: dict | None) -> str | None:
     return str(category)
 
 
+BORDERLINE = ("Borderline: this request scores close to the boundary, in the band where ordinary prompts are flagged "
+              "between 1 in 10 and 1 in 50 times.")
+
+
 @dataclass
 class PlainVerdict:
     flagged: bool
@@ -49,6 +53,7 @@ class PlainVerdict:
     firing: list[int]  # facets over the boundary at the position that decided the flag
     top_facet: int | None
     category: str | None  # named only when the top facet's name is measured to fit it
+    borderline: bool = False  # inside the verdict's borderline band (``method/verdict.py``), either side of the boundary
 
 
 def deciding_position(result: GenerationResult) -> int | None:
@@ -69,8 +74,11 @@ def plain_verdict(result: GenerationResult, facets: list[dict]) -> PlainVerdict:
     token = result.tokens[pos] if pos is not None else None
     if token is None or token.violations is None:
         return PlainVerdict(False, "Not checked: the request's facet values were not computed.", [], None, None)
+    verdict = result.verdict
+    borderline = bool(verdict is not None and verdict.borderline)
+    band_words = " " + _band_sentence(verdict) if borderline else ""
     if not result.prompt_flagged:
-        return PlainVerdict(False, "Not flagged: no facet fires on this request.", [], token.top_facet, None)
+        return PlainVerdict(False, "Not flagged: no facet fires on this request." + band_words, [], token.top_facet, None, borderline)
     verdict_boundary = result.verdict.boundary  # the one verdict's (method/verdict.py), not steering's
     boundary = verdict_boundary.span if result.flag_reason == "prompt span" else verdict_boundary.last
     firing = [k for k, v in enumerate(token.violations) if v >= boundary] or [token.top_facet or 0]
@@ -78,7 +86,15 @@ def plain_verdict(result: GenerationResult, facets: list[dict]) -> PlainVerdict:
     category = fitting_category(facets[top] if top < len(facets) else None)
     count = f"{len(firing)} facet{'s' if len(firing) != 1 else ''} fire{'s' if len(firing) == 1 else ''}"
     head = f"this request is most like {category_words(category)}" if category else NO_SINGLE_CATEGORY
-    return PlainVerdict(True, f"Flagged: {head}; {count}.", firing, top, category)
+    return PlainVerdict(True, f"Flagged: {head}; {count}." + band_words, firing, top, category, borderline)
+
+
+def _band_sentence(verdict) -> str:
+    """The borderline sentence, with the band's rates from the boundary when it was set on a control set."""
+    boundary = verdict.boundary
+    if boundary.source != "control set" or boundary.band is None:
+        return "Borderline: this request scores close to the boundary."
+    return BORDERLINE
 
 
 def answer_outcome(result: GenerationResult) -> str:

@@ -319,6 +319,8 @@ def add_eval_detection(sub) -> None:
     p.add_argument("--bootstrap", type=int, default=1000, help="paired bootstrap resamples for the AUROC intervals (default 1000)")
     p.add_argument("--output", help="write the report as JSON here")
     p.add_argument("--csv", help="write the table as CSV here")
+    p.add_argument("--store", action="store_true",
+                   help="write the verdict's operating point in plain words into the polytope's verdict_calibration")
     p.set_defaults(func="commands:cmd_eval_detection")
 
 

@@ -14,7 +14,13 @@ from pathlib import Path
 import pandas as pd
 
 from sap_viz.analysis.bench import run_bench
-from sap_viz.analysis.detection_report import DETECTION_COLUMNS, DetectionReportConfig, detection_report, detection_rows
+from sap_viz.analysis.detection_report import (
+    DETECTION_COLUMNS,
+    DetectionReportConfig,
+    detection_report,
+    detection_rows,
+    store_operating_point,
+)
 from sap_viz.analysis.external_eval import kind_rows, load_external
 from sap_viz.analysis.facet_check import facet_check, policy_rows, write_facet_check
 from sap_viz.analysis.layer_sweep import layer_sweep
@@ -390,7 +396,7 @@ def cmd_eval_detection(args: argparse.Namespace) -> None:
     control = VerdictCalibrationConfig(control_rows=args.control_rows, seed=args.seed)
     control.validate()
     lm = _model(args)
-    art = _load_artifact(lm, args.polytope)
+    art = _load_artifact(lm, args.polytope, writes=args.store)
     report = detection_report(lm, art, DetectionReportConfig(control=control, bootstrap=args.bootstrap, seed=args.seed))
     rows = detection_rows(report)
     _print_table(rows, DETECTION_COLUMNS)
@@ -400,6 +406,8 @@ def cmd_eval_detection(args: argparse.Namespace) -> None:
     if args.csv:
         pd.DataFrame(rows, columns=DETECTION_COLUMNS).to_csv(args.csv, index=False)
         print(f"wrote {args.csv}", file=sys.stderr)
+    if args.store:
+        print(store_operating_point(art.path, report)["sentence"])
 
 
 def cmd_bench(args: argparse.Namespace) -> None:

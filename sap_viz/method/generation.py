@@ -93,6 +93,7 @@ def _build_results(
                 "generation_threshold": cfg.generation_threshold,
                 "span_threshold": cfg.span_threshold if cfg.span_threshold is None or math.isfinite(cfg.span_threshold) else None,
                 "flag_threshold": cfg.flag_threshold,
+                "operating_point": ((artifact.meta.get("verdict_calibration") or {}).get("operating_point") or {}).get("sentence"),
                 "borderline_band": list(cfg.borderline_band) if cfg.borderline_band else None,
                 "max_interventions": cfg.max_interventions, **asdict(cfg.flow), "steering": cfg.steering,
                 "anti_repeat": cfg.anti_repeat if cfg.mode == "steer" else 0, "fallback": cfg.fallback and cfg.mode == "steer",

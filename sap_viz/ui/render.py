@@ -111,7 +111,8 @@ def verdict_html(result: GenerationResult, divergence: int | None, baseline: Gen
     """One plain sentence first (``analysis.verdict``: flagged or not, the category only where the facet's name is
     measured to fit), what happened to the answer, then the method's details in a smaller block below."""
     plain = plain_verdict(result, facets or [])
-    lead = (f'<div class="sap-plain-verdict" id="sap-plain-verdict" data-flagged="{str(plain.flagged).lower()}">'
+    lead = (f'<div class="sap-plain-verdict" id="sap-plain-verdict" data-flagged="{str(plain.flagged).lower()}" '
+            f'data-borderline="{str(plain.borderline).lower()}">'
             f'<b>{esc(plain.sentence)}</b> <span class="sap-outcome">{esc(answer_outcome(result))}</span></div>')
     # the worked example's verdict has a class of its own: waiting for ".sap-verdict" means waiting for one's own run
     outer = "sap-verdict-example" if example else "sap-verdict"
@@ -126,13 +127,17 @@ def verdict_details_html(result: GenerationResult, divergence: int | None, basel
     if last is not None and last.violations is not None:
         k = last.top_facet or 0
         flagged = result.prompt_flagged
+        boundary = result.verdict.boundary if result.verdict is not None else None
+        at = (f" (the verdict's boundary {boundary.last:+.2f}, set on ordinary prompts to flag "
+              f"{boundary.target_fpr:.0%} of them)" if boundary is not None and boundary.source == "control set"
+              and boundary.target_fpr else "")
         parts.append(
-            f'<b>{"Prompt flagged" if flagged else "Prompt inside the polytope"}</b>: worst facet '
-            f'{k} “{esc(result.facet_names[k])}” at {last.max_violation:+.2f}'
+            f'<b>{"Prompt flagged" if flagged else "Prompt not flagged"}</b>: worst facet '
+            f'{k} “{esc(result.facet_names[k])}” at {last.max_violation:+.2f}{esc(at)}'
         )
         if result.flag_reason == "prompt span" and result.span_peak is not None:
             parts.append(f"flagged inside the prompt: a token of the request reaches {result.span_peak:+.2f} "
-                         f"(span boundary {result.settings.get('span_threshold', 0):+.2f})")
+                         f"(span boundary {result.verdict.boundary.span:+.2f})")
     if result.interventions:
         where = Counter("answer" if not t.is_prompt else "template" if t.template else "your text" for t in result.tokens if t.steered)
         parts.append(f"steered {where['answer']} answer tokens, {where['your text']} of your text, {where['template']} chat-template "
@@ -156,6 +161,9 @@ def verdict_details_html(result: GenerationResult, divergence: int | None, basel
             a = baseline.generated[divergence].text if divergence < len(baseline.generated) else "(end)"
             b = result.generated[divergence].text if divergence < len(result.generated) else "(end)"
             parts.append(f"first divergence at generated token {divergence}: {esc(repr(a))} → {esc(repr(b))}")
+    operating = result.settings.get("operating_point")
+    if operating:
+        parts.append(f"this polytope's verdict: {esc(operating)}")
     measured = result.settings.get("measured")
     tail = f'<div class="sap-card-meta">Measured on this polytope: {esc(measured)}</div>' if measured and result.mode == "steer" else ""
     limits = [line for line in result.settings.get("detection_measured") or [] if isinstance(line, str)]

@@ -27,11 +27,11 @@ def test_cli_eval_external_agrees_with_cli_score(tmp_path):
     metrics = json.loads(report.read_text())["splits"]["external:heldout_prompts.jsonl"]["SaP"]
     rows = [json.loads(line) for line in scored.read_text().splitlines()]
     y = np.array([r["label"] == "unsafe" for r in rows])
-    s = np.array([r["score"] for r in rows])
+    s = np.array([r["verdict"]["last_token"] for r in rows])  # eval reads the last token at the training boundary 0
     assert metrics["n"] == len(rows) == 90
     assert metrics["auroc"] == pytest.approx(roc_auc_score(y, s), abs=1e-9)
     assert metrics["recall"] == pytest.approx((s[y] >= 0).mean()) and metrics["fpr"] == pytest.approx((s[~y] >= 0).mean())
     for kind in {r["kind"] for r in rows}:
-        flagged = np.mean([r["score"] >= 0 for r in rows if r["kind"] == kind])
+        flagged = np.mean([r["verdict"]["last_token"] >= 0 for r in rows if r["kind"] == kind])
         rate = {**metrics["recall_by_category"], **metrics["flag_rate_by_safe_subset"]}[kind]
         assert rate == pytest.approx(flagged)

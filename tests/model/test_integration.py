@@ -89,9 +89,11 @@ def test_cli_score_on_handwritten_heldout_set(tmp_path, name, shipped, embedded_
     assert n > 0 and len(rows) == n
     assert [(r["text"], r["label"]) for r in rows] == [(g["text"], g["label"]) for g in given]
     first = rows[0]
-    assert {"text", "label", "kind", "score", "unsafe", "violations", "top_facet", "top_facet_name"} <= first.keys()
-    for r in rows:
-        assert r["score"] == pytest.approx(max(r["violations"]), abs=1e-5) and r["unsafe"] == (r["score"] >= 0)
+    assert {"text", "label", "kind", "score", "unsafe", "verdict", "violations", "top_facet", "top_facet_name"} <= first.keys()
+    for r in rows:  # the score is the verdict's margin; its last-token reading is the highest facet value
+        verdict = r["verdict"]
+        assert verdict["last_token"] == pytest.approx(max(r["violations"]), abs=1e-4)
+        assert r["unsafe"] == verdict["flagged"] == (r["score"] >= 0) and r["score"] == pytest.approx(verdict["margin"], abs=1e-4)
         assert r["top_facet"] == int(np.argmax(r["violations"])) and r["top_facet_name"] == shipped.facet_name(r["top_facet"])
     # the written numbers are the model's: a fixed subset is rescored in-process
     subset = rows[:: n // 6]

@@ -11,7 +11,7 @@ import torch
 from sap_viz.cli import main
 from sap_viz.jsonl import write_jsonl
 from sap_viz.method.artifact import load_polytope
-from sap_viz.method.scoring import score_texts
+from sap_viz.method.scoring import prompt_scores
 from sap_viz.model.loading import ModelConfig
 from sap_viz.settings import DEFAULT_POLYTOPE
 
@@ -41,8 +41,10 @@ def test_ray_scores_match_the_local_path_row_for_row(embedded_lm, local_ray):
     texts = mixed_texts()
     art = load_polytope(DEFAULT_POLYTOPE, embedded_lm.hidden_size, embedded_lm.num_layers, embedded_lm.fingerprint)
     result = score_texts_ray(texts, ModelConfig(), DEFAULT_POLYTOPE, RayScoringConfig(workers=2, cpus_per_worker=1))
-    local = score_texts(embedded_lm, art, texts, batch_size=16)
+    scores = prompt_scores(embedded_lm, art, texts, batch_size=16)  # the local path the workers run
+    local = scores.last
     assert result.violations.shape == local.shape == (256, art.polytope.num_facets)
+    assert all((a is None and b is None) or abs(a - b) <= 1e-5 for a, b in zip(result.span_peaks, scores.span_peak, strict=True))
     pids = {worker.rsplit(":", 1)[1] for worker in result.rows_by_worker}
     assert len(pids) >= 2 and all(n > 0 for n in result.rows_by_worker.values())  # two worker processes did work
     assert sum(result.rows_by_worker.values()) == len(texts)
@@ -57,11 +59,11 @@ def test_cli_engine_ray_writes_the_local_rows_in_input_order(embedded_lm, local_
     assert main(["score", "--engine", "ray", "--workers", "2", "--input", str(source), "--output", str(tmp_path / "ray.jsonl")]) == 0
     assert "ray: 2 workers" in capsys.readouterr().err
     art = load_polytope(DEFAULT_POLYTOPE, embedded_lm.hidden_size, embedded_lm.num_layers, embedded_lm.fingerprint)
-    local = score_texts(embedded_lm, art, texts, batch_size=16)
+    scores = prompt_scores(embedded_lm, art, texts, batch_size=16)
     rows = [json.loads(line) for line in (tmp_path / "ray.jsonl").read_text().splitlines()]
     assert [r["id"] for r in rows] == list(range(len(texts)))
-    for row, v in zip(rows, local, strict=True):
-        assert abs(row["score"] - float(v.max())) <= 1e-5 and row["top_facet"] == int(v.argmax())
-        assert row["top_facet_name"] == art.facet_name(int(v.argmax())) and row["unsafe"] == bool(v.max() >= 0)
+    for row, v, verdict in zip(rows, scores.last, scores.verdicts(art.verdict_boundary), strict=True):
+        assert abs(row["score"] - verdict.margin) <= 1e-4 and row["top_facet"] == int(v.argmax())
+        assert row["top_facet_name"] == art.facet_name(int(v.argmax())) and row["unsafe"] == verdict.flagged
 
 

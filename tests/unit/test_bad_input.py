@@ -121,7 +121,8 @@ def test_score_inputs(wb):
             wb.score(texts)
     texts = wb.check_texts(["a\x00b", "x\ud800y", RTL_EMOJI, "y" * 1000])
     assert texts[:2] == ["ab", "x\ufffdy"]
-    assert wb.score(texts).shape == (4, 2)
+    scores = wb.score(texts)
+    assert scores.last.shape == (4, 2) and len(scores.span_peak) == 4 and scores.truncated == [False, False, False, True]
     assert wb.truncated(texts) == [False, False, False, True]
 
 

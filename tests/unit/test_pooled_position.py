@@ -173,7 +173,7 @@ def test_workbench_views_of_a_pooled_polytope_agree(lm, tmp_path):
     wb = Workbench(lm, folder / "pooled", folder)
     prompt = TEXTS[0]
     _, ids, viol, checked = wb.prompt_tokens(prompt)
-    torch.testing.assert_close(viol[-1].cpu(), wb.score([prompt])[0], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(viol[-1].cpu(), wb.score([prompt]).last[0], atol=1e-4, rtol=1e-4)
     states = wb.trajectory(ids, checked.encoded.text_span)
     assert states.shape == (len(ids), 2 * lm.hidden_size)
     d = lm.hidden_size

@@ -76,13 +76,13 @@ def test_local_run_is_the_owner(tiny_lm, tmp_path):
 def test_a_hostile_upload_and_activation_stay_in_a_session(bench, hostile):
     a, b = bench.session("A"), bench.session("B")
     assert isinstance(a, VisitorBench) and not a.is_owner
-    before = b.score(TEXTS)
+    before = b.score(TEXTS).last
     name, _ = a.import_polytope(hostile, "base")  # a shared name is never reused
     assert name != "base" and name in a.list_polytopes()
     assert name not in b.list_polytopes() and name not in bench.list_polytopes()
     a.activate(name)
-    assert a.active_name == name and bool((a.score(TEXTS) < -1e5).all())
-    torch.testing.assert_close(b.score(TEXTS), before)
+    assert a.active_name == name and bool((a.score(TEXTS).last < -1e5).all())
+    torch.testing.assert_close(b.score(TEXTS).last, before)
     assert b.active_name == bench.active_name == "base"
     for other in (b, bench):
         with pytest.raises(WorkbenchError, match="unknown polytope"):
@@ -90,7 +90,7 @@ def test_a_hostile_upload_and_activation_stay_in_a_session(bench, hostile):
         with pytest.raises(WorkbenchError, match="unknown polytope"):
             other.proposals(name)
     a.activate("base")  # a may still choose the shipped polytopes
-    assert bool((a.score(TEXTS) == b.score(TEXTS)).all())
+    assert bool((a.score(TEXTS).last == b.score(TEXTS).last).all())
     a.activate(name)
     cmp = a.compare("hello", GenerationConfig(max_new_tokens=2), InterventionConfig(mode="steer"))
     assert cmp.intervened.interventions == 0
