@@ -20,7 +20,7 @@ from sap_viz.errors import PolytopeFileError, UserError
 from sap_viz.files import directory_lock, now, save_tensors_atomic, write_json_atomic
 from sap_viz.method.answer_check import AnswerCheck, AnswerCheckFileError
 from sap_viz.method.polytope import SafetyPolytope
-from sap_viz.method.polytope_schema import FACET_FIELDS, META_FIELDS, check_fields
+from sap_viz.method.polytope_schema import FACET_FIELDS, MAX_NAME_CHARS, META_FIELDS, check_fields
 from sap_viz.method.safe_files import MAX_JSON_BYTES, check_links, read_json, read_tensors
 from sap_viz.method.training_record import RecipeError, check_recorded_config
 from sap_viz.model.features import POSITIONS, FeatureConfig, input_dim, token_inputs
@@ -344,11 +344,13 @@ def read_facets(directory: str | Path) -> list[dict]:
 def clean_label(name: object, policy: object, author: object, confidence: object,
                 max_len: int = 4000) -> tuple[str, str, str, float]:
     """A label's texts without control characters and within their lengths, and its confidence in [0, 1]."""
-    name, policy, author = (clean_text(str(x)).strip() for x in (name, policy, author))
+    # a name and an author are one line (the load schema refuses line breaks and tabs in them); a policy may have lines
+    name, author = (" ".join(clean_text(str(x)).split()) for x in (name, author))
+    policy = clean_text(str(policy)).strip()
     if not name:
         raise UserError("a facet name must not be empty")
-    if len(name) > 200 or len(policy) > max_len or len(author) > 200:
-        raise UserError(f"name and author must be ≤ 200 characters, policy ≤ {max_len}")
+    if len(name) > MAX_NAME_CHARS or len(policy) > max_len or len(author) > MAX_NAME_CHARS:
+        raise UserError(f"name and author must be ≤ {MAX_NAME_CHARS} characters, policy ≤ {max_len}")
     try:
         confidence = float(confidence)  # type: ignore[arg-type]
     except (TypeError, ValueError):
