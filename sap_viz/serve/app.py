@@ -51,6 +51,7 @@ class ServeConfig:
     max_waiting: int = 8
     default_mode: str = "steer"
     default_max_tokens: int | None = None  # None: the server's limit (SAP_VIZ_MAX_NEW_TOKENS)
+    body_timeout_s: float = BODY_TIMEOUT_S
 
 
 def api_error_for(exc: BaseException) -> ApiError:
@@ -86,20 +87,21 @@ class ChatEndpoint:
 
     async def body(self, request: Request) -> object:
         """The JSON body, read as it arrives: refused (413) as soon as it passes the cap, whether or not it declared a
-        Content-Length (a chunked body has none), and (408) when it has not all come within ``BODY_TIMEOUT_S``."""
+        Content-Length (a chunked body has none), and (408) when it has not all come within ``body_timeout_s``."""
         too_big = ApiError(413, f"the request body is larger than {self.max_body:,} bytes")
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_body:
             raise too_big
         raw = bytearray()
         try:
-            async with asyncio.timeout(BODY_TIMEOUT_S):
+            async with asyncio.timeout(self.config.body_timeout_s):
                 async for chunk in request.stream():
                     raw += chunk
                     if len(raw) > self.max_body:
                         raise too_big
         except TimeoutError:
-            raise ApiError(408, f"the request body did not arrive within {BODY_TIMEOUT_S:g} seconds", None, "timeout") from None
+            raise ApiError(408, f"the request body did not arrive within {self.config.body_timeout_s:g} seconds", None,
+                           "timeout") from None
         try:
             return await asyncio.to_thread(strict_json.loads, bytes(raw))  # up to 1 MB of scanning: off the event loop
         except strict_json.JsonTextError as exc:
