@@ -11,10 +11,12 @@ hypothesis stops when it has sent them all).
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
 from sap_viz.method.artifact import load_polytope
@@ -47,17 +49,16 @@ def server(embedded_lm):
 
 @pytest.fixture(scope="module")
 def api_schema(server):
-    schema = schemathesis.openapi.from_dict(server.app.openapi())
-    schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE], max_examples=EXAMPLES)
-    return schema
+    return schemathesis.openapi.from_dict(server.app.openapi())
 
 
-schema = schemathesis.pytest.from_fixture("api_schema")
+OPERATIONS = [("GET", "/health"), ("GET", "/v1/models"), ("GET", "/v1/models/{model_id}"), ("POST", "/v1/chat/completions")]
 
 
 def _check(response) -> None:
     assert response.status_code < 500, f"{response.status_code}: {response.text[:500]}"
-    kind = response.headers.get("content-type", "")
+    kind = {k.lower(): v for k, v in response.headers.items()}.get("content-type") or [""]  # schemathesis: name -> values
+    kind = kind[0] if isinstance(kind, list) else kind
     if kind.startswith("text/event-stream"):
         events = [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]
         assert events and events[-1] == "[DONE]", response.text[-500:]
@@ -71,8 +72,32 @@ def _check(response) -> None:
             assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}, body
 
 
-@schema.parametrize()
-@settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-          suppress_health_check=list(HealthCheck))
-def test_no_request_the_schema_allows_or_breaks_gets_a_500_or_invalid_json(case, server):
-    _check(case.call(base_url=server.url, timeout=120))
+def _ends_with_a_user_turn(case):
+    if isinstance(case.body, dict) and isinstance(case.body.get("messages"), list):
+        case.body["messages"].append({"role": "user", "content": "How do I bake bread?"})
+    return case
+
+
+@pytest.mark.parametrize("method, path", OPERATIONS)
+def test_no_request_the_schema_allows_or_breaks_gets_a_500_or_invalid_json(api_schema, server, method, path):
+    operation = api_schema[path][method]
+    assert operation.method.upper() == method
+    positive = operation.as_strategy(GenerationMode.POSITIVE)
+    cases = positive
+    if operation.body or operation.path_parameters:
+        cases = st.one_of(positive, operation.as_strategy(GenerationMode.NEGATIVE))
+    if operation.body:  # and valid bodies that end with a user's turn (a rule no JSON Schema states), so that many generate
+        cases = st.one_of(cases, positive.map(_ends_with_a_user_turn))
+    statuses: Counter[int] = Counter()
+
+    @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck),
+              phases=[Phase.explicit, Phase.generate])  # no shrinking: a failure is reported as it was sent
+    @given(cases)
+    def send(case) -> None:
+        response = case.call(base_url=server.url, timeout=120)
+        statuses[response.status_code] += 1
+        _check(response)
+
+    send()
+    print(f"{method} {path}: {sum(statuses.values())} requests, statuses {dict(sorted(statuses.items()))}")
+    assert sum(statuses.values()) >= (EXAMPLES if operation.body or operation.path_parameters else 1)
