@@ -18,7 +18,7 @@ from sap_viz.method.polytope_hook import InterventionConfig
 from sap_viz.method.request_configs import build_configs
 from sap_viz.method.request_settings import RequestSettings, SettingsError, check_for_polytope, check_max_new_tokens
 from sap_viz.model.loading import LoadedModel
-from sap_viz.model.prompts import EncodedPrompt, clean_text, encode_prompt
+from sap_viz.model.prompts import EncodedPrompt, clean_text, encode_prompt, truncation_notice
 from sap_viz.settings import Limits, env_name
 
 
@@ -75,8 +75,7 @@ class InputChecks:
         budget = max_tokens or self.limits.max_prompt_tokens
         enc = encode_prompt(self.lm.tokenizer, text, art.chat_template, budget)
         if enc.truncated:
-            notices.append(f"The prompt was cut to fit the {budget}-token budget: the model saw its first "
-                           f"{enc.kept_chars:,} of {len(text):,} characters.")
+            notices.append(truncation_notice(budget, enc.kept_chars, len(text)))
         return CheckedPrompt(text, enc, notices)
 
     def check_texts(self, texts: object) -> list[str]:

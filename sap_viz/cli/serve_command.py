@@ -15,6 +15,7 @@ from sap_viz.model.loading import ModelConfig, load_model
 from sap_viz.serve import API_KEY_ENV, LOOPBACK
 from sap_viz.serve.app import ServeConfig, create_app
 from sap_viz.serve.engine import ChatEngine
+from sap_viz.serve.http import server_config
 from sap_viz.settings import get_limits
 
 
@@ -61,4 +62,4 @@ def cmd_serve(args: argparse.Namespace) -> None:
     if not api_key:
         print(f"no {API_KEY_ENV} set: listening on {host} only, and requests need no key; set {API_KEY_ENV} to require one "
               "and to serve other machines (--host 0.0.0.0)", file=sys.stderr)
-    uvicorn.run(app, host=host, port=args.port, log_level="info" if args.verbose else "warning")
+    uvicorn.Server(server_config(app, host, args.port, log_level="info" if args.verbose else "warning")).run()

@@ -16,12 +16,12 @@ from pathlib import Path
 import torch
 
 from sap_viz import __version__
-from sap_viz.data.taxonomy import POLICY_CATEGORIES
 from sap_viz.errors import PolytopeFileError, UserError
 from sap_viz.files import directory_lock, now, save_tensors_atomic, write_json_atomic
 from sap_viz.method.answer_check import AnswerCheck, AnswerCheckFileError
 from sap_viz.method.polytope import SafetyPolytope
-from sap_viz.method.safe_files import MAX_JSON_BYTES, read_json, read_tensors
+from sap_viz.method.polytope_schema import FACET_FIELDS, MAX_NAME_CHARS, META_FIELDS, check_fields
+from sap_viz.method.safe_files import MAX_JSON_BYTES, check_links, read_json, read_tensors
 from sap_viz.method.training_record import RecipeError, check_recorded_config
 from sap_viz.method.verdict import VerdictBoundary
 from sap_viz.model.features import POSITIONS, FeatureConfig, input_dim, token_inputs
@@ -46,7 +46,6 @@ REQUIRED_META_KEYS = {
 OPTIONAL_META_KEYS = {"training_history", "layer_sweep", "description", "facet_stats", "threshold_sweep", "generation_calibration",
                       "role", "steering_config", "answer_config", "steering_outcomes", "detection_outcomes", "facet_check",
                       "verdict_calibration"}
-MODEL_KEYS = {"id", "fingerprint", "hidden_size", "num_layers"}
 FACET_KEYS = {"index", "name", "policy", "author", "confidence", "auto_suggested", "history"}
 # source: "from category" (taxonomy), "auto-suggested" or "labelled"; category: the harm category the facet's name
 # claims (sap_viz.analysis.facet_names); scorecard: what the facet does on the check set (analysis.policy_scorecard)
@@ -204,9 +203,8 @@ def validate_meta(meta: object) -> dict:
         raise PolytopeFileError(f"{META_FILE} has unknown keys: {', '.join(sorted(extra))}")
     if meta["format_version"] != FORMAT_VERSION:
         raise PolytopeFileError(f"{META_FILE} has format_version {meta['format_version']!r}; this sap-viz reads {FORMAT_VERSION}")
+    check_fields(meta, META_FIELDS, META_FILE)  # every value's type and range
     model = meta["model"]
-    if not isinstance(model, dict) or not MODEL_KEYS <= model.keys():
-        raise PolytopeFileError(f"{META_FILE}: 'model' must have {', '.join(sorted(MODEL_KEYS))}")
     ints = {"layer": meta["layer"], "num_facets": meta["num_facets"], "feature_dim": meta["feature_dim"],
             "max_tokens": meta["max_tokens"], "model.hidden_size": model["hidden_size"], "model.num_layers": model["num_layers"]}
     for name, value in ints.items():
@@ -226,10 +224,6 @@ def validate_meta(meta: object) -> dict:
         raise PolytopeFileError(f"{META_FILE}: {exc}") from None
     if "verdict_calibration" in meta:
         _check_verdict_calibration(meta["verdict_calibration"])
-    for key in ("steering_outcomes", "detection_outcomes"):  # shown as text in the app
-        lines = meta.get(key)
-        if lines is not None and (not isinstance(lines, dict) or not all(isinstance(v, str) and len(v) <= 2000 for v in lines.values())):
-            raise PolytopeFileError(f"{META_FILE}: {key} must map names to short sentences")
     return meta
 
 
@@ -263,15 +257,8 @@ def validate_facets(data: object, num_facets: int) -> list[dict]:
         if not isinstance(facet, dict) or not FACET_KEYS <= set(facet.keys()) <= FACET_KEYS | OPTIONAL_FACET_KEYS:
             raise PolytopeFileError(f"{FACETS_FILE}: facet {k} must have exactly the keys {', '.join(sorted(FACET_KEYS))}")
         if facet["index"] != k:
-            raise PolytopeFileError(f"{FACETS_FILE}: facet {k} has index {facet['index']!r}")
-        if not isinstance(facet["name"], str) or not isinstance(facet["policy"], str) or not isinstance(facet["history"], list):
-            raise PolytopeFileError(f"{FACETS_FILE}: facet {k} has a non-text name/policy or a non-list history")
-        if facet.get("category") is not None and facet["category"] not in POLICY_CATEGORIES:
-            raise PolytopeFileError(f"{FACETS_FILE}: facet {k} claims category {facet['category']!r}, which is not a policy category")
-        card = facet.get("scorecard")
-        if card is not None and not (isinstance(card, dict) and isinstance(card.get("fires", []), list)
-                                     and all(isinstance(i, int) for i in card.get("fires", []))):
-            raise PolytopeFileError(f"{FACETS_FILE}: facet {k} has a malformed scorecard")
+            raise PolytopeFileError(f"{FACETS_FILE}: facet {k} has index {str(facet['index'])[:50]!r}")
+        check_fields(facet, FACET_FIELDS, f"{FACETS_FILE}: facet {k}")  # names: one short line, no control characters
     return facets
 
 
@@ -331,11 +318,16 @@ def load_polytope(
     num_layers: int | None = None,
     fingerprint: str | None = None,
     strict_fingerprint: bool = True,
+    _nested: bool = False,
 ) -> PolytopeArtifact:
-    """Load and validate a polytope directory (optionally against the model it will run on)."""
+    """Load and validate a polytope directory (optionally against the model it will run on). Symbolic links in it are
+    followed only where they stay inside it (or, for a Hugging Face cache snapshot, inside its repo's ``blobs``)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise PolytopeFileError(f"{directory} is not a polytope directory")
+    if not _nested:
+        check_links(directory, [TENSORS_FILE, META_FILE, FACETS_FILE, STEERING_DIR,
+                                *(f"{STEERING_DIR}/{name}" for name in STEERING_PART_FILES)])
     meta = validate_meta(read_json(directory / META_FILE))
     tensors = read_tensors(directory / TENSORS_FILE)
     poly = _build_polytope(tensors, meta)
@@ -354,7 +346,7 @@ def _load_steering(directory: Path, hidden_size: int | None, num_layers: int | N
                    strict_fingerprint: bool) -> SteeringPart | None:
     if not directory.is_dir():
         return None
-    part = load_polytope(directory, hidden_size, num_layers, fingerprint, strict_fingerprint)
+    part = load_polytope(directory, hidden_size, num_layers, fingerprint, strict_fingerprint, _nested=True)
     if part.meta["position"] != "last":  # directional Safe Flow reads one state per answer token
         raise PolytopeFileError(f"{directory / META_FILE}: a steering part must have position 'last'")
     direction = read_tensors(directory / DIRECTION_FILE).get("direction")
@@ -387,11 +379,13 @@ def read_facets(directory: str | Path) -> list[dict]:
 def clean_label(name: object, policy: object, author: object, confidence: object,
                 max_len: int = 4000) -> tuple[str, str, str, float]:
     """A label's texts without control characters and within their lengths, and its confidence in [0, 1]."""
-    name, policy, author = (clean_text(str(x)).strip() for x in (name, policy, author))
+    # a name and an author are one line (the load schema refuses line breaks and tabs in them); a policy may have lines
+    name, author = (" ".join(clean_text(str(x)).split()) for x in (name, author))
+    policy = clean_text(str(policy)).strip()
     if not name:
         raise UserError("a facet name must not be empty")
-    if len(name) > 200 or len(policy) > max_len or len(author) > 200:
-        raise UserError(f"name and author must be ≤ 200 characters, policy ≤ {max_len}")
+    if len(name) > MAX_NAME_CHARS or len(policy) > max_len or len(author) > MAX_NAME_CHARS:
+        raise UserError(f"name and author must be ≤ {MAX_NAME_CHARS} characters, policy ≤ {max_len}")
     try:
         confidence = float(confidence)  # type: ignore[arg-type]
     except (TypeError, ValueError):

@@ -31,6 +31,8 @@ POSITIONS = ("last", "generated", "all")
 STEERINGS = ("auto", "directional", "minimal")
 DEFAULT_REFUSAL = "Sorry, I can't answer your request."
 
+MAX_REFUSAL_CHARS = 1000  # the refusal is echoed in every refused answer and in the settings of every result
+MAX_SETTING_CHARS = 100  # any other text setting (a mode, a kind, a number sent as text)
 STRENGTH_MAX = 10.0  # directional moves are capped by max_step: above ≈10 the answers no longer change
 DEFAULT_STRENGTH = 3.0
 
@@ -102,7 +104,7 @@ class RequestSettings:
                     continue  # the new name wins
                 key = new
             if key not in known:
-                raise SettingsError(f"unknown setting {raw_key!r}; known: {', '.join(sorted(known))}")
+                raise SettingsError(f"unknown setting {str(raw_key)[:MAX_SETTING_CHARS]!r}; known: {', '.join(sorted(known))}")
             out[key] = _coerce(key, value)
         if "mode" in out:
             out["mode"] = parse_mode(out["mode"])
@@ -136,9 +138,11 @@ class RequestSettings:
                                 f"(set steering to {other!r} or leave them out)")
 
     def to_json(self) -> dict:
-        """The settings as given (kind-specific knobs only when set), for results and logs."""
-        return {f.name: getattr(self, f.name) for f in fields(self)
-                if f.name != "notices" and (getattr(self, f.name) is not None or f.default is not None)}
+        """The settings as given (kind-specific knobs only when set), for results and logs. A span threshold of
+        infinity (the span check off) is written as null: JSON has no infinity, and NaN/Infinity would break clients."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)
+               if f.name != "notices" and (getattr(self, f.name) is not None or f.default is not None)}
+        return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in out.items()}
 
 
 def check_max_new_tokens(max_new_tokens: int, limits: Limits) -> None:
@@ -161,7 +165,14 @@ _BOOLS = ("sample", "fallback")
 
 
 def _coerce(key: str, value: Any) -> Any:
-    """One request value as the type its setting holds; SettingsError naming the setting otherwise."""
+    """One request value as the type its setting holds; SettingsError naming the setting otherwise.
+
+    Text is capped before anything reads or echoes it (``MAX_REFUSAL_CHARS`` for the refusal, ``MAX_SETTING_CHARS``
+    otherwise). Numbers must be finite, except a span threshold of +infinity, which turns the span check off.
+    """
+    limit = MAX_REFUSAL_CHARS if key == "refusal_text" else MAX_SETTING_CHARS
+    if isinstance(value, str) and len(value) > limit:
+        raise SettingsError(f"{key} must be at most {limit:,} characters, got {len(value):,}")
     if key in _BOOLS:
         if isinstance(value, bool):
             return value
@@ -178,8 +189,9 @@ def _coerce(key: str, value: Any) -> Any:
             number = float(value)
         except (TypeError, ValueError, OverflowError):
             raise SettingsError(f"{key} must be a number, got {value!r}") from None
-        if math.isnan(number) or (math.isinf(number) and key != "span_threshold"):
-            raise SettingsError(f"{key} must be a finite number, got {value!r}")
+        if math.isnan(number) or (math.isinf(number) and (key != "span_threshold" or number < 0)):
+            raise SettingsError(f"{key} must be a finite number" + (" (or inf: the span check off)" if key == "span_threshold" else "")
+                                + f", got {value!r}")
         if key in _INTS:
             if not number.is_integer():
                 raise SettingsError(f"{key} must be a whole number, got {value!r}")

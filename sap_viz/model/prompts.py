@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+import secrets
 import threading
 import weakref
 from dataclasses import dataclass
+
+from sap_viz.errors import ConversationError
 
 # C0 controls except tab/newline/CR, DEL and C1 controls; format characters (RTL marks, ZWJ in emoji) stay.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
@@ -53,7 +56,17 @@ def format_prompt(tokenizer: object, text: str, chat_template: bool = True) -> s
     return text
 
 
-_SLOT = "\uE000sap-viz-user-text\uE000"  # private-use marker where the template puts the user's text
+def text_marker(label: str = "text") -> str:
+    """A private-use marker no message can contain: where a template puts a text, found again by ``split``.
+
+    Why random per call: a fixed marker can be typed into a message; then the template holds it twice, the
+    split fails, and the text could no longer be kept apart from the template's special tokens.
+    """
+    return f"\ue000sap-viz-{label}-{secrets.token_hex(8)}\ue000"
+
+
+TEMPLATE_REWRITES = ("this model's chat template rewrites the message text, so typed text could not be kept apart from "
+                     "its special tokens; use a model whose template inserts messages as they are")
 
 
 def _text_ids(tokenizer: object, text: str) -> list[int]:
@@ -64,7 +77,8 @@ def _text_ids(tokenizer: object, text: str) -> list[int]:
 
 def _ids(tokenizer: object, text: str, chat_template: bool) -> tuple[list[int], tuple[int, int]]:
     """Template tokens around the user's text, tokenized separately so the text cannot inject special
-    tokens; also the [start, end) token span of the user's text.
+    tokens, whatever it holds; also the [start, end) token span of the user's text. A template that
+    rewrites the text (the marker does not come back exactly once) is refused, never tokenized whole.
 
     A chat template already contains its special tokens; a raw prompt gets the tokenizer's BOS.
     """
@@ -74,14 +88,20 @@ def _ids(tokenizer: object, text: str, chat_template: bool) -> tuple[list[int], 
         body = _text_ids(tokenizer, text)
         start = next((i for i in range(len(ids) - len(body) + 1) if ids[i : i + len(body)] == body), 0)
         return ids, (start, start + len(body))
-    formatted = format_prompt(tokenizer, _SLOT, chat_template)
-    if formatted.count(_SLOT) != 1:  # an unusual template that rewrites its content: tokenize as a whole
-        ids = list(tokenizer(format_prompt(tokenizer, text, chat_template), add_special_tokens=False)["input_ids"])  # type: ignore[operator]
-        return ids, (0, len(ids))
-    before, after = formatted.split(_SLOT)
+    slot = text_marker()
+    formatted = format_prompt(tokenizer, slot, chat_template)
+    if formatted.count(slot) != 1:  # never tokenize the whole prompt: the user's text would make real special tokens
+        raise ConversationError(TEMPLATE_REWRITES)
+    before, after = formatted.split(slot)
     head, tail = ([list(tokenizer(part, add_special_tokens=False)["input_ids"]) if part else [] for part in (before, after)])  # type: ignore[operator]
     body = _text_ids(tokenizer, text)
     return head + body + tail, (len(head), len(head) + len(body))
+
+
+def truncation_notice(budget: int, kept_chars: int, total_chars: int) -> str:
+    """What a user is told when their prompt was cut (the app, its API and the server say the same)."""
+    return (f"The prompt was cut to fit the {budget}-token budget: the model saw its first {kept_chars:,} of "
+            f"{total_chars:,} characters.")
 
 
 @dataclass

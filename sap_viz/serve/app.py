@@ -18,24 +18,27 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sap_viz import __version__
+from sap_viz import __version__, strict_json
 from sap_viz.errors import UserError
 from sap_viz.serve import API_KEY_ENV
 from sap_viz.serve.engine import ChatEngine, Completion
 from sap_viz.serve.errors import ApiError, bad_request
+from sap_viz.serve.guard import KeylessGuard
+from sap_viz.serve.openapi import chat_openapi
 from sap_viz.serve.queue import RequestQueue, Ticket
 from sap_viz.serve.schemas import ChatRequest, parse_chat_request
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 5
+BODY_TIMEOUT_S = 30.0  # a client that has not sent its whole body by then is answered 408 and its slot is freed
 
 
 @dataclass(frozen=True)
@@ -48,10 +51,7 @@ class ServeConfig:
     max_waiting: int = 8
     default_mode: str = "steer"
     default_max_tokens: int | None = None  # None: the server's limit (SAP_VIZ_MAX_NEW_TOKENS)
-
-
-def _no_constants(name: str) -> None:
-    raise ValueError(f"{name} is not valid JSON")
+    body_timeout_s: float = BODY_TIMEOUT_S
 
 
 def api_error_for(exc: BaseException) -> ApiError:
@@ -71,7 +71,10 @@ def _error_response(exc: ApiError) -> JSONResponse:
 
 
 def _sse(data: dict | str) -> str:
-    return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
+    """One server-sent event; like JSONResponse, never NaN or Infinity (not JSON): a bug there fails here, not in the client."""
+    return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, allow_nan=False)}\n\n"
+
+
 
 
 class ChatEndpoint:
@@ -83,15 +86,25 @@ class ChatEndpoint:
         self.max_body = max(1 << 20, 4 * engine.limits.max_text_chars + (64 << 10))
 
     async def body(self, request: Request) -> object:
+        """The JSON body, read as it arrives: refused (413) as soon as it passes the cap, whether or not it declared a
+        Content-Length (a chunked body has none), and (408) when it has not all come within ``body_timeout_s``."""
+        too_big = ApiError(413, f"the request body is larger than {self.max_body:,} bytes")
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_body:
-            raise ApiError(413, f"the request body is larger than {self.max_body:,} bytes")
-        raw = await request.body()
-        if len(raw) > self.max_body:
-            raise ApiError(413, f"the request body is larger than {self.max_body:,} bytes")
+            raise too_big
+        raw = bytearray()
         try:
-            return json.loads(raw, parse_constant=_no_constants)
-        except (UnicodeDecodeError, ValueError) as exc:
+            async with asyncio.timeout(self.config.body_timeout_s):
+                async for chunk in request.stream():
+                    raw += chunk
+                    if len(raw) > self.max_body:
+                        raise too_big
+        except TimeoutError:
+            raise ApiError(408, f"the request body did not arrive within {self.config.body_timeout_s:g} seconds", None,
+                           "timeout") from None
+        try:
+            return await asyncio.to_thread(strict_json.loads, bytes(raw))  # up to 1 MB of scanning: off the event loop
+        except strict_json.JsonTextError as exc:
             raise bad_request(f"We could not parse the JSON body of your request: {exc}", None, "invalid_json") from None
 
     def _head(self, ident: str, created: int) -> dict:
@@ -111,8 +124,13 @@ class ChatEndpoint:
     async def __call__(self, request: Request) -> JSONResponse | StreamingResponse:
         req = parse_chat_request(await self.body(request), self.config.model_name, self.engine.limits, self.config.default_mode,
                                  self.config.default_max_tokens)
-        lm = await asyncio.to_thread(self.engine.prepare, req)  # tokenizes: off the event loop
-        ticket = self.queue.admit()
+        ticket = self.queue.admit()  # a full queue answers 429 at once, before any tokenizing
+        try:
+            lm, notices = await asyncio.to_thread(self.engine.prepare, req)  # tokenizes: off the event loop
+        except BaseException:
+            ticket.release()
+            raise
+        req = replace(req, notices=(*req.notices, *notices))
         ident, created, cancel = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), threading.Event()
         if req.stream:
             pieces, future = self._start_stream(req, lm, ticket, cancel)
@@ -192,7 +210,11 @@ def create_app(engine: ChatEngine, config: ServeConfig) -> FastAPI:
         yield
         queue.shutdown()
 
+    # No schema or docs pages are served (three paths, nothing to browse); ``app.openapi()`` still builds the schema,
+    # which the schema fuzzer (tests/server/test_fuzz_server.py) reads, and ``sap_viz.serve.openapi`` describes the body.
     app = FastAPI(title="sap-viz", version=__version__, docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    if not config.api_key:
+        app.add_middleware(KeylessGuard, respond=_error_response)
     app.state.queue = queue
     app.state.engine = engine
     started = int(time.time())
@@ -226,7 +248,7 @@ def create_app(engine: ChatEngine, config: ServeConfig) -> FastAPI:
                            "model", "model_not_found")
         return model_card()
 
-    @v1.post("/chat/completions")
+    @v1.post("/chat/completions", openapi_extra=chat_openapi(config.model_name, engine.limits.max_new_tokens))
     async def chat_completions(request: Request):
         return await endpoint(request)
 

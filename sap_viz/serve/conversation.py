@@ -19,9 +19,7 @@ from dataclasses import dataclass, replace
 
 from sap_viz.errors import ConversationError
 from sap_viz.model.loading import LoadedModel
-from sap_viz.model.prompts import has_chat_template, tokenizer_lock
-
-_MARK = "\ue001sap-viz-message-{}\ue001"  # private-use markers where the template puts each message's text
+from sap_viz.model.prompts import TEMPLATE_REWRITES, has_chat_template, text_marker, tokenizer_lock
 
 
 @dataclass(frozen=True)
@@ -52,12 +50,12 @@ class ConversationTokenizer:
         return rendered
 
     def _remember_head(self, full: list[dict], kwargs: dict) -> None:
-        marks = [_MARK.format(i) for i in range(len(self._history))]
+        marks = [text_marker(f"message-{i}") for i in range(len(self._history))]  # random: no message can hold one
         marked = [{"role": m["role"], "content": mark} for m, mark in zip(self._history, marks, strict=True)] + full[-1:]
         text = self._inner.apply_chat_template(marked, **kwargs)  # type: ignore[attr-defined]
         request = full[-1]["content"]
         if text.count(request) != 1 or any(text.count(mark) != 1 for mark in marks):
-            raise ConversationError("this model's chat template rewrites the messages; send the conversation as one user message")
+            raise ConversationError(TEMPLATE_REWRITES)
         head = text.split(request)[0]
         ids: list[int] = []
         for mark, message in zip(marks, self._history, strict=True):

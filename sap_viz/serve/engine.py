@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sap_viz.method.artifact import PolytopeArtifact
 from sap_viz.method.generation import stream_generation
@@ -22,7 +22,7 @@ from sap_viz.method.generation_results import GenerationResult
 from sap_viz.method.request_configs import build_configs
 from sap_viz.method.request_settings import SettingsError, check_for_polytope
 from sap_viz.model.loading import LoadedModel
-from sap_viz.model.prompts import encode_prompt
+from sap_viz.model.prompts import encode_prompt, truncation_notice
 from sap_viz.serve.conversation import ConversationError, conversation_model
 from sap_viz.serve.errors import bad_request
 from sap_viz.serve.schemas import ChatRequest
@@ -64,8 +64,9 @@ class ChatEngine:
     def __init__(self, lm: LoadedModel, art: PolytopeArtifact, model_name: str, polytope_name: str, limits: Limits):
         self.lm, self.art, self.model_name, self.polytope_name, self.limits = lm, art, model_name, polytope_name, limits
 
-    def prepare(self, req: ChatRequest) -> LoadedModel:
-        """Everything that can fail before generating (settings for this polytope, the conversation's length): a 400 now."""
+    def prepare(self, req: ChatRequest) -> tuple[LoadedModel, tuple[str, ...]]:
+        """Everything that can fail before generating (settings for this polytope, the conversation's length): a 400 now.
+        Returns the model with the conversation in front, and the notices for the ``sap`` report (a cut prompt)."""
         try:
             check_for_polytope(req.settings, self.art.steering is not None)
         except SettingsError as exc:
@@ -80,7 +81,8 @@ class ChatEngine:
             raise bad_request(f"the earlier messages fill the {self.limits.max_prompt_tokens}-token prompt budget "
                               f"({env_name('max_prompt_tokens')}); send fewer or shorter messages", "messages",
                               "context_length_exceeded")
-        return lm
+        budget = self.limits.max_prompt_tokens
+        return lm, ((truncation_notice(budget, enc.kept_chars, len(req.prompt)),) if enc.truncated else ())
 
     def may_fall_back(self, cfg) -> bool:
         """Whether a finished answer may still be replaced by the refusal (then it is not streamed before it is checked)."""
@@ -90,7 +92,9 @@ class ChatEngine:
     def complete(self, req: ChatRequest, cancel: threading.Event, emit: Callable[[str], None] | None = None,
                  lm: LoadedModel | None = None) -> Completion:
         """Generate; ``emit`` receives the visible text's new pieces as they are final (streaming)."""
-        lm = lm or self.prepare(req)
+        if lm is None:
+            lm, notices = self.prepare(req)
+            req = replace(req, notices=(*req.notices, *notices))
         gen, cfg = build_configs(req.settings, self.limits)
         live = emit is not None and not self.may_fall_back(cfg)
         scanner = StopScanner(req.stop)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+MAX_MESSAGE_CHARS = 1000  # an error quotes what the client sent; never more than this of it
+
 # OpenAI's error types by status
-_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error", 405: "invalid_request_error",
-          413: "invalid_request_error", 415: "invalid_request_error", 429: "rate_limit_error", 500: "server_error",
-          503: "server_error"}
+_TYPES = {**dict.fromkeys((400, 401, 403, 404, 405, 408, 413, 415), "invalid_request_error"), 429: "rate_limit_error",
+          500: "server_error", 503: "server_error"}
 
 
 @dataclass
@@ -23,6 +24,12 @@ class ApiError(Exception):
     message: str
     param: str | None = None
     code: str | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.message) > MAX_MESSAGE_CHARS:
+            self.message = self.message[: MAX_MESSAGE_CHARS - 1] + "…"
+        if self.param is not None and len(self.param) > 200:
+            self.param = self.param[:199] + "…"
 
     def __str__(self) -> str:
         return self.message

@@ -9,6 +9,7 @@ tools, log-probabilities, images) is refused with a 400 naming the field, never 
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from dataclasses import dataclass, field
@@ -53,6 +54,27 @@ class ChatRequest:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+#: The JSON type of each standard field (null is always allowed: "not given"). A value of another type is refused,
+#: never read as something else: ``n: true`` is not ``n: 1``, ``sap: 0`` is not ``sap: {}``.
+_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    **{name: ((int,), "an integer") for name in ("n", "max_tokens", "max_completion_tokens", "seed", "top_logprobs")},
+    **{name: ((int, float), "a number") for name in ("temperature", "top_p", "frequency_penalty", "presence_penalty")},
+    **{name: ((bool,), "true or false") for name in ("stream", "logprobs", "store", "parallel_tool_calls")},
+    **{name: ((dict,), "an object") for name in ("sap", "stream_options", "metadata", "logit_bias", "response_format")},
+    **{name: ((str,), "text") for name in ("model", "user", "service_tier", "reasoning_effort")},
+    **{name: ((list,), "a list") for name in ("messages", "tools", "functions", "modalities")},
+}
+
+
+def _check_types(body: dict) -> None:
+    for name, (types, label) in _TYPES.items():
+        value = body.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise bad_request(f"{name} must be {label}, got {json.dumps(value)[:80]}", name, "invalid_type")
 
 
 def _unsupported(body: dict) -> None:
@@ -202,9 +224,10 @@ def parse_chat_request(body: Any, served_model: str, limits: Limits, default_mod
         raise bad_request(f"Unrecognized request argument supplied: {', '.join(unknown)}", unknown[0], "unknown_parameter")
     model = body.get("model")
     if not isinstance(model, str) or not model:
-        raise bad_request("model is required: the id GET /v1/models lists", "model")
+        raise bad_request("model is required (text): the id GET /v1/models lists", "model")
     if model != served_model:
         raise ApiError(404, f"The model '{model}' does not exist on this server; it serves '{served_model}'", "model", "model_not_found")
+    _check_types(body)
     _unsupported(body)
     history, prompt, notices = parse_messages(body.get("messages"), limits)
     stream = body.get("stream", False)
@@ -215,10 +238,10 @@ def parse_chat_request(body: Any, served_model: str, limits: Limits, default_mod
         raise bad_request("stream_options may hold only include_usage", "stream_options")
     if options is not None and not stream:
         raise bad_request("stream_options is only allowed with stream: true", "stream_options")
-    sap = body.get("sap") or {}
-    if not isinstance(sap, dict):
+    sap = body.get("sap")
+    if sap is not None and not isinstance(sap, dict):
         raise bad_request("sap must be an object of settings (extra_body={\"sap\": {...}})", "sap")
-    sap = dict(sap)
+    sap = dict(sap or {})
     tokens = sap.pop("tokens", False)
     if not isinstance(tokens, bool):
         raise bad_request(f"sap.tokens must be true or false, got {tokens!r}", "sap.tokens")

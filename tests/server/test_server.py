@@ -3,48 +3,24 @@ two clients at once. The server runs in this process (uvicorn on a free port) ar
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
 import httpx
 import openai
 import pytest
-import uvicorn
 
 from sap_viz.method.artifact import load_polytope
 from sap_viz.serve.app import ServeConfig, create_app
 from sap_viz.serve.engine import ChatEngine
 from sap_viz.settings import DEFAULT_POLYTOPE, Limits
+from tests.server.serving import Server
 
 MODEL = "smollm2-sap"
 HARMFUL = "How do I build a pipe bomb?"
 BENIGN = "How do I bake bread?"
 REFUSAL = "Sorry, I can't answer your request."
-
-
-class Server:
-    """The app on a free loopback port, in a thread, until ``close``."""
-
-    def __init__(self, app):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        self.app = app
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "the server did not start"
-            time.sleep(0.05)
-
-    def client(self, key: str = "no-key", **kwargs) -> openai.OpenAI:
-        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=key, max_retries=0, timeout=120, **kwargs)
-
-    def close(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
+JSON = {"content-type": "application/json"}
 
 
 @pytest.fixture(scope="module")
@@ -242,11 +218,12 @@ def test_malformed_json_unknown_paths_and_methods_answer_in_openai_shape(server)
     for response, status, fragment in [
         (httpx.post(f"{server.url}/v1/chat/completions", content=b'{"model": ', headers={"content-type": "application/json"}), 400,
          "could not parse the JSON body"),
-        (httpx.post(f"{server.url}/v1/chat/completions", content=b'{"model": NaN}'), 400, "could not parse the JSON body"),
+        (httpx.post(f"{server.url}/v1/chat/completions", content=b'{"model": NaN}', headers=JSON), 400, "could not parse the JSON body"),
         (httpx.post(f"{server.url}/v1/chat/completions", json=[1, 2]), 400, "must be a JSON object"),
         (httpx.get(f"{server.url}/v1/completions"), 404, "Unknown path /v1/completions"),
         (httpx.get(f"{server.url}/v1/chat/completions"), 405, "GET is not allowed"),
-        (httpx.post(f"{server.url}/v1/chat/completions", content=b"x" * (2 << 20)), 413, "larger than"),
+        (httpx.post(f"{server.url}/v1/chat/completions", content=b"x" * (2 << 20), headers=JSON), 413, "larger than"),
+        (httpx.post(f"{server.url}/v1/chat/completions", content=b"{}"), 415, "Content-Type: application/json"),
     ]:
         assert response.status_code == status, response.text
         body = response.json()

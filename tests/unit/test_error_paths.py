@@ -64,7 +64,7 @@ def tiny_api():
     art = separating_artifact(lm, 1, "bad request", "good request")
     engine = ChatEngine(lm, art, "tiny", "tiny-polytope", get_limits())
     with TestClient(create_app(engine, ServeConfig(model_name="tiny", polytope_name="tiny-polytope")),
-                    raise_server_exceptions=False) as client:
+                    raise_server_exceptions=False, base_url="http://127.0.0.1") as client:  # a keyless server answers loopback
         yield client
 
 

@@ -1,0 +1,79 @@
+"""The chat-completions request body as a JSON Schema, for the app's OpenAPI description (``app.openapi()``).
+
+Why by hand: the body is checked in ``schemas.py`` with messages that name the field, not by a model class,
+so FastAPI cannot infer it. This schema states the same fields, types and ranges; the schema fuzzer
+(``tests/server/test_fuzz_server.py``) generates requests from it, and a unit test keeps its ``sap``
+settings equal to ``RequestSettings``. The server does not publish it (``openapi_url=None``).
+"""
+
+from __future__ import annotations
+
+from sap_viz.method.request_settings import MAX_REFUSAL_CHARS, MODES, POSITIONS, STEERINGS, STRENGTH_MAX
+from sap_viz.serve.schemas import MAX_MESSAGES, MAX_STOP, MAX_STOP_CHARS, ROLES
+
+_NUMBER = {"type": "number"}
+_TEXT_PART = {"type": "object", "required": ["type", "text"], "additionalProperties": False,
+              "properties": {"type": {"const": "text"}, "text": {"type": "string"}}}
+_MESSAGE = {
+    "type": "object", "required": ["role", "content"],
+    "properties": {"role": {"enum": sorted(ROLES)}, "name": {"type": "string"},
+                   "content": {"anyOf": [{"type": "string"}, {"type": "array", "items": _TEXT_PART}]}},
+}
+
+#: The settings under ``"sap"`` (RequestSettings by name, less those OpenAI already names, plus ``tokens``).
+SAP_SETTINGS = {
+    "mode": {"enum": list(MODES)},
+    "steering": {"enum": list(STEERINGS)},
+    "strength": {"type": "number", "minimum": 0, "maximum": STRENGTH_MAX},
+    "anti_repeat": {"type": "integer", "minimum": 0, "maximum": 16},
+    "fallback": {"type": "boolean"},
+    "refusal_text": {"type": "string", "minLength": 1, "maxLength": MAX_REFUSAL_CHARS},
+    "generation_threshold": _NUMBER,
+    "span_threshold": {"anyOf": [_NUMBER, {"const": "inf"}]},  # "inf": the span check off
+    "max_step": {"type": "number", "exclusiveMinimum": 0, "maximum": 20},
+    "generated_tokens": {"type": "integer", "minimum": -1, "maximum": 100_000},
+    "positions": {"enum": list(POSITIONS)},
+    "hinge_weight": {"type": "number", "exclusiveMinimum": 0, "maximum": 10_000},
+    "max_steps": {"type": "integer", "minimum": 1, "maximum": 10_000},
+    "max_interventions": {"type": "integer", "minimum": 0, "maximum": 10_000},
+    "tokens": {"type": "boolean"},
+}
+
+
+def chat_request_schema(model_name: str, max_new_tokens: int) -> dict:
+    """What ``parse_chat_request`` accepts (a valid body may still be refused for a reason no schema can state)."""
+    count = {"type": "integer", "minimum": 1, "maximum": max_new_tokens}
+    return {
+        "type": "object", "required": ["model", "messages"], "additionalProperties": False,
+        "properties": {
+            "model": {"enum": [model_name]},
+            "messages": {"type": "array", "minItems": 1, "maxItems": MAX_MESSAGES, "items": _MESSAGE},
+            "max_tokens": count, "max_completion_tokens": count,
+            "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+            "top_p": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+            "seed": {"type": "integer", "minimum": 0, "maximum": 2**32 - 1},
+            "stop": {"anyOf": [{"type": "string", "minLength": 1, "maxLength": MAX_STOP_CHARS},
+                               {"type": "array", "maxItems": MAX_STOP,
+                                "items": {"type": "string", "minLength": 1, "maxLength": MAX_STOP_CHARS}}]},
+            "stream": {"type": "boolean"},
+            "stream_options": {"type": "object", "additionalProperties": False, "properties": {"include_usage": {"type": "boolean"}}},
+            "n": {"const": 1},
+            "sap": {"type": "object", "additionalProperties": False, "properties": SAP_SETTINGS},
+            "user": {"type": "string"},
+        },
+    }
+
+
+def chat_openapi(model_name: str, max_new_tokens: int) -> dict:
+    """``openapi_extra`` of the chat-completions route: its body and its answers."""
+    error = {"application/json": {"schema": {"type": "object", "required": ["error"]}}}
+    return {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": chat_request_schema(model_name, max_new_tokens)}}},
+        "responses": {
+            "200": {"description": "the answer (JSON), or server-sent events when stream is true",
+                    "content": {"application/json": {"schema": {"type": "object"}}, "text/event-stream": {"schema": {"type": "string"}}}},
+            **{str(status): {"description": why, "content": error} for status, why in (
+                (400, "a field the server refuses; error.param names it"), (404, "another model"), (413, "a body over the cap"),
+                (415, "not JSON (keyless server)"), (429, "the queue is full"))},
+        },
+    }
