@@ -93,7 +93,8 @@ def test_generation_decides_the_same_and_steers_exactly_the_flagged(setup):
 
 def test_the_server_reports_the_same_verdict(setup):
     engine = ChatEngine(setup.lm, setup.art, "tiny", "tiny-polytope", get_limits())
-    with TestClient(create_app(engine, ServeConfig(model_name="tiny", polytope_name="tiny-polytope"))) as client:
+    with TestClient(create_app(engine, ServeConfig(model_name="tiny", polytope_name="tiny-polytope")),
+                    base_url="http://127.0.0.1") as client:  # a keyless server answers loopback only
         for prompt, want in zip(PROMPTS, setup.expected, strict=True):
             body = {"model": "tiny", "messages": [{"role": "user", "content": prompt}], "max_tokens": 2, "sap": {"mode": "monitor"}}
             sap = client.post("/v1/chat/completions", json=body).json()["sap"]
