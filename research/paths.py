@@ -7,4 +7,4 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 EVAL_SETS = ROOT / "sap_viz" / "data" / "eval_sets"
 BUILTIN_DATA = ROOT / "sap_viz" / "data" / "builtin_data"
-DEFAULT_POLYTOPE = ROOT / "polytopes" / "smollm2-135m-default"
+DEFAULT_POLYTOPE = ROOT / "sap_viz" / "polytopes" / "smollm2-135m-default"

@@ -3,7 +3,7 @@
     python -m research.tables docs                          # rewrite every <!-- table:NAME --> block in
                                                             # README.md, CONTRIBUTING.md and docs/ from committed files
     python -m research.tables docs --check                  # exit 1 (and name the blocks) when a committed doc differs
-    python -m research.tables metrics  polytopes/smollm2-135m-default
+    python -m research.tables metrics  sap_viz/polytopes/smollm2-135m-default
     python -m research.tables sweep    sweep.json           # from `python -m sap_viz sweep --output`
     python -m research.tables heldout  scored.jsonl [...]   # from `python -m sap_viz score` on
                                                                   # sap_viz/data/eval_sets/heldout_prompts*.jsonl

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # CHANGELOG.md says what each version changed
 
 # public name -> module that owns it; loaded on first use
 _EXPORTS = {

@@ -1,7 +1,8 @@
 """Settings shared by the core, the CLI and the app: where things live, and the resource limits.
 
-Paths: the shipped polytope, the assets folder and the polytopes folder are found relative to the
-checkout (or the editable install), so every entry point agrees on them.
+Paths: what ships is read from the installed package (``importlib.resources``), never from a checkout,
+so a wheel works wherever it is installed; everything written at run time goes under one data folder,
+``SAP_VIZ_HOME`` (default: the platform's user data folder), so an install can stay read-only.
 
 Resource limits of the app and its API are read once from ``SAP_VIZ_MAX_*`` environment variables.
 
@@ -15,17 +16,54 @@ request.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from importlib.resources import files
 from pathlib import Path
 
 from sap_viz.errors import LimitsError
 
 ENV_PREFIX = "SAP_VIZ_"
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-ASSETS_DIR = REPO_ROOT / "assets"
-DEFAULT_POLYTOPE = REPO_ROOT / "polytopes" / "smollm2-135m-default"
+HOME_ENV = ENV_PREFIX + "HOME"
+
+
+def packaged_path(*parts: str) -> Path:
+    """A file or folder shipped inside the package, as a path on disk (pip always unpacks a wheel)."""
+    return Path(str(files("sap_viz").joinpath(*parts)))
+
+
+#: The read-only polytopes that ship inside the package, and the one every entry point starts with.
+SHIPPED_POLYTOPES = packaged_path("polytopes")
+DEFAULT_POLYTOPE = SHIPPED_POLYTOPES / "smollm2-135m-default"
+
+
+def is_shipped(path: str | Path) -> bool:
+    """Whether ``path`` lies inside the package's shipped polytopes (read-only: never written, only copied)."""
+    return Path(path).resolve().is_relative_to(SHIPPED_POLYTOPES.resolve())
+
+
+def user_data_dir(environ: Mapping[str, str] | None = None, platform: str = sys.platform) -> Path:
+    """The platform's folder for an application's data (what ``platformdirs.user_data_dir`` gives, without the dependency)."""
+    env = os.environ if environ is None else environ
+    home = Path(env.get("HOME") or Path.home())
+    if platform == "win32":
+        return Path(env.get("LOCALAPPDATA") or home / "AppData" / "Local")
+    if platform == "darwin":
+        return home / "Library" / "Application Support"
+    return Path(env.get("XDG_DATA_HOME") or home / ".local" / "share")
+
+
+def data_home(environ: Mapping[str, str] | None = None) -> Path:
+    """The one folder sap-viz writes into at run time: owner polytopes and labels, proposals, caches, lock files.
+
+    ``SAP_VIZ_HOME`` sets it (on a Hugging Face Space with persistent storage: ``/data/sap-viz``); by default it is
+    ``sap-viz`` in the platform's user data folder. Created by whoever writes first.
+    """
+    env = os.environ if environ is None else environ
+    raw = env.get(HOME_ENV, "").strip()
+    return Path(raw).expanduser() if raw else user_data_dir(env) / "sap-viz"
 
 
 # (lowest, highest) value each limit may be set to

@@ -16,6 +16,11 @@ if "SAP_VIZ_CACHE" not in os.environ:
     _cache = tempfile.mkdtemp(prefix="sap-viz-test-cache-")
     os.environ["SAP_VIZ_CACHE"] = _cache
     atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+# ... nor the user's data folder (owner polytopes, labels, proposals): one per test session, shared the same way.
+if "SAP_VIZ_HOME" not in os.environ:
+    _home = tempfile.mkdtemp(prefix="sap-viz-test-home-")
+    os.environ["SAP_VIZ_HOME"] = _home
+    atexit.register(shutil.rmtree, _home, ignore_errors=True)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")

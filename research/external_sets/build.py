@@ -323,7 +323,7 @@ def main() -> None:
     r = sub.add_parser("record", help="write the app's 'known limits' lines into polytope.json from the two span files")
     r.add_argument("xstest_span", type=Path)
     r.add_argument("wrapped_span", type=Path, help="`python -m research.wrapped_requests.build span` output")
-    r.add_argument("--polytope", type=Path, default=ROOT / "polytopes" / "smollm2-135m-default")
+    r.add_argument("--polytope", type=Path, default=ROOT / "sap_viz" / "polytopes" / "smollm2-135m-default")
     args = p.parse_args()
     if args.cmd == "record":
         record(args.xstest_span, args.wrapped_span, args.polytope)

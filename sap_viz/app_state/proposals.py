@@ -1,7 +1,8 @@
 """Label proposals: what a visitor would name a facet, kept beside the polytope until the owner decides.
 
 A proposal (facet, name, policy, author, confidence, the category the name claims, time, a tag of the session that made it) is
-appended to ``proposals.json`` in the polytope's directory, never to ``facets.json``. The owner
+appended to ``proposals.json`` in the polytope's directory (for a read-only polytope: in the folder the store names),
+never to ``facets.json``. The owner
 accepts one (it becomes the facet's label through ``label_facet``, with history) or rejects it;
 either way it leaves the file. The file is written atomically under the directory's lock, and
 holds at most ``max_open`` proposals (the oldest go first), so it cannot grow without bound.
@@ -44,43 +45,60 @@ def _write(directory: Path, proposals: list[dict]) -> None:
 
 
 def add_proposal(directory: str | Path, index: object, name: object, policy: object = "", author: object = "",
-                 confidence: object = 1.0, session_id: str = "", max_open: int = 200, category: str | None = AUTO_CATEGORY) -> dict:
-    """Record a visitor's label for facet ``index``; returns the proposal.
+                 confidence: object = 1.0, session_id: str = "", max_open: int = 200, category: str | None = AUTO_CATEGORY,
+                 kept_in: str | Path | None = None) -> dict:
+    """Record a visitor's label for facet ``index`` of the polytope in ``directory``, in ``kept_in`` (default: beside it);
+    returns the proposal.
 
     ``category`` is kept as given ("auto": read from the name when accepted, "" or None: none, or a category), so
     accepting the proposal applies it and rescores the facet's scorecard for it.
     """
     directory = Path(directory)
+    kept = Path(kept_in) if kept_in is not None else directory
     try:
         name, policy, author, confidence = clean_label(name, policy, author, confidence)
         claimed_category(name, policy, category)  # refuse an unknown category now, not when the owner accepts
         index = int(index)  # type: ignore[arg-type]
     except (TypeError, ValueError) as exc:
         raise WorkbenchError(str(exc) if "index" not in str(exc) else f"facet index must be an integer, got {index!r}") from None
-    with directory_lock(directory):
-        num_facets = len(read_facets(directory))
-        if not 0 <= index < num_facets:
-            raise WorkbenchError(f"facet index must be between 0 and {num_facets - 1}, got {index!r}")
-        proposals = read_proposals(directory)
+    num_facets = len(read_facets(directory))
+    if not 0 <= index < num_facets:
+        raise WorkbenchError(f"facet index must be between 0 and {num_facets - 1}, got {index!r}")
+    kept.mkdir(parents=True, exist_ok=True)
+    with directory_lock(kept):
+        proposals = read_proposals(kept)
         proposal = {"id": uuid.uuid4().hex[:12], "facet": index, "name": name, "policy": policy, "author": author or "anonymous",
                     "confidence": confidence, "category": category or "", "time": now(),
                     "session": session_tag(session_id) if session_id else ""}
         proposals = (proposals + [proposal])[-max_open:]
-        _write(directory, proposals)
+        _write(kept, proposals)
     return proposal
 
 
-def decide_proposal(directory: str | Path, proposal_id: str, accept: bool) -> dict:
-    """Accept (label the facet, with history) or reject a proposal; it leaves the file either way. Returns it with its decision."""
-    directory = Path(directory)
-    with directory_lock(directory):
-        proposals = read_proposals(directory)
+def take_proposal(kept_in: str | Path, proposal_id: str) -> dict:
+    """Remove an open proposal from the file in ``kept_in`` and return it (the owner decided on it)."""
+    kept = Path(kept_in)
+    if not (kept / PROPOSALS_FILE).is_file():
+        raise WorkbenchError(f"no open proposal {proposal_id!r}")
+    with directory_lock(kept):
+        proposals = read_proposals(kept)
         found = next((p for p in proposals if p["id"] == str(proposal_id).strip()), None)
         if found is None:
             raise WorkbenchError(f"no open proposal {proposal_id!r}")
-        _write(directory, [p for p in proposals if p is not found])
-    if not accept:
-        return {**found, "decision": "rejected"}
+        _write(kept, [p for p in proposals if p is not found])
+    return found
+
+
+def decide_proposal(directory: str | Path, proposal_id: str, accept: bool) -> dict:
+    """Accept (label the facet, with history) or reject a proposal kept beside the polytope; it leaves the file either way.
+    Returns it with its decision."""
+    found = take_proposal(directory, proposal_id)
+    return apply_proposal(directory, found) if accept else {**found, "decision": "rejected"}
+
+
+def apply_proposal(directory: str | Path, found: dict) -> dict:
+    """Label the facet of the polytope in ``directory`` as an accepted proposal says (with history)."""
+    proposal_id = found["id"]
     try:
         facet = label_facet(directory, int(found["facet"]), found["name"], found.get("policy", ""), found.get("author", ""),
                             found.get("confidence", 1.0), category=found.get("category", AUTO_CATEGORY))

@@ -78,6 +78,9 @@ class SessionStore(Store):
     def resolve(self, name: str) -> Path:
         return self.own.resolve(name) if self.is_own(name) else self.shared.resolve(name)
 
+    def proposals_dir(self, path: Path) -> Path:
+        return path if path.parent == self.folder else self.shared.proposals_dir(path)
+
     def load(self, path: Path, strict_fingerprint: bool = False) -> PolytopeArtifact:
         return self.shared.load(path, strict_fingerprint=strict_fingerprint)
 

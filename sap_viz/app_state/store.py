@@ -64,6 +64,10 @@ class Store(ABC):
             raise WorkbenchError(self.load_error or "no polytope is active: train one or upload one in 'Train & calibrate'")
         return art
 
+    def proposals_dir(self, path: Path) -> Path:
+        """Where the label proposals of the polytope in ``path`` are kept (beside it, unless the store says otherwise)."""
+        return path
+
     def refresh_facets(self) -> list[dict]:
         return self.require_artifact().reload_facets()
 

@@ -37,7 +37,7 @@ from sap_viz.app_state.inspection import Inspector
 from sap_viz.app_state.map_jobs import MapJobs, MapStatus, map_rows_from_env
 from sap_viz.app_state.polytope_store import PolytopeStore
 from sap_viz.app_state.prompt_checks import CheckedPrompt, InputChecks
-from sap_viz.app_state.proposals import add_proposal, decide_proposal, read_proposals
+from sap_viz.app_state.proposals import add_proposal, apply_proposal, read_proposals, take_proposal
 from sap_viz.app_state.roles import PermissionDenied, Roles, owner_only
 from sap_viz.app_state.sessions import CountedTwice, Session, Sessions
 from sap_viz.app_state.training_jobs import TrainingJobs
@@ -177,17 +177,23 @@ class Workbench:
 
     def proposals(self, name: str | None = None) -> list[dict]:
         """Open label proposals of a polytope (default: the active one)."""
-        return read_proposals(self.store.resolve(name) if name else self.require_artifact().path)
+        path = self.store.resolve(name) if name else self.require_artifact().path
+        return read_proposals(self.store.proposals_dir(path)) if path is not None else []
 
     def decide_proposal(self, proposal_id: str, accept: bool, name: str | None = None) -> dict:
-        """Accept (into facets.json, with history) or reject a proposal of a shared polytope."""
+        """Accept (into facets.json, with history) or reject a proposal of a shared polytope; accepting one for a
+        read-only (shipped) polytope labels its owner copy, which becomes active in its place."""
         self.require_owner("accept or reject label proposals")
         shared = self.sessions.shared
         name = name or self.active_name
         if not name:
             raise WorkbenchError("no polytope is active")
-        out = decide_proposal(shared.resolve(name), proposal_id, bool(accept))
-        shared.refresh_named(name)
+        found = take_proposal(shared.proposals_dir(shared.resolve(name)), proposal_id)
+        if not accept:
+            return {**found, "decision": "rejected"}
+        directory = shared.writable_dir(name, f"proposal {found['id']} accepted")
+        out = apply_proposal(directory, found)
+        shared.refresh_named(directory.name)
         return out
 
     # ------------------------------------------------------------ polytopes
@@ -359,7 +365,7 @@ class VisitorBench(Workbench):
             self.store.refresh_facets()
             return facet
         proposal = add_proposal(art.path, index, name, policy, author, confidence, self.session_state.id, self.limits.max_proposals,
-                                category)
+                                category, kept_in=self.store.proposals_dir(art.path))
         return {**proposal, "proposed": True}
 
     def import_polytope(self, paths: list[str | Path], name: str = "") -> tuple[str, list[str]]:

@@ -386,7 +386,23 @@ def add_serve(sub) -> None:
     p.set_defaults(func="serve_command:cmd_serve")
 
 
+def add_app(sub) -> None:
+    """The Gradio app, as ``python app.py`` starts it; each option sets the environment variable app.py reads (none given:
+    app.py's defaults), so the two starts cannot drift apart."""
+    p = sub.add_parser("app", help="the Gradio app (what `python app.py` starts) on http://127.0.0.1:7860")
+    p.add_argument("--host", help="address to listen on (default: GRADIO_SERVER_NAME, else 127.0.0.1)")
+    p.add_argument("--port", type=int, help="TCP port (default: GRADIO_SERVER_PORT, else 7860)")
+    p.add_argument("--polytope", help="start polytope directory (default: SAP_VIZ_POLYTOPE, else the owner's last choice or the "
+                                      "shipped one)")
+    p.add_argument("--polytopes-dir", help="folder for the owner's polytopes (default: SAP_VIZ_POLYTOPES_DIR, else polytopes/ in "
+                                           "the data folder)")
+    p.add_argument("--home", help="the data folder everything written at run time goes into (default: SAP_VIZ_HOME, else the "
+                                  "platform's user data folder)")
+    p.set_defaults(func="app_command:cmd_app")
+
+
 COMMANDS = (add_train, add_score, add_eval, add_sweep, add_generate, add_eval_steering, add_calibrate_generation,
-            add_calibrate_verdict, add_eval_detection, add_bench, add_train_steering, add_facet_check, add_export, add_push, add_serve)
+            add_calibrate_verdict, add_eval_detection, add_bench, add_train_steering, add_facet_check, add_export, add_push,
+            add_serve, add_app)
 
 

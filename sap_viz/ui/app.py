@@ -15,7 +15,7 @@ import gradio as gr
 from sap_viz.app_state.workbench import Workbench
 from sap_viz.errors import WorkbenchError
 from sap_viz.method.generation_results import Comparison
-from sap_viz.settings import ASSETS_DIR, get_limits
+from sap_viz.settings import get_limits, packaged_path
 from sap_viz.ui import render
 from sap_viz.ui.api import guarded, register
 from sap_viz.ui.common import PRIVATE, Files, header_html, page_state, session_bench, without_heartbeat
@@ -35,12 +35,12 @@ INTRO = ("# sap-viz · Safety Polytope workbench\n"
 
 
 def launch_kwargs() -> dict:
-    """Arguments for ``demo.launch`` shared by app.py and the tests (CSS lives in assets/).
+    """Arguments for ``demo.launch`` shared by app.py, ``sap-viz app`` and the tests (the CSS ships in the package).
 
     Gradio's own upload cap sits just above ``SAP_VIZ_MAX_UPLOAD_MB`` so that the app's check, which
     names the limit, is the one a user meets.
     """
-    css = ASSETS_DIR / "style.css"
+    css = packaged_path("ui", "style.css")
     return {"css_paths": [css] if css.is_file() else None, "max_file_size": f"{get_limits().max_upload_mb + 1}mb",
             "footer_links": ["api", "gradio"],
             # pages whose values (page_state) are kept at once; the least recently used go first

@@ -209,6 +209,7 @@ class FacetHandlers:
             raise WorkbenchError("Give your own confidence in this label (0 to 1): the form never borrows one from the "
                                  "suggestion or the previous label.")
         wb = session_bench(self.wb, request)
+        before = wb.active_name
         facet = wb.label(int(k), name, policy, author, confidence, category)
         # the cards, the audit and the scorecard table show the new label too
         cards, cat_fig, cos_fig, _, *tables = self.facet_overview(wb)
@@ -219,7 +220,9 @@ class FacetHandlers:
                                              f"category: {claim}). The owner reviews proposals; until then everyone keeps seeing "
                                              "the current label.")
         else:
-            msg = render.status_html("ok", saved_message(facet))
+            copied = "" if wb.active_name == before else (f" “{before}” ships with sap-viz and is read-only, so the label was saved in "
+                                                        f"an owner copy, “{wb.active_name}”, now the active polytope.")
+            msg = render.status_html("ok", saved_message(facet) + copied)
         return (msg, cards, cos_fig, cat_fig, hist, gr.update(choices=facet_choices(wb), value=int(k)), *tables)
 
     @guarded

@@ -92,6 +92,7 @@ def library_defaults() -> dict[str, dict]:
                            "epochs": part.epochs},
         "facet-check": {**model, **polytope, "seed": t.seed},
         "serve": {**model, **polytope, "mode": r.mode, "host": LOOPBACK, "port": 8000, "max_queue": 8},
+        "app": {"host": None, "port": None, "polytope": None, "polytopes_dir": None, "home": None},  # None: app.py's environment
     }
 
 
@@ -186,5 +187,27 @@ def test_calibrate_generation_takes_sources_as_train_does(monkeypatch, capsys):
 def test_the_parser_imports_no_torch():
     """Defaults come from torch-free config modules, so `--help` answers at once."""
     code = "import sys, sap_viz.cli; sap_viz.cli.build_parser(); print(sorted(m for m in ('torch', 'pandas') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=str(DEFAULT_POLYTOPE.parents[1]))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=str(DEFAULT_POLYTOPE.parents[2]))
     assert out.stdout.strip() == "[]"
+
+
+def test_app_command_sets_what_app_py_reads(monkeypatch):
+    """`sap-viz app` starts what `python app.py` starts: its options become the environment variables app.py reads."""
+    from sap_viz.cli import app_command
+
+    args = build_parser().parse_args(["app", "--host", "0.0.0.0", "--port", "7861", "--polytopes-dir", "/srv/p", "--home", "/data/sv"])
+    assert args.func == "app_command:cmd_app"
+    env: dict[str, str] = {}
+    app_command.apply_options(args, env)
+    assert env == {"GRADIO_SERVER_NAME": "0.0.0.0", "GRADIO_SERVER_PORT": "7861", "SAP_VIZ_POLYTOPES_DIR": "/srv/p",
+                   "SAP_VIZ_HOME": "/data/sv"}
+    env.clear()
+    app_command.apply_options(build_parser().parse_args(["app"]), env)
+    assert env == {}  # nothing given: app.py's own defaults
+    started = []
+    monkeypatch.setattr(app_command, "create", lambda: started.append("created") or SimpleNamespace(launch=lambda **kw: started.append(kw)))
+    assert main(["app", "--port", "0"]) == 2 and started == []  # a bad port stops before the model loads
+    monkeypatch.setattr(app_command, "ensure_installed", lambda: started.append("checked"))
+    monkeypatch.setattr(app_command, "apply_options", lambda args: None)  # keep this process's environment
+    assert main(["app"]) == 0
+    assert started[:2] == ["checked", "created"] and started[2]["max_file_size"].endswith("mb")
