@@ -252,7 +252,74 @@ def doc_steering_test(root: Path) -> str:
     return _steering_summary(sorted((root / "research/steering_outcomes").glob("test_*.jsonl")))
 
 
+DETECTION_REPORT = Path("research/detection_report/report.json")
+VERDICT_CALIBRATION = Path("research/detection_report/verdict_calibration.json")
+
+
+def doc_verdict(root: Path) -> str:
+    """The control-set boundary of the shipped polytope (``sap-viz calibrate-verdict``'s record) and its operating point
+    as the detection report measured it."""
+    from sap_viz.analysis.detection_report import operating_point
+
+    record = json.loads((root / VERDICT_CALIBRATION).read_text(encoding="utf-8"))
+    report = json.loads((root / DETECTION_REPORT).read_text(encoding="utf-8"))
+    boundary = record["boundary"]
+    control = record["control"]
+    rows = [
+        {"what": "operating point", "value": operating_point(report)["sentence"]},
+        {"what": "last-token boundary", "value": f"{boundary['last']:+.3f} (the training boundary was 0)"},
+        {"what": "span boundary", "value": f"{boundary['span']:+.3f} (the last-token boundary + {record['span_offset']:.4f})"},
+        {"what": "borderline band (margin to the boundary)",
+         "value": f"{boundary['band'][0]:+.3f} to {boundary['band'][1]:+.3f}: the boundaries at "
+                  f"{record['band_fprs'][0]:.0%} and {record['band_fprs'][1]:.0%} of the control set"},
+        {"what": "control set", "value": f"{control['rows']:,} ShareGPT first turns never in the training table "
+                                         f"({control['held_out_from_table']}), seed {control['seed']}"},
+        {"what": "control set flagged", "value": f"{record['measured']['flagged']:.1%} at this boundary, "
+                                                 f"{record['measured']['flagged_at_training_boundary']:.1%} at the training boundary 0"},
+    ]
+    return table(rows, ["what", "value"])
+
+
+def doc_detection_report(root: Path) -> str:
+    """``sap-viz eval-detection``'s table (research/detection_report/report.json)."""
+    from sap_viz.analysis.detection_report import DETECTION_COLUMNS, detection_rows
+
+    report = json.loads((root / DETECTION_REPORT).read_text(encoding="utf-8"))
+    return table(detection_rows(report), DETECTION_COLUMNS)
+
+
+def doc_detection_headline(root: Path) -> str:
+    """The detection report's AUROC of each method per set (README)."""
+    report = json.loads((root / DETECTION_REPORT).read_text(encoding="utf-8"))
+    methods = list(dict.fromkeys(r["method"] for r in report["rows"]))
+    out: dict[str, dict] = {}
+    for r in report["rows"]:
+        cell = "–" if r["auroc"] is None else f"{r['auroc']:.3f}"
+        if r["method"] == methods[0] and r["caught"] is not None and r["safe_flagged"] is not None:
+            cell += f" ({r['caught']:.0%} caught, {r['safe_flagged']:.0%} safe flagged)"
+        out.setdefault(r["set"], {"set": r["set"]})[r["method"]] = cell
+    return table(list(out.values()), ["set", *methods])
+
+
+def doc_detection_levers(root: Path) -> str:
+    """research/detection_levers/runs.jsonl: each design's AUROCs as mean ± sd over its seeds."""
+    rows = _jsonl(root / "research" / "detection_levers" / "runs.jsonl")
+    designs = list(dict.fromkeys(r["design"] for r in rows))
+    columns = [k for k in rows[0] if k.startswith(("extended_validation", "auroc: "))]
+    out = []
+    for design in designs:
+        mine = [r for r in rows if r["design"] == design]
+        out.append({"design": design, "seeds": len(mine),
+                    **{c.replace("auroc: ", "").replace("extended_validation_auroc", "validation (choice)"):
+                       _mean_sd([r[c] for r in mine], 3, ddof=1) for c in columns}})
+    return table(out, list(out[0]))
+
+
 DOC_TABLES: dict[str, Callable[[Path], str]] = {
+    "detection_levers": doc_detection_levers,
+    "verdict": doc_verdict,
+    "detection_report": doc_detection_report,
+    "detection_headline": doc_detection_headline,
     "headline": doc_headline,
     "metrics": doc_metrics,
     "policy": doc_policy,
