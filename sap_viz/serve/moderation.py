@@ -45,8 +45,9 @@ OPENAI_CATEGORIES: dict[str, tuple[str, ...]] = {
 #: Our categories with no OpenAI key: reported only under ``sap.categories``.
 SAP_ONLY = tuple(c for c in POLICY_CATEGORIES if not any(c in ours for ours in OPENAI_CATEGORIES.values()))
 #: category score = 1 / (1 + exp(−(violation − boundary.last) / SCORE_SCALE)): 0.5 at the boundary, about 0.73 one
-#: scale unit outside it, 0.27 one unit inside (facet violations of the shipped polytope span roughly ±1).
-SCORE_SCALE = 0.1
+#: scale unit outside it, 0.27 one unit inside. The shipped polytope's last-token violations run from about −4 on
+#: ordinary questions to +2 on plain harmful requests, so 0.25 keeps scores near the boundary apart.
+SCORE_SCALE = 0.25
 KNOWN = {"input", "model"}
 
 

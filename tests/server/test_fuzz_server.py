@@ -52,7 +52,8 @@ def api_schema(server):
     return schemathesis.openapi.from_dict(server.app.openapi())
 
 
-OPERATIONS = [("GET", "/health"), ("GET", "/v1/models"), ("GET", "/v1/models/{model_id}"), ("POST", "/v1/chat/completions")]
+OPERATIONS = [("GET", "/health"), ("GET", "/v1/models"), ("GET", "/v1/models/{model_id}"), ("POST", "/v1/chat/completions"),
+              ("POST", "/v1/moderations")]
 
 
 def _check(response) -> None:
