@@ -165,3 +165,11 @@ def test_the_body_cap_holds(setup):
     big = b'{"input": "' + b"x" * (1 << 21) + b'"}'
     response = setup.client.post("/v1/moderations", content=big, headers={"content-type": "application/json"})
     assert response.status_code == 413
+
+
+def test_the_key_is_chats(setup):
+    app = create_app(setup.engine, ServeConfig(model_name="tiny", polytope_name="tiny-polytope", api_key="sekret"))
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        assert client.post("/v1/moderations", json={"input": "hello"}).status_code == 401
+        ok = client.post("/v1/moderations", json={"input": "hello"}, headers={"Authorization": "Bearer sekret"})
+        assert ok.status_code == 200 and len(ok.json()["results"]) == 1
