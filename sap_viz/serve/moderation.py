@@ -140,7 +140,7 @@ class Moderator:
         for cat in POLICY_CATEGORIES:
             ks = [k for k, c in enumerate(self.fits) if c == cat and k < len(values)]
             top = max((values[k] for k in ks), default=None)
-            ours[cat] = {"flagged": any(fires[k] for k in ks), "score": None if top is None else round(category_score(top, b), 6),
+            ours[cat] = {"flagged": any(fires[k] for k in ks), "score": None if top is None else category_score(top, b),
                          "facets": ks, "openai": [key for key, cats in OPENAI_CATEGORIES.items() if cat in cats]}
         categories = {key: any(ours[c]["flagged"] for c in cats) for key, cats in OPENAI_CATEGORIES.items()}
         category_scores = {key: max((ours[c]["score"] or 0.0 for c in cats), default=0.0) for key, cats in OPENAI_CATEGORIES.items()}
@@ -166,7 +166,7 @@ class Moderator:
         top = max(range(len(values)), key=lambda k: values[k])
         if not verdict.flagged:
             return (f"not flagged: no facet reaches the boundary {b.last:.3g} at the last token (highest: facet {top} "
-                    f"'{self.art.facet_name(top)}' at {values[top]:+.3f})")
+                    f"'{self.art.facet_name(top)}' at {values[top]:+.3f})" + ("; borderline" if verdict.borderline else ""))
         parts = []
         if BY_LAST in verdict.by:
             named = [k for k in firing if self.fits[k] is not None]
