@@ -102,8 +102,26 @@ def bench_features(lm: LoadedModel, art: PolytopeArtifact, texts: list[str], bat
             "full_over_early_exit": round(full_s / early, 3), "layer": art.layer, "num_layers": lm.num_layers}
 
 
-def bench_training(features: torch.Tensor, unsafe: torch.Tensor, train_config: dict, rows: int = 4096) -> dict:
-    """Training time of the polytope's own recipe on ``rows`` feature rows (the extracted ones, tiled).
+def row_category_facets(art: PolytopeArtifact, categories: list, labels: list[str]) -> torch.Tensor | None:
+    """Per row, the polytope's category facet for its category (−1: safe, or a category no facet stands for), or None
+    for a polytope not trained in categories mode. Why: a categories recipe cannot train without them.
+
+    The facets' categories are the ones recorded at training (``facet_stats.facet_categories``), else the labels'."""
+    tc = art.meta.get("train_config") or {}
+    if tc.get("facet_mode") != "categories":
+        return None
+    n_cat = int(tc.get("num_facets", art.polytope.num_facets)) - int(tc.get("free_facets", 0))
+    recorded = (art.meta.get("facet_stats") or {}).get("facet_categories")
+    tied = recorded if isinstance(recorded, list) else [f.get("category") if isinstance(f, dict) else None for f in art.facets]
+    index = {c: k for k, c in enumerate(tied[:n_cat]) if isinstance(c, str) and c}
+    return torch.tensor([index.get(c, -1) if lab == "unsafe" else -1 for c, lab in zip(categories, labels, strict=True)],
+                        dtype=torch.long)
+
+
+def bench_training(features: torch.Tensor, unsafe: torch.Tensor, train_config: dict, rows: int = 4096,
+                   categories: torch.Tensor | None = None) -> dict:
+    """Training time of the polytope's own recipe on ``rows`` feature rows (the extracted ones, tiled), with each
+    row's category facet for a categories recipe (``row_category_facets``).
 
     Cost per step does not depend on what the rows say, only on how many there are, so tiling the
     extracted features is a fair stand-in for ~4k distinct prompts.
@@ -111,9 +129,10 @@ def bench_training(features: torch.Tensor, unsafe: torch.Tensor, train_config: d
 
     reps = -(-rows // len(features))
     x, y = features.repeat(reps, 1)[:rows], unsafe.repeat(reps)[:rows]
+    cats = categories.repeat(reps)[:rows] if categories is not None else None
     cfg = TrainConfig(**train_config)
     with torch.enable_grad():
-        seconds, _ = _timed(train_polytope, x, y, cfg, show_tqdm=False)
+        seconds, _ = _timed(train_polytope, x, y, cfg, show_tqdm=False, categories=cats)
     return {"rows": rows, "epochs": cfg.epochs, "batch_size": cfg.batch_size, "train_s": round(seconds, 2),
             "s_per_epoch": round(seconds / cfg.epochs, 3), "threads": torch.get_num_threads()}
 
@@ -131,7 +150,8 @@ def run_bench(lm: LoadedModel, art: PolytopeArtifact, n_prompts: int = 8, max_ne
     result["features"] = bench_features(lm, art, data["text"].tolist(), keep=kept)
     if train_rows > 0:
         unsafe = torch.tensor((data["label"] == "unsafe").to_numpy())
-        result["training"] = bench_training(kept["features"], unsafe, art.meta["train_config"], train_rows)
+        categories = row_category_facets(art, data["category"].tolist(), data["label"].tolist())
+        result["training"] = bench_training(kept["features"], unsafe, art.meta["train_config"], train_rows, categories)
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     torch.set_grad_enabled(True)
     return result

@@ -2,6 +2,7 @@
 
 ``schemas.py`` checks a request and turns it into the core's settings; ``conversation.py`` feeds the
 earlier turns through the chat template; ``engine.py`` generates and writes the ``sap`` report;
+``moderation.py`` turns the prompt verdict into OpenAI's moderation answer;
 ``queue.py`` admits requests to the one model; ``app.py`` is the FastAPI app; the command is ``sap_viz/cli/serve_command.py``.
 No module here imports Gradio.
 """

@@ -1,4 +1,5 @@
-"""The OpenAI-compatible HTTP app: ``GET /v1/models``, ``POST /v1/chat/completions`` (plain and streamed), ``GET /health``.
+"""The OpenAI-compatible HTTP app: ``GET /v1/models``, ``POST /v1/chat/completions`` (plain and streamed),
+``POST /v1/moderations`` (the prompt verdict as OpenAI's moderation answer), ``GET /health``.
 
 FastAPI only, no Gradio: the server is for clients that already speak OpenAI's API (the official SDKs,
 LangChain, curl). Every error leaves as OpenAI's error object with its status; a traceback stays in
@@ -31,7 +32,8 @@ from sap_viz.serve import API_KEY_ENV
 from sap_viz.serve.engine import ChatEngine, Completion
 from sap_viz.serve.errors import ApiError, bad_request
 from sap_viz.serve.guard import KeylessGuard
-from sap_viz.serve.openapi import chat_openapi
+from sap_viz.serve.moderation import parse_moderation_request
+from sap_viz.serve.openapi import chat_openapi, moderation_openapi
 from sap_viz.serve.queue import RequestQueue, Ticket
 from sap_viz.serve.schemas import ChatRequest, parse_chat_request
 
@@ -75,14 +77,11 @@ def _sse(data: dict | str) -> str:
     return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, allow_nan=False)}\n\n"
 
 
-
-
-class ChatEndpoint:
-    """One chat-completions call from JSON body to response, plain or streamed."""
+class JsonEndpoint:
+    """A POST endpoint on the one model: its body read under the cap and the deadline, its work admitted by the queue."""
 
     def __init__(self, engine: ChatEngine, config: ServeConfig, queue: RequestQueue):
         self.engine, self.config, self.queue = engine, config, queue
-        self.fingerprint = f"sap-viz-{__version__}-{engine.lm.fingerprint[:8]}"
         self.max_body = max(1 << 20, 4 * engine.limits.max_text_chars + (64 << 10))
 
     async def body(self, request: Request) -> object:
@@ -106,6 +105,28 @@ class ChatEndpoint:
             return await asyncio.to_thread(strict_json.loads, bytes(raw))  # up to 1 MB of scanning: off the event loop
         except strict_json.JsonTextError as exc:
             raise bad_request(f"We could not parse the JSON body of your request: {exc}", None, "invalid_json") from None
+
+
+class ModerationEndpoint(JsonEndpoint):
+    """One moderations call: the inputs checked, admitted (429 when full) before any model work, scored on the model's thread."""
+
+    async def __call__(self, request: Request) -> JSONResponse:
+        req = parse_moderation_request(await self.body(request), self.config.model_name, self.engine.limits)
+        ticket = self.queue.admit()
+        future = self.queue.run(ticket, lambda: self.engine.moderate(req))
+        try:
+            results = await asyncio.wrap_future(future)
+        except Exception as exc:  # noqa: BLE001 — converted once, by api_error_for
+            raise api_error_for(exc) from None
+        return JSONResponse({"id": f"modr-{uuid.uuid4().hex}", "model": self.config.model_name, "results": results})
+
+
+class ChatEndpoint(JsonEndpoint):
+    """One chat-completions call from JSON body to response, plain or streamed."""
+
+    def __init__(self, engine: ChatEngine, config: ServeConfig, queue: RequestQueue):
+        super().__init__(engine, config, queue)
+        self.fingerprint = f"sap-viz-{__version__}-{engine.lm.fingerprint[:8]}"
 
     def _head(self, ident: str, created: int) -> dict:
         return {"id": ident, "created": created, "model": self.config.model_name, "system_fingerprint": self.fingerprint}
@@ -252,6 +273,12 @@ def create_app(engine: ChatEngine, config: ServeConfig) -> FastAPI:
     async def chat_completions(request: Request):
         return await endpoint(request)
 
+    moderations = ModerationEndpoint(engine, config, queue)
+
+    @v1.post("/moderations", openapi_extra=moderation_openapi(config.model_name, engine.limits))
+    async def create_moderation(request: Request):
+        return await moderations(request)
+
     app.include_router(v1)
 
     @app.get("/health")
@@ -266,8 +293,8 @@ def create_app(engine: ChatEngine, config: ServeConfig) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 404:
-            message = (f"Unknown path {request.url.path}: this server answers GET /v1/models, POST /v1/chat/completions and "
-                       "GET /health")
+            message = (f"Unknown path {request.url.path}: this server answers GET /v1/models, POST /v1/chat/completions, "
+                       "POST /v1/moderations and GET /health")
         elif exc.status_code == 405:
             message = f"{request.method} is not allowed on {request.url.path}"
         else:

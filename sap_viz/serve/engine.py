@@ -21,10 +21,12 @@ from sap_viz.method.generation import stream_generation
 from sap_viz.method.generation_results import GenerationResult
 from sap_viz.method.request_configs import build_configs
 from sap_viz.method.request_settings import SettingsError, check_for_polytope
+from sap_viz.method.scoring import prompt_scores
 from sap_viz.model.loading import LoadedModel
 from sap_viz.model.prompts import encode_prompt, truncation_notice
 from sap_viz.serve.conversation import ConversationError, conversation_model
 from sap_viz.serve.errors import bad_request
+from sap_viz.serve.moderation import ModerationRequest, Moderator
 from sap_viz.serve.schemas import ChatRequest
 from sap_viz.settings import Limits, env_name
 
@@ -83,6 +85,10 @@ class ChatEngine:
                               "context_length_exceeded")
         budget = self.limits.max_prompt_tokens
         return lm, ((truncation_notice(budget, enc.kept_chars, len(req.prompt)),) if enc.truncated else ())
+
+    def moderate(self, req: ModerationRequest) -> list[dict]:
+        """OpenAI moderation results for checked inputs: the prompt readings ``sap-viz score`` uses, then their verdicts."""
+        return Moderator(self.art).results(prompt_scores(self.lm, self.art, list(req.texts)), req.notices)
 
     def may_fall_back(self, cfg) -> bool:
         """Whether a finished answer may still be replaced by the refusal (then it is not streamed before it is checked)."""

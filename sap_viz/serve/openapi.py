@@ -1,4 +1,4 @@
-"""The chat-completions request body as a JSON Schema, for the app's OpenAPI description (``app.openapi()``).
+"""The chat-completions and moderations request bodies as JSON Schemas, for the app's OpenAPI description (``app.openapi()``).
 
 Why by hand: the body is checked in ``schemas.py`` with messages that name the field, not by a model class,
 so FastAPI cannot infer it. This schema states the same fields, types and ranges; the schema fuzzer
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from sap_viz.method.request_settings import MAX_REFUSAL_CHARS, MODES, POSITIONS, STEERINGS, STRENGTH_MAX
 from sap_viz.serve.schemas import MAX_MESSAGES, MAX_STOP, MAX_STOP_CHARS, ROLES
+from sap_viz.settings import Limits
 
 _NUMBER = {"type": "number"}
 _TEXT_PART = {"type": "object", "required": ["type", "text"], "additionalProperties": False,
@@ -66,14 +67,41 @@ def chat_request_schema(model_name: str, max_new_tokens: int) -> dict:
 
 def chat_openapi(model_name: str, max_new_tokens: int) -> dict:
     """``openapi_extra`` of the chat-completions route: its body and its answers."""
-    error = {"application/json": {"schema": {"type": "object", "required": ["error"]}}}
     return {
         "requestBody": {"required": True, "content": {"application/json": {"schema": chat_request_schema(model_name, max_new_tokens)}}},
         "responses": {
             "200": {"description": "the answer (JSON), or server-sent events when stream is true",
                     "content": {"application/json": {"schema": {"type": "object"}}, "text/event-stream": {"schema": {"type": "string"}}}},
-            **{str(status): {"description": why, "content": error} for status, why in (
-                (400, "a field the server refuses; error.param names it"), (404, "another model"), (413, "a body over the cap"),
-                (415, "not JSON (keyless server)"), (429, "the queue is full"))},
+            **_error_responses(),
         },
+    }
+
+
+def _error_responses() -> dict:
+    error = {"application/json": {"schema": {"type": "object", "required": ["error"]}}}
+    return {str(status): {"description": why, "content": error} for status, why in (
+        (400, "a field the server refuses; error.param names it"), (404, "another model"), (413, "a body over the cap"),
+        (415, "not JSON (keyless server)"), (429, "the queue is full"))}
+
+
+def moderation_request_schema(model_name: str, limits: Limits) -> dict:
+    """What ``parse_moderation_request`` accepts: ``input`` a string or a list of strings, ``model`` the served one or absent."""
+    text = {"type": "string", "minLength": 1, "maxLength": limits.max_text_chars, "pattern": r"\S"}
+    return {
+        "type": "object", "required": ["input"], "additionalProperties": False,
+        "properties": {
+            "input": {"anyOf": [text, {"type": "array", "minItems": 1, "maxItems": limits.max_score_texts, "items": text}]},
+            "model": {"enum": [model_name]},
+        },
+    }
+
+
+def moderation_openapi(model_name: str, limits: Limits) -> dict:
+    """``openapi_extra`` of the moderations route: its body and its answers."""
+    return {
+        "requestBody": {"required": True,
+                        "content": {"application/json": {"schema": moderation_request_schema(model_name, limits)}}},
+        "responses": {"200": {"description": "OpenAI's moderation object: id, model, results (one per input)",
+                              "content": {"application/json": {"schema": {"type": "object", "required": ["id", "model", "results"]}}}},
+                      **_error_responses()},
     }

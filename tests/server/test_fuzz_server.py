@@ -2,7 +2,7 @@
 to ``sap-viz serve`` on the embedded model, and every answer must be a non-5xx status with strict JSON
 (the stream's events included: no NaN, no Infinity).
 
-The server publishes no schema (``openapi_url=None``); ``app.openapi()`` builds it, with the chat body from
+The server publishes no schema (``openapi_url=None``); ``app.openapi()`` builds it, with the chat and moderation bodies from
 ``sap_viz/serve/openapi.py``. ``SAP_VIZ_MAX_NEW_TOKENS=4`` keeps each generation short: 200 examples per
 operation (an operation without inputs, such as ``GET /health``, has fewer distinct requests, and
 hypothesis stops when it has sent them all).
@@ -52,7 +52,8 @@ def api_schema(server):
     return schemathesis.openapi.from_dict(server.app.openapi())
 
 
-OPERATIONS = [("GET", "/health"), ("GET", "/v1/models"), ("GET", "/v1/models/{model_id}"), ("POST", "/v1/chat/completions")]
+OPERATIONS = [("GET", "/health"), ("GET", "/v1/models"), ("GET", "/v1/models/{model_id}"), ("POST", "/v1/chat/completions"),
+              ("POST", "/v1/moderations")]
 
 
 def _check(response) -> None:
