@@ -316,6 +316,7 @@ def doc_detection_levers(root: Path) -> str:
 
 
 DOC_TABLES: dict[str, Callable[[Path], str]] = {
+    "detection_levers": doc_detection_levers,
     "verdict": doc_verdict,
     "detection_report": doc_detection_report,
     "detection_headline": doc_detection_headline,
