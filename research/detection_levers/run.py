@@ -23,13 +23,12 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
-from sklearn.metrics import roc_auc_score
 
 from research.paths import DEFAULT_POLYTOPE, ROOT
 from sap_viz.analysis.detection_report import evaluation_sets
+from sap_viz.analysis.metrics import auroc
 from sap_viz.data.dataset import DataConfig, build_dataset
 from sap_viz.data.sources import DEFAULT_SOURCES
 from sap_viz.method.artifact import load_polytope
@@ -49,11 +48,6 @@ def designs(shipped: TrainConfig) -> dict[str, tuple[DataConfig, TrainConfig]]:
         "+ contrast_v2, backstop as a detector": (EXTENDED, replace(shipped, lambda_backstop_all=1.0)),
         "detection-only (K=14 learned), + contrast_v2": (EXTENDED, TrainConfig(seed=shipped.seed)),
     }
-
-
-def _auroc(labels: pd.Series, scores: np.ndarray) -> float | None:
-    y = (labels == "unsafe").to_numpy()
-    return float(roc_auc_score(y, scores)) if 0 < y.sum() < len(y) else None
 
 
 def main() -> int:
@@ -89,8 +83,8 @@ def main() -> int:
                 score = {n: poly.violations(f).max(dim=1).values.numpy() for n, f in eval_feats.items()}
                 val = poly.violations(val_feats).max(dim=1).values.numpy()
             row = {"design": name, "seed": seed, "train_s": round(time.perf_counter() - t0, 1),
-                   "extended_validation_auroc": _auroc(extended_val["label"], val),
-                   **{f"auroc: {n}": _auroc(sets[n]["label"], s) for n, s in score.items()}}
+                   "extended_validation_auroc": auroc(extended_val["label"] == "unsafe", val),
+                   **{f"auroc: {n}": auroc(sets[n]["label"] == "unsafe", s) for n, s in score.items()}}
             print(json.dumps(row), flush=True)
             with args.out.open("a", encoding="utf-8") as fh:
                 fh.write(json.dumps(row) + "\n")

@@ -27,7 +27,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from sap_viz.analysis.external_eval import load_external
-from sap_viz.analysis.metrics import fit_baselines
+from sap_viz.analysis.metrics import auroc, fit_baselines
 from sap_viz.data.check_set import load_check_set
 from sap_viz.data.dataset import DataConfig, build_dataset
 from sap_viz.data.package_files import packaged_file
@@ -82,10 +82,6 @@ def _tpr_at(y: np.ndarray, s: np.ndarray, fpr: float) -> float | None:
     return float((s[y] >= boundary_at(safe, fpr)).mean())
 
 
-def _auroc(y: np.ndarray, s: np.ndarray) -> float | None:
-    return float(roc_auc_score(y, s)) if 0 < y.sum() < len(y) else None
-
-
 def _bootstrap_aurocs(y: np.ndarray, scores: dict[str, np.ndarray], n: int, seed: int) -> dict[str, np.ndarray]:
     """Per method, the AUROC on each of ``n`` paired resamples (the same rows for every method)."""
     rng = np.random.default_rng(seed)
@@ -125,7 +121,7 @@ def _detection_only(train_x: torch.Tensor, train_y: torch.Tensor, val: PromptSco
             with torch.no_grad():
                 return poly.violations(x.float()).max(dim=1).values.numpy()
 
-        tried[k] = _auroc(val_y, fn(val.inputs))
+        tried[k] = auroc(val_y, fn(val.inputs))
         if best is None or (tried[k] or 0) > (tried[best[0]] or 0):
             best = (k, fn)
     assert best is not None
@@ -163,12 +159,12 @@ def detection_report(lm: LoadedModel, art: PolytopeArtifact, cfg: DetectionRepor
         flags = {s.name: s.flag(ps) for s in scorers}
         boot = _bootstrap_aurocs(y, scores, cfg.bootstrap, cfg.seed) if 0 < y.sum() < len(y) else {}
         for s in scorers:
-            auroc = _auroc(y, scores[s.name])
+            area = auroc(y, scores[s.name])
             low, high = (np.quantile(boot[s.name], [0.025, 0.975]) if s.name in boot else (None, None))
             diff = boot[s.name] - boot[SHIPPED] if s.name in boot else None
             rows.append({
                 "set": set_name, "method": s.name, "n_unsafe": int(y.sum()), "n_safe": int((~y).sum()),
-                "auroc": auroc, "auroc_low": None if low is None else float(low), "auroc_high": None if high is None else float(high),
+                "auroc": area, "auroc_low": None if low is None else float(low), "auroc_high": None if high is None else float(high),
                 "auroc_minus_shipped_low": None if diff is None else float(np.quantile(diff, 0.025)),
                 "auroc_minus_shipped_high": None if diff is None else float(np.quantile(diff, 0.975)),
                 "tpr_at_1pct_fpr": _tpr_at(y, scores[s.name], 0.01), "tpr_at_5pct_fpr": _tpr_at(y, scores[s.name], 0.05),

@@ -10,11 +10,11 @@ prompt-span check reads, and :func:`flag_tables` puts both into the tables of do
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 import sap_viz as sv
 from sap_viz.analysis.metrics import fpr_at_tpr
@@ -22,8 +22,8 @@ from sap_viz.data.file_rows import DataFileError, read_records, record_text
 from sap_viz.data.user_files import parse_label
 from sap_viz.errors import UserError
 from sap_viz.method.artifact import update_meta
-from sap_viz.model.features import hidden_states_at
-from sap_viz.model.prompts import encode_prompt
+from sap_viz.method.scoring import prompt_scores
+from sap_viz.method.verdict import VerdictBoundary, prompt_verdict
 
 KIND_COLUMNS = ("kind", "category", "type")
 
@@ -68,27 +68,19 @@ def kind_rows(report: dict) -> list[dict]:
 def hook_score(last: float, span_peak: float | None, span_threshold: float | None) -> float:
     """One number that is ≥ 0 exactly when the monitoring hook flags the prompt: its last token is
     outside the polytope, or a token of the user's text reaches the span boundary (the hook uses
-    max(0, calibrated span threshold); no calibrated threshold = no span check)."""
-    if span_peak is None or span_threshold is None:
-        return float(last)
-    return max(float(last), float(span_peak) - max(0.0, float(span_threshold)))
+    max(0, calibrated span threshold); no calibrated threshold = no span check): the one verdict's margin
+    (``method/verdict.py``) at the training boundary."""
+    span = math.inf if span_threshold is None else max(0.0, float(span_threshold))
+    return prompt_verdict(float(last), span_peak, VerdictBoundary(last=0.0, span=span)).margin
 
 
 def prompt_span_scores(lm, art, texts: list[str]) -> list[dict]:
     """Per text: the last-token score and the highest violation over the user's own tokens, under the
     polytope's own feature settings: what the hook's prompt-span check reads, which ``eval`` (last token
     only) does not. ``lm`` a :class:`~sap_viz.model.loading.LoadedModel`, ``art`` a polytope artifact."""
-
-    enc = [encode_prompt(lm.tokenizer, t, art.chat_template, int(art.meta["max_tokens"])) for t in texts]
-    hidden = hidden_states_at(lm, [e.ids for e in enc], art.layer, progress="prompt states")
-    out = []
-    for e, h in zip(enc, hidden, strict=True):
-        with torch.no_grad():
-            viol = art.polytope.violations(art.token_inputs(h, e.text_span).to(art.polytope.phi.device)).cpu()
-        start, end = e.text_span
-        out.append({"last": round(float(viol[-1].max()), 5),
-                    "span_peak": round(float(viol[start:end].max()), 5) if end > start else None})
-    return out
+    scores = prompt_scores(lm, art, texts, progress=True)  # the verdict's own readings
+    return [{"last": round(float(v.max()), 5), "span_peak": None if peak is None else round(peak, 5)}
+            for v, peak in zip(scores.last, scores.span_peak, strict=True)]
 
 
 def span_scores(paths: list[str | Path], polytope: str | Path | None = None, model: str = "default") -> list[dict]:

@@ -26,6 +26,12 @@ def _np(x: object) -> np.ndarray:
     return np.asarray(x)
 
 
+def auroc(unsafe_true: object, scores: object) -> float | None:
+    """AUROC with unsafe as the positive class; None when the rows hold only one label (it is undefined there)."""
+    y = _np(unsafe_true).astype(bool)
+    return float(roc_auc_score(y, _np(scores).astype(float))) if 0 < y.sum() < len(y) else None
+
+
 def detection_metrics(unsafe_true: object, scores: object, threshold: float = 0.0) -> dict[str, float | int | None]:
     """Accuracy, precision, recall, F1, FPR, FNR (predicted unsafe = score ≥ threshold) and AUROC."""
     y = _np(unsafe_true).astype(bool)
@@ -43,7 +49,7 @@ def detection_metrics(unsafe_true: object, scores: object, threshold: float = 0.
         if precision and recall
         else (0.0 if precision is not None and recall is not None else None)
     )
-    auroc = float(roc_auc_score(y, s)) if 0 < y.sum() < len(y) else None
+    area = auroc(y, s)
     return {
         "n": len(y),
         "n_unsafe": int(y.sum()),
@@ -53,7 +59,7 @@ def detection_metrics(unsafe_true: object, scores: object, threshold: float = 0.
         "f1": f1,
         "fpr": ratio(fp, fp + tn),
         "fnr": ratio(fn, fn + tp),
-        "auroc": auroc,
+        "auroc": area,
         "fpr_at_tpr90": fpr_at_tpr(y, s, 0.9),
     }
 

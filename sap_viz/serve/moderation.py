@@ -23,6 +23,7 @@ from sap_viz.method.scoring import PromptScores
 from sap_viz.method.verdict import BY_LAST, BY_SPAN, Verdict
 from sap_viz.model.prompts import clean_text
 from sap_viz.serve.errors import ApiError, bad_request
+from sap_viz.serve.schemas import check_body
 from sap_viz.settings import Limits, env_name
 
 #: OpenAI's moderation category keys (``openai.types.moderation.Categories``) and the taxonomy categories whose
@@ -59,11 +60,7 @@ class ModerationRequest:
 
 def parse_moderation_request(body: Any, served_model: str, limits: Limits) -> ModerationRequest:
     """Check a parsed JSON body (bounded like the app's score endpoint); raises ApiError naming the field."""
-    if not isinstance(body, dict):
-        raise bad_request("the request body must be a JSON object")
-    unknown = sorted(set(body) - KNOWN)
-    if unknown:
-        raise bad_request(f"Unrecognized request argument supplied: {', '.join(unknown)}", unknown[0], "unknown_parameter")
+    body = check_body(body, KNOWN)
     model = body.get("model")
     if model is not None and not isinstance(model, str):
         raise bad_request("model must be text: the id GET /v1/models lists, or omitted", "model", "invalid_type")

@@ -214,14 +214,20 @@ def _settings(body: dict, sap: dict, limits: Limits, default_mode: str, max_toke
         raise bad_request(message, param, "invalid_value") from None
 
 
+def check_body(body: Any, known: set[str]) -> dict:
+    """A request body is a JSON object of known fields only (OpenAI's "Unrecognized request argument" otherwise)."""
+    if not isinstance(body, dict):
+        raise bad_request("the request body must be a JSON object")
+    unknown = sorted(set(body) - known)
+    if unknown:
+        raise bad_request(f"Unrecognized request argument supplied: {', '.join(unknown)}", unknown[0], "unknown_parameter")
+    return body
+
+
 def parse_chat_request(body: Any, served_model: str, limits: Limits, default_mode: str = "steer",
                        default_max_tokens: int | None = None) -> ChatRequest:
     """Check a parsed JSON body; raises ApiError (400, or 404 for another model) naming the field."""
-    if not isinstance(body, dict):
-        raise bad_request("the request body must be a JSON object")
-    unknown = sorted(set(body) - KNOWN)
-    if unknown:
-        raise bad_request(f"Unrecognized request argument supplied: {', '.join(unknown)}", unknown[0], "unknown_parameter")
+    body = check_body(body, KNOWN)
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise bad_request("model is required (text): the id GET /v1/models lists", "model")
