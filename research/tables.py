@@ -23,6 +23,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from research.paths import DEFAULT_POLYTOPE, ROOT
+from sap_viz.analysis.detection_report import target_rows
 from sap_viz.tables import format_value, markdown_table
 
 
@@ -301,6 +302,13 @@ def doc_detection_headline(root: Path) -> str:
     return table(list(out.values()), ["set", *methods])
 
 
+def doc_detection_targets(root: Path) -> str:
+    """The detection issue's targets beside the shipped verdict's figures (``detection_report.target_rows``)."""
+    report = json.loads((root / DETECTION_REPORT).read_text(encoding="utf-8"))
+    rows = [{**r, "met": "yes" if r["met"] else "no"} for r in target_rows(report)]
+    return table(rows, ["target", "measured", "needed", "met"])
+
+
 def doc_detection_levers(root: Path) -> str:
     """research/detection_levers/runs.jsonl: each design's AUROCs as mean ± sd over its seeds."""
     rows = _jsonl(root / "research" / "detection_levers" / "runs.jsonl")
@@ -315,8 +323,30 @@ def doc_detection_levers(root: Path) -> str:
     return table(out, list(out[0]))
 
 
+def doc_detection_objective(root: Path) -> str:
+    """research/detection_levers/objective_runs.jsonl: each design and facet scale as mean ± sd over its seeds."""
+    rows = _jsonl(root / "research" / "detection_levers" / "objective_runs.jsonl")
+    keys = list(dict.fromkeys((r["design"], r["scale"]) for r in rows))
+    checks = {"check: selective_categories": ("selective (of 10)", 1), "check: name_accuracy": ("names right", 3),
+              "check: caught": ("check set caught", 3), "check: safe_flagged": ("look-alikes flagged", 3)}
+    out = []
+    for design, scale in keys:
+        mine = [r for r in rows if (r["design"], r["scale"]) == (design, scale)]
+        row = {"design": design, "facet scale": scale, "seeds": len(mine),
+               "validation (choice)": _mean_sd([r["extended_validation_auroc"] for r in mine], 3, ddof=1)}
+        for key in ("held-out sets 1-3", "XSTest v2", "wrapped requests", "HarmBench (OOD) + test safe"):
+            row[key] = _mean_sd([r[f"auroc: {key}"] for r in mine], 3, ddof=1)
+        for key, (name, digits) in checks.items():
+            values = [r[key] for r in mine if r.get(key) is not None]
+            row[name] = _mean_sd(values, digits, ddof=1) if values else "–"
+        out.append(row)
+    return table(out, list(out[0]))
+
+
 DOC_TABLES: dict[str, Callable[[Path], str]] = {
     "detection_levers": doc_detection_levers,
+    "detection_objective": doc_detection_objective,
+    "detection_targets": doc_detection_targets,
     "verdict": doc_verdict,
     "detection_report": doc_detection_report,
     "detection_headline": doc_detection_headline,

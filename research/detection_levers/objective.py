@@ -7,7 +7,7 @@ The verdict reads the *largest* facet violation against one boundary, so it mixe
 scales: a named facet whose safe prompts spread widely decides the false positives of all. Two kinds of lever:
 
 - **objective** (retrained): the unsafe hinge weighted ×2 (``unsafe_weight`` 4), a weaker exclusive push
-  (``lambda_exclusive`` 0.3), and three free facets trained as a detector of their own;
+  (``lambda_exclusive`` 0.3, 0.1, 0), and three free facets trained as a detector of their own;
 - **facet scale** (after training, no retraining): each facet divided by the spread of its violations on the
   *training* split's safe prompts (``sd``), and also shifted so those prompts' 95th percentile sits at one
   common value (``sd+q95``). Dividing a facet by a positive number leaves its half-space as it is; the shift
@@ -34,6 +34,7 @@ from sap_viz.analysis.detection_report import evaluation_sets
 from sap_viz.analysis.facet_check import attach_facet_check
 from sap_viz.analysis.metrics import auroc
 from sap_viz.data.dataset import build_dataset
+from sap_viz.jsonl import read_jsonl
 from sap_viz.method.artifact import load_polytope
 from sap_viz.method.training import TrainConfig
 from sap_viz.model.features import FeatureConfig, extract_features
@@ -49,8 +50,13 @@ def designs(shipped: TrainConfig) -> dict[str, TrainConfig]:
         "named, shipped objective": shipped,
         "named, unsafe hinge x2": replace(shipped, unsafe_weight=2 * shipped.unsafe_weight),
         "named, exclusive 0.3": replace(shipped, lambda_exclusive=0.3),
+        "named, exclusive 0.1": replace(shipped, lambda_exclusive=0.1),
+        "named, exclusive 0": replace(shipped, lambda_exclusive=0.0),
         "named, 3 free facets as a detector": replace(shipped, num_facets=shipped.num_facets + 2, free_facets=3,
                                                       lambda_backstop_all=1.0, lambda_backstop_quiet=0.0),
+        "named, exclusive 0.3, 3 free facets as a detector": replace(
+            shipped, num_facets=shipped.num_facets + 2, free_facets=3, lambda_exclusive=0.3,
+            lambda_backstop_all=1.0, lambda_backstop_quiet=0.0),
         "detection-only (K=14 learned)": TrainConfig(seed=shipped.seed),
     }
 
@@ -84,7 +90,8 @@ def facet_figures(report: dict | None) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", default="42,43,44")
-    parser.add_argument("--designs", default="", help="comma-separated subset of the design names (default: all)")
+    parser.add_argument("--designs", default="", help="semicolon-separated subset of the design names (default: all)")
+    parser.add_argument("--scales", default=",".join(SCALES), help="comma-separated subset of " + ", ".join(SCALES))
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     lm = load_model("default")
@@ -98,17 +105,19 @@ def main() -> int:
     feats = split_feature_set(df, lambda split, rows: extract_features(lm, rows["text"].tolist(), fcfg))
     val_y = (frames["val"]["label"] == "unsafe").to_numpy()
     train_safe = feats["train"][(frames["train"]["label"] == "safe").to_numpy()]
-    chosen = [d for d in args.designs.split(",") if d]
+    chosen = [d.strip() for d in args.designs.split(";") if d.strip()]
+    # a design and seed already in --out is not run again, so the study resumes where it stopped
+    done = {(r["design"], r["seed"]) for r in read_jsonl(args.out)} if args.out.exists() else set()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for seed in [int(s) for s in args.seeds.split(",")]:
         for name, tcfg in designs(shipped).items():
-            if chosen and name not in chosen:
+            if chosen and name not in chosen or (name, seed) in done:
                 continue
             t0 = time.perf_counter()
             trained = train_and_evaluate(lm, df, fcfg, replace(tcfg, seed=seed), baselines=False, features=feats,
                                          show_tqdm=False, target_fpr=0.09, check_facets=False)
             train_s = round(time.perf_counter() - t0, 1)
-            for how in SCALES:
+            for how in args.scales.split(","):
                 variant = copy.deepcopy(trained.artifact)
                 poly = variant.polytope.cpu().eval()
                 rescale_facets(poly, train_safe, how)

