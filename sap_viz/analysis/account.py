@@ -14,11 +14,11 @@ from dataclasses import asdict, dataclass, replace
 
 from sap_viz.analysis.report import NAME_FITS, name_verdict
 from sap_viz.analysis.verdict import BORDERLINE, NO_SINGLE_CATEGORY, category_words, fitting_category
-from sap_viz.method.generation_results import GenerationResult, TokenInfo
+from sap_viz.method.generation_results import Comparison, GenerationResult, TokenInfo
 from sap_viz.method.verdict import BY_SPAN
 
 __all__ = ["BY_ANSWER", "CAPPED", "FIXED", "MADE_WORSE", "STEERING_POLYTOPE", "Account", "FiringFacet", "PositionOutcome",
-           "generation_account", "part_of", "position_boundary"]
+           "comparison_json", "generation_account", "part_of", "position_boundary"]
 
 BY_ANSWER = "answer"  # answer tokens reached the answer boundary (the generation threshold of an unflagged prompt)
 FIXED = "fixed"  # steering reached its target depth
@@ -126,6 +126,11 @@ def generation_account(result: GenerationResult, facets: list[dict] | None = Non
     account = Account(result.mode, result.prompt_flagged, label, by, position, firing, category, no_category, over, steering,
                       steered, check, result.refused, result.fallback, "", "")
     return replace(account, sentence=_sentence(result, account), outcome=_outcome_sentence(account))
+
+
+def comparison_json(cmp: Comparison, facets: list[dict] | None = None) -> dict:
+    """``sap-viz generate --json``: both runs as recorded, and the intervened run's account."""
+    return {**cmp.to_dict(), "account": generation_account(cmp.intervened, facets).to_json()}
 
 
 _PART = {"answer": 0, "your text": 1, "template": 2}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sap_viz.analysis.account import generation_account
+from sap_viz.analysis.account import comparison_json, generation_account
 from sap_viz.analysis.bench import run_bench
 from sap_viz.analysis.detection_report import (
     DETECTION_COLUMNS,
@@ -298,10 +298,10 @@ def cmd_generate(args: argparse.Namespace) -> None:
     cmp = compare(lm, art, prompt, gen, cfg)
     if cmp.baseline.truncated:
         print(f"warning: the prompt was cut to {gen.max_prompt_tokens} tokens", file=sys.stderr)
-    account = generation_account(cmp.intervened, art.facets)  # the same account the app and the server render
     if args.json:
-        print(json.dumps({**cmp.to_dict(), "account": account.to_json()}, indent=2, ensure_ascii=False))
+        print(json.dumps(comparison_json(cmp, art.facets), indent=2, ensure_ascii=False))
         return
+    account = generation_account(cmp.intervened, art.facets)  # the same account the app and the server render
     print(f"prompt: {prompt!r}  (layer {art.layer}, mode {args.mode})")
     print(f"\n── unsteered ──\n{cmp.baseline.text}")
     if args.mode != "monitor":
