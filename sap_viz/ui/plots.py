@@ -14,7 +14,14 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
-from sap_viz.analysis.account import STEERING_POLYTOPE, generation_account, position_boundary
+from sap_viz.analysis.account import (
+    CAPPED,
+    FIXED,
+    MADE_WORSE,
+    STEERING_POLYTOPE,
+    generation_account,
+    position_boundary,
+)
 from sap_viz.method.generation_results import GenerationResult
 from sap_viz.ui import palette
 from sap_viz.ui.render import esc, token_display
@@ -100,20 +107,24 @@ def token_heatmap(result: GenerationResult, title: str = "Violations: tokens × 
     if 0 < result.prompt_len < len(result.tokens) + 1:
         fig.add_vline(x=result.prompt_len - 0.5, line=dict(color=palette.BLACK, width=2, dash="dash"))
         fig.add_annotation(x=result.prompt_len - 0.5, y=1.02, yref="paper", text="prompt | answer", showarrow=False, font=dict(size=11))
+    # Steered positions on a row of their own below the facets, one mark per outcome: never drawn over a cell.
     steered = generation_account(result).steered
-    if steered:
-        tokens = result.tokens
-        fig.add_trace(go.Scatter(
-            x=[p.index for p in steered], y=[labels[tokens[p.index].top_facet or 0] for p in steered], mode="markers",
-            marker=dict(symbol="x", size=10, color=palette.BLACK, line=dict(width=1, color="#FFFFFF")), name="steered",
-            hovertext=[f"steered token {p.index}: {p.outcome}; steering polytope {_num(p.before)} → {_num(p.after)}, target "
-                       f"{_num(p.target)}, ‖Δh‖ = {p.delta_norm:.3f}<br>{esc(STEERING_POLYTOPE)}" for p in steered],
-            hoverinfo="text"), row=1, col=1)
+    for outcome, (symbol, colour) in STEER_MARKS.items():
+        shown = [p for p in steered if p.outcome == outcome]
+        if shown:
+            fig.add_trace(go.Scatter(
+                x=[p.index for p in shown], y=[STEERED_ROW] * len(shown), mode="markers", name=f"steered: {outcome}",
+                marker=dict(symbol=symbol, size=9, color=colour),
+                hovertext=[f"steered token {p.index}: {p.outcome}; steering polytope {_num(p.before)} → {_num(p.after)}, "
+                           f"target {_num(p.target)}, ‖Δh‖ = {p.delta_norm:.3f}<br>{esc(STEERING_POLYTOPE)}" for p in shown],
+                hoverinfo="text"), row=1, col=1)
     forced = [t for t in result.tokens if t.forced]
     if forced:
-        fig.add_trace(go.Scatter(x=[t.index for t in forced], y=[labels[0]] * len(forced), mode="markers",
+        fig.add_trace(go.Scatter(x=[t.index for t in forced], y=[STEERED_ROW] * len(forced), mode="markers",
                                  marker=dict(symbol="triangle-down", size=9, color=palette.PURPLE), name="forced refusal",
                                  hoverinfo="skip"), row=1, col=1)
+    if steered or forced:
+        fig.update_yaxes(categoryorder="array", categoryarray=[*labels, STEERED_ROW], row=1, col=1)
     ticks = [esc(token_display(t.text))[:12] for t in result.tokens]
     step = max(1, len(result.tokens) // 60)
     fig.update_layout(**LAYOUT, title=dict(text=esc(title), font=dict(size=14)), height=max(280, 22 * k_total + 150),
@@ -123,6 +134,11 @@ def token_heatmap(result: GenerationResult, title: str = "Violations: tokens × 
     fig.update_xaxes(**axis, row=2 if has_check else 1, col=1)
     fig.update_yaxes(autorange="reversed", tickfont=dict(size=10))
     return fig
+
+
+STEERED_ROW = "steered (outcome)"
+#: The mark of each steering outcome (``analysis.account``): symbol and colour-blind-safe colour.
+STEER_MARKS = {FIXED: ("circle", palette.BLUE), CAPPED: ("x", palette.ORANGE), MADE_WORSE: ("triangle-up", palette.VERMILLION)}
 
 
 def _num(value: float | None) -> str:

@@ -133,13 +133,12 @@ def test_every_view_renders_the_same_account(case):
     if truth["position"] is not None and truth["flagged"]:
         col = z[:, truth["position"]]
         assert [k for k in np.argsort(-col) if col[k] >= 0] == [f["id"] for f in truth["firing"]]
-    marks = next((d for d in fig.data if d.name == "steered"), None)
-    if truth["steering"]["positions"]:
-        assert [(x, text.split(";")[0].split(": ")[1]) for x, text in zip(marks.x, marks.hovertext, strict=True)] == \
-            [(p["index"], p["outcome"]) for p in truth["steering"]["positions"]]
-        assert all(STEERING_POLYTOPE in html.unescape(text) for text in marks.hovertext)
-    else:
-        assert marks is None
+    marks = [d for d in fig.data if (d.name or "").startswith("steered: ")]
+    shown = sorted((x, d.name.removeprefix("steered: "), text) for d in marks for x, text in zip(d.x, d.hovertext, strict=True))
+    assert [(x, outcome) for x, outcome, _ in shown] == \
+        sorted((p["index"], p["outcome"]) for p in truth["steering"]["positions"])
+    assert all(f": {outcome};" in text and STEERING_POLYTOPE in html.unescape(text) for _, outcome, text in shown)
+    assert all(set(d.y) == {plots.STEERED_ROW} for d in marks)  # on a row of their own, never over a facet's cell
     check_rows = [d for d in fig.data if d.type == "heatmap" and list(d.y) == ["answer check"]]
     assert len(check_rows) == 1 and check_rows[0].colorbar.title.text == "answer check − threshold"
 
