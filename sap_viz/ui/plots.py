@@ -85,6 +85,12 @@ def token_heatmap(result: GenerationResult, title: str = "Violations: tokens × 
               f"{bounds[t.index]:+.3f} ({'at or above: fires' if dist[k, t.index] >= 0 else 'below'})" for t in result.tokens]
              for k in range(k_total)]
     outside, inside = palette.boundary_range(dist[np.isfinite(dist)].tolist())
+    account = generation_account(result)
+    forced = [t for t in result.tokens if t.forced]
+    if account.steered or forced:  # an empty row of the heatmap below the facets holds the steered and forced marks
+        dist = np.vstack([dist, np.full((1, dist.shape[1]), np.nan)])
+        hover.append([""] * len(result.tokens))
+        labels = [*labels, STEERED_ROW]
     check = result.answer_check
     has_check = bool(check) and any(t.answer_check is not None for t in result.tokens)
     fig = make_subplots(rows=2 if has_check else 1, cols=1, shared_xaxes=True, vertical_spacing=0.04,
@@ -102,13 +108,13 @@ def token_heatmap(result: GenerationResult, title: str = "Violations: tokens × 
                                  colorscale=[[i / 4, c] for i, c in enumerate(palette.ANSWER_CHECK_SCALE)],
                                  hovertext=[[f"token {t.index} {esc(repr(t.text))}<br>answer check: {row[t.index]:+.3f} "
                                              "vs its threshold (≥ 0 leans harmful)" for t in result.tokens]], hoverinfo="text",
-                                 colorbar=dict(title="answer check − threshold", thickness=12, len=0.25, y=0, yanchor="bottom")),
+                                 colorbar=dict(title="answer check − threshold", thickness=12, len=0.3, y=0, yanchor="bottom")),
                       row=2, col=1)
     if 0 < result.prompt_len < len(result.tokens) + 1:
         fig.add_vline(x=result.prompt_len - 0.5, line=dict(color=palette.BLACK, width=2, dash="dash"))
         fig.add_annotation(x=result.prompt_len - 0.5, y=1.02, yref="paper", text="prompt | answer", showarrow=False, font=dict(size=11))
     # Steered positions on a row of their own below the facets, one mark per outcome: never drawn over a cell.
-    steered = generation_account(result).steered
+    steered = account.steered
     for outcome, (symbol, colour) in STEER_MARKS.items():
         shown = [p for p in steered if p.outcome == outcome]
         if shown:
@@ -118,13 +124,10 @@ def token_heatmap(result: GenerationResult, title: str = "Violations: tokens × 
                 hovertext=[f"steered token {p.index}: {p.outcome}; steering polytope {_num(p.before)} → {_num(p.after)}, "
                            f"target {_num(p.target)}, ‖Δh‖ = {p.delta_norm:.3f}<br>{esc(STEERING_POLYTOPE)}" for p in shown],
                 hoverinfo="text"), row=1, col=1)
-    forced = [t for t in result.tokens if t.forced]
     if forced:
         fig.add_trace(go.Scatter(x=[t.index for t in forced], y=[STEERED_ROW] * len(forced), mode="markers",
                                  marker=dict(symbol="triangle-down", size=9, color=palette.PURPLE), name="forced refusal",
                                  hoverinfo="skip"), row=1, col=1)
-    if steered or forced:
-        fig.update_yaxes(categoryorder="array", categoryarray=[*labels, STEERED_ROW], row=1, col=1)
     ticks = [esc(token_display(t.text))[:12] for t in result.tokens]
     step = max(1, len(result.tokens) // 60)
     fig.update_layout(**LAYOUT, title=dict(text=esc(title), font=dict(size=14)), height=max(280, 22 * k_total + 150),
