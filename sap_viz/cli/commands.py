@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from sap_viz.analysis.account import comparison_json, generation_account
 from sap_viz.analysis.bench import run_bench
 from sap_viz.analysis.detection_report import (
     DETECTION_COLUMNS,
@@ -298,8 +299,9 @@ def cmd_generate(args: argparse.Namespace) -> None:
     if cmp.baseline.truncated:
         print(f"warning: the prompt was cut to {gen.max_prompt_tokens} tokens", file=sys.stderr)
     if args.json:
-        print(json.dumps(cmp.to_dict(), indent=2, ensure_ascii=False))
+        print(json.dumps(comparison_json(cmp, art.facets), indent=2, ensure_ascii=False))
         return
+    account = generation_account(cmp.intervened, art.facets)  # the same account the app and the server render
     print(f"prompt: {prompt!r}  (layer {art.layer}, mode {args.mode})")
     print(f"\n── unsteered ──\n{cmp.baseline.text}")
     if args.mode != "monitor":
@@ -328,7 +330,10 @@ def cmd_generate(args: argparse.Namespace) -> None:
     shown = rows if args.all_tokens else [r for r in rows if r["part"] == "gen" or r["pos"] >= res.prompt_len - 8]
     print()
     _print_table(shown, ["pos", "part", "token", "max_v", "facet", "after", "|Δh|", "steps", "forced"])
-    print(f"\ninterventions: {res.interventions}, refused: {res.refused}, prompt flagged: {res.flag_reason or False}")
+    print(f"\n{account.sentence}\n{account.outcome}")
+    if account.answer_check is not None:
+        print(f"answer check: {account.answer_check['words']} ({account.answer_check['score']:+.2f}, "
+              f"harmful at ≥ {account.answer_check['threshold']:+.2f})")
 
 
 def cmd_train_steering(args: argparse.Namespace) -> None:

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from sap_viz.analysis.account import generation_account
 from sap_viz.method.artifact import PolytopeArtifact
 from sap_viz.method.generation import stream_generation
 from sap_viz.method.generation_results import GenerationResult
@@ -150,6 +151,7 @@ class ChatEngine:
             "answer_check": getattr(result, "answer_check", None), "fallback": bool(getattr(result, "fallback", False)),
             "stop_sequence": stop, "truncated": result.truncated,
             "settings": req.settings.to_json(), "notices": list(req.notices),
+            "account": generation_account(result, art.facets).to_json(),  # the account every view renders
         }
         if req.tokens:
             out["tokens"] = [{

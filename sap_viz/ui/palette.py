@@ -38,9 +38,16 @@ SEQUENTIAL_BLUE = "Blues"
 SEQUENTIAL_RED = "Reds"
 ORDER_SCALE = "Viridis"
 RDBU = ["#2166ac", "#92c5de", "#f7f7f7", "#f4a582", "#b2182b"]  # ColorBrewer RdBu, blue (inside) to red (outside)
+# Relative to a position's own boundary (value − boundary): white just below it, blue further inside; from the boundary
+# on, red that starts at least half saturated (HSV) and darkens further outside, so no cell below is red and none at or
+# above is pale. ColorBrewer RdBu's ends.
+INSIDE_SCALE = ["#2166ac", "#92c5de", "#f7f7f7"]  # far inside → just inside
+OUTSIDE_SCALE = ["#d6604d", "#b2182b", "#67001f"]  # at the boundary → far outside
+# The answer check's own scale (its logit minus its threshold): ColorBrewer PuOr, purple (harmless) to orange (harmful).
+ANSWER_CHECK_SCALE = ["#542788", "#998ec3", "#f7f7f7", "#f1a340", "#b35806"]
 SCALES = {DIVERGING, SEQUENTIAL_BLUE, SEQUENTIAL_RED, ORDER_SCALE}
 
-ALL = {c.upper() for c in [*OKABE_ITO, GREY, *RDBU]} | {"#FFFFFF"}
+ALL = {c.upper() for c in [*OKABE_ITO, GREY, *RDBU, *INSIDE_SCALE, *OUTSIDE_SCALE, *ANSWER_CHECK_SCALE]} | {"#FFFFFF"}
 
 
 def category_style(i: int) -> tuple[str, str]:
@@ -50,3 +57,38 @@ def category_style(i: int) -> tuple[str, str]:
 
 def is_palette_colour(colour: str) -> bool:
     return isinstance(colour, str) and colour.upper() in ALL
+
+
+def _mix(stops: list[str], t: float) -> str:
+    """The colour ``t`` (0..1) of the way along ``stops``, linearly between neighbours."""
+    t = min(1.0, max(0.0, t)) * (len(stops) - 1)
+    i = min(int(t), len(stops) - 2)
+    a, b = (tuple(int(c[k:k + 2], 16) for k in (1, 3, 5)) for c in stops[i:i + 2])
+    return "#" + "".join(f"{round(x + (y - x) * (t - i)):02x}" for x, y in zip(a, b, strict=True))
+
+
+def boundary_colour(distance: float, outside: float, inside: float) -> str:
+    """A position's colour from its distance to its own boundary (value − boundary): red from 0 on (``outside``: the
+    distance of the darkest red), blue below (``inside``: the distance, as a positive number, of the darkest blue)."""
+    if distance >= 0:
+        return _mix(OUTSIDE_SCALE, distance / max(outside, 1e-9))
+    return _mix(INSIDE_SCALE, 1 + distance / max(inside, 1e-9))
+
+
+def boundary_colorscale(zmin: float, zmax: float) -> list[list]:
+    """Plotly's colorscale for ``boundary_colour`` over [zmin, zmax] (zmin < 0 < zmax): a jump from white to a
+    half-saturated red exactly at the boundary."""
+    at = -zmin / (zmax - zmin)
+    return [[0.0, INSIDE_SCALE[0]], [at / 2, INSIDE_SCALE[1]], [at, INSIDE_SCALE[2]], [at, OUTSIDE_SCALE[0]],
+            [at + (1 - at) / 2, OUTSIDE_SCALE[1]], [1.0, OUTSIDE_SCALE[2]]]
+
+
+def boundary_range(distances) -> tuple[float, float]:
+    """(outside, inside) ends of the boundary scale for these distances: the largest distance at or above the boundary
+    (so the firing cell is the darkest red when it is the only one), and the 98th percentile of those below it."""
+    values = [float(d) for d in distances if d is not None and d == d]
+    above = [d for d in values if d >= 0]
+    below = sorted(-d for d in values if d < 0)
+    outside = max(max(above, default=0.0), 1e-3)
+    inside = below[min(len(below) - 1, int(0.98 * len(below)))] if below else 1.0
+    return outside, max(inside, 1e-3)

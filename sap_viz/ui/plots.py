@@ -14,6 +14,14 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
+from sap_viz.analysis.account import (
+    CAPPED,
+    FIXED,
+    MADE_WORSE,
+    STEERING_POLYTOPE,
+    generation_account,
+    position_boundary,
+)
 from sap_viz.method.generation_results import GenerationResult
 from sap_viz.ui import palette
 from sap_viz.ui.render import esc, token_display
@@ -61,102 +69,83 @@ def group_styles(groups: list[str]) -> dict[str, tuple[str, str]]:
     return out
 
 
-def diverging_scale(z: np.ndarray) -> tuple[float, float, list]:
-    """Colour range and scale for violations, white at 0 however lopsided the range.
-
-    Safe tokens sit far inside (−7) while a violation is near +1; a scale symmetric about 0 would make
-    +1 a faint pink. The red side ends at the 98th percentile of the positive values, kept between 1
-    and 3, so +1 is always clearly red; the blue side at the 98th percentile of the negative ones.
-    """
-    finite = z[np.isfinite(z)]
-    pos, neg = finite[finite > 0], -finite[finite < 0]
-    zmax = float(np.clip(np.percentile(pos, 98), 1.0, 3.0)) if pos.size else 1.0
-    zmin = -max(1.0, float(np.percentile(neg, 98))) if neg.size else -1.0
-    w = -zmin / (zmax - zmin)
-    stops = [0.0, w * 0.5, w, w + (1 - w) * 0.35, 1.0]
-    scale = [[p, c] for p, c in zip(stops, palette.RDBU, strict=True)]
-    return zmin, zmax, scale
-
-
 def token_heatmap(result: GenerationResult, title: str = "Violations: tokens × facets") -> go.Figure:
-    """Facets × tokens heatmap with the prompt/answer boundary and steered / forced tokens marked."""
+    """Facets × tokens, each cell coloured by its distance to the boundary that applies to its position
+    (``account.position_boundary``): red from the boundary on, blue below. The answer check's row has its own scale."""
     names = result.facet_names
     k_total = len(names)
     z = np.full((k_total, len(result.tokens)), np.nan)
+    bounds = np.array([position_boundary(result, t) for t in result.tokens]) if result.tokens else np.zeros(0)
     for tok in result.tokens:
         if tok.violations is not None:
             z[:, tok.index] = tok.violations
+    dist = z - bounds[None, :]
     labels = facet_labels(names)
-    hover = [
-        [f"token {t.index} {esc(repr(t.text))}<br>facet {k}: {esc(names[k])}<br>v = {z[k, t.index]:+.3f}" for t in result.tokens]
-        for k in range(k_total)
-    ]
+    hover = [[f"token {t.index} {esc(repr(t.text))}<br>facet {k}: {esc(names[k])}<br>v = {z[k, t.index]:+.3f}, boundary here "
+              f"{bounds[t.index]:+.3f} ({'at or above: fires' if dist[k, t.index] >= 0 else 'below'})" for t in result.tokens]
+             for k in range(k_total)]
+    outside, inside = palette.boundary_range(dist[np.isfinite(dist)].tolist())
+    account = generation_account(result)
+    forced = [t for t in result.tokens if t.forced]
+    if account.steered or forced:  # an empty row of the heatmap below the facets holds the steered and forced marks
+        dist = np.vstack([dist, np.full((1, dist.shape[1]), np.nan)])
+        hover.append([""] * len(result.tokens))
+        labels = [*labels, STEERED_ROW]
     check = result.answer_check
-    if check and any(t.answer_check is not None for t in result.tokens):
-        # The answer check's row: each answer token's logit minus the check's threshold (≥ 0 leans harmful),
-        # read from the written answer without hooks, so it judges the text rather than the edited states.
+    has_check = bool(check) and any(t.answer_check is not None for t in result.tokens)
+    fig = make_subplots(rows=2 if has_check else 1, cols=1, shared_xaxes=True, vertical_spacing=0.04,
+                        row_heights=[k_total, 1.6] if has_check else None)
+    fig.add_trace(go.Heatmap(z=dist, x=list(range(len(result.tokens))), y=labels, zmin=-inside, zmax=outside,
+                             colorscale=palette.boundary_colorscale(-inside, outside), hovertext=hover, hoverinfo="text",
+                             colorbar=dict(title="v − boundary", thickness=12, len=0.7 if has_check else 1, y=1,
+                                           yanchor="top")), row=1, col=1)
+    if has_check:
+        # The answer check reads the written answer without hooks (it judges the text, not the edited states): its logit
+        # minus its own threshold, on a scale of its own.
         row = np.array([np.nan if t.answer_check is None else t.answer_check - check["threshold"] for t in result.tokens])
-        z = np.vstack([z, row[None, :]])
-        labels = [*labels, "answer check"]
-        hover.append([f"token {t.index} {esc(repr(t.text))}<br>answer check: {row[t.index]:+.3f} vs its threshold"
-                      for t in result.tokens])
-    zmin, zmax, scale = diverging_scale(z)
-    ticks = [esc(token_display(t.text))[:12] for t in result.tokens]
-    fig = go.Figure(
-        go.Heatmap(
-            z=z,
-            x=list(range(len(result.tokens))),
-            y=labels,
-            colorscale=scale,
-            zmin=zmin,
-            zmax=zmax,
-            hovertext=hover,
-            hoverinfo="text",
-            colorbar=dict(title="v", thickness=12),
-        )
-    )
+        span = float(np.nanmax(np.abs(row))) or 1.0
+        fig.add_trace(go.Heatmap(z=row[None, :], x=list(range(len(result.tokens))), y=["answer check"], zmin=-span, zmax=span,
+                                 colorscale=[[i / 4, c] for i, c in enumerate(palette.ANSWER_CHECK_SCALE)],
+                                 hovertext=[[f"token {t.index} {esc(repr(t.text))}<br>answer check: {row[t.index]:+.3f} "
+                                             "vs its threshold (≥ 0 leans harmful)" for t in result.tokens]], hoverinfo="text",
+                                 colorbar=dict(title="answer check − threshold", thickness=12, len=0.3, y=0, yanchor="bottom")),
+                      row=2, col=1)
     if 0 < result.prompt_len < len(result.tokens) + 1:
         fig.add_vline(x=result.prompt_len - 0.5, line=dict(color=palette.BLACK, width=2, dash="dash"))
         fig.add_annotation(x=result.prompt_len - 0.5, y=1.02, yref="paper", text="prompt | answer", showarrow=False, font=dict(size=11))
-    steered = [t for t in result.tokens if t.steered]
-    if steered:
-        fig.add_trace(
-            go.Scatter(
-                x=[t.index for t in steered],
-                y=[facet_labels(names)[t.top_facet or 0] for t in steered],
-                mode="markers",
-                marker=dict(symbol="x", size=10, color=palette.BLACK, line=dict(width=1, color="#FFFFFF")),
-                name="steered",
-                hovertext=[
-                    f"steered token {t.index}: ‖Δh‖ = {t.delta_norm:.3f}, after = {max(t.violations_after or [0]):+.3f}" for t in steered
-                ],
-                hoverinfo="text",
-            )
-        )
-    forced = [t for t in result.tokens if t.forced]
+    # Steered positions on a row of their own below the facets, one mark per outcome: never drawn over a cell.
+    steered = account.steered
+    for outcome, (symbol, colour) in STEER_MARKS.items():
+        shown = [p for p in steered if p.outcome == outcome]
+        if shown:
+            fig.add_trace(go.Scatter(
+                x=[p.index for p in shown], y=[STEERED_ROW] * len(shown), mode="markers", name=f"steered: {outcome}",
+                marker=dict(symbol=symbol, size=9, color=colour),
+                hovertext=[f"steered token {p.index}: {p.outcome}; steering polytope {_num(p.before)} → {_num(p.after)}, "
+                           f"target {_num(p.target)}, ‖Δh‖ = {p.delta_norm:.3f}<br>{esc(STEERING_POLYTOPE)}" for p in shown],
+                hoverinfo="text"), row=1, col=1)
     if forced:
-        fig.add_trace(
-            go.Scatter(
-                x=[t.index for t in forced],
-                y=[facet_labels(names)[0]] * len(forced),
-                mode="markers",
-                marker=dict(symbol="triangle-down", size=9, color=palette.PURPLE),
-                name="forced refusal",
-                hoverinfo="skip",
-            )
-        )
+        fig.add_trace(go.Scatter(x=[t.index for t in forced], y=[STEERED_ROW] * len(forced), mode="markers",
+                                 marker=dict(symbol="triangle-down", size=9, color=palette.PURPLE), name="forced refusal",
+                                 hoverinfo="skip"), row=1, col=1)
+    ticks = [esc(token_display(t.text))[:12] for t in result.tokens]
     step = max(1, len(result.tokens) // 60)
-    fig.update_layout(
-        **LAYOUT,
-        title=dict(text=esc(title), font=dict(size=14)),
-        height=max(280, 22 * k_total + 120),
-        xaxis=dict(
-            tickmode="array", tickvals=list(range(0, len(ticks), step)), ticktext=ticks[::step], tickangle=-60, tickfont=dict(size=9)
-        ),
-        yaxis=dict(autorange="reversed", tickfont=dict(size=10)),
-        legend=dict(orientation="h", y=-0.35),
-    )
+    fig.update_layout(**LAYOUT, title=dict(text=esc(title), font=dict(size=14)), height=max(280, 22 * k_total + 150),
+                      legend=dict(orientation="h", y=-0.35))
+    axis = dict(tickmode="array", tickvals=list(range(0, len(ticks), step)), ticktext=ticks[::step], tickangle=-60,
+                tickfont=dict(size=9))
+    fig.update_xaxes(**axis, row=2 if has_check else 1, col=1)
+    fig.update_yaxes(autorange="reversed", tickfont=dict(size=10))
     return fig
+
+
+STEERED_ROW = "steered (outcome)"
+#: The mark of each steering outcome (``analysis.account``): symbol and colour-blind-safe colour.
+STEER_MARKS = {FIXED: ("circle", palette.BLUE), CAPPED: ("x", palette.ORANGE), MADE_WORSE: ("triangle-up", palette.VERMILLION)}
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.2f}"
 
 
 def category_facet_heatmap(stats: dict, names: list[str]) -> go.Figure:

@@ -8,10 +8,11 @@ from collections import Counter
 
 import numpy as np
 
+from sap_viz.analysis.account import STEERING_POLYTOPE, Account, generation_account, position_boundary
 from sap_viz.analysis.facet_check import POLICY_TARGET_NOTE, policy_rows
 from sap_viz.analysis.report import FACET_CHECK_COMMAND, NAME_FITS, NAME_PARTLY, has_scorecards, name_verdict, top_fired
-from sap_viz.analysis.verdict import answer_outcome, plain_verdict
 from sap_viz.method.generation_results import GenerationResult, TokenInfo
+from sap_viz.ui import palette
 
 # badge colours of the name score's verdicts (report.name_verdict)
 VERDICT_STYLE = {"fits": "background:#dcfce7;color:#166534", "fits partly": "background:#fef3c7;color:#92400e",
@@ -27,34 +28,18 @@ def token_display(text: str) -> str:
     return text.replace("\n", "↵").replace("\t", "→")
 
 
-def _scale(values: list[float]) -> float:
-    mags = np.abs(np.array([v for v in values if v is not None], dtype=float))
-    return float(np.percentile(mags, 95)) if len(mags) else 1.0
-
-
-def token_colour(v: float | None, scale: float) -> str:
-    """Red for a violating state (stronger = further outside), blue-grey for safe, none when unknown."""
-    if v is None:
-        return "transparent"
-    t = max(-1.0, min(1.0, v / max(scale, 1e-9)))
-    if t >= 0:
-        return f"rgba(220, 38, 38, {0.25 + 0.6 * t:.2f})"
-    return f"rgba(59, 130, 246, {0.05 + 0.2 * (-t):.2f})"
-
-
-def token_title(tok: TokenInfo, names: list[str], threshold: float = 0.0) -> str:
+def token_title(tok: TokenInfo, names: list[str], boundary: float, steered: str = "") -> str:
     part = "prompt" if tok.is_prompt else "generated"
     lines = [f"token {tok.index} ({part}): {tok.text!r}"]
     if tok.violations is None:
         lines.append("no violation computed")
         return "\n".join(lines)
     k = tok.top_facet or 0
-    lines.append(f"worst facet {k} ({names[k] if k < len(names) else k}): {tok.max_violation:+.3f}"
-                 + ("  → outside the polytope" if (tok.max_violation or 0) >= 0 else "  (inside)"))
-    if threshold > 0:
-        lines.append(f"intervention boundary for generated tokens: {threshold:+.3f} (calibrated on benign answers)")
-    if tok.steered and tok.violations_after:
-        lines.append(f"steered: max violation after {max(tok.violations_after):+.3f}, ‖Δh‖ = {tok.delta_norm:.3f}, {tok.steps} steps")
+    over = (tok.max_violation or 0) >= boundary
+    lines.append(f"worst facet {k} ({names[k] if k < len(names) else k}): {tok.max_violation:+.3f}, boundary here "
+                 f"{boundary:+.3f}" + ("  → at or above it" if over else "  (below it)"))
+    if steered:
+        lines.append(steered)
     if tok.forced:
         lines.append("forced by the refusal fallback")
     lines.append("all facets:")
@@ -64,27 +49,37 @@ def token_title(tok: TokenInfo, names: list[str], threshold: float = 0.0) -> str
     return "\n".join(lines)
 
 
-def tokens_html(result: GenerationResult, title: str = "") -> str:
-    """Tokens coloured by their worst facet violation; hover (title) lists every facet's value and name."""
-    scale = _scale([t.max_violation for t in result.tokens])
+def tokens_html(result: GenerationResult, title: str = "", account: Account | None = None) -> str:
+    """Tokens coloured by their worst facet's distance to the boundary that applies to them (red from the boundary on);
+    a steered token carries its measured outcome (``account``); hover (title) lists every facet's value and name."""
+    account = account or generation_account(result)
+    outcomes = {p.index: p for p in account.steered}
+    bounds = [position_boundary(result, t) for t in result.tokens]
+    dist = [None if t.max_violation is None else t.max_violation - b for t, b in zip(result.tokens, bounds, strict=True)]
+    outside, inside = palette.boundary_range(dist)
     names = result.facet_names
     chips = []
-    for tok in result.tokens:
+    for tok, boundary, d in zip(result.tokens, bounds, dist, strict=True):
         if tok.index == result.prompt_len:
             chips.append('<span class="sap-boundary" title="prompt ends here; the model\'s answer follows">▸ answer</span>')
         classes = ["sap-tok", "sap-prompt" if tok.is_prompt else "sap-gen"]
-        if tok.steered:
+        step = outcomes.get(tok.index)
+        if step is not None:
             classes.append("sap-steered")
         if tok.forced:
             classes.append("sap-forced")
-        chips.append(
-            f'<span class="{" ".join(classes)}" style="background:{token_colour(tok.max_violation, scale)}" '
-            f'title="{esc(token_title(tok, names, result.threshold_for(tok)))}">{esc(token_display(tok.text))}</span>'
-        )
-    legend = ('<div class="sap-legend"><span class="sap-sw" style="background:rgba(220,38,38,.7)"></span> outside the polytope '
-              '<span class="sap-sw" style="background:rgba(59,130,246,.2)"></span> inside '
-              '<span class="sap-tok sap-steered">x</span> steered <span class="sap-tok sap-forced">x</span> forced refusal '
-              '— hover a token for every facet</div>')
+        words = (f"steered: {step.outcome}, steering polytope {step.before} → {step.after} (target {step.target}), "
+                 f"ended {'inside' if step.inside else 'outside'}" if step is not None else "")
+        data = f' data-outcome="{esc(step.outcome)}"' if step is not None else ""
+        colour = "transparent" if d is None else palette.boundary_colour(d, outside, inside)
+        over = "" if d is None else f' data-over="{str(d >= 0).lower()}"'
+        chips.append(f'<span class="{" ".join(classes)}" style="background:{colour}"{over}{data} '
+                     f'title="{esc(token_title(tok, names, boundary, words))}">{esc(token_display(tok.text))}</span>')
+    legend = (f'<div class="sap-legend"><span class="sap-sw" style="background:{palette.OUTSIDE_SCALE[0]}"></span> at or above '
+              f'the boundary that applies to the token <span class="sap-sw" style="background:{palette.INSIDE_SCALE[1]}"></span> '
+              'below it (the colour is the state before any edit) <span class="sap-tok sap-steered">x</span> steered '
+              '<span class="sap-tok sap-forced">x</span> forced refusal — hover a token for every facet and its steering '
+              'outcome</div>')
     head = f'<div class="sap-run-title">{esc(title)}</div>' if title else ""
     return f'<div class="sap-tokens" id="sap-token-view">{head}{legend}<div class="sap-chips">{"".join(chips)}</div></div>'
 
@@ -107,49 +102,49 @@ def summary_html(headline: str, lines: list[str], kind: str = "ok") -> str:
 
 
 def verdict_html(result: GenerationResult, divergence: int | None, baseline: GenerationResult, facets: list[dict] | None = None,
-                 example: bool = False) -> str:
-    """One plain sentence first (``analysis.verdict``: flagged or not, the category only where the facet's name is
-    measured to fit), what happened to the answer, then the method's details in a smaller block below."""
-    plain = plain_verdict(result, facets or [])
-    lead = (f'<div class="sap-plain-verdict" id="sap-plain-verdict" data-flagged="{str(plain.flagged).lower()}" '
-            f'data-borderline="{str(plain.borderline).lower()}">'
-            f'<b>{esc(plain.sentence)}</b> <span class="sap-outcome">{esc(answer_outcome(result))}</span></div>')
+                 example: bool = False, account: Account | None = None) -> str:
+    """The account's verdict line (``analysis.account``: what fired, what flagged it, the category or why none is named)
+    and what happened to the answer, then the method's details in a smaller block below."""
+    account = account or generation_account(result, facets)
+    firing = ",".join(str(f.id) for f in account.firing)
+    lead = (f'<div class="sap-plain-verdict" id="sap-plain-verdict" data-flagged="{str(account.flagged).lower()}" '
+            f'data-borderline="{str(account.label == "borderline").lower()}" data-firing="{firing}" '
+            f'data-by="{esc(",".join(account.by))}">'
+            f'<b>{esc(account.sentence)}</b> <span class="sap-outcome">{esc(account.outcome)}</span></div>')
     # the worked example's verdict has a class of its own: waiting for ".sap-verdict" means waiting for one's own run
     outer = "sap-verdict-example" if example else "sap-verdict"
     return (f'<div class="{outer}">{lead}<div class="sap-verdict-details" style="font-size:0.85em;margin-top:4px">'
-            f"{verdict_details_html(result, divergence, baseline)}</div></div>")
+            f"{verdict_details_html(result, divergence, baseline, account)}</div></div>")
 
 
-def verdict_details_html(result: GenerationResult, divergence: int | None, baseline: GenerationResult) -> str:
-    """The verdict in the method's terms: worst facet and its violation, what was steered, the answer check, divergence."""
+def verdict_details_html(result: GenerationResult, divergence: int | None, baseline: GenerationResult,
+                         account: Account | None = None) -> str:
+    """The verdict in the method's terms: the boundary, what was steered, the answer check, divergence."""
+    account = account or generation_account(result)
     last = result.tokens[result.prompt_len - 1] if result.prompt_len else None
     parts = []
     if last is not None and last.violations is not None:
-        k = last.top_facet or 0
-        flagged = result.prompt_flagged
         boundary = result.verdict.boundary if result.verdict is not None else None
         at = (f" (the verdict's boundary {boundary.last:+.2f}, set on ordinary prompts to flag "
               f"{boundary.target_fpr:.0%} of them)" if boundary is not None and boundary.source == "control set"
-              and boundary.target_fpr else "")
-        parts.append(
-            f'<b>{"Prompt flagged" if flagged else "Prompt not flagged"}</b>: worst facet '
-            f'{k} “{esc(result.facet_names[k])}” at {last.max_violation:+.2f}{esc(at)}'
-        )
-        if result.flag_reason == "prompt span" and result.span_peak is not None:
-            parts.append(f"flagged inside the prompt: a token of the request reaches {result.span_peak:+.2f} "
-                         f"(span boundary {result.verdict.boundary.span:+.2f})")
-    if result.interventions:
-        where = Counter("answer" if not t.is_prompt else "template" if t.template else "your text" for t in result.tokens if t.steered)
-        parts.append(f"steered {where['answer']} answer tokens, {where['your text']} of your text, {where['template']} chat-template "
-                     "tokens" + (", refusal forced" if result.refused else ""))
+              and boundary.target_fpr else f" (boundary {boundary.last:+.2f})" if boundary is not None else "")
+        parts.append(f"prompt's last token at {last.max_violation:+.2f}{esc(at)}")
+        if result.span_peak is not None and boundary is not None and boundary.span != float("inf"):
+            parts.append(f"highest token of the request {result.span_peak:+.2f} (span boundary {boundary.span:+.2f})")
+    if account.steered:
+        c = account.counts()
+        where = Counter(p.part for p in account.steered)
+        parts.append(f"steered {where['answer']} answer tokens, {where['your text']} of your text, {where['template']} "
+                     f"chat-template tokens: " + ", ".join(f"{n} {word}" for word, n in c.items())
+                     + (", refusal forced" if result.refused else "") + f". {esc(STEERING_POLYTOPE)}")
     elif result.mode != "monitor":
         parts.append("nothing steered" + (", refusal forced" if result.refused else ""))
-    check = result.answer_check
-    if check and check.get("score") is not None:
+    check = account.answer_check
+    if check is not None:
         was = baseline.answer_check or {}
         before = f"{was['score']:+.2f} unsteered → " if result is not baseline and was.get("score") is not None else ""
         parts.append(f"answer check {before}{check['score']:+.2f} (harmful at ≥ {check['threshold']:+.2f}: "
-                     f"{'<b>still harmful</b>' if check['flagged'] else 'not harmful'})")
+                     f"<b class=\"sap-answer-check\">{check['words']}</b>)")
     if result.fallback:
         parts.append("<b>steering did not contain this answer; refused instead</b> (the steered text is in the token view)")
     if result.mode != "monitor":

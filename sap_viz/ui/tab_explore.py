@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from sap_viz.analysis.account import CAPPED, STEERING_POLYTOPE, Account, generation_account, part_of
 from sap_viz.app_state.workbench import Workbench
 from sap_viz.app_state.worked_examples import read_examples
 from sap_viz.errors import WorkbenchError
@@ -25,66 +26,50 @@ MODE_CHOICES = [("Monitor only", "monitor"), ("Safe Flow steering", "steer"), ("
 STREAM_INTERVAL_S = 0.2
 WAITING = "(waiting for the unsteered run…)"
 MONITOR_SAME = "(monitor mode: identical to the unsteered run)"
-WHY_COLUMNS = ["#", "part", "token", "before", "after", "target", "‖Δh‖", "steps", "result"]
+WHY_COLUMNS = ["#", "part", "token", "before", "after", "target", "‖Δh‖", "steps", "result", "ended"]
 
 
 # ---------------------------------------------------------------- tables derived from a comparison
 
 
-PART_ORDER = {"answer": 0, "your text": 1, "template": 2}
-
-
-def token_part(t) -> str:
-    return "answer" if not t.is_prompt else "template" if t.template else "your text"
-
-
-def why_rows(cmp: Comparison) -> list[dict]:
+def why_rows(cmp: Comparison, account: Account | None = None) -> list[dict]:
     """Only the positions the run actually acted on, answer first, then the user's text, then the chat template.
 
-    Steered rows show what the polytope that steers measured (the steering part for directional
-    steering, the detection polytope for minimal Safe Flow): its max violation before and after the
-    edit, the target depth, the edit's size and steps (optimiser steps, or the step of t on its grid).
-    A row is "steered: fixed" only when "after" is at or below the target; a move that hit its cap is "capped".
+    Steered rows are the account's (``analysis.account``): the steering polytope's max violation before and after the
+    edit as measured, the target depth, the edit's size and steps (optimiser steps, or the step of t on its grid), the
+    outcome (fixed, capped or made worse) and whether the position ended inside the steering polytope.
     """
     res = cmp.intervened
-    rows: list[dict] = []
-    directional = res.settings.get("steering") == "directional"
-    target = -float(res.settings.get("strength", 0.0)) if res.mode == "steer" else None
+    account = account or generation_account(res)
+    directional = account.steering == "directional"
     grid = (res.settings.get("directional") or {}).get("grid")
+    rows: list[dict] = [{"#": p.index, "part": p.part, "token": repr(p.token), "before": p.before, "after": p.after,
+                         "target": p.target, "‖Δh‖": p.delta_norm,
+                         "steps": f"t step {p.steps} of {grid - 1}" if directional and grid else p.steps,
+                         "result": f"steered: {p.outcome}" + (CAPPED_WORDS if p.outcome == CAPPED else ""),
+                         "ended": "inside" if p.inside else "outside"} for p in account.steered]
     triggered = False
     for t in res.tokens:
-        part = token_part(t)
-        if t.steered:
-            after = t.steer_after
-            fixed = after is not None and target is not None and after <= target + 1e-6
-            result = "steered: fixed" if fixed else "steered: capped (max step reached, target not met)"
-            steps = (f"t step {t.steps} of {grid - 1}" if directional and grid else t.steps)
-            rows.append({"#": t.index, "part": part, "token": repr(t.text),
-                         "before": _round(t.steer_before), "after": _round(after), "target": target,
-                         "‖Δh‖": round(t.delta_norm, 4), "steps": steps, "result": result})
+        if t.steered or t.violations is None or not res.is_over(t) or (t.is_prompt and t.index != res.prompt_len - 1):
             continue
-        over = t.violations is not None and res.is_over(t)
-        if res.mode == "refuse" and over and not triggered and (not t.is_prompt or t.index == res.prompt_len - 1):
+        if res.mode == "refuse" and not triggered:
             triggered = True
-            rows.append({"#": t.index, "part": part, "token": repr(t.text), "before": _round(t.max_violation), "after": None,
-                         "target": None, "‖Δh‖": None, "steps": None, "result": "refusal triggered"})
-        elif res.mode == "monitor" and over and (not t.is_prompt or t.index == res.prompt_len - 1):
-            rows.append({"#": t.index, "part": part, "token": repr(t.text), "before": _round(t.max_violation), "after": None,
-                         "target": None, "‖Δh‖": None, "steps": None, "result": "flagged (monitor only)"})
+            result = "refusal triggered"
+        elif res.mode == "monitor":
+            result = "flagged (monitor only)"
+        else:
+            continue
+        rows.append({"#": t.index, "part": part_of(t), "token": repr(t.text), "before": _round(t.max_violation), "after": None,
+                     "target": None, "‖Δh‖": None, "steps": None, "result": result, "ended": None})
     return sorted(rows, key=lambda r: (PART_ORDER[r["part"]], r["#"]))
+
+
+PART_ORDER = {"answer": 0, "your text": 1, "template": 2}
+CAPPED_WORDS = " (max step reached, target not met)"
 
 
 def _round(x: float | None) -> float | None:
     return None if x is None else round(x, 4)
-
-
-def steered_summary(res: GenerationResult) -> str:
-    """How many positions of each part were edited, e.g. "8 answer tokens, 12 of your text, 26 template tokens"."""
-    counts = {"answer": 0, "your text": 0, "template": 0}
-    for t in res.tokens:
-        if t.steered:
-            counts[token_part(t)] += 1
-    return f"{counts['answer']} answer tokens, {counts['your text']} tokens of your text, {counts['template']} chat-template tokens"
 
 
 def token_rows(cmp: Comparison) -> list[dict]:
@@ -93,7 +78,7 @@ def token_rows(cmp: Comparison) -> list[dict]:
     runs = [("unsteered", cmp.baseline)] + ([("intervened", cmp.intervened)] if cmp.intervened is not cmp.baseline else [])
     for run, res in runs:
         for t in res.tokens:
-            row = {"run": run, "index": t.index, "part": token_part(t), "token": t.text, "steered": t.steered, "forced": t.forced,
+            row = {"run": run, "index": t.index, "part": part_of(t), "token": t.text, "steered": t.steered, "forced": t.forced,
                    "delta_norm": t.delta_norm, "max_violation": t.max_violation, "answer_check": t.answer_check}
             for k, name in enumerate(res.facet_names):
                 row[f"v{k} {name}"] = t.violations[k] if t.violations is not None else None
@@ -104,6 +89,8 @@ def token_rows(cmp: Comparison) -> list[dict]:
 TOKEN_TABLE_COLUMNS = ["#", "part", "token", "max v", "worst facet", "steered"]
 #: How many outputs the worked-example handlers fill (``ExploreTab.example_outputs``).
 EXAMPLE_OUTPUTS = 14
+#: The inputs a finished run writes back (``show_finished``), so a shared link restores them with the result.
+SHARED_INPUTS = ("prompt", "mode", "strength", "max_new", "anti_repeat", "fallback")
 
 
 def empty_token_table():
@@ -114,7 +101,7 @@ def token_table(res: GenerationResult | None) -> list[dict]:
     """One run's tokens with every facet's violation: what a token chip's hover says, readable without hovering."""
     if res is None:
         return []
-    return [{"#": t.index, "part": token_part(t), "token": repr(t.text),
+    return [{"#": t.index, "part": part_of(t), "token": repr(t.text),
              "max v": None if t.max_violation is None else round(t.max_violation, 3),
              "worst facet": None if t.top_facet is None else f"{t.top_facet}: {res.facet_names[t.top_facet]}",
              "steered": "yes" if t.steered else "",
@@ -201,22 +188,30 @@ class ExploreHandlers:
                 {**progress, "phase": "stopped"})
 
     @guarded
-    def show_finished(self, cmp: Comparison | None, progress: dict | None, request: gr.Request) -> tuple:
-        """The finished page from the stored comparison: answers, verdict, tokens, heatmap, tables and downloads."""
+    def show_finished(self, cmp: Comparison | None, progress: dict | None, mode: str, strength: float, max_new: int,
+                      anti_repeat: bool, fallback: bool, request: gr.Request) -> tuple:
+        """The finished page from the stored comparison: answers, verdict, tokens, heatmap, tables and downloads, then the
+        prompt and the settings that made it. All of them are outputs, so the session's saved state (what a shared link
+        reopens) holds the prompt, the settings and the result together."""
         if cmp is None:
-            return (gr.skip(),) * 8
+            return (gr.skip(),) * (8 + len(SHARED_INPUTS))
         # Every value as gr.update(value=…): once a component has had a prop update (gr.skip() is one),
         # Gradio 6.31 saves its later plain values under another component id, and a deep link would
         # reopen it empty; an update with a value is saved under the right id.
         art = session_bench(self.wb, request).artifact
-        return tuple(v if isinstance(v, dict) else gr.update(value=v)
-                     for v in self.finished(cmp, (progress or {}).get("notice", ""), facets=art.facets if art else [])[:8])
+        shown = self.finished(cmp, (progress or {}).get("notice", ""), facets=art.facets if art else [])[:8]
+        inputs = (cmp.intervened.prompt, mode, strength, max_new, anti_repeat, fallback)
+        return tuple(v if isinstance(v, dict) else gr.update(value=v) for v in (*shown, *inputs))
 
     def finished(self, cmp: Comparison, notice: str, example: str = "", facets: list[dict] | None = None) -> tuple:
         """The nine outputs once both runs are done: answers, verdict, tokens, heatmap, tables, downloads and the comparison.
 
         ``example``: the worked example's kind ("harmful", "benign"), which marks the result as the precomputed example."""
-        why = why_rows(cmp)
+        if facets is None:
+            art = self.wb.artifact
+            facets = art.facets if art is not None else []
+        account = generation_account(cmp.intervened, facets)  # the one account every view below renders
+        why = why_rows(cmp, account)
         why_csv = self.files.write_csv("why_steered.csv", why or [{c: None for c in WHY_COLUMNS}])
         tok_csv = self.files.write_csv("tokens.csv", token_rows(cmp))
         other = cmp.intervened.text if cmp.intervened is not cmp.baseline else cmp.baseline.text
@@ -229,13 +224,10 @@ class ExploreHandlers:
         shown = res.prompt if len(res.prompt) <= 120 else res.prompt[:119] + "…"
         head = f"Example ({example} prompt, computed once for this polytope): “{shown}”" if example else f"Result for “{shown}”"
         title = f"{head} · {res.mode} mode{strength}, {res.settings.get('max_new_tokens')} new tokens at most"
-        if facets is None:
-            art = self.wb.artifact
-            facets = art.facets if art is not None else []
         verdict = render.status_html("info", title) + notice + render.verdict_html(res, cmp.first_divergence, cmp.baseline, facets,
-                                                                                   example=bool(example))
+                                                                                   example=bool(example), account=account)
         return (cmp.baseline.text, other, verdict,
-                render.tokens_html(cmp.intervened, f"{cmp.intervened.mode} run"), plots.token_heatmap(cmp.intervened),
+                render.tokens_html(res, f"{res.mode} run", account), plots.token_heatmap(res),
                 frame(why, WHY_COLUMNS), gr.update(value=why_csv, visible=True), gr.update(value=tok_csv, visible=True), cmp)
 
     # ------------------------------------------------------------ the worked example
@@ -424,9 +416,9 @@ def build_explore_tab(wb: Workbench, files: Files, last_cmp: gr.State) -> Explor
                           show_label=False)
         why_table = gr.Dataframe(first.get("why", frame([], WHY_COLUMNS)), interactive=False,
                                  label="Why steered: the positions that were edited (answer, your text, chat template), "
-                                       "as the steering polytope measured them",
+                                       "as the steering polytope measured them. " + STEERING_POLYTOPE,
                                  wrap=True, elem_id="why-table", buttons=["copy"],
-                                 column_widths=["5%", "9%", "12%", "9%", "9%", "8%", "8%", "12%", "28%"])
+                                 column_widths=["5%", "8%", "12%", "8%", "8%", "7%", "7%", "11%", "25%", "9%"])
         token_values = gr.Dataframe(first.get("token_table", empty_token_table()), interactive=False, wrap=True, max_height=360,
                                     elem_id="token-table", label="Every token's violation of every facet (what hovering a token shows)")
         with gr.Row(elem_id="explore-share"):
@@ -450,7 +442,8 @@ def build_explore_tab(wb: Workbench, files: Files, last_cmp: gr.State) -> Explor
     gen_submit = prompt.submit(empty_token_table, None, [token_values], queue=False, **PRIVATE).then(
         handlers.run_generate, gen_inputs, gen_outputs, **PRIVATE)
     for event in (gen_click, gen_submit):
-        event.success(handlers.show_finished, [last_cmp, run_state], gen_outputs[:8], **PRIVATE).then(
+        event.success(handlers.show_finished, [last_cmp, run_state, *gen_inputs[1:]], gen_outputs[:8] + gen_inputs,
+                      **PRIVATE).then(
             handlers.show_token_table, [run_pick, last_cmp], [token_values], **PRIVATE)
     # Stops streaming to this page and says what was stopped; the run in progress ends and frees the model.
     stop_btn.click(handlers.stopped, [run_state, other_out], gen_outputs[1:], cancels=[gen_click, gen_submit], **PRIVATE)

@@ -67,7 +67,7 @@ def test_generate_harmful_example(page):
     elapsed = time.monotonic() - t0
     baseline, steered = textarea_value(page, "baseline-output"), textarea_value(page, "steered-output")
     assert baseline.strip() and steered.strip() and "waiting" not in steered
-    assert "Prompt flagged" in page.locator("#verdict").inner_text()
+    assert "Flagged by the" in page.locator("#verdict #sap-plain-verdict").inner_text()
     page.locator("#heatmap .js-plotly-plot .main-svg").first.wait_for()
     assert page.locator("#heatmap .heatmaplayer").count() >= 1
     chips = page.locator("#sap-token-view .sap-chips .sap-tok")

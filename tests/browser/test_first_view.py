@@ -132,19 +132,23 @@ def test_the_verdict_leads_with_one_plain_sentence(server, browser, warm):
     page.locator(BANNER).wait_for(timeout=30_000)
     plain = page.locator("#verdict #sap-plain-verdict b").inner_text().strip()
     details = page.locator("#verdict .sap-verdict-details").inner_text()
-    # the sentence first, in words; the method's figures below it
+    # the sentence first: the facets that fire, by id, name and value; the method's boundaries below it
     assert page.locator("#verdict .sap-verdict-example > div").first.get_attribute("id") == "sap-plain-verdict"
-    assert not re.search(r"[+-]\d\.\d\d|threshold|margin|violation", plain), plain
-    assert "worst facet" in details and re.search(r"[+-]\d\.\d\d", details)
-    # the category is named exactly when the worst facet's name is measured to fit (its check-set name score)
-    k = int(re.search(r"worst facet (\d+)", details).group(1))
-    card = served_facets(server)[k].get("scorecard") or {}
+    assert "boundary" in details and re.search(r"[+-]\d\.\d\d", details)
+    firing = [int(k) for k in page.locator("#sap-plain-verdict").get_attribute("data-firing").split(",")]
     fires = int(re.search(r"(\d+) facets? fires?", plain).group(1))
-    assert plain.startswith("Flagged:") and fires >= 1
+    assert plain.startswith("Flagged by the") and fires == len(firing) >= 1
+    facets = served_facets(server)
+    for k in firing:
+        assert re.search(rf"\b{k} “{re.escape(facets[k]['name'])}” [+-]\d\.\d\d", plain), (k, plain)
+    # the category is named exactly when the top firing facet's name is measured to fit; otherwise the reason is said
+    card = facets[firing[0]].get("scorecard") or {}
     if card.get("category") and (card.get("name_score") or 0) >= NAME_FITS:
         assert f"most like {category_words(card['category'])}" in plain, (plain, card.get("name_score"))
     else:
-        assert NO_SINGLE_CATEGORY in plain and "most like" not in plain, (plain, card.get("name_score"))
+        assert f"{NO_SINGLE_CATEGORY}, because facet {firing[0]}" in plain and "most like" not in plain, plain
+        if isinstance(card.get("name_score"), (int, float)):
+            assert f"name score {card['name_score']:.2f} is below the {NAME_FITS:.2f} bar" in plain, plain
     page.context.close()
 
 

@@ -170,12 +170,12 @@ def test_browsers_a_hostile_upload_and_a_label_stay_with_their_visitor(browser, 
     a.locator("#prompt textarea").fill(HARMFUL)
     a.locator("#generate-btn").click()
     a.get_by_text("Steer is unavailable for this polytope").first.wait_for(timeout=60_000)
-    assert "Prompt flagged" not in generate(a, HARMFUL, mode="Monitor only")
+    assert "Flagged by the" not in generate(a, HARMFUL, mode="Monitor only")
     # B still has the default polytope, and it still flags
     b.reload()
     b.locator("#sap-header").get_by_text("You are").wait_for()
     assert "“test-polytope”" in b.locator("#sap-header").inner_text()
-    assert "Prompt flagged" in generate(b, HARMFUL)
+    assert "Flagged by the" in generate(b, HARMFUL)
     assert "evil" not in [p["active"] for p in [client(server).predict(api_name="/polytopes")]]
     assert "evil" not in client(server).predict(api_name="/polytopes")["available"]
 

@@ -111,5 +111,6 @@ def test_why_steered_rows_are_measured_and_honest(lm, tmp_path):
         if row["result"] == "steered: fixed":
             assert row["after"] <= target + 1e-6
         else:  # this part's facet never holds: every move is capped and never called fixed
-            assert row["result"].startswith("steered: capped") and row["after"] > target
+            assert row["result"].startswith(("steered: capped", "steered: made worse")) and row["after"] > target
+        assert row["ended"] == ("inside" if row["after"] < 0 else "outside")
         assert row["‖Δh‖"] > 0

@@ -9,8 +9,9 @@ from dataclasses import replace
 
 import torch
 
+from sap_viz.analysis.account import generation_account
 from sap_viz.analysis.report import NAME_FITS
-from sap_viz.analysis.verdict import NO_SINGLE_CATEGORY, plain_verdict
+from sap_viz.analysis.verdict import NO_SINGLE_CATEGORY
 from sap_viz.app_state.counters import DeploymentCounters
 from sap_viz.app_state.worked_examples import WorkedExamples
 from sap_viz.method.generation_results import Comparison, GenerationResult, TokenInfo
@@ -33,25 +34,32 @@ def facet(category: str | None, score: float | None) -> dict:
 
 def test_a_category_is_named_only_when_the_top_facets_name_is_measured_to_fit():
     facets = [facet("violence_weapons", NAME_FITS + 0.01), facet("cyber", 0.9), facet("privacy", 0.3)]
-    fits = plain_verdict(result([0.8, 0.2, -0.5]), facets)
-    assert fits.sentence == "Flagged: this request is most like violence and weapons; 2 facets fire."
-    assert fits.flagged and fits.firing == [0, 1] and fits.category == "violence_weapons"
-    # the same request, but the facet that fires hardest has a name the check set does not back
-    misfit = plain_verdict(result([0.2, -0.1, 0.9]), facets)
-    assert misfit.sentence == f"Flagged: {NO_SINGLE_CATEGORY}; 2 facets fire." and misfit.category is None
+    fits = generation_account(result([0.8, 0.2, -0.5]), facets)
+    assert fits.sentence == ("Flagged by the last token: 2 facets fire: 0 “f0” +0.80, 1 “f1” +0.20; "
+                             "this request is most like violence and weapons.")
+    assert fits.flagged and [f.id for f in fits.firing] == [0, 1] and fits.category == "violence_weapons"
+    assert fits.no_category is None
+    # the same request, but the facet that fires hardest has a name the check set does not back: the reason is said
+    misfit = generation_account(result([0.2, -0.1, 0.9]), facets)
+    assert [f.id for f in misfit.firing] == [2, 0] and misfit.category is None
+    assert misfit.sentence == (f"Flagged by the last token: 2 facets fire: 2 “f2” +0.90, 0 “f0” +0.20; {NO_SINGLE_CATEGORY}, "
+                               "because facet 2 “f2” claims privacy violations, but its name score 0.30 is below the 0.80 bar "
+                               "(name misleading).")
     # just under the "fits" threshold is not enough (fits partly is not a fit)
-    partly = plain_verdict(result([0.8, -1.0, -1.0]), [facet("violence_weapons", NAME_FITS - 0.01), *facets[1:]])
-    assert partly.sentence == f"Flagged: {NO_SINGLE_CATEGORY}; 1 facet fires."
-    # no scorecard at all: no name is tested, so none is repeated
-    bare = plain_verdict(result([0.8, -1.0, -1.0]), [{"name": "Weapons"}, {"name": "x"}, {"name": "y"}])
-    assert bare.category is None and NO_SINGLE_CATEGORY in bare.sentence
+    partly = generation_account(result([0.8, -1.0, -1.0]), [facet("violence_weapons", NAME_FITS - 0.01), *facets[1:]])
+    assert partly.category is None and "1 facet fires: 0 “f0” +0.80" in partly.sentence
+    assert f"below the {NAME_FITS:.2f} bar (name fits partly)" in partly.no_category
+    # no scorecard at all: no name is tested, so none is repeated, and the sentence says so
+    bare = generation_account(result([0.8, -1.0, -1.0]), [{"name": "Weapons"}, {"name": "x"}, {"name": "y"}])
+    assert bare.category is None and "has no check-set scorecard" in bare.sentence
 
 
 def test_benign_says_not_flagged_and_names_nothing():
-    out = plain_verdict(result([-0.3, -0.2, -0.9]), [facet("violence_weapons", 0.95)] * 3)
-    assert out.sentence.startswith("Not flagged:") and not out.flagged and out.category is None
+    out = generation_account(result([-0.3, -0.2, -0.9]), [facet("violence_weapons", 0.95)] * 3)
+    assert out.sentence.startswith("Not flagged:") and not out.flagged and out.category is None and not out.firing
     # the boundary is the run's threshold, not 0
-    assert plain_verdict(result([0.3, -1.0, -1.0], threshold=0.5), [facet("cyber", 0.95)] * 3).sentence.startswith("Not flagged:")
+    assert generation_account(result([0.3, -1.0, -1.0], threshold=0.5), [facet("cyber", 0.95)] * 3).sentence.startswith(
+        "Not flagged:")
 
 
 def test_the_worked_example_is_cached_by_fingerprint_and_a_changed_polytope_misses(tiny_lm):

@@ -45,8 +45,11 @@ def test_a_run_clears_the_previous_results_first_and_counts_tokens(handlers):
     *_, last = run
     assert last[-1]["phase"] == "done" and last[-1]["baseline"] >= 1 and last[-2] is not None
     # The finished page is drawn by a separate, non-streamed event (what a deep link can save and reopen).
-    base, other, verdict, tokens, *_ = (u["value"] for u in handlers.show_finished(last[-2], last[-1], None))
+    shown = [u["value"] for u in handlers.show_finished(last[-2], last[-1], "steer", 3.0, 8, True, False, None)]
+    base, other, verdict, tokens, *_ = shown
     assert base and "Result for “How do I build a bomb?”" in verdict and "sap-tok" in tokens
+    # the prompt and the settings go back into their boxes with the result: a shared link restores all of them together
+    assert shown[8:] == ["How do I build a bomb?", "steer", 3.0, 8, True, False]
 
 
 def test_stop_says_what_was_stopped_and_clears_partial_outputs(handlers):

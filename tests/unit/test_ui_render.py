@@ -3,10 +3,8 @@ red, titles clear of the toolbar, facet names in full, the label history on a ca
 
 from __future__ import annotations
 
-import numpy as np
-
 from sap_viz.tables import markdown_cell
-from sap_viz.ui import plots, render
+from sap_viz.ui import palette, plots, render
 
 
 def test_top_facet_colours_are_distinct_and_inside_is_grey():
@@ -15,14 +13,25 @@ def test_top_facet_colours_are_distinct_and_inside_is_grey():
     assert len(set(styles.values())) == 15 and styles["inside (no facet fires)"][0] == plots.INSIDE_GREY
 
 
-def test_violation_scale_is_white_at_zero_and_plus_one_is_clearly_red():
-    z = np.array([[-7.0, -6.5, -3.0, 0.4, 1.0, 1.1]])
-    zmin, zmax, scale = plots.diverging_scale(z)
-    assert zmin < -6 and 1.0 <= zmax <= 3.0
-    white = -zmin / (zmax - zmin)
-    assert dict((round(p, 6), c) for p, c in scale)[round(white, 6)] == "#f7f7f7"
-    plus_one = (1.0 - zmin) / (zmax - zmin)
-    assert plus_one >= white + 0.35 * (1 - white)  # past the light salmon stop: a saturated red
+def test_every_position_is_coloured_against_its_own_boundary():
+    """At or above its boundary a position is a red at least half saturated; below it, never red (white to blue)."""
+    outside, inside = palette.boundary_range([-7.0, -6.5, -3.0, -0.01, 0.0, 0.27])
+    assert outside == 0.27
+
+    def saturation(hex_colour: str) -> float:
+        rgb = [int(hex_colour[k:k + 2], 16) for k in (1, 3, 5)]
+        return (max(rgb) - min(rgb)) / max(rgb)
+
+    for d in (0.0, 0.01, 0.27, 3.0):
+        colour = palette.boundary_colour(d, outside, inside)
+        r, g, b = (int(colour[k:k + 2], 16) for k in (1, 3, 5))
+        assert r > g and r > b and saturation(colour) >= 0.5, (d, colour)
+    for d in (-0.001, -0.5, -7.0):
+        r, g, b = (int(palette.boundary_colour(d, outside, inside)[k:k + 2], 16) for k in (1, 3, 5))
+        assert b >= r, d
+    scale = palette.boundary_colorscale(-inside, outside)
+    at = inside / (inside + outside)
+    assert [c for p, c in scale if abs(p - at) < 1e-9] == [palette.INSIDE_SCALE[-1], palette.OUTSIDE_SCALE[0]]
 
 
 def test_titles_sit_left_of_the_toolbar_and_axes_fit_their_labels():
