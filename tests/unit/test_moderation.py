@@ -61,7 +61,11 @@ def test_the_answer_is_openais_moderation_object_with_every_category(setup):
         assert all(isinstance(v, bool) for v in result["categories"].values())
         assert set(result["sap"]["categories"]) >= set(SAP_ONLY) == {"cyber", "chem_bio", "fraud_deception", "misinformation", "privacy"}
     single = _moderate(setup, {"input": "bad request"}).json()  # a string, no model: one result
-    assert len(single["results"]) == 1 and single["results"][0] == body["results"][0] | {"sap": single["results"][0]["sap"]}
+    # one prompt alone equals the first of a batch; its scores up to float noise (a batch pads, one prompt does not)
+    alone, first = single["results"][0], body["results"][0]
+    assert len(single["results"]) == 1 and alone["category_scores"] == pytest.approx(first["category_scores"], abs=1e-5)
+    assert {k: v for k, v in alone.items() if k not in ("sap", "category_scores")} == {
+        k: v for k, v in first.items() if k not in ("sap", "category_scores")}
 
 
 def test_the_flag_is_the_one_prompt_verdict(setup):
