@@ -34,7 +34,7 @@ from sap_viz.analysis.detection_report import evaluation_sets
 from sap_viz.analysis.facet_check import attach_facet_check
 from sap_viz.analysis.metrics import auroc
 from sap_viz.data.dataset import build_dataset
-from sap_viz.jsonl import read_jsonl
+from sap_viz.jsonl import append_jsonl, read_jsonl
 from sap_viz.method.artifact import load_polytope
 from sap_viz.method.training import TrainConfig
 from sap_viz.model.features import FeatureConfig, extract_features
@@ -131,8 +131,7 @@ def main() -> int:
                        **{f"auroc: {n}": auroc(sets[n]["label"] == "unsafe", s) for n, s in score.items()},
                        **facet_figures(check)}
                 print(json.dumps(row), flush=True)
-                with args.out.open("a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(row) + "\n")
+                append_jsonl(args.out, [row])
     return 0
 
 

@@ -31,6 +31,7 @@ from sap_viz.analysis.detection_report import evaluation_sets
 from sap_viz.analysis.metrics import auroc
 from sap_viz.data.dataset import DataConfig, build_dataset
 from sap_viz.data.sources import DEFAULT_SOURCES
+from sap_viz.jsonl import append_jsonl
 from sap_viz.method.artifact import load_polytope
 from sap_viz.method.training import TrainConfig
 from sap_viz.model.features import FeatureConfig, extract_features
@@ -86,8 +87,7 @@ def main() -> int:
                    "extended_validation_auroc": auroc(extended_val["label"] == "unsafe", val),
                    **{f"auroc: {n}": auroc(sets[n]["label"] == "unsafe", s) for n, s in score.items()}}
             print(json.dumps(row), flush=True)
-            with args.out.open("a", encoding="utf-8") as fh:
-                fh.write(json.dumps(row) + "\n")
+            append_jsonl(args.out, [row])
     return 0
 
 

@@ -88,7 +88,7 @@ class PolicyFacetDefaults:
     backstop_weight: float = 1.0  # TrainConfig.lambda_backstop
     quiet_weight: float = 1.0  # TrainConfig.lambda_backstop_quiet
     detector_weight: float = 0.0  # TrainConfig.lambda_backstop_all
-    exclusive_weight: float = 0.3  # TrainConfig.lambda_exclusive (issue 37: 1.0 cost detection and names; docs/research/detection_levers.md)
+    exclusive_weight: float = 0.3  # TrainConfig.lambda_exclusive (1.0 cost detection and names: docs/research/detection_levers.md)
     entropy_mode: str = "none"  # TrainConfig.entropy_mode
 
 
