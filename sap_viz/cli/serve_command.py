@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import os
 import sys
 from pathlib import Path
 
+from sap_viz.env import env_str
 from sap_viz.errors import UserError
 from sap_viz.hub.remote import resolve_polytope
 from sap_viz.method.artifact import load_polytope
@@ -40,7 +40,7 @@ def served_name(polytope: str) -> str:
 def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
-    api_key = os.environ.get(API_KEY_ENV, "").strip() or None
+    api_key = env_str(API_KEY_ENV)
     host = bind_host(args.host, api_key)
     if not 1 <= args.port <= 65535:
         raise UserError(f"--port must be between 1 and 65535, got {args.port}")
