@@ -186,7 +186,7 @@ def _field(name: str):
 
 def check_mode(mode: str) -> None:
     if mode not in MODES:
-        raise SettingsError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        raise SettingsError(f"mode must be monitor, steer (Safe Flow) or refuse, got {mode!r}")
 
 
 def check_steering(steering: str) -> None:
@@ -209,7 +209,7 @@ def check_max_new_tokens(max_new_tokens: int, limits: Limits) -> None:
 def parse_mode(mode: Any) -> str:
     key = str(mode or "").strip().lower()
     if key not in MODE_ALIASES:
-        raise SettingsError(f"mode must be one of {', '.join(MODES)} (Safe Flow is steer), got {mode!r}")
+        check_mode(mode)  # the one wording
     return MODE_ALIASES[key]
 
 
