@@ -40,7 +40,7 @@ from sap_viz.method.artifact import (
     TENSORS_FILE,
     PolytopeArtifact,
     PolytopeFileError,
-    load_polytope,
+    load_for_model,
     read_facets,
 )
 from sap_viz.model.loading import LoadedModel
@@ -157,10 +157,9 @@ class PolytopeStore(Store):
         """Whether a polytope directory lies outside this store's folder (shipped, or a start polytope elsewhere)."""
         return path is not None and path.resolve().parent != self.folder.resolve()
 
-    def load(self, path: Path, strict_fingerprint: bool = False) -> PolytopeArtifact:
-        """Local polytopes load with a warning on a fingerprint mismatch (same model, other dtype);
-        uploads are strict: a polytope for other weights is refused."""
-        return load_polytope(path, self.lm.hidden_size, self.lm.num_layers, self.lm.fingerprint, strict_fingerprint=strict_fingerprint)
+    def load(self, path: Path, keep: bool = False) -> PolytopeArtifact:
+        """The polytope for this model (``load_for_model``: ``keep`` for an upload about to be stored)."""
+        return load_for_model(path, self.lm, keep)
 
     def set_active(self, art: PolytopeArtifact) -> None:
         with self._lock:

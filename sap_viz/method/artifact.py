@@ -12,6 +12,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -27,6 +28,9 @@ from sap_viz.method.verdict import VerdictBoundary
 from sap_viz.model.features import POSITIONS, FeatureConfig, input_dim, token_inputs
 from sap_viz.model.layers import LAYER_CONVENTION
 from sap_viz.model.prompts import clean_text
+
+if TYPE_CHECKING:
+    from sap_viz.model.loading import LoadedModel
 
 FORMAT_VERSION = 1
 TENSORS_FILE = "polytope.safetensors"
@@ -340,6 +344,17 @@ def load_polytope(
     if steering is not None and steering.layer > int(meta["layer"]):
         raise PolytopeFileError("the steering layer must not come after the detection layer (the flag is needed before it)")
     return PolytopeArtifact(poly, meta, facets, directory, warnings, steering)
+
+
+def load_for_model(directory: str | Path, lm: LoadedModel, keep: bool = False) -> PolytopeArtifact:
+    """A polytope checked against the model it will run on, with the one strictness rule for other weights.
+
+    A fingerprint mismatch (same architecture and sizes, other weights or dtype) is a warning in ``art.warnings`` for a
+    polytope that is only read and used, so a float16 copy of the model still runs a float32 polytope; it is an error
+    when the polytope will be kept (``keep``: an upload saved into a store, a steering part copied into a new polytope),
+    where a warning would not outlive the call.
+    """
+    return load_polytope(directory, lm.hidden_size, lm.num_layers, lm.fingerprint, strict_fingerprint=keep)
 
 
 def _load_steering(directory: Path, hidden_size: int | None, num_layers: int | None, fingerprint: str | None,
