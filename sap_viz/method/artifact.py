@@ -21,6 +21,7 @@ from sap_viz.errors import PolytopeFileError, UserError
 from sap_viz.files import directory_lock, now, save_tensors_atomic, write_json_atomic
 from sap_viz.method.answer_check import AnswerCheck, AnswerCheckFileError
 from sap_viz.method.polytope import SafetyPolytope
+from sap_viz.method.polytope_migrations import FORMAT_VERSION, migrate_meta
 from sap_viz.method.polytope_schema import FACET_FIELDS, MAX_NAME_CHARS, META_FIELDS, check_fields
 from sap_viz.method.safe_files import MAX_JSON_BYTES, check_links, read_json, read_tensors
 from sap_viz.method.training_record import RecipeError, check_recorded_config
@@ -32,7 +33,6 @@ from sap_viz.model.prompts import clean_text
 if TYPE_CHECKING:
     from sap_viz.model.loading import LoadedModel
 
-FORMAT_VERSION = 1
 TENSORS_FILE = "polytope.safetensors"
 META_FILE = "polytope.json"
 FACETS_FILE = "facets.json"
@@ -188,12 +188,17 @@ def update_meta(directory: str | Path, key: str, value: object, merge: bool = Fa
         raise UserError(f"{key!r} is not an optional {META_FILE} key")
     directory = Path(directory)
     with directory_lock(directory):
-        meta = validate_meta(read_json(directory / META_FILE))
+        meta = read_meta(directory)  # an older format is written back migrated
         if merge:
             value = {**(meta.get(key) or {}), **value}  # type: ignore[dict-item]
         meta = validate_meta({**meta, key: value})
         write_json_atomic(directory / META_FILE, meta)
     return meta
+
+
+def read_meta(directory: Path) -> dict:
+    """A polytope directory's metadata, migrated from an older format version (``polytope_migrations``) and validated."""
+    return validate_meta(migrate_meta(read_json(directory / META_FILE)))
 
 
 def validate_meta(meta: object) -> dict:
@@ -332,7 +337,7 @@ def load_polytope(
     if not _nested:
         check_links(directory, [TENSORS_FILE, META_FILE, FACETS_FILE, STEERING_DIR,
                                 *(f"{STEERING_DIR}/{name}" for name in STEERING_PART_FILES)])
-    meta = validate_meta(read_json(directory / META_FILE))
+    meta = read_meta(directory)
     tensors = read_tensors(directory / TENSORS_FILE)
     poly = _build_polytope(tensors, meta)
     facets_path = directory / FACETS_FILE
@@ -387,7 +392,7 @@ def save_steering(directory: str | Path, poly: SafetyPolytope, direction: torch.
 
 def read_facets(directory: str | Path) -> list[dict]:
     directory = Path(directory)
-    meta = validate_meta(read_json(directory / META_FILE))
+    meta = read_meta(directory)
     return validate_facets(read_json(directory / FACETS_FILE), meta["num_facets"])
 
 
