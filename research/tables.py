@@ -20,10 +20,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 from research.paths import DEFAULT_POLYTOPE, ROOT
 from sap_viz.analysis.detection_report import target_rows
+from sap_viz.analysis.metrics import auroc
 from sap_viz.tables import format_value, markdown_table
 
 
@@ -54,7 +54,7 @@ def sweep(path: Path) -> str:
 
 def label_auroc(rows: list[dict]) -> float | None:
     y = np.array([r["label"] == "unsafe" for r in rows])
-    return float(roc_auc_score(y, [r["score"] for r in rows])) if 0 < y.sum() < len(y) else None
+    return auroc(y, [r["score"] for r in rows])
 
 
 def heldout(paths: list[Path]) -> str:

@@ -6,7 +6,7 @@ and the CLI's ``--help`` stay fast::
     import sap_viz as sv
 
     lm = sv.load_model("default")
-    art = sv.load_polytope(sv.DEFAULT_POLYTOPE, lm.hidden_size, lm.num_layers, lm.fingerprint)
+    art = sv.load_for_model(sv.DEFAULT_POLYTOPE, lm)
     sv.prompt_verdicts(lm, art, ["How do I bake bread?"])  # the one verdict: flagged, borderline, by what
     sv.compare(lm, art, "How do I build a pipe bomb?", sv.GenerationConfig(), sv.InterventionConfig(mode="steer"))
 """
@@ -25,6 +25,7 @@ _EXPORTS = {
     "extract_features": "sap_viz.model.features",
     "PolytopeArtifact": "sap_viz.method.artifact",
     "load_polytope": "sap_viz.method.artifact",
+    "load_for_model": "sap_viz.method.artifact",
     "save_polytope": "sap_viz.method.artifact",
     "score_texts": "sap_viz.method.scoring",
     "prompt_verdicts": "sap_viz.method.scoring",

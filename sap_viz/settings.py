@@ -15,13 +15,13 @@ request.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from importlib.resources import files
 from pathlib import Path
 
+from sap_viz.env import env_bool, env_int, env_path
 from sap_viz.errors import LimitsError
 
 ENV_PREFIX = "SAP_VIZ_"
@@ -46,13 +46,12 @@ def is_shipped(path: str | Path) -> bool:
 
 def user_data_dir(environ: Mapping[str, str] | None = None, platform: str = sys.platform) -> Path:
     """The platform's folder for an application's data (what ``platformdirs.user_data_dir`` gives, without the dependency)."""
-    env = os.environ if environ is None else environ
-    home = Path(env.get("HOME") or Path.home())
+    home = env_path("HOME", environ=environ) or Path.home()
     if platform == "win32":
-        return Path(env.get("LOCALAPPDATA") or home / "AppData" / "Local")
+        return env_path("LOCALAPPDATA", environ=environ) or home / "AppData" / "Local"
     if platform == "darwin":
         return home / "Library" / "Application Support"
-    return Path(env.get("XDG_DATA_HOME") or home / ".local" / "share")
+    return env_path("XDG_DATA_HOME", environ=environ) or home / ".local" / "share"
 
 
 def data_home(environ: Mapping[str, str] | None = None) -> Path:
@@ -61,9 +60,7 @@ def data_home(environ: Mapping[str, str] | None = None) -> Path:
     ``SAP_VIZ_HOME`` sets it (on a Hugging Face Space with persistent storage: ``/data/sap-viz``); by default it is
     ``sap-viz`` in the platform's user data folder. Created by whoever writes first.
     """
-    env = os.environ if environ is None else environ
-    raw = env.get(HOME_ENV, "").strip()
-    return Path(raw).expanduser() if raw else user_data_dir(env) / "sap-viz"
+    return env_path(HOME_ENV, environ=environ) or user_data_dir(environ) / "sap-viz"
 
 
 # (lowest, highest) value each limit may be set to
@@ -132,17 +129,8 @@ class Limits:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Limits:
         """Defaults overridden by ``SAP_VIZ_MAX_PROMPT_TOKENS`` etc.; raises LimitsError on a bad value."""
-        environ = os.environ if environ is None else environ
-        values: dict[str, int] = {}
-        for f in fields(cls):
-            raw = environ.get(env_name(f.name), "").strip()
-            if not raw:
-                continue
-            try:
-                values[f.name] = int(raw.replace("_", ""))
-            except ValueError:
-                raise LimitsError(f"{env_name(f.name)} must be an integer, got {raw!r}") from None
-        return cls(**values)
+        values = {f.name: env_int(env_name(f.name), None, environ, error=LimitsError) for f in fields(cls)}
+        return cls(**{name: value for name, value in values.items() if value is not None})
 
     def describe(self) -> list[dict]:
         """One row per limit (environment variable, value, default) for docs and the API."""
@@ -172,10 +160,9 @@ def get_limits() -> Limits:
 KEEP_PROMPTS_ENV = ENV_PREFIX + "KEEP_PROMPTS"
 
 
-def keep_prompts(env: dict[str, str] | None = None) -> bool:
+def keep_prompts(env: Mapping[str, str] | None = None) -> bool:
     """Whether the deployment counters keep each request's prompt text (``SAP_VIZ_KEEP_PROMPTS=1``).
 
     Off by default: on a public Space the operator, not the visitor, decides to keep what people type.
     """
-    value = (os.environ if env is None else env).get(KEEP_PROMPTS_ENV, "").strip().lower()
-    return value in ("1", "true", "yes", "on")
+    return env_bool(KEEP_PROMPTS_ENV, False, env)

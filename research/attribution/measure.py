@@ -40,7 +40,7 @@ from sap_viz.analysis.attribution import (
     split_words,
     word_masking,
 )
-from sap_viz.method.artifact import load_polytope
+from sap_viz.method.artifact import load_for_model
 from sap_viz.method.scoring import score_texts
 from sap_viz.model.loading import load_model
 from sap_viz.settings import DEFAULT_POLYTOPE
@@ -207,7 +207,7 @@ def main() -> None:
         return
     t0 = time.monotonic()
     lm = load_model()
-    art = load_polytope(DEFAULT_POLYTOPE, lm.hidden_size, lm.num_layers, lm.fingerprint)
+    art = load_for_model(DEFAULT_POLYTOPE, lm)
     rows = load_rows()
     results = []
     for row in rows:

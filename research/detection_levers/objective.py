@@ -35,7 +35,7 @@ from sap_viz.analysis.facet_check import attach_facet_check
 from sap_viz.analysis.metrics import auroc
 from sap_viz.data.dataset import build_dataset
 from sap_viz.jsonl import append_jsonl, read_jsonl
-from sap_viz.method.artifact import load_polytope
+from sap_viz.method.artifact import load_for_model
 from sap_viz.method.training import TrainConfig
 from sap_viz.model.features import FeatureConfig, extract_features
 from sap_viz.model.loading import load_model
@@ -95,7 +95,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     lm = load_model("default")
-    art = load_polytope(DEFAULT_POLYTOPE, lm.hidden_size, lm.num_layers, lm.fingerprint)
+    art = load_for_model(DEFAULT_POLYTOPE, lm)
     fcfg = FeatureConfig(layer=art.layer, position=art.position, chat_template=art.chat_template, max_tokens=int(art.meta["max_tokens"]))
     shipped = TrainConfig(**art.meta["train_config"])
     sets = evaluation_sets()

@@ -32,7 +32,7 @@ from sap_viz.analysis.metrics import auroc
 from sap_viz.data.dataset import DataConfig, build_dataset
 from sap_viz.data.sources import DEFAULT_SOURCES
 from sap_viz.jsonl import append_jsonl
-from sap_viz.method.artifact import load_polytope
+from sap_viz.method.artifact import load_for_model
 from sap_viz.method.training import TrainConfig
 from sap_viz.model.features import FeatureConfig, extract_features
 from sap_viz.model.loading import load_model
@@ -58,7 +58,7 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (a quick look only)")
     args = parser.parse_args()
     lm = load_model("default")
-    art = load_polytope(DEFAULT_POLYTOPE, lm.hidden_size, lm.num_layers, lm.fingerprint)
+    art = load_for_model(DEFAULT_POLYTOPE, lm)
     fcfg = FeatureConfig(layer=art.layer, position=art.position, chat_template=art.chat_template, max_tokens=int(art.meta["max_tokens"]))
     shipped = TrainConfig(**art.meta["train_config"])
     if args.epochs:

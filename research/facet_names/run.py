@@ -16,7 +16,7 @@ import torch
 from sap_viz.analysis.facet_labels import label_facet
 from sap_viz.analysis.facet_stats import honest_names
 from sap_viz.data.dataset import build_dataset
-from sap_viz.method.artifact import load_polytope
+from sap_viz.method.artifact import load_for_model
 from sap_viz.model.features import extract_features
 from sap_viz.model.loading import load_model
 from sap_viz.recipe.pipeline import facet_audit_for
@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--dry-run", action="store_true")
     args = parser.parse_args()
     lm = load_model()
-    art = load_polytope(args.polytope, lm.hidden_size, lm.num_layers, lm.fingerprint)
+    art = load_for_model(args.polytope, lm)
     train = build_dataset()
     train = train[train["split"] == "train"].reset_index(drop=True)
     feats = extract_features(lm, train["text"].tolist(), art.feature_config())

@@ -23,9 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.metrics import roc_auc_score
 
-from sap_viz.analysis.metrics import probe_model
+from sap_viz.analysis.metrics import auroc, probe_model
 from sap_viz.method.training import TrainConfig, train_polytope
 
 __all__ = ["ComparisonConfig", "Scorer", "combined_features", "leave_one_source_out", "make_scorer", "validation_row"]
@@ -89,10 +88,6 @@ def _threshold(scores: np.ndarray, safe: np.ndarray, target_fpr: float) -> float
     return float(np.quantile(scores[safe], 1 - target_fpr))
 
 
-def _auroc(unsafe: np.ndarray, scores: np.ndarray) -> float | None:
-    return float(roc_auc_score(unsafe, scores)) if 0 < unsafe.sum() < len(unsafe) else None
-
-
 def validation_row(df: pd.DataFrame, x: torch.Tensor, method: str, seed: int, cfg: ComparisonConfig) -> dict:
     """Train split → validation split: AUROC, and TPR/FPR at the threshold set on validation safe rows."""
     y = (df["label"] == "unsafe").to_numpy()
@@ -100,7 +95,7 @@ def validation_row(df: pd.DataFrame, x: torch.Tensor, method: str, seed: int, cf
     score = make_scorer(method, x[train], y[train], seed, cfg.sap_epochs, cfg.sap_encoder)
     s = score(x[val])
     t = _threshold(s, ~y[val], cfg.target_fpr)
-    return {"val_auroc": _auroc(y[val], s), "val_tpr": float((s[y[val]] >= t).mean()), "val_fpr": float((s[~y[val]] >= t).mean())}
+    return {"val_auroc": auroc(y[val], s), "val_tpr": float((s[y[val]] >= t).mean()), "val_fpr": float((s[~y[val]] >= t).mean())}
 
 
 def leave_one_source_out(df: pd.DataFrame, x: torch.Tensor, method: str, seed: int, cfg: ComparisonConfig,
@@ -125,14 +120,14 @@ def leave_one_source_out(df: pd.DataFrame, x: torch.Tensor, method: str, seed: i
         t = _threshold(sv, ~y[val], cfg.target_fpr)
         yh = y[held]
         if 0 < yh.sum() < len(yh):
-            auroc = _auroc(yh, sh)
+            area = auroc(yh, sh)
         else:  # one label: against the other label's validation rows of the remaining sources
             other = ~y[val] if yh.all() else y[val]
-            auroc = _auroc(np.r_[yh, y[val][other]], np.r_[sh, sv[other]])
+            area = auroc(np.r_[yh, y[val][other]], np.r_[sh, sv[other]])
         rows.append({
             "source": s, "n_unsafe": int(yh.sum()), "n_safe": int((~yh).sum()),
             "tpr": float((sh[yh] >= t).mean()) if yh.any() else None,
             "fpr": float((sh[~yh] >= t).mean()) if (~yh).any() else None,
-            "auroc": auroc,
+            "auroc": area,
         })
     return rows

@@ -38,7 +38,7 @@ from research.paths import ROOT
 from research.tables import label_auroc as heldout_auroc
 from research.tables import table as markdown_table
 from sap_viz.analysis.external_eval import load_external
-from sap_viz.analysis.metrics import probe_model
+from sap_viz.analysis.metrics import auroc, probe_model
 from sap_viz.data.dataset import DataConfig, build_dataset, dataset_fingerprint
 from sap_viz.jsonl import append_jsonl, read_jsonl
 
@@ -273,7 +273,7 @@ def run_data(args: argparse.Namespace) -> None:
                 out = {}
                 for g, m in groups.items():
                     yy, ss = yv[m], s[m]
-                    out[g] = {"n": int(m.sum()), "auroc": float(roc_auc_score(yy, ss)) if 0 < yy.sum() < len(yy) else None,
+                    out[g] = {"n": int(m.sum()), "auroc": auroc(yy, ss),
                               "tpr": float((ss[yy] >= t).mean()) if yy.any() else None,
                               "fpr": float((ss[~yy] >= t).mean()) if (~yy).any() else None}
                 _record({"stage": "data", "variant": name, "method": args.method, "data": data_name, "seed": seed,

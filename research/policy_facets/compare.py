@@ -21,7 +21,7 @@ from sklearn.metrics import roc_auc_score
 from sap_viz.analysis.external_eval import load_external
 from sap_viz.analysis.facet_check import facet_check, policy_rows
 from sap_viz.data.dataset import DataConfig, build_dataset
-from sap_viz.method.artifact import load_polytope
+from sap_viz.method.artifact import load_for_model
 from sap_viz.model.features import extract_features
 from sap_viz.model.loading import load_model
 from sap_viz.recipe.pipeline import split_features
@@ -32,7 +32,7 @@ HELDOUT = ("heldout_prompts", "heldout_prompts_v2", "heldout_prompts_v3")
 
 
 def measure(lm, directory: Path) -> dict:
-    art = load_polytope(directory, lm.hidden_size, lm.num_layers, lm.fingerprint, strict_fingerprint=False)
+    art = load_for_model(directory, lm)
     fcfg = art.feature_config()
     _, report = facet_check(lm, art)
     out: dict = {"polytope": directory.name, "position": art.meta["position"], "facets": art.polytope.num_facets,

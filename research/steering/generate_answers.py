@@ -18,7 +18,7 @@ from research.steering.target_sets import PIPE_BOMB, target_sets
 from sap_viz.analysis.judge_data import validation_prompts
 from sap_viz.analysis.steering_outcomes import SteeringSetting, answer_rows
 from sap_viz.jsonl import write_jsonl
-from sap_viz.method.artifact import load_polytope
+from sap_viz.method.artifact import load_for_model
 from sap_viz.method.generation import GenerationConfig
 from sap_viz.method.request_configs import build_configs
 from sap_viz.method.request_settings import RequestSettings
@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--output")
     args = parser.parse_args()
     lm = load_model()
-    art = load_polytope(DEFAULT_POLYTOPE, lm.hidden_size, lm.num_layers, lm.fingerprint)
+    art = load_for_model(DEFAULT_POLYTOPE, lm)
     gen = GenerationConfig(max_new_tokens=MAX_NEW_TOKENS)
     if args.which == "targets":
         sets = {**target_sets(), "pipe_bomb": [PIPE_BOMB]}

@@ -19,7 +19,7 @@ from sap_viz.analysis.judge_data import fit_judge
 from sap_viz.analysis.text_quality import distinct_n, is_degenerate
 from sap_viz.jsonl import read_jsonl, write_jsonl
 from sap_viz.method.answer_check import answer_states
-from sap_viz.method.artifact import load_polytope, update_meta
+from sap_viz.method.artifact import load_for_model, update_meta
 from sap_viz.model.loading import load_model
 from sap_viz.model.prompts import encode_prompt
 from sap_viz.settings import DEFAULT_POLYTOPE
@@ -31,7 +31,7 @@ BENIGN_SETS = ("benign_plain", "benign_lookalike")
 
 def judge_rows(rows: list[dict], polytope: Path) -> list[dict]:
     lm = load_model()
-    art = load_polytope(polytope, lm.hidden_size, lm.num_layers)
+    art = load_for_model(polytope, lm)
     check = art.steering.answer_check if art.steering is not None else None
     judge = fit_judge(lm)
     verdicts = judge.verdicts(lm, [r["answer"] for r in rows], [r["answer_ids"] for r in rows])

@@ -20,7 +20,7 @@ from sap_viz.analysis.judge_data import fit_judge, validation_prompts
 from sap_viz.analysis.steering_outcomes import answer_rows, measured_sentences, standard_settings, summarise
 from sap_viz.data.dataset import load_eval_prompts
 from sap_viz.jsonl import read_jsonl, write_jsonl
-from sap_viz.method.artifact import load_polytope, update_meta
+from sap_viz.method.artifact import load_for_model, update_meta
 from sap_viz.model.loading import load_model
 from sap_viz.settings import DEFAULT_POLYTOPE
 from sap_viz.tables import markdown_table
@@ -41,7 +41,7 @@ def main() -> None:
         return
     torch.set_num_threads(2)
     lm = load_model()
-    art = load_polytope(args.polytope, lm.hidden_size, lm.num_layers, lm.fingerprint)
+    art = load_for_model(args.polytope, lm)
     judge = fit_judge(lm)
     if args.stage == "sweep":
         vp = validation_prompts()

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.metrics import roc_auc_score
 
 from sap_viz.analysis.external_eval import load_external
 from sap_viz.analysis.metrics import auroc, fit_baselines
@@ -90,7 +89,7 @@ def _bootstrap_aurocs(y: np.ndarray, scores: dict[str, np.ndarray], n: int, seed
     for _ in range(n):  # stratified: each resample keeps the set's counts of unsafe and safe rows
         idx = np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
         for m, s in scores.items():
-            out[m].append(roc_auc_score(y[idx], s[idx]))
+            out[m].append(auroc(y[idx], s[idx]))
     return {m: np.asarray(v) for m, v in out.items()}
 
 

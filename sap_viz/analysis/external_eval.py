@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 import sap_viz as sv
-from sap_viz.analysis.metrics import fpr_at_tpr
+from sap_viz.analysis.metrics import auroc, fpr_at_tpr
 from sap_viz.data.file_rows import DataFileError, read_records, record_text
 from sap_viz.data.user_files import parse_label
 from sap_viz.errors import UserError
@@ -91,7 +91,7 @@ def span_scores(paths: list[str | Path], polytope: str | Path | None = None, mod
     frames = [load_external(path) for path in paths]  # a bad file fails before the model loads
     texts = list(dict.fromkeys(t for df in frames for t in df["text"]))
     lm = sv.load_model(model)
-    art = sv.load_polytope(polytope or sv.DEFAULT_POLYTOPE, lm.hidden_size, lm.num_layers, lm.fingerprint)
+    art = sv.load_for_model(polytope or sv.DEFAULT_POLYTOPE, lm)
     scored = dict(zip(texts, prompt_span_scores(lm, art, texts), strict=True))
     return [{"set": df["split"].iloc[0].removeprefix("external:"), "text": t, "label": label, "kind": kind,
              **scored[t], "span_threshold": art.span_threshold}
@@ -108,8 +108,6 @@ def flag_tables(report: dict, scored: list[dict], kinds: list[str] | None = None
     (:func:`hook_score`). Per (set, method): n, AUROC, TPR, FPR and the FPR at 90 % TPR (a threshold-free
     operating point; probe and MLP are otherwise read at their 0.5 probability). ``kinds`` orders the first
     table (default: first appearance in ``scored``)."""
-    from sklearn.metrics import roc_auc_score
-
     splits = {s.removeprefix("external:"): m for s, m in report["splits"].items() if s.startswith("external:")}
     missing = set(splits) - {r["set"] for r in scored}
     if missing:
@@ -134,7 +132,7 @@ def flag_tables(report: dict, scored: list[dict], kinds: list[str] | None = None
             summary.append({"file": name, "method": method, "n": m["n"], "AUROC": m["auroc"], "TPR": m["recall"],
                             "FPR": m["fpr"], "FPR at TPR 0.9": m.get("fpr_at_tpr90")})
         y = np.array([r["label"] == "unsafe" for r in part])
-        summary.append({"file": name, "method": SPAN_METHOD, "n": len(part), "AUROC": float(roc_auc_score(y, hook)),
+        summary.append({"file": name, "method": SPAN_METHOD, "n": len(part), "AUROC": auroc(y, hook),
                         "TPR": float((hook[y] >= 0).mean()), "FPR": float((hook[~y] >= 0).mean()),
                         "FPR at TPR 0.9": fpr_at_tpr(y, hook, 0.9)})
     return per_kind, summary

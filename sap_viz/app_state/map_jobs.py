@@ -20,6 +20,7 @@ import pandas as pd
 
 from sap_viz.analysis import feature_map
 from sap_viz.app_state.store import Store
+from sap_viz.env import env_int
 from sap_viz.errors import NotReady, WorkbenchError
 from sap_viz.method.artifact import PolytopeArtifact
 from sap_viz.model.loading import LoadedModel
@@ -41,8 +42,8 @@ class MapStatus:
 
 
 def map_rows_from_env() -> int | None:
-    rows = os.environ.get(MAP_ROWS_ENV, "").strip()
-    return int(rows) if rows.isdigit() and int(rows) > 0 else None
+    """The cap on rows of a training map (``SAP_VIZ_MAP_MAX_ROWS``; unset or 0: no cap)."""
+    return env_int(MAP_ROWS_ENV, None, minimum=0) or None
 
 
 class MapJobs:

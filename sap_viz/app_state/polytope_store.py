@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import shutil
 import threading
@@ -29,6 +28,7 @@ from pathlib import Path
 from sap_viz import __version__
 from sap_viz.analysis.facet_labels import AUTO_CATEGORY, label_facet
 from sap_viz.app_state.store import Store
+from sap_viz.env import env_path, env_str
 from sap_viz.errors import WorkbenchError
 from sap_viz.files import now, replace_folder, write_json_atomic
 from sap_viz.hub.export import export_zip
@@ -40,7 +40,7 @@ from sap_viz.method.artifact import (
     TENSORS_FILE,
     PolytopeArtifact,
     PolytopeFileError,
-    load_polytope,
+    load_for_model,
     read_facets,
 )
 from sap_viz.model.loading import LoadedModel
@@ -62,12 +62,12 @@ OWNER_COPY_SUFFIX = "-owner"
 
 
 def default_polytope_path() -> Path:
-    return Path(os.environ.get(POLYTOPE_ENV) or DEFAULT_POLYTOPE)
+    return env_path(POLYTOPE_ENV) or DEFAULT_POLYTOPE
 
 
 def default_polytopes_dir() -> Path:
     """Where the owner's polytopes go unless ``SAP_VIZ_POLYTOPES_DIR`` says otherwise: in the data folder."""
-    return Path(os.environ.get(POLYTOPES_DIR_ENV) or data_home() / "polytopes")
+    return env_path(POLYTOPES_DIR_ENV) or data_home() / "polytopes"
 
 
 def polytope_dirs(folder: Path) -> dict[str, Path]:
@@ -122,11 +122,11 @@ class PolytopeStore(Store):
         beside the folder's: the shipped polytopes (unless a start polytope of the caller's own was named) and a start
         polytope outside the folder.
         """
-        named = polytope_path if polytope_path is not None else os.environ.get(POLYTOPE_ENV) or None
+        named = polytope_path if polytope_path is not None else env_str(POLYTOPE_ENV)
         path = Path(named) if named is not None else DEFAULT_POLYTOPE
         if polytopes_dir is not None:
             folder = Path(polytopes_dir)
-        elif os.environ.get(POLYTOPES_DIR_ENV) or named is None or is_shipped(path):
+        elif env_str(POLYTOPES_DIR_ENV) or named is None or is_shipped(path):
             folder = default_polytopes_dir()
         else:
             folder = path.parent
@@ -157,10 +157,9 @@ class PolytopeStore(Store):
         """Whether a polytope directory lies outside this store's folder (shipped, or a start polytope elsewhere)."""
         return path is not None and path.resolve().parent != self.folder.resolve()
 
-    def load(self, path: Path, strict_fingerprint: bool = False) -> PolytopeArtifact:
-        """Local polytopes load with a warning on a fingerprint mismatch (same model, other dtype);
-        uploads are strict: a polytope for other weights is refused."""
-        return load_polytope(path, self.lm.hidden_size, self.lm.num_layers, self.lm.fingerprint, strict_fingerprint=strict_fingerprint)
+    def load(self, path: Path, keep: bool = False) -> PolytopeArtifact:
+        """The polytope for this model (``load_for_model``: ``keep`` for an upload about to be stored)."""
+        return load_for_model(path, self.lm, keep)
 
     def set_active(self, art: PolytopeArtifact) -> None:
         with self._lock:

@@ -8,10 +8,10 @@ session becomes the owner's when the token is given once (the UI's sign-in box) 
 from __future__ import annotations
 
 import hmac
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from sap_viz.env import env_str
 from sap_viz.errors import PermissionDenied
 
 OWNER_TOKEN_ENV = "SAP_VIZ_OWNER_TOKEN"
@@ -23,8 +23,7 @@ class Roles:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Roles:
-        raw = (os.environ if environ is None else environ).get(OWNER_TOKEN_ENV, "").strip()
-        return cls(raw or None)
+        return cls(env_str(OWNER_TOKEN_ENV, None, environ))
 
     @property
     def local(self) -> bool:

@@ -81,8 +81,8 @@ class SessionStore(Store):
     def proposals_dir(self, path: Path) -> Path:
         return path if path.parent == self.folder else self.shared.proposals_dir(path)
 
-    def load(self, path: Path, strict_fingerprint: bool = False) -> PolytopeArtifact:
-        return self.shared.load(path, strict_fingerprint=strict_fingerprint)
+    def load(self, path: Path, keep: bool = False) -> PolytopeArtifact:
+        return self.shared.load(path, keep)
 
     # ------------------------------------------------------------ this session's choice
 

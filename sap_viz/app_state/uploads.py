@@ -122,7 +122,7 @@ def import_polytope(store: Store, paths: list[str | Path], name: str, limits: Li
     try:
         collect_upload(list(paths), staging, limits)
         try:
-            art = store.load(staging, strict_fingerprint=True)
+            art = store.load(staging, keep=True)
         except PolytopeFileError as exc:
             raise WorkbenchError(f"rejected: {exc}") from None
         if not (staging / FACETS_FILE).exists():

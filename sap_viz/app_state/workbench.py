@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -40,6 +41,7 @@ from sap_viz.app_state.prompt_checks import CheckedPrompt, InputChecks
 from sap_viz.app_state.proposals import add_proposal, apply_proposal, read_proposals, take_proposal
 from sap_viz.app_state.roles import PermissionDenied, Roles, owner_only
 from sap_viz.app_state.sessions import CountedTwice, Session, Sessions
+from sap_viz.app_state.store import Store
 from sap_viz.app_state.training_jobs import TrainingJobs
 from sap_viz.app_state.worked_examples import WorkedExample, WorkedExamples, read_examples
 from sap_viz.data.dataset import DataConfig
@@ -65,29 +67,71 @@ def label_category(value: object) -> str:
     return AUTO_CATEGORY if key.startswith(AUTO_CATEGORY) else key
 
 
+@dataclass(frozen=True)
+class SharedParts:
+    """What every caller's surface shares: the model and its one lock, the limits and roles, the checks and the jobs.
+
+    Why a part of its own: a visitor's surface is the owner's calls over the visitor's session; holding this one object
+    (composition) keeps the two from drifting, where copying its fields one by one would miss the next one added.
+    """
+
+    lm: LoadedModel
+    limits: Limits
+    roles: Roles
+    lock: threading.Lock
+    checks: InputChecks
+    inspector: Inspector
+    training: TrainingJobs
+    maps: MapJobs
+    audits: FacetAudits
+    sessions: Sessions
+    examples: WorkedExamples
+
+    @classmethod
+    def build(cls, lm: LoadedModel, store: PolytopeStore, limits: Limits, roles: Roles) -> SharedParts:
+        lock = threading.Lock()
+        checks = InputChecks(lm, limits)
+        training = TrainingJobs(lm, lock, limits)
+        maps = MapJobs(lm, lock, training.known_data, map_rows_from_env(), limits.max_map_views, limits.max_session_map_views)
+        return cls(lm=lm, limits=limits, roles=roles, lock=lock, checks=checks, inspector=Inspector(lm, lock, checks),
+                   training=training, maps=maps, audits=FacetAudits(),
+                   sessions=Sessions(store, limits, on_end=maps.forget, on_remove=maps.drop),
+                   examples=WorkedExamples(lm, lock, read_examples(), limits))
+
+
+def _shared(name: str) -> property:
+    """A read-only attribute of the surface that is its ``SharedParts``' own."""
+    return property(lambda self: getattr(self.shared, name), doc=f"the shared {name} (``SharedParts.{name}``)")
+
+
 class Workbench:
-    """Owns the model, its lock and the counters; composes the store and the jobs that share them."""
+    """The owner's surface: the shared parts, and the store, counters and generation that are the owner's."""
 
     is_owner = True
+    lm: LoadedModel = _shared("lm")
+    limits: Limits = _shared("limits")
+    roles: Roles = _shared("roles")
+    lock: threading.Lock = _shared("lock")
+    checks: InputChecks = _shared("checks")
+    inspector: Inspector = _shared("inspector")
+    training: TrainingJobs = _shared("training")
+    maps: MapJobs = _shared("maps")
+    audits: FacetAudits = _shared("audits")
+    sessions: Sessions = _shared("sessions")
+    examples: WorkedExamples = _shared("examples")
 
     def __init__(self, lm: LoadedModel, polytope_path: str | Path | None = None, polytopes_dir: str | Path | None = None,
                  limits: Limits | None = None, roles: Roles | None = None):
-        self.lm = lm
-        self.limits = limits or get_limits()
-        self.roles = roles or Roles.from_env()
-        self.lock = threading.Lock()
+        store = PolytopeStore.open(lm, polytope_path, polytopes_dir)
+        self.shared = SharedParts.build(lm, store, limits or get_limits(), roles or Roles.from_env())
         self.counters = DeploymentCounters()
-        self.store = PolytopeStore.open(lm, polytope_path, polytopes_dir)
-        self.checks = InputChecks(lm, self.limits)
-        self.generation = GenerationSessions(lm, self.lock, self.checks, self.counters)
-        self.inspector = Inspector(lm, self.lock, self.checks)
-        self.training = TrainingJobs(lm, self.lock, self.limits)
-        self.maps = MapJobs(lm, self.lock, self.training.known_data, map_rows_from_env(), self.limits.max_map_views,
-                            self.limits.max_session_map_views)
-        self.audits = FacetAudits()
-        self.sessions = Sessions(self.store, self.limits, on_end=self.maps.forget, on_remove=self.maps.drop)
-        self.comparisons = PolytopeComparisons(lm, self.lock, self.store)
-        self.examples = WorkedExamples(lm, self.lock, read_examples(), self.limits)
+        self._own(store, self.counters)
+
+    def _own(self, store: Store, counted: DeploymentCounters | CountedTwice) -> None:
+        """The parts that belong to this surface: its store, its comparisons over it, its counted generation."""
+        self.store = store
+        self.comparisons = PolytopeComparisons(self.lm, self.lock, store)
+        self.generation = GenerationSessions(self.lm, self.lock, self.checks, counted)
 
     @classmethod
     def from_env(cls) -> Workbench:
@@ -328,15 +372,9 @@ class VisitorBench(Workbench):
     def __init__(self, parent: Workbench, session: Session):  # noqa: D107 — no model loading: shares the parent's parts
         self.parent = parent
         self.session_state = session
-        self.lm, self.limits, self.roles, self.lock = parent.lm, parent.limits, parent.roles, parent.lock
-        self.checks, self.inspector, self.training, self.maps = parent.checks, parent.inspector, parent.training, parent.maps
-        self.audits = parent.audits
-        self.examples = parent.examples
-        self.sessions = parent.sessions
-        self.store = session.store  # type: ignore[assignment]
-        self.comparisons = PolytopeComparisons(self.lm, self.lock, session.store)  # type: ignore[arg-type]
+        self.shared = parent.shared
         self.counters = session.counters
-        self.generation = GenerationSessions(self.lm, self.lock, self.checks, CountedTwice(session.counters, parent.counters))  # type: ignore[arg-type]
+        self._own(session.store, CountedTwice(session.counters, parent.counters))
 
     @property
     def role_note(self) -> str:

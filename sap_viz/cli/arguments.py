@@ -19,7 +19,8 @@ from sap_viz.method.configs import (
     TrainConfig,
     VerdictCalibrationConfig,
 )
-from sap_viz.method.request_settings import DEFAULT_STRENGTH, MODES, STEERINGS, STRENGTH_MAX, RequestSettings
+from sap_viz.method.request_settings import MODES, STEERINGS, RequestSettings, help_text
+from sap_viz.method.request_settings import POSITIONS as POSITIONS_STEER
 from sap_viz.model.configs import POSITIONS, FeatureConfig, ModelConfig
 from sap_viz.serve import API_KEY_ENV, LOOPBACK
 from sap_viz.settings import DEFAULT_POLYTOPE
@@ -77,51 +78,31 @@ def polytope_command(sub, name: str, help: str, seed: tuple[int, str] = UNUSED_S
     return p
 
 
-def steer_args(p: argparse.ArgumentParser, default_mode: str) -> None:
-    """The generation settings, by the names of ``method/request_settings.RequestSettings`` (the app and server use them too)."""
-    p.add_argument("--mode", default=default_mode, choices=MODES,
-                   help="monitor: generate and score; steer: steer flagged prompts; refuse: answer flagged prompts with --refusal-text "
-                        f"(default {default_mode})")
-    p.add_argument("--max-new-tokens", type=int, default=REQUEST.max_new_tokens,
-                   help=f"answer length in tokens at most (default {REQUEST.max_new_tokens})")
-    p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
-    p.add_argument("--temperature", type=float, default=REQUEST.temperature,
-                   help=f"sampling temperature (with --sample; default {REQUEST.temperature:g})")
-    p.add_argument("--top-p", type=float, default=REQUEST.top_p, help=f"nucleus sampling mass (with --sample; default {REQUEST.top_p:g})")
-    p.add_argument("--steering", default=REQUEST.steering, choices=STEERINGS,
-                   help="directional: along the polytope's refusal direction at its steering layer (needs its steering/ part); "
-                        "minimal: the paper's smallest edit into the polytope; auto: directional when the polytope has the part")
-    p.add_argument("--strength", type=float, default=None,
-                   help=f"steering depth, 0-{STRENGTH_MAX:g}: move until every facet of the steering polytope is at or below "
-                        f"-strength (1 = depth of a typical safe prompt; default {DEFAULT_STRENGTH:g})")
+def steer_args(p: argparse.ArgumentParser) -> None:
+    """The generation settings, by the names, defaults and help of ``method/request_settings.RequestSettings`` (the app and
+    server read the same fields)."""
+    p.add_argument("--mode", default=REQUEST.mode, choices=MODES, help=help_text("mode"))
+    p.add_argument("--max-new-tokens", type=int, default=REQUEST.max_new_tokens, help=help_text("max_new_tokens"))
+    p.add_argument("--sample", action="store_true", help=help_text("sample", False))
+    p.add_argument("--temperature", type=float, default=REQUEST.temperature, help=help_text("temperature"))
+    p.add_argument("--top-p", type=float, default=REQUEST.top_p, help=help_text("top_p"))
+    p.add_argument("--steering", default=REQUEST.steering, choices=STEERINGS, help=help_text("steering"))
+    # None: not given, so the old --depth may still set it (RequestSettings.from_request fills the default)
+    p.add_argument("--strength", type=float, default=None, help=help_text("strength"))
     p.add_argument("--depth", type=float, default=None, help="old name of --strength (works for one release, with a warning)")
-    p.add_argument("--anti-repeat", type=int, default=REQUEST.anti_repeat,
-                   help="steered answers only: ban repeating any n-gram of this size within the answer "
-                        f"(0 = off; default {REQUEST.anti_repeat})")
+    p.add_argument("--anti-repeat", type=int, default=REQUEST.anti_repeat, help=help_text("anti_repeat"))
     p.add_argument("--no-fallback", dest="fallback", action="store_false",
                    help="keep a steered answer the answer check still finds harmful, instead of refusing")
-    p.add_argument("--max-step", type=float, default=None,
-                   help="directional only: the largest move, in lengths of the refusal direction (default 1)")
-    p.add_argument("--generated-tokens", type=int, default=None,
-                   help="directional only: answer tokens steered after the prompt (-1 = all; default 8)")
-    p.add_argument("--positions", default=None, choices=["last", "generated", "all"],
-                   help="minimal only: which states are checked and steered (default last: the prompt's last token and every answer token)")
-    p.add_argument("--hinge-weight", type=float, default=None, help="minimal only: β, weight of the violation hinge (default 1)")
-    p.add_argument("--max-steps", type=int, default=None, help="minimal only: optimiser steps per state at most (default 200)")
-    p.add_argument("--max-interventions", type=int, default=None, help="minimal only: edited states per answer at most (default 20)")
-    p.add_argument("--refusal-text", default=REQUEST.refusal_text, help="the answer of refuse mode and of the steering fallback")
-    p.add_argument(
-        "--generation-threshold",
-        type=float,
-        default=REQUEST.generation_threshold,
-        help="boundary for generated tokens (default: the polytope's calibrated value; 0 = the prompt boundary)",
-    )
-    p.add_argument(
-        "--span-threshold",
-        type=float,
-        default=REQUEST.span_threshold,
-        help="flag a prompt when a token of the user's text reaches this (default: the polytope's calibrated value; inf = off)",
-    )
+    p.add_argument("--max-step", type=float, default=None, help=help_text("max_step"))
+    p.add_argument("--generated-tokens", type=int, default=None, help=help_text("generated_tokens"))
+    p.add_argument("--positions", default=None, choices=list(POSITIONS_STEER), help=help_text("positions"))
+    p.add_argument("--hinge-weight", type=float, default=None, help=help_text("hinge_weight"))
+    p.add_argument("--max-steps", type=int, default=None, help=help_text("max_steps"))
+    p.add_argument("--max-interventions", type=int, default=None, help=help_text("max_interventions"))
+    p.add_argument("--refusal-text", default=REQUEST.refusal_text, help=help_text("refusal_text", False))
+    p.add_argument("--generation-threshold", type=float, default=REQUEST.generation_threshold,
+                   help=help_text("generation_threshold"))
+    p.add_argument("--span-threshold", type=float, default=REQUEST.span_threshold, help=help_text("span_threshold"))
 
 
 def data_source_args(p: argparse.ArgumentParser, sources: bool = True) -> None:
@@ -254,7 +235,7 @@ def add_sweep(sub) -> None:
 def add_generate(sub) -> None:
     p = polytope_command(sub, "generate", help="generate with the polytope hook, unsteered beside steered", seed=SAMPLING_SEED)
     p.add_argument("--prompt", required=True, help="the user's message (sent through the chat template)")
-    steer_args(p, REQUEST.mode)
+    steer_args(p)
     p.add_argument("--json", action="store_true", help="print the structured result")
     p.add_argument("--all-tokens", action="store_true", help="show every prompt token in the table")
     p.set_defaults(func="commands:cmd_generate")
@@ -263,7 +244,7 @@ def add_generate(sub) -> None:
 def add_eval_steering(sub) -> None:
     p = polytope_command(sub, "eval-steering", help="containment / refusal / unchanged-benign rates with steering off and on",
                          seed=SAMPLING_SEED)
-    steer_args(p, REQUEST.mode)
+    steer_args(p)
     p.add_argument("--per-set", type=int, default=20, help="prompts drawn from each evaluation set (default 20)")
     renamed(p, "--n", "--per-set")
     p.add_argument("--output", help="write the rows as JSON")
@@ -378,10 +359,11 @@ def add_serve(sub) -> None:
                    help=f"address to listen on; anything but loopback needs {API_KEY_ENV} (default {LOOPBACK})")
     p.add_argument("--port", type=int, default=8000, help="TCP port to listen on (default 8000)")
     p.add_argument("--served-model-name", help="the model id clients send (default: the polytope's folder name or Hub id)")
-    p.add_argument("--mode", default="steer", choices=["monitor", "steer", "refuse"],
-                   help="what a request without sap.mode gets: monitor (answer and report), steer, or refuse flagged prompts")
+    p.add_argument("--mode", default=REQUEST.mode, choices=MODES,
+                   help=f"what a request without sap.mode gets: {help_text('mode')}")
     p.add_argument("--max-tokens", type=int, default=None,
-                   help="answer length when a request sets no max_tokens (default: the limit SAP_VIZ_MAX_NEW_TOKENS)")
+                   help=f"answer length when a request sets no max_tokens (default {REQUEST.max_new_tokens}, the request "
+                        "setting's, within the limit SAP_VIZ_MAX_NEW_TOKENS)")
     p.add_argument("--max-queue", type=int, default=8, help="requests that may wait behind the one generating; more get 429")
     p.set_defaults(func="serve_command:cmd_serve")
 

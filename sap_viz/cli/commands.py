@@ -35,7 +35,7 @@ from sap_viz.data.user_files import load_user_file
 from sap_viz.errors import UserError
 from sap_viz.hub.remote import resolve_polytope
 from sap_viz.jsonl import dumps_jsonl
-from sap_viz.method.artifact import PolytopeArtifact, load_polytope, save_steering
+from sap_viz.method.artifact import PolytopeArtifact, load_for_model, load_polytope, save_steering
 from sap_viz.method.calibration import (
     GenerationCalibrationConfig,
     benign_prompts,
@@ -88,7 +88,7 @@ def _load_artifact(lm, path: str, writes: bool = False):
     """The polytope at ``path`` (a folder or a Hub id); ``writes``: the command writes into it, so it must be a folder."""
     if writes:
         _require_folder(path)
-    art = load_polytope(resolve_polytope(path), lm.hidden_size, lm.num_layers, lm.fingerprint, strict_fingerprint=False)
+    art = load_for_model(resolve_polytope(path), lm)
     for warning in art.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return art

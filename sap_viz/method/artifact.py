@@ -12,6 +12,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -20,6 +21,7 @@ from sap_viz.errors import PolytopeFileError, UserError
 from sap_viz.files import directory_lock, now, save_tensors_atomic, write_json_atomic
 from sap_viz.method.answer_check import AnswerCheck, AnswerCheckFileError
 from sap_viz.method.polytope import SafetyPolytope
+from sap_viz.method.polytope_migrations import FORMAT_VERSION, migrate_meta
 from sap_viz.method.polytope_schema import FACET_FIELDS, MAX_NAME_CHARS, META_FIELDS, check_fields
 from sap_viz.method.safe_files import MAX_JSON_BYTES, check_links, read_json, read_tensors
 from sap_viz.method.training_record import RecipeError, check_recorded_config
@@ -28,7 +30,9 @@ from sap_viz.model.features import POSITIONS, FeatureConfig, input_dim, token_in
 from sap_viz.model.layers import LAYER_CONVENTION
 from sap_viz.model.prompts import clean_text
 
-FORMAT_VERSION = 1
+if TYPE_CHECKING:
+    from sap_viz.model.loading import LoadedModel
+
 TENSORS_FILE = "polytope.safetensors"
 META_FILE = "polytope.json"
 FACETS_FILE = "facets.json"
@@ -184,12 +188,17 @@ def update_meta(directory: str | Path, key: str, value: object, merge: bool = Fa
         raise UserError(f"{key!r} is not an optional {META_FILE} key")
     directory = Path(directory)
     with directory_lock(directory):
-        meta = validate_meta(read_json(directory / META_FILE))
+        meta = read_meta(directory)  # an older format is written back migrated
         if merge:
             value = {**(meta.get(key) or {}), **value}  # type: ignore[dict-item]
         meta = validate_meta({**meta, key: value})
         write_json_atomic(directory / META_FILE, meta)
     return meta
+
+
+def read_meta(directory: Path) -> dict:
+    """A polytope directory's metadata, migrated from an older format version (``polytope_migrations``) and validated."""
+    return validate_meta(migrate_meta(read_json(directory / META_FILE)))
 
 
 def validate_meta(meta: object) -> dict:
@@ -328,7 +337,7 @@ def load_polytope(
     if not _nested:
         check_links(directory, [TENSORS_FILE, META_FILE, FACETS_FILE, STEERING_DIR,
                                 *(f"{STEERING_DIR}/{name}" for name in STEERING_PART_FILES)])
-    meta = validate_meta(read_json(directory / META_FILE))
+    meta = read_meta(directory)
     tensors = read_tensors(directory / TENSORS_FILE)
     poly = _build_polytope(tensors, meta)
     facets_path = directory / FACETS_FILE
@@ -340,6 +349,17 @@ def load_polytope(
     if steering is not None and steering.layer > int(meta["layer"]):
         raise PolytopeFileError("the steering layer must not come after the detection layer (the flag is needed before it)")
     return PolytopeArtifact(poly, meta, facets, directory, warnings, steering)
+
+
+def load_for_model(directory: str | Path, lm: LoadedModel, keep: bool = False) -> PolytopeArtifact:
+    """A polytope checked against the model it will run on, with the one strictness rule for other weights.
+
+    A fingerprint mismatch (same architecture and sizes, other weights or dtype) is a warning in ``art.warnings`` for a
+    polytope that is only read and used, so a float16 copy of the model still runs a float32 polytope; it is an error
+    when the polytope will be kept (``keep``: an upload saved into a store, a steering part copied into a new polytope),
+    where a warning would not outlive the call.
+    """
+    return load_polytope(directory, lm.hidden_size, lm.num_layers, lm.fingerprint, strict_fingerprint=keep)
 
 
 def _load_steering(directory: Path, hidden_size: int | None, num_layers: int | None, fingerprint: str | None,
@@ -372,7 +392,7 @@ def save_steering(directory: str | Path, poly: SafetyPolytope, direction: torch.
 
 def read_facets(directory: str | Path) -> list[dict]:
     directory = Path(directory)
-    meta = validate_meta(read_json(directory / META_FILE))
+    meta = read_meta(directory)
     return validate_facets(read_json(directory / FACETS_FILE), meta["num_facets"])
 
 

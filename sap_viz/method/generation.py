@@ -23,6 +23,7 @@ from sap_viz.method.artifact import PolytopeArtifact
 from sap_viz.method.directional_steering import DirectionalHook
 from sap_viz.method.generation_results import Comparison, GenerationResult, TokenInfo
 from sap_viz.method.polytope_hook import InterventionConfig, PolytopeHook, RefusalProcessor
+from sap_viz.method.request_settings import DEFAULT_MAX_NEW_TOKENS
 from sap_viz.model.hooks import capture_and_stop, residual_hook
 from sap_viz.model.loading import LoadedModel, left_padded
 from sap_viz.model.prompts import encode_prompt
@@ -30,7 +31,7 @@ from sap_viz.model.prompts import encode_prompt
 
 @dataclass
 class GenerationConfig:
-    max_new_tokens: int = 48
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     min_new_tokens: int = 0  # benchmarks set it to max_new_tokens so every run has equal length
     do_sample: bool = False
     temperature: float = 0.7

@@ -19,11 +19,22 @@ from dataclasses import dataclass, field, replace
 import torch
 from transformers import LogitsProcessor
 
-from sap_viz.errors import UserError
+from sap_viz.errors import SettingsError, UserError
 from sap_viz.method.artifact import PolytopeArtifact
 from sap_viz.method.directional_steering import DirectionalConfig
 from sap_viz.method.generation_results import token_boundary
-from sap_viz.method.request_settings import DEFAULT_REFUSAL, MODES, POSITIONS, STEERINGS  # noqa: F401 (re-exported)
+from sap_viz.method.request_settings import (  # noqa: F401 (MODES, POSITIONS, STEERINGS re-exported)
+    DEFAULT_MODE,
+    DEFAULT_REFUSAL,
+    MODES,
+    NO_STEERING_PART,
+    POSITIONS,
+    STEERINGS,
+    check_mode,
+    check_positions,
+    check_steering,
+    resolve_steering,
+)
 from sap_viz.method.steering import SafeFlowConfig, safe_flow
 from sap_viz.method.verdict import VerdictBoundary, prompt_verdict
 from sap_viz.model.features import request_mean
@@ -31,7 +42,7 @@ from sap_viz.model.features import request_mean
 
 @dataclass
 class InterventionConfig:
-    mode: str = "monitor"  # monitor | steer | refuse
+    mode: str = DEFAULT_MODE  # monitor | steer | refuse: the one default of every front end (request_settings.py)
     positions: str = "last"  # last: prompt's last token + every generated one; generated: skip prefill; all: every prompt token too
     max_interventions: int = 20
     threshold: float = 0.0  # prompt tokens: the polytope's calibrated boundary
@@ -60,10 +71,8 @@ class InterventionConfig:
     fallback: bool = True
 
     def validate(self) -> None:
-        if self.mode not in MODES:
-            raise UserError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        if self.positions not in POSITIONS:
-            raise UserError(f"positions must be one of {', '.join(POSITIONS)}, got {self.positions!r}")
+        check_mode(self.mode)
+        check_positions(self.positions)
         if not 0 <= self.max_interventions <= 10000:
             raise UserError("max_interventions must be between 0 and 10000")
         if self.mode == "refuse" and not self.refusal_text.strip():
@@ -78,20 +87,16 @@ class InterventionConfig:
             raise UserError("flag_threshold must be a finite number")
         if self.anti_repeat != 0 and not 2 <= self.anti_repeat <= 16:
             raise UserError(f"anti_repeat must be 0 (off) or an n-gram size between 2 and 16, got {self.anti_repeat}")
-        if self.steering not in STEERINGS:
-            raise UserError(f"steering must be one of {', '.join(STEERINGS)}, got {self.steering!r}")
+        check_steering(self.steering)
         if self.mode == "steer":
             self.flow.validate()
             self.directional.validate()
 
     def resolved(self, artifact: PolytopeArtifact) -> InterventionConfig:
         """A copy with a concrete generation threshold (the polytope's calibrated one when unset)."""
-        out = self
-        if out.steering == "auto":
-            out = replace(out, steering="directional" if artifact.steering is not None else "minimal")
-        elif out.steering == "directional" and artifact.steering is None and out.mode == "steer":
-            raise UserError("this polytope has no steering part (steering/ folder) for directional Safe Flow: "
-                             "choose steering 'minimal', or add one with `python -m sap_viz train-steering`")
+        if self.mode == "steer" and self.steering == "directional" and artifact.steering is None:
+            raise SettingsError(NO_STEERING_PART)
+        out = replace(self, steering=resolve_steering(self.steering, artifact.steering is not None))
         if out.generation_threshold is None:
             calibrated = artifact.generation_threshold
             out = replace(out, generation_threshold=out.threshold if calibrated is None else max(out.threshold, calibrated))

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from sap_viz.data.taxonomy import POLICY_CATEGORIES
 from sap_viz.errors import PolytopeFileError
+from sap_viz.method.polytope_migrations import FORMAT_VERSION
 from sap_viz.model.features import POSITIONS
 
 MAX_NAME_CHARS = 200  # a facet's name and author (as the label form allows)
@@ -105,7 +106,7 @@ _LIST = _type(list, "a list")
 
 #: polytope.json, key by key (the recorded training config has its own rules: ``training_record``).
 META_FIELDS: dict[str, Check] = {
-    "format_version": _int(1, 1),
+    "format_version": _int(FORMAT_VERSION, FORMAT_VERSION),  # older files are migrated before this check
     "sap_viz_version": _text(50),
     "layer_convention": _text(300),
     "created": _text(50),

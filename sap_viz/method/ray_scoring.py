@@ -33,7 +33,7 @@ from transformers import AutoTokenizer
 
 from sap_viz.errors import RayScoringError, UserError
 from sap_viz.files import directory_lock
-from sap_viz.method.artifact import FACETS_FILE, META_FILE, TENSORS_FILE, PolytopeArtifact, load_polytope
+from sap_viz.method.artifact import FACETS_FILE, META_FILE, TENSORS_FILE, PolytopeArtifact, load_for_model, load_polytope
 from sap_viz.method.scoring import prompt_scores
 from sap_viz.model.loading import DEFAULT_MODEL, LoadedModel, ModelConfig, cache_dir, default_model_dir, load_model
 from sap_viz.model.prompts import encode_prompt
@@ -103,7 +103,7 @@ class ScoringWorker:
         try:
             for name, data in files.items():
                 (folder / name).write_bytes(data)
-            self.art = load_polytope(folder, self.lm.hidden_size, self.lm.num_layers, self.lm.fingerprint, strict_fingerprint=False)
+            self.art = load_for_model(folder, self.lm)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         self.batch_size = batch_size

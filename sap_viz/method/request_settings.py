@@ -10,6 +10,11 @@ knob that does nothing for the chosen kind of steering is refused with a message
 steers (the steering part's facets for directional steering, the detection polytope's for minimal
 Safe Flow), in violation units where a typical safe training prompt sits at −1. Its range stops
 where the measured outcomes stop changing (docs/steering_strength.md).
+
+Every setting's default and help text live on its field here (:func:`default`, :func:`help_text`); the CLI's flags,
+the app's controls, the HTTP API's parameters and the server's fields read them, so a default cannot differ between
+front ends (``tests/unit/test_setting_defaults.py``). The mode, positions and kind checks below are the only ones:
+``InterventionConfig`` calls them too.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ MAX_REFUSAL_CHARS = 1000  # the refusal is echoed in every refused answer and in
 MAX_SETTING_CHARS = 100  # any other text setting (a mode, a kind, a number sent as text)
 STRENGTH_MAX = 10.0  # directional moves are capped by max_step: above ≈10 the answers no longer change
 DEFAULT_STRENGTH = 3.0
+DEFAULT_MODE = "steer"
+DEFAULT_MAX_NEW_TOKENS = 48  # the default answer length; the server's ceiling is the separate limit SAP_VIZ_MAX_NEW_TOKENS
 
 MODE_ALIASES = {
     "monitor": "monitor", "steer": "steer", "safe flow": "steer", "safe_flow": "steer", "safeflow": "steer",
@@ -47,31 +54,43 @@ MINIMAL_ONLY = ("positions", "hinge_weight", "max_steps", "max_interventions")
 RENAMED = {"depth": "strength"}
 
 
+def _setting(default: Any, help: str) -> Any:
+    """A request setting's field: its one default and its one help text (read by every front end)."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class RequestSettings:
     """Everything a generation request may set. Kind-specific knobs are None unless the caller set them."""
 
-    mode: str = "steer"  # monitor | steer | refuse
-    steering: str = "auto"  # auto | directional | minimal
-    strength: float = DEFAULT_STRENGTH
-    max_new_tokens: int = 48
-    seed: int = 0
-    sample: bool = False
-    temperature: float = 0.7
-    top_p: float = 0.9
-    anti_repeat: int = 3  # n-gram size banned from repeating in a steered answer; 0 = off
-    fallback: bool = True  # refuse when the answer check still finds a steered answer harmful
-    refusal_text: str = DEFAULT_REFUSAL
-    generation_threshold: float | None = None  # None: the polytope's calibrated value
-    span_threshold: float | None = None  # None: the polytope's calibrated value; inf: off
+    mode: str = _setting(DEFAULT_MODE, "monitor: generate and score; steer: steer flagged prompts; refuse: answer flagged "
+                                       "prompts with the refusal text")
+    steering: str = _setting("auto", "directional: along the polytope's refusal direction at its steering layer (needs its "
+                                     "steering/ part); minimal: the paper's smallest edit into the polytope; auto: directional "
+                                     "when the polytope has the part")
+    strength: float = _setting(DEFAULT_STRENGTH, f"steering depth, 0-{STRENGTH_MAX:g}: move until every facet of the steering "
+                                                 "polytope is at or below -strength (1 = depth of a typical safe prompt)")
+    max_new_tokens: int = _setting(DEFAULT_MAX_NEW_TOKENS, "answer length in tokens at most")
+    seed: int = _setting(0, "sampling seed")
+    sample: bool = _setting(False, "sample instead of greedy decoding")
+    temperature: float = _setting(0.7, "sampling temperature (with sampling)")
+    top_p: float = _setting(0.9, "nucleus sampling mass (with sampling)")
+    anti_repeat: int = _setting(3, "steered answers only: ban repeating any n-gram of this size within the answer (0 = off)")
+    fallback: bool = _setting(True, "refuse when the answer check still finds a steered answer harmful")
+    refusal_text: str = _setting(DEFAULT_REFUSAL, "the answer of refuse mode and of the steering fallback")
+    generation_threshold: float | None = _setting(None, "boundary for generated tokens (default: the polytope's calibrated "
+                                                        "value; 0 = the prompt boundary)")
+    span_threshold: float | None = _setting(None, "flag a prompt when a token of the user's text reaches this (default: the "
+                                                  "polytope's calibrated value; inf = off)")
     # directional only
-    max_step: float | None = None
-    generated_tokens: int | None = None  # -1: every answer token
+    max_step: float | None = _setting(None, "directional only: the largest move, in lengths of the refusal direction (default 1)")
+    generated_tokens: int | None = _setting(None, "directional only: answer tokens steered after the prompt (-1 = all; default 8)")
     # minimal Safe Flow only
-    positions: str | None = None
-    hinge_weight: float | None = None
-    max_steps: int | None = None
-    max_interventions: int | None = None
+    positions: str | None = _setting(None, "minimal only: which states are checked and steered (default last: the prompt's "
+                                           "last token and every answer token)")
+    hinge_weight: float | None = _setting(None, "minimal only: β, weight of the violation hinge (default 1)")
+    max_steps: int | None = _setting(None, "minimal only: optimiser steps per state at most (default 200)")
+    max_interventions: int | None = _setting(None, "minimal only: edited states per answer at most (default 20)")
     notices: tuple[str, ...] = field(default=(), compare=False)  # e.g. a renamed setting was used
 
     def __post_init__(self) -> None:
@@ -113,17 +132,15 @@ class RequestSettings:
         return settings
 
     def _check(self) -> None:
-        if self.mode not in MODES:
-            raise SettingsError(f"mode must be monitor, steer or refuse, got {self.mode!r}")
-        if self.steering not in STEERINGS:
-            raise SettingsError(f"steering must be one of {', '.join(STEERINGS)}, got {self.steering!r}")
+        check_mode(self.mode)
+        check_steering(self.steering)
         if not (isinstance(self.strength, (int, float)) and math.isfinite(self.strength) and 0 <= self.strength <= STRENGTH_MAX):
             raise SettingsError(f"strength must be between 0 and {STRENGTH_MAX:g} (above that the answers no longer change), "
                                 f"got {self.strength!r}")
         if not 0 <= self.seed < 2**32:
             raise SettingsError(f"seed must be between 0 and {2**32 - 1}, got {self.seed}")
-        if self.positions is not None and self.positions not in POSITIONS:
-            raise SettingsError(f"positions must be one of {', '.join(POSITIONS)}, got {self.positions!r}")
+        if self.positions is not None:
+            check_positions(self.positions)
         self.check_kind(self.steering)
 
     def check_kind(self, kind: str) -> None:
@@ -145,6 +162,43 @@ class RequestSettings:
         return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in out.items()}
 
 
+def default(name: str) -> Any:
+    """The one default of a request setting."""
+    return _field(name).default
+
+
+def help_text(name: str, with_default: bool = True) -> str:
+    """The one help text of a request setting, ending with its default where it has one."""
+    f = _field(name)
+    text = f.metadata["help"]
+    if not with_default or f.default is None:
+        return text
+    shown = f"{f.default:g}" if isinstance(f.default, float) else f.default
+    return f"{text} (default {shown})"
+
+
+def _field(name: str):
+    for f in fields(RequestSettings):
+        if f.name == name and "help" in f.metadata:
+            return f
+    raise KeyError(f"no request setting {name!r}")
+
+
+def check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise SettingsError(f"mode must be monitor, steer (Safe Flow) or refuse, got {mode!r}")
+
+
+def check_steering(steering: str) -> None:
+    if steering not in STEERINGS:
+        raise SettingsError(f"steering must be one of {', '.join(STEERINGS)}, got {steering!r}")
+
+
+def check_positions(positions: str) -> None:
+    if positions not in POSITIONS:
+        raise SettingsError(f"positions must be one of {', '.join(POSITIONS)}, got {positions!r}")
+
+
 def check_max_new_tokens(max_new_tokens: int, limits: Limits) -> None:
     """The server's cap on new tokens, for requests and for callers that build the configs themselves."""
     if not 1 <= max_new_tokens <= limits.max_new_tokens:
@@ -155,7 +209,7 @@ def check_max_new_tokens(max_new_tokens: int, limits: Limits) -> None:
 def parse_mode(mode: Any) -> str:
     key = str(mode or "").strip().lower()
     if key not in MODE_ALIASES:
-        raise SettingsError(f"mode must be monitor, steer (Safe Flow) or refuse, got {mode!r}")
+        check_mode(mode)  # the one wording
     return MODE_ALIASES[key]
 
 
@@ -202,11 +256,20 @@ def _coerce(key: str, value: Any) -> Any:
     return value.strip() if key != "refusal_text" else value
 
 
-def steering_kind(settings: RequestSettings, has_steering_part: bool) -> str:
+NO_STEERING_PART = ("this polytope has no steering part (steering/ folder) for directional steering: choose steering "
+                    "'minimal', or add one with `python -m sap_viz train-steering`")
+
+
+def resolve_steering(steering: str, has_steering_part: bool) -> str:
     """The kind ``auto`` becomes for a polytope: directional when it has a steering part, else minimal."""
-    if settings.steering != "auto":
-        return settings.steering
+    if steering != "auto":
+        return steering
     return "directional" if has_steering_part else "minimal"
+
+
+def steering_kind(settings: RequestSettings, has_steering_part: bool) -> str:
+    """:func:`resolve_steering` of a request's settings."""
+    return resolve_steering(settings.steering, has_steering_part)
 
 
 def check_for_polytope(settings: RequestSettings, has_steering_part: bool) -> None:
@@ -216,5 +279,4 @@ def check_for_polytope(settings: RequestSettings, has_steering_part: bool) -> No
     kind = steering_kind(settings, has_steering_part)
     settings.check_kind(kind)
     if kind == "directional" and not has_steering_part:
-        raise SettingsError("this polytope has no steering part (steering/ folder) for directional steering: choose steering "
-                            "'minimal', or add one with `python -m sap_viz train-steering`")
+        raise SettingsError(NO_STEERING_PART)

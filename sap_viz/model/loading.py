@@ -11,7 +11,6 @@ import hashlib
 import importlib.util
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from sap_viz.env import env_path
 from sap_viz.errors import UserError
 from sap_viz.files import replace_folder
 from sap_viz.model.configs import DEFAULT_MODEL, ModelConfig  # noqa: F401  (torch-free, for the CLI)
@@ -33,11 +33,13 @@ _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _CONVERTED_DIR = "smollm2-135m-instruct-q4_1-fp32"
 
 
+CACHE_ENV = "SAP_VIZ_CACHE"
+
+
 def cache_dir() -> Path:
     """Root of every sap-viz cache (converted model, features, maps, worked examples): ``cache`` in the data folder
     (``SAP_VIZ_HOME``), so that one folder holds all a run writes; ``SAP_VIZ_CACHE`` puts it elsewhere."""
-    root = os.environ.get("SAP_VIZ_CACHE") or data_home() / "cache"
-    path = Path(root)
+    path = env_path(CACHE_ENV) or data_home() / "cache"
     path.mkdir(parents=True, exist_ok=True)
     return path
 

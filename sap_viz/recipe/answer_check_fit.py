@@ -19,9 +19,11 @@ from dataclasses import asdict, dataclass
 import torch
 
 from sap_viz.analysis.judge_data import validation_prompts
+from sap_viz.analysis.metrics import auroc
 from sap_viz.data.dataset import DataConfig, build_dataset
 from sap_viz.data.package_files import read_json
 from sap_viz.data.responses import AnswerConfig, answer_ids_for, assign_refusals, generate_answers, refusal_halves, steering_prompts
+from sap_viz.errors import RecipeError
 from sap_viz.method.answer_check import AnswerCheck, answer_states, calibrate, fit_answer_check
 from sap_viz.model.features import hidden_states_multi
 from sap_viz.model.loading import LoadedModel
@@ -99,15 +101,15 @@ def fit_answer_check_for(lm: LoadedModel, cfg: AnswerCheckConfig = AnswerCheckCo
     layers = list(cfg.layers)
     train_bad, train_good = _states(lm, bad, layers), _states(lm, good, layers)
     v_bad, v_good = _states(lm, val_bad, layers), _states(lm, val_good, layers)
-    from sklearn.metrics import roc_auc_score
-
     rows, best = [], None
     for layer in layers:
         check = fit_answer_check(train_bad[layer], train_good[layer], layer, cfg.c, cfg.seed)
         sb = [check.answer_score(s) for s in v_bad[layer]]
         sg = [check.answer_score(s) for s in v_good[layer]]
         calibrate(check, sg, cfg.max_false_alarms)
-        auc = float(roc_auc_score([0] * len(sg) + [1] * len(sb), sg + sb))
+        auc = auroc([0] * len(sg) + [1] * len(sb), sg + sb)
+        if auc is None:
+            raise RecipeError("the answer check's validation needs harmful and harmless answers; one side is empty")
         row = {"layer": layer, "val_auroc": round(auc, 4), "threshold": round(check.threshold, 4),
                "val_recall": round(sum(check.flags(s) for s in sb) / len(sb), 4),
                "val_false_alarms": round(sum(check.flags(s) for s in sg) / len(sg), 4)}

@@ -29,7 +29,7 @@ from sap_viz.data.responses import (
     steering_prompts,
 )
 from sap_viz.errors import UserError
-from sap_viz.method.artifact import STEERING_DIR, PolytopeFileError, load_polytope, save_steering
+from sap_viz.method.artifact import STEERING_DIR, PolytopeFileError, load_for_model, load_polytope, save_steering
 from sap_viz.method.configs import SteeringPartConfig
 from sap_viz.method.polytope import SafetyPolytope
 from sap_viz.method.training import TrainConfig, train_polytope
@@ -92,7 +92,7 @@ def compatible_steering_part(lm: LoadedModel, detection_layer: int, source: Path
     if not folder.is_dir():
         return None
     try:
-        part = load_polytope(folder, lm.hidden_size, lm.num_layers, lm.fingerprint, strict_fingerprint=True)
+        part = load_for_model(folder, lm, keep=True)
     except PolytopeFileError:
         return None
     return folder if int(part.meta["layer"]) <= detection_layer else None

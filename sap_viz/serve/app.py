@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sap_viz import __version__, strict_json
 from sap_viz.errors import UserError
+from sap_viz.method.request_settings import DEFAULT_MODE
 from sap_viz.serve import API_KEY_ENV
 from sap_viz.serve.engine import ChatEngine, Completion
 from sap_viz.serve.errors import ApiError, bad_request
@@ -51,8 +52,8 @@ class ServeConfig:
     polytope_name: str
     api_key: str | None = None
     max_waiting: int = 8
-    default_mode: str = "steer"
-    default_max_tokens: int | None = None  # None: the server's limit (SAP_VIZ_MAX_NEW_TOKENS)
+    default_mode: str = DEFAULT_MODE
+    default_max_tokens: int | None = None  # None: the request settings' default, within the limit SAP_VIZ_MAX_NEW_TOKENS
     body_timeout_s: float = BODY_TIMEOUT_S
 
 
@@ -269,7 +270,8 @@ def create_app(engine: ChatEngine, config: ServeConfig) -> FastAPI:
                            "model", "model_not_found")
         return model_card()
 
-    @v1.post("/chat/completions", openapi_extra=chat_openapi(config.model_name, engine.limits.max_new_tokens))
+    @v1.post("/chat/completions", openapi_extra=chat_openapi(config.model_name, engine.limits.max_new_tokens,
+                                                                        config.default_mode, config.default_max_tokens))
     async def chat_completions(request: Request):
         return await endpoint(request)
 

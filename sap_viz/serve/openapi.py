@@ -8,8 +8,16 @@ settings equal to ``RequestSettings``. The server does not publish it (``openapi
 
 from __future__ import annotations
 
-from sap_viz.method.request_settings import MAX_REFUSAL_CHARS, MODES, POSITIONS, STEERINGS, STRENGTH_MAX
-from sap_viz.serve.schemas import MAX_MESSAGES, MAX_STOP, MAX_STOP_CHARS, ROLES
+from sap_viz.method.request_settings import (
+    MAX_REFUSAL_CHARS,
+    MODES,
+    POSITIONS,
+    STEERINGS,
+    STRENGTH_MAX,
+    default,
+    help_text,
+)
+from sap_viz.serve.schemas import MAX_MESSAGES, MAX_STOP, MAX_STOP_CHARS, ROLES, server_max_tokens
 from sap_viz.settings import Limits
 
 _NUMBER = {"type": "number"}
@@ -22,7 +30,7 @@ _MESSAGE = {
 }
 
 #: The settings under ``"sap"`` (RequestSettings by name, less those OpenAI already names, plus ``tokens``).
-SAP_SETTINGS = {
+_SAP_SCHEMAS = {
     "mode": {"enum": list(MODES)},
     "steering": {"enum": list(STEERINGS)},
     "strength": {"type": "number", "minimum": 0, "maximum": STRENGTH_MAX},
@@ -40,10 +48,22 @@ SAP_SETTINGS = {
     "tokens": {"type": "boolean"},
 }
 
+#: The settings under ``"sap"`` (RequestSettings by name, less those OpenAI already names, plus ``tokens``), each with the
+#: help text and default every front end shows.
+SAP_SETTINGS = {name: schema if name == "tokens" else {**schema, "description": help_text(name, with_default=False),
+                                                       **({} if default(name) is None else {"default": default(name)})}
+                for name, schema in _SAP_SCHEMAS.items()}
 
-def chat_request_schema(model_name: str, max_new_tokens: int) -> dict:
-    """What ``parse_chat_request`` accepts (a valid body may still be refused for a reason no schema can state)."""
-    count = {"type": "integer", "minimum": 1, "maximum": max_new_tokens}
+
+def chat_request_schema(model_name: str, max_new_tokens: int, default_mode: str | None = None,
+                        default_max_tokens: int | None = None) -> dict:
+    """What ``parse_chat_request`` accepts (a valid body may still be refused for a reason no schema can state), with the
+    server's defaults: the request settings' own unless ``sap-viz serve`` set others."""
+    count = {"type": "integer", "minimum": 1, "maximum": max_new_tokens,
+             "default": server_max_tokens(max_new_tokens, default_max_tokens)}
+    sap = dict(SAP_SETTINGS)
+    if default_mode is not None:
+        sap["mode"] = {**sap["mode"], "default": default_mode}
     return {
         "type": "object", "required": ["model", "messages"], "additionalProperties": False,
         "properties": {
@@ -59,16 +79,18 @@ def chat_request_schema(model_name: str, max_new_tokens: int) -> dict:
             "stream": {"type": "boolean"},
             "stream_options": {"type": "object", "additionalProperties": False, "properties": {"include_usage": {"type": "boolean"}}},
             "n": {"const": 1},
-            "sap": {"type": "object", "additionalProperties": False, "properties": SAP_SETTINGS},
+            "sap": {"type": "object", "additionalProperties": False, "properties": sap},
             "user": {"type": "string"},
         },
     }
 
 
-def chat_openapi(model_name: str, max_new_tokens: int) -> dict:
+def chat_openapi(model_name: str, max_new_tokens: int, default_mode: str | None = None,
+                 default_max_tokens: int | None = None) -> dict:
     """``openapi_extra`` of the chat-completions route: its body and its answers."""
+    schema = chat_request_schema(model_name, max_new_tokens, default_mode, default_max_tokens)
     return {
-        "requestBody": {"required": True, "content": {"application/json": {"schema": chat_request_schema(model_name, max_new_tokens)}}},
+        "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}},
         "responses": {
             "200": {"description": "the answer (JSON), or server-sent events when stream is true",
                     "content": {"application/json": {"schema": {"type": "object"}}, "text/event-stream": {"schema": {"type": "string"}}}},

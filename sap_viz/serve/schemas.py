@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sap_viz.method.request_configs import build_configs
-from sap_viz.method.request_settings import RequestSettings, SettingsError
+from sap_viz.method.request_settings import DEFAULT_MAX_NEW_TOKENS, DEFAULT_MODE, RequestSettings, SettingsError
 from sap_viz.model.prompts import clean_text
 from sap_viz.serve.conversation import Turn
 from sap_viz.serve.errors import ApiError, bad_request
@@ -224,7 +224,12 @@ def check_body(body: Any, known: set[str]) -> dict:
     return body
 
 
-def parse_chat_request(body: Any, served_model: str, limits: Limits, default_mode: str = "steer",
+def server_max_tokens(limit: int, default_max_tokens: int | None = None) -> int:
+    """The answer length of a request that sets none: the server's own default, else the request setting's, within the limit."""
+    return default_max_tokens if default_max_tokens is not None else min(DEFAULT_MAX_NEW_TOKENS, limit)
+
+
+def parse_chat_request(body: Any, served_model: str, limits: Limits, default_mode: str = DEFAULT_MODE,
                        default_max_tokens: int | None = None) -> ChatRequest:
     """Check a parsed JSON body; raises ApiError (400, or 404 for another model) naming the field."""
     body = check_body(body, KNOWN)
@@ -251,7 +256,7 @@ def parse_chat_request(body: Any, served_model: str, limits: Limits, default_mod
     tokens = sap.pop("tokens", False)
     if not isinstance(tokens, bool):
         raise bad_request(f"sap.tokens must be true or false, got {tokens!r}", "sap.tokens")
-    max_tokens = _max_tokens(body, limits, default_max_tokens or limits.max_new_tokens)
+    max_tokens = _max_tokens(body, limits, server_max_tokens(limits.max_new_tokens, default_max_tokens))
     settings = _settings(body, sap, limits, default_mode, max_tokens)
     return ChatRequest(model=model, history=tuple(history), prompt=prompt, settings=settings, stop=_stop(body.get("stop")),
                        stream=bool(stream), include_usage=bool((options or {}).get("include_usage")), tokens=tokens,

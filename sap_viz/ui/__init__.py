@@ -16,6 +16,7 @@ import time
 import gradio as gr
 
 from sap_viz.app_state.workbench import Workbench
+from sap_viz.env import env_bool, env_float
 from sap_viz.settings import get_limits
 from sap_viz.ui.app import build_app, launch_kwargs
 
@@ -35,6 +36,7 @@ def _background_warm_up(wb: Workbench, build_map: bool) -> None:
     threading.Thread(target=work, name="sap-viz-warm-up", daemon=True).start()
 
 
+MAP_WARMUP_ENV = "SAP_VIZ_MAP_WARMUP"  # 0/false: build the training map when a tab first needs it, not at start
 EXAMPLE_WAIT_ENV = "SAP_VIZ_EXAMPLE_WAIT_S"  # how long the first start waits for the worked example (default 180 s)
 
 
@@ -43,8 +45,7 @@ def _worked_example(wb: Workbench) -> None:
     cache on later ones), so the page is served with it; past the wait it is finished in the background and shown then."""
     if wb.artifact is None:
         return
-    raw = os.environ.get(EXAMPLE_WAIT_ENV, "").strip()
-    wait = float(raw) if raw.replace(".", "", 1).isdigit() else 180.0
+    wait = env_float(EXAMPLE_WAIT_ENV, 180.0, minimum=0.0)
     t0 = time.monotonic()
     found = wb.examples.wait(wb.artifact, timeout=wait) if wait > 0 else None
     if found is None:
@@ -60,7 +61,7 @@ def create(wb: Workbench | None = None) -> gr.Blocks:
     """
     get_limits()  # a bad SAP_VIZ_MAX_* value stops the app here, before the model loads
     wb = wb or Workbench.from_env()
-    _background_warm_up(wb, os.environ.get("SAP_VIZ_MAP_WARMUP", "1") != "0")
+    _background_warm_up(wb, env_bool(MAP_WARMUP_ENV, True))
     _worked_example(wb)
     demo = build_app(wb)
     demo.queue(default_concurrency_limit=1, max_size=64)

@@ -227,7 +227,8 @@ def register(wb: Workbench) -> None:
     """
 
     @guarded
-    def generate(prompt: str, mode: str = "steer", strength: float = DEFAULT_STRENGTH, max_new_tokens: int = 40, seed: int = 0,
+    def generate(prompt: str, mode: str = request_settings.DEFAULT_MODE, strength: float = DEFAULT_STRENGTH,
+                 max_new_tokens: int = request_settings.DEFAULT_MAX_NEW_TOKENS, seed: int = request_settings.default("seed"),
                  settings: dict | None = None, request: gr.Request = None) -> dict:
         """Generate unsteered and with the chosen intervention (monitor | steer | refuse); per-token facet violations for both.
 

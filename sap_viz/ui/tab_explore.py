@@ -13,7 +13,7 @@ from sap_viz.app_state.workbench import Workbench
 from sap_viz.app_state.worked_examples import read_examples
 from sap_viz.errors import WorkbenchError
 from sap_viz.method.generation_results import Comparison, GenerationResult
-from sap_viz.method.request_settings import STRENGTH_MAX
+from sap_viz.method.request_settings import DEFAULT_MAX_NEW_TOKENS, DEFAULT_MODE, STRENGTH_MAX, default, help_text
 from sap_viz.ui import plots, render
 from sap_viz.ui.api import DEFAULT_STRENGTH, guarded, make_configs
 from sap_viz.ui.common import PRIVATE, Files, frame, page_state, session_bench
@@ -22,6 +22,7 @@ NO_STEERING_PART = ("Steer is unavailable for this polytope: it has no steering 
                     "that Steer needs). Polytopes trained here get the shipped part when it fits (same model, layer 16 or "
                     "later); otherwise add one with `python -m sap_viz train-steering --polytope DIR`. Monitor and Refusal "
                     "fallback work as before.")
+ANTI_REPEAT = default("anti_repeat")  # the checkbox turns the request setting's n-gram size on or off
 MODE_CHOICES = [("Monitor only", "monitor"), ("Safe Flow steering", "steer"), ("Refusal fallback", "refuse")]
 STREAM_INTERVAL_S = 0.2
 WAITING = "(waiting for the unsteered run…)"
@@ -126,7 +127,7 @@ class ExploreHandlers:
                      anti_repeat: bool = True, fallback: bool = True):
         """Stream the unsteered answer, then the intervened one, then everything derived from the comparison."""
         wb = session_bench(self.wb, request)
-        extra = {"anti_repeat": 3 if anti_repeat else 0, "fallback": bool(fallback)}
+        extra = {"anti_repeat": ANTI_REPEAT if anti_repeat else 0, "fallback": bool(fallback)}
         gen, cfg = make_configs(mode, strength, max_new, limits=wb.limits, extra=extra)
         if cfg.mode == "steer" and wb.require_artifact().steering is None:
             raise WorkbenchError(NO_STEERING_PART)
@@ -386,17 +387,19 @@ def build_explore_tab(wb: Workbench, files: Files, last_cmp: gr.State) -> Explor
                             label="Examples (safe, harmful, scary-but-safe, jailbreak-wrapped)",
                             example_labels=[e["label"] for e in examples], examples_per_page=len(examples), elem_id="examples")
             with gr.Column(scale=2):
-                mode = gr.Radio(MODE_CHOICES, value="steer", label="Intervention", elem_id="mode")
+                mode = gr.Radio(MODE_CHOICES, value=DEFAULT_MODE, label="Intervention", info=help_text("mode", False),
+                                elem_id="mode")
                 strength = gr.Slider(0.0, STRENGTH_MAX, value=DEFAULT_STRENGTH, step=0.5,
                                      label="Steering strength (how far inside the steering polytope to move)",
                                      info="0 = no move; above 10 answers no longer change (measured)", elem_id="strength")
-                max_new = gr.Slider(min(8, lim.max_new_tokens), min(128, lim.max_new_tokens), value=min(40, lim.max_new_tokens),
-                                    step=1, label="Max new tokens", elem_id="max-new")
+                max_new = gr.Slider(min(8, lim.max_new_tokens), min(128, lim.max_new_tokens),
+                                    value=min(DEFAULT_MAX_NEW_TOKENS, lim.max_new_tokens), step=1, label="Max new tokens",
+                                    info=help_text("max_new_tokens", False), elem_id="max-new")
                 with gr.Accordion("Steering options", open=False, elem_id="steer-options"):
-                    anti_repeat = gr.Checkbox(True, label="Anti-repeat: a steered answer may not repeat any 3 tokens in a row",
-                                              info="steered answers only, their own tokens only; off: about half of them loop",
-                                              elem_id="anti-repeat")
-                    fallback = gr.Checkbox(True, label="Refuse when steering did not contain the answer",
+                    anti_repeat = gr.Checkbox(ANTI_REPEAT > 0, elem_id="anti-repeat",
+                                              label=f"Anti-repeat: a steered answer may not repeat any {ANTI_REPEAT} tokens in a row",
+                                              info="steered answers only, their own tokens only; off: about half of them loop")
+                    fallback = gr.Checkbox(default("fallback"), label="Refuse when steering did not contain the answer",
                                            info="the answer check re-reads the steered answer; still harmful → the refusal text",
                                            elem_id="fallback")
                 with gr.Row():

@@ -1,13 +1,23 @@
 import json
 import pickle
 import threading
+from types import SimpleNamespace
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
 from sap_viz.analysis.facet_labels import label_facet
-from sap_viz.method.artifact import FACETS_FILE, META_FILE, TENSORS_FILE, PolytopeFileError, load_polytope, read_facets, save_polytope
+from sap_viz.method.artifact import (
+    FACETS_FILE,
+    META_FILE,
+    TENSORS_FILE,
+    PolytopeFileError,
+    load_for_model,
+    load_polytope,
+    read_facets,
+    save_polytope,
+)
 from sap_viz.method.polytope import SafetyPolytope
 
 D, K, F = 16, 3, 24
@@ -110,3 +120,15 @@ def test_label_history_and_concurrent_writers(tmp_path):
     with pytest.raises(ValueError, match="empty"):
         label_facet(path, 0, "   ")
     json.loads((path / FACETS_FILE).read_text())  # still valid JSON
+
+
+def test_load_for_model_warns_on_other_weights_unless_the_polytope_is_kept(tmp_path):
+    path, _ = make_dir(tmp_path)
+    same = SimpleNamespace(hidden_size=D, num_layers=4, fingerprint="abc")
+    other = SimpleNamespace(hidden_size=D, num_layers=4, fingerprint="other")
+    assert load_for_model(path, same).warnings == [] and load_for_model(path, same, keep=True).warnings == []
+    assert any("fingerprint" in w for w in load_for_model(path, other).warnings)  # read and used: a warning
+    with pytest.raises(PolytopeFileError, match="fingerprint"):
+        load_for_model(path, other, keep=True)  # kept (an upload, a copied steering part): refused
+    with pytest.raises(PolytopeFileError, match="hidden size 16"):
+        load_for_model(path, SimpleNamespace(hidden_size=32, num_layers=4, fingerprint="abc"))  # sizes: never a warning

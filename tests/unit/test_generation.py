@@ -129,7 +129,8 @@ def test_refusal_emits_exactly_the_refusal_text(lm, art):
 
 def test_refusal_after_a_later_violation(lm):
     # A facet that fires on no prompt token but on a generated one: the text before it is the model's own.
-    base = generate_one(lm, separating_artifact(lm, 2, BAD, GOOD), GOOD, GenerationConfig(max_new_tokens=8))
+    base = generate_one(lm, separating_artifact(lm, 2, BAD, GOOD), GOOD, GenerationConfig(max_new_tokens=8),
+                         InterventionConfig(mode="monitor"))
     states = [t for t in base.tokens if t.violations is not None]
     assert len(states) > base.prompt_len
     art = separating_artifact(lm, 2, BAD, GOOD)

@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "sap_viz"
 #: Lowest first. A module may import its own subpackage (without a cycle) and any lower layer, never a higher one.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors",),
-    ("settings", "files", "jsonl", "strict_json", "tables"),
+    ("env", "settings", "files", "jsonl", "strict_json", "tables"),
     ("model",),
     ("data",),
     ("method",),
