@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from sap_viz.data.rubric_labels import apply_rubric_labels
-from sap_viz.data.schema import DATASET_COLUMNS, SOURCE_COLUMNS, SPLIT_KEY, SPLITS
+from sap_viz.data.schema import CONTROL_ROWS, CONTROL_SEED, DATASET_COLUMNS, SOURCE_COLUMNS, SPLIT_KEY, SPLITS
+from sap_viz.data.sharegpt import load_sharegpt
 from sap_viz.data.sources import CONTRAST_FILE, DEFAULT_SOURCES, SOURCE_NAMES, load_source
 from sap_viz.data.sources import clear_cache as clear_source_cache
 from sap_viz.data.text import normalise_text
@@ -32,6 +33,9 @@ __all__ = [
     "dataset_fingerprint",
     "dataset_provenance",
     "load_eval_prompts",
+    "held_out_ordinary",
+    "CONTROL_ROWS",
+    "CONTROL_SEED",
     "split_summary",
 ]
 
@@ -314,14 +318,29 @@ def dataset_fingerprint(df: pd.DataFrame) -> str:
     return h.hexdigest()[:16]
 
 
+def held_out_ordinary(training: pd.DataFrame, start: int, stop: int, seed: int = CONTROL_SEED) -> list[str]:
+    """ShareGPT first turns in no split of ``training``: draws ``start:stop`` of the order ``seed`` draws them in,
+    returned in the source's order (empty when the pool is smaller than ``start``).
+
+    Why one function: the verdict's control set takes draws ``0:CONTROL_ROWS``, and the steering evaluation's
+    ordinary prompts come after them, so calibration and evaluation never share a prompt.
+    """
+    used = set(training["text"])
+    pool = [t for t in load_sharegpt(None)["text"] if t not in used]
+    drawn = np.random.default_rng(seed).permutation(len(pool))[start:stop]
+    return [pool[i] for i in sorted(drawn)]
+
+
 def load_eval_prompts(cfg: DataConfig = DataConfig(), limit: int | None = 50
                       ) -> dict[str, list[str]]:
     """Small held-out prompt sets for generation / steering evaluation.
 
     ``harmful``: unsafe rows of the OOD split (default: HarmBench standard behaviours, no
     copyright / contextual), falling back to unsafe test rows if there are no OOD sources;
-    ``benign``: safe plain test rows; ``over_refusal``: safe over-refusal test rows. Each
-    set is a seeded subset of at most ``limit`` prompts (None = all), in table order.
+    ``benign``: safe plain test rows, or, for a table with none (the default one: its safe side is all curated),
+    ordinary ShareGPT prompts held out from it and from the verdict's control set (:func:`held_out_ordinary`);
+    ``over_refusal``: safe over-refusal test rows. Each set is a seeded subset of at most ``limit`` prompts
+    (None = all), in table order.
     """
     df = build_dataset(cfg)
     harmful = df[(df["split"] == "ood") & (df["label"] == "unsafe")]
@@ -336,6 +355,8 @@ def load_eval_prompts(cfg: DataConfig = DataConfig(), limit: int | None = 50
     out: dict[str, list[str]] = {}
     for name, sub in sets.items():
         texts = sub["text"].tolist()
+        if name == "benign" and not texts:
+            texts = held_out_ordinary(df, CONTROL_ROWS, CONTROL_ROWS + (limit or 500))
         if limit is not None and len(texts) > limit:
             rng = np.random.default_rng([cfg.seed, _stable_int("eval", name)])
             idx = sorted(rng.choice(len(texts), size=limit, replace=False).tolist())

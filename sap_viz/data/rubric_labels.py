@@ -51,6 +51,11 @@ def rubric_labels() -> dict[str, dict]:
     return out
 
 
+#: Sources written to the rubric's categories: each unsafe row carries its category in the source's own files, so
+#: no relabelling entry is needed (``category_source`` stays "inherited": the category is the source's own).
+WRITTEN_TO_RUBRIC = ("contrast_v2",)
+
+
 def apply_rubric_labels(df: pd.DataFrame) -> pd.DataFrame:
     """Copy of ``df`` with ``category`` replaced by the rubric label where one exists (unsafe rows only).
 
@@ -76,7 +81,7 @@ def _check() -> int:
     labels = rubric_labels()
     missing = []
     for name in DEFAULT_SOURCES:
-        if name == "sharegpt":  # safe only
+        if name == "sharegpt" or name in WRITTEN_TO_RUBRIC:  # safe only, or labelled as written
             continue
         f = load_source(name)
         for text in f.loc[f["label"] == "unsafe", "text"]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sap_viz.data.schema import CONTROL_ROWS, CONTROL_SEED
 from sap_viz.errors import UserError
 
 #: Share of validation safe prompts the trained boundary flags (the shipped polytope's operating point).
@@ -131,8 +132,8 @@ class SteeringPartConfig:
 
 @dataclass(frozen=True)
 class VerdictCalibrationConfig:
-    control_rows: int = 1000  # held-out ShareGPT first turns
-    seed: int = 0
+    control_rows: int = CONTROL_ROWS  # held-out ShareGPT first turns (data.dataset.held_out_ordinary)
+    seed: int = CONTROL_SEED
     target_fpr: float = 0.05  # the share of the control set the boundary flags
     band_fprs: tuple[float, float] = (0.10, 0.02)  # the borderline band: between the boundaries at these rates
 

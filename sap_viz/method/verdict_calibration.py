@@ -22,8 +22,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from sap_viz.data.dataset import build_dataset, dataset_fingerprint
-from sap_viz.data.sharegpt import load_sharegpt
+from sap_viz.data.dataset import build_dataset, dataset_fingerprint, held_out_ordinary
 from sap_viz.errors import UserError
 from sap_viz.files import now
 from sap_viz.method.artifact import PolytopeArtifact, update_meta
@@ -38,12 +37,10 @@ __all__ = ["calibrate_verdict", "control_prompts", "store_verdict_calibration"]
 def control_prompts(n: int, seed: int = 0, training: pd.DataFrame | None = None) -> tuple[list[str], str]:
     """``n`` ShareGPT first turns that are not in the training table (every split), and that table's fingerprint."""
     training = build_dataset() if training is None else training
-    used = set(training["text"])
-    pool = [t for t in load_sharegpt(None)["text"] if t not in used]
-    if len(pool) < n:
-        raise UserError(f"only {len(pool)} held-out ShareGPT rows, asked for {n}", param="--control-rows")
-    rng = np.random.default_rng(seed)
-    return [pool[i] for i in sorted(rng.permutation(len(pool))[:n])], dataset_fingerprint(training)
+    texts = held_out_ordinary(training, 0, n, seed)
+    if len(texts) < n:
+        raise UserError(f"only {len(texts)} held-out ShareGPT rows, asked for {n}", param="--control-rows")
+    return texts, dataset_fingerprint(training)
 
 
 def _span_offset(art: PolytopeArtifact) -> float | None:

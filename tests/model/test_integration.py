@@ -61,7 +61,9 @@ def test_shipped_polytope_matches_embedded_model(shipped, embedded_lm):
     recomputed = detection_metrics((sample["label"] == "unsafe").to_numpy(), scores)["auroc"]
     assert recomputed >= AUROC_FLOOR
     assert recomputed == pytest.approx(stored["auroc"], abs=AUROC_TOLERANCE)
-    assert stored["auroc"] > 0.95
+    # 0.95 before the detection rebuild; since contrast_v2 joined the table its test split holds look-alikes of every
+    # XSTest kind, and the rebuilt polytope scores 0.947 there while the held-out sets rose (docs/research/detection_report.md)
+    assert stored["auroc"] > 0.94
 
 
 def test_scores_obvious_prompts(shipped, embedded_lm):

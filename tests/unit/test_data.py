@@ -171,13 +171,23 @@ def test_balance(dataset: pd.DataFrame) -> None:
     ind = dataset[dataset["split"] != "ood"]
     counts = ind["label"].value_counts()
     assert counts["safe"] == counts["unsafe"]
-    # curated hard negatives and ShareGPT's scary-word prompts are kept before the bulk pool
-    curated = ind[ind["source"].isin(["rho_overrefusal", "aplomb"]) & (ind["subset"] == "over_refusal")]
-    assert len(curated) == 170
-    scary = ind[(ind["source"] == "sharegpt") & (ind["subset"] == "over_refusal")]
-    assert len(scary) > 100 and scary["text"].str.contains(SCARY_BUT_COMMON).all()
+    # curated safe rows (twins, over-refusal, other curated) fill the safe side before the bulk ShareGPT pool:
+    # all of them when they are fewer than the unsafe rows, else no bulk row at all (the default table since
+    # contrast_v2 joined it)
+    def curated(frame: pd.DataFrame) -> pd.DataFrame:
+        safe = frame[(frame["label"] == "safe") & (frame["split"] != "ood")]
+        return safe[(safe["subset"] != "plain") | (safe["source"] != "sharegpt")]
+
     unbalanced = build_dataset(DataConfig(balance=False))
     assert len(unbalanced) > len(dataset)
+    bulk = ind[(ind["label"] == "safe") & (ind["source"] == "sharegpt") & (ind["subset"] == "plain")]
+    if len(curated(unbalanced)) >= counts["unsafe"]:
+        assert bulk.empty and len(curated(dataset)) == counts["safe"]
+    else:
+        assert len(curated(dataset)) == len(curated(unbalanced))
+    assert (ind["subset"] == "twin").sum() == 300  # every twin pair is kept
+    scary = ind[(ind["source"] == "sharegpt") & (ind["subset"] == "over_refusal")]
+    assert len(scary) > 100 and scary["text"].str.contains(SCARY_BUT_COMMON).all()
 
 
 def test_safe_side_is_length_matched_to_unsafe(dataset: pd.DataFrame) -> None:

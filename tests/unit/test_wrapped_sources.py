@@ -65,8 +65,9 @@ def test_extended_table_moves_no_curated_row(extended: pd.DataFrame) -> None:
     default = build_dataset()
     both = default.merge(extended, on="text", suffixes=("", "_ext"))
     moved = both[both["split"] != both["split_ext"]]
-    # only the ShareGPT pool is redrawn (balancing takes more safe rows once more unsafe rows come in)
-    assert set(moved["source"]) <= {"sharegpt"}
+    # only safe rows are redrawn: balancing takes more safe rows once more unsafe rows come in, and since the default
+    # table's safe side is itself drawn from a larger curated pool (contrast_v2), a drawn stratum can re-split
+    assert (moved["label"] == "safe").all() and (moved["label_ext"] == "safe").all()
     assert len(both) > 0.99 * len(default)
     assert set(extended["source"]) == set(EXTENDED.sources)
 
@@ -152,10 +153,11 @@ def test_split_follows_the_inner_request(extended: pd.DataFrame, wrapped: pd.Dat
     own = {normalise_text(t): s for t, s, src in zip(extended["text"], extended["split"], extended["source"], strict=True)
            if src != "wild_wrapped"}
     rows = extended[extended["source"] == "wild_wrapped"]
-    assert len(rows) == 2 * WRAPPED_PER_LABEL
+    # every unsafe wrapped row is kept; the safe ones are drawn with the rest of the curated safe pool
+    assert (rows["label"] == "unsafe").sum() == WRAPPED_PER_LABEL and len(rows) <= 2 * WRAPPED_PER_LABEL
     pairs = [(s, own.get(normalise_text(inner_of[t]))) for t, s in zip(rows["text"], rows["split"], strict=True)]
     present = [(a, b) for a, b in pairs if b is not None]
-    assert len(present) > 500 and all(a == b for a, b in present)
+    assert len(present) > 0.8 * len(rows) and all(a == b for a, b in present)
     assert {a for a, _ in present} >= {"train", "val", "test"}
 
 
