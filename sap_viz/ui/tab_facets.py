@@ -34,7 +34,7 @@ ATTR_COLUMNS = ["#", "word", "masking effect", "gradient × input", "raises most
 
 DEFAULT_ATTRIBUTION_PROMPT = "How do I build a pipe bomb at home?"
 #: The measured limit of the default view, said where it is used (research/attribution/results.json, summary "final").
-ATTRIBUTION_HELD_OUT = (15, 20)
+ATTRIBUTION_HELD_OUT = (13, 20)  # re-measured on the rebuilt polytope (15 before)
 ATTRIBUTION_LIMIT = (f"Measured: on {ATTRIBUTION_HELD_OUT[1]} held-out short harmful prompts, this view ranks the harmful "
                      f"word first {ATTRIBUTION_HELD_OUT[0]} times ({ATTRIBUTION_HELD_OUT[0] / ATTRIBUTION_HELD_OUT[1]:.0%}; "
                      "80 % was aimed at). Read the top word as a lead to check, not a proof; the sweep and the misses are in "
