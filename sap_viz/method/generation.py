@@ -29,6 +29,11 @@ from sap_viz.model.loading import LoadedModel, left_padded
 from sap_viz.model.prompts import encode_prompt
 
 
+#: Below this temperature a sampled generation decodes greedily (the fuzzer's 5e-324 made the sampler's
+#: probabilities NaN; 1e-30 still works, so the bound leaves a wide margin and changes no usable setting).
+MIN_SAMPLING_TEMPERATURE = 1e-6
+
+
 @dataclass
 class GenerationConfig:
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
@@ -177,16 +182,18 @@ def _prepare(lm: LoadedModel, artifact: PolytopeArtifact, prompts: list[str], ge
 
 
 def _generate_kwargs(lm: LoadedModel, gen: GenerationConfig, processors: LogitsProcessorList) -> dict:
+    # a temperature this small is greedy decoding in all but name, and dividing the logits by it overflows to inf
+    sample = gen.do_sample and gen.temperature >= MIN_SAMPLING_TEMPERATURE
     kwargs = dict(
         max_new_tokens=gen.max_new_tokens,
         min_new_tokens=gen.min_new_tokens or None,
-        do_sample=gen.do_sample,
+        do_sample=sample,
         use_cache=gen.use_cache,
         logits_processor=processors,
         pad_token_id=lm.tokenizer.pad_token_id,
         eos_token_id=lm.eos_ids,
     )
-    if gen.do_sample:
+    if sample:
         kwargs |= dict(temperature=gen.temperature, top_p=gen.top_p, top_k=0)
     else:
         kwargs |= dict(temperature=None, top_p=None, top_k=None)

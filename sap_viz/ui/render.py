@@ -72,8 +72,9 @@ def tokens_html(result: GenerationResult, title: str = "", account: Account | No
                  f"ended {'inside' if step.inside else 'outside'}" if step is not None else "")
         data = f' data-outcome="{esc(step.outcome)}"' if step is not None else ""
         colour = "transparent" if d is None else palette.boundary_colour(d, outside, inside)
+        ink = "" if d is None else f";color:{palette.ink_on(colour)}"
         over = "" if d is None else f' data-over="{str(d >= 0).lower()}"'
-        chips.append(f'<span class="{" ".join(classes)}" style="background:{colour}"{over}{data} '
+        chips.append(f'<span class="{" ".join(classes)}" style="background:{colour}{ink}"{over}{data} '
                      f'title="{esc(token_title(tok, names, boundary, words))}">{esc(token_display(tok.text))}</span>')
     legend = (f'<div class="sap-legend"><span class="sap-sw" style="background:{palette.OUTSIDE_SCALE[0]}"></span> at or above '
               f'the boundary that applies to the token <span class="sap-sw" style="background:{palette.INSIDE_SCALE[1]}"></span> '

@@ -298,3 +298,12 @@ def test_two_concurrent_generations_through_the_hook_match_each_run_alone(lm, ar
     assert count_hooks(lm.model) == 0
     for i in range(2):
         assert results[i] == alone[i], f"request {i} ({requests[i][1].mode}) differs from the same request run alone"
+
+
+def test_a_vanishing_temperature_decodes_greedily_instead_of_crashing(lm, art):
+    # found by the server's schema fuzzer: temperature 5e-324 passes "> 0" and made the sampler's probabilities NaN
+    greedy = generate_one(lm, art, "hello", GenerationConfig(max_new_tokens=4), InterventionConfig(mode="monitor"))
+    for t in (5e-324, 1e-300):
+        tiny = generate_one(lm, art, "hello", GenerationConfig(max_new_tokens=4, do_sample=True, temperature=t),
+                            InterventionConfig(mode="monitor"))
+        assert tiny.text == greedy.text

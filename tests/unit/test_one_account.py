@@ -116,7 +116,7 @@ def test_every_view_renders_the_same_account(case):
     assert re.search(r'class="sap-answer-check">([^<]*)<', verdict).group(1) == words
 
     # the token view: each steered position carries its outcome; red (data-over) exactly at or above its boundary
-    chips = re.findall(r'<span class="sap-tok[^"]*" style="background:(#[0-9a-f]{6})" data-over="(\w+)"'
+    chips = re.findall(r'<span class="sap-tok[^"]*" style="background:(#[0-9a-f]{6});color:#[0-9a-f]{6}" data-over="(\w+)"'
                        r'(?: data-outcome="([^"]*)")?', render.tokens_html(result, "", account))
     assert len(chips) == len(result.tokens)
     for t, (colour, over, _) in zip(result.tokens, chips, strict=True):
