@@ -28,7 +28,6 @@ from sap_viz.model.hooks import capture_and_stop, residual_hook
 from sap_viz.model.loading import LoadedModel, left_padded
 from sap_viz.model.prompts import encode_prompt
 
-
 #: Below this temperature a sampled generation decodes greedily (the fuzzer's 5e-324 made the sampler's
 #: probabilities NaN; 1e-30 still works, so the bound leaves a wide margin and changes no usable setting).
 MIN_SAMPLING_TEMPERATURE = 1e-6
