@@ -112,17 +112,6 @@ def _meta(root: Path) -> dict:
     return json.loads((root / DEFAULT_POLYTOPE.relative_to(ROOT) / "polytope.json").read_text(encoding="utf-8"))
 
 
-def doc_headline(root: Path) -> str:
-    """Detection of the shipped polytope, SaP beside the two baselines on the same features (AUROC)."""
-    splits = _meta(root)["metrics"]["splits"]
-    names = {"val": "validation", "test": "test", "ood": "HarmBench (out of distribution)"}
-    rows = [{"split": names.get(split, split), "n": m["SaP"]["n"], "SaP AUROC": m["SaP"]["auroc"],
-             "SaP recall": m["SaP"]["recall"], "SaP FPR": m["SaP"]["fpr"],
-             "logistic probe AUROC": m["logistic probe"]["auroc"], "MLP AUROC": m["MLP"]["auroc"]}
-            for split, m in splits.items()]
-    return table(rows, list(rows[0]))
-
-
 def doc_metrics(root: Path) -> str:
     return metrics(root / DEFAULT_POLYTOPE.relative_to(ROOT))
 
@@ -350,7 +339,6 @@ DOC_TABLES: dict[str, Callable[[Path], str]] = {
     "verdict": doc_verdict,
     "detection_report": doc_detection_report,
     "detection_headline": doc_detection_headline,
-    "headline": doc_headline,
     "metrics": doc_metrics,
     "policy": doc_policy,
     "policy_compare": doc_policy_compare,

@@ -35,8 +35,6 @@ __all__ = [
     "dataset_provenance",
     "load_eval_prompts",
     "held_out_ordinary",
-    "CONTROL_ROWS",
-    "CONTROL_SEED",
     "split_summary",
 ]
 

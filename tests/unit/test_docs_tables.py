@@ -44,7 +44,7 @@ def test_every_generator_is_used_and_names_are_known():
 
 def test_a_drifted_number_is_caught():
     """The check can fail: a block whose body was edited by hand is rewritten to the source's value."""
-    text = "<!-- table:headline -->\n\n| split | SaP AUROC |\n|---|---|\n| test | 0.999 |\n\n<!-- /table:headline -->\n"
+    text = "<!-- table:metrics -->\n\n| split | SaP AUROC |\n|---|---|\n| test | 0.999 |\n\n<!-- /table:metrics -->\n"
     rebuilt = render(text, ROOT)
     assert rebuilt != text and "0.999" not in rebuilt
 
