@@ -1,17 +1,21 @@
-"""The answer check: is the text the model wrote harmful? Read from the answer's own tokens.
+"""The answer check: is the text the model wrote harmful? Read from the answer's own tokens, as they are written.
 
 Why a separate check: the detection polytope judges *requests*, and after steering the states it
 reads are the edited ones, inside by construction. Whether steering worked shows only in the answer.
-This check re-reads the finished answer teacher-forced after the chat-formatted prompt, with no
-hook attached, so it sees the text the model wrote, not the states steering moved, and scores every
-answer token's block-``layer`` state with a linear probe (standardised logistic regression) trained
-on answers: the model's own compliant answers to harmful training prompts and written complying
-answers (harmful) against written refusals, refusing answers and the model's answers to safe prompts
-(harmless). The answer's score is the mean token logit; it is flagged at or above ``threshold``,
-chosen on validation answers (``recipe/answer_check_fit.py``). The token logits are the answer
-rows of the app's heatmap.
+The check scores each answer token's block-``layer`` state with a linear probe (standardised logistic
+regression) trained on answers (``recipe/answer_check_fit.py``). It reads the states the generation already
+computes (``answer_reader.py``): a block's output at a new token depends only on the tokens, never on edits made at
+that block or above, so at a layer no deeper than the steering's it reads exactly what a fresh re-read would.
+It sees each answer token once the model has read it back, so the last token written is never scored.
 
-Stored in a polytope's ``steering/`` folder as ``answer_check.safetensors`` + ``answer_check.json``.
+The evidence rule: the check fires at the first token where the mean token logit over the last ``window`` tokens
+reaches ``threshold`` (``window`` None: the running mean over the whole answer, once ``MIN_TOKENS`` are read); an
+answer shorter than the window is judged on its mean when it ends. Needing several tokens of evidence is what lets
+a streaming check keep its false alarms low. The answer's score is the highest value the rule reaches
+(:func:`rule_score`); the token logits are the answer rows of the app's heatmap.
+
+Stored in a polytope's ``steering/`` folder as ``answer_check.safetensors`` + ``answer_check.json``. A file without
+a ``window`` (written before the rule existed) is read as "the mean over the finished answer", as it was calibrated.
 """
 
 from __future__ import annotations
@@ -31,6 +35,45 @@ from sap_viz.model.loading import LoadedModel
 
 CHECK_TENSORS = "answer_check.safetensors"
 CHECK_META = "answer_check.json"
+#: With ``window`` None, the running mean is judged once at least this many answer tokens are read.
+MIN_TOKENS = 8
+#: ``rule`` of a check file written before the streaming rule: the mean over the finished answer, judged at its end.
+WHOLE_ANSWER = "whole answer"
+WINDOW = "window"
+RUNNING_MEAN = "running mean"
+
+
+def rule_score(logits, window: int | None, rule: str = WINDOW) -> float | None:
+    """The highest value the evidence rule reaches over these token logits (it fires when this reaches the boundary).
+
+    ``rule`` WINDOW: the highest mean over ``window`` consecutive tokens (the mean, for fewer tokens); RUNNING_MEAN:
+    the highest running mean from ``MIN_TOKENS`` tokens on; WHOLE_ANSWER: the mean. None for no tokens.
+    """
+    x = np.asarray(logits, dtype=np.float64)
+    n = len(x)
+    if n == 0:
+        return None
+    if rule == WHOLE_ANSWER:
+        return float(x.mean())
+    if rule == RUNNING_MEAN:
+        if n <= MIN_TOKENS:
+            return float(x.mean())
+        return float((np.cumsum(x) / np.arange(1, n + 1))[MIN_TOKENS - 1:].max())
+    if window is None or n < window:
+        return float(x.mean())
+    c = np.concatenate([[0.0], np.cumsum(x)])
+    return float(((c[window:] - c[:-window]) / window).max())
+
+
+def fires_now(logits, window: int | None, rule: str, threshold: float) -> bool:
+    """Whether the rule fires on the token just read (the last of ``logits``), judging only evidence it has in full:
+    a window of ``window`` tokens, or a running mean over at least ``MIN_TOKENS``. Short answers are judged at the end."""
+    n = len(logits)
+    if rule == WINDOW and window is not None and n >= window:
+        return float(np.mean(logits[n - window:])) >= threshold
+    if rule == RUNNING_MEAN and n >= MIN_TOKENS:
+        return float(np.mean(logits)) >= threshold
+    return False
 
 
 @dataclass
@@ -40,8 +83,10 @@ class AnswerCheck:
     scale: torch.Tensor  # d
     weight: torch.Tensor  # d
     bias: float
-    threshold: float  # on the answer score (mean token logit)
+    threshold: float  # on the answer score (``rule_score``)
     meta: dict = field(default_factory=dict)
+    window: int | None = None  # tokens of evidence the rule needs (WINDOW); None with RUNNING_MEAN / WHOLE_ANSWER
+    rule: str = WHOLE_ANSWER
 
     def token_logits(self, states: torch.Tensor) -> torch.Tensor:
         """Per answer token (T × d → T): the probe's logit; > 0 leans harmful."""
@@ -49,14 +94,38 @@ class AnswerCheck:
         return z @ self.weight + self.bias
 
     def answer_score(self, states: torch.Tensor) -> float | None:
-        """Mean token logit over the answer (None for an empty answer)."""
-        return float(self.token_logits(states).mean()) if len(states) else None
+        """The rule's score over these answer-token states (None for an empty answer)."""
+        return self.score_logits(self.token_logits(states).tolist()) if len(states) else None
+
+    def score_logits(self, logits) -> float | None:
+        return rule_score(logits, self.window, self.rule)
+
+    def fires_now(self, logits) -> bool:
+        return fires_now(logits, self.window, self.rule, self.threshold)
+
+    def fired_at(self, logits) -> int | None:
+        """The answer token at which the rule fires over a finished answer's logits: the first in-stream firing, else
+        the last token when the answer ended short of the evidence the rule needs and its mean reaches the boundary."""
+        for n in range(1, len(logits) + 1):
+            if self.fires_now(logits[:n]):
+                return n - 1
+        if logits and self.flags(self.score_logits(logits)):
+            return len(logits) - 1
+        return None
 
     def flags(self, score: float | None) -> bool:
         return score is not None and score >= self.threshold
 
     def describe(self) -> dict:
-        return {"layer": self.layer, "threshold": round(self.threshold, 4), **self.meta}
+        return {"layer": self.layer, "threshold": round(self.threshold, 4), "rule": self.rule, "window": self.window, **self.meta}
+
+    @property
+    def rule_words(self) -> str:
+        if self.rule == WINDOW:
+            return f"the mean over any {self.window} answer tokens in a row"
+        if self.rule == RUNNING_MEAN:
+            return f"the running mean over the answer (from {MIN_TOKENS} tokens on)"
+        return "the mean over the finished answer"
 
     # -- files -----------------------------------------------------------------------------------------
 
@@ -64,7 +133,8 @@ class AnswerCheck:
         directory = Path(directory)
         tensors = {"mean": self.mean, "scale": self.scale, "weight": self.weight}
         save_tensors_atomic(directory / CHECK_TENSORS, {k: v.detach().float().cpu().contiguous() for k, v in tensors.items()})
-        write_json_atomic(directory / CHECK_META, {"layer": self.layer, "bias": self.bias, "threshold": self.threshold, **self.meta})
+        write_json_atomic(directory / CHECK_META, {"layer": self.layer, "bias": self.bias, "threshold": self.threshold,
+                                                   "rule": self.rule, "window": self.window, **self.meta})
 
     @classmethod
     def load(cls, directory: str | Path, hidden_size: int | None, num_layers: int | None) -> AnswerCheck | None:
@@ -92,20 +162,25 @@ class AnswerCheck:
             parts[name] = t.float()
         if not (parts["scale"] > 0).all() or len({len(t) for t in parts.values()}) != 1:
             raise AnswerCheckFileError(f"{directory / CHECK_TENSORS}: 'scale' must be positive and all tensors the same length")
-        extra = {k: v for k, v in meta.items() if k not in ("layer", "bias", "threshold")}
-        return cls(layer, parts["mean"], parts["scale"], parts["weight"], float(bias), float(threshold), extra)
+        rule, window = meta.get("rule", WHOLE_ANSWER), meta.get("window")
+        if rule not in (WINDOW, RUNNING_MEAN, WHOLE_ANSWER):
+            raise AnswerCheckFileError(f"{where}: 'rule' must be one of {WINDOW!r}, {RUNNING_MEAN!r}, {WHOLE_ANSWER!r}, got {rule!r}")
+        if rule == WINDOW and (not isinstance(window, int) or isinstance(window, bool) or not 1 <= window <= 512):
+            raise AnswerCheckFileError(f"{where}: 'window' must be a whole number of tokens from 1 to 512, got {window!r}")
+        extra = {k: v for k, v in meta.items() if k not in ("layer", "bias", "threshold", "rule", "window")}
+        return cls(layer, parts["mean"], parts["scale"], parts["weight"], float(bias), float(threshold), extra,
+                   window if rule == WINDOW else None, rule)
 
 
 @torch.no_grad()
 def answer_states(lm: LoadedModel, prompt_ids: list[list[int]], answer_ids: list[list[int]], layer: int,
                   batch_size: int = 16) -> list[torch.Tensor]:
-    """Block-``layer`` states at each answer's tokens (len(answer) × d), teacher-forced after its prompt, no hooks.
-
-    Position j is read where the model has just read answer token j (as in ``data.responses.response_states``).
-    """
+    """Block-``layer`` states at the answer tokens generation reads ((len(answer) − 1) × d), teacher-forced after
+    the prompt, no hooks: position j is read where the model has just read answer token j; the last token written is
+    never read back, so it has none (``answer_reader.py`` reads the same states while generating)."""
     sequences = [list(p) + list(a) for p, a in zip(prompt_ids, answer_ids, strict=True)]
     states = hidden_states_at(lm, sequences, layer, batch_size) if sequences else []
-    return [s[len(p):len(p) + len(a)] for s, p, a in zip(states, prompt_ids, answer_ids, strict=True)]
+    return [s[len(p):len(p) + max(0, len(a) - 1)] for s, p, a in zip(states, prompt_ids, answer_ids, strict=True)]
 
 
 def fit_answer_check(harmful: list[torch.Tensor], harmless: list[torch.Tensor], layer: int, c: float = 0.05,

@@ -6,6 +6,7 @@ ordinary ``model.generate``, greedy or sampled, with or without KV cache, so any
 
 from __future__ import annotations
 
+import contextlib
 import math
 import queue
 import threading
@@ -17,7 +18,7 @@ from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteria
 from transformers.generation.streamers import BaseStreamer
 
 from sap_viz.errors import UserError
-from sap_viz.method.answer_check import answer_states
+from sap_viz.method.answer_reader import AnswerReader, AnswerStop
 from sap_viz.method.anti_repeat import AnswerNoRepeat
 from sap_viz.method.artifact import PolytopeArtifact
 from sap_viz.method.directional_steering import DirectionalHook
@@ -84,13 +85,12 @@ class _QueueStreamer(BaseStreamer):
 def _build_results(
     lm: LoadedModel, artifact: PolytopeArtifact, prompts: list[str], enc: list, sequences: torch.Tensor,
     hook: PolytopeHook, width: int, cfg: InterventionConfig, gen: GenerationConfig, data: dict | None = None,
-    touched: torch.Tensor | None = None,
+    reading: _Reading | None = None,
 ) -> list[GenerationResult]:
     data = hook.assembled() if data is None else data
     if data and "steer_before" not in data:  # minimal Safe Flow edits at the detection layer: its own before / after
         data["steer_before"] = torch.where(data["steered"], data["before"].max(dim=-1).values, torch.nan)
         data["steer_after"] = torch.where(data["steered"], data["after"].max(dim=-1).values, torch.nan)
-    touched = hook.interventions > 0 if touched is None else touched
     names = [artifact.facet_name(k) for k in range(artifact.polytope.num_facets)]
     eos = set(lm.eos_ids)
     pad_id = lm.tokenizer.pad_token_id
@@ -119,8 +119,10 @@ def _build_results(
         while gen_ids and pad_id is not None and gen_ids[-1] == pad_id and pad_id not in eos:
             gen_ids.pop()
         answers.append(gen_ids)
-    check = artifact.steering.answer_check if artifact.steering is not None else None
-    logits = _answer_check_logits(lm, check, enc, answers) if check is not None else [None] * len(enc)
+    check = reading.reader.check if reading is not None else None
+    # the states generation read: every answer token but the last written (``answer_reader.py``)
+    logits = [reading.reader.logits[row][:max(0, len(a) - 1)] for row, a in enumerate(answers)] if check is not None \
+        else [None] * len(enc)
     results = []
     for row, (prompt, e, gen_ids) in enumerate(zip(prompts, enc, answers, strict=True)):
         pad = hook.pad_lens[row].item()
@@ -140,18 +142,16 @@ def _build_results(
                 delta_norm=float(data["delta"][row, col]) if known else 0.0,
                 steps=int(data["steps"][row, col]) if known else 0,
                 forced=refuse_col is not None and col > refuse_col and i >= len(e.ids),
-                answer_check=float(logits[row][i - len(e.ids)]) if logits[row] is not None and i >= len(e.ids) else None,
+                answer_check=(float(logits[row][i - len(e.ids)]) if logits[row] is not None and len(e.ids) <= i < len(e.ids)
+                              + len(logits[row]) else None),
                 template=i < len(e.ids) and not start <= i < end,
                 steer_before=_finite(data["steer_before"][row, col]) if known and steered else None,
                 steer_after=_finite(data["steer_after"][row, col]) if known and steered else None,
             ))
         text = lm.tokenizer.decode(gen_ids, skip_special_tokens=True)
         result = GenerationResult(prompt, cfg.mode, text, tokens, len(e.ids), e.truncated, names, settings, e.text_span)
-        if check is not None:
-            score = float(logits[row].mean()) if len(gen_ids) else None
-            result.answer_check = {"score": score, "threshold": check.threshold, "flagged": check.flags(score), "layer": check.layer}
-            if cfg.mode == "steer" and cfg.fallback and bool(touched[row]) and check.flags(score):
-                result.fallback, result.steered_text, result.text = True, text, cfg.refusal_text
+        if check is not None and refuse_col is None:
+            _judge_answer(result, reading, row, logits[row], text, cfg)
         results.append(result)
     return results
 
@@ -161,10 +161,46 @@ def _finite(value: torch.Tensor) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _answer_check_logits(lm: LoadedModel, check, enc: list, answers: list[list[int]]) -> list[torch.Tensor | None]:
-    """The answer check's token logits for each answer, re-read without hooks (see ``method/answer_check.py``)."""
-    states = answer_states(lm, [e.ids for e in enc], answers, check.layer)
-    return [check.token_logits(s).cpu() for s in states]
+@dataclass
+class _Reading:
+    """The answer check reading one generation (``answer_reader.py``): the hook's scores and the stop rule's record."""
+
+    reader: AnswerReader
+    stop: AnswerStop
+
+    @classmethod
+    def start(cls, artifact: PolytopeArtifact, cfg: InterventionConfig, eos_ids: list[int], width: int, batch: int,
+              forced=lambda: ()) -> _Reading | None:
+        check = artifact.steering.answer_check if artifact.steering is not None else None
+        if check is None:
+            return None
+        reader = AnswerReader(check, width, batch)
+        return cls(reader, AnswerStop(reader, eos_ids, _replaces_answer(cfg), forced))
+
+    def hooked(self, lm: LoadedModel):
+        return residual_hook(lm.model, self.reader.check.layer, self.reader, lm.layers_path)
+
+
+def _replaces_answer(cfg: InterventionConfig) -> bool:
+    """Whether a flagged answer is stopped and replaced by the refusal: in refuse mode, and in steer mode with the
+    fallback on; monitor mode reports it and changes nothing."""
+    return cfg.mode == "refuse" or (cfg.mode == "steer" and cfg.fallback)
+
+
+def _judge_answer(result: GenerationResult, reading: _Reading, row: int, logits: list[float], text: str,
+                  cfg: InterventionConfig) -> None:
+    """The answer side of the verdict for one row: where the check fired, and the refusal when the mode replaces it."""
+    check = reading.reader.check
+    fired = reading.stop.fired_at[row]
+    stopped = fired is not None and _replaces_answer(cfg)
+    if fired is None:
+        fired = check.fired_at(logits)  # an answer that ended short of the evidence the rule needs is judged at its end
+    score = check.score_logits(logits)
+    result.answer_check = {"score": score, "threshold": check.threshold, "flagged": fired is not None, "layer": check.layer,
+                           "rule": check.rule, "window": check.window, "fired_at": fired, "stopped": stopped,
+                           "tokens_read": len(logits)}
+    if fired is not None and _replaces_answer(cfg):
+        result.fallback, result.steered_text, result.text = True, text, cfg.refusal_text
 
 
 def _prepare(lm: LoadedModel, artifact: PolytopeArtifact, prompts: list[str], gen: GenerationConfig, cfg: InterventionConfig):
@@ -227,10 +263,19 @@ def run_generation(
     if cfg.mode == "refuse":
         refusal_ids = lm.tokenizer(cfg.refusal_text, add_special_tokens=False)["input_ids"]
         processors.append(RefusalProcessor(hook, list(refusal_ids), (lm.eos_ids or [None])[0]))
+    reading = _Reading.start(artifact, cfg, lm.eos_ids, width, len(prompts),
+                             lambda: [r for r, col in enumerate(hook.refuse_from) if col is not None])
+    if reading is not None:
+        processors.append(reading.stop)  # last: its forced end of text overrides every other processor
     torch.manual_seed(gen.seed)
-    with residual_hook(lm.model, artifact.layer, hook, lm.layers_path), torch.no_grad():
+    with _maybe(reading, lm), residual_hook(lm.model, artifact.layer, hook, lm.layers_path), torch.no_grad():
         sequences = _generate(lm, ids, mask, gen, processors, streamer, cancel)
-    return _build_results(lm, artifact, prompts, enc, sequences.cpu(), hook, width, cfg, gen)
+    return _build_results(lm, artifact, prompts, enc, sequences.cpu(), hook, width, cfg, gen, reading=reading)
+
+
+def _maybe(reading: _Reading | None, lm: LoadedModel):
+    """The answer reader's hook, registered before any other hook on its block (so it reads before any edit)."""
+    return reading.hooked(lm) if reading is not None else contextlib.nullcontext()
 
 
 def _generate(lm: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, gen: GenerationConfig, processors: LogitsProcessorList,
@@ -264,9 +309,12 @@ def _run_directional(lm: LoadedModel, artifact: PolytopeArtifact, prompts: list[
     steer = DirectionalHook(part.polytope, part.direction, cfg.directional, prepass.flagged, pad_lens, width)
     monitor = PolytopeHook(artifact, replace(cfg, mode="monitor"), pad_lens, width, spans)
     processors = LogitsProcessorList([AnswerNoRepeat(cfg.anti_repeat, width, lambda: steer.touched)] if cfg.anti_repeat else [])
+    reading = _Reading.start(artifact, cfg, lm.eos_ids, width, len(prompts))
+    if reading is not None:
+        processors.append(reading.stop)
     torch.manual_seed(gen.seed)
-    with residual_hook(lm.model, part.layer, steer, lm.layers_path), residual_hook(lm.model, artifact.layer, monitor, lm.layers_path), \
-            torch.no_grad():
+    with _maybe(reading, lm), residual_hook(lm.model, part.layer, steer, lm.layers_path), \
+            residual_hook(lm.model, artifact.layer, monitor, lm.layers_path), torch.no_grad():
         sequences = _generate(lm, ids, mask, gen, processors, streamer, cancel)
     data = monitor.assembled()
     steps = steer.assembled()
@@ -285,7 +333,7 @@ def _run_directional(lm: LoadedModel, artifact: PolytopeArtifact, prompts: list[
         data["steps"][:, :cols] = records["index"][:, :cols]
         data["steer_before"][:, :cols] = records["before"][:, :cols]
         data["steer_after"][:, :cols] = records["after"][:, :cols]
-    return _build_results(lm, artifact, prompts, enc, sequences.cpu(), monitor, width, cfg, gen, data, steer.touched)
+    return _build_results(lm, artifact, prompts, enc, sequences.cpu(), monitor, width, cfg, gen, data, reading)
 
 
 def generate_one(lm, artifact, prompt: str, gen=None, cfg=None) -> GenerationResult:

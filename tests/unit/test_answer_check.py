@@ -1,4 +1,5 @@
-"""The answer check: fitting, its files, the re-read of the written answer, the fallback and the honest why-steered rows."""
+"""The answer check: fitting, its files, its evidence rule, the reading while the answer is written (equal to a re-read,
+no second pass), where it stops a stream in each mode, and the honest why-steered rows."""
 
 import json
 import math
@@ -6,9 +7,19 @@ import math
 import pytest
 import torch
 
-from sap_viz.method.answer_check import AnswerCheck, AnswerCheckFileError, answer_states, calibrate, fit_answer_check
+from sap_viz.method.answer_check import (
+    RUNNING_MEAN,
+    WINDOW,
+    AnswerCheck,
+    AnswerCheckFileError,
+    answer_states,
+    calibrate,
+    fit_answer_check,
+    rule_score,
+)
 from sap_viz.method.artifact import load_polytope, save_polytope, save_steering
-from sap_viz.method.generation import GenerationConfig, compare, run_generation
+from sap_viz.method.generation import GenerationConfig, compare, run_generation, stream_generation
+from sap_viz.method.generation_results import GenerationResult
 from sap_viz.method.polytope_hook import DEFAULT_REFUSAL, InterventionConfig
 from sap_viz.model.features import hidden_states_at
 from sap_viz.model.prompts import encode_prompt
@@ -24,9 +35,11 @@ def lm():
     return make_tiny_lm("llama", seed=3)
 
 
-def constant_check(lm, layer: int, bias: float) -> AnswerCheck:
+def constant_check(lm, layer: int, bias: float, window: int | None = None) -> AnswerCheck:
+    """A check whose every token logit is ``bias``: with a window, it fires once ``window`` answer tokens are read."""
     d = lm.hidden_size
-    return AnswerCheck(layer, torch.zeros(d), torch.ones(d), torch.zeros(d), bias, 0.0, {"note": "constant"})
+    rule = {"rule": WINDOW, "window": window} if window else {}
+    return AnswerCheck(layer, torch.zeros(d), torch.ones(d), torch.zeros(d), bias, 0.0, {"note": "constant"}, **rule)
 
 
 def test_fit_separates_and_calibration_bounds_false_alarms():
@@ -42,13 +55,46 @@ def test_fit_separates_and_calibration_bounds_false_alarms():
     assert check.answer_score(torch.zeros(0, d)) is None and not check.flags(None)
 
 
-def test_states_are_the_answer_tokens_read_after_the_prompt(lm):
+def test_states_are_the_answer_tokens_generation_reads(lm):
     prompt = encode_prompt(lm.tokenizer, BAD).ids
     answer = list(lm.tokenizer("some words here", add_special_tokens=False)["input_ids"])
     (states,) = answer_states(lm, [prompt], [answer], layer=1)
     whole = hidden_states_at(lm, [prompt + answer], 1)[0]
-    assert states.shape == (len(answer), lm.hidden_size)
-    torch.testing.assert_close(states, whole[len(prompt):])
+    assert states.shape == (len(answer) - 1, lm.hidden_size), "the last token written is never read back"
+    torch.testing.assert_close(states, whole[len(prompt):len(prompt) + len(answer) - 1])
+
+
+def test_the_evidence_rule_needs_a_full_window_and_judges_short_answers_at_their_end():
+    logits = [-1.0, 3.0, -1.0, 2.0, 2.0, -4.0]
+    assert rule_score(logits, 2, WINDOW) == pytest.approx(2.0)  # tokens 3-4
+    assert rule_score(logits, 10, WINDOW) == pytest.approx(sum(logits) / 6)  # shorter than the window: its mean
+    assert rule_score(list(range(10)), None, RUNNING_MEAN) == pytest.approx(4.5)  # from the 8th token on
+    check = AnswerCheck(0, torch.zeros(2), torch.ones(2), torch.zeros(2), 0.0, 1.5, {}, window=2, rule=WINDOW)
+    assert [check.fires_now(logits[:n]) for n in range(1, 7)] == [False, False, False, False, True, False]
+    assert check.fired_at(logits) == 4
+    short = AnswerCheck(0, torch.zeros(2), torch.ones(2), torch.zeros(2), 0.0, 0.0, {}, window=8, rule=WINDOW)
+    assert short.fired_at([1.0, 1.0]) == 1 and short.fired_at([-1.0, 0.5]) is None
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_reading_while_writing_equals_a_re_read_even_beside_a_steering_edit(lm, tmp_path, use_cache):
+    """The check's hook sits on the steering part's own block, before its edit: what it reads is the text's states."""
+    art = separating_artifact(lm, 2, BAD, GOOD)
+    part = always_outside_part(lm, 1)
+    check = constant_check(lm, 1, 0.0)
+    check.weight = torch.randn(lm.hidden_size, generator=torch.Generator().manual_seed(0))
+    save_polytope(tmp_path, art.polytope, _meta(lm, 2))
+    save_steering(tmp_path, part.polytope, part.direction, _meta(lm, 1), check)
+    art = load_polytope(tmp_path, lm.hidden_size, lm.num_layers)
+    gen = GenerationConfig(max_new_tokens=8, min_new_tokens=8, use_cache=use_cache)
+    for mode in ("monitor", "steer"):
+        res = run_generation(lm, art, [BAD], gen, InterventionConfig(mode=mode, fallback=False))[0]
+        assert mode == "monitor" or res.interventions > 0
+        answer = [t.token_id for t in res.generated]
+        (states,) = answer_states(lm, [[t.token_id for t in res.tokens[:res.prompt_len]]], [answer], 1)
+        read = [t.answer_check for t in res.generated[:-1]]
+        torch.testing.assert_close(torch.tensor(read), check.token_logits(states), atol=1e-4, rtol=1e-4)
+        assert res.generated[-1].answer_check is None and res.answer_check["tokens_read"] == len(answer) - 1
 
 
 def test_files_round_trip_and_hostile_values_are_refused(lm, tmp_path):
@@ -69,30 +115,53 @@ def test_files_round_trip_and_hostile_values_are_refused(lm, tmp_path):
     assert AnswerCheck.load(tmp_path / "nothing", lm.hidden_size, lm.num_layers) is None
 
 
-def steered_artifact(lm, tmp_path, bias: float):
+def steered_artifact(lm, tmp_path, bias: float, window: int | None = None):
     """A polytope whose steering part always moves flagged rows, with an answer check that always (bias > 0) or never flags."""
     art = separating_artifact(lm, 2, BAD, GOOD)
     part = always_outside_part(lm, 1)
     save_polytope(tmp_path, art.polytope, _meta(lm, 2))
-    save_steering(tmp_path, part.polytope, part.direction, _meta(lm, 1), constant_check(lm, 2, bias))
+    save_steering(tmp_path, part.polytope, part.direction, _meta(lm, 1), constant_check(lm, 2, bias, window))
     return load_polytope(tmp_path, lm.hidden_size, lm.num_layers)
 
 
-def test_fallback_refuses_only_steered_answers_the_check_still_flags(lm, tmp_path):
-    art = steered_artifact(lm, tmp_path, bias=5.0)
-    assert art.steering.answer_check is not None
-    gen = GenerationConfig(max_new_tokens=12, min_new_tokens=12)
+def test_a_flagged_answer_stops_where_the_check_fires_in_steer_and_refuse_and_is_only_reported_in_monitor(lm, tmp_path):
+    art = steered_artifact(lm, tmp_path, bias=5.0, window=3)
+    gen = GenerationConfig(max_new_tokens=12, min_new_tokens=12)  # the forced end of text overrides the minimum length
     bad, good = run_generation(lm, art, [BAD, GOOD], gen, InterventionConfig(mode="steer"))
-    assert bad.fallback and bad.text == DEFAULT_REFUSAL and bad.steered_text and bad.answer_check["flagged"]
-    assert all(t.answer_check is not None for t in bad.generated) and all(t.answer_check is None for t in bad.tokens[:bad.prompt_len])
-    # the unflagged row was never steered: it keeps its answer even though the check flags it
-    assert not good.fallback and good.answer_check["flagged"] and good.text != DEFAULT_REFUSAL
-    kept = run_generation(lm, art, [BAD], gen, InterventionConfig(mode="steer", fallback=False))[0]
-    assert not kept.fallback and kept.text == bad.steered_text and kept.settings["fallback"] is False
+    # the unflagged prompt's answer is judged too: the answer side of the verdict does not need the prompt's flag
+    assert not good.prompt_flagged and good.fallback and good.text == DEFAULT_REFUSAL
+    assert good.answer_check["flagged"] and good.answer_check["fired_at"] == 2 and good.answer_check["stopped"]
+    # three tokens read, the third fired the check: nothing after it was written, then the end of text
+    assert len(good.generated) == 4 and good.generated[-1].token_id in lm.eos_ids
+    assert good.steered_text == lm.tokenizer.decode([t.token_id for t in good.generated[:3]], skip_special_tokens=True)
+    assert bad.prompt_flagged and bad.fallback and bad.text == DEFAULT_REFUSAL and bad.answer_check["stopped"]
+    # refuse mode: generated tokens never reach the polytope's answer boundary here, so only the prompt verdict refuses
+    refused, answered = run_generation(lm, art, [BAD, GOOD], gen, InterventionConfig(mode="refuse", generation_threshold=1e6))
+    assert refused.refused and not answered.refused
+    for res in (refused, answered):
+        if res.refused:  # the polytope refused it: the forced refusal is not the model's answer to judge
+            assert res.answer_check is None and not res.fallback
+        else:
+            assert res.fallback and res.text == DEFAULT_REFUSAL and res.answer_check["fired_at"] == 2
+    kept = run_generation(lm, art, [GOOD], gen, InterventionConfig(mode="steer", fallback=False))[0]
+    assert not kept.fallback and kept.answer_check["flagged"] and not kept.answer_check["stopped"]
+    assert len(kept.generated) == 12 and kept.settings["fallback"] is False
     monitored = run_generation(lm, art, [BAD], gen, InterventionConfig(mode="monitor"))[0]
-    assert not monitored.fallback and monitored.answer_check["flagged"]
-    calm = steered_artifact(lm, tmp_path / "calm", bias=-5.0)
-    assert not run_generation(lm, calm, [BAD], gen, InterventionConfig(mode="steer"))[0].fallback
+    assert not monitored.fallback and monitored.answer_check["flagged"] and monitored.answer_check["fired_at"] == 2
+    assert len(monitored.generated) == 12, "monitor mode reports a flagged answer and changes nothing"
+    calm = steered_artifact(lm, tmp_path / "calm", bias=-5.0, window=3)
+    quiet = run_generation(lm, calm, [BAD], gen, InterventionConfig(mode="steer"))[0]
+    assert not quiet.fallback and not quiet.answer_check["flagged"] and quiet.answer_check["fired_at"] is None
+
+
+def test_a_stream_ends_at_the_token_that_fired_the_check(lm, tmp_path):
+    art = steered_artifact(lm, tmp_path, bias=5.0, window=4)
+    gen = GenerationConfig(max_new_tokens=12, min_new_tokens=12)
+    items = list(stream_generation(lm, art, GOOD, gen, InterventionConfig(mode="steer")))
+    result, texts = items[-1], items[:-1]
+    assert isinstance(result, GenerationResult) and result.answer_check["fired_at"] == 3
+    assert len(texts) == 4, "the four tokens read before the check fired reached the consumer, and none after"
+    assert texts[-1] == result.steered_text and result.text == DEFAULT_REFUSAL
 
 
 def test_why_steered_rows_are_measured_and_honest(lm, tmp_path):
