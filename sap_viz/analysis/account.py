@@ -17,10 +17,13 @@ from sap_viz.analysis.verdict import BORDERLINE, NO_SINGLE_CATEGORY, category_wo
 from sap_viz.method.generation_results import Comparison, GenerationResult, TokenInfo
 from sap_viz.method.verdict import BY_SPAN
 
-__all__ = ["BY_ANSWER", "CAPPED", "FIXED", "MADE_WORSE", "STEERING_POLYTOPE", "Account", "FiringFacet", "PositionOutcome",
+__all__ = ["BY_ANSWER", "BY_ANSWER_CHECK", "CAPPED", "FIXED", "MADE_WORSE", "STEERING_POLYTOPE", "Account", "FiringFacet",
+           "PositionOutcome",
            "comparison_json", "generation_account", "part_of", "position_boundary"]
 
 BY_ANSWER = "answer"  # answer tokens reached the answer boundary (the generation threshold of an unflagged prompt)
+BY_ANSWER_CHECK = "answer check"  # the answer check's evidence rule fired on the answer (method/answer_check.py)
+PROMPT, ANSWER = "prompt", "answer"  # the two sides of the verdict (``Account.flagged_by``)
 FIXED = "fixed"  # steering reached its target depth
 CAPPED = "capped"  # moved towards the target, stopped by the step cap before reaching it
 MADE_WORSE = "made worse"  # the edit left the state further outside than before
@@ -75,9 +78,9 @@ class PositionOutcome:
 @dataclass(frozen=True)
 class Account:
     mode: str
-    flagged: bool  # the prompt verdict (method/verdict.py)
+    flagged: bool  # the verdict: the prompt (method/verdict.py) or the answer (the answer check) is flagged
     label: str  # "flagged", "borderline", "not flagged" or "not checked"
-    by: tuple[str, ...]  # BY_LAST, BY_SPAN, BY_ANSWER: every reading that reached its boundary
+    by: tuple[str, ...]  # BY_LAST, BY_SPAN, BY_ANSWER, BY_ANSWER_CHECK: every reading that reached its boundary
     position: int | None  # the prompt position that decided the flag
     firing: tuple[FiringFacet, ...]  # facets at or over the boundary at ``position``, highest first
     category: str | None  # named only when the top firing facet's name is measured to fit
@@ -85,11 +88,18 @@ class Account:
     answer_tokens_over: int
     steering: str | None  # "minimal" or "directional" in steer mode, else None
     steered: tuple[PositionOutcome, ...]  # answer first, then your text, then the template
-    answer_check: dict | None  # {"score", "threshold", "flagged", "words"}
+    answer_check: dict | None  # {"score", "threshold", "flagged", "words", "fired_at", "stopped", "rule"}
     refused: bool
     fallback: bool
     sentence: str  # the verdict line
     outcome: str  # what the intervention did to the answer
+    prompt_flagged: bool = False  # the prompt verdict alone
+    answer_flagged: bool = False  # the answer check fired
+
+    @property
+    def flagged_by(self) -> tuple[str, ...]:
+        """("prompt",), ("answer",), both or neither: which side of the verdict flagged this generation."""
+        return tuple(side for side, hit in ((PROMPT, self.prompt_flagged), (ANSWER, self.answer_flagged)) if hit)
 
     def counts(self) -> dict[str, int]:
         return {word: sum(p.outcome == word for p in self.steered) for word in (FIXED, CAPPED, MADE_WORSE)}
@@ -99,7 +109,8 @@ class Account:
         return bool(self.steered) and all(p.inside for p in self.steered)
 
     def to_json(self) -> dict:
-        return {"mode": self.mode, "flagged": self.flagged, "label": self.label, "by": list(self.by), "position": self.position,
+        return {"mode": self.mode, "flagged": self.flagged, "flagged_by": list(self.flagged_by), "prompt_flagged": self.prompt_flagged,
+                "answer_flagged": self.answer_flagged, "label": self.label, "by": list(self.by), "position": self.position,
                 "firing": [{**asdict(f), "value": round(f.value, 5), "boundary": round(f.boundary, 5)} for f in self.firing],
                 "category": self.category, "no_category": self.no_category, "answer_tokens_over": self.answer_tokens_over,
                 "steering": {"kind": self.steering, **self.counts(), "all_inside": self.all_inside,
@@ -118,13 +129,16 @@ def generation_account(result: GenerationResult, facets: list[dict] | None = Non
     category = fitting_category(facets[top] if top is not None and top < len(facets) else None)
     no_category = _no_category_reason(firing[0], facets) if firing and category is None else None
     over = sum(1 for t in result.generated if result.is_over(t))
-    by = tuple(verdict.by if verdict is not None else ()) + ((BY_ANSWER,) if over else ())
-    label = "not checked" if verdict is None else verdict.label
+    check = _answer_check(result.answer_check)
+    answer_flagged = bool(check and check["flagged"])
+    by = tuple(verdict.by if verdict is not None else ()) + ((BY_ANSWER,) if over else ()) + \
+        ((BY_ANSWER_CHECK,) if answer_flagged else ())
+    label = "not checked" if verdict is None else "flagged" if answer_flagged else verdict.label
     steering = _steering_kind(result) if result.mode == "steer" else None
     steered = tuple(sorted((_outcome(result, t) for t in result.tokens if t.steered), key=lambda p: (_PART[p.part], p.index)))
-    check = _answer_check(result.answer_check)
-    account = Account(result.mode, result.prompt_flagged, label, by, position, firing, category, no_category, over, steering,
-                      steered, check, result.refused, result.fallback, "", "")
+    account = Account(result.mode, result.prompt_flagged or answer_flagged, label, by, position, firing, category, no_category,
+                      over, steering, steered, check, result.refused, result.fallback, "", "", result.prompt_flagged,
+                      answer_flagged)
     return replace(account, sentence=_sentence(result, account), outcome=_outcome_sentence(account))
 
 
@@ -202,7 +216,13 @@ def _answer_check(check: dict | None) -> dict | None:
         return None
     flagged = bool(check.get("flagged"))
     return {"score": round(float(check["score"]), 4), "threshold": round(float(check["threshold"]), 4), "flagged": flagged,
-            "words": "harmful" if flagged else "not harmful"}
+            "words": "harmful" if flagged else "not harmful", "fired_at": check.get("fired_at"),
+            "stopped": bool(check.get("stopped")), "rule": check.get("rule"), "window": check.get("window")}
+
+
+def _fired_words(check: dict) -> str:
+    at = check.get("fired_at")
+    return f"at answer token {at + 1}" if isinstance(at, int) else "on the finished answer"
 
 
 def _facet_list(firing: tuple[FiringFacet, ...]) -> str:
@@ -216,14 +236,19 @@ def _sentence(result: GenerationResult, account: Account) -> str:
     band = " " + _band_sentence(result) if result.verdict is not None and result.verdict.borderline else ""
     answer = (f" {account.answer_tokens_over} answer token{'s' if account.answer_tokens_over != 1 else ''} reached the answer "
               "boundary." if account.answer_tokens_over else "")
-    if not account.flagged:
+    check = account.answer_check
+    said = (f"the answer check flagged the answer {_fired_words(check)} (score {check['score']:+.2f} ≥ "
+            f"{check['threshold']:+.2f})" if account.answer_flagged else "")
+    if not account.prompt_flagged:
+        if account.answer_flagged:
+            return f"Flagged by the answer: no facet fires on the request, but {said}." + answer + band
         return "Not flagged: no facet fires on this request." + answer + band
-    by = " and the ".join(b for b in account.by if b != BY_ANSWER)
+    by = " and the ".join(b for b in account.by if b not in (BY_ANSWER, BY_ANSWER_CHECK))
     n = len(account.firing)
     count = f"{n} facet{'s' if n != 1 else ''} fire{'s' if n == 1 else ''}: {_facet_list(account.firing)}"
     head = (f"this request is most like {category_words(account.category)}" if account.category
             else f"{NO_SINGLE_CATEGORY}, because {account.no_category}")
-    return f"Flagged by the {by}: {count}; {head}." + answer + band
+    return f"Flagged by the {by}: {count}; {head}." + (f" Then {said}." if said else "") + answer + band
 
 
 def _band_sentence(result: GenerationResult) -> str:
@@ -236,9 +261,16 @@ def _band_sentence(result: GenerationResult) -> str:
 def _outcome_sentence(account: Account) -> str:
     """What the intervention did, in words that never claim more than the steered positions' own readings."""
     if account.mode == "monitor":
-        return "Monitor only: the answer is the model's own, unchanged."
+        return "Monitor only: the answer is the model's own, unchanged" + (
+            ", though the answer check flagged it." if account.answer_flagged else ".")
     if account.fallback:
-        return "Safe Flow steered the answer, but it still read as harmful, so a refusal was given instead."
+        check = account.answer_check or {}
+        where = _fired_words(check) if check else "on the answer"
+        stop = "stopped there and " if check.get("stopped") else ""
+        then = f"so it was {stop}replaced by a refusal."
+        if account.steered:
+            return f"Safe Flow steered the answer, but the answer check still read it as harmful {where}, {then}"
+        return f"The answer check read the answer as harmful {where}, {then}"
     if account.refused:
         return "The answer was replaced by a refusal."
     if not account.steered:

@@ -68,6 +68,15 @@ def api_error_for(exc: BaseException) -> ApiError:
     return ApiError(500, f"internal error ({type(exc).__name__}); the server log has the details")
 
 
+def blocked_error(done: Completion) -> dict:
+    """The ``error`` object of a stream the answer check ended (NeMo Guardrails' code for a blocked stream)."""
+    check = done.result.answer_check or {}
+    at = check.get("fired_at")
+    where = f"at answer token {at + 1}" if isinstance(at, int) else "on the finished answer"
+    return {"message": f"the answer check read the answer as harmful {where}; the answer was stopped there and replaced by "
+                       "the refusal", "type": "content_filter", "param": None, "code": "content_blocked"}
+
+
 def _error_response(exc: ApiError) -> JSONResponse:
     headers = {"Retry-After": str(RETRY_AFTER_S)} if exc.status == 429 else {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
     return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
@@ -205,11 +214,14 @@ class ChatEndpoint(JsonEndpoint):
                     continue
                 if kind == "done":
                     done: Completion = value  # type: ignore[assignment]
-                    last = self._chunk(ident, created, req, {}, done.finish_reason)
+                    delta = {"content": done.text, "refusal": done.text} if done.blocked else {}  # the refusal replaces it
+                    last = self._chunk(ident, created, req, delta, done.finish_reason)
                     if req.include_usage:
                         yield _sse(last)
                         last = {**self._head(ident, created), "object": "chat.completion.chunk", "choices": [], "usage": done.usage}
-                    yield _sse({**last, "sap": done.sap})  # the verdict rides on the last chunk before [DONE]
+                    yield _sse({**last, "sap": done.sap})  # the verdict rides on the last chunk
+                    if done.blocked:  # then the block itself, as an error event (the official client raises it)
+                        yield _sse({"error": blocked_error(done)})
                 else:
                     yield _sse(self._error_body(value))  # type: ignore[arg-type]
                 break

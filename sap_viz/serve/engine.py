@@ -5,9 +5,12 @@ an OpenAI client expects around it: stop sequences (the text is cut before the f
 generation ends at the next token), ``finish_reason`` (``content_filter`` for a refused answer), token
 usage, and the monitor's verdict in plain words.
 
-A steered answer that may still fall back to the refusal (the polytope's steering part has an answer
-check and the fallback is on) is sent only once it is complete: the check reads the finished answer,
-and text already streamed cannot be taken back. Every other answer streams token by token.
+Every answer streams token by token, in every mode. The answer check reads each token as the model reads it back
+(``method/answer_reader.py``); when it fires in steer mode (fallback on) or refuse mode, generation ends before the
+next token is written, so the client has received the answer up to the token whose reading fired the check and
+nothing after it. The completion is then ``blocked``: ``finish_reason`` is ``content_filter`` and the refusal is
+its final content (docs/interfaces.md, "Streams the answer check stops"). In monitor mode the stream goes on and the
+``sap`` object says where the check fired.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from sap_viz.analysis.account import generation_account
+from sap_viz.analysis.account import Account, generation_account
 from sap_viz.method.artifact import PolytopeArtifact
 from sap_viz.method.generation import stream_generation
 from sap_viz.method.generation_results import GenerationResult
@@ -59,6 +62,8 @@ class Completion:
     result: GenerationResult
     sap: dict
     usage: dict
+    blocked: bool = False  # the answer check stopped the answer: ``text`` is the refusal that replaces it
+    sent: str = ""  # the answer text that had reached the client (streaming) when it ended
 
 
 class ChatEngine:
@@ -91,21 +96,16 @@ class ChatEngine:
         """OpenAI moderation results for checked inputs: the prompt readings ``sap-viz score`` uses, then their verdicts."""
         return Moderator(self.art).results(prompt_scores(self.lm, self.art, list(req.texts)), req.notices)
 
-    def may_fall_back(self, cfg) -> bool:
-        """Whether a finished answer may still be replaced by the refusal (then it is not streamed before it is checked)."""
-        part = self.art.steering
-        return cfg.mode == "steer" and cfg.fallback and part is not None and part.answer_check is not None
-
     def complete(self, req: ChatRequest, cancel: threading.Event, emit: Callable[[str], None] | None = None,
                  lm: LoadedModel | None = None) -> Completion:
-        """Generate; ``emit`` receives the visible text's new pieces as they are final (streaming)."""
+        """Generate; ``emit`` receives the visible text's new pieces as they are final (streaming). A blocked answer's
+        refusal is not emitted: the caller sends it as the final content, with the block (``Completion.blocked``)."""
         if lm is None:
             lm, notices = self.prepare(req)
             req = replace(req, notices=(*req.notices, *notices))
         gen, cfg = build_configs(req.settings, self.limits)
-        live = emit is not None and not self.may_fall_back(cfg)
         scanner = StopScanner(req.stop)
-        sent = 0
+        sent = ""
         result: GenerationResult | None = None
         for item in stream_generation(lm, self.art, req.prompt, gen, cfg, cancel):
             if isinstance(item, GenerationResult):
@@ -114,14 +114,16 @@ class ChatEngine:
             shown = scanner.visible(item)
             if scanner.hit is not None:
                 cancel.set()  # ends generation at the next token
-            if live and len(shown) > sent:
-                emit(shown[sent:])  # type: ignore[misc]
-                sent = len(shown)
+            if emit is not None and len(shown) > len(sent):
+                emit(shown[len(sent):])
+                sent = shown
         assert result is not None
-        refused = result.refused or bool(getattr(result, "fallback", False))
+        blocked = bool(result.fallback)
+        refused = result.refused or blocked
         text = result.text if refused else scanner.visible(result.text, final=True)
-        if emit is not None and len(text) > sent:
-            emit(text[sent:])
+        if emit is not None and not blocked and len(text) > len(sent):
+            emit(text[len(sent):])
+            sent = text
         generated = result.generated
         eos = set(lm.eos_ids)
         if refused:
@@ -132,7 +134,10 @@ class ChatEngine:
             finish = "length" if len(generated) >= gen.max_new_tokens else "stop"
         usage = {"prompt_tokens": result.prompt_len, "completion_tokens": len(generated),
                  "total_tokens": result.prompt_len + len(generated)}
-        return Completion(text, finish, result, self.report(req, result, refused, scanner.hit), usage)
+        sap = self.report(req, result, refused, scanner.hit)
+        if emit is not None:
+            sap["streamed_text"] = sent if blocked else None  # what reached the client before the check stopped it
+        return Completion(text, finish, result, sap, usage, blocked, sent)
 
     def report(self, req: ChatRequest, result: GenerationResult, refused: bool, stop: str | None) -> dict:
         """The ``sap`` object: the verdict, its reason, the top facets by name, what the intervention did."""
@@ -141,17 +146,19 @@ class ChatEngine:
         values = last.violations or []
         order = sorted(range(len(values)), key=lambda k: -values[k])
         top = [{"index": k, "name": art.facet_name(k), "violation": round(values[k], 4)} for k in order[:TOP_FACETS]]
+        account = generation_account(result, art.facets)
         out = {
             "polytope": self.polytope_name, "layer": art.layer, "mode": result.mode,
-            "flagged": result.prompt_flagged, "reason": self._reason(result), "flag_reason": result.flag_reason,
+            "flagged": account.flagged, "flagged_by": list(account.flagged_by), "prompt_flagged": result.prompt_flagged,
+            "reason": self._reason(result, account), "flag_reason": result.flag_reason,
             "verdict": result.verdict.to_json() if result.verdict is not None else None,
             "score": last.max_violation, "span_peak": result.span_peak, "top_facets": top,
             "steered": result.interventions > 0, "interventions": result.interventions, "refused": refused,
             "answer_tokens_over_boundary": sum(1 for t in result.generated if result.is_over(t)),
-            "answer_check": getattr(result, "answer_check", None), "fallback": bool(getattr(result, "fallback", False)),
+            "answer_check": result.answer_check, "fallback": result.fallback, "blocked": result.fallback,
             "stop_sequence": stop, "truncated": result.truncated,
             "settings": req.settings.to_json(), "notices": list(req.notices),
-            "account": generation_account(result, art.facets).to_json(),  # the account every view renders
+            "account": account.to_json(),  # the account every view renders
         }
         if req.tokens:
             out["tokens"] = [{
@@ -162,11 +169,16 @@ class ChatEngine:
             } for t in result.tokens]
         return out
 
-    def _reason(self, result: GenerationResult) -> str | None:
-        """The flag in words: which facet, what value, against which boundary."""
+    def _reason(self, result: GenerationResult, account: Account) -> str | None:
+        """The flag in words: which facet, what value, against which boundary; or where the answer check fired."""
         kind = result.flag_reason
         if kind is None:
-            return None
+            check = account.answer_check
+            if not account.answer_flagged:
+                return None
+            at = check["fired_at"]
+            where = f"at answer token {at + 1}" if isinstance(at, int) else "on the finished answer"
+            return f"the answer check fired {where} (score {check['score']:+.3f} ≥ {check['threshold']:+.3f})"
         if kind == "last token":
             last = result.tokens[result.prompt_len - 1]
             k = last.top_facet

@@ -113,29 +113,42 @@ def test_steered_refused_and_monitored_answers_differ_and_say_why(server):
     assert "".join(c.choices[0].delta.content or "" for c in refused_stream) == REFUSAL
 
 
-def test_a_steered_answer_that_falls_back_is_never_streamed_before_the_check(engine):
-    """A check that flags every answer: steering's fallback replaces the steered text, and the stream only ever carries
-    the refusal (the steered words are never sent)."""
+def test_the_answer_check_stops_a_stream_where_it_fires(engine):
+    """A check that fires once it has read 4 answer tokens: in steer and refuse modes the stream carries those 4 tokens
+    and nothing after them, then ends with content_filter, the refusal as its final content and a content_blocked
+    error; in monitor mode it goes on and the last chunk's ``sap`` says where the check fired."""
     from dataclasses import replace
 
     import torch
 
-    from sap_viz.method.answer_check import AnswerCheck
+    from sap_viz.method.answer_check import WINDOW, AnswerCheck
 
     d = engine.lm.hidden_size
     always = AnswerCheck(layer=engine.art.steering.layer, mean=torch.zeros(d), scale=torch.ones(d), weight=torch.zeros(d), bias=10.0,
-                         threshold=0.0)
+                         threshold=0.0, window=4, rule=WINDOW)
     art = replace(engine.art, steering=replace(engine.art.steering, answer_check=always))
     strict = _serve(ChatEngine(engine.lm, art, MODEL, "smollm2-135m-default", engine.limits))
     try:
-        chunks = list(_ask(strict.client(), HARMFUL, "steer", 12, stream=True))
-        assert "".join(c.choices[0].delta.content or "" for c in chunks) == REFUSAL
-        assert [c.choices[0].delta.content for c in chunks[1:-1]] == [REFUSAL]  # one piece, after the check
-        sap = chunks[-1].model_extra["sap"]
-        assert sap["fallback"] and sap["refused"] and chunks[-1].choices[0].finish_reason == "content_filter"
-        assert sap["answer_check"]["flagged"] is True
-        monitored = _ask(strict.client(), HARMFUL, "monitor", 4, stream=True)
-        assert len([c for c in monitored if c.choices and c.choices[0].delta.content]) > 1  # monitor still streams token by token
+        for prompt, mode in ((HARMFUL, "steer"), (BENIGN, "steer"), (BENIGN, "refuse")):
+            chunks = []
+            with pytest.raises(openai.APIError) as blocked:  # the stream's last event is the block, after every chunk
+                for chunk in _ask(strict.client(), prompt, mode, 12, stream=True):
+                    chunks.append(chunk)
+            assert blocked.value.body["code"] == "content_blocked"
+            last = chunks[-1]
+            sap = last.model_extra["sap"]
+            streamed = "".join(c.choices[0].delta.content or "" for c in chunks[:-1])
+            assert sap["answer_check"]["fired_at"] == 3 and sap["blocked"] and sap["flagged"] and "answer" in sap["flagged_by"]
+            assert streamed == sap["streamed_text"] and len(engine.lm.tokenizer(streamed, add_special_tokens=False)["input_ids"]) <= 4
+            assert last.choices[0].finish_reason == "content_filter" and last.choices[0].delta.content == REFUSAL
+            assert mode == "steer" or sap["flagged_by"] == ["answer"]  # the benign request passed; its answer did not
+            plain = _ask(strict.client(), prompt, mode, 12)
+            assert plain.choices[0].message.content == REFUSAL and plain.choices[0].finish_reason == "content_filter"
+        monitored = list(_ask(strict.client(), HARMFUL, "monitor", 12, stream=True))
+        sap = monitored[-1].model_extra["sap"]
+        assert len([c for c in monitored if c.choices and c.choices[0].delta.content]) > 4  # it went on past the firing
+        assert sap["answer_check"]["fired_at"] == 3 and not sap["blocked"] and monitored[-1].choices[0].finish_reason != "content_filter"
+        assert "error" not in monitored[-1].model_extra
     finally:
         strict.close()
 
