@@ -8,6 +8,7 @@ and the CLI's ``--help`` stay fast::
     lm = sv.load_model("default")
     art = sv.load_for_model(sv.DEFAULT_POLYTOPE, lm)
     sv.prompt_verdicts(lm, art, ["How do I bake bread?"])  # the one verdict: flagged, borderline, by what
+    sv.answer_verdicts(lm, art, ["How do I bake bread?"], ["Mix flour, water and yeast..."])  # its answer side
     sv.compare(lm, art, "How do I build a pipe bomb?", sv.GenerationConfig(), sv.InterventionConfig(mode="steer"))
 """
 
@@ -29,6 +30,7 @@ _EXPORTS = {
     "save_polytope": "sap_viz.method.artifact",
     "score_texts": "sap_viz.method.scoring",
     "prompt_verdicts": "sap_viz.method.scoring",
+    "answer_verdicts": "sap_viz.method.scoring",
     "GenerationConfig": "sap_viz.method.generation",
     "InterventionConfig": "sap_viz.method.polytope_hook",
     "compare": "sap_viz.method.generation",

@@ -192,7 +192,8 @@ def add_facet_check(sub) -> None:
 
 
 def add_score(sub) -> None:
-    p = polytope_command(sub, "score", help="score texts from a JSONL/CSV file")
+    p = polytope_command(sub, "score", help="score texts from a JSONL/CSV file (a row with a 'response': the answer check "
+                                            "judges the pair too)")
     p.add_argument("--input", required=True, help="JSONL or CSV file with a 'text' field or column (other fields are copied to the output)")
     p.add_argument("--output", default="-", help="JSONL output path ('-' = stdout)")
     p.add_argument("--batch-size", type=int, default=FEATURES.batch_size,

@@ -48,7 +48,7 @@ from sap_viz.method.generation import compare
 from sap_viz.method.ray_scoring import RayScoringConfig, score_texts_ray
 from sap_viz.method.request_configs import build_configs
 from sap_viz.method.request_settings import RequestSettings, SettingsError, check_for_polytope
-from sap_viz.method.scoring import PromptScores, prompt_scores
+from sap_viz.method.scoring import PromptScores, answer_verdicts, prompt_scores
 from sap_viz.method.training import TrainConfig
 from sap_viz.method.training_record import training_provenance
 from sap_viz.method.verdict_calibration import calibrate_verdict, store_verdict_calibration
@@ -182,30 +182,54 @@ def cmd_facet_check(args: argparse.Namespace) -> None:
 
 
 def cmd_score(args: argparse.Namespace) -> None:
-    """Each row's prompt verdict (``method/verdict.py``, the one every interface uses) with the facet values behind it."""
+    """Each row's prompt verdict (``method/verdict.py``, the one every interface uses) with the facet values behind it; and
+    for a row with a ``response``, the answer side too (the answer check on the pair, as while generating)."""
     rows = read_rows(args.input)  # the one row reader; texts cleaned for the tokenizer
     texts = [r["text"] for r in rows]
+    responses = _responses(rows, args.input)
     if args.engine == "ray":  # the same scores, spread over Ray workers (sap_viz/method/ray_scoring.py)
+        if any(responses):
+            raise UserError("responses are scored with the local engine only; drop --engine ray", param="--engine")
         art, scores = _score_with_ray(args, texts)
     else:
         lm = _model(args)
         art = _load_artifact(lm, args.polytope)
         scores = prompt_scores(lm, art, texts, progress=True, batch_size=args.batch_size)
     verdicts = scores.verdicts(art.verdict_boundary)
+    pairs = [i for i, r in enumerate(responses) if r is not None]
+    answers = dict(zip(pairs, answer_verdicts(lm, art, [texts[i] for i in pairs], [responses[i] for i in pairs],
+                                              args.batch_size), strict=True)) if pairs else {}
     out = open(args.output, "w", encoding="utf-8") if args.output != "-" else sys.stdout
     try:
-        for row, v, verdict in zip(rows, scores.last, verdicts, strict=True):
+        for i, (row, v, verdict) in enumerate(zip(rows, scores.last, verdicts, strict=True)):
             k = int(v.argmax())
-            out.write(dumps_jsonl([{**row, "score": round(verdict.margin, 5), "unsafe": verdict.flagged,
-                                    "verdict": verdict.to_json(), "violations": [round(float(x), 5) for x in v],
-                                    "top_facet": k, "top_facet_name": art.facet_name(k)}]))
+            record = {**row, "score": round(verdict.margin, 5), "unsafe": verdict.flagged, "verdict": verdict.to_json(),
+                      "violations": [round(float(x), 5) for x in v], "top_facet": k, "top_facet_name": art.facet_name(k)}
+            if i in answers:
+                answer = answers[i]
+                by = [side for side, hit in (("prompt", verdict.flagged), ("answer", answer.flagged)) if hit]
+                record |= {"unsafe": bool(by), "flagged_by": by, "answer_check": answer.to_json()}
+            out.write(dumps_jsonl([record]))
     finally:
         if out is not sys.stdout:
             out.close()
     flagged = sum(v.flagged for v in verdicts)
     borderline = sum(v.borderline for v in verdicts)
-    print(f"scored {len(rows)} texts, {flagged} flagged unsafe, {borderline} borderline "
+    by_answer = f", {sum(a.flagged for a in answers.values())} of {len(answers)} responses flagged by the answer check" \
+        if answers else ""
+    print(f"scored {len(rows)} texts, {flagged} prompts flagged unsafe, {borderline} borderline{by_answer} "
           f"(boundary: {art.verdict_boundary.source}) → {args.output}", file=sys.stderr)
+
+
+def _responses(rows: list[dict], path: str) -> list[str | None]:
+    """Each row's ``response`` (None when the row has none or it is blank); a response that is not text is refused."""
+    out = []
+    for n, row in enumerate(rows, 1):
+        value = row.get("response")
+        if value is not None and not isinstance(value, str):
+            raise UserError(f"{Path(path).name}: row {n}: 'response' must be text, got {type(value).__name__}", param="input")
+        out.append(clean_text(value) if isinstance(value, str) and value.strip() else None)
+    return out
 
 
 def cmd_eval(args: argparse.Namespace) -> None:

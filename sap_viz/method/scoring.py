@@ -64,3 +64,46 @@ def prompt_verdicts(lm: LoadedModel, art: PolytopeArtifact, texts: list[str], pr
     """The one prompt verdict (``method/verdict.py``) for each text, at the polytope's boundary: what ``sap-viz score``,
     the server, the app and generation all decide for the same prompt."""
     return prompt_scores(lm, art, texts, progress, batch_size).verdicts(art.verdict_boundary)
+
+
+@dataclass(frozen=True)
+class AnswerVerdict:
+    """The answer side of the verdict for one (prompt, response) pair: did the answer check fire, where, on what score."""
+
+    flagged: bool
+    score: float | None  # the evidence rule's highest value (None: an empty response)
+    threshold: float
+    fired_at: int | None  # the response token (0-based) whose reading fired the check
+    tokens_read: int
+
+    def to_json(self) -> dict:
+        return {"flagged": self.flagged, "score": None if self.score is None else round(self.score, 5),
+                "threshold": round(self.threshold, 5), "fired_at": self.fired_at, "tokens_read": self.tokens_read}
+
+
+def answer_verdicts(lm: LoadedModel, art: PolytopeArtifact, prompts: list[str], responses: list[str],
+                    batch_size: int = 16) -> list[AnswerVerdict]:
+    """The answer check on (prompt, response) pairs, as guard models classify a conversation turn.
+
+    Each response is read teacher-forced after its chat-formatted prompt and ends with the end-of-text token, so every
+    one of its tokens is read back and judged exactly as while generating (``method/answer_reader.py``).
+    """
+    from sap_viz.errors import SettingsError
+    from sap_viz.method.answer_check import answer_states
+
+    check = art.steering.answer_check if art.steering is not None else None
+    if check is None:
+        raise SettingsError("this polytope has no answer check (it comes with a steering part: sap-viz train-steering), "
+                            "so responses cannot be judged")
+    if len(prompts) != len(responses):
+        raise ValueError("one response per prompt")
+    prompt_ids = [encode_prompt(lm.tokenizer, p, art.chat_template, int(art.meta["max_tokens"])).ids for p in prompts]
+    end = lm.eos_ids[:1]
+    answer_ids = [list(lm.tokenizer(r, add_special_tokens=False)["input_ids"]) + end if r.strip() else [] for r in responses]
+    states = answer_states(lm, prompt_ids, answer_ids, check.layer, batch_size)
+    out = []
+    for s in states:
+        logits = check.token_logits(s).tolist() if len(s) else []
+        fired = check.fired_at(logits)
+        out.append(AnswerVerdict(fired is not None, check.score_logits(logits), check.threshold, fired, len(logits)))
+    return out

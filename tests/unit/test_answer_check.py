@@ -183,3 +183,35 @@ def test_why_steered_rows_are_measured_and_honest(lm, tmp_path):
             assert row["result"].startswith(("steered: capped", "steered: made worse")) and row["after"] > target
         assert row["ended"] == ("inside" if row["after"] < 0 else "outside")
         assert row["‖Δh‖"] > 0
+
+
+def test_prompt_and_response_pairs_are_judged_as_while_generating(lm, tmp_path, monkeypatch, capsys):
+    """``answer_verdicts`` and ``sap-viz score`` with a response column: the pair's answer side, read as generation reads it."""
+    from sap_viz.cli import commands, main
+    from sap_viz.method.scoring import answer_verdicts
+
+    art = steered_artifact(lm, tmp_path / "p", bias=5.0, window=3)
+    res = run_generation(lm, art, [GOOD], GenerationConfig(max_new_tokens=12, min_new_tokens=12),
+                         InterventionConfig(mode="monitor"))[0]
+    written = res.text
+    (verdict,) = answer_verdicts(lm, art, [GOOD], [written])
+    assert verdict.flagged and verdict.fired_at == 2 == res.answer_check["fired_at"]
+    short, empty = answer_verdicts(lm, art, [GOOD, GOOD], ["ok", "  "])
+    assert short.flagged and short.fired_at == short.tokens_read - 1  # short of the window: judged at its end
+    assert not empty.flagged and empty.score is None and empty.tokens_read == 0
+    calm = steered_artifact(lm, tmp_path / "calm", bias=-5.0, window=3)
+    assert not answer_verdicts(lm, calm, [GOOD], [written])[0].flagged
+
+    rows = tmp_path / "pairs.jsonl"
+    rows.write_text("\n".join(json.dumps(r) for r in [{"text": GOOD, "response": written}, {"text": BAD}]) + "\n")
+    monkeypatch.setattr(commands, "_model", lambda args: lm)
+    monkeypatch.setattr(commands, "_load_artifact", lambda lm_, path: art)
+    out = tmp_path / "scored.jsonl"
+    assert main(["score", "--input", str(rows), "--output", str(out)]) == 0
+    paired, alone = [json.loads(line) for line in out.read_text().splitlines()]
+    assert paired["answer_check"]["flagged"] and "answer" in paired["flagged_by"] and paired["unsafe"]
+    assert "answer_check" not in alone and alone["unsafe"] == alone["verdict"]["flagged"]
+    assert "1 of 1 responses flagged by the answer check" in capsys.readouterr().err
+    rows.write_text(json.dumps({"text": GOOD, "response": 3}) + "\n")
+    assert main(["score", "--input", str(rows), "--output", str(out)]) == 2
+    assert "'response' must be text" in capsys.readouterr().err
