@@ -57,10 +57,11 @@ class GenerationResult:
     facet_names: list[str]
     settings: dict
     text_span: tuple[int, int] = (0, 0)  # [start, end) of the user's text among the prompt tokens
-    # The answer check on the finished answer: {"score", "threshold", "flagged", "layer"}; None without a check.
+    # The answer check read while the answer was written: {"score", "threshold", "flagged", "layer", "rule", "window",
+    # "fired_at" (the answer token whose reading fired it), "stopped", "tokens_read"}; None without a check.
     answer_check: dict | None = None
-    # Set when steering did not contain the answer (the check still found it harmful) and the refusal
-    # text was answered instead: ``text`` is then the refusal and ``steered_text`` what steering wrote.
+    # Set when the answer check fired and the mode replaces a flagged answer (steer with the fallback on, refuse): the
+    # answer was stopped where the check fired and ``text`` is the refusal; ``steered_text`` is what had been written.
     fallback: bool = False
     steered_text: str | None = None
 

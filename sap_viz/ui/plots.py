@@ -100,8 +100,8 @@ def token_heatmap(result: GenerationResult, title: str = "Violations: tokens × 
                              colorbar=dict(title="v − boundary", thickness=12, len=0.7 if has_check else 1, y=1,
                                            yanchor="top")), row=1, col=1)
     if has_check:
-        # The answer check reads the written answer without hooks (it judges the text, not the edited states): its logit
-        # minus its own threshold, on a scale of its own.
+        # The answer check reads each answer token as the model reads it back, before any steering edit (it judges the
+        # text, not the edited states): its logit minus its own threshold, on a scale of its own.
         row = np.array([np.nan if t.answer_check is None else t.answer_check - check["threshold"] for t in result.tokens])
         span = float(np.nanmax(np.abs(row))) or 1.0
         fig.add_trace(go.Heatmap(z=row[None, :], x=list(range(len(result.tokens))), y=["answer check"], zmin=-span, zmax=span,
@@ -110,6 +110,14 @@ def token_heatmap(result: GenerationResult, title: str = "Violations: tokens × 
                                              "vs its threshold (≥ 0 leans harmful)" for t in result.tokens]], hoverinfo="text",
                                  colorbar=dict(title="answer check − threshold", thickness=12, len=0.3, y=0, yanchor="bottom")),
                       row=2, col=1)
+        fired = (account.answer_check or {}).get("fired_at")
+        if account.answer_flagged and isinstance(fired, int) and result.prompt_len + fired < len(result.tokens):
+            at = result.prompt_len + fired  # where the evidence rule fired: marked on the check's own row
+            how = "stopped there and replaced by the refusal" if account.answer_check.get("stopped") else "reported"
+            fig.add_trace(go.Scatter(x=[at], y=["answer check"], mode="markers", name="answer check fired",
+                                     marker=dict(symbol="star", size=13, color=palette.BLACK, line=dict(color="white", width=1)),
+                                     hovertext=[f"the answer check fired here (answer token {fired + 1}): {how}"],
+                                     hoverinfo="text"), row=2, col=1)
     if 0 < result.prompt_len < len(result.tokens) + 1:
         fig.add_vline(x=result.prompt_len - 0.5, line=dict(color=palette.BLACK, width=2, dash="dash"))
         fig.add_annotation(x=result.prompt_len - 0.5, y=1.02, yref="paper", text="prompt | answer", showarrow=False, font=dict(size=11))

@@ -144,10 +144,14 @@ def verdict_details_html(result: GenerationResult, divergence: int | None, basel
     if check is not None:
         was = baseline.answer_check or {}
         before = f"{was['score']:+.2f} unsteered → " if result is not baseline and was.get("score") is not None else ""
+        fired = check.get("fired_at")
+        where = (f", fired at answer token {fired + 1}" + (" and stopped the answer there" if check.get("stopped") else "")
+                 if check["flagged"] and isinstance(fired, int) else "")
         parts.append(f"answer check {before}{check['score']:+.2f} (harmful at ≥ {check['threshold']:+.2f}: "
-                     f"<b class=\"sap-answer-check\">{check['words']}</b>)")
+                     f"<b class=\"sap-answer-check\">{check['words']}</b>{where})")
     if result.fallback:
-        parts.append("<b>steering did not contain this answer; refused instead</b> (the steered text is in the token view)")
+        parts.append("<b>the answer check flagged this answer; refused instead</b> (the text written before the stop is in "
+                     "the token view)")
     if result.mode != "monitor":
         if divergence is None:
             hint = (" — use the Refusal fallback to replace the answer" if result.mode == "steer" and result.prompt_flagged

@@ -399,7 +399,7 @@ def build_explore_tab(wb: Workbench, files: Files, last_cmp: gr.State) -> Explor
                     anti_repeat = gr.Checkbox(ANTI_REPEAT > 0, elem_id="anti-repeat",
                                               label=f"Anti-repeat: a steered answer may not repeat any {ANTI_REPEAT} tokens in a row",
                                               info="steered answers only, their own tokens only; off: about half of them loop")
-                    fallback = gr.Checkbox(default("fallback"), label="Refuse when steering did not contain the answer",
+                    fallback = gr.Checkbox(default("fallback"), label="Refuse when the answer check flags the answer",
                                            info="the answer check re-reads the steered answer; still harmful → the refusal text",
                                            elem_id="fallback")
                 with gr.Row():
