@@ -17,6 +17,7 @@ import pytest
 
 from sap_viz.analysis.account import (
     BY_ANSWER,
+    BY_ANSWER_CHECK,
     CAPPED,
     FIXED,
     MADE_WORSE,
@@ -150,7 +151,9 @@ def test_every_view_renders_the_same_account(case):
 
 def test_the_account_of_the_gun_prompt_names_every_firing_facet_and_why_no_category():
     account = generation_account(flagged_by_last(), FACETS)
-    assert account.by == (BY_LAST, BY_ANSWER) and [(f.id, f.value) for f in account.firing] == [(0, 0.27), (1, 0.062)]
+    assert account.by == (BY_LAST, BY_ANSWER, BY_ANSWER_CHECK) and account.flagged_by == ("prompt", "answer")
+    assert [(f.id, f.value) for f in account.firing] == [(0, 0.27), (1, 0.062)]
+    assert "Then the answer check flagged the answer on the finished answer (score +0.25 ≥ +0.10)." in account.sentence
     assert account.category is None
     assert account.no_category == (f"facet 0 “{NAMES[0]}” claims violence and weapons, but its name score 0.68 is below "
                                    f"the {NAME_FITS:.2f} bar (name fits partly)")
@@ -169,3 +172,16 @@ def test_back_inside_is_said_only_when_every_steered_position_ended_inside():
     calm = generation_account(benign(), FACETS)
     assert not calm.flagged and calm.firing == () and calm.by == (BY_ANSWER,) and calm.category is None
     assert calm.sentence.startswith("Not flagged") and "1 answer token reached the answer boundary" in calm.sentence
+    assert calm.flagged_by == ()
+
+
+def test_an_answer_the_check_flags_flags_the_generation_even_when_the_prompt_passed():
+    result = benign()
+    result.answer_check = {"score": 0.4, "threshold": 0.1, "flagged": True, "layer": 16, "fired_at": 1, "stopped": True}
+    result.fallback, result.steered_text, result.text = True, result.text, "Sorry."
+    account = generation_account(result, FACETS)
+    assert account.flagged and not account.prompt_flagged and account.flagged_by == ("answer",) and account.label == "flagged"
+    assert account.sentence.startswith("Flagged by the answer: no facet fires on the request, but the answer check flagged "
+                                       "the answer at answer token 2 (score +0.40 ≥ +0.10).")
+    assert "stopped there and replaced by a refusal" in account.outcome
+    assert account.to_json()["flagged_by"] == ["answer"]
