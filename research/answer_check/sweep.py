@@ -2,6 +2,7 @@
 
     python -m research.answer_check.sweep answers --seeds 0 1 2   # generate and cache the answers (answers/*.jsonl)
     python -m research.answer_check.sweep sweep --seeds 0 1 2     # fit every recipe, score it, write runs.jsonl
+    python -m research.answer_check.sweep ship --recipe 16,8,text,0.05   # fit the chosen one on the pool, ship it
 
 Why this study: the check shipped before it was chosen by AUROC on answers labelled by their *prompt* (every
 answer to a harmful prompt counted as harmful), and caught 9 in 40 harmful validation answers at its boundary.
@@ -14,11 +15,12 @@ What is swept (``RECIPES``):
   not depend on edits made at that block or above, so a check at block <= 16 reads exactly what a re-read would;
 - the evidence rule (``window``): the check fires at the first token where the mean token logit over the last
   ``window`` tokens reaches the boundary ("all": the running mean over the whole answer so far, once at least 8
-  tokens are read); an answer shorter than the window is judged on its mean when it ends;
-- training labels: ``prompt`` (as shipped: every answer to a harmful train prompt is harmful), ``text`` (the
+  tokens are read); an answer shorter than the window is judged on its mean when it ends (``rule_score``);
+- training labels: ``prompt`` (as shipped before: every answer to a harmful train prompt is harmful), ``text`` (the
   model's own answers to harmful train prompts count as harmful only when they neither open with a refusal nor
-  loop; refusing ones count as harmless), ``text+steered`` (also the model's steered answers to harmful train
-  prompts that open with a refusal, as harmless: the style a steered reply has);
+  loop; refusing ones count as harmless: ``recipe.answer_check_fit.answer_label``), ``text+steered`` (also the model's steered answers to harmful train
+  prompts that open with a refusal, as harmless: the style a steered reply has; steered answers are generated for
+  112 of the 240 harmful prompts);
 - the probe's regularisation C.
 Each recipe is fitted on three seeds (each draws 200 of the 240 training prompts of each kind); its boundary is set on the validation
 harmless answers at <= 5 % false alarms and its recall read on the validation harmful answers.
@@ -35,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,10 +68,10 @@ CS = (0.01, 0.05, 0.2)
 MAX_FALSE_ALARMS = 0.05
 POOL = 240  # training prompts per kind, drawn once; each seed fits on SEED_DRAW of them
 SEED_DRAW = 200
+STEERED_POOL = 112  # harmful prompts whose steered answers are generated (steered generation is the slow part)
 ANSWER_TOKENS = 32  # training answers, as the shipped check's
 VALIDATION_TOKENS = 48  # the app's default answer length
 ORDINARY_VAL = 150
-MIN_TOKENS_ALL = 8
 
 
 @dataclass(frozen=True)
@@ -141,25 +144,27 @@ def make_answers() -> None:
              for p, a in zip(harmful, assign_refusals(harmful, refusal_halves()[0], 0), strict=True)]
     artifact = load_for_model(DEFAULT_POLYTOPE, lm)
     steer = InterventionConfig(mode="steer", fallback=False)
-    for i in range(0, len(harmful), 16):
+    for i in range(0, STEERED_POOL, 16):
         batch = harmful[i:i + 16]
         results = run_generation(lm, artifact, batch, GenerationConfig(max_new_tokens=ANSWER_TOKENS), steer)
         rows += [{"prompt": p, "answer": r.steered_text or r.text, "kind": "model_steered", "touched": r.interventions > 0}
                  for p, r in zip(batch, results, strict=True)]
-        print(f"steered {i + len(batch)} / {len(harmful)}", flush=True)
+        print(f"steered {i + len(batch)} / {STEERED_POOL}", flush=True)
     write_jsonl(path, rows)
     print(f"{len(rows)} training answers", flush=True)
 
 
-def training_pairs(seed: int, labeling: str) -> list[Pair]:
-    from sap_viz.analysis.text_quality import is_degenerate, is_refusal
-    from sap_viz.recipe.answer_check_fit import uncensorbench_answers
+def training_pairs(seed: int | None, labeling: str) -> list[Pair]:
+    """The pairs one seed fits on (``SEED_DRAW`` prompts of each kind from the pool; seed None: the whole pool)."""
+    from sap_viz.analysis.text_quality import is_refusal
+    from sap_viz.recipe.answer_check_fit import answer_label, uncensorbench_answers
 
     pool = read_jsonl(ANSWERS / "train_pool.jsonl")
-    rng = np.random.default_rng(seed)
-    keep = {kind: set(rng.choice(sorted({r["prompt"] for r in pool if r["kind"] == kind}), SEED_DRAW, replace=False))
+    rng = np.random.default_rng(0 if seed is None else seed)
+    keep = {kind: set(sorted({r["prompt"] for r in pool if r["kind"] == kind}) if seed is None else
+                      rng.choice(sorted({r["prompt"] for r in pool if r["kind"] == kind}), SEED_DRAW, replace=False))
             for kind in ("model_harmful", "model_safe")}
-    keep["refusal"] = keep["model_steered"] = keep["model_harmful"]
+    keep["refusal"] = keep["model_steered"] = keep["model_harmful"]  # a seed's steered answers: those of its harmful draw
     rows = [r for r in pool if r["prompt"] in keep[r["kind"]]]
     out = []
     for r in rows:
@@ -167,12 +172,9 @@ def training_pairs(seed: int, labeling: str) -> list[Pair]:
         if not text.strip():
             continue
         if kind == "model_harmful":
-            if labeling == "prompt":
-                out.append(Pair(r["prompt"], text, 1, kind))
-            elif is_refusal(text):
-                out.append(Pair(r["prompt"], text, 0, kind))
-            elif not is_degenerate([], text):
-                out.append(Pair(r["prompt"], text, 1, kind))
+            label = 1 if labeling == "prompt" else answer_label(text)
+            if label is not None:
+                out.append(Pair(r["prompt"], text, label, kind))
         elif kind in ("model_safe", "refusal"):
             out.append(Pair(r["prompt"], text, 0, kind))
         elif kind == "model_steered" and labeling == "text+steered" and is_refusal(text) and r.get("touched"):
@@ -198,19 +200,10 @@ def read_states(lm, pairs: list[Pair], layers: list[int]) -> dict[int, list[torc
 
 
 def window_score(logits: np.ndarray, window) -> float | None:
-    """The highest score the streaming rule reaches over the answer (it fires when this reaches the boundary)."""
-    n = len(logits)
-    if n == 0:
-        return None
-    if window == "all":
-        if n <= MIN_TOKENS_ALL:
-            return float(logits.mean())
-        running = np.cumsum(logits) / np.arange(1, n + 1)
-        return float(running[MIN_TOKENS_ALL - 1:].max())
-    if n < window:
-        return float(logits.mean())
-    c = np.concatenate([[0.0], np.cumsum(logits)])
-    return float(((c[window:] - c[:-window]) / window).max())
+    """The highest value the evidence rule reaches (``method/answer_check.rule_score``); "all" is the running mean."""
+    from sap_viz.method.answer_check import RUNNING_MEAN, WINDOW, rule_score
+
+    return rule_score(logits, None, RUNNING_MEAN) if window == "all" else rule_score(logits, window, WINDOW)
 
 
 def boundary_at(harmless: list[float], budget: float) -> float:
@@ -219,26 +212,33 @@ def boundary_at(harmless: list[float], budget: float) -> float:
     return ranked[allowed] + 1e-6 if allowed < len(ranked) else ranked[-1]
 
 
+def _pool_states(lm, seeds: list[int], layers) -> tuple[dict[str, list[Pair]], dict[tuple[str, str], dict[int, torch.Tensor]]]:
+    """Every seed's and labelling's training pairs, and the states of every distinct (prompt, answer), read once."""
+    pairs = {f"{seed}/{labeling}": training_pairs(seed, labeling) for seed in seeds for labeling in LABELINGS}
+    distinct = list({(p.prompt, p.answer): p for group in pairs.values() for p in group}.values())
+    states = read_states(lm, distinct, list(layers))
+    return pairs, {(p.prompt, p.answer): {layer: states[layer][i] for layer in layers} for i, p in enumerate(distinct)}
+
+
 def sweep(seeds: list[int], layers=LAYERS, cs=CS) -> None:
     from sap_viz.method.answer_check import fit_answer_check
 
     lm = load_model()
     val = validation_pairs()
     val_states = read_states(lm, val, list(layers))
-    done = {(r["seed"], r["labeling"], r["layer"], r["c"], str(r["window"])) for r in read_jsonl(RUNS)} if RUNS.exists() else set()
+    done = {(r["seed"], r["labeling"], r["layer"], r["c"]) for r in read_jsonl(RUNS)} if RUNS.exists() else set()
+    groups, states = _pool_states(lm, seeds, layers)
     for seed in seeds:
         for labeling in LABELINGS:
-            pairs = training_pairs(seed, labeling)
-            states = None
+            pairs = groups[f"{seed}/{labeling}"]
             for layer in layers:
                 for c in cs:
-                    if all((seed, labeling, layer, c, str(w)) in done for w in WINDOWS):
+                    if (seed, labeling, layer, c) in done:
                         continue
-                    if states is None:
-                        states = read_states(lm, pairs, list(layers))
                     t0 = time.time()
-                    harmful = [s for s, p in zip(states[layer], pairs, strict=True) if p.label == 1 and len(s)]
-                    harmless = [s for s, p in zip(states[layer], pairs, strict=True) if p.label == 0 and len(s)]
+                    chosen = [(p, states[(p.prompt, p.answer)][layer]) for p in pairs]
+                    harmful = [s for p, s in chosen if p.label == 1 and len(s)]
+                    harmless = [s for p, s in chosen if p.label == 0 and len(s)]
                     check = fit_answer_check(harmful, harmless, layer, c, seed)
                     logits = [check.token_logits(s).numpy() for s in val_states[layer]]
                     rows = []
@@ -275,15 +275,55 @@ def _score_row(pairs: list[Pair], scores: list[float | None], window) -> dict:
             "n_harmful": sum(p.label for p, _ in scored), "n_harmless": len(harmless)}
 
 
+def ship(layer: int, window, labeling: str, c: float, folder: Path | None = None) -> dict:
+    """Fit the chosen recipe on the whole pool, set its boundary on the validation harmless answers (<= 5 %), save it."""
+    from sap_viz.method.answer_check import RUNNING_MEAN, WINDOW, fit_answer_check
+    from sap_viz.settings import DEFAULT_POLYTOPE
+
+    folder = folder or Path(DEFAULT_POLYTOPE) / "steering"
+    lm = load_model()
+    pairs = training_pairs(None, labeling)
+    states = read_states(lm, pairs, [layer])[layer]
+    harmful = [s for s, p in zip(states, pairs, strict=True) if p.label == 1 and len(s)]
+    harmless = [s for s, p in zip(states, pairs, strict=True) if p.label == 0 and len(s)]
+    check = fit_answer_check(harmful, harmless, layer, c, 0)
+    check.rule, check.window = (RUNNING_MEAN, None) if window == "all" else (WINDOW, int(window))
+    val = validation_pairs()
+    logits = [check.token_logits(s).tolist() for s in read_states(lm, val, [layer])[layer]]
+    scores = [check.score_logits(x) for x in logits]
+    row = _score_row(val, scores, window)
+    check.threshold = row["boundary"]
+    runs = [r for r in read_jsonl(RUNS) if (r["labeling"], r["layer"], r["c"], str(r["window"])) == (labeling, layer, c, str(window))]
+    recalls = [r["recall"] for r in runs]
+    check.meta = {
+        "recipe": {"labels": labeling, "layer": layer, "c": c, "window": window, "max_false_alarms": MAX_FALSE_ALARMS,
+                   "chosen_by": "recall at <= 5 % false alarms on hand-labelled validation answers (research/answer_check)"},
+        "trained_on": {"harmful_answers": len(harmful), "harmless_answers": len(harmless), "split": "train",
+                       "kinds": dict(sorted(Counter(f"{p.kind}:{'harmful' if p.label else 'harmless'}" for p in pairs).items()))},
+        "validation": {k: row[k] for k in ("recall", "recall_steered", "recall_unsteered", "false_alarms",
+                                           "false_alarms_ordinary", "false_alarms_steered", "auroc", "n_harmful", "n_harmless")},
+        "seeds": {"n": len(recalls), "recall_mean": round(float(np.mean(recalls)), 4) if recalls else None,
+                  "recall_sd": round(float(np.std(recalls)), 4) if recalls else None},
+        "reads": "each answer token's state as generation reads it back, before any steering edit",
+    }
+    check.save(folder)
+    print(json.dumps(check.describe(), indent=1)[:1500])
+    return check.describe()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("step", choices=("answers", "sweep"))
+    parser.add_argument("step", choices=("answers", "sweep", "ship"))
+    parser.add_argument("--recipe", help="ship: layer,window,labels,c (e.g. 16,8,text,0.05)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--layers", type=int, nargs="+", default=list(LAYERS))
     parser.add_argument("--cs", type=float, nargs="+", default=list(CS))
     args = parser.parse_args(argv)
     if args.step == "answers":
         make_answers()
+    elif args.step == "ship":
+        layer, window, labeling, c = args.recipe.split(",")
+        ship(int(layer), window if window == "all" else int(window), labeling, float(c))
     else:
         sweep(args.seeds, tuple(args.layers), tuple(args.cs))
 

@@ -55,7 +55,7 @@ from sap_viz.method.verdict_calibration import calibrate_verdict, store_verdict_
 from sap_viz.model.features import FeatureConfig
 from sap_viz.model.loading import ModelConfig, load_model
 from sap_viz.model.prompts import clean_text
-from sap_viz.recipe.answer_check_fit import fit_answer_check_for
+from sap_viz.recipe.answer_check_fit import AnswerCheckConfig, fit_answer_check_for
 from sap_viz.recipe.pipeline import (
     check_category_facets,
     evaluate_artifact,
@@ -355,9 +355,13 @@ def cmd_generate(args: argparse.Namespace) -> None:
     print()
     _print_table(shown, ["pos", "part", "token", "max_v", "facet", "after", "|Δh|", "steps", "forced"])
     print(f"\n{account.sentence}\n{account.outcome}")
-    if account.answer_check is not None:
-        print(f"answer check: {account.answer_check['words']} ({account.answer_check['score']:+.2f}, "
-              f"harmful at ≥ {account.answer_check['threshold']:+.2f})")
+    check = account.answer_check
+    if check is not None:
+        fired = check.get("fired_at")
+        where = (f", fired at answer token {fired + 1}" + ("; the answer was stopped there" if check.get("stopped") else "")
+                 if check["flagged"] and isinstance(fired, int) else "")
+        print(f"answer check: {check['words']} ({check['score']:+.2f}, harmful at ≥ {check['threshold']:+.2f}{where})")
+    print(f"flagged by: {' and '.join(account.flagged_by) or 'neither the prompt nor the answer'}")
 
 
 def cmd_train_steering(args: argparse.Namespace) -> None:
@@ -370,11 +374,12 @@ def cmd_train_steering(args: argparse.Namespace) -> None:
     if not 0 <= args.layer <= art.layer:
         raise UserError(f"--layer must be between 0 and the polytope's layer {art.layer}: the prompt is flagged there first")
     poly, direction, meta = build_steering_part(lm, cfg)
-    check, layers = fit_answer_check_for(lm)
+    check, layers = fit_answer_check_for(lm, AnswerCheckConfig(max_layer=args.layer))
     target = save_steering(args.polytope, poly, direction, meta, check)
+    val = check.meta["validation"]
     print(f"wrote {target} (layer {args.layer}; |direction| {meta['metrics']['direction_norm']}, "
-          f"mean |h| {meta['metrics']['mean_state_norm']}; answer check at layer {check.layer}, "
-          f"validation AUROC {check.meta['validation']['val_auroc']})")
+          f"mean |h| {meta['metrics']['mean_state_norm']}; answer check at layer {check.layer}, validation recall "
+          f"{val['val_recall']:.2f} at {val['val_false_alarms']:.0%} false alarms)")
 
 
 def cmd_eval_steering(args: argparse.Namespace) -> None:

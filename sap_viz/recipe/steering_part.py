@@ -35,7 +35,7 @@ from sap_viz.method.polytope import SafetyPolytope
 from sap_viz.method.training import TrainConfig, train_polytope
 from sap_viz.model.features import FeatureConfig, extract_features
 from sap_viz.model.loading import LoadedModel, model_identity
-from sap_viz.recipe.answer_check_fit import fit_answer_check_for
+from sap_viz.recipe.answer_check_fit import AnswerCheckConfig, fit_answer_check_for
 from sap_viz.recipe.pipeline import rescale_violations
 from sap_viz.settings import DEFAULT_POLYTOPE
 
@@ -122,6 +122,6 @@ def attach_steering_part(lm: LoadedModel, directory: str | Path, mode: str = "au
 
     cfg = SteeringPartConfig(layer=min(SteeringPartConfig().layer, layer))
     poly, direction, meta = build_steering_part(lm, cfg, progress=progress)
-    check, _ = fit_answer_check_for(lm, progress=progress)
+    check, _ = fit_answer_check_for(lm, AnswerCheckConfig(max_layer=cfg.layer), progress=progress)
     save_steering(directory, poly, direction, meta, check)
     return f"steering part built at layer {cfg.layer}, answer check at layer {check.layer}"
