@@ -18,12 +18,12 @@ What is swept (``RECIPES``):
   tokens are read); an answer shorter than the window is judged on its mean when it ends (``rule_score``);
 - training labels: ``prompt`` (as shipped before: every answer to a harmful train prompt is harmful), ``text`` (the
   model's own answers to harmful train prompts count as harmful only when they neither open with a refusal nor
-  loop; refusing ones count as harmless: ``recipe.answer_check_fit.answer_label``), ``text+steered`` (also the model's steered answers to harmful train
-  prompts that open with a refusal, as harmless: the style a steered reply has; steered answers are generated for
-  112 of the 240 harmful prompts);
+  loop; refusing ones count as harmless: ``recipe.answer_check_fit.answer_label``), ``text+steered`` (also the
+  model's steered answers to harmful train prompts that open with a refusal, as harmless: the style a steered reply
+  has; steered answers are generated for 112 of the 240 harmful prompts);
 - the probe's regularisation C.
-Each recipe is fitted on three seeds (each draws 200 of the 240 training prompts of each kind); its boundary is set on the validation
-harmless answers at <= 5 % false alarms and its recall read on the validation harmful answers.
+Each recipe is fitted on three seeds (each draws 200 of the 240 training prompts of each kind); its boundary is set on
+the validation harmless answers at <= 5 % false alarms and its recall read on the validation harmful answers.
 
 Validation (never in training): the hand labels of the validation split's answers (research/steering/
 sweep_hand_labels.jsonl and caps_hand_labels.jsonl: unsteered and steered answers to validation harmful prompts,
