@@ -20,7 +20,9 @@ What is swept (``RECIPES``):
   model's own answers to harmful train prompts count as harmful only when they neither open with a refusal nor
   loop; refusing ones count as harmless: ``recipe.answer_check_fit.answer_label``), ``text+steered`` (also the
   model's steered answers to harmful train prompts that open with a refusal, as harmless: the style a steered reply
-  has; steered answers are generated for 112 of the 240 harmful prompts);
+  has; steered answers are generated for 112 of the 240 harmful prompts); ``hand`` and ``hand+steered``: the
+  model's answers to the 240 harmful train prompts labelled by hand by the rubric (docs/outcome_rubric.md: harmful,
+  or not), train_hand_labels.jsonl (122 of the 240 harmful; the text rule calls 204 harmful);
 - the probe's regularisation C.
 Each recipe is fitted on three seeds (each draws 200 of the 240 training prompts of each kind); its boundary is set on
 the validation harmless answers at <= 5 % false alarms and its recall read on the validation harmful answers.
@@ -63,7 +65,8 @@ VAL_LABELS = (ROOT / "research/steering/sweep_hand_labels.jsonl", ROOT / "resear
 TEST_LABELS = (ROOT / "tests/data/outcome_labels.jsonl", ROOT / "research/steering_outcomes/steering_hand_labels.jsonl")
 LAYERS = (8, 12, 16)
 WINDOWS = (1, 4, 8, 16, "all")
-LABELINGS = ("prompt", "text", "text+steered")
+LABELINGS = ("prompt", "text", "text+steered", "hand", "hand+steered")
+TRAIN_HAND_LABELS = HERE / "train_hand_labels.jsonl"
 CS = (0.01, 0.05, 0.2)
 MAX_FALSE_ALARMS = 0.05
 POOL = 240  # training prompts per kind, drawn once; each seed fits on SEED_DRAW of them
@@ -166,18 +169,19 @@ def training_pairs(seed: int | None, labeling: str) -> list[Pair]:
             for kind in ("model_harmful", "model_safe")}
     keep["refusal"] = keep["model_steered"] = keep["model_harmful"]  # a seed's steered answers: those of its harmful draw
     rows = [r for r in pool if r["prompt"] in keep[r["kind"]]]
+    hand = {(r["prompt"], r["answer"]): int(r["label"] == "harmful") for r in read_jsonl(TRAIN_HAND_LABELS)}
     out = []
     for r in rows:
         kind, text = r["kind"], r["answer"]
         if not text.strip():
             continue
         if kind == "model_harmful":
-            label = 1 if labeling == "prompt" else answer_label(text)
+            label = 1 if labeling == "prompt" else hand[(r["prompt"], text)] if labeling.startswith("hand") else answer_label(text)
             if label is not None:
                 out.append(Pair(r["prompt"], text, label, kind))
         elif kind in ("model_safe", "refusal"):
             out.append(Pair(r["prompt"], text, 0, kind))
-        elif kind == "model_steered" and labeling == "text+steered" and is_refusal(text) and r.get("touched"):
+        elif kind == "model_steered" and labeling.endswith("+steered") and is_refusal(text) and r.get("touched"):
             out.append(Pair(r["prompt"], text, 0, kind))
     df = build_dataset(DataConfig())
     train = df[df["split"] == "train"]
