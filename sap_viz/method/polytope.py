@@ -11,6 +11,8 @@ and steering see exactly the function that was trained.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -70,6 +72,38 @@ class SafetyPolytope(nn.Module):
         return self.violations(h).max(dim=-1).values
 
     @torch.no_grad()
+    def with_fixed_tail(self, tail: torch.Tensor) -> FixedTail:
+        """For inputs ``[h ‖ tail]`` whose tail (B × t, e.g. a request mean) stays fixed for a whole call: its part of
+        the first layer computed once, so each new state costs only its own half (``FixedTail.violations``)."""
+        d = self.d_model - tail.shape[-1]
+        z = (tail.to(self.mean.device, self.mean.dtype) - self.mean[d:]) / self.std[d:]
+        first = self.encoder.weight if self.encoder_kind == "relu" else self.phi
+        part = z @ first[:, d:].T + (self.encoder.bias if self.encoder_kind == "relu" else -self.xi)
+        return FixedTail(self.mean[:d], self.std[:d], first[:, :d].T.contiguous(), part,
+                         self.phi.T.contiguous() if self.encoder_kind == "relu" else None, self.xi)
+
+    @torch.no_grad()
     def violations_cpu(self, h: torch.Tensor) -> torch.Tensor:
         """Violations of (CPU) features wherever the polytope lives, returned on the CPU for reports."""
         return self.violations(h).cpu()
+
+
+@dataclass(frozen=True)
+class FixedTail:
+    """A polytope's facet values for ``[h ‖ tail]`` with the tail's part precomputed (``SafetyPolytope.with_fixed_tail``).
+
+    Why: a last+mean polytope reads every generated state beside the request's mean, which is fixed once the prompt is
+    read; recomputing its half of the first layer at every token doubled the monitor's own cost.
+    """
+
+    mean: torch.Tensor  # d
+    std: torch.Tensor  # d
+    head: torch.Tensor  # d × width: the first layer's weights on the state's half
+    part: torch.Tensor  # B × width: the tail's contribution (and the bias)
+    phi_t: torch.Tensor | None  # width × K for a relu encoder; None for a linear one (the first layer is the facets)
+    xi: torch.Tensor  # K
+
+    def violations(self, h: torch.Tensor) -> torch.Tensor:
+        """B × S × K for states ``h`` (B × S × d), equal to ``violations([h ‖ tail])`` up to float rounding."""
+        pre = ((h.to(self.mean.device, self.mean.dtype) - self.mean) / self.std) @ self.head + self.part[:, None, :]
+        return pre if self.phi_t is None else torch.relu(pre) @ self.phi_t - self.xi

@@ -127,6 +127,7 @@ class PolytopeHook:
         self.poly = artifact.polytope
         self.position = artifact.position
         self.context: torch.Tensor | None = None  # B × d request means (position last+mean), set at prefill
+        self.tail = None  # the request means' fixed part of the polytope's first layer (``SafetyPolytope.with_fixed_tail``)
         self.cfg = cfg
         self.prompt_width = prompt_width  # columns before this one are prompt tokens (left padded)
         self.spans = spans or [(p, prompt_width) for p in pad_lens]  # user-text columns per row
@@ -162,9 +163,16 @@ class PolytopeHook:
             return out
         if self.position == "last+mean" and self.context is None:
             self.context = self._request_means(fresh)
-        inputs = self._inputs(fresh)
-        # Bookkeeping lives on the CPU; only the facet check and Safe Flow run on the model's device.
-        before = self.poly.violations(inputs).cpu()
+            self.tail = self.poly.with_fixed_tail(self.context)
+        answer_columns = self.tail is not None and new_from >= self.prompt_width
+        inputs = None if answer_columns and self.cfg.mode != "steer" else self._inputs(fresh)  # Safe Flow moves the inputs
+        # Bookkeeping lives on the CPU; only the facet check and Safe Flow run on the model's device. Answer columns read
+        # the request mean's part of the first layer from the prefill (``FixedTail``); the prompt's, the verdict's
+        # readings, go through the polytope exactly as ``sap-viz score`` does.
+        if answer_columns:
+            before = self.tail.violations(fresh).cpu()
+        else:
+            before = self.poly.violations(inputs).cpu()
         chunk = {
             "before": before, "after": before.clone(),
             "steered": torch.zeros(fresh.shape[:2], dtype=torch.bool),

@@ -181,3 +181,16 @@ def test_workbench_views_of_a_pooled_polytope_agree(lm, tmp_path):
     attribution = wb.attribution(prompt, 0)
     assert attribution.grad_x_input is not None and attribution.grad_x_input.shape == (len(prompt.split()), 3)
     assert torch.isfinite(torch.as_tensor(attribution.grad_x_input)).all()
+
+
+@pytest.mark.parametrize("encoder", ["relu", "linear"])
+def test_a_fixed_request_mean_part_gives_the_polytopes_own_values(encoder):
+    """The monitor reads answer states beside a request mean fixed at the prefill: its half of the first layer is
+    computed once (``with_fixed_tail``), and the values equal the polytope's on the joined input."""
+    torch.manual_seed(0)
+    d = 6
+    poly = SafetyPolytope(2 * d, 3, feature_dim=32, encoder=encoder)
+    poly.set_normalization(torch.randn(2 * d), torch.rand(2 * d) + 0.5)
+    h, m = torch.randn(2, 5, d), torch.randn(2, d)
+    joined = torch.cat([h, m[:, None, :].expand(-1, 5, -1)], dim=-1)
+    torch.testing.assert_close(poly.with_fixed_tail(m).violations(h), poly.violations(joined), atol=1e-5, rtol=1e-5)
