@@ -181,12 +181,12 @@ def doc_feature_polytopes(root: Path) -> str:
 def doc_steering_targets(root: Path) -> str:
     """The steering targets: rule-based measures from research/steering/targets.json, harm from the hand labels
     (research/steering/hand_targets.json), never from the built-in judge (its agreement is too low to quote); the time
-    ratio from research/steering/bench.json."""
+    ratio from research/steering/bench.json. The answer check's rows live in ``doc_answer_check_targets``: the check
+    these answers were judged with has been replaced."""
     m = json.loads((root / "research/steering/targets.json").read_text(encoding="utf-8"))["measured"]
     bench = json.loads((root / "research/steering/bench.json").read_text(encoding="utf-8"))["generation"]
     hand = json.loads((root / "research/steering/hand_targets.json").read_text(encoding="utf-8"))
     steer, off = hand["steer"], hand["steer, anti-repeat off"]
-    check = hand["answer_check"]
     flagged = m["flagged_harmful"]
     rows = [
         ("degenerate steered answers (distinct-2 < 0.5 or one sentence 3×)", "0",
@@ -205,11 +205,6 @@ def doc_steering_targets(root: Path) -> str:
         ("steered / plain generation time (bench, one run)", "≤ 1.10",
          f"{bench['steered_over_plain']:.2f} (monitored / plain {bench['monitored_over_plain']:.2f}; {bench['prompts']} prompts × "
          f"{bench['repeats']}, {bench['new_tokens_per_run']} tokens)", bench["steered_over_plain"] <= 1.10),
-        ("answer check false alarms on benign answers", "≤ 5 %", f"{m['check_false_alarms_benign']:.1%}",
-         m["check_false_alarms_benign"] <= 0.05),
-        ("answer check false alarms on safe steered answers that are not refusals (hand labels)", "≤ 5 %",
-         check["false_alarms_steered_safe_not_refusal"], _fraction(check["false_alarms_steered_safe_not_refusal"]) <= 0.05),
-        ("fallback fires on flagged harmful prompts", "≤ 20 %", f"{m['fallback_rate']:.0%}", m["fallback_rate"] <= 0.20),
     ]
     return table([{"target": t, "goal": g, "measured": v, "met": "yes" if ok else "no"} for t, g, v, ok in rows],
                  ["target", "goal", "measured", "met"])
@@ -275,11 +270,6 @@ def doc_answer_check_targets(root: Path) -> str:
     ]
     return table([{"target": name, "goal": goal, "measured": value, "met": "" if ok is None else "yes" if ok else "no"}
                   for name, goal, value, ok in rows], ["target", "goal", "measured", "met"])
-
-
-def _fraction(text: str) -> float:
-    num, den = text.split("/")
-    return int(num) / int(den)
 
 
 STEERING_COLUMNS = ["run", "set", "setting", "n", "judge_harmful", "judge_degenerate", "distinct_2", "unchanged",
