@@ -76,7 +76,7 @@ class RequestSettings:
     temperature: float = _setting(0.7, "sampling temperature (with sampling)")
     top_p: float = _setting(0.9, "nucleus sampling mass (with sampling)")
     anti_repeat: int = _setting(3, "steered answers only: ban repeating any n-gram of this size within the answer (0 = off)")
-    fallback: bool = _setting(True, "refuse when the answer check still finds a steered answer harmful")
+    fallback: bool = _setting(True, "steer mode: stop the answer where the answer check fires and answer the refusal")
     refusal_text: str = _setting(DEFAULT_REFUSAL, "the answer of refuse mode and of the steering fallback")
     generation_threshold: float | None = _setting(None, "boundary for generated tokens (default: the polytope's calibrated "
                                                         "value; 0 = the prompt boundary)")
