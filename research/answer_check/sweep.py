@@ -259,10 +259,10 @@ def sweep(seeds: list[int], layers=LAYERS, cs=CS) -> None:
                           f"(steered {best['recall_steered']}, unsteered {best['recall_unsteered']})", flush=True)
 
 
-def _score_row(pairs: list[Pair], scores: list[float | None], window) -> dict:
+def _score_row(pairs: list[Pair], scores: list[float | None], window, boundary: float | None = None) -> dict:
     scored = [(p, s) for p, s in zip(pairs, scores, strict=True) if s is not None]
     harmless = [s for p, s in scored if p.label == 0]
-    boundary = boundary_at(harmless, MAX_FALSE_ALARMS)
+    boundary = boundary_at(harmless, MAX_FALSE_ALARMS) if boundary is None else boundary
 
     def rate(rows):
         return round(sum(s >= boundary for _, s in rows) / len(rows), 4) if rows else None
@@ -281,28 +281,41 @@ def _score_row(pairs: list[Pair], scores: list[float | None], window) -> dict:
 
 def ship(layer: int, window, labeling: str, c: float, folder: Path | None = None) -> dict:
     """Fit the chosen recipe on the whole pool, set its boundary on the validation harmless answers (<= 5 %), save it."""
-    from sap_viz.method.answer_check import RUNNING_MEAN, WINDOW, fit_answer_check
+    from sap_viz.method.answer_check import RUNNING_MEAN, WINDOW, AnswerCheck, fit_answer_check
     from sap_viz.settings import DEFAULT_POLYTOPE
 
     folder = folder or Path(DEFAULT_POLYTOPE) / "steering"
     lm = load_model()
     pairs = training_pairs(None, labeling)
-    states = read_states(lm, pairs, [layer])[layer]
-    harmful = [s for s, p in zip(states, pairs, strict=True) if p.label == 1 and len(s)]
-    harmless = [s for s, p in zip(states, pairs, strict=True) if p.label == 0 and len(s)]
-    check = fit_answer_check(harmful, harmless, layer, c, 0)
+    recipe = {"labels": labeling, "layer": layer, "c": c, "window": window}
+    shipped = AnswerCheck.load(folder, lm.hidden_size, lm.num_layers)
+    if shipped is not None and {k: shipped.meta.get("recipe", {}).get(k) for k in recipe} == recipe:
+        check = shipped  # the same recipe on the same pool: only the boundary is set again
+        n_harmful, n_harmless = shipped.meta["trained_on"]["harmful_answers"], shipped.meta["trained_on"]["harmless_answers"]
+    else:
+        states = read_states(lm, pairs, [layer])[layer]
+        harmful = [s for s, p in zip(states, pairs, strict=True) if p.label == 1 and len(s)]
+        harmless = [s for s, p in zip(states, pairs, strict=True) if p.label == 0 and len(s)]
+        check = fit_answer_check(harmful, harmless, layer, c, 0)
+        n_harmful, n_harmless = len(harmful), len(harmless)
     check.rule, check.window = (RUNNING_MEAN, None) if window == "all" else (WINDOW, int(window))
     val = validation_pairs()
     logits = [check.token_logits(s).tolist() for s in read_states(lm, val, [layer])[layer]]
     scores = [check.score_logits(x) for x in logits]
-    row = _score_row(val, scores, window)
+    # the budget holds for ordinary answers and for harmless steered answers apart, not only for the pool (where the
+    # many low-scoring refusals would let ordinary answers reach 7 %): the shipped boundary is the stricter of the two
+    kinds = ("ordinary", "steered")
+    boundary = max(boundary_at([s for p, s in zip(val, scores, strict=True) if p.label == 0 and p.kind == kind and s is not None],
+                               MAX_FALSE_ALARMS) for kind in kinds)
+    row = _score_row(val, scores, window, boundary)
     check.threshold = row["boundary"]
     runs = [r for r in read_jsonl(RUNS) if (r["labeling"], r["layer"], r["c"], str(r["window"])) == (labeling, layer, c, str(window))]
     recalls = [r["recall"] for r in runs]
     check.meta = {
         "recipe": {"labels": labeling, "layer": layer, "c": c, "window": window, "max_false_alarms": MAX_FALSE_ALARMS,
+                   "budget": "for ordinary answers and for harmless steered answers, each apart",
                    "chosen_by": "recall at <= 5 % false alarms on hand-labelled validation answers (research/answer_check)"},
-        "trained_on": {"harmful_answers": len(harmful), "harmless_answers": len(harmless), "split": "train",
+        "trained_on": {"harmful_answers": n_harmful, "harmless_answers": n_harmless, "split": "train",
                        "kinds": dict(sorted(Counter(f"{p.kind}:{'harmful' if p.label else 'harmless'}" for p in pairs).items()))},
         "validation": {k: row[k] for k in ("recall", "recall_steered", "recall_unsteered", "false_alarms",
                                            "false_alarms_ordinary", "false_alarms_steered", "auroc", "n_harmful", "n_harmless")},

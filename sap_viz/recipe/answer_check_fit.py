@@ -33,7 +33,7 @@ from sap_viz.data.dataset import DataConfig, build_dataset
 from sap_viz.data.package_files import read_json
 from sap_viz.data.responses import AnswerConfig, answer_ids_for, assign_refusals, generate_answers, refusal_halves, steering_prompts
 from sap_viz.errors import RecipeError
-from sap_viz.method.answer_check import WINDOW, AnswerCheck, answer_states, calibrate, fit_answer_check
+from sap_viz.method.answer_check import RUNNING_MEAN, AnswerCheck, answer_states, calibrate, fit_answer_check
 from sap_viz.model.features import hidden_states_multi
 from sap_viz.model.loading import LoadedModel
 from sap_viz.model.prompts import encode_prompt
@@ -43,7 +43,8 @@ from sap_viz.model.prompts import encode_prompt
 class AnswerCheckConfig:
     layers: tuple[int, ...] = (8, 12, 16)  # candidates no deeper than ``max_layer``; the best validation recall wins
     max_layer: int = 16  # the steering part's block: the check reads states before any edit
-    window: int = 8  # the evidence rule: the mean over this many answer tokens in a row
+    rule: str = RUNNING_MEAN  # the evidence rule (method/answer_check.py): chosen in research/answer_check
+    window: int | None = None  # tokens in a row the WINDOW rule averages over
     prompts_per_label: int = 240  # the steering part's train prompts (their answers are cached once)
     answer_tokens: int = 32
     validation_tokens: int = 48  # validation answers as long as the app's default answers
@@ -141,7 +142,7 @@ def fit_answer_check_for(lm: LoadedModel, cfg: AnswerCheckConfig = AnswerCheckCo
     rows, best = [], None
     for layer in layers:
         check = fit_answer_check(train_bad[layer], train_good[layer], layer, cfg.c, cfg.seed)
-        check.rule, check.window = WINDOW, cfg.window
+        check.rule, check.window = cfg.rule, cfg.window
         sb = [check.answer_score(s) for s in v_bad[layer]]
         sg = [check.answer_score(s) for s in v_good[layer]]
         calibrate(check, sg, cfg.max_false_alarms)
