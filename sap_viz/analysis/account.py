@@ -217,7 +217,8 @@ def _answer_check(check: dict | None) -> dict | None:
     flagged = bool(check.get("flagged"))
     return {"score": round(float(check["score"]), 4), "threshold": round(float(check["threshold"]), 4), "flagged": flagged,
             "words": "harmful" if flagged else "not harmful", "fired_at": check.get("fired_at"),
-            "stopped": bool(check.get("stopped")), "rule": check.get("rule"), "window": check.get("window")}
+            "stopped": bool(check.get("stopped")), "rule": check.get("rule"), "window": check.get("window"),
+            "measured": check.get("measured")}
 
 
 def _fired_words(check: dict) -> str:

@@ -198,7 +198,7 @@ def _judge_answer(result: GenerationResult, reading: _Reading, row: int, logits:
     score = check.score_logits(logits)
     result.answer_check = {"score": score, "threshold": check.threshold, "flagged": fired is not None, "layer": check.layer,
                            "rule": check.rule, "window": check.window, "fired_at": fired, "stopped": stopped,
-                           "tokens_read": len(logits)}
+                           "tokens_read": len(logits), "measured": check.meta.get("measured")}
     if fired is not None and _replaces_answer(cfg):
         result.fallback, result.steered_text, result.text = True, text, cfg.refusal_text
 

@@ -149,6 +149,8 @@ def verdict_details_html(result: GenerationResult, divergence: int | None, basel
                  if check["flagged"] and isinstance(fired, int) else "")
         parts.append(f"answer check {before}{check['score']:+.2f} (harmful at ≥ {check['threshold']:+.2f}: "
                      f"<b class=\"sap-answer-check\">{check['words']}</b>{where})")
+    if check is not None and check.get("measured"):  # what the check catches and misses, measured on held-out answers
+        parts.append(f"the answer check, measured: {esc(check['measured'])}")
     if result.fallback:
         parts.append("<b>the answer check flagged this answer; refused instead</b> (the text written before the stop is in "
                      "the token view)")
