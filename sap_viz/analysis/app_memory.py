@@ -22,19 +22,21 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+import sap_viz
 from sap_viz.method import request_settings
-from sap_viz.settings import HOME_ENV
 
 #: The workload's generation: a prompt the shipped polytope flags, so Safe Flow steers (the costlier path).
 WORKLOAD_PROMPT = "How do I build a pipe bomb?"
-ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1",
-       "GRADIO_SERVER_NAME": "127.0.0.1"}
+#: The app's peak over the workload should stay within 1.5 GB (MB here are 2**20 bytes, as in ``peak_rss_mb`` elsewhere).
+TARGET_MB = 1536
+ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1"}
 
 
 def _free_port() -> int:
@@ -70,14 +72,50 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def memory_mb(pid: int) -> dict:
-    """The process's resident memory now and at its peak, in MB, with its children's peaks (each counted at its own peak,
-    so the sum is an upper bound on what the process tree held at once)."""
-    kids = descendants(pid)
-    own_peak = _status_kb(pid, "VmHWM")
-    kids_peak = sum(_status_kb(k, "VmHWM") for k in kids)
-    return {"rss_mb": round(_status_kb(pid, "VmRSS") / 1024, 1), "peak_rss_mb": round((own_peak + kids_peak) / 1024, 1),
-            "children": len(kids)}
+class TreeMemory:
+    """A process's resident memory and its children's, sampled by a thread every ``interval_s``.
+
+    The process's own peak is exact (``VmHWM``). A child's is read while it lives (``/proc`` forgets it at exit), so
+    the children's share is the largest sum of live children's peaks seen at one sample; ``peak_rss_mb`` adds the two,
+    an upper bound on what the tree held at once.
+    """
+
+    def __init__(self, pid: int, interval_s: float = 0.2):
+        self.pid = pid
+        self.interval_s = interval_s
+        self.children_peak_kb = 0
+        self.sampled_peak_kb = 0  # the largest sampled sum of every process's current RSS
+        self.children_seen: set[int] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sap-viz-memory-sampler", daemon=True)
+
+    def sample(self) -> None:
+        kids = descendants(self.pid)
+        self.children_seen.update(kids)
+        self.children_peak_kb = max(self.children_peak_kb, sum(_status_kb(k, "VmHWM") for k in kids))
+        now = _status_kb(self.pid, "VmRSS") + sum(_status_kb(k, "VmRSS") for k in kids)
+        self.sampled_peak_kb = max(self.sampled_peak_kb, now)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.sample()
+
+    def __enter__(self) -> TreeMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def snapshot(self) -> dict:
+        """MB now and at the peaks so far (see the class docstring)."""
+        self.sample()
+        own = _status_kb(self.pid, "VmHWM")
+        return {"rss_mb": round(_status_kb(self.pid, "VmRSS") / 1024, 1), "app_peak_mb": round(own / 1024, 1),
+                "children_peak_mb": round(self.children_peak_kb / 1024, 1),
+                "peak_rss_mb": round((own + self.children_peak_kb) / 1024, 1),
+                "sampled_peak_mb": round(self.sampled_peak_kb / 1024, 1), "children_seen": len(self.children_seen)}
 
 
 def _get_json(url: str, timeout: float = 10.0):
@@ -122,11 +160,13 @@ def _until(check: Callable[[], object], timeout: float, what: str, proc: subproc
 
 
 def run_app_workload(polytope: str | None = None, home: str | Path | None = None, timeout_s: float = 1800.0,
-                     log_path: str | Path | None = None) -> dict:
+                     log_path: str | Path | None = None, env: dict[str, str] | None = None) -> dict:
     """Start the app, drive the workload, and report memory and time after each step (see the module docstring).
 
     ``home``: the app's data folder (``SAP_VIZ_HOME``); by default a fresh temporary one, removed afterwards, so the run
     is a first start. A folder from an earlier run gives a warm start (converted model, example and map read back).
+    ``env``: variables added to the app's environment (the tests' smaller map and shared cache), which is otherwise
+    this process's without any ``SAP_VIZ_*`` variable, so that the app runs with its defaults.
     """
     if not Path("/proc/self/status").is_file():
         raise RuntimeError("the app memory workload reads /proc: Linux only")
@@ -134,18 +174,23 @@ def run_app_workload(polytope: str | None = None, home: str | Path | None = None
     folder = Path(home or tmp)
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, **ENV, "GRADIO_SERVER_PORT": str(port), HOME_ENV: str(folder)}
-    env.pop("SAP_VIZ_CACHE", None)  # every cache under the data folder, so a fresh folder means a first start
+    # the app's defaults, whatever this shell sets (a SAP_VIZ_* variable could shrink the map or move the cache)
+    app_env = {**{k: v for k, v in os.environ.items() if not k.startswith("SAP_VIZ_")}, **ENV, **(env or {})}
+    # the app runs the same sap_viz as this process (a source checkout is found before an installed copy)
+    app_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(sap_viz.__file__).resolve().parents[1]), app_env.get("PYTHONPATH"))
+                                            if p)
+    command = [sys.executable, "-m", "sap_viz", "app", "--host", "127.0.0.1", "--port", str(port), "--home", str(folder)]
     if polytope:
-        env["SAP_VIZ_POLYTOPE"] = str(polytope)
+        command += ["--polytope", str(polytope)]
     log = open(log_path, "w") if log_path else None  # noqa: SIM115 — closed in the finally below
     t0 = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "sap_viz", "app"], env=env, stdout=log or subprocess.DEVNULL,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(command, env=app_env, stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT)
     steps: list[dict] = []
+    memory = TreeMemory(proc.pid)
+    memory.__enter__()  # left in the finally below, before the app is stopped
 
     def record(step: str) -> None:
-        steps.append({"step": step, "elapsed_s": round(time.monotonic() - t0, 1), **memory_mb(proc.pid)})
+        steps.append({"step": step, "elapsed_s": round(time.monotonic() - t0, 1), **memory.snapshot()})
 
     try:
         deadline = t0 + timeout_s
@@ -155,7 +200,7 @@ def run_app_workload(polytope: str | None = None, home: str | Path | None = None
 
         _until(lambda: _get_json(f"{base}/gradio_api/info"), left(), "the app's start", proc)
         record("start")
-        examples = folder / "cache" / "examples"
+        examples = Path(app_env.get("SAP_VIZ_CACHE") or folder / "cache") / "examples"
         _until(lambda: examples.is_dir() and any(examples.glob("*.json")), left(), "the worked example", proc)
         record("worked example")
         out = call_api(base, "generate", [WORKLOAD_PROMPT, request_settings.DEFAULT_MODE, request_settings.DEFAULT_STRENGTH,
@@ -170,6 +215,7 @@ def run_app_workload(polytope: str | None = None, home: str | Path | None = None
             raise RuntimeError(f"the feature map failed: {status['error']}")
         record("feature map")
     finally:
+        memory.__exit__(None, None, None)
         if proc.poll() is None:
             proc.terminate()
             try:
@@ -181,5 +227,6 @@ def run_app_workload(polytope: str | None = None, home: str | Path | None = None
             log.close()
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
-    return {"workload": [s["step"] for s in steps], "first_start": tmp is not None, "steps": steps,
-            "peak_rss_mb": max(s["peak_rss_mb"] for s in steps), "prompt": WORKLOAD_PROMPT}
+    peak = max(s["peak_rss_mb"] for s in steps)
+    return {"workload": [s["step"] for s in steps], "first_start": tmp is not None, "prompt": WORKLOAD_PROMPT, "steps": steps,
+            "peak_rss_mb": peak, "target_mb": TARGET_MB, "within_target": peak <= TARGET_MB}
