@@ -13,10 +13,12 @@ import gc
 import sys
 
 
-def release_freed_memory() -> bool:
-    """Collect garbage, then return free heap pages to the system; whether ``malloc_trim`` gave any back (False where
-    the C library has none, e.g. macOS or musl)."""
-    gc.collect()
+def release_freed_memory(collect: bool = True) -> bool:
+    """Collect garbage (unless ``collect`` is False: a loop that frees only tensors needs no collection), then return
+    free heap pages to the system; whether ``malloc_trim`` gave any back (False where the C library has none, e.g. macOS
+    or musl)."""
+    if collect:
+        gc.collect()
     if not sys.platform.startswith("linux"):
         return False
     try:
