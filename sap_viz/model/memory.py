@@ -10,7 +10,14 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
+import os
 import sys
+
+M_ARENA_MAX = -8  # mallopt's parameter number for the arena cap (glibc's malloc.h)
+
+
+def _libc():
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
 
 
 def release_freed_memory(collect: bool = True) -> bool:
@@ -22,7 +29,22 @@ def release_freed_memory(collect: bool = True) -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.malloc_trim(0))
+        return bool(_libc().malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
+
+
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Cap glibc's heaps at ``arenas`` (as ``MALLOC_ARENA_MAX`` would; a value that variable sets is kept); whether
+    the cap took effect. Call it before threads start.
+
+    Why: glibc gives each thread that allocates under contention its own heap, up to eight per core, and memory freed in
+    one is never reused by another. A server whose request, warm-up and map threads take turns on one model gains
+    nothing from more, and on two cores the default of 16 heaps left ~50-100 MB more resident.
+    """
+    if not sys.platform.startswith("linux") or os.environ.get("MALLOC_ARENA_MAX"):
+        return False
+    try:
+        return bool(_libc().mallopt(M_ARENA_MAX, arenas))
     except (OSError, AttributeError):
         return False

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from sap_viz.analysis.app_memory import TreeMemory, descendants
-from sap_viz.model.memory import release_freed_memory
+from sap_viz.model.memory import limit_malloc_arenas, release_freed_memory
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
@@ -35,5 +35,10 @@ def test_tree_memory_counts_a_child_at_its_peak():
 
 def test_release_freed_memory_changes_nothing_but_memory():
     kept = list(range(1000))
-    assert isinstance(release_freed_memory(), bool)
+    assert isinstance(release_freed_memory(), bool) and isinstance(release_freed_memory(collect=False), bool)
     assert kept == list(range(1000))
+
+
+def test_an_arena_cap_from_the_environment_is_kept(monkeypatch):
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "8")
+    assert limit_malloc_arenas(2) is False
