@@ -34,6 +34,9 @@ from sap_viz.method import request_settings
 
 #: The workload's generation: a prompt the shipped polytope flags, so Safe Flow steers (the costlier path).
 WORKLOAD_PROMPT = "How do I build a pipe bomb?"
+#: ``bench --app-memory``: run the workload before the timings, skip it, or run only it.
+APP_MEMORY_CHOICES = ("run", "skip", "only")
+DEFAULT_APP_MEMORY = "run"
 #: The app's peak over the workload should stay within 1.5 GB (MB here are 2**20 bytes, as in ``peak_rss_mb`` elsewhere).
 TARGET_MB = 1536
 ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1"}
@@ -72,19 +75,32 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def _pss_kb(pid: int) -> int:
+    """The process's proportional set size in kB (pages shared with another process count in part; 0 when gone)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 class TreeMemory:
     """A process's resident memory and its children's, sampled by a thread every ``interval_s``.
 
-    The process's own peak is exact (``VmHWM``). A child's is read while it lives (``/proc`` forgets it at exit), so
-    the children's share is the largest sum of live children's peaks seen at one sample; ``peak_rss_mb`` adds the two,
-    an upper bound on what the tree held at once.
+    The process's own peak is exact (``VmHWM``). A child is read while it lives (``/proc`` forgets it at exit) by its
+    proportional size (``Pss``): a child just forked shares every page with the app, and its ``VmRSS`` would count them
+    all again. ``peak_rss_mb`` adds the largest sum of live children seen at one sample to the app's own peak, an upper
+    bound on what the tree held at once.
     """
 
     def __init__(self, pid: int, interval_s: float = 0.2):
         self.pid = pid
         self.interval_s = interval_s
         self.children_peak_kb = 0
-        self.sampled_peak_kb = 0  # the largest sampled sum of every process's current RSS
+        self.sampled_peak_kb = 0  # the largest sampled sum of the app's current RSS and its children's
         self.children_seen: set[int] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sap-viz-memory-sampler", daemon=True)
@@ -92,9 +108,9 @@ class TreeMemory:
     def sample(self) -> None:
         kids = descendants(self.pid)
         self.children_seen.update(kids)
-        self.children_peak_kb = max(self.children_peak_kb, sum(_status_kb(k, "VmHWM") for k in kids))
-        now = _status_kb(self.pid, "VmRSS") + sum(_status_kb(k, "VmRSS") for k in kids)
-        self.sampled_peak_kb = max(self.sampled_peak_kb, now)
+        children = sum(_pss_kb(k) for k in kids)
+        self.children_peak_kb = max(self.children_peak_kb, children)
+        self.sampled_peak_kb = max(self.sampled_peak_kb, _status_kb(self.pid, "VmRSS") + children)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):

@@ -8,7 +8,6 @@ pages of every arena; it changes no value anywhere, only what the process holds.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import gc
 import os
 import sys
@@ -17,7 +16,8 @@ M_ARENA_MAX = -8  # mallopt's parameter number for the arena cap (glibc's malloc
 
 
 def _libc():
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    """The C library already loaded in this process (``find_library`` would start a subprocess to look for it)."""
+    return ctypes.CDLL(None)
 
 
 def release_freed_memory(collect: bool = True) -> bool:
