@@ -387,6 +387,19 @@ def doc_detection_objective(root: Path) -> str:
     return table(out, list(out[0]))
 
 
+def doc_app_memory(root: Path) -> str:
+    """The app's memory over the bench's fixed workload (``sap-viz bench --app-memory only``), each step's resident size
+    and peak so far, before and after the memory work: research/performance/app_memory.json."""
+    runs = json.loads((root / "research/performance/app_memory.json").read_text(encoding="utf-8"))
+    before, after = (runs[k]["app_memory"] for k in ("before", "after"))
+    rows = [{"step": b["step"], "before: RSS / peak (MB)": f"{b['rss_mb']:.0f} / {b['peak_rss_mb']:.0f}",
+             "after: RSS / peak (MB)": f"{a['rss_mb']:.0f} / {a['peak_rss_mb']:.0f}", "after: at (s)": f"{a['elapsed_s']:.0f}"}
+            for b, a in zip(before["steps"], after["steps"], strict=True)]
+    rows.append({"step": f"peak (target ≤ {after['target_mb']} MB)", "before: RSS / peak (MB)": f"{before['peak_rss_mb']:.0f}",
+                 "after: RSS / peak (MB)": f"{after['peak_rss_mb']:.0f}", "after: at (s)": ""})
+    return table(rows, list(rows[0]))
+
+
 DOC_TABLES: dict[str, Callable[[Path], str]] = {
     "detection_levers": doc_detection_levers,
     "detection_objective": doc_detection_objective,
@@ -405,6 +418,7 @@ DOC_TABLES: dict[str, Callable[[Path], str]] = {
     "answer_check_targets": doc_answer_check_targets,
     "steering_sweep": doc_steering_sweep,
     "steering_test": doc_steering_test,
+    "app_memory": doc_app_memory,
 }
 BLOCK = re.compile(r"<!-- table:(?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- /table:(?P=name) -->", re.S)
 

@@ -32,6 +32,7 @@ from sap_viz.files import save_tensors_atomic, write_json_atomic
 from sap_viz.method.artifact import PolytopeArtifact, polytope_tensors
 from sap_viz.model.features import extract_features_in_chunks, hidden_states_at
 from sap_viz.model.loading import LoadedModel, cache_dir
+from sap_viz.model.memory import release_freed_memory
 
 MAP_VERSION = 2
 METHODS = ("umap", "pca")
@@ -117,7 +118,10 @@ def fit_umap(x: torch.Tensor, seed: int = 42, n_neighbors: int = 15) -> np.ndarr
 
     reducer = umap.UMAP(n_neighbors=min(n_neighbors, max(2, len(x) - 1)), min_dist=0.1, random_state=seed,
                         n_jobs=1, metric="euclidean")
-    return np.asarray(reducer.fit_transform(x.numpy()), dtype=np.float32)
+    coords = np.asarray(reducer.fit_transform(x.numpy()), dtype=np.float32)
+    del reducer
+    release_freed_memory()  # what numba's compiler and the fit's graphs held
+    return coords
 
 
 def project_knn(train_x: torch.Tensor, train_coords: np.ndarray, new_x: torch.Tensor, k: int = 10) -> np.ndarray:
@@ -242,6 +246,8 @@ def build_view(
     with torch.no_grad():
         viol = art.polytope.violations(hidden).float()
     view = TrainingView(texts, df["label"].tolist(), df["category"].tolist(), x, viol, note, key)
+    del df, hidden
+    release_freed_memory()  # the extraction's batches and the rebuilt data set
     report(0.95, "PCA")
     view.pca_mean, view.pca_components, view.coords["pca"] = fit_pca(x)
     save_view(view)

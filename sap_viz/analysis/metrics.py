@@ -11,11 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score, roc_curve
-from sklearn.neural_network import MLPClassifier
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from sap_viz.errors import UserError
 
@@ -28,6 +23,8 @@ def _np(x: object) -> np.ndarray:
 
 def auroc(unsafe_true: object, scores: object) -> float | None:
     """AUROC with unsafe as the positive class; None when the rows hold only one label (it is undefined there)."""
+    from sklearn.metrics import roc_auc_score  # scikit-learn (~70 MB) only where a metric is computed, not at app start
+
     y = _np(unsafe_true).astype(bool)
     return float(roc_auc_score(y, _np(scores).astype(float))) if 0 < y.sum() < len(y) else None
 
@@ -96,6 +93,8 @@ def threshold_sweep(unsafe_true: object, scores: object) -> list[dict[str, float
     y = _np(unsafe_true).astype(bool)
     if not 0 < y.sum() < len(y):
         return []
+    from sklearn.metrics import roc_curve
+
     fpr, tpr, thr = roc_curve(y, _np(scores).astype(float))
     return [{"threshold": float(t), "tpr": float(a), "fpr": float(b)} for t, a, b in zip(thr, tpr, fpr, strict=True) if np.isfinite(t)]
 
@@ -116,10 +115,18 @@ class Baseline:
 def probe_model(seed: int = 42):
     """The logistic probe every table reports beside SaP (standardised features, L2, C = 0.1), unfitted;
     with more than two classes the same model is the multinomial category classifier."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.1, random_state=seed))
 
 
 def fit_baselines(features: object, unsafe: object, seed: int = 42) -> list[Baseline]:
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     x, y = _np(features), _np(unsafe).astype(int)
     probe = probe_model(seed).fit(x, y)
     mlp = make_pipeline(

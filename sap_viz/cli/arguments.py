@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from sap_viz.analysis.app_memory import APP_MEMORY_CHOICES, DEFAULT_APP_MEMORY
 from sap_viz.method.configs import (
     POLICY_FACETS,
     TARGET_FPR,
@@ -314,6 +315,11 @@ def add_bench(sub) -> None:
     p.add_argument("--repeats", type=int, default=3, help="runs per setting; the report gives their median time (default 3)")
     p.add_argument("--feature-texts", type=int, default=256, help="prompts for the early-exit vs full-forward timing (default 256)")
     p.add_argument("--train-rows", type=int, default=4096, help="feature rows for the training timing (0 = skip; default 4096)")
+    p.add_argument("--app-memory", choices=APP_MEMORY_CHOICES, default=DEFAULT_APP_MEMORY,
+                   help="the app's peak memory over a fixed workload (start, worked example, one generation, the feature "
+                        "map), measured in a subprocess before the timings; only: nothing else (default run)")
+    p.add_argument("--app-home", help="the app's data folder for --app-memory (default: a fresh temporary one, so the "
+                                      "workload is a first start; a folder from an earlier run gives a warm start)")
     p.set_defaults(func="commands:cmd_bench")
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from sap_viz.analysis.account import comparison_json, generation_account
+from sap_viz.analysis.app_memory import run_app_workload
 from sap_viz.analysis.bench import run_bench
 from sap_viz.analysis.detection_report import (
     DETECTION_COLUMNS,
@@ -65,7 +66,7 @@ from sap_viz.recipe.pipeline import (
     with_facet_mode,
 )
 from sap_viz.recipe.steering_part import SteeringPartConfig, attach_steering_part, build_steering_part
-from sap_viz.settings import is_shipped
+from sap_viz.settings import DEFAULT_POLYTOPE, is_shipped
 from sap_viz.tables import text_table
 
 
@@ -452,22 +453,15 @@ def cmd_eval_detection(args: argparse.Namespace) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    lm = _model(args)
-    art = _load_artifact(lm, args.polytope)
-    print(
-        json.dumps(
-            run_bench(
-                lm,
-                art,
-                n_prompts=args.generation_prompts,
-                max_new_tokens=args.max_new_tokens,
-                repeats=args.repeats,
-                feature_texts=args.feature_texts,
-                train_rows=args.train_rows,
-            ),
-            indent=2,
-        )
-    )
+    report = {}
+    if args.app_memory != "skip":  # first, while this process holds no model
+        report["app_memory"] = run_app_workload(None if args.polytope == str(DEFAULT_POLYTOPE) else args.polytope, args.app_home)
+    if args.app_memory != "only":
+        lm = _model(args)
+        art = _load_artifact(lm, args.polytope)
+        report = {**run_bench(lm, art, n_prompts=args.generation_prompts, max_new_tokens=args.max_new_tokens,
+                              repeats=args.repeats, feature_texts=args.feature_texts, train_rows=args.train_rows), **report}
+    print(json.dumps(report, indent=2))
 
 
 def _score_with_ray(args, texts: list[str]) -> tuple[PolytopeArtifact, PromptScores]:

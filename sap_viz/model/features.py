@@ -24,6 +24,7 @@ from sap_viz.files import save_tensors_atomic
 from sap_viz.model.configs import POSITIONS, FeatureConfig, check_position  # noqa: F401  (defined torch-free, for the CLI)
 from sap_viz.model.hooks import capture_and_stop
 from sap_viz.model.loading import LoadedModel, cache_dir
+from sap_viz.model.memory import release_freed_memory
 from sap_viz.model.prompts import EncodedPrompt, encode_prompt
 from sap_viz.settings import get_limits
 
@@ -240,6 +241,7 @@ def extract_features_in_chunks(
         with guard():
             chunk = [texts[i] for i in order[start:start + chunk_size]]
             chunks.append(extract_features(lm, chunk, cfg, use_cache=False, progress=False))
+        release_freed_memory(collect=False)  # else each chunk's freed activations pile up as heap the process keeps
         if on_chunk is not None:
             on_chunk(min(start + chunk_size, len(texts)), len(texts), False)
     feats = torch.zeros(0, input_dim(cfg.position, lm.hidden_size))

@@ -23,6 +23,7 @@ from sap_viz.errors import UserError
 from sap_viz.files import replace_folder
 from sap_viz.model.configs import DEFAULT_MODEL, ModelConfig  # noqa: F401  (torch-free, for the CLI)
 from sap_viz.model.layers import find_decoder_layers
+from sap_viz.model.memory import release_freed_memory
 from sap_viz.settings import data_home
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,7 @@ def default_model_dir() -> Path:
     target = cache_dir() / "models" / _CONVERTED_DIR
     if not (target / "config.json").is_file():
         _convert_default(target)
+        release_freed_memory()  # the dequantised copy is gone; without this the process keeps its ~500 MB
     return target
 
 

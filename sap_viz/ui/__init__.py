@@ -17,6 +17,7 @@ import gradio as gr
 
 from sap_viz.app_state.workbench import Workbench
 from sap_viz.env import env_bool, env_float
+from sap_viz.model.memory import limit_malloc_arenas
 from sap_viz.settings import get_limits
 from sap_viz.ui.app import build_app, launch_kwargs
 
@@ -60,6 +61,7 @@ def create(wb: Workbench | None = None) -> gr.Blocks:
     Feature map or Facets tab first needs it).
     """
     get_limits()  # a bad SAP_VIZ_MAX_* value stops the app here, before the model loads
+    limit_malloc_arenas()  # before the model loads and the app's threads start
     wb = wb or Workbench.from_env()
     _background_warm_up(wb, env_bool(MAP_WARMUP_ENV, True))
     _worked_example(wb)

@@ -196,7 +196,14 @@ def polytopes_payload(wb: Workbench) -> dict:
         "num_facets": art.polytope.num_facets if art else None,
         "warnings": list(art.warnings) if art else [],
         "error": wb.load_error,
+        "map": map_payload(wb),
     }
+
+
+def map_payload(wb: Workbench) -> dict:
+    """The active polytope's training map (Feature map and Facets tabs): built in the background, PCA first, then UMAP."""
+    st = wb.map_status()
+    return {"pca": st.done, "umap": st.umap_done, "message": st.message, "error": st.error}
 
 
 OWNER_HEADER = "x-sap-viz-owner-token"  # how an API client passes the owner token with every call

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from sap_viz.analysis.app_memory import DEFAULT_APP_MEMORY
 from sap_viz.analysis.bench import run_bench
 from sap_viz.analysis.layer_sweep import layer_sweep
 from sap_viz.analysis.steering_eval import evaluate_steering
@@ -87,7 +88,7 @@ def library_defaults() -> dict[str, dict]:
                                  "max_new_tokens": cal.max_new_tokens},
         "bench": {**model, **polytope, "seed": t.seed, "generation_prompts": bench["n_prompts"],
                   "max_new_tokens": bench["max_new_tokens"], "repeats": bench["repeats"], "feature_texts": bench["feature_texts"],
-                  "train_rows": bench["train_rows"]},
+                  "train_rows": bench["train_rows"], "app_memory": DEFAULT_APP_MEMORY},
         "train-steering": {**model, **polytope, "seed": part.seed, "layer": part.layer, "prompts": part.prompts_per_label,
                            "epochs": part.epochs},
         "facet-check": {**model, **polytope, "seed": t.seed},
