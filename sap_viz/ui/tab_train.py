@@ -20,7 +20,7 @@ from sap_viz.method.training import LOSS_NOTE, explain_loss
 from sap_viz.recipe.pipeline import resolve_facet_mode
 from sap_viz.ui import plots, render
 from sap_viz.ui.api import guarded
-from sap_viz.ui.common import PRIVATE, frame, session_bench
+from sap_viz.ui.common import PRIVATE, frame, listed_active, session_bench
 
 METRIC_COLUMNS = ["split", "method", "n", "accuracy", "precision", "recall", "f1", "fpr", "fnr", "auroc", "over_refusal"]
 
@@ -234,7 +234,8 @@ def build_train_tab(wb: Workbench, trained_state: gr.State) -> TrainTab:
             save_new_btn = gr.Button("Save as new polytope")
         gr.Markdown("### Polytopes on this server (a visitor's uploads and trained polytopes stay in their session)")
         with gr.Row():
-            poly_pick = gr.Dropdown(wb.list_polytopes(), value=wb.active_name, label="Polytope", elem_id="poly-pick")
+            listed, active = listed_active(wb)
+            poly_pick = gr.Dropdown(listed, value=active, label="Polytope", elem_id="poly-pick")
             activate_btn = gr.Button("Activate", elem_id="activate-btn")
             export_btn = gr.Button("Download as zip")
         poly_status = gr.HTML(elem_id="poly-status")
