@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import asdict
 
 import pandas as pd
@@ -11,9 +12,10 @@ import pytest
 
 from sap_viz.app_state import training_jobs
 from sap_viz.app_state.workbench import Workbench
+from sap_viz.data.check_set import load_check_set
 from sap_viz.data.dataset import split_summary
 from sap_viz.method.training import LOSS_NOTE, TrainConfig, explain_loss
-from sap_viz.model.features import FeatureConfig, extract_features_in_chunks
+from sap_viz.model.features import FeatureConfig, extract_features_in_chunks, feature_cache_path
 from sap_viz.settings import Limits
 
 
@@ -50,6 +52,29 @@ def test_training_progress_moves_per_chunk_and_never_backwards(tiny_lm, tmp_path
     fracs = [f for f, _ in seen]
     assert fracs == sorted(fracs) and fracs[-1] == pytest.approx(1.0)
     assert max(f for f, _ in features) <= 0.3 + 1e-9
+
+
+def test_the_check_set_is_scored_from_features_cached_while_the_bar_moves(tiny_lm, tmp_path, monkeypatch):
+    """The check set's features are extracted with the splits' (chunk by chunk, the bar moving) into the content-keyed
+    feature cache, so "scoring the facets on the check set" reads them back instead of a long pass at a fixed 93 %; a
+    second run at the same layer finds them cached."""
+    monkeypatch.setattr(training_jobs, "FEATURE_CHUNK", 64)
+    wb = Workbench(tiny_lm, tmp_path / "polytopes" / "none", limits=Limits(max_facets=4, max_feature_dim=64, max_epochs=3))
+    seen: list[tuple[float, str, float]] = []
+    trained = wb.train(_table(40), FeatureConfig(layer=1), TrainConfig(num_facets=2, feature_dim=32, epochs=1),
+                       progress=lambda f, m: seen.append((f, m, time.time())))
+    n_check = len(load_check_set())
+    check_steps = [(f, m) for f, m, _ in seen if m.startswith("features for the check set")]
+    assert len(check_steps) >= n_check // 64 and any(f"64/{n_check} prompts" in m for _, m in check_steps)
+    assert [f for f, _ in check_steps] == sorted(f for f, _ in check_steps) and check_steps[-1][0] == pytest.approx(0.3)
+    cached = feature_cache_path(tiny_lm, trained.artifact.feature_config(), load_check_set()["text"].tolist())
+    scoring_at = next(t for _, m, t in seen if m == "scoring the facets on the check set")
+    assert cached.is_file() and cached.stat().st_mtime <= scoring_at  # written before the scoring stage, which only reads it
+    assert trained.artifact.facets[0]["scorecard"]["check_set"]["n"] == n_check
+    seen.clear()
+    wb.train(_table(40), FeatureConfig(layer=1), TrainConfig(num_facets=2, feature_dim=32, epochs=1),
+             progress=lambda f, m, t=None: seen.append((f, m, time.time())))
+    assert any(m == "features for the check set (scores each facet's name): read from the cache" for _, m, _ in seen)
 
 
 def test_split_summary_names_what_trained_and_what_was_held_out():
