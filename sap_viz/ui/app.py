@@ -41,7 +41,9 @@ def launch_kwargs() -> dict:
     names the limit, is the one a user meets.
     """
     css = packaged_path("ui", "style.css")
-    return {"css_paths": [css] if css.is_file() else None, "max_file_size": f"{get_limits().max_upload_mb + 1}mb",
+    head = packaged_path("ui", "page_head.html")
+    return {"css_paths": [css] if css.is_file() else None, "head_paths": [head] if head.is_file() else None,
+            "max_file_size": f"{get_limits().max_upload_mb + 1}mb",
             "footer_links": ["api", "gradio"],
             # pages whose values (page_state) are kept at once; the least recently used go first
             "state_session_capacity": get_limits().max_sessions}

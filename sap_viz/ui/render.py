@@ -74,13 +74,15 @@ def tokens_html(result: GenerationResult, title: str = "", account: Account | No
         colour = "transparent" if d is None else palette.boundary_colour(d, outside, inside)
         ink = "" if d is None else f";color:{palette.ink_on(colour)}"
         over = "" if d is None else f' data-over="{str(d >= 0).lower()}"'
-        chips.append(f'<span class="{" ".join(classes)}" style="background:{colour}{ink}"{over}{data} '
-                     f'title="{esc(token_title(tok, names, boundary, words))}">{esc(token_display(tok.text))}</span>')
+        detail = esc(token_title(tok, names, boundary, words))
+        # title for the mouse; tabindex + data-detail for the keyboard and a tap (style.css shows it on focus)
+        chips.append(f'<span class="{" ".join(classes)}" style="background:{colour}{ink}"{over}{data} tabindex="0" '
+                     f'title="{detail}" data-detail="{detail}">{esc(token_display(tok.text))}</span>')
     legend = (f'<div class="sap-legend"><span class="sap-sw" style="background:{palette.OUTSIDE_SCALE[0]}"></span> at or above '
               f'the boundary that applies to the token <span class="sap-sw" style="background:{palette.INSIDE_SCALE[1]}"></span> '
               'below it (the colour is the state before any edit) <span class="sap-tok sap-steered">x</span> steered '
-              '<span class="sap-tok sap-forced">x</span> forced refusal — hover a token for every facet and its steering '
-              'outcome</div>')
+              '<span class="sap-tok sap-forced">x</span> forced refusal — hover, tap or Tab to a token for every facet and its '
+              'steering outcome</div>')
     head = f'<div class="sap-run-title">{esc(title)}</div>' if title else ""
     return f'<div class="sap-tokens" id="sap-token-view">{head}{legend}<div class="sap-chips">{"".join(chips)}</div></div>'
 
@@ -376,10 +378,10 @@ def card_suggestion_html(suggestion: dict | None, facet: dict | None = None) -> 
 
 
 def card_examples_html(examples: list[dict]) -> str:
-    """The most violating training prompts, one line each (the whole prompt in the hover)."""
+    """The most violating training prompts, one line each (the whole prompt on hover, tap or keyboard focus)."""
     if not examples:
         return ""
-    items = "".join(f'<li title="{esc(e.get("text", ""))}"><span class="sap-ex-v">{float(e.get("violation", 0)):+.2f}</span> '
+    items = "".join(f'<li tabindex="0" title="{esc(e.get("text", ""))}"><span class="sap-ex-v">{float(e.get("violation", 0)):+.2f}</span> '
                     f'{esc(e.get("label") or "")} {esc(" ".join(str(e.get("text", "")).split()))}</li>' for e in examples)
     return (f'<div class="sap-card-examples"><div class="sap-card-meta">{len(examples)} most violating training prompts</div>'
             f"<ol>{items}</ol></div>")

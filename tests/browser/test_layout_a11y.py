@@ -102,18 +102,109 @@ def desktop(browser, server):
     page.context.close()
 
 
-def test_axe_finds_no_serious_violation_on_any_tab(desktop):
-    """axe-core's default rules over the whole document, nothing excluded, on every tab after a generation."""
+@pytest.fixture(scope="module")
+def phone(browser, server):
+    """A 390 × 844 page after one generation (and Compare run once), as a phone shows it."""
+    page = open_page(browser, server, 390, 844)
+    generate(page)
+    open_tab(page, "Compare")
+    run_compare(page)
+    open_tab(page, "Explore / Generate")
+    yield page
+    page.context.close()
+
+
+def serious_axe_violations(page) -> dict:
+    """axe-core's default rules over the whole document, nothing excluded, on every tab: the serious and critical ones."""
     axe = Axe()
     found = {}
     for name in TABS:
-        open_tab(desktop, name)
-        results = axe.run(desktop)
+        open_tab(page, name)
+        results = axe.run(page)
         bad = [v for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
         if bad:
             found[name] = [(v["id"], v["impact"], [n["target"] for n in v["nodes"][:3]], v["nodes"][0].get("failureSummary", "")[:200])
                            for v in bad]
+    open_tab(page, "Explore / Generate")
+    return found
+
+
+def test_axe_finds_no_serious_violation_on_any_tab(desktop):
+    """At 1400 px, on every tab after a generation."""
+    found = serious_axe_violations(desktop)
     assert not found, found
+
+
+def test_axe_finds_no_serious_violation_on_any_tab_of_a_phone(phone):
+    """At 390 px, on every tab after a generation (the selected tab's label once read 2.8 : 1 there)."""
+    found = serious_axe_violations(phone)
+    assert not found, found
+
+
+def test_a_phone_keeps_the_heatmap_and_the_why_steered_table_readable(phone):
+    """At 390 px the heatmap's cells get a real width (it scrolls sideways in its own box, which takes keyboard focus) and
+    no number in the why-steered table is broken over several lines."""
+    open_tab(phone, "Explore / Generate")
+    phone.locator("#heatmap .js-plotly-plot .main-svg").first.wait_for()
+    wait_rows(phone, "why-table")
+    sizes = phone.evaluate("""() => {
+        const cells = document.querySelector('#heatmap .cartesianlayer .xy .nsewdrag, #heatmap .nsewdrag');
+        const box = document.querySelector('#heatmap');
+        const broken = [...document.querySelectorAll('#why-table td')].filter(td => /^[-+]?[0-9.]+$/.test(td.innerText.trim()))
+            .filter(td => { const r = document.createRange(); r.selectNodeContents(td);
+                            return new Set([...r.getClientRects()].filter(x => x.width > 0).map(x => Math.round(x.top))).size > 1; })
+            .map(td => td.innerText.trim());
+        return {plot: Math.round(cells.getBoundingClientRect().width), scrolls: box.scrollWidth > box.clientWidth,
+                focusable: box.tabIndex >= 0, page: document.documentElement.scrollWidth, inner: window.innerWidth, broken};
+    }""")
+    assert sizes["plot"] >= 300, sizes  # was a 40 px strip
+    assert sizes["scrolls"] and sizes["focusable"] and sizes["page"] <= sizes["inner"], sizes
+    assert sizes["broken"] == [], sizes
+    phone.locator("#heatmap").scroll_into_view_if_needed()
+    phone.screenshot(path=str(SHOTS / "phone.png"), full_page=False)
+
+
+def chip_detail(page) -> str:
+    """The details panel of the focused token chip (what the mouse's hover shows), as drawn on screen."""
+    return page.evaluate("""() => { const el = document.activeElement;
+        if (!el || !el.classList.contains('sap-tok')) return '';
+        const after = getComputedStyle(el, '::after');
+        return after.display === 'none' ? '' : after.content; }""")
+
+
+def test_token_chips_take_keyboard_focus_and_a_tap_shows_their_details(phone, desktop):
+    """Every chip is in the tab order; Tab onto one (desktop) or tap one (phone) and its details show, with a focus ring."""
+    open_tab(desktop, "Explore / Generate")
+    chips = desktop.locator("#sap-token-view .sap-chips .sap-tok")
+    assert chips.count() > 5 and chips.evaluate_all("cs => cs.every(c => c.tabIndex === 0)")
+    desktop.locator("#sap-token-view .sap-legend").click()  # then the keyboard: the next Tab lands on the first chip
+    desktop.keyboard.press("Tab")
+    assert desktop.evaluate("document.activeElement.classList.contains('sap-tok')")
+    assert "all facets:" in chip_detail(desktop) and "worst facet" in chip_detail(desktop)
+    ring = desktop.evaluate("getComputedStyle(document.activeElement).outlineWidth")
+    assert float(ring.removesuffix("px")) >= 2, ring
+    open_tab(phone, "Explore / Generate")
+    steered = phone.locator("#sap-token-view .sap-chips .sap-steered").first
+    steered.click()  # a tap: the chip takes focus, so its details show without a hover
+    detail = chip_detail(phone)
+    assert "steered:" in detail and "all facets:" in detail
+    phone.screenshot(path=str(SHOTS / "phone-token-details.png"))
+    phone.keyboard.press("Escape")
+
+
+def test_a_focused_radio_that_is_already_selected_shows_a_focus_ring(desktop):
+    open_tab(desktop, "Explore / Generate")
+    checked = desktop.locator("#run-pick input[type=radio]:checked")
+    desktop.locator("#heatmap").focus()
+    desktop.keyboard.press("Shift+Tab")  # back into the radio group: the keyboard lands on its checked radio
+    for _ in range(6):
+        if desktop.evaluate("document.activeElement.matches('#run-pick input[type=radio]:checked')"):
+            break
+        desktop.keyboard.press("Shift+Tab")
+    assert desktop.evaluate("document.activeElement.matches('#run-pick input[type=radio]:checked')"), checked.count()
+    style = desktop.evaluate("(() => { const s = getComputedStyle(document.activeElement); "
+                             "return [s.outlineStyle, s.outlineWidth, s.outlineColor]; })()")
+    assert style[0] != "none" and float(style[1].removesuffix("px")) >= 2, style
 
 
 def test_tables_have_real_column_headers(desktop):
@@ -172,26 +263,20 @@ def test_feature_map_uses_the_palette_and_draws_no_fan_of_lines(desktop):
     assert drawn_lines == 0
 
 
-def test_phone_layout_has_no_horizontal_scroll(browser, server):
-    """At 390 × 844, after a generation, every tab fits the screen: no horizontal scrolling, and the
-    plots are drawn at the phone's width (none wider than the screen)."""
-    page = open_page(browser, server, 390, 844)
-    try:
-        generate(page)
-        wide = {}
-        for name in TABS:
-            open_tab(page, name)
-            if name == "Compare":
-                run_compare(page)
-            page.screenshot(path=str(SHOTS / f"phone-{name[:7].strip().replace(' ', '-').lower()}.png"), full_page=True)
-            widths = page.evaluate("""() => ({scroll: document.documentElement.scrollWidth, inner: window.innerWidth,
-                plots: [...document.querySelectorAll('.js-plotly-plot .main-svg')].filter(s => s.getBoundingClientRect().width > 0)
-                       .map(s => Math.round(s.getBoundingClientRect().right))})""")
-            if widths["scroll"] > widths["inner"] or any(r > widths["inner"] for r in widths["plots"]):
-                wide[name] = widths
-        assert not wide, wide
-    finally:
-        page.context.close()
+def test_phone_layout_has_no_horizontal_scroll(phone):
+    """At 390 × 844, after a generation, every tab fits the screen: no horizontal scrolling, and the plots are drawn at
+    the phone's width (none wider than the screen) except the heatmap, which scrolls sideways inside its own box."""
+    wide = {}
+    for name in TABS:
+        open_tab(phone, name)
+        phone.screenshot(path=str(SHOTS / f"phone-{name[:7].strip().replace(' ', '-').lower()}.png"), full_page=True)
+        widths = phone.evaluate("""() => ({scroll: document.documentElement.scrollWidth, inner: window.innerWidth,
+            plots: [...document.querySelectorAll('.js-plotly-plot .main-svg')]
+                   .filter(s => s.getBoundingClientRect().width > 0 && !s.closest('#heatmap'))
+                   .map(s => Math.round(s.getBoundingClientRect().right))})""")
+        if widths["scroll"] > widths["inner"] or any(r > widths["inner"] for r in widths["plots"]):
+            wide[name] = widths
+    assert not wide, wide
 
 
 def wait_network_idle(page, in_flight: dict, timeout_ms: int) -> None:
