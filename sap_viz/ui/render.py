@@ -189,7 +189,8 @@ def facet_cards_html(facets: list[dict], audit: dict | None, fire_rates: list[fl
         cards.append(
             f'<div class="sap-card" data-facet="{k}"><div class="sap-card-title">#{k} '
             f'<span class="sap-facet-name">{esc(f.get("name", ""))}</span> {source_badge(f)}</div>'
-            f'<div class="sap-card-policy" title="{esc(f.get("policy") or "")}">{esc(f.get("policy") or "(no policy text)")}</div>'
+            f'<div class="sap-card-policy" tabindex="0" title="{esc(f.get("policy") or "")}">'
+            f'{esc(f.get("policy") or "(no policy text)")}</div>'
             f'<div class="sap-card-meta sap-card-signed">{label_meta(f)}</div>'
             f"{card_scorecard_html(f, check_fingerprint)}"
             f"{card_suggestion_html(suggestions[k] if k < len(suggestions) else None, f)}"
