@@ -17,7 +17,7 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 
 from sap_viz.ui import palette
-from tests.browser.helpers import new_page, open_app, require_chromium
+from tests.browser.helpers import new_page, open_app, require_chromium, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -155,7 +155,7 @@ def test_a_phone_keeps_the_heatmap_and_the_why_steered_table_readable(phone):
                             return new Set([...r.getClientRects()].filter(x => x.width > 0).map(x => Math.round(x.top))).size > 1; })
             .map(td => td.innerText.trim());
         return {plot: Math.round(cells.getBoundingClientRect().width), scrolls: box.scrollWidth > box.clientWidth,
-                focusable: box.tabIndex >= 0, page: document.documentElement.scrollWidth, inner: window.innerWidth, broken};
+                focusable: box.tabIndex >= 0 || !!box.querySelector('a[href], button, input, [tabindex]:not([tabindex="-1"])'), page: document.documentElement.scrollWidth, inner: window.innerWidth, broken};
     }""")
     assert sizes["plot"] >= 300, sizes  # was a 40 px strip
     assert sizes["scrolls"] and sizes["focusable"] and sizes["page"] <= sizes["inner"], sizes
@@ -308,3 +308,29 @@ def test_page_becomes_network_idle_after_load_and_after_a_generation(browser, se
         wait_network_idle(page, in_flight, IDLE_BOUND_MS)
     finally:
         context.close()
+
+
+def activate(page, name: str) -> None:
+    """Activate polytope ``name`` from the Train tab (this local app's page is the owner's: it becomes the default)."""
+    open_tab(page, "Train & calibrate")
+    page.locator("#poly-pick input").click()
+    page.get_by_role("option", name=name, exact=True).click()
+    page.locator("#activate-btn").click()
+    wait_until(lambda: f"“{name}” is now the default" in page.locator("#poly-status").inner_text(), 240, 0.5,
+               what=f"{name} to be activated")
+
+
+def test_compare_starts_from_the_active_polytope_after_a_reload(browser, server):
+    """Activate the second polytope, reload: Compare's A is the active one and B another (it once kept the start-up pair)."""
+    page = open_page(browser, server, 1400, 1000)
+    try:
+        activate(page, "second-copy")
+        page.reload(wait_until="domcontentloaded")
+        page.locator("#generate-btn").wait_for()
+        open_tab(page, "Compare")
+        wait_until(lambda: page.locator("#compare-a input").input_value() == "second-copy", 60, 0.3, what="picker A")
+        assert page.locator("#compare-b input").input_value() == "test-polytope"
+        assert page.locator("#compare-a .error, #compare-b .error").count() == 0
+    finally:
+        activate(page, "test-polytope")
+        page.context.close()
