@@ -199,6 +199,7 @@ def test_token_chips_take_keyboard_focus_and_a_tap_shows_their_details(phone, de
 def test_a_focused_radio_that_is_already_selected_shows_a_focus_ring(desktop):
     """The checked radio focused as the keyboard focuses it (focus-visible) draws a ring (Gradio removes its outline)."""
     open_tab(desktop, "Explore / Generate")
+    desktop.keyboard.press("Shift")  # the last input is the keyboard's, as when tabbing in
     style = desktop.evaluate("""() => { const radio = document.querySelector('#run-pick input[type=radio]:checked');
         radio.focus({focusVisible: true});
         const s = getComputedStyle(radio);
