@@ -59,7 +59,8 @@ def current_check_fingerprint() -> str | None:
 
 def saved_message(facet: dict) -> str:
     """What a save did to the facet's name score, in words."""
-    head = f"Saved facet {facet['index']} as “{facet['name']}” ({len(facet['history'])} edits in its history)."
+    n = len(facet["history"])
+    head = f"Saved facet {facet['index']} as “{facet['name']}” ({n} label edit{'' if n == 1 else 's'} in its history)."
     category, card = facet.get("category"), facet.get("scorecard")
     if not category:
         return (f"{head} The name claims no harm category, so it has no name score; pick one under “Category this name "
