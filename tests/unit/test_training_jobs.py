@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import contextlib
-import time
 from dataclasses import asdict
 
 import pandas as pd
@@ -59,22 +58,30 @@ def test_the_check_set_is_scored_from_features_cached_while_the_bar_moves(tiny_l
     feature cache, so "scoring the facets on the check set" reads them back instead of a long pass at a fixed 93 %; a
     second run at the same layer finds them cached."""
     monkeypatch.setattr(training_jobs, "FEATURE_CHUNK", 64)
+    monkeypatch.setenv("SAP_VIZ_CACHE", str(tmp_path / "cache"))  # an empty cache: other tests may have cached the check set
     wb = Workbench(tiny_lm, tmp_path / "polytopes" / "none", limits=Limits(max_facets=4, max_feature_dim=64, max_epochs=3))
-    seen: list[tuple[float, str, float]] = []
-    trained = wb.train(_table(40), FeatureConfig(layer=1), TrainConfig(num_facets=2, feature_dim=32, epochs=1),
-                       progress=lambda f, m: seen.append((f, m, time.time())))
-    n_check = len(load_check_set())
-    check_steps = [(f, m) for f, m, _ in seen if m.startswith("features for the check set")]
+    check_texts = load_check_set()["text"].tolist()
+    cached = feature_cache_path(tiny_lm, FeatureConfig(layer=1), check_texts)
+    seen: list[tuple[float, str]] = []
+    cached_when_scoring: list[bool] = []
+
+    def progress(f: float, m: str) -> None:
+        seen.append((f, m))
+        if m == "scoring the facets on the check set":
+            cached_when_scoring.append(cached.is_file())
+
+    trained = wb.train(_table(40), FeatureConfig(layer=1), TrainConfig(num_facets=2, feature_dim=32, epochs=1), progress=progress)
+    n_check = len(check_texts)
+    check_steps = [(f, m) for f, m in seen if m.startswith("features for the check set")]
     assert len(check_steps) >= n_check // 64 and any(f"64/{n_check} prompts" in m for _, m in check_steps)
     assert [f for f, _ in check_steps] == sorted(f for f, _ in check_steps) and check_steps[-1][0] == pytest.approx(0.3)
-    cached = feature_cache_path(tiny_lm, trained.artifact.feature_config(), load_check_set()["text"].tolist())
-    scoring_at = next(t for _, m, t in seen if m == "scoring the facets on the check set")
-    assert cached.is_file() and cached.stat().st_mtime <= scoring_at  # written before the scoring stage, which only reads it
+    # the entry the scorecards read is the one written before the scoring stage, which only reads it
+    assert feature_cache_path(tiny_lm, trained.artifact.feature_config(), check_texts) == cached
+    assert cached_when_scoring == [True]
     assert trained.artifact.facets[0]["scorecard"]["check_set"]["n"] == n_check
     seen.clear()
-    wb.train(_table(40), FeatureConfig(layer=1), TrainConfig(num_facets=2, feature_dim=32, epochs=1),
-             progress=lambda f, m, t=None: seen.append((f, m, time.time())))
-    assert any(m == "features for the check set (scores each facet's name): read from the cache" for _, m, _ in seen)
+    wb.train(_table(40), FeatureConfig(layer=1), TrainConfig(num_facets=2, feature_dim=32, epochs=1), progress=progress)
+    assert any(m == "features for the check set (scores each facet's name): read from the cache" for _, m in seen)
 
 
 def test_split_summary_names_what_trained_and_what_was_held_out():
