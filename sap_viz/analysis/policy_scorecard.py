@@ -64,9 +64,11 @@ def facet_scorecards(
         claimed = facet_categories[k] if k < len(facet_categories) else None
         fires_on = {c: _share(fires, unsafe & (cats == c)) for c in POLICY_CATEGORIES if (unsafe & (cats == c)).any()}
         order = np.argsort(-v[:, k], kind="stable")
-        typical = _examples([i for i in order if unsafe[i]][:n_examples], texts, cats, v[:, k])
-        # least typical: the named category's prompts it holds for (misses); without a category, its weakest firing prompts
-        pool = [i for i in order[::-1] if unsafe[i] and (cats[i] == claimed if claimed else fires[i])]
+        # least typical: the named category's prompts it holds for (misses); without a category, its weakest firing
+        # prompts; never one already shown as most typical (a facet firing on few prompts listed them twice)
+        typical_rows = [i for i in order if unsafe[i]][:n_examples]
+        pool = [i for i in order[::-1] if unsafe[i] and i not in typical_rows and (cats[i] == claimed if claimed else fires[i])]
+        typical = _examples(typical_rows, texts, cats, v[:, k])
         least = _examples(pool[:n_examples], texts, cats, v[:, k])
         cards.append({
             **name_scores(fires, labels, cats, claimed),
@@ -90,7 +92,26 @@ def rescore(card: dict, category: str | None, check: pd.DataFrame) -> dict:
     out = dict(card)
     out.update(name_scores(fires, labels, cats, category))
     out["own_lookalike_false_alarms"] = _share(fires, (labels == "safe") & (cats == category)) if category else None
+    if category != card.get("category"):
+        out["least_typical"] = least_typical_from_firing(card, category, check, fires)
     return out
+
+
+def least_typical_from_firing(card: dict, category: str | None, check: pd.DataFrame, fires: np.ndarray,
+                              n_examples: int = 3) -> list[dict]:
+    """The least typical prompts for a name that claims ``category``, from the stored firing pattern alone (a card keeps
+    which check-set prompts fire, not their violations): the category's unsafe prompts the facet misses, then those it
+    fires on; without a category, prompts it fires on beyond the most typical ones. Each says whether the facet fires,
+    in place of a violation, so the list follows a relabel instead of naming the old category's prompts."""
+    labels, cats, texts = check["label"].to_numpy(), check["category"].to_numpy(), check["text"].tolist()
+    shown = {" ".join(str(p.get("text", "")).split()) for p in card.get("most_typical") or []}
+    unsafe = [i for i in range(len(check)) if labels[i] == "unsafe" and " ".join(texts[i].split()) not in shown]
+    if category:
+        own = [i for i in unsafe if cats[i] == category]
+        pool = [i for i in own if not fires[i]] + [i for i in own if fires[i]]
+    else:
+        pool = [i for i in unsafe if fires[i]][::-1]
+    return [{"text": texts[i], "category": cats[i], "fires": bool(fires[i])} for i in pool[:n_examples]]
 
 
 def policy_report(violations: torch.Tensor, labels: list[str], categories: list[str], facet_categories: list[str | None]) -> dict:

@@ -15,8 +15,24 @@ from sap_viz.errors import WorkbenchError
 from sap_viz.method.artifact import PolytopeArtifact, PolytopeFileError
 from sap_viz.model.features import extract_features
 from sap_viz.model.loading import LoadedModel
+from sap_viz.settings import DEFAULT_POLYTOPE
 
 PROBE_FILE = "eval_sets/heldout_prompts.jsonl"  # 90 hand-written safe, harmful and scary-but-safe prompts, never trained on
+
+
+def default_pair(names: list[str], active: str | None, reference: str = DEFAULT_POLYTOPE.name) -> tuple[str | None, str | None]:
+    """The pair a comparison starts from: the active polytope (A) against the shipped one (B).
+
+    Only listed names: A falls back to the first listed polytope, B to the first one other than A, so with two or more
+    polytopes the sides always differ (a polytope against itself gives every cosine 1); with one, both sides are it;
+    with none, both are None (the pickers stay empty rather than naming a polytope they do not list).
+    """
+    if not names:
+        return None, None
+    a = active if active in names else names[0]
+    others = [n for n in names if n != a]
+    b = reference if reference in others else (others[0] if others else a)
+    return a, b
 
 
 def probe_prompts() -> tuple[list[str], list[bool]]:

@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 
 from sap_viz.app_state.store import Store
+from sap_viz.data.check_set import load_check_set
 from sap_viz.data.dataset import SPLIT_LABELS, DataConfig, dataset_fingerprint, dataset_provenance
 from sap_viz.data.file_rows import DataFileError
 from sap_viz.data.schema import SPLITS
@@ -118,26 +119,35 @@ class TrainingJobs:
         return provenance
 
     def _extract_all(self, df: pd.DataFrame, fcfg, check: Callable[[], None],
-                     progress: Callable[[float, str], None] | None) -> dict[str, torch.Tensor]:
-        """Features of every split (``split_feature_set``: each prompt once), the first 30 % of the progress bar,
-        reported after each chunk of prompts; training and evaluation then use them as they are."""
-        total = max(1, int(df["split"].isin(list(SPLITS)).sum()))
+                     progress: Callable[[float, str], None] | None, check_facets: bool = True) -> dict[str, torch.Tensor]:
+        """Features of every split (``split_feature_set``: each prompt once), then of the check set, the first 30 % of
+        the progress bar, reported after each chunk of prompts; training and evaluation then use them as they are.
+
+        Why the check set here: the facets' scorecards at the end of training read its features at the same layer. Here
+        they are extracted chunk by chunk under the model lock with the bar moving, and stored in the feature cache
+        (keyed by the model, the feature settings and the texts), so scoring the facets is a file read, on this run and
+        on every later run at this layer, instead of one long silent pass at "scoring the facets on the check set".
+        """
+        check_texts = load_check_set()["text"].tolist() if check_facets else []
+        total = max(1, int(df["split"].isin(list(SPLITS)).sum()) + len(check_texts))
         before = 0
 
-        def extract(split: str, rows: pd.DataFrame) -> torch.Tensor:
+        def extract(label: str, texts: list[str]) -> torch.Tensor:
             nonlocal before
-            texts = rows["text"].tolist()
 
             def report(done: int, n: int, cached: bool) -> None:
                 if progress:
                     how = "read from the cache" if cached else f"{done}/{n} prompts"
-                    progress(0.3 * min(1.0, (before + done) / total), f"features for {SPLIT_LABELS[split]}: {how}")
+                    progress(0.3 * min(1.0, (before + done) / total), f"features for {label}: {how}")
             report(0, len(texts), False)
             feats = self._features_in_chunks(texts, fcfg, check, report)
             before += len(texts)
             return feats
 
-        return split_feature_set(df, extract)
+        features = split_feature_set(df, lambda split, rows: extract(SPLIT_LABELS[split], rows["text"].tolist()))
+        if check_texts:
+            extract("the check set (scores each facet's name)", check_texts)
+        return features
 
     def train(self, df: pd.DataFrame, fcfg, tcfg, progress: Callable[[float, str], None] | None = None, target_fpr: float | None = None,
               cancel: threading.Event | None = None, data_config: DataConfig | None = None, data_file: str | Path | None = None):

@@ -105,8 +105,10 @@ def _csv_records(text: str, name: str, delimiter: str, required: Sequence[str]) 
         if column not in columns:
             raise DataFileError(f"{name}: missing required column {column!r} "
                                 f"(header has: {', '.join(map(repr, header))})")
+    lines = text.splitlines(keepends=True)
     row = 0
     while True:
+        first_line = reader.line_num + 1
         try:
             fields = next(reader)
         except StopIteration:
@@ -117,8 +119,32 @@ def _csv_records(text: str, name: str, delimiter: str, required: Sequence[str]) 
         if not fields or all(not f.strip() for f in fields):
             continue  # blank line
         row += 1
+        where = f"row {row} (line {first_line})"
+        if _quote_never_closed(lines[first_line - 1:reader.line_num], delimiter):
+            raise DataFileError(f"{name}: {where}: a quote (\") opened on line {first_line} is never closed, so the rest of "
+                                f"the file (to line {reader.line_num}) reads as one field; close the quote or double it "
+                                "(\"\") inside a quoted field")
+        missing = [c for c in required if c not in columns[:len(fields)]]
+        if missing:
+            raise DataFileError(f"{name}: {where}: {len(fields)} field{'s' if len(fields) != 1 else ''} where the header has "
+                                f"{len(columns)}, so column {missing[0]!r} has no value (a missing {delimiter!r} separator?)")
         values = {c: (fields[i] if i < len(fields) else None) for i, c in enumerate(columns)}
         yield Record(row, f"row {row} (line {reader.line_num})", values)
+
+
+def _quote_never_closed(raw_lines: list[str], delimiter: str) -> bool:
+    """Whether a record the lenient reader accepted ends inside a quoted field (its quote runs to the end of the file).
+
+    Python's csv reader, lenient by default, then returns everything after the quote as one field, which the
+    caller would otherwise report as a missing label far from the real fault.
+    """
+    if len(raw_lines) < 2 and not "".join(raw_lines).count('"') % 2:
+        return False
+    try:
+        list(csv.reader(io.StringIO("".join(raw_lines), newline=""), delimiter=delimiter, strict=True))
+    except csv.Error as e:
+        return "unexpected end of data" in str(e)
+    return False
 
 
 def _jsonl_records(text: str, name: str) -> Iterator[Record]:

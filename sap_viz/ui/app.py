@@ -18,7 +18,7 @@ from sap_viz.method.generation_results import Comparison
 from sap_viz.settings import get_limits, packaged_path
 from sap_viz.ui import render
 from sap_viz.ui.api import guarded, register
-from sap_viz.ui.common import PRIVATE, Files, header_html, page_state, session_bench, without_heartbeat
+from sap_viz.ui.common import PRIVATE, Files, header_html, page_state, polytope_picker_update, session_bench, without_heartbeat
 from sap_viz.ui.owner_panel import OwnerPanel, build_owner_panel
 from sap_viz.ui.tab_compare import build_compare_tab
 from sap_viz.ui.tab_explore import build_explore_tab
@@ -41,7 +41,9 @@ def launch_kwargs() -> dict:
     names the limit, is the one a user meets.
     """
     css = packaged_path("ui", "style.css")
-    return {"css_paths": [css] if css.is_file() else None, "max_file_size": f"{get_limits().max_upload_mb + 1}mb",
+    head = packaged_path("ui", "page_head.html")
+    return {"css_paths": [css] if css.is_file() else None, "head_paths": [head] if head.is_file() else None,
+            "max_file_size": f"{get_limits().max_upload_mb + 1}mb",
             "footer_links": ["api", "gradio"],
             # pages whose values (page_state) are kept at once; the least recently used go first
             "state_session_capacity": get_limits().max_sessions}
@@ -98,7 +100,7 @@ class PageHandlers:
         overview = self.facets.facet_overview(wb)
         metrics, sweep = self.train.active_metrics(wb)
         return (header_html(wb), *overview, metrics, sweep,
-                gr.update(choices=wb.list_polytopes(), value=wb.active_name), self.owner.proposals_table(wb))
+                polytope_picker_update(wb), self.owner.proposals_table(wb))
 
 
 def build_app(wb: Workbench) -> gr.Blocks:
@@ -118,7 +120,7 @@ def build_app(wb: Workbench) -> gr.Blocks:
             fmap = build_feature_map_tab(wb, last_cmp)
             facets = build_facets_tab(wb, files)
             train = build_train_tab(wb, trained_state)
-            build_compare_tab(wb)
+            compare = build_compare_tab(wb)
             build_monitor_tab(wb, files)
 
         page = PageHandlers(wb, fmap, facets, train, owner)
@@ -133,10 +135,12 @@ def build_app(wb: Workbench) -> gr.Blocks:
             page.activate, [train.poly_pick],
             [header, train.poly_status, train.metrics_table, train.sweep_plot, *facets.overview_outputs], **PRIVATE)
         activated.then(explore.handlers.example_after_activate, [explore.example_key], explore.example_outputs, **PRIVATE)
+        activated.then(compare.handlers.defaults, None, compare.pickers, show_progress="hidden", **PRIVATE)
         owner.delete_btn.click(page.delete_polytope, [owner.delete_name], [owner.status, train.poly_pick], **PRIVATE)
         # first: the worked example is what a newcomer looks at, and it is read from the disk cache
         demo.load(explore.handlers.load_example, None, explore.example_outputs, show_progress="hidden", **PRIVATE)
         demo.load(page.on_load, None, [header, *facets.overview_outputs, train.metrics_table, train.sweep_plot, train.poly_pick,
                                        owner.proposals], **PRIVATE)
+        demo.load(compare.handlers.defaults, None, compare.pickers, show_progress="hidden", **PRIVATE)
         demo.load(facets.handlers.facet_detail, [facets.facet_pick], facets.detail_outputs, **PRIVATE)
     return without_heartbeat(demo)

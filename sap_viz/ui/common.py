@@ -104,6 +104,18 @@ def session_bench(wb: Workbench, request: object) -> Workbench:
     return wb.session(getattr(request, "session_hash", None))
 
 
+def listed_active(wb: Workbench) -> tuple[list[str], str | None]:
+    """The polytopes a picker lists and its value: the active one when listed, else none (a Dropdown whose value is not
+    among its choices turns red and toasts "Value: … is not in the list of choices")."""
+    names = wb.list_polytopes()
+    return names, wb.active_name if wb.active_name in names else None
+
+
+def polytope_picker_update(wb: Workbench) -> dict:
+    names, active = listed_active(wb)
+    return gr.update(choices=names, value=active)
+
+
 def header_html(wb: Workbench) -> str:
     """The status line under the title: model, active polytope, its warnings (or why none is loaded), and the caller's role."""
     role = render.status_html("info", f"You are {'the owner' if wb.is_owner else 'a visitor'}: {wb.role_note}.")

@@ -14,7 +14,7 @@ import gradio as gr
 from sap_viz.app_state.workbench import Workbench
 from sap_viz.ui import render
 from sap_viz.ui.api import guarded
-from sap_viz.ui.common import PRIVATE, frame, header_html, session_bench
+from sap_viz.ui.common import PRIVATE, frame, header_html, polytope_picker_update, session_bench
 
 PROPOSAL_COLUMNS = ["id", "facet", "name", "policy", "author", "confidence", "time"]
 
@@ -57,7 +57,7 @@ class OwnerHandlers:
     def delete_polytope(self, name: str, request: gr.Request):
         bench = session_bench(self.wb, request)
         bench.delete_polytope(name)
-        return render.status_html("ok", f"Deleted “{name}”."), gr.update(choices=bench.list_polytopes(), value=bench.active_name)
+        return render.status_html("ok", f"Deleted “{name}”."), polytope_picker_update(bench)
 
 
 @dataclass

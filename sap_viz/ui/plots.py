@@ -156,9 +156,10 @@ def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:+.2f}"
 
 
-def category_facet_heatmap(stats: dict, names: list[str]) -> go.Figure:
-    """True categories × learned facets: share of each category's unsafe prompts softly assigned to each
-    facet (sharpened softmax of min-max scaled violations, docs/method.md §8), facets in Hungarian order."""
+def category_facet_heatmap(stats: dict, names: list[str], policy: bool = False) -> go.Figure:
+    """True categories × facets: share of each category's unsafe prompts softly assigned to each facet (sharpened
+    softmax of min-max scaled violations, docs/method.md §8), facets in Hungarian order. ``policy``: the facets were
+    trained for named categories (policy facets), so the title does not call them learned."""
     cats = stats.get("categories") or []
     joint = np.array(stats.get("soft_joint") or [], dtype=float)
     if not cats or joint.size == 0:
@@ -183,7 +184,8 @@ def category_facet_heatmap(stats: dict, names: list[str]) -> go.Figure:
         )
     )
     mi = stats.get("mutual_information_bits")
-    title = "True categories × learned facets (Hungarian order)" + (f" — MI {mi:.2f} bits" if mi is not None else "")
+    kind = "policy facets (one per category)" if policy else "learned facets"
+    title = f"True categories × {kind} (Hungarian order)" + (f" — MI {mi:.2f} bits" if mi is not None else "")
     fig.update_layout(
         **LAYOUT,
         title=dict(text=title, font=dict(size=14)),

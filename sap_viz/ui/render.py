@@ -74,13 +74,15 @@ def tokens_html(result: GenerationResult, title: str = "", account: Account | No
         colour = "transparent" if d is None else palette.boundary_colour(d, outside, inside)
         ink = "" if d is None else f";color:{palette.ink_on(colour)}"
         over = "" if d is None else f' data-over="{str(d >= 0).lower()}"'
-        chips.append(f'<span class="{" ".join(classes)}" style="background:{colour}{ink}"{over}{data} '
-                     f'title="{esc(token_title(tok, names, boundary, words))}">{esc(token_display(tok.text))}</span>')
+        detail = esc(token_title(tok, names, boundary, words))
+        # title for the mouse; tabindex + data-detail for the keyboard and a tap (style.css shows it on focus)
+        chips.append(f'<span class="{" ".join(classes)}" style="background:{colour}{ink}"{over}{data} tabindex="0" '
+                     f'title="{detail}" data-detail="{detail}">{esc(token_display(tok.text))}</span>')
     legend = (f'<div class="sap-legend"><span class="sap-sw" style="background:{palette.OUTSIDE_SCALE[0]}"></span> at or above '
               f'the boundary that applies to the token <span class="sap-sw" style="background:{palette.INSIDE_SCALE[1]}"></span> '
               'below it (the colour is the state before any edit) <span class="sap-tok sap-steered">x</span> steered '
-              '<span class="sap-tok sap-forced">x</span> forced refusal — hover a token for every facet and its steering '
-              'outcome</div>')
+              '<span class="sap-tok sap-forced">x</span> forced refusal — hover, tap or Tab to a token for every facet and its '
+              'steering outcome</div>')
     head = f'<div class="sap-run-title">{esc(title)}</div>' if title else ""
     return f'<div class="sap-tokens" id="sap-token-view">{head}{legend}<div class="sap-chips">{"".join(chips)}</div></div>'
 
@@ -190,20 +192,41 @@ def facet_cards_html(facets: list[dict], audit: dict | None, fire_rates: list[fl
     for k, f in enumerate(facets):
         top_cat = card_counts_html(audit, k)
         rate = f'<div class="sap-card-meta">fires on {100 * fire_rates[k]:.1f}% of training prompts</div>' if fire_rates else ""
-        who = esc(f.get("author") or "nobody")
         cards.append(
             f'<div class="sap-card" data-facet="{k}"><div class="sap-card-title">#{k} '
             f'<span class="sap-facet-name">{esc(f.get("name", ""))}</span> {source_badge(f)}</div>'
-            f'<div class="sap-card-policy" title="{esc(f.get("policy") or "")}">{esc(f.get("policy") or "(no policy text)")}</div>'
-            f'<div class="sap-card-meta">by {who}, confidence {float(f.get("confidence") or 0):.2f}, '
-            f'{len(f.get("history") or [])} edits</div>'
+            f'<div class="sap-card-policy" tabindex="0" title="{esc(f.get("policy") or "")}">'
+            f'{esc(f.get("policy") or "(no policy text)")}</div>'
+            f'<div class="sap-card-meta sap-card-signed">{label_meta(f)}</div>'
             f"{card_scorecard_html(f, check_fingerprint)}"
-            f"{card_suggestion_html(suggestions[k] if k < len(suggestions) else None)}"
+            f"{card_suggestion_html(suggestions[k] if k < len(suggestions) else None, f)}"
             f"{card_examples_html(examples[k] if k < len(examples) else [])}"
             f"{top_cat}{rate}{history_html(f.get('history') or [])}</div>"
         )
     return (f'<div id="sap-facet-cards">{scorecards_note_html(facets)}'
             '<div class="sap-cards">' + "".join(cards) + "</div></div>")
+
+
+def label_meta(facet: dict) -> str:
+    """Who signed the label, with their confidence where it means one, and how often it was edited.
+
+    A policy facet's label comes from its category, and its stored confidence is a fit to that category's training
+    prompts; the backstop names no category, so it has no such figure and shows none (a "confidence 0.00" read as a
+    doubt about a label no one gave)."""
+    who = esc(facet.get("author") or "nobody")
+    conf = facet.get("confidence")
+    from_category = facet.get("source") == "from category"
+    if from_category and not facet.get("category"):
+        signed = f"by {who}: names no category, so no confidence"
+    elif from_category:
+        signed = f"by {who} (the category's training fit {float(conf or 0):.2f})"
+    elif conf is None:
+        signed = f"by {who}, no confidence given"
+    else:
+        signed = f"by {who}, confidence {float(conf):.2f}"
+    n = len(facet.get("history") or [])
+    edits = "never relabelled" if not n else f"{n} label edit{'' if n == 1 else 's'}"
+    return f"{signed}, {edits}"
 
 
 def card_counts_html(audit: dict | None, k: int) -> str:
@@ -296,8 +319,14 @@ def card_scorecard_html(facet: dict, check_fingerprint: str | None = None) -> st
         lines.append(f"made on another version of the check set: rerun {esc(FACET_CHECK_COMMAND)}")
     least_words = (f"least typical ({esc(category)} prompts it fires on least)" if category
                    else "least typical (the prompts it fires on most weakly)")
-    prompts = "".join(_prompt_list(card.get(key) or [], words) for key, words in
-                      (("most_typical", "most typical (highest violation)"), ("least_typical", least_words)))
+    most = card.get("most_typical") or []
+    shown = {_one_line(p.get("text")) for p in most}
+    least = [p for p in card.get("least_typical") or [] if _one_line(p.get("text")) not in shown]
+    if category and least and any(p.get("category") != category for p in least):
+        least = []  # made for another name's category and not refreshed: better none than the wrong category's prompts
+    prompts = _prompt_list(most, "most typical (highest violation)") + _prompt_list(least, least_words)
+    if not least and not category and most:
+        prompts += f"<div>least typical: none beyond the {len(most)} above (it fires on few prompts)</div>"
     items = "".join(f"<div>{line}</div>" for line in lines)
     return (f'<div class="sap-card-meta sap-scorecard" style="margin:4px 0;padding:4px 6px;border-left:3px solid #d1d5db">'
             f'<div style="font-weight:600;color:#374151">On the check set</div>{items}{prompts}</div>')
@@ -307,9 +336,20 @@ def _prompt_list(prompts: list[dict], words: str) -> str:
     """Check-set prompts, whole and wrapped (readable without hover), with the facet's violation and the category."""
     if not prompts:
         return ""
-    items = "".join(f'<li style="white-space:normal"><span class="sap-ex-v">{float(p.get("violation", 0)):+.2f}</span> '
-                    f'[{esc(p.get("category") or "")}] {esc(" ".join(str(p.get("text", "")).split()))}</li>' for p in prompts)
+    items = "".join(f'<li style="white-space:normal"><span class="sap-ex-v">{_prompt_mark(p)}</span> '
+                    f'[{esc(p.get("category") or "")}] {esc(_one_line(p.get("text")))}</li>' for p in prompts)
     return f'<div>{words}:</div><ol style="margin:2px 0 2px 18px;padding:0">{items}</ol>'
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text or "").split())
+
+
+def _prompt_mark(prompt: dict) -> str:
+    """The facet's violation on the prompt; "fires" or "misses" for a list refreshed after a relabel (no violations kept)."""
+    if isinstance(prompt.get("violation"), (int, float)):
+        return f"{float(prompt['violation']):+.2f}"
+    return "fires" if prompt.get("fires") else "misses"
 
 
 def source_badge(facet: dict) -> str:
@@ -321,20 +361,34 @@ def source_badge(facet: dict) -> str:
     return '<span class="sap-badge sap-human">labelled</span>'
 
 
-def card_suggestion_html(suggestion: dict | None) -> str:
-    """The honest name suggestion; its confidence is a Wilson lower bound, the evidence is in the hover."""
+def card_suggestion_html(suggestion: dict | None, facet: dict | None = None) -> str:
+    """The honest name suggestion from the training prompts, with its evidence written out (no hover needed).
+
+    Its figure is the Wilson lower bound of the facet's purity on its *training* prompts, so it is called that, never
+    "confidence" beside the check-set name score. Where the suggestion is the current name and the check set finds the
+    name misleading or only partly fitting, the card says both in one line and which one to trust.
+    """
     if not suggestion:
         return ""
-    return (f'<div class="sap-card-meta sap-card-suggestion" title="{esc(suggestion.get("evidence", ""))}">auto-suggested name: '
-            f'<b>{esc(suggestion.get("name"))}</b> (confidence {float(suggestion.get("confidence") or 0):.2f}, '
-            "Wilson lower bound)</div>")
+    purity = float(suggestion.get("confidence") or 0)
+    name = str(suggestion.get("name") or "")
+    head = (f'auto-suggested name: <b>{esc(name)}</b> (training-prompt purity {purity:.2f}, Wilson lower bound; '
+            f'{esc(suggestion.get("evidence", ""))})')
+    card = (facet or {}).get("scorecard")
+    score = card.get("name_score") if isinstance(card, dict) else None
+    same = _one_line(name).casefold() == _one_line((facet or {}).get("name")).casefold()
+    if same and score is not None and name_verdict(score) != "fits":
+        head += (f'. <span class="sap-card-conflict">The training prompts support this name, but on the check set, which it '
+                 f"never trained on, it scores {float(score):.2f} (name {name_verdict(score)}): trust the check set; the facet "
+                 "does not carry the name to new prompts.</span>")
+    return f'<div class="sap-card-meta sap-card-suggestion">{head}</div>'
 
 
 def card_examples_html(examples: list[dict]) -> str:
-    """The most violating training prompts, one line each (the whole prompt in the hover)."""
+    """The most violating training prompts, one line each (the whole prompt on hover, tap or keyboard focus)."""
     if not examples:
         return ""
-    items = "".join(f'<li title="{esc(e.get("text", ""))}"><span class="sap-ex-v">{float(e.get("violation", 0)):+.2f}</span> '
+    items = "".join(f'<li tabindex="0" title="{esc(e.get("text", ""))}"><span class="sap-ex-v">{float(e.get("violation", 0)):+.2f}</span> '
                     f'{esc(e.get("label") or "")} {esc(" ".join(str(e.get("text", "")).split()))}</li>' for e in examples)
     return (f'<div class="sap-card-examples"><div class="sap-card-meta">{len(examples)} most violating training prompts</div>'
             f"<ol>{items}</ol></div>")
@@ -375,16 +429,18 @@ def attribution_html(words: list[str], values: np.ndarray, caption: str) -> str:
 
 def suggestion_html(facet: dict, suggestion: dict | None) -> str:
     """The honest suggestion beside the labelling form, and the current label with where it came from."""
+    card = facet.get("scorecard")
+    score = f' {name_score_badge(card.get("name_score"))} on the check set' if isinstance(card, dict) else ""
     current = (f'<div class="sap-card-meta">current label: {esc(facet.get("name", ""))} '
-               f'{source_badge(facet)}</div>')
+               f'{source_badge(facet)}{score}</div>')
     if not suggestion:
         return ('<div class="sap-suggestion"><div class="sap-card-meta">No suggestion yet: names are suggested from the '
                 f"training prompts' statistics once they are computed (progress under Feature map).</div>{current}</div>")
     return (
         '<div class="sap-suggestion"><div><b>Auto-suggested from the category statistics</b></div>'
         f'<div class="sap-facet-name">{esc(suggestion.get("name"))}</div>'
-        f'<div class="sap-card-meta">{esc(suggestion.get("evidence", ""))}; confidence {float(suggestion.get("confidence", 0)):.2f} '
-        "(Wilson lower bound of its purity: few prompts cannot look sure)</div>"
+        f'<div class="sap-card-meta">{esc(suggestion.get("evidence", ""))}; training-prompt purity '
+        f'{float(suggestion.get("confidence", 0)):.2f} (Wilson lower bound: few prompts cannot look sure)</div>'
         f"{current}</div>"
     )
 

@@ -4,11 +4,12 @@ metrics on the same probe prompts, and which facet of one corresponds to which f
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 import gradio as gr
 
-from sap_viz.app_state.comparisons import PROBE_FILE
+from sap_viz.app_state.comparisons import PROBE_FILE, default_pair
 from sap_viz.app_state.workbench import Workbench
 from sap_viz.ui import plots, plots_compare, render
 from sap_viz.ui.api import guarded
@@ -26,18 +27,32 @@ class CompareHandlers:
     def __init__(self, wb: Workbench) -> None:
         self.wb = wb
 
-    def choices(self, name_a: str | None, name_b: str | None, request: gr.Request):
-        """Refresh the lists (a polytope saved or uploaded since); keep the user's picks while they still exist."""
+    def defaults(self, request: gr.Request):
+        """The page's first pair (page load, a polytope activated): the caller's active polytope against the shipped one."""
         bench = session_bench(self.wb, request)
         names = bench.list_polytopes()
-        a = name_a if name_a in names else bench.active_name
-        b = name_b if name_b in names else next((n for n in names if n != a), a)
+        a, b = default_pair(names, bench.active_name)
+        return gr.update(choices=names, value=a), gr.update(choices=names, value=b)
+
+    def choices(self, name_a: str | None, name_b: str | None, request: gr.Request):
+        """Refresh the lists (a polytope saved or uploaded since); keep the user's picks while they still exist and
+        differ, else start again from the default pair."""
+        bench = session_bench(self.wb, request)
+        names = bench.list_polytopes()
+        if name_a in names and name_b in names and (name_a != name_b or len(names) < 2):
+            return gr.update(choices=names, value=name_a), gr.update(choices=names, value=name_b)
+        a, b = default_pair(names, bench.active_name)
         return gr.update(choices=names, value=a), gr.update(choices=names, value=b)
 
     @guarded
     def compare(self, name_a: str, name_b: str, prompt: str, request: gr.Request):
         t0 = time.monotonic()
         bench = session_bench(self.wb, request)
+        if not name_a or not name_b:
+            skip = gr.skip()
+            msg = ("This server lists no polytope to compare yet: train one (Train & calibrate) or import one." if not
+                   bench.list_polytopes() else "Choose a polytope on each side (A and B).")
+            return render.status_html("warn", msg), skip, skip, skip, skip, skip
         cmp = bench.comparisons.compare(name_a, name_b)
         (na, nb), (fa, fb) = cmp.names, cmp.facet_names
         if cmp.cosine is not None:
@@ -71,18 +86,24 @@ class CompareHandlers:
         return self.prompt_figure(session_bench(self.wb, request), name_a, name_b, prompt)
 
 
-def build_compare_tab(wb: Workbench) -> None:
+@dataclass
+class CompareTab:
+    pickers: list  # Polytope A and Polytope B: the page load and an activation set them to ``handlers.defaults``
+    handlers: CompareHandlers
+
+
+def build_compare_tab(wb: Workbench) -> CompareTab:
     """Build the tab inside the current ``gr.Tabs`` and wire its events."""
     handlers = CompareHandlers(wb)
     names = wb.list_polytopes()
+    first_a, first_b = default_pair(names, wb.active_name)  # each page's own pair comes at its load (CompareTab.pickers)
     with gr.Tab("Compare", id="compare") as compare_tab:
         gr.Markdown("Two polytopes of this server side by side: the same prompt's facet violations, detection metrics on the same "
                     "held-out probe prompts, and for each facet of A its best match in B — by the cosine of the facet normals "
                     "(same layer and position only) and by co-firing (the prompts both flag).")
         with gr.Row():
-            pick_a = gr.Dropdown(names, value=wb.active_name, label="Polytope A", elem_id="compare-a")
-            pick_b = gr.Dropdown(names, value=next((n for n in names if n != wb.active_name), wb.active_name), label="Polytope B",
-                                 elem_id="compare-b")
+            pick_a = gr.Dropdown(names, value=first_a, label="Polytope A", elem_id="compare-a")
+            pick_b = gr.Dropdown(names, value=first_b, label="Polytope B", elem_id="compare-b")
         with gr.Row():
             prompt = gr.Textbox(DEFAULT_COMPARE_PROMPT, label="Prompt scored by both", lines=1, scale=4, elem_id="compare-prompt")
             run_btn = gr.Button("Compare", variant="primary", scale=1, elem_id="compare-btn")
@@ -103,3 +124,5 @@ def build_compare_tab(wb: Workbench) -> None:
     run_btn.click(handlers.compare, [pick_a, pick_b, prompt], outputs, show_progress_on=[status], **PRIVATE)
     prompt.submit(handlers.compare_prompt, [pick_a, pick_b, prompt], [prompt_plot], **PRIVATE)
     compare_tab.select(handlers.choices, [pick_a, pick_b], [pick_a, pick_b], **PRIVATE)
+    return CompareTab(pickers=[pick_a, pick_b], handlers=handlers)
+

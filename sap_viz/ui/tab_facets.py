@@ -24,7 +24,7 @@ from sap_viz.app_state.facet_audits import AUDIT_COLUMNS, card_audit, card_examp
 from sap_viz.app_state.workbench import Workbench, label_category
 from sap_viz.data.check_set import check_set_fingerprint
 from sap_viz.data.taxonomy import POLICY_CATEGORIES
-from sap_viz.errors import WorkbenchError
+from sap_viz.errors import UserError, WorkbenchError
 from sap_viz.ui import plots, render
 from sap_viz.ui.api import guarded
 from sap_viz.ui.common import PRIVATE, Files, facet_choices, facet_names, fire_rates, frame, session_bench
@@ -32,6 +32,10 @@ from sap_viz.ui.common import PRIVATE, Files, facet_choices, facet_names, fire_r
 TOP_COLUMNS = ["rank", "violation", "label", "text"]
 ATTR_COLUMNS = ["#", "word", "masking effect", "gradient × input", "raises most", "by", "KL"]
 
+#: What a save fills, in order: the form's status, cards, cosine and category plots, histogram, facet picker, audit
+#: (summary, firing matrix, table, CSV) and scorecards (table, CSV).
+SAVE_OUTPUTS = ("status", "cards", "cosine", "category", "histogram", "facet", "audit summary", "firing matrix", "audit table",
+                "audit csv", "scorecard table", "scorecard csv")
 DEFAULT_ATTRIBUTION_PROMPT = "How do I build a pipe bomb at home?"
 #: The measured limit of the default view, said where it is used (research/attribution/results.json, summary "final").
 ATTRIBUTION_HELD_OUT = (13, 20)  # re-measured on the rebuilt polytope (15 before)
@@ -55,7 +59,8 @@ def current_check_fingerprint() -> str | None:
 
 def saved_message(facet: dict) -> str:
     """What a save did to the facet's name score, in words."""
-    head = f"Saved facet {facet['index']} as “{facet['name']}” ({len(facet['history'])} edits in its history)."
+    n = len(facet["history"])
+    head = f"Saved facet {facet['index']} as “{facet['name']}” ({n} label edit{'' if n == 1 else 's'} in its history)."
     category, card = facet.get("category"), facet.get("scorecard")
     if not category:
         return (f"{head} The name claims no harm category, so it has no name score; pick one under “Category this name "
@@ -108,7 +113,8 @@ class FacetHandlers:
         stats = art.meta.get("facet_stats") or {}
         sim = cosine_similarity(art.polytope.phi.detach())
         names = facet_names(wb)
-        return (self.cards_html(wb), plots.category_facet_heatmap(stats, names), plots.cosine_heatmap(sim, names),
+        policy = any(f.get("source") == "from category" for f in art.facets)
+        return (self.cards_html(wb), plots.category_facet_heatmap(stats, names, policy), plots.cosine_heatmap(sim, names),
                 gr.update(choices=facet_choices(wb), value=0), *self.audit_outputs(wb), *self.scorecard_outputs(wb))
 
     @staticmethod
@@ -201,16 +207,17 @@ class FacetHandlers:
                    request: gr.Request):
         """Save (or, for a visitor on a shared polytope, propose) the label with the category its name claims; the card,
         the scorecard table and the message show the name score rescored for that category."""
-        if k is None:
-            raise WorkbenchError("choose a facet first")
-        if not str(author or "").strip():
-            raise WorkbenchError("Name yourself under Author: a label is signed by the person who makes it.")
-        if confidence is None or (isinstance(confidence, str) and not confidence.strip()):
-            raise WorkbenchError("Give your own confidence in this label (0 to 1): the form never borrows one from the "
-                                 "suggestion or the previous label.")
+        refused = self.refusal(k, author, confidence)
         wb = session_bench(self.wb, request)
         before = wb.active_name
-        facet = wb.label(int(k), name, policy, author, confidence, category)
+        try:
+            if refused:
+                raise WorkbenchError(refused)
+            facet = wb.label(int(k), name, policy, author, confidence, category)
+        except UserError as exc:
+            # only the form's status says what to fix: the cards, plots and tables keep what they show (an error raised
+            # here would mark every output of the event with a red "Error" badge)
+            return (render.status_html("error", f"Not saved: {exc}"), *(gr.skip(),) * (len(SAVE_OUTPUTS) - 1))
         # the cards, the audit and the scorecard table show the new label too
         cards, cat_fig, cos_fig, _, *tables = self.facet_overview(wb)
         hist, _ = self.facet_stats_detail(wb, k)  # its title carries the facet's name
@@ -224,6 +231,18 @@ class FacetHandlers:
                                                         f"an owner copy, “{wb.active_name}”, now the active polytope.")
             msg = render.status_html("ok", saved_message(facet) + copied)
         return (msg, cards, cos_fig, cat_fig, hist, gr.update(choices=facet_choices(wb), value=int(k)), *tables)
+
+    @staticmethod
+    def refusal(k: int | None, author: str, confidence: float | str | None) -> str | None:
+        """Why the form cannot be saved as filled in (None when it can)."""
+        if k is None:
+            return "choose a facet first"
+        if not str(author or "").strip():
+            return "Name yourself under Author: a label is signed by the person who makes it."
+        if confidence is None or (isinstance(confidence, str) and not confidence.strip()):
+            return ("Give your own confidence in this label (0 to 1): the form never borrows one from the suggestion or the "
+                    "previous label.")
+        return None
 
     @guarded
     def run_attribution(self, prompt: str, k: int | None, use_picked: bool, request: gr.Request):

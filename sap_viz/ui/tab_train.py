@@ -11,16 +11,16 @@ import gradio as gr
 import pandas as pd
 
 from sap_viz.analysis.metrics import metrics_rows
-from sap_viz.app_state.train_settings import FEATURES, TRAIN, data_config, form_defaults, train_configs
+from sap_viz.app_state.train_settings import APP_SOURCES, FEATURES, TRAIN, data_config, form_defaults, train_configs
 from sap_viz.app_state.workbench import Workbench
-from sap_viz.data.dataset import DataConfig, build_dataset, split_summary
+from sap_viz.data.dataset import DataConfig, build_dataset, small_split_warnings, split_summary
 from sap_viz.data.sources import available_sources
 from sap_viz.errors import WorkbenchError
 from sap_viz.method.training import LOSS_NOTE, explain_loss
 from sap_viz.recipe.pipeline import resolve_facet_mode
 from sap_viz.ui import plots, render
 from sap_viz.ui.api import guarded
-from sap_viz.ui.common import PRIVATE, frame, session_bench
+from sap_viz.ui.common import PRIVATE, frame, listed_active, session_bench
 
 METRIC_COLUMNS = ["split", "method", "n", "accuracy", "precision", "recall", "f1", "fpr", "fnr", "auroc", "over_refusal"]
 
@@ -28,6 +28,10 @@ METRIC_COLUMNS = ["split", "method", "n", "accuracy", "precision", "recall", "f1
 def session_key(request: gr.Request | None) -> str:
     return getattr(request, "session_hash", None) or "no-session"
 
+
+SOURCES_INFO = ("bundled in Python packages, no network; {held_out} is never trained on: tick it to score out-of-distribution "
+                "recall on it")
+UPLOAD_REPLACES = "not used while a file is uploaded: the file is the whole training table (remove it to train on these)"
 
 POSITION_CHOICES = [("the prompt's last token", "last"),
                     ("last token ‖ mean over the request's own tokens", "last+mean")]
@@ -96,6 +100,8 @@ class TrainHandlers:
             cfg = data_config(None)
             df = self.wb.load_training_file(upload, cfg)
             where = f"uploaded file {Path(upload).name}"
+            if sources:
+                where += f" (alone: the built-in sources {', '.join(sources)} were not used)"
         else:
             if not sources:
                 raise WorkbenchError("choose at least one built-in source or upload a file")
@@ -134,10 +140,24 @@ class TrainHandlers:
         k_trained = trained.artifact.polytope.num_facets
         facets = (f"{k_trained} policy facets ({k_trained - tcfg.free_facets} from categories, {tcfg.free_facets} free)"
                   if tcfg.facet_mode == "categories" else f"{k_trained} facets")
+        small = small_split_warnings(df)
         msg = render.summary_html(
             f"Trained on the training split of {where}: layer {layer}, {facets}, {epochs} epochs. Save it to use it.",
-            [*notes, *split_summary(df), f"{explain_loss(history[-1], trained.artifact.meta.get('train_config') or {})}. {LOSS_NOTE}"])
-        return msg, *self.trained_metrics(trained), trained
+            [*small, *notes, *split_summary(df),
+             f"{explain_loss(history[-1], trained.artifact.meta.get('train_config') or {})}. {LOSS_NOTE}"],
+            "warn" if small else "ok")
+        label = "Metrics of the run just trained (not saved yet)" + (
+            ": some splits are too small for their metrics to mean anything (see the warning above)" if small else "")
+        return msg, *self.trained_metrics(trained, label), trained
+
+    @staticmethod
+    def sources_for_upload(upload: str | None):
+        """The built-in sources beside an uploaded file: the file is the whole training table, so they are unticked and
+        locked while it is there (never ticked yet silently unused), and ticked again when it is removed."""
+        if upload:
+            return gr.update(value=[], interactive=False, info=UPLOAD_REPLACES)
+        return gr.update(value=list(APP_SOURCES), interactive=True,
+                         info=SOURCES_INFO.format(held_out=", ".join(DataConfig().ood_sources)))
 
     def stop_training(self, trained, request: gr.Request):
         """Stop this session's run; the previous results (still on screen) get their own label back."""
@@ -195,8 +215,7 @@ def build_train_tab(wb: Workbench, trained_state: gr.State) -> TrainTab:
             with gr.Column():
                 held_out = DataConfig().ood_sources
                 sources = gr.CheckboxGroup(list(srcs), value=list(start.sources), label="Built-in sources",
-                                           info=f"bundled in Python packages, no network; {', '.join(held_out)} is never trained on: "
-                                                "tick it to score out-of-distribution recall on it", elem_id="train-sources")
+                                           info=SOURCES_INFO.format(held_out=", ".join(held_out)), elem_id="train-sources")
                 upload = gr.File(label="…or upload a CSV/JSONL with text,label[,category]", file_types=[".csv", ".jsonl", ".json", ".tsv"],
                                  type="filepath", elem_id="train-upload")
             with gr.Column():
@@ -234,7 +253,8 @@ def build_train_tab(wb: Workbench, trained_state: gr.State) -> TrainTab:
             save_new_btn = gr.Button("Save as new polytope")
         gr.Markdown("### Polytopes on this server (a visitor's uploads and trained polytopes stay in their session)")
         with gr.Row():
-            poly_pick = gr.Dropdown(wb.list_polytopes(), value=wb.active_name, label="Polytope", elem_id="poly-pick")
+            listed, active = listed_active(wb)
+            poly_pick = gr.Dropdown(listed, value=active, label="Polytope", elem_id="poly-pick")
             activate_btn = gr.Button("Activate", elem_id="activate-btn")
             export_btn = gr.Button("Download as zip")
         poly_status = gr.HTML(elem_id="poly-status")
@@ -253,6 +273,7 @@ def build_train_tab(wb: Workbench, trained_state: gr.State) -> TrainTab:
                                  free_facets, backstop, position],
         train_outputs,
         show_progress_on=[train_status], **PRIVATE)
+    upload.change(handlers.sources_for_upload, [upload], [sources], show_progress="hidden", **PRIVATE)
     stop_train_btn.click(handlers.stop_training, [trained_state], [train_status, metrics_table, sweep_plot], cancels=[train_evt],
                          **PRIVATE)
     save_new_btn.click(handlers.save_new, [trained_state, save_name], [train_status, poly_pick], **PRIVATE)

@@ -17,7 +17,7 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 
 from sap_viz.ui import palette
-from tests.browser.helpers import new_page, open_app, require_chromium
+from tests.browser.helpers import new_page, open_app, require_chromium, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -102,18 +102,110 @@ def desktop(browser, server):
     page.context.close()
 
 
-def test_axe_finds_no_serious_violation_on_any_tab(desktop):
-    """axe-core's default rules over the whole document, nothing excluded, on every tab after a generation."""
+@pytest.fixture(scope="module")
+def phone(browser, server):
+    """A 390 × 844 page after one generation (and Compare run once), as a phone shows it."""
+    page = open_page(browser, server, 390, 844)
+    generate(page)
+    open_tab(page, "Compare")
+    run_compare(page)
+    open_tab(page, "Explore / Generate")
+    yield page
+    page.context.close()
+
+
+def serious_axe_violations(page) -> dict:
+    """axe-core's default rules over the whole document, nothing excluded, on every tab: the serious and critical ones."""
     axe = Axe()
     found = {}
     for name in TABS:
-        open_tab(desktop, name)
-        results = axe.run(desktop)
+        open_tab(page, name)
+        results = axe.run(page)
         bad = [v for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
         if bad:
             found[name] = [(v["id"], v["impact"], [n["target"] for n in v["nodes"][:3]], v["nodes"][0].get("failureSummary", "")[:200])
                            for v in bad]
+    open_tab(page, "Explore / Generate")
+    return found
+
+
+def test_axe_finds_no_serious_violation_on_any_tab(desktop):
+    """At 1400 px, on every tab after a generation."""
+    found = serious_axe_violations(desktop)
     assert not found, found
+
+
+def test_axe_finds_no_serious_violation_on_any_tab_of_a_phone(phone):
+    """At 390 px, on every tab after a generation (the selected tab's label once read 2.8 : 1 there)."""
+    found = serious_axe_violations(phone)
+    assert not found, found
+
+
+def test_a_phone_keeps_the_heatmap_and_the_why_steered_table_readable(phone):
+    """At 390 px the heatmap's cells get a real width (it scrolls sideways in its own box, which takes keyboard focus) and
+    no number in the why-steered table is broken over several lines."""
+    open_tab(phone, "Explore / Generate")
+    phone.locator("#heatmap .js-plotly-plot .main-svg").first.wait_for()
+    wait_rows(phone, "why-table")
+    sizes = phone.evaluate("""() => {
+        const plotArea = document.querySelector('#heatmap .cartesianlayer .xy .nsewdrag, #heatmap .nsewdrag');
+        const box = document.querySelector('#heatmap');
+        // Gradio 6 draws a table's rows as divs (.body-cell), each cell's width a share of the screen
+        const cells = [...document.querySelectorAll('#why-table .body-cell')].filter(c => c.offsetParent);
+        const broken = cells.filter(c => /^[-+]?[0-9.]+$/.test(c.innerText.trim()))
+            .filter(c => { const r = document.createRange(); r.selectNodeContents(c.querySelector('.text') || c);
+                           return new Set([...r.getClientRects()].filter(x => x.width > 0).map(x => Math.round(x.top))).size > 1; })
+            .map(c => c.innerText.trim());
+        return {numbers: cells.filter(c => /^[-+]?[0-9.]+$/.test(c.innerText.trim())).length,
+                plot: Math.round(plotArea.getBoundingClientRect().width), scrolls: box.scrollWidth > box.clientWidth,
+                focusable: box.tabIndex >= 0 || !!box.querySelector('a[href], button, input, [tabindex]:not([tabindex="-1"])'),
+                page: document.documentElement.scrollWidth, inner: window.innerWidth, broken};
+    }""")
+    assert sizes["plot"] >= 300, sizes  # was a 40 px strip
+    assert sizes["scrolls"] and sizes["focusable"] and sizes["page"] <= sizes["inner"], sizes
+    assert sizes["numbers"] >= 3 and sizes["broken"] == [], sizes
+    phone.locator("#heatmap").scroll_into_view_if_needed()
+    phone.screenshot(path=str(SHOTS / "phone.png"), full_page=False)
+
+
+def chip_detail(page) -> str:
+    """The details panel of the focused token chip (what the mouse's hover shows), as drawn on screen."""
+    return page.evaluate("""() => { const el = document.activeElement;
+        if (!el || !el.classList.contains('sap-tok')) return '';
+        const after = getComputedStyle(el, '::after');
+        return after.display === 'none' ? '' : after.content; }""")
+
+
+def test_token_chips_take_keyboard_focus_and_a_tap_shows_their_details(phone, desktop):
+    """Every chip is in the tab order; Tab onto one (desktop) or tap one (phone) and its details show, with a focus ring."""
+    open_tab(desktop, "Explore / Generate")
+    chips = desktop.locator("#sap-token-view .sap-chips .sap-tok")
+    assert chips.count() > 5 and chips.evaluate_all("cs => cs.every(c => c.tabIndex === 0)")
+    desktop.locator("#sap-token-view .sap-legend").click()  # then the keyboard: the next Tab lands on the first chip
+    desktop.keyboard.press("Tab")
+    assert desktop.evaluate("document.activeElement.classList.contains('sap-tok')")
+    assert "all facets:" in chip_detail(desktop) and "worst facet" in chip_detail(desktop)
+    ring = desktop.evaluate("getComputedStyle(document.activeElement).outlineWidth")
+    assert float(ring.removesuffix("px")) >= 2, ring
+    open_tab(phone, "Explore / Generate")
+    steered = phone.locator("#sap-token-view .sap-chips .sap-steered").first
+    steered.click()  # a tap: the chip takes focus, so its details show without a hover
+    detail = chip_detail(phone)
+    assert "steered:" in detail and "all facets:" in detail
+    phone.screenshot(path=str(SHOTS / "phone-token-details.png"))
+    phone.keyboard.press("Escape")
+
+
+def test_a_focused_radio_that_is_already_selected_shows_a_focus_ring(desktop):
+    """The checked radio focused as the keyboard focuses it (focus-visible) draws a ring (Gradio removes its outline)."""
+    open_tab(desktop, "Explore / Generate")
+    desktop.keyboard.press("Shift")  # the last input is the keyboard's, as when tabbing in
+    style = desktop.evaluate("""() => { const radio = document.querySelector('#run-pick input[type=radio]:checked');
+        radio.focus({focusVisible: true});
+        const s = getComputedStyle(radio);
+        return [document.activeElement === radio, radio.matches(':focus-visible'), s.outlineStyle, s.outlineWidth]; }""")
+    assert style[0] and style[1], style
+    assert style[2] != "none" and float(style[3].removesuffix("px")) >= 2, style
 
 
 def test_tables_have_real_column_headers(desktop):
@@ -172,26 +264,20 @@ def test_feature_map_uses_the_palette_and_draws_no_fan_of_lines(desktop):
     assert drawn_lines == 0
 
 
-def test_phone_layout_has_no_horizontal_scroll(browser, server):
-    """At 390 × 844, after a generation, every tab fits the screen: no horizontal scrolling, and the
-    plots are drawn at the phone's width (none wider than the screen)."""
-    page = open_page(browser, server, 390, 844)
-    try:
-        generate(page)
-        wide = {}
-        for name in TABS:
-            open_tab(page, name)
-            if name == "Compare":
-                run_compare(page)
-            page.screenshot(path=str(SHOTS / f"phone-{name[:7].strip().replace(' ', '-').lower()}.png"), full_page=True)
-            widths = page.evaluate("""() => ({scroll: document.documentElement.scrollWidth, inner: window.innerWidth,
-                plots: [...document.querySelectorAll('.js-plotly-plot .main-svg')].filter(s => s.getBoundingClientRect().width > 0)
-                       .map(s => Math.round(s.getBoundingClientRect().right))})""")
-            if widths["scroll"] > widths["inner"] or any(r > widths["inner"] for r in widths["plots"]):
-                wide[name] = widths
-        assert not wide, wide
-    finally:
-        page.context.close()
+def test_phone_layout_has_no_horizontal_scroll(phone):
+    """At 390 × 844, after a generation, every tab fits the screen: no horizontal scrolling, and the plots are drawn at
+    the phone's width (none wider than the screen) except the heatmap, which scrolls sideways inside its own box."""
+    wide = {}
+    for name in TABS:
+        open_tab(phone, name)
+        phone.screenshot(path=str(SHOTS / f"phone-{name[:7].strip().replace(' ', '-').lower()}.png"), full_page=True)
+        widths = phone.evaluate("""() => ({scroll: document.documentElement.scrollWidth, inner: window.innerWidth,
+            plots: [...document.querySelectorAll('.js-plotly-plot .main-svg')]
+                   .filter(s => s.getBoundingClientRect().width > 0 && !s.closest('#heatmap'))
+                   .map(s => Math.round(s.getBoundingClientRect().right))})""")
+        if widths["scroll"] > widths["inner"] or any(r > widths["inner"] for r in widths["plots"]):
+            wide[name] = widths
+    assert not wide, wide
 
 
 def wait_network_idle(page, in_flight: dict, timeout_ms: int) -> None:
@@ -223,3 +309,29 @@ def test_page_becomes_network_idle_after_load_and_after_a_generation(browser, se
         wait_network_idle(page, in_flight, IDLE_BOUND_MS)
     finally:
         context.close()
+
+
+def activate(page, name: str) -> None:
+    """Activate polytope ``name`` from the Train tab (this local app's page is the owner's: it becomes the default)."""
+    open_tab(page, "Train & calibrate")
+    page.locator("#poly-pick input").click()
+    page.get_by_role("option", name=name, exact=True).click()
+    page.locator("#activate-btn").click()
+    wait_until(lambda: f"“{name}” is now the default" in page.locator("#poly-status").inner_text(), 240, 0.5,
+               what=f"{name} to be activated")
+
+
+def test_compare_starts_from_the_active_polytope_after_a_reload(browser, server):
+    """Activate the second polytope, reload: Compare's A is the active one and B another (it once kept the start-up pair)."""
+    page = open_page(browser, server, 1400, 1000)
+    try:
+        activate(page, "second-copy")
+        page.reload(wait_until="domcontentloaded")
+        page.locator("#generate-btn").wait_for()
+        open_tab(page, "Compare")
+        wait_until(lambda: page.locator("#compare-a input").input_value() == "second-copy", 60, 0.3, what="picker A")
+        assert page.locator("#compare-b input").input_value() == "test-polytope"
+        assert page.locator("#compare-a .error, #compare-b .error").count() == 0
+    finally:
+        activate(page, "test-polytope")
+        page.context.close()

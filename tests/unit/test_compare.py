@@ -8,8 +8,11 @@ import pytest
 import torch
 
 from sap_viz.analysis.compare import cofiring, compare_polytopes, effective_normals
+from sap_viz.app_state.comparisons import default_pair
 from sap_viz.app_state.workbench import Workbench
 from sap_viz.method.artifact import save_polytope
+from sap_viz.settings import DEFAULT_POLYTOPE
+from sap_viz.ui.tab_compare import CompareHandlers
 from tests.conftest import linear_artifact
 
 
@@ -64,3 +67,40 @@ def test_workbench_compares_two_saved_polytopes_on_the_probe_prompts(tiny_lm, tm
     assert len(va) == len(vb) == 3
     with pytest.raises(Exception, match="unknown polytope"):
         wb.comparisons.compare("first", "../etc")
+
+
+class Request:
+    session_hash = None  # the owner's page (no visitor session)
+
+
+def test_the_default_pair_is_the_active_polytope_against_the_shipped_one():
+    shipped = DEFAULT_POLYTOPE.name
+    assert default_pair(["mine", shipped, "zz"], "mine") == ("mine", shipped)
+    assert default_pair(["mine", shipped], shipped) == (shipped, "mine")  # the shipped one active: B is another
+    assert default_pair(["a", "b"], "b") == ("b", "a")  # no shipped polytope listed: the first other one
+    assert default_pair(["a", "b"], "gone") == ("a", "b")  # an active polytope the list lacks is never a value
+    assert default_pair(["only"], "only") == ("only", "only")
+    assert default_pair([], shipped) == (None, None)
+
+
+def test_compare_pickers_follow_the_active_polytope_and_survive_an_empty_folder(tiny_lm, tmp_path):
+    folder = tmp_path / "polytopes"
+    for name, seed in ((DEFAULT_POLYTOPE.name, 4), ("mine", 5), ("other", 6)):
+        art = linear_artifact(tiny_lm, 1, _phi(tiny_lm, 3, seed), torch.zeros(3))
+        save_polytope(folder / name, art.polytope, {**art.meta, "data": {}, "metrics": {}, "train_config": {}}, art.facets)
+    wb = Workbench(tiny_lm, folder / DEFAULT_POLYTOPE.name, folder)
+    handlers = CompareHandlers(wb)
+    wb.activate("mine")
+    a, b = handlers.defaults(Request())  # what a reloaded page shows
+    assert (a["value"], b["value"]) == ("mine", DEFAULT_POLYTOPE.name) and a["choices"] == sorted(wb.list_polytopes())
+    # a page still holding the build-time pair (the shipped one on both sides) gets the default pair on opening the tab
+    a, b = handlers.choices(DEFAULT_POLYTOPE.name, DEFAULT_POLYTOPE.name, Request())
+    assert (a["value"], b["value"]) == ("mine", DEFAULT_POLYTOPE.name)
+    a, b = handlers.choices("other", "mine", Request())  # a user's own distinct picks are kept
+    assert (a["value"], b["value"]) == ("other", "mine")
+
+    empty = CompareHandlers(Workbench(tiny_lm, tmp_path / "empty" / "none"))
+    a, b = empty.defaults(Request())
+    assert a["choices"] == b["choices"] == [] and a["value"] is None and b["value"] is None
+    msg, *rest = empty.compare(None, None, "How do I bake bread?", Request())  # no exception, so no red "Error" and no log traceback
+    assert "no polytope to compare" in msg and "sap-warn" in msg

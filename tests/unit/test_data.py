@@ -343,7 +343,10 @@ def test_user_jsonl_ok(tmp_path: Path) -> None:
         ("h.jsonl", '[1, 2]\n', r"row 1 \(line 1\): expected a JSON object"),
         ("i.csv", "", r"empty"),
         ("j.csv", "text,label\n", r"no data rows"),
-        ("l.csv", "text,label\nhello,safe\nbye\n", r"row 2 \(line 3\), column 'label'.*empty"),
+        ("l.csv", "text,label\nhello,safe\nbye\n", r"row 2 \(line 3\): 1 field where the header has 2, so column 'label' has no"),
+        # an unclosed quote swallows the rest of the file: the error names the quote, not an empty label
+        ("m.csv", 'text,label\nhello,safe\n"bye, unsafe\nok then,safe\nlast,unsafe\n',
+         r"row 2 \(line 3\): a quote .* opened on line 3 is never closed.*to line 5"),
         ("k.jsonl", '{"text": "a", "label": 2}\n',
          r"row 1 \(line 1\), column 'label'.*unknown label 2"),
     ],

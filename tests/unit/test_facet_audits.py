@@ -161,7 +161,7 @@ def test_facets_tab_shows_the_audit_table_heatmap_csv_and_cards(bench):
     with open(csv_update["value"], newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 4 and rows[3]["dead"] == "yes" and rows[1]["own n"] == "10/10"
-    assert "auto-suggested name: <b>Cyber</b> (confidence 0.72" in cards
+    assert "auto-suggested name: <b>Cyber</b> (training-prompt purity 0.72" in cards
     assert cards.count("5 most violating training prompts") == 4 and "cyber prompt 9" in cards
     assert cards.count('class="sap-badge sap-taxonomy">from category') == 1
     assert handlers.use_suggestion(1, None)[0] == "Sexual"

@@ -189,3 +189,74 @@ def test_report_without_scorecards_names_the_command(tiny_lm, tmp_path):
     wb = Workbench(tiny_lm, path, roles=Roles(None))
     md = report_markdown(build_report(wb.require_artifact()))
     assert "No check-set scorecards in this polytope: `python -m sap_viz facet-check --polytope DIR` makes them." in md
+
+
+def test_a_relabel_refreshes_the_least_typical_prompts(tiny_lm, polytope):
+    """Facet 0 (named for cyber) renamed for privacy: its least typical prompts are privacy prompts, none of cyber's."""
+    wb = Workbench(tiny_lm, polytope, roles=Roles(None))
+    before = wb.require_artifact().facets[0]["scorecard"]["least_typical"]
+    assert before and {p["category"] for p in before} == {"cyber"}
+    facet = wb.label(0, "doxxing and stalking", "", "auditor", 0.5, "privacy")
+    least = facet["scorecard"]["least_typical"]
+    assert least and {p["category"] for p in least} == {"privacy"}
+    assert all(p["fires"] is False for p in least)  # facet 0 fires on no privacy prompt: it misses them
+    card = render.facet_cards_html(wb.require_artifact().facets, None).split('data-facet="0"')[1].split('data-facet="1"')[0]
+    assert "least typical (privacy prompts it fires on least)" in card and "[cyber]" not in card.split("least typical")[1]
+    assert "misses</span> [privacy]" in card
+
+
+def test_most_and_least_typical_never_repeat_a_prompt():
+    """A facet without a category that fires on only two prompts: both are most typical, so none is also least typical."""
+    check = load_check_set()
+    unsafe = [i for i, lab in enumerate(check["label"]) if lab == "unsafe"]
+    v = torch.full((len(check), 1), -1.0)
+    v[unsafe[:2], 0] = torch.tensor([0.5, 0.1])
+    card = facet_scorecards(v, check, [None], check_set_fingerprint())[0]
+    most = {p["text"] for p in card["most_typical"]}
+    assert not most & {p["text"] for p in card["least_typical"]}
+    # a card stored before (the shipped backstop's lists were the same three prompts, reversed) is shown without repeats
+    stored = {"name": "Backstop", "source": "from category", "category": None, "author": "taxonomy", "confidence": 0.0,
+              "history": [], "scorecard": {**card, "least_typical": list(reversed(card["most_typical"]))}}
+    html = render.facet_cards_html([stored], None)
+    for p in card["most_typical"]:
+        assert html.count(" ".join(p["text"].split()).replace("'", "&#x27;")) == 1
+    assert "least typical: none beyond the 3 above" in html
+    assert "confidence 0.00" not in html and "names no category, so no confidence" in html and "never relabelled" in html
+
+
+def test_a_card_says_which_figure_to_trust_when_training_and_check_set_disagree():
+    """The suggestion equals the current name, but the check set finds the name misleading: one line says both."""
+    facet = {"name": "Self harm", "source": "from category", "category": "self_harm", "author": "taxonomy", "confidence": 0.91,
+             "history": [{"name": "Self harm", "author": "a", "confidence": 0.8}],
+             "scorecard": {"category": "self_harm", "name_score": 0.6, "check_set": {"n": 10, "n_safe": 5, "n_unsafe": 5}}}
+    suggestion = {"name": "Self harm", "confidence": 0.92, "evidence": "33/35 self_harm"}
+    html = render.facet_cards_html([facet], None, suggestions=[suggestion])
+    assert "name misleading: 0.60" in html and "(confidence 0.92" not in html
+    assert "training-prompt purity 0.92" in html and "trust the check set" in html and "1 label edit<" in html
+    fits = render.facet_cards_html([{**facet, "scorecard": {**facet["scorecard"], "name_score": 0.9}}], None, suggestions=[suggestion])
+    assert "trust the check set" not in fits
+
+
+def test_a_refused_save_answers_in_the_form_and_leaves_the_other_panels_alone(tiny_lm, polytope):
+    wb = Workbench(tiny_lm, polytope, roles=Roles(None))
+    handlers = FacetHandlers(wb, Files())
+    out = handlers.save_label(0, "new name", "", "   ", 0.5, "auto", gr.Request())  # no author: no exception, so no red badges
+    assert "Not saved: Name yourself under Author" in out[0] and "sap-error" in out[0]
+    assert all(o == gr.skip() for o in out[1:]) and len(out) == 12
+    assert wb.require_artifact().facets[0]["name"] != "new name"
+    out = handlers.save_label(0, "new name", "", "auditor", 7, "auto", gr.Request())  # the core's refusal, the same way
+    assert out[0].startswith('<div class="sap-status sap-error') and all(o == gr.skip() for o in out[1:])
+
+
+def test_the_category_heatmap_names_policy_facets_as_such(tiny_lm, polytope):
+    from sap_viz.ui import plots
+    stats = {"categories": ["cyber", "privacy"], "soft_joint": [[0.8, 0.2], [0.1, 0.9]]}
+    assert "policy facets" in plots.category_facet_heatmap(stats, ["a", "b"], policy=True).layout.title.text
+    assert "learned facets" in plots.category_facet_heatmap(stats, ["a", "b"]).layout.title.text
+    wb = Workbench(tiny_lm, polytope, roles=Roles(None))
+    art = wb.require_artifact()
+    art.meta["facet_stats"] = stats
+    for f in art.facets:
+        f["source"] = "from category"
+    overview = FacetHandlers(wb, Files()).facet_overview(wb)
+    assert "policy facets" in overview[1].layout.title.text

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import csv
 
+import pandas as pd
 import pytest
 
+from sap_viz.app_state.train_settings import APP_SOURCES
 from sap_viz.app_state.workbench import Workbench
+from sap_viz.data.dataset import small_split_warnings
 from sap_viz.data.user_files import load_user_file
 from sap_viz.settings import Limits
 from sap_viz.ui.tab_train import TrainHandlers
@@ -58,3 +61,27 @@ def test_a_failed_first_run_shows_the_active_polytopes_results(handlers, tmp_pat
     assert "Training failed: calibration needs safe rows" in msg and trained is None
     active_metrics, active_sweep = handlers.active_metrics(handlers.wb)
     assert metrics.equals(active_metrics) and sweep.to_dict() == active_sweep.to_dict()
+
+
+def test_a_split_too_small_for_its_metrics_is_named_with_its_counts():
+    df = pd.DataFrame({"text": [f"t{i}" for i in range(70)], "label": ["safe", "unsafe"] * 35,
+                       "split": ["train"] * 20 + ["val"] * 6 + ["test"] * 44})
+    warnings = small_split_warnings(df)
+    assert len(warnings) == 1 and "validation split has only 6 rows (safe 3, unsafe 3)" in warnings[0]
+    assert "too few for its metrics to mean anything" in warnings[0] and "±57 points" in warnings[0]
+    assert small_split_warnings(df.assign(split=["train"] * 30 + ["val"] * 40)) == []
+
+
+def test_training_on_a_small_file_warns_that_its_metrics_mean_little(handlers, tmp_path):
+    msg, metrics, _, trained = train(handlers, None, user_file(tmp_path / "small.csv", 30, 30), 0.1)
+    assert trained is not None and "sap-warn" in msg and "too few for its metrics to mean anything" in msg
+    assert "too small for their metrics to mean anything" in metrics["label"]
+
+
+def test_an_uploaded_file_unticks_the_built_in_sources_and_says_they_were_not_used(handlers, tmp_path):
+    locked = handlers.sources_for_upload(str(tmp_path / "mine.csv"))
+    assert locked["value"] == [] and locked["interactive"] is False and "not used while a file is uploaded" in locked["info"]
+    back = handlers.sources_for_upload(None)
+    assert back["value"] == list(APP_SOURCES) and back["interactive"] is True
+    _, where, _ = handlers.training_data([APP_SOURCES[0]], user_file(tmp_path / "mine.csv", 30, 30))
+    assert where == f"uploaded file mine.csv (alone: the built-in sources {APP_SOURCES[0]} were not used)"

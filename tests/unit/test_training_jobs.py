@@ -11,9 +11,10 @@ import pytest
 
 from sap_viz.app_state import training_jobs
 from sap_viz.app_state.workbench import Workbench
+from sap_viz.data.check_set import load_check_set
 from sap_viz.data.dataset import split_summary
 from sap_viz.method.training import LOSS_NOTE, TrainConfig, explain_loss
-from sap_viz.model.features import FeatureConfig, extract_features_in_chunks
+from sap_viz.model.features import FeatureConfig, extract_features_in_chunks, feature_cache_path
 from sap_viz.settings import Limits
 
 
@@ -50,6 +51,37 @@ def test_training_progress_moves_per_chunk_and_never_backwards(tiny_lm, tmp_path
     fracs = [f for f, _ in seen]
     assert fracs == sorted(fracs) and fracs[-1] == pytest.approx(1.0)
     assert max(f for f, _ in features) <= 0.3 + 1e-9
+
+
+def test_the_check_set_is_scored_from_features_cached_while_the_bar_moves(tiny_lm, tmp_path, monkeypatch):
+    """The check set's features are extracted with the splits' (chunk by chunk, the bar moving) into the content-keyed
+    feature cache, so "scoring the facets on the check set" reads them back instead of a long pass at a fixed 93 %; a
+    second run at the same layer finds them cached."""
+    monkeypatch.setattr(training_jobs, "FEATURE_CHUNK", 64)
+    monkeypatch.setenv("SAP_VIZ_CACHE", str(tmp_path / "cache"))  # an empty cache: other tests may have cached the check set
+    wb = Workbench(tiny_lm, tmp_path / "polytopes" / "none", limits=Limits(max_facets=4, max_feature_dim=64, max_epochs=3))
+    check_texts = load_check_set()["text"].tolist()
+    cached = feature_cache_path(tiny_lm, FeatureConfig(layer=1), check_texts)
+    seen: list[tuple[float, str]] = []
+    cached_when_scoring: list[bool] = []
+
+    def progress(f: float, m: str) -> None:
+        seen.append((f, m))
+        if m == "scoring the facets on the check set":
+            cached_when_scoring.append(cached.is_file())
+
+    trained = wb.train(_table(40), FeatureConfig(layer=1), TrainConfig(num_facets=2, feature_dim=32, epochs=1), progress=progress)
+    n_check = len(check_texts)
+    check_steps = [(f, m) for f, m in seen if m.startswith("features for the check set")]
+    assert len(check_steps) >= n_check // 64 and any(f"64/{n_check} prompts" in m for _, m in check_steps)
+    assert [f for f, _ in check_steps] == sorted(f for f, _ in check_steps) and check_steps[-1][0] == pytest.approx(0.3)
+    # the entry the scorecards read is the one written before the scoring stage, which only reads it
+    assert feature_cache_path(tiny_lm, trained.artifact.feature_config(), check_texts) == cached
+    assert cached_when_scoring == [True]
+    assert trained.artifact.facets[0]["scorecard"]["check_set"]["n"] == n_check
+    seen.clear()
+    wb.train(_table(40), FeatureConfig(layer=1), TrainConfig(num_facets=2, feature_dim=32, epochs=1), progress=progress)
+    assert any(m == "features for the check set (scores each facet's name): read from the cache" for _, m in seen)
 
 
 def test_split_summary_names_what_trained_and_what_was_held_out():

@@ -3,6 +3,8 @@ red, titles clear of the toolbar, facet names in full, the label history on a ca
 
 from __future__ import annotations
 
+import re
+
 from sap_viz.tables import markdown_cell
 from sap_viz.ui import palette, plots, render
 
@@ -60,3 +62,22 @@ def test_markdown_cell_escapes_once_and_keeps_ampersands_readable():
     cell = markdown_cell("<img src=x onerror=alert(1)> a|b `c` &amp;")
     assert cell == "\\<img src=x onerror=alert(1)> a\\|b \\`c\\` \\&amp;"
     assert "&amp;" not in markdown_cell("R&D & more")
+
+
+def test_token_chips_and_clamped_card_text_are_reachable_without_a_mouse():
+    """Every token chip is in the tab order and carries its hover text for focus and tap (style.css shows it); a card's
+    clipped policy and prompts can be focused to read them whole."""
+    from tests.unit.test_palette import generation
+
+    result = generation()
+    html = render.tokens_html(result)
+    chips = re.findall(r'<span class="sap-tok[^"]*"[^>]*>', html.split('class="sap-chips"')[1])
+    assert len(chips) == len(result.tokens)
+    for chip in chips:
+        assert 'tabindex="0"' in chip
+        title, detail = re.search(r'title="([^"]*)"', chip).group(1), re.search(r'data-detail="([^"]*)"', chip).group(1)
+        assert detail == title and "all facets:" in detail
+    assert "hover, tap or Tab to a token" in html
+    card = render.facet_cards_html([{"name": "n", "policy": "p " * 200, "history": []}], None,
+                                   examples=[[{"text": "a long prompt " * 30, "violation": 0.5, "label": "unsafe"}]])
+    assert '<div class="sap-card-policy" tabindex="0"' in card and '<li tabindex="0"' in card
