@@ -279,6 +279,24 @@ STEERING_COLUMNS = ["run", "set", "setting", "n", "judge_harmful", "judge_degene
                     "median_first_divergence", "flagged"]
 
 
+def doc_bench(root: Path) -> str:
+    """The latest generation cost from research/performance/bench.json (``sap-viz bench``, one run, interleaved)."""
+    b = json.loads((root / "research/performance/bench.json").read_text(encoding="utf-8"))
+    g = b["generation"]
+    rows = [
+        ("plain generation", f"{g['plain_tokens_per_s']} tokens/s", ""),
+        ("monitored / plain (median of the per-run ratios; total time)",
+         f"{g['monitored_over_plain_median']:.3f} ({g['monitored_over_plain']:.3f})", "≤ 1.03"),
+        ("steered / plain, directional (median of the per-run ratios; total time)",
+         f"{g['steered_over_plain_median']:.3f} ({g['steered_over_plain']:.3f})", "≤ 1.10"),
+        ("steered states per run", f"{g['steering_interventions_per_run']}", ""),
+        ("peak RSS of the benchmark process", f"{b['peak_rss_mb']:.0f} MB", ""),
+    ]
+    out = table([{"measure": m, "value": v, "target": t} for m, v, t in rows], ["measure", "value", "target"])
+    return out + (f"\n\n`{b['command']}`: {g['prompts']} prompts × {g['repeats']} repeats × {g['new_tokens_per_run']} "
+                  f"tokens, plain, monitored and steered interleaved prompt by prompt; {b['when']}.")
+
+
 def _steering_summary(paths: list[Path]) -> str:
     from sap_viz.analysis.steering_outcomes import summarise
 
@@ -415,6 +433,7 @@ DOC_TABLES: dict[str, Callable[[Path], str]] = {
     "feature_polytopes": doc_feature_polytopes,
     "steering_targets": doc_steering_targets,
     "answer_check_sweep": doc_answer_check_sweep,
+    "bench": doc_bench,
     "answer_check_targets": doc_answer_check_targets,
     "steering_sweep": doc_steering_sweep,
     "steering_test": doc_steering_test,
