@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
+from sap_viz.errors import SettingsError
+from sap_viz.method.answer_check import answer_states
 from sap_viz.method.artifact import PolytopeArtifact
 from sap_viz.method.verdict import Verdict, VerdictBoundary, prompt_verdict
 from sap_viz.model.features import extract_features, hidden_states_at
@@ -88,9 +90,6 @@ def answer_verdicts(lm: LoadedModel, art: PolytopeArtifact, prompts: list[str], 
     Each response is read teacher-forced after its chat-formatted prompt and ends with the end-of-text token, so every
     one of its tokens is read back and judged exactly as while generating (``method/answer_reader.py``).
     """
-    from sap_viz.errors import SettingsError
-    from sap_viz.method.answer_check import answer_states
-
     check = art.steering.answer_check if art.steering is not None else None
     if check is None:
         raise SettingsError("this polytope has no answer check (it comes with a steering part: sap-viz train-steering), "
