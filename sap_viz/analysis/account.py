@@ -18,7 +18,7 @@ from sap_viz.method.generation_results import Comparison, GenerationResult, Toke
 from sap_viz.method.verdict import BY_SPAN
 
 __all__ = ["BY_ANSWER", "BY_ANSWER_CHECK", "CAPPED", "FIXED", "MADE_WORSE", "STEERING_POLYTOPE", "Account", "FiringFacet",
-           "PositionOutcome",
+           "PositionOutcome", "fired_words",
            "comparison_json", "generation_account", "part_of", "position_boundary"]
 
 BY_ANSWER = "answer"  # answer tokens reached the answer boundary (the generation threshold of an unflagged prompt)
@@ -221,7 +221,8 @@ def _answer_check(check: dict | None) -> dict | None:
             "measured": check.get("measured")}
 
 
-def _fired_words(check: dict) -> str:
+def fired_words(check: dict) -> str:
+    """Where the answer check fired, in the words every view uses."""
     at = check.get("fired_at")
     return f"at answer token {at + 1}" if isinstance(at, int) else "on the finished answer"
 
@@ -238,7 +239,7 @@ def _sentence(result: GenerationResult, account: Account) -> str:
     answer = (f" {account.answer_tokens_over} answer token{'s' if account.answer_tokens_over != 1 else ''} reached the answer "
               "boundary." if account.answer_tokens_over else "")
     check = account.answer_check
-    said = (f"the answer check flagged the answer {_fired_words(check)} (score {check['score']:+.2f} ≥ "
+    said = (f"the answer check flagged the answer {fired_words(check)} (score {check['score']:+.2f} ≥ "
             f"{check['threshold']:+.2f})" if account.answer_flagged else "")
     if not account.prompt_flagged:
         if account.answer_flagged:
@@ -266,7 +267,7 @@ def _outcome_sentence(account: Account) -> str:
             ", though the answer check flagged it." if account.answer_flagged else ".")
     if account.fallback:
         check = account.answer_check or {}
-        where = _fired_words(check) if check else "on the answer"
+        where = fired_words(check) if check else "on the answer"
         stop = "stopped there and " if check.get("stopped") else ""
         then = f"so it was {stop}replaced by a refusal."
         if account.steered:

@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sap_viz import __version__, strict_json
+from sap_viz.analysis.account import fired_words
 from sap_viz.errors import UserError
 from sap_viz.method.request_settings import DEFAULT_MODE
 from sap_viz.serve import API_KEY_ENV
@@ -70,9 +71,7 @@ def api_error_for(exc: BaseException) -> ApiError:
 
 def blocked_error(done: Completion) -> dict:
     """The ``error`` object of a stream the answer check ended (NeMo Guardrails' code for a blocked stream)."""
-    check = done.result.answer_check or {}
-    at = check.get("fired_at")
-    where = f"at answer token {at + 1}" if isinstance(at, int) else "on the finished answer"
+    where = fired_words(done.result.answer_check or {})
     return {"message": f"the answer check read the answer as harmful {where}; the answer was stopped there and replaced by "
                        "the refusal", "type": "content_filter", "param": None, "code": "content_blocked"}
 

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from sap_viz.analysis.account import Account, generation_account
+from sap_viz.analysis.account import Account, fired_words, generation_account
 from sap_viz.method.artifact import PolytopeArtifact
 from sap_viz.method.generation import stream_generation
 from sap_viz.method.generation_results import GenerationResult
@@ -63,7 +63,6 @@ class Completion:
     sap: dict
     usage: dict
     blocked: bool = False  # the answer check stopped the answer: ``text`` is the refusal that replaces it
-    sent: str = ""  # the answer text that had reached the client (streaming) when it ended
 
 
 class ChatEngine:
@@ -137,7 +136,7 @@ class ChatEngine:
         sap = self.report(req, result, refused, scanner.hit)
         if emit is not None:
             sap["streamed_text"] = sent if blocked else None  # what reached the client before the check stopped it
-        return Completion(text, finish, result, sap, usage, blocked, sent)
+        return Completion(text, finish, result, sap, usage, blocked)
 
     def report(self, req: ChatRequest, result: GenerationResult, refused: bool, stop: str | None) -> dict:
         """The ``sap`` object: the verdict, its reason, the top facets by name, what the intervention did."""
@@ -176,9 +175,7 @@ class ChatEngine:
             check = account.answer_check
             if not account.answer_flagged:
                 return None
-            at = check["fired_at"]
-            where = f"at answer token {at + 1}" if isinstance(at, int) else "on the finished answer"
-            return f"the answer check fired {where} (score {check['score']:+.3f} ≥ {check['threshold']:+.3f})"
+            return f"the answer check fired {fired_words(check)} (score {check['score']:+.3f} ≥ {check['threshold']:+.3f})"
         if kind == "last token":
             last = result.tokens[result.prompt_len - 1]
             k = last.top_facet
