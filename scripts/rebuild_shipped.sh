@@ -17,6 +17,8 @@ $py -m sap_viz calibrate-generation --polytope "$out"
 $py -m sap_viz calibrate-verdict --polytope "$out"
 # 4. the verdict beside a probe, an MLP and a detection-only polytope on every evaluation set; stores the operating point
 $py -m sap_viz eval-detection --polytope "$out" --output "$report/report.json" --csv "$report/report.csv" --store
+# 5. the app's feature map (PCA and UMAP of the training features), stored with the polytope so the app opens it at once
+$py -m sap_viz precompute-map --polytope "$out"
 $py - "$out" "$report" <<'EOF'
 import json, sys
 from pathlib import Path

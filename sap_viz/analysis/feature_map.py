@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,9 +28,10 @@ import torch
 from safetensors.torch import load_file
 
 from sap_viz.data.dataset import DataConfig, build_dataset, dataset_fingerprint
-from sap_viz.errors import UserError
+from sap_viz.errors import PolytopeFileError, UserError
 from sap_viz.files import save_tensors_atomic, write_json_atomic
-from sap_viz.method.artifact import PolytopeArtifact, polytope_tensors
+from sap_viz.method.artifact import MAP_FILES, PolytopeArtifact, polytope_tensors
+from sap_viz.method.safe_files import read_json, read_tensors
 from sap_viz.model.features import extract_features_in_chunks, hidden_states_at
 from sap_viz.model.loading import LoadedModel, cache_dir
 from sap_viz.model.memory import release_freed_memory
@@ -37,6 +39,7 @@ from sap_viz.model.memory import release_freed_memory
 MAP_VERSION = 2
 METHODS = ("umap", "pca")
 ProgressFn = Callable[[float, str], None]
+log = logging.getLogger(__name__)
 
 
 def polytope_digest(art: PolytopeArtifact) -> str:
@@ -157,17 +160,67 @@ def _paths(key: str) -> tuple[Path, Path]:
     return root / f"{key}.safetensors", root / f"{key}.json"
 
 
-def save_view(view: TrainingView) -> None:
-    tensors = {"features": view.features.contiguous(), "violations": view.violations.contiguous()}
+def _view_tensors(view: TrainingView, features_dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    tensors = {"features": view.features.to(features_dtype).contiguous(), "violations": view.violations.contiguous()}
     for method, coords in view.coords.items():
         tensors[f"coords.{method}"] = torch.from_numpy(np.ascontiguousarray(coords, dtype=np.float32))
     if view.pca_mean is not None and view.pca_components is not None:
         tensors["pca.mean"] = view.pca_mean.contiguous()
         tensors["pca.components"] = view.pca_components.contiguous()
+    return tensors
+
+
+def _view_meta(view: TrainingView) -> dict:
+    return {"version": MAP_VERSION, "texts": view.texts, "labels": view.labels, "categories": view.categories, "note": view.note}
+
+
+def _view_from(meta: object, tensors: dict[str, torch.Tensor], key: str, dims: tuple[int, int] | None = None,
+               methods: tuple[str, ...] = ()) -> TrainingView:
+    """A view from its stored parts, every shape checked (``dims``: the polytope's input width and facet count;
+    ``methods``: coordinates that must be there); a ValueError names what does not fit."""
+    if not isinstance(meta, dict) or meta.get("version") != MAP_VERSION:
+        raise ValueError(f"not a version-{MAP_VERSION} map")
+    features, violations = tensors.get("features"), tensors.get("violations")
+    if features is None or violations is None or features.ndim != 2 or violations.ndim != 2:
+        raise ValueError("features and violations must be 2-D tensors")
+    n = features.shape[0]
+    texts, labels, categories = meta.get("texts"), meta.get("labels"), meta.get("categories")
+    for name, values in (("texts", texts), ("labels", labels), ("categories", categories)):
+        if not isinstance(values, list) or len(values) != n or not all(isinstance(v, str) for v in values):
+            raise ValueError(f"{name} must be {n} strings, one per row of the features")
+    if not set(labels) <= {"safe", "unsafe"}:
+        raise ValueError("labels must be 'safe' or 'unsafe'")
+    if not isinstance(meta.get("note"), str):
+        raise ValueError("note must be a string")
+    if dims is not None and (features.shape[1] != dims[0] or tuple(violations.shape) != (n, dims[1])):
+        raise ValueError(f"features {tuple(features.shape)} and violations {tuple(violations.shape)} do not fit a "
+                         f"polytope reading {dims[0]} inputs with {dims[1]} facets")
+    if violations.shape[0] != n:
+        raise ValueError("violations and features differ in rows")
+    view = TrainingView(texts, labels, categories, features.float(), violations.float(), meta["note"], key)
+    for name, tensor in tensors.items():
+        if name.startswith("coords."):
+            method = name.split(".", 1)[1]
+            if method not in METHODS or tuple(tensor.shape) != (n, 2):
+                raise ValueError(f"{name}: expected {n} × 2 coordinates of one of {', '.join(METHODS)}")
+            view.coords[method] = tensor.float().numpy()
+    missing = [m for m in methods if m not in view.coords]
+    if missing:
+        raise ValueError(f"no {' or '.join(missing)} coordinates")
+    mean, comps = tensors.get("pca.mean"), tensors.get("pca.components")
+    if (mean is None) != (comps is None) or (mean is not None and (tuple(mean.shape) != (features.shape[1],)
+                                                                   or tuple(comps.shape) != (2, features.shape[1]))):
+        raise ValueError("pca.mean and pca.components must come together and match the features' width")
+    if not all(bool(torch.isfinite(t.float()).all()) for t in tensors.values()):
+        raise ValueError("a tensor holds NaN or Inf")
+    view.pca_mean, view.pca_components = mean, comps
+    return view
+
+
+def save_view(view: TrainingView) -> None:
     tpath, jpath = _paths(view.key)
-    save_tensors_atomic(tpath, tensors)
-    meta = {"version": MAP_VERSION, "texts": view.texts, "labels": view.labels, "categories": view.categories, "note": view.note}
-    write_json_atomic(jpath, meta, indent=None)
+    save_tensors_atomic(tpath, _view_tensors(view))
+    write_json_atomic(jpath, _view_meta(view), indent=None)
 
 
 def load_view(key: str) -> TrainingView | None:
@@ -176,19 +229,56 @@ def load_view(key: str) -> TrainingView | None:
     if not (tpath.is_file() and jpath.is_file()):
         return None
     try:
-        tensors = load_file(str(tpath))
-        meta = json.loads(jpath.read_text(encoding="utf-8"))
-        if meta.get("version") != MAP_VERSION or len(meta["texts"]) != tensors["features"].shape[0]:
-            return None
+        return _view_from(json.loads(jpath.read_text(encoding="utf-8")), load_file(str(tpath)), key)
     except (OSError, ValueError, KeyError, RuntimeError):
         return None
-    view = TrainingView(meta["texts"], meta["labels"], meta["categories"], tensors["features"], tensors["violations"], meta["note"], key)
-    for name, tensor in tensors.items():
-        if name.startswith("coords."):
-            view.coords[name.split(".", 1)[1]] = tensor.numpy()
-    view.pca_mean = tensors.get("pca.mean")
-    view.pca_components = tensors.get("pca.components")
-    return view
+
+
+# ---------------------------------------------------------------- the map stored with a polytope
+
+
+def _data_fingerprint(art: PolytopeArtifact) -> str:
+    return str(art.meta.get("data", {}).get("fingerprint") or "unknown")
+
+
+def write_polytope_map(view: TrainingView, art: PolytopeArtifact, directory: str | Path) -> Path:
+    """Store a full view (PCA and UMAP fitted) beside the polytope, tied to its weights and training data.
+
+    Features are stored in half precision (they only place new points among their neighbours); the
+    coordinates, violations and PCA stay exact. Returns the JSON file's path."""
+    missing = [m for m in METHODS if m not in view.coords]
+    if missing:
+        raise UserError(f"the map lacks {' and '.join(missing)} coordinates; fit them before storing it")
+    directory = Path(directory)
+    tensors_name, meta_name = MAP_FILES
+    save_tensors_atomic(directory / tensors_name, _view_tensors(view, torch.float16))
+    meta = {**_view_meta(view), "polytope_digest": polytope_digest(art), "data_fingerprint": _data_fingerprint(art)}
+    write_json_atomic(directory / meta_name, meta, indent=None)
+    return directory / meta_name
+
+
+def read_polytope_map(art: PolytopeArtifact, key: str) -> TrainingView | None:
+    """The map stored beside the polytope, if there is one computed from these weights and this training data.
+
+    A map of other weights (the polytope was retrained or relabelled its tensors) is ignored; an unreadable or
+    malformed one is ignored with a warning. Either way the app builds the map as for any polytope."""
+    if art.path is None:
+        return None
+    tpath, jpath = (Path(art.path) / name for name in MAP_FILES)
+    if not (tpath.is_file() and jpath.is_file()):
+        return None
+    try:
+        meta = read_json(jpath)
+        if not isinstance(meta, dict):
+            raise ValueError("map.json is not an object")
+        if meta.get("polytope_digest") != polytope_digest(art) or meta.get("data_fingerprint") != _data_fingerprint(art):
+            log.info("%s: the stored map belongs to other weights or data; building the map", art.path)
+            return None
+        dims = (int(art.polytope.mean.shape[0]), int(art.polytope.num_facets))
+        return _view_from(meta, read_tensors(tpath), key, dims, METHODS)
+    except (PolytopeFileError, ValueError, KeyError, TypeError) as exc:
+        log.warning("%s: the stored map is not used (%s); building the map", art.path, exc)
+        return None
 
 
 # ---------------------------------------------------------------- building
@@ -202,13 +292,17 @@ def build_view(
     known_data: dict[str, pd.DataFrame] | None = None,
     chunk: int = 32,
     max_rows: int | None = None,
+    use_stored: bool = True,
+    own_data_only: bool = False,
 ) -> TrainingView:
     """Load the cached view or extract features chunk by chunk, then fit PCA (fast) and cache it.
 
     The lock is taken per chunk, not for the whole extraction, so live requests interleave with a
     first-start build instead of waiting minutes for it. The features are the training split's cache entry
     (``extract_features_in_chunks``): after training in this process, the view costs no forward pass. ``max_rows`` keeps a seeded sample,
-    stratified by label, for small machines and tests (the note then says so).
+    stratified by label, for small machines and tests (the note then says so). A map stored with the polytope
+    (``sap-viz precompute-map``) is read first, unless ``use_stored`` is false. ``own_data_only``: refuse, rather
+    than map the built-in data, when the polytope's own training data cannot be rebuilt here (a map to store).
     """
     def report(frac: float, msg: str) -> None:
         if progress is not None:
@@ -216,15 +310,22 @@ def build_view(
 
     # Keyed by the polytope's weights and its recorded data fingerprint, so a cache hit needs no
     # rebuild of the data set (seconds on 2 cores); the cached view stores its own texts and labels.
-    fingerprint = str(art.meta.get("data", {}).get("fingerprint") or "unknown")
+    fingerprint = _data_fingerprint(art)
     source = "u" if known_data and fingerprint in known_data else "b"  # data trained in this session, or rebuilt
     key = f"{polytope_digest(art)}-{hashlib.sha256(fingerprint.encode()).hexdigest()[:8]}{source}-{max_rows or 'all'}-v{MAP_VERSION}"
+    stored = read_polytope_map(art, key) if use_stored else None
+    if stored is not None:
+        report(1.0, "stored with the polytope")
+        return stored
     cached = load_view(key)
     if cached is not None:
         report(1.0, "loaded from cache")
         return cached
     report(0.0, "reading the training data")
     df, note = training_frame(art, known_data)
+    if own_data_only and not note.startswith("the polytope's training data"):
+        raise UserError(f"this polytope was trained on data that cannot be rebuilt here (fingerprint {fingerprint}), so "
+                        "a map of it cannot be computed here; the app builds its map of the built-in data instead")
     if len(df) == 0:
         raise UserError("the polytope's training data has no rows")
     if max_rows is not None and len(df) > max_rows:

@@ -21,6 +21,7 @@ from sap_viz.errors import WorkbenchError
 from sap_viz.method.artifact import (
     FACETS_FILE,
     FORMAT_VERSION,
+    MAP_FILES,
     META_FILE,
     STEERING_DIR,
     TENSORS_FILE,
@@ -47,7 +48,7 @@ class _Budget:
     def accept(self, name: str, size: int) -> None:
         if name not in ALLOWED_FILES:
             raise WorkbenchError(f"unexpected file {name!r}: a polytope upload holds only {', '.join(POLYTOPE_FILES)} "
-                                 "(and, zipped, a steering/ folder)")
+                                 f"(optional: {', '.join(MAP_FILES)}; zipped, a steering/ folder)")
         if name in self.seen:
             raise WorkbenchError(f"{name} was given twice")
         self.seen.add(name)

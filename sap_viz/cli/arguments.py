@@ -192,6 +192,14 @@ def add_facet_check(sub) -> None:
     p.set_defaults(func="commands:cmd_facet_check")
 
 
+def add_precompute_map(sub) -> None:
+    p = polytope_command(sub, "precompute-map",
+                         help="compute the feature map (PCA and UMAP of the training features) once and store it in the "
+                              "polytope's folder, so the app opens it at once instead of building it (minutes on 2 CPU cores)")
+    p.add_argument("--force", action="store_true", help="recompute even if the folder holds a current map")
+    p.set_defaults(func="commands:cmd_precompute_map")
+
+
 def add_score(sub) -> None:
     p = polytope_command(sub, "score", help="score texts from a JSONL/CSV file (a row with a 'response': the answer check "
                                             "judges the pair too)")
@@ -391,7 +399,7 @@ def add_app(sub) -> None:
 
 
 COMMANDS = (add_train, add_score, add_eval, add_sweep, add_generate, add_eval_steering, add_calibrate_generation,
-            add_calibrate_verdict, add_eval_detection, add_bench, add_train_steering, add_facet_check, add_export, add_push,
-            add_serve, add_app)
+            add_calibrate_verdict, add_eval_detection, add_bench, add_train_steering, add_facet_check, add_precompute_map, add_export,
+            add_push,             add_serve, add_app)
 
 

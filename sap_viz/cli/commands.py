@@ -12,7 +12,9 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+from tqdm.auto import tqdm
 
+from sap_viz.analysis import feature_map
 from sap_viz.analysis.account import comparison_json, generation_account
 from sap_viz.analysis.app_memory import run_app_workload
 from sap_viz.analysis.bench import run_bench
@@ -180,6 +182,28 @@ def cmd_facet_check(args: argparse.Namespace) -> None:
     write_facet_check(args.polytope, cards, report)
     _print_policy_table(report)
     print(f"scorecards written to {Path(args.polytope) / 'facets.json'}")
+
+
+def cmd_precompute_map(args: argparse.Namespace) -> None:
+    """The app's feature map, computed here once and stored beside the polytope (``map.safetensors`` + ``map.json``):
+    the app, an export and a Hub download then open it without extracting features or fitting UMAP."""
+    _require_folder(args.polytope)
+    lm = _model(args)
+    art = _load_artifact(lm, args.polytope)
+    if not args.force and feature_map.read_polytope_map(art, "stored") is not None:
+        print(f"{args.polytope} already holds the map of these weights and training data (--force recomputes it)")
+        return
+    with tqdm(total=100, desc="feature map", unit="%") as bar:
+        def progress(frac: float, msg: str) -> None:
+            bar.set_postfix_str(msg[:60])
+            bar.update(max(0, round(100 * frac) - bar.n))
+
+        view = feature_map.build_view(lm, art, progress=progress, use_stored=False, own_data_only=True)
+        bar.set_postfix_str("fitting UMAP (once, a minute or more on 2 cores)")
+        feature_map.ensure_umap(view)
+        bar.update(100 - bar.n)
+    written = feature_map.write_polytope_map(view, art, args.polytope)
+    print(f"stored the map of {len(view.texts)} training prompts in {written.parent} ({view.note})")
 
 
 def cmd_score(args: argparse.Namespace) -> None:

@@ -20,6 +20,7 @@ from sap_viz.hub.card import render_card
 from sap_viz.method.artifact import (
     FACETS_FILE,
     FORMAT_VERSION,
+    MAP_FILES,
     META_FILE,
     STEERING_DIR,
     STEERING_PART_FILES,
@@ -32,9 +33,9 @@ from sap_viz.method.training_record import RECIPE_FILE, recipe_from_meta
 CARD_FILE = "README.md"
 POLYTOPE_FILES = (TENSORS_FILE, META_FILE, FACETS_FILE)
 STEERING_FILES = tuple(f"{STEERING_DIR}/{name}" for name in STEERING_PART_FILES)
-#: Every file an exported folder holds (the steering files only when the polytope has that part); nothing else is
-#: uploaded, downloaded from the Hub or zipped.
-EXPORT_FILES = (*POLYTOPE_FILES, *STEERING_FILES, RECIPE_FILE, CARD_FILE)
+#: Every file an exported folder holds (the steering files only when the polytope has that part, the map only when it
+#: was precomputed); nothing else is uploaded, downloaded from the Hub or zipped.
+EXPORT_FILES = (*POLYTOPE_FILES, *STEERING_FILES, *MAP_FILES, RECIPE_FILE, CARD_FILE)
 
 
 def _write_folder(art, target: Path, repo_id: str | None) -> None:
@@ -47,6 +48,9 @@ def _write_folder(art, target: Path, repo_id: str | None) -> None:
         for name in STEERING_FILES:
             if (source / name).is_file():
                 shutil.copyfile(source / name, target / name)
+    for name in MAP_FILES:  # read only while it matches the weights, so a copy is as good as the original
+        if (source / name).is_file():
+            shutil.copyfile(source / name, target / name)
     recipe = recipe_from_meta(art.meta)
     write_json_atomic(target / RECIPE_FILE, recipe)
     (target / CARD_FILE).write_text(render_card(art, recipe, repo_id), encoding="utf-8")
