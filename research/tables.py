@@ -407,14 +407,24 @@ def doc_detection_objective(root: Path) -> str:
 
 def doc_app_memory(root: Path) -> str:
     """The app's memory over the bench's fixed workload (``sap-viz bench --app-memory only``), each step's resident size
-    and peak so far, before and after the memory work: research/performance/app_memory.json."""
+    and peak so far, per measured version of the app (research/performance/app_memory.json: before the memory work, after
+    it, and with the feature map stored with the shipped polytope)."""
     runs = json.loads((root / "research/performance/app_memory.json").read_text(encoding="utf-8"))
-    before, after = (runs[k]["app_memory"] for k in ("before", "after"))
-    rows = [{"step": b["step"], "before: RSS / peak (MB)": f"{b['rss_mb']:.0f} / {b['peak_rss_mb']:.0f}",
-             "after: RSS / peak (MB)": f"{a['rss_mb']:.0f} / {a['peak_rss_mb']:.0f}", "after: at (s)": f"{a['elapsed_s']:.0f}"}
-            for b, a in zip(before["steps"], after["steps"], strict=True)]
-    rows.append({"step": f"peak (target ≤ {after['target_mb']} MB)", "before: RSS / peak (MB)": f"{before['peak_rss_mb']:.0f}",
-                 "after: RSS / peak (MB)": f"{after['peak_rss_mb']:.0f}", "after: at (s)": ""})
+    versions = {k: v["app_memory"] for k, v in runs.items() if isinstance(v, dict) and "app_memory" in v}
+    last = list(versions.values())[-1]
+    rows = []
+    for i, step in enumerate(last["steps"]):
+        row = {"step": step["step"]}
+        for name, run in versions.items():
+            s = run["steps"][i]
+            row[f"{name}: RSS / peak (MB)"] = f"{s['rss_mb']:.0f} / {s['peak_rss_mb']:.0f}"
+            row[f"{name}: done at (s)"] = f"{s['elapsed_s']:.0f}"
+        rows.append(row)
+    peak = {"step": f"peak (target ≤ {last['target_mb']} MB)"}
+    for name, run in versions.items():
+        peak[f"{name}: RSS / peak (MB)"] = f"{run['peak_rss_mb']:.0f}"
+        peak[f"{name}: done at (s)"] = ""
+    rows.append(peak)
     return table(rows, list(rows[0]))
 
 

@@ -22,7 +22,7 @@ from sap_viz.data.control_set import CONTROL_ROWS, CONTROL_SEED
 from sap_viz.data.rubric_labels import apply_rubric_labels
 from sap_viz.data.schema import DATASET_COLUMNS, SOURCE_COLUMNS, SPLIT_KEY, SPLITS
 from sap_viz.data.sharegpt import load_sharegpt
-from sap_viz.data.sources import CONTRAST_FILE, DEFAULT_SOURCES, SOURCE_NAMES, load_source
+from sap_viz.data.sources import CONTRAST_FILE, DEFAULT_SOURCES, SOURCE_NAMES, WRITTEN_HERE, load_source
 from sap_viz.data.sources import clear_cache as clear_source_cache
 from sap_viz.data.text import normalise_text
 from sap_viz.errors import UserError
@@ -40,6 +40,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+SAFE_ORDERS = ("curated", "others first")  # DataConfig.safe_order
 
 # What each split is used for, in the words the app shows.
 SPLIT_LABELS = {"train": "training", "val": "validation", "test": "test", "ood": "held-out OOD"}
@@ -64,6 +65,10 @@ class DataConfig:
     second author's rows (``research/recipe_selection/run.py``); a file is read once per path and process.
     ``sources`` defaults to the shipped table's sources; the optional ``wild_wrapped`` and ``past_tense``
     are added by naming them (``SOURCE_NAMES`` lists all).
+    ``safe_order``: which curated safe rows the balance keeps first when there are more than it needs: ``curated``
+    (twins, then over-refusal rows, then other curated rows, each tier in a seeded order) or ``others first`` (twins,
+    then rows written by others, then rows written here, ``WRITTEN_HERE``). ``plain_share``: the share of the safe
+    side kept for ordinary ShareGPT prompts (length-matched to the unsafe side) even when curated rows could fill it.
     """
 
     sources: tuple[str, ...] = DEFAULT_SOURCES
@@ -74,11 +79,17 @@ class DataConfig:
     balance: bool = True
     max_benign: int | None = 3000
     contrast_file: Path = CONTRAST_FILE
+    safe_order: str = "curated"
+    plain_share: float = 0.0
 
     def __post_init__(self) -> None:
         if not (0 <= self.val_frac < 1 and 0 <= self.test_frac < 1
                 and self.val_frac + self.test_frac < 1):
             raise UserError("need 0 <= val_frac, test_frac and val_frac + test_frac < 1")
+        if self.safe_order not in SAFE_ORDERS:
+            raise UserError(f"safe_order must be one of {', '.join(SAFE_ORDERS)}, got {self.safe_order!r}")
+        if not 0 <= self.plain_share < 1:
+            raise UserError(f"plain_share must be in [0, 1), got {self.plain_share}")
         unknown = [s for s in self.sources if s not in SOURCE_NAMES]
         if unknown:
             raise UserError(f"unknown sources {unknown}; available: {sorted(SOURCE_NAMES)}")
@@ -153,7 +164,7 @@ def assign_splits(df: pd.DataFrame, cfg: DataConfig = DataConfig()) -> pd.DataFr
     return out
 
 
-def _balance(df: pd.DataFrame, seed: int) -> pd.DataFrame:
+def _balance(df: pd.DataFrame, seed: int, safe_order: str = "curated", plain_share: float = 0.0) -> pd.DataFrame:
     """Subsample the majority label of the (in-distribution) rows to the minority size.
 
     Curated rows are kept first (twins, over-refusal, other curated). When the bulk ShareGPT pool
@@ -168,14 +179,22 @@ def _balance(df: pd.DataFrame, seed: int) -> pd.DataFrame:
         return df
     major, target = ("safe", n_unsafe) if n_safe > n_unsafe else ("unsafe", n_safe)
     pool = df[df["label"] == major]
-    tier = np.select(
-        [pool["subset"] == "twin", pool["subset"] == "over_refusal", pool["source"] != "sharegpt"],
-        [0, 1, 2], default=3,
-    )
+    bulk_tier = 3
+    if safe_order == "others first":
+        here = pool["source"].isin(WRITTEN_HERE)
+        tier = np.select([pool["subset"] == "twin", ~here & (pool["subset"] == "over_refusal"),
+                          ~here & (pool["source"] != "sharegpt"), here], [0, 1, 2, 3], default=4)
+        bulk_tier = 4
+    else:
+        tier = np.select(
+            [pool["subset"] == "twin", pool["subset"] == "over_refusal", pool["source"] != "sharegpt"],
+            [0, 1, 2], default=3,
+        )
     rnd = pool["text"].map(lambda t: _stable_int(seed, "balance", normalise_text(t)))
     order = pd.DataFrame({"tier": tier, "rnd": rnd}, index=pool.index).sort_values(["tier", "rnd"])
-    curated = order.index[order["tier"] < 3][:target]
-    bulk = order.index[order["tier"] == 3]
+    reserved = round(plain_share * target) if major == "safe" else 0
+    curated = order.index[order["tier"] < bulk_tier][:target - reserved]
+    bulk = order.index[order["tier"] == bulk_tier]
     quota = target - len(curated)
     if major == "safe" and quota > 0:
         picked = _length_matched(pool.loc[curated, "text"], pool.loc[bulk, "text"], df.loc[df["label"] == "unsafe", "text"], quota)
@@ -250,7 +269,7 @@ def _build_cached(cfg: DataConfig) -> pd.DataFrame:
 
     if cfg.balance:
         ood = df["source"].isin(cfg.ood_sources)
-        df = pd.concat([_balance(df[~ood], cfg.seed), df[ood]])
+        df = pd.concat([_balance(df[~ood], cfg.seed, cfg.safe_order, cfg.plain_share), df[ood]])
 
     # splits are stratified by the inherited category, so relabelling moves no row between splits
     df = apply_rubric_labels(assign_splits(df[[*SOURCE_COLUMNS, *([SPLIT_KEY] if SPLIT_KEY in df.columns else [])]], cfg))

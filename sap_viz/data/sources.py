@@ -297,6 +297,8 @@ _SOURCES: dict[str, SourceInfo] = {
                    _load_past_tense, default=False),
     )
 }
+#: Sources written by this project (LLM-drafted, reviewed here): a table may rank them after others' rows.
+WRITTEN_HERE: tuple[str, ...] = tuple(s.name for s in _SOURCES.values() if s.package == "sap_viz")
 #: Every built-in source name (default and optional), in registry order.
 SOURCE_NAMES: tuple[str, ...] = tuple(_SOURCES)
 #: The sources :class:`~sap_viz.data.dataset.DataConfig` uses by default (the shipped polytope's table).

