@@ -17,7 +17,7 @@ from sap_viz.method.artifact import PolytopeArtifact
 from sap_viz.method.generation import GenerationConfig, run_generation
 from sap_viz.method.polytope_hook import InterventionConfig
 from sap_viz.method.training import TrainConfig, train_polytope
-from sap_viz.model.features import hidden_states_at
+from sap_viz.model.features import hidden_states_at, plan_batches
 from sap_viz.model.loading import LoadedModel
 from sap_viz.model.prompts import encode_prompt
 
@@ -94,10 +94,9 @@ def bench_features(lm: LoadedModel, art: PolytopeArtifact, texts: list[str], bat
     pad = lm.tokenizer.pad_token_id or 0
 
     def full() -> None:
-        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
         with torch.no_grad():
-            for s in range(0, len(order), batch_size):
-                batch = [ids[i] for i in order[s : s + batch_size]]
+            for rows in plan_batches([len(i) for i in ids], batch_size):  # the batches hidden_states_at ran
+                batch = [ids[i] for i in rows]
                 width = max(map(len, batch))
                 x = torch.tensor([b + [pad] * (width - len(b)) for b in batch])
                 m = torch.tensor([[1] * len(b) + [0] * (width - len(b)) for b in batch])

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from sap_viz.errors import UserError
 from sap_viz.files import write_json_atomic
-from sap_viz.model.features import hidden_states_multi, load_cached, save_cached
+from sap_viz.model.features import hidden_states_multi, load_cached, plan_batches, save_cached
 from sap_viz.model.loading import LoadedModel, cache_dir, left_padded
 from sap_viz.model.prompts import encode_prompt
 
@@ -84,9 +84,8 @@ def generate_answers(lm: LoadedModel, prompts: list[str], cfg: AnswerConfig = An
         if cached.get("prompts_n") == len(prompts):
             return [list(a) for a in cached["answer_ids"]]
     encoded = [encode_prompt(lm.tokenizer, p, cfg.chat_template, cfg.max_prompt_tokens).ids for p in prompts]
-    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))  # similar lengths pad little
     answers: list[list[int]] = [[] for _ in prompts]
-    batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+    batches = plan_batches([len(e) for e in encoded], cfg.batch_size)
     for batch in tqdm(batches, desc="answers", unit="batch", disable=not progress):
         for i, ids in zip(batch, _generate_batch(lm, [encoded[i] for i in batch], cfg), strict=True):
             answers[i] = ids

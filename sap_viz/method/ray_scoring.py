@@ -35,13 +35,13 @@ from sap_viz.errors import RayScoringError, UserError
 from sap_viz.files import directory_lock
 from sap_viz.method.artifact import FACETS_FILE, META_FILE, TENSORS_FILE, PolytopeArtifact, load_for_model, load_polytope
 from sap_viz.method.scoring import prompt_scores
+from sap_viz.model.features import plan_batches
 from sap_viz.model.loading import DEFAULT_MODEL, LoadedModel, ModelConfig, cache_dir, default_model_dir, load_model
 from sap_viz.model.prompts import encode_prompt
 
 log = logging.getLogger(__name__)
 
 RAY_EXTRA = "pip install 'sap-viz[ray]'  (or: pip install ray)"
-MAX_BATCH_TOKENS = 8192  # model/features.py groups batches by count and by this padded token budget
 
 
 @dataclass(frozen=True)
@@ -122,16 +122,7 @@ def plan_chunks(lm_tokenizer, art: PolytopeArtifact, texts: list[str], batch_siz
 
     cfg = art.feature_config(batch_size)
     lengths = [len(encode_prompt(lm_tokenizer, t, cfg.chat_template, cfg.max_tokens).ids) for t in texts]
-    order = sorted(range(len(texts)), key=lambda i: -lengths[i])  # as hidden_states_multi orders them
-    batches: list[list[int]] = []
-    current: list[int] = []
-    for i in order:  # as features._batches cuts them
-        if current and (len(current) >= batch_size or lengths[i] * (len(current) + 1) > MAX_BATCH_TOKENS):
-            batches.append(current)
-            current = []
-        current.append(i)
-    if current:
-        batches.append(current)
+    batches = plan_batches(lengths, batch_size)
     return [sum(batches[k:k + batches_per_chunk], []) for k in range(0, len(batches), batches_per_chunk)]
 
 

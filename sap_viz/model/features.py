@@ -58,12 +58,21 @@ def token_inputs(states: torch.Tensor, span: tuple[int, int], position: str) -> 
     return torch.cat([states, mean.expand_as(states)], dim=-1)
 
 
-def _batches(order: list[int], lengths: list[int], batch_size: int, max_batch_tokens: int = 8192) -> list[list[int]]:
-    """Group length-sorted indices into batches bounded by count and by padded token count."""
+#: A batch's padded size (rows × longest row) stays within this many tokens, so one long prompt cannot blow up memory.
+MAX_BATCH_TOKENS = 8192
+
+
+def plan_batches(lengths: list[int], batch_size: int, max_batch_tokens: int = MAX_BATCH_TOKENS) -> list[list[int]]:
+    """The one batching rule of every forward pass over many sequences (features, scoring, Ray's chunks, the bench,
+    generated answers): indices sorted longest first, so rows of similar length pad little, cut into batches of at
+    most ``batch_size`` rows and ``max_batch_tokens`` padded tokens. One rule, so that what the docs call "the same
+    batches" are the same and a score does not depend on which interface computed it."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     out: list[list[int]] = []
     current: list[int] = []
     for i in order:
-        if current and (len(current) >= batch_size or lengths[i] * (len(current) + 1) > max_batch_tokens):
+        # the batch pads to its first (longest) row: that width times the rows is what the budget bounds
+        if current and (len(current) >= batch_size or lengths[current[0]] * (len(current) + 1) > max_batch_tokens):
             out.append(current)
             current = []
         current.append(i)
@@ -78,11 +87,10 @@ def hidden_states_multi(
 ) -> dict[int, list[torch.Tensor]]:
     """Outputs of several blocks in one pass per batch, stopping after the deepest one."""
     lengths = [len(ids) for ids in token_ids]
-    order = sorted(range(len(token_ids)), key=lambda i: -lengths[i])
     pad_id = lm.pad_id
     results: dict[int, list] = {layer: [None] * len(token_ids) for layer in layers}
     desc = progress if isinstance(progress, str) else f"features @ layers {layers}"
-    for batch in tqdm(_batches(order, lengths, batch_size), desc=desc, disable=not progress, unit="batch"):
+    for batch in tqdm(plan_batches(lengths, batch_size), desc=desc, disable=not progress, unit="batch"):
         width = max(lengths[i] for i in batch)
         ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
