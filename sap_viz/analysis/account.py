@@ -19,7 +19,7 @@ from sap_viz.method.verdict import BY_SPAN
 
 __all__ = ["BY_ANSWER", "BY_ANSWER_CHECK", "CAPPED", "FIXED", "MADE_WORSE", "STEERING_POLYTOPE", "Account", "FiringFacet",
            "PositionOutcome", "fired_words",
-           "comparison_json", "generation_account", "part_of", "position_boundary"]
+           "comparison_json", "generation_account", "position_boundary"]
 
 BY_ANSWER = "answer"  # answer tokens reached the answer boundary (the generation threshold of an unflagged prompt)
 BY_ANSWER_CHECK = "answer check"  # the answer check's evidence rule fired on the answer (method/answer_check.py)
@@ -31,11 +31,6 @@ MADE_WORSE = "made worse"  # the edit left the state further outside than before
 STEERING_POLYTOPE = ("The steering polytope is the polytope that does the steering (the steering part's, at its own layer, "
                      "for directional steering; the detection polytope for minimal Safe Flow): a value below 0 is inside it, "
                      "and steering aims for −strength.")
-
-
-def part_of(token: TokenInfo) -> str:
-    """"answer", "your text" or "template": where a position sits."""
-    return "answer" if not token.is_prompt else "template" if token.template else "your text"
 
 
 def position_boundary(result: GenerationResult, token: TokenInfo) -> float:
@@ -198,7 +193,7 @@ def _outcome(result: GenerationResult, token: TokenInfo) -> PositionOutcome:
     else:
         outcome = CAPPED
     boundary = 0.0 if _steering_kind(result) == "directional" else result.threshold_for(token)
-    return PositionOutcome(token.index, part_of(token), token.text, before, after, target, round(float(token.delta_norm), 4),
+    return PositionOutcome(token.index, token.part, token.text, before, after, target, round(float(token.delta_norm), 4),
                            int(token.steps), outcome, after is not None and after < boundary)
 
 

@@ -358,24 +358,11 @@ def cmd_generate(args: argparse.Namespace) -> None:
         div = cmp.first_divergence
         print(f"\nfirst divergence: {'none (identical)' if div is None else f'generated token {div}'}")
     res = cmp.intervened
-    rows = []
-    for t in res.tokens:
-        if t.violations is None:
-            continue
-        k = t.top_facet
-        rows.append(
-            {
-                "pos": t.index,
-                "part": "prompt" if t.is_prompt else "gen",
-                "token": repr(t.text),
-                "max_v": t.max_violation,
-                "facet": f"{k}:{art.facet_name(k)}",
-                "after": max(t.violations_after) if t.steered else None,
-                "|Δh|": t.delta_norm if t.steered else None,
-                "steps": t.steps if t.steered else None,
-                "forced": "yes" if t.forced else "",
-            }
-        )
+    rows = [{"pos": r["index"], "part": "gen" if r["part"] == "answer" else "prompt", "token": repr(r["text"]),
+             "max_v": r["max_violation"], "facet": f"{r['top_facet']}:{r['top_facet_name']}", "after": r["after"],
+             "|Δh|": r["delta_norm"] if r["steered"] else None, "steps": r["steps"] if r["steered"] else None,
+             "forced": "yes" if r["forced"] else ""}
+            for r in res.token_rows() if r["violations"] is not None]
     shown = rows if args.all_tokens else [r for r in rows if r["part"] == "gen" or r["pos"] >= res.prompt_len - 8]
     print()
     _print_table(shown, ["pos", "part", "token", "max_v", "facet", "after", "|Δh|", "steps", "forced"])

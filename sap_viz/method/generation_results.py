@@ -42,6 +42,11 @@ class TokenInfo:
         return max(self.violations) if self.violations else None
 
     @property
+    def part(self) -> str:
+        """"answer", "your text" or "template": where the position sits."""
+        return "answer" if not self.is_prompt else "template" if self.template else "your text"
+
+    @property
     def top_facet(self) -> int | None:
         return max(range(len(self.violations)), key=self.violations.__getitem__) if self.violations else None
 
@@ -119,6 +124,27 @@ class GenerationResult:
 
     def violating_tokens(self) -> int:
         return sum(1 for t in self.tokens if self.is_over(t))
+
+    def token_rows(self) -> list[dict]:
+        """One row per position with everything a per-token view shows: the one source of the CLI's table, the app's
+        token table, CSV export and feature-map points, and the server's ``sap.tokens`` (each picks its columns).
+
+        Keys: ``index``, ``text``, ``part``, ``prompt``, ``max_violation``, ``top_facet``, ``top_facet_name``,
+        ``violations`` (K values, or None where the position was not scored), ``after`` (the highest violation after
+        the edit, steered positions only), ``steered``, ``forced``, ``steps``, ``delta_norm`` and ``answer_check``."""
+        rows = []
+        for t in self.tokens:
+            k = t.top_facet
+            rows.append({
+                "index": t.index, "text": t.text, "part": t.part, "prompt": t.is_prompt,
+                "max_violation": t.max_violation, "top_facet": k,
+                "top_facet_name": self.facet_names[k] if k is not None and k < len(self.facet_names) else None,
+                "violations": list(t.violations) if t.violations is not None else None,
+                "after": max(t.violations_after) if t.steered and t.violations_after else None,
+                "steered": t.steered, "forced": t.forced, "steps": t.steps if t.steered else 0,
+                "delta_norm": t.delta_norm if t.steered else 0.0, "answer_check": t.answer_check,
+            })
+        return rows
 
     def to_dict(self) -> dict:
         return {

@@ -160,12 +160,8 @@ class ChatEngine:
             "account": account.to_json(),  # the account every view renders
         }
         if req.tokens:
-            out["tokens"] = [{
-                "index": t.index, "text": t.text, "prompt": t.is_prompt, "max_violation": t.max_violation,
-                "top_facet": t.top_facet, "top_facet_name": art.facet_name(t.top_facet) if t.top_facet is not None else None,
-                "violations": [round(v, 5) for v in t.violations] if t.violations is not None else None,
-                "steered": t.steered, "forced": t.forced,
-            } for t in result.tokens]
+            out["tokens"] = [{**row, "violations": None if row["violations"] is None else [round(v, 5) for v in row["violations"]]}
+                             for row in result.token_rows()]
         return out
 
     def _reason(self, result: GenerationResult, account: Account) -> str | None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from sap_viz.analysis.account import CAPPED, STEERING_POLYTOPE, Account, generation_account, part_of
+from sap_viz.analysis.account import CAPPED, STEERING_POLYTOPE, Account, generation_account
 from sap_viz.app_state.workbench import Workbench
 from sap_viz.app_state.worked_examples import read_examples
 from sap_viz.errors import WorkbenchError
@@ -60,7 +60,7 @@ def why_rows(cmp: Comparison, account: Account | None = None) -> list[dict]:
             result = "flagged (monitor only)"
         else:
             continue
-        rows.append({"#": t.index, "part": part_of(t), "token": repr(t.text), "before": _round(t.max_violation), "after": None,
+        rows.append({"#": t.index, "part": t.part, "token": repr(t.text), "before": _round(t.max_violation), "after": None,
                      "target": None, "‖Δh‖": None, "steps": None, "result": result, "ended": None})
     return sorted(rows, key=lambda r: (PART_ORDER[r["part"]], r["#"]))
 
@@ -78,11 +78,12 @@ def token_rows(cmp: Comparison) -> list[dict]:
     rows = []
     runs = [("unsteered", cmp.baseline)] + ([("intervened", cmp.intervened)] if cmp.intervened is not cmp.baseline else [])
     for run, res in runs:
-        for t in res.tokens:
-            row = {"run": run, "index": t.index, "part": part_of(t), "token": t.text, "steered": t.steered, "forced": t.forced,
-                   "delta_norm": t.delta_norm, "max_violation": t.max_violation, "answer_check": t.answer_check}
+        for r in res.token_rows():
+            row = {"run": run, "index": r["index"], "part": r["part"], "token": r["text"], "steered": r["steered"],
+                   "forced": r["forced"], "delta_norm": r["delta_norm"], "max_violation": r["max_violation"],
+                   "answer_check": r["answer_check"]}
             for k, name in enumerate(res.facet_names):
-                row[f"v{k} {name}"] = t.violations[k] if t.violations is not None else None
+                row[f"v{k} {name}"] = r["violations"][k] if r["violations"] is not None else None
             rows.append(row)
     return rows
 
@@ -102,13 +103,13 @@ def token_table(res: GenerationResult | None) -> list[dict]:
     """One run's tokens with every facet's violation: what a token chip's hover says, readable without hovering."""
     if res is None:
         return []
-    return [{"#": t.index, "part": part_of(t), "token": repr(t.text),
-             "max v": None if t.max_violation is None else round(t.max_violation, 3),
-             "worst facet": None if t.top_facet is None else f"{t.top_facet}: {res.facet_names[t.top_facet]}",
-             "steered": "yes" if t.steered else "",
-             **{f"v{k} {name}": None if t.violations is None else round(float(t.violations[k]), 3)
+    return [{"#": r["index"], "part": r["part"], "token": repr(r["text"]),
+             "max v": None if r["max_violation"] is None else round(r["max_violation"], 3),
+             "worst facet": None if r["top_facet"] is None else f"{r['top_facet']}: {r['top_facet_name']}",
+             "steered": "yes" if r["steered"] else "",
+             **{f"v{k} {name}": None if r["violations"] is None else round(float(r["violations"][k]), 3)
                 for k, name in enumerate(res.facet_names)}}
-            for t in res.tokens]
+            for r in res.token_rows()]
 
 
 # ---------------------------------------------------------------- handlers

@@ -87,10 +87,10 @@ class MapHandlers:
             tok_labels = [f"{label}: answer token {t.index - res.prompt_len} {render.esc(repr(t.text))}" if not t.is_prompt
                           else f"{label}: end of prompt (★)" for t in shown]
             out.append((f"{label} trajectory of “{short(res.prompt)}” (★ = end of prompt)", pts, tok_labels))
-            names = res.facet_names
-            rows += [{"run": label, "point": "end of prompt (★)" if t.is_prompt else f"answer token {t.index - res.prompt_len}",
-                      "token": repr(t.text), "max v": None if t.max_violation is None else round(t.max_violation, 3),
-                      "worst facet": None if t.top_facet is None else f"{t.top_facet}: {names[t.top_facet]}"} for t in shown]
+            rows += [{"run": label, "point": "end of prompt (★)" if r["prompt"] else f"answer token {r['index'] - res.prompt_len}",
+                      "token": repr(r["text"]), "max v": None if r["max_violation"] is None else round(r["max_violation"], 3),
+                      "worst facet": None if r["top_facet"] is None else f"{r['top_facet']}: {r['top_facet_name']}"}
+                     for r in res.token_rows()[res.prompt_len - 1 : res.prompt_len - 1 + len(states)]]
         return out, rows
 
     @guarded

@@ -185,3 +185,32 @@ def test_an_answer_the_check_flags_flags_the_generation_even_when_the_prompt_pas
                                        "the answer at answer token 2 (score +0.40 ≥ +0.10).")
     assert "stopped there and replaced by a refusal" in account.outcome
     assert account.to_json()["flagged_by"] == ["answer"]
+
+
+def test_every_per_token_view_renders_the_results_token_rows():
+    """One source of per-token rows (``GenerationResult.token_rows``): the CLI's table, the app's token table and its CSV
+    export, and the server's ``sap.tokens`` carry the same values for the same position."""
+    from sap_viz.ui.tab_explore import token_rows as export_rows
+    from sap_viz.ui.tab_explore import token_table
+
+    res = flagged_by_last()
+    rows = res.token_rows()
+    art = SimpleNamespace(layer=20, facets=FACETS, facet_name=lambda k: NAMES[k])
+    req = SimpleNamespace(settings=SimpleNamespace(to_json=dict), notices=(), tokens=True)
+    served = ChatEngine(None, art, "m", "p", None).report(req, res, res.refused, None)["tokens"]
+    assert [{**r, "violations": [round(v, 5) for v in r["violations"]]} for r in rows] == served
+    assert [r["index"] for r in rows] == [t.index for t in res.tokens]
+    table = token_table(res)
+    exported = [r for r in export_rows(SimpleNamespace(baseline=res, intervened=res)) if r["run"] == "unsteered"]
+    for r, shown, out in zip(rows, table, exported, strict=True):
+        assert shown["#"] == out["index"] == r["index"] and shown["part"] == out["part"] == r["part"]
+        if r["violations"] is None:
+            assert shown["max v"] is None and out["max_violation"] is None
+            continue
+        assert shown["max v"] == round(r["max_violation"], 3) and out["max_violation"] == r["max_violation"]
+        assert shown["worst facet"] == f"{r['top_facet']}: {res.facet_names[r['top_facet']]}"
+        for k, name in enumerate(res.facet_names):
+            assert out[f"v{k} {name}"] == r["violations"][k]
+        assert (shown["steered"] == "yes") == r["steered"] == out["steered"]
+    steered = [r for r in rows if r["steered"]]
+    assert steered and all(r["after"] is not None and r["steps"] > 0 for r in steered)
