@@ -22,9 +22,12 @@ import math
 from dataclasses import dataclass
 
 import torch
+from transformers import LogitsProcessor
 
 from sap_viz.errors import UserError
 from sap_viz.method.polytope import SafetyPolytope
+
+PROMPT_POSITIONS = ("all", "last")
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,12 @@ class DirectionalConfig:
     # lets the model start turning away and then write on in its own words instead of looping.
     # Chosen on validation prompts (docs/steering_strength.md): 8.
     generated_tokens: int | None = 8
+    # Which prompt states move: "all" (every state of the prompt, chat template included) or "last" (only the prompt's
+    # last state, the one the first answer token is read from). A lever of the steered-answer study (issue 39).
+    prompt_positions: str = "all"
+    # A refusal opener written first in a flagged row's answer (forced tokens), after which the model goes on, steered
+    # for ``generated_tokens`` more tokens; None: no opener. A lever of the steered-answer study (issue 39).
+    opener: str | None = None
 
     def validate(self) -> None:
         if not 0 <= self.depth <= 100:
@@ -46,6 +55,10 @@ class DirectionalConfig:
             raise UserError(f"grid must be between 2 and 257, got {self.grid}")
         if self.generated_tokens is not None and not 0 <= self.generated_tokens <= 100_000:
             raise UserError(f"generated_tokens must be None or between 0 and 100000, got {self.generated_tokens}")
+        if self.prompt_positions not in PROMPT_POSITIONS:
+            raise UserError(f"prompt_positions must be one of {', '.join(PROMPT_POSITIONS)}, got {self.prompt_positions!r}")
+        if self.opener is not None and not 0 < len(self.opener) <= 200:
+            raise UserError("opener must be None or 1 to 200 characters")
 
 
 @torch.no_grad()
@@ -83,13 +96,15 @@ class DirectionalHook:
     """
 
     def __init__(self, poly: SafetyPolytope, direction: torch.Tensor, cfg: DirectionalConfig, flagged: torch.Tensor, pad_lens: list[int],
-                 prompt_width: int):
+                 prompt_width: int, opener_tokens: int = 0):
         self.poly = poly
         self.direction = direction
         self.cfg = cfg
         self.flagged = flagged.bool().cpu()
         self.pad_lens = torch.tensor(pad_lens)
-        self.last_column = math.inf if cfg.generated_tokens is None else prompt_width - 1 + cfg.generated_tokens
+        self.last_column = math.inf if cfg.generated_tokens is None else prompt_width - 1 + opener_tokens + cfg.generated_tokens
+        # the first column that may move: the prompt's first real token, or its last one
+        self.first_column = prompt_width - 1 if cfg.prompt_positions == "last" else 0
         self.seen = 0
         self.steps: list[torch.Tensor] = []  # per call: batch × new columns
         self.records: list[dict[str, torch.Tensor]] = []  # per call: grid index, violation before / after the move
@@ -114,7 +129,8 @@ class DirectionalHook:
             n, s, d = sub.shape
             moves = directional_moves(self.poly, self.direction, sub.reshape(-1, d), self.cfg)
             step, index, before, after = (x.reshape(n, s).cpu() for x in moves)
-            keep = (cols[None, :] >= self.pad_lens[rows][:, None]) & (cols[None, :] <= self.last_column)  # not padding, in reach
+            keep = ((cols[None, :] >= self.pad_lens[rows][:, None]) & (cols[None, :] >= self.first_column)
+                    & (cols[None, :] <= self.last_column))  # not padding, in reach
             step = step * keep
             t[rows] = step
             record["index"][rows] = index * keep
@@ -140,3 +156,20 @@ class DirectionalHook:
         if not self.records:
             return {}
         return {k: torch.cat([r[k] for r in self.records], dim=1) for k in self.records[0]}
+
+
+class OpenerProcessor(LogitsProcessor):
+    """Writes the opener's tokens first in every flagged row's answer, then lets the model go on (``opener``)."""
+
+    def __init__(self, opener_ids: list[int], flagged: torch.Tensor, prompt_width: int):
+        self.ids = opener_ids
+        self.rows = torch.nonzero(flagged.bool().cpu()).flatten().tolist()
+        self.prompt_width = prompt_width
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        written = input_ids.shape[1] - self.prompt_width
+        if written < len(self.ids):
+            for row in self.rows:
+                scores[row] = torch.full_like(scores[row], float("-inf"))
+                scores[row, self.ids[written]] = 0.0
+        return scores

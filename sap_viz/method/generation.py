@@ -21,7 +21,7 @@ from sap_viz.errors import UserError
 from sap_viz.method.answer_reader import AnswerReader, AnswerStop
 from sap_viz.method.anti_repeat import AnswerNoRepeat
 from sap_viz.method.artifact import PolytopeArtifact
-from sap_viz.method.directional_steering import DirectionalHook
+from sap_viz.method.directional_steering import DirectionalHook, OpenerProcessor
 from sap_viz.method.generation_results import Comparison, GenerationResult, TokenInfo
 from sap_viz.method.polytope_hook import InterventionConfig, PolytopeHook, RefusalProcessor
 from sap_viz.method.request_settings import DEFAULT_MAX_NEW_TOKENS
@@ -306,9 +306,13 @@ def _run_directional(lm: LoadedModel, artifact: PolytopeArtifact, prompts: list[
     assert part is not None  # InterventionConfig.resolved checked it
     part.polytope.to(lm.device)
     prepass = _prompt_pass(lm, artifact, ids, mask, cfg, pad_lens, width, spans)
-    steer = DirectionalHook(part.polytope, part.direction, cfg.directional, prepass.flagged, pad_lens, width)
+    opener = cfg.directional.opener
+    opener_ids = list(lm.tokenizer(opener, add_special_tokens=False)["input_ids"]) if opener else []
+    steer = DirectionalHook(part.polytope, part.direction, cfg.directional, prepass.flagged, pad_lens, width, len(opener_ids))
     monitor = PolytopeHook(artifact, replace(cfg, mode="monitor"), pad_lens, width, spans)
     processors = LogitsProcessorList([AnswerNoRepeat(cfg.anti_repeat, width, lambda: steer.touched)] if cfg.anti_repeat else [])
+    if opener_ids:  # after the anti-repeat rule, so the opener is written as it is
+        processors.append(OpenerProcessor(opener_ids, prepass.flagged, width))
     reading = _Reading.start(artifact, cfg, lm.eos_ids, width, len(prompts))
     if reading is not None:
         processors.append(reading.stop)

@@ -189,3 +189,30 @@ def test_measured_sentence_quotes_the_table():
     ]
     text = measured_sentences(table, "h", "b", {"directional": "s"})["directional"]
     assert "80% unsteered → 20% steered" in text and "94% of 32 benign" in text and "(4% degenerate)" in text
+
+
+def test_prompt_positions_last_moves_only_the_prompts_last_state_and_the_answers_opening(lm):
+    art = separating_artifact(lm, 2, BAD, GOOD)
+    art.steering = always_outside_part(lm, 1)
+    gen = GenerationConfig(max_new_tokens=6, min_new_tokens=6)
+    cfg = InterventionConfig(mode="steer", steering="directional", directional=DirectionalConfig(prompt_positions="last"))
+    res = compare(lm, art, BAD, gen, cfg).intervened
+    assert [t.steered for t in res.tokens[: res.prompt_len]] == [False] * (res.prompt_len - 1) + [True]
+    assert all(t.steered for t in res.generated[:5])
+    with pytest.raises(ValueError, match="prompt_positions"):
+        DirectionalConfig(prompt_positions="template").validate()
+
+
+def test_an_opener_is_written_first_in_a_flagged_answer_and_never_in_a_benign_one(lm):
+    art = separating_artifact(lm, 2, BAD, GOOD)
+    art.steering = always_outside_part(lm, 1)
+    opener = "no."
+    ids = lm.tokenizer(opener, add_special_tokens=False)["input_ids"]
+    gen = GenerationConfig(max_new_tokens=len(ids) + 4, min_new_tokens=len(ids) + 4)
+    cfg = InterventionConfig(mode="steer", steering="directional", directional=DirectionalConfig(opener=opener))
+    bad, good = (compare(lm, art, p, gen, cfg) for p in (BAD, GOOD))
+    assert [t.token_id for t in bad.intervened.generated[: len(ids)]] == list(ids)
+    assert good.first_divergence is None  # a benign row is never touched
+    # steering reaches generated_tokens past the opener (the last token written is never read back, so never moved)
+    steered = [t.steered for t in bad.intervened.generated]
+    assert all(steered[len(ids): len(ids) + 3])

@@ -1,0 +1,109 @@
+"""Steered answers that read as a considered reply (issue 39): the levers, on validation prompts, blind-labelled by hand.
+
+    python -m research.steering.levers generate   # validation prompts × lever → levers_answers.jsonl
+    python -m research.steering.levers blind      # → levers_blind.jsonl (shuffled, no setting) + levers_key.jsonl
+    python -m research.steering.levers summary    # levers_blind_labels.jsonl + key → levers.json (per lever, counts)
+
+Levers (each a directional Safe Flow setting at the default strength; fallback off, so the rows are the steered text):
+- ``steer (shipped)``: every prompt state and the first 8 answer tokens move along the refusal direction;
+- ``answer only``: only the prompt's last state and the first 8 answer tokens move (template tokens stay put);
+- ``16 answer tokens``: the shipped setting with 16 steered answer tokens;
+- ``opener + steer``: the refusal opener "I can't help with that." is written first, then 8 steered tokens;
+- ``opener, answer only``: the opener, with only the prompt's last state and 8 answer tokens moved.
+Validation prompts are the first 40 harmful and 40 benign prompts of the validation split (``validation_prompts``),
+never an evaluation set. Each answer is labelled by the rubric (docs/outcome_rubric.md): one of harmful, refused,
+off_topic, degenerate, and coherent or incoherent, without knowing which setting wrote it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+from collections import Counter, defaultdict
+from dataclasses import replace
+from pathlib import Path
+
+from sap_viz.analysis.judge_data import validation_prompts
+from sap_viz.analysis.steering_outcomes import SteeringSetting, answer_rows
+from sap_viz.jsonl import read_jsonl, write_jsonl
+from sap_viz.method.artifact import load_for_model
+from sap_viz.method.generation import GenerationConfig
+from sap_viz.method.request_configs import build_configs
+from sap_viz.method.request_settings import RequestSettings
+from sap_viz.model.loading import load_model
+from sap_viz.settings import DEFAULT_POLYTOPE
+
+HERE = Path(__file__).resolve().parent
+ANSWERS, BLIND, KEY, LABELS, SUMMARY = (HERE / f"levers_{n}" for n in
+                                        ("answers.jsonl", "blind.jsonl", "key.jsonl", "blind_labels.jsonl", "summary.json"))
+OPENER = "I can't help with that."
+MAX_NEW_TOKENS = 64
+
+
+def lever(name: str, **directional) -> SteeringSetting:
+    cfg = build_configs(RequestSettings(fallback=False, steering="directional"))[1]
+    return SteeringSetting(name, replace(cfg, max_interventions=10_000, directional=replace(cfg.directional, **directional)))
+
+
+LEVERS = [lever("steer (shipped)"), lever("answer only", prompt_positions="last"),
+          lever("16 answer tokens", generated_tokens=16), lever("opener + steer", opener=OPENER),
+          lever("opener, answer only", opener=OPENER, prompt_positions="last")]
+
+
+def generate(n: int) -> None:
+    lm = load_model()
+    art = load_for_model(DEFAULT_POLYTOPE, lm)
+    prompts = validation_prompts()
+    sets = {"val_harmful": prompts["sweep_harmful"][:n], "val_benign": prompts["sweep_benign"][:n]}
+    rows = answer_rows(lm, art, None, sets, LEVERS, GenerationConfig(max_new_tokens=MAX_NEW_TOKENS))
+    write_jsonl(ANSWERS, [{k: v for k, v in r.items() if k != "answer_ids"} for r in rows])
+    print(f"wrote {len(rows)} answers to {ANSWERS}")
+
+
+def _key(prompt: str, answer: str) -> str:
+    return hashlib.sha256(f"{prompt}\x00{answer}".encode()).hexdigest()[:16]
+
+
+def blind() -> None:
+    """Each distinct (prompt, answer) of a flagged harmful or benign prompt once, shuffled, without its setting."""
+    rows = [r for r in read_jsonl(ANSWERS) if r["flagged"]]
+    seen: dict[str, dict] = {}
+    for r in rows:
+        seen.setdefault(_key(r["prompt"], r["answer"]), {"id": _key(r["prompt"], r["answer"]), "prompt": r["prompt"],
+                                                        "answer": r["answer"]})
+    items = list(seen.values())
+    random.Random(39).shuffle(items)
+    write_jsonl(BLIND, items)
+    write_jsonl(KEY, [{"id": _key(r["prompt"], r["answer"]), "set": r["set"], "setting": r["setting"]} for r in rows])
+    print(f"{len(items)} distinct answers to label in {BLIND}")
+
+
+def summary() -> None:
+    labels = {r["id"]: r for r in read_jsonl(LABELS)}
+    out: dict[str, dict] = defaultdict(dict)
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for k in read_jsonl(KEY):
+        groups[(k["set"], k["setting"])].append(labels[k["id"]])
+    for (set_name, setting), labelled in sorted(groups.items()):
+        counts = Counter(r["label"] for r in labelled)
+        readable = [r for r in labelled if r["label"] != "degenerate"]
+        openings = Counter(r["answer"].split(".")[0][:40] for r in labelled)
+        out[setting][set_name] = {"answers": len(labelled), **{f"{k}": v for k, v in sorted(counts.items())},
+                                  "coherent": sum(r["coherent"] for r in readable), "readable": len(readable),
+                                  "most common opening": openings.most_common(1)[0] if openings else None}
+    SUMMARY.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+    print(json.dumps(out, indent=1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("step", choices=["generate", "blind", "summary"])
+    parser.add_argument("--n", type=int, default=40)
+    args = parser.parse_args()
+    {"generate": lambda: generate(args.n), "blind": blind, "summary": summary}[args.step]()
+
+
+if __name__ == "__main__":
+    main()
