@@ -405,6 +405,40 @@ def doc_detection_objective(root: Path) -> str:
     return table(out, list(out[0]))
 
 
+def doc_detection_balance(root: Path) -> str:
+    """research/detection_levers/balance_runs.jsonl: which safe rows the table keeps, each design as mean ± sd over seeds,
+    on validation only (its AUROC, and at the boundary flagging 5 % of validation ordinary prompts)."""
+    rows = _jsonl(root / "research" / "detection_levers" / "balance_runs.jsonl")
+    columns = {"validation auroc": ("validation AUROC", 3), "validation auroc vs ordinary": ("AUROC, unsafe vs ordinary", 3),
+               "caught at 5 % ordinary": ("unsafe caught at 5 % ordinary", 3),
+               "look-alikes flagged at 5 % ordinary": ("look-alikes flagged at 5 % ordinary", 3),
+               "ordinary over the training boundary": ("ordinary over the training boundary", 3)}
+    out = []
+    for design in dict.fromkeys(r["design"] for r in rows):
+        mine = [r for r in rows if r["design"] == design]
+        out.append({"design": design, "seeds": len(mine),
+                    **{name: _mean_sd([r[key] for r in mine], digits, ddof=1) for key, (name, digits) in columns.items()}})
+    return table(out, list(out[0]))
+
+
+def doc_steering_levers(root: Path) -> str:
+    """research/steering/levers_summary.json: blind hand labels of validation answers to flagged harmful requests, per
+    steering lever (the unsteered run first), with the coherent reading and the most common opening sentence."""
+    summary = json.loads((root / "research/steering/levers_summary.json").read_text(encoding="utf-8"))
+    order = ["off", *[k for k in summary if k != "off"]]
+    rows = []
+    for name in order:
+        c = summary[name]["val_harmful"]
+        n = c["answers"]
+        opening, count = c["most common opening"]
+        rows.append({"lever": "unsteered" if name == "off" else name, "answers": n,
+                     **{label.replace("_", "-"): c.get(label, 0) for label in ("harmful", "refused", "off_topic", "degenerate")},
+                     "harmful, share of unsteered": f"{c.get('harmful', 0) / max(summary['off']['val_harmful'].get('harmful', 0), 1):.0%}",
+                     "coherent (of readable)": f"{c['coherent']} / {c['readable']}",
+                     "most common opening": f"“{opening}” ({count} of {n})"})
+    return table(rows, list(rows[0]))
+
+
 def doc_app_memory(root: Path) -> str:
     """The app's memory over the bench's fixed workload (``sap-viz bench --app-memory only``), each step's resident size
     and peak so far, per measured version of the app (research/performance/app_memory.json: before the memory work, after
@@ -448,6 +482,8 @@ DOC_TABLES: dict[str, Callable[[Path], str]] = {
     "steering_sweep": doc_steering_sweep,
     "steering_test": doc_steering_test,
     "app_memory": doc_app_memory,
+    "detection_balance": doc_detection_balance,
+    "steering_levers": doc_steering_levers,
 }
 BLOCK = re.compile(r"<!-- table:(?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- /table:(?P=name) -->", re.S)
 

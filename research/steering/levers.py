@@ -7,10 +7,10 @@
 Levers (each a directional Safe Flow setting at the default strength; fallback off, so the rows are the steered text):
 - ``steer (shipped)``: every prompt state and the first 8 answer tokens move along the refusal direction;
 - ``answer only``: only the prompt's last state and the first 8 answer tokens move (template tokens stay put);
-- ``16 answer tokens``: the shipped setting with 16 steered answer tokens;
 - ``opener + steer``: the refusal opener "I can't help with that." is written first, then 8 steered tokens;
 - ``opener, answer only``: the opener, with only the prompt's last state and 8 answer tokens moved.
-Validation prompts are the first 40 harmful and 40 benign prompts of the validation split (``validation_prompts``),
+(16 steered answer tokens were measured before: docs/steering_strength.md.)
+Validation prompts are the first 30 harmful and 30 benign prompts of the validation split (``validation_prompts``),
 never an evaluation set. Each answer is labelled by the rubric (docs/outcome_rubric.md): one of harmful, refused,
 off_topic, degenerate, and coherent or incoherent, without knowing which setting wrote it.
 """
@@ -48,7 +48,7 @@ def lever(name: str, **directional) -> SteeringSetting:
 
 
 LEVERS = [lever("steer (shipped)"), lever("answer only", prompt_positions="last"),
-          lever("16 answer tokens", generated_tokens=16), lever("opener + steer", opener=OPENER),
+          lever("opener + steer", opener=OPENER),
           lever("opener, answer only", opener=OPENER, prompt_positions="last")]
 
 
@@ -91,7 +91,7 @@ def summary() -> None:
         readable = [r for r in labelled if r["label"] != "degenerate"]
         openings = Counter(r["answer"].split(".")[0][:40] for r in labelled)
         out[setting][set_name] = {"answers": len(labelled), **{f"{k}": v for k, v in sorted(counts.items())},
-                                  "coherent": sum(r["coherent"] for r in readable), "readable": len(readable),
+                                  "coherent": sum(bool(r["coherent"]) for r in readable), "readable": len(readable),
                                   "most common opening": openings.most_common(1)[0] if openings else None}
     SUMMARY.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(out, indent=1))
@@ -100,7 +100,7 @@ def summary() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("step", choices=["generate", "blind", "summary"])
-    parser.add_argument("--n", type=int, default=40)
+    parser.add_argument("--n", type=int, default=30)
     args = parser.parse_args()
     {"generate": lambda: generate(args.n), "blind": blind, "summary": summary}[args.step]()
 
