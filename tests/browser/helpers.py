@@ -59,3 +59,17 @@ def fill_label_form(page, name: str, *, author: str, confidence: str, policy: st
         page.locator("#label-policy textarea").first.fill(policy)
     page.locator("#label-author input, #label-author textarea").first.fill(author)
     page.locator("#label-confidence input[type=number]").first.fill(confidence)
+
+
+# Components Gradio marks while an event runs: the page has settled when none is left.
+BUSY = ".pending, .eta-bar, .progress-bar, .progress-text"
+
+
+def settle(page, timeout_s: float = 300) -> None:
+    """Wait until no component shows Gradio's pending/progress state (a faded component fails contrast, and a
+    screenshot taken then shows a spinner)."""
+    deadline = time.monotonic() + timeout_s
+    while page.locator(BUSY).count() and time.monotonic() < deadline:
+        page.wait_for_timeout(300)
+    page.wait_for_timeout(500)
+

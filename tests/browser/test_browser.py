@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.helpers import fill_label_form, new_page, open_app, require_chromium, wait_until
+from tests.browser.helpers import fill_label_form, new_page, open_app, require_chromium, settle, wait_until
 from tests.conftest import SHIPPED_POLYTOPE
 
 pytestmark = pytest.mark.browser
@@ -92,7 +92,9 @@ def test_feature_map_with_trajectory(page):
     page.wait_for_function("document.querySelectorAll('#feature-map .scatterlayer .point').length > 100", timeout=120_000)
     assert page.locator("#feature-map .legendtext", has_text="trajectory").count() >= 1
     assert page.locator("#feature-map .legendtext", has_text="pipe bomb").count() >= 1  # the overlay names its prompt
-    page.wait_for_timeout(800)
+    # the map tab's timer redraws once when the map first reports ready (at once for a stored map): let it finish
+    settle(page)
+    assert page.evaluate("document.querySelectorAll('#feature-map .scatterlayer .point').length") > 100
     page.screenshot(path=str(SHOTS / "feature_map.png"), full_page=True)
 
 

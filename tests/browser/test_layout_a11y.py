@@ -17,7 +17,7 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 
 from sap_viz.ui import palette
-from tests.browser.helpers import new_page, open_app, require_chromium, wait_until
+from tests.browser.helpers import new_page, open_app, require_chromium, settle, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -25,8 +25,6 @@ SHOTS = Path(os.environ.get("SAP_VIZ_SCREENSHOTS") or tempfile.mkdtemp(prefix="s
 MAP_ROWS = os.environ.get("SAP_VIZ_TEST_MAP_ROWS", "400")
 TABS = ["Explore / Generate", "Feature map", "Facets", "Train & calibrate", "Compare", "Monitor"]
 IDLE_BOUND_MS = 15_000
-# Components Gradio marks while an event runs: the page has settled when none is left.
-BUSY = ".pending, .eta-bar, .progress-bar, .progress-text"
 
 
 @pytest.fixture(scope="module")
@@ -40,14 +38,6 @@ def server(app_server):
 def open_page(browser, server, width: int, height: int):
     """The app in a fresh context at ``width`` × ``height`` (2-minute locator timeout: the page waits on model work)."""
     return open_app(new_page(browser, width, height, timeout_ms=120_000), server.url)
-
-
-def settle(page, timeout_s: float = 300) -> None:
-    """Wait until no component shows Gradio's pending/progress state (a faded component fails contrast)."""
-    deadline = time.monotonic() + timeout_s
-    while page.locator(BUSY).count() and time.monotonic() < deadline:
-        page.wait_for_timeout(300)
-    page.wait_for_timeout(500)
 
 
 def open_tab(page, name: str) -> None:
