@@ -211,6 +211,11 @@ class ChatEndpoint(JsonEndpoint):
                 if kind == "text":
                     yield _sse(self._chunk(ident, created, req, {"content": value}))
                     continue
+                # The job has handed over its last piece; wait until it has ended, so its place in the queue is free
+                # before the client reads the end of the stream (a client that asks again at once was refused with a
+                # 429 when the generation thread had not yet released it).
+                with contextlib.suppress(Exception):
+                    await asyncio.wrap_future(future)
                 if kind == "done":
                     done: Completion = value  # type: ignore[assignment]
                     delta = {"content": done.text, "refusal": done.text} if done.blocked else {}  # the refusal replaces it
