@@ -53,8 +53,9 @@ def polytope_digest(art: PolytopeArtifact) -> str:
     return digest.hexdigest()[:16]
 
 
-def training_frame(art: PolytopeArtifact, known: dict[str, pd.DataFrame] | None = None) -> tuple[pd.DataFrame, str]:
-    """The polytope's training rows, rebuilt from its provenance; (rows, note on where they come from).
+def training_frame(art: PolytopeArtifact, known: dict[str, pd.DataFrame] | None = None) -> tuple[pd.DataFrame, str, bool]:
+    """The polytope's training rows, rebuilt from its provenance; (rows, note on where they come from, whether they
+    are the polytope's own).
 
     Built-in data is rebuilt with the recorded seed and accepted only if its fingerprint matches the
     one stored in the polytope. A polytope trained on other data falls back to the built-in training
@@ -64,15 +65,16 @@ def training_frame(art: PolytopeArtifact, known: dict[str, pd.DataFrame] | None 
     want = str(art.meta.get("data", {}).get("fingerprint", ""))
     if known and want in known:
         df = known[want]
-        return df[df["split"] == "train"].reset_index(drop=True), "the polytope's training data"
+        return df[df["split"] == "train"].reset_index(drop=True), "the polytope's training data", True
     seed = int(art.meta.get("train_config", {}).get("seed", 42))
     df = build_dataset(DataConfig(seed=seed))
-    if want and dataset_fingerprint(df) == want:
+    own = bool(want) and dataset_fingerprint(df) == want
+    if own:
         note = "the polytope's training data (built-in sources, rebuilt from its provenance)"
     else:
         note = ("built-in training data — this polytope was trained on other data "
                 f"(fingerprint {want or 'unknown'}), which is not available here")
-    return df[df["split"] == "train"].reset_index(drop=True), note
+    return df[df["split"] == "train"].reset_index(drop=True), note, own
 
 
 @dataclass
@@ -257,11 +259,12 @@ def write_polytope_map(view: TrainingView, art: PolytopeArtifact, directory: str
     return directory / meta_name
 
 
-def read_polytope_map(art: PolytopeArtifact, key: str) -> TrainingView | None:
+def read_polytope_map(art: PolytopeArtifact, key: str, digest: str | None = None) -> TrainingView | None:
     """The map stored beside the polytope, if there is one computed from these weights and this training data.
 
     A map of other weights (the polytope was retrained or relabelled its tensors) is ignored; an unreadable or
-    malformed one is ignored with a warning. Either way the app builds the map as for any polytope."""
+    malformed one is ignored with a warning. Either way the app builds the map as for any polytope. ``digest``: the
+    polytope's ``polytope_digest`` when the caller has it (hashing the tensors again costs as much as reading the map)."""
     if art.path is None:
         return None
     tpath, jpath = (Path(art.path) / name for name in MAP_FILES)
@@ -271,7 +274,7 @@ def read_polytope_map(art: PolytopeArtifact, key: str) -> TrainingView | None:
         meta = read_json(jpath)
         if not isinstance(meta, dict):
             raise ValueError("map.json is not an object")
-        if meta.get("polytope_digest") != polytope_digest(art) or meta.get("data_fingerprint") != _data_fingerprint(art):
+        if meta.get("polytope_digest") != (digest or polytope_digest(art)) or meta.get("data_fingerprint") != _data_fingerprint(art):
             log.info("%s: the stored map belongs to other weights or data; building the map", art.path)
             return None
         dims = (int(art.polytope.mean.shape[0]), int(art.polytope.num_facets))
@@ -312,8 +315,9 @@ def build_view(
     # rebuild of the data set (seconds on 2 cores); the cached view stores its own texts and labels.
     fingerprint = _data_fingerprint(art)
     source = "u" if known_data and fingerprint in known_data else "b"  # data trained in this session, or rebuilt
-    key = f"{polytope_digest(art)}-{hashlib.sha256(fingerprint.encode()).hexdigest()[:8]}{source}-{max_rows or 'all'}-v{MAP_VERSION}"
-    stored = read_polytope_map(art, key) if use_stored else None
+    digest = polytope_digest(art)
+    key = f"{digest}-{hashlib.sha256(fingerprint.encode()).hexdigest()[:8]}{source}-{max_rows or 'all'}-v{MAP_VERSION}"
+    stored = read_polytope_map(art, key, digest) if use_stored else None
     if stored is not None:
         report(1.0, "stored with the polytope")
         return stored
@@ -322,8 +326,8 @@ def build_view(
         report(1.0, "loaded from cache")
         return cached
     report(0.0, "reading the training data")
-    df, note = training_frame(art, known_data)
-    if own_data_only and not note.startswith("the polytope's training data"):
+    df, note, own = training_frame(art, known_data)
+    if own_data_only and not own:
         raise UserError(f"this polytope was trained on data that cannot be rebuilt here (fingerprint {fingerprint}), so "
                         "a map of it cannot be computed here; the app builds its map of the built-in data instead")
     if len(df) == 0:

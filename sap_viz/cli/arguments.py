@@ -399,7 +399,7 @@ def add_app(sub) -> None:
 
 
 COMMANDS = (add_train, add_score, add_eval, add_sweep, add_generate, add_eval_steering, add_calibrate_generation,
-            add_calibrate_verdict, add_eval_detection, add_bench, add_train_steering, add_facet_check, add_precompute_map, add_export,
-            add_push,             add_serve, add_app)
+            add_calibrate_verdict, add_eval_detection, add_bench, add_train_steering, add_facet_check, add_precompute_map,
+            add_export, add_push, add_serve, add_app)
 
 

@@ -179,17 +179,11 @@ def _balance(df: pd.DataFrame, seed: int, safe_order: str = "curated", plain_sha
         return df
     major, target = ("safe", n_unsafe) if n_safe > n_unsafe else ("unsafe", n_safe)
     pool = df[df["label"] == major]
-    bulk_tier = 3
-    if safe_order == "others first":
-        here = pool["source"].isin(WRITTEN_HERE)
-        tier = np.select([pool["subset"] == "twin", ~here & (pool["subset"] == "over_refusal"),
-                          ~here & (pool["source"] != "sharegpt"), here], [0, 1, 2, 3], default=4)
-        bulk_tier = 4
-    else:
-        tier = np.select(
-            [pool["subset"] == "twin", pool["subset"] == "over_refusal", pool["source"] != "sharegpt"],
-            [0, 1, 2], default=3,
-        )
+    # tiers: twins, over-refusal rows, other curated rows, rows written here ("others first" only), the bulk pool
+    here = pool["source"].isin(WRITTEN_HERE) & (safe_order == "others first")
+    tier = np.select([pool["subset"] == "twin", ~here & (pool["subset"] == "over_refusal"),
+                      ~here & (pool["source"] != "sharegpt"), here], [0, 1, 2, 3], default=4)
+    bulk_tier = 4
     rnd = pool["text"].map(lambda t: _stable_int(seed, "balance", normalise_text(t)))
     order = pd.DataFrame({"tier": tier, "rnd": rnd}, index=pool.index).sort_values(["tier", "rnd"])
     reserved = round(plain_share * target) if major == "safe" else 0
