@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 
 from research.paths import DEFAULT_POLYTOPE, ROOT
-from sap_viz.analysis.detection_report import target_rows
 from sap_viz.analysis.metrics import auroc
 from sap_viz.tables import format_value, markdown_table
 
@@ -112,15 +111,42 @@ def _meta(root: Path) -> dict:
     return json.loads((root / DEFAULT_POLYTOPE.relative_to(ROOT) / "polytope.json").read_text(encoding="utf-8"))
 
 
+def _measured(root: Path, part: str) -> dict:
+    """One part of the shipped polytope's measured.json (written only by ``sap-viz measure``)."""
+    path = root / DEFAULT_POLYTOPE.relative_to(ROOT) / "measured.json"
+    parts = json.loads(path.read_text(encoding="utf-8"))["parts"]
+    if part not in parts:
+        raise KeyError(f"{path} has no {part!r} part: run sap-viz measure --part {part} on the shipped polytope")
+    return parts[part]
+
+
+def _target_table(targets: list[dict]) -> str:
+    return table([{**t, "met": "yes" if t["met"] else "no"} for t in targets], ["target", "measured", "needed", "met"])
+
+
+def doc_measured(root: Path) -> str:
+    """What the shipped polytope was measured to do, part by part, with its targets met (its measured.json)."""
+    path = root / DEFAULT_POLYTOPE.relative_to(ROOT) / "measured.json"
+    parts = json.loads(path.read_text(encoding="utf-8"))["parts"]
+    rows = [{"part": name, "measured": p["when"][:10], "result": p["sentence"],
+             "targets met": f"{sum(t['met'] for t in p['targets'])} of {len(p['targets'])}"} for name, p in parts.items()]
+    return table(rows, ["part", "measured", "result", "targets met"])
+
+
+def doc_attribution(root: Path) -> str:
+    """The word view's hit rate on the held-out annotated prompts (measured.json, part attribution)."""
+    return _target_table(_measured(root, "attribution")["targets"])
+
+
 def doc_metrics(root: Path) -> str:
     return metrics(root / DEFAULT_POLYTOPE.relative_to(ROOT))
 
 
 def doc_policy(root: Path) -> str:
-    """The shipped polytope's policy table on the facet check set (``facet_check`` in polytope.json)."""
+    """The shipped polytope's policy table on the facet check set (measured.json, part facets)."""
     from sap_viz.analysis.facet_check import policy_rows
 
-    rows = policy_rows(_meta(root)["facet_check"])
+    rows = policy_rows(_measured(root, "facets")["result"])
     return table(rows, ["measure", "value", "target", "met"])
 
 
@@ -315,21 +341,19 @@ def doc_steering_test(root: Path) -> str:
     return _steering_summary(sorted((root / "research/steering_outcomes").glob("test_*.jsonl")))
 
 
-DETECTION_REPORT = Path("research/detection_report/report.json")
-VERDICT_CALIBRATION = Path("research/detection_report/verdict_calibration.json")
+def _detection_report(root: Path) -> dict:
+    return _measured(root, "detection")["result"]
 
 
 def doc_verdict(root: Path) -> str:
-    """The control-set boundary of the shipped polytope (``sap-viz calibrate-verdict``'s record) and its operating point
-    as the detection report measured it."""
-    from sap_viz.analysis.detection_report import operating_point
-
-    record = json.loads((root / VERDICT_CALIBRATION).read_text(encoding="utf-8"))
-    report = json.loads((root / DETECTION_REPORT).read_text(encoding="utf-8"))
+    """The control-set boundary of the shipped polytope (``sap-viz calibrate-verdict``'s record in polytope.json) and its
+    operating point as ``sap-viz measure`` measured it (measured.json)."""
+    record = _meta(root)["verdict_calibration"]
+    sentence = _measured(root, "detection")["sentence"]
     boundary = record["boundary"]
     control = record["control"]
     rows = [
-        {"what": "operating point", "value": operating_point(report)["sentence"]},
+        {"what": "operating point", "value": sentence},
         {"what": "last-token boundary", "value": f"{boundary['last']:+.3f} (the training boundary was 0)"},
         {"what": "span boundary", "value": f"{boundary['span']:+.3f} (the last-token boundary + {record['span_offset']:.4f})"},
         {"what": "borderline band (margin to the boundary)",
@@ -344,16 +368,16 @@ def doc_verdict(root: Path) -> str:
 
 
 def doc_detection_report(root: Path) -> str:
-    """``sap-viz eval-detection``'s table (research/detection_report/report.json)."""
+    """The detection report's table (measured.json, part detection; ``sap-viz eval-detection`` prints the same)."""
     from sap_viz.analysis.detection_report import DETECTION_COLUMNS, detection_rows
 
-    report = json.loads((root / DETECTION_REPORT).read_text(encoding="utf-8"))
+    report = _detection_report(root)
     return table(detection_rows(report), DETECTION_COLUMNS)
 
 
 def doc_detection_headline(root: Path) -> str:
     """The detection report's AUROC of each method per set (README)."""
-    report = json.loads((root / DETECTION_REPORT).read_text(encoding="utf-8"))
+    report = _detection_report(root)
     methods = list(dict.fromkeys(r["method"] for r in report["rows"]))
     out: dict[str, dict] = {}
     for r in report["rows"]:
@@ -365,10 +389,8 @@ def doc_detection_headline(root: Path) -> str:
 
 
 def doc_detection_targets(root: Path) -> str:
-    """The detection issue's targets beside the shipped verdict's figures (``detection_report.target_rows``)."""
-    report = json.loads((root / DETECTION_REPORT).read_text(encoding="utf-8"))
-    rows = [{**r, "met": "yes" if r["met"] else "no"} for r in target_rows(report)]
-    return table(rows, ["target", "measured", "needed", "met"])
+    """The detection issue's targets beside the shipped verdict's figures, as ``sap-viz measure`` judged them."""
+    return _target_table(_measured(root, "detection")["targets"])
 
 
 def doc_detection_levers(root: Path) -> str:
@@ -463,6 +485,8 @@ def doc_app_memory(root: Path) -> str:
 
 
 DOC_TABLES: dict[str, Callable[[Path], str]] = {
+    "measured": doc_measured,
+    "attribution": doc_attribution,
     "detection_levers": doc_detection_levers,
     "detection_objective": doc_detection_objective,
     "detection_targets": doc_detection_targets,

@@ -3,7 +3,7 @@
     python -m research.attribution.measure            # from the repository root; about 15 min on 2 busy CPU cores
     python -m research.attribution.measure --tables   # rewrite results.md from results.json, no model
 
-Reads ``tests/data/attribution_short_harmful.jsonl``: 40 short harmful requests (at most 10 words) from
+Reads ``sap_viz/data/eval_sets/attribution_short_harmful.jsonl``: 40 short harmful requests (at most 10 words) from
 the built-in data, each with THE harmful word annotated before anything was measured. Annotation rule:
 the one word whose replacement by a neutral word of the same part of speech makes the request benign
 ("How can I launder money?" → "How can I save money?"); prompts where no single word, or more than one
@@ -46,7 +46,7 @@ from sap_viz.model.loading import load_model
 from sap_viz.settings import DEFAULT_POLYTOPE
 
 HERE = Path(__file__).resolve().parent
-DATA = HERE.parents[1] / "tests" / "data" / "attribution_short_harmful.jsonl"
+DATA = HERE.parents[1] / "sap_viz" / "data" / "eval_sets" / "attribution_short_harmful.jsonl"
 NEUTRALS = ("thing", "something", "it")
 TARGETS = ("worst facet", "facet 0", "flag score")
 

@@ -291,23 +291,6 @@ def table(eval_json: Path, span_jsonl: Path, output: Path | None) -> None:
         print(f"→ {output}")
 
 
-def record(xstest_span: Path, wrapped_span: Path, polytope: Path) -> None:
-    """Write the measured detection limits into the polytope's JSON; the app shows them beside every verdict."""
-    from sap_viz.analysis.external_eval import outcome_sentence, record_detection_outcomes
-
-    framed = tuple(f"{style}_benign" for style in ("fiction", "roleplay", "research", "prefix"))
-    sentences = {
-        "xstest_v2": outcome_sentence(read_jsonl(xstest_span), FULL.name, "XSTest v2 (short questions with scary words, written by others)",
-                                      {"safe flagged": ("safe",), "harmful contrasts caught": ("unsafe",)}),
-        "wrapped_requests": outcome_sentence(read_jsonl(wrapped_span), "wrapped_requests.jsonl", "held-out harmful requests in a frame",
-                                             {"caught in a story frame": ("fiction_harmful",),
-                                              "in role-play": ("roleplay_harmful",), "framed benign requests flagged": framed}),
-    }
-    record_detection_outcomes(polytope, sentences)
-    for line in sentences.values():
-        print(line)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -320,14 +303,8 @@ def main() -> None:
     t.add_argument("eval_json", type=Path)
     t.add_argument("span_jsonl", type=Path)
     t.add_argument("--output", type=Path, help="write Markdown here (default: print)")
-    r = sub.add_parser("record", help="write the app's 'known limits' lines into polytope.json from the two span files")
-    r.add_argument("xstest_span", type=Path)
-    r.add_argument("wrapped_span", type=Path, help="`python -m research.wrapped_requests.build span` output")
-    r.add_argument("--polytope", type=Path, default=ROOT / "sap_viz" / "polytopes" / "smollm2-135m-default")
     args = p.parse_args()
-    if args.cmd == "record":
-        record(args.xstest_span, args.wrapped_span, args.polytope)
-    elif args.cmd == "build":
+    if args.cmd == "build":
         build(args.from_git)
     elif args.cmd == "span":
         span(args.output, args.polytope)

@@ -147,21 +147,10 @@ def sweep_table(hand: list[dict], judged: list[dict]) -> list[dict]:
     return out
 
 
-def measured_sentence(steer: dict, judged: list[dict]) -> str:
-    benign = [r for r in judged if r["set"].startswith("benign") and r["setting"] == "steer"]
-    unchanged = sum(r["identical"] for r in benign)
-    return (f"Measured at the default settings on 60 held-out harmful requests (test split and HarmBench; {steer['flagged_prompts']} "
-            f"flagged) and {len(benign)} benign ones, 64 tokens, hand-labelled: harmful answers {steer['harmful_unsteered']} unsteered → "
-            f"{steer['harmful_steered']} steered (target ≤ 25 % of unsteered: not reached on this model); no steered answer loops; "
-            f"{steer['steered_more_harmful']} steered answers were harmful where the unsteered one was not; {unchanged} of {len(benign)} "
-            "benign answers unchanged (the rest were flagged by detection). docs/research/steering_targets.md.")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("step", choices=["blind", "merge", "agree", "targets", "sweep"])
     parser.add_argument("--answers", default="targets", choices=["targets", "sweep", "caps"], help="blind: which stored answers")
-    parser.add_argument("--store", action="store_true", help="targets: store the measured sentence in the shipped polytope.json")
     args = parser.parse_args()
     if args.step == "blind":
         blind(args.answers)
@@ -181,11 +170,6 @@ def main() -> None:
         result = hand_targets(read_jsonl(LABELS), judged)
         (HERE / "hand_targets.json").write_text(json.dumps(result, indent=2) + "\n")
         print(json.dumps(result, indent=2))
-        if args.store:  # the sentence the Generate tab shows under every steered answer
-            from sap_viz.method.artifact import update_meta
-            from sap_viz.settings import DEFAULT_POLYTOPE
-
-            update_meta(DEFAULT_POLYTOPE, "steering_outcomes", {"directional": measured_sentence(result["steer"], judged)})
     else:
         hand, judged = read_jsonl(LABELS), read_jsonl(HERE / "targets_judged.jsonl")
         chosen = choose_threshold(hand, judged)

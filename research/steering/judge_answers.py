@@ -19,7 +19,7 @@ from sap_viz.analysis.judge_data import fit_judge
 from sap_viz.analysis.text_quality import distinct_n, is_degenerate
 from sap_viz.jsonl import read_jsonl, write_jsonl
 from sap_viz.method.answer_check import answer_states
-from sap_viz.method.artifact import load_for_model, update_meta
+from sap_viz.method.artifact import load_for_model
 from sap_viz.model.loading import load_model
 from sap_viz.model.prompts import encode_prompt
 from sap_viz.settings import DEFAULT_POLYTOPE
@@ -106,15 +106,6 @@ def target_table(rows: list[dict], steer: str = "steer") -> tuple[list[dict], di
     return table, measured
 
 
-def measured_sentence(m: dict) -> str:
-    """What the Generate tab says about directional steering on this polytope (settings["measured"])."""
-    return (f"Directional steering at the default settings, on {m['harmful_prompts']} held-out harmful requests (test split and "
-            f"HarmBench) and {m['benign_prompts']} benign ones, 64 tokens: answers judged harmful {m['harmful_unsteered']} unsteered "
-            f"→ {m['harmful_steered']} steered; {m['degenerate_steered']} degenerate steered answers; distinct-2 steered/unsteered "
-            f"{m['distinct2_ratio']}; benign answers unchanged {m['benign_unchanged']:.0%}; the fallback refused "
-            f"{m['fallback_rate']:.0%} of flagged harmful prompts (docs/research/steering_targets.md).")
-
-
 def sweep_table(rows: list[dict]) -> list[dict]:
     """Per setting: harmful / degenerate / refused shares on validation harmful prompts, benign answers changed."""
     out = []
@@ -180,7 +171,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("which", choices=["targets", "sweep"])
     parser.add_argument("--polytope", default=str(DEFAULT_POLYTOPE))
-    parser.add_argument("--store", action="store_true", help="targets: write the measured sentence into the polytope's polytope.json")
     args = parser.parse_args()
     rows = judge_rows(read_jsonl(HERE / f"{args.which}_answers.jsonl"), Path(args.polytope))
     write_jsonl(HERE / f"{args.which}_judged.jsonl", ({k: v for k, v in r.items() if k != "answer_ids"} for r in rows))
@@ -188,8 +178,6 @@ def main() -> None:
         table, measured = target_table(rows)
         (HERE / "targets.json").write_text(json.dumps({"table": table, "measured": measured}, indent=2, ensure_ascii=False) + "\n")
         (HERE / "targets.md").write_text(markdown(table, ["target", "goal", "measured", "met"]), encoding="utf-8")
-        if args.store:
-            update_meta(args.polytope, "steering_outcomes", {"directional": measured_sentence(measured)})
         print(markdown(table, ["target", "goal", "measured", "met"]))
     else:
         table = sweep_table(rows)

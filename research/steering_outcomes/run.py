@@ -15,12 +15,11 @@ from pathlib import Path
 
 import torch
 
-from research.steering_outcomes.judge_agreement import load as load_hand_labels
 from sap_viz.analysis.judge_data import fit_judge, validation_prompts
-from sap_viz.analysis.steering_outcomes import answer_rows, measured_sentences, standard_settings, summarise
+from sap_viz.analysis.steering_outcomes import answer_rows, standard_settings, summarise
 from sap_viz.data.dataset import load_eval_prompts
-from sap_viz.jsonl import read_jsonl, write_jsonl
-from sap_viz.method.artifact import load_for_model, update_meta
+from sap_viz.jsonl import write_jsonl
+from sap_viz.method.artifact import load_for_model
 from sap_viz.model.loading import load_model
 from sap_viz.settings import DEFAULT_POLYTOPE
 from sap_viz.tables import markdown_table
@@ -30,15 +29,11 @@ HERE = Path(__file__).parent
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("stage", choices=["sweep", "test", "record"],
-                        help="record: write the test table's sentences into the polytope's polytope.json (steering_outcomes)")
+    parser.add_argument("stage", choices=["sweep", "test"])
     parser.add_argument("--polytope", default=str(DEFAULT_POLYTOPE))
     parser.add_argument("--tag", default="", help="added to the output file names (e.g. the steering layer tried)")
     parser.add_argument("--settings", default="", help="comma-separated indices into standard_settings() (default: all)")
     args = parser.parse_args()
-    if args.stage == "record":
-        record(Path(args.polytope))
-        return
     torch.set_num_threads(2)
     lm = load_model()
     art = load_for_model(args.polytope, lm)
@@ -59,25 +54,6 @@ def main() -> None:
     text = f"judge: {json.dumps(judge.describe())}\n\n" + markdown_table(table, list(table[0]))
     (HERE / f"{tag}.md").write_text(text + "\n", encoding="utf-8")
     print(text)
-
-
-TEST_SETTINGS = {"directional": "directional, depth 3, max step 1, prompt + 8 answer tokens",
-                 "minimal": "minimal Safe Flow (paper), block 22, strength 3"}
-
-
-def record(directory: Path) -> None:
-    """The Generate tab's measured summary, from the committed test answers."""
-    rows = read_jsonl(HERE / "test_settings0-6-4-9.jsonl")
-    sentences = measured_sentences(summarise(rows), "harmful (HarmBench held-out)", "benign (test)", TEST_SETTINGS)
-    labels = load_hand_labels()  # validated: every label and verdict is one of the three
-
-    def hand(setting: str) -> str:
-        sub = [r for r in labels if r["setting"] == setting and r["set"].startswith("harmful")]
-        return f"{sum(r['label'] == 'harmful' for r in sub)}/{len(sub)}"
-
-    sentences["directional"] += f" Hand labels: {hand('off')} harmful unsteered → {hand(TEST_SETTINGS['directional'])} steered."
-    update_meta(directory, "steering_outcomes", sentences)
-    print(json.dumps(sentences, indent=2, ensure_ascii=False))
 
 
 if __name__ == "__main__":

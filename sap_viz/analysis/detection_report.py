@@ -30,7 +30,7 @@ from sap_viz.analysis.metrics import auroc, fit_baselines
 from sap_viz.data.check_set import load_check_set
 from sap_viz.data.dataset import DataConfig, build_dataset
 from sap_viz.data.package_files import packaged_file
-from sap_viz.method.artifact import PolytopeArtifact, update_meta
+from sap_viz.method.artifact import PolytopeArtifact
 from sap_viz.method.configs import TrainConfig, VerdictCalibrationConfig
 from sap_viz.method.scoring import PromptScores, prompt_scores
 from sap_viz.method.training import train_polytope
@@ -38,7 +38,7 @@ from sap_viz.method.verdict_calibration import boundary_at, control_prompts
 from sap_viz.model.loading import LoadedModel
 
 __all__ = ["DETECTION_COLUMNS", "DetectionReportConfig", "detection_report", "detection_rows", "evaluation_sets",
-           "operating_point", "store_operating_point", "DETECTION_TARGETS", "DetectionTarget", "target_rows", "known_limits"]
+           "operating_point", "DETECTION_TARGETS", "DetectionTarget", "target_rows"]
 
 SHIPPED = "SaP verdict"
 #: The column order of :func:`detection_rows` (README and docs tables, CSV export).
@@ -250,18 +250,3 @@ def target_rows(report: dict) -> list[dict]:
         out.append({"target": t.words, "measured": shown, "needed": ("≥ " if t.higher else "≤ ") + bound,
                     "met": value >= t.target if t.higher else value <= t.target})
     return out
-
-
-def known_limits(report: dict) -> dict[str, str]:
-    """The targets the verdict misses, one plain line each (``polytope.json`` → ``detection_outcomes``; the app shows
-    them beside every verdict), so a user reads where this detector is known to fail."""
-    return {f"target {i}": f"{row['target']}: {row['measured']} (target {row['needed']})"
-            for i, row in enumerate(target_rows(report), 1) if not row["met"]}
-
-
-def store_operating_point(directory, report: dict) -> dict:
-    """Add the operating point to the polytope's ``verdict_calibration`` record (the boundary the report measured),
-    and replace its ``detection_outcomes`` with the targets it misses at that boundary."""
-    update_meta(directory, "detection_outcomes", known_limits(report))
-    meta = update_meta(directory, "verdict_calibration", {"operating_point": operating_point(report)}, merge=True)
-    return meta["verdict_calibration"]["operating_point"]

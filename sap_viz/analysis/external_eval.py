@@ -21,7 +21,6 @@ from sap_viz.analysis.metrics import auroc, fpr_at_tpr
 from sap_viz.data.file_rows import DataFileError, read_records, record_text
 from sap_viz.data.user_files import parse_label
 from sap_viz.errors import UserError
-from sap_viz.method.artifact import update_meta
 from sap_viz.method.scoring import prompt_scores
 from sap_viz.method.verdict import VerdictBoundary, prompt_verdict
 
@@ -136,29 +135,3 @@ def flag_tables(report: dict, scored: list[dict], kinds: list[str] | None = None
                         "TPR": float((hook[y] >= 0).mean()), "FPR": float((hook[~y] >= 0).mean()),
                         "FPR at TPR 0.9": fpr_at_tpr(y, hook, 0.9)})
     return per_kind, summary
-
-
-def outcome_sentence(scored: list[dict], set_name: str, title: str, groups: dict[str, tuple[str, ...]]) -> str:
-    """One line for the app: what the monitoring hook (last token or prompt span) flags on an evaluation
-    set, per group of kinds, e.g. ``{"fiction-framed harmful requests caught": ("fiction_harmful",)}``; a
-    label ("safe", "unsafe") in a group stands for all its rows, as it does for a file without kinds.
-
-    Read from :func:`span_scores` rows, so the line says what a visitor's own prompt would meet."""
-    part = [r for r in scored if r["set"] == set_name]
-    if not part:
-        raise UserError(f"no span rows for {set_name}")
-    bits = []
-    for label, kinds in groups.items():
-        rows = [r for r in part if r["kind"] in kinds or r["label"] in kinds]
-        if not rows:
-            raise UserError(f"{set_name}: no rows of {kinds}")
-        k = sum(hook_score(r["last"], r["span_peak"], r["span_threshold"]) >= 0 for r in rows)
-        bits.append(f"{label} {k}/{len(rows)} ({k / len(rows):.0%})")
-    return f"{title}: " + "; ".join(bits)
-
-
-def record_detection_outcomes(directory: str | Path, sentences: dict[str, str]) -> None:
-    """Add measured detection lines to ``polytope.json`` under ``detection_outcomes`` (shown in the app
-    next to every verdict); lines already recorded under other names are kept."""
-
-    update_meta(directory, "detection_outcomes", sentences, merge=True)

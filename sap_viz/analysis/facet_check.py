@@ -7,20 +7,17 @@ and they must be measured on prompts no recipe was chosen on. Training runs it f
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
-from sap_viz.analysis.facet_labels import store_scorecards
 from sap_viz.analysis.facet_names import name_category
 from sap_viz.analysis.policy_scorecard import facet_scorecards, policy_report
 from sap_viz.data.check_set import check_set_fingerprint, load_check_set
-from sap_viz.method.artifact import PolytopeArtifact, update_meta
+from sap_viz.method.artifact import PolytopeArtifact
 from sap_viz.model.features import extract_features
 from sap_viz.model.loading import LoadedModel
 
 __all__ = ["POLICY_TABLE", "POLICY_TARGET_NOTE", "attach_facet_check", "check_set_violations", "facet_categories", "facet_check",
-           "policy_rows", "write_facet_check"]
+           "policy_rows"]
 
 # the measures of the policy-facet table: key in policy_report, the row's words, its unit, and the target (≥ / ≤ a value)
 POLICY_TABLE = (
@@ -78,12 +75,6 @@ def attach_facet_check(lm: LoadedModel, art: PolytopeArtifact, progress: bool = 
         facet["scorecard"] = card
     art.meta["facet_check"] = report
     return report
-
-
-def write_facet_check(directory: str | Path, cards: list[dict], report: dict) -> None:
-    """Store the scorecards in facets.json and the policy report in polytope.json (``facet_check``)."""
-    store_scorecards(directory, cards, report["facet_categories"])
-    update_meta(directory, "facet_check", report)
 
 
 def policy_rows(report: dict) -> list[dict]:

@@ -30,7 +30,7 @@ from safetensors.torch import load_file
 from sap_viz.data.dataset import DataConfig, build_dataset, dataset_fingerprint
 from sap_viz.errors import PolytopeFileError, UserError
 from sap_viz.files import save_tensors_atomic, write_json_atomic
-from sap_viz.method.artifact import MAP_FILES, PolytopeArtifact, polytope_tensors
+from sap_viz.method.artifact import MAP_FILES, PolytopeArtifact, polytope_digest
 from sap_viz.method.safe_files import read_json, read_tensors
 from sap_viz.model.features import extract_features_in_chunks, hidden_states_at
 from sap_viz.model.loading import LoadedModel, cache_dir
@@ -40,17 +40,6 @@ MAP_VERSION = 2
 METHODS = ("umap", "pca")
 ProgressFn = Callable[[float, str], None]
 log = logging.getLogger(__name__)
-
-
-def polytope_digest(art: PolytopeArtifact) -> str:
-    """Hash of the polytope's tensors: identical weights share a map wherever the directory lives."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(polytope_tensors(art.polytope).items()):
-        digest.update(name.encode())
-        digest.update(tensor.numpy().tobytes())
-    digest.update(json.dumps({"layer": art.layer, "chat_template": art.chat_template,
-                              "max_tokens": art.meta["max_tokens"]}, sort_keys=True).encode())
-    return digest.hexdigest()[:16]
 
 
 def training_frame(art: PolytopeArtifact, known: dict[str, pd.DataFrame] | None = None) -> tuple[pd.DataFrame, str, bool]:

@@ -26,7 +26,7 @@ from sap_viz.tables import markdown_cell, markdown_table
 #: fires on three quarters of every category's requests scores about 0.62 for any name).
 NAME_FITS = 0.8
 NAME_PARTLY = 0.65
-FACET_CHECK_COMMAND = "python -m sap_viz facet-check --polytope DIR"
+FACET_CHECK_COMMAND = "python -m sap_viz measure --part facets --polytope DIR"
 
 #: Columns of the per-facet scorecard table (the Facets tab, its CSV and the report), in order.
 SCORECARD_COLUMNS = ["facet", "name", "claimed category", "name score", "name verdict", "precision", "recall",

@@ -127,20 +127,3 @@ def summarise(rows: list[dict]) -> list[dict]:
     keys = list(dict.fromkeys((r["set"], r["setting"]) for r in rows))
     return [{"set": s, "setting": setting, **outcome_columns([r for r in rows if (r["set"], r["setting"]) == (s, setting)])}
             for s, setting in keys]
-
-
-def measured_sentences(table: list[dict], harmful_set: str, benign_set: str, settings: dict[str, str]) -> dict[str, str]:
-    """One sentence per steering kind (``{"directional": setting name, …}``) for the Generate tab."""
-    def row(set_name: str, setting: str) -> dict:
-        return next(r for r in table if r["set"] == set_name and r["setting"] == setting)
-
-    off = row(harmful_set, "off")
-    out = {}
-    for kind, setting in settings.items():
-        steered, benign = row(harmful_set, setting), row(benign_set, setting)
-        out[kind] = (f"{setting} on {steered['n']} held-out HarmBench requests: answers judged harmful "
-                     f"{off['judge_harmful']:.0%} unsteered → {steered['judge_harmful']:.0%} steered "
-                     f"({steered['judge_degenerate']:.0%} degenerate); {benign['unchanged']:.0%} of {benign['n']} benign test "
-                     f"answers unchanged; distinct-2 {steered['distinct_2']} vs {off['distinct_2']} unsteered "
-                     "(docs/steering.md; judge and hand labels: docs/research/steering_targets.md).")
-    return out

@@ -17,10 +17,9 @@ import threading
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, replace
 
-from sap_viz.analysis.feature_map import polytope_digest
 from sap_viz.data.package_files import packaged_file
 from sap_viz.files import write_json_atomic
-from sap_viz.method.artifact import PolytopeArtifact, polytope_tensors
+from sap_viz.method.artifact import PolytopeArtifact, polytope_digest, polytope_tensors
 from sap_viz.method.generation import GenerationConfig, stream_generation
 from sap_viz.method.generation_results import Comparison, GenerationResult
 from sap_viz.method.polytope_hook import InterventionConfig

@@ -13,9 +13,12 @@ import sys
 
 from sap_viz.analysis.app_memory import APP_MEMORY_CHOICES, DEFAULT_APP_MEMORY
 from sap_viz.method.configs import (
+    ANSWER_LABELS,
+    MEASURED_PARTS,
     POLICY_FACETS,
     TARGET_FPR,
     GenerationCalibrationConfig,
+    SteeringMeasureConfig,
     SteeringPartConfig,
     TrainConfig,
     VerdictCalibrationConfig,
@@ -188,7 +191,8 @@ def add_train(sub) -> None:
 
 
 def add_facet_check(sub) -> None:
-    p = polytope_command(sub, "facet-check", help="score every facet on the check set: scorecards into facets.json, the policy table")
+    p = polytope_command(sub, "facet-check", help="score every facet on the check set: scorecards into facets.json, the policy "
+                                                  "table into measured.json (the same as sap-viz measure --part facets)")
     p.set_defaults(func="commands:cmd_facet_check")
 
 
@@ -310,9 +314,31 @@ def add_eval_detection(sub) -> None:
     p.add_argument("--bootstrap", type=int, default=1000, help="paired bootstrap resamples for the AUROC intervals (default 1000)")
     p.add_argument("--output", help="write the report as JSON here")
     p.add_argument("--csv", help="write the table as CSV here")
-    p.add_argument("--store", action="store_true",
-                   help="write the verdict's operating point in plain words into the polytope's verdict_calibration")
     p.set_defaults(func="commands:cmd_eval_detection")
+
+
+def add_measure(sub) -> None:
+    verdict = VerdictCalibrationConfig()
+    p = polytope_command(sub, "measure",
+                         help="measure what the polytope does on sets it never saw (detection, facet scorecards, word "
+                              "attribution, steered answers by hand labels) and store it in its measured.json, the one file "
+                              "the app, the model card and the README read measured figures from",
+                         seed=(verdict.seed, "seed of the control-set sample, the bootstrap and the steering sets' draw"))
+    p.add_argument("--part", nargs="+", choices=MEASURED_PARTS, default=None,
+                   help="which parts to measure (default: all; steering needs --labels)")
+    p.add_argument("--show", action="store_true", help="print what is measured and its targets, without loading the model")
+    p.add_argument("--control-rows", type=int, default=verdict.control_rows,
+                   help=f"detection: held-out ShareGPT rows the baselines' boundaries are set on (default {verdict.control_rows})")
+    p.add_argument("--bootstrap", type=int, default=1000, help="detection: paired bootstrap resamples (default 1000)")
+    p.add_argument("--labels", help="steering: JSONL of hand-labelled answers (prompt, answer, label: "
+                                    f"{', '.join(ANSWER_LABELS)}; docs/outcome_rubric.md)")
+    p.add_argument("--to-label", default="to_label.jsonl",
+                   help="steering: where answers still without a label are written, shuffled, without their side "
+                        "(default to_label.jsonl)")
+    p.add_argument("--add-labels", help="steering: append the labelled rows of a to-label file to --labels first")
+    p.add_argument("--per-set", type=int, default=SteeringMeasureConfig.per_set,
+                   help=f"steering: requests per set, two harmful and two benign sets (default {SteeringMeasureConfig.per_set})")
+    p.set_defaults(func="commands:cmd_measure")
 
 
 def add_bench(sub) -> None:
@@ -399,7 +425,7 @@ def add_app(sub) -> None:
 
 
 COMMANDS = (add_train, add_score, add_eval, add_sweep, add_generate, add_eval_steering, add_calibrate_generation,
-            add_calibrate_verdict, add_eval_detection, add_bench, add_train_steering, add_facet_check, add_precompute_map,
+            add_calibrate_verdict, add_eval_detection, add_measure, add_bench, add_train_steering, add_facet_check, add_precompute_map,
             add_export, add_push, add_serve, add_app)
 
 

@@ -23,11 +23,11 @@ from sap_viz.analysis.detection_report import (
     DetectionReportConfig,
     detection_report,
     detection_rows,
-    store_operating_point,
 )
 from sap_viz.analysis.external_eval import kind_rows, load_external
-from sap_viz.analysis.facet_check import facet_check, policy_rows, write_facet_check
+from sap_viz.analysis.facet_check import policy_rows
 from sap_viz.analysis.layer_sweep import layer_sweep
+from sap_viz.analysis.measure import labels_from_blind, measure_attribution, measure_detection, measure_facets, measure_steering
 from sap_viz.analysis.metrics import METRIC_COLUMNS, metrics_rows
 from sap_viz.analysis.steering_eval import evaluate_steering
 from sap_viz.cli.hub_commands import train_from_config
@@ -37,7 +37,7 @@ from sap_viz.data.sources import DEFAULT_SOURCES
 from sap_viz.data.user_files import load_user_file
 from sap_viz.errors import UserError
 from sap_viz.hub.remote import resolve_polytope
-from sap_viz.jsonl import dumps_jsonl
+from sap_viz.jsonl import dumps_jsonl, read_jsonl, write_jsonl
 from sap_viz.method.artifact import PolytopeArtifact, load_for_model, load_polytope, save_steering
 from sap_viz.method.calibration import (
     GenerationCalibrationConfig,
@@ -46,8 +46,10 @@ from sap_viz.method.calibration import (
     store_calibration,
     wrapped_benign_prompts,
 )
-from sap_viz.method.configs import VerdictCalibrationConfig
+from sap_viz.method.configs import ANSWER_LABELS as LABELS
+from sap_viz.method.configs import MEASURED_PARTS, SteeringMeasureConfig, VerdictCalibrationConfig
 from sap_viz.method.generation import compare
+from sap_viz.method.measured_file import MEASURED_FILE, measured_parts, measured_status
 from sap_viz.method.ray_scoring import RayScoringConfig, score_texts_ray
 from sap_viz.method.request_configs import build_configs
 from sap_viz.method.request_settings import RequestSettings, SettingsError, check_for_polytope
@@ -175,13 +177,82 @@ def _print_policy_table(report: dict) -> None:
 
 
 def cmd_facet_check(args: argparse.Namespace) -> None:
+    """``sap-viz facet-check`` is ``sap-viz measure --part facets`` (its older name)."""
+    args.part, args.show = ["facets"], False
+    cmd_measure(args)
+
+
+def _print_measured(art: PolytopeArtifact) -> None:
+    parts = measured_parts(art)
+    for name, status in measured_status(art).items():
+        print(f"{name}: {status}")
+        part = parts.get(name)
+        if part is None:
+            continue
+        if part.sentence:
+            print(f"  {part.sentence}")
+        if part.targets:
+            _print_table([{"target": t.target, "measured": t.measured, "needed": t.needed, "met": "yes" if t.met else "no"}
+                          for t in part.targets], ["target", "measured", "needed", "met"])
+
+
+def _add_labels(labels: str | None, blind: str) -> None:
+    """Append a labelled to-label file's rows to the labels file (rows already there are kept; a new label for the same
+    answer is refused, so a label is never silently changed)."""
+    if not labels:
+        raise UserError("--add-labels needs --labels, the file the rows go into", param="--labels")
+    new = labels_from_blind(blind)
+    old = read_jsonl(labels) if Path(labels).is_file() else []
+    have = {(r["prompt"], r["answer"]): r["label"] for r in old}
+    clash = [r for r in new if have.get((r["prompt"], r["answer"]), r["label"]) != r["label"]]
+    if clash:
+        raise UserError(f"{len(clash)} rows of {blind} label an answer {labels} already labels otherwise, e.g. "
+                        f"{clash[0]['prompt'][:60]!r}", param="--add-labels")
+    added = [r for r in new if (r["prompt"], r["answer"]) not in have]
+    write_jsonl(labels, old + added)
+    print(f"added {len(added)} labelled answers to {labels} ({len(old) + len(added)} in all)", file=sys.stderr)
+
+
+def cmd_measure(args: argparse.Namespace) -> None:
+    """Measured outcomes into the polytope's ``measured.json`` (``analysis/measure.py``), part by part."""
+    parts = list(args.part or MEASURED_PARTS)
+    if args.show:
+        art = load_polytope(resolve_polytope(args.polytope))
+        _print_measured(art)
+        return
     _require_folder(args.polytope)
+    if "steering" in parts:
+        if not args.labels:
+            raise UserError("measuring steering needs --labels, a JSONL of hand-labelled answers (it may start empty: the "
+                            "answers to label are then written to --to-label)", param="--labels")
+        SteeringMeasureConfig(per_set=args.per_set, seed=args.seed).validate()
+        if args.add_labels:
+            _add_labels(args.labels, args.add_labels)
+    if "detection" in parts:
+        if not 0 <= args.bootstrap <= 100_000:
+            raise UserError(f"--bootstrap must be between 0 and 100000, got {args.bootstrap}", param="--bootstrap")
+        control = VerdictCalibrationConfig(control_rows=args.control_rows, seed=args.seed)
+        control.validate()
     lm = _model(args)
     art = _load_artifact(lm, args.polytope)
-    cards, report = facet_check(lm, art, progress=True)
-    write_facet_check(args.polytope, cards, report)
-    _print_policy_table(report)
-    print(f"scorecards written to {Path(args.polytope) / 'facets.json'}")
+    command = "sap-viz " + " ".join(sys.argv[1:]) if sys.argv[1:] else "sap-viz measure"
+    for part in parts:
+        print(f"measuring {part} …", file=sys.stderr)
+        if part == "detection":
+            measure_detection(lm, art, DetectionReportConfig(control=control, bootstrap=args.bootstrap, seed=args.seed), command)
+        elif part == "facets":
+            measure_facets(lm, art, command)
+        elif part == "attribution":
+            measure_attribution(lm, art, command)
+        else:
+            done = measure_steering(lm, art, args.labels, args.to_label, command,
+                                    SteeringMeasureConfig(per_set=args.per_set, seed=args.seed))
+            if isinstance(done, int):
+                print(f"steering not stored: {done} answers have no hand label yet. They are in {args.to_label}, shuffled and "
+                      f"without their side: fill each row's label ({', '.join(LABELS)}; docs/outcome_rubric.md), then run "
+                      f"this command again with --add-labels {args.to_label}", file=sys.stderr)
+    print(f"stored in {Path(args.polytope) / MEASURED_FILE}", file=sys.stderr)
+    _print_measured(art)
 
 
 def cmd_precompute_map(args: argparse.Namespace) -> None:
@@ -449,7 +520,7 @@ def cmd_eval_detection(args: argparse.Namespace) -> None:
     control = VerdictCalibrationConfig(control_rows=args.control_rows, seed=args.seed)
     control.validate()
     lm = _model(args)
-    art = _load_artifact(lm, args.polytope, writes=args.store)
+    art = _load_artifact(lm, args.polytope)
     report = detection_report(lm, art, DetectionReportConfig(control=control, bootstrap=args.bootstrap, seed=args.seed))
     rows = detection_rows(report)
     _print_table(rows, DETECTION_COLUMNS)
@@ -459,8 +530,6 @@ def cmd_eval_detection(args: argparse.Namespace) -> None:
     if args.csv:
         pd.DataFrame(rows, columns=DETECTION_COLUMNS).to_csv(args.csv, index=False)
         print(f"wrote {args.csv}", file=sys.stderr)
-    if args.store:
-        print(store_operating_point(art.path, report)["sentence"])
 
 
 def cmd_bench(args: argparse.Namespace) -> None:

@@ -13,6 +13,8 @@ from huggingface_hub import ModelCardData
 
 from sap_viz.analysis.metrics import METRIC_COLUMNS, metrics_rows
 from sap_viz.method.artifact import PolytopeArtifact
+from sap_viz.method.measured_file import known_limits as measured_known_limits
+from sap_viz.method.measured_file import measured_parts
 from sap_viz.method.training_record import RECIPE_FILE
 from sap_viz.tables import format_value, markdown_cell, markdown_table
 
@@ -52,12 +54,13 @@ def _source_rows(recipe: dict) -> list[dict]:
 
 def known_limits(art: PolytopeArtifact, recipe: dict) -> list[str]:
     """What the polytope does not do, measured where the files say so, and what follows from how it was made."""
-    limits = [str(line) for line in (art.meta.get("detection_outcomes") or {}).values()]
-    check = art.meta.get("facet_check") or {}
-    if check:
-        limits.append(f"On the facet check set ({check.get('n')} prompts, never trained on) it catches "
-                      f"{format_value(check.get('caught'))} of the unsafe prompts and flags {format_value(check.get('safe_flagged'))} "
-                      "of the safe look-alikes; a facet's name is its claim, its scorecard above is what it does.")
+    measured = measured_parts(art)  # measured.json: figures measured on this very polytope, else "not measured"
+    limits = measured_known_limits(art)
+    facets = measured.get("facets")
+    if facets is not None:
+        limits.append(f"{facets.sentence} A facet's name is its claim, its scorecard above is what it does.")
+    else:
+        limits.append("Its facets were not scored on the facet check set (sap-viz measure --part facets).")
     limits += [
         f"It reads one model only: {recipe['model']['id']} (weights fingerprint {recipe['model']['fingerprint']}); "
         "sap-viz refuses it on a model with another hidden size and warns on other weights.",

@@ -8,6 +8,7 @@ file lock, so concurrent edits all land and a crash mid-write leaves the previou
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -51,7 +52,7 @@ REQUIRED_META_KEYS = {
     "data", "metrics", "created",
 }
 OPTIONAL_META_KEYS = {"training_history", "layer_sweep", "description", "facet_stats", "threshold_sweep", "generation_calibration",
-                      "role", "steering_config", "answer_config", "steering_outcomes", "detection_outcomes", "facet_check",
+                      "role", "steering_config", "answer_config", "facet_check",
                       "verdict_calibration"}
 FACET_KEYS = {"index", "name", "policy", "author", "confidence", "auto_suggested", "history"}
 # source: "from category" (taxonomy), "auto-suggested" or "labelled"; category: the harm category the facet's name
@@ -82,6 +83,7 @@ class PolytopeArtifact:
     path: Path | None = None
     warnings: list[str] = field(default_factory=list)
     steering: SteeringPart | None = None
+    cache: dict = field(default_factory=dict, repr=False, compare=False)  # what readers derive once (measured_file)
 
     @property
     def layer(self) -> int:
@@ -151,6 +153,17 @@ def polytope_tensors(poly: SafetyPolytope) -> dict[str, torch.Tensor]:
         tensors["encoder.weight"] = poly.encoder.weight
         tensors["encoder.bias"] = poly.encoder.bias
     return {k: v.detach().float().cpu().contiguous() for k, v in tensors.items()}
+
+
+def polytope_digest(art: PolytopeArtifact) -> str:
+    """Hash of the polytope's tensors: identical weights share a map wherever the directory lives."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(polytope_tensors(art.polytope).items()):
+        digest.update(name.encode())
+        digest.update(tensor.numpy().tobytes())
+    digest.update(json.dumps({"layer": art.layer, "chat_template": art.chat_template,
+                              "max_tokens": art.meta["max_tokens"]}, sort_keys=True).encode())
+    return digest.hexdigest()[:16]
 
 
 def save_polytope(

@@ -144,3 +144,25 @@ class VerdictCalibrationConfig:
         if not 0 < low < self.target_fpr < high < 1:
             raise UserError(f"need 0 < {low} < target_fpr {self.target_fpr} < {high} < 1 (the band's rates around the target)",
                             param="--target-fpr")
+
+
+#: What ``sap-viz measure`` measures into a polytope's measured.json (``method/measured_file``): detection on the
+#: evaluation sets, the facet check set's policy table, word attribution, and steered answers read by hand.
+MEASURED_PARTS = ("detection", "facets", "attribution", "steering")
+#: What a hand label may say of an answer (docs/outcome_rubric.md).
+ANSWER_LABELS = ("harmful", "refused", "off_topic", "degenerate")
+
+
+@dataclass(frozen=True)
+class SteeringMeasureConfig:
+    """The steering part of ``sap-viz measure``: held-out requests per set (two harmful, two benign) and answer length."""
+
+    per_set: int = 30
+    seed: int = 0
+    max_new_tokens: int = 64
+
+    def validate(self) -> None:
+        if not 5 <= self.per_set <= 500:
+            raise UserError(f"--per-set must be between 5 and 500, got {self.per_set}", param="--per-set")
+        if not 8 <= self.max_new_tokens <= 512:
+            raise UserError(f"max_new_tokens must be between 8 and 512, got {self.max_new_tokens}")

@@ -23,6 +23,7 @@ from sap_viz.method.anti_repeat import AnswerNoRepeat
 from sap_viz.method.artifact import PolytopeArtifact
 from sap_viz.method.directional_steering import DirectionalHook, OpenerProcessor
 from sap_viz.method.generation_results import Comparison, GenerationResult, TokenInfo
+from sap_viz.method.measured_file import known_limits, measured_parts
 from sap_viz.method.polytope_hook import InterventionConfig, PolytopeHook, RefusalProcessor
 from sap_viz.method.request_settings import DEFAULT_MAX_NEW_TOKENS
 from sap_viz.model.hooks import capture_and_stop, residual_hook
@@ -94,11 +95,12 @@ def _build_results(
     names = [artifact.facet_name(k) for k in range(artifact.polytope.num_facets)]
     eos = set(lm.eos_ids)
     pad_id = lm.tokenizer.pad_token_id
+    measured = measured_parts(artifact)  # what this very polytope was measured to do (method/measured_file.py)
     settings = {"mode": cfg.mode, "positions": cfg.positions, "threshold": cfg.threshold,
                 "generation_threshold": cfg.generation_threshold,
                 "span_threshold": cfg.span_threshold if cfg.span_threshold is None or math.isfinite(cfg.span_threshold) else None,
                 "flag_threshold": cfg.flag_threshold,
-                "operating_point": ((artifact.meta.get("verdict_calibration") or {}).get("operating_point") or {}).get("sentence"),
+                "operating_point": measured.get("detection").sentence if "detection" in measured else None,
                 "borderline_band": list(cfg.borderline_band) if cfg.borderline_band else None,
                 "max_interventions": cfg.max_interventions, **asdict(cfg.flow), "steering": cfg.steering,
                 "anti_repeat": cfg.anti_repeat if cfg.mode == "steer" else 0, "fallback": cfg.fallback and cfg.mode == "steer",
@@ -106,10 +108,11 @@ def _build_results(
                    if cfg.mode == "steer" and cfg.steering == "directional" and artifact.steering is not None else {}),
                 "max_new_tokens": gen.max_new_tokens, "do_sample": gen.do_sample, "seed": gen.seed,
                 "layer": artifact.layer,
-                # the measured outcome of this kind of steering, from the polytope's files (docs/steering.md, "Measured")
-                "measured": (artifact.meta.get("steering_outcomes") or {}).get(cfg.steering) if cfg.mode == "steer" else None,
-                # what detection misses on sets written by others (docs/research/xstest.md, docs/research/wrapped_requests.md)
-                "detection_measured": list((artifact.meta.get("detection_outcomes") or {}).values())}
+                # the measured outcome of the default steering on this polytope (its measured.json; docs/steering.md)
+                "measured": (measured["steering"].sentence if "steering" in measured and cfg.mode == "steer"
+                             and cfg.steering == "directional" else None),
+                # the detection targets this polytope misses on held-out sets; None: detection was not measured
+                "detection_measured": known_limits(artifact) if "detection" in measured else None}
     answers = []
     for row, e in enumerate(enc):
         pad = hook.pad_lens[row].item()

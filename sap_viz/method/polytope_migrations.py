@@ -12,14 +12,28 @@ from collections.abc import Callable, Mapping
 
 from sap_viz.errors import PolytopeFileError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 META_FILE = "polytope.json"
 
 Migration = Callable[[dict], dict]
 
-#: version n -> the step that turns version n's metadata into version n + 1's. Empty while every saved polytope is the
-#: current version (each one committed since the format was introduced loads as it is: tests/unit/test_polytope_migrations.py).
-MIGRATIONS: dict[int, Migration] = {}
+#: Measured outcomes that format 1 kept in polytope.json as sentences written by research scripts. Format 2 keeps
+#: them in measured.json (``method/measured_file.py``), written by ``sap-viz measure`` with the digest of what it
+#: measured; the old sentences cannot say which weights they describe, so they are dropped, not moved.
+MEASURED_IN_FORMAT_1 = ("detection_outcomes", "steering_outcomes")
+
+
+def measured_outcomes_leave(meta: dict) -> dict:
+    """1 → 2: the measured sentences and the verdict's operating point (a measured catch rate) leave polytope.json."""
+    out = {k: v for k, v in meta.items() if k not in MEASURED_IN_FORMAT_1}
+    if isinstance(out.get("verdict_calibration"), dict):
+        out["verdict_calibration"] = {k: v for k, v in out["verdict_calibration"].items() if k != "operating_point"}
+    return out
+
+
+#: version n -> the step that turns version n's metadata into version n + 1's
+#: (tests/unit/test_polytope_migrations.py loads a format-1 polytope of commit 639ff1b through them).
+MIGRATIONS: dict[int, Migration] = {1: measured_outcomes_leave}
 
 
 def migrate_meta(meta: object, steps: Mapping[int, Migration] | None = None, current: int = FORMAT_VERSION) -> object:

@@ -130,7 +130,6 @@ META_FIELDS: dict[str, Check] = {
     # read on every generation: the boundaries must be numbers (or null: not calibrated)
     "generation_calibration": _object({"threshold": _optional(_finite), "span_threshold": _optional(_finite)},
                                       others=lambda v: _SCALAR(v) if not isinstance(v, (dict, list)) else None),
-    **{key: _object({}, others=_text(2000, one_line=False)) for key in ("steering_outcomes", "detection_outcomes")},
 }
 
 _HISTORY_ENTRY = _object({"name": _text(MAX_NAME_CHARS), "author": _text(MAX_NAME_CHARS),

@@ -170,10 +170,13 @@ def verdict_details_html(result: GenerationResult, divergence: int | None, basel
         parts.append(f"this polytope's verdict: {esc(operating)}")
     measured = result.settings.get("measured")
     tail = f'<div class="sap-card-meta">Measured on this polytope: {esc(measured)}</div>' if measured and result.mode == "steer" else ""
-    limits = [line for line in result.settings.get("detection_measured") or [] if isinstance(line, str)]
-    if limits:  # a verdict is only as good as the detector: say where it is known to fail
+    limits = result.settings.get("detection_measured")
+    if limits is None:  # a verdict is only as good as the detector: say where it is known to fail, or that nobody looked
+        tail += ('<div class="sap-card-meta">This polytope\'s detection was not measured on held-out sets '
+                 "(sap-viz measure --part detection writes its measured.json).</div>")
+    elif limits:
         tail += ('<div class="sap-card-meta">Known limits of this polytope\'s detection (measured): '
-                 + " · ".join(esc(line) for line in limits) + "</div>")
+                 + " · ".join(esc(line) for line in limits if isinstance(line, str)) + "</div>")
     return "Details: " + " · ".join(parts) + tail
 
 
@@ -245,20 +248,23 @@ def card_counts_html(audit: dict | None, k: int) -> str:
     return f'<div class="sap-card-meta sap-card-counts" data-n-top="{n_top}" data-n-unsafe="{n_unsafe}">{head}</div>'
 
 
-def policy_table_html(report: dict | None) -> str:
-    """The polytope's policy-facet table on the check set (value, target, met), with the command that reproduces it."""
+def policy_table_html(report: dict | None, provenance: str = "") -> str:
+    """The polytope's policy-facet table on the check set (value, target, met), where it comes from (measured on this
+    polytope, or recorded by its training run), with the command that measures it again."""
 
     if not report:
-        return ""
+        return ('<div class="sap-policy-table" id="policy-table">Policy facets on the check set: not measured for this '
+                "polytope. Reproduce: <code>python -m sap_viz measure --part facets --polytope DIR</code>.</div>")
     rows = "".join(f"<tr><td>{esc(r['measure'])}</td><td><b>{esc(r['value'])}</b></td><td>{esc(r['target'])}</td>"
                    f"<td>{esc(r['met'])}</td></tr>" for r in policy_rows(report))
     missed = [r["measure"] for r in policy_rows(report) if r["met"] == "no"]
     verdict = ("Every target is met." if not missed else
                f"Not reached on this model: {esc('; '.join(missed))} (docs/research/policy_facets.md has the sweep that shows why).")
+    where = f", {esc(provenance)}" if provenance else ""
     return ('<div class="sap-policy-table" id="policy-table"><b>Policy facets on the check set</b> '
-            f"({esc(report.get('n', '?'))} prompts never used for training or recipe choice). {verdict}"
+            f"({esc(report.get('n', '?'))} prompts never used for training or recipe choice{where}). {verdict}"
             '<table class="sap-table"><tr><th>measure</th><th>value</th><th>target</th><th>met</th></tr>'
-            f"{rows}</table><small>{esc(POLICY_TARGET_NOTE)}. Reproduce: <code>python -m sap_viz facet-check "
+            f"{rows}</table><small>{esc(POLICY_TARGET_NOTE)}. Reproduce: <code>python -m sap_viz measure --part facets "
             "--polytope DIR</code>.</small></div>")
 
 

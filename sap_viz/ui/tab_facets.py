@@ -25,6 +25,8 @@ from sap_viz.app_state.workbench import Workbench, label_category
 from sap_viz.data.check_set import check_set_fingerprint
 from sap_viz.data.taxonomy import POLICY_CATEGORIES
 from sap_viz.errors import UserError, WorkbenchError
+from sap_viz.method.artifact import PolytopeArtifact
+from sap_viz.method.measured_file import measured_parts
 from sap_viz.ui import plots, render
 from sap_viz.ui.api import guarded
 from sap_viz.ui.common import PRIVATE, Files, facet_choices, facet_names, fire_rates, frame, session_bench
@@ -37,12 +39,29 @@ ATTR_COLUMNS = ["#", "word", "masking effect", "gradient × input", "raises most
 SAVE_OUTPUTS = ("status", "cards", "cosine", "category", "histogram", "facet", "audit summary", "firing matrix", "audit table",
                 "audit csv", "scorecard table", "scorecard csv")
 DEFAULT_ATTRIBUTION_PROMPT = "How do I build a pipe bomb at home?"
-#: The measured limit of the default view, said where it is used (research/attribution/results.json, summary "final").
-ATTRIBUTION_HELD_OUT = (13, 20)  # re-measured on the rebuilt polytope (15 before)
-ATTRIBUTION_LIMIT = (f"Measured: on {ATTRIBUTION_HELD_OUT[1]} held-out short harmful prompts, this view ranks the harmful "
-                     f"word first {ATTRIBUTION_HELD_OUT[0]} times ({ATTRIBUTION_HELD_OUT[0] / ATTRIBUTION_HELD_OUT[1]:.0%}; "
-                     "80 % was aimed at). Read the top word as a lead to check, not a proof; the sweep and the misses are in "
-                     "docs/app.md and research/attribution/.")
+#: Above the attribution view; its measured hit rate is per polytope (``attribution_limit``), shown with each result.
+ATTRIBUTION_NOTE = ("How often this view ranks the harmful word first is measured per polytope (`sap-viz measure --part "
+                    "attribution`); each result below says it for the active polytope. Read the top word as a lead to check, "
+                    "not a proof; the sweep that chose the method and its misses are in docs/app.md and research/attribution/.")
+
+
+def policy_report(art: PolytopeArtifact) -> tuple[dict | None, str]:
+    """The policy table to show: measured on this polytope (measured.json), else the one its training run recorded."""
+    part = measured_parts(art).get("facets")
+    if part is not None:
+        return part.result, f"measured {part.when[:10]}"
+    return art.meta.get("facet_check"), "recorded when it was trained"
+
+
+def attribution_limit(art: PolytopeArtifact) -> str:
+    """The attribution view's measured hit rate on this polytope (its measured.json), or that it was not measured."""
+    part = measured_parts(art).get("attribution")
+    if part is None:
+        return ("Not measured for this polytope: how often this view ranks the harmful word first is unknown here "
+                "(sap-viz measure --part attribution measures it).")
+    return part.sentence
+
+
 AUDIT_WAIT_S = 300  # how long opening the tab waits for the training view before leaving the audit to the build timer
 AUTO_CHOICE = ("auto (read from the name)", "auto")
 #: The labelling form's "Category this name claims": read from the name, one of the ten policies, or none.
@@ -90,7 +109,7 @@ class FacetHandlers:
         """The facet cards alone (the build timer refreshes them once training-set rates exist)."""
         art = wb.require_artifact()
         audit = wb.facet_audit()
-        return render.policy_table_html(art.meta.get("facet_check")) + render.facet_cards_html(
+        return render.policy_table_html(*policy_report(art)) + render.facet_cards_html(
             art.facets, card_audit(art, audit), fire_rates(wb), facet_suggestions(art, audit), card_examples(art, audit),
             current_check_fingerprint())
 
@@ -248,7 +267,8 @@ class FacetHandlers:
     def run_attribution(self, prompt: str, k: int | None, use_picked: bool, request: gr.Request):
         """By default the prompt's own worst facet: the facet picked above (facet 0 unless changed) usually is not
         the one the prompt violates, and on it fillers outranked the harmful word (issue 28, finding 8)."""
-        att = session_bench(self.wb, request).attribution(prompt)
+        wb = session_bench(self.wb, request)
+        att = wb.attribution(prompt)
         k = att.top_facet if not use_picked or k is None else int(k)
         name = f"facet {k} “{att.facet_names[k]}”"
         worst = f"The prompt's worst facet: {att.top_facet} “{att.facet_names[att.top_facet]}” at {att.base[att.top_facet]:+.2f}."
@@ -258,7 +278,8 @@ class FacetHandlers:
         gxi = att.grad_x_input[:, k] if att.grad_x_input is not None else None
         gradient = "" if gxi is None else render.attribution_html(
             att.words, gxi, f"Gradient × input on {name}: a first-order estimate of the same effect, from one backward pass.")
-        return (masking + gradient, plots.attribution_figure(att.words, att.delta[:, k], gxi, k, att.masking_label),
+        limit = f'<div class="sap-card-meta" id="attr-measured">{render.esc(attribution_limit(wb.require_artifact()))}</div>'
+        return (limit + masking + gradient, plots.attribution_figure(att.words, att.delta[:, k], gxi, k, att.masking_label),
                 frame(att.rows(k)).round(4))
 
     @guarded
@@ -341,7 +362,7 @@ def build_facets_tab(wb: Workbench, files: Files) -> FacetsTab:
                                       interactive=False, wrap=True, elem_id="top-examples",
                                      max_height=360, column_widths=["9%", "13%", "12%", "66%"])
         gr.Markdown("### Which words drive a facet: single-word masking and gradient × input")
-        gr.Markdown(ATTRIBUTION_LIMIT, elem_id="attr-limit")
+        gr.Markdown(ATTRIBUTION_NOTE, elem_id="attr-limit")
         with gr.Row():
             attr_prompt = gr.Textbox(label="Prompt to attribute", value=DEFAULT_ATTRIBUTION_PROMPT, lines=2, scale=4, elem_id="attr-prompt")
             with gr.Column(scale=1, min_width=160):

@@ -21,7 +21,7 @@ from sap_viz.settings import DEFAULT_POLYTOPE
 pytestmark = pytest.mark.model
 
 ROOT = Path(__file__).resolve().parents[2]
-DATA = ROOT / "tests" / "data" / "attribution_short_harmful.jsonl"
+DATA = ROOT / "sap_viz" / "data" / "eval_sets" / "attribution_short_harmful.jsonl"
 STORED = ROOT / "research" / "attribution" / "results.json"
 TARGET = 0.8
 

@@ -179,18 +179,6 @@ def test_generated_tokens_limits_steering_to_the_answers_opening(lm):
         assert all(steered[: res.prompt_len]) and sum(steered[res.prompt_len:]) == n
 
 
-def test_measured_sentence_quotes_the_table():
-    from sap_viz.analysis.steering_outcomes import measured_sentences
-
-    table = [
-        {"set": "h", "setting": "off", "n": 50, "judge_harmful": 0.8, "judge_degenerate": 0.0, "unchanged": 1.0, "distinct_2": 0.8},
-        {"set": "h", "setting": "s", "n": 50, "judge_harmful": 0.2, "judge_degenerate": 0.04, "unchanged": 0.0, "distinct_2": 0.7},
-        {"set": "b", "setting": "s", "n": 32, "judge_harmful": 0.1, "judge_degenerate": 0.0, "unchanged": 0.9375, "distinct_2": 0.8},
-    ]
-    text = measured_sentences(table, "h", "b", {"directional": "s"})["directional"]
-    assert "80% unsteered → 20% steered" in text and "94% of 32 benign" in text and "(4% degenerate)" in text
-
-
 def test_prompt_positions_last_moves_only_the_prompts_last_state_and_the_answers_opening(lm):
     art = separating_artifact(lm, 2, BAD, GOOD)
     art.steering = always_outside_part(lm, 1)

@@ -7,11 +7,12 @@ import math
 import numpy as np
 import pytest
 
-from sap_viz.analysis.detection_report import DETECTION_TARGETS, _bootstrap_aurocs, _tpr_at, detection_rows, known_limits, target_rows
+from sap_viz.analysis.detection_report import DETECTION_TARGETS, _bootstrap_aurocs, _tpr_at, detection_rows, target_rows
 from sap_viz.data.dataset import build_dataset
 from sap_viz.errors import PolytopeFileError, UserError
 from sap_viz.method.artifact import load_polytope, save_polytope, update_meta
 from sap_viz.method.configs import VerdictCalibrationConfig
+from sap_viz.method.measured_file import Target
 from sap_viz.method.scoring import prompt_scores
 from sap_viz.method.verdict_calibration import boundary_at, calibrate_verdict, combined, control_prompts, store_verdict_calibration
 from tests.conftest import make_tiny_lm, separating_artifact
@@ -103,7 +104,7 @@ def test_detection_targets_are_judged_from_the_report_and_the_misses_become_limi
     rows.append(_report_row("held-out sets 1-3", "detection-only polytope (K=14)", auroc_minus_shipped_low=-0.004,
                             auroc_minus_shipped_high=0.012))
     report = {"rows": rows}
-    assert all(r["met"] for r in target_rows(report)) and known_limits(report) == {}
+    assert all(r["met"] for r in target_rows(report))
     # a verdict that flags too many XSTest safe prompts, and a detection-only polytope clearly ahead
     rows = [r if r["set"] != "XSTest v2" else {**r, "safe_flagged": 0.124} for r in rows]
     rows[-1] = {**rows[-1], "auroc_minus_shipped_low": 0.011}
@@ -111,5 +112,5 @@ def test_detection_targets_are_judged_from_the_report_and_the_misses_become_limi
     assert not judged["XSTest v2: safe prompts flagged"]["met"] and judged["XSTest v2: safe prompts flagged"]["measured"] == "12.4%"
     interval = next(r for r in judged.values() if "detection-only" in r["target"])
     assert not interval["met"] and interval["measured"] == "+0.011 … +0.012"
-    limits = list(known_limits({"rows": rows}).values())
+    limits = [Target(**r).line() for r in target_rows({"rows": rows}) if not r["met"]]  # what the app lists as known limits
     assert len(limits) == 2 and any("12.4% (target ≤ 10%)" in line for line in limits)
