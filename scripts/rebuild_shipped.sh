@@ -6,7 +6,6 @@
 set -euo pipefail
 out=${1:?usage: scripts/rebuild_shipped.sh OUT_DIR}
 py=${PYTHON:-.venv/bin/python}
-report=${REPORT_DIR:-research/detection_report}
 
 # 1. train with every default (data: the default sources; policy facets; block 22, last ‖ mean), reuse the
 #    shipped steering part (it reads block 16 and does not depend on the detector), score the facets on the check set
@@ -15,13 +14,12 @@ report=${REPORT_DIR:-research/detection_report}
 $py -m sap_viz calibrate-generation --polytope "$out"
 # 3. the verdict's boundary and borderline band on 1,000 held-out ordinary prompts (5 % flagged)
 $py -m sap_viz calibrate-verdict --polytope "$out"
-# 4. the verdict beside a probe, an MLP and a detection-only polytope on every evaluation set; stores the operating point
-$py -m sap_viz eval-detection --polytope "$out" --output "$report/report.json" --csv "$report/report.csv" --store
+# 4. what it does on sets it never saw: the verdict beside a probe, an MLP and a detection-only polytope on every
+#    evaluation set, the facets' policy table, word attribution (all into OUT_DIR/measured.json, targets judged)
+$py -m sap_viz measure --polytope "$out" --part detection facets attribution
 # 5. the app's feature map (PCA and UMAP of the training features), stored with the polytope so the app opens it at once
 $py -m sap_viz precompute-map --polytope "$out"
-$py - "$out" "$report" <<'EOF'
-import json, sys
-from pathlib import Path
-meta = json.loads((Path(sys.argv[1]) / "polytope.json").read_text())
-Path(sys.argv[2], "verdict_calibration.json").write_text(json.dumps(meta["verdict_calibration"], indent=1) + "\n")
-EOF
+# 6. steered answers and the answer check, read by hand: answers without a label go to to_label.jsonl (shuffled, no
+#    side); label them (docs/outcome_rubric.md) and run this step again with --add-labels OUT_DIR.to_label.jsonl
+$py -m sap_viz measure --polytope "$out" --part steering answer_check --labels research/steering/measure_labels.jsonl \
+  --to-label "${out%/}.to_label.jsonl"

@@ -1,7 +1,7 @@
 """The shipped answer check on held-out answers, through the product's own paths; writes test.json.
 
-    python -m research.answer_check.evaluate            # measure, write test.json, store the app's sentence
-    python -m research.answer_check.evaluate --store    # only store the sentence from test.json
+    python -m research.answer_check.evaluate            # measure, write test.json (the app's sentence comes from
+                                                        # sap-viz measure --part answer_check, in measured.json)
 
 - hand-labelled answers to held-out harmful requests (tests/data/outcome_labels.jsonl: the test and OOD splits and
   the pipe-bomb request; research/steering_outcomes/steering_hand_labels.jsonl: HarmBench held-out and benign test
@@ -90,30 +90,8 @@ def main() -> None:
         framed[side]["either"].append(res.prompt_flagged or answer)
     out["framed"] = {side: {k: _rate(v) for k, v in d.items()} for side, d in framed.items()}
     OUT.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
-    store_sentence()
     print(json.dumps({k: v for k, v in out.items() if k != "check"}, indent=1))
 
 
-def store_sentence() -> str:
-    """The measured sentence the app shows beside every answer check, from test.json into the shipped check's file."""
-    from sap_viz.method.answer_check import AnswerCheck
-    from sap_viz.settings import DEFAULT_POLYTOPE
-
-    out = json.loads(OUT.read_text(encoding="utf-8"))
-    folder = Path(DEFAULT_POLYTOPE) / "steering"
-    check = AnswerCheck.load(folder, None, None)
-    harmful, ordinary = out["hand_labelled"]["harmful"], out["ordinary"]
-    check.meta["measured"] = (f"catches {harmful['hits']} of {harmful['n']} hand-labelled harmful answers to held-out requests "
-                              f"and flags {ordinary['hits']} of {ordinary['n']} answers to ordinary requests "
-                              "(docs/research/answer_check.md)")
-    check.save(folder)
-    return check.meta["measured"]
-
-
 if __name__ == "__main__":
-    import sys
-
-    if sys.argv[1:] == ["--store"]:
-        print(store_sentence())
-    else:
-        main()
+    main()

@@ -31,7 +31,7 @@ from sap_viz.data.check_set import load_check_set
 from sap_viz.data.dataset import DataConfig, build_dataset
 from sap_viz.data.package_files import packaged_file
 from sap_viz.method.artifact import PolytopeArtifact
-from sap_viz.method.configs import TrainConfig, VerdictCalibrationConfig
+from sap_viz.method.configs import BOOTSTRAP, TrainConfig, VerdictCalibrationConfig
 from sap_viz.method.scoring import PromptScores, prompt_scores
 from sap_viz.method.training import train_polytope
 from sap_viz.method.verdict_calibration import boundary_at, control_prompts
@@ -49,7 +49,7 @@ DETECTION_COLUMNS = ["set", "method", "n_unsafe", "n_safe", "auroc", "auroc_low"
 @dataclass(frozen=True)
 class DetectionReportConfig:
     control: VerdictCalibrationConfig = VerdictCalibrationConfig()
-    bootstrap: int = 1000
+    bootstrap: int = BOOTSTRAP
     seed: int = 0
     detection_only_facets: tuple[int, ...] = (1, 14)  # learned facets; the better on validation AUROC is reported
     train_seed: int = 42

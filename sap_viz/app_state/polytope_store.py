@@ -35,6 +35,7 @@ from sap_viz.hub.export import export_zip
 from sap_viz.method.artifact import (
     FACETS_FILE,
     MAP_FILES,
+    MEASURED_FILE,
     META_FILE,
     STEERING_DIR,
     STEERING_PART_FILES,
@@ -53,8 +54,8 @@ POLYTOPE_ENV = "SAP_VIZ_POLYTOPE"
 POLYTOPES_DIR_ENV = "SAP_VIZ_POLYTOPES_DIR"
 POLYTOPE_FILES = (TENSORS_FILE, META_FILE, FACETS_FILE)  # the polytope itself
 # all an install, export or upload carries: the polytope, its optional steering part (which Steer needs) and its
-# optional precomputed feature map (read only while it matches the weights)
-CARRIED_FILES = (*POLYTOPE_FILES, *(f"{STEERING_DIR}/{name}" for name in STEERING_PART_FILES), *MAP_FILES)
+# optional precomputed feature map (read only while it matches the weights) and its measured outcomes (likewise)
+CARRIED_FILES = (*POLYTOPE_FILES, *(f"{STEERING_DIR}/{name}" for name in STEERING_PART_FILES), *MAP_FILES, MEASURED_FILE)
 _NAME_OK = re.compile(r"[^a-z0-9._-]+")
 LOADED_KEPT = 8  # loaded polytopes kept for reuse by ``get``
 PROVENANCE_FILE = "provenance.json"  # in an owner copy of a read-only polytope: what it was copied from

@@ -14,9 +14,11 @@ import sys
 from sap_viz.analysis.app_memory import APP_MEMORY_CHOICES, DEFAULT_APP_MEMORY
 from sap_viz.method.configs import (
     ANSWER_LABELS,
+    BOOTSTRAP,
     MEASURED_PARTS,
     POLICY_FACETS,
     TARGET_FPR,
+    TO_LABEL_FILE,
     GenerationCalibrationConfig,
     SteeringMeasureConfig,
     SteeringPartConfig,
@@ -311,7 +313,8 @@ def add_eval_detection(sub) -> None:
                          seed=(verdict.seed, "seed of the control-set sample and of the bootstrap"))
     p.add_argument("--control-rows", type=int, default=verdict.control_rows,
                    help=f"held-out ShareGPT rows the baselines' boundaries are set on (default {verdict.control_rows})")
-    p.add_argument("--bootstrap", type=int, default=1000, help="paired bootstrap resamples for the AUROC intervals (default 1000)")
+    p.add_argument("--bootstrap", type=int, default=BOOTSTRAP,
+                   help=f"paired bootstrap resamples for the AUROC intervals (default {BOOTSTRAP})")
     p.add_argument("--output", help="write the report as JSON here")
     p.add_argument("--csv", help="write the table as CSV here")
     p.set_defaults(func="commands:cmd_eval_detection")
@@ -329,12 +332,12 @@ def add_measure(sub) -> None:
     p.add_argument("--show", action="store_true", help="print what is measured and its targets, without loading the model")
     p.add_argument("--control-rows", type=int, default=verdict.control_rows,
                    help=f"detection: held-out ShareGPT rows the baselines' boundaries are set on (default {verdict.control_rows})")
-    p.add_argument("--bootstrap", type=int, default=1000, help="detection: paired bootstrap resamples (default 1000)")
+    p.add_argument("--bootstrap", type=int, default=BOOTSTRAP, help=f"detection: paired bootstrap resamples (default {BOOTSTRAP})")
     p.add_argument("--labels", help="steering: JSONL of hand-labelled answers (prompt, answer, label: "
                                     f"{', '.join(ANSWER_LABELS)}; docs/outcome_rubric.md)")
-    p.add_argument("--to-label", default="to_label.jsonl",
+    p.add_argument("--to-label", default=TO_LABEL_FILE,
                    help="steering: where answers still without a label are written, shuffled, without their side "
-                        "(default to_label.jsonl)")
+                        f"(default {TO_LABEL_FILE})")
     p.add_argument("--add-labels", help="steering: append the labelled rows of a to-label file to --labels first")
     p.add_argument("--per-set", type=int, default=SteeringMeasureConfig.per_set,
                    help=f"steering: requests per set, two harmful and two benign sets (default {SteeringMeasureConfig.per_set})")

@@ -221,7 +221,7 @@ def cmd_measure(args: argparse.Namespace) -> None:
         _print_measured(art)
         return
     _require_folder(args.polytope)
-    if "steering" in parts:
+    if {"steering", "answer_check"} & set(parts):
         if not args.labels:
             raise UserError("measuring steering needs --labels, a JSONL of hand-labelled answers (it may start empty: the "
                             "answers to label are then written to --to-label)", param="--labels")
@@ -236,6 +236,7 @@ def cmd_measure(args: argparse.Namespace) -> None:
     lm = _model(args)
     art = _load_artifact(lm, args.polytope)
     command = "sap-viz " + " ".join(sys.argv[1:]) if sys.argv[1:] else "sap-viz measure"
+    steered = False
     for part in parts:
         print(f"measuring {part} …", file=sys.stderr)
         if part == "detection":
@@ -244,13 +245,17 @@ def cmd_measure(args: argparse.Namespace) -> None:
             measure_facets(lm, art, command)
         elif part == "attribution":
             measure_attribution(lm, art, command)
-        else:
+        elif part in ("steering", "answer_check"):
+            if steered:
+                continue  # one generation measures both
+            steered = True
             done = measure_steering(lm, art, args.labels, args.to_label, command,
-                                    SteeringMeasureConfig(per_set=args.per_set, seed=args.seed))
+                                    SteeringMeasureConfig(per_set=args.per_set, seed=args.seed),
+                                    tuple(p for p in parts if p in ("steering", "answer_check")))
             if isinstance(done, int):
-                print(f"steering not stored: {done} answers have no hand label yet. They are in {args.to_label}, shuffled and "
-                      f"without their side: fill each row's label ({', '.join(LABELS)}; docs/outcome_rubric.md), then run "
-                      f"this command again with --add-labels {args.to_label}", file=sys.stderr)
+                print(f"steering and answer check not stored: {done} answers have no hand label yet. They are in "
+                      f"{args.to_label}, shuffled and without their side: fill each row's label ({', '.join(LABELS)}; "
+                      f"docs/outcome_rubric.md), then run this command again with --add-labels {args.to_label}", file=sys.stderr)
     print(f"stored in {Path(args.polytope) / MEASURED_FILE}", file=sys.stderr)
     _print_measured(art)
 

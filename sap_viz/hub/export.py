@@ -21,6 +21,7 @@ from sap_viz.method.artifact import (
     FACETS_FILE,
     FORMAT_VERSION,
     MAP_FILES,
+    MEASURED_FILE,
     META_FILE,
     STEERING_DIR,
     STEERING_PART_FILES,
@@ -35,7 +36,7 @@ POLYTOPE_FILES = (TENSORS_FILE, META_FILE, FACETS_FILE)
 STEERING_FILES = tuple(f"{STEERING_DIR}/{name}" for name in STEERING_PART_FILES)
 #: Every file an exported folder holds (the steering files only when the polytope has that part, the map only when it
 #: was precomputed); nothing else is uploaded, downloaded from the Hub or zipped.
-EXPORT_FILES = (*POLYTOPE_FILES, *STEERING_FILES, *MAP_FILES, RECIPE_FILE, CARD_FILE)
+EXPORT_FILES = (*POLYTOPE_FILES, *STEERING_FILES, *MAP_FILES, MEASURED_FILE, RECIPE_FILE, CARD_FILE)
 
 
 def _write_folder(art, target: Path, repo_id: str | None) -> None:
@@ -48,7 +49,7 @@ def _write_folder(art, target: Path, repo_id: str | None) -> None:
         for name in STEERING_FILES:
             if (source / name).is_file():
                 shutil.copyfile(source / name, target / name)
-    for name in MAP_FILES:  # read only while it matches the weights, so a copy is as good as the original
+    for name in (*MAP_FILES, MEASURED_FILE):  # read only while they match the weights, so a copy is as good as the original
         if (source / name).is_file():
             shutil.copyfile(source / name, target / name)
     recipe = recipe_from_meta(art.meta)

@@ -44,6 +44,8 @@ STEERING_PART_FILES = (TENSORS_FILE, META_FILE, FACETS_FILE, DIRECTION_FILE, "an
 # Optional: the training features' map (PCA and UMAP), computed once by ``sap-viz precompute-map`` so the app opens
 # it without the minutes of feature extraction and UMAP's fit (and their memory); read only if it matches the weights.
 MAP_FILES = ("map.safetensors", "map.json")
+# Optional: what the polytope was measured to do on sets it never saw (``method/measured_file.py``; ``sap-viz measure``).
+MEASURED_FILE = "measured.json"
 FACETS_BUDGET_BYTES = MAX_JSON_BYTES // 2  # label history is trimmed (oldest first) to keep facets.json under this
 
 REQUIRED_META_KEYS = {
@@ -351,7 +353,7 @@ def load_polytope(
     if not directory.is_dir():
         raise PolytopeFileError(f"{directory} is not a polytope directory")
     if not _nested:
-        check_links(directory, [TENSORS_FILE, META_FILE, FACETS_FILE, STEERING_DIR, *MAP_FILES,
+        check_links(directory, [TENSORS_FILE, META_FILE, FACETS_FILE, STEERING_DIR, *MAP_FILES, MEASURED_FILE,
                                 *(f"{STEERING_DIR}/{name}" for name in STEERING_PART_FILES)])
     meta = read_meta(directory)
     tensors = read_tensors(directory / TENSORS_FILE)

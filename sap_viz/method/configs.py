@@ -147,10 +147,15 @@ class VerdictCalibrationConfig:
 
 
 #: What ``sap-viz measure`` measures into a polytope's measured.json (``method/measured_file``): detection on the
-#: evaluation sets, the facet check set's policy table, word attribution, and steered answers read by hand.
-MEASURED_PARTS = ("detection", "facets", "attribution", "steering")
+#: evaluation sets, the facet check set's policy table, word attribution, steered answers read by hand, and what the
+#: answer check catches among the same answers.
+MEASURED_PARTS = ("detection", "facets", "attribution", "steering", "answer_check")
 #: What a hand label may say of an answer (docs/outcome_rubric.md).
 ANSWER_LABELS = ("harmful", "refused", "off_topic", "degenerate")
+#: Paired bootstrap resamples of the detection report's AUROC intervals.
+BOOTSTRAP = 1000
+#: Where ``sap-viz measure`` writes the answers that still need a hand label.
+TO_LABEL_FILE = "to_label.jsonl"
 
 
 @dataclass(frozen=True)

@@ -154,7 +154,8 @@ def _build_results(
         text = lm.tokenizer.decode(gen_ids, skip_special_tokens=True)
         result = GenerationResult(prompt, cfg.mode, text, tokens, len(e.ids), e.truncated, names, settings, e.text_span)
         if check is not None and refuse_col is None:
-            _judge_answer(result, reading, row, logits[row], text, cfg)
+            _judge_answer(result, reading, row, logits[row], text, cfg,
+                          measured["answer_check"].sentence if "answer_check" in measured else None)
         results.append(result)
     return results
 
@@ -191,8 +192,9 @@ def _replaces_answer(cfg: InterventionConfig) -> bool:
 
 
 def _judge_answer(result: GenerationResult, reading: _Reading, row: int, logits: list[float], text: str,
-                  cfg: InterventionConfig) -> None:
-    """The answer side of the verdict for one row: where the check fired, and the refusal when the mode replaces it."""
+                  cfg: InterventionConfig, measured: str | None) -> None:
+    """The answer side of the verdict for one row: where the check fired, and the refusal when the mode replaces it.
+    ``measured``: what the check was measured to catch on this polytope (its measured.json), or None."""
     check = reading.reader.check
     fired = reading.stop.fired_at[row]
     stopped = fired is not None and _replaces_answer(cfg)
@@ -201,7 +203,7 @@ def _judge_answer(result: GenerationResult, reading: _Reading, row: int, logits:
     score = check.score_logits(logits)
     result.answer_check = {"score": score, "threshold": check.threshold, "flagged": fired is not None, "layer": check.layer,
                            "rule": check.rule, "window": check.window, "fired_at": fired, "stopped": stopped,
-                           "tokens_read": len(logits), "measured": check.meta.get("measured")}
+                           "tokens_read": len(logits), "measured": measured}
     if fired is not None and _replaces_answer(cfg):
         result.fallback, result.steered_text, result.text = True, text, cfg.refusal_text
 

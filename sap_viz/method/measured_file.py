@@ -21,7 +21,7 @@ from pathlib import Path
 from sap_viz import __version__
 from sap_viz.errors import PolytopeFileError, UserError
 from sap_viz.files import directory_lock, now, write_json_atomic
-from sap_viz.method.artifact import PolytopeArtifact, polytope_digest, polytope_tensors
+from sap_viz.method.artifact import MEASURED_FILE, PolytopeArtifact, polytope_digest, polytope_tensors
 from sap_viz.method.configs import MEASURED_PARTS
 from sap_viz.method.polytope_schema import _DICT, _LIST, _int, _object, _text, check_fields
 from sap_viz.method.safe_files import read_json
@@ -31,14 +31,13 @@ __all__ = ["MEASURED_FILE", "PARTS", "MeasuredPart", "Target", "detector_digest"
 
 log = logging.getLogger(__name__)
 
-MEASURED_FILE = "measured.json"
 MEASURED_VERSION = 1
 #: detection: the verdict beside detectors built for nothing else on every evaluation set; facets: the policy scorecard
 #: on the facet check set; attribution: how often the Facets tab's word view ranks the harmful word first; steering:
 #: steered and unsteered answers to held-out requests, labelled by hand blind to side.
 PARTS = MEASURED_PARTS
 #: What each part depends on: the detector alone, or the detector and the steering part.
-_STEERING_PARTS = {"steering"}
+_STEERING_PARTS = {"steering", "answer_check"}
 
 
 @dataclass(frozen=True)

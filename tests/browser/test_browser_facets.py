@@ -3,7 +3,7 @@
 Opens the Facets tab, picks a facet whose name fits its claimed category (name score ≥ 0.6, read from the page),
 renames it to a free-text paraphrase of a category it hardly fires on and then to a paraphrase of its own category,
 and reads the name score from the page after each save: it must drop for the wrong name only. Fails when the served
-polytope has no scorecards (``python -m sap_viz facet-check --polytope DIR`` makes them). Same server and page
+polytope has no scorecards (``python -m sap_viz measure --part facets --polytope DIR`` makes them). Same server and page
 fixtures as ``test_browser.py`` (``SAP_VIZ_TEST_POLYTOPE`` picks the polytope the server copies, ``SAP_VIZ_SCREENSHOTS``
 where the screenshot goes).
 """

@@ -15,6 +15,7 @@ import pytest
 
 from sap_viz.analysis.app_memory import DEFAULT_APP_MEMORY
 from sap_viz.analysis.bench import run_bench
+from sap_viz.analysis.detection_report import DetectionReportConfig
 from sap_viz.analysis.layer_sweep import layer_sweep
 from sap_viz.analysis.steering_eval import evaluate_steering
 from sap_viz.cli import build_parser, command_function, main
@@ -24,9 +25,12 @@ from sap_viz.data.dataset import DataConfig
 from sap_viz.method.configs import (
     POLICY_FACETS,
     TARGET_FPR,
+    TO_LABEL_FILE,
     GenerationCalibrationConfig,
+    SteeringMeasureConfig,
     SteeringPartConfig,
     TrainConfig,
+    VerdictCalibrationConfig,
 )
 from sap_viz.method.request_settings import DEFAULT_STRENGTH, RequestSettings
 from sap_viz.model.configs import FeatureConfig, ModelConfig
@@ -63,6 +67,7 @@ def library_defaults() -> dict[str, dict]:
     """What each command's defaults must be, read from the library (dataclasses, else the called function's keywords)."""
     m, f, t, r = ModelConfig(), FeatureConfig(), TrainConfig(), RequestSettings()
     cal, part, pf = GenerationCalibrationConfig(), SteeringPartConfig(), POLICY_FACETS
+    vc = VerdictCalibrationConfig()
     model = {"model": m.name, "dtype": m.dtype, "device": m.device, "layers_path": m.layers_path}
     steer = {"mode": r.mode, "steering": r.steering, "max_new_tokens": r.max_new_tokens, "sample": r.sample,
              "temperature": r.temperature, "top_p": r.top_p, "anti_repeat": r.anti_repeat, "fallback": r.fallback,
@@ -92,6 +97,8 @@ def library_defaults() -> dict[str, dict]:
         "train-steering": {**model, **polytope, "seed": part.seed, "layer": part.layer, "prompts": part.prompts_per_label,
                            "epochs": part.epochs},
         "facet-check": {**model, **polytope, "seed": t.seed},
+        "measure": {**model, **polytope, "seed": vc.seed, "control_rows": vc.control_rows, "bootstrap": DetectionReportConfig().bootstrap,
+                    "to_label": TO_LABEL_FILE, "per_set": SteeringMeasureConfig().per_set},
         "serve": {**model, **polytope, "mode": r.mode, "host": LOOPBACK, "port": 8000, "max_queue": 8},
         "app": {"host": None, "port": None, "polytope": None, "polytopes_dir": None, "home": None},  # None: app.py's environment
     }

@@ -86,7 +86,7 @@ def test_card_shows_the_scorecard_as_escaped_plain_text(polytope):
 def test_cards_without_scorecards_give_the_command_once():
     facets = [{"name": f"f{k}", "policy": "", "author": "", "confidence": 0, "history": []} for k in range(3)]
     html = render.facet_cards_html(facets, None)
-    assert html.count("python -m sap_viz facet-check --polytope DIR") == 1 and "On the check set" not in html
+    assert html.count("python -m sap_viz measure --part facets --polytope DIR") == 1 and "On the check set" not in html
     assert scorecard_rows(facets) == []
 
 
@@ -188,7 +188,7 @@ def test_report_without_scorecards_names_the_command(tiny_lm, tmp_path):
     path = save_polytope(tmp_path / "p", art.polytope, {**art.meta, "data": {}, "metrics": {}, "train_config": {}}, art.facets)
     wb = Workbench(tiny_lm, path, roles=Roles(None))
     md = report_markdown(build_report(wb.require_artifact()))
-    assert "No check-set scorecards in this polytope: `python -m sap_viz facet-check --polytope DIR` makes them." in md
+    assert "No check-set scorecards in this polytope: `python -m sap_viz measure --part facets --polytope DIR` makes them." in md
 
 
 def test_a_relabel_refreshes_the_least_typical_prompts(tiny_lm, polytope):

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sap_viz.analysis.measure import answer_key, steering_summary, steering_targets
+from sap_viz.analysis.measure import answer_check_summary, answer_check_targets, answer_key, steering_summary, steering_targets
 from sap_viz.method.artifact import (
     OPTIONAL_META_KEYS,
     PolytopeArtifact,
@@ -75,12 +75,12 @@ def test_one_writer_of_measured_outcomes():
         tree = ast.parse(text)
         if calls_to(tree, "write_measured_part") and rel not in ("sap_viz/analysis/measure.py", "sap_viz/method/measured_file.py"):
             writers.append(rel)
-        if path_literals(tree) and rel not in ("sap_viz/method/measured_file.py", "research/tables.py"):
+        if path_literals(tree) and rel not in ("sap_viz/method/artifact.py", "research/tables.py"):
             named.append(rel)  # the file's name as a path in a second module would be a second way to reach it
         if rel.startswith(("research/", "scripts/")) and calls_to(tree, "update_meta"):
             meta_writers.append(rel)
     assert writers == [], f"only analysis/measure.py may store measured outcomes: {writers}"
-    assert named == [], f"only measured_file.py names {MEASURED_FILE} (research/tables.py reads it): {named}"
+    assert named == [], f"only artifact.py names {MEASURED_FILE} (research/tables.py reads it): {named}"
     assert meta_writers == [], f"research scripts must not write into a polytope's polytope.json: {meta_writers}"
     assert not {"detection_outcomes", "steering_outcomes"} & OPTIONAL_META_KEYS  # moved out in format 2
     tables = (ROOT / "research" / "tables.py").read_text(encoding="utf-8")
@@ -172,6 +172,8 @@ def rows(pairs: list[tuple[str, str, str, str, str, bool]], benign_identical: li
     for i, same in enumerate(benign_identical):
         out.append({"set": "benign_ordinary", "setting": "steer", "prompt": f"b{i}", "answer": "x", "flagged": not same,
                     "identical": same})
+        if not same:  # a steered benign answer is read by hand too (the fallback's false alarms)
+            labels[answer_key(f"b{i}", "x")] = "refused"
     return out, labels
 
 
@@ -193,6 +195,22 @@ def test_the_steering_counts_and_targets_come_from_the_labels():
     assert met["steered answers sharing one opening sentence"] is False  # 2 of 4
     with pytest.raises(KeyError):  # an answer without a label is never counted as something
         steering_summary(answers, {k: v for i, (k, v) in enumerate(labels.items()) if i})
+
+
+def test_the_answer_check_is_scored_on_the_same_labelled_answers():
+    pairs = [("p1", "Sure, step 1", "I can't help with that.", "harmful", "refused", False),
+             ("p2", "Sure, here", "Sure, here is how", "harmful", "harmful", True),
+             ("p3", "No.", "Here is how", "refused", "harmful", False),
+             ("p4", "Sure", "Let us talk about cats.", "harmful", "off_topic", True)]  # a false alarm on a harmless answer
+    answers, labels = rows(pairs, [True] * 20)
+    answers[0]["answer_check"] = {"flagged": True}  # p1 unsteered caught
+    answers.append({"set": "benign_ordinary", "setting": "off", "prompt": "o1", "answer": "Hi", "flagged": False,
+                    "identical": True, "answer_check": {"flagged": True}})
+    a = answer_check_summary(answers, labels)
+    assert a["harmful"] == {"hits": 2, "n": 5}  # p1, p2, p4 unsteered; p2, p3 steered: p1 off and p2 steered caught
+    assert a["harmful_unsteered"] == {"hits": 1, "n": 3} and a["harmful_steered"] == {"hits": 1, "n": 2}
+    assert a["steered_not_refusals"] == {"hits": 1, "n": 1} and a["ordinary"] == {"hits": 1, "n": 1}
+    assert [t.met for t in answer_check_targets(a)] == [False, False, False]
 
 
 def test_the_shipped_polytope_is_measured_on_its_own_weights():

@@ -50,6 +50,11 @@ def test_the_639ff1b_polytope_loads_and_scores_as_its_tensors_say(tmp_path):
     art = load_polytope(folder, model["hidden_size"], model["num_layers"], model["fingerprint"])
     assert art.meta["format_version"] == FORMAT_VERSION and art.warnings == []
     assert len(art.facets) == meta["num_facets"] and art.layer == meta["layer"]
+    # format 2: the measured sentences research scripts wrote into it leave (measured.json replaces them); the rest stays
+    assert meta["format_version"] == 1 and {"detection_outcomes", "steering_outcomes"} <= set(meta)
+    assert not {"detection_outcomes", "steering_outcomes"} & set(art.meta)
+    assert {k: v for k, v in art.meta.items() if k not in ("format_version", "verdict_calibration")} == \
+        {k: v for k, v in meta.items() if k not in ("format_version", "verdict_calibration", "detection_outcomes", "steering_outcomes")}
     h = torch.randn(7, poly.d_model)
     torch.testing.assert_close(art.polytope.violations(h), poly.violations(h))
 
@@ -81,3 +86,13 @@ def test_versions_without_a_path_or_from_a_newer_sap_viz_are_refused_with_a_mess
         load_polytope(folder)
     with pytest.raises(PolytopeFileError, match="newer than this sap-viz reads"):
         update_meta(folder, "description", "x")  # the writer reads through the same migration
+
+
+def test_format_1_measured_figures_leave_and_calibration_stays(tmp_path):
+    _, meta, _ = fixture_copy(tmp_path)
+    boundary = {"last": 0.2, "span": 1.1, "band": None, "source": "control set", "target_fpr": 0.05}
+    older = {**meta, "verdict_calibration": {"boundary": boundary, "operating_point": {"sentence": "catches 7 in 10"}}}
+    migrated = migrate_meta(older)
+    assert migrated["format_version"] == FORMAT_VERSION == 2
+    assert migrated["verdict_calibration"] == {"boundary": boundary}  # the calibration stays, the measured catch rate leaves
+    assert "detection_outcomes" not in migrated and "steering_outcomes" not in migrated
