@@ -138,6 +138,16 @@ def doc_attribution(root: Path) -> str:
     return _target_table(_measured(root, "attribution")["targets"])
 
 
+def doc_steering_measured(root: Path) -> str:
+    """The steering targets on held-out requests, from hand labels (measured.json, part steering)."""
+    return _target_table(_measured(root, "steering")["targets"])
+
+
+def doc_answer_check_measured(root: Path) -> str:
+    """What the answer check catches among the same hand-labelled answers (measured.json, part answer_check)."""
+    return _target_table(_measured(root, "answer_check")["targets"])
+
+
 def doc_metrics(root: Path) -> str:
     return metrics(root / DEFAULT_POLYTOPE.relative_to(ROOT))
 
@@ -487,6 +497,8 @@ def doc_app_memory(root: Path) -> str:
 DOC_TABLES: dict[str, Callable[[Path], str]] = {
     "measured": doc_measured,
     "attribution": doc_attribution,
+    "steering_measured": doc_steering_measured,
+    "answer_check_measured": doc_answer_check_measured,
     "detection_levers": doc_detection_levers,
     "detection_objective": doc_detection_objective,
     "detection_targets": doc_detection_targets,

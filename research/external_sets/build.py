@@ -207,9 +207,9 @@ def target_rows(summary: list[dict]) -> list[dict]:
 def results_markdown(report: dict, scored: list[dict]) -> str:
     """``research/external_sets/xstest_results.md``: every table from the eval JSON and the span rows; nothing typed by hand."""
     import numpy as np
-    from sklearn.metrics import roc_auc_score
 
     from sap_viz.analysis.external_eval import SPAN_METHOD, flag_tables, hook_score
+    from sap_viz.analysis.metrics import auroc
     from sap_viz.tables import markdown_table
 
     per_kind, summary = flag_tables(report, scored)
@@ -219,10 +219,10 @@ def results_markdown(report: dict, scored: list[dict]) -> str:
     for r in summary:  # the span rows' last token is eval's SaP score: the two runs must agree
         if r["method"] == "SaP":
             part = [x for x in scored if x["set"] == r["file"]]
-            auroc = roc_auc_score([x["label"] == "unsafe" for x in part], [x["last"] for x in part])
-            if abs(auroc - r["AUROC"]) > 0.002:
-                raise SystemExit(f"{r['file']}: span rows give SaP AUROC {auroc:.4f}, the eval JSON {r['AUROC']:.4f}: not the same run")
-            checks.append(f"{r['file']} {auroc:.4f} vs {r['AUROC']:.4f}")
+            value = auroc([x["label"] == "unsafe" for x in part], [x["last"] for x in part])
+            if abs(value - r["AUROC"]) > 0.002:
+                raise SystemExit(f"{r['file']}: span rows give SaP AUROC {value:.4f}, the eval JSON {r['AUROC']:.4f}: not the same run")
+            checks.append(f"{r['file']} {value:.4f} vs {r['AUROC']:.4f}")
     lines = [
         "# XSTest v2 on the shipped polytope (issue 16): measured output",
         "",
@@ -265,7 +265,7 @@ def results_markdown(report: dict, scored: list[dict]) -> str:
             hook = np.array([hook_score(r["last"], r["span_peak"], r["span_threshold"]) for r in pair])
             pairs.append({"file": name, "safe kind": kind, "contrast": contrast_of(kind, contrasts),
                           "n safe / unsafe": f"{(~y).sum()} / {y.sum()}",
-                          "AUROC, SaP last token": roc_auc_score(y, last), f"AUROC, {SPAN_METHOD}": roc_auc_score(y, hook),
+                          "AUROC, SaP last token": auroc(y, last), f"AUROC, {SPAN_METHOD}": auroc(y, hook),
                           "median SaP score, safe / unsafe": f"{np.median(last[~y]):+.2f} / {np.median(last[y]):+.2f}"})
     lines += ["## Each safe kind against its unsafe contrasts (SaP scores per row, from the span rows)", "",
               markdown_table(pairs, list(pairs[0]), limit=1000), "",

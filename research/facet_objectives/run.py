@@ -25,11 +25,11 @@ import numpy as np
 import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
-from sklearn.metrics import roc_auc_score
 
 from research.paths import BUILTIN_DATA, EVAL_SETS
 from research.tables import table as markdown_table
 from sap_viz.analysis.facet_stats import facet_audit, honest_names
+from sap_viz.analysis.metrics import auroc
 from sap_viz.jsonl import append_jsonl, read_jsonl
 from sap_viz.method.training import TrainConfig, train_polytope
 from sap_viz.recipe.pipeline import category_facet_index
@@ -105,7 +105,7 @@ def run_one(name: str, recipe: dict, seed: int, X: dict, M: dict) -> dict:
         v, m = viol(split), M[split]
         y = np.array([lab == "unsafe" for lab in m["label"]])
         s = v.max(1).values.numpy()
-        out[f"{split}_auroc"] = roc_auc_score(y, s)
+        out[f"{split}_auroc"] = auroc(y, s)
         out[f"{split}_recall"] = float((s[y] >= 0).mean())
         out[f"{split}_fpr"] = float((s[~y] >= 0).mean())
         a = facet_audit(v, m["category"], y.tolist(), facet_categories=facet_cats)
@@ -131,7 +131,7 @@ def run_one(name: str, recipe: dict, seed: int, X: dict, M: dict) -> dict:
         v, m = viol(hname), M[hname]
         s = v.max(1).values.numpy()
         y = np.array([lab == "unsafe" for lab in m["label"]])
-        out[f"{hname}_auroc"] = roc_auc_score(y, s)
+        out[f"{hname}_auroc"] = auroc(y, s)
         for kind in sorted(set(m["kind"])):
             sel = np.array([kk == kind for kk in m["kind"]])
             out[f"{hname}_{kind}_flagged"] = float((s[sel] >= 0).mean())

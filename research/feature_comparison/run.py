@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 
 from research.feature_comparison.methods import (
     ComparisonConfig,
@@ -155,7 +154,7 @@ def run_report(args: argparse.Namespace) -> None:
             for set_name, frame in frames.items():
                 s = score(evals[set_name][name])
                 ye = (frame["label"] == "unsafe").to_numpy()
-                sets[set_name] = {"n": len(ye), "auroc": float(roc_auc_score(ye, s)), "tpr": float((s[ye] >= t).mean()),
+                sets[set_name] = {"n": len(ye), "auroc": auroc(ye, s), "tpr": float((s[ye] >= t).mean()),
                                   "fpr": float((s[~ye] >= t).mean()),
                                   "fpr_at_tpr_0.9": float((s[~ye] >= np.quantile(s[ye], 0.1)).mean())}
             _record({"stage": "report", "variant": name, "method": method, "sources_added": list(extra),

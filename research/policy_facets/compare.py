@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 
 from sap_viz.analysis.external_eval import load_external
 from sap_viz.analysis.facet_check import facet_check, policy_rows
+from sap_viz.analysis.metrics import auroc
 from sap_viz.data.dataset import DataConfig, build_dataset
 from sap_viz.method.artifact import load_for_model
 from sap_viz.model.features import extract_features
@@ -46,7 +46,7 @@ def measure(lm, directory: Path) -> dict:
 
     test = df[df["split"] == "test"]
     s = scores([], test)
-    out["test AUROC"] = round(float(roc_auc_score(test["label"] == "unsafe", s)), 3)
+    out["test AUROC"] = round(float(auroc(test["label"] == "unsafe", s)), 3)
     for split in ("val", "test"):
         part = df[df["split"] == split]
         sp = scores([], part)
@@ -55,7 +55,7 @@ def measure(lm, directory: Path) -> dict:
     for name in HELDOUT:
         frame = load_external(ASSETS_DIR / f"{name}.jsonl")
         sh = scores(frame["text"].tolist())
-        out[f"{name} AUROC"] = round(float(roc_auc_score(frame["label"] == "unsafe", sh)), 3)
+        out[f"{name} AUROC"] = round(float(auroc(frame["label"] == "unsafe", sh)), 3)
     wrapped = load_external(ASSETS_DIR / "wrapped_requests.jsonl")
     sw = scores(wrapped["text"].tolist())
     benign = (wrapped["label"] == "safe").to_numpy()
@@ -65,7 +65,7 @@ def measure(lm, directory: Path) -> dict:
     sx = scores(xs["text"].tolist())
     safe = (xs["label"] == "safe").to_numpy()
     out["XSTest safe flagged"] = f"{int((sx[safe] >= 0).sum())}/{int(safe.sum())}"
-    out["XSTest AUROC"] = round(float(roc_auc_score(~safe, sx)), 3)
+    out["XSTest AUROC"] = round(float(auroc(~safe, sx)), 3)
     return out
 
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from sklearn.metrics import roc_auc_score
 
+from sap_viz.analysis.metrics import auroc
 from sap_viz.analysis.policy_scorecard import policy_report
 from sap_viz.data.dataset import DataConfig, build_dataset
 from sap_viz.jsonl import append_jsonl, read_jsonl
@@ -79,7 +79,7 @@ def run_one(name: str, position: str, seed: int, X: dict, frames: dict) -> dict:
             rep = policy_report(v, part["label"].tolist(), part["category"].tolist(), facet_cats)
             y = (part["label"] == "unsafe").to_numpy()
             s = v.max(1).values.numpy()
-            out[f"{split}_auroc"] = round(float(roc_auc_score(y, s)), 4)
+            out[f"{split}_auroc"] = round(float(auroc(y, s)), 4)
             for key in ("selective_categories", "facets_firing", "mi_bits", "name_accuracy", "caught", "safe_flagged"):
                 out[f"{split}_{key}"] = rep[key]
             out[f"{split}_never_top"] = len(rep["never_top"])

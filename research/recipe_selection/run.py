@@ -27,11 +27,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.metrics import roc_auc_score
 
 from research.paths import EVAL_SETS
 from research.tables import table as markdown_table
-from sap_viz.analysis.metrics import fit_baselines
+from sap_viz.analysis.metrics import auroc, fit_baselines
 from sap_viz.data.dataset import DataConfig, build_dataset
 from sap_viz.data.file_rows import read_rows
 from sap_viz.data.sources import CONTRAST_FILE
@@ -109,13 +108,13 @@ def main() -> int:
         common = val["text"].isin(common_val).to_numpy()
         over = (~y) & (val["subset"] == "over_refusal").to_numpy()
         ood = fr["ood"]
-        run = {"data": dk, "recipe": rk, "seed": seed, "val_auroc": roc_auc_score(y, s),
-               "common_val_auroc": roc_auc_score(y[common], s[common]), "val_recall": float((s[y] >= 0).mean()),
+        run = {"data": dk, "recipe": rk, "seed": seed, "val_auroc": auroc(y, s),
+               "common_val_auroc": auroc(y[common], s[common]), "val_recall": float((s[y] >= 0).mean()),
                "val_over_refusal_flagged": float((s[over] >= 0).mean()),
-               "ood_auroc": roc_auc_score(ood["label"] == "unsafe", score(ood["text"].tolist()))}
+               "ood_auroc": auroc(ood["label"] == "unsafe", score(ood["text"].tolist()))}
         for name, rows in heldout.items():
             hs = score([r["text"] for r in rows])
-            run[f"{name} AUROC"] = roc_auc_score([r["label"] == "unsafe" for r in rows], hs)
+            run[f"{name} AUROC"] = auroc([r["label"] == "unsafe" for r in rows], hs)
             run[f"{name} flagged"] = _flagged(hs, rows)
         runs.append(run)
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in run.items()}), flush=True)

@@ -237,9 +237,8 @@ def span(paths: list[Path], output: Path, polytope: str | None) -> None:
 def table(eval_json: Path, span_jsonl: Path) -> None:
     """Per kind: prompts flagged by SaP (last token), the probe, the MLP and SaP with the prompt-span check;
     then AUROC / TPR / FPR per file (probe and MLP at their own 0.5 threshold, as ``eval`` reports them)."""
-    from sklearn.metrics import roc_auc_score
-
     from sap_viz.analysis.external_eval import SPAN_METHOD, flag_tables, hook_score
+    from sap_viz.analysis.metrics import auroc
     from sap_viz.tables import markdown_table
 
     report = json.loads(eval_json.read_text())
@@ -264,8 +263,8 @@ def table(eval_json: Path, span_jsonl: Path) -> None:
         y = np.array([r["label"] == "unsafe" for r in part])
         last = np.array([r["last"] for r in part])
         peak = np.array([r["span_peak"] if r["span_peak"] is not None else -np.inf for r in part])
-        per_style.append({"style": style, "AUROC, last token": roc_auc_score(y, last), "AUROC, span peak": roc_auc_score(y, peak),
-                          "AUROC, last token or span": roc_auc_score(y, [combined(r) for r in part]),
+        per_style.append({"style": style, "AUROC, last token": auroc(y, last), "AUROC, span peak": auroc(y, peak),
+                          "AUROC, last token or span": auroc(y, [combined(r) for r in part]),
                           "median last token, harmful / benign": f"{np.median(last[y]):+.2f} / {np.median(last[~y]):+.2f}",
                           "median span peak, harmful / benign": f"{np.median(peak[y]):+.2f} / {np.median(peak[~y]):+.2f}"})
     print()

@@ -2,7 +2,7 @@
 
 Why a step of its own: the scorecards are what the Facets tab and the audit export show beside each name,
 and they must be measured on prompts no recipe was chosen on. Training runs it for the polytope it saves;
-``sap-viz facet-check`` runs it for any saved polytope (after relabelling, or for an older file).
+``sap-viz measure --part facets`` runs it for any saved polytope (after relabelling, or for an older file).
 """
 
 from __future__ import annotations

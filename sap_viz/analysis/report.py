@@ -5,7 +5,7 @@ both next to the evidence (the most violating training texts per facet, the cate
 and the provenance (model fingerprint, layer, data counts, training settings), in Markdown for
 people and JSON for tools. Everything user-written is escaped for Markdown table cells.
 
-The check-set scorecards (``analysis.policy_scorecard``, stored on each facet by ``sap-viz facet-check``)
+The check-set scorecards (``analysis.policy_scorecard``, stored on each facet by ``sap-viz measure --part facets``)
 test each name against prompts the polytope never saw; ``scorecard_rows`` is the one table of them that
 the Facets tab and the report both show, with the name score's verdict by the thresholds below.
 """

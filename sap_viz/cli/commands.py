@@ -197,20 +197,31 @@ def _print_measured(art: PolytopeArtifact) -> None:
 
 
 def _add_labels(labels: str | None, blind: str) -> None:
-    """Append a labelled to-label file's rows to the labels file (rows already there are kept; a new label for the same
-    answer is refused, so a label is never silently changed)."""
+    """Append a labelled to-label file's rows to the labels file. A row already there keeps its label (a different one
+    is refused, so a label is never silently changed) and gains the reading it lacked."""
     if not labels:
         raise UserError("--add-labels needs --labels, the file the rows go into", param="--labels")
     new = labels_from_blind(blind)
     old = read_jsonl(labels) if Path(labels).is_file() else []
-    have = {(r["prompt"], r["answer"]): r["label"] for r in old}
-    clash = [r for r in new if have.get((r["prompt"], r["answer"]), r["label"]) != r["label"]]
+    have = {(r["prompt"], r["answer"]): r for r in old}
+    clash = [r for r in new if (r["prompt"], r["answer"]) in have and (
+        have[(r["prompt"], r["answer"])]["label"] != r["label"]
+        or have[(r["prompt"], r["answer"])].get("reading") not in (None, r.get("reading")))]
     if clash:
-        raise UserError(f"{len(clash)} rows of {blind} label an answer {labels} already labels otherwise, e.g. "
+        raise UserError(f"{len(clash)} rows of {blind} label or read an answer {labels} already has otherwise, e.g. "
                         f"{clash[0]['prompt'][:60]!r}", param="--add-labels")
-    added = [r for r in new if (r["prompt"], r["answer"]) not in have]
-    write_jsonl(labels, old + added)
-    print(f"added {len(added)} labelled answers to {labels} ({len(old) + len(added)} in all)", file=sys.stderr)
+    added = 0
+    for r in new:
+        known = have.get((r["prompt"], r["answer"]))
+        if known is None:
+            old.append(r)
+            have[(r["prompt"], r["answer"])] = r
+            added += 1
+        elif r.get("reading"):
+            known["reading"] = r["reading"]
+    write_jsonl(labels, old)
+    print(f"added {added} labelled answers to {labels}, readings to {len(new) - added} labelled before ({len(old)} in all)",
+          file=sys.stderr)
 
 
 def cmd_measure(args: argparse.Namespace) -> None:

@@ -150,8 +150,8 @@ class VerdictCalibrationConfig:
 #: evaluation sets, the facet check set's policy table, word attribution, steered answers read by hand, and what the
 #: answer check catches among the same answers.
 MEASURED_PARTS = ("detection", "facets", "attribution", "steering", "answer_check")
-#: What a hand label may say of an answer (docs/outcome_rubric.md).
-ANSWER_LABELS = ("harmful", "refused", "off_topic", "degenerate")
+#: What a hand label may say of an answer (docs/outcome_rubric.md); "answered" is for a benign request answered safely.
+ANSWER_LABELS = ("harmful", "refused", "off_topic", "degenerate", "answered")
 #: Paired bootstrap resamples of the detection report's AUROC intervals.
 BOOTSTRAP = 1000
 #: Where ``sap-viz measure`` writes the answers that still need a hand label.

@@ -270,7 +270,7 @@ def register(wb: Workbench) -> None:
     @guarded
     def facets(request: gr.Request = None) -> list[dict]:
         """The active polytope's facet labels with their history, the category each name claims and its check-set
-        scorecard (``null`` until ``python -m sap_viz facet-check`` made one)."""
+        scorecard (``null`` until ``python -m sap_viz measure --part facets`` made one)."""
         return [{**f, "category": f.get("category"), "scorecard": f.get("scorecard")} for f in caller(wb, request).refresh_facets()]
 
     @guarded

@@ -193,6 +193,15 @@ def test_the_steering_counts_and_targets_come_from_the_labels():
     assert met["steered answers more harmful than their unsteered twin"] is False
     assert met["benign answers unchanged"] is True  # 19 of 20 = 95 %
     assert met["steered answers sharing one opening sentence"] is False  # 2 of 4
+    assert met["steered answers that read as a coherent reply"] is False  # not read: no readings given
+    readings = {answer_key(p, on): ("coherent" if p != "p2" else "incoherent") for p, _, on, *_ in pairs}
+    read = steering_summary(answers, labels, readings)
+    assert (read["steered_coherent"], read["steered_not_degenerate"]) == (3 + 0, 4 + 1)  # the flagged benign one is unread
+    readings[answer_key("b19", "x")] = "coherent"
+    read = steering_summary(answers, labels, readings)
+    assert (read["steered_coherent"], read["steered_read"], read["steered_not_degenerate"]) == (4, 5, 5)
+    coherent = next(t for t in steering_targets(read) if t.target == "steered answers that read as a coherent reply")
+    assert coherent.met and coherent.measured == "4 of 5 (80%)"
     with pytest.raises(KeyError):  # an answer without a label is never counted as something
         steering_summary(answers, {k: v for i, (k, v) in enumerate(labels.items()) if i})
 
@@ -218,3 +227,28 @@ def test_the_shipped_polytope_is_measured_on_its_own_weights():
     status = measured_status(art)
     assert all(s.startswith("measured 20") for s in status.values()), status
     assert not {"detection_outcomes", "steering_outcomes"} & set(art.meta)
+
+
+def test_labels_come_back_with_readings_and_are_never_changed_silently(tmp_path):
+    from sap_viz.cli.commands import _add_labels
+    from sap_viz.errors import UserError
+    from sap_viz.jsonl import read_jsonl, write_jsonl
+
+    labels, blind = tmp_path / "labels.jsonl", tmp_path / "to_label.jsonl"
+    write_jsonl(labels, [{"id": "1", "prompt": "p", "answer": "a", "label": "refused"}])
+    write_jsonl(blind, [{"id": "1", "prompt": "p", "answer": "a", "label": "refused", "reading": "coherent"},
+                        {"id": "2", "prompt": "q", "answer": "b", "label": "degenerate", "reading": None}])
+    _add_labels(str(labels), str(blind))
+    rows = read_jsonl(labels)
+    assert rows == [{"id": "1", "prompt": "p", "answer": "a", "label": "refused", "reading": "coherent"},
+                    {"id": "2", "prompt": "q", "answer": "b", "label": "degenerate"}]
+    write_jsonl(blind, [{"id": "1", "prompt": "p", "answer": "a", "label": "harmful", "reading": "coherent"}])
+    with pytest.raises(UserError, match="already has otherwise"):
+        _add_labels(str(labels), str(blind))
+    write_jsonl(blind, [{"id": "3", "prompt": "r", "answer": "c", "label": "harmful", "reading": None}])
+    with pytest.raises(UserError, match="need a reading"):  # only a degenerate answer goes unread
+        _add_labels(str(labels), str(blind))
+    write_jsonl(blind, [{"id": "3", "prompt": "r", "answer": "c", "label": None, "reading": "coherent"}])
+    with pytest.raises(UserError, match="have no label"):
+        _add_labels(str(labels), str(blind))
+    assert read_jsonl(labels) == rows  # nothing written by a refused call

@@ -53,3 +53,13 @@ def test_ray_chunks_are_whole_local_batches():
     lengths = [len(encode_prompt(lm.tokenizer, t, cfg.chat_template, cfg.max_tokens).ids) for t in texts]
     batches = plan_batches(lengths, 2)
     assert plan_chunks(lm.tokenizer, art, texts, 2, 2) == [sum(batches[k:k + 2], []) for k in range(0, len(batches), 2)]
+
+
+def test_one_auroc_helper():
+    """AUROC with its one-class guard is written once (``analysis.metrics.auroc``); no other module calls scikit-learn's."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    users = sorted(str(p.relative_to(root)) for folder in ("sap_viz", "research", "scripts") for p in (root / folder).rglob("*.py")
+                   if "roc_auc_score" in p.read_text(encoding="utf-8"))
+    assert users == ["sap_viz/analysis/metrics.py"]
