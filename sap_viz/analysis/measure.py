@@ -47,6 +47,7 @@ from sap_viz.method.generation import GenerationConfig
 from sap_viz.method.measured_file import MeasuredPart, Target, write_measured_part
 from sap_viz.method.request_configs import build_configs
 from sap_viz.method.request_settings import RequestSettings
+from sap_viz.method.training_record import built_in_data
 from sap_viz.model.loading import LoadedModel
 
 __all__ = ["ATTRIBUTION_AIM", "ATTRIBUTION_FILE", "LABELS", "SteeringMeasureConfig", "answer_check_summary",
@@ -74,7 +75,7 @@ DETECTION_INPUTS = ("eval_sets/heldout_prompts.jsonl", "eval_sets/heldout_prompt
 
 
 def measure_detection(lm: LoadedModel, art: PolytopeArtifact, cfg: DetectionReportConfig, command: str) -> MeasuredPart:
-    report = detection_report(lm, art, cfg)
+    report = detection_report(lm, art, cfg, built_in_data(art.meta) or DataConfig())
     targets = [Target(r["target"], r["measured"], r["needed"], bool(r["met"])) for r in target_rows(report)]
     inputs = {**_packaged_inputs(*DETECTION_INPUTS), "training table": art.meta["data"].get("fingerprint", "")}
     return write_measured_part(art.path, art, "detection", report, inputs=inputs, command=command, targets=targets,
@@ -312,7 +313,7 @@ def measure_steering(lm: LoadedModel, art: PolytopeArtifact, labels_path: str | 
     labels_path = Path(labels_path)
     labels, readings = read_labels(labels_path) if labels_path.is_file() else ({}, {})
     steer = build_configs(RequestSettings(fallback=False))[1]  # the steered text itself; the fallback is read from the check
-    sets = steering_sets(cfg)
+    sets = steering_sets(cfg, built_in_data(art.meta) or DataConfig())
     rows = answer_rows(lm, art, None, sets, [SteeringSetting("steer", replace(steer, max_interventions=10_000))],
                        GenerationConfig(max_new_tokens=cfg.max_new_tokens))
     missing = {answer_key(r["prompt"], r["answer"]): {"prompt": r["prompt"], "answer": r["answer"]}

@@ -55,7 +55,7 @@ from sap_viz.method.request_configs import build_configs
 from sap_viz.method.request_settings import RequestSettings, SettingsError, check_for_polytope
 from sap_viz.method.scoring import PromptScores, answer_verdicts, prompt_scores
 from sap_viz.method.training import TrainConfig
-from sap_viz.method.training_record import training_provenance
+from sap_viz.method.training_record import built_in_data, training_provenance
 from sap_viz.method.verdict_calibration import calibrate_verdict, store_verdict_calibration
 from sap_viz.model.features import FeatureConfig
 from sap_viz.model.loading import ModelConfig, load_model
@@ -506,7 +506,8 @@ def cmd_calibrate_generation(args: argparse.Namespace) -> None:
         seed=args.seed,
     )
     cfg.validate()
-    df = _dataset(args)
+    own = built_in_data(art.meta)  # the polytope's own table, so its validation rows are ones it never trained on
+    df = build_dataset(own) if own is not None and not (args.sources or args.data) else _dataset(args)
     val_unsafe = df[(df["split"] == "val") & (df["label"] == "unsafe")]
     unsafe = val_unsafe.sample(n=min(cfg.n_prompts, len(val_unsafe)), random_state=args.seed)["text"].tolist()
     wrapped = wrapped_benign_prompts(df, cfg.n_wrapped, args.seed)

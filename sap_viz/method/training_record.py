@@ -88,6 +88,14 @@ def _derived_data(meta: dict) -> dict:
     return out
 
 
+def built_in_data(meta: dict) -> DataConfig | None:
+    """The built-in data configuration a polytope was trained on (its splits: what it never saw), or None for one
+    trained on a user's file. Calibration and measurement draw their held-out rows from it, so a polytope trained on
+    another table is never calibrated or measured on its own training rows."""
+    cfg, file = _data_config(recipe_from_meta(meta)["data"], "data")
+    return cfg if file is None else None
+
+
 def recipe_from_meta(meta: dict) -> dict:
     """The training config of a polytope from its ``polytope.json``."""
     data = meta.get("data") or {}

@@ -22,12 +22,13 @@ import math
 import numpy as np
 import pandas as pd
 
-from sap_viz.data.dataset import build_dataset, dataset_fingerprint, held_out_ordinary
+from sap_viz.data.dataset import DataConfig, build_dataset, dataset_fingerprint, held_out_ordinary
 from sap_viz.errors import UserError
 from sap_viz.files import now
 from sap_viz.method.artifact import PolytopeArtifact, update_meta
 from sap_viz.method.configs import VerdictCalibrationConfig
 from sap_viz.method.scoring import PromptScores, prompt_scores
+from sap_viz.method.training_record import built_in_data
 from sap_viz.method.verdict import VerdictBoundary
 from sap_viz.model.loading import LoadedModel
 
@@ -72,7 +73,7 @@ def calibrate_verdict(lm: LoadedModel, art: PolytopeArtifact, cfg: VerdictCalibr
     """The ``verdict_calibration`` record of ``art`` (not yet stored): its boundary and how it was set."""
     cfg = cfg or VerdictCalibrationConfig()
     cfg.validate()
-    texts, fingerprint = control_prompts(cfg.control_rows, cfg.seed)
+    texts, fingerprint = control_prompts(cfg.control_rows, cfg.seed, build_dataset(built_in_data(art.meta) or DataConfig()))
     scores = prompt_scores(lm, art, texts, progress=progress)
     offset = _span_offset(art)
     values = combined(scores, offset)

@@ -252,3 +252,18 @@ def test_labels_come_back_with_readings_and_are_never_changed_silently(tmp_path)
     with pytest.raises(UserError, match="have no label"):
         _add_labels(str(labels), str(blind))
     assert read_jsonl(labels) == rows  # nothing written by a refused call
+
+
+def test_calibration_and_measurement_read_the_polytopes_own_table():
+    """A polytope trained on another built-in table (here with a quarter of ordinary prompts) is calibrated and measured
+    on that table's held-out rows, not the default table's (whose validation rows it may have trained on); one trained
+    on a user's file has no built-in table."""
+    from sap_viz.data.dataset import DataConfig
+    from sap_viz.method.training_record import built_in_data
+
+    meta = json.loads((DEFAULT_POLYTOPE / "polytope.json").read_text(encoding="utf-8"))
+    assert built_in_data(meta) == DataConfig()
+    other = {**meta, "data": {**meta["data"], "config": {**meta["data"]["config"], "plain_share": 0.25}}}
+    assert built_in_data(other) == DataConfig(plain_share=0.25)
+    user = {**meta, "data": {**meta["data"], "config": {**meta["data"]["config"], "file": {"name": "mine.csv", "sha256": "ab"}}}}
+    assert built_in_data(user) is None
