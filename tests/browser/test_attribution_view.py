@@ -60,3 +60,6 @@ def test_ricin_ranks_first_and_every_value_is_written(page):
     assert "worst facet" in legend and "neutral frame" in legend
     facet = legend.split("raises facet ")[1].split(" ")[0]
     assert f"The prompt's worst facet: {facet} " in legend, legend
+    # above the words: how often this view ranks the harmful word first, measured on the active polytope (its measured.json)
+    measured = page.locator("#attr-measured").inner_text()
+    assert "held-out short harmful prompts" in measured and "ranks the harmful word first" in measured, measured
