@@ -453,6 +453,26 @@ def doc_detection_balance(root: Path) -> str:
     return table(out, list(out[0]))
 
 
+def doc_detection_candidate(root: Path) -> str:
+    """Part 4: the shipped polytope beside the plain-share candidate, target by target and per set
+    (research/detection_levers/plain_share_candidate.json, from the two polytopes' measured.json)."""
+    runs = json.loads((root / "research" / "detection_levers" / "plain_share_candidate.json").read_text(encoding="utf-8"))
+    shipped, cand = runs["shipped"], runs["candidate"]
+    rows = []
+    for kind in ("detection_targets", "facet_targets"):
+        for a, b in zip(shipped[kind], cand[kind], strict=True):
+            rows.append({"target": a["target"], "needed": a["needed"], "shipped": a["measured"] + (" ✓" if a["met"] else ""),
+                         "curated + 25 % ordinary": b["measured"] + (" ✓" if b["met"] else "")})
+    rows.append({"target": "word attribution: harmful word first", "needed": "≥ 80%",
+                 "shipped": f"{shipped['attribution']} of {shipped['attribution_n']}",
+                 "curated + 25 % ordinary": f"{cand['attribution']} of {cand['attribution_n']}"})
+    for a, b in zip(shipped["verdict_rows"], cand["verdict_rows"], strict=True):
+        rows.append({"target": f"{a['set']}: caught / safe flagged", "needed": "",
+                     "shipped": f"{a['caught']:.0%} / {a['safe_flagged']:.0%}",
+                     "curated + 25 % ordinary": f"{b['caught']:.0%} / {b['safe_flagged']:.0%}"})
+    return table(rows, ["target", "needed", "shipped", "curated + 25 % ordinary"])
+
+
 def doc_steering_levers(root: Path) -> str:
     """research/steering/levers_summary.json: blind hand labels of validation answers to flagged harmful requests, per
     steering lever (the unsteered run first), with the coherent reading and the most common opening sentence."""
@@ -520,6 +540,7 @@ DOC_TABLES: dict[str, Callable[[Path], str]] = {
     "app_memory": doc_app_memory,
     "detection_balance": doc_detection_balance,
     "steering_levers": doc_steering_levers,
+    "detection_candidate": doc_detection_candidate,
 }
 BLOCK = re.compile(r"<!-- table:(?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- /table:(?P=name) -->", re.S)
 
