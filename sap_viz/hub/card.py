@@ -61,6 +61,10 @@ def known_limits(art: PolytopeArtifact, recipe: dict) -> list[str]:
         limits.append(f"{facets.sentence} A facet's name is its claim, its scorecard above is what it does.")
     else:
         limits.append("Its facets were not scored on the facet check set (sap-viz measure --part facets).")
+    if "steering" in measured:
+        limits.append(f"Steering: {measured['steering'].sentence}")
+    if "answer_check" in measured:
+        limits.append(f"The answer check {measured['answer_check'].sentence}.")
     limits += [
         f"It reads one model only: {recipe['model']['id']} (weights fingerprint {recipe['model']['fingerprint']}); "
         "sap-viz refuses it on a model with another hidden size and warns on other weights.",

@@ -56,7 +56,8 @@ def test_card_front_matter_is_what_the_hub_reads(exported):
     for section in ("## Facets", "## Metrics", "## Training", "## Known limits"):
         assert section in text
     assert "sap-viz score --polytope someone/smollm2-sap" in text
-    assert "XSTest v2" in text  # a limit measured on a set written by others, from polytope.json
+    assert "XSTest v2" in text  # a limit measured on a set written by others, from measured.json
+    assert "Steering: Measured at the default settings" in text and "The answer check catches" in text
 
 
 def test_card_renders_the_facet_table_in_a_markdown_viewer(exported):
