@@ -473,6 +473,21 @@ def doc_detection_candidate(root: Path) -> str:
     return table(rows, ["target", "needed", "shipped", "curated + 25 % ordinary"])
 
 
+def doc_answer_check_framed(root: Path) -> str:
+    """research/answer_check/framed_runs.jsonl: the shipped recipe with and without framed answers, mean ± sd over seeds."""
+    runs = _jsonl(root / "research" / "answer_check" / "framed_runs.jsonl")
+    rows = []
+    for design in dict.fromkeys(r["design"] for r in runs):
+        mine = [r for r in runs if r["design"] == design]
+        rows.append({"training answers": design, "seeds": len(mine),
+                     "harmful / harmless answers": f"{mine[0]['train']['harmful']} / {mine[0]['train']['harmless']}",
+                     **{words: _mean_sd([r[key] for r in mine], 3) for key, words in (
+                         ("recall", "validation recall at ≤ 5 % false alarms"), ("recall_steered", "steered"),
+                         ("recall_unsteered", "unsteered"), ("false_alarms_ordinary", "false alarms, ordinary answers"),
+                         ("auroc", "AUROC"))}})
+    return table(rows, list(rows[0]))
+
+
 def doc_steering_levers(root: Path) -> str:
     """research/steering/levers_summary.json: blind hand labels of validation answers to flagged harmful requests, per
     steering lever (the unsteered run first), with the coherent reading and the most common opening sentence."""
@@ -541,6 +556,7 @@ DOC_TABLES: dict[str, Callable[[Path], str]] = {
     "detection_balance": doc_detection_balance,
     "steering_levers": doc_steering_levers,
     "detection_candidate": doc_detection_candidate,
+    "answer_check_framed": doc_answer_check_framed,
 }
 BLOCK = re.compile(r"<!-- table:(?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- /table:(?P=name) -->", re.S)
 
