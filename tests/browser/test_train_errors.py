@@ -77,10 +77,18 @@ def upload(page, path: str) -> None:
     page.locator("#train-upload").get_by_role("cell", name=Path(path).name, exact=True).wait_for(timeout=60_000)
 
 
+#: Counts changes under the status line from the moment it is installed: a run that fails within a poll interval
+#: (cached features, ten epochs on 22 rows) may never show "Training…" to a poller, but it always changes the status.
+WATCH_STATUS = """() => { window.__trainStatusChanges = 0;
+  new MutationObserver(() => { window.__trainStatusChanges += 1; })
+    .observe(document.querySelector('#train-status'), {subtree: true, childList: true, characterData: true}); }"""
+
+
 def click_train_and_wait(page) -> str:
+    page.evaluate(WATCH_STATUS)
     page.locator("#train-btn").click()
-    wait_until(lambda: "Training…" in page.locator("#train-status").inner_text() or page.locator(".toast-body").count() > 0,
-               30, what="the run to start")
+    wait_until(lambda: "Training…" in page.locator("#train-status").inner_text() or page.locator(".toast-body").count() > 0
+               or page.evaluate("window.__trainStatusChanges") > 0, 30, what="the run to start")
     wait_until(lambda: run_ended(page), 300, what="the run to end")
     page.wait_for_timeout(500)
     return page.locator("#train-status").inner_text()
