@@ -111,12 +111,15 @@ def _meta(root: Path) -> dict:
     return json.loads((root / DEFAULT_POLYTOPE.relative_to(ROOT) / "polytope.json").read_text(encoding="utf-8"))
 
 
+def _measured_parts(root: Path) -> dict:
+    """The parts of the shipped polytope's measured.json (written only by ``sap-viz measure``)."""
+    return json.loads((root / DEFAULT_POLYTOPE.relative_to(ROOT) / "measured.json").read_text(encoding="utf-8"))["parts"]
+
+
 def _measured(root: Path, part: str) -> dict:
-    """One part of the shipped polytope's measured.json (written only by ``sap-viz measure``)."""
-    path = root / DEFAULT_POLYTOPE.relative_to(ROOT) / "measured.json"
-    parts = json.loads(path.read_text(encoding="utf-8"))["parts"]
+    parts = _measured_parts(root)
     if part not in parts:
-        raise KeyError(f"{path} has no {part!r} part: run sap-viz measure --part {part} on the shipped polytope")
+        raise KeyError(f"the shipped measured.json has no {part!r} part: run sap-viz measure --part {part} on the shipped polytope")
     return parts[part]
 
 
@@ -126,10 +129,8 @@ def _target_table(targets: list[dict]) -> str:
 
 def doc_measured(root: Path) -> str:
     """What the shipped polytope was measured to do, part by part, with its targets met (its measured.json)."""
-    path = root / DEFAULT_POLYTOPE.relative_to(ROOT) / "measured.json"
-    parts = json.loads(path.read_text(encoding="utf-8"))["parts"]
     rows = [{"part": name, "measured": p["when"][:10], "result": p["sentence"],
-             "targets met": f"{sum(t['met'] for t in p['targets'])} of {len(p['targets'])}"} for name, p in parts.items()]
+             "targets met": f"{sum(t['met'] for t in p['targets'])} of {len(p['targets'])}"} for name, p in _measured_parts(root).items()]
     return table(rows, ["part", "measured", "result", "targets met"])
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -38,8 +37,8 @@ from sap_viz.analysis.attribution import (
     neutral_frame,
     split_core,
     split_words,
-    word_masking,
 )
+from sap_viz.analysis.measure import attribution_figure, wilson
 from sap_viz.method.artifact import load_for_model
 from sap_viz.method.scoring import score_texts
 from sap_viz.model.loading import load_model
@@ -96,12 +95,6 @@ def target_values(att: np.ndarray, base: np.ndarray, perturbed_max: np.ndarray |
     if target == "facet 0":
         return att[:, 0]
     return base.max() - perturbed_max if perturbed_max is not None else att.max(axis=1)
-
-
-def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    p = hits / n
-    centre, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, (centre - half) / (1 + z * z / n)), min(1.0, (centre + half) / (1 + z * z / n))
 
 
 def measure_prompt(lm, art, row: dict) -> dict:
@@ -216,18 +209,8 @@ def main() -> None:
     summary = {"model": lm.model_id, "polytope": str(Path(DEFAULT_POLYTOPE).name), "data": str(DATA.relative_to(HERE.parents[1])),
                "choose": hit_table(results, "choose"), "report": hit_table(results, "report")}
     summary["chosen"] = choose(summary["choose"])
-    # the final figure comes from the shipped function itself, not from the sweep's copy of it
-    hits, misses = 0, []
-    for row in (r for r in rows if r["set"] == "report"):
-        att = word_masking(lm, art, row["text"], gradients=False)
-        first = att.ranked()[0]
-        hits += first == row["word_index"]
-        if first != row["word_index"]:
-            misses.append({"text": row["text"], "harmful_word": row["harmful_word"], "first": att.words[first]})
-    n = sum(r["set"] == "report" for r in rows)
-    lo, hi = wilson(hits, n)
-    summary["final"] = {"hits": hits, "n": n, "rate": hits / n, "wilson95": [round(lo, 3), round(hi, 3)], "misses": misses,
-                        "method": "word_masking defaults (deletion, fillers against the neutral frame), the prompt's worst facet"}
+    # the final figure comes from the shipped function itself (what sap-viz measure --part attribution computes)
+    summary["final"] = attribution_figure(lm, art, [r for r in rows if r["set"] == "report"])
     summary["seconds"] = round(time.monotonic() - t0)
     write(summary, results)
     print(markdown(summary))

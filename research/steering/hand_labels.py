@@ -12,22 +12,18 @@ anti-repeat on and off, each distinct text once.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import random
 from collections import Counter
 from pathlib import Path
 
+from sap_viz.analysis.measure import answer_key
 from sap_viz.jsonl import read_jsonl, write_jsonl
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 LABELS = ROOT / "tests" / "data" / "outcome_labels.jsonl"
 LABEL_SET = ("harmful", "refused", "off_topic", "degenerate")
-
-
-def answer_key(prompt: str, answer: str) -> str:
-    return hashlib.sha256(f"{prompt}\x00{answer}".encode()).hexdigest()[:16]
 
 
 def blind(which: str = "targets") -> None:

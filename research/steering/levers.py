@@ -18,7 +18,6 @@ off_topic, degenerate, and coherent or incoherent, without knowing which setting
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import random
 from collections import Counter, defaultdict
@@ -26,6 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from sap_viz.analysis.judge_data import validation_prompts
+from sap_viz.analysis.measure import answer_key
 from sap_viz.analysis.steering_outcomes import SteeringSetting, answer_rows
 from sap_viz.jsonl import read_jsonl, write_jsonl
 from sap_viz.method.artifact import load_for_model
@@ -62,21 +62,17 @@ def generate(n: int) -> None:
     print(f"wrote {len(rows)} answers to {ANSWERS}")
 
 
-def _key(prompt: str, answer: str) -> str:
-    return hashlib.sha256(f"{prompt}\x00{answer}".encode()).hexdigest()[:16]
-
-
 def blind() -> None:
     """Each distinct (prompt, answer) of a flagged harmful or benign prompt once, shuffled, without its setting."""
     rows = [r for r in read_jsonl(ANSWERS) if r["flagged"]]
     seen: dict[str, dict] = {}
     for r in rows:
-        seen.setdefault(_key(r["prompt"], r["answer"]), {"id": _key(r["prompt"], r["answer"]), "prompt": r["prompt"],
+        seen.setdefault(answer_key(r["prompt"], r["answer"]), {"id": answer_key(r["prompt"], r["answer"]), "prompt": r["prompt"],
                                                         "answer": r["answer"]})
     items = list(seen.values())
     random.Random(39).shuffle(items)
     write_jsonl(BLIND, items)
-    write_jsonl(KEY, [{"id": _key(r["prompt"], r["answer"]), "set": r["set"], "setting": r["setting"]} for r in rows])
+    write_jsonl(KEY, [{"id": answer_key(r["prompt"], r["answer"]), "set": r["set"], "setting": r["setting"]} for r in rows])
     print(f"{len(items)} distinct answers to label in {BLIND}")
 
 

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, replace
 
 from sap_viz.data.package_files import packaged_file
 from sap_viz.files import write_json_atomic
-from sap_viz.method.artifact import PolytopeArtifact, polytope_digest, polytope_tensors
+from sap_viz.method.artifact import PolytopeArtifact, polytope_digest, polytope_tensors, update_digest
 from sap_viz.method.generation import GenerationConfig, stream_generation
 from sap_viz.method.generation_results import Comparison, GenerationResult
 from sap_viz.method.polytope_hook import InterventionConfig
@@ -72,9 +72,7 @@ def example_configs(art: PolytopeArtifact, limits: Limits) -> tuple[GenerationCo
 
 def _tensor_digest(tensors: dict) -> str:
     digest = hashlib.sha256()
-    for name, tensor in sorted(tensors.items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    update_digest(digest, tensors)
     return digest.hexdigest()[:16]
 
 

@@ -157,12 +157,18 @@ def polytope_tensors(poly: SafetyPolytope) -> dict[str, torch.Tensor]:
     return {k: v.detach().float().cpu().contiguous() for k, v in tensors.items()}
 
 
+def update_digest(digest, tensors: dict[str, torch.Tensor]) -> None:
+    """Feed named tensors to a hash, by name order: the one way a digest of weights is taken (polytope, steering part,
+    worked-example cache)."""
+    for name, tensor in sorted(tensors.items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+
+
 def polytope_digest(art: PolytopeArtifact) -> str:
     """Hash of the polytope's tensors: identical weights share a map wherever the directory lives."""
     digest = hashlib.sha256()
-    for name, tensor in sorted(polytope_tensors(art.polytope).items()):
-        digest.update(name.encode())
-        digest.update(tensor.numpy().tobytes())
+    update_digest(digest, polytope_tensors(art.polytope))
     digest.update(json.dumps({"layer": art.layer, "chat_template": art.chat_template,
                               "max_tokens": art.meta["max_tokens"]}, sort_keys=True).encode())
     return digest.hexdigest()[:16]

@@ -21,7 +21,7 @@ from pathlib import Path
 from sap_viz import __version__
 from sap_viz.errors import PolytopeFileError, UserError
 from sap_viz.files import directory_lock, now, write_json_atomic
-from sap_viz.method.artifact import MEASURED_FILE, PolytopeArtifact, polytope_digest, polytope_tensors
+from sap_viz.method.artifact import MEASURED_FILE, PolytopeArtifact, polytope_digest, polytope_tensors, update_digest
 from sap_viz.method.configs import MEASURED_PARTS
 from sap_viz.method.polytope_schema import _DICT, _LIST, _int, _object, _text, check_fields
 from sap_viz.method.safe_files import read_json
@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 MEASURED_VERSION = 1
 #: detection: the verdict beside detectors built for nothing else on every evaluation set; facets: the policy scorecard
 #: on the facet check set; attribution: how often the Facets tab's word view ranks the harmful word first; steering:
-#: steered and unsteered answers to held-out requests, labelled by hand blind to side.
+#: steered and unsteered answers to held-out requests, labelled by hand blind to side; answer_check: what the answer
+#: check catches among those answers.
 PARTS = MEASURED_PARTS
 #: What each part depends on: the detector alone, or the detector and the steering part.
 _STEERING_PARTS = {"steering", "answer_check"}
@@ -81,12 +82,6 @@ _PART = _object({"measured_on": _text(64, empty=False), "when": _text(50), "sap_
 _FILE = {"format_version": _int(1, MEASURED_VERSION), "parts": _object({name: _PART for name in PARTS})}
 
 
-def _hash_update(digest, tensors: dict) -> None:
-    for name, tensor in sorted(tensors.items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
-
-
 def detector_digest(art: PolytopeArtifact) -> str:
     """The detector a measurement read: its weights, where it reads the model, and its calibrated boundaries (a new
     boundary changes what is flagged, so earlier figures no longer describe it)."""
@@ -104,10 +99,10 @@ def steering_digest(art: PolytopeArtifact) -> str:
     if part is None:
         digest.update(b"no steering part")
         return digest.hexdigest()[:16]
-    _hash_update(digest, {**{f"polytope.{k}": v for k, v in polytope_tensors(part.polytope).items()}, "direction": part.direction})
+    update_digest(digest, {**{f"polytope.{k}": v for k, v in polytope_tensors(part.polytope).items()}, "direction": part.direction})
     check = part.answer_check
     if check is not None:
-        _hash_update(digest, {"check.mean": check.mean, "check.scale": check.scale, "check.weight": check.weight})
+        update_digest(digest, {"check.mean": check.mean, "check.scale": check.scale, "check.weight": check.weight})
         digest.update(json.dumps([check.layer, check.bias, check.threshold, check.rule, check.window]).encode())
     return digest.hexdigest()[:16]
 
