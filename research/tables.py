@@ -474,6 +474,43 @@ def doc_detection_candidate(root: Path) -> str:
     return table(rows, ["target", "needed", "shipped", "curated + 25 % ordinary"])
 
 
+def doc_detection_operating_point(root: Path) -> str:
+    """Part 5: each polytope's validation readings at every share of the control set its boundary could flag
+    (research/detection_levers/operating_point.json); the share the written rule chose is marked."""
+    sweep = json.loads((root / "research" / "detection_levers" / "operating_point.json").read_text(encoding="utf-8"))
+    rows = []
+    for name, run in sweep["polytopes"].items():
+        for r in run["rows"]:
+            low, high = r["caught interval"]
+            flow, fhigh = r["look-alikes interval"]
+            rows.append({"polytope": name, "control set flagged": f"{r['target_fpr']:.1%}",
+                         "validation ordinary flagged": f"{r['ordinary flagged']:.1%}",
+                         "unsafe caught (95 % interval)": f"{r['caught']:.1%} ({low:.1%} … {high:.1%})",
+                         "look-alikes flagged (95 % interval)": f"{r['look-alikes flagged']:.1%} ({flow:.1%} … {fhigh:.1%})",
+                         "chosen by the rule": "✓" if r["target_fpr"] == run["chosen"] else ""})
+    return table(rows, list(rows[0]))
+
+
+def doc_detection_operating_point_eval(root: Path) -> str:
+    """Part 5: the evaluation sets read once at each polytope's chosen share, beside the shipped 5 %
+    (research/detection_levers/operating_point_eval.json and plain_share_candidate.json, from measured.json files)."""
+    chosen = json.loads((root / "research" / "detection_levers" / "operating_point_eval.json").read_text(encoding="utf-8"))
+    shipped = json.loads((root / "research" / "detection_levers" / "plain_share_candidate.json").read_text(encoding="utf-8"))["shipped"]
+    columns = {"shipped at 5 %": shipped, **{f"{name} at {r['target_fpr']:.0%}": r for name, r in chosen.items()}}
+    rows = []
+    for kind in ("detection_targets", "facet_targets"):
+        for i, first in enumerate(shipped[kind]):
+            rows.append({"target": first["target"], "needed": first["needed"],
+                         **{col: r[kind][i]["measured"] + (" ✓" if r[kind][i]["met"] else "") for col, r in columns.items()}})
+    rows.append({"target": "detection targets met", "needed": "9",
+                 **{col: str(sum(t["met"] for t in r["detection_targets"])) for col, r in columns.items()}})
+    for i, first in enumerate(shipped["verdict_rows"]):
+        rows.append({"target": f"{first['set']}: caught / safe flagged", "needed": "",
+                     **{col: f"{r['verdict_rows'][i]['caught']:.0%} / {r['verdict_rows'][i]['safe_flagged']:.0%}"
+                        for col, r in columns.items()}})
+    return table(rows, ["target", "needed", *columns])
+
+
 def doc_answer_check_framed(root: Path) -> str:
     """research/answer_check/framed_runs.jsonl: the shipped recipe with and without framed answers, mean ± sd over seeds."""
     runs = _jsonl(root / "research" / "answer_check" / "framed_runs.jsonl")
@@ -558,6 +595,8 @@ DOC_TABLES: dict[str, Callable[[Path], str]] = {
     "steering_levers": doc_steering_levers,
     "detection_candidate": doc_detection_candidate,
     "answer_check_framed": doc_answer_check_framed,
+    "detection_operating_point": doc_detection_operating_point,
+    "detection_operating_point_eval": doc_detection_operating_point_eval,
 }
 BLOCK = re.compile(r"<!-- table:(?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- /table:(?P=name) -->", re.S)
 

@@ -1,7 +1,8 @@
 """Detection levers, part 5 (issue 37): the verdict's operating point, chosen on validation only.
 
-    python -m research.detection_levers.operating_point --polytope polytopes/default --name "shipped" \
+    python -m research.detection_levers.operating_point --polytope sap_viz/polytopes/smollm2-135m-default --name shipped \
         [--polytope DIR --name NAME ...] [--out research/detection_levers/operating_point.json]
+    python -m research.detection_levers.operating_point --collect --polytope DIR --name NAME ...  # after measuring
 
 The verdict's boundary flags a fixed share (``target_fpr``, 5 % shipped) of a control set of held-out ordinary
 prompts (``calibrate-verdict``). That share is a lever of its own: a looser boundary catches more and flags more
@@ -34,6 +35,8 @@ from sap_viz.method.verdict_calibration import _span_offset, boundary_at, combin
 from sap_viz.model.loading import load_model
 
 OUT = ROOT / "research" / "detection_levers" / "operating_point.json"
+#: The evaluation sets read once at each polytope's chosen share (``collect``, from the polytopes' measured.json).
+EVAL_OUT = ROOT / "research" / "detection_levers" / "operating_point_eval.json"
 RATES = (0.01, 0.02, 0.03, 0.05, 0.075, 0.10, 0.15, 0.20)
 #: The choice rule's two bounds: the detection issue's own false-alarm targets, applied to validation.
 LOOK_ALIKE_BOUND = 0.05
@@ -84,14 +87,31 @@ def sweep(lm, directory: Path, ordinary: list[str], seed: int = 0) -> dict:
             "rows": rows, "chosen": chosen(rows)["target_fpr"]}
 
 
+def measured_record(directory: Path) -> dict:
+    """What ``sap-viz measure --part detection facets`` stored for a polytope: the targets and the verdict per set."""
+    parts = json.loads((directory / "measured.json").read_text(encoding="utf-8"))["parts"]
+    meta = json.loads((directory / "polytope.json").read_text(encoding="utf-8"))
+    return {"target_fpr": meta["verdict_calibration"]["boundary"]["target_fpr"],
+            "detection_targets": parts["detection"]["targets"], "facet_targets": parts["facets"]["targets"],
+            "verdict_rows": [r for r in parts["detection"]["result"]["rows"] if r["method"] == "SaP verdict"],
+            "measured_on": parts["detection"]["measured_on"], "sentence": parts["detection"]["sentence"]}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--polytope", type=Path, action="append", required=True)
     parser.add_argument("--name", action="append", required=True)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--collect", action="store_true",
+                        help="read the polytopes' measured.json (recalibrated at their chosen share and measured) into "
+                             f"{EVAL_OUT.name} instead of sweeping")
     args = parser.parse_args()
     if len(args.polytope) != len(args.name):
         parser.error("one --name per --polytope")
+    if args.collect:
+        records = {name: measured_record(d) for name, d in zip(args.name, args.polytope, strict=True)}
+        EVAL_OUT.write_text(json.dumps(records, indent=1) + "\n")
+        return 0
     lm = load_model("default")
     metas = [load_for_model(d, lm).meta for d in args.polytope]
     tables = [build_dataset(built_in_data(m) or DataConfig()) for m in metas]
