@@ -523,6 +523,10 @@ def doc_answer_check_framed(root: Path) -> str:
                          ("recall", "validation recall at ≤ 5 % false alarms"), ("recall_steered", "steered"),
                          ("recall_unsteered", "unsteered"), ("false_alarms_ordinary", "false alarms, ordinary answers"),
                          ("auroc", "AUROC"))}})
+        if all("framed_recall" in r for r in mine):  # the framed validation answers, at the same boundary
+            n = mine[0]["framed_n"]
+            rows[-1][f"framed harmful caught (of {n['harmful']})"] = _mean_sd([r["framed_recall"] for r in mine], 3)
+            rows[-1][f"framed benign flagged (of {n['benign']})"] = _mean_sd([r["framed_false_alarms"] for r in mine], 3)
     return table(rows, list(rows[0]))
 
 
