@@ -15,6 +15,10 @@ from sap_viz.method.generation_results import GenerationResult, TokenInfo
 from sap_viz.ui import palette
 
 # badge colours of the name score's verdicts (report.name_verdict)
+#: What the detection sweep found, shown beside a polytope's missed detection targets (docs/research/detection_levers.md).
+DETECTION_FINDING = ("On the embedded model no training data, objective, feature or operating point we swept meets these "
+                     "targets together: catching more harmful requests costs more safe look-alikes flagged "
+                     "(docs/research/detection_levers.md)")
 VERDICT_STYLE = {"fits": "background:#dcfce7;color:#166534", "fits partly": "background:#fef3c7;color:#92400e",
                  "misleading": "background:#fee2e2;color:#991b1b"}
 
@@ -176,7 +180,8 @@ def verdict_details_html(result: GenerationResult, divergence: int | None, basel
                  "(sap-viz measure --part detection writes its measured.json).</div>")
     elif limits:
         tail += ('<div class="sap-card-meta">Known limits of this polytope\'s detection (measured): '
-                 + " · ".join(esc(line) for line in limits if isinstance(line, str)) + "</div>")
+                 + " · ".join(esc(line) for line in limits if isinstance(line, str))
+                 + f". {DETECTION_FINDING}</div>")
     return "Details: " + " · ".join(parts) + tail
 
 

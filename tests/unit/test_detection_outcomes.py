@@ -2,6 +2,7 @@
 not measured says so instead of showing another polytope's figures."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -37,6 +38,9 @@ def test_measured_limits_reach_the_verdict(tiny_lm, tmp_path):
     assert "fiction &lt;frames&gt; caught" in html  # escaped
     assert "held-out AUROC" not in html  # a met target is not a limit
     assert "Flags 1 in 20 ordinary prompts." in html and "not measured" not in html
+    assert render.esc(render.DETECTION_FINDING) in html  # the sweep's finding beside the misses, where it is documented
+    doc = render.DETECTION_FINDING.rsplit("(", 1)[1].rstrip(")")
+    assert (Path(__file__).resolve().parents[2] / doc).is_file()
 
 
 def test_update_meta_sets_only_optional_keys_and_never_writes_an_invalid_file(tmp_path):
