@@ -530,21 +530,35 @@ def doc_answer_check_framed(root: Path) -> str:
     return table(rows, list(rows[0]))
 
 
+def _steering_lever_rows(unsteered: dict, summary: dict) -> list[dict]:
+    """One row per lever (the unsteered run first): label counts, coherent readings, the most common opening."""
+    rows = []
+    for name, c in {"unsteered": unsteered, **summary}.items():
+        c = c["val_harmful"]
+        n = c["answers"]
+        opening, count = c["most common opening"]
+        rows.append({"lever": name, "answers": n,
+                     **{label.replace("_", "-"): c.get(label, 0) for label in ("harmful", "refused", "off_topic", "degenerate")},
+                     "harmful, share of unsteered": f"{c.get('harmful', 0) / max(unsteered['val_harmful'].get('harmful', 0), 1):.0%}",
+                     "coherent (of readable)": f"{c['coherent']} / {c['readable']}",
+                     "most common opening": f"“{opening}” ({count} of {n})"})
+    return rows
+
+
 def doc_steering_levers(root: Path) -> str:
     """research/steering/levers_summary.json: blind hand labels of validation answers to flagged harmful requests, per
     steering lever (the unsteered run first), with the coherent reading and the most common opening sentence."""
     summary = json.loads((root / "research/steering/levers_summary.json").read_text(encoding="utf-8"))
-    order = ["off", *[k for k in summary if k != "off"]]
-    rows = []
-    for name in order:
-        c = summary[name]["val_harmful"]
-        n = c["answers"]
-        opening, count = c["most common opening"]
-        rows.append({"lever": "unsteered" if name == "off" else name, "answers": n,
-                     **{label.replace("_", "-"): c.get(label, 0) for label in ("harmful", "refused", "off_topic", "degenerate")},
-                     "harmful, share of unsteered": f"{c.get('harmful', 0) / max(summary['off']['val_harmful'].get('harmful', 0), 1):.0%}",
-                     "coherent (of readable)": f"{c['coherent']} / {c['readable']}",
-                     "most common opening": f"“{opening}” ({count} of {n})"})
+    rows = _steering_lever_rows(summary["off"], {k: v for k, v in summary.items() if k != "off"})
+    return table(rows, list(rows[0]))
+
+
+def doc_steering_letgo(root: Path) -> str:
+    """research/steering/letgo_summary.json: the second sweep's levers (varied openers, letting go), read as the first
+    sweep's, beside the first sweep's unsteered run on the same prompts."""
+    first = json.loads((root / "research/steering/levers_summary.json").read_text(encoding="utf-8"))
+    summary = json.loads((root / "research/steering/letgo_summary.json").read_text(encoding="utf-8"))
+    rows = _steering_lever_rows(first["off"], {"steer (shipped)": first["steer (shipped)"], **summary})
     return table(rows, list(rows[0]))
 
 
@@ -599,6 +613,7 @@ DOC_TABLES: dict[str, Callable[[Path], str]] = {
     "steering_levers": doc_steering_levers,
     "detection_candidate": doc_detection_candidate,
     "answer_check_framed": doc_answer_check_framed,
+    "steering_letgo": doc_steering_letgo,
     "detection_operating_point": doc_detection_operating_point,
     "detection_operating_point_eval": doc_detection_operating_point_eval,
 }

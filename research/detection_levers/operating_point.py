@@ -28,7 +28,8 @@ from research.detection_levers.balance import ordinary_validation
 from research.paths import ROOT
 from sap_viz.data.control_set import CONTROL_ROWS, CONTROL_SEED
 from sap_viz.data.dataset import DataConfig, build_dataset
-from sap_viz.method.artifact import load_for_model
+from sap_viz.method.artifact import load_for_model, load_polytope
+from sap_viz.method.measured_file import measured_parts
 from sap_viz.method.scoring import prompt_scores
 from sap_viz.method.training_record import built_in_data
 from sap_viz.method.verdict_calibration import _span_offset, boundary_at, combined, control_prompts
@@ -89,12 +90,13 @@ def sweep(lm, directory: Path, ordinary: list[str], seed: int = 0) -> dict:
 
 def measured_record(directory: Path) -> dict:
     """What ``sap-viz measure --part detection facets`` stored for a polytope: the targets and the verdict per set."""
-    parts = json.loads((directory / "measured.json").read_text(encoding="utf-8"))["parts"]
-    meta = json.loads((directory / "polytope.json").read_text(encoding="utf-8"))
-    return {"target_fpr": meta["verdict_calibration"]["boundary"]["target_fpr"],
-            "detection_targets": parts["detection"]["targets"], "facet_targets": parts["facets"]["targets"],
-            "verdict_rows": [r for r in parts["detection"]["result"]["rows"] if r["method"] == "SaP verdict"],
-            "measured_on": parts["detection"]["measured_on"], "sentence": parts["detection"]["sentence"]}
+    art = load_polytope(directory)
+    parts = measured_parts(art)
+    detection, facets = parts["detection"], parts["facets"]
+    return {"target_fpr": art.meta["verdict_calibration"]["boundary"]["target_fpr"],
+            "detection_targets": [t.__dict__ for t in detection.targets], "facet_targets": [t.__dict__ for t in facets.targets],
+            "verdict_rows": [r for r in detection.result["rows"] if r["method"] == "SaP verdict"],
+            "measured_on": detection.measured_on, "sentence": detection.sentence}
 
 
 def main() -> int:

@@ -109,7 +109,7 @@ def _build_results(
                 "max_new_tokens": gen.max_new_tokens, "do_sample": gen.do_sample, "seed": gen.seed,
                 "layer": artifact.layer,
                 # the measured outcome of the default steering on this polytope (its measured.json; docs/steering.md)
-                "measured": (measured["steering"].sentence if "steering" in measured and cfg.mode == "steer"
+                "measured": (measured["steering"].with_misses() if "steering" in measured and cfg.mode == "steer"
                              and cfg.steering == "directional" else None),
                 # the detection targets this polytope misses on held-out sets; None: detection was not measured
                 "detection_measured": known_limits(artifact) if "detection" in measured else None}
@@ -155,7 +155,7 @@ def _build_results(
         result = GenerationResult(prompt, cfg.mode, text, tokens, len(e.ids), e.truncated, names, settings, e.text_span)
         if check is not None and refuse_col is None:
             _judge_answer(result, reading, row, logits[row], text, cfg,
-                          measured["answer_check"].sentence if "answer_check" in measured else None)
+                          measured["answer_check"].with_misses() if "answer_check" in measured else None)
         results.append(result)
     return results
 

@@ -66,6 +66,11 @@ class MeasuredPart:
     targets: list[Target] = field(default_factory=list)
     sentence: str = ""  # the plain line the app shows, made from ``result`` by the measuring code
 
+    def with_misses(self) -> str:
+        """The sentence and, after it, every target the part misses: what the app shows beside an answer."""
+        misses = [t.line() for t in self.targets if not t.met]
+        return self.sentence + (f" · not met: {'; '.join(misses)}" if misses else "")
+
     def as_json(self) -> dict:
         return {"measured_on": self.measured_on, "when": self.when, "sap_viz_version": self.sap_viz_version,
                 "command": self.command, "inputs": self.inputs, "result": self.result, "sentence": self.sentence,

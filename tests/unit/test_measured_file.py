@@ -112,8 +112,11 @@ def test_a_part_is_read_back_for_its_own_polytope_only(tmp_path):
     again = load_polytope(art.path)
     assert set(measured_parts(again)) == {"detection"}
     assert known_limits(again) == ["held-out requests: AUROC: 0.976 (target ≥ 0.985)"]
+    # beside an answer the app shows the sentence and every missed target, and only the sentence when all are met
+    assert measured_parts(again)["detection"].with_misses() == "Flags 1 in 20. · not met: held-out requests: AUROC: 0.976 (target ≥ 0.985)"
     store(again, "attribution", met=True)  # a second part is added, the first kept
     assert set(measured_parts(load_polytope(art.path))) == {"detection", "attribution"}
+    assert measured_parts(load_polytope(art.path))["attribution"].with_misses() == "Flags 1 in 20."
     # the same file beside other weights describes nothing
     other = small_polytope(tmp_path / "q", seed=1)
     shutil.copy(art.path / MEASURED_FILE, other.path / MEASURED_FILE)
