@@ -20,17 +20,16 @@ order without its lever, by the outcome rubric (docs/outcome_rubric.md) and its 
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import random
 import re
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 
 from research.steering.levers import ANSWERS as FIRST_ANSWERS
 from research.steering.levers import LABELS as FIRST_LABELS
-from research.steering.levers import MAX_NEW_TOKENS, lever
+from research.steering.levers import MAX_NEW_TOKENS, lever, lever_counts, run_step
 from sap_viz.analysis.judge_data import validation_prompts
 from sap_viz.analysis.measure import answer_key
 from sap_viz.analysis.steering_outcomes import answer_rows
@@ -118,22 +117,13 @@ def summary() -> None:
             groups[(r["set"], r["setting"])].append(labels[answer_key(r["prompt"], r["answer"])])
     out: dict[str, dict] = defaultdict(dict)
     for (set_name, setting), labelled in sorted(groups.items()):
-        counts = Counter(r["label"] for r in labelled)
-        readable = [r for r in labelled if r["label"] != "degenerate"]
-        openings = Counter(first_sentences(r["answer"], 1)[:60] for r in labelled)
-        out[setting][set_name] = {"answers": len(labelled), **dict(sorted(counts.items())),
-                                  "coherent": sum(bool(r["coherent"]) for r in readable), "readable": len(readable),
-                                  "most common opening": openings.most_common(1)[0] if openings else None}
+        out[setting][set_name] = lever_counts(labelled, lambda answer: first_sentences(answer, 1)[:60])
     SUMMARY.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(out, indent=1))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("step", choices=["generate", "blind", "summary"])
-    parser.add_argument("--n", type=int, default=30)
-    args = parser.parse_args()
-    {"generate": lambda: generate(args.n), "blind": blind, "summary": summary}[args.step]()
+    run_step(__doc__, generate, blind, summary)
 
 
 if __name__ == "__main__":

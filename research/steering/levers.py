@@ -76,6 +76,16 @@ def blind() -> None:
     print(f"{len(items)} distinct answers to label in {BLIND}")
 
 
+def lever_counts(labelled: list[dict], opening) -> dict:
+    """Label counts, coherent readings (of the answers that are not degenerate) and the most common ``opening``."""
+    counts = Counter(r["label"] for r in labelled)
+    readable = [r for r in labelled if r["label"] != "degenerate"]
+    openings = Counter(opening(r["answer"]) for r in labelled)
+    return {"answers": len(labelled), **dict(sorted(counts.items())),
+            "coherent": sum(bool(r["coherent"]) for r in readable), "readable": len(readable),
+            "most common opening": openings.most_common(1)[0] if openings else None}
+
+
 def summary() -> None:
     labels = {r["id"]: r for r in read_jsonl(LABELS)}
     out: dict[str, dict] = defaultdict(dict)
@@ -83,22 +93,22 @@ def summary() -> None:
     for k in read_jsonl(KEY):
         groups[(k["set"], k["setting"])].append(labels[k["id"]])
     for (set_name, setting), labelled in sorted(groups.items()):
-        counts = Counter(r["label"] for r in labelled)
-        readable = [r for r in labelled if r["label"] != "degenerate"]
-        openings = Counter(r["answer"].split(".")[0][:40] for r in labelled)
-        out[setting][set_name] = {"answers": len(labelled), **{f"{k}": v for k, v in sorted(counts.items())},
-                                  "coherent": sum(bool(r["coherent"]) for r in readable), "readable": len(readable),
-                                  "most common opening": openings.most_common(1)[0] if openings else None}
+        out[setting][set_name] = lever_counts(labelled, lambda answer: answer.split(".")[0][:40])
     SUMMARY.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(out, indent=1))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run_step(doc: str, generate, blind, summary) -> None:
+    """The three steps of a blind-labelled steering sweep, from the command line."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("step", choices=["generate", "blind", "summary"])
-    parser.add_argument("--n", type=int, default=30)
+    parser.add_argument("--n", type=int, default=30, help="validation prompts of each kind")
     args = parser.parse_args()
     {"generate": lambda: generate(args.n), "blind": blind, "summary": summary}[args.step]()
+
+
+def main() -> None:
+    run_step(__doc__, generate, blind, summary)
 
 
 if __name__ == "__main__":
