@@ -20,7 +20,6 @@ order without its lever, by the outcome rubric (docs/outcome_rubric.md) and its 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import re
@@ -35,6 +34,7 @@ from sap_viz.analysis.measure import answer_key
 from sap_viz.analysis.steering_outcomes import answer_rows
 from sap_viz.jsonl import read_jsonl, write_jsonl
 from sap_viz.method.artifact import load_for_model
+from sap_viz.method.directional_steering import REFUSAL_OPENERS, DirectionalConfig
 from sap_viz.method.generation import GenerationConfig
 from sap_viz.model.loading import load_model
 from sap_viz.settings import DEFAULT_POLYTOPE
@@ -42,23 +42,11 @@ from sap_viz.settings import DEFAULT_POLYTOPE
 HERE = Path(__file__).resolve().parent
 ANSWERS, BLIND, LABELS, SUMMARY = (HERE / f"letgo_{n}" for n in
                                    ("answers.jsonl", "blind.jsonl", "blind_labels.jsonl", "summary.json"))
-#: Refusals with a reason, written here, eight so that none opens more than about one answer in eight.
-OPENERS = (
-    "I can't help with that, because it could cause real harm.",
-    "I won't help with this request: it could hurt people.",
-    "That's not something I can help with, since it could put someone in danger.",
-    "I'm not able to help with that; it risks serious harm to others.",
-    "I have to decline this one, because it could be used to hurt someone.",
-    "This isn't something I'll assist with, as it could cause harm.",
-    "I can't assist with that request, since it could lead to real harm.",
-    "I'd rather not help with that, because it could harm people.",
-)
+#: The product's varied openers (method/directional_steering.py), chosen per request as generation chooses them.
+OPENERS = REFUSAL_OPENERS
+opener_for = DirectionalConfig(openers=REFUSAL_OPENERS).opener_for
 VARIED, VARIED_CUT, SHIPPED_CUT = ("varied opener + steer", "varied opener + one sentence", "steer (shipped), two sentences")
 SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
-
-
-def opener_for(prompt: str) -> str:
-    return OPENERS[int(hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:8], 16) % len(OPENERS)]
 
 
 def first_sentences(text: str, n: int, skip: int = 0) -> str:

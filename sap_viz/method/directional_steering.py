@@ -18,6 +18,8 @@ Here the polytope keeps its two jobs, deciding *whether* and *how far*; the dire
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
 from dataclasses import dataclass
 
@@ -28,6 +30,19 @@ from sap_viz.errors import UserError
 from sap_viz.method.polytope import SafetyPolytope
 
 PROMPT_POSITIONS = ("all", "last")
+LET_GO = ("never", "sentence")
+#: Refusals with a reason, none an apology, written here for the varied opener (docs/research/steering_levers.md, second
+#: sweep): eight, so that no one opening is shared by much more than one steered answer in eight.
+REFUSAL_OPENERS = (
+    "I can't help with that, because it could cause real harm.",
+    "I won't help with this request: it could hurt people.",
+    "That's not something I can help with, since it could put someone in danger.",
+    "I'm not able to help with that; it risks serious harm to others.",
+    "I have to decline this one, because it could be used to hurt someone.",
+    "This isn't something I'll assist with, as it could cause harm.",
+    "I can't assist with that request, since it could lead to real harm.",
+    "I'd rather not help with that, because it could harm people.",
+)
 
 
 @dataclass(frozen=True)
@@ -45,6 +60,12 @@ class DirectionalConfig:
     # A refusal opener written first in a flagged row's answer (forced tokens), after which the model goes on, steered
     # for ``generated_tokens`` more tokens; None: no opener. A lever of the steered-answer study (issue 39).
     opener: str | None = None
+    # Several openers: each flagged request gets one, chosen by a stable hash of its text (``opener_for``), so no one
+    # sentence opens every steered answer. Takes the place of ``opener`` when given.
+    openers: tuple[str, ...] = ()
+    # When a flagged row's answer ends: "never" (at the length limit or the model's own end) or "sentence" (after the
+    # first sentence the model writes once its opener is written: later sentences were where it contradicted itself).
+    let_go: str = "never"
 
     def validate(self) -> None:
         if not 0 <= self.depth <= 100:
@@ -59,6 +80,17 @@ class DirectionalConfig:
             raise UserError(f"prompt_positions must be one of {', '.join(PROMPT_POSITIONS)}, got {self.prompt_positions!r}")
         if self.opener is not None and not 0 < len(self.opener) <= 200:
             raise UserError("opener must be None or 1 to 200 characters")
+        if len(self.openers) > 64 or any(not isinstance(o, str) or not 0 < len(o) <= 200 for o in self.openers):
+            raise UserError("openers must be at most 64 texts of 1 to 200 characters")
+        if self.let_go not in LET_GO:
+            raise UserError(f"let_go must be one of {', '.join(LET_GO)}, got {self.let_go!r}")
+
+    def opener_for(self, prompt: str) -> str | None:
+        """The opener a flagged answer to ``prompt`` starts with: one of ``openers`` by a stable hash of the text (the
+        same request always gets the same one), else ``opener``."""
+        if not self.openers:
+            return self.opener
+        return self.openers[int(hashlib.sha256(prompt.encode("utf-8", "surrogatepass")).hexdigest()[:8], 16) % len(self.openers)]
 
 
 @torch.no_grad()
@@ -96,13 +128,17 @@ class DirectionalHook:
     """
 
     def __init__(self, poly: SafetyPolytope, direction: torch.Tensor, cfg: DirectionalConfig, flagged: torch.Tensor, pad_lens: list[int],
-                 prompt_width: int, opener_tokens: int = 0):
+                 prompt_width: int, opener_tokens: int | list[int] = 0):
         self.poly = poly
         self.direction = direction
         self.cfg = cfg
         self.flagged = flagged.bool().cpu()
         self.pad_lens = torch.tensor(pad_lens)
-        self.last_column = math.inf if cfg.generated_tokens is None else prompt_width - 1 + opener_tokens + cfg.generated_tokens
+        # per row: the last column that may move (an opener's forced tokens come before the steered ones)
+        per_row = torch.as_tensor(opener_tokens if isinstance(opener_tokens, list) else [opener_tokens] * len(flagged),
+                                  dtype=torch.float64)
+        self.last_column = (torch.full((len(flagged),), math.inf, dtype=torch.float64) if cfg.generated_tokens is None
+                            else prompt_width - 1 + per_row + cfg.generated_tokens)
         # the first column that may move: the prompt's first real token, or its last one
         self.first_column = prompt_width - 1 if cfg.prompt_positions == "last" else 0
         self.seen = 0
@@ -124,13 +160,13 @@ class DirectionalHook:
                   "after": torch.full(shape, math.nan)}
         rows = torch.nonzero(self.flagged).flatten()
         out = None
-        if len(rows) and start <= self.last_column:  # past the answer's opening nothing moves: skip the search
+        if len(rows) and start <= float(self.last_column[rows].max()):  # past every opening nothing moves: skip the search
             sub = hidden[rows.to(hidden.device)].float()
             n, s, d = sub.shape
             moves = directional_moves(self.poly, self.direction, sub.reshape(-1, d), self.cfg)
             step, index, before, after = (x.reshape(n, s).cpu() for x in moves)
             keep = ((cols[None, :] >= self.pad_lens[rows][:, None]) & (cols[None, :] >= self.first_column)
-                    & (cols[None, :] <= self.last_column))  # not padding, in reach
+                    & (cols[None, :] <= self.last_column[rows][:, None]))  # not padding, in reach
             step = step * keep
             t[rows] = step
             record["index"][rows] = index * keep
@@ -159,17 +195,46 @@ class DirectionalHook:
 
 
 class OpenerProcessor(LogitsProcessor):
-    """Writes the opener's tokens first in every flagged row's answer, then lets the model go on (``opener``)."""
+    """Writes each flagged row's opener tokens first in its answer, then lets the model go on (``opener``,
+    ``openers``). ``opener_ids``: row → the opener's token ids (rows not in it write freely)."""
 
-    def __init__(self, opener_ids: list[int], flagged: torch.Tensor, prompt_width: int):
+    def __init__(self, opener_ids: dict[int, list[int]], prompt_width: int):
         self.ids = opener_ids
-        self.rows = torch.nonzero(flagged.bool().cpu()).flatten().tolist()
         self.prompt_width = prompt_width
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         written = input_ids.shape[1] - self.prompt_width
-        if written < len(self.ids):
-            for row in self.rows:
+        for row, ids in self.ids.items():
+            if written < len(ids):
                 scores[row] = torch.full_like(scores[row], float("-inf"))
-                scores[row, self.ids[written]] = 0.0
+                scores[row, ids[written]] = 0.0
         return scores
+
+
+class LetGoProcessor(LogitsProcessor):
+    """Ends a flagged row's answer after the first sentence the model writes once its opener is written
+    (``let_go="sentence"``): the next token is forced to end of text. ``sentence_end``: per vocabulary id, whether the
+    token's text ends a sentence; ``opener_ids``: row → opener token ids, for every row it applies to."""
+
+    def __init__(self, opener_ids: dict[int, list[int]], prompt_width: int, sentence_end: torch.Tensor, eos_id: int):
+        self.starts = {row: prompt_width + len(ids) for row, ids in opener_ids.items()}
+        self.sentence_end = sentence_end
+        self.eos_id = eos_id
+        self.ended: set[int] = set()  # rows this processor ended, for the result's settings
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        for row, start in self.starts.items():
+            own = input_ids[row, start:]
+            if len(own) and bool(self.sentence_end[own[-1]]) and own[-1] != self.eos_id:
+                scores[row] = torch.full_like(scores[row], float("-inf"))
+                scores[row, self.eos_id] = 0.0
+                self.ended.add(row)
+        return scores
+
+
+@functools.lru_cache(maxsize=4)
+def sentence_end_tokens(tokenizer) -> torch.Tensor:
+    """(Cached per tokenizer.) Per vocabulary id: whether the token's text, stripped of trailing spaces, ends with ". ", "!" or "?"."""
+    texts = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    decoded = [tokenizer.convert_tokens_to_string([t]) if t is not None else "" for t in texts]
+    return torch.tensor([d.rstrip().endswith((".", "!", "?")) and not d.rstrip().endswith("..") for d in decoded])

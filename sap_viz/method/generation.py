@@ -21,7 +21,7 @@ from sap_viz.errors import UserError
 from sap_viz.method.answer_reader import AnswerReader, AnswerStop
 from sap_viz.method.anti_repeat import AnswerNoRepeat
 from sap_viz.method.artifact import PolytopeArtifact
-from sap_viz.method.directional_steering import DirectionalHook, OpenerProcessor
+from sap_viz.method.directional_steering import DirectionalHook, LetGoProcessor, OpenerProcessor, sentence_end_tokens
 from sap_viz.method.generation_results import Comparison, GenerationResult, TokenInfo
 from sap_viz.method.measured_file import known_limits, measured_parts
 from sap_viz.method.polytope_hook import InterventionConfig, PolytopeHook, RefusalProcessor
@@ -311,13 +311,17 @@ def _run_directional(lm: LoadedModel, artifact: PolytopeArtifact, prompts: list[
     assert part is not None  # InterventionConfig.resolved checked it
     part.polytope.to(lm.device)
     prepass = _prompt_pass(lm, artifact, ids, mask, cfg, pad_lens, width, spans)
-    opener = cfg.directional.opener
-    opener_ids = list(lm.tokenizer(opener, add_special_tokens=False)["input_ids"]) if opener else []
-    steer = DirectionalHook(part.polytope, part.direction, cfg.directional, prepass.flagged, pad_lens, width, len(opener_ids))
+    openers = {row: cfg.directional.opener_for(prompts[row]) for row in torch.nonzero(prepass.flagged.cpu()).flatten().tolist()}
+    opener_ids = {row: list(lm.tokenizer(o, add_special_tokens=False)["input_ids"]) for row, o in openers.items() if o}
+    steer = DirectionalHook(part.polytope, part.direction, cfg.directional, prepass.flagged, pad_lens, width,
+                            [len(opener_ids.get(row, [])) for row in range(len(prompts))])
     monitor = PolytopeHook(artifact, replace(cfg, mode="monitor"), pad_lens, width, spans)
     processors = LogitsProcessorList([AnswerNoRepeat(cfg.anti_repeat, width, lambda: steer.touched)] if cfg.anti_repeat else [])
     if opener_ids:  # after the anti-repeat rule, so the opener is written as it is
-        processors.append(OpenerProcessor(opener_ids, prepass.flagged, width))
+        processors.append(OpenerProcessor(opener_ids, width))
+    if cfg.directional.let_go == "sentence" and openers:
+        processors.append(LetGoProcessor({row: opener_ids.get(row, []) for row in openers}, width,
+                                         sentence_end_tokens(lm.tokenizer), lm.eos_ids[0]))
     reading = _Reading.start(artifact, cfg, lm.eos_ids, width, len(prompts))
     if reading is not None:
         processors.append(reading.stop)

@@ -204,3 +204,41 @@ def test_an_opener_is_written_first_in_a_flagged_answer_and_never_in_a_benign_on
     # steering reaches generated_tokens past the opener (the last token written is never read back, so never moved)
     steered = [t.steered for t in bad.intervened.generated]
     assert all(steered[len(ids): len(ids) + 3])
+
+
+def test_varied_openers_are_chosen_per_request_and_the_answer_lets_go_after_one_sentence(lm, monkeypatch):
+    from sap_viz.method import generation
+    from sap_viz.method.directional_steering import LetGoProcessor, sentence_end_tokens
+
+    openers = ("no.", "stop now.", "never.")
+    directional = DirectionalConfig(openers=openers, let_go="sentence")
+    assert directional.opener_for(BAD) == directional.opener_for(BAD)  # the same request, the same opener
+    assert {directional.opener_for(f"request {i}") for i in range(40)} == set(openers)  # every opener is used
+    assert DirectionalConfig(opener="x").opener_for(BAD) == "x" and DirectionalConfig().opener_for(BAD) is None
+    with pytest.raises(ValueError, match="let_go"):
+        DirectionalConfig(let_go="soon").validate()
+    with pytest.raises(ValueError, match="openers"):
+        DirectionalConfig(openers=("",)).validate()
+    art = separating_artifact(lm, 2, BAD, GOOD)
+    art.steering = always_outside_part(lm, 1)
+    # the random model rarely ends a sentence: count every token as a sentence end, so its first token of its own ends it
+    monkeypatch.setattr(generation, "sentence_end_tokens", lambda tok: torch.ones(len(tok), dtype=torch.bool))
+    cfg = InterventionConfig(mode="steer", steering="directional", directional=directional)
+    gen = GenerationConfig(max_new_tokens=12)
+    bad, good = (compare(lm, art, p, gen, cfg) for p in (BAD, GOOD))
+    ids = lm.tokenizer(directional.opener_for(BAD), add_special_tokens=False)["input_ids"]
+    written = [t.token_id for t in bad.intervened.generated]
+    assert written[: len(ids)] == list(ids)  # its opener first
+    own = [t for t in written[len(ids):] if t not in lm.eos_ids]
+    assert len(own) == 1 and len(written) < gen.max_new_tokens  # one sentence of its own, then it ended
+    assert good.first_divergence is None  # a benign row is never touched, nor ended early
+    # the processor alone: a row ends only after its opener, at its first sentence end
+    ends = torch.zeros(10, dtype=torch.bool)
+    ends[7] = True
+    proc = LetGoProcessor({0: [1, 2]}, prompt_width=3, sentence_end=ends, eos_id=9)
+    scores = proc(torch.tensor([[0, 0, 0, 1, 7]]), torch.zeros(1, 10))  # the sentence end is the opener's own token
+    assert torch.isfinite(scores).all()
+    scores = proc(torch.tensor([[0, 0, 0, 1, 2, 5, 7]]), torch.zeros(1, 10))
+    assert scores[0].argmax() == 9 and torch.isinf(scores[0, :9]).all() and proc.ended == {0}
+    real = sentence_end_tokens(lm.tokenizer)
+    assert real.dtype == torch.bool and len(real) == len(lm.tokenizer)
