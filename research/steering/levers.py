@@ -44,7 +44,9 @@ MAX_NEW_TOKENS = 64
 
 def lever(name: str, **directional) -> SteeringSetting:
     cfg = build_configs(RequestSettings(fallback=False, steering="directional"))[1]
-    return SteeringSetting(name, replace(cfg, max_interventions=10_000, directional=replace(cfg.directional, **directional)))
+    # the first sweep's levers as they ran: no varied opener and no early end unless a lever sets them
+    base = replace(cfg.directional, openers=(), let_go="never")
+    return SteeringSetting(name, replace(cfg, max_interventions=10_000, directional=replace(base, **directional)))
 
 
 LEVERS = [lever("steer (shipped)"), lever("answer only", prompt_positions="last"),

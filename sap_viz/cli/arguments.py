@@ -101,6 +101,8 @@ def steer_args(p: argparse.ArgumentParser) -> None:
                    help="keep a steered answer the answer check still finds harmful, instead of refusing")
     p.add_argument("--max-step", type=float, default=None, help=help_text("max_step"))
     p.add_argument("--generated-tokens", type=int, default=None, help=help_text("generated_tokens"))
+    p.add_argument("--no-opener", dest="opener", action="store_const", const=False, default=None,
+                   help="directional only: no refusal opener and no early end; the refusal direction alone")
     p.add_argument("--positions", default=None, choices=list(POSITIONS_STEER), help=help_text("positions"))
     p.add_argument("--hinge-weight", type=float, default=None, help=help_text("hinge_weight"))
     p.add_argument("--max-steps", type=int, default=None, help=help_text("max_steps"))

@@ -396,8 +396,8 @@ def _request_settings(args: argparse.Namespace):
     """The flags as one ``RequestSettings`` (the app and the server build the same dataclass)."""
 
     names = ("mode", "steering", "strength", "depth", "max_new_tokens", "sample", "temperature", "top_p", "anti_repeat", "fallback",
-             "refusal_text", "generation_threshold", "span_threshold", "max_step", "generated_tokens", "positions", "hinge_weight",
-             "max_steps", "max_interventions")
+             "refusal_text", "generation_threshold", "span_threshold", "max_step", "generated_tokens", "opener", "positions",
+             "hinge_weight", "max_steps", "max_interventions")
     values = {name: getattr(args, name) for name in names if hasattr(args, name)}
     values["seed"] = args.seed
     try:

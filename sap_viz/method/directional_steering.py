@@ -61,11 +61,12 @@ class DirectionalConfig:
     # for ``generated_tokens`` more tokens; None: no opener. A lever of the steered-answer study (issue 39).
     opener: str | None = None
     # Several openers: each flagged request gets one, chosen by a stable hash of its text (``opener_for``), so no one
-    # sentence opens every steered answer. Takes the place of ``opener`` when given.
-    openers: tuple[str, ...] = ()
+    # sentence opens every steered answer; an ``opener`` given explicitly is used instead. Chosen on validation prompts with
+    # ``let_go`` below (docs/research/steering_levers.md, second sweep): the default.
+    openers: tuple[str, ...] = REFUSAL_OPENERS
     # When a flagged row's answer ends: "never" (at the length limit or the model's own end) or "sentence" (after the
     # first sentence the model writes once its opener is written: later sentences were where it contradicted itself).
-    let_go: str = "never"
+    let_go: str = "sentence"
 
     def validate(self) -> None:
         if not 0 <= self.depth <= 100:
@@ -86,9 +87,9 @@ class DirectionalConfig:
             raise UserError(f"let_go must be one of {', '.join(LET_GO)}, got {self.let_go!r}")
 
     def opener_for(self, prompt: str) -> str | None:
-        """The opener a flagged answer to ``prompt`` starts with: one of ``openers`` by a stable hash of the text (the
-        same request always gets the same one), else ``opener``."""
-        if not self.openers:
+        """The opener a flagged answer to ``prompt`` starts with: ``opener`` when given, else one of ``openers`` by a
+        stable hash of the text (the same request always gets the same one), else None."""
+        if self.opener is not None or not self.openers:
             return self.opener
         return self.openers[int(hashlib.sha256(prompt.encode("utf-8", "surrogatepass")).hexdigest()[:8], 16) % len(self.openers)]
 

@@ -48,7 +48,7 @@ MODE_ALIASES = {
     "refuse": "refuse", "refusal": "refuse", "refusal fallback": "refuse", "refusal_fallback": "refuse",
 }
 #: Knobs that only one kind of steering reads; setting one for the other kind is an error, not a silent no-op.
-DIRECTIONAL_ONLY = ("max_step", "generated_tokens")
+DIRECTIONAL_ONLY = ("max_step", "generated_tokens", "opener")
 MINIMAL_ONLY = ("positions", "hinge_weight", "max_steps", "max_interventions")
 #: Old names, accepted with a warning for one release.
 RENAMED = {"depth": "strength"}
@@ -85,6 +85,9 @@ class RequestSettings:
     # directional only
     max_step: float | None = _setting(None, "directional only: the largest move, in lengths of the refusal direction (default 1)")
     generated_tokens: int | None = _setting(None, "directional only: answer tokens steered after the prompt (-1 = all; default 8)")
+    opener: bool | None = _setting(None, "directional only: a flagged answer opens with one of eight refusals with a reason "
+                                         "and ends after the model's first sentence (default on; off: the refusal direction "
+                                         "alone, as far as the answer goes)")
     # minimal Safe Flow only
     positions: str | None = _setting(None, "minimal only: which states are checked and steered (default last: the prompt's "
                                            "last token and every answer token)")
@@ -215,7 +218,7 @@ def parse_mode(mode: Any) -> str:
 
 _INTS = ("max_new_tokens", "seed", "anti_repeat", "generated_tokens", "max_steps", "max_interventions")
 _FLOATS = ("strength", "temperature", "top_p", "generation_threshold", "span_threshold", "max_step", "hinge_weight")
-_BOOLS = ("sample", "fallback")
+_BOOLS = ("sample", "fallback", "opener")
 
 
 def _coerce(key: str, value: Any) -> Any:

@@ -41,6 +41,7 @@ _SAP_SCHEMAS = {
     "span_threshold": {"anyOf": [_NUMBER, {"const": "inf"}]},  # "inf": the span check off
     "max_step": {"type": "number", "exclusiveMinimum": 0, "maximum": 20},
     "generated_tokens": {"type": "integer", "minimum": -1, "maximum": 100_000},
+    "opener": {"type": "boolean"},
     "positions": {"enum": list(POSITIONS)},
     "hinge_weight": {"type": "number", "exclusiveMinimum": 0, "maximum": 10_000},
     "max_steps": {"type": "integer", "minimum": 1, "maximum": 10_000},

@@ -241,7 +241,7 @@ def register(wb: Workbench) -> None:
 
         strength: the steering depth, 0-10 (only for mode "steer").
         settings: any other setting by its CLI name (steering, anti_repeat, fallback, sample, temperature, top_p,
-        max_step, generated_tokens, positions, hinge_weight, max_steps, max_interventions, refusal_text,
+        max_step, generated_tokens, opener, positions, hinge_weight, max_steps, max_interventions, refusal_text,
         generation_threshold, span_threshold).
         """
         return generate_payload(caller(wb, request), prompt, mode, strength, max_new_tokens, seed, settings)

@@ -20,6 +20,11 @@ from tests.conftest import linear_artifact, make_tiny_lm, separating_artifact
 BAD, GOOD = "bad request", "good request"
 
 
+def RAW(**kw) -> DirectionalConfig:  # noqa: N802 - reads as the config it builds
+    """The refusal direction alone: no opener, no early end (the mechanism the tests below pin down)."""
+    return DirectionalConfig(openers=(), let_go="never", **kw)
+
+
 @pytest.fixture(scope="module")
 def lm():
     return make_tiny_lm("llama", seed=3)
@@ -172,7 +177,7 @@ def test_generated_tokens_limits_steering_to_the_answers_opening(lm):
     art.steering = always_outside_part(lm, 1, scale=0.5)
     gen = GenerationConfig(max_new_tokens=8, min_new_tokens=8)
     for n in (0, 3):
-        cfg = InterventionConfig(mode="steer", steering="directional", directional=DirectionalConfig(generated_tokens=n))
+        cfg = InterventionConfig(mode="steer", steering="directional", directional=RAW(generated_tokens=n))
         res = compare(lm, art, BAD, gen, cfg).intervened
         # the state read at the last prompt token and at the first n answer tokens is steered, none after
         steered = [t.steered for t in res.tokens]
@@ -183,7 +188,7 @@ def test_prompt_positions_last_moves_only_the_prompts_last_state_and_the_answers
     art = separating_artifact(lm, 2, BAD, GOOD)
     art.steering = always_outside_part(lm, 1)
     gen = GenerationConfig(max_new_tokens=6, min_new_tokens=6)
-    cfg = InterventionConfig(mode="steer", steering="directional", directional=DirectionalConfig(prompt_positions="last"))
+    cfg = InterventionConfig(mode="steer", steering="directional", directional=RAW(prompt_positions="last"))
     res = compare(lm, art, BAD, gen, cfg).intervened
     assert [t.steered for t in res.tokens[: res.prompt_len]] == [False] * (res.prompt_len - 1) + [True]
     assert all(t.steered for t in res.generated[:5])
@@ -197,7 +202,7 @@ def test_an_opener_is_written_first_in_a_flagged_answer_and_never_in_a_benign_on
     opener = "no."
     ids = lm.tokenizer(opener, add_special_tokens=False)["input_ids"]
     gen = GenerationConfig(max_new_tokens=len(ids) + 4, min_new_tokens=len(ids) + 4)
-    cfg = InterventionConfig(mode="steer", steering="directional", directional=DirectionalConfig(opener=opener))
+    cfg = InterventionConfig(mode="steer", steering="directional", directional=RAW(opener=opener))
     bad, good = (compare(lm, art, p, gen, cfg) for p in (BAD, GOOD))
     assert [t.token_id for t in bad.intervened.generated[: len(ids)]] == list(ids)
     assert good.first_divergence is None  # a benign row is never touched
@@ -214,7 +219,7 @@ def test_varied_openers_are_chosen_per_request_and_the_answer_lets_go_after_one_
     directional = DirectionalConfig(openers=openers, let_go="sentence")
     assert directional.opener_for(BAD) == directional.opener_for(BAD)  # the same request, the same opener
     assert {directional.opener_for(f"request {i}") for i in range(40)} == set(openers)  # every opener is used
-    assert DirectionalConfig(opener="x").opener_for(BAD) == "x" and DirectionalConfig().opener_for(BAD) is None
+    assert DirectionalConfig(opener="x").opener_for(BAD) == "x" and RAW().opener_for(BAD) is None
     with pytest.raises(ValueError, match="let_go"):
         DirectionalConfig(let_go="soon").validate()
     with pytest.raises(ValueError, match="openers"):

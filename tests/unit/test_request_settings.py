@@ -7,6 +7,7 @@ import torch
 
 from sap_viz.analysis.text_quality import distinct_n
 from sap_viz.method.anti_repeat import AnswerNoRepeat, banned_next_tokens
+from sap_viz.method.directional_steering import DirectionalConfig
 from sap_viz.method.generation import GenerationConfig, compare, run_generation
 from sap_viz.method.polytope_hook import InterventionConfig
 from sap_viz.method.request_configs import build_configs
@@ -47,6 +48,7 @@ def test_request_values_become_the_method_configs():
     ({"colour": "red"}, "unknown setting 'colour'"),
     ({"steering": "directional", "positions": "all"}, "positions only apply to minimal steering"),
     ({"steering": "minimal", "generated_tokens": 4}, "generated_tokens only apply to directional steering"),
+    ({"steering": "minimal", "opener": False}, "opener only apply to directional steering"),
     ({"temperature": 0, "sample": True}, "temperature"),
 ])
 def test_bad_values_are_refused_by_name(values, fragment):
@@ -101,7 +103,8 @@ def test_anti_repeat_leaves_unsteered_rows_identical_and_stops_loops_in_steered_
     art = separating_artifact(lm, 2, BAD, GOOD)
     art.steering = always_outside_part(lm, 1)
     gen = GenerationConfig(max_new_tokens=40, min_new_tokens=40)
-    on, off = InterventionConfig(mode="steer"), InterventionConfig(mode="steer", anti_repeat=0)
+    raw = DirectionalConfig(openers=(), let_go="never")  # the direction alone: the rule is what is under test
+    on, off = InterventionConfig(mode="steer", directional=raw), InterventionConfig(mode="steer", anti_repeat=0, directional=raw)
     good_on, good_off = (run_generation(lm, art, [GOOD], gen, c)[0] for c in (on, off))
     assert [t.token_id for t in good_on.generated] == [t.token_id for t in good_off.generated]
     bad = compare(lm, art, BAD, gen, on).intervened
@@ -112,3 +115,13 @@ def test_anti_repeat_leaves_unsteered_rows_identical_and_stops_loops_in_steered_
     # a random tiny model loops without the rule, which is what makes the check above meaningful
     looped = [t.token_id for t in compare(lm, art, BAD, gen, off).intervened.generated]
     assert distinct_n(looped) < distinct_n(ids)
+
+
+def test_the_opener_setting_turns_the_varied_opener_and_its_early_end_on_and_off():
+    from sap_viz.method.directional_steering import REFUSAL_OPENERS
+
+    limits = Limits(max_new_tokens=200)
+    on = build_configs(RequestSettings.from_request({"steering": "directional"}, limits), limits)[1].directional
+    assert on.openers == REFUSAL_OPENERS and on.let_go == "sentence"  # the default
+    off = build_configs(RequestSettings.from_request({"steering": "directional", "opener": "false"}, limits), limits)[1].directional
+    assert off.openers == () and off.opener is None and off.let_go == "never" and off.opener_for("anything") is None
