@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from sap_viz import __version__
@@ -23,7 +23,9 @@ from sap_viz.errors import PolytopeFileError, UserError
 from sap_viz.files import directory_lock, now, write_json_atomic
 from sap_viz.method.artifact import MEASURED_FILE, PolytopeArtifact, polytope_digest, polytope_tensors, update_digest
 from sap_viz.method.configs import MEASURED_PARTS
+from sap_viz.method.directional_steering import DirectionalConfig
 from sap_viz.method.polytope_schema import _DICT, _LIST, _int, _object, _text, check_fields
+from sap_viz.method.request_settings import RequestSettings
 from sap_viz.method.safe_files import read_json
 
 __all__ = ["MEASURED_FILE", "PARTS", "MeasuredPart", "Target", "detector_digest", "known_limits", "measured_parts",
@@ -109,6 +111,11 @@ def steering_digest(art: PolytopeArtifact) -> str:
     if check is not None:
         update_digest(digest, {"check.mean": check.mean, "check.scale": check.scale, "check.weight": check.weight})
         digest.update(json.dumps([check.layer, check.bias, check.threshold, check.rule, check.window]).encode())
+    # the default settings the part is measured at: a new default (an opener, a strength) writes other answers
+    request = RequestSettings()
+    defaults = {"directional": asdict(DirectionalConfig()), "strength": request.strength, "anti_repeat": request.anti_repeat,
+                "fallback": request.fallback, "refusal_text": request.refusal_text}
+    digest.update(json.dumps(defaults, sort_keys=True, default=str).encode())
     return digest.hexdigest()[:16]
 
 
@@ -160,14 +167,14 @@ def measured_parts(art: PolytopeArtifact) -> dict[str, MeasuredPart]:
 
 
 def measured_status(art: PolytopeArtifact) -> dict[str, str]:
-    """Per part: "measured <date>", "not measured", or "measured on other weights or boundaries" (a stale file)."""
+    """Per part: "measured <date>", "not measured", or "measured on other weights, boundaries or default settings" (a stale file)."""
     current = measured_parts(art)
     try:
         on_disk = read_measured_file(art.path) if art.path is not None else {}
     except PolytopeFileError:
         on_disk = {}
     return {name: (f"measured {current[name].when[:10]}" if name in current else
-                   "measured on other weights or boundaries: not this polytope" if name in on_disk else "not measured")
+                   "measured on other weights, boundaries or default settings: not this polytope" if name in on_disk else "not measured")
             for name in PARTS}
 
 

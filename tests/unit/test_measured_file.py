@@ -122,7 +122,7 @@ def test_a_part_is_read_back_for_its_own_polytope_only(tmp_path):
     shutil.copy(art.path / MEASURED_FILE, other.path / MEASURED_FILE)
     other = load_polytope(other.path)
     assert measured_parts(other) == {}
-    assert measured_status(other)["detection"] == "measured on other weights or boundaries: not this polytope"
+    assert measured_status(other)["detection"] == "measured on other weights, boundaries or default settings: not this polytope"
 
 
 def test_a_new_boundary_makes_detection_stale(tmp_path):
@@ -133,6 +133,22 @@ def test_a_new_boundary_makes_detection_stale(tmp_path):
     assert measured_parts(load_polytope(art.path)) == {}
     art.meta["verdict_calibration"] = {"boundary": boundary}  # also in memory, for an artifact already loaded
     assert measured_parts(art) == {}
+
+
+def test_new_default_steering_settings_make_the_steered_parts_stale(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from sap_viz.method import measured_file
+    from sap_viz.method.artifact import SteeringPart
+
+    art = small_polytope(tmp_path / "p")
+    art.steering = SteeringPart(art.polytope, torch.ones(16), art.meta)
+    before = {part: measured_file.part_digest(art, part) for part in ("detection", "steering", "answer_check")}
+    raw = measured_file.DirectionalConfig(openers=(), let_go="never")  # as if the defaults were the direction alone
+    monkeypatch.setattr(measured_file, "DirectionalConfig", lambda: replace(raw))
+    after = {part: measured_file.part_digest(art, part) for part in before}
+    assert after["detection"] == before["detection"]  # the detector does not depend on how steering writes
+    assert after["steering"] != before["steering"] and after["answer_check"] != before["answer_check"]
 
 
 @pytest.mark.parametrize("damage", [
