@@ -496,7 +496,7 @@ def doc_detection_operating_point_eval(root: Path) -> str:
     (research/detection_levers/operating_point_eval.json and plain_share_candidate.json, from measured.json files)."""
     chosen = json.loads((root / "research" / "detection_levers" / "operating_point_eval.json").read_text(encoding="utf-8"))
     shipped = json.loads((root / "research" / "detection_levers" / "plain_share_candidate.json").read_text(encoding="utf-8"))["shipped"]
-    columns = {"shipped at 5 %": shipped, **{f"{name} at {r['target_fpr']:.0%}": r for name, r in chosen.items()}}
+    columns = {"shipped at 5 %": shipped, **{f"{name} at {r['target_fpr'] * 100:g} %": r for name, r in chosen.items()}}
     rows = []
     for kind in ("detection_targets", "facet_targets"):
         for i, first in enumerate(shipped[kind]):
