@@ -319,7 +319,7 @@ def _run_directional(lm: LoadedModel, artifact: PolytopeArtifact, prompts: list[
     processors = LogitsProcessorList([AnswerNoRepeat(cfg.anti_repeat, width, lambda: steer.touched)] if cfg.anti_repeat else [])
     if opener_ids:  # after the anti-repeat rule, so the opener is written as it is
         processors.append(OpenerProcessor(opener_ids, width))
-    if cfg.directional.let_go == "sentence" and openers:
+    if cfg.directional.let_go == "sentence" and openers and not gen.min_new_tokens:  # a length asked for comes first
         processors.append(LetGoProcessor({row: opener_ids.get(row, []) for row in openers}, width,
                                          sentence_end_tokens(lm.tokenizer), lm.eos_ids[0]))
     reading = _Reading.start(artifact, cfg, lm.eos_ids, width, len(prompts))

@@ -237,6 +237,8 @@ def test_varied_openers_are_chosen_per_request_and_the_answer_lets_go_after_one_
     own = [t for t in written[len(ids):] if t not in lm.eos_ids]
     assert len(own) == 1 and len(written) < gen.max_new_tokens  # one sentence of its own, then it ended
     assert good.first_divergence is None  # a benign row is never touched, nor ended early
+    fixed = compare(lm, art, BAD, GenerationConfig(max_new_tokens=12, min_new_tokens=12), cfg).intervened
+    assert len(fixed.generated) == 12  # a length asked for (the bench's equal-length timing) is written in full
     # the processor alone: a row ends only after its opener, at its first sentence end
     ends = torch.zeros(10, dtype=torch.bool)
     ends[7] = True
