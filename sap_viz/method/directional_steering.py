@@ -221,12 +221,13 @@ class LetGoProcessor(LogitsProcessor):
         self.starts = {row: prompt_width + len(ids) for row, ids in opener_ids.items()}
         self.sentence_end = sentence_end
         self.eos_id = eos_id
-        self.ended: set[int] = set()  # rows this processor ended, for the result's settings
+        self.ended: set[int] = set()  # rows it has ended
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         for row, start in self.starts.items():
             own = input_ids[row, start:]
-            if len(own) and bool(self.sentence_end[own[-1]]) and own[-1] != self.eos_id:
+            last = int(own[-1]) if len(own) else -1
+            if 0 <= last < len(self.sentence_end) and bool(self.sentence_end[last]) and last != self.eos_id:
                 scores[row] = torch.full_like(scores[row], float("-inf"))
                 scores[row, self.eos_id] = 0.0
                 self.ended.add(row)
