@@ -454,24 +454,32 @@ def doc_detection_balance(root: Path) -> str:
     return table(out, list(out[0]))
 
 
+def _target_rows(columns: dict[str, dict], kinds: tuple[str, ...] = ("detection_targets", "facet_targets")) -> list[dict]:
+    """One row per measured target (✓ where met), a column per polytope record (the first names the targets)."""
+    first = next(iter(columns.values()))
+    return [{"target": t["target"], "needed": t["needed"],
+             **{col: r[kind][i]["measured"] + (" ✓" if r[kind][i]["met"] else "") for col, r in columns.items()}}
+            for kind in kinds for i, t in enumerate(first[kind])]
+
+
+def _verdict_rows(columns: dict[str, dict]) -> list[dict]:
+    """One row per evaluation set: the verdict's caught / safe-flagged shares, a column per polytope record."""
+    first = next(iter(columns.values()))
+    return [{"target": f"{row['set']}: caught / safe flagged", "needed": "",
+             **{col: f"{r['verdict_rows'][i]['caught']:.0%} / {r['verdict_rows'][i]['safe_flagged']:.0%}"
+                for col, r in columns.items()}}
+            for i, row in enumerate(first["verdict_rows"])]
+
+
 def doc_detection_candidate(root: Path) -> str:
     """Part 4: the shipped polytope beside the plain-share candidate, target by target and per set
     (research/detection_levers/plain_share_candidate.json, from the two polytopes' measured.json)."""
     runs = json.loads((root / "research" / "detection_levers" / "plain_share_candidate.json").read_text(encoding="utf-8"))
-    shipped, cand = runs["shipped"], runs["candidate"]
-    rows = []
-    for kind in ("detection_targets", "facet_targets"):
-        for a, b in zip(shipped[kind], cand[kind], strict=True):
-            rows.append({"target": a["target"], "needed": a["needed"], "shipped": a["measured"] + (" ✓" if a["met"] else ""),
-                         "curated + 25 % ordinary": b["measured"] + (" ✓" if b["met"] else "")})
-    rows.append({"target": "word attribution: harmful word first", "needed": "≥ 80%",
-                 "shipped": f"{shipped['attribution']} of {shipped['attribution_n']}",
-                 "curated + 25 % ordinary": f"{cand['attribution']} of {cand['attribution_n']}"})
-    for a, b in zip(shipped["verdict_rows"], cand["verdict_rows"], strict=True):
-        rows.append({"target": f"{a['set']}: caught / safe flagged", "needed": "",
-                     "shipped": f"{a['caught']:.0%} / {a['safe_flagged']:.0%}",
-                     "curated + 25 % ordinary": f"{b['caught']:.0%} / {b['safe_flagged']:.0%}"})
-    return table(rows, ["target", "needed", "shipped", "curated + 25 % ordinary"])
+    columns = {"shipped": runs["shipped"], "curated + 25 % ordinary": runs["candidate"]}
+    attribution = {"target": "word attribution: harmful word first", "needed": "≥ 80%",
+                   **{col: f"{r['attribution']} of {r['attribution_n']}" for col, r in columns.items()}}
+    rows = [*_target_rows(columns), attribution, *_verdict_rows(columns)]
+    return table(rows, ["target", "needed", *columns])
 
 
 def doc_detection_operating_point(root: Path) -> str:
@@ -497,17 +505,9 @@ def doc_detection_operating_point_eval(root: Path) -> str:
     chosen = json.loads((root / "research" / "detection_levers" / "operating_point_eval.json").read_text(encoding="utf-8"))
     shipped = json.loads((root / "research" / "detection_levers" / "plain_share_candidate.json").read_text(encoding="utf-8"))["shipped"]
     columns = {"shipped at 5 %": shipped, **{f"{name} at {r['target_fpr'] * 100:g} %": r for name, r in chosen.items()}}
-    rows = []
-    for kind in ("detection_targets", "facet_targets"):
-        for i, first in enumerate(shipped[kind]):
-            rows.append({"target": first["target"], "needed": first["needed"],
-                         **{col: r[kind][i]["measured"] + (" ✓" if r[kind][i]["met"] else "") for col, r in columns.items()}})
-    rows.append({"target": "detection targets met", "needed": "9",
-                 **{col: str(sum(t["met"] for t in r["detection_targets"])) for col, r in columns.items()}})
-    for i, first in enumerate(shipped["verdict_rows"]):
-        rows.append({"target": f"{first['set']}: caught / safe flagged", "needed": "",
-                     **{col: f"{r['verdict_rows'][i]['caught']:.0%} / {r['verdict_rows'][i]['safe_flagged']:.0%}"
-                        for col, r in columns.items()}})
+    met = {"target": "detection targets met", "needed": "9",
+           **{col: str(sum(t["met"] for t in r["detection_targets"])) for col, r in columns.items()}}
+    rows = [*_target_rows(columns), met, *_verdict_rows(columns)]
     return table(rows, ["target", "needed", *columns])
 
 

@@ -236,7 +236,8 @@ class LetGoProcessor(LogitsProcessor):
 
 @functools.lru_cache(maxsize=4)
 def sentence_end_tokens(tokenizer) -> torch.Tensor:
-    """(Cached per tokenizer.) Per vocabulary id: whether the token's text, stripped of trailing spaces, ends with ". ", "!" or "?"."""
+    """(Cached per tokenizer.) Per vocabulary id: whether the token's text, stripped of trailing spaces, ends with ".",
+    "!" or "?" (not an ellipsis)."""
     texts = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
     decoded = [tokenizer.convert_tokens_to_string([t]) if t is not None else "" for t in texts]
     return torch.tensor([d.rstrip().endswith((".", "!", "?")) and not d.rstrip().endswith("..") for d in decoded])

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from sap_viz.errors import SettingsError
-from sap_viz.method.directional_steering import REFUSAL_OPENERS, DirectionalConfig
+from sap_viz.method.directional_steering import DirectionalConfig
 from sap_viz.method.generation import GenerationConfig
 from sap_viz.method.polytope_hook import InterventionConfig
 from sap_viz.method.request_settings import RequestSettings
@@ -37,9 +37,8 @@ def build_configs(settings: RequestSettings, limits: Limits | None = None) -> tu
         directional = replace(directional, max_step=settings.max_step)
     if settings.generated_tokens is not None:
         directional = replace(directional, generated_tokens=None if settings.generated_tokens < 0 else settings.generated_tokens)
-    if settings.opener is not None:
-        directional = replace(directional, openers=REFUSAL_OPENERS if settings.opener else (),
-                              let_go="sentence" if settings.opener else "never")
+    if settings.opener is False:  # on is the default: off leaves the refusal direction alone
+        directional = replace(directional, openers=(), let_go="never")
     cfg = InterventionConfig(mode=settings.mode, steering=settings.steering, flow=flow, directional=directional,
                              anti_repeat=settings.anti_repeat, fallback=settings.fallback, refusal_text=settings.refusal_text,
                              generation_threshold=settings.generation_threshold, span_threshold=settings.span_threshold)
