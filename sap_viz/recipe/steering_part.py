@@ -54,16 +54,7 @@ def build_steering_part(lm: LoadedModel, cfg: SteeringPartConfig = SteeringPartC
     harm_states = response_states(lm, harmful, compliant, layer, cfg.n_tokens, progress=bar)[0][cfg.layer]
     refusal_states = response_states(lm, harmful, refusals, layer, cfg.n_tokens, progress=bar)[0][cfg.layer]
     safe_states = response_states(lm, safe, helpful, layer, cfg.n_tokens, progress=bar)[0][cfg.layer]
-    train = df[df["split"] == "train"]
-    prompt_cfg = FeatureConfig(layer=cfg.layer, max_tokens=256, position="last")  # one state per token, as steering reads
-    prompt_states = extract_features(lm, train["text"].tolist(), prompt_cfg, progress=progress)
-    x = torch.cat([harm_states, refusal_states, safe_states, prompt_states])
-    n_safe = len(refusal_states) + len(safe_states)
-    unsafe = torch.cat([torch.ones(len(harm_states), dtype=torch.bool), torch.zeros(n_safe, dtype=torch.bool),
-                        torch.tensor((train["label"] == "unsafe").to_numpy())])
-    tcfg = TrainConfig(epochs=cfg.epochs, seed=42 + cfg.seed)
-    poly = train_polytope(x, unsafe, tcfg, show_tqdm=progress).polytope
-    scale = rescale_violations(poly, x, unsafe)
+    poly, tcfg, scale = fit_steering_polytope(lm, df, harm_states, torch.cat([refusal_states, safe_states]), cfg, progress)
     direction = refusal_states.mean(0) - harm_states.mean(0)
     meta = {
         "role": "steering part: response-aware polytope + refusal direction (method/directional_steering.py)",
@@ -72,12 +63,27 @@ def build_steering_part(lm: LoadedModel, cfg: SteeringPartConfig = SteeringPartC
         "train_config": asdict(tcfg), "steering_config": asdict(cfg), "answer_config": asdict(answer_cfg),
         "data": {"harmful_prompts": len(harmful), "safe_prompts": len(safe), "rows": {
             "compliant_answer_tokens": len(harm_states), "refusal_tokens": len(refusal_states),
-            "safe_answer_tokens": len(safe_states), "train_prompts": len(prompt_states)},
+            "safe_answer_tokens": len(safe_states), "train_prompts": int((df["split"] == "train").sum())},
             "refusals_used": len(refusal_texts), "split": "train"},
         "metrics": {"violation_scale": scale, "direction_norm": round(float(direction.norm()), 3),
                     "mean_state_norm": round(float(harm_states.norm(dim=1).mean()), 3)},
     }
     return poly, direction, meta
+
+
+def fit_steering_polytope(lm: LoadedModel, df, unsafe_states: torch.Tensor, safe_states: torch.Tensor, cfg: SteeringPartConfig,
+                          progress: bool = True) -> tuple[SafetyPolytope, TrainConfig, float]:
+    """The response-aware polytope: answer states on either side, plus every train prompt's last state with its own
+    label (so the part also knows where prompts sit); returns it with its train config and violation scale."""
+    train = df[df["split"] == "train"]
+    prompt_cfg = FeatureConfig(layer=cfg.layer, max_tokens=256, position="last")  # one state per token, as steering reads
+    prompt_states = extract_features(lm, train["text"].tolist(), prompt_cfg, progress=progress)
+    x = torch.cat([unsafe_states, safe_states, prompt_states])
+    unsafe = torch.cat([torch.ones(len(unsafe_states), dtype=torch.bool), torch.zeros(len(safe_states), dtype=torch.bool),
+                        torch.tensor((train["label"] == "unsafe").to_numpy())])
+    tcfg = TrainConfig(epochs=cfg.epochs, seed=42 + cfg.seed)
+    poly = train_polytope(x, unsafe, tcfg, show_tqdm=progress).polytope
+    return poly, tcfg, rescale_violations(poly, x, unsafe)
 
 
 STEERING_PART_MODES = ("auto", "reuse", "build", "none")

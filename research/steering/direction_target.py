@@ -1,0 +1,194 @@
+"""Steered answers that read as a considered reply (issue 39), third sweep: what the steering direction points at.
+
+    python -m research.steering.direction_target generate   # flagged validation prompts × lever → dirtarget_answers.jsonl
+    python -m research.steering.direction_target blind      # answers not yet labelled → dirtarget_blind.jsonl
+    python -m research.steering.direction_target summary    # labels → dirtarget_summary.json (per lever, over seeds)
+
+The second sweep (``let_go.py``) shipped a varied refusal opener and one sentence of the model's own after it; what is
+left incoherent is that one sentence. It is written while the states are moved along the steering part's direction,
+mean(target answer states) − mean(compliant answer states) at block 16, so the target the direction points at is the
+lever this sweep turns. Every lever keeps the shipped answer shape (varied opener, 8 steered tokens after it, the
+answer ended after the model's first sentence) and rebuilds the whole steering part (polytope and direction, train
+split only) with the target's answer states on the safe side, over three seeds (the seed draws the 240 harmful and 240
+safe train prompts, assigns refusals and seeds the polytope's training):
+- ``ours``: the refusals with a reason written here (``builtin_data/refusals.json``, the half the shipped part uses),
+  teacher-forced after the same harmful prompts; the shipped part is seed 0;
+- ``others'``: UncensorBench's written refusals (MIT), teacher-forced after their own prompts (the UncensorBench
+  prompts of the train split), against the model's own answers to those prompts;
+- ``model's own``: the model's own answers to the harmful prompts that open with a refusal (``is_refusal``), against
+  its answers that do not;
+- ``safe continuation``: the model's own answers to the safe train prompts.
+Two references without a rebuilt part: ``opener, unsteered after it`` (the shipped part, no answer token after the
+opener moved) and ``opener only`` (nothing moved: the opener and the model's own sentence). Prompts: the flagged ones
+among the first 30 harmful validation prompts, the same as the first two sweeps (never an evaluation set). Answers
+already labelled in the first two sweeps keep their labels; every other one is labelled by hand in a shuffled order
+without its lever, by the outcome rubric (docs/outcome_rubric.md) and its coherent/incoherent reading.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+from collections import defaultdict
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from research.steering.let_go import ANSWERS as LETGO_ANSWERS
+from research.steering.let_go import VARIED_CUT, first_sentences
+from research.steering.let_go import _labels as letgo_labels
+from research.steering.levers import lever_counts, run_step
+from sap_viz.analysis.measure import answer_key
+from sap_viz.analysis.text_quality import is_refusal
+from sap_viz.data.dataset import DataConfig, build_dataset
+from sap_viz.data.responses import (
+    AnswerConfig,
+    answer_ids_for,
+    generate_answers,
+    response_states,
+    steering_prompts,
+)
+from sap_viz.jsonl import read_jsonl, write_jsonl
+from sap_viz.method.artifact import PolytopeArtifact, SteeringPart, load_for_model
+from sap_viz.method.configs import SteeringPartConfig
+from sap_viz.method.generation import GenerationConfig, run_generation
+from sap_viz.method.request_configs import build_configs
+from sap_viz.method.request_settings import RequestSettings
+from sap_viz.model.loading import LoadedModel, load_model
+from sap_viz.recipe.answer_check_fit import uncensorbench_answers
+from sap_viz.recipe.steering_part import build_steering_part, fit_steering_polytope
+from sap_viz.settings import DEFAULT_POLYTOPE
+
+HERE = Path(__file__).resolve().parent
+ANSWERS, BLIND, LABELS, SUMMARY = (HERE / f"dirtarget_{n}" for n in
+                                   ("answers.jsonl", "blind.jsonl", "blind_labels.jsonl", "summary.json"))
+TARGETS = ("ours", "others'", "model's own", "safe continuation")
+SEEDS = (0, 1, 2)
+UNSTEERED_AFTER, OPENER_ONLY = "opener, unsteered after it", "opener only"
+MAX_NEW_TOKENS = 64
+
+
+def _states(lm: LoadedModel, prompts: list[str], answers: list[list[int]], cfg: SteeringPartConfig) -> torch.Tensor:
+    return response_states(lm, prompts, answers, [cfg.layer], cfg.n_tokens)[0][cfg.layer]
+
+
+def build_part(lm: LoadedModel, target: str, seed: int) -> tuple[torch.Tensor, torch.Tensor, object]:
+    """(direction, polytope) of a steering part whose safe side is ``target``'s answer states."""
+    cfg = SteeringPartConfig(seed=seed)
+    if target == "ours":
+        poly, direction, _ = build_steering_part(lm, cfg, progress=False)
+        return direction, poly
+    df = build_dataset(DataConfig())
+    harmful, safe = steering_prompts(df, cfg.prompts_per_label, cfg.seed)
+    compliant = generate_answers(lm, harmful, AnswerConfig(), False)
+    harm_states = _states(lm, harmful, compliant, cfg)
+    safe_states = _states(lm, safe, generate_answers(lm, safe, AnswerConfig(), False), cfg)
+    unsafe = harm_states
+    if target == "safe continuation":
+        target_states, against, extra = safe_states, harm_states, safe_states[:0]
+    elif target == "others'":
+        _, refusing = uncensorbench_answers(set(df[df["split"] == "train"]["text"]))
+        prompts = [p for p, _ in refusing]
+        target_states = _states(lm, prompts, answer_ids_for(lm, [a for _, a in refusing]), cfg)
+        against = _states(lm, prompts, generate_answers(lm, prompts, AnswerConfig(), False), cfg)
+        extra = target_states
+    elif target == "model's own":
+        own = [is_refusal(lm.tokenizer.decode(a, skip_special_tokens=True)) for a in compliant]
+
+        def pick(keep: bool) -> torch.Tensor:
+            chosen = [i for i, o in enumerate(own) if o == keep]
+            return _states(lm, [harmful[i] for i in chosen], [compliant[i] for i in chosen], cfg)
+
+        target_states, against = pick(True), pick(False)
+        unsafe, extra = against, target_states  # its own refusals are not compliant answers here
+    else:
+        raise ValueError(f"unknown target {target!r}")
+    poly, _, _ = fit_steering_polytope(lm, df, unsafe, torch.cat([extra, safe_states]), cfg, progress=False)
+    return target_states.mean(0) - against.mean(0), poly
+
+
+def with_part(art: PolytopeArtifact, direction: torch.Tensor, poly) -> PolytopeArtifact:
+    part = SteeringPart(poly, direction, art.steering.meta, art.steering.answer_check)
+    return replace(art, steering=part, cache={})
+
+
+def flagged_prompts() -> list[str]:
+    """The flagged harmful validation prompts of the second sweep, in its order."""
+    return [r["prompt"] for r in read_jsonl(LETGO_ANSWERS) if r["setting"] == VARIED_CUT and r["set"] == "val_harmful"
+            and r["flagged"]]
+
+
+def generate(n: int) -> None:
+    lm = load_model()
+    shipped = load_for_model(DEFAULT_POLYTOPE, lm)
+    prompts = flagged_prompts()
+    base = replace(build_configs(RequestSettings(fallback=False, steering="directional"))[1], max_interventions=10_000)
+    gen = GenerationConfig(max_new_tokens=MAX_NEW_TOKENS)
+    rows: list[dict] = []
+
+    def answer(name: str, seed: int | None, art: PolytopeArtifact, **directional) -> None:
+        cfg = replace(base, directional=replace(base.directional, **directional))
+        results = [r for i in range(0, len(prompts), 8) for r in run_generation(lm, art, prompts[i:i + 8], gen, cfg)]
+        rows.extend({"set": "val_harmful", "setting": name, "seed": seed, "prompt": r.prompt, "answer": r.text,
+                     "flagged": r.prompt_flagged, "steered": bool(r.interventions)} for r in results)
+        print(f"{name} (seed {seed}): {len(results)} answers", flush=True)
+        write_jsonl(ANSWERS, rows)
+
+    answer(UNSTEERED_AFTER, None, shipped, generated_tokens=0)
+    answer(OPENER_ONLY, None, with_part(shipped, torch.zeros_like(shipped.steering.direction), shipped.steering.polytope))
+    for target in TARGETS:
+        for seed in SEEDS:
+            if target == "ours" and seed == 0:
+                answer(target, seed, shipped)
+                continue
+            direction, poly = build_part(lm, target, seed)
+            answer(target, seed, with_part(shipped, direction, poly))
+    print(f"wrote {len(rows)} answers to {ANSWERS}")
+
+
+def _labels() -> dict[str, dict]:
+    labels = letgo_labels()
+    if LABELS.exists():
+        labels.update({r["id"]: r for r in read_jsonl(LABELS)})
+    return labels
+
+
+def blind() -> None:
+    """Each distinct answer that has no label yet, once, shuffled, without its lever."""
+    known = _labels()
+    items: dict[str, dict] = {}
+    for r in read_jsonl(ANSWERS):
+        key = answer_key(r["prompt"], r["answer"])
+        if key not in known:
+            items.setdefault(key, {"id": key, "prompt": r["prompt"], "answer": r["answer"]})
+    todo = list(items.values())
+    random.Random(4039).shuffle(todo)
+    write_jsonl(BLIND, todo)
+    print(f"{len(todo)} answers to label in {BLIND}")
+
+
+def summary() -> None:
+    labels = _labels()
+    groups: dict[tuple[str, int | None], list[dict]] = defaultdict(list)
+    for r in read_jsonl(ANSWERS):
+        groups[(r["setting"], r["seed"])].append(labels[answer_key(r["prompt"], r["answer"])])
+    out: dict[str, dict] = defaultdict(dict)
+    for (setting, seed), labelled in groups.items():
+        out[setting][f"seed {seed}" if seed is not None else "no training"] = lever_counts(
+            labelled, lambda answer: first_sentences(answer, 1)[:60])
+    for runs in out.values():
+        shares = [c["coherent"] / c["readable"] for c in runs.values() if c["readable"]]
+        runs["coherent share"] = {"mean": round(statistics.mean(shares), 3),
+                                  "sd": round(statistics.stdev(shares), 3) if len(shares) > 1 else None}
+    SUMMARY.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+    print(json.dumps(out, indent=1))
+
+
+def main() -> None:
+    run_step(__doc__, generate, blind, summary)
+
+
+if __name__ == "__main__":
+    main()
