@@ -448,11 +448,11 @@ def cmd_generate(args: argparse.Namespace) -> None:
     rows = [{"pos": r["index"], "part": "gen" if r["part"] == "answer" else "prompt", "token": repr(r["text"]),
              "max_v": r["max_violation"], "facet": f"{r['top_facet']}:{r['top_facet_name']}", "after": r["after"],
              "|Δh|": r["delta_norm"] if r["steered"] else None, "steps": r["steps"] if r["steered"] else None,
-             "forced": "yes" if r["forced"] else ""}
+             "written by": "fallback" if r["forced"] else "opener" if r["opener"] else ""}
             for r in res.token_rows() if r["violations"] is not None]
     shown = rows if args.all_tokens else [r for r in rows if r["part"] == "gen" or r["pos"] >= res.prompt_len - 8]
     print()
-    _print_table(shown, ["pos", "part", "token", "max_v", "facet", "after", "|Δh|", "steps", "forced"])
+    _print_table(shown, ["pos", "part", "token", "max_v", "facet", "after", "|Δh|", "steps", "written by"])
     print(f"\n{account.sentence}\n{account.outcome}")
     check = account.answer_check
     if check is not None:

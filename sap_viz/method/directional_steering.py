@@ -221,7 +221,6 @@ class LetGoProcessor(LogitsProcessor):
         self.starts = {row: prompt_width + len(ids) for row, ids in opener_ids.items()}
         self.sentence_end = sentence_end
         self.eos_id = eos_id
-        self.ended: set[int] = set()  # rows it has ended
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         for row, start in self.starts.items():
@@ -230,7 +229,6 @@ class LetGoProcessor(LogitsProcessor):
             if 0 <= last < len(self.sentence_end) and bool(self.sentence_end[last]) and last != self.eos_id:
                 scores[row] = torch.full_like(scores[row], float("-inf"))
                 scores[row, self.eos_id] = 0.0
-                self.ended.add(row)
         return scores
 
 

@@ -86,8 +86,9 @@ class _QueueStreamer(BaseStreamer):
 def _build_results(
     lm: LoadedModel, artifact: PolytopeArtifact, prompts: list[str], enc: list, sequences: torch.Tensor,
     hook: PolytopeHook, width: int, cfg: InterventionConfig, gen: GenerationConfig, data: dict | None = None,
-    reading: _Reading | None = None,
+    reading: _Reading | None = None, opener_lens: dict[int, int] | None = None,
 ) -> list[GenerationResult]:
+    """``opener_lens``: row → tokens its refusal opener wrote at the start of the answer (directional steering)."""
     data = hook.assembled() if data is None else data
     if data and "steer_before" not in data:  # minimal Safe Flow edits at the detection layer: its own before / after
         data["steer_before"] = torch.where(data["steered"], data["before"].max(dim=-1).values, torch.nan)
@@ -133,6 +134,7 @@ def _build_results(
         tokens = []
         refuse_col = hook.refuse_from[row]
         start, end = e.text_span
+        opener_end = len(e.ids) + (opener_lens or {}).get(row, 0)
         for i, tid in enumerate(ids):
             col = pad + i
             known = data and col < data["before"].shape[1]
@@ -145,6 +147,7 @@ def _build_results(
                 delta_norm=float(data["delta"][row, col]) if known else 0.0,
                 steps=int(data["steps"][row, col]) if known else 0,
                 forced=refuse_col is not None and col > refuse_col and i >= len(e.ids),
+                opener=len(e.ids) <= i < opener_end,
                 answer_check=(float(logits[row][i - len(e.ids)]) if logits[row] is not None and len(e.ids) <= i < len(e.ids)
                               + len(logits[row]) else None),
                 template=i < len(e.ids) and not start <= i < end,
@@ -346,7 +349,8 @@ def _run_directional(lm: LoadedModel, artifact: PolytopeArtifact, prompts: list[
         data["steps"][:, :cols] = records["index"][:, :cols]
         data["steer_before"][:, :cols] = records["before"][:, :cols]
         data["steer_after"][:, :cols] = records["after"][:, :cols]
-    return _build_results(lm, artifact, prompts, enc, sequences.cpu(), monitor, width, cfg, gen, data, reading)
+    return _build_results(lm, artifact, prompts, enc, sequences.cpu(), monitor, width, cfg, gen, data, reading,
+                          {row: len(o) for row, o in opener_ids.items()})
 
 
 def generate_one(lm, artifact, prompt: str, gen=None, cfg=None) -> GenerationResult:

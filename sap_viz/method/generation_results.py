@@ -30,6 +30,7 @@ class TokenInfo:
     delta_norm: float = 0.0
     steps: int = 0
     forced: bool = False  # emitted by the refusal fallback
+    opener: bool = False  # written by directional steering's refusal opener (a rule), not chosen by the model
     answer_check: float | None = None  # answer tokens: the answer check's logit (> 0 leans harmful); None elsewhere
     template: bool = False  # a chat-template token of the prompt (not the user's text)
     # Steered tokens: the max violation of the polytope that steers (the steering part for directional
@@ -141,7 +142,7 @@ class GenerationResult:
                 "top_facet_name": self.facet_names[k] if k is not None and k < len(self.facet_names) else None,
                 "violations": list(t.violations) if t.violations is not None else None,
                 "after": max(t.violations_after) if t.steered and t.violations_after else None,
-                "steered": t.steered, "forced": t.forced, "steps": t.steps if t.steered else 0,
+                "steered": t.steered, "forced": t.forced, "opener": t.opener, "steps": t.steps if t.steered else 0,
                 "delta_norm": t.delta_norm if t.steered else 0.0, "answer_check": t.answer_check,
             })
         return rows

@@ -85,7 +85,7 @@ def _tokens(result) -> list[dict]:
     return [{"index": t.index, "text": t.text, "is_prompt": t.is_prompt, "violations": t.violations,
              "max_violation": t.max_violation, "top_facet": t.top_facet, "steered": t.steered,
              "violations_after": t.violations_after if t.steered else None, "delta_norm": t.delta_norm,
-             "forced": t.forced} for t in result.tokens]
+             "forced": t.forced, "opener": t.opener} for t in result.tokens]
 
 
 def generate_payload(wb: Workbench, prompt: str, mode: str, strength: float, max_new_tokens: int, seed: int,

@@ -87,7 +87,8 @@ def token_heatmap(result: GenerationResult, title: str = "Violations: tokens × 
     outside, inside = palette.boundary_range(dist[np.isfinite(dist)].tolist())
     account = generation_account(result)
     forced = [t for t in result.tokens if t.forced]
-    if account.steered or forced:  # an empty row of the heatmap below the facets holds the steered and forced marks
+    opener = [t for t in result.tokens if t.opener]
+    if account.steered or forced or opener:  # an empty row below the facets holds the steered, forced and opener marks
         dist = np.vstack([dist, np.full((1, dist.shape[1]), np.nan)])
         hover.append([""] * len(result.tokens))
         labels = [*labels, STEERED_ROW]
@@ -135,6 +136,10 @@ def token_heatmap(result: GenerationResult, title: str = "Violations: tokens × 
     if forced:
         fig.add_trace(go.Scatter(x=[t.index for t in forced], y=[STEERED_ROW] * len(forced), mode="markers",
                                  marker=dict(symbol="triangle-down", size=9, color=palette.PURPLE), name="forced refusal",
+                                 hoverinfo="skip"), row=1, col=1)
+    if opener:
+        fig.add_trace(go.Scatter(x=[t.index for t in opener], y=[STEERED_ROW] * len(opener), mode="markers",
+                                 marker=dict(symbol="square-open", size=8, color=palette.BLUE), name="refusal opener (a rule)",
                                  hoverinfo="skip"), row=1, col=1)
     ticks = [esc(token_display(t.text))[:12] for t in result.tokens]
     step = max(1, len(result.tokens) // 60)

@@ -46,6 +46,8 @@ def token_title(tok: TokenInfo, names: list[str], boundary: float, steered: str 
         lines.append(steered)
     if tok.forced:
         lines.append("forced by the refusal fallback")
+    if tok.opener:
+        lines.append("written by the refusal opener (a rule), not chosen by the model")
     lines.append("all facets:")
     order = sorted(range(len(tok.violations)), key=lambda i: -tok.violations[i])
     for i in order:
@@ -72,6 +74,8 @@ def tokens_html(result: GenerationResult, title: str = "", account: Account | No
             classes.append("sap-steered")
         if tok.forced:
             classes.append("sap-forced")
+        if tok.opener:
+            classes.append("sap-opener")
         words = (f"steered: {step.outcome}, steering polytope {step.before} → {step.after} (target {step.target}), "
                  f"ended {'inside' if step.inside else 'outside'}" if step is not None else "")
         data = f' data-outcome="{esc(step.outcome)}"' if step is not None else ""
@@ -85,8 +89,9 @@ def tokens_html(result: GenerationResult, title: str = "", account: Account | No
     legend = (f'<div class="sap-legend"><span class="sap-sw" style="background:{palette.OUTSIDE_SCALE[0]}"></span> at or above '
               f'the boundary that applies to the token <span class="sap-sw" style="background:{palette.INSIDE_SCALE[1]}"></span> '
               'below it (the colour is the state before any edit) <span class="sap-tok sap-steered">x</span> steered '
-              '<span class="sap-tok sap-forced">x</span> forced refusal — hover, tap or Tab to a token for every facet and its '
-              'steering outcome</div>')
+              '<span class="sap-tok sap-forced">x</span> forced refusal '
+              '<span class="sap-tok sap-opener">x</span> refusal opener (written by a rule) — hover, tap or Tab to a token for '
+              'every facet and its steering outcome</div>')
     head = f'<div class="sap-run-title">{esc(title)}</div>' if title else ""
     return f'<div class="sap-tokens" id="sap-token-view">{head}{legend}<div class="sap-chips">{"".join(chips)}</div></div>'
 

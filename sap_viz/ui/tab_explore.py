@@ -80,7 +80,7 @@ def token_rows(cmp: Comparison) -> list[dict]:
     for run, res in runs:
         for r in res.token_rows():
             row = {"run": run, "index": r["index"], "part": r["part"], "token": r["text"], "steered": r["steered"],
-                   "forced": r["forced"], "delta_norm": r["delta_norm"], "max_violation": r["max_violation"],
+                   "forced": r["forced"], "opener": r["opener"], "delta_norm": r["delta_norm"], "max_violation": r["max_violation"],
                    "answer_check": r["answer_check"]}
             for k, name in enumerate(res.facet_names):
                 row[f"v{k} {name}"] = r["violations"][k] if r["violations"] is not None else None

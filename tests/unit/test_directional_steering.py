@@ -205,6 +205,10 @@ def test_an_opener_is_written_first_in_a_flagged_answer_and_never_in_a_benign_on
     cfg = InterventionConfig(mode="steer", steering="directional", directional=RAW(opener=opener))
     bad, good = (compare(lm, art, p, gen, cfg) for p in (BAD, GOOD))
     assert [t.token_id for t in bad.intervened.generated[: len(ids)]] == list(ids)
+    # the opener's tokens are marked as written by the rule, and only they
+    assert [t.opener for t in bad.intervened.generated] == [True] * len(ids) + [False] * 4
+    assert not any(t.opener for t in bad.baseline.tokens + good.intervened.tokens)
+    assert [r["opener"] for r in bad.intervened.token_rows()].count(True) == len(ids)
     assert good.first_divergence is None  # a benign row is never touched
     # steering reaches generated_tokens past the opener (the last token written is never read back, so never moved)
     steered = [t.steered for t in bad.intervened.generated]
@@ -246,6 +250,6 @@ def test_varied_openers_are_chosen_per_request_and_the_answer_lets_go_after_one_
     scores = proc(torch.tensor([[0, 0, 0, 1, 7]]), torch.zeros(1, 10))  # the sentence end is the opener's own token
     assert torch.isfinite(scores).all()
     scores = proc(torch.tensor([[0, 0, 0, 1, 2, 5, 7]]), torch.zeros(1, 10))
-    assert scores[0].argmax() == 9 and torch.isinf(scores[0, :9]).all() and proc.ended == {0}
+    assert scores[0].argmax() == 9 and torch.isinf(scores[0, :9]).all()
     real = sentence_end_tokens(lm.tokenizer)
     assert real.dtype == torch.bool and len(real) == len(lm.tokenizer)

@@ -17,7 +17,7 @@ NAMES = [f"facet name {k}" for k in range(11)]
 def generation() -> GenerationResult:
     rng = np.random.default_rng(0)
     tokens = [TokenInfo(index=i, token_id=i, text=f"t{i}", is_prompt=i < 6, violations=list(rng.normal(size=11)),
-                        violations_after=None, steered=i in (7, 8), forced=i == 9, delta_norm=1.0) for i in range(12)]
+                        violations_after=None, steered=i in (7, 8), forced=i == 9, opener=i == 6, delta_norm=1.0) for i in range(12)]
     return GenerationResult(prompt="p", mode="steer", text="t", tokens=tokens, prompt_len=6, truncated=False, facet_names=NAMES,
                             settings={})
 

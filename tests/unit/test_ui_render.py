@@ -78,6 +78,8 @@ def test_token_chips_and_clamped_card_text_are_reachable_without_a_mouse():
         title, detail = re.search(r'title="([^"]*)"', chip).group(1), re.search(r'data-detail="([^"]*)"', chip).group(1)
         assert detail == title and "all facets:" in detail
     assert "hover, tap or Tab to a token" in html
+    marked = [chip for chip in chips if "sap-opener" in chip]  # the rule-written opener is told apart from the model's words
+    assert len(marked) == sum(t.opener for t in result.tokens) == 1 and "written by the refusal opener" in marked[0]
     card = render.facet_cards_html([{"name": "n", "policy": "p " * 200, "history": []}], None,
                                    examples=[[{"text": "a long prompt " * 30, "violation": 0.5, "label": "unsafe"}]])
     assert '<div class="sap-card-policy" tabindex="0"' in card and '<li tabindex="0"' in card
