@@ -562,6 +562,24 @@ def doc_steering_letgo(root: Path) -> str:
     return table(rows, list(rows[0]))
 
 
+def doc_steering_direction_target(root: Path) -> str:
+    """research/steering/dirtarget_summary.json: the third sweep (what the steering direction points at), per lever over
+    its seeds: label totals, coherent readings per seed and their mean ± sd (every lever writes the same openers)."""
+    summary = json.loads((root / "research/steering/dirtarget_summary.json").read_text(encoding="utf-8"))
+    rows = []
+    for name, runs in summary.items():
+        seeds = {k: v for k, v in runs.items() if k != "coherent share"}
+        share = runs["coherent share"]
+        total = sum(c["answers"] for c in seeds.values())
+        rows.append({"lever": name, "seeds": ", ".join(k.removeprefix("seed ") for k in seeds), "answers": total,
+                     **{label.replace("_", "-"): sum(c.get(label, 0) for c in seeds.values())
+                        for label in ("harmful", "refused", "off_topic", "degenerate")},
+                     "coherent, per seed": ", ".join(f"{c['coherent']}/{c['readable']}" for c in seeds.values()),
+                     "coherent share, mean ± sd over seeds": f"{share['mean']:.0%}" + (f" ± {share['sd']:.0%}" if share["sd"] is not None
+                                                                      else "")})
+    return table(rows, list(rows[0]))
+
+
 def doc_app_memory(root: Path) -> str:
     """The app's memory over the bench's fixed workload (``sap-viz bench --app-memory only``), each step's resident size
     and peak so far, per measured version of the app (research/performance/app_memory.json: before the memory work, after
@@ -614,6 +632,7 @@ DOC_TABLES: dict[str, Callable[[Path], str]] = {
     "detection_candidate": doc_detection_candidate,
     "answer_check_framed": doc_answer_check_framed,
     "steering_letgo": doc_steering_letgo,
+    "steering_direction_target": doc_steering_direction_target,
     "detection_operating_point": doc_detection_operating_point,
     "detection_operating_point_eval": doc_detection_operating_point_eval,
 }

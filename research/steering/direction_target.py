@@ -11,15 +11,16 @@ lever this sweep turns. Every lever keeps the shipped answer shape (varied opene
 answer ended after the model's first sentence) and rebuilds the whole steering part (polytope and direction, train
 split only) with the target's answer states on the safe side, over three seeds (the seed draws the 240 harmful and 240
 safe train prompts, assigns refusals and seeds the polytope's training):
-- ``ours``: the refusals with a reason written here (``builtin_data/refusals.json``, the half the shipped part uses),
-  teacher-forced after the same harmful prompts; the shipped part is seed 0;
+- ``ours``: the refusals with a reason written here (``builtin_data/refusals.json``, the half kept for steering),
+  teacher-forced after the same harmful prompts; seed 0 was the shipped part when this sweep ran;
 - ``others'``: UncensorBench's written refusals (MIT), teacher-forced after their own prompts (the UncensorBench
   prompts of the train split), against the model's own answers to those prompts;
 - ``model's own``: the model's own answers to the harmful prompts that open with a refusal (``is_refusal``), against
   its answers that do not;
 - ``safe continuation``: the model's own answers to the safe train prompts.
-Two references without a rebuilt part: ``opener, unsteered after it`` (the shipped part, no answer token after the
-opener moved) and ``opener only`` (nothing moved: the opener and the model's own sentence). Prompts: the flagged ones
+Each part is built by ``build_steering_part`` (``sap-viz train-steering --target``). Two references without a rebuilt
+part: ``opener, unsteered after it`` (the shipped part as the sweep ran, "ours" seed 0, no answer token after the opener
+moved) and ``opener only`` (nothing moved: the opener and the model's own sentence). Prompts: the flagged ones
 among the first 30 harmful validation prompts, the same as the first two sweeps (never an evaluation set). Answers
 already labelled in the first two sweeps keep their labels; every other one is labelled by hand in a shuffled order
 without its lever, by the outcome rubric (docs/outcome_rubric.md) and its coherent/incoherent reading.
@@ -41,15 +42,6 @@ from research.steering.let_go import VARIED_CUT, first_sentences
 from research.steering.let_go import _labels as letgo_labels
 from research.steering.levers import lever_counts, run_step
 from sap_viz.analysis.measure import answer_key
-from sap_viz.analysis.text_quality import is_refusal
-from sap_viz.data.dataset import DataConfig, build_dataset
-from sap_viz.data.responses import (
-    AnswerConfig,
-    answer_ids_for,
-    generate_answers,
-    response_states,
-    steering_prompts,
-)
 from sap_viz.jsonl import read_jsonl, write_jsonl
 from sap_viz.method.artifact import PolytopeArtifact, SteeringPart, load_for_model
 from sap_viz.method.configs import SteeringPartConfig
@@ -57,56 +49,23 @@ from sap_viz.method.generation import GenerationConfig, run_generation
 from sap_viz.method.request_configs import build_configs
 from sap_viz.method.request_settings import RequestSettings
 from sap_viz.model.loading import LoadedModel, load_model
-from sap_viz.recipe.answer_check_fit import uncensorbench_answers
-from sap_viz.recipe.steering_part import build_steering_part, fit_steering_polytope
+from sap_viz.recipe.steering_part import build_steering_part
 from sap_viz.settings import DEFAULT_POLYTOPE
 
 HERE = Path(__file__).resolve().parent
 ANSWERS, BLIND, LABELS, SUMMARY = (HERE / f"dirtarget_{n}" for n in
                                    ("answers.jsonl", "blind.jsonl", "blind_labels.jsonl", "summary.json"))
-TARGETS = ("ours", "others'", "model's own", "safe continuation")
+#: lever name → ``SteeringPartConfig.target``
+TARGETS = {"ours": "ours", "others'": "others", "model's own": "own", "safe continuation": "safe"}
 SEEDS = (0, 1, 2)
 UNSTEERED_AFTER, OPENER_ONLY = "opener, unsteered after it", "opener only"
 MAX_NEW_TOKENS = 64
 
 
-def _states(lm: LoadedModel, prompts: list[str], answers: list[list[int]], cfg: SteeringPartConfig) -> torch.Tensor:
-    return response_states(lm, prompts, answers, [cfg.layer], cfg.n_tokens)[0][cfg.layer]
-
-
-def build_part(lm: LoadedModel, target: str, seed: int) -> tuple[torch.Tensor, torch.Tensor, object]:
-    """(direction, polytope) of a steering part whose safe side is ``target``'s answer states."""
-    cfg = SteeringPartConfig(seed=seed)
-    if target == "ours":
-        poly, direction, _ = build_steering_part(lm, cfg, progress=False)
-        return direction, poly
-    df = build_dataset(DataConfig())
-    harmful, safe = steering_prompts(df, cfg.prompts_per_label, cfg.seed)
-    compliant = generate_answers(lm, harmful, AnswerConfig(), False)
-    harm_states = _states(lm, harmful, compliant, cfg)
-    safe_states = _states(lm, safe, generate_answers(lm, safe, AnswerConfig(), False), cfg)
-    unsafe = harm_states
-    if target == "safe continuation":
-        target_states, against, extra = safe_states, harm_states, safe_states[:0]
-    elif target == "others'":
-        _, refusing = uncensorbench_answers(set(df[df["split"] == "train"]["text"]))
-        prompts = [p for p, _ in refusing]
-        target_states = _states(lm, prompts, answer_ids_for(lm, [a for _, a in refusing]), cfg)
-        against = _states(lm, prompts, generate_answers(lm, prompts, AnswerConfig(), False), cfg)
-        extra = target_states
-    elif target == "model's own":
-        own = [is_refusal(lm.tokenizer.decode(a, skip_special_tokens=True)) for a in compliant]
-
-        def pick(keep: bool) -> torch.Tensor:
-            chosen = [i for i, o in enumerate(own) if o == keep]
-            return _states(lm, [harmful[i] for i in chosen], [compliant[i] for i in chosen], cfg)
-
-        target_states, against = pick(True), pick(False)
-        unsafe, extra = against, target_states  # its own refusals are not compliant answers here
-    else:
-        raise ValueError(f"unknown target {target!r}")
-    poly, _, _ = fit_steering_polytope(lm, df, unsafe, torch.cat([extra, safe_states]), cfg, progress=False)
-    return target_states.mean(0) - against.mean(0), poly
+def build_part(lm: LoadedModel, target: str, seed: int) -> tuple[torch.Tensor, object]:
+    """(direction, polytope) of the steering part ``sap-viz train-steering --target`` builds, for one of ``TARGETS``."""
+    poly, direction, _ = build_steering_part(lm, SteeringPartConfig(seed=seed, target=TARGETS[target]), progress=False)
+    return direction, poly
 
 
 def with_part(art: PolytopeArtifact, direction: torch.Tensor, poly) -> PolytopeArtifact:
@@ -136,13 +95,11 @@ def generate(n: int) -> None:
         print(f"{name} (seed {seed}): {len(results)} answers", flush=True)
         write_jsonl(ANSWERS, rows)
 
-    answer(UNSTEERED_AFTER, None, shipped, generated_tokens=0)
-    answer(OPENER_ONLY, None, with_part(shipped, torch.zeros_like(shipped.steering.direction), shipped.steering.polytope))
+    direction, poly = build_part(lm, "ours", 0)  # the part shipped when the sweep ran
+    answer(UNSTEERED_AFTER, None, with_part(shipped, direction, poly), generated_tokens=0)
+    answer(OPENER_ONLY, None, with_part(shipped, torch.zeros_like(direction), poly))
     for target in TARGETS:
         for seed in SEEDS:
-            if target == "ours" and seed == 0:
-                answer(target, seed, shipped)
-                continue
             direction, poly = build_part(lm, target, seed)
             answer(target, seed, with_part(shipped, direction, poly))
     print(f"wrote {len(rows)} answers to {ANSWERS}")

@@ -28,7 +28,6 @@ import math
 import random
 import re
 from collections import Counter
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +46,7 @@ from sap_viz.method.configs import ANSWER_LABELS, CONTROL_ROWS, SteeringMeasureC
 from sap_viz.method.generation import GenerationConfig
 from sap_viz.method.measured_file import MeasuredPart, Target, write_measured_part
 from sap_viz.method.request_configs import build_configs
-from sap_viz.method.request_settings import RequestSettings
+from sap_viz.method.request_settings import MEASURED_STEERING
 from sap_viz.method.training_record import built_in_data, file_sha256
 from sap_viz.model.loading import LoadedModel
 
@@ -326,9 +325,9 @@ def measure_steering(lm: LoadedModel, art: PolytopeArtifact, labels_path: str | 
         raise UserError("this polytope has no steering part: there is no steering or answer check to measure", param="--part")
     labels_path = Path(labels_path)
     labels, readings = read_labels(labels_path) if labels_path.is_file() else ({}, {})
-    steer = build_configs(RequestSettings(fallback=False))[1]  # the steered text itself; the fallback is read from the check
+    steer = build_configs(MEASURED_STEERING)[1]
     sets = steering_sets(cfg, built_in_data(art.meta) or DataConfig())
-    rows = answer_rows(lm, art, None, sets, [SteeringSetting("steer", replace(steer, max_interventions=10_000))],
+    rows = answer_rows(lm, art, None, sets, [SteeringSetting("steer", steer)],
                        GenerationConfig(max_new_tokens=cfg.max_new_tokens))
     missing = {answer_key(r["prompt"], r["answer"]): {"prompt": r["prompt"], "answer": r["answer"]}
                for r in rows if needs_label(r) and not _complete(answer_key(r["prompt"], r["answer"]), labels, readings)}

@@ -17,6 +17,7 @@ from sap_viz.method.configs import (
     BOOTSTRAP,
     MEASURED_PARTS,
     POLICY_FACETS,
+    STEERING_TARGETS,
     TARGET_FPR,
     TO_LABEL_FILE,
     GenerationCalibrationConfig,
@@ -372,6 +373,9 @@ def add_train_steering(sub) -> None:
                    help=f"harmful and safe train prompts whose answers are used, each (default {STEERING_PART.prompts_per_label})")
     p.add_argument("--epochs", type=int, default=STEERING_PART.epochs,
                    help=f"passes over the steering part's training states (default {STEERING_PART.epochs})")
+    p.add_argument("--target", choices=STEERING_TARGETS, default=STEERING_PART.target,
+                   help="what the steering direction points at: own (the model's own refusals), ours (built-in refusals), "
+                        f"others (UncensorBench's refusals) or safe (its answers to safe prompts) (default {STEERING_PART.target})")
     p.set_defaults(func="commands:cmd_train_steering")
 
 

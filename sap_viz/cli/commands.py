@@ -464,7 +464,8 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
 
 def cmd_train_steering(args: argparse.Namespace) -> None:
-    cfg = SteeringPartConfig(layer=args.layer, prompts_per_label=args.prompts, epochs=args.epochs, seed=args.seed)
+    cfg = SteeringPartConfig(layer=args.layer, prompts_per_label=args.prompts, epochs=args.epochs, seed=args.seed,
+                             target=args.target)
     if args.prompts < 8 or args.epochs < 1:
         raise UserError("--prompts must be ≥ 8 and --epochs ≥ 1")
     _require_folder(args.polytope)

@@ -128,6 +128,14 @@ class SteeringPartConfig:
     n_tokens: int = 16  # answer tokens per pair
     epochs: int = 8
     seed: int = 0
+    # What the direction points at (one of STEERING_TARGETS): "own", the model's own answers to harmful prompts that
+    # open with a refusal, against its other answers; "ours", the built-in refusals teacher-forced after the same
+    # prompts; "others", UncensorBench's written refusals after their own prompts; "safe", the model's answers to safe
+    # prompts. Chosen on validation prompts over three seeds (docs/research/steering_levers.md, third sweep): "own".
+    target: str = "own"
+
+
+STEERING_TARGETS = ("own", "ours", "others", "safe")
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,9 @@ response-aware polytope asks.
 Why this exists: the paper's Safe Flow takes the *smallest* edit that brings a state inside the
 polytope. On SmolLM2-135M that edit changes wording but not content at any layer or strength we
 tried (docs/research/steering_outcomes.md). The model does have a refusal behaviour reachable from its middle
-layers: the difference of mean states over refusal answers and over its own compliant answers
-(teacher-forced after the same harmful prompts) turns answers into refusals when added.
+layers: the difference of mean states over its own answers that open with a refusal and over its own compliant
+answers (to harmful train prompts; ``recipe/steering_part.py`` builds it, other targets included) turns answers into
+refusals when added.
 
 Here the polytope keeps its two jobs, deciding *whether* and *how far*; the direction says *which way*:
 

@@ -112,6 +112,7 @@ def _build_results(
                 # the measured outcome of the default steering on this polytope (its measured.json; docs/steering.md)
                 "measured": (measured["steering"].with_misses() if "steering" in measured and cfg.mode == "steer"
                              and cfg.steering == "directional" else None),
+                "steering_missed": "steering" in measured and any(not t.met for t in measured["steering"].targets),
                 # the detection targets this polytope misses on held-out sets; None: detection was not measured
                 "detection_measured": known_limits(artifact) if "detection" in measured else None}
     answers = []

@@ -23,9 +23,9 @@ from sap_viz.errors import PolytopeFileError, UserError
 from sap_viz.files import directory_lock, now, write_json_atomic
 from sap_viz.method.artifact import MEASURED_FILE, PolytopeArtifact, polytope_digest, polytope_tensors, update_digest
 from sap_viz.method.configs import MEASURED_PARTS
-from sap_viz.method.directional_steering import DirectionalConfig
+from sap_viz.method.polytope_hook import InterventionConfig
 from sap_viz.method.polytope_schema import _DICT, _LIST, _int, _object, _text, check_fields
-from sap_viz.method.request_settings import RequestSettings
+from sap_viz.method.request_settings import MEASURED_STEERING
 from sap_viz.method.safe_files import read_json
 
 __all__ = ["MEASURED_FILE", "PARTS", "MeasuredPart", "Target", "detector_digest", "known_limits", "measured_parts",
@@ -111,11 +111,10 @@ def steering_digest(art: PolytopeArtifact) -> str:
     if check is not None:
         update_digest(digest, {"check.mean": check.mean, "check.scale": check.scale, "check.weight": check.weight})
         digest.update(json.dumps([check.layer, check.bias, check.threshold, check.rule, check.window]).encode())
-    # the default settings the part is measured at: a new default (an opener, a strength) writes other answers
-    request = RequestSettings()
-    defaults = {"directional": asdict(DirectionalConfig()), "strength": request.strength, "anti_repeat": request.anti_repeat,
-                "fallback": request.fallback, "refusal_text": request.refusal_text}
-    digest.update(json.dumps(defaults, sort_keys=True, default=str).encode())
+    # the settings the part is measured at and the config defaults they are built on: a new default (an opener, a
+    # strength) writes other answers
+    settings = {k: v for k, v in asdict(MEASURED_STEERING).items() if k != "notices"}
+    digest.update(json.dumps({"settings": settings, "config": asdict(InterventionConfig())}, sort_keys=True, default=str).encode())
     return digest.hexdigest()[:16]
 
 

@@ -283,3 +283,9 @@ def check_for_polytope(settings: RequestSettings, has_steering_part: bool) -> No
     settings.check_kind(kind)
     if kind == "directional" and not has_steering_part:
         raise SettingsError(NO_STEERING_PART)
+
+
+#: The request steering is measured at (``sap-viz measure --part steering answer_check``) and whose settings the
+#: measured part's digest covers (``measured_file.steering_digest``): the defaults, with the fallback off so the steered
+#: text itself is read (the fallback is read from the answer check) and no cap on edited states.
+MEASURED_STEERING = RequestSettings(fallback=False, max_interventions=10_000)

@@ -1,13 +1,15 @@
-"""Build a polytope's steering part: a response-aware polytope and a refusal direction at one layer.
+"""Build a polytope's steering part: a response-aware polytope and a steering direction at one layer.
 
-Training data (train split only; the held-out sets never enter):
-- unsafe: the model's own greedy answers to harmful train prompts, at their first ``n_tokens`` tokens;
-- safe: our refusals teacher-forced after the same harmful prompts, and the model's answers to safe
-  train prompts; plus every train prompt's last token with its own label, so the part also knows
-  where prompts sit.
-The direction is mean(refusal answer states) − mean(compliant answer states) at the layer.
-Refusals are split in two halves: the first half trains this part, the second is kept for the
-answer judge (``analysis/answer_judge.py``), so the judge never sees a refusal the steering saw.
+Training data (train split only; the held-out sets never enter), at the first ``n_tokens`` tokens of each answer:
+- unsafe: the model's own greedy answers to harmful train prompts (for target "own", those that do not refuse);
+- safe: the target's answers (below) and the model's answers to safe train prompts; plus every train prompt's last
+  token with its own label, so the part also knows where prompts sit.
+The direction is mean(target answer states) − mean(the answers it points away from) at the layer. The target
+(``SteeringPartConfig.target``) was chosen on validation prompts over three seeds, by how the steered answers read
+(docs/research/steering_levers.md, third sweep): "own", the model's own answers that open with a refusal, against its
+answers that do not. The others: "ours" (the built-in refusals' first half, teacher-forced after the same prompts; the
+second half is kept for the answer judge, ``analysis/answer_judge.py``), "others" (UncensorBench's written refusals
+after their own prompts, against the model's answers to those prompts) and "safe" (the model's answers to safe prompts).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from sap_viz.analysis.text_quality import is_refusal
 from sap_viz.data.dataset import DataConfig, build_dataset
 from sap_viz.data.responses import (
     AnswerConfig,
@@ -28,43 +31,70 @@ from sap_viz.data.responses import (
     response_states,
     steering_prompts,
 )
-from sap_viz.errors import UserError
+from sap_viz.errors import RecipeError, UserError
 from sap_viz.method.artifact import STEERING_DIR, PolytopeFileError, load_for_model, load_polytope, save_steering
-from sap_viz.method.configs import SteeringPartConfig
+from sap_viz.method.configs import STEERING_TARGETS, SteeringPartConfig
 from sap_viz.method.polytope import SafetyPolytope
 from sap_viz.method.training import TrainConfig, train_polytope
 from sap_viz.model.features import FeatureConfig, extract_features
 from sap_viz.model.loading import LoadedModel, model_identity
-from sap_viz.recipe.answer_check_fit import AnswerCheckConfig, fit_answer_check_for
+from sap_viz.recipe.answer_check_fit import AnswerCheckConfig, fit_answer_check_for, uncensorbench_answers
 from sap_viz.recipe.pipeline import rescale_violations
 from sap_viz.settings import DEFAULT_POLYTOPE
+
+#: Fewer of the model's own refusals than this and ``target="own"`` has no direction worth the name.
+MIN_OWN_REFUSALS = 8
 
 
 def build_steering_part(lm: LoadedModel, cfg: SteeringPartConfig = SteeringPartConfig(), data: DataConfig = DataConfig(),
                         progress: bool = True) -> tuple[SafetyPolytope, torch.Tensor, dict]:
+    if cfg.target not in STEERING_TARGETS:
+        raise UserError(f"the steering target must be one of {', '.join(STEERING_TARGETS)}, got {cfg.target!r}")
     df = build_dataset(data)
     harmful, safe = steering_prompts(df, cfg.prompts_per_label, cfg.seed)
     answer_cfg = AnswerConfig()
     compliant = generate_answers(lm, harmful, answer_cfg, progress)
+    own = [is_refusal(lm.tokenizer.decode(a, skip_special_tokens=True)) for a in compliant]
+    if cfg.target == "own" and sum(own) < MIN_OWN_REFUSALS:
+        raise RecipeError(f"the model refused only {sum(own)} of {len(harmful)} harmful train prompts by itself (at least "
+                          f"{MIN_OWN_REFUSALS} needed for target 'own'); use --target ours, built-in refusals")
     helpful = generate_answers(lm, safe, answer_cfg, progress)
-    refusal_texts = refusal_halves()[0]
-    refusals = answer_ids_for(lm, assign_refusals(harmful, refusal_texts, cfg.seed))
-    layer = [cfg.layer]
     bar = "answer states" if progress else False
-    harm_states = response_states(lm, harmful, compliant, layer, cfg.n_tokens, progress=bar)[0][cfg.layer]
-    refusal_states = response_states(lm, harmful, refusals, layer, cfg.n_tokens, progress=bar)[0][cfg.layer]
-    safe_states = response_states(lm, safe, helpful, layer, cfg.n_tokens, progress=bar)[0][cfg.layer]
-    poly, tcfg, scale = fit_steering_polytope(lm, df, harm_states, torch.cat([refusal_states, safe_states]), cfg, progress)
-    direction = refusal_states.mean(0) - harm_states.mean(0)
+
+    def states(prompts: list[str], answers: list[list[int]]) -> torch.Tensor:
+        return response_states(lm, prompts, answers, [cfg.layer], cfg.n_tokens, progress=bar)[0][cfg.layer]
+
+    harm_states, safe_states = states(harmful, compliant), states(safe, helpful)
+    unsafe, counts = harm_states, {}
+    if cfg.target == "own":
+        toward = states([p for p, o in zip(harmful, own, strict=True) if o], [a for a, o in zip(compliant, own, strict=True) if o])
+        away = unsafe = states([p for p, o in zip(harmful, own, strict=True) if not o],
+                               [a for a, o in zip(compliant, own, strict=True) if not o])
+        counts = {"own_refusals": sum(own)}
+    elif cfg.target == "ours":
+        refusal_texts = refusal_halves()[0]
+        toward, away = states(harmful, answer_ids_for(lm, assign_refusals(harmful, refusal_texts, cfg.seed))), harm_states
+        counts = {"refusals_used": len(refusal_texts)}
+    elif cfg.target == "others":
+        _, refusing = uncensorbench_answers(set(df[df["split"] == "train"]["text"]))
+        prompts = [p for p, _ in refusing]
+        toward = states(prompts, answer_ids_for(lm, [a for _, a in refusing]))
+        away = states(prompts, generate_answers(lm, prompts, answer_cfg, progress))
+        counts = {"uncensorbench_refusals": len(refusing)}
+    else:  # "safe": the model's answers to safe prompts are already on the safe side
+        toward, away = safe_states, harm_states
+    safe_side = torch.cat([safe_states] if cfg.target == "safe" else [toward, safe_states])
+    poly, tcfg, scale = fit_steering_polytope(lm, df, unsafe, safe_side, cfg, progress)
+    direction = toward.mean(0) - away.mean(0)
     meta = {
         "role": "steering part: response-aware polytope + refusal direction (method/directional_steering.py)",
         "model": model_identity(lm),
         "layer": cfg.layer, "position": "last", "chat_template": True, "max_tokens": 256,
         "train_config": asdict(tcfg), "steering_config": asdict(cfg), "answer_config": asdict(answer_cfg),
-        "data": {"harmful_prompts": len(harmful), "safe_prompts": len(safe), "rows": {
-            "compliant_answer_tokens": len(harm_states), "refusal_tokens": len(refusal_states),
-            "safe_answer_tokens": len(safe_states), "train_prompts": int((df["split"] == "train").sum())},
-            "refusals_used": len(refusal_texts), "split": "train"},
+        "data": {"harmful_prompts": len(harmful), "safe_prompts": len(safe), "target": cfg.target, **counts, "rows": {
+            "unsafe_answer_tokens": len(unsafe), "safe_answer_tokens": len(safe_side),
+            "target_tokens": len(toward), "away_tokens": len(away), "train_prompts": int((df["split"] == "train").sum())},
+            "split": "train"},
         "metrics": {"violation_scale": scale, "direction_norm": round(float(direction.norm()), 3),
                     "mean_state_norm": round(float(harm_states.norm(dim=1).mean()), 3)},
     }

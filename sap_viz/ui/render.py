@@ -19,6 +19,11 @@ from sap_viz.ui import palette
 DETECTION_FINDING = ("On the embedded model no training data, objective, feature or operating point we swept meets these "
                      "targets together: catching more harmful requests costs more safe look-alikes flagged "
                      "(docs/research/detection_levers.md)")
+#: What the steering sweeps found, shown beside a polytope's missed steering targets (docs/research/steering_levers.md).
+STEERING_FINDING = ("On the embedded model no steering lever we swept (tokens steered, positions moved, the direction's "
+                    "target, a refusal opener and letting go, the anti-repeat rule) makes 80 % of steered answers read as "
+                    "a coherent reply: the model's one sentence after the opener still wanders or contradicts it "
+                    "(docs/research/steering_levers.md)")
 VERDICT_STYLE = {"fits": "background:#dcfce7;color:#166534", "fits partly": "background:#fef3c7;color:#92400e",
                  "misleading": "background:#fee2e2;color:#991b1b"}
 
@@ -178,7 +183,9 @@ def verdict_details_html(result: GenerationResult, divergence: int | None, basel
     if operating:
         parts.append(f"this polytope's verdict: {esc(operating)}")
     measured = result.settings.get("measured")
-    tail = f'<div class="sap-card-meta">Measured on this polytope: {esc(measured)}</div>' if measured and result.mode == "steer" else ""
+    finding = f" {STEERING_FINDING}" if result.settings.get("steering_missed") else ""
+    tail = (f'<div class="sap-card-meta">Measured on this polytope: {esc(measured)}.{esc(finding)}</div>'
+            if measured and result.mode == "steer" else "")
     limits = result.settings.get("detection_measured")
     if limits is None:  # a verdict is only as good as the detector: say where it is known to fail, or that nobody looked
         tail += ('<div class="sap-card-meta">This polytope\'s detection was not measured on held-out sets '

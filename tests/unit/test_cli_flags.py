@@ -95,7 +95,7 @@ def library_defaults() -> dict[str, dict]:
                   "max_new_tokens": bench["max_new_tokens"], "repeats": bench["repeats"], "feature_texts": bench["feature_texts"],
                   "train_rows": bench["train_rows"], "app_memory": DEFAULT_APP_MEMORY},
         "train-steering": {**model, **polytope, "seed": part.seed, "layer": part.layer, "prompts": part.prompts_per_label,
-                           "epochs": part.epochs},
+                           "epochs": part.epochs, "target": part.target},
         "facet-check": {**model, **polytope, "seed": t.seed},
         "measure": {**model, **polytope, "seed": vc.seed, "control_rows": vc.control_rows, "bootstrap": DetectionReportConfig().bootstrap,
                     "to_label": TO_LABEL_FILE, "per_set": SteeringMeasureConfig().per_set},

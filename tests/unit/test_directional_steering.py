@@ -1,5 +1,7 @@
 """Directional Safe Flow, the steering part of a polytope directory, response-aware data and the answer judge."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -253,3 +255,25 @@ def test_varied_openers_are_chosen_per_request_and_the_answer_lets_go_after_one_
     assert scores[0].argmax() == 9 and torch.isinf(scores[0, :9]).all()
     real = sentence_end_tokens(lm.tokenizer)
     assert real.dtype == torch.bool and len(real) == len(lm.tokenizer)
+
+
+@pytest.mark.parametrize("met", [False, True])
+def test_a_steered_answer_carries_the_steering_finding_only_beside_missed_targets(lm, tmp_path, met):
+    from sap_viz.method.generation import generate_one
+    from sap_viz.method.measured_file import Target, write_measured_part
+    from sap_viz.ui import render
+
+    art = separating_artifact(lm, 2, BAD, GOOD)
+    part = always_outside_part(lm, 1)
+    save_polytope(tmp_path / "p", art.polytope, _meta(lm, 2))
+    save_steering(tmp_path / "p", part.polytope, part.direction, _meta(lm, 1))
+    target = Target("steered answers that read as a coherent reply", "16 of 28", "≥ 80 %", met)
+    write_measured_part(tmp_path / "p", load_polytope(tmp_path / "p"), "steering", {"summary": {}}, inputs={}, command="test",
+                        targets=[target], sentence="Measured on held-out requests")
+    result = generate_one(lm, load_polytope(tmp_path / "p"), BAD, GenerationConfig(max_new_tokens=3),
+                          InterventionConfig(mode="steer", steering="directional", directional=RAW()))
+    html = render.verdict_html(result, None, result)
+    assert "Measured on this polytope: Measured on held-out requests" in html
+    assert (render.esc(render.STEERING_FINDING) in html) is not met  # the sweep's finding, only where a target is missed
+    doc = render.STEERING_FINDING.rsplit("(", 1)[1].rstrip(")")
+    assert (Path(__file__).resolve().parents[2] / doc).is_file()

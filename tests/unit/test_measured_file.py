@@ -135,7 +135,8 @@ def test_a_new_boundary_makes_detection_stale(tmp_path):
     assert measured_parts(art) == {}
 
 
-def test_new_default_steering_settings_make_the_steered_parts_stale(tmp_path, monkeypatch):
+@pytest.mark.parametrize("change", ["config default", "measured setting"])
+def test_new_default_steering_settings_make_the_steered_parts_stale(tmp_path, monkeypatch, change):
     from dataclasses import replace
 
     from sap_viz.method import measured_file
@@ -144,8 +145,12 @@ def test_new_default_steering_settings_make_the_steered_parts_stale(tmp_path, mo
     art = small_polytope(tmp_path / "p")
     art.steering = SteeringPart(art.polytope, torch.ones(16), art.meta)
     before = {part: measured_file.part_digest(art, part) for part in ("detection", "steering", "answer_check")}
-    raw = measured_file.DirectionalConfig(openers=(), let_go="never")  # as if the defaults were the direction alone
-    monkeypatch.setattr(measured_file, "DirectionalConfig", lambda: replace(raw))
+    if change == "config default":  # as if the default were the refusal direction alone
+        plain = measured_file.InterventionConfig()
+        raw = replace(plain, directional=replace(plain.directional, openers=(), let_go="never"))
+        monkeypatch.setattr(measured_file, "InterventionConfig", lambda: raw)
+    else:  # as if steering were measured at another strength
+        monkeypatch.setattr(measured_file, "MEASURED_STEERING", replace(measured_file.MEASURED_STEERING, strength=5.0))
     after = {part: measured_file.part_digest(art, part) for part in before}
     assert after["detection"] == before["detection"]  # the detector does not depend on how steering writes
     assert after["steering"] != before["steering"] and after["answer_check"] != before["answer_check"]
