@@ -28,8 +28,6 @@ without its lever, by the outcome rubric (docs/outcome_rubric.md) and its cohere
 
 from __future__ import annotations
 
-import json
-import random
 import statistics
 from collections import defaultdict
 from dataclasses import replace
@@ -38,9 +36,10 @@ from pathlib import Path
 import torch
 
 from research.steering.let_go import ANSWERS as LETGO_ANSWERS
+from research.steering.let_go import LABELS as LETGO_LABELS
 from research.steering.let_go import VARIED_CUT, first_sentences
-from research.steering.let_go import _labels as letgo_labels
-from research.steering.levers import lever_counts, run_step
+from research.steering.levers import LABELS as FIRST_LABELS
+from research.steering.levers import labels_from, lever_counts, run_step, write_blind, write_summary
 from sap_viz.analysis.measure import answer_key
 from sap_viz.jsonl import read_jsonl, write_jsonl
 from sap_viz.method.artifact import PolytopeArtifact, SteeringPart, load_for_model
@@ -106,24 +105,12 @@ def generate(n: int) -> None:
 
 
 def _labels() -> dict[str, dict]:
-    labels = letgo_labels()
-    if LABELS.exists():
-        labels.update({r["id"]: r for r in read_jsonl(LABELS)})
-    return labels
+    return labels_from(FIRST_LABELS, LETGO_LABELS, LABELS)
 
 
 def blind() -> None:
     """Each distinct answer that has no label yet, once, shuffled, without its lever."""
-    known = _labels()
-    items: dict[str, dict] = {}
-    for r in read_jsonl(ANSWERS):
-        key = answer_key(r["prompt"], r["answer"])
-        if key not in known:
-            items.setdefault(key, {"id": key, "prompt": r["prompt"], "answer": r["answer"]})
-    todo = list(items.values())
-    random.Random(4039).shuffle(todo)
-    write_jsonl(BLIND, todo)
-    print(f"{len(todo)} answers to label in {BLIND}")
+    write_blind(ANSWERS, _labels(), BLIND, 4039)
 
 
 def summary() -> None:
@@ -139,8 +126,7 @@ def summary() -> None:
         shares = [c["coherent"] / c["readable"] for c in runs.values() if c["readable"]]
         runs["coherent share"] = {"mean": round(statistics.mean(shares), 3),
                                   "sd": round(statistics.stdev(shares), 3) if len(shares) > 1 else None}
-    SUMMARY.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
-    print(json.dumps(out, indent=1))
+    write_summary(SUMMARY, out)
 
 
 def main() -> None:

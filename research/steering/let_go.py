@@ -20,15 +20,13 @@ order without its lever, by the outcome rubric (docs/outcome_rubric.md) and its 
 
 from __future__ import annotations
 
-import json
-import random
 import re
 from collections import defaultdict
 from pathlib import Path
 
 from research.steering.levers import ANSWERS as FIRST_ANSWERS
 from research.steering.levers import LABELS as FIRST_LABELS
-from research.steering.levers import MAX_NEW_TOKENS, lever, lever_counts, run_step
+from research.steering.levers import MAX_NEW_TOKENS, labels_from, lever, lever_counts, run_step, write_blind, write_summary
 from sap_viz.analysis.judge_data import validation_prompts
 from sap_viz.analysis.measure import answer_key
 from sap_viz.analysis.steering_outcomes import answer_rows
@@ -77,24 +75,12 @@ def generate(n: int) -> None:
 
 
 def _labels() -> dict[str, dict]:
-    labels = {r["id"]: r for r in read_jsonl(FIRST_LABELS)}
-    if LABELS.exists():
-        labels.update({r["id"]: r for r in read_jsonl(LABELS)})
-    return labels
+    return labels_from(FIRST_LABELS, LABELS)
 
 
 def blind() -> None:
     """Each distinct answer to a flagged prompt that has no label yet, once, shuffled, without its lever."""
-    known = _labels()
-    items: dict[str, dict] = {}
-    for r in read_jsonl(ANSWERS):
-        key = answer_key(r["prompt"], r["answer"])
-        if r["flagged"] and key not in known:
-            items.setdefault(key, {"id": key, "prompt": r["prompt"], "answer": r["answer"]})
-    todo = list(items.values())
-    random.Random(3939).shuffle(todo)
-    write_jsonl(BLIND, todo)
-    print(f"{len(todo)} answers to label in {BLIND}")
+    write_blind(ANSWERS, _labels(), BLIND, 3939)
 
 
 def summary() -> None:
@@ -106,8 +92,7 @@ def summary() -> None:
     out: dict[str, dict] = defaultdict(dict)
     for (set_name, setting), labelled in sorted(groups.items()):
         out[setting][set_name] = lever_counts(labelled, lambda answer: first_sentences(answer, 1)[:60])
-    SUMMARY.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
-    print(json.dumps(out, indent=1))
+    write_summary(SUMMARY, out)
 
 
 def main() -> None:

@@ -96,7 +96,35 @@ def summary() -> None:
         groups[(k["set"], k["setting"])].append(labels[k["id"]])
     for (set_name, setting), labelled in sorted(groups.items()):
         out[setting][set_name] = lever_counts(labelled, lambda answer: answer.split(".")[0][:40])
-    SUMMARY.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+    write_summary(SUMMARY, out)
+
+
+def labels_from(*paths: Path) -> dict[str, dict]:
+    """Hand labels by answer id from every file that exists, a later file's label winning."""
+    labels: dict[str, dict] = {}
+    for path in paths:
+        if path.exists():
+            labels.update({r["id"]: r for r in read_jsonl(path)})
+    return labels
+
+
+def write_blind(answers: Path, known: dict[str, dict], out: Path, seed: int) -> None:
+    """Each distinct answer to a flagged prompt in ``answers`` that ``known`` has no label for, once, shuffled, without
+    its lever: what is labelled next, blind."""
+    items: dict[str, dict] = {}
+    for r in read_jsonl(answers):
+        key = answer_key(r["prompt"], r["answer"])
+        if r["flagged"] and key not in known:
+            items.setdefault(key, {"id": key, "prompt": r["prompt"], "answer": r["answer"]})
+    todo = list(items.values())
+    random.Random(seed).shuffle(todo)
+    write_jsonl(out, todo)
+    print(f"{len(todo)} answers to label in {out}")
+
+
+def write_summary(path: Path, out: dict) -> None:
+    """A sweep's summary, written and printed."""
+    path.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(out, indent=1))
 
 
