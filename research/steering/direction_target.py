@@ -12,15 +12,16 @@ answer ended after the model's first sentence) and rebuilds the whole steering p
 split only) with the target's answer states on the safe side, over three seeds (the seed draws the 240 harmful and 240
 safe train prompts, assigns refusals and seeds the polytope's training):
 - ``ours``: the refusals with a reason written here (``builtin_data/refusals.json``, the half kept for steering),
-  teacher-forced after the same harmful prompts; seed 0 was the shipped part when this sweep ran;
+  teacher-forced after the same harmful prompts (the target of the part shipped when this sweep ran, which was built
+  on an earlier train split: ``levers.SWEPT_PART``);
 - ``others'``: UncensorBench's written refusals (MIT), teacher-forced after their own prompts (the UncensorBench
   prompts of the train split), against the model's own answers to those prompts;
 - ``model's own``: the model's own answers to the harmful prompts that open with a refusal (``is_refusal``), against
   its answers that do not;
 - ``safe continuation``: the model's own answers to the safe train prompts.
 Each part is built by ``build_steering_part`` (``sap-viz train-steering --target``). Two references without a rebuilt
-part: ``opener, unsteered after it`` (the shipped part as the sweep ran, "ours" seed 0, no answer token after the opener
-moved) and ``opener only`` (nothing moved: the opener and the model's own sentence). Prompts: the flagged ones
+part: ``opener, unsteered after it`` (the part shipped when the sweep ran, ``levers.SWEPT_PART``, no answer token after
+the opener moved) and ``opener only`` (nothing moved: the opener and the model's own sentence). Prompts: the flagged ones
 among the first 30 harmful validation prompts, the same as the first two sweeps (never an evaluation set). Answers
 already labelled in the first two sweeps keep their labels; every other one is labelled by hand in a shuffled order
 without its lever, by the outcome rubric (docs/outcome_rubric.md) and its coherent/incoherent reading.
@@ -39,16 +40,14 @@ from research.steering.let_go import ANSWERS as LETGO_ANSWERS
 from research.steering.let_go import LABELS as LETGO_LABELS
 from research.steering.let_go import VARIED_CUT, first_sentences
 from research.steering.levers import LABELS as FIRST_LABELS
-from research.steering.levers import labels_from, lever_counts, run_step, write_blind, write_summary
+from research.steering.levers import built_part, labels_from, lever_counts, run_step, swept_artifact, with_part, write_blind, write_summary
 from sap_viz.analysis.measure import answer_key
 from sap_viz.jsonl import read_jsonl, write_jsonl
-from sap_viz.method.artifact import PolytopeArtifact, SteeringPart, load_for_model
-from sap_viz.method.configs import SteeringPartConfig
+from sap_viz.method.artifact import PolytopeArtifact, load_for_model
 from sap_viz.method.generation import GenerationConfig, run_generation
 from sap_viz.method.request_configs import build_configs
 from sap_viz.method.request_settings import RequestSettings
-from sap_viz.model.loading import LoadedModel, load_model
-from sap_viz.recipe.steering_part import build_steering_part
+from sap_viz.model.loading import load_model
 from sap_viz.settings import DEFAULT_POLYTOPE
 
 HERE = Path(__file__).resolve().parent
@@ -59,17 +58,6 @@ TARGETS = {"ours": "ours", "others'": "others", "model's own": "own", "safe cont
 SEEDS = (0, 1, 2)
 UNSTEERED_AFTER, OPENER_ONLY = "opener, unsteered after it", "opener only"
 MAX_NEW_TOKENS = 64
-
-
-def build_part(lm: LoadedModel, target: str, seed: int) -> tuple[torch.Tensor, object]:
-    """(direction, polytope) of the steering part ``sap-viz train-steering --target`` builds, for one of ``TARGETS``."""
-    poly, direction, _ = build_steering_part(lm, SteeringPartConfig(seed=seed, target=TARGETS[target]), progress=False)
-    return direction, poly
-
-
-def with_part(art: PolytopeArtifact, direction: torch.Tensor, poly) -> PolytopeArtifact:
-    part = SteeringPart(poly, direction, art.steering.meta, art.steering.answer_check)
-    return replace(art, steering=part, cache={})
 
 
 def flagged_prompts() -> list[str]:
@@ -94,12 +82,12 @@ def generate(n: int) -> None:
         print(f"{name} (seed {seed}): {len(results)} answers", flush=True)
         write_jsonl(ANSWERS, rows)
 
-    direction, poly = build_part(lm, "ours", 0)  # the part shipped when the sweep ran
-    answer(UNSTEERED_AFTER, None, with_part(shipped, direction, poly), generated_tokens=0)
-    answer(OPENER_ONLY, None, with_part(shipped, torch.zeros_like(direction), poly))
+    swept = swept_artifact(lm)  # the part shipped when the sweep ran
+    answer(UNSTEERED_AFTER, None, swept, generated_tokens=0)
+    answer(OPENER_ONLY, None, with_part(swept, torch.zeros_like(swept.steering.direction), swept.steering.polytope))
     for target in TARGETS:
         for seed in SEEDS:
-            direction, poly = build_part(lm, target, seed)
+            direction, poly = built_part(lm, TARGETS[target], seed)
             answer(target, seed, with_part(shipped, direction, poly))
     print(f"wrote {len(rows)} answers to {ANSWERS}")
 

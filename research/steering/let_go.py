@@ -26,16 +26,14 @@ from pathlib import Path
 
 from research.steering.levers import ANSWERS as FIRST_ANSWERS
 from research.steering.levers import LABELS as FIRST_LABELS
-from research.steering.levers import MAX_NEW_TOKENS, labels_from, lever, lever_counts, run_step, write_blind, write_summary
+from research.steering.levers import MAX_NEW_TOKENS, labels_from, lever, lever_counts, run_step, swept_artifact, write_blind, write_summary
 from sap_viz.analysis.judge_data import validation_prompts
 from sap_viz.analysis.measure import answer_key
 from sap_viz.analysis.steering_outcomes import answer_rows
 from sap_viz.jsonl import read_jsonl, write_jsonl
-from sap_viz.method.artifact import load_for_model
 from sap_viz.method.directional_steering import REFUSAL_OPENERS, DirectionalConfig
 from sap_viz.method.generation import GenerationConfig
 from sap_viz.model.loading import load_model
-from sap_viz.settings import DEFAULT_POLYTOPE
 
 HERE = Path(__file__).resolve().parent
 ANSWERS, BLIND, LABELS, SUMMARY = (HERE / f"letgo_{n}" for n in
@@ -55,16 +53,11 @@ def first_sentences(text: str, n: int, skip: int = 0) -> str:
 
 def generate(n: int) -> None:
     lm = load_model()
-    art = load_for_model(DEFAULT_POLYTOPE, lm)
+    art = swept_artifact(lm)
     prompts = validation_prompts()
     sets = {"val_harmful": prompts["sweep_harmful"][:n], "val_benign": prompts["sweep_benign"][:n]}
-    rows = []
-    for opener in OPENERS:  # one run per opener: the opener is one setting of the steering config
-        mine = {name: [p for p in ps if opener_for(p) == opener] for name, ps in sets.items()}
-        mine = {name: ps for name, ps in mine.items() if ps}
-        if mine:
-            rows += [r for r in answer_rows(lm, art, None, mine, [lever(VARIED, opener=opener)],
-                                            GenerationConfig(max_new_tokens=MAX_NEW_TOKENS)) if r["setting"] == VARIED]
+    rows = [r for r in answer_rows(lm, art, None, sets, [lever(VARIED, openers=OPENERS)],
+                                   GenerationConfig(max_new_tokens=MAX_NEW_TOKENS)) if r["setting"] == VARIED]
     rows = [{k: v for k, v in r.items() if k != "answer_ids"} for r in rows]
     cut = [dict(r, setting=VARIED_CUT, answer=first_sentences(r["answer"], 1, len(opener_for(r["prompt"]))))
            for r in rows if r["setting"] == VARIED]

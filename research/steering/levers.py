@@ -24,21 +24,30 @@ from collections import Counter, defaultdict
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
 from sap_viz.analysis.judge_data import validation_prompts
 from sap_viz.analysis.measure import answer_key
 from sap_viz.analysis.steering_outcomes import SteeringSetting, answer_rows
 from sap_viz.jsonl import read_jsonl, write_jsonl
-from sap_viz.method.artifact import load_for_model
+from sap_viz.method.artifact import PolytopeArtifact, SteeringPart, load_for_model, load_polytope
+from sap_viz.method.configs import SteeringPartConfig
 from sap_viz.method.generation import GenerationConfig
+from sap_viz.method.polytope import SafetyPolytope
 from sap_viz.method.request_configs import build_configs
 from sap_viz.method.request_settings import RequestSettings
-from sap_viz.model.loading import load_model
+from sap_viz.method.safe_files import read_tensors
+from sap_viz.model.loading import LoadedModel, load_model
+from sap_viz.recipe.steering_part import build_steering_part
 from sap_viz.settings import DEFAULT_POLYTOPE
 
 HERE = Path(__file__).resolve().parent
 ANSWERS, BLIND, KEY, LABELS, SUMMARY = (HERE / f"levers_{n}" for n in
                                         ("answers.jsonl", "blind.jsonl", "key.jsonl", "blind_labels.jsonl", "summary.json"))
 OPENER = "I can't help with that."
+#: The steering part the first two sweeps ran with, shipped until the third sweep (target "ours", seed 0, built on
+#: 2026-11-30 from that day's train split: a rebuild today differs, cosine 0.992 between the directions).
+SWEPT_PART = HERE / "parts" / "ours_2026-11-30"
 MAX_NEW_TOKENS = 64
 
 
@@ -49,6 +58,25 @@ def lever(name: str, **directional) -> SteeringSetting:
     return SteeringSetting(name, replace(cfg, max_interventions=10_000, directional=replace(base, **directional)))
 
 
+def built_part(lm: LoadedModel, target: str, seed: int) -> tuple[torch.Tensor, SafetyPolytope]:
+    """(direction, polytope) of the steering part ``sap-viz train-steering --target TARGET --seed SEED`` builds."""
+    poly, direction, _ = build_steering_part(lm, SteeringPartConfig(seed=seed, target=target), progress=False)
+    return direction, poly
+
+
+def with_part(art: PolytopeArtifact, direction: torch.Tensor, poly: SafetyPolytope) -> PolytopeArtifact:
+    """``art`` with another steering direction and polytope (its answer check kept)."""
+    part = SteeringPart(poly, direction, art.steering.meta, art.steering.answer_check)
+    return replace(art, steering=part, cache={})
+
+
+def swept_artifact(lm: LoadedModel) -> PolytopeArtifact:
+    """The shipped polytope with the steering part the first two sweeps ran with (``SWEPT_PART``), so their answers can
+    be generated again."""
+    direction = read_tensors(SWEPT_PART / "direction.safetensors")["direction"].float()
+    return with_part(load_for_model(DEFAULT_POLYTOPE, lm), direction, load_polytope(SWEPT_PART).polytope)
+
+
 LEVERS = [lever("steer (shipped)"), lever("answer only", prompt_positions="last"),
           lever("opener + steer", opener=OPENER),
           lever("opener, answer only", opener=OPENER, prompt_positions="last")]
@@ -56,7 +84,7 @@ LEVERS = [lever("steer (shipped)"), lever("answer only", prompt_positions="last"
 
 def generate(n: int) -> None:
     lm = load_model()
-    art = load_for_model(DEFAULT_POLYTOPE, lm)
+    art = swept_artifact(lm)
     prompts = validation_prompts()
     sets = {"val_harmful": prompts["sweep_harmful"][:n], "val_benign": prompts["sweep_benign"][:n]}
     rows = answer_rows(lm, art, None, sets, LEVERS, GenerationConfig(max_new_tokens=MAX_NEW_TOKENS))
