@@ -82,7 +82,7 @@ def generate(n: int) -> None:
         print(f"{name} (seed {seed}): {len(results)} answers", flush=True)
         write_jsonl(ANSWERS, rows)
 
-    swept = swept_artifact(lm)  # the part shipped when the sweep ran
+    swept = swept_artifact(shipped)  # the part shipped when the sweep ran
     answer(UNSTEERED_AFTER, None, swept, generated_tokens=0)
     answer(OPENER_ONLY, None, with_part(swept, torch.zeros_like(swept.steering.direction), swept.steering.polytope))
     for target in TARGETS:

@@ -31,9 +31,11 @@ from sap_viz.analysis.judge_data import validation_prompts
 from sap_viz.analysis.measure import answer_key
 from sap_viz.analysis.steering_outcomes import answer_rows
 from sap_viz.jsonl import read_jsonl, write_jsonl
+from sap_viz.method.artifact import load_for_model
 from sap_viz.method.directional_steering import REFUSAL_OPENERS, DirectionalConfig
 from sap_viz.method.generation import GenerationConfig
 from sap_viz.model.loading import load_model
+from sap_viz.settings import DEFAULT_POLYTOPE
 
 HERE = Path(__file__).resolve().parent
 ANSWERS, BLIND, LABELS, SUMMARY = (HERE / f"letgo_{n}" for n in
@@ -53,7 +55,7 @@ def first_sentences(text: str, n: int, skip: int = 0) -> str:
 
 def generate(n: int) -> None:
     lm = load_model()
-    art = swept_artifact(lm)
+    art = swept_artifact(load_for_model(DEFAULT_POLYTOPE, lm))
     prompts = validation_prompts()
     sets = {"val_harmful": prompts["sweep_harmful"][:n], "val_benign": prompts["sweep_benign"][:n]}
     rows = [r for r in answer_rows(lm, art, None, sets, [lever(VARIED, openers=OPENERS)],

@@ -70,11 +70,11 @@ def with_part(art: PolytopeArtifact, direction: torch.Tensor, poly: SafetyPolyto
     return replace(art, steering=part, cache={})
 
 
-def swept_artifact(lm: LoadedModel) -> PolytopeArtifact:
+def swept_artifact(shipped: PolytopeArtifact) -> PolytopeArtifact:
     """The shipped polytope with the steering part the first two sweeps ran with (``SWEPT_PART``), so their answers can
     be generated again."""
     direction = read_tensors(SWEPT_PART / "direction.safetensors")["direction"].float()
-    return with_part(load_for_model(DEFAULT_POLYTOPE, lm), direction, load_polytope(SWEPT_PART).polytope)
+    return with_part(shipped, direction, load_polytope(SWEPT_PART).polytope)
 
 
 LEVERS = [lever("steer (shipped)"), lever("answer only", prompt_positions="last"),
@@ -84,7 +84,7 @@ LEVERS = [lever("steer (shipped)"), lever("answer only", prompt_positions="last"
 
 def generate(n: int) -> None:
     lm = load_model()
-    art = swept_artifact(lm)
+    art = swept_artifact(load_for_model(DEFAULT_POLYTOPE, lm))
     prompts = validation_prompts()
     sets = {"val_harmful": prompts["sweep_harmful"][:n], "val_benign": prompts["sweep_benign"][:n]}
     rows = answer_rows(lm, art, None, sets, LEVERS, GenerationConfig(max_new_tokens=MAX_NEW_TOKENS))

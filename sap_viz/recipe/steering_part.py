@@ -54,10 +54,15 @@ def build_steering_part(lm: LoadedModel, cfg: SteeringPartConfig = SteeringPartC
     harmful, safe = steering_prompts(df, cfg.prompts_per_label, cfg.seed)
     answer_cfg = AnswerConfig()
     compliant = generate_answers(lm, harmful, answer_cfg, progress)
-    own = [is_refusal(lm.tokenizer.decode(a, skip_special_tokens=True)) for a in compliant]
-    if cfg.target == "own" and sum(own) < MIN_OWN_REFUSALS:
-        raise RecipeError(f"the model refused only {sum(own)} of {len(harmful)} harmful train prompts by itself (at least "
-                          f"{MIN_OWN_REFUSALS} needed for target 'own'); use --target ours, built-in refusals")
+    if cfg.target == "own":  # (prompt, answer) pairs of the model's own refusals (True) and its other answers (False)
+        pairs: dict[bool, tuple[list[str], list[list[int]]]] = {True: ([], []), False: ([], [])}
+        for prompt, answer in zip(harmful, compliant, strict=True):
+            side = pairs[is_refusal(lm.tokenizer.decode(answer, skip_special_tokens=True))]
+            side[0].append(prompt)
+            side[1].append(answer)
+        if len(pairs[True][0]) < MIN_OWN_REFUSALS:
+            raise RecipeError(f"the model refused only {len(pairs[True][0])} of {len(harmful)} harmful train prompts by itself "
+                              f"(at least {MIN_OWN_REFUSALS} needed for target 'own'); use --target ours, built-in refusals")
     helpful = generate_answers(lm, safe, answer_cfg, progress)
     bar = "answer states" if progress else False
 
@@ -67,10 +72,8 @@ def build_steering_part(lm: LoadedModel, cfg: SteeringPartConfig = SteeringPartC
     harm_states, safe_states = states(harmful, compliant), states(safe, helpful)
     unsafe, counts = harm_states, {}
     if cfg.target == "own":
-        toward = states([p for p, o in zip(harmful, own, strict=True) if o], [a for a, o in zip(compliant, own, strict=True) if o])
-        away = unsafe = states([p for p, o in zip(harmful, own, strict=True) if not o],
-                               [a for a, o in zip(compliant, own, strict=True) if not o])
-        counts = {"own_refusals": sum(own)}
+        toward, away = states(*pairs[True]), states(*pairs[False])
+        unsafe, counts = away, {"own_refusals": len(pairs[True][0])}
     elif cfg.target == "ours":
         refusal_texts = refusal_halves()[0]
         toward, away = states(harmful, answer_ids_for(lm, assign_refusals(harmful, refusal_texts, cfg.seed))), harm_states

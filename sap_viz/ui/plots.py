@@ -133,14 +133,12 @@ def token_heatmap(result: GenerationResult, title: str = "Violations: tokens × 
                 hovertext=[f"steered token {p.index}: {p.outcome}; steering polytope {_num(p.before)} → {_num(p.after)}, "
                            f"target {_num(p.target)}, ‖Δh‖ = {p.delta_norm:.3f}<br>{esc(STEERING_POLYTOPE)}" for p in shown],
                 hoverinfo="text"), row=1, col=1)
-    if forced:
-        fig.add_trace(go.Scatter(x=[t.index for t in forced], y=[STEERED_ROW] * len(forced), mode="markers",
-                                 marker=dict(symbol="triangle-down", size=9, color=palette.PURPLE), name="forced refusal",
-                                 hoverinfo="skip"), row=1, col=1)
-    if opener:
-        fig.add_trace(go.Scatter(x=[t.index for t in opener], y=[STEERED_ROW] * len(opener), mode="markers",
-                                 marker=dict(symbol="square-open", size=8, color=palette.BLUE), name="refusal opener (a rule)",
-                                 hoverinfo="skip"), row=1, col=1)
+    # tokens written by a rule, not chosen by the model: the refusal fallback's and the refusal opener's
+    for marked, symbol, colour, name in ((forced, "triangle-down", palette.PURPLE, "forced refusal"),
+                                         (opener, "square-open", palette.BLUE, "refusal opener (a rule)")):
+        if marked:
+            fig.add_trace(go.Scatter(x=[t.index for t in marked], y=[STEERED_ROW] * len(marked), mode="markers",
+                                     marker=dict(symbol=symbol, size=9, color=colour), name=name, hoverinfo="skip"), row=1, col=1)
     ticks = [esc(token_display(t.text))[:12] for t in result.tokens]
     step = max(1, len(result.tokens) // 60)
     fig.update_layout(**LAYOUT, title=dict(text=esc(title), font=dict(size=14)), height=max(280, 22 * k_total + 150),

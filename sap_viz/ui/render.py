@@ -183,8 +183,8 @@ def verdict_details_html(result: GenerationResult, divergence: int | None, basel
     if operating:
         parts.append(f"this polytope's verdict: {esc(operating)}")
     measured = result.settings.get("measured")
-    finding = f" {STEERING_FINDING}" if result.settings.get("steering_missed") else ""
-    tail = (f'<div class="sap-card-meta">Measured on this polytope: {esc(measured)}.{esc(finding)}</div>'
+    finding = f". {STEERING_FINDING}" if result.settings.get("steering_missed") else ""
+    tail = (f'<div class="sap-card-meta">Measured on this polytope: {esc(measured)}{esc(finding)}</div>'
             if measured and result.mode == "steer" else "")
     limits = result.settings.get("detection_measured")
     if limits is None:  # a verdict is only as good as the detector: say where it is known to fail, or that nobody looked

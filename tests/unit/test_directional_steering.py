@@ -269,11 +269,12 @@ def test_a_steered_answer_carries_the_steering_finding_only_beside_missed_target
     save_steering(tmp_path / "p", part.polytope, part.direction, _meta(lm, 1))
     target = Target("steered answers that read as a coherent reply", "16 of 28", "≥ 80 %", met)
     write_measured_part(tmp_path / "p", load_polytope(tmp_path / "p"), "steering", {"summary": {}}, inputs={}, command="test",
-                        targets=[target], sentence="Measured on held-out requests")
+                        targets=[target], sentence="Measured on held-out requests.")
     result = generate_one(lm, load_polytope(tmp_path / "p"), BAD, GenerationConfig(max_new_tokens=3),
                           InterventionConfig(mode="steer", steering="directional", directional=RAW()))
     html = render.verdict_html(result, None, result)
-    assert "Measured on this polytope: Measured on held-out requests" in html
+    line = html.split("Measured on this polytope: ")[1].split("</div>")[0]
+    assert line.startswith("Measured on held-out requests.") and ".." not in line  # one full stop, with or without misses
     assert (render.esc(render.STEERING_FINDING) in html) is not met  # the sweep's finding, only where a target is missed
     doc = render.STEERING_FINDING.rsplit("(", 1)[1].rstrip(")")
     assert (Path(__file__).resolve().parents[2] / doc).is_file()
